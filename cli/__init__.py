@@ -1,0 +1,1 @@
+"""The modelkit command line."""

@@ -1,0 +1,52 @@
+"""modelkit's exceptions: every error a user can cause is one of these.
+
+Each message names the offending thing (layer, input, file, field) and what was expected.
+"""
+
+
+class ModelkitError(Exception):
+    """Base class of every modelkit error."""
+
+
+class ShapeError(ModelkitError, ValueError):
+    """A tensor's shape does not fit what a layer, input or op expects."""
+
+
+class DTypeError(ModelkitError, TypeError):
+    """A tensor's dtype cannot be used where it was given."""
+
+
+class ConfigError(ModelkitError, ValueError):
+    """An argument or configuration value is invalid (unknown name, bad value)."""
+
+
+class NotCompiledError(ModelkitError, RuntimeError):
+    """Training or evaluation was asked of a model that has not been compiled."""
+
+
+class IRError(ModelkitError, ValueError):
+    """The intermediate representation is inconsistent; the message names the node."""
+
+
+class ModelLoadError(ModelkitError, OSError):
+    """A model or weights file cannot be read; the message names the path and the piece."""
+
+
+class ModelSaveError(ModelkitError, OSError):
+    """A model could not be written; the previous file, if any, is untouched."""
+
+
+class UnsafeLoadError(ModelLoadError):
+    """Loading would execute code stored in a file; pass safe_mode=False to allow it."""
+
+
+class UnsupportedError(ModelkitError, NotImplementedError):
+    """Some layers or ops cannot be converted or run; `items` lists every one of them."""
+
+    def __init__(self, message, items=None):
+        super().__init__(message)
+        self.items = list(items or [])
+
+
+class RuntimeSessionError(ModelkitError, RuntimeError):
+    """An inference session could not be created or run (device, provider, inputs)."""

@@ -1,0 +1,264 @@
+"""The canonical intermediate representation: a layer graph, its weights and training config.
+
+Plain data. Converters (HDF5, ONNX) read and write this, never the layer classes.
+
+Conventions
+-----------
+* A graph input is a `TensorSpec`; nodes refer to it with `TensorRef(spec.name, 0, 0)`.
+  Input layers are therefore not nodes.
+* `Node.op` is the Keras layer class name ("Dense", "LSTM", "Bidirectional", ...) and
+  `Node.config` its Keras-2 `get_config()` dict (wrappers hold `{"layer": {"class_name",
+  "config"}}` as Keras does). ONNX ops with no layer equivalent use `op="OnnxOp"`.
+* `Node.calls[i]` lists the input tensors of the node's i-th call (a shared layer has
+  several calls); `TensorRef(node, call_index, tensor_index)` names one output.
+* `Node.weights` lists keys of `Graph.weights` in the layer's own (Keras) weight order,
+  spelled `"<node>/<variable>"` like Keras 2 variable names without ":0"
+  (`"dense/kernel"`, `"lstm/lstm_cell/recurrent_kernel"`).
+* A nested model is a node with `op` "Functional" or "Sequential" whose `subgraph` is a
+  self-contained Graph (its own weights); such a node has no weights of its own.
+* Activation names are modelkit's: `"hard_sigmoid"` is Keras 2's clip(0.2x+0.5); Keras 3's
+  clip(x/6+0.5) is `"keras3_hard_sigmoid"`. The HDF5 converter translates at the file boundary.
+* `Graph.metadata` carries free-form facts (`"source"`, `"keras_version"`, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import IRError
+
+IR_FORMAT_VERSION = 1
+NESTED_MODEL_OPS = ("Functional", "Sequential", "Model")
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """One tensor: output `tensor_index` of call `call_index` of node (or input) `node`."""
+
+    node: str
+    call_index: int = 0
+    tensor_index: int = 0
+
+    def to_list(self):
+        return [self.node, self.call_index, self.tensor_index]
+
+    @classmethod
+    def from_list(cls, item):
+        node, call_index, tensor_index = item
+        return cls(str(node), int(call_index), int(tensor_index))
+
+
+@dataclass
+class TensorSpec:
+    """A graph input: name, shape (None for unknown dims, batch first) and dtype name."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.shape = tuple(None if d is None else int(d) for d in self.shape)
+        self.dtype = str(np.dtype(self.dtype))
+
+    def to_dict(self):
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"))
+
+
+@dataclass
+class TrainingConfig:
+    """What `compile` was given, plus the optimizer's state for exact resumption.
+
+    `optimizer` is `{"class_name": ..., "config": {...}}`; `optimizer_state` is
+    `{"iterations": int, "weights": {slot_name: array, ...}}` (insertion-ordered) or None.
+    """
+
+    optimizer: dict | None = None
+    loss: Any = None
+    metrics: Any = None
+    loss_weights: Any = None
+    optimizer_state: dict | None = None
+
+    def to_dict(self):
+        return {"optimizer": self.optimizer, "loss": self.loss, "metrics": self.metrics,
+                "loss_weights": self.loss_weights}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(optimizer=d.get("optimizer"), loss=d.get("loss"),
+                   metrics=d.get("metrics"), loss_weights=d.get("loss_weights"))
+
+
+@dataclass
+class Node:
+    """One layer and every call made to it."""
+
+    name: str
+    op: str
+    config: dict = field(default_factory=dict)
+    calls: list = field(default_factory=list)       # list[list[TensorRef]]
+    weights: list = field(default_factory=list)     # list[str], keys of Graph.weights
+    subgraph: "Graph | None" = None
+
+    def to_dict(self):
+        d = {"name": self.name, "op": self.op, "config": self.config,
+             "calls": [[r.to_list() for r in call] for call in self.calls],
+             "weights": list(self.weights)}
+        if self.subgraph is not None:
+            d["subgraph"] = self.subgraph.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        sub = d.get("subgraph")
+        return cls(name=d["name"], op=d["op"], config=d.get("config", {}),
+                   calls=[[TensorRef.from_list(r) for r in call] for call in d.get("calls", [])],
+                   weights=list(d.get("weights", [])),
+                   subgraph=Graph.from_dict(sub) if sub is not None else None)
+
+
+@dataclass
+class Graph:
+    """A model: inputs, nodes in topological order, outputs, weights, training config."""
+
+    name: str
+    inputs: list                                    # list[TensorSpec]
+    outputs: list                                   # list[TensorRef]
+    nodes: list                                     # list[Node]
+    weights: dict = field(default_factory=dict)     # str -> np.ndarray
+    training: TrainingConfig | None = None
+    metadata: dict = field(default_factory=dict)
+
+    # -- lookup -------------------------------------------------------------------------
+    def node(self, name):
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise IRError(f"Graph {self.name!r} has no node {name!r}; "
+                      f"nodes: {[n.name for n in self.nodes]}")
+
+    def input_names(self):
+        return [s.name for s in self.inputs]
+
+    def node_weights(self, node):
+        """The arrays of `node` (a Node or a name), in the layer's weight order."""
+        if isinstance(node, str):
+            node = self.node(node)
+        return [self.weights[k] for k in node.weights]
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self):
+        """Check internal consistency; raise IRError naming the node and the problem."""
+        if not self.inputs:
+            raise IRError(f"Graph {self.name!r} has no inputs")
+        if not self.outputs:
+            raise IRError(f"Graph {self.name!r} has no outputs")
+        seen = {}
+        for spec in self.inputs:
+            if not isinstance(spec, TensorSpec):
+                raise IRError(f"Graph {self.name!r}: input {spec!r} is not a TensorSpec")
+            if spec.name in seen:
+                raise IRError(f"Graph {self.name!r}: input name {spec.name!r} is used twice")
+            seen[spec.name] = 1   # an input has one call with one tensor
+        for node in self.nodes:
+            if node.name in seen:
+                raise IRError(f"Node {node.name!r}: name is used twice in graph {self.name!r}")
+            if not isinstance(node.op, str) or not node.op:
+                raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
+            if not isinstance(node.config, dict):
+                raise IRError(f"Node {node.name!r}: config must be a dict, "
+                              f"got {type(node.config).__name__}")
+            if not node.calls:
+                raise IRError(f"Node {node.name!r} ({node.op}) is never called")
+            for ci, call in enumerate(node.calls):
+                if not call:
+                    raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
+                for ref in call:
+                    self._check_ref(ref, seen, f"Node {node.name!r} call {ci}")
+            for key in node.weights:
+                if key not in self.weights:
+                    raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
+                if not isinstance(self.weights[key], np.ndarray):
+                    raise IRError(f"Node {node.name!r}: weight {key!r} is not a numpy array")
+            if node.op in NESTED_MODEL_OPS:
+                if node.subgraph is None:
+                    raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
+                node.subgraph.validate()
+            seen[node.name] = len(node.calls)
+        for ref in self.outputs:
+            self._check_ref(ref, seen, f"Graph {self.name!r} output")
+        return self
+
+    @staticmethod
+    def _check_ref(ref, seen, where):
+        if not isinstance(ref, TensorRef):
+            raise IRError(f"{where}: {ref!r} is not a TensorRef")
+        if ref.node not in seen:
+            raise IRError(f"{where}: refers to {ref.node!r}, which is not an input or an "
+                          f"earlier node")
+        if not 0 <= ref.call_index < seen[ref.node]:
+            raise IRError(f"{where}: {ref.node!r} has {seen[ref.node]} call(s), "
+                          f"call index {ref.call_index} is out of range")
+        if ref.tensor_index < 0:
+            raise IRError(f"{where}: negative tensor index {ref.tensor_index} for {ref.node!r}")
+
+    # -- (de)serialisation --------------------------------------------------------------
+    def to_dict(self):
+        """Everything except weight values (weight shapes and dtypes are recorded)."""
+        return {
+            "format_version": IR_FORMAT_VERSION,
+            "name": self.name,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [r.to_list() for r in self.outputs],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "weight_specs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                             for k, v in self.weights.items()},
+            "training": self.training.to_dict() if self.training else None,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, d, weights=None):
+        try:
+            g = cls(name=d["name"],
+                    inputs=[TensorSpec.from_dict(s) for s in d["inputs"]],
+                    outputs=[TensorRef.from_list(r) for r in d["outputs"]],
+                    nodes=[Node.from_dict(n) for n in d["nodes"]],
+                    weights=dict(weights or {}),
+                    training=TrainingConfig.from_dict(d["training"]) if d.get("training") else None,
+                    metadata=dict(d.get("metadata") or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise IRError(f"Malformed IR dict: {type(e).__name__}: {e}") from None
+        return g
+
+    def to_json(self, **kwargs):
+        return json.dumps(self.to_dict(), default=_json_default, **kwargs)
+
+    @classmethod
+    def from_json(cls, text, weights=None):
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise IRError(f"IR JSON is not valid JSON: {e}") from None
+        return cls.from_dict(d, weights)
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

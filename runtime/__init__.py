@@ -1,0 +1,1 @@
+"""onnxruntime-backed inference: sessions, batching."""
