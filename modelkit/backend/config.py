@@ -1,0 +1,80 @@
+"""Global backend settings: float dtype, fuzz factor, image data format, learning phase."""
+
+import numpy as np
+
+from ..errors import ConfigError
+
+_FLOATX = "float32"
+_EPSILON = 1e-7
+_IMAGE_DATA_FORMAT = "channels_last"
+_LEARNING_PHASE = None  # None: decided by the caller (fit -> 1, predict -> 0)
+
+
+def floatx():
+    """The default float dtype name ('float32' unless changed)."""
+    return _FLOATX
+
+
+def set_floatx(value):
+    global _FLOATX
+    if value not in ("float16", "float32", "float64"):
+        raise ConfigError(f"floatx must be 'float16', 'float32' or 'float64', got {value!r}")
+    _FLOATX = str(value)
+
+
+def epsilon():
+    return _EPSILON
+
+
+def set_epsilon(value):
+    global _EPSILON
+    _EPSILON = float(value)
+
+
+def image_data_format():
+    return _IMAGE_DATA_FORMAT
+
+
+def set_image_data_format(data_format):
+    global _IMAGE_DATA_FORMAT
+    if data_format not in ("channels_last", "channels_first"):
+        raise ConfigError("image data format must be 'channels_last' or 'channels_first', "
+                          f"got {data_format!r}")
+    _IMAGE_DATA_FORMAT = data_format
+
+
+def image_dim_ordering():
+    """Keras 1: 'tf' for channels_last, 'th' for channels_first."""
+    return "tf" if _IMAGE_DATA_FORMAT == "channels_last" else "th"
+
+
+def set_image_dim_ordering(dim_ordering):
+    """Keras 1 spelling of set_image_data_format ('th' or 'tf')."""
+    set_image_data_format(normalize_data_format(dim_ordering))
+
+
+def normalize_data_format(value):
+    """Map None / 'th' / 'tf' / 'channels_*' to 'channels_last' or 'channels_first'."""
+    if value is None:
+        return _IMAGE_DATA_FORMAT
+    v = str(value).lower()
+    if v in ("channels_last", "tf", "nhwc", "default"):
+        return "channels_last"
+    if v in ("channels_first", "th", "nchw"):
+        return "channels_first"
+    raise ConfigError(f"data_format must be 'channels_last' or 'channels_first' "
+                      f"(Keras 1: 'tf' or 'th'), got {value!r}")
+
+
+def learning_phase():
+    return _LEARNING_PHASE
+
+
+def set_learning_phase(value):
+    global _LEARNING_PHASE
+    _LEARNING_PHASE = value
+
+
+def dtype_of(value):
+    """numpy dtype for a dtype-like, defaulting to floatx."""
+    return np.dtype(value if value is not None else _FLOATX)

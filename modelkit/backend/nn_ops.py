@@ -1,0 +1,288 @@
+"""Neural-network ops: activations, softmax, fused cross-entropies, dropout."""
+
+import math
+
+import numpy as np
+
+from .engine import defop
+
+# ---------------------------------------------------------------------------------------
+# activations
+
+
+@defop("relu")
+def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras relu: x if x > threshold, else negative_slope * (x - threshold); capped."""
+    above = x > threshold
+    if negative_slope:
+        y = np.where(above, x, negative_slope * (x - threshold)).astype(x.dtype, copy=False)
+    elif threshold:
+        y = np.where(above, x, 0).astype(x.dtype, copy=False)
+    else:
+        y = np.maximum(x, 0)
+    if max_value is not None:
+        capped = y >= max_value
+        y = np.minimum(y, np.asarray(max_value, x.dtype))
+    else:
+        capped = None
+    return y, (above, negative_slope, capped)
+
+
+@_relu.defvjp
+def _(g, s, needs):
+    above, slope, capped = s
+    d = np.where(above, 1.0, slope).astype(g.dtype) if slope else above
+    gx = g * d
+    if capped is not None:
+        gx = np.where(capped, 0, gx).astype(g.dtype)
+    return (gx,)
+
+
+@defop("sigmoid")
+def _sigmoid(x):
+    y = np.empty_like(x)
+    pos = x >= 0
+    # numerically stable: exp only of non-positive numbers
+    e = np.exp(-np.abs(x))
+    np.divide(1.0, 1.0 + e, out=y, where=pos)
+    np.divide(e, 1.0 + e, out=y, where=~pos)
+    return y, (y,)
+
+
+@_sigmoid.defvjp
+def _(g, s, needs):
+    (y,) = s
+    return (g * y * (1.0 - y),)
+
+
+def _hard_sigmoid_op(name, slope):
+    @defop(name)
+    def op(x):
+        z = x * np.asarray(slope, x.dtype) + np.asarray(0.5, x.dtype)
+        y = np.clip(z, 0.0, 1.0)
+        return y, ((z > 0) & (z < 1),)
+
+    @op.defvjp
+    def _(g, s, needs):
+        return (g * s[0] * np.asarray(slope, g.dtype),)
+    return op
+
+
+_hard_sigmoid = _hard_sigmoid_op("hard_sigmoid", 0.2)              # Keras 2
+_keras3_hard_sigmoid = _hard_sigmoid_op("keras3_hard_sigmoid", 1.0 / 6.0)
+
+
+@defop("elu")
+def _elu(x, alpha=1.0):
+    neg = x <= 0
+    e = np.expm1(np.minimum(x, 0))
+    y = np.where(neg, alpha * e, x).astype(x.dtype, copy=False)
+    return y, (neg, e, alpha)
+
+
+@_elu.defvjp
+def _(g, s, needs):
+    neg, e, alpha = s
+    return (g * np.where(neg, alpha * (e + 1.0), 1.0).astype(g.dtype),)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@defop("selu")
+def _selu(x):
+    neg = x <= 0
+    e = np.expm1(np.minimum(x, 0))
+    y = (_SELU_SCALE * np.where(neg, _SELU_ALPHA * e, x)).astype(x.dtype, copy=False)
+    return y, (neg, e)
+
+
+@_selu.defvjp
+def _(g, s, needs):
+    neg, e = s
+    return (g * (_SELU_SCALE * np.where(neg, _SELU_ALPHA * (e + 1.0), 1.0)).astype(g.dtype),)
+
+
+@defop("softplus")
+def _softplus(x):
+    y = np.logaddexp(np.zeros((), x.dtype), x)
+    return y, (x,)
+
+
+@_softplus.defvjp
+def _(g, s, needs):
+    (x,) = s
+    return (g * _stable_sigmoid(x),)
+
+
+def _stable_sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+@defop("softsign")
+def _softsign(x):
+    d = 1.0 + np.abs(x)
+    return x / d, (d,)
+
+
+@_softsign.defvjp
+def _(g, s, needs):
+    (d,) = s
+    return (g / (d * d),)
+
+
+@defop("swish")
+def _swish(x):
+    sig = _stable_sigmoid(x)
+    return x * sig, (x, sig)
+
+
+@_swish.defvjp
+def _(g, s, needs):
+    x, sig = s
+    return (g * (sig * (1.0 + x * (1.0 - sig))),)
+
+
+def erf(x):
+    """Error function, exact to float64 rounding (math.erf per element; numpy has no erf)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    return _erf_vec(x64).astype(np.asarray(x).dtype, copy=False)
+
+
+_erf_vec = np.vectorize(math.erf, otypes=[np.float64])
+
+
+@defop("gelu")
+def _gelu(x, approximate=False):
+    if approximate:
+        c = np.asarray(math.sqrt(2.0 / math.pi), x.dtype)
+        inner = c * (x + 0.044715 * x ** 3)
+        t = np.tanh(inner)
+        y = 0.5 * x * (1.0 + t)
+        return y, (x, t, c, True)
+    cdf = 0.5 * (1.0 + erf(x / np.asarray(math.sqrt(2.0), x.dtype)))
+    return x * cdf, (x, cdf, None, False)
+
+
+@_gelu.defvjp
+def _(g, s, needs):
+    x, a, c, approximate = s
+    if approximate:
+        t = a
+        dinner = c * (1.0 + 3 * 0.044715 * x * x)
+        return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner),)
+    pdf = np.exp(-0.5 * x * x) / np.asarray(math.sqrt(2.0 * math.pi), x.dtype)
+    return (g * (a + x * pdf),)
+
+
+# ---------------------------------------------------------------------------------------
+# softmax family
+
+
+@defop("softmax")
+def _softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    y = e / e.sum(axis=axis, keepdims=True)
+    return y, (y, axis)
+
+
+@_softmax.defvjp
+def _(g, s, needs):
+    y, axis = s
+    return (y * (g - (g * y).sum(axis=axis, keepdims=True)),)
+
+
+@defop("log_softmax")
+def _log_softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    z = x - m
+    lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    y = z - lse
+    return y, (y, axis)
+
+
+@_log_softmax.defvjp
+def _(g, s, needs):
+    y, axis = s
+    return (g - np.exp(y) * g.sum(axis=axis, keepdims=True),)
+
+
+@defop("softmax_cross_entropy")
+def _softmax_cross_entropy(target, logits, axis=-1):
+    """-sum(target * log_softmax(logits)) over `axis`: one fused, stable op."""
+    m = np.max(logits, axis=axis, keepdims=True)
+    z = logits - m
+    e = np.exp(z)
+    ssum = e.sum(axis=axis, keepdims=True)
+    logp = z - np.log(ssum)
+    loss = -(target * logp).sum(axis=axis)
+    return loss, (target, e / ssum, logp, axis)
+
+
+@_softmax_cross_entropy.defvjp
+def _(g, s, needs):
+    target, p, logp, axis = s
+    g = np.expand_dims(g, axis)
+    gt = -g * logp if needs[0] else None
+    gl = g * (p * target.sum(axis=axis, keepdims=True) - target) if needs[1] else None
+    return gt, gl
+
+
+@defop("sparse_softmax_cross_entropy")
+def _sparse_softmax_cross_entropy(labels, logits):
+    """-log_softmax(logits)[label] over the last axis; labels are integer class ids."""
+    m = np.max(logits, axis=-1, keepdims=True)
+    z = logits - m
+    e = np.exp(z)
+    ssum = e.sum(axis=-1, keepdims=True)
+    labels = labels.astype(np.intp, copy=False)
+    picked = np.take_along_axis(z, labels[..., None], axis=-1)[..., 0]
+    loss = np.log(ssum[..., 0]) - picked
+    return loss, (labels, e / ssum)
+
+
+@_sparse_softmax_cross_entropy.defvjp
+def _(g, s, needs):
+    labels, p = s
+    grad = p.copy()
+    np.put_along_axis(grad, labels[..., None], np.take_along_axis(grad, labels[..., None], -1) - 1,
+                      axis=-1)
+    return None, grad * g[..., None]
+
+
+@defop("sigmoid_cross_entropy")
+def _sigmoid_cross_entropy(target, logits):
+    """Elementwise stable binary cross-entropy from logits."""
+    loss = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
+    return loss, (target, logits)
+
+
+@_sigmoid_cross_entropy.defvjp
+def _(g, s, needs):
+    target, logits = s
+    p = _stable_sigmoid(logits)
+    return (-g * logits if needs[0] else None,
+            g * (p - target) if needs[1] else None)
+
+
+# ---------------------------------------------------------------------------------------
+# dropout
+
+
+@defop("dropout")
+def _dropout(x, rate=0.5, noise_shape=None, rng=None):
+    """Inverted dropout: zero with probability `rate`, scale survivors by 1/(1-rate)."""
+    keep = 1.0 - rate
+    shape = x.shape if noise_shape is None else noise_shape
+    mask = (rng.random(shape, dtype=np.float32) < keep)
+    scale = mask * np.asarray(1.0 / keep, x.dtype)
+    return x * scale, (scale,)
+
+
+@_dropout.defvjp
+def _(g, s, needs):
+    (scale,) = s
+    return (g * scale,)

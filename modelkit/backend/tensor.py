@@ -1,0 +1,193 @@
+"""Concrete tensors, variables and the gradient tape.
+
+A `Tensor` wraps a numpy array. Ops (see `ops.py`) take and return tensors; when a
+`GradientTape` is recording and any input is tracked (a `Variable`, a watched tensor or
+the result of a recorded op), the op is appended to the tape together with what its
+vector-Jacobian product needs. `tape.gradient` walks the tape backwards: the record is
+already in topological order, so no graph sort is needed.
+"""
+
+import numpy as np
+
+from ..errors import ModelkitError
+from . import config
+
+
+class Tensor:
+    """A concrete value with optional gradient tracking."""
+
+    __slots__ = ("value", "tracked", "_logits", "__weakref__")
+    __array_priority__ = 100  # numpy defers arithmetic to us
+
+    def __init__(self, value, tracked=False):
+        self.value = value
+        self.tracked = tracked
+        self._logits = None   # set on softmax/sigmoid outputs: fused cross-entropy uses it
+
+    # numpy-like views
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    @property
+    def ndim(self):
+        return self.value.ndim
+
+    def numpy(self):
+        return self.value
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value if dtype is None else self.value.astype(dtype)
+
+    def __len__(self):
+        return len(self.value)
+
+    def __repr__(self):
+        return f"<Tensor shape={self.value.shape} dtype={self.value.dtype}>"
+
+    def __float__(self):
+        return float(self.value)
+
+    def __bool__(self):
+        return bool(self.value)
+
+    # arithmetic (defined in ops.py via _install_operators)
+
+
+class Variable(Tensor):
+    """A named, mutable, always-tracked tensor (layer weights, optimizer slots)."""
+
+    __slots__ = ("name", "trainable", "constraint", "regularizer")
+
+    def __init__(self, value, name="variable", trainable=True, dtype=None,
+                 constraint=None, regularizer=None):
+        arr = np.asarray(value, dtype=config.dtype_of(dtype) if dtype or not
+                         hasattr(value, "dtype") else value.dtype)
+        super().__init__(np.array(arr, copy=True), tracked=True)
+        self.name = name
+        self.trainable = trainable
+        self.constraint = constraint
+        self.regularizer = regularizer
+
+    def assign(self, value):
+        value = np.asarray(value)
+        if value.shape != self.value.shape:
+            from ..errors import ShapeError
+            raise ShapeError(f"Cannot assign a value of shape {value.shape} to variable "
+                             f"{self.name!r} of shape {self.value.shape}")
+        np.copyto(self.value, value, casting="unsafe")
+
+    def __repr__(self):
+        return f"<Variable {self.name!r} shape={self.value.shape} dtype={self.value.dtype}>"
+
+    __hash__ = object.__hash__
+
+
+class _Record:
+    __slots__ = ("opdef", "inputs", "outputs", "saved")
+
+    def __init__(self, opdef, inputs, outputs, saved):
+        self.opdef = opdef
+        self.inputs = inputs
+        self.outputs = outputs
+        self.saved = saved
+
+
+_TAPES = []
+
+
+def active_tape():
+    return _TAPES[-1] if _TAPES else None
+
+
+class GradientTape:
+    """Records tracked ops; `gradient(target, sources)` returns d(sum target)/d(source)."""
+
+    def __init__(self, persistent=False):
+        self.records = []
+        self.persistent = persistent
+
+    def __enter__(self):
+        _TAPES.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _TAPES.remove(self)
+        return False
+
+    def watch(self, tensor):
+        tensor.tracked = True
+
+    def record(self, opdef, inputs, outputs, saved):
+        self.records.append(_Record(opdef, inputs, outputs, saved))
+
+    def gradient(self, target, sources, output_gradient=None):
+        """Gradients of `target` w.r.t. each of `sources` (zeros where unconnected)."""
+        single = isinstance(sources, Tensor)
+        sources = [sources] if single else list(sources)
+        grads = {id(target): (np.ones_like(target.value) if output_gradient is None
+                              else np.asarray(output_gradient, dtype=target.value.dtype))}
+        for rec in reversed(self.records):
+            out_grads = [grads.pop(id(o), None) for o in rec.outputs]
+            if all(g is None for g in out_grads):
+                continue
+            needs = tuple(isinstance(t, Tensor) and t.tracked for t in rec.inputs)
+            if not any(needs):
+                continue
+            if len(rec.outputs) == 1:
+                in_grads = rec.opdef.vjp(out_grads[0], rec.saved, needs)
+            else:
+                out_grads = [np.zeros_like(o.value) if g is None else g
+                             for o, g in zip(rec.outputs, out_grads)]
+                in_grads = rec.opdef.vjp(out_grads, rec.saved, needs)
+            for t, need, g in zip(rec.inputs, needs, in_grads):
+                if not need or g is None:
+                    continue
+                key = id(t)
+                prev = grads.get(key)
+                grads[key] = g if prev is None else prev + g
+        if not self.persistent:
+            self.records = []
+        result = []
+        for s in sources:
+            g = grads.get(id(s))
+            result.append(np.zeros_like(s.value) if g is None else g)
+        return result[0] if single else result
+
+
+class StopRecording:
+    """Context manager that pauses every active tape (used for inference paths)."""
+
+    def __enter__(self):
+        self._saved = list(_TAPES)
+        _TAPES.clear()
+
+    def __exit__(self, *exc):
+        _TAPES.extend(self._saved)
+        return False
+
+
+def as_array(x, dtype=None):
+    """The numpy value of a Tensor, array or scalar (floats become floatx)."""
+    if isinstance(x, Tensor):
+        return x.value
+    if isinstance(x, np.ndarray):
+        return x if dtype is None else x.astype(dtype, copy=False)
+    arr = np.asarray(x)
+    if dtype is not None:
+        return arr.astype(dtype, copy=False)
+    if arr.dtype == np.float64:
+        return arr.astype(config.floatx())
+    return arr
+
+
+def as_tensor(x, dtype=None):
+    if isinstance(x, Tensor):
+        return x
+    if hasattr(x, "_keras_history"):
+        raise ModelkitError("A symbolic tensor was used where a concrete value is needed")
+    return Tensor(as_array(x, dtype))
