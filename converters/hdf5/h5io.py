@@ -317,11 +317,14 @@ def _map_optimizer_name(raw, opt_name, weight_keys):
         return "slot", rest
     if len(parts) >= 2 and "/".join(parts[:-1]) in weight_keys:     # dense/kernel/m (legacy)
         return "slot", f"{parts[-1]}/{'/'.join(parts[:-1])}"
-    if len(parts) == 1:                                             # Keras 3: dense_kernel_momentum
+    if len(parts) == 1:            # Keras 3: [<model>_]dense_kernel_momentum
         flat = {k.replace("/", "_"): k for k in weight_keys}
         for fk, key in sorted(flat.items(), key=lambda kv: -len(kv[0])):
-            if rest.startswith(fk + "_"):
-                return "slot", f"{rest[len(fk) + 1:]}/{key}"
+            i = rest.find(fk + "_")
+            while i >= 0:
+                if i == 0 or rest[i - 1] == "_":
+                    return "slot", f"{rest[i + len(fk) + 1:]}/{key}"
+                i = rest.find(fk + "_", i + 1)
     return "slot", rest
 
 
@@ -345,6 +348,8 @@ def _read_optimizer_weights(f, graph, ctx):
     state = {"iterations": None, "weights": {}}
     for raw in names:
         arr = _read_dataset(g, raw, ctx, f"optimizer weight {raw!r}")
+        if _strip_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
+            continue               # Keras 3 keeps it as a variable; it is in the config
         kind, name = _map_optimizer_name(raw, opt_name, keys)
         if kind == "iterations" and arr.size == 1:
             state["iterations"] = int(arr.reshape(()))

@@ -42,7 +42,8 @@ from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 from ._common import ConfigProblem, non_trainable_variable
 
 __all__ = ["keras_config_to_graph", "graph_to_keras_config", "normalise_layer_config",
-           "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "attach_layer_weights",
+           "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
+           "attach_layer_weights",
            "keras_weight_order", "is_keras3_config"]
 
 # Keys Keras 3 writes that Keras 2 layers (and modelkit's) do not take: dropped on reading.
@@ -53,6 +54,8 @@ KERAS3_ONLY_KEYS_BY_OP = {
     "LSTMCell": ("seed",), "GRUCell": ("seed",), "SimpleRNNCell": ("seed",),
     "LayerNormalization": ("rms_scaling",),
 }
+# Keys of serialized objects (initializers) only Keras 3 writes; dropped when None.
+KERAS3_ONLY_INITIALIZER_KEYS = ("input_axes", "output_axes")
 _SERIAL_JUNK = ("module", "registered_name", "shared_object_id", "build_config")
 _ACTIVATION_KEYS = ("activation", "recurrent_activation")
 _RNN_OPS = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
@@ -113,6 +116,10 @@ def _clean_serialized(obj, keras3):
         if k in _SERIAL_JUNK and "class_name" in obj:
             continue
         out[k] = _clean_serialized(v, keras3)
+    if "class_name" in out and isinstance(out.get("config"), dict):
+        for k in KERAS3_ONLY_INITIALIZER_KEYS:     # Keras 3.x GlorotUniform etc.
+            if k in out["config"] and out["config"][k] is None:
+                del out["config"][k]
     return out
 
 
@@ -141,6 +148,8 @@ def normalise_layer_config(op, config, keras3=False):
         cfg["alpha"] = cfg.pop("negative_slope")
     if op == "LayerNormalization" and isinstance(cfg.get("axis"), int):
         cfg["axis"] = [cfg["axis"]]
+    if keras3 and op == "Embedding":
+        cfg.setdefault("input_length", None)      # Keras 2 get_config always has it
     if keras3:
         for k in _ACTIVATION_KEYS:
             if cfg.get(k) == "hard_sigmoid":
@@ -184,7 +193,12 @@ def _keras3_layer_config(op, config, where):
 
 def _keras2_layer_config(op, config):
     cfg = copy.deepcopy(config)
-    cfg.pop("time_major", None)       # Keras 3 refuses it; tf-keras defaults it to False
+    if cfg.get("time_major") is False:
+        del cfg["time_major"]         # Keras 3 refuses it; tf-keras defaults it to False
+    for k in _WRAPPER_KEYS:
+        v = cfg.get(k)
+        if isinstance(v, dict) and isinstance(v.get("config"), dict):
+            v["config"] = _keras2_layer_config(v.get("class_name"), v["config"])
     return cfg
 
 
@@ -427,11 +441,12 @@ def _functional_to_graph(cfg, keras3, where):
             return 0
         if not keras3:
             return 1
+        # Keras 3 numbers them from 0; an index past the last call means the old scheme
         used = [it[1] for it in all_items + list(out_items)
-                if isinstance(it, list) and it and it[0] == lname]
-        if any(u == 0 for u in used):
-            return 0
-        return 1
+                if isinstance(it, list) and len(it) > 1 and it[0] == lname]
+        if any(isinstance(u, int) and u >= len(raw_calls[lname]) for u in used):
+            return 1
+        return 0
 
     offsets = {ln: node_offset(ln) for ln in order}
 
@@ -493,9 +508,15 @@ def _strip_suffix(w):
     return w[:-2] if w.endswith(":0") else w
 
 
-def _ir_key(stored, owner):
-    """IR weight key `<owner>/<variable>` from a stored weight name (either Keras)."""
+def _ir_key(stored, owner, model_name=None):
+    """IR weight key `<owner>/<variable>` from a stored weight name (either Keras).
+
+    Keras 3 prefixes a top-level Sequential's name (`my_model/dense/kernel`): dropped."""
     w = _strip_suffix(stored)
+    if model_name and w.startswith(model_name + "/"):
+        rest = w[len(model_name) + 1:]
+        if owner in rest.split("/")[:-1]:
+            w = rest
     if w.startswith(owner + "/"):
         return w
     parts = w.split("/")
@@ -516,7 +537,7 @@ def attach_layer_weights(graph, layer_weights):
             continue
         node.weights = []
         for stored, arr in entries:
-            key = _ir_key(stored, node.name)
+            key = _ir_key(stored, node.name, graph.name)
             base, k = key, 1
             while key in graph.weights:
                 key = f"{base}_{k}"
@@ -620,6 +641,9 @@ def _input_layer(spec, keras3):
 def _layer_entry(node, keras3):
     if node.subgraph is not None:
         sub = _graph_config(node.subgraph, keras3)
+        if "trainable" in node.config:
+            sub["config"]["trainable"] = node.config["trainable"]
+        sub["config"]["name"] = node.name
         entry = {"class_name": sub["class_name"], "config": sub["config"]}
         if keras3:
             entry = {"module": sub.get("module"), **entry, "registered_name": None}
@@ -661,7 +685,7 @@ def _graph_config(graph, keras3):
     shapes = {s.name: s for s in graph.inputs}
 
     def ref_item(r):
-        ni = r.call_index + (1 if r.node in nested else 0)
+        ni = r.call_index + (1 if r.node in nested and not keras3 else 0)
         if keras3:
             spec = shapes.get(r.node)
             return {"class_name": "__keras_tensor__",
@@ -683,7 +707,7 @@ def _graph_config(graph, keras3):
         layers.append(e)
     cfg = {"name": graph.name, "trainable": True, "layers": layers,
            "input_layers": [[s.name, 0, 0] for s in graph.inputs],
-           "output_layers": [[r.node, r.call_index + (1 if r.node in nested else 0),
+           "output_layers": [[r.node, r.call_index + (1 if r.node in nested and not keras3 else 0),
                               r.tensor_index] for r in graph.outputs]}
     out = {"class_name": "Functional", "config": cfg}
     if keras3:
