@@ -1,1 +1,11 @@
-"""onnxruntime-backed inference: sessions, batching."""
+"""onnxruntime-backed inference: sessions, batching.
+
+    from modelkit.runtime import InferenceSession
+    sess = InferenceSession("m.onnx", device="auto")
+    y = sess.predict(x, batch_size=256)
+"""
+
+from .batching import concat_batches, iter_batches
+from .session import InferenceSession, IOSpec, cuda_status
+
+__all__ = ["InferenceSession", "IOSpec", "cuda_status", "iter_batches", "concat_batches"]
