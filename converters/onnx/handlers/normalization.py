@@ -1,0 +1,84 @@
+"""BatchNormalization (inference: moving statistics) and LayerNormalization."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import LayerUnsupported
+from ..registry import export_handler
+
+
+def _axes(cfg, rank, default):
+    axis = cfg.get("axis", default)
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    if rank is None:
+        raise LayerUnsupported("the input rank is unknown")
+    return sorted(int(a) % rank for a in axes)
+
+
+def _broadcastable(arr, axes, rank):
+    shape = [1] * rank
+    for a, d in zip(axes, arr.shape if arr.ndim == len(axes) else (arr.size,)):
+        shape[a] = d
+    return np.asarray(arr, np.float32).reshape(shape)
+
+
+@export_handler("BatchNormalization", keeps_mask=True)
+def batch_norm(node, ctx, inputs):
+    """y = x * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s, folded at export."""
+    cfg = node.config
+    x = inputs[0]
+    axes = _axes(cfg, x.rank, -1)
+    ws = list(ctx.weights(node))
+    gamma = ws.pop(0) if cfg.get("scale", True) else None
+    beta = ws.pop(0) if cfg.get("center", True) else None
+    mean, var = ws[0], ws[1]
+    eps = float(cfg.get("epsilon", 1e-3))
+
+    def scale():
+        s = (1.0 if gamma is None else gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        return _broadcastable(np.broadcast_to(s, mean.shape), axes, x.rank)
+
+    def shift():
+        s = (1.0 if gamma is None else gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + eps)
+        t = (0.0 if beta is None else beta.astype(np.float64)) - mean.astype(np.float64) * s
+        return _broadcastable(np.broadcast_to(t, mean.shape), axes, x.rank)
+
+    y = ctx.op("Mul", [x, ctx.param(node, "scale", scale)], x.shape, hint=node.name)
+    return [ctx.op("Add", [y, ctx.param(node, "shift", shift)], x.shape, hint=node.name)]
+
+
+@export_handler("LayerNormalization", keeps_mask=True)
+def layer_norm(node, ctx, inputs):
+    """ONNX LayerNormalization (opset >= 17) when the axes are the trailing ones; otherwise
+    (or below opset 17) mean/variance decomposition with the same math."""
+    cfg = node.config
+    x = inputs[0]
+    rank = x.rank
+    axes = _axes(cfg, rank, -1)
+    ws = list(ctx.weights(node))
+    gamma = ws.pop(0) if cfg.get("scale", True) else None
+    beta = ws.pop(0) if cfg.get("center", True) else None
+    eps = float(cfg.get("epsilon", 1e-3))
+    norm_shape = tuple(x.shape[a] for a in axes) if x.shape is not None else None
+    trailing = axes == list(range(axes[0], rank))
+    if ctx.opset >= 17 and trailing and norm_shape is not None and None not in norm_shape:
+        g = ctx.param(node, "gamma", lambda: (np.ones(norm_shape, np.float32) if gamma is None
+                                               else gamma.astype(np.float32).reshape(norm_shape)))
+        ins = [x, g]
+        if beta is not None:
+            ins.append(ctx.param(node, "beta", lambda: beta.astype(np.float32).reshape(norm_shape)))
+        return [ctx.op("LayerNormalization", ins, x.shape, hint=node.name, axis=axes[0],
+                       epsilon=eps)]
+    mean = ctx.reduce("ReduceMean", x, axes, True)
+    d = ctx.op("Sub", [x, mean], x.shape)
+    var = ctx.reduce("ReduceMean", ctx.op("Mul", [d, d], x.shape), axes, True)
+    std = ctx.op("Sqrt", [ctx.op("Add", [var, ctx.scalar(eps)], var.shape)], var.shape)
+    y = ctx.op("Div", [d, std], x.shape)
+    if gamma is not None:
+        y = ctx.op("Mul", [y, ctx.param(node, "gamma_b", lambda: _broadcastable(gamma, axes, rank))],
+                   x.shape)
+    if beta is not None:
+        y = ctx.op("Add", [y, ctx.param(node, "beta_b", lambda: _broadcastable(beta, axes, rank))],
+                   x.shape)
+    return [ctx.op("Identity", [y], x.shape, hint=node.name)]

@@ -1,0 +1,258 @@
+"""SimpleRNN, GRU, LSTM and Bidirectional as single ONNX RNN / GRU / LSTM nodes.
+
+Keras tensors are batch-major (batch, time, features); onnxruntime only runs the ONNX
+default layout (time, batch, features), so inputs are transposed in and outputs out.
+Weight conversions live in `layout.py`.
+
+Keras semantics kept:
+* go_backwards=True -> direction "reverse"; with return_sequences the outputs stay in
+  processing order (reversed in time), as Keras returns them.
+* Bidirectional: the backward outputs are re-aligned with the input time steps (as Keras
+  does), merge_mode concat/sum/mul/ave/None; return_state gives the forward states, then
+  the backward states.
+* initial_state: extra call inputs after the sequence (h, then c for LSTM; for
+  Bidirectional the forward states then the backward ones).
+* Masks (Masking, Embedding(mask_zero=True)) become `sequence_lens = sum(mask, axis=1)`.
+  ASSUMPTION: the mask is right-padded (every masked step comes after every unmasked step
+  of that sample); for left-padded or holey masks the export is silently different from
+  Keras. Keras 2 emits the previous step's output at masked steps of a returned sequence:
+  ONNX emits zeros there, so the forward output is patched with Where(mask, Y, last output)
+  unless the layer has zero_output_for_mask=True. A reverse direction's masked steps are
+  zeros in both (its masked steps come first in processing order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import layout
+from ..context import LayerUnsupported
+from ..registry import export_handler
+from .activations import rnn_activation_attrs, rnn_activation_problem
+
+RNN_OPS = {"SimpleRNN": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
+N_STATES = {"SimpleRNN": 1, "GRU": 1, "LSTM": 2}
+
+
+def rnn_config_problem(op, cfg):
+    problems = []
+    if op not in RNN_OPS:
+        return f"recurrent layer {op!r} is not supported (SimpleRNN, GRU, LSTM are)"
+    if cfg.get("stateful"):
+        problems.append("stateful=True has no ONNX equivalent")
+    if cfg.get("time_major"):
+        problems.append("time_major=True is not supported")
+    for key in ("activation", "recurrent_activation"):
+        if key in cfg or (key == "activation"):
+            if key == "recurrent_activation" and op == "SimpleRNN":
+                continue
+            p = rnn_activation_problem(cfg.get(key, "tanh" if key == "activation" else "sigmoid"))
+            if p:
+                problems.append(f"{key}: {p}")
+    return "; ".join(problems) or None
+
+
+def _check_rnn(node, opset):
+    return rnn_config_problem(node.op, node.config)
+
+
+def _direction_weights(op, cfg, arrays):
+    """-> (W, R, B, extra attrs) for one direction from the layer's Keras weights."""
+    use_bias = cfg.get("use_bias", True)
+    kernel, rec = arrays[0], arrays[1]
+    bias = arrays[2] if use_bias and len(arrays) > 2 else None
+    if op == "LSTM":
+        return (*layout.lstm_weights(kernel, rec, bias), {})
+    if op == "GRU":
+        W, R, B, lbr = layout.gru_weights(kernel, rec, bias, cfg.get("reset_after", True))
+        return W, R, B, {"linear_before_reset": lbr}
+    return (*layout.simple_rnn_weights(kernel, rec, bias), {})
+
+
+def _activations(op, cfg):
+    act = cfg.get("activation", "tanh")
+    rec = cfg.get("recurrent_activation", "sigmoid")
+    if op == "LSTM":
+        return [rec, act, act]
+    if op == "GRU":
+        return [rec, act]
+    return [act]
+
+
+def _seq_lens(ctx, node, x):
+    mask = ctx.masks.get(x.name)
+    if mask is None:
+        return None, None
+    if mask.rank is not None and mask.rank != 2:
+        raise LayerUnsupported(f"its input mask has rank {mask.rank}; only (batch, steps) "
+                               f"masks can become ONNX sequence_lens")
+    m32 = ctx.cast(mask, "int32")
+    lens = ctx.reduce("ReduceSum", m32, [1], False, hint=f"{node.name}/sequence_lens")
+    return lens, mask
+
+
+def run_rnn(ctx, node, op, cfg, dir_arrays, x, states, direction):
+    """Emit one ONNX RNN/GRU/LSTM node.
+
+    dir_arrays: per direction, the Keras weight arrays. states: per direction, a list of
+    (batch, units) initial-state Tensors (or None). Returns (Y, Y_h, Y_c, seq_lens, mask)
+    with Y (T, D, B, u), Y_h/Y_c (D, B, u).
+    """
+    onnx_op = RNN_OPS[op]
+    units = int(dir_arrays[0][1].shape[0])
+    nd = len(dir_arrays)
+    per_dir = [_direction_weights(op, cfg, a) for a in dir_arrays]
+    W = ctx.param(node, "W", lambda: layout.stack_directions(*[p[0] for p in per_dir]).astype(np.float32))
+    R = ctx.param(node, "R", lambda: layout.stack_directions(*[p[1] for p in per_dir]).astype(np.float32))
+    B = ctx.param(node, "B", lambda: layout.stack_directions(*[p[2] for p in per_dir]).astype(np.float32))
+    attrs = dict(per_dir[0][3])
+    attrs.update(rnn_activation_attrs(_activations(op, cfg) * nd))
+    batch = None if x.shape is None else x.shape[0]
+    steps = None if x.shape is None else x.shape[1]
+    xt = ctx.transpose(x, [1, 0, 2], hint=f"{node.name}/time_major")
+    lens, mask = _seq_lens(ctx, node, x)
+    init = [None, None]
+    if states is not None:
+        for k in range(N_STATES[op]):
+            parts = [ctx.unsqueeze(states[d][k], [0]) for d in range(nd)]
+            init[k] = parts[0] if nd == 1 else ctx.op("Concat", parts, (nd, batch, units), axis=0)
+    ins = [xt, W, R, B, lens, init[0]]
+    if op == "LSTM":
+        ins.append(init[1])
+    n_out = 3 if op == "LSTM" else 2
+    outs = ctx.emit(onnx_op, ins, n_out, hint=node.name, hidden_size=units,
+                    direction=direction, **attrs)
+    from ..context import Tensor
+    Y = Tensor(outs[0], (steps, nd, batch, units))
+    Y_h = Tensor(outs[1], (nd, batch, units))
+    Y_c = Tensor(outs[2], (nd, batch, units)) if op == "LSTM" else None
+    return Y, Y_h, Y_c, lens, mask
+
+
+def _seq_out(ctx, node, Y, d, hint):
+    """Direction d of Y (T, D, B, u) as a batch-major (B, T, u) tensor."""
+    y = ctx.slice(Y, 1, d, d + 1) if Y.shape[1] > 1 else Y
+    y = ctx.squeeze(y, [1])
+    return ctx.transpose(y, [1, 0, 2], hint=hint)
+
+
+def _last(ctx, Y_h, d):
+    y = ctx.slice(Y_h, 0, d, d + 1) if Y_h.shape[0] > 1 else Y_h
+    return ctx.squeeze(y, [0])
+
+
+def _carry_masked(ctx, seq, last, mask, hint):
+    """Keras 2: masked steps repeat the last unmasked output (right-padded masks)."""
+    m = ctx.unsqueeze(mask, [2])
+    lastu = ctx.unsqueeze(last, [1])
+    return ctx.op("Where", [m, seq, lastu], seq.shape, hint=hint)
+
+
+def _split_states(inputs, n_states, nd):
+    extra = list(inputs[1:])
+    if not extra:
+        return None
+    if len(extra) != n_states * nd:
+        raise LayerUnsupported(f"the call passes {len(extra)} initial state tensor(s); "
+                               f"{n_states * nd} expected")
+    return [extra[d * n_states:(d + 1) * n_states] for d in range(nd)]
+
+
+@export_handler("SimpleRNN", "GRU", "LSTM", check=_check_rnn)
+def rnn_layer(node, ctx, inputs):
+    cfg = node.config
+    op = node.op
+    x = inputs[0]
+    states = _split_states(inputs, N_STATES[op], 1)
+    backwards = bool(cfg.get("go_backwards", False))
+    Y, Y_h, Y_c, lens, mask = run_rnn(ctx, node, op, cfg, [ctx.weights(node)], x, states,
+                                      "reverse" if backwards else "forward")
+    h = _last(ctx, Y_h, 0)
+    if cfg.get("return_sequences"):
+        seq = _seq_out(ctx, node, Y, 0, node.name)
+        if backwards:
+            seq = ctx.reverse(seq, 1, hint=node.name)
+        elif mask is not None and not cfg.get("zero_output_for_mask", False):
+            seq = _carry_masked(ctx, seq, h, mask, node.name)
+        out = seq
+        if mask is not None:
+            ctx.masks[out.name] = mask     # Keras returns the input mask unchanged
+    else:
+        out = ctx.op("Identity", [h], h.shape, hint=node.name)
+    outs = [out]
+    if cfg.get("return_state"):
+        outs.append(h)
+        if op == "LSTM":
+            outs.append(_last(ctx, Y_c, 0))
+    return outs
+
+
+# -- Bidirectional ------------------------------------------------------------------------------
+
+def _inner(node):
+    layer = node.config.get("layer") or {}
+    return layer.get("class_name"), dict(layer.get("config") or {})
+
+
+def _check_bidirectional(node, opset):
+    op, cfg = _inner(node)
+    p = rnn_config_problem(op, cfg)
+    if p:
+        return p
+    if cfg.get("go_backwards"):
+        return "a wrapped layer with go_backwards=True is not supported"
+    mode = node.config.get("merge_mode", "concat")
+    if mode not in ("concat", "sum", "mul", "ave", None):
+        return f"merge_mode {mode!r} is not supported"
+    back = node.config.get("backward_layer")
+    if back:
+        bop, bcfg = back.get("class_name"), dict(back.get("config") or {})
+        same = ("units", "activation", "recurrent_activation", "use_bias", "reset_after")
+        if bop != op or any(bcfg.get(k) != cfg.get(k) for k in same):
+            return "a backward_layer that differs from the forward layer is not supported"
+    return None
+
+
+@export_handler("Bidirectional", check=_check_bidirectional)
+def bidirectional(node, ctx, inputs):
+    op, cfg = _inner(node)
+    x = inputs[0]
+    ws = ctx.weights(node)
+    half = len(ws) // 2
+    states = _split_states(inputs, N_STATES[op], 2)
+    Y, Y_h, Y_c, lens, mask = run_rnn(ctx, node, op, cfg, [ws[:half], ws[half:]], x, states,
+                                      "bidirectional")
+    mode = node.config.get("merge_mode", "concat")
+    hf, hb = _last(ctx, Y_h, 0), _last(ctx, Y_h, 1)
+    if cfg.get("return_sequences"):
+        fwd = _seq_out(ctx, node, Y, 0, f"{node.name}/forward")
+        if mask is not None and not cfg.get("zero_output_for_mask", False):
+            fwd = _carry_masked(ctx, fwd, hf, mask, f"{node.name}/forward")
+        bwd = _seq_out(ctx, node, Y, 1, f"{node.name}/backward")
+    else:
+        fwd, bwd = hf, hb
+    shape = fwd.shape
+    if mode == "concat":
+        cshape = None if shape is None else shape[:-1] + (2 * shape[-1],)
+        merged = [ctx.op("Concat", [fwd, bwd], cshape, hint=node.name, axis=-1)]
+    elif mode == "sum":
+        merged = [ctx.op("Add", [fwd, bwd], shape, hint=node.name)]
+    elif mode == "mul":
+        merged = [ctx.op("Mul", [fwd, bwd], shape, hint=node.name)]
+    elif mode == "ave":
+        s = ctx.op("Add", [fwd, bwd], shape)
+        merged = [ctx.op("Mul", [s, ctx.scalar(0.5)], shape, hint=node.name)]
+    else:
+        merged = [fwd, bwd]
+    if cfg.get("return_sequences") and mask is not None:
+        for m in merged:
+            ctx.masks[m.name] = mask
+    outs = list(merged)
+    if cfg.get("return_state"):
+        outs.append(hf)
+        if op == "LSTM":
+            outs.append(_last(ctx, Y_c, 0))
+        outs.append(hb)
+        if op == "LSTM":
+            outs.append(_last(ctx, Y_c, 1))
+    return outs
