@@ -173,7 +173,7 @@ def _binary(opdef):
             if y_t is None:
                 y = np.asarray(y, dtype=ref.dtype) if np.isscalar(y) else y
         return apply(opdef, x, y)
-    fn.__name__ = opdef.name
+    fn.__name__ = fn.k_name = opdef.name
     return fn
 
 
@@ -182,6 +182,7 @@ subtract = _binary(math_ops._subtract)
 multiply = _binary(math_ops._multiply)
 divide = _binary(math_ops._divide)
 pow_ = _binary(math_ops._power)
+pow_.k_name = "pow_"
 maximum = _binary(math_ops._maximum)
 minimum = _binary(math_ops._minimum)
 equal = _binary(math_ops._equal)
@@ -203,7 +204,7 @@ def _unary(opdef, name=None):
     @k_function
     def fn(x):
         return apply(opdef, _t(x))
-    fn.__name__ = name or opdef.name
+    fn.__name__ = fn.k_name = name or opdef.name
     return fn
 
 
@@ -299,7 +300,7 @@ def _reduction(opdef):
     @k_function
     def fn(x, axis=None, keepdims=False):
         return apply(opdef, _t(x), axis=axis, keepdims=keepdims)
-    fn.__name__ = opdef.name
+    fn.__name__ = fn.k_name = opdef.name
     return fn
 
 

@@ -1,0 +1,98 @@
+"""K functions and Python operators applied to symbolic tensors become graph nodes.
+
+`K.mean(x, axis=1)` on a symbolic `x` creates a `BackendOp` layer that records the K
+function by name and its non-tensor arguments, like Keras's TFOpLambda layers. Nothing
+is pickled: the function is looked up by name in `modelkit.backend` when loading.
+"""
+
+import numpy as np
+
+from ..backend import functions as F
+from ..errors import ConfigError
+from .base_layer import Layer
+
+_TENSOR = "__tensor__"
+
+
+def _encode(value, tensors):
+    if F.is_symbolic(value):
+        tensors.append(value)
+        return {_TENSOR: len(tensors) - 1}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, tensors) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, slice):
+        return {"__slice__": [value.start, value.stop, value.step]}
+    if value is Ellipsis:
+        return {"__ellipsis__": True}
+    return value
+
+
+def _decode(value, tensors):
+    if isinstance(value, dict):
+        if _TENSOR in value:
+            return tensors[value[_TENSOR]]
+        if "__array__" in value:
+            return np.asarray(value["__array__"], dtype=value["dtype"])
+        if "__slice__" in value:
+            return slice(*value["__slice__"])
+        if "__ellipsis__" in value:
+            return Ellipsis
+        return value
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    return value
+
+
+class BackendOp(Layer):
+    """A node running one `modelkit.backend` function with fixed non-tensor arguments."""
+
+    def __init__(self, function, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not hasattr(F, function) and function != "getitem":
+            raise ConfigError(f"BackendOp {self.name!r}: unknown backend function {function!r}")
+        self.function = function
+        self.arguments = arguments or {"args": [], "kwargs": {}}
+        self.supports_masking = False
+
+    def call(self, inputs):
+        tensors = inputs if isinstance(inputs, list) else [inputs]
+        args = _decode(self.arguments["args"], tensors)
+        kwargs = {k: _decode(v, tensors) for k, v in self.arguments["kwargs"].items()}
+        fn = getattr(F, self.function)
+        if self.function == "getitem":
+            return F.getitem(args[0], _to_index(args[1]))
+        return fn(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"function": self.function, "arguments": self.arguments})
+        return config
+
+
+def _to_index(idx):
+    return tuple(idx) if isinstance(idx, list) else idx
+
+
+def _symbolic_handler(fn, args, kwargs):
+    tensors = []
+    enc_args = _encode(list(args), tensors)
+    enc_kwargs = {k: _encode(v, tensors) for k, v in kwargs.items()}
+    name = getattr(fn, "k_name", fn.__name__)
+    layer = BackendOp(name, {"args": enc_args, "kwargs": enc_kwargs},
+                      name=None)
+    return layer(tensors if len(tensors) > 1 else tensors[0])
+
+
+def getitem_symbolic(x, index):
+    tensors = []
+    enc = _encode([x, list(index) if isinstance(index, tuple) else index], tensors)
+    layer = BackendOp("getitem", {"args": enc, "kwargs": {}})
+    return layer(tensors if len(tensors) > 1 else tensors[0])
+
+
+F.set_symbolic_handler(_symbolic_handler)
+F.getitem_symbolic = getitem_symbolic

@@ -1,0 +1,250 @@
+"""The functional `Model`: a graph of layer calls between `Input`s and outputs."""
+
+import warnings
+
+import numpy as np
+
+from ..backend.tensor import StopRecording, Tensor, as_array
+from ..errors import ConfigError, ModelkitError, ShapeError
+from .base_layer import Layer, _CallContext, to_list
+from .input_layer import InputLayer
+from .keras_tensor import KerasTensor
+from .summary import print_summary
+from .training import TrainingMixin
+
+
+class Model(TrainingMixin, Layer):
+    """`Model(inputs, outputs)`; Keras 1's `Model(input=, output=)` is accepted too."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if "input" in kwargs or "output" in kwargs:
+            for old, new in (("input", "inputs"), ("output", "outputs")):
+                if old in kwargs:
+                    warnings.warn(f"Model: the Keras 1 argument {old!r} is deprecated; use "
+                                  f"{new!r} instead", DeprecationWarning, stacklevel=2)
+            inputs = kwargs.pop("input", inputs)
+            outputs = kwargs.pop("output", outputs)
+        Layer.__init__(self, name=name, trainable=trainable, **kwargs)
+        TrainingMixin.__init__(self)
+        self.inputs, self.outputs = [], []
+        self._nodes_in_order = []
+        self._layers = []
+        if inputs is not None or outputs is not None:
+            if inputs is None or outputs is None:
+                raise ConfigError("Model needs both `inputs` and `outputs`")
+            self._init_graph(inputs, outputs)
+
+    # -- graph ------------------------------------------------------------------------------
+    def _init_graph(self, inputs, outputs):
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        self.inputs = to_list(inputs)
+        self.outputs = to_list(outputs)
+        for t in self.inputs + self.outputs:
+            if not isinstance(t, KerasTensor):
+                raise ConfigError(f"Model {self.name!r}: inputs and outputs must be symbolic "
+                                  f"tensors from Input() and layer calls, got {type(t).__name__}")
+        for t in self.inputs:
+            if not isinstance(t._keras_history[0], InputLayer):
+                raise ConfigError(f"Model {self.name!r}: input {t.name!r} does not come from "
+                                  "Input(); a model's inputs must be Input tensors")
+        self._nodes_in_order = self._topological_nodes()
+        layers = []
+        for t in self.inputs:
+            layers.append(t._keras_history[0])
+        for node in self._nodes_in_order:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        self._layers = layers
+        self._sublayers = [la for la in layers if not isinstance(la, InputLayer)]
+        self.built = True
+
+    def _topological_nodes(self):
+        input_ids = {id(t) for t in self.inputs}
+        order, state = [], {}
+
+        def visit(tensor, path):
+            layer, node_index, _ = tensor._keras_history
+            node = layer._inbound_nodes[node_index]
+            key = id(node)
+            if state.get(key) == "done":
+                return
+            if id(tensor) in input_ids:
+                state[key] = "done"
+                return
+            if isinstance(layer, InputLayer):
+                names = [t.name for t in self.inputs]
+                raise ConfigError(f"Graph disconnected: cannot obtain a value for input "
+                                  f"{layer.name!r} needed by layer {path!r}; the model's "
+                                  f"inputs are {names}")
+            if state.get(key) == "visiting":
+                raise ConfigError(f"Model {self.name!r}: cycle through layer {layer.name!r}")
+            state[key] = "visiting"
+            for t in node.input_tensors:
+                visit(t, layer.name)
+            state[key] = "done"
+            order.append(node)
+
+        for t in self.outputs:
+            visit(t, "<output>")
+        return order
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def input(self):
+        if not self.inputs:
+            raise ModelkitError(f"Model {self.name!r} has no inputs yet")
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self):
+        if not self.outputs:
+            raise ModelkitError(f"Model {self.name!r} has no outputs yet")
+        return self.outputs[0] if len(self.outputs) == 1 else list(self.outputs)
+
+    @property
+    def input_names(self):
+        return [t._keras_history[0].name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        return [t._keras_history[0].name for t in self.outputs]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ConfigError(f"Model {self.name!r} has {len(self.layers)} layers; "
+                                  f"index {index} is out of range")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ConfigError(f"Model {self.name!r} has no layer named {name!r}; layers: "
+                          f"{[la.name for la in self.layers]}")
+
+    # -- execution ----------------------------------------------------------------------------
+    def call(self, inputs, training=None, mask=None):
+        outs, _ = self._run_graph(to_list(inputs), training=training,
+                                  masks=to_list(mask) if mask is not None else None)
+        return outs[0] if self._single_output and len(outs) == 1 else outs
+
+    def _run_graph(self, inputs, training=False, masks=None):
+        """Run every node in order; return (outputs, output masks)."""
+        if len(inputs) != len(self.inputs):
+            raise ShapeError(f"Model {self.name!r} expects {len(self.inputs)} input(s) "
+                             f"{self.input_names}, got {len(inputs)}")
+        values = {}
+        for i, (sym, x) in enumerate(zip(self.inputs, inputs)):
+            values[id(sym)] = (x, masks[i] if masks else None)
+        for node in self._nodes_in_order:
+            try:
+                args = [values[id(t)] for t in node.input_tensors]
+            except KeyError:
+                raise ModelkitError(f"Model {self.name!r}: an input of layer "
+                                    f"{node.layer.name!r} was not computed") from None
+            multi = isinstance(node.inputs, (list, tuple))
+            x = [a[0] for a in args] if multi else args[0][0]
+            m = [a[1] for a in args] if multi else args[0][1]
+            if multi and all(mm is None for mm in m):
+                m = None
+            layer = node.layer
+            out = layer._call_with_options(x, training=training, mask=m, **node.call_kwargs)
+            out_mask = layer.compute_mask(x, m)
+            outs = node.output_tensors
+            if len(outs) == 1:
+                values[id(outs[0])] = (out[0] if isinstance(out, (list, tuple)) else out,
+                                       out_mask[0] if isinstance(out_mask, (list, tuple))
+                                       else out_mask)
+            else:
+                om = out_mask if isinstance(out_mask, (list, tuple)) else [out_mask] * len(outs)
+                for t, o, mm in zip(outs, out, om):
+                    values[id(t)] = (o, mm)
+        result = [values[id(t)] for t in self.outputs]
+        return [r[0] for r in result], [r[1] for r in result]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) and input_shape and \
+            isinstance(input_shape[0], (tuple, list)) else [input_shape]
+        own = [t.shape for t in self.inputs]
+        if len(shapes) == len(own) and all(tuple(a[1:]) == tuple(b[1:])
+                                           for a, b in zip(shapes, own)):
+            batch = shapes[0][0]
+            outs = [(batch,) + tuple(t.shape[1:]) for t in self.outputs]
+            return outs[0] if self._single_output else outs
+        return super().compute_output_shape(input_shape)
+
+    def _probe(self, input_shape, fill):
+        saved = [(la, la._saved_states()) for la in self.layers if hasattr(la, "_saved_states")]
+        try:
+            return super()._probe(input_shape, fill)
+        finally:
+            for la, st in saved:
+                la._restore_states(st)
+
+    def _probe_dtypes(self, input_shape):
+        dts = [t.dtype for t in self.inputs]
+        return dts if len(dts) > 1 else dts[0]
+
+    def reset_states(self):
+        for layer in self.layers:
+            if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
+                layer.reset_states()
+
+    @property
+    def state_updates(self):
+        return []
+
+    # -- description ----------------------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None):
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+
+    def get_config(self):
+        from ..ir_bridge import model_to_keras_config
+        return model_to_keras_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from ..ir_bridge import model_from_keras_config
+        return model_from_keras_config(config, custom_objects=custom_objects)
+
+    def to_ir(self, include_weights=True, include_optimizer=True):
+        from ..ir_bridge import to_ir
+        return to_ir(self, include_weights=include_weights, include_optimizer=include_optimizer)
+
+    # -- persistence (modelkit.saving does the work) -------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        from ..saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
+                   **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        from ..saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite, **kwargs)
+
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False, **kwargs):
+        from ..saving import load_weights
+        load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
+
+    def to_json(self, **kwargs):
+        from ..saving import model_to_json
+        return model_to_json(self, **kwargs)
+
+
+def make_backend_function(inputs, outputs):
+    """K.function(inputs, outputs): run the graph between symbolic tensors."""
+    single = not isinstance(outputs, (list, tuple))
+    model = Model(inputs=to_list(inputs), outputs=to_list(outputs))
+
+    def fn(values):
+        values = [Tensor(as_array(v)) for v in to_list(values)]
+        with StopRecording():
+            outs, _ = model._run_graph(values, training=False)
+        arrays = [np.asarray(o.value) for o in outs]
+        return arrays[0] if single else arrays
+    return fn

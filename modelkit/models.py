@@ -1,0 +1,20 @@
+"""`modelkit.models`: Model, Sequential, loading and (de)serialisation entry points."""
+
+from .engine.functional import Model  # noqa: F401
+from .engine.sequential import Sequential  # noqa: F401
+from .ir_bridge import from_ir, to_ir  # noqa: F401
+from .saving import load_model, model_from_json, save_model  # noqa: F401
+
+
+def model_from_config(config, custom_objects=None):
+    """`{"class_name": "Sequential"|"Functional", "config": {...}}` -> Model."""
+    from .ir_bridge import model_from_keras_config
+    inner = config.get("config", config) if isinstance(config, dict) else config
+    return model_from_keras_config(inner, custom_objects=custom_objects)
+
+
+def clone_model(model):
+    """A new model with the same architecture and freshly initialised weights."""
+    clone = from_ir(to_ir(model, include_optimizer=False), compile=False)
+    from .engine.base_layer import clear_session  # noqa: F401
+    return clone
