@@ -305,11 +305,24 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
         if key in graph.metadata:
             meta[key] = str(graph.metadata[key])
     helper.set_model_props(model, meta)
+    if any(t.shape is None for t in outs):
+        _fill_output_shapes(model)
     if check:
         onnx.checker.check_model(model, full_check=True)
     if path is not None:
         _save_atomic(model, path)
     return model
+
+
+def _fill_output_shapes(model):
+    """Outputs of unknown rank (raw OnnxOp nodes): take what ONNX shape inference finds."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for out in model.graph.output:
+        if not out.type.tensor_type.HasField("shape") and out.name in types:
+            t = types[out.name]
+            if t.tensor_type.HasField("shape"):
+                out.type.CopyFrom(t)
 
 
 def _modelkit_version():

@@ -51,11 +51,28 @@ def _out_len(n, k, s, d, padding):
     return -(-n // s)     # same, causal
 
 
-def _pad_attrs(padding, kernel, strides, dilations):
+def _pad_attrs(padding, kernel, strides, dilations, x_cf=None):
+    """ONNX padding attributes for Keras 'valid' / 'same' / 'causal'.
+
+    'same' with stride 1 has static pads (total (k-1)*d, the extra one at the end); with
+    strides and no dilation SAME_UPPER computes TF's pads at run time (onnxruntime does not
+    take SAME_* with dilation); otherwise the pads are computed from static input dims.
+    """
     if padding == "valid":
         return {"pads": [0] * (2 * len(kernel))}
     if padding == "same":
-        return {"auto_pad": "SAME_UPPER"}
+        if all(s == 1 for s in strides):
+            tot = [(k - 1) * d for k, d in zip(kernel, dilations)]
+            return {"pads": [t // 2 for t in tot] + [t - t // 2 for t in tot]}
+        if all(d == 1 for d in dilations):
+            return {"auto_pad": "SAME_UPPER"}
+        dims = None if x_cf is None or x_cf.shape is None else x_cf.shape[2:]
+        if dims is None or None in dims:
+            raise LayerUnsupported("'same' padding with both strides and dilation needs static "
+                                   "spatial input dims")
+        pp = [layout.keras_same_pads(n, k, s, d)
+              for n, k, s, d in zip(dims, kernel, strides, dilations)]
+        return {"pads": [p[0] for p in pp] + [p[1] for p in pp]}
     if padding == "causal":     # left pad only (Conv1D)
         return {"pads": [(kernel[0] - 1) * dilations[0], 0]}
     raise LayerUnsupported(f"padding {padding!r} is not supported")
@@ -112,7 +129,7 @@ def conv(node, ctx, inputs):
         conv_in.append(ctx.param(node, "bias", lambda: ws[1].astype(np.float32)))
     y = ctx.op("Conv", conv_in, _spatial_out(xc, kernel, strides, dil, padding, filters),
                hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=groups, **_pad_attrs(padding, kernel, strides, dil))
+               dilations=list(dil), group=groups, **_pad_attrs(padding, kernel, strides, dil, xc))
     return [_finish(ctx, node, y, node.name)]
 
 
@@ -135,7 +152,7 @@ def depthwise_conv(node, ctx, inputs):
         conv_in.append(ctx.param(node, "bias", lambda: ws[1].astype(np.float32)))
     y = ctx.op("Conv", conv_in, _spatial_out(xc, kernel, strides, dil, padding, cin * mult),
                hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil))
+               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil, xc))
     return [_finish(ctx, node, y, node.name)]
 
 
@@ -157,7 +174,7 @@ def separable_conv(node, ctx, inputs):
                    lambda: layout.depthwise_kernel_to_onnx(ws[0]).astype(np.float32))
     d = ctx.op("Conv", [xc, Wd], _spatial_out(xc, kernel, strides, dil, padding, cin * mult),
                hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil))
+               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil, xc))
     Wp = ctx.param(node, "pointwise_kernel",
                    lambda: layout.conv_kernel_to_onnx(ws[1]).astype(np.float32))
     p_in = [d, Wp]

@@ -147,9 +147,10 @@ def maxout_dense(node, ctx, inputs):
     W = ws[0]
     nb, _, units = W.shape
     batch = None if x.shape is None else x.shape[0]
-    xu = ctx.unsqueeze(x, [1])
-    y = ctx.op("MatMul", [xu, ctx.param(node, "W", lambda: W.astype(np.float32))],
-               (batch, nb, units))
+    w2 = ctx.param(node, "W", lambda: np.ascontiguousarray(
+        np.transpose(W, (1, 0, 2)).reshape(W.shape[1], nb * units)).astype(np.float32))
+    y = ctx.op("MatMul", [x, w2], (batch, nb * units))
+    y = ctx.reshape(y, [0, nb, units], (batch, nb, units))
     use_bias = node.config.get("use_bias", node.config.get("bias", True))
     if use_bias and len(ws) > 1:
         y = ctx.op("Add", [y, ctx.param(node, "b", lambda: ws[1].astype(np.float32))], y.shape)
