@@ -73,8 +73,8 @@ def build_parser(selected=None):
             if cmd.description:
                 p.description = f"{help_}\n\n{cmd.description}"
             if cmd.example:
-                example = cmd.example if "\n" in cmd.example else f"  {cmd.example}"
-                p.epilog = f"example:\n{example}"
+                lines = [ln.strip() for ln in cmd.example.strip().splitlines()]
+                p.epilog = "example:\n" + "\n".join(f"  {ln}" for ln in lines if ln)
             cmd.add_arguments(p)
             p.set_defaults(_command=cmd)
     return parser

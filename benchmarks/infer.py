@@ -1,0 +1,175 @@
+"""Overhead of modelkit's InferenceSession over raw onnxruntime, same model, same process.
+
+For an MLP, a CNN and an LSTM at batch 1 and 128, times `InferenceSession.predict(x)`
+against `onnxruntime.InferenceSession.run(None, {name: x})` on the *same* underlying
+onnxruntime session (so only modelkit's Python layer differs: input checks, dict building,
+output unpacking) and prints the ratio. Goal: <= 1.05.
+
+Models: when `modelkit.models` offers Sequential with Dense/Conv2D/LSTM and
+`modelkit.converters.onnx.export` works, the three models are modelkit models exported
+to ONNX; otherwise (or with --onnx-helper) equivalent graphs are built with onnx.helper.
+
+    python benchmarks/infer.py [--device cpu|cuda|auto] [--rounds 7] [--onnx-helper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+# -- models built with onnx.helper ------------------------------------------------------------
+
+def _helper_models():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape, scale=0.1):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    def model(nodes, x_shape, y_shape, inits, name):
+        vi = helper.make_tensor_value_info
+        g = helper.make_graph(nodes, name, [vi("x", TensorProto.FLOAT, x_shape)],
+                              [vi("y", TensorProto.FLOAT, y_shape)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+    n = helper.make_node
+    mlp = model([n("Gemm", ["x", "w1", "b1"], ["h1"]), n("Relu", ["h1"], ["a1"]),
+                 n("Gemm", ["a1", "w2", "b2"], ["h2"]), n("Relu", ["h2"], ["a2"]),
+                 n("Gemm", ["a2", "w3", "b3"], ["h3"]), n("Softmax", ["h3"], ["y"], axis=-1)],
+                ["N", 784], ["N", 10],
+                [init("w1", 784, 256), init("b1", 256), init("w2", 256, 256), init("b2", 256),
+                 init("w3", 256, 10), init("b3", 10)], "mlp")
+    cnn = model([n("Conv", ["x", "k1", "c1"], ["h1"], pads=[1, 1, 1, 1]), n("Relu", ["h1"], ["a1"]),
+                 n("MaxPool", ["a1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+                 n("Conv", ["p1", "k2", "c2"], ["h2"], pads=[1, 1, 1, 1]), n("Relu", ["h2"], ["a2"]),
+                 n("GlobalAveragePool", ["a2"], ["g"]), n("Flatten", ["g"], ["f"]),
+                 n("Gemm", ["f", "w", "b"], ["z"]), n("Softmax", ["z"], ["y"], axis=-1)],
+                ["N", 1, 28, 28], ["N", 10],
+                [init("k1", 32, 1, 3, 3), init("c1", 32), init("k2", 64, 32, 3, 3), init("c2", 64),
+                 init("w", 64, 10), init("b", 10)], "cnn")
+    lstm = model([n("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),     # batch-first -> time-first
+                  n("LSTM", ["xt", "W", "R", "B"], ["", "h"], hidden_size=64),
+                  n("Squeeze", ["h", "axis0"], ["f"]), n("Gemm", ["f", "w", "b"], ["y"])],
+                 ["N", 20, 32], ["N", 10],
+                 [init("W", 1, 256, 32), init("R", 1, 256, 64), init("B", 1, 512),
+                  init("w", 64, 10), init("b", 10),
+                  numpy_helper.from_array(np.array([0], np.int64), "axis0")], "lstm")
+    return {"mlp": (mlp, (784,)), "cnn": (cnn, (1, 28, 28)), "lstm": (lstm, (20, 32))}
+
+
+# -- the same models as modelkit models ---------------------------------------------------------
+
+def _modelkit_models():
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.layers import (LSTM, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
+                                 MaxPooling2D)
+    from modelkit.models import Sequential
+
+    mlp = Sequential([Dense(256, activation="relu", input_shape=(784,)),
+                      Dense(256, activation="relu"), Dense(10, activation="softmax")])
+    cnn = Sequential([Conv2D(32, 3, padding="same", activation="relu", input_shape=(28, 28, 1)),
+                      MaxPooling2D(2), Conv2D(64, 3, padding="same", activation="relu"),
+                      GlobalAveragePooling2D(), Flatten(), Dense(10, activation="softmax")])
+    lstm = Sequential([LSTM(64, input_shape=(20, 32)), Dense(10)])
+    return {"mlp": (onnx_conv.export(mlp), (784,)), "cnn": (onnx_conv.export(cnn), (28, 28, 1)),
+            "lstm": (onnx_conv.export(lstm), (20, 32))}
+
+
+def build_models(force_helper=False):
+    if not force_helper:
+        try:
+            return _modelkit_models(), "modelkit models exported with converters.onnx.export"
+        except Exception as e:   # layers or exporter not there (yet), or not for these layers
+            why = f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+            return _helper_models(), f"onnx.helper graphs (modelkit models unavailable: {why})"
+    return _helper_models(), "onnx.helper graphs (--onnx-helper)"
+
+
+# -- timing ---------------------------------------------------------------------------------------
+
+def _calls_for(fn, block_time):
+    """How many calls of fn() take about block_time seconds."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= block_time / 4:
+            return max(1, int(n * block_time / dt))
+        n *= 2
+
+
+def _block(fn, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def measure(proto, sample_shape, batch, device, rounds, block_time=0.02):
+    """(ours, raw, ratio, device): best per-call seconds of each, and the median over rounds
+    of the per-round ratio. Blocks of calls alternate, so machine noise hits both alike."""
+    from modelkit.runtime import InferenceSession
+    sess = InferenceSession(proto, device=device)
+    raw = sess.ort_session                        # the very same onnxruntime session
+    name = sess.input_names[0]
+    x = np.random.default_rng(1).standard_normal((batch,) + sample_shape).astype(np.float32)
+    feed = {name: x}
+    np.testing.assert_allclose(sess.predict(x), raw.run(None, feed)[0], rtol=1e-5, atol=1e-5)
+
+    def run_raw():
+        return raw.run(None, feed)
+
+    def run_ours():
+        return sess.predict(x)
+
+    n = _calls_for(run_raw, block_time)
+    _block(run_ours, n)                           # warm both paths
+    ours, theirs, ratios = [], [], []
+    for i in range(rounds):
+        if i % 2:
+            a, b = _block(run_ours, n), _block(run_raw, n)
+        else:
+            b, a = _block(run_raw, n), _block(run_ours, n)
+        ours.append(a)
+        theirs.append(b)
+        ratios.append(a / b)
+    return min(ours), min(theirs), float(np.median(ratios)), sess.device
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--batches", default="1,128")
+    p.add_argument("--onnx-helper", action="store_true",
+                   help="use the onnx.helper graphs even when modelkit models are available")
+    args = p.parse_args(argv)
+    models, origin = build_models(args.onnx_helper)
+    import onnxruntime
+    print(f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}; models: {origin}")
+    print(f"{'model':<6} {'batch':>5} {'device':<6} {'raw run (us)':>13} {'predict (us)':>13} "
+          f"{'ratio':>7}   (times: best block; ratio: median of per-round ratios)")
+    worst = 0.0
+    for name, (proto, shape) in models.items():
+        for batch in (int(b) for b in args.batches.split(",")):
+            ours, raw, ratio, dev = measure(proto, shape, batch, args.device, args.rounds)
+            worst = max(worst, ratio)
+            print(f"{name:<6} {batch:>5} {dev:<6} {raw * 1e6:>13.1f} {ours * 1e6:>13.1f} "
+                  f"{ratio:>7.3f}")
+    print(f"worst overhead ratio {worst:.3f} (goal <= 1.05)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
