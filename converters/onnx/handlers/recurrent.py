@@ -145,7 +145,7 @@ def _carry_masked(ctx, seq, last, mask, hint):
     """Keras 2: masked steps repeat the last unmasked output (right-padded masks)."""
     m = ctx.unsqueeze(mask, [2])
     lastu = ctx.unsqueeze(last, [1])
-    return ctx.op("Where", [m, seq, lastu], seq.shape, hint=hint)
+    return ctx.op("Where", [m, seq, lastu], seq.shape, dtype=seq.dtype, hint=hint)
 
 
 def _split_states(inputs, n_states, nd):
