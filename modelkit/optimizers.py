@@ -33,11 +33,12 @@ from .utils import serialization as _ser
 
 OPTIMIZERS = Registry("optimizer")
 
-# Keras 3 configs carry these; they are ignored when they hold their no-op defaults.
-_IGNORABLE_CONFIG = {"is_legacy_optimizer": None, "jit_compile": None, "use_ema": False,
-                     "ema_momentum": None, "ema_overwrite_frequency": None,
-                     "loss_scale_factor": None, "gradient_accumulation_steps": None,
-                     "weight_decay": None}
+# Keras 3 / tf.keras 2.11+ configs carry these. The first set never changes the update;
+# the second is ignored only while it holds its no-op value (else ConfigError).
+_ALWAYS_IGNORED = {"is_legacy_optimizer", "jit_compile", "ema_momentum",
+                   "ema_overwrite_frequency"}
+_IGNORABLE_CONFIG = {"use_ema": False, "loss_scale_factor": None,
+                     "gradient_accumulation_steps": None, "weight_decay": None}
 
 
 class Optimizer:
@@ -52,6 +53,8 @@ class Optimizer:
             warnings.warn(f"{type(self).__name__}: the Keras 1 argument 'lr' is deprecated; "
                           "use 'learning_rate' instead", DeprecationWarning, stacklevel=3)
             learning_rate = kwargs.pop("lr")
+        for key in _ALWAYS_IGNORED & set(kwargs):
+            kwargs.pop(key)
         for key, default in _IGNORABLE_CONFIG.items():
             if key in kwargs:
                 value = kwargs.pop(key)
