@@ -32,6 +32,7 @@ def standardize(data, names, shapes, dtypes, what, model_name):
         raise ShapeError(f"Model {model_name!r} expects {len(names)} {what}(s) {names}, "
                          f"but got {len(arrays)} array(s)")
     out = []
+    shapes = shapes or [None] * len(names)
     for arr, name, shape, dtype in zip(arrays, names, shapes, dtypes):
         out.append(_check_array(arr, name, shape, dtype, what, model_name))
     return out

@@ -1,0 +1,99 @@
+"""Training speed of the spec's MNIST MLP against numpy's own float32 GEMM rate.
+
+784-500-500-10, tanh, Dropout(0.5), softmax, batch 200, SGD(lr=0.01, momentum=0.9,
+nesterov=True), float32, random data. The reference runs exactly the GEMMs one training
+step needs (forward, input gradient and weight gradient of each Dense) with bare numpy in
+the same process; the ratio says how much of the hardware's GEMM rate training reaches.
+
+    python benchmarks/train_mlp.py [--steps 60]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+SIZES = [784, 500, 500, 10]
+BATCH = 200
+
+
+def gemm_shapes(batch=BATCH, sizes=SIZES):
+    """(m, k, n) of every GEMM in one training step."""
+    shapes = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes.append((batch, fan_in, fan_out))           # forward x @ W
+        shapes.append((fan_in, batch, fan_out))           # dW = x.T @ g
+        if i > 0:
+            shapes.append((batch, fan_out, fan_in))       # dx = g @ W.T (not for the input)
+    return shapes
+
+
+def flops_per_step():
+    return sum(2 * m * k * n for m, k, n in gemm_shapes())
+
+
+def numpy_gemm_seconds_per_step(repeats):
+    rng = np.random.default_rng(0)
+    mats = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32))
+            for m, k, n in gemm_shapes()]
+    for a, b in mats:
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for a, b in mats:
+            a @ b
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def build_model():
+    from modelkit.layers import Activation, Dense, Dropout
+    from modelkit.models import Sequential
+    from modelkit.optimizers import SGD
+
+    model = Sequential()
+    model.add(Dense(500, input_shape=(784,)))
+    model.add(Activation("tanh"))
+    model.add(Dropout(0.5))
+    model.add(Dense(500))
+    model.add(Activation("tanh"))
+    model.add(Dropout(0.5))
+    model.add(Dense(10))
+    model.add(Activation("softmax"))
+    model.compile(loss="categorical_crossentropy",
+                  optimizer=SGD(learning_rate=0.01, momentum=0.9, nesterov=True))
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="training steps to time")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH * args.steps, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(x))]
+    model = build_model()
+    model.fit(x[:BATCH * 3], y[:BATCH * 3], batch_size=BATCH, epochs=1, verbose=0)  # warm up
+
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+        best = min(best, time.perf_counter() - t)
+    step_s = best / args.steps
+    ref_s = numpy_gemm_seconds_per_step(repeats=max(args.steps, 20))
+    flops = flops_per_step()
+    model_gflops = flops / step_s / 1e9
+    numpy_gflops = flops / ref_s / 1e9
+    print(f"MLP 784-500-500-10, batch {BATCH}, {args.steps} steps per epoch")
+    print(f"  modelkit training:     {BATCH / step_s:10.0f} samples/s  {step_s * 1e3:7.2f} ms/step"
+          f"  {model_gflops:7.1f} GFLOP/s")
+    print(f"  numpy GEMMs (same shapes): {ref_s * 1e3:7.2f} ms/step  {numpy_gflops:7.1f} GFLOP/s")
+    print(f"  ratio (modelkit GFLOP/s / numpy GEMM GFLOP/s): {model_gflops / numpy_gflops:.2f}"
+          "  (goal >= 0.7)")
+
+
+if __name__ == "__main__":
+    main()
