@@ -1,0 +1,275 @@
+"""`BackendOp` nodes: a `modelkit.backend` (K) function applied to symbolic tensors.
+
+Config: `function` (the K function's name) and `arguments` = {"args": [...], "kwargs": {...}}
+where `{"__tensor__": i}` stands for the call's i-th input tensor, `{"__array__": ..., "dtype"}`
+for a constant array, `{"__slice__": [start, stop, step]}` / `{"__ellipsis__": true}` for
+indexing. Each supported function maps to a few ONNX ops; the rest are reported by the
+exporter's check (all at once, naming the layer and the function).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelkit.ir import Node
+
+from ..context import LayerUnsupported, Tensor, broadcast_shape
+from ..registry import export_handler
+from .activations import ACTIVATIONS, apply_activation
+
+_SLICE, _ELLIPSIS = object(), object()
+
+
+def _decode(value, tensors):
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__array__" in value:
+            return np.asarray(value["__array__"], dtype=value.get("dtype", "float32"))
+        if "__slice__" in value:
+            return slice(*value["__slice__"])
+        if "__ellipsis__" in value:
+            return Ellipsis
+        return value
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    return value
+
+
+def _as_tensor(ctx, v, like=None):
+    if isinstance(v, Tensor):
+        return v
+    dtype = like.dtype if like is not None and np.dtype(like.dtype).kind == "f" else "float32"
+    if isinstance(v, (bool, np.bool_)):
+        dtype = "bool"
+    arr = np.asarray(v, dtype=dtype)
+    if arr.ndim == 0:
+        return ctx.scalar(float(arr), dtype=dtype) if dtype != "bool" else ctx.const(arr)
+    return ctx.const(arr)
+
+
+BINARY = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
+          "maximum": "Max", "minimum": "Min", "pow_": "Pow", "equal": "Equal",
+          "greater": "Greater", "greater_equal": "GreaterOrEqual", "less": "Less",
+          "less_equal": "LessOrEqual", "logical_and": "And", "logical_or": "Or"}
+COMPARE = {"equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+           "logical_and", "logical_or"}
+UNARY = {"abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "negative": "Neg",
+         "ceil": "Ceil", "floor": "Floor", "round": "Round", "sign": "Sign", "sin": "Sin",
+         "cos": "Cos", "logical_not": "Not", "stop_gradient": "Identity"}
+ACTIVATION_FUNCS = {"tanh", "sigmoid", "softplus", "softsign", "selu", "elu", "gelu", "silu",
+                    "swish", "hard_sigmoid", "softmax", "log_softmax"}
+REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin",
+          "prod": "ReduceProd", "logsumexp": "ReduceLogSumExp"}
+OTHER = {"square", "pow", "expm1", "log1p", "relu", "clip", "concatenate", "stack", "reshape",
+         "permute_dimensions", "transpose", "expand_dims", "squeeze", "batch_flatten",
+         "flatten", "matmul", "dot", "batch_dot", "where", "switch", "getitem", "repeat",
+         "repeat_elements", "tile", "zeros_like", "ones_like", "gather", "l2_normalize", "var",
+         "std", "cast", "not_equal"}
+SUPPORTED = set(BINARY) | set(UNARY) | ACTIVATION_FUNCS | set(REDUCE) | OTHER
+
+
+def _check(node, opset):
+    fn = node.config.get("function")
+    if fn not in SUPPORTED:
+        return (f"backend function {fn!r} has no ONNX mapping (supported: "
+                f"{', '.join(sorted(SUPPORTED))})")
+    return None
+
+
+def _axes(axis, rank):
+    if axis is None:
+        return list(range(rank))
+    return [int(a) for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+
+
+@export_handler("BackendOp", check=_check)
+def backend_op(node, ctx, inputs):
+    fn = node.config["function"]
+    arguments = node.config.get("arguments") or {}
+    args = _decode(arguments.get("args", []), inputs)
+    kwargs = {k: _decode(v, inputs) for k, v in (arguments.get("kwargs") or {}).items()}
+    hint = node.name
+    return [_emit(fn, ctx, args, kwargs, hint)]
+
+
+def _arg(args, kwargs, i, name, default=None):
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
+    x = _arg(args, kwargs, 0, "x")
+    if fn in BINARY or fn == "not_equal":
+        y = _arg(args, kwargs, 1, "y")
+        like = x if isinstance(x, Tensor) else y
+        a, b = _as_tensor(ctx, x, like), _as_tensor(ctx, y, like)
+        shape = broadcast_shape(a.shape, b.shape)
+        if fn == "not_equal":
+            eq = ctx.op("Equal", [a, b], shape, dtype="bool")
+            return ctx.op("Not", [eq], shape, dtype="bool", hint=hint)
+        dtype = "bool" if fn in COMPARE else None
+        return ctx.op(BINARY[fn], [a, b], shape, dtype=dtype, hint=hint)
+    if fn in UNARY:
+        return ctx.op(UNARY[fn], [x], x.shape, hint=hint)
+    if fn in ACTIVATION_FUNCS:
+        opts = {}
+        if fn in ("softmax", "log_softmax"):
+            opts["axis"] = _arg(args, kwargs, 1, "axis", -1)
+        if fn == "gelu":
+            opts["approximate"] = bool(_arg(args, kwargs, 1, "approximate", False))
+        if fn == "elu":
+            alpha = float(_arg(args, kwargs, 1, "alpha", 1.0))
+            return ctx.op("Elu", [x], x.shape, hint=hint, alpha=alpha)
+        return apply_activation(ctx, x, fn, hint=hint, **opts)
+    if fn in REDUCE:
+        axis = _arg(args, kwargs, 1, "axis")
+        keep = bool(_arg(args, kwargs, 2, "keepdims", False))
+        return ctx.reduce(REDUCE[fn], x, _axes(axis, x.rank), keep, hint=hint)
+    if fn in ("var", "std"):
+        axes = _axes(_arg(args, kwargs, 1, "axis"), x.rank)
+        keep = bool(_arg(args, kwargs, 2, "keepdims", False))
+        m = ctx.reduce("ReduceMean", x, axes, True)
+        d = ctx.op("Sub", [x, m], x.shape)
+        v = ctx.reduce("ReduceMean", ctx.op("Mul", [d, d], x.shape), axes, keep,
+                       hint=hint if fn == "var" else None)
+        return v if fn == "var" else ctx.op("Sqrt", [v], v.shape, hint=hint)
+    if fn == "square":
+        return ctx.op("Mul", [x, x], x.shape, hint=hint)
+    if fn == "pow":
+        return ctx.op("Pow", [x, _as_tensor(ctx, _arg(args, kwargs, 1, "a"), x)], x.shape,
+                      hint=hint)
+    if fn == "expm1":
+        return ctx.op("Sub", [ctx.op("Exp", [x], x.shape), ctx.scalar(1.0)], x.shape, hint=hint)
+    if fn == "log1p":
+        return ctx.op("Log", [ctx.op("Add", [x, ctx.scalar(1.0)], x.shape)], x.shape, hint=hint)
+    if fn == "relu":
+        from .activations import relu_layer
+        cfg = {"negative_slope": float(_arg(args, kwargs, 1, "alpha", 0.0) or 0.0),
+               "max_value": _arg(args, kwargs, 2, "max_value"),
+               "threshold": float(_arg(args, kwargs, 3, "threshold", 0.0) or 0.0)}
+        return relu_layer(Node(hint, "ReLU", cfg), ctx, [x])[0]
+    if fn == "clip":
+        lo, hi = _arg(args, kwargs, 1, "min_value"), _arg(args, kwargs, 2, "max_value")
+        return ctx.op("Clip", [x, None if lo is None else ctx.scalar(float(lo)),
+                               None if hi is None else ctx.scalar(float(hi))], x.shape, hint=hint)
+    if fn in ("concatenate", "stack"):
+        ts = [_as_tensor(ctx, t) for t in x]
+        axis = int(_arg(args, kwargs, 1, "axis", -1 if fn == "concatenate" else 0))
+        if fn == "stack":
+            ts = [ctx.unsqueeze(t, [axis]) for t in ts]
+        shape = None
+        if all(t.shape is not None for t in ts):
+            shape = list(ts[0].shape)
+            a = axis % len(shape)
+            dims = [t.shape[a] for t in ts]
+            shape[a] = None if None in dims else sum(dims)
+        return ctx.op("Concat", ts, shape, hint=hint, axis=axis)
+    if fn == "reshape":
+        target = [int(d) if d is not None else -1 for d in _arg(args, kwargs, 1, "shape")]
+        return ctx.reshape(x, target, tuple(None if d == -1 else d for d in target), hint=hint)
+    if fn in ("permute_dimensions", "transpose"):
+        axes = _arg(args, kwargs, 1, "axes")
+        axes = list(range(x.rank))[::-1] if axes is None else list(axes)
+        return ctx.transpose(x, axes, hint=hint)
+    if fn == "expand_dims":
+        axis = int(_arg(args, kwargs, 1, "axis", -1))
+        return ctx.unsqueeze(x, [axis], hint=hint)
+    if fn == "squeeze":
+        return ctx.squeeze(x, [int(_arg(args, kwargs, 1, "axis"))], hint=hint)
+    if fn == "batch_flatten":
+        return ctx.op("Flatten", [x], None if x.shape is None else (x.shape[0], None), hint=hint,
+                      axis=1)
+    if fn == "flatten":
+        return ctx.reshape(x, [-1], (None,), hint=hint)
+    if fn in ("matmul", "dot"):
+        y = _as_tensor(ctx, _arg(args, kwargs, 1, "y"), x)
+        shape = None if x.shape is None or y.shape is None else x.shape[:-1] + y.shape[-1:]
+        if fn == "dot" and y.rank is not None and y.rank > 2:
+            raise LayerUnsupported("K.dot with a rank > 2 right operand is not supported")
+        return ctx.op("MatMul", [x, y], shape, hint=hint)
+    if fn == "batch_dot":
+        from .merge import dot
+        axes = _arg(args, kwargs, 2, "axes")
+        if axes is None:
+            axes = [x.rank - 1, _arg(args, kwargs, 1, "y").rank - 2]
+        return dot(Node(hint, "Dot", {"axes": axes}), ctx, [x, _arg(args, kwargs, 1, "y")])[0]
+    if fn in ("where", "switch"):
+        c = _as_tensor(ctx, x)
+        a = _as_tensor(ctx, _arg(args, kwargs, 1, "x"))
+        b = _as_tensor(ctx, _arg(args, kwargs, 2, "y"), a)
+        if np.dtype(c.dtype) != np.bool_:
+            c = ctx.cast(c, "bool")
+        return ctx.op("Where", [c, a, b], broadcast_shape(c.shape, a.shape, b.shape),
+                      dtype=a.dtype, hint=hint)
+    if fn == "getitem":
+        return _getitem(ctx, x, _arg(args, kwargs, 1, "index"), hint)
+    if fn == "repeat":
+        n = int(_arg(args, kwargs, 1, "n"))
+        u = ctx.unsqueeze(x, [1])
+        shape = None if x.shape is None else (x.shape[0], n) + x.shape[1:]
+        return ctx.op("Tile", [u, ctx.ints([1, n] + [1] * (x.rank - 1))], shape, hint=hint)
+    if fn == "repeat_elements":
+        from .conv import _repeat_axis
+        rep, axis = int(_arg(args, kwargs, 1, "rep")), int(_arg(args, kwargs, 2, "axis"))
+        return _repeat_axis(ctx, x, axis % x.rank, rep, hint)
+    if fn == "tile":
+        n = _arg(args, kwargs, 1, "n")
+        n = [int(v) for v in (n if isinstance(n, (list, tuple)) else [n])]
+        return ctx.op("Tile", [x, ctx.ints(n)], None if x.rank is None else (None,) * x.rank,
+                      hint=hint)
+    if fn in ("zeros_like", "ones_like"):
+        v = 0.0 if fn == "zeros_like" else 1.0
+        z = ctx.op("Mul", [x, ctx.scalar(0.0)], x.shape)
+        return ctx.op("Add", [z, ctx.scalar(v)], x.shape, hint=hint)
+    if fn == "gather":
+        idx = ctx.cast(_as_tensor(ctx, _arg(args, kwargs, 1, "indices")), "int64")
+        shape = None if x.shape is None or idx.shape is None else idx.shape + x.shape[1:]
+        return ctx.op("Gather", [x, idx], shape, dtype=x.dtype, hint=hint, axis=0)
+    if fn == "l2_normalize":
+        axes = _axes(_arg(args, kwargs, 1, "axis"), x.rank)
+        sq = ctx.reduce("ReduceSum", ctx.op("Mul", [x, x], x.shape), axes, True)
+        sq = ctx.op("Max", [sq, ctx.scalar(1e-12)], sq.shape)
+        return ctx.op("Div", [x, ctx.op("Sqrt", [sq], sq.shape)], x.shape, hint=hint)
+    if fn == "cast":
+        return ctx.cast(x, str(np.dtype(_arg(args, kwargs, 1, "dtype"))), hint=hint)
+    raise LayerUnsupported(f"backend function {fn!r} has no ONNX mapping")
+
+
+def _getitem(ctx, x, index, hint):
+    """Basic indexing: ints, slices and one Ellipsis (no newaxis, no fancy indexing)."""
+    idx = list(index) if isinstance(index, (list, tuple)) else [index]
+    if x.rank is None:
+        raise LayerUnsupported("indexing a tensor of unknown rank")
+    if any(i is Ellipsis for i in idx):
+        k = idx.index(Ellipsis)
+        idx = idx[:k] + [slice(None)] * (x.rank - len(idx) + 1) + idx[k + 1:]
+    idx += [slice(None)] * (x.rank - len(idx))
+    starts, ends, axes, steps, drop = [], [], [], [], []
+    shape = list(x.shape)
+    for a, i in enumerate(idx):
+        if isinstance(i, slice):
+            if i == slice(None):
+                continue
+            step = 1 if i.step is None else int(i.step)
+            big = 2 ** 63 - 1
+            start = i.start if i.start is not None else (0 if step > 0 else -1)
+            stop = i.stop if i.stop is not None else (big if step > 0 else -big - 1)
+            starts.append(int(start)), ends.append(int(stop)), axes.append(a), steps.append(step)
+            shape[a] = (len(range(*i.indices(shape[a]))) if shape[a] is not None else None)
+        elif isinstance(i, (int, np.integer)):
+            i = int(i)
+            starts.append(i), ends.append(i + 1 if i != -1 else 2 ** 63 - 1), axes.append(a)
+            steps.append(1)
+            drop.append(a)
+            shape[a] = 1
+        else:
+            raise LayerUnsupported(f"index {i!r} is not supported (ints, slices and ... are)")
+    y = x
+    if axes:
+        y = ctx.op("Slice", [x, ctx.ints(starts), ctx.ints(ends), ctx.ints(axes),
+                             ctx.ints(steps)], tuple(shape))
+    if drop:
+        y = ctx.squeeze(y, drop)
+    return ctx.op("Identity", [y], y.shape, hint=hint)
