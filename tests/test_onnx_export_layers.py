@@ -311,6 +311,24 @@ case("UpSampling2D-channels_first", "UpSampling2D",
      {"size": [2, 2], "data_format": "channels_first"}, [], [img_cf],
      lambda x: np.repeat(np.repeat(x, 2, axis=2), 2, axis=3))
 
+
+def bilinear_ref(x, sh, sw):
+    """TF2 resize bilinear, half-pixel centers, channels-last."""
+    def coords(n, s):
+        src = np.clip((np.arange(n * s) + 0.5) / s - 0.5, 0, None)
+        lo = np.minimum(np.floor(src).astype(int), n - 1)
+        hi = np.minimum(lo + 1, n - 1)
+        return lo, hi, src - lo
+    hl, hh, hf = coords(x.shape[1], sh)
+    wl, wh, wf = coords(x.shape[2], sw)
+    top = x[:, hl][:, :, wl] * (1 - wf)[None, None, :, None] + x[:, hl][:, :, wh] * wf[None, None, :, None]
+    bot = x[:, hh][:, :, wl] * (1 - wf)[None, None, :, None] + x[:, hh][:, :, wh] * wf[None, None, :, None]
+    return top * (1 - hf)[None, :, None, None] + bot * hf[None, :, None, None]
+
+
+case("UpSampling2D-bilinear", "UpSampling2D", {"size": [2, 3], "interpolation": "bilinear"},
+     [], [img], lambda x: bilinear_ref(x, 2, 3))
+
 # pooling (odd sizes so 'same' pads)
 seq9 = rnd(2, 9, 3)
 img7 = rnd(2, 7, 5, 3)
