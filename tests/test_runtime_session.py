@@ -346,7 +346,7 @@ def _cuda_session_or_skip(model):
 def test_cuda_parity_with_cpu():
     sess = _cuda_session_or_skip(mlp_model())
     assert sess.providers[0] == "CUDAExecutionProvider" and sess.device == "cuda"
-    assert sess._use_binding
+    assert InferenceSession(mlp_model(), device="auto").device == "cuda"
     cpu = InferenceSession(mlp_model(), device="cpu")
     x = RNG.standard_normal((300, 4)).astype(np.float32)
     np.testing.assert_allclose(sess.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-5)
@@ -361,11 +361,18 @@ def test_cuda_parity_with_cpu():
     g = _cuda_session_or_skip(gather_model())
     np.testing.assert_array_equal(g.predict(np.array([1, 2, 9])), TABLE[[1, 2, 9]])
     _hammer(sess, cpu)
+    # IO binding: outputs stay on the GPU and chain into another session without a copy.
+    y = sess.run_on_device({"x": x})["y"]
+    assert y.device_name().lower() == "cuda"
+    np.testing.assert_allclose(y.numpy(), cpu.predict(x), rtol=1e-5, atol=1e-5)
+    chained = two.run_on_device({"a": y, "b": y})
+    np.testing.assert_allclose(chained["prod"].numpy(), cpu.predict(x) ** 2, rtol=1e-5, atol=1e-5)
+    _hammer(sess, cpu, on_device=True)
 
 
 # -- threads ------------------------------------------------------------------------------
 
-def _hammer(sess, ref_sess, threads=8, calls=20):
+def _hammer(sess, ref_sess, threads=8, calls=20, on_device=False):
     inputs = [RNG.standard_normal((1 + i % 5, 4)).astype(np.float32) for i in range(threads)]
     expected = [ref_sess.predict(x) for x in inputs]
     errors = []
@@ -378,7 +385,10 @@ def _hammer(sess, ref_sess, threads=8, calls=20):
                 y = sess.predict(inputs[i], batch_size=2 if k % 2 else None)
                 if not np.allclose(y, expected[i], rtol=1e-5, atol=1e-5):
                     errors.append(f"thread {i} call {k}: wrong result")
-                out = sess.run({"x": inputs[i]})["y"]
+                if on_device:
+                    out = sess.run_on_device({"x": inputs[i]})["y"].numpy()
+                else:
+                    out = sess.run({"x": inputs[i]})["y"]
                 if not np.allclose(out, expected[i], rtol=1e-5, atol=1e-5):
                     errors.append(f"thread {i} call {k}: wrong run() result")
         except Exception as e:   # pragma: no cover - reported below
@@ -396,15 +406,25 @@ def test_threads_share_one_session(mlp):
     _hammer(mlp, mlp)
 
 
-def test_io_binding_path_runs_on_cpu_too():
-    # The CUDA path binds inputs/outputs per call; exercise that code on the CPU device.
+def test_run_on_device_with_io_binding_on_cpu():
+    import onnxruntime
     sess = InferenceSession(mlp_model(), device="cpu")
-    sess._use_binding = True
     x = RNG.standard_normal((9, 4)).astype(np.float32)
-    np.testing.assert_allclose(sess.predict(x, batch_size=4), mlp_ref(x), rtol=1e-6, atol=1e-6)
+    out = sess.run_on_device({"x": x})
+    assert list(out) == ["y"] and isinstance(out["y"], onnxruntime.OrtValue)
+    np.testing.assert_allclose(out["y"].numpy(), mlp_ref(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(sess.run_on_device({"x": x.astype(np.float64)})["y"].numpy(),
+                               mlp_ref(x), rtol=1e-6, atol=1e-6)          # numpy inputs are cast
     two = InferenceSession(two_io_model(), device="cpu")
-    two._use_binding = True
-    out = two.run({"a": x[:, :3], "b": x[:, 1:]}, output_names=["sum"])
-    assert list(out) == ["sum"]
-    np.testing.assert_allclose(out["sum"], x[:, :3] + x[:, 1:], rtol=1e-6)
-    _hammer(sess, InferenceSession(mlp_model(), device="cpu"))
+    y = out["y"]
+    chained = two.run_on_device({"a": y, "b": y}, output_names=["sum"])   # OrtValue inputs
+    assert list(chained) == ["sum"]
+    np.testing.assert_allclose(chained["sum"].numpy(), 2 * mlp_ref(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ShapeError, match="Inputs have different batch sizes: 'a' has 9, 'b' has 2"):
+        two.run_on_device({"a": y, "b": np.zeros((2, 3), np.float32)})
+    with pytest.raises(DTypeError, match="Input 'a' expects float32, got an OrtValue of float64"):
+        two.run_on_device({"a": onnxruntime.OrtValue.ortvalue_from_numpy(np.zeros((2, 3))),
+                           "b": np.zeros((2, 3), np.float32)})
+    with pytest.raises(ShapeError, match="Input 'x' dimension 1 must be 4"):
+        sess.run_on_device({"x": onnxruntime.OrtValue.ortvalue_from_numpy(np.zeros((2, 5), np.float32))})
+    _hammer(sess, InferenceSession(mlp_model(), device="cpu"), on_device=True)
