@@ -428,3 +428,58 @@ def test_run_on_device_with_io_binding_on_cpu():
     with pytest.raises(ShapeError, match="Input 'x' dimension 1 must be 4"):
         sess.run_on_device({"x": onnxruntime.OrtValue.ortvalue_from_numpy(np.zeros((2, 5), np.float32))})
     _hammer(sess, InferenceSession(mlp_model(), device="cpu"), on_device=True)
+
+
+# -- modelkit sources: Keras .h5 files, IR graphs, models -----------------------------------
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def _converters_or_skip():
+    try:
+        from modelkit.converters import hdf5
+        from modelkit.converters import onnx as onnx_conv
+    except ImportError as e:
+        pytest.skip(f"converters not importable: {e}")
+    if not hasattr(onnx_conv, "export") or not hasattr(hdf5, "load_graph"):
+        pytest.skip("converters.onnx.export / hdf5.load_graph not written yet")
+    return hdf5
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "functional_multi", "lstm"])
+def test_h5_and_ir_sources_match_keras_outputs(name):
+    hdf5 = _converters_or_skip()
+    path = FIXTURES / "keras2" / f"{name}.h5"
+    if not path.exists():
+        pytest.skip(f"fixture {path} missing")
+    with np.load(FIXTURES / "keras2" / f"{name}.npz") as z:
+        data = dict(z)
+    xs = [data[k] for k in sorted(data) if k.startswith("x")]
+    ys = [data[k] for k in sorted(data) if k.startswith("y")]
+    graph = hdf5.load_graph(str(path))
+
+    class HasToIr:
+        def to_ir(self):
+            return graph
+
+    for src in (str(path), graph, HasToIr()):
+        sess = InferenceSession(src, device="cpu")
+        out = sess.predict(xs if len(xs) > 1 else xs[0], batch_size=2)
+        outs = out if isinstance(out, list) else [out]
+        assert len(outs) == len(ys)
+        for got, want in zip(outs, ys):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert InferenceSession(str(path), device="cpu").source == str(path)
+
+
+def test_modelkit_model_source():
+    _converters_or_skip()
+    try:
+        from modelkit.layers import Dense
+        from modelkit.models import Sequential
+    except ImportError as e:
+        pytest.skip(f"modelkit.models not importable: {e}")
+    model = Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(2)])
+    x = RNG.standard_normal((5, 4)).astype(np.float32)
+    sess = InferenceSession(model, device="cpu")
+    np.testing.assert_allclose(sess.predict(x), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
