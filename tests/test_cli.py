@@ -282,3 +282,29 @@ def test_h5_to_onnx_then_predict_matches_fixture(tmp_path):
     for model in (tmp_path / "mlp.onnx", src):     # the .h5 runs through load_graph + export
         mk("predict", model, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy", check_rc=0)
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), data[ys[0]], rtol=1e-4, atol=1e-5)
+
+
+def _saving_available():
+    try:
+        from modelkit.saving import load_model  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not (_export_available() and _saving_available()),
+                    reason="converters.onnx.export / modelkit.saving not written yet")
+@pytest.mark.skipif(not (FIXTURES / "keras2" / "mlp.h5").exists(), reason="fixture missing")
+def test_convert_h5_to_h5_and_quantized_onnx(tmp_path):
+    src = FIXTURES / "keras2" / "mlp.h5"
+    with np.load(FIXTURES / "keras2" / "mlp.npz") as z:
+        x, y = z["x0"], z["y0"]
+    np.save(tmp_path / "x.npy", x)
+    proc = mk("convert", src, tmp_path / "copy.h5", check_rc=0)
+    assert "(Keras HDF5," in proc.stdout
+    mk("predict", tmp_path / "copy.h5", "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy", check_rc=0)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), y, rtol=1e-4, atol=1e-5)
+    proc = mk("convert", src, tmp_path / "q.onnx", "--quantize", "dynamic", "--opset", "13", check_rc=0)
+    assert "(opset 13, dynamic int8 quantization," in proc.stdout
+    mk("predict", tmp_path / "q.onnx", "-i", tmp_path / "x.npy", "-o", tmp_path / "yq.npy", check_rc=0)
+    np.testing.assert_allclose(np.load(tmp_path / "yq.npy"), y, atol=0.1)
