@@ -5,7 +5,8 @@
     y = sess.predict(x, batch_size=256)
 """
 
-from .batching import concat_batches, iter_batches
+from .batching import DynamicBatcher, concat_batches, iter_batches
 from .session import InferenceSession, IOSpec, cuda_status
 
-__all__ = ["InferenceSession", "IOSpec", "cuda_status", "iter_batches", "concat_batches"]
+__all__ = ["InferenceSession", "IOSpec", "DynamicBatcher", "cuda_status", "iter_batches",
+           "concat_batches"]

@@ -3,7 +3,8 @@
 Feeds are dicts of name -> array whose first axis is the batch axis. `iter_batches` cuts
 them into consecutive slices of at most `batch_size` rows (views, no copies); `concat_batches`
 joins per-batch results back along the batch axis. Both are plain numpy and know nothing
-about onnxruntime, so the HTTP server can use them too.
+about onnxruntime, so the HTTP server can use them too. `DynamicBatcher` groups concurrent
+requests (a server's) into one session run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 
 from modelkit.errors import ConfigError, ShapeError
 
-__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches"]
+__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches", "DynamicBatcher"]
 
 
 def batch_size_of(feeds):
@@ -80,3 +81,149 @@ def concat_batches(results, names):
             raise ShapeError(f"Output {name!r} has shapes that cannot be concatenated along "
                              f"the batch axis: {shapes}") from None
     return joined
+
+
+class _Request:
+    __slots__ = ("key", "feeds", "rows", "future")
+
+    def __init__(self, key, feeds, rows, future):
+        self.key, self.feeds, self.rows, self.future = key, feeds, rows, future
+
+
+class DynamicBatcher:
+    """Groups concurrent requests into one session run (for servers).
+
+    Callers in any thread `submit(feeds)` (or block on `run(feeds)`); a worker thread takes
+    the oldest request, waits at most `max_delay_ms` for more requests with the same
+    per-row shapes and dtypes, concatenates up to `max_batch_size` rows, runs the session
+    once and hands each caller its own rows of every output. Inputs are validated (and
+    cast) in the caller's thread, so a bad request fails alone and at once. Models whose
+    batch dim is fixed, or whose outputs have no batch axis, run one request at a time.
+
+        with DynamicBatcher(sess, max_batch_size=64, max_delay_ms=2) as batcher:
+            outputs = batcher.run({"x": row})          # {output name: array}
+
+    `session` needs `validate(feeds) -> dict`, `run(feeds) -> dict` and `batch_dynamic`,
+    as `modelkit.runtime.InferenceSession` has.
+    """
+
+    def __init__(self, session, max_batch_size=32, max_delay_ms=2.0):
+        if not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
+        if not isinstance(max_delay_ms, (int, float)) or max_delay_ms < 0:
+            raise ConfigError(f"max_delay_ms must be a non-negative number, got {max_delay_ms!r}")
+        import collections
+        import threading
+        self.session = session
+        self.max_batch_size = int(max_batch_size)
+        self.max_delay = float(max_delay_ms) / 1000.0
+        self._groupable = bool(getattr(session, "batch_dynamic", False))
+        self._pending = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.runs = 0            # session runs so far (for monitoring and tests)
+        self._thread = threading.Thread(target=self._loop, name="modelkit-dynamic-batcher",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- callers ------------------------------------------------------------------------
+    def submit(self, feeds):
+        """Queue one request; return a concurrent.futures.Future of {output name: array}."""
+        from concurrent.futures import Future
+        prepared = self.session.validate(feeds)
+        rows = batch_size_of(prepared) if self._groupable else 0
+        key = tuple((k, v.shape[1:], v.dtype.str) for k, v in prepared.items()) \
+            if self._groupable else None
+        future = Future()
+        with self._cond:
+            if self._closed:
+                from modelkit.errors import RuntimeSessionError
+                raise RuntimeSessionError("DynamicBatcher is closed")
+            self._pending.append(_Request(key, prepared, rows, future))
+            self._cond.notify()
+        return future
+
+    def run(self, feeds, timeout=None):
+        """Submit and wait: {output name: array} for these inputs alone."""
+        return self.submit(feeds).result(timeout)
+
+    def close(self):
+        """Finish the queued requests, then stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- worker -------------------------------------------------------------------------
+    def _take_group(self):
+        """Under the lock: the next group of compatible requests, or None when closed."""
+        import time
+        cond, pending = self._cond, self._pending
+        while not pending:
+            if self._closed:
+                return None
+            cond.wait()
+        first = pending.popleft()
+        group, rows = [first], first.rows
+        if first.key is None or rows >= self.max_batch_size:
+            return group
+        deadline = time.monotonic() + self.max_delay
+        while True:
+            for req in list(pending):
+                if req.key == first.key and rows + req.rows <= self.max_batch_size:
+                    pending.remove(req)
+                    group.append(req)
+                    rows += req.rows
+            remaining = deadline - time.monotonic()
+            if rows >= self.max_batch_size or remaining <= 0 or self._closed:
+                return group
+            cond.wait(remaining)
+
+    def _loop(self):
+        while True:
+            with self._cond:
+                group = self._take_group()
+            if group is None:
+                return
+            group = [r for r in group if r.future.set_running_or_notify_cancel()]
+            if group:
+                self._execute(group)
+
+    def _execute(self, group):
+        if len(group) == 1:
+            self._run_alone(group[0])
+            return
+        names = list(group[0].feeds)
+        feeds = {n: np.concatenate([r.feeds[n] for r in group], axis=0) for n in names}
+        total = sum(r.rows for r in group)
+        try:
+            outs = self.session.run(feeds)
+            self.runs += 1
+        except Exception as e:          # every caller of the group gets the error
+            for r in group:
+                r.future.set_exception(e)
+            return
+        if any(np.ndim(v) == 0 or len(v) != total for v in outs.values()):
+            for r in group:             # outputs without a batch axis: cannot be split
+                self._run_alone(r)
+            return
+        start = 0
+        for r in group:
+            stop = start + r.rows
+            r.future.set_result({k: v[start:stop] for k, v in outs.items()})
+            start = stop
+
+    def _run_alone(self, req):
+        try:
+            result = self.session.run(req.feeds)
+            self.runs += 1
+        except Exception as e:
+            req.future.set_exception(e)
+            return
+        req.future.set_result(result)

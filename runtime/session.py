@@ -502,6 +502,16 @@ class InferenceSession:
                                   f"(in that order) or a dict by name, not a single "
                                   f"{type(x).__name__}")
 
+    @property
+    def batch_dynamic(self):
+        """True when every input's leading (batch) dim is dynamic, so rows can be batched."""
+        return self._batch_dynamic
+
+    def validate(self, x):
+        """Check and cast inputs as `predict`/`run` do (array, list or dict); return
+        {input name: array} in the model's input order, ready for `run`."""
+        return self._prepare(self._to_feeds(x))
+
     # -- running ------------------------------------------------------------------------
     def _run_list(self, feeds, names):
         """Run validated feeds; return a list of arrays ordered like `names`."""

@@ -1,0 +1,114 @@
+"""modelkit.runtime.DynamicBatcher: concurrent requests grouped into one session run."""
+
+import threading
+
+import numpy as np
+import pytest
+from test_runtime_session import (TABLE, gather_model, mlp_model, mlp_ref,  # noqa: F401
+                                  two_io_model)
+
+from modelkit.errors import ConfigError, RuntimeSessionError, ShapeError
+from modelkit.runtime import DynamicBatcher, InferenceSession
+
+
+class Counting:
+    """Delegates to an InferenceSession and records the rows of every run."""
+
+    def __init__(self, sess):
+        self.sess = sess
+        self.batch_dynamic = sess.batch_dynamic
+        self.rows = []
+        self.lock = threading.Lock()
+
+    def validate(self, feeds):
+        return self.sess.validate(feeds)
+
+    def run(self, feeds):
+        with self.lock:
+            self.rows.append(len(next(iter(feeds.values()))))
+        return self.sess.run(feeds)
+
+
+def _concurrently(n, fn):
+    results, errors = [None] * n, []
+    barrier = threading.Barrier(n)
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except Exception as e:   # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+    return results
+
+
+def test_groups_concurrent_requests_and_splits_outputs():
+    sess = Counting(InferenceSession(mlp_model(), device="cpu"))
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((1 + i % 3, 4)).astype(np.float32) for i in range(32)]
+    with DynamicBatcher(sess, max_batch_size=16, max_delay_ms=20) as batcher:
+        outs = _concurrently(32, lambda i: batcher.run({"x": xs[i]}))
+    for x, out in zip(xs, outs):
+        assert list(out) == ["y"]
+        np.testing.assert_allclose(out["y"], mlp_ref(x), rtol=1e-6, atol=1e-6)
+    assert sum(sess.rows) == sum(len(x) for x in xs)
+    assert max(sess.rows) <= 16
+    assert len(sess.rows) < 32          # some requests shared a run
+    assert batcher.runs == len(sess.rows)
+
+
+def test_multi_io_and_input_forms():
+    sess = InferenceSession(two_io_model(), device="cpu")
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with DynamicBatcher(sess, max_batch_size=8, max_delay_ms=5) as batcher:
+        futures = [batcher.submit([a + i, a]) for i in range(5)]      # list in input order
+        for i, f in enumerate(futures):
+            out = f.result(10)
+            np.testing.assert_allclose(out["sum"], a + i + a)
+            np.testing.assert_allclose(out["prod"], (a + i) * a)
+
+
+def test_bad_request_fails_alone_in_the_callers_thread():
+    sess = InferenceSession(mlp_model(), device="cpu")
+    with DynamicBatcher(sess, max_delay_ms=1) as batcher:
+        with pytest.raises(ShapeError, match="Input 'x' dimension 1 must be 4"):
+            batcher.submit({"x": np.zeros((1, 5), np.float32)})
+        good = batcher.run({"x": np.ones((1, 4))}, timeout=10)     # float64 is cast
+        np.testing.assert_allclose(good["y"], mlp_ref(np.ones((1, 4))), rtol=1e-6)
+
+
+def test_runtime_errors_reach_the_caller():
+    sess = InferenceSession(gather_model(), device="cpu")
+    with DynamicBatcher(sess, max_delay_ms=1) as batcher:
+        with pytest.raises(RuntimeSessionError, match="onnxruntime failed to run"):
+            batcher.run(np.array([100]), timeout=10)
+        np.testing.assert_array_equal(batcher.run(np.array([1, 2]), timeout=10)["emb"],
+                                      TABLE[[1, 2]])
+
+
+def test_fixed_batch_models_run_one_request_at_a_time():
+    sess = Counting(InferenceSession(mlp_model(batch=2), device="cpu"))
+    with DynamicBatcher(sess, max_delay_ms=5) as batcher:
+        outs = _concurrently(6, lambda i: batcher.run({"x": np.full((2, 4), i, np.float32)}))
+    assert sess.rows == [2] * 6
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out["y"], mlp_ref(np.full((2, 4), i)), rtol=1e-6)
+
+
+def test_close_and_options():
+    sess = InferenceSession(mlp_model(), device="cpu")
+    batcher = DynamicBatcher(sess)
+    batcher.close()
+    with pytest.raises(RuntimeSessionError, match="DynamicBatcher is closed"):
+        batcher.submit({"x": np.zeros((1, 4), np.float32)})
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        DynamicBatcher(sess, max_batch_size=0)
+    with pytest.raises(ConfigError, match="max_delay_ms"):
+        DynamicBatcher(sess, max_delay_ms=-1)
