@@ -6,7 +6,8 @@
 """
 
 from .batching import DynamicBatcher, concat_batches, iter_batches
-from .session import InferenceSession, IOSpec, cuda_status
+from .devices import cuda_status
+from .session import InferenceSession, IOSpec
 
 __all__ = ["InferenceSession", "IOSpec", "DynamicBatcher", "cuda_status", "iter_batches",
            "concat_batches"]

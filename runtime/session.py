@@ -50,10 +50,8 @@ construction; per-run objects (the IO binding) are created per call.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,13 +60,13 @@ from modelkit.errors import (ConfigError, DTypeError, ModelkitError, ModelLoadEr
                              RuntimeSessionError, ShapeError)
 
 from .batching import concat_batches, iter_batches
+from .devices import cuda_status, parse_device
 
 __all__ = ["InferenceSession", "IOSpec", "cuda_status"]
 
 logger = logging.getLogger("modelkit.runtime")
 
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disable")
-DEVICES = ("auto", "cpu", "cuda")
 ONNX_EXTENSIONS = (".onnx",)
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 
@@ -130,114 +128,9 @@ def _spec_from_nodearg(arg):
                   arg.type, tuple(names))
 
 
-# -- CUDA availability ------------------------------------------------------------------
-
-_cuda_lock = threading.Lock()
-_cuda_problems = None      # None: not checked yet; []: looks usable; else list of reasons
-
-
 def _ort():
     import onnxruntime
     return onnxruntime
-
-
-def _check_driver():
-    """A reason the NVIDIA driver cannot run CUDA here, or None."""
-    import ctypes
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return "no NVIDIA driver (libcuda.so.1 cannot be loaded), so this machine has no usable GPU"
-    try:
-        rc = lib.cuInit(0)
-        if rc == 100:
-            return "the NVIDIA driver reports no CUDA-capable GPU (cuInit: CUDA_ERROR_NO_DEVICE)"
-        if rc != 0:
-            return f"the NVIDIA driver failed to initialise (cuInit returned error {rc})"
-        count = ctypes.c_int(0)
-        rc = lib.cuDeviceGetCount(ctypes.byref(count))
-        if rc != 0 or count.value < 1:
-            return "the NVIDIA driver reports no CUDA-capable GPU"
-    except AttributeError:   # not a real driver library
-        return "libcuda.so.1 is not a usable NVIDIA driver library"
-    return None
-
-
-def _check_provider_library(ort):
-    """A reason onnxruntime's CUDA provider library cannot be loaded, or None."""
-    import ctypes
-    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
-    shared = os.path.join(capi, "libonnxruntime_providers_shared.so")
-    cuda = os.path.join(capi, "libonnxruntime_providers_cuda.so")
-    if not os.path.exists(cuda):
-        return None   # not a Linux wheel layout we know; let onnxruntime try
-    preload_log = ""
-    if hasattr(ort, "preload_dlls"):
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-                ort.preload_dlls()
-        except Exception:   # preloading is a help, never a requirement
-            pass
-        preload_log = buf.getvalue()
-    try:
-        if os.path.exists(shared):
-            ctypes.CDLL(shared, mode=ctypes.RTLD_GLOBAL)
-        ctypes.CDLL(cuda)
-    except OSError as e:
-        missing = sorted({line.split(":", 1)[0].replace("Failed to load ", "").strip()
-                          for line in preload_log.splitlines()
-                          if line.startswith("Failed to load ")})
-        version = getattr(ort, "__version__", "?")
-        built = ""
-        with contextlib.suppress(Exception):
-            from onnxruntime.capi import build_and_package_info as info
-            built = f" (built for CUDA {info.cuda_version})"
-        msg = (f"onnxruntime {version}{built} cannot load its CUDA provider library: "
-               f"{str(e).strip()}")
-        if missing:
-            msg += f" (missing: {', '.join(missing)})"
-        return msg + "; install the CUDA and cuDNN libraries onnxruntime-gpu needs"
-    return None
-
-
-def cuda_status():
-    """Why CUDA cannot be used in this process: a list of reasons, empty when it looks usable.
-
-    Checked once per process (the answer cannot change without restarting Python).
-    """
-    global _cuda_problems
-    with _cuda_lock:
-        if _cuda_problems is None:
-            ort = _ort()
-            problems = []
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                problems.append(f"this onnxruntime build ({ort.__version__}) has no "
-                                f"CUDAExecutionProvider; install onnxruntime-gpu")
-            else:
-                for check in (_check_driver, lambda: _check_provider_library(ort)):
-                    reason = check()
-                    if reason:
-                        problems.append(reason)
-            _cuda_problems = problems
-        return list(_cuda_problems)
-
-
-def _parse_device(device):
-    if not isinstance(device, str):
-        raise ConfigError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
-    d = device.strip().lower()
-    if d.startswith("cuda:"):
-        try:
-            idx = int(d[5:])
-        except ValueError:
-            idx = -1
-        if idx < 0:
-            raise ConfigError(f"device {device!r}: expected 'cuda:N' with N a GPU index")
-        return "cuda", idx
-    if d not in DEVICES:
-        raise ConfigError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
-    return d, 0
 
 
 # -- sources ----------------------------------------------------------------------------
@@ -263,7 +156,8 @@ def _load_source(source):
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<onnx bytes>"
     if type(source).__name__ == "ModelProto" and hasattr(source, "SerializeToString"):
-        return source.SerializeToString(), f"<ModelProto {source.graph.name or ''}>".replace(" >", ">")
+        name = source.graph.name
+        return source.SerializeToString(), f"<ModelProto {name}>" if name else "<ModelProto>"
     from modelkit.ir import Graph
     if isinstance(source, Graph) or hasattr(source, "to_ir"):
         from modelkit.converters import onnx as onnx_conv
@@ -293,7 +187,7 @@ class InferenceSession:
 
     def __init__(self, source, device="auto", intra_op_threads=None, optimization_level="all"):
         ort = _ort()
-        kind, device_id = _parse_device(device)
+        kind, device_id = parse_device(device)
         if optimization_level not in OPTIMIZATION_LEVELS:
             raise ConfigError(f"optimization_level must be one of {OPTIMIZATION_LEVELS}, "
                               f"got {optimization_level!r}")
@@ -302,36 +196,11 @@ class InferenceSession:
                 or isinstance(intra_op_threads, bool) or intra_op_threads < 0):
             raise ConfigError(f"intra_op_threads must be a non-negative int or None, "
                               f"got {intra_op_threads!r}")
-        self._requested_device = device
         self._intra_op_threads = intra_op_threads
         self._optimization_level = optimization_level
         model, self.source = _load_source(source)
 
-        if kind == "cpu":
-            sess = self._create(ort, model, ["CPUExecutionProvider"])
-        elif kind == "cuda":
-            problems = cuda_status()
-            if problems:
-                raise RuntimeSessionError("device='cuda' cannot start: " + "; ".join(problems)
-                                          + ". Use device='cpu' or device='auto' to run on the CPU")
-            sess = self._create(ort, model, self._cuda_providers(device_id))
-            if sess.get_providers()[0] != "CUDAExecutionProvider":
-                raise RuntimeSessionError(
-                    "device='cuda' cannot start: onnxruntime created the session without "
-                    "CUDAExecutionProvider although a GPU and the CUDA libraries were found; "
-                    "onnxruntime's log above says why (check CUDA/cuDNN versions)")
-        else:
-            problems = cuda_status()
-            if problems:
-                if "CUDAExecutionProvider" in ort.get_available_providers():
-                    logger.info("CUDA unavailable (%s); running on CPUExecutionProvider",
-                                "; ".join(problems))
-                sess = self._create(ort, model, ["CPUExecutionProvider"])
-            else:
-                sess = self._create(ort, model, self._cuda_providers(device_id))
-                if sess.get_providers()[0] != "CUDAExecutionProvider":
-                    logger.info("CUDAExecutionProvider did not start (see onnxruntime's log); "
-                                "running on CPUExecutionProvider")
+        sess = self._open(ort, model, kind, device_id)
         self._sess = sess
         with contextlib.suppress(Exception):
             sess.disable_fallback()   # never switch providers (and print) behind our back
@@ -359,6 +228,34 @@ class InferenceSession:
         self._fast_run = getattr(inner, "run", None) if inner is not None else None
 
     # -- construction helpers -----------------------------------------------------------
+    def _open(self, ort, model, kind, device_id):
+        """The onnxruntime session for device `kind` ('cpu', 'cuda' or 'auto')."""
+        cpu = ["CPUExecutionProvider"]
+        if kind == "cpu":
+            return self._create(ort, model, cpu)
+        problems = cuda_status()
+        if kind == "cuda":
+            if problems:
+                raise RuntimeSessionError("device='cuda' cannot start: " + "; ".join(problems)
+                                          + ". Use device='cpu' or device='auto' to run on the CPU")
+            sess = self._create(ort, model, self._cuda_providers(device_id))
+            if sess.get_providers()[0] != "CUDAExecutionProvider":
+                raise RuntimeSessionError(
+                    "device='cuda' cannot start: onnxruntime created the session without "
+                    "CUDAExecutionProvider although a GPU and the CUDA libraries were found; "
+                    "onnxruntime's log above says why (check CUDA/cuDNN versions)")
+            return sess
+        if problems:                                  # auto, without a usable GPU
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                logger.info("CUDA unavailable (%s); running on CPUExecutionProvider",
+                            "; ".join(problems))
+            return self._create(ort, model, cpu)
+        sess = self._create(ort, model, self._cuda_providers(device_id))
+        if sess.get_providers()[0] != "CUDAExecutionProvider":
+            logger.info("CUDAExecutionProvider did not start (see onnxruntime's log); "
+                        "running on CPUExecutionProvider")
+        return sess
+
     def _options(self, ort):
         so = ort.SessionOptions()
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
