@@ -256,3 +256,38 @@ def test_spec_mnist_mlp_sample_runs_with_digits_sizes():
     scores = model.evaluate(X_train, Y_train, batch_size=200, verbose=0)
     result = model.predict(X_train, batch_size=200, verbose=0)
     assert isinstance(scores, float) and result.shape == (400, 10)
+
+
+def test_loss_instances_apply_sample_weights_once():
+    from modelkit import losses
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile("sgd", loss=losses.MeanSquaredError())
+    x, y = rng.random((4, 3)).astype("float32"), rng.random((4, 1)).astype("float32")
+    sw = np.array([1.0, 0.0, 2.0, 1.0], dtype="float32")
+    per = ((model.predict(x) - y) ** 2).mean(-1)
+    np.testing.assert_allclose(model.test_on_batch(x, y, sample_weight=sw),
+                               np.sum(per * sw) / 4, rtol=1e-5)
+
+
+def test_fit_save_load_fit_resumes_exactly(tmp_path):
+    from modelkit.models import load_model
+    from modelkit.utils import set_random_seed
+    x, labels = blobs(n=64)
+    y = to_categorical(labels, 3)
+
+    def fresh():
+        set_random_seed(5)
+        model = Sequential([Dense(8, activation="relu", input_dim=4), Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    straight = fresh()
+    straight.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+    resumed = fresh()
+    resumed.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    resumed.save(tmp_path / "half.h5")
+    resumed = load_model(tmp_path / "half.h5")
+    assert resumed.optimizer.iterations == 8
+    resumed.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)

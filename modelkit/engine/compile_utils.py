@@ -30,7 +30,7 @@ class CompiledLoss:
         from .. import losses
         self.output_names = list(output_names)
         specs = _per_output(loss, self.output_names, "loss", model_name)
-        self.fns = [None if s is None else losses.get(s) for s in specs]
+        self.fns = [None if s is None else _per_sample(losses.get(s)) for s in specs]
         weights = _per_output(loss_weights, self.output_names, "loss_weights", model_name,
                               default=1.0) if loss_weights is not None else \
             [1.0] * len(self.output_names)
@@ -58,6 +58,25 @@ class CompiledLoss:
         if total is None:
             raise ConfigError("Every output has loss None: nothing to train")
         return total, [float(total.value)] + per_output
+
+
+def _per_sample(fn):
+    """Loss instances reduce by themselves; the engine wants their per-sample values so
+    that sample weights apply once (Keras does the same through `Loss.call`)."""
+    from .. import losses
+    if isinstance(fn, losses.Loss):
+        return _Named(fn.call, getattr(fn, "fn", None), type(fn).__name__)
+    return fn
+
+
+class _Named:
+    """A per-sample loss callable that remembers the function it wraps (for 'accuracy')."""
+
+    def __init__(self, call, fn, name):
+        self._call, self.fn, self.__name__ = call, fn, name
+
+    def __call__(self, y_true, y_pred):
+        return self._call(y_true, y_pred)
 
 
 def reduce_loss(per_sample, sample_weight=None):
