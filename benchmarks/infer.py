@@ -9,7 +9,7 @@ Models: when `modelkit.models` offers Sequential with Dense/Conv2D/LSTM and
 `modelkit.converters.onnx.export` works, the three models are modelkit models exported
 to ONNX; otherwise (or with --onnx-helper) equivalent graphs are built with onnx.helper.
 
-    python benchmarks/infer.py [--device cpu|cuda|auto] [--rounds 7] [--onnx-helper]
+    python benchmarks/infer.py [--device cpu|cuda|auto] [--seconds 1] [--onnx-helper]
 """
 
 from __future__ import annotations
@@ -96,29 +96,10 @@ def build_models(force_helper=False):
 
 # -- timing ---------------------------------------------------------------------------------------
 
-def _calls_for(fn, block_time):
-    """How many calls of fn() take about block_time seconds."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= block_time / 4:
-            return max(1, int(n * block_time / dt))
-        n *= 2
-
-
-def _block(fn, n):
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
-
-
-def measure(proto, sample_shape, batch, device, rounds, block_time=0.02):
-    """(ours, raw, ratio, device): best per-call seconds of each, and the median over rounds
-    of the per-round ratio. Blocks of calls alternate, so machine noise hits both alike."""
+def measure(proto, sample_shape, batch, device, seconds):
+    """(ours, raw, device): median seconds per call of InferenceSession.predict and of raw
+    onnxruntime run, timed call by call in alternation (A B B A ...) so that load from
+    other processes hits both alike, for about `seconds` in all."""
     from modelkit.runtime import InferenceSession
     sess = InferenceSession(proto, device=device)
     raw = sess.ort_session                        # the very same onnxruntime session
@@ -126,31 +107,28 @@ def measure(proto, sample_shape, batch, device, rounds, block_time=0.02):
     x = np.random.default_rng(1).standard_normal((batch,) + sample_shape).astype(np.float32)
     feed = {name: x}
     np.testing.assert_allclose(sess.predict(x), raw.run(None, feed)[0], rtol=1e-5, atol=1e-5)
-
-    def run_raw():
-        return raw.run(None, feed)
-
-    def run_ours():
-        return sess.predict(x)
-
-    n = _calls_for(run_raw, block_time)
-    _block(run_ours, n)                           # warm both paths
-    ours, theirs, ratios = [], [], []
-    for i in range(rounds):
+    clock = time.perf_counter
+    t0 = clock()
+    for _ in range(10):                           # warm-up, and a first estimate
+        raw.run(None, feed)
+        sess.predict(x)
+    pairs = max(50, int(seconds / max((clock() - t0) / 10, 1e-7)))
+    ours, theirs = np.empty(pairs), np.empty(pairs)
+    for i in range(pairs):
         if i % 2:
-            a, b = _block(run_ours, n), _block(run_raw, n)
+            a = clock(); sess.predict(x); b = clock(); raw.run(None, feed); c = clock()  # noqa: E702
+            ours[i], theirs[i] = b - a, c - b
         else:
-            b, a = _block(run_raw, n), _block(run_ours, n)
-        ours.append(a)
-        theirs.append(b)
-        ratios.append(a / b)
-    return min(ours), min(theirs), float(np.median(ratios)), sess.device
+            a = clock(); raw.run(None, feed); b = clock(); sess.predict(x); c = clock()  # noqa: E702
+            theirs[i], ours[i] = b - a, c - b
+    return float(np.median(ours)), float(np.median(theirs)), sess.device
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--seconds", type=float, default=1.0,
+                   help="timing budget per model and batch size (default 1 s)")
     p.add_argument("--batches", default="1,128")
     p.add_argument("--onnx-helper", action="store_true",
                    help="use the onnx.helper graphs even when modelkit models are available")
@@ -159,15 +137,17 @@ def main(argv=None):
     import onnxruntime
     print(f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}; models: {origin}")
     print(f"{'model':<6} {'batch':>5} {'device':<6} {'raw run (us)':>13} {'predict (us)':>13} "
-          f"{'ratio':>7}   (times: best block; ratio: median of per-round ratios)")
+          f"{'ratio':>7}")
     worst = 0.0
     for name, (proto, shape) in models.items():
         for batch in (int(b) for b in args.batches.split(",")):
-            ours, raw, ratio, dev = measure(proto, shape, batch, args.device, args.rounds)
+            ours, raw, dev = measure(proto, shape, batch, args.device, args.seconds)
+            ratio = ours / raw
             worst = max(worst, ratio)
             print(f"{name:<6} {batch:>5} {dev:<6} {raw * 1e6:>13.1f} {ours * 1e6:>13.1f} "
                   f"{ratio:>7.3f}")
-    print(f"worst overhead ratio {worst:.3f} (goal <= 1.05)")
+    print(f"worst overhead ratio {worst:.3f} (goal <= 1.05); times are medians of single "
+          f"calls, predict and raw run alternating")
     return 0
 
 
