@@ -473,7 +473,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
 
 
 @_lstm_sequence.defvjp
-def _(grads, s, needs):
+def _lstm_sequence_vjp(grads, s, needs):
     gseq, ghT, gcT = grads
     Z, H, C, AC = s["Z"], s["H"], s["C"], s["AC"]
     T, B, U = AC.shape
@@ -660,7 +660,7 @@ def _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output):
 
 
 @_gru_sequence.defvjp
-def _(grads, s, needs):
+def _gru_sequence_vjp(grads, s, needs):
     gseq, ghT = grads
     Z, H, PRE = s["Z"], s["H"], s["PRE"]
     T, B, width = Z.shape
@@ -784,7 +784,7 @@ def _simple_rnn_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=N
 
 
 @_simple_rnn_sequence.defvjp
-def _(grads, s, needs):
+def _simple_rnn_sequence_vjp(grads, s, needs):
     gseq, ghT = grads
     Z, H, PRE, R, rdrop = s["Z"], s["H"], s["PRE"], s["R"], s["rdrop"]
     T, B, U = Z.shape

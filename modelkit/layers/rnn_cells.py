@@ -1,0 +1,359 @@
+"""Recurrent cells: SimpleRNNCell, GRUCell, LSTMCell (Keras 2 classes, weights and configs).
+
+A cell owns the weights of a recurrent layer (Keras layout: `kernel` (in, gates*u),
+`recurrent_kernel` (u, gates*u), `bias`) and its per-cell settings (activations, dropout).
+Unlike Keras, a cell here runs a *whole sequence* at once through one fused backend op
+(`modelkit.backend.rnn_ops`); the layers in `recurrent.py` (RNN, SimpleRNN, GRU, LSTM) add
+the sequence behaviour (masks, states, return_sequences, ...). `cell(x, states)` still runs
+one step, as Keras cells do.
+
+Variable names follow Keras 2: the cell's weights are `<layer>/<cell>/kernel`, e.g.
+`lstm/lstm_cell/kernel` (the owning layer sets the prefix).
+"""
+
+import numpy as np
+
+from .. import activations, constraints, initializers, regularizers
+from ..backend import functions as F
+from ..backend import rnn_ops
+from ..backend.tensor import Tensor
+from ..engine.base_layer import Layer
+from ..errors import ConfigError, ShapeError
+from .core import layer_rng
+from .serialization import register_layer
+
+__all__ = ["SimpleRNNCell", "GRUCell", "LSTMCell"]
+
+
+def activation_name(layer, fn, what):
+    """The name under which the fused op knows activation `fn` (ConfigError otherwise)."""
+    try:
+        name = activations.serialize(fn)
+    except Exception:        # noqa: BLE001 - any failure means "not a known activation"
+        name = getattr(fn, "__name__", repr(fn))
+    if name not in rnn_ops.ACTIVATIONS:
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {what} {name!r} cannot run "
+                          f"inside the fused recurrent op; use one of "
+                          f"{sorted(rnn_ops.ACTIVATIONS)}")
+    return name
+
+
+class _FusedCell(Layer):
+    """What the three cells share: weights, dropout masks, config."""
+
+    n_gates = 1
+    has_recurrent_activation = True
+    state_names = ("h",)
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, implementation=2,
+                 seed=None, **kwargs):
+        kwargs.pop("enable_caching_device", None)       # tf-keras 2.x cell config key
+        super().__init__(**kwargs)
+        kind = type(self).__name__
+        try:
+            self.units = int(units)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{kind} {self.name!r}: units must be a positive integer, got "
+                              f"{units!r}") from None
+        if self.units <= 0:
+            raise ConfigError(f"{kind} {self.name!r}: units must be a positive integer, got "
+                              f"{units!r}")
+        self.activation = activations.get(activation)
+        self._activation_name = activation_name(self, self.activation, "activation")
+        if self.has_recurrent_activation:
+            self.recurrent_activation = activations.get(recurrent_activation)
+            self._recurrent_activation_name = activation_name(
+                self, self.recurrent_activation, "recurrent_activation")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= float(rate) < 1.0:
+                raise ConfigError(f"{kind} {self.name!r}: {what} must be in [0, 1), got {rate}")
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        implementation = int(implementation)
+        if implementation not in (0, 1, 2):
+            raise ConfigError(f"{kind} {self.name!r}: implementation must be 1 or 2, got "
+                              f"{implementation}")
+        # as tf.keras: 0 means 2; recurrent dropout forces per-gate masks (implementation 1)
+        implementation = 2 if implementation == 0 else implementation
+        self.implementation = 1 if self.recurrent_dropout else implementation
+        self.seed = seed
+        self._rng = layer_rng(seed)
+        self._owner = None          # the RNN layer using this cell (weight-name prefix)
+        self.kernel = self.recurrent_kernel = self.bias = None
+
+    # -- weights -------------------------------------------------------------------------
+    def _weight_scope(self):
+        owner = self._owner
+        return f"{owner.name}/{self.name}" if owner is not None else self.name
+
+    @property
+    def state_size(self):
+        return [self.units] * len(self.state_names) if len(self.state_names) > 1 else self.units
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def _bias_shape(self):
+        return (self.n_gates * self.units,)
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ShapeError(f"{type(self).__name__} {self.name!r}: the feature dimension of "
+                             f"the input must be known, got shape {tuple(input_shape)}")
+        width = self.n_gates * self.units
+        self.kernel = self.add_weight("kernel", (in_dim, width),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
+                                                initializer=self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        self.bias = self.add_weight("bias", self._bias_shape(),
+                                    initializer=self._bias_initializer(),
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
+        self.built = True
+
+    # -- running -------------------------------------------------------------------------
+    def _dropout_masks(self, batch, in_dim, dtype, training):
+        """Keras masks, drawn once per sequence: 0 or 1/(1-rate)."""
+        if not training:
+            return None, None
+
+        def draw(rate, shape):
+            keep = self._rng.random(shape) >= rate
+            return keep.astype(dtype) / np.asarray(1.0 - rate, dtype)
+
+        idrop = rdrop = None
+        if self.dropout:
+            per_gate = self.implementation == 1 and self.n_gates > 1
+            shape = (self.n_gates, batch, in_dim) if per_gate else (batch, in_dim)
+            idrop = draw(self.dropout, shape)
+        if self.recurrent_dropout:
+            shape = (self.n_gates, batch, self.units) if self.n_gates > 1 else (batch, self.units)
+            rdrop = draw(self.recurrent_dropout, shape)
+        return idrop, rdrop
+
+    def sequence(self, x, states=None, mask=None, training=None, go_backwards=False,
+                 zero_output_for_mask=False):
+        """Run the cell over x (batch, time, features): -> (outputs (B, T, u) in processing
+        order, [final states])."""
+        idrop, rdrop = self._dropout_masks(x.shape[0], x.shape[-1], x.dtype, training)
+        return self._run(x, states, mask, idrop, rdrop, bool(go_backwards),
+                         bool(zero_output_for_mask))
+
+    def call(self, inputs, states, training=None):
+        """One step (Keras cell API): inputs (batch, features) -> (output, [new states])."""
+        x = F.expand_dims(inputs, 1)
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        seq, finals = self.sequence(x, states, training=training)
+        return finals[0], finals
+
+    def __call__(self, inputs, states=None, **kwargs):
+        if states is None:
+            raise ConfigError(f"{type(self).__name__} {self.name!r} is a cell: call it as "
+                              "cell(inputs, states), or wrap it in RNN(cell)")
+        if not isinstance(inputs, Tensor):
+            inputs = Tensor(np.asarray(inputs, dtype=self.dtype))
+        self._maybe_build(tuple(inputs.shape))
+        return self.call(inputs, states, **kwargs)
+
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        batch = batch_size if batch_size is not None else inputs.shape[0]
+        zeros = [np.zeros((batch, self.units), dtype or self.dtype) for _ in self.state_names]
+        return zeros if len(zeros) > 1 else zeros[0]
+
+    # -- config --------------------------------------------------------------------------
+    def _own_config(self):
+        config = {"units": self.units, "activation": activations.serialize(self.activation)}
+        if self.has_recurrent_activation:
+            config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        config.update({
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        })
+        config.update(self._extra_init_config())
+        config.update({
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        })
+        return config
+
+    def _constraint_config(self):
+        return {
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+        }
+
+    def _extra_init_config(self):
+        return {}
+
+    def _tail_config(self):
+        config = {"implementation": self.implementation}
+        if self.seed is not None:
+            config["seed"] = self.seed
+        return config
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._own_config())
+        config.update(self._constraint_config())
+        config.update(self._tail_config())
+        return config
+
+
+@register_layer
+class SimpleRNNCell(_FusedCell):
+    """h' = activation(x W + b + h R)."""
+
+    n_gates = 1
+    has_recurrent_activation = False
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+        kwargs.pop("implementation", None)
+        super().__init__(units, activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, seed=seed, **kwargs)
+
+    def _run(self, x, states, mask, idrop, rdrop, go_backwards, zero_output):
+        h0 = states[0] if states else None
+        seq, h = rnn_ops.simple_rnn_sequence(
+            x, self.kernel, self.recurrent_kernel, self.bias, h0, mask, idrop, rdrop,
+            activation=self._activation_name, go_backwards=go_backwards,
+            zero_output_for_mask=zero_output)
+        return seq, [h]
+
+    def _tail_config(self):
+        return {} if self.seed is None else {"seed": self.seed}
+
+
+@register_layer
+class GRUCell(_FusedCell):
+    """Keras 2 GRU cell, gates z, r, h; `reset_after=True` (default) keeps a separate
+    recurrent bias (bias shape (2, 3u)) and applies the reset gate after the matmul."""
+
+    n_gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, reset_after=True,
+                 implementation=2, seed=None, **kwargs):
+        super().__init__(units, activation=activation,
+                         recurrent_activation=recurrent_activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, implementation=implementation,
+                         seed=seed, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _run(self, x, states, mask, idrop, rdrop, go_backwards, zero_output):
+        h0 = states[0] if states else None
+        seq, h = rnn_ops.gru_sequence(
+            x, self.kernel, self.recurrent_kernel, self.bias, h0, mask, idrop, rdrop,
+            activation=self._activation_name,
+            recurrent_activation=self._recurrent_activation_name, reset_after=self.reset_after,
+            go_backwards=go_backwards, zero_output_for_mask=zero_output)
+        return seq, [h]
+
+    def _tail_config(self):
+        config = {"implementation": self.implementation, "reset_after": self.reset_after}
+        if self.seed is not None:
+            config["seed"] = self.seed
+        return config
+
+
+@register_layer
+class LSTMCell(_FusedCell):
+    """Keras 2 LSTM cell, gates i, f, c, o; `unit_forget_bias` starts the forget-gate bias
+    at 1."""
+
+    n_gates = 4
+    state_names = ("h", "c")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, implementation=2, seed=None, **kwargs):
+        super().__init__(units, activation=activation,
+                         recurrent_activation=recurrent_activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, implementation=implementation,
+                         seed=seed, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        base, u = self.bias_initializer, self.units
+
+        def init(shape, dtype=None, **kwargs):
+            return np.concatenate([np.asarray(base((u,), dtype=dtype)),
+                                   np.ones((u,), dtype=dtype or self.dtype),
+                                   np.asarray(base((2 * u,), dtype=dtype))])
+        return init
+
+    def _extra_init_config(self):
+        return {"unit_forget_bias": self.unit_forget_bias}
+
+    def _run(self, x, states, mask, idrop, rdrop, go_backwards, zero_output):
+        h0, c0 = (states[0], states[1]) if states else (None, None)
+        seq, h, c = rnn_ops.lstm_sequence(
+            x, self.kernel, self.recurrent_kernel, self.bias, h0, c0, mask, idrop, rdrop,
+            activation=self._activation_name,
+            recurrent_activation=self._recurrent_activation_name, go_backwards=go_backwards,
+            zero_output_for_mask=zero_output)
+        return seq, [h, c]
