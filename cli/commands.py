@@ -65,8 +65,6 @@ COMMAND_MODULES = {
     "predict": ("modelkit.cli.predict", "Run a model on inputs from .npy/.npz/.json files or stdin"),
     "summary": ("modelkit.cli.summary", "Describe a model: inputs, outputs, layers or ops, parameters"),
     "bench": ("modelkit.cli.bench", "Measure inference latency and throughput"),
-    "serve": ("modelkit.cli.serve", "Serve predictions over HTTP (TF-Serving and KServe v2 APIs)"),
-    "train": ("modelkit.cli.train", "Train a model from a script or config"),
     "quickstart": ("modelkit.cli.quickstart", "Build, train, save and run a small model end to end"),
 }
 

@@ -307,7 +307,8 @@ def _float(value, what):
 class SGD(Optimizer):
     """v = momentum * v - lr * g; p += v (nesterov: p += momentum * v - lr * g)."""
 
-    _KERAS3_SLOT_ALIASES = {"momentum": ("momentums",)}
+    # tf-keras 2.11+ names SGD's momentum slot "m", Keras 3 "momentums"
+    _KERAS3_SLOT_ALIASES = {"momentum": ("momentums", "m")}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -340,7 +341,7 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    _KERAS3_SLOT_ALIASES = {"rms": ("velocities", "velocity"), "mg": ("average_gradients",),
+    _KERAS3_SLOT_ALIASES = {"rms": ("velocities", "velocity"), "mg": ("average_gradients", "average_gradient"),
                             "momentum": ("momentums",)}
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
@@ -431,8 +432,8 @@ class Adagrad(Optimizer):
 
 
 class Adadelta(Optimizer):
-    _KERAS3_SLOT_ALIASES = {"accum_grad": ("accumulated_grads",),
-                            "accum_var": ("accumulated_delta_vars",)}
+    _KERAS3_SLOT_ALIASES = {"accum_grad": ("accumulated_grads", "accumulated_grad"),
+                            "accum_var": ("accumulated_delta_vars", "accumulated_delta_var")}
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
