@@ -157,8 +157,9 @@ def _from_last(y, channels_first):
 
 @defop("conv")
 def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", groups=1,
-          channels_first=False):
-    """N-d convolution; kernel (*k, C_in/groups, C_out) as in Keras; optional bias (C_out,)."""
+          channels_first=False, relu=False):
+    """N-d convolution; kernel (*k, C_in/groups, C_out) as in Keras; optional bias (C_out,);
+    `relu=True` applies max(y, 0) in place (Keras's default relu, fused)."""
     n = kernel.ndim - 2
     strides = strides or (1,) * n
     dilation = dilation or (1,) * n
@@ -187,30 +188,33 @@ def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", gr
         y = np.matmul(cols, wg).transpose(1, 0, 2).reshape(m, cout)
     if bias is not None:
         y += bias
+    if relu:
+        np.maximum(y, 0, out=y)
     y = y.reshape((xl.shape[0],) + out + (cout,))
     saved = (cols, kernel, xl.shape, xp.shape, pads, out, strides, dilation, groups,
-             channels_first, bias is not None)
+             channels_first, bias is not None, y if relu else None)
     return _from_last(y, channels_first), saved
 
 
 @_conv.defvjp
 def _(g, s, needs):
-    (cols, kernel, xshape, xpshape, pads, out, strides, dilation, groups, cf, has_bias) = s
+    (cols, kernel, xshape, xpshape, pads, out, strides, dilation, groups, cf, has_bias,
+     relu_out) = s
     n = len(out)
     ksize = kernel.shape[:n]
     kp = int(np.prod(ksize))
     cg, cout = kernel.shape[-2], kernel.shape[-1]
     gl = _to_last(g, cf)
     m = cols.shape[-2]
+    if relu_out is not None:
+        gl = gl * (relu_out > 0)                  # channels-last result, contiguous
     g2 = gl.reshape(m, cout)                      # copies only for channels_first
     gx = gk = gb = None
     if groups == 1:
         if needs[1]:
             gk = (cols.T @ g2).reshape(kernel.shape)
         if needs[0]:
-            dcols = g2 @ kernel.reshape(kp * cg, cout).T
-            dcols = dcols.reshape((xshape[0],) + out + tuple(ksize) + (cg,))
-            gx = _col2im(dcols, xshape, xpshape, pads, ksize, strides, dilation, out)
+            gx = _input_grad(g2, kernel, xshape, xpshape, pads, strides, dilation, out)
     else:
         cog = cout // groups
         gg = g2.reshape(m, groups, cog).transpose(1, 0, 2)        # (G, M, cog)
@@ -229,6 +233,26 @@ def _(g, s, needs):
     if gx is not None:
         gx = _from_last(gx, cf)
     return gx, gk, gb
+
+
+def _input_grad(g2, kernel, xshape, xpshape, pads, strides, dilation, out):
+    """Input gradient of an ungrouped conv: per kernel offset, one GEMM (M, C_out) @
+    (C_out, C_in) into a reused buffer, then one strided add of that contiguous block.
+    (Cheaper than one big GEMM into (M, k*C_in) and strided adds of its scattered slices.)"""
+    n = len(out)
+    ksize = kernel.shape[:n]
+    cin = kernel.shape[-2]
+    w = kernel.reshape((-1,) + kernel.shape[-2:])               # (kp, C_in, C_out)
+    dtype = np.result_type(g2, kernel)
+    dxp = np.zeros(xpshape, dtype=dtype)
+    tmp = np.empty((g2.shape[0], cin), dtype=dtype)
+    block = (xshape[0],) + tuple(out) + (cin,)
+    for k, offset in enumerate(itertools.product(*(range(kk) for kk in ksize))):
+        np.matmul(g2, w[k].T, out=tmp)
+        dxp[_offset_slices(offset, strides, dilation, out)] += tmp.reshape(block)
+    if any(b or a for b, a in pads):
+        return dxp[_interior(xshape, pads)]
+    return dxp
 
 
 def _col2im(dcols, xshape, xpshape, pads, ksize, strides, dilation, out):
@@ -395,11 +419,12 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
     ones = (1,) * n
     best = np.array(xp[_offset_slices(offsets[0], strides, ones, out)])
     arg = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+    upd = np.empty(best.shape, dtype=bool)
     for k, offset in enumerate(offsets[1:], start=1):
         v = xp[_offset_slices(offset, strides, ones, out)]
-        upd = v > best
-        np.copyto(best, v, where=upd)
-        arg[upd] = k
+        np.greater(v, best, out=upd)          # strictly greater: ties keep the first offset
+        np.maximum(best, v, out=best)
+        np.putmask(arg, upd, k)
     saved = (arg, xl.shape, xp.shape, pads, pool, strides, out, channels_first)
     return _from_last(best, channels_first), saved
 
@@ -410,16 +435,16 @@ def _(g, s, needs):
     gl = _to_last(g, cf)
     n = len(pool)
     ones = (1,) * n
-    dxp = np.zeros(xpshape, dtype=g.dtype)
-    disjoint = all(st >= p for st, p in zip(strides, pool))
-    zero = np.zeros((), dtype=g.dtype)
+    # Windows that tile the input exactly are written in place (each cell once); otherwise
+    # accumulate into zeros.
+    tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xpshape[1:-1]))
+    dxp = np.empty(xpshape, dtype=g.dtype) if tiled else np.zeros(xpshape, dtype=g.dtype)
     for k, offset in enumerate(itertools.product(*(range(p) for p in pool))):
         sl = _offset_slices(offset, strides, ones, out)
-        picked = np.where(arg == k, gl, zero)
-        if disjoint:
-            dxp[sl] = picked
+        if tiled:
+            np.multiply(gl, arg == k, out=dxp[sl])
         else:
-            dxp[sl] += picked
+            dxp[sl] += gl * (arg == k)
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp
     return (_from_last(gx, cf),)
 

@@ -1,0 +1,833 @@
+"""Convolution layers and the spatial shape layers around them.
+
+Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, SeparableConv1D, SeparableConv2D,
+DepthwiseConv1D, DepthwiseConv2D, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, and the
+Keras 1 classes Convolution1D/2D, AtrousConvolution1D/2D (which build the Keras 2 layer).
+
+Numerics, configs and weight layouts are Keras 2's: a conv kernel is (*kernel_size,
+in_channels / groups, filters), a transposed-conv kernel (*kernel_size, filters, in_channels),
+a depthwise kernel (*kernel_size, in_channels, depth_multiplier) and a separable conv's
+pointwise kernel (1, ..., in_channels * depth_multiplier, filters). The work happens in the
+fused ops of `modelkit.backend.conv_ops` (im2col + GEMM).
+"""
+
+import warnings
+
+import numpy as np
+
+from .. import activations, constraints, initializers, regularizers
+from ..backend import config as backend_config
+from ..backend import conv_ops
+from ..backend import functions as F
+from ..backend.engine import OPS, apply
+from ..engine.base_layer import Layer
+from ..errors import ConfigError, ShapeError
+from .. import legacy
+from .serialization import register_layer
+
+__all__ = [
+    "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv1D",
+    "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D", "ZeroPadding1D", "ZeroPadding2D",
+    "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D",
+    "Convolution1D", "Convolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
+    "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
+]
+
+_CONV = OPS.get("conv")
+_CONV_T = OPS.get("conv_transpose")
+_DEPTHWISE = OPS.get("depthwise_conv")
+_UP_NEAREST = OPS.get("upsample_nearest")
+_UP_BILINEAR = OPS.get("upsample_bilinear")
+
+
+def _data_format_keras1(value):
+    """Keras 1 dim_ordering: 'th' / 'tf', or 'default' meaning the global setting."""
+    if value in (None, "default"):
+        return None
+    return legacy.convert_dim_ordering(value)
+
+
+_KERAS1_CONVERT = {"data_format": _data_format_keras1}
+
+
+def _positive_tuple(layer, value, n, name):
+    try:
+        t = conv_ops.normalize_tuple(value, n, name)
+    except ConfigError as e:
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {e}") from None
+    if any(v <= 0 for v in t):
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be positive, "
+                          f"got {value!r}")
+    return t
+
+
+def _padding_mode(layer, padding, allowed):
+    p = str(padding).lower()
+    if p == "full":
+        legacy.convert_border_mode("full")          # raises: Theano-only in Keras 1
+    if p not in allowed:
+        extra = " ('causal' is only for 1D convolutions)" if p == "causal" else ""
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: padding must be one of "
+                          f"{', '.join(repr(a) for a in allowed)}, got {padding!r}{extra}")
+    return p
+
+
+def _check_rank(layer, shape):
+    want = layer.rank + 2
+    if len(shape) != want:
+        raise ShapeError(f"Layer {layer.name!r} ({type(layer).__name__}) expects input of rank "
+                         f"{want} (batch, {_axes_words(layer)}), got shape {tuple(shape)}")
+
+
+def _axes_words(layer):
+    spatial = ", ".join(["steps"] if layer.rank == 1 else
+                        ["rows", "cols", "depth"][:layer.rank])
+    return f"channels, {spatial}" if layer.data_format == "channels_first" \
+        else f"{spatial}, channels"
+
+
+def _spatial(layer, shape):
+    return tuple(shape[2:]) if layer.data_format == "channels_first" else tuple(shape[1:-1])
+
+
+def _channels(layer, shape):
+    return shape[1] if layer.data_format == "channels_first" else shape[-1]
+
+
+def _assemble(layer, batch, spatial, channels):
+    if layer.data_format == "channels_first":
+        return (batch, channels) + tuple(spatial)
+    return (batch,) + tuple(spatial) + (channels,)
+
+
+def _as_float(layer, inputs):
+    if inputs.dtype != np.dtype(layer.dtype):
+        inputs = F.cast(inputs, layer.dtype)
+    return inputs
+
+
+class _Conv(Layer):
+    """Shared machinery of the convolutions: arguments, shape rules, config."""
+
+    rank = None
+    _default_data_format = None      # None: the global image data format
+    _paddings = ("valid", "same")
+    _keras1_convert = _KERAS1_CONVERT
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        n = self.rank
+        if filters is not None:
+            if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) \
+                    or filters <= 0:
+                raise ConfigError(f"{type(self).__name__} {self.name!r}: filters must be a "
+                                  f"positive integer, got {filters!r}")
+            filters = int(filters)
+        self.filters = filters
+        self.kernel_size = _positive_tuple(self, kernel_size, n, "kernel_size")
+        self.strides = _positive_tuple(self, strides, n, "strides")
+        self.padding = _padding_mode(self, padding, self._paddings)
+        self.data_format = backend_config.normalize_data_format(data_format)
+        self.dilation_rate = _positive_tuple(self, dilation_rate, n, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: strides > 1 cannot be "
+                              f"combined with dilation_rate > 1 (got strides {self.strides}, "
+                              f"dilation_rate {self.dilation_rate})")
+        if not isinstance(groups, (int, np.integer)) or groups <= 0:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: groups must be a positive "
+                              f"integer, got {groups!r}")
+        self.groups = int(groups)
+        if self.filters is not None and self.filters % self.groups:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: filters ({self.filters}) "
+                              f"must be divisible by groups ({self.groups})")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.input_ndim = n + 2
+        self._in_channels = None
+
+    # -- shapes ------------------------------------------------------------------------------
+    def _input_channels(self, input_shape):
+        _check_rank(self, input_shape)
+        c = _channels(self, input_shape)
+        if c is None:
+            raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): the channel "
+                             f"dimension of the input must be known, got shape "
+                             f"{tuple(input_shape)} ({self.data_format})")
+        if self._in_channels is not None and c != self._in_channels:
+            raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}) was built for inputs "
+                             f"with {self._in_channels} channels ({self.data_format}), got "
+                             f"shape {tuple(input_shape)} with {c}")
+        return int(c)
+
+    def _output_spatial(self, spatial):
+        out = []
+        for L, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate):
+            o = conv_ops.conv_output_length(L, k, self.padding, s, d)
+            if o is not None and o <= 0:
+                raise ShapeError(
+                    f"Layer {self.name!r} ({type(self).__name__}): input spatial size "
+                    f"{tuple(spatial)} is smaller than the kernel {self.kernel_size} "
+                    f"(dilation {self.dilation_rate}) with padding {self.padding!r}")
+            out.append(o)
+        return tuple(out)
+
+    def _output_channels(self, in_channels):
+        return self.filters
+
+    def compute_output_shape(self, input_shape):
+        c = self._input_channels(input_shape)
+        spatial = self._output_spatial(_spatial(self, input_shape))
+        return _assemble(self, input_shape[0], spatial, self._output_channels(c))
+
+    def _check_call_input(self, inputs):
+        self.compute_output_shape(tuple(inputs.shape))
+        return _as_float(self, inputs)
+
+    # -- config --------------------------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
+            "padding": self.padding, "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate, "groups": self.groups,
+            "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+        })
+        return config
+
+    def _add_bias(self, n):
+        if not self.use_bias:
+            return None
+        return self.add_weight("bias", (n,), initializer=self.bias_initializer,
+                               regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+
+
+class _PlainConv(_Conv):
+    """Conv1D / Conv2D: y = activation(conv(x, kernel) + bias)."""
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        if c % self.groups:
+            raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): input channels ({c}) "
+                             f"must be divisible by groups ({self.groups})")
+        self.kernel = self.add_weight("kernel", self.kernel_size + (c // self.groups,
+                                                                    self.filters),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = self._add_bias(self.filters)
+        self._in_channels = c
+        self.built = True
+
+    def call(self, inputs):
+        x = self._check_call_input(inputs)
+        args = (x, self.kernel) + ((self.bias,) if self.use_bias else ())
+        fuse_relu = self.activation is activations.relu       # Keras's plain relu: fused
+        y = apply(_CONV, *args, strides=self.strides, dilation=self.dilation_rate,
+                  padding=self.padding, groups=self.groups,
+                  channels_first=self.data_format == "channels_first", relu=fuse_relu)
+        return y if fuse_relu else self.activation(y)
+
+
+@register_layer
+class Conv1D(_PlainConv):
+    """1D convolution over (batch, steps, channels); padding 'valid', 'same' or 'causal'."""
+
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid",
+                 data_format="channels_last", dilation_rate=1, groups=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         **kwargs)
+
+
+@register_layer
+class Conv2D(_PlainConv):
+    """2D convolution; data_format defaults to the global image data format."""
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# transposed convolutions
+
+
+class _ConvTranspose(_Conv):
+    """Transposed convolution; kernel (*kernel_size, filters, in_channels) as in Keras."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, groups=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
+                         **kwargs)
+        if self.groups != 1:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: groups must be 1, "
+                              f"got {groups}")
+        if output_padding is not None:
+            output_padding = conv_ops.normalize_tuple(output_padding, self.rank,
+                                                      "output_padding")
+            if any(op < 0 or op >= s for op, s in zip(output_padding, self.strides)):
+                raise ConfigError(
+                    f"{type(self).__name__} {self.name!r}: output_padding {output_padding} "
+                    f"must be non-negative and smaller than the strides {self.strides}")
+        self.output_padding = output_padding
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        self.kernel = self.add_weight("kernel", self.kernel_size + (self.filters, c),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = self._add_bias(self.filters)
+        self._in_channels = c
+        self.built = True
+
+    def _output_spatial(self, spatial):
+        ops = self.output_padding or (None,) * self.rank
+        return tuple(conv_ops.deconv_output_length(L, k, self.padding, op, s, d)
+                     for L, k, op, s, d in zip(spatial, self.kernel_size, ops, self.strides,
+                                               self.dilation_rate))
+
+    def call(self, inputs):
+        x = self._check_call_input(inputs)
+        spatial = _spatial(self, x.shape)
+        out = self._output_spatial(spatial)
+        if self.padding == "same":
+            pad_before = tuple(conv_ops.same_pads(o, k, s, d)[0] for o, k, s, d in
+                               zip(out, self.kernel_size, self.strides, self.dilation_rate))
+        else:
+            pad_before = (0,) * self.rank
+        args = (x, self.kernel) + ((self.bias,) if self.use_bias else ())
+        y = apply(_CONV_T, *args, strides=self.strides, dilation=self.dilation_rate,
+                  output_shape=out, pad_before=pad_before,
+                  channels_first=self.data_format == "channels_first")
+        return self.activation(y)
+
+    def get_config(self):
+        config = super().get_config()
+        config["output_padding"] = self.output_padding
+        return config
+
+
+@register_layer
+class Conv1DTranspose(_ConvTranspose):
+    rank = 1
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         output_padding=output_padding, data_format=data_format,
+                         dilation_rate=dilation_rate, **kwargs)
+
+
+@register_layer
+class Conv2DTranspose(_ConvTranspose):
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         output_padding=output_padding, data_format=data_format,
+                         dilation_rate=dilation_rate, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# depthwise and separable convolutions
+
+
+class _DepthwiseConv(_Conv):
+    """Each input channel convolved with its own depth_multiplier filters (channel c*dm + j)."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, groups=1, **kwargs):
+        if groups != 1:
+            raise ConfigError(f"{type(self).__name__}: groups must be 1, got {groups!r}")
+        super().__init__(None, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         activation=activation, use_bias=use_bias,
+                         bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         bias_constraint=bias_constraint, **kwargs)
+        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier <= 0:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: depth_multiplier must be "
+                              f"a positive integer, got {depth_multiplier!r}")
+        self.depth_multiplier = int(depth_multiplier)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+
+    def _output_channels(self, in_channels):
+        return in_channels * self.depth_multiplier
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        self.depthwise_kernel = self.add_weight(
+            "depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
+            initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint)
+        self.bias = self._add_bias(c * self.depth_multiplier)
+        self._in_channels = c
+        self.built = True
+
+    def call(self, inputs):
+        x = self._check_call_input(inputs)
+        args = (x, self.depthwise_kernel) + ((self.bias,) if self.use_bias else ())
+        y = apply(_DEPTHWISE, *args, strides=self.strides, dilation=self.dilation_rate,
+                  padding=self.padding, channels_first=self.data_format == "channels_first")
+        return self.activation(y)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("filters", "kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+            config.pop(key)
+        config.update({
+            "depth_multiplier": self.depth_multiplier,
+            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
+            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
+        })
+        return config
+
+
+@register_layer
+class DepthwiseConv1D(_DepthwiseConv):
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, **kwargs):
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, data_format=data_format,
+                         dilation_rate=dilation_rate, **kwargs)
+
+
+@register_layer
+class DepthwiseConv2D(_DepthwiseConv):
+    rank = 2
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=(1, 1), **kwargs):
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, data_format=data_format,
+                         dilation_rate=dilation_rate, **kwargs)
+
+
+class _SeparableConv(_Conv):
+    """Depthwise conv (strides, padding, dilation) then a 1x1 pointwise conv with the bias.
+
+    Keras 2 configs also carry the base conv's kernel_* entries (unused): they are accepted
+    and written back so files stay byte-compatible with tf.keras's.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 groups=1, **kwargs):
+        if groups != 1:
+            raise ConfigError(f"{type(self).__name__}: groups must be 1, got {groups!r}")
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         activation=activation, use_bias=use_bias,
+                         bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         bias_constraint=bias_constraint, **kwargs)
+        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier <= 0:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: depth_multiplier must be "
+                              f"a positive integer, got {depth_multiplier!r}")
+        self.depth_multiplier = int(depth_multiplier)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
+
+    def build(self, input_shape):
+        c = self._input_channels(input_shape)
+        dm = self.depth_multiplier
+        self.depthwise_kernel = self.add_weight(
+            "depthwise_kernel", self.kernel_size + (c, dm),
+            initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint)
+        self.pointwise_kernel = self.add_weight(
+            "pointwise_kernel", (1,) * self.rank + (c * dm, self.filters),
+            initializer=self.pointwise_initializer, regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint)
+        self.bias = self._add_bias(self.filters)
+        self._in_channels = c
+        self.built = True
+
+    def call(self, inputs):
+        x = self._check_call_input(inputs)
+        cf = self.data_format == "channels_first"
+        d = apply(_DEPTHWISE, x, self.depthwise_kernel, strides=self.strides,
+                  dilation=self.dilation_rate, padding=self.padding, channels_first=cf)
+        args = (d, self.pointwise_kernel) + ((self.bias,) if self.use_bias else ())
+        y = apply(_CONV, *args, channels_first=cf)
+        return self.activation(y)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "depth_multiplier": self.depth_multiplier,
+            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+            "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
+            "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
+            "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
+        })
+        return config
+
+
+@register_layer
+class SeparableConv1D(_SeparableConv):
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         depth_multiplier=depth_multiplier, **kwargs)
+
+
+@register_layer
+class SeparableConv2D(_SeparableConv):
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), depth_multiplier=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         depth_multiplier=depth_multiplier, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Keras 1 classes: build the Keras 2 layer (so configs, files and ONNX use Keras 2 names)
+
+
+def _keras1_factory(old, new_cls, rank):
+    """A Keras 1 class whose construction returns a `new_cls` layer.
+
+    `Convolution2D(nb_filter, nb_row, nb_col, border_mode=..., subsample=..., init=...)`
+    and Keras 2 spellings on the old class (`Convolution2D(filters=1, kernel_size=(3, 3))`)
+    both work; every Keras 1 spelling warns with a DeprecationWarning naming the new one.
+    """
+    kernel_names = ("nb_row", "nb_col") if rank == 2 else ("filter_length",)
+
+    def __new__(cls, *args, **kwargs):
+        warnings.warn(f"{old} is the Keras 1 name of {new_cls.__name__}; use "
+                      f"{new_cls.__name__}", DeprecationWarning, stacklevel=2)
+        args = list(args)
+        if args and "nb_filter" in kwargs:
+            raise ConfigError(f"{old}: filters given twice (positionally and as nb_filter)")
+        # Keras 1 keyword names -> Keras 2, warning here so the warning points at the caller
+        legacy.rename_kwargs(kwargs, old, new_cls._keras1_renames,
+                             {"padding": legacy.convert_border_mode, **_KERAS1_CONVERT})
+        if args and "filters" not in kwargs:
+            kwargs["filters"] = args.pop(0)
+        if len(args) > rank:
+            raise ConfigError(f"{old}: too many positional arguments ({args!r} after the "
+                              f"filters); pass the others by keyword")
+        if rank == 2:
+            k1 = [kwargs.pop(k) for k in kernel_names if k in kwargs]
+            if args and len(args) + len(k1) >= 2 or len(k1) == 2:
+                parts = (args + k1)
+                if len(parts) != 2 or "kernel_size" in kwargs:
+                    raise ConfigError(f"{old}: give the kernel as nb_row, nb_col (Keras 1) or "
+                                      f"kernel_size (Keras 2), got {args + k1!r} and "
+                                      f"kernel_size={kwargs.get('kernel_size')!r}")
+                warnings.warn(f"{old}: the Keras 1 arguments nb_row, nb_col are deprecated; "
+                              f"use kernel_size=({parts[0]}, {parts[1]}) instead",
+                              DeprecationWarning, stacklevel=2)
+                kwargs["kernel_size"] = (int(parts[0]), int(parts[1]))
+                args = []
+            elif k1:
+                raise ConfigError(f"{old}: nb_row and nb_col must be given together")
+        if args and "kernel_size" not in kwargs:
+            kwargs["kernel_size"] = args.pop(0)
+        if args:
+            raise ConfigError(f"{old}: too many positional arguments ({args!r} left over); "
+                              "pass the others by keyword")
+        return new_cls(**kwargs)
+
+    doc = (f"Keras 1 `{old}`: builds and returns a `{new_cls.__name__}` layer "
+           f"(DeprecationWarning).")
+    cls = type(old, (new_cls,), {"__new__": __new__, "__doc__": doc,
+                                 "__module__": __name__})
+    cls.__qualname__ = old
+    return register_layer(cls)
+
+
+Convolution1D = _keras1_factory("Convolution1D", Conv1D, 1)
+Convolution2D = _keras1_factory("Convolution2D", Conv2D, 2)
+AtrousConvolution1D = _keras1_factory("AtrousConvolution1D", Conv1D, 1)
+AtrousConvolution2D = _keras1_factory("AtrousConvolution2D", Conv2D, 2)
+# Keras 2 aliases (same classes)
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution1D = SeparableConv1D
+SeparableConvolution2D = SeparableConv2D
+
+
+# ---------------------------------------------------------------------------------------
+# padding, cropping, upsampling
+
+
+def _pairs(layer, value, n, name):
+    """Keras's normalisation: int -> symmetric everywhere; per-dim int or (before, after)."""
+    try:
+        if isinstance(value, (int, np.integer)):
+            pairs = [(int(value), int(value))] * n
+        else:
+            value = list(value)
+            if n == 1 and len(value) == 2 and all(isinstance(v, (int, np.integer))
+                                                   for v in value):
+                pairs = [(int(value[0]), int(value[1]))]
+            elif len(value) == n:
+                pairs = []
+                for v in value:
+                    if isinstance(v, (int, np.integer)):
+                        pairs.append((int(v), int(v)))
+                    else:
+                        a, b = v
+                        pairs.append((int(a), int(b)))
+            else:
+                raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be an int, a "
+                          f"tuple of {n} ints or of {n} (before, after) pairs, got "
+                          f"{value!r}") from None
+    if any(v < 0 for p in pairs for v in p):
+        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be "
+                          f"non-negative, got {value!r}")
+    return tuple(pairs)
+
+
+class _SpatialLayer(Layer):
+    """Shape layers over (batch, *spatial, channels) or (batch, channels, *spatial)."""
+
+    rank = None
+    _keras1_convert = _KERAS1_CONVERT
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = backend_config.normalize_data_format(data_format)
+        self.input_ndim = self.rank + 2
+
+    def _spatial_axes(self):
+        start = 2 if self.data_format == "channels_first" else 1
+        return tuple(range(start, start + self.rank))
+
+    def _data_format_config(self, config):
+        if self.rank > 1 or self.data_format != "channels_last":
+            config["data_format"] = self.data_format
+        return config
+
+
+class _ZeroPadding(_SpatialLayer):
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.padding = _pairs(self, padding, self.rank, "padding")
+
+    def call(self, inputs):
+        _check_rank(self, inputs.shape)
+        width = [(0, 0)] * inputs.ndim
+        for a, p in zip(self._spatial_axes(), self.padding):
+            width[a] = p
+        return F.pad(inputs, width)
+
+    def compute_output_shape(self, input_shape):
+        _check_rank(self, input_shape)
+        out = list(input_shape)
+        for a, (b, e) in zip(self._spatial_axes(), self.padding):
+            out[a] = None if out[a] is None else out[a] + b + e
+        return tuple(out)
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding"] = self.padding[0] if self.rank == 1 else self.padding
+        return self._data_format_config(config)
+
+
+@register_layer
+class ZeroPadding1D(_ZeroPadding):
+    """Pad (batch, steps, features) with zeros: padding int or (left, right)."""
+
+    rank = 1
+
+    def __init__(self, padding=1, data_format="channels_last", **kwargs):
+        super().__init__(padding=padding, data_format=data_format, **kwargs)
+
+
+@register_layer
+class ZeroPadding2D(_ZeroPadding):
+    """Pad rows and columns with zeros: int, (rows, cols) or ((top, bottom), (left, right))."""
+
+    rank = 2
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(padding=padding, data_format=data_format, **kwargs)
+
+
+class _Cropping(_SpatialLayer):
+    def __init__(self, cropping=1, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.cropping = _pairs(self, cropping, self.rank, "cropping")
+
+    def _check(self, input_shape):
+        _check_rank(self, input_shape)
+        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
+            n = input_shape[a]
+            if n is not None and b + e >= n:
+                raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): cropping "
+                                 f"{self.cropping} removes all of axis {a} (size {n}) of the "
+                                 f"input of shape {tuple(input_shape)}")
+
+    def call(self, inputs):
+        self._check(inputs.shape)
+        index = [slice(None)] * inputs.ndim
+        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
+            index[a] = slice(b, inputs.shape[a] - e)
+        return F.getitem(inputs, tuple(index))
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        out = list(input_shape)
+        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
+            out[a] = None if out[a] is None else out[a] - b - e
+        return tuple(out)
+
+    def get_config(self):
+        config = super().get_config()
+        config["cropping"] = self.cropping[0] if self.rank == 1 else self.cropping
+        return self._data_format_config(config)
+
+
+@register_layer
+class Cropping1D(_Cropping):
+    """Crop (batch, steps, features) along the steps: cropping int or (start, end)."""
+
+    rank = 1
+
+    def __init__(self, cropping=(1, 1), data_format="channels_last", **kwargs):
+        super().__init__(cropping=cropping, data_format=data_format, **kwargs)
+
+
+@register_layer
+class Cropping2D(_Cropping):
+    rank = 2
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(cropping=cropping, data_format=data_format, **kwargs)
+
+
+class _UpSampling(_SpatialLayer):
+    _keras1_renames = {"length": "size"}
+
+    def __init__(self, size=2, data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.size = _positive_tuple(self, size, self.rank, "size")
+        if interpolation not in ("nearest", "bilinear"):
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: interpolation must be "
+                              f"'nearest' or 'bilinear', got {interpolation!r}")
+        if interpolation == "bilinear" and self.rank != 2:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: bilinear interpolation is "
+                              "only available in UpSampling2D")
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        _check_rank(self, inputs.shape)
+        op = _UP_BILINEAR if self.interpolation == "bilinear" else _UP_NEAREST
+        if self.interpolation == "bilinear":
+            inputs = _as_float(self, inputs)
+        return apply(op, inputs, axes=self._spatial_axes(), sizes=self.size)
+
+    def compute_output_shape(self, input_shape):
+        _check_rank(self, input_shape)
+        out = list(input_shape)
+        for a, s in zip(self._spatial_axes(), self.size):
+            out[a] = None if out[a] is None else out[a] * s
+        return tuple(out)
+
+
+@register_layer
+class UpSampling1D(_UpSampling):
+    """Repeat each step `size` times along the time axis of (batch, steps, features)."""
+
+    rank = 1
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(size=size, data_format="channels_last", **kwargs)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config["size"] = self.size[0]
+        return config
+
+
+@register_layer
+class UpSampling2D(_UpSampling):
+    """Repeat rows and columns (nearest) or resize bilinearly (TF2 half-pixel centres)."""
+
+    rank = 2
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(size=size, data_format=data_format, interpolation=interpolation,
+                         **kwargs)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config.update({"size": self.size, "data_format": self.data_format,
+                       "interpolation": self.interpolation})
+        return config
