@@ -1,14 +1,16 @@
 """The README's main job, run as a user runs it: `modelkit quickstart`."""
 
+import pathlib
 import re
 import subprocess
 import sys
 
 
 def test_quickstart_trains_saves_converts_and_agrees(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "modelkit.cli.main", "quickstart", "--verbose",
-                           "2", "--output-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    script = pathlib.Path(sys.executable).parent / "modelkit"     # the installed console script
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "modelkit.cli.main"]
+    proc = subprocess.run(command + ["quickstart", "--verbose", "2", "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Epoch 20/20" in out

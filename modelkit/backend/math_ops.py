@@ -118,7 +118,23 @@ _square = _unary("square", np.square, lambda x, y: 2.0 * x)
 _abs = _unary("abs", np.abs, lambda x, y: np.sign(x))
 _sin = _unary("sin", np.sin, lambda x, y: np.cos(x))
 _cos = _unary("cos", np.cos, lambda x, y: -np.sin(x))
-_tanh = _unary("tanh", np.tanh, lambda x, y: 1.0 - y * y)
+
+
+@defop("tanh")
+def _tanh(x):
+    y = np.tanh(x)
+    return y, (y,)
+
+
+@_tanh.defvjp
+def _(g, s, needs):
+    (y,) = s
+    d = np.multiply(y, y)                 # g * (1 - y^2), in one buffer
+    np.subtract(1, d, out=d)
+    np.multiply(g, d, out=d)
+    return (d,)
+
+
 _reciprocal = _unary("reciprocal", np.reciprocal, lambda x, y: -y * y)
 
 

@@ -52,7 +52,10 @@ def _sigmoid(x):
 @_sigmoid.defvjp
 def _(g, s, needs):
     (y,) = s
-    return (g * y * (1.0 - y),)
+    d = np.subtract(1, y)                 # g * y * (1 - y), in one buffer
+    np.multiply(d, y, out=d)
+    np.multiply(d, g, out=d)
+    return (d,)
 
 
 def _hard_sigmoid_op(name, slope):
