@@ -161,51 +161,79 @@ class Graph:
             raise IRError(f"Graph {self.name!r} has no inputs")
         if not self.outputs:
             raise IRError(f"Graph {self.name!r} has no outputs")
-        seen = {}
+        calls = {}
         for spec in self.inputs:
             if not isinstance(spec, TensorSpec):
                 raise IRError(f"Graph {self.name!r}: input {spec!r} is not a TensorSpec")
-            if spec.name in seen:
+            if spec.name in calls:
                 raise IRError(f"Graph {self.name!r}: input name {spec.name!r} is used twice")
-            seen[spec.name] = 1   # an input has one call with one tensor
+            calls[spec.name] = 1   # an input has one call with one tensor
         for node in self.nodes:
-            if node.name in seen:
+            if node.name in calls:
                 raise IRError(f"Node {node.name!r}: name is used twice in graph {self.name!r}")
-            if not isinstance(node.op, str) or not node.op:
-                raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
-            if not isinstance(node.config, dict):
-                raise IRError(f"Node {node.name!r}: config must be a dict, "
-                              f"got {type(node.config).__name__}")
-            if not node.calls:
-                raise IRError(f"Node {node.name!r} ({node.op}) is never called")
-            for ci, call in enumerate(node.calls):
-                if not call:
-                    raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
-                for ref in call:
-                    self._check_ref(ref, seen, f"Node {node.name!r} call {ci}")
-            for key in node.weights:
-                if key not in self.weights:
-                    raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
-                if not isinstance(self.weights[key], np.ndarray):
-                    raise IRError(f"Node {node.name!r}: weight {key!r} is not a numpy array")
-            if node.op in NESTED_MODEL_OPS:
-                if node.subgraph is None:
-                    raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
-                node.subgraph.validate()
-            seen[node.name] = len(node.calls)
+            calls[node.name] = len(node.calls)
+        for node in self.nodes:
+            self._validate_node(node, calls)
         for ref in self.outputs:
-            self._check_ref(ref, seen, f"Graph {self.name!r} output")
+            self._check_ref(ref, calls, f"Graph {self.name!r} output")
+        self.call_order()          # raises on a cycle
         return self
 
+    def _validate_node(self, node, calls):
+        if not isinstance(node.op, str) or not node.op:
+            raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
+        if not isinstance(node.config, dict):
+            raise IRError(f"Node {node.name!r}: config must be a dict, "
+                          f"got {type(node.config).__name__}")
+        if not node.calls:
+            raise IRError(f"Node {node.name!r} ({node.op}) is never called")
+        for ci, call in enumerate(node.calls):
+            if not call:
+                raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
+            for ref in call:
+                self._check_ref(ref, calls, f"Node {node.name!r} call {ci}")
+        for key in node.weights:
+            if key not in self.weights:
+                raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
+            if not isinstance(self.weights[key], np.ndarray):
+                raise IRError(f"Node {node.name!r}: weight {key!r} is not a numpy array")
+        if node.op in NESTED_MODEL_OPS:
+            if node.subgraph is None:
+                raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
+            node.subgraph.validate()
+
+    def call_order(self):
+        """Every (node, call index) in an order where each call's inputs come first.
+
+        Usually node order; a shared layer whose later call depends on a later node (or on
+        its own earlier call, `d(d(x))`) is placed once its inputs exist.
+        """
+        produced = {(s.name, 0) for s in self.inputs}
+        pending = [(n, ci) for n in self.nodes for ci in range(len(n.calls))]
+        order = []
+        while pending:
+            waiting = []
+            for node, ci in pending:
+                if all((r.node, r.call_index) in produced for r in node.calls[ci]):
+                    order.append((node, ci))
+                    produced.add((node.name, ci))
+                else:
+                    waiting.append((node, ci))
+            if len(waiting) == len(pending):
+                stuck = sorted({n.name for n, _ in waiting})
+                raise IRError(f"Graph {self.name!r}: the calls of nodes {stuck} depend on each "
+                              "other in a cycle (or on outputs that are never produced)")
+            pending = waiting
+        return order
+
     @staticmethod
-    def _check_ref(ref, seen, where):
+    def _check_ref(ref, calls, where):
         if not isinstance(ref, TensorRef):
             raise IRError(f"{where}: {ref!r} is not a TensorRef")
-        if ref.node not in seen:
-            raise IRError(f"{where}: refers to {ref.node!r}, which is not an input or an "
-                          f"earlier node")
-        if not 0 <= ref.call_index < seen[ref.node]:
-            raise IRError(f"{where}: {ref.node!r} has {seen[ref.node]} call(s), "
+        if ref.node not in calls:
+            raise IRError(f"{where}: refers to {ref.node!r}, which is not an input or a node")
+        if not 0 <= ref.call_index < calls[ref.node]:
+            raise IRError(f"{where}: {ref.node!r} has {calls[ref.node]} call(s), "
                           f"call index {ref.call_index} is out of range")
         if ref.tensor_index < 0:
             raise IRError(f"{where}: negative tensor index {ref.tensor_index} for {ref.node!r}")

@@ -133,17 +133,15 @@ def _build(graph, custom_objects):
         t = Input(batch_shape=spec.shape, dtype=spec.dtype, name=spec.name)
         tensors[(spec.name, 0, 0)] = t
         inputs.append(t)
-    for node in graph.nodes:
+    for node, ci in graph.call_order():
         layer = layers[node.name]
-        for ci, call in enumerate(node.calls):
-            try:
-                args = [tensors[(r.node, r.call_index, r.tensor_index)] for r in call]
-            except KeyError as e:
-                raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced by an "
-                              "earlier node") from None
-            out = layer(args[0] if len(args) == 1 else args)
-            for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
-                tensors[(node.name, ci, ti)] = t
+        try:
+            args = [tensors[(r.node, r.call_index, r.tensor_index)] for r in node.calls[ci]]
+        except KeyError as e:
+            raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced") from None
+        out = layer(args[0] if len(args) == 1 else args)
+        for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
+            tensors[(node.name, ci, ti)] = t
     try:
         outputs = [tensors[(r.node, r.call_index, r.tensor_index)] for r in graph.outputs]
     except KeyError as e:

@@ -205,3 +205,22 @@ def test_real_keras3_archives_and_weight_files(name):
 
 
 
+
+
+def test_layer_applied_to_its_own_output_survives_every_round_trip(tmp_path):
+    """d(d(x)): the second call of a shared layer depends on its first call."""
+    from modelkit.converters import onnx as onnx_conv
+    import onnxruntime as ort
+    inp = Input(shape=(3,), name="x")
+    d = Dense(3, activation="tanh", name="d")
+    head = Dense(2, name="head")
+    out = head(d(head(d(inp)) @ np.ones((2, 3), "float32")))
+    model = Model(inp, out)
+    x = rng.random((4, 3)).astype("float32")
+    expected = model.predict(x)
+    np.testing.assert_allclose(from_ir(model.to_ir()).predict(x), expected, rtol=1e-6)
+    model.save(tmp_path / "m.h5")
+    np.testing.assert_allclose(load_model(tmp_path / "m.h5").predict(x), expected, rtol=1e-6)
+    proto = onnx_conv.export(model)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-6)

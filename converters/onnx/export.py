@@ -83,25 +83,24 @@ def emit_graph(graph, ctx, feeds):
     depend on a failed call are skipped, so one export reports them all.
     """
     env = {(name, 0): [t] for name, t in feeds.items()}
-    for node in graph.nodes:
+    for node, ci in graph.call_order():
         handler = get_handler(node.op)
-        for ci, call in enumerate(node.calls):
-            ins = [_lookup(env, ref, node) for ref in call]
-            if any(i is _Failed for i in ins):
-                env[(node.name, ci)] = _Failed
-                continue
-            try:
-                outs = list(handler.emit(node, ctx, ins))
-            except LayerUnsupported as e:
-                scope = "/".join(ctx._prefixes + [node.name])
-                msg = str(e)
-                head = f"{node.op} layer {scope!r}"
-                ctx.problems.append(msg if msg.startswith(head) else f"{head}: {msg}")
-                env[(node.name, ci)] = _Failed
-                continue
-            if handler.keeps_mask and ins and outs and ins[0].name in ctx.masks:
-                ctx.masks.setdefault(outs[0].name, ctx.masks[ins[0].name])
-            env[(node.name, ci)] = outs
+        ins = [_lookup(env, ref, node) for ref in node.calls[ci]]
+        if any(i is _Failed for i in ins):
+            env[(node.name, ci)] = _Failed
+            continue
+        try:
+            outs = list(handler.emit(node, ctx, ins))
+        except LayerUnsupported as e:
+            scope = "/".join(ctx._prefixes + [node.name])
+            msg = str(e)
+            head = f"{node.op} layer {scope!r}"
+            ctx.problems.append(msg if msg.startswith(head) else f"{head}: {msg}")
+            env[(node.name, ci)] = _Failed
+            continue
+        if handler.keeps_mask and ins and outs and ins[0].name in ctx.masks:
+            ctx.masks.setdefault(outs[0].name, ctx.masks[ins[0].name])
+        env[(node.name, ci)] = outs
     return [_lookup(env, ref, None) for ref in graph.outputs]
 
 
