@@ -8,6 +8,7 @@ Op implementations live in `math_ops`, `array_ops`, `nn_ops` (and the layer-spec
 from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
 from . import rnn_ops  # noqa: F401
 from . import conv_ops  # noqa: F401
+from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: F401
 from .config import (epsilon, floatx, image_data_format, image_dim_ordering,  # noqa: F401
                      learning_phase, normalize_data_format, set_epsilon, set_floatx,
                      set_image_data_format, set_image_dim_ordering, set_learning_phase)
