@@ -56,11 +56,12 @@ def _(grads, saved, needs):
         if w is None:
             gx = inv * (gxhat - _sum(gxhat, axes) / count
                         - xhat * (_sum(gxhat * xhat, axes) / count))
-            gx += (gmean + 2.0 * gvar * xc) / count
         else:
             gx = inv * (gxhat - w * (_sum(gxhat, axes) / count)
                         - w * xhat * (_sum(gxhat * xhat, axes) / count))
-            gx += w * (gmean + 2.0 * gvar * xc) / count
+        if gmean.any() or gvar.any():      # the statistics outputs were used downstream
+            stats = (gmean + 2.0 * gvar * xc) / count
+            gx += stats if w is None else w * stats
     if len(needs) > 1 and needs[1]:
         ggamma = unbroadcast(gy * xhat, gshape)
     if len(needs) > 2 and needs[2]:
