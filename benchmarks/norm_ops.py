@@ -1,6 +1,6 @@
 """Speed of BatchNormalization / LayerNormalization training steps (forward + backward).
 
-For each case the fused op (`normalize_moments`, one forward and one VJP) is timed against
+For each case the fused op (`batch_norm_moments`, one forward and one VJP) is timed against
 (a) the same math composed from K primitives (mean, subtract, square, sqrt, ... each its own
 tape record) and (b) a bare-numpy forward+backward written out in the same process, the
 floor for this algorithm. Ratios: composed / fused (how much fusing saves) and
@@ -34,10 +34,10 @@ def best_of(fn, repeats):
 
 def fused_step(x, g, b, axes, gy):
     from modelkit.backend.engine import apply
-    from modelkit.backend.norm_ops import _normalize_moments
+    from modelkit.backend.norm_ops import _batch_norm_moments
     from modelkit.backend.tensor import GradientTape
     with GradientTape() as tape:
-        y, _, _ = apply(_normalize_moments, x, g, b, None, axes=axes, epsilon=EPS)
+        y, _, _ = apply(_batch_norm_moments, x, g, b, None, axes=axes, epsilon=EPS)
     return tape.gradient(y, [x, g, b], output_gradient=gy)
 
 

@@ -11,7 +11,7 @@ import pytest
 from modelkit import backend as K
 from modelkit.backend.engine import apply
 from modelkit.backend.gradcheck import assert_gradients_close
-from modelkit.backend.norm_ops import _batch_norm_inference, _normalize_moments
+from modelkit.backend.norm_ops import _batch_norm_inference, _batch_norm_moments
 from modelkit.backend.tensor import GradientTape, StopRecording, Tensor, Variable
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
 from modelkit.layers import BatchNormalization, Dense, Input, LayerNormalization, deserialize, \
@@ -71,7 +71,7 @@ def bn_reference(x, axes_kept, gamma, beta, eps, mean=None, var=None):
 # -- the ops -----------------------------------------------------------------------------------
 
 def _op(x, g, b, w=None, axes=(0,), eps=1e-3):
-    return apply(_normalize_moments, x, g, b, w, axes=axes, epsilon=eps)
+    return apply(_batch_norm_moments, x, g, b, w, axes=axes, epsilon=eps)
 
 
 OP_GRADS = [

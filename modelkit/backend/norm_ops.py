@@ -1,6 +1,6 @@
 """Normalization ops: fused moments + normalize (training), and inference batch norm.
 
-`normalize_moments(x, gamma, beta, weights; axes, epsilon) -> (y, mean, var)`:
+`batch_norm_moments(x, gamma, beta, weights; axes, epsilon) -> (y, mean, var)`:
 mean and (biased) variance of `x` over `axes` (weighted by the optional, non-differentiable
 `weights` broadcast against `x`, as tf.nn.weighted_moments), then
 `y = gamma * (x - mean) / sqrt(var + epsilon) + beta`. The gradient flows through the
@@ -21,8 +21,8 @@ def _sum(a, axes):
     return a.sum(axis=axes, keepdims=True)
 
 
-@defop("normalize_moments", n_outputs=3)
-def _normalize_moments(x, gamma=None, beta=None, weights=None, axes=(0,), epsilon=1e-3):
+@defop("batch_norm_moments", n_outputs=3)
+def _batch_norm_moments(x, gamma=None, beta=None, weights=None, axes=(0,), epsilon=1e-3):
     axes = tuple(axes)
     if weights is None:
         count = np.asarray(np.prod([x.shape[a] for a in axes]), x.dtype)
@@ -46,7 +46,7 @@ def _normalize_moments(x, gamma=None, beta=None, weights=None, axes=(0,), epsilo
     return (y, mean, var), saved
 
 
-@_normalize_moments.defvjp
+@_batch_norm_moments.defvjp
 def _(grads, saved, needs):
     gy, gmean, gvar = grads
     xhat, inv, xc, gamma, gshape, bshape, w, count, axes = saved
@@ -111,7 +111,7 @@ def normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon=1e-3):
     kept = tuple(1 if i in axes else x.shape[i] for i in range(x.ndim))
     g = None if gamma is None else reshape(gamma, kept)
     b = None if beta is None else reshape(beta, kept)
-    y, mean, var = apply(_normalize_moments, x, g, b, None, axes=axes, epsilon=epsilon)
+    y, mean, var = apply(_batch_norm_moments, x, g, b, None, axes=axes, epsilon=epsilon)
     flat = tuple(x.shape[i] for i in range(x.ndim) if i not in axes)
     return y, reshape(mean, flat), reshape(var, flat)
 

@@ -20,7 +20,7 @@ import numpy as np
 from .. import constraints, initializers, regularizers
 from ..backend import functions as F
 from ..backend.engine import apply
-from ..backend.norm_ops import _batch_norm_inference, _normalize_moments
+from ..backend.norm_ops import _batch_norm_inference, _batch_norm_moments
 from ..backend.tensor import StopRecording, as_array
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError, UnsupportedError
@@ -176,7 +176,7 @@ class BatchNormalization(Layer):
             weights = np.asarray(as_array(mask)).astype(inputs.dtype)
             while weights.ndim < inputs.ndim:
                 weights = weights[..., None]
-        y, mean, var = apply(_normalize_moments, inputs, gamma, beta, weights,
+        y, mean, var = apply(_batch_norm_moments, inputs, gamma, beta, weights,
                              axes=self._reduce, epsilon=self.epsilon)
         self._update_moving(np.asarray(mean.value), np.asarray(var.value), inputs.shape)
         return y
@@ -280,7 +280,7 @@ class LayerNormalization(Layer):
             inputs = F.cast(inputs, self.dtype)
         gamma = None if self.gamma is None else F.reshape(self.gamma, self._bshape)
         beta = None if self.beta is None else F.reshape(self.beta, self._bshape)
-        y, _, _ = apply(_normalize_moments, inputs, gamma, beta, None, axes=self._norm_axes,
+        y, _, _ = apply(_batch_norm_moments, inputs, gamma, beta, None, axes=self._norm_axes,
                         epsilon=self.epsilon)
         return y
 
