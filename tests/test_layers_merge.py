@@ -532,3 +532,63 @@ def test_spec_two_input_two_output_functional_sample_trains():
     assert h1.history["loss"][-1] < h1.history["loss"][0]
     assert h2.history["loss"][-1] < h1.history["loss"][0]
     assert model.output_shape == [(None, 1), (None, 1)]
+
+
+# -- Keras 1 files: merge nodes in a model config ---------------------------------------------
+
+def _keras1_merge_json(merge_config):
+    import json
+
+    def inp(name):
+        return {"name": name, "class_name": "InputLayer", "inbound_nodes": [],
+                "config": {"batch_input_shape": [None, 3], "input_dtype": "float32",
+                           "sparse": False, "name": name}}
+    merge_config = {"name": "merge_1", "concat_axis": -1, "dot_axes": -1, "output_shape": None,
+                    "output_shape_type": "raw", "output_mask": None, "output_mask_type": "raw",
+                    "arguments": {}, **merge_config}
+    config = {"class_name": "Model", "keras_version": "1.2.2", "config": {
+        "name": "model_1",
+        "layers": [inp("input_1"), inp("input_2"),
+                   {"name": "merge_1", "class_name": "Merge", "config": merge_config,
+                    "inbound_nodes": [[["input_1", 0, 0], ["input_2", 0, 0]]]}],
+        "input_layers": [["input_1", 0, 0], ["input_2", 0, 0]],
+        "output_layers": [["merge_1", 0, 0]]}}
+    return json.dumps(config)
+
+
+def _keras1_diff(t):
+    return t[0] - 2 * t[1]
+
+
+@pytest.mark.parametrize("merge_config,cls,reference", [
+    ({"mode": "sum", "mode_type": "raw"}, Add, lambda x, y: x + y),
+    ({"mode": "concat", "mode_type": "raw", "concat_axis": 1}, Concatenate,
+     lambda x, y: np.concatenate([x, y], 1)),
+    ({"mode": "cos", "mode_type": "raw", "dot_axes": [1, 1]}, Dot,
+     lambda x, y: (x * y).sum(1, keepdims=True) / np.linalg.norm(x, axis=1, keepdims=True)
+     / np.linalg.norm(y, axis=1, keepdims=True)),
+])
+def test_keras1_model_config_with_merge_nodes_loads(merge_config, cls, reference):
+    from modelkit.models import model_from_json
+    model = _quiet(model_from_json, _keras1_merge_json(merge_config))
+    layer = model.get_layer("merge_1")
+    assert type(layer) is cls
+    x, y = r(2, 3), r(2, 3)
+    np.testing.assert_allclose(model.predict([x, y]), reference(x, y), rtol=1e-5, atol=1e-6)
+
+
+def test_keras1_merge_function_modes_follow_safe_mode():
+    from modelkit.layers import custom_object_scope
+    from modelkit.models import model_from_json
+    named = _keras1_merge_json({"mode": "_keras1_diff", "mode_type": "function",
+                                "output_shape": [3], "output_shape_type": "raw"})
+    with custom_object_scope({"_keras1_diff": _keras1_diff}):
+        model = _quiet(model_from_json, named)
+    x, y = r(2, 3), r(2, 3)
+    np.testing.assert_allclose(model.predict([x, y]), x - 2 * y, rtol=1e-5)
+    stored_code = _keras1_merge_json({"mode": ["AAAA", None, None], "mode_type": "lambda"})
+    with pytest.raises(UnsafeLoadError, match="merge_1.*safe_mode=False"):
+        _quiet(model_from_json, stored_code)
+    with pytest.raises(ConfigError, match="Merge 'merge_2'.*Keras 1 Merge of whole models"):
+        _quiet(Merge.from_config, {"name": "merge_2", "layers": [{"class_name": "Sequential"}],
+                                   "mode": "sum"})

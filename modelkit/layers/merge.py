@@ -463,6 +463,7 @@ def merge(inputs, mode="sum", concat_axis=-1, dot_axes=-1, output_shape=None,
     return layer(list(inputs))
 
 
+@register_layer
 class Merge(Layer):
     """Keras 1 `Merge(layers=[model_a, model_b], mode='concat')`, the first layer of a
     Sequential fitted on one array per branch; `Merge(mode=...)` without `layers` is a
@@ -557,6 +558,27 @@ class Merge(Layer):
     def compute_output_shape(self, input_shape):
         layer = self.layer or _modern_layer(*self._merge_args, self.name, f"Merge {self.name!r}")
         return layer.compute_output_shape(input_shape)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A Keras 1 file's merge node (`{"mode": ..., "mode_type": "raw"|"function"|"lambda",
+        "concat_axis", "dot_axes", "output_shape", ...}`): the layer it builds is the Keras 2
+        one. Stored Python code (`mode_type: "lambda"`) only loads with safe_mode=False."""
+        from .serialization import deserialize_function
+        config = dict(config)
+        name = config.get("name")
+        if config.get("layers"):
+            raise ConfigError(f"Merge {name!r}: a Keras 1 Merge of whole models cannot be read "
+                              "from a config; rebuild it with Merge([model_a, model_b], ...)")
+        for key in ("mode", "output_shape", "output_mask"):
+            kind = config.pop(f"{key}_type", "raw")
+            if kind in ("lambda", "function") and config.get(key) is not None:
+                config[key] = deserialize_function({key: config[key], f"{key}_type": kind},
+                                                   key, custom_objects, layer_name=name)
+            elif key == "output_shape" and config.get(key) is not None:
+                config[key] = tuple(config[key])
+        config.pop("layers", None)
+        return cls(**config)
 
     def get_config(self):
         raise ConfigError(f"Merge {self.name!r} is not saved itself: a model holding it saves "
