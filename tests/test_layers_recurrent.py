@@ -484,6 +484,8 @@ def test_bad_input_and_arguments_raise_modelkit_errors():
         LSTM(3, time_major=True)
     with pytest.raises(ConfigError, match="cell must be"):
         RNN(Dense(3))
+    with pytest.raises(ConfigError, match="custom cells are not supported"):
+        RNN({"class_name": "MyCell", "config": {}})
     with pytest.raises(ConfigError, match="initial state must be symbolic"):
         LSTM(3)(Input((4, 2)), initial_state=[np.zeros((1, 3)), np.zeros((1, 3))])
     with pytest.raises(ModelkitError):

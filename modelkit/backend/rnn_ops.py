@@ -47,8 +47,9 @@ from .engine import apply, defop
 class _Act:
     """An activation usable inside the fused ops.
 
-    `fwd(x, out)` writes a(x) into `out` (which may be `x`); `grad(g, y, x)` multiplies `g`
-    in place by a'(x), given the output `y` (and the input `x` where `needs_x`)."""
+    `fwd(x, out)` writes a(x) into `out` (which may be `x`); `grad(g, y, x, work=None)`
+    multiplies `g` in place by a'(x), given the output `y` (and the input `x` where
+    `needs_x`); `work`, shaped like `g`, is scratch space it may use."""
 
     __slots__ = ("name", "fwd", "grad", "needs_x")
 
@@ -62,7 +63,7 @@ def _linear_fwd(x, out):
     return out
 
 
-def _linear_grad(g, y, x):
+def _linear_grad(g, y, x, work=None):
     return g
 
 
@@ -70,8 +71,8 @@ def _tanh_fwd(x, out):
     return np.tanh(x, out=out)
 
 
-def _tanh_grad(g, y, x):
-    d = np.multiply(y, y)
+def _tanh_grad(g, y, x, work=None):
+    d = np.multiply(y, y, out=work)
     np.subtract(1, d, out=d)
     g *= d
     return g
@@ -86,8 +87,8 @@ def _sigmoid_fwd(x, out):
     return out
 
 
-def _sigmoid_grad(g, y, x):
-    d = np.subtract(1, y)
+def _sigmoid_grad(g, y, x, work=None):
+    d = np.subtract(1, y, out=work)
     d *= y
     g *= d
     return g
@@ -99,7 +100,7 @@ def _hard_sigmoid(slope):
         out += 0.5
         return np.clip(out, 0.0, 1.0, out=out)
 
-    def grad(g, y, x):
+    def grad(g, y, x, work=None):
         inside = (y > 0) & (y < 1)
         np.multiply(g, inside, out=g)
         g *= slope
@@ -111,7 +112,7 @@ def _relu_fwd(x, out):
     return np.maximum(x, 0, out=out)
 
 
-def _relu_grad(g, y, x):
+def _relu_grad(g, y, x, work=None):
     np.multiply(g, y > 0, out=g)
     return g
 
@@ -121,7 +122,7 @@ def _elu_fwd(x, out):
     return out
 
 
-def _elu_grad(g, y, x):
+def _elu_grad(g, y, x, work=None):
     g *= np.where(y > 0, 1, y + 1).astype(g.dtype, copy=False)
     return g
 
@@ -135,7 +136,7 @@ def _selu_fwd(x, out):
     return out
 
 
-def _selu_grad(g, y, x):
+def _selu_grad(g, y, x, work=None):
     g *= np.where(y > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA).astype(g.dtype, copy=False)
     return g
 
@@ -144,7 +145,7 @@ def _softplus_fwd(x, out):
     return np.logaddexp(0, x, out=out)
 
 
-def _softplus_grad(g, y, x):
+def _softplus_grad(g, y, x, work=None):
     g *= -np.expm1(-y)
     return g
 
@@ -155,7 +156,7 @@ def _softsign_fwd(x, out):
     return np.divide(x, d, out=out)
 
 
-def _softsign_grad(g, y, x):
+def _softsign_grad(g, y, x, work=None):
     d = 1 - np.abs(y)
     g *= d * d
     return g
@@ -165,7 +166,7 @@ def _exp_fwd(x, out):
     return np.exp(x, out=out)
 
 
-def _exp_grad(g, y, x):
+def _exp_grad(g, y, x, work=None):
     g *= y
     return g
 
@@ -175,7 +176,7 @@ def _swish_fwd(x, out):
     return np.multiply(x, s, out=out)
 
 
-def _swish_grad(g, y, x):
+def _swish_grad(g, y, x, work=None):
     s = _sigmoid_fwd(x, np.empty_like(x))
     g *= s * (1 + x * (1 - s))
     return g
@@ -187,7 +188,7 @@ def _gelu_fwd(x, out):
     return np.multiply(x, cdf, out=out)
 
 
-def _gelu_grad(g, y, x):
+def _gelu_grad(g, y, x, work=None):
     from .nn_ops import erf
     cdf = 0.5 * (1.0 + erf(x / np.asarray(np.sqrt(2.0), x.dtype)))
     pdf = np.exp(-0.5 * x * x) / np.asarray(np.sqrt(2.0 * np.pi), x.dtype)
@@ -430,7 +431,10 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     keep, drop_rows = _prepare_mask(mask, go_backwards)
 
     x_tm = _to_time_major(x, go_backwards)
-    Z, xm = _project(x_tm, W, b, idrop, 4)          # becomes the gate activations in place
+    P, xm = _project(x_tm, W, b, idrop, 4)          # (T, B, 4u), bias included
+    Pg = P.reshape(T, B, 4, U)
+    # gate activations, gate-major: Z[t, k] is gate k (i, f, o, c) of step t, contiguous
+    Z = np.empty((T, 4, B, U), dt)
     H = np.empty((T + 1, B, U), dt)
     C = np.empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
@@ -441,19 +445,19 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     save_pre = act.needs_x or ract.needs_x
     PRE = np.empty_like(Z) if save_pre else None
     rec = np.empty((B, 4 * U), dt)
+    recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
     tmp = np.empty((B, U), dt)
-    u3 = 3 * U
     for t in range(T):
         zt = Z[t]
         hd = _rec_forward(H[t], rdrop, R, Rg, rec)
         if hd is not None:
             HD[:, t] = hd
-        zt += rec
+        np.add(Pg[t].transpose(1, 0, 2), recg, out=zt)
         if save_pre:
             PRE[t] = zt
-        ract.fwd(zt[:, :u3], zt[:, :u3])
-        act.fwd(zt[:, u3:], zt[:, u3:])
-        i, f, o, g = zt[:, :U], zt[:, U:2 * U], zt[:, 2 * U:u3], zt[:, u3:]
+        ract.fwd(zt[:3], zt[:3])
+        act.fwd(zt[3], zt[3])
+        i, f, o, g = zt
         c_new = C[t + 1]
         np.multiply(f, C[t], out=c_new)
         np.multiply(i, g, out=tmp)
@@ -465,11 +469,84 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
             _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t], zero_output_for_mask)
             np.copyto(H[t + 1], H[t], where=drop_rows[t])
             np.copyto(C[t + 1], C[t], where=drop_rows[t])
+    del P, Pg
     saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, perm=perm, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
                  HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
                  zero_output=zero_output_for_mask)
     return (np.swapaxes(OUT, 0, 1), H[T], C[T]), saved
+
+
+def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, tmp,
+                            work1):
+    """BPTT of an unmasked LSTM sequence, in place on dh, dc and DZ (the hot loop: every
+    array is preallocated, every update in place, every gate block contiguous)."""
+    T, _, B, U = Z.shape
+    RT = np.ascontiguousarray(R.T) if rdrop is None else None
+    if not gs.any():
+        gs = None                   # only the last output is used (return_sequences=False)
+    dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
+    work3 = np.empty((3, B, U), Z.dtype)
+    DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)  # gate-major view of DZ
+    for t in range(T - 1, -1, -1):
+        zt = Z[t]
+        i, f, o, g = zt
+        if gs is not None:
+            dh += gs[t]                                                 # d h'
+        np.multiply(dh, AC[t], out=dzg[2])                              # d o
+        np.multiply(dh, o, out=tmp)
+        act.grad(tmp, AC[t], C[t + 1], work1)
+        dc += tmp                                                       # d c'
+        np.multiply(dc, g, out=dzg[0])                                  # d i
+        np.multiply(dc, C[t], out=dzg[1])                               # d f
+        np.multiply(dc, i, out=dzg[3])                                  # d g
+        dc *= f                                                         # d c
+        ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3], work3)
+        act.grad(dzg[3], g, None if PRE is None else PRE[t][3], work1)
+        np.copyto(DZg[t], dzg)
+        if rdrop is None:
+            _gemm(DZ[t], RT, out=dh)                                    # d h
+        else:
+            dh[...] = _rec_backward(DZ[t], rdrop, R, Rg)
+
+
+def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, keep,
+                          drop_rows, zero_output, tmp):
+    """BPTT of a masked LSTM sequence: masked steps pass the state gradients through and
+    (unless zero_output) hand the output gradient back to the previous output."""
+    T, _, B, U = Z.shape
+    carry = None if zero_output else np.zeros((B, U), Z.dtype)
+    dh_new, dcn = np.empty_like(dh), np.empty_like(dc)
+    dzg = np.empty((4, B, U), Z.dtype)
+    DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)
+    for t in range(T - 1, -1, -1):
+        zt = Z[t]
+        i, f, o, g = zt
+        np.add(gs[t], dh, out=dh_new)
+        np.copyto(dcn, dc)
+        m = keep[t]
+        if carry is not None:
+            dh_new += carry
+            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+        dh *= drop_rows[t]                          # carried part of h's gradient
+        dc *= drop_rows[t]
+        dh_new *= m
+        dcn *= m
+        # h' = o * a(c')
+        np.multiply(dh_new, AC[t], out=dzg[2])                          # d o
+        np.multiply(dh_new, o, out=tmp)
+        act.grad(tmp, AC[t], C[t + 1])
+        dcn += tmp
+        # c' = f * c + i * g
+        np.multiply(dcn, g, out=dzg[0])                                 # d i
+        np.multiply(dcn, C[t], out=dzg[1])                              # d f
+        np.multiply(dcn, i, out=dzg[3])                                 # d g
+        np.multiply(dcn, f, out=tmp)
+        dc += tmp
+        ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3])
+        act.grad(dzg[3], g, None if PRE is None else PRE[t][3])
+        np.copyto(DZg[t], dzg)
+        dh += _rec_backward(DZ[t], rdrop, R, Rg)
 
 
 @_lstm_sequence.defvjp
@@ -484,45 +561,14 @@ def _lstm_sequence_vjp(grads, s, needs):
     gs = _seq_grads(gseq)
     dh = np.array(ghT, dtype=dt)
     dc = np.array(gcT, dtype=dt)
-    carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
-    DZ = np.empty_like(Z)
-    u3 = 3 * U
-    dh_new = np.empty((B, U), dt)
-    dcn = np.empty((B, U), dt)
-    tmp = np.empty((B, U), dt)
-    for t in range(T - 1, -1, -1):
-        zt = Z[t]
-        i, f, o, g = zt[:, :U], zt[:, U:2 * U], zt[:, 2 * U:u3], zt[:, u3:]
-        dzt = DZ[t]
-        # gradient reaching this step's new h and c
-        np.add(gs[t], dh, out=dh_new)
-        np.copyto(dcn, dc)
-        if keep is not None:
-            m = keep[t]
-            if carry is not None:
-                dh_new += carry
-                np.multiply(gs[t] + carry, drop_rows[t], out=carry)
-            dh *= drop_rows[t]                      # carried part of h's gradient
-            dc *= drop_rows[t]
-            dh_new *= m
-            dcn *= m
-        else:
-            dh.fill(0)
-            dc.fill(0)
-        # h' = o * a(c')
-        np.multiply(dh_new, AC[t], out=dzt[:, 2 * U:u3])                 # d o
-        np.multiply(dh_new, o, out=tmp)
-        act.grad(tmp, AC[t], C[t + 1])
-        dcn += tmp
-        # c' = f * c + i * g
-        np.multiply(dcn, g, out=dzt[:, :U])                             # d i
-        np.multiply(dcn, C[t], out=dzt[:, U:2 * U])                     # d f
-        np.multiply(dcn, i, out=dzt[:, u3:])                            # d g
-        np.multiply(dcn, f, out=tmp)
-        dc += tmp
-        ract.grad(dzt[:, :u3], zt[:, :u3], None if PRE is None else PRE[t][:, :u3])
-        act.grad(dzt[:, u3:], zt[:, u3:], None if PRE is None else PRE[t][:, u3:])
-        dh += _rec_backward(dzt, rdrop, R, Rg)
+    DZ = np.empty((T, B, 4 * U), dt)                 # d(pre-activations), Keras layout
+    tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
+    if keep is None:
+        _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                                tmp, work1)
+    else:
+        _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                              keep, drop_rows, zero_output, tmp)
     needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
     perm = s["perm"]
     dx_tm, dW, db = _project_backward(DZ, s["xm"], s["W"], s["idrop"], 4, needs_x, needs_k,

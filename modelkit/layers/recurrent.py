@@ -34,8 +34,8 @@ from ..backend.functions import is_symbolic
 from ..backend.tensor import Tensor, as_array
 from ..engine.base_layer import Layer, to_list
 from ..errors import ConfigError, ShapeError
-from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, _FusedCell
-from .serialization import deserialize, register_layer, serialize
+from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, _FusedCell, deserialize_cell
+from .serialization import register_layer, serialize
 
 __all__ = ["RNN", "SimpleRNN", "GRU", "LSTM", "SimpleRNNCell", "GRUCell", "LSTMCell"]
 
@@ -85,7 +85,7 @@ class RNN(Layer):
         where = type(self).__name__
         _keras1_sequence_kwargs(kwargs, where)
         if isinstance(cell, dict):
-            cell = deserialize(cell)
+            cell = deserialize_cell(cell)
         super().__init__(**kwargs)
         if isinstance(cell, (list, tuple)):
             raise ConfigError(f"{where} {self.name!r}: stacked cells (a list of cells) are not "

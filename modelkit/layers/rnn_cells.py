@@ -8,7 +8,8 @@ the sequence behaviour (masks, states, return_sequences, ...). `cell(x, states)`
 one step, as Keras cells do.
 
 Variable names follow Keras 2: the cell's weights are `<layer>/<cell>/kernel`, e.g.
-`lstm/lstm_cell/kernel` (the owning layer sets the prefix).
+`lstm/lstm_cell/kernel` (the owning layer sets the prefix). Cells are not graph layers, so
+they are not in the layer registry: `RNN` resolves a cell config by its class name (`CELLS`).
 """
 
 import numpy as np
@@ -20,7 +21,6 @@ from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .core import layer_rng
-from .serialization import register_layer
 
 __all__ = ["SimpleRNNCell", "GRUCell", "LSTMCell"]
 
@@ -228,7 +228,6 @@ class _FusedCell(Layer):
         return config
 
 
-@register_layer
 class SimpleRNNCell(_FusedCell):
     """h' = activation(x W + b + h R)."""
 
@@ -263,7 +262,6 @@ class SimpleRNNCell(_FusedCell):
         return {} if self.seed is None else {"seed": self.seed}
 
 
-@register_layer
 class GRUCell(_FusedCell):
     """Keras 2 GRU cell, gates z, r, h; `reset_after=True` (default) keeps a separate
     recurrent bias (bias shape (2, 3u)) and applies the reset gate after the matmul."""
@@ -308,7 +306,6 @@ class GRUCell(_FusedCell):
         return config
 
 
-@register_layer
 class LSTMCell(_FusedCell):
     """Keras 2 LSTM cell, gates i, f, c, o; `unit_forget_bias` starts the forget-gate bias
     at 1."""
@@ -357,3 +354,15 @@ class LSTMCell(_FusedCell):
             recurrent_activation=self._recurrent_activation_name, go_backwards=go_backwards,
             zero_output_for_mask=zero_output)
         return seq, [h, c]
+
+
+CELLS = {c.__name__: c for c in (SimpleRNNCell, GRUCell, LSTMCell)}
+
+
+def deserialize_cell(config):
+    """`{"class_name": "LSTMCell", "config": {...}}` -> a cell (ConfigError otherwise)."""
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if name not in CELLS:
+        raise ConfigError(f"RNN: cannot build the cell {name!r}; modelkit runs the built-in "
+                          f"cells {sorted(CELLS)} (custom cells are not supported)")
+    return CELLS[name].from_config(dict(config.get("config") or {}))
