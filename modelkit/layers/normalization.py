@@ -6,8 +6,9 @@ BatchNormalization, as tf.keras 2 does it:
   statistics move as `moving = moving * momentum + batch * (1 - momentum)`. The variance fed
   to that average is the biased one, except where tf.keras 2 uses its fused kernel (4D/5D
   inputs normalised along the channel axis, 1 or last): that kernel feeds the Bessel-corrected
-  variance `var * n / (n - 1)`, and so does modelkit. A mask (Keras 2.13+) weights the batch
-  statistics on the non-fused path and is ignored on the fused one, as in tf.keras.
+  variance `var * n / (n - 1)`, and so does modelkit (float32 layers, `fused` not False, as
+  tf.keras decides). Keras 3 always feeds the biased variance. A mask (Keras 2.13+) weights
+  the batch statistics on the non-fused path and is ignored on the fused one, as in tf.keras.
 * inference, and always when `trainable=False` (TF2 behaviour): the moving statistics.
 * weights `gamma`, `beta`, `moving_mean`, `moving_variance` in that order (gamma/beta only
   with `scale`/`center`); the moving ones are non-trainable.
@@ -127,7 +128,8 @@ class BatchNormalization(Layer):
         self._bshape = tuple(input_shape[i] if i in axes else 1 for i in range(rank))
         self._reduce = tuple(i for i in range(rank) if i not in axes)
         self._fused_kernel = (self.fused is not False and rank in (4, 5) and len(axes) == 1
-                              and axes[0] in (1, rank - 1))
+                              and axes[0] in (1, rank - 1)
+                              and self.dtype in ("float16", "bfloat16", "float32"))
         self.gamma = self.add_weight("gamma", param_shape, initializer=self.gamma_initializer,
                                      regularizer=self.gamma_regularizer,
                                      constraint=self.gamma_constraint) if self.scale else None
