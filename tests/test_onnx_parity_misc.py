@@ -128,18 +128,6 @@ ROWS = {
 }
 
 
-# Rows that fail in the exporter's handlers today (not in the layers): strict xfails, so
-# they turn into failures, and get their marker removed, once the handler is fixed.
-HANDLER_BUGS = {
-    "Add_rank_broadcast": "converters/onnx/handlers/merge.py broadcasts inputs of different "
-                          "rank numpy-style (right-aligned); Keras 2 _Merge expands the "
-                          "lower-rank input at axis 1 first",
-    "BatchNormalization_2axes": "converters/onnx/handlers/normalization.py _broadcastable "
-                                "does not take Keras 2's full-rank parameter shape of a "
-                                "multi-axis BatchNormalization",
-}
-
-
 def _inputs(shapes, kind, batch=3):
     xs = [RNG.normal(size=(batch,) + s).astype(np.float32) for s in shapes]
     if kind == "masked":
@@ -149,8 +137,7 @@ def _inputs(shapes, kind, batch=3):
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=HANDLER_BUGS[n]))
-    if n in HANDLER_BUGS else n for n in sorted(ROWS)])
+    n for n in sorted(ROWS)])
 def test_onnx_matches_predict(name):
     factory, shapes, *kind = ROWS[name]
     with warnings.catch_warnings():

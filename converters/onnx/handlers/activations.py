@@ -194,9 +194,18 @@ def softmax_layer(node, ctx, inputs):
     x = inputs[0]
     if isinstance(axis, (list, tuple)):
         if len(axis) != 1:
-            raise LayerUnsupported(f"softmax over several axes {axis} is not supported")
+            return [_softmax_over_axes(ctx, x, [int(a) for a in axis], node.name)]
         axis = axis[0]
     return [ctx.op("Softmax", [x], x.shape, hint=node.name, axis=int(axis))]
+
+
+def _softmax_over_axes(ctx, x, axes, hint):
+    """exp(x - max) / sum(exp(x - max)) with the reductions over all `axes` at once (ONNX
+    Softmax normalises over one axis only)."""
+    m = ctx.reduce("ReduceMax", x, axes, keepdims=True)
+    e = ctx.op("Exp", [ctx.op("Sub", [x, m], x.shape)], x.shape)
+    total = ctx.reduce("ReduceSum", e, axes, keepdims=True)
+    return ctx.op("Div", [e, total], x.shape, hint=hint)
 
 
 @export_handler("LeakyReLU", keeps_mask=True)

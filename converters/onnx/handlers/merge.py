@@ -22,11 +22,24 @@ def _merge_masks(ctx, inputs, out):
     ctx.masks[out.name] = m
 
 
+def _align_ranks(ctx, inputs):
+    """Keras 2 `_Merge`: a lower-rank input gets size-1 axes inserted at axis 1 (not
+    numpy's right-aligned broadcasting) before the elementwise merge."""
+    ranks = [i.rank for i in inputs]
+    if None in ranks or len(set(ranks)) == 1:
+        return list(inputs)
+    top = max(ranks)
+    return [x if x.rank == top else ctx.unsqueeze(x, list(range(1, 1 + top - x.rank)))
+            for x in inputs]
+
+
 @export_handler(*VARIADIC)
 def variadic(node, ctx, inputs):
+    masked = inputs
+    inputs = _align_ranks(ctx, inputs)
     shape = broadcast_shape(*[i.shape for i in inputs])
     y = ctx.op(VARIADIC[node.op], list(inputs), shape, hint=node.name)
-    _merge_masks(ctx, inputs, y)
+    _merge_masks(ctx, masked, y)
     return [y]
 
 
@@ -34,18 +47,20 @@ def variadic(node, ctx, inputs):
 def subtract(node, ctx, inputs):
     if len(inputs) != 2:
         raise LayerUnsupported(f"Subtract takes exactly 2 inputs, got {len(inputs)}")
+    masked, inputs = inputs, _align_ranks(ctx, inputs)
     y = ctx.op("Sub", list(inputs), broadcast_shape(inputs[0].shape, inputs[1].shape),
                hint=node.name)
-    _merge_masks(ctx, inputs, y)
+    _merge_masks(ctx, masked, y)
     return [y]
 
 
 @export_handler("Multiply")
 def multiply(node, ctx, inputs):
+    masked, inputs = inputs, _align_ranks(ctx, inputs)
     y = inputs[0]
     for k, x in enumerate(inputs[1:]):
         y = ctx.op("Mul", [y, x], broadcast_shape(y.shape, x.shape), hint=node.name)
-    _merge_masks(ctx, inputs, y)
+    _merge_masks(ctx, masked, y)
     return [y]
 
 

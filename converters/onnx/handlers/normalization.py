@@ -17,6 +17,10 @@ def _axes(cfg, rank, default):
 
 
 def _broadcastable(arr, axes, rank):
+    """A parameter reshaped to broadcast over a rank-`rank` input along `axes`. Keras 2
+    stores a multi-axis BatchNormalization's parameters full-rank (batch axis included)."""
+    if arr.ndim == rank and len(axes) > 1:
+        return np.asarray(arr, np.float32)
     shape = [1] * rank
     for a, d in zip(axes, arr.shape if arr.ndim == len(axes) else (arr.size,)):
         shape[a] = d
