@@ -580,3 +580,17 @@ def test_spec_keras1_lstm_sequence_classification_sample():
     score = model.evaluate(x, y, batch_size=16, verbose=0)
     assert len(score) == 2
     assert model.layers[1].recurrent_activation is modelkit.activations.get("hard_sigmoid")
+
+
+def test_spec_shared_lstm_two_calls_one_set_of_weights(tmp_path):
+    tweet_a, tweet_b = Input(shape=(6, 5)), Input(shape=(6, 5))
+    shared_lstm = LSTM(4)
+    encoded_a, encoded_b = shared_lstm(tweet_a), shared_lstm(tweet_b)
+    model = Model([tweet_a, tweet_b], Dense(1, activation="sigmoid")(
+        modelkit.layers.concatenate([encoded_a, encoded_b], axis=-1)))
+    assert len(shared_lstm._inbound_nodes) == 2 and len(model.weights) == 5
+    randomize(model)
+    a, b = (rng.standard_normal((3, 6, 5)).astype("float32") for _ in range(2))
+    want = model.predict([a, b])
+    for other in (from_ir(model.to_ir()), _saved_and_loaded(model, tmp_path)):
+        np.testing.assert_allclose(other.predict([a, b]), want, atol=1e-7)

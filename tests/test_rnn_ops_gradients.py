@@ -249,6 +249,10 @@ def test_bad_arguments_raise_modelkit_errors():
         rnn_ops.lstm_sequence(r(B, T, I), W, R, b, r(3, U))
     with pytest.raises(ShapeError, match="input must be"):
         rnn_ops.lstm_sequence(r(B, I), W, R, b)
+    with pytest.raises(ShapeError, match="mask must have shape"):
+        rnn_ops.lstm_sequence(r(B, T, I), W, R, b, mask=np.ones((B, T + 1), bool))
+    with pytest.raises(ShapeError, match="per-gate dropout masks"):
+        rnn_ops.lstm_sequence(r(B, T, I), W, R, b, input_dropout=np.ones((3, B, I)))
     with pytest.raises(ConfigError, match="not available inside the fused"):
         rnn_ops.lstm_sequence(r(B, T, I), W, R, b, activation="mystery")
     Wg, Rg, bg, _ = weights("gru")

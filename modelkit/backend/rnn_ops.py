@@ -247,12 +247,15 @@ def _from_time_major(xt, go_backwards):
     return np.swapaxes(xt, 0, 1)
 
 
-def _prepare_mask(mask, go_backwards):
+def _prepare_mask(mask, go_backwards, shape):
     """(batch, time) mask -> (time, batch, 1) bool "keep" and its negation, or (None, None)
     when nothing is masked."""
     if mask is None:
         return None, None
     m = np.asarray(mask).astype(bool, copy=False)
+    if m.shape != tuple(shape):
+        raise ShapeError(f"the mask must have shape (batch, time) = {tuple(shape)}, got "
+                         f"{m.shape}")
     if m.all():
         return None, None
     keep = _to_time_major(m, go_backwards)[..., None]
@@ -260,16 +263,14 @@ def _prepare_mask(mask, go_backwards):
 
 
 def _gate_masks(drop, gates, per_gate_perm=None):
-    """Normalise a dropout mask to None, (B, n) (shared by all gates) or (G, B, n)."""
-    if drop is None:
-        return None
-    if drop.ndim == 3:
-        if drop.shape[0] != gates:
-            raise ShapeError(f"per-gate dropout masks need {gates} masks, got {drop.shape[0]}")
-        if per_gate_perm is not None:
-            drop = drop[per_gate_perm]
+    """A dropout mask as given: None, (B, n) (shared by all gates) or (G, B, n) (one per
+    gate, Keras gate order; reordered by `per_gate_perm`)."""
+    if drop is None or drop.ndim == 2:
         return drop
-    return drop
+    if drop.ndim != 3 or drop.shape[0] != gates:
+        raise ShapeError(f"per-gate dropout masks must have shape ({gates}, batch, n), got "
+                         f"{drop.shape}")
+    return drop if per_gate_perm is None else drop[per_gate_perm]
 
 
 def _project(x_tm, kernel, bias, drop, gates):
@@ -428,7 +429,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     if rdrop is not None and rdrop.ndim == 2:
         rdrop = np.broadcast_to(rdrop, (4,) + rdrop.shape)
     Rg = _split_rec(R, 4) if rdrop is not None else None
-    keep, drop_rows = _prepare_mask(mask, go_backwards)
+    keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
     P, xm = _project(x_tm, W, b, idrop, 4)          # (T, B, 4u), bias included
@@ -616,7 +617,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     rdrop = _gate_masks(recurrent_dropout, 3)
     if rdrop is not None and rdrop.ndim == 2:
         rdrop = np.broadcast_to(rdrop, (3,) + rdrop.shape)
-    keep, drop_rows = _prepare_mask(mask, go_backwards)
+    keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
     Z, xm = _project(x_tm, kernel, b_in, idrop, 3)          # -> z, r, hh in place
@@ -800,7 +801,7 @@ def _simple_rnn_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=N
     rdrop = recurrent_dropout
     if rdrop is not None and rdrop.ndim == 3:
         rdrop = rdrop[0]
-    keep, drop_rows = _prepare_mask(mask, go_backwards)
+    keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
     x_tm = _to_time_major(x, go_backwards)
     Z, xm = _project(x_tm, kernel, bias, idrop, 1)           # -> h_new in place
     H = np.empty((T + 1, B, U), dt)

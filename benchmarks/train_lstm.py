@@ -1,0 +1,230 @@
+"""Training speed of an LSTM text classifier against numpy's own float32 GEMM rate.
+
+Embedding(20000, 128) -> LSTM(128) -> Dense(1, sigmoid), sequences of 80 tokens, batch 64,
+binary_crossentropy, Adam, random data (the spec's IMDB LSTM setting). Prints:
+
+* samples/s of `model.fit`;
+* where one training step's time goes: the GEMMs of the fused LSTM op (every product goes
+  through `rnn_ops._gemm`), the rest of the LSTM op (elementwise gate math, BPTT
+  bookkeeping), and everything outside it (embedding lookup and its scatter-add gradient,
+  Adam, Dense, loss, the framework's Python). Measured twice: with wall-clock timers around
+  the op and `_gemm` (unprofiled steps), and with cProfile (which also ranks the functions
+  outside the op; under the profiler OpenBLAS's worker threads fall asleep between the
+  slower-running calls, so cProfile overstates the GEMM share);
+* the GEMM-rate ratio: the LSTM's GEMM FLOPs divided by the wall time of the fused op
+  (forward + backward), against numpy's float32 GEMM rate on exactly the same GEMM shapes
+  run bare in the same process. 1.0 would mean the op is nothing but its GEMMs.
+
+    python benchmarks/train_lstm.py [--steps 30]
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+VOCAB, EMBED, UNITS, STEPS_T, BATCH = 20000, 128, 128, 80, 64
+
+
+def lstm_gemm_shapes(b=BATCH, t=STEPS_T, i=EMBED, u=UNITS):
+    """(m, k, n, count) of every GEMM one forward + backward of the fused LSTM op runs."""
+    g = 4 * u
+    return [
+        (t * b, i, g, 1),      # forward: input projection of all timesteps
+        (b, u, g, t),          # forward: h @ recurrent_kernel, once per step
+        (b, g, u, t),          # backward: dz @ recurrent_kernel.T, once per step
+        (u, t * b, g, 1),      # backward: d recurrent_kernel = H.T @ DZ
+        (i, t * b, g, 1),      # backward: d kernel = X.T @ DZ
+        (t * b, g, i, 1),      # backward: d x = DZ @ kernel.T (the Embedding needs it)
+    ]
+
+
+def lstm_flops():
+    return sum(2 * m * k * n * c for m, k, n, c in lstm_gemm_shapes())
+
+
+def numpy_gemm_seconds(repeats=5):
+    """Bare numpy, same shapes, same counts, preallocated outputs: the hardware reference."""
+    rng = np.random.default_rng(0)
+    mats = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32),
+             np.empty((m, n), np.float32), c) for m, k, n, c in lstm_gemm_shapes()]
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        for a, b, out, c in mats:
+            for _ in range(c):
+                np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def build_model():
+    from modelkit.layers import LSTM, Dense, Embedding
+    from modelkit.models import Sequential
+
+    model = Sequential([Embedding(VOCAB, EMBED, input_length=STEPS_T), LSTM(UNITS),
+                        Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy", optimizer="adam")
+    return model
+
+
+def time_fused_op(model, repeats=5):
+    """Forward + backward of the LSTM op alone, on the model's weights; also the part of
+    that time spent inside its GEMMs."""
+    from modelkit.backend import GradientTape, Variable, rnn_ops
+
+    lstm = model.layers[1]
+    rng = np.random.default_rng(1)
+    x = Variable(rng.standard_normal((BATCH, STEPS_T, EMBED)).astype(np.float32) * 0.1)
+    cell = lstm.cell
+    gemm_time = [0.0]
+    original = rnn_ops._gemm
+
+    def timed_gemm(a, b, out=None):
+        t0 = time.perf_counter()
+        r = original(a, b, out=out)
+        gemm_time[0] += time.perf_counter() - t0
+        return r
+
+    def once():
+        with GradientTape() as tape:
+            seq, h, c = rnn_ops.lstm_sequence(x, cell.kernel, cell.recurrent_kernel, cell.bias)
+        tape.gradient(h, [x, cell.kernel, cell.recurrent_kernel, cell.bias])
+
+    once()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        best = min(best, time.perf_counter() - t0)
+    rnn_ops._gemm = timed_gemm
+    try:
+        gemm_best = float("inf")
+        for _ in range(repeats):
+            gemm_time[0] = 0.0
+            once()
+            gemm_best = min(gemm_best, gemm_time[0])
+    finally:
+        rnn_ops._gemm = original
+    return best, gemm_best
+
+
+def timed_steps(model, x, y, steps):
+    """Wall-clock shares of unprofiled training steps: LSTM GEMMs, the rest of the LSTM op,
+    everything else."""
+    from modelkit.backend import OPS, rnn_ops
+
+    opdef = OPS.get("lstm_sequence")
+    acc = {"gemm": 0.0, "op": 0.0}
+    original = (rnn_ops._gemm, opdef.forward, opdef.vjp)
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[key] += time.perf_counter() - t0
+        return wrapper
+
+    rnn_ops._gemm = timed(original[0], "gemm")
+    opdef.forward, opdef.vjp = timed(original[1], "op"), timed(original[2], "op")
+    try:
+        t0 = time.perf_counter()
+        for s in range(steps):
+            sl = slice(s * BATCH, (s + 1) * BATCH)
+            model.train_on_batch(x[sl], y[sl])
+        total = time.perf_counter() - t0
+    finally:
+        rnn_ops._gemm, opdef.forward, opdef.vjp = original
+    return total, {"LSTM GEMMs (rnn_ops._gemm)": acc["gemm"],
+                   "LSTM op, not GEMM (gate math, BPTT bookkeeping)": acc["op"] - acc["gemm"],
+                   "outside the LSTM op (embedding, Adam, Dense, loss, framework)":
+                       total - acc["op"]}
+
+
+def profile_steps(model, x, y, steps):
+    """cProfile a few train_on_batch calls: -> (total, {bucket: seconds}, top functions)."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for s in range(steps):
+        sl = slice(s * BATCH, (s + 1) * BATCH)
+        model.train_on_batch(x[sl], y[sl])
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = st.total_tt
+    buckets = {"LSTM GEMMs (rnn_ops._gemm)": 0.0}
+    cum = {}
+    for (fname, _, func), (_, _, tt, ct, _) in st.stats.items():
+        if fname.endswith("rnn_ops.py") and func == "_gemm":
+            buckets["LSTM GEMMs (rnn_ops._gemm)"] += tt
+        if fname.endswith("rnn_ops.py") and func in ("_lstm_sequence", "_lstm_sequence_vjp"):
+            cum[func] = ct
+    lstm_total = sum(cum.values())
+    buckets["LSTM op, not GEMM (gate math, BPTT bookkeeping)"] = \
+        lstm_total - buckets["LSTM GEMMs (rnn_ops._gemm)"]
+    buckets["outside the LSTM op (embedding, Adam, Dense, loss, framework)"] = \
+        total - lstm_total
+    rows = sorted(((tt, f"{os.path.basename(fn)}:{ln}({func})")
+                   for (fn, ln, func), (_, _, tt, _, _) in st.stats.items()), reverse=True)
+    return total, buckets, rows[:12]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="training steps to time")
+    parser.add_argument("--profile-steps", type=int, default=6)
+    args = parser.parse_args()
+
+    import modelkit
+    modelkit.initializers.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    n = BATCH * args.steps
+    x = rng.integers(1, VOCAB, (n, STEPS_T)).astype(np.int32)
+    y = rng.integers(0, 2, (n, 1)).astype(np.float32)
+    model = build_model()
+    model.fit(x[:BATCH * 2], y[:BATCH * 2], batch_size=BATCH, epochs=1, verbose=0)  # warm up
+
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    wall = time.perf_counter() - t0
+    print(f"modelkit LSTM training: {n / wall:,.0f} samples/s "
+          f"({wall / args.steps * 1e3:.1f} ms per batch of {BATCH}, {args.steps} steps)")
+
+    total, buckets = timed_steps(model, x, y, args.profile_steps)
+    print(f"\nwhere a training step's time goes (wall-clock timers, {args.profile_steps} steps, "
+          f"{total / args.profile_steps * 1e3:.1f} ms/step):")
+    for k, v in buckets.items():
+        print(f"  {v / total:6.1%}  {k}")
+    total, buckets, top = profile_steps(model, x, y, args.profile_steps)
+    print(f"\nthe same by cProfile ({total / args.profile_steps * 1e3:.1f} ms/step under the "
+          "profiler):")
+    for k, v in buckets.items():
+        print(f"  {v / total:6.1%}  {k}")
+    print("  top functions by own time:")
+    for tt, name in top:
+        print(f"    {tt / total:6.1%}  {name}")
+
+    op_time, op_gemm_time = time_fused_op(model)
+    ref = numpy_gemm_seconds()
+    flops = lstm_flops()
+    print(f"\nfused LSTM op, forward + backward, batch {BATCH} x {STEPS_T} steps, "
+          f"{EMBED} -> {UNITS} units ({flops / 1e9:.2f} GFLOP of GEMMs):")
+    print(f"  op wall time           {op_time * 1e3:8.1f} ms  -> {flops / op_time / 1e9:6.1f} "
+          "GFLOP/s effective")
+    print(f"  its GEMMs alone        {op_gemm_time * 1e3:8.1f} ms  -> "
+          f"{flops / op_gemm_time / 1e9:6.1f} GFLOP/s")
+    print(f"  numpy, same GEMMs bare {ref * 1e3:8.1f} ms  -> {flops / ref / 1e9:6.1f} GFLOP/s")
+    print(f"  GEMM-rate ratio (numpy time / op time): {ref / op_time:.2f}  (goal >= 0.5)")
+    print(f"  inside the op: {op_gemm_time / op_time:.0%} GEMM, "
+          f"{1 - op_gemm_time / op_time:.0%} elementwise gate math and Python")
+
+
+if __name__ == "__main__":
+    main()
