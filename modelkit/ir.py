@@ -268,7 +268,7 @@ class Graph:
         return g
 
     def to_json(self, **kwargs):
-        return json.dumps(self.to_dict(), default=_json_default, **kwargs)
+        return json.dumps(self.to_dict(), default=json_default, **kwargs)
 
     @classmethod
     def from_json(cls, text, weights=None):
@@ -282,7 +282,7 @@ class Graph:
         return copy.deepcopy(self)
 
 
-def _json_default(obj):
+def json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

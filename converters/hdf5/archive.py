@@ -12,7 +12,9 @@ from modelkit.errors import ModelLoadError
 from modelkit.utils.atomic import atomic_write
 
 from ._common import KERAS3_VERSION
-from .h5io import _Ctx, _json_default, _read_new_layout
+from modelkit.ir import json_default
+
+from .h5io import _Ctx, _read_new_layout
 from .keras_config import attach_layer_weights, graph_to_keras_config, keras_config_to_graph
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
@@ -89,7 +91,7 @@ def save_keras_archive(graph, path):
     with atomic_write(path, mode="wb") as out:
         with zipfile.ZipFile(out, "w") as z:
             z.writestr("metadata.json", json.dumps(meta))
-            z.writestr("config.json", json.dumps(config, default=_json_default))
+            z.writestr("config.json", json.dumps(config, default=json_default))
             z.writestr("model.weights.h5", buf.getvalue())
 
 

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
-from modelkit.ir import TrainingConfig
+from modelkit.ir import TrainingConfig, json_default
 from modelkit.utils.atomic import atomic_write
 
 from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
@@ -417,10 +417,10 @@ def save_graph(graph, path, dialect="keras2", include_optimizer=True):
         with h5py.File(tmp, "w") as f:
             f.attrs["keras_version"] = version
             f.attrs["backend"] = BACKEND
-            f.attrs["model_config"] = json.dumps(config, default=_json_default)
+            f.attrs["model_config"] = json.dumps(config, default=json_default)
             if include_optimizer and graph.training is not None:
                 f.attrs["training_config"] = json.dumps(_training_to_json(graph.training),
-                                                        default=_json_default)
+                                                        default=json_default)
             _write_weights_group(f.create_group("model_weights"), graph, version)
             if include_optimizer:
                 _write_optimizer_weights(f, graph)
@@ -577,13 +577,3 @@ def _assign(graph, order, stored, by_name, skip_mismatch, ctx):
             old = sg.weights[key]
             sg.weights[key] = arr if arr.dtype == old.dtype else arr.astype(old.dtype)
     return g
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

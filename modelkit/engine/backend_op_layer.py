@@ -5,46 +5,13 @@ function by name and its non-tensor arguments, like Keras's TFOpLambda layers. N
 is pickled: the function is looked up by name in `modelkit.backend` when loading.
 """
 
-import numpy as np
-
 from ..backend import functions as F
 from ..errors import ConfigError
+from ..op_arguments import decode, encode
 from .base_layer import Layer
 
-_TENSOR = "__tensor__"
-
-
 def _encode(value, tensors):
-    if F.is_symbolic(value):
-        tensors.append(value)
-        return {_TENSOR: len(tensors) - 1}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v, tensors) for v in value]
-    if isinstance(value, np.ndarray):
-        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, slice):
-        return {"__slice__": [value.start, value.stop, value.step]}
-    if value is Ellipsis:
-        return {"__ellipsis__": True}
-    return value
-
-
-def _decode(value, tensors):
-    if isinstance(value, dict):
-        if _TENSOR in value:
-            return tensors[value[_TENSOR]]
-        if "__array__" in value:
-            return np.asarray(value["__array__"], dtype=value["dtype"])
-        if "__slice__" in value:
-            return slice(*value["__slice__"])
-        if "__ellipsis__" in value:
-            return Ellipsis
-        return value
-    if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    return value
+    return encode(value, tensors, F.is_symbolic)
 
 
 class BackendOp(Layer):
@@ -60,8 +27,8 @@ class BackendOp(Layer):
 
     def call(self, inputs):
         tensors = inputs if isinstance(inputs, list) else [inputs]
-        args = _decode(self.arguments["args"], tensors)
-        kwargs = {k: _decode(v, tensors) for k, v in self.arguments["kwargs"].items()}
+        args = decode(self.arguments["args"], tensors)
+        kwargs = {k: decode(v, tensors) for k, v in self.arguments["kwargs"].items()}
         fn = getattr(F, self.function)
         if self.function == "getitem":
             return F.getitem(args[0], _to_index(args[1]))

@@ -12,28 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from modelkit.ir import Node
+from modelkit.op_arguments import decode
 
 from ..context import LayerUnsupported, Tensor, broadcast_shape
 from ..registry import export_handler
 from .activations import ACTIVATIONS, apply_activation
 
-_SLICE, _ELLIPSIS = object(), object()
-
-
-def _decode(value, tensors):
-    if isinstance(value, dict):
-        if "__tensor__" in value:
-            return tensors[value["__tensor__"]]
-        if "__array__" in value:
-            return np.asarray(value["__array__"], dtype=value.get("dtype", "float32"))
-        if "__slice__" in value:
-            return slice(*value["__slice__"])
-        if "__ellipsis__" in value:
-            return Ellipsis
-        return value
-    if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    return value
 
 
 def _as_tensor(ctx, v, like=None):
@@ -87,8 +71,8 @@ def _axes(axis, rank):
 def backend_op(node, ctx, inputs):
     fn = node.config["function"]
     arguments = node.config.get("arguments") or {}
-    args = _decode(arguments.get("args", []), inputs)
-    kwargs = {k: _decode(v, inputs) for k, v in (arguments.get("kwargs") or {}).items()}
+    args = decode(arguments.get("args", []), inputs)
+    kwargs = {k: decode(v, inputs) for k, v in (arguments.get("kwargs") or {}).items()}
     hint = node.name
     return [_emit(fn, ctx, args, kwargs, hint)]
 
