@@ -620,7 +620,9 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    Z, xm = _project(x_tm, kernel, b_in, idrop, 3)          # -> z, r, hh in place
+    P, xm = _project(x_tm, kernel, b_in, idrop, 3)           # (T, B, 3u), input bias included
+    Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)         # gate-major view (T, 3, B, u)
+    Z = np.empty((T, 3, B, U), dt)                           # z, r, hh of each step
     H = np.empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     OUT = H[1:] if keep is None else np.empty((T, B, U), dt)
@@ -634,6 +636,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         HD = None if rdrop is None else np.empty((3, T, B, U), dt)
         RH = np.empty((T, B, U), dt)                        # h R_h + b_rh
         rec = np.empty((B, 3 * U), dt)
+        recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
         for t in range(T):
             zt = Z[t]
             hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
@@ -641,17 +644,17 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                 HD[:, t] = hd
             if b_rec is not None:
                 rec += b_rec
-            zt[:, :u2] += rec[:, :u2]
+            np.add(Pg[t, :2], recg[:2], out=zt[:2])
             if save_pre:
-                PRE[t, :, :u2] = zt[:, :u2]
-            ract.fwd(zt[:, :u2], zt[:, :u2])
-            RH[t] = rec[:, u2:]
-            np.multiply(zt[:, U:u2], RH[t], out=tmp)
-            zt[:, u2:] += tmp
+                PRE[t, :2] = zt[:2]
+            ract.fwd(zt[:2], zt[:2])
+            np.copyto(RH[t], recg[2])
+            np.multiply(zt[1], RH[t], out=zt[2])
+            zt[2] += Pg[t, 2]
             if save_pre:
-                PRE[t, :, u2:] = zt[:, u2:]
-            act.fwd(zt[:, u2:], zt[:, u2:])
-            _gru_update(zt, H, t, U, tmp)
+                PRE[t, 2] = zt[2]
+            act.fwd(zt[2], zt[2])
+            _gru_update(zt, H, t, tmp)
             if keep is not None:
                 _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
         extra = dict(Rfull=Rfull, Rg=Rg, HD=HD, RH=RH)
@@ -664,27 +667,29 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         HD = None if rdrop is None else np.empty((2, T, B, U), dt)
         Q = np.empty((T, B, U), dt)                         # r * (h * rd_h)
         rec = np.empty((B, u2), dt)
+        recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
         for t in range(T):
             zt = Z[t]
             hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
             if hd is not None:
                 HD[:, t] = hd
-            zt[:, :u2] += rec
+            np.add(Pg[t, :2], recg, out=zt[:2])
             if save_pre:
-                PRE[t, :, :u2] = zt[:, :u2]
-            ract.fwd(zt[:, :u2], zt[:, :u2])
-            np.multiply(zt[:, U:u2], H[t], out=Q[t])
+                PRE[t, :2] = zt[:2]
+            ract.fwd(zt[:2], zt[:2])
+            np.multiply(zt[1], H[t], out=Q[t])
             if rd_h is not None:
                 Q[t] *= rd_h
             _gemm(Q[t], Rh, out=tmp)
-            zt[:, u2:] += tmp
+            np.add(Pg[t, 2], tmp, out=zt[2])
             if save_pre:
-                PRE[t, :, u2:] = zt[:, u2:]
-            act.fwd(zt[:, u2:], zt[:, u2:])
-            _gru_update(zt, H, t, U, tmp)
+                PRE[t, 2] = zt[2]
+            act.fwd(zt[2], zt[2])
+            _gru_update(zt, H, t, tmp)
             if keep is not None:
                 _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
         extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
+    del P, Pg
     saved = dict(xm=xm, kernel=kernel, bias_shape=None if bias is None else bias.shape,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, PRE=PRE,
                  act=act, ract=ract, reset_after=reset_after, go_backwards=go_backwards,
@@ -692,9 +697,9 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     return (np.swapaxes(OUT, 0, 1), H[T]), saved
 
 
-def _gru_update(zt, H, t, U, tmp):
+def _gru_update(zt, H, t, tmp):
     """h' = z * h + (1 - z) * hh = hh + z * (h - hh)."""
-    z, hh = zt[:, :U], zt[:, 2 * U:]
+    z, hh = zt[0], zt[2]
     np.subtract(H[t], hh, out=tmp)
     tmp *= z
     np.add(hh, tmp, out=H[t + 1])
@@ -706,62 +711,84 @@ def _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output):
     np.copyto(H[t + 1], H[t], where=drop_rows[t])
 
 
+def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
+    """d(new h) of step t from the later steps (dh) and the output sequence (gs, or None
+    when it has no gradient); with a mask, also updates dh / carry for the masked part."""
+    if gs is None:
+        np.copyto(out, dh)
+    else:
+        np.add(gs[t], dh, out=out)
+    if keep is None:
+        return out
+    if carry is not None:
+        out += carry
+        if gs is None:
+            carry *= drop_rows[t]
+        else:
+            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+    dh *= drop_rows[t]
+    out *= keep[t]
+    return out
+
+
 @_gru_sequence.defvjp
 def _gru_sequence_vjp(grads, s, needs):
     gseq, ghT = grads
     Z, H, PRE = s["Z"], s["H"], s["PRE"]
-    T, B, width = Z.shape
-    U = width // 3
+    T, _, B, U = Z.shape
+    width = 3 * U
     u2 = 2 * U
     dt = Z.dtype
     act, ract = s["act"], s["ract"]
     keep, drop_rows, zero_output = s["keep"], s["drop_rows"], s["zero_output"]
     reset_after, rdrop = s["reset_after"], s["rdrop"]
-    gs = _seq_grads(gseq)
+    gs = _seq_grads(gseq) if gseq.any() else None
     dh = np.array(ghT, dtype=dt)
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
-    DZ = np.empty_like(Z)                  # d(pre-activations) = d(input projection)
-    DREC = np.empty_like(Z) if reset_after else None   # d(h R + b_rec) (reset_after)
+    DZ = np.empty((T, B, width), dt)        # d(pre-activations) = d(input projection)
+    DZg = DZ.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
+    if reset_after:                         # d(h R + b_rec)
+        DREC = np.empty((T, B, width), dt)
+        DRECg = DREC.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
+        Rfull, Rg, RH = s["Rfull"], s["Rg"], s["RH"]
+    else:
+        RhT = np.ascontiguousarray(s["Rh"].T)
+        rd_h, rd_zr, Rzr, Rg = s["rd_h"], s["rd_zr"], s["Rzr"], s["Rg"]
+    dzg = np.empty((3, B, U), dt)
     dh_new = np.empty((B, U), dt)
     tmp = np.empty((B, U), dt)
     for t in range(T - 1, -1, -1):
-        zt, dzt = Z[t], DZ[t]
-        z, r, hh = zt[:, :U], zt[:, U:u2], zt[:, u2:]
-        np.add(gs[t], dh, out=dh_new)
-        if keep is not None:
-            if carry is not None:
-                dh_new += carry
-                np.multiply(gs[t] + carry, drop_rows[t], out=carry)
-            dh *= drop_rows[t]
-            dh_new *= keep[t]
-        else:
+        zt = Z[t]
+        z, r, hh = zt
+        _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
+        if keep is None:
             dh.fill(0)
         # h' = hh + z * (h - hh)
-        np.subtract(H[t], hh, out=dzt[:, :U])
-        dzt[:, :U] *= dh_new                                            # d z
+        np.subtract(H[t], hh, out=dzg[0])
+        dzg[0] *= dh_new                                                # d z
         np.multiply(dh_new, z, out=tmp)
         dh += tmp                                                       # direct path to h
-        np.subtract(1, z, out=dzt[:, u2:])
-        dzt[:, u2:] *= dh_new                                           # d hh
-        act.grad(dzt[:, u2:], hh, None if PRE is None else PRE[t, :, u2:])   # d pre_h
+        np.subtract(1, z, out=dzg[2])
+        dzg[2] *= dh_new                                                # d hh
+        act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
         if reset_after:
-            drec = DREC[t]
-            np.multiply(dzt[:, u2:], s["RH"][t], out=dzt[:, U:u2])      # d r
-            np.multiply(dzt[:, u2:], r, out=drec[:, u2:])               # d (h R_h + b_rh)
-            ract.grad(dzt[:, :u2], zt[:, :u2], None if PRE is None else PRE[t, :, :u2])
-            drec[:, :u2] = dzt[:, :u2]
-            dh += _rec_backward(drec, rdrop, s["Rfull"], s["Rg"])
+            np.multiply(dzg[2], RH[t], out=dzg[1])                      # d r
+            np.multiply(dzg[2], r, out=DRECg[t, 2])                     # d (h R_h + b_rh)
+            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+            np.copyto(DZg[t], dzg)
+            np.copyto(DRECg[t, :2], dzg[:2])
+            dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
         else:
-            dq = _gemm(dzt[:, u2:], s["Rh"].T)                          # d (r * h_d)
-            hdh = H[t] if s["rd_h"] is None else H[t] * s["rd_h"]
-            np.multiply(dq, hdh, out=dzt[:, U:u2])                      # d r
+            dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
+            hdh = H[t] if rd_h is None else H[t] * rd_h
+            np.multiply(dq, hdh, out=dzg[1])                            # d r
             dq *= r
-            if s["rd_h"] is not None:
-                dq *= s["rd_h"]
+            if rd_h is not None:
+                dq *= rd_h
             dh += dq
-            ract.grad(dzt[:, :u2], zt[:, :u2], None if PRE is None else PRE[t, :, :u2])
-            dh += _rec_backward(np.ascontiguousarray(dzt[:, :u2]), s["rd_zr"], s["Rzr"],
-                                s["Rg"])
+            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+            np.copyto(DZg[t], dzg)
+            dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
     needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
     has_bias = s["bias_shape"] is not None
     dx_tm, dW, db_in = _project_backward(DZ, s["xm"], s["kernel"], s["idrop"], 3, needs_x,
@@ -777,7 +804,7 @@ def _gru_sequence_vjp(grads, s, needs):
         if needs_r:
             dR = np.empty((U, width), dt)
             dR[:, :u2] = _rec_weight_grad(H[:T] if rdrop is None else s["HD"],
-                                          DZ[:, :, :u2], s["rd_zr"])
+                                          DZ[:, :, :u2], rd_zr)
             dR[:, u2:] = _gemm(s["Q"].reshape(T * B, U).T, DZ[:, :, u2:].reshape(T * B, U))
         db = db_in
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
