@@ -15,7 +15,9 @@ Conventions
   spelled `"<node>/<variable>"` like Keras 2 variable names without ":0"
   (`"dense/kernel"`, `"lstm/lstm_cell/recurrent_kernel"`).
 * A nested model is a node with `op` "Functional" or "Sequential" whose `subgraph` is a
-  self-contained Graph (its own weights); such a node has no weights of its own.
+  self-contained Graph (its own weights); such a node has no weights of its own. A wrapper
+  of a whole model (`TimeDistributed(model)`) keeps its weights and also carries the wrapped
+  model as `subgraph`, so converters need not parse the Keras config inside its config.
 * Activation names are modelkit's: `"hard_sigmoid"` is Keras 2's clip(0.2x+0.5); Keras 3's
   clip(x/6+0.5) is `"keras3_hard_sigmoid"`. The HDF5 converter translates at the file boundary.
 * `Graph.metadata` carries free-form facts (`"source"`, `"keras_version"`, ...).

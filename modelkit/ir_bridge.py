@@ -70,7 +70,13 @@ def _layer_node(layer, weights, include_weights):
             key += "_"
         weights[key] = np.array(var.value) if include_weights else np.empty(0)
         keys.append(key)
-    return Node(layer.name, type(layer).__name__, layer.get_config(), calls=[], weights=keys)
+    inner = getattr(layer, "layer", None)         # a wrapper (TimeDistributed) of a whole model
+    subgraph = to_ir(inner, include_weights=include_weights, include_optimizer=False) \
+        if isinstance(inner, Model) else None
+    if subgraph is not None:
+        subgraph.training = None
+    return Node(layer.name, type(layer).__name__, layer.get_config(), calls=[], weights=keys,
+                subgraph=subgraph)
 
 
 def _training_config(model, include_optimizer):
