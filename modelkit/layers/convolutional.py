@@ -122,8 +122,8 @@ class _Conv(Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         n = self.rank
         if filters is not None:
-            if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) \
-                    or filters <= 0:
+            if isinstance(filters, bool) or not isinstance(filters, (int, float, np.number)) \
+                    or filters != int(filters) or filters <= 0:
                 raise ConfigError(f"{type(self).__name__} {self.name!r}: filters must be a "
                                   f"positive integer, got {filters!r}")
             filters = int(filters)
