@@ -95,7 +95,7 @@ def test_fixture_h5_resave_round_trip(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", [p for p in fixtures(".json")
-                                  if os.path.basename(p) != "manifest.json"])
+                                  if os.path.basename(p.values[0]) != "manifest.json"])
 def test_fixture_json(path):
     with open(path) as f:
         cfg = json.load(f)
