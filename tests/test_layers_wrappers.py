@@ -395,3 +395,17 @@ def test_real_keras_bidirectional_fixture(version):
     assert [w.shape for w in bi.weights] == [(2, 12), (3, 12), (12,)] * 2
     data = np.load(FIXTURES / version / "bidirectional.npz")
     np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-5)
+
+
+def test_time_distributed_forwards_states_of_a_stateful_inner_layer():
+    inner = Sequential([GRU(2, stateful=True, batch_input_shape=(4, 3, F_IN))])
+    model = Sequential([TimeDistributed(inner, batch_input_shape=(2, 2, 3, F_IN))])
+    x = rng.standard_normal((2, 2, 3, F_IN)).astype("float32")
+    first = model.predict(x, batch_size=2)
+    assert model.layers[0].stateful
+    assert not np.allclose(model.predict(x, batch_size=2), first)
+    model.reset_states()
+    saved = model.layers[0]._saved_states()
+    np.testing.assert_allclose(model.predict(x, batch_size=2), first, atol=1e-6)
+    model.layers[0]._restore_states(saved)
+    np.testing.assert_allclose(model.predict(x, batch_size=2), first, atol=1e-6)

@@ -86,6 +86,24 @@ class TimeDistributed(Wrapper):
         super().__init__(layer, **kwargs)
         self._track_layer(self.layer)
         self.supports_masking = True
+        self.stateful = any(getattr(la, "stateful", False) for la in self._state_layers())
+
+    def _state_layers(self):
+        return self.layer.layers if isinstance(self.layer, Model) else [self.layer]
+
+    def reset_states(self):
+        for la in self._state_layers():
+            if getattr(la, "stateful", False):
+                la.reset_states()
+
+    def _saved_states(self):
+        return [la._saved_states() if hasattr(la, "_saved_states") else None
+                for la in self._state_layers()]
+
+    def _restore_states(self, saved):
+        for la, st in zip(self._state_layers(), saved):
+            if hasattr(la, "_restore_states"):
+                la._restore_states(st)
 
     def _inner_shape(self, input_shape):
         input_shape = tuple(input_shape)
