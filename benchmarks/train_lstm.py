@@ -15,7 +15,11 @@ binary_crossentropy, Adam, random data (the spec's IMDB LSTM setting). Prints:
   (forward + backward), against numpy's float32 GEMM rate on exactly the same GEMM shapes
   run bare in the same process. 1.0 would mean the op is nothing but its GEMMs.
 
-    python benchmarks/train_lstm.py [--steps 30]
+    python benchmarks/train_lstm.py [--steps 30] [--blas-threads 1]
+
+`--blas-threads N` pins the BLAS thread count (set before numpy loads). On a shared machine
+one thread gives far steadier numbers: a multithreaded BLAS stalls whenever another process
+holds one of its cores, and an LSTM makes hundreds of small GEMM calls per step.
 """
 
 import argparse
@@ -25,7 +29,17 @@ import pstats
 import sys
 import time
 
-import numpy as np
+
+def _pin_blas_threads(argv):
+    if "--blas-threads" in argv:
+        n = argv[argv.index("--blas-threads") + 1]
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = n
+
+
+_pin_blas_threads(sys.argv)
+
+import numpy as np  # noqa: E402  (after the BLAS thread count is pinned)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -181,10 +195,14 @@ def main():
     parser.add_argument("--steps", type=int, default=30, help="training steps to time")
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs (best is shown)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="BLAS threads (default: the library's own choice)")
     args = parser.parse_args()
 
     import modelkit
     modelkit.initializers.set_random_seed(0)
+    print(f"BLAS threads: {args.blas_threads or 'library default'}; "
+          f"{os.cpu_count()} CPUs visible")
     rng = np.random.default_rng(0)
     n = BATCH * args.steps
     x = rng.integers(1, VOCAB, (n, STEPS_T)).astype(np.int32)
