@@ -9,8 +9,10 @@ Prints
 - the GFLOP/s of the conv/dense GEMMs one training step needs, achieved by training
   (GEMM FLOPs / step time), as a ratio to numpy's own float32 GEMM rate on exactly the same
   GEMM shapes (forward, weight gradient, input gradient), measured in this run;
-- a cProfile breakdown of a few training steps: time inside the conv/dense kernels (GEMMs
-  plus im2col/col2im), the rest by op, and the framework around them.
+- a cProfile breakdown of a few training steps: cumulative time inside each group of ops
+  (conv kernels = GEMMs plus im2col copies, padding, bias, fused relu; dense; pooling;
+  other ops) and the framework around them (tape, layers, optimizer loop, data), and the
+  share of the step that the pure GEMMs (the numpy reference) account for.
 
     python benchmarks/train_cnn.py [--steps 20] [--rounds 5] [--channels-first] [--no-profile]
 """
@@ -37,7 +39,9 @@ def gemm_shapes(batch=BATCH):
         shapes.append((m, k, cout))               # forward: cols @ kernel
         shapes.append((k, m, cout))               # kernel gradient: cols.T @ g
         if i > 0:
-            shapes.append((m, cout, k))           # input gradient: g @ kernel.T (then col2im)
+            shapes.append((m, cout, k))           # input gradient: g @ kernel.T (modelkit
+            #                                       does these FLOPs as a full convolution,
+            #                                       (m, 9*cout) @ (9*cout, cin), when stride 1)
     for fan_in, fan_out in DENSES:
         shapes.append((batch, fan_in, fan_out))
         shapes.append((fan_in, batch, fan_out))
