@@ -92,7 +92,7 @@ def test_mnist_mlp_with_sgd_nesterov():
     X_test = X_test.reshape(X_test.shape[0], X_test.shape[1] * X_test.shape[2])
     Y_train = (np.arange(10) == y_train[:, None]).astype(int)
     Y_test = (np.arange(10) == y_test[:, None]).astype(int)
-    history = model.fit(X_train, Y_train, batch_size=200, epochs=5, shuffle=True, verbose=0,
+    history = model.fit(X_train, Y_train, batch_size=200, epochs=20, shuffle=True, verbose=0,
                         validation_split=0.3)
     assert decreased(history) and "val_loss" in history.history
     scores = model.evaluate(X_test, Y_test, batch_size=200, verbose=0)
@@ -344,7 +344,7 @@ def test_lstm_sequence_classification_keras1():
     model.compile(loss='binary_crossentropy', optimizer='rmsprop', metrics=['accuracy'])
     X_train = np.random.randint(1, max_features, size=(96, maxlen))
     Y_train = (X_train[:, :5].mean(1) > max_features / 2).astype(int)
-    history = model.fit(X_train, Y_train, batch_size=16, nb_epoch=3, verbose=0)
+    history = model.fit(X_train, Y_train, batch_size=16, nb_epoch=5, verbose=0)
     assert decreased(history)
     score = model.evaluate(X_train, Y_train, batch_size=16, verbose=0)
     assert len(score) == 2

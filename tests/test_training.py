@@ -250,7 +250,7 @@ def test_spec_mnist_mlp_sample_runs_with_digits_sizes():
     y_train = rng.integers(0, 10, 400)
     X_train = X_train.reshape(X_train.shape[0], X_train.shape[1] * X_train.shape[2])
     Y_train = (np.arange(10) == y_train[:, None]).astype(int)
-    history = model.fit(X_train, Y_train, batch_size=200, epochs=3, shuffle=True, verbose=0,
+    history = model.fit(X_train, Y_train, batch_size=200, epochs=15, shuffle=True, verbose=0,
                         validation_split=0.3)
     assert history.history["loss"][-1] < history.history["loss"][0]
     scores = model.evaluate(X_train, Y_train, batch_size=200, verbose=0)
