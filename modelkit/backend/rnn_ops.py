@@ -35,10 +35,63 @@ Dropout masks are inputs (made by the layer, as Keras makes them once per sequen
 Activations are fixed per call and passed by name (`ACTIVATIONS` lists them).
 """
 
+import sys
+
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from .engine import apply, defop
+
+# ---------------------------------------------------------------------------------------
+# a pool for the large per-call arrays
+
+
+class _BufferPool:
+    """Recycles the large arrays of the fused ops from call to call.
+
+    Each training step allocates tens of megabytes of activations and gradients; fresh
+    allocations of that size come from the kernel as new pages (page faults, zeroing),
+    which cost ~15% of an LSTM step. A pooled array is handed out again only when nothing
+    but the pool refers to it (the tape has released the saved activations and no output
+    view of it is alive), so recycling never overwrites live data. Arrays under 64 KiB are
+    left to numpy; the pool holds at most `max_bytes` (`clear_buffer_pool()` empties it).
+    """
+
+    def __init__(self, max_bytes=256 << 20, per_key=8):
+        self.max_bytes, self.per_key = max_bytes, per_key
+        self._bufs = {}
+        self._bytes = 0
+
+    def empty(self, shape, dtype):
+        shape = tuple(int(d) for d in shape)
+        dtype = np.dtype(dtype)
+        key = (shape, dtype.str)
+        bufs = self._bufs.get(key)
+        if bufs:
+            for arr in bufs:
+                # references: the list, `arr`, getrefcount's argument -> free
+                if sys.getrefcount(arr) <= 3:
+                    return arr
+        arr = np.empty(shape, dtype)
+        if arr.nbytes >= 1 << 16 and self._bytes + arr.nbytes <= self.max_bytes and \
+                len(bufs or ()) < self.per_key:
+            self._bufs.setdefault(key, []).append(arr)
+            self._bytes += arr.nbytes
+        return arr
+
+    def clear(self):
+        self._bufs.clear()
+        self._bytes = 0
+
+
+_POOL = _BufferPool()
+_empty = _POOL.empty
+
+
+def clear_buffer_pool():
+    """Release the arrays the fused recurrent ops keep for reuse."""
+    _POOL.clear()
+
 
 # ---------------------------------------------------------------------------------------
 # activations: in-place forward, derivative multiplied into a gradient buffer
@@ -237,7 +290,9 @@ def _to_time_major(x, go_backwards):
     xt = np.swapaxes(x, 0, 1)
     if go_backwards:
         xt = xt[::-1]
-    return np.ascontiguousarray(xt)
+    out = _empty(xt.shape, xt.dtype)
+    np.copyto(out, xt)
+    return out
 
 
 def _from_time_major(xt, go_backwards):
@@ -280,7 +335,7 @@ def _project(x_tm, kernel, bias, drop, gates):
     width = kernel.shape[1]
     if drop is None or drop.ndim == 2:
         xm = x_tm if drop is None else x_tm * drop
-        xp = _gemm(xm.reshape(T * B, I), kernel)
+        xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
     else:
         u = width // gates
         xm = x_tm[None] * drop[:, None]                                 # (G, T, B, I)
@@ -304,7 +359,7 @@ def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
         if need_w:
             dw = _gemm(xm.reshape(T * B, I).T, d2)
         if need_x:
-            dx = _gemm(d2, kernel.T).reshape(T, B, I)
+            dx = _gemm(d2, kernel.T, out=_empty((T * B, I), d2.dtype)).reshape(T, B, I)
             if drop is not None:
                 dx *= drop
     else:
@@ -435,16 +490,16 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     P, xm = _project(x_tm, W, b, idrop, 4)          # (T, B, 4u), bias included
     Pg = P.reshape(T, B, 4, U)
     # gate activations, gate-major: Z[t, k] is gate k (i, f, o, c) of step t, contiguous
-    Z = np.empty((T, 4, B, U), dt)
-    H = np.empty((T + 1, B, U), dt)
-    C = np.empty((T + 1, B, U), dt)
+    Z = _empty((T, 4, B, U), dt)
+    H = _empty((T + 1, B, U), dt)
+    C = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     C[0] = _init_state(c0, B, U, dt)
-    AC = np.empty((T, B, U), dt)                    # a(c_t)
-    OUT = H[1:] if keep is None else np.empty((T, B, U), dt)
-    HD = None if rdrop is None else np.empty((4, T, B, U), dt)
+    AC = _empty((T, B, U), dt)                      # a(c_t)
+    OUT = H[1:] if keep is None else _empty((T, B, U), dt)
+    HD = None if rdrop is None else _empty((4, T, B, U), dt)
     save_pre = act.needs_x or ract.needs_x
-    PRE = np.empty_like(Z) if save_pre else None
+    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
     rec = np.empty((B, 4 * U), dt)
     recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
     tmp = np.empty((B, U), dt)
@@ -562,7 +617,7 @@ def _lstm_sequence_vjp(grads, s, needs):
     gs = _seq_grads(gseq)
     dh = np.array(ghT, dtype=dt)
     dc = np.array(gcT, dtype=dt)
-    DZ = np.empty((T, B, 4 * U), dt)                 # d(pre-activations), Keras layout
+    DZ = _empty((T, B, 4 * U), dt)                  # d(pre-activations), Keras layout
     tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
     if keep is None:
         _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
@@ -622,19 +677,19 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     x_tm = _to_time_major(x, go_backwards)
     P, xm = _project(x_tm, kernel, b_in, idrop, 3)           # (T, B, 3u), input bias included
     Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)         # gate-major view (T, 3, B, u)
-    Z = np.empty((T, 3, B, U), dt)                           # z, r, hh of each step
-    H = np.empty((T + 1, B, U), dt)
+    Z = _empty((T, 3, B, U), dt)                             # z, r, hh of each step
+    H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
-    OUT = H[1:] if keep is None else np.empty((T, B, U), dt)
+    OUT = H[1:] if keep is None else _empty((T, B, U), dt)
     save_pre = act.needs_x or ract.needs_x
-    PRE = np.empty_like(Z) if save_pre else None
+    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
     if reset_after:
         Rfull = np.ascontiguousarray(R)
         Rg = _split_rec(R, 3) if rdrop is not None else None
-        HD = None if rdrop is None else np.empty((3, T, B, U), dt)
-        RH = np.empty((T, B, U), dt)                        # h R_h + b_rh
+        HD = None if rdrop is None else _empty((3, T, B, U), dt)
+        RH = _empty((T, B, U), dt)                          # h R_h + b_rh
         rec = np.empty((B, 3 * U), dt)
         recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
         for t in range(T):
@@ -664,8 +719,8 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         Rg = _split_rec(Rzr, 2) if rdrop is not None else None
         rd_zr = None if rdrop is None else rdrop[:2]
         rd_h = None if rdrop is None else rdrop[2]
-        HD = None if rdrop is None else np.empty((2, T, B, U), dt)
-        Q = np.empty((T, B, U), dt)                         # r * (h * rd_h)
+        HD = None if rdrop is None else _empty((2, T, B, U), dt)
+        Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
         rec = np.empty((B, u2), dt)
         recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
         for t in range(T):
@@ -745,10 +800,10 @@ def _gru_sequence_vjp(grads, s, needs):
     gs = _seq_grads(gseq) if gseq.any() else None
     dh = np.array(ghT, dtype=dt)
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
-    DZ = np.empty((T, B, width), dt)        # d(pre-activations) = d(input projection)
+    DZ = _empty((T, B, width), dt)          # d(pre-activations) = d(input projection)
     DZg = DZ.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
     if reset_after:                         # d(h R + b_rec)
-        DREC = np.empty((T, B, width), dt)
+        DREC = _empty((T, B, width), dt)
         DRECg = DREC.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
         Rfull, Rg, RH = s["Rfull"], s["Rg"], s["RH"]
     else:
@@ -831,11 +886,11 @@ def _simple_rnn_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=N
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
     x_tm = _to_time_major(x, go_backwards)
     Z, xm = _project(x_tm, kernel, bias, idrop, 1)           # -> h_new in place
-    H = np.empty((T + 1, B, U), dt)
+    H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
-    OUT = H[1:] if keep is None else np.empty((T, B, U), dt)
-    HD = None if rdrop is None else np.empty((T, B, U), dt)
-    PRE = np.empty_like(Z) if act.needs_x else None
+    OUT = H[1:] if keep is None else _empty((T, B, U), dt)
+    HD = None if rdrop is None else _empty((T, B, U), dt)
+    PRE = _empty(Z.shape, Z.dtype) if act.needs_x else None
     rec = np.empty((B, U), dt)
     for t in range(T):
         zt = Z[t]
@@ -867,7 +922,7 @@ def _simple_rnn_sequence_vjp(grads, s, needs):
     gs = _seq_grads(gseq)
     dh = np.array(ghT, dtype=dt)
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
-    DZ = np.empty_like(Z)
+    DZ = _empty(Z.shape, Z.dtype)
     RT = np.ascontiguousarray(R.T)
     for t in range(T - 1, -1, -1):
         dzt = DZ[t]
