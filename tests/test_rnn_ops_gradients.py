@@ -258,3 +258,33 @@ def test_bad_arguments_raise_modelkit_errors():
     Wg, Rg, bg, _ = weights("gru")
     with pytest.raises(ShapeError, match="reset_after=True needs a bias"):
         rnn_ops.gru_sequence(r(B, T, I), Wg, Rg, bg.reshape(-1))
+
+
+def test_buffer_pool_recycles_released_arrays_and_never_live_ones():
+    big = np.random.default_rng(1)
+    Wb, Rb, bb = big.standard_normal((16, 128)), big.standard_normal((32, 128)), np.zeros(128)
+    xs = [big.standard_normal((8, 64, 16)) for _ in range(3)]
+    rnn_ops.clear_buffer_pool()
+    first = rnn_ops.lstm_sequence(xs[0], Wb, Rb, bb)
+    kept = [o.value.copy() for o in first]
+    second = rnn_ops.lstm_sequence(xs[1], Wb, Rb, bb)        # first's buffers are still live
+    for o, k in zip(first, kept):
+        np.testing.assert_array_equal(o.value, k)
+    assert not np.allclose(second[0].value, first[0].value)
+    pooled = rnn_ops._POOL._bytes
+    del first, second, o
+    for x in xs:                                             # released: reused, not grown
+        out = rnn_ops.lstm_sequence(x, Wb, Rb, bb)
+        del out
+    assert rnn_ops._POOL._bytes == pooled
+    with GradientTape() as tape:                             # the tape keeps its activations
+        xv = Variable(xs[0], dtype="float64")
+        seq, h, c = rnn_ops.lstm_sequence(xv, Wb, Rb, bb)
+    rnn_ops.lstm_sequence(xs[2], Wb, Rb, bb)
+    g = tape.gradient(h, xv)
+    with GradientTape() as tape2:
+        xv2 = Variable(xs[0], dtype="float64")
+        h2 = rnn_ops.lstm_sequence(xv2, Wb, Rb, bb)[1]
+    np.testing.assert_array_equal(g, tape2.gradient(h2, xv2))
+    rnn_ops.clear_buffer_pool()
+    assert rnn_ops._POOL._bytes == 0
