@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import activations
 from ..backend import config as backend_config
 from ..backend import conv_ops
 from ..backend import functions as F
@@ -23,6 +23,8 @@ from ..backend.engine import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .. import legacy
+from ._kernel_bias import (add_bias, add_weight_for, kernel_bias_config, option_keys,
+                           options_config, set_kernel_bias, set_options)
 from .serialization import register_layer
 
 __all__ = [
@@ -100,6 +102,13 @@ def _assemble(layer, batch, spatial, channels):
     return (batch,) + tuple(spatial) + (channels,)
 
 
+def _arguments(local_vars):
+    """A rank class's __init__ arguments (its `locals()`) as keywords for the shared base:
+    the rank classes only restate Keras's signature and defaults."""
+    args = {k: v for k, v in local_vars.items() if k not in ("self", "__class__", "kwargs")}
+    return {**args, **local_vars["kwargs"]}
+
+
 def _as_float(layer, inputs):
     if inputs.dtype != np.dtype(layer.dtype):
         inputs = F.cast(inputs, layer.dtype)
@@ -146,12 +155,8 @@ class _Conv(Layer):
                               f"must be divisible by groups ({self.groups})")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_kernel_bias(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                        bias_regularizer, kernel_constraint, bias_constraint)
         self.input_ndim = n + 2
         self._in_channels = None
 
@@ -201,21 +206,12 @@ class _Conv(Layer):
             "padding": self.padding, "data_format": self.data_format,
             "dilation_rate": self.dilation_rate, "groups": self.groups,
             "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
+            **kernel_bias_config(self),
         })
         return config
 
     def _add_bias(self, n):
-        if not self.use_bias:
-            return None
-        return self.add_weight("bias", (n,), initializer=self.bias_initializer,
-                               regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        return add_bias(self, (n,))
 
 
 class _PlainConv(_Conv):
@@ -226,11 +222,8 @@ class _PlainConv(_Conv):
         if c % self.groups:
             raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): input channels ({c}) "
                              f"must be divisible by groups ({self.groups})")
-        self.kernel = self.add_weight("kernel", self.kernel_size + (c // self.groups,
-                                                                    self.filters),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
+        self.kernel = add_weight_for(self, "kernel",
+                                     self.kernel_size + (c // self.groups, self.filters))
         self.bias = self._add_bias(self.filters)
         self._in_channels = c
         self.built = True
@@ -257,16 +250,7 @@ class Conv1D(_PlainConv):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
-                         activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 @register_layer
@@ -280,16 +264,7 @@ class Conv2D(_PlainConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
-                         activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,10 +293,7 @@ class _ConvTranspose(_Conv):
 
     def build(self, input_shape):
         c = self._input_channels(input_shape)
-        self.kernel = self.add_weight("kernel", self.kernel_size + (self.filters, c),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
+        self.kernel = add_weight_for(self, "kernel", self.kernel_size + (self.filters, c))
         self.bias = self._add_bias(self.filters)
         self._in_channels = c
         self.built = True
@@ -359,9 +331,7 @@ class Conv1DTranspose(_ConvTranspose):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         output_padding=output_padding, data_format=data_format,
-                         dilation_rate=dilation_rate, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 @register_layer
@@ -370,48 +340,57 @@ class Conv2DTranspose(_ConvTranspose):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  output_padding=None, data_format=None, dilation_rate=(1, 1), **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         output_padding=output_padding, data_format=data_format,
-                         dilation_rate=dilation_rate, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------
 # depthwise and separable convolutions
 
 
-class _DepthwiseConv(_Conv):
+class _DepthMultiplierConv(_Conv):
+    """Depthwise and separable convolutions: one group, `depth_multiplier` filters per input
+    channel, and options for their own weights (`_weights`: e.g. "depthwise")."""
+
+    _weights = ()
+
+    def __init__(self, filters, kernel_size, depth_multiplier=1, groups=1, **kwargs):
+        if groups != 1:
+            raise ConfigError(f"{type(self).__name__}: groups must be 1, got {groups!r}")
+        options = {k: kwargs.pop(k) for k in option_keys(*self._weights)}
+        super().__init__(filters, kernel_size, **kwargs)
+        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier <= 0:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: depth_multiplier must be "
+                              f"a positive integer, got {depth_multiplier!r}")
+        self.depth_multiplier = int(depth_multiplier)
+        set_options(self, **options)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"depth_multiplier": self.depth_multiplier,
+                       **options_config(self, option_keys(*self._weights))})
+        return config
+
+
+class _DepthwiseConv(_DepthMultiplierConv):
     """Each input channel convolved with its own depth_multiplier filters (channel c*dm + j)."""
+
+    _weights = ("depthwise",)
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, groups=1, **kwargs):
-        if groups != 1:
-            raise ConfigError(f"{type(self).__name__}: groups must be 1, got {groups!r}")
-        super().__init__(None, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         activation=activation, use_bias=use_bias,
-                         bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         bias_constraint=bias_constraint, **kwargs)
-        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier <= 0:
-            raise ConfigError(f"{type(self).__name__} {self.name!r}: depth_multiplier must be "
-                              f"a positive integer, got {depth_multiplier!r}")
-        self.depth_multiplier = int(depth_multiplier)
-        self.depthwise_initializer = initializers.get(depthwise_initializer)
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
-        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        super().__init__(None, **_arguments(locals()))
 
     def _output_channels(self, in_channels):
         return in_channels * self.depth_multiplier
 
     def build(self, input_shape):
         c = self._input_channels(input_shape)
-        self.depthwise_kernel = self.add_weight(
-            "depthwise_kernel", self.kernel_size + (c, self.depth_multiplier),
-            initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
-            constraint=self.depthwise_constraint)
+        self.depthwise_kernel = add_weight_for(self, "depthwise",
+                                               self.kernel_size + (c, self.depth_multiplier),
+                                               name="depthwise_kernel")
         self.bias = self._add_bias(c * self.depth_multiplier)
         self._in_channels = c
         self.built = True
@@ -427,12 +406,6 @@ class _DepthwiseConv(_Conv):
         config = super().get_config()
         for key in ("filters", "kernel_initializer", "kernel_regularizer", "kernel_constraint"):
             config.pop(key)
-        config.update({
-            "depth_multiplier": self.depth_multiplier,
-            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
-            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
-            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
-        })
         return config
 
 
@@ -443,9 +416,7 @@ class DepthwiseConv1D(_DepthwiseConv):
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, **kwargs):
-        super().__init__(kernel_size, strides=strides, padding=padding,
-                         depth_multiplier=depth_multiplier, data_format=data_format,
-                         dilation_rate=dilation_rate, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 @register_layer
@@ -454,17 +425,17 @@ class DepthwiseConv2D(_DepthwiseConv):
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), **kwargs):
-        super().__init__(kernel_size, strides=strides, padding=padding,
-                         depth_multiplier=depth_multiplier, data_format=data_format,
-                         dilation_rate=dilation_rate, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
-class _SeparableConv(_Conv):
+class _SeparableConv(_DepthMultiplierConv):
     """Depthwise conv (strides, padding, dilation) then a 1x1 pointwise conv with the bias.
 
     Keras 2 configs also carry the base conv's kernel_* entries (unused): they are accepted
     and written back so files stay byte-compatible with tf.keras's.
     """
+
+    _weights = ("depthwise", "pointwise")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
@@ -473,36 +444,16 @@ class _SeparableConv(_Conv):
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  groups=1, **kwargs):
-        if groups != 1:
-            raise ConfigError(f"{type(self).__name__}: groups must be 1, got {groups!r}")
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         activation=activation, use_bias=use_bias,
-                         bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         bias_constraint=bias_constraint, **kwargs)
-        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier <= 0:
-            raise ConfigError(f"{type(self).__name__} {self.name!r}: depth_multiplier must be "
-                              f"a positive integer, got {depth_multiplier!r}")
-        self.depth_multiplier = int(depth_multiplier)
-        self.depthwise_initializer = initializers.get(depthwise_initializer)
-        self.pointwise_initializer = initializers.get(pointwise_initializer)
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
-        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
-        self.depthwise_constraint = constraints.get(depthwise_constraint)
-        self.pointwise_constraint = constraints.get(pointwise_constraint)
+        super().__init__(**_arguments(locals()))
 
     def build(self, input_shape):
         c = self._input_channels(input_shape)
         dm = self.depth_multiplier
-        self.depthwise_kernel = self.add_weight(
-            "depthwise_kernel", self.kernel_size + (c, dm),
-            initializer=self.depthwise_initializer, regularizer=self.depthwise_regularizer,
-            constraint=self.depthwise_constraint)
-        self.pointwise_kernel = self.add_weight(
-            "pointwise_kernel", (1,) * self.rank + (c * dm, self.filters),
-            initializer=self.pointwise_initializer, regularizer=self.pointwise_regularizer,
-            constraint=self.pointwise_constraint)
+        self.depthwise_kernel = add_weight_for(self, "depthwise", self.kernel_size + (c, dm),
+                                               name="depthwise_kernel")
+        self.pointwise_kernel = add_weight_for(self, "pointwise",
+                                               (1,) * self.rank + (c * dm, self.filters),
+                                               name="pointwise_kernel")
         self.bias = self._add_bias(self.filters)
         self._in_channels = c
         self.built = True
@@ -516,18 +467,6 @@ class _SeparableConv(_Conv):
         y = apply(_CONV, *args, channels_first=cf)
         return self.activation(y)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "depth_multiplier": self.depth_multiplier,
-            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
-            "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
-            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
-            "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
-            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
-            "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
-        })
-        return config
 
 
 @register_layer
@@ -537,9 +476,7 @@ class SeparableConv1D(_SeparableConv):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         depth_multiplier=depth_multiplier, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 @register_layer
@@ -548,9 +485,7 @@ class SeparableConv2D(_SeparableConv):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), depth_multiplier=1, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         depth_multiplier=depth_multiplier, **kwargs)
+        super().__init__(**_arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------

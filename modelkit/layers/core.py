@@ -3,12 +3,13 @@ ActivityRegularization, Masking."""
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import activations, initializers, regularizers
 from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
+from ._kernel_bias import add_bias, add_weight_for, kernel_bias_config, set_kernel_bias
 from .serialization import register_layer, serialize_function, deserialize_function
 
 
@@ -33,12 +34,8 @@ class Dense(Layer):
             raise ConfigError(f"Dense {self.name!r}: units must be positive, got {units}")
         self.activation = activations.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_kernel_bias(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                        bias_regularizer, kernel_constraint, bias_constraint)
         self.input_ndim = (2, None)
         self.supports_masking = True
 
@@ -47,13 +44,8 @@ class Dense(Layer):
         if in_dim is None:
             raise ShapeError(f"Dense {self.name!r}: the last dimension of the input must be "
                              f"known, got shape {input_shape}")
-        self.kernel = self.add_weight("kernel", (in_dim, self.units),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
-        self.bias = self.add_weight("bias", (self.units,), initializer=self.bias_initializer,
-                                    regularizer=self.bias_regularizer,
-                                    constraint=self.bias_constraint) if self.use_bias else None
+        self.kernel = add_weight_for(self, "kernel", (in_dim, self.units))
+        self.bias = add_bias(self, (self.units,))
         self.built = True
 
     def call(self, inputs):
@@ -76,14 +68,7 @@ class Dense(Layer):
         config = super().get_config()
         config.update({
             "units": self.units, "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "use_bias": self.use_bias, **kernel_bias_config(self),
         })
         return config
 
