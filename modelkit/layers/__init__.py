@@ -13,6 +13,7 @@ register_layer(BackendOp)
 
 # The layer catalogue: each module lists its public layers in __all__.
 from .convolutional import *  # noqa: F401,F403,E402
+from .reshaping import *  # noqa: F401,F403,E402
 from .pooling import *  # noqa: F401,F403,E402
 from .recurrent import *  # noqa: F401,F403,E402
 from .embeddings import *  # noqa: F401,F403,E402

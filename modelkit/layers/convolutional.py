@@ -1,8 +1,7 @@
-"""Convolution layers and the spatial shape layers around them.
+"""Convolution layers (the spatial shape layers around them are in `reshaping`).
 
 Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, SeparableConv1D, SeparableConv2D,
-DepthwiseConv1D, DepthwiseConv2D, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, and the
-Keras 1 classes Convolution1D/2D, AtrousConvolution1D/2D (which build the Keras 2 layer).
+DepthwiseConv1D, DepthwiseConv2D, and the Keras 1 classes Convolution1D/2D, AtrousConvolution1D/2D (which build the Keras 2 layer).
 
 Numerics, configs and weight layouts are Keras 2's: a conv kernel is (*kernel_size,
 in_channels / groups, filters), a transposed-conv kernel (*kernel_size, filters, in_channels),
@@ -18,19 +17,18 @@ import numpy as np
 from .. import activations
 from ..backend import config as backend_config
 from ..backend import conv_ops
-from ..backend import functions as F
 from ..backend.engine import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .. import legacy
 from ._kernel_bias import (add_bias, add_weight_for, kernel_bias_config, option_keys,
                            options_config, set_kernel_bias, set_options)
+from ._spatial import KERAS1_CONVERT, as_float, check_rank, positive_tuple
 from .serialization import register_layer
 
 __all__ = [
     "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv1D",
-    "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D", "ZeroPadding1D", "ZeroPadding2D",
-    "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D",
+    "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
     "Convolution1D", "Convolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
     "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
 ]
@@ -38,29 +36,6 @@ __all__ = [
 _CONV = OPS.get("conv")
 _CONV_T = OPS.get("conv_transpose")
 _DEPTHWISE = OPS.get("depthwise_conv")
-_UP_NEAREST = OPS.get("upsample_nearest")
-_UP_BILINEAR = OPS.get("upsample_bilinear")
-
-
-def _data_format_keras1(value):
-    """Keras 1 dim_ordering: 'th' / 'tf', or 'default' meaning the global setting."""
-    if value in (None, "default"):
-        return None
-    return legacy.convert_dim_ordering(value)
-
-
-_KERAS1_CONVERT = {"data_format": _data_format_keras1}
-
-
-def _positive_tuple(layer, value, n, name):
-    try:
-        t = conv_ops.normalize_tuple(value, n, name)
-    except ConfigError as e:
-        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {e}") from None
-    if any(v <= 0 for v in t):
-        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be positive, "
-                          f"got {value!r}")
-    return t
 
 
 def _padding_mode(layer, padding, allowed):
@@ -72,20 +47,6 @@ def _padding_mode(layer, padding, allowed):
         raise ConfigError(f"{type(layer).__name__} {layer.name!r}: padding must be one of "
                           f"{', '.join(repr(a) for a in allowed)}, got {padding!r}{extra}")
     return p
-
-
-def _check_rank(layer, shape):
-    want = layer.rank + 2
-    if len(shape) != want:
-        raise ShapeError(f"Layer {layer.name!r} ({type(layer).__name__}) expects input of rank "
-                         f"{want} (batch, {_axes_words(layer)}), got shape {tuple(shape)}")
-
-
-def _axes_words(layer):
-    spatial = ", ".join(["steps"] if layer.rank == 1 else
-                        ["rows", "cols", "depth"][:layer.rank])
-    return f"channels, {spatial}" if layer.data_format == "channels_first" \
-        else f"{spatial}, channels"
 
 
 def _spatial(layer, shape):
@@ -109,19 +70,12 @@ def _arguments(local_vars):
     return {**args, **local_vars["kwargs"]}
 
 
-def _as_float(layer, inputs):
-    if inputs.dtype != np.dtype(layer.dtype):
-        inputs = F.cast(inputs, layer.dtype)
-    return inputs
-
-
 class _Conv(Layer):
     """Shared machinery of the convolutions: arguments, shape rules, config."""
 
     rank = None
-    _default_data_format = None      # None: the global image data format
     _paddings = ("valid", "same")
-    _keras1_convert = _KERAS1_CONVERT
+    _keras1_convert = KERAS1_CONVERT
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
@@ -137,11 +91,11 @@ class _Conv(Layer):
                                   f"positive integer, got {filters!r}")
             filters = int(filters)
         self.filters = filters
-        self.kernel_size = _positive_tuple(self, kernel_size, n, "kernel_size")
-        self.strides = _positive_tuple(self, strides, n, "strides")
+        self.kernel_size = positive_tuple(self, kernel_size, n, "kernel_size")
+        self.strides = positive_tuple(self, strides, n, "strides")
         self.padding = _padding_mode(self, padding, self._paddings)
         self.data_format = backend_config.normalize_data_format(data_format)
-        self.dilation_rate = _positive_tuple(self, dilation_rate, n, "dilation_rate")
+        self.dilation_rate = positive_tuple(self, dilation_rate, n, "dilation_rate")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ConfigError(f"{type(self).__name__} {self.name!r}: strides > 1 cannot be "
                               f"combined with dilation_rate > 1 (got strides {self.strides}, "
@@ -162,7 +116,7 @@ class _Conv(Layer):
 
     # -- shapes ------------------------------------------------------------------------------
     def _input_channels(self, input_shape):
-        _check_rank(self, input_shape)
+        check_rank(self, input_shape)
         c = _channels(self, input_shape)
         if c is None:
             raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): the channel "
@@ -196,7 +150,7 @@ class _Conv(Layer):
 
     def _check_call_input(self, inputs):
         self.compute_output_shape(tuple(inputs.shape))
-        return _as_float(self, inputs)
+        return as_float(self, inputs)
 
     # -- config --------------------------------------------------------------------------------
     def get_config(self):
@@ -509,7 +463,7 @@ def _keras1_factory(old, new_cls, rank):
             raise ConfigError(f"{old}: filters given twice (positionally and as nb_filter)")
         # Keras 1 keyword names -> Keras 2, warning here so the warning points at the caller
         legacy.rename_kwargs(kwargs, old, new_cls._keras1_renames,
-                             {"padding": legacy.convert_border_mode, **_KERAS1_CONVERT})
+                             {"padding": legacy.convert_border_mode, **KERAS1_CONVERT})
         if args and "filters" not in kwargs:
             kwargs["filters"] = args.pop(0)
         if len(args) > rank:
@@ -553,216 +507,3 @@ AtrousConvolution2D = _keras1_factory("AtrousConvolution2D", Conv2D, 2)
 Convolution2DTranspose = Conv2DTranspose
 SeparableConvolution1D = SeparableConv1D
 SeparableConvolution2D = SeparableConv2D
-
-
-# ---------------------------------------------------------------------------------------
-# padding, cropping, upsampling
-
-
-def _pairs(layer, value, n, name):
-    """Keras's normalisation: int -> symmetric everywhere; per-dim int or (before, after)."""
-    try:
-        if isinstance(value, (int, np.integer)):
-            pairs = [(int(value), int(value))] * n
-        else:
-            value = list(value)
-            if n == 1 and len(value) == 2 and all(isinstance(v, (int, np.integer))
-                                                   for v in value):
-                pairs = [(int(value[0]), int(value[1]))]
-            elif len(value) == n:
-                pairs = []
-                for v in value:
-                    if isinstance(v, (int, np.integer)):
-                        pairs.append((int(v), int(v)))
-                    else:
-                        a, b = v
-                        pairs.append((int(a), int(b)))
-            else:
-                raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be an int, a "
-                          f"tuple of {n} ints or of {n} (before, after) pairs, got "
-                          f"{value!r}") from None
-    if any(v < 0 for p in pairs for v in p):
-        raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {name} must be "
-                          f"non-negative, got {value!r}")
-    return tuple(pairs)
-
-
-class _SpatialLayer(Layer):
-    """Shape layers over (batch, *spatial, channels) or (batch, channels, *spatial)."""
-
-    rank = None
-    _keras1_convert = _KERAS1_CONVERT
-
-    def __init__(self, data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        self.data_format = backend_config.normalize_data_format(data_format)
-        self.input_ndim = self.rank + 2
-
-    def _spatial_axes(self):
-        start = 2 if self.data_format == "channels_first" else 1
-        return tuple(range(start, start + self.rank))
-
-    def _data_format_config(self, config):
-        if self.rank > 1 or self.data_format != "channels_last":
-            config["data_format"] = self.data_format
-        return config
-
-
-class _ZeroPadding(_SpatialLayer):
-    def __init__(self, padding=1, data_format=None, **kwargs):
-        super().__init__(data_format=data_format, **kwargs)
-        self.padding = _pairs(self, padding, self.rank, "padding")
-
-    def call(self, inputs):
-        _check_rank(self, inputs.shape)
-        width = [(0, 0)] * inputs.ndim
-        for a, p in zip(self._spatial_axes(), self.padding):
-            width[a] = p
-        return F.pad(inputs, width)
-
-    def compute_output_shape(self, input_shape):
-        _check_rank(self, input_shape)
-        out = list(input_shape)
-        for a, (b, e) in zip(self._spatial_axes(), self.padding):
-            out[a] = None if out[a] is None else out[a] + b + e
-        return tuple(out)
-
-    def get_config(self):
-        config = super().get_config()
-        config["padding"] = self.padding[0] if self.rank == 1 else self.padding
-        return self._data_format_config(config)
-
-
-@register_layer
-class ZeroPadding1D(_ZeroPadding):
-    """Pad (batch, steps, features) with zeros: padding int or (left, right)."""
-
-    rank = 1
-
-    def __init__(self, padding=1, data_format="channels_last", **kwargs):
-        super().__init__(padding=padding, data_format=data_format, **kwargs)
-
-
-@register_layer
-class ZeroPadding2D(_ZeroPadding):
-    """Pad rows and columns with zeros: int, (rows, cols) or ((top, bottom), (left, right))."""
-
-    rank = 2
-
-    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
-        super().__init__(padding=padding, data_format=data_format, **kwargs)
-
-
-class _Cropping(_SpatialLayer):
-    def __init__(self, cropping=1, data_format=None, **kwargs):
-        super().__init__(data_format=data_format, **kwargs)
-        self.cropping = _pairs(self, cropping, self.rank, "cropping")
-
-    def _check(self, input_shape):
-        _check_rank(self, input_shape)
-        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
-            n = input_shape[a]
-            if n is not None and b + e >= n:
-                raise ShapeError(f"Layer {self.name!r} ({type(self).__name__}): cropping "
-                                 f"{self.cropping} removes all of axis {a} (size {n}) of the "
-                                 f"input of shape {tuple(input_shape)}")
-
-    def call(self, inputs):
-        self._check(inputs.shape)
-        index = [slice(None)] * inputs.ndim
-        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
-            index[a] = slice(b, inputs.shape[a] - e)
-        return F.getitem(inputs, tuple(index))
-
-    def compute_output_shape(self, input_shape):
-        self._check(input_shape)
-        out = list(input_shape)
-        for a, (b, e) in zip(self._spatial_axes(), self.cropping):
-            out[a] = None if out[a] is None else out[a] - b - e
-        return tuple(out)
-
-    def get_config(self):
-        config = super().get_config()
-        config["cropping"] = self.cropping[0] if self.rank == 1 else self.cropping
-        return self._data_format_config(config)
-
-
-@register_layer
-class Cropping1D(_Cropping):
-    """Crop (batch, steps, features) along the steps: cropping int or (start, end)."""
-
-    rank = 1
-
-    def __init__(self, cropping=(1, 1), data_format="channels_last", **kwargs):
-        super().__init__(cropping=cropping, data_format=data_format, **kwargs)
-
-
-@register_layer
-class Cropping2D(_Cropping):
-    rank = 2
-
-    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
-        super().__init__(cropping=cropping, data_format=data_format, **kwargs)
-
-
-class _UpSampling(_SpatialLayer):
-    _keras1_renames = {"length": "size"}
-
-    def __init__(self, size=2, data_format=None, interpolation="nearest", **kwargs):
-        super().__init__(data_format=data_format, **kwargs)
-        self.size = _positive_tuple(self, size, self.rank, "size")
-        if interpolation not in ("nearest", "bilinear"):
-            raise ConfigError(f"{type(self).__name__} {self.name!r}: interpolation must be "
-                              f"'nearest' or 'bilinear', got {interpolation!r}")
-        if interpolation == "bilinear" and self.rank != 2:
-            raise ConfigError(f"{type(self).__name__} {self.name!r}: bilinear interpolation is "
-                              "only available in UpSampling2D")
-        self.interpolation = interpolation
-
-    def call(self, inputs):
-        _check_rank(self, inputs.shape)
-        op = _UP_BILINEAR if self.interpolation == "bilinear" else _UP_NEAREST
-        if self.interpolation == "bilinear":
-            inputs = _as_float(self, inputs)
-        return apply(op, inputs, axes=self._spatial_axes(), sizes=self.size)
-
-    def compute_output_shape(self, input_shape):
-        _check_rank(self, input_shape)
-        out = list(input_shape)
-        for a, s in zip(self._spatial_axes(), self.size):
-            out[a] = None if out[a] is None else out[a] * s
-        return tuple(out)
-
-
-@register_layer
-class UpSampling1D(_UpSampling):
-    """Repeat each step `size` times along the time axis of (batch, steps, features)."""
-
-    rank = 1
-
-    def __init__(self, size=2, **kwargs):
-        super().__init__(size=size, data_format="channels_last", **kwargs)
-
-    def get_config(self):
-        config = Layer.get_config(self)
-        config["size"] = self.size[0]
-        return config
-
-
-@register_layer
-class UpSampling2D(_UpSampling):
-    """Repeat rows and columns (nearest) or resize bilinearly (TF2 half-pixel centres)."""
-
-    rank = 2
-
-    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
-        super().__init__(size=size, data_format=data_format, interpolation=interpolation,
-                         **kwargs)
-
-    def get_config(self):
-        config = Layer.get_config(self)
-        config.update({"size": self.size, "data_format": self.data_format,
-                       "interpolation": self.interpolation})
-        return config

@@ -16,7 +16,7 @@ from ..backend import functions as F
 from ..backend.engine import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
-from .convolutional import _KERAS1_CONVERT, _positive_tuple
+from ._spatial import KERAS1_CONVERT, check_rank, positive_tuple
 from .serialization import register_layer
 
 __all__ = [
@@ -31,26 +31,16 @@ _POOL_MAX = OPS.get("pool_max")
 _POOL_AVG = OPS.get("pool_avg")
 
 
-def _check_rank(layer, shape):
-    want = layer.rank + 2
-    if len(shape) != want:
-        layout = ("steps" if layer.rank == 1 else "rows, cols")
-        layout = f"channels, {layout}" if layer.data_format == "channels_first" \
-            else f"{layout}, channels"
-        raise ShapeError(f"Layer {layer.name!r} ({type(layer).__name__}) expects input of rank "
-                         f"{want} (batch, {layout}), got shape {tuple(shape)}")
-
-
 class _Pooling(Layer):
     rank = None
     _op = None
-    _keras1_convert = _KERAS1_CONVERT
+    _keras1_convert = KERAS1_CONVERT
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = _positive_tuple(self, pool_size, self.rank, "pool_size")
+        self.pool_size = positive_tuple(self, pool_size, self.rank, "pool_size")
         self.strides = self.pool_size if strides is None else \
-            _positive_tuple(self, strides, self.rank, "strides")
+            positive_tuple(self, strides, self.rank, "strides")
         p = str(padding).lower()
         if p == "full":
             from .. import legacy
@@ -67,7 +57,7 @@ class _Pooling(Layer):
         return tuple(range(start, start + self.rank))
 
     def compute_output_shape(self, input_shape):
-        _check_rank(self, input_shape)
+        check_rank(self, input_shape)
         out = list(input_shape)
         for a, k, s in zip(self._spatial_axes(), self.pool_size, self.strides):
             o = conv_ops.conv_output_length(out[a], k, self.padding, s)
@@ -144,7 +134,7 @@ MaxPool1D, AvgPool1D, MaxPool2D, AvgPool2D = (MaxPooling1D, AveragePooling1D, Ma
 
 class _GlobalPooling(Layer):
     rank = None
-    _keras1_convert = _KERAS1_CONVERT
+    _keras1_convert = KERAS1_CONVERT
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
@@ -157,14 +147,14 @@ class _GlobalPooling(Layer):
         return tuple(range(start, start + self.rank))
 
     def compute_output_shape(self, input_shape):
-        _check_rank(self, input_shape)
+        check_rank(self, input_shape)
         axes = self._spatial_axes()
         if self.keepdims:
             return tuple(1 if i in axes else d for i, d in enumerate(input_shape))
         return tuple(d for i, d in enumerate(input_shape) if i not in axes)
 
     def _prepare(self, inputs):
-        _check_rank(self, inputs.shape)
+        check_rank(self, inputs.shape)
         if not np.issubdtype(inputs.dtype, np.floating):
             inputs = F.cast(inputs, self.dtype)
         return inputs
