@@ -84,6 +84,7 @@ class Layer:
 
     _keras1_renames = None        # per-class Keras 1 -> Keras 2 argument names
     _keras1_convert = None
+    preserves_shape = False       # True: the output shape is the input shape
 
     def __init_subclass__(cls, **kw):
         """Rename Keras 1 keyword arguments before the subclass's __init__ binds them."""
@@ -316,8 +317,11 @@ class Layer:
         return self.dtype
 
     def compute_output_shape(self, input_shape):
-        """Default: run `call` on small dummy inputs twice and read the shapes; dims that
-        change with the unknown input dims are reported as None."""
+        """The input shape for `preserves_shape` layers; otherwise run `call` on small dummy
+        inputs twice and read the shapes (dims that change with the unknown input dims are
+        reported as None)."""
+        if self.preserves_shape:
+            return input_shape
         probes = [self._probe(input_shape, fill) for fill in (2, 3)]
         if _is_shape_list(probes[0]):
             return [_merge_probe(a, b) for a, b in zip(*probes)]

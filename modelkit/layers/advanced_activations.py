@@ -31,12 +31,11 @@ def _float(layer, x):
 
 
 class _Elementwise(Layer):
+    preserves_shape = True
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 @register_layer

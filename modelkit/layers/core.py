@@ -75,6 +75,8 @@ class Dense(Layer):
 
 @register_layer
 class Activation(Layer):
+    preserves_shape = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -82,9 +84,6 @@ class Activation(Layer):
 
     def call(self, inputs):
         return self.activation(inputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -97,6 +96,7 @@ class Dropout(Layer):
     """Inverted dropout in training; the identity in inference."""
 
     _keras1_renames = {"p": "rate"}
+    preserves_shape = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -117,9 +117,6 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             return inputs
         return F.dropout(inputs, self.rate, noise_shape=self._noise_shape(inputs), rng=self._rng)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -320,14 +317,13 @@ class Lambda(Layer):
 class ActivityRegularization(Layer):
     """Identity that adds l1 * sum|x| + l2 * sum x^2 of its input to the training loss."""
 
+    preserves_shape = True
+
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
         self.l1, self.l2 = float(l1), float(l2)
         self.activity_regularizer = regularizers.L1L2(l1=self.l1, l2=self.l2)
         self.supports_masking = True
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -338,6 +334,8 @@ class ActivityRegularization(Layer):
 @register_layer
 class Masking(Layer):
     """Mask timesteps whose features all equal `mask_value`; downstream RNNs skip them."""
+
+    preserves_shape = True
 
     def __init__(self, mask_value=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -350,9 +348,6 @@ class Masking(Layer):
     def call(self, inputs):
         keep = np.any(np.asarray(inputs.value) != self.mask_value, axis=-1, keepdims=True)
         return F.multiply(inputs, keep.astype(inputs.dtype))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

@@ -42,6 +42,7 @@ class GaussianNoise(Layer):
     """Add zero-centred Gaussian noise of standard deviation `stddev` in training."""
 
     _keras1_renames = {"sigma": "stddev"}
+    preserves_shape = True
 
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -63,9 +64,6 @@ class GaussianNoise(Layer):
         noise = self._rng.standard_normal(x.shape).astype(x.dtype, copy=False)
         return F.add(x, noise * np.asarray(self.stddev, x.dtype))
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update({"stddev": self.stddev, "seed": self.seed})
@@ -77,6 +75,7 @@ class GaussianDropout(Layer):
     """Multiply by Gaussian noise of mean 1 and stddev `sqrt(rate / (1 - rate))` in training."""
 
     _keras1_renames = {"p": "rate"}
+    preserves_shape = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -93,9 +92,6 @@ class GaussianDropout(Layer):
         noise = self._rng.standard_normal(x.shape) * std + 1.0
         return F.multiply(x, noise.astype(x.dtype))
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update({"rate": self.rate, "seed": self.seed})
@@ -107,6 +103,8 @@ class AlphaDropout(Layer):
     """Dropout that keeps the mean and variance of SELU activations (Keras 2 formula):
     dropped units are set to `-alpha * scale`, then `a * x + b` with
     `a = ((1 - rate) * (1 + rate * alpha_p**2)) ** -0.5`, `b = -a * alpha_p * rate`."""
+
+    preserves_shape = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -130,9 +128,6 @@ class AlphaDropout(Layer):
         scale = (a * kept).astype(x.dtype)
         shift = (a * alpha_p * (1.0 - kept) + b).astype(x.dtype)
         return F.add(F.multiply(x, scale), shift)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
