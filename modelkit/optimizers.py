@@ -468,7 +468,40 @@ class Adadelta(Optimizer):
         return {"rho": self.rho, "epsilon": self.epsilon}
 
 
-class Adam(Optimizer):
+class _AdamFamily(Optimizer):
+    """Adam, Adamax and Nadam: beta_1, beta_2, epsilon and the slots m, v."""
+
+    def _set_betas(self, beta_1, beta_2, epsilon):
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+
+    def _slot_names(self):
+        return ("m", "v")
+
+    def _first_moment(self, g, m, scratch):
+        """m = b1 m + (1 - b1) g, in place."""
+        b1 = self.beta_1
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=scratch)
+        m += scratch
+
+    def _moments(self, g, slots, scratch):
+        """Adam's moments in place: m as above, v = b2 v + (1 - b2) g^2; returns (m, v)."""
+        b2 = self.beta_2
+        m, v = slots["m"], slots["v"]
+        self._first_moment(g, m, scratch)
+        v *= b2
+        np.multiply(g, g, out=scratch)
+        scratch *= (1.0 - b2)
+        v += scratch
+        return m, v
+
+    def _hyper_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adam(_AdamFamily):
     """tf.keras Adam: lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); p -= lr_t m / (sqrt(v) + eps)."""
 
     _KERAS3_SLOT_ALIASES = {"m": ("momentum", "momentums"), "v": ("velocity", "velocities"),
@@ -477,9 +510,7 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, name="Adam", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+        self._set_betas(beta_1, beta_2, epsilon)
         self.amsgrad = bool(amsgrad)
 
     def _slot_names(self):
@@ -489,15 +520,7 @@ class Adam(Optimizer):
         return lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
 
     def _update(self, p, g, slots, scratch, lr, lr_t):
-        b1, b2 = self.beta_1, self.beta_2
-        m, v = slots["m"], slots["v"]
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=scratch)
-        m += scratch
-        v *= b2
-        np.multiply(g, g, out=scratch)
-        scratch *= (1.0 - b2)
-        v += scratch
+        m, v = self._moments(g, slots, scratch)
         if self.amsgrad:
             vhat = slots["vhat"]
             np.maximum(vhat, v, out=vhat)
@@ -510,11 +533,10 @@ class Adam(Optimizer):
         p -= scratch
 
     def _hyper_config(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+        return {**super()._hyper_config(), "amsgrad": self.amsgrad}
 
 
-class Adamax(Optimizer):
+class Adamax(_AdamFamily):
     """m = b1 m + (1-b1) g; v = max(b2 v, |g|); p -= lr / (1 - b1^t) * m / (v + eps)."""
 
     _KERAS3_SLOT_ALIASES = {"m": ("m", "momentum"), "v": ("u", "norm")}
@@ -522,22 +544,14 @@ class Adamax(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="Adamax", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
-
-    def _slot_names(self):
-        return ("m", "v")
+        self._set_betas(beta_1, beta_2, epsilon)
 
     def _prepare_step(self, lr, t):
         return lr / (1.0 - self.beta_1 ** t)
 
     def _update(self, p, g, slots, scratch, lr, lr_t):
-        b1 = self.beta_1
         m, v = slots["m"], slots["v"]
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=scratch)
-        m += scratch
+        self._first_moment(g, m, scratch)
         v *= self.beta_2
         np.abs(g, out=scratch)
         np.maximum(v, scratch, out=v)
@@ -546,11 +560,8 @@ class Adamax(Optimizer):
         scratch *= lr_t
         p -= scratch
 
-    def _hyper_config(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
-
-class Nadam(Optimizer):
+class Nadam(_AdamFamily):
     """tf.keras 2 Nadam with the momentum schedule mu_t = b1 (1 - 0.5 * 0.96^(0.004 t)).
 
     As in tf.keras, `decay` here is the schedule decay (default 0.004; Keras 1 called it
@@ -564,13 +575,8 @@ class Nadam(Optimizer):
             kwargs["decay"] = kwargs.pop("schedule_decay")
         kwargs.setdefault("decay", 0.004)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+        self._set_betas(beta_1, beta_2, epsilon)
         self._m_cache = 1.0
-
-    def _slot_names(self):
-        return ("m", "v")
 
     def _decayed_lr(self):
         return float(self._learning_rate.value)
@@ -587,15 +593,7 @@ class Nadam(Optimizer):
 
     def _update(self, p, g, slots, scratch, lr, shared):
         mu_t, mu_t1, g_denom, m_denom, v_denom = shared
-        b1, b2 = self.beta_1, self.beta_2
-        m, v = slots["m"], slots["v"]
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=scratch)
-        m += scratch
-        v *= b2
-        np.multiply(g, g, out=scratch)
-        scratch *= (1.0 - b2)
-        v += scratch
+        m, v = self._moments(g, slots, scratch)
         # m_bar = (1 - mu_t) g / g_denom + mu_t1 m / m_denom
         m_bar = np.multiply(g, (1.0 - mu_t) / g_denom)
         np.multiply(m, mu_t1 / m_denom, out=scratch)
@@ -615,9 +613,6 @@ class Nadam(Optimizer):
             if key in weights:
                 self._m_cache = float(np.asarray(weights[key]).reshape(()))
                 return
-
-    def _hyper_config(self):
-        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 _ser.register_all(OPTIMIZERS, {"sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad,
