@@ -18,13 +18,13 @@ import warnings
 
 import numpy as np
 
-from .. import constraints, initializers, regularizers
 from ..backend import functions as F
 from ..backend.engine import apply
 from ..backend.norm_ops import _batch_norm_inference, _batch_norm_moments
 from ..backend.tensor import StopRecording, as_array
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError, UnsupportedError
+from ._kernel_bias import add_weight_for, option_keys, options_config, set_options
 from .serialization import register_layer
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
@@ -62,8 +62,40 @@ def _resolve_axes(layer, axes, input_shape):
     return sorted(out)
 
 
+class _Normalization(Layer):
+    """What BatchNormalization and LayerNormalization share: the axis argument, center/scale
+    with their gamma/beta options and weights, and the input check against the built shape."""
+
+    def _set_axis(self, axis):
+        self._axes = _axis_list(axis, self)
+        self.axis = list(self._axes) if isinstance(axis, (list, tuple)) else self._axes[0]
+
+    def _set_gamma_beta(self, center, scale, **options):
+        self.center = bool(center)
+        self.scale = bool(scale)
+        set_options(self, **options)
+
+    def _add_gamma_beta(self, param_shape):
+        self.gamma = add_weight_for(self, "gamma", param_shape) if self.scale else None
+        self.beta = add_weight_for(self, "beta", param_shape) if self.center else None
+
+    def _check(self, shape):
+        if len(shape) != self._built_rank:
+            raise ShapeError(f"{type(self).__name__} {self.name!r} was built for inputs of "
+                             f"rank {self._built_rank}, got shape {tuple(shape)}")
+        for a in self._norm_axes:
+            if shape[a] is not None and shape[a] != self._bshape[a]:
+                raise ShapeError(f"{type(self).__name__} {self.name!r} expects axis {a} of "
+                                 f"size {self._bshape[a]}, got input shape {tuple(shape)}")
+
+    def compute_output_shape(self, input_shape):
+        if self.built:
+            self._check(input_shape)
+        return tuple(input_shape)
+
+
 @register_layer
-class BatchNormalization(Layer):
+class BatchNormalization(_Normalization):
     """Normalise with batch statistics in training and moving statistics in inference.
 
     `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, ...)`.
@@ -92,24 +124,20 @@ class BatchNormalization(Layer):
         if renorm or virtual_batch_size is not None or adjustment is not None:
             raise UnsupportedError(f"{where}: renorm, virtual_batch_size and adjustment are "
                                    "not supported", items=[self.name])
-        self._axes = _axis_list(axis, self)
-        self.axis = list(self._axes) if isinstance(axis, (list, tuple)) else self._axes[0]
+        self._set_axis(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         if not 0.0 <= self.momentum <= 1.0:
             raise ConfigError(f"{where}: momentum must be in [0, 1], got {momentum}")
         if self.epsilon <= 0:
             raise ConfigError(f"{where}: epsilon must be positive, got {epsilon}")
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        self._set_gamma_beta(center, scale, beta_initializer=beta_initializer,
+                             gamma_initializer=gamma_initializer,
+                             moving_mean_initializer=moving_mean_initializer,
+                             moving_variance_initializer=moving_variance_initializer,
+                             beta_regularizer=beta_regularizer,
+                             gamma_regularizer=gamma_regularizer,
+                             beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         self.fused = fused
         self.synchronized = bool(synchronized)
         self.supports_masking = True
@@ -130,12 +158,7 @@ class BatchNormalization(Layer):
         self._fused_kernel = (self.fused is not False and rank in (4, 5) and len(axes) == 1
                               and axes[0] in (1, rank - 1)
                               and self.dtype in ("float16", "bfloat16", "float32"))
-        self.gamma = self.add_weight("gamma", param_shape, initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight("beta", param_shape, initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint) if self.center else None
+        self._add_gamma_beta(param_shape)
         self.moving_mean = self.add_weight("moving_mean", param_shape,
                                            initializer=self.moving_mean_initializer,
                                            trainable=False)
@@ -143,20 +166,6 @@ class BatchNormalization(Layer):
                                                initializer=self.moving_variance_initializer,
                                                trainable=False)
         self.built = True
-
-    def _check(self, shape):
-        if len(shape) != self._built_rank:
-            raise ShapeError(f"BatchNormalization {self.name!r} was built for inputs of rank "
-                             f"{self._built_rank}, got shape {tuple(shape)}")
-        for a in self._norm_axes:
-            if shape[a] is not None and shape[a] != self._bshape[a]:
-                raise ShapeError(f"BatchNormalization {self.name!r} expects axis {a} of size "
-                                 f"{self._bshape[a]}, got input shape {tuple(shape)}")
-
-    def compute_output_shape(self, input_shape):
-        if self.built:
-            self._check(input_shape)
-        return tuple(input_shape)
 
     def _param(self, v):
         if v is None:
@@ -203,15 +212,9 @@ class BatchNormalization(Layer):
         config.update({
             "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
             "center": self.center, "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer":
-                initializers.serialize(self.moving_variance_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": constraints.serialize(self.beta_constraint),
-            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+            **options_config(self, option_keys("beta", "gamma")[:2]
+                             + ("moving_mean_initializer", "moving_variance_initializer")
+                             + option_keys("beta", "gamma")[2:]),
         })
         if self.fused is not None:
             config["fused"] = self.fused
@@ -221,7 +224,7 @@ class BatchNormalization(Layer):
 
 
 @register_layer
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """Normalise each sample over `axis` (int or list): `gamma * (x - mean) /
     sqrt(var + epsilon) + beta`, gamma/beta of shape `[input_shape[a] for a in axis]`."""
 
@@ -230,20 +233,16 @@ class LayerNormalization(Layer):
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self._axes = _axis_list(axis, self)
-        self.axis = list(self._axes) if isinstance(axis, (list, tuple)) else self._axes[0]
+        self._set_axis(axis)
         self.epsilon = float(epsilon)
         if self.epsilon <= 0:
             raise ConfigError(f"LayerNormalization {self.name!r}: epsilon must be positive, "
                               f"got {epsilon}")
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
+        self._set_gamma_beta(center, scale, beta_initializer=beta_initializer,
+                             gamma_initializer=gamma_initializer,
+                             beta_regularizer=beta_regularizer,
+                             gamma_regularizer=gamma_regularizer,
+                             beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -254,27 +253,8 @@ class LayerNormalization(Layer):
         self._built_rank = rank
         self._norm_axes = tuple(axes)
         self._bshape = tuple(input_shape[i] if i in axes else 1 for i in range(rank))
-        self.gamma = self.add_weight("gamma", param_shape, initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight("beta", param_shape, initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint) if self.center else None
+        self._add_gamma_beta(param_shape)
         self.built = True
-
-    def _check(self, shape):
-        if len(shape) != self._built_rank:
-            raise ShapeError(f"LayerNormalization {self.name!r} was built for inputs of rank "
-                             f"{self._built_rank}, got shape {tuple(shape)}")
-        for a in self._norm_axes:
-            if shape[a] is not None and shape[a] != self._bshape[a]:
-                raise ShapeError(f"LayerNormalization {self.name!r} expects axis {a} of size "
-                                 f"{self._bshape[a]}, got input shape {tuple(shape)}")
-
-    def compute_output_shape(self, input_shape):
-        if self.built:
-            self._check(input_shape)
-        return tuple(input_shape)
 
     def call(self, inputs):
         self._check(inputs.shape)
@@ -291,11 +271,6 @@ class LayerNormalization(Layer):
         config.update({
             "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
             "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-            "beta_constraint": constraints.serialize(self.beta_constraint),
-            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+            **options_config(self, option_keys("beta", "gamma")),
         })
         return config
