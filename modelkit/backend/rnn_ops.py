@@ -6,9 +6,12 @@ dozens per timestep:
 
 * the input projection of all timesteps is one GEMM (`x @ kernel + bias`, time-major);
 * each step does one GEMM with the recurrent kernel plus in-place elementwise updates on
-  preallocated buffers (the forward activations are kept for the backward pass);
+  preallocated buffers; the gate activations are stored gate-major ((time, gate, batch,
+  units), every gate block contiguous) and kept for the backward pass;
 * the backward pass does one GEMM per step (two for GRU `reset_after=False`) and the weight
-  gradients of all timesteps at the end as single GEMMs.
+  and input gradients of all timesteps at the end as single GEMMs;
+* the large per-call arrays come from a buffer pool that hands an array out again only
+  once nothing refers to it (`clear_buffer_pool()` releases them).
 
 Numerics are Keras 2's (tf.keras) cell equations, weights in Keras's layout:
 
