@@ -74,7 +74,7 @@ def rnn_ref(kind, cfg, ws, x, init=None, mask=None):
             c_new = c
         if mask is not None:
             m = mask[:, t][:, None]
-            out = np.where(m, h_new, prev)
+            out = np.where(m, h_new, 0.0 if cfg.get("zero_output_for_mask") else prev)
             h, c = np.where(m, h_new, h), np.where(m, c_new, c)
         else:
             out, h, c = h_new, h_new, c_new
@@ -89,6 +89,8 @@ def rnn_ref(kind, cfg, ws, x, init=None, mask=None):
 def bidirectional_ref(kind, cfg, ws, x, merge_mode, init=None, mask=None):
     half = len(ws) // 2
     ns = 2 if kind == "LSTM" else 1
+    # Keras forces zero_output_for_mask=return_sequences inside Bidirectional
+    cfg = dict(cfg, zero_output_for_mask=bool(cfg.get("return_sequences")))
     f = rnn_ref(kind, dict(cfg, go_backwards=False), ws[:half], x,
                 None if init is None else init[:ns], mask)
     b = rnn_ref(kind, dict(cfg, go_backwards=True), ws[half:], x,

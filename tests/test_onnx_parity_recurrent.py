@@ -64,10 +64,6 @@ def padded_ids(batch):
     return [ids]
 
 
-BIDI_MASK_BUG = ("Bidirectional ONNX handler patches masked forward steps with the last "
-                 "output, but Keras (2 and 3) forces zero_output_for_mask=return_sequences in "
-                 "both directions of a Bidirectional, so masked steps must be zeros")
-
 ROWS = {   # name -> (model factory, input maker, xfail reason or None)
     "SimpleRNN": (seq(first(lambda **k: SimpleRNN(3, **k))), floats(), None),
     "SimpleRNN_seq_back_relu": (seq(first(lambda **k: SimpleRNN(
@@ -90,9 +86,6 @@ ROWS = {   # name -> (model factory, input maker, xfail reason or None)
                            floats(2), None),
     "LSTM_stacked": (seq(first(lambda **k: LSTM(4, return_sequences=True, **k)),
                          lambda: LSTM(3)), floats(), None),
-    "LSTM_stateful": (lambda: Sequential([LSTM(3, stateful=True,
-                                               batch_input_shape=(4, T, F_IN))]),
-                      floats(), None),
     "Masking_LSTM_seq": (seq(first(lambda **k: Masking(**k)),
                              lambda: LSTM(3, return_sequences=True)), right_padded, None),
     "Masking_GRU_last": (seq(first(lambda **k: Masking(**k)), lambda: GRU(3)), right_padded,
@@ -116,7 +109,7 @@ ROWS = {   # name -> (model factory, input maker, xfail reason or None)
                                     lambda: Bidirectional(LSTM(3))), right_padded, None),
     "Bidirectional_mask_seq": (seq(first(lambda **k: Masking(**k)),
                                    lambda: Bidirectional(LSTM(3, return_sequences=True))),
-                               right_padded, BIDI_MASK_BUG),
+                               right_padded, None),
     "TimeDistributed_Dense": (seq(first(lambda **k: TimeDistributed(Dense(2), **k))), floats(),
                               None),
     "TimeDistributed_model": (td_model, floats(), None),
@@ -130,22 +123,24 @@ def randomize(model):
 
 @pytest.mark.parametrize("row", list(ROWS))
 def test_onnx_matches_predict(row, request):
-    make, inputs, xfail = ROWS[row]
-    if xfail:
-        request.applymarker(pytest.mark.xfail(reason=xfail, strict=True))
+    make, inputs, _ = ROWS[row]
     model = make()
     randomize(model)
     batch = model.inputs[0].shape[0] or 4
     xs = inputs(batch)
     want = model.predict(xs if len(xs) > 1 else xs[0], batch_size=batch)
     want = want if isinstance(want, list) else [want]
-    try:
-        proto = onnx_conv.export(model)
-    except UnsupportedError as e:
-        pytest.skip(f"ONNX export handler for {row} not available yet: {e}")
+    proto = onnx_conv.export(model)
     from modelkit.converters.onnx.testing import run
     got = run(proto, xs)
     assert len(got) == len(want)
     for g, w in zip(got, want):
         assert g.shape == w.shape
         assert np.abs(g - w).max() <= 1e-5
+
+
+def test_stateful_recurrent_layers_are_refused_with_a_clear_error():
+    """A stateful RNN carries state between calls, which an ONNX graph cannot hold."""
+    model = Sequential([LSTM(3, stateful=True, batch_input_shape=(4, T, F_IN), name="keeper")])
+    with pytest.raises(UnsupportedError, match="LSTM layer 'keeper'.*stateful"):
+        onnx_conv.export(model)

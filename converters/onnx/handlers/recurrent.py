@@ -225,9 +225,9 @@ def bidirectional(node, ctx, inputs):
     mode = node.config.get("merge_mode", "concat")
     hf, hb = _last(ctx, Y_h, 0), _last(ctx, Y_h, 1)
     if cfg.get("return_sequences"):
+        # Keras (2 and 3) forces zero_output_for_mask inside Bidirectional: masked steps
+        # are zeros in both directions, which is what ONNX emits past sequence_lens.
         fwd = _seq_out(ctx, node, Y, 0, f"{node.name}/forward")
-        if mask is not None and not cfg.get("zero_output_for_mask", False):
-            fwd = _carry_masked(ctx, fwd, hf, mask, f"{node.name}/forward")
         bwd = _seq_out(ctx, node, Y, 1, f"{node.name}/backward")
     else:
         fwd, bwd = hf, hb
