@@ -214,7 +214,6 @@ def test_summary_onnx(models):
     assert "Parameters: 15" in out
 
 
-@pytest.mark.skipif(not (FIXTURES / "keras2" / "cnn.h5").exists(), reason="fixture missing")
 def test_summary_h5_layer_table():
     out = mk("summary", FIXTURES / "keras2" / "cnn.h5", check_rc=0).stdout
     assert 'Model: "cnn"' in out
@@ -259,16 +258,6 @@ def test_convert_usage_errors(models, tmp_path):
                    "Model file not found")
 
 
-def _export_available():
-    try:
-        from modelkit.converters import onnx as onnx_conv
-        return hasattr(onnx_conv, "export")
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not _export_available(), reason="converters.onnx.export not written yet")
-@pytest.mark.skipif(not (FIXTURES / "keras2" / "mlp.h5").exists(), reason="fixture missing")
 def test_h5_to_onnx_then_predict_matches_fixture(tmp_path):
     src = FIXTURES / "keras2" / "mlp.h5"
     mk("convert", src, tmp_path / "mlp.onnx", check_rc=0)
@@ -284,17 +273,6 @@ def test_h5_to_onnx_then_predict_matches_fixture(tmp_path):
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), data[ys[0]], rtol=1e-4, atol=1e-5)
 
 
-def _saving_available():
-    try:
-        from modelkit.saving import load_model  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not (_export_available() and _saving_available()),
-                    reason="converters.onnx.export / modelkit.saving not written yet")
-@pytest.mark.skipif(not (FIXTURES / "keras2" / "mlp.h5").exists(), reason="fixture missing")
 def test_convert_h5_to_h5_and_quantized_onnx(tmp_path):
     src = FIXTURES / "keras2" / "mlp.h5"
     with np.load(FIXTURES / "keras2" / "mlp.npz") as z:

@@ -90,7 +90,9 @@ def _gather(params, indices, axis=0):
 def _(g, s, needs):
     shape, indices, axis = s
     if axis != 0:
-        raise NotImplementedError("gather gradient is implemented for axis 0")
+        from ..errors import UnsupportedError
+        raise UnsupportedError(f"gather: the gradient is implemented for axis 0 (an embedding "
+                               f"lookup), not axis {axis}")
     out = np.zeros(shape, dtype=g.dtype)
     np.add.at(out, indices.reshape(-1), g.reshape((-1,) + shape[1:]))
     return (out, None)
