@@ -80,8 +80,9 @@ def _modelkit_models():
                       MaxPooling2D(2), Conv2D(64, 3, padding="same", activation="relu"),
                       GlobalAveragePooling2D(), Flatten(), Dense(10, activation="softmax")])
     lstm = Sequential([LSTM(64, input_shape=(20, 32)), Dense(10)])
-    return {"mlp": (onnx_conv.export(mlp), (784,)), "cnn": (onnx_conv.export(cnn), (28, 28, 1)),
-            "lstm": (onnx_conv.export(lstm), (20, 32))}
+    return {"mlp": (onnx_conv.export(mlp), (784,), mlp),
+            "cnn": (onnx_conv.export(cnn), (28, 28, 1), cnn),
+            "lstm": (onnx_conv.export(lstm), (20, 32), lstm)}
 
 
 def build_models(force_helper=False):
@@ -90,11 +91,32 @@ def build_models(force_helper=False):
             return _modelkit_models(), "modelkit models exported with converters.onnx.export"
         except Exception as e:   # layers or exporter not there (yet), or not for these layers
             why = f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
-            return _helper_models(), f"onnx.helper graphs (modelkit models unavailable: {why})"
-    return _helper_models(), "onnx.helper graphs (--onnx-helper)"
+            return ({k: _with_model(v) for k, v in _helper_models().items()},
+                    f"onnx.helper graphs (modelkit models unavailable: {why})")
+    return ({k: _with_model(v) for k, v in _helper_models().items()},
+            "onnx.helper graphs (--onnx-helper)")
+
+
+def _with_model(entry):
+    return entry if len(entry) == 3 else (entry[0], entry[1], None)
 
 
 # -- timing ---------------------------------------------------------------------------------------
+
+def numpy_predict_seconds(model, sample_shape, batch, seconds):
+    """Median seconds of modelkit's own numpy `model.predict` on the same input. Timed before
+    any onnxruntime session exists: its spinning worker threads would compete for the cores."""
+    if model is None:
+        return None
+    x = np.random.default_rng(1).standard_normal((batch,) + sample_shape).astype(np.float32)
+    model.predict(x, batch_size=batch)
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 200):
+        t = time.perf_counter()
+        model.predict(x, batch_size=batch)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
 
 def measure(proto, sample_shape, batch, device, seconds):
     """(ours, raw, device): median seconds per call of InferenceSession.predict and of raw
@@ -137,17 +159,23 @@ def main(argv=None):
     import onnxruntime
     print(f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}; models: {origin}")
     print(f"{'model':<6} {'batch':>5} {'device':<6} {'raw run (us)':>13} {'predict (us)':>13} "
-          f"{'ratio':>7}")
+          f"{'ratio':>7} {'numpy predict (us)':>19} {'onnx speed-up':>13}")
     worst = 0.0
-    for name, (proto, shape) in models.items():
-        for batch in (int(b) for b in args.batches.split(",")):
+    batches = [int(b) for b in args.batches.split(",")]
+    numpy_times = {(name, b): numpy_predict_seconds(model, shape, b, args.seconds)
+                   for name, (_, shape, model) in models.items() for b in batches}
+    for name, (proto, shape, _) in models.items():
+        for batch in batches:
             ours, raw, dev = measure(proto, shape, batch, args.device, args.seconds)
             ratio = ours / raw
             worst = max(worst, ratio)
+            t_np = numpy_times[(name, batch)]
+            np_cols = (f"{t_np * 1e6:>19.1f} {t_np / ours:>12.1f}x" if t_np is not None
+                       else f"{'-':>19} {'-':>13}")
             print(f"{name:<6} {batch:>5} {dev:<6} {raw * 1e6:>13.1f} {ours * 1e6:>13.1f} "
-                  f"{ratio:>7.3f}")
+                  f"{ratio:>7.3f} {np_cols}")
     print(f"worst overhead ratio {worst:.3f} (goal <= 1.05); times are medians of single "
-          f"calls, predict and raw run alternating")
+          f"calls, predict and raw run alternating; numpy predict is modelkit's own engine")
     return 0
 
 
