@@ -21,6 +21,7 @@ from ..backend.engine import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .. import legacy
+from ._arguments import arguments
 from ._kernel_bias import (add_bias, add_weight_for, kernel_bias_config, option_keys,
                            options_config, set_kernel_bias, set_options)
 from ._spatial import KERAS1_CONVERT, as_float, check_rank, positive_tuple
@@ -61,13 +62,6 @@ def _assemble(layer, batch, spatial, channels):
     if layer.data_format == "channels_first":
         return (batch, channels) + tuple(spatial)
     return (batch,) + tuple(spatial) + (channels,)
-
-
-def _arguments(local_vars):
-    """A rank class's __init__ arguments (its `locals()`) as keywords for the shared base:
-    the rank classes only restate Keras's signature and defaults."""
-    args = {k: v for k, v in local_vars.items() if k not in ("self", "__class__", "kwargs")}
-    return {**args, **local_vars["kwargs"]}
 
 
 class _Conv(Layer):
@@ -204,7 +198,7 @@ class Conv1D(_PlainConv):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 @register_layer
@@ -218,7 +212,7 @@ class Conv2D(_PlainConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,7 +279,7 @@ class Conv1DTranspose(_ConvTranspose):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 @register_layer
@@ -294,7 +288,7 @@ class Conv2DTranspose(_ConvTranspose):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  output_padding=None, data_format=None, dilation_rate=(1, 1), **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,7 +329,7 @@ class _DepthwiseConv(_DepthMultiplierConv):
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, groups=1, **kwargs):
-        super().__init__(None, **_arguments(locals()))
+        super().__init__(None, **arguments(locals()))
 
     def _output_channels(self, in_channels):
         return in_channels * self.depth_multiplier
@@ -370,7 +364,7 @@ class DepthwiseConv1D(_DepthwiseConv):
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 @register_layer
@@ -379,7 +373,7 @@ class DepthwiseConv2D(_DepthwiseConv):
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 class _SeparableConv(_DepthMultiplierConv):
@@ -398,7 +392,7 @@ class _SeparableConv(_DepthMultiplierConv):
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  groups=1, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
     def build(self, input_shape):
         c = self._input_channels(input_shape)
@@ -430,7 +424,7 @@ class SeparableConv1D(_SeparableConv):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 @register_layer
@@ -439,7 +433,7 @@ class SeparableConv2D(_SeparableConv):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), depth_multiplier=1, **kwargs):
-        super().__init__(**_arguments(locals()))
+        super().__init__(**arguments(locals()))
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,15 +14,20 @@ they are not in the layer registry: `RNN` resolves a cell config by its class na
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import activations
 from ..backend import functions as F
 from ..backend import rnn_ops
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
+from ._arguments import arguments
+from ._kernel_bias import add_weight_for, option_keys, options_config, set_options
 from .core import layer_rng
 
 __all__ = ["SimpleRNNCell", "GRUCell", "LSTMCell"]
+
+# the per-weight options, in Keras's config order: initializers, regularizers, constraints
+_OPTIONS = option_keys("kernel", "recurrent", "bias")
 
 
 def activation_name(layer, fn, what):
@@ -69,15 +74,12 @@ class _FusedCell(Layer):
             self._recurrent_activation_name = activation_name(
                 self, self.recurrent_activation, "recurrent_activation")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_options(self, kernel_initializer=kernel_initializer,
+                    recurrent_initializer=recurrent_initializer,
+                    bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                    recurrent_regularizer=recurrent_regularizer,
+                    bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                    recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= float(rate) < 1.0:
                 raise ConfigError(f"{kind} {self.name!r}: {what} must be in [0, 1), got {rate}")
@@ -120,14 +122,9 @@ class _FusedCell(Layer):
             raise ShapeError(f"{type(self).__name__} {self.name!r}: the feature dimension of "
                              f"the input must be known, got shape {tuple(input_shape)}")
         width = self.n_gates * self.units
-        self.kernel = self.add_weight("kernel", (in_dim, width),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
-                                                initializer=self.recurrent_initializer,
-                                                regularizer=self.recurrent_regularizer,
-                                                constraint=self.recurrent_constraint)
+        self.kernel = add_weight_for(self, "kernel", (in_dim, width))
+        self.recurrent_kernel = add_weight_for(self, "recurrent", (self.units, width),
+                                               name="recurrent_kernel")
         self.bias = self.add_weight("bias", self._bias_shape(),
                                     initializer=self._bias_initializer(),
                                     regularizer=self.bias_regularizer,
@@ -188,28 +185,16 @@ class _FusedCell(Layer):
         config = {"units": self.units, "activation": activations.serialize(self.activation)}
         if self.has_recurrent_activation:
             config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
-        config.update({
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-        })
+        config["use_bias"] = self.use_bias
+        config.update(options_config(self, _OPTIONS[:3]))            # initializers
         config.update(self._extra_init_config())
-        config.update({
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        })
+        config.update(options_config(self, _OPTIONS[3:6]))           # regularizers
         return config
 
     def _constraint_config(self):
-        return {
-            "kernel_constraint": constraints.serialize(self.kernel_constraint),
-            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-        }
+        config = options_config(self, _OPTIONS[6:])
+        config.update({"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
+        return config
 
     def _extra_init_config(self):
         return {}
@@ -240,15 +225,7 @@ class SimpleRNNCell(_FusedCell):
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
         kwargs.pop("implementation", None)
-        super().__init__(units, activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                         recurrent_constraint=recurrent_constraint,
-                         bias_constraint=bias_constraint, dropout=dropout,
-                         recurrent_dropout=recurrent_dropout, seed=seed, **kwargs)
+        super().__init__(**arguments(locals()))
 
     def _run(self, x, states, mask, idrop, rdrop, go_backwards, zero_output):
         h0 = states[0] if states else None
@@ -274,17 +251,7 @@ class GRUCell(_FusedCell):
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, reset_after=True,
                  implementation=2, seed=None, **kwargs):
-        super().__init__(units, activation=activation,
-                         recurrent_activation=recurrent_activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                         recurrent_constraint=recurrent_constraint,
-                         bias_constraint=bias_constraint, dropout=dropout,
-                         recurrent_dropout=recurrent_dropout, implementation=implementation,
-                         seed=seed, **kwargs)
+        super().__init__(**arguments(locals(), drop=("reset_after",)))
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
@@ -300,10 +267,8 @@ class GRUCell(_FusedCell):
         return seq, [h]
 
     def _tail_config(self):
-        config = {"implementation": self.implementation, "reset_after": self.reset_after}
-        if self.seed is not None:
-            config["seed"] = self.seed
-        return config
+        return {"implementation": self.implementation, "reset_after": self.reset_after,
+                **super()._tail_config()}
 
 
 class LSTMCell(_FusedCell):
@@ -319,17 +284,7 @@ class LSTMCell(_FusedCell):
                  recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, implementation=2, seed=None, **kwargs):
-        super().__init__(units, activation=activation,
-                         recurrent_activation=recurrent_activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer,
-                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                         recurrent_regularizer=recurrent_regularizer,
-                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                         recurrent_constraint=recurrent_constraint,
-                         bias_constraint=bias_constraint, dropout=dropout,
-                         recurrent_dropout=recurrent_dropout, implementation=implementation,
-                         seed=seed, **kwargs)
+        super().__init__(**arguments(locals(), drop=("unit_forget_bias",)))
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_initializer(self):
