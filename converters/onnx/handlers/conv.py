@@ -110,78 +110,73 @@ def _spatial_out(x_cf, cfg_kernel, strides, dil, padding, channels):
     return (x_cf.shape[0], channels) + tuple(spatial)
 
 
+class _ConvArgs:
+    """The preamble every convolution handler shares: the layer's weights, its spatial
+    rank `n`, kernel size, strides, dilations and padding, and the input in channels-first
+    layout (`xc`)."""
+
+    def __init__(self, node, ctx, inputs):
+        cfg = node.config
+        self.node, self.ctx = node, ctx
+        self.ws = ctx.weights(node)
+        self.n = n = self.ws[0].ndim - 2
+        self.kernel = self.ws[0].shape[:n]
+        self.strides = _tuple(cfg.get("strides", 1), n)
+        self.dil = _tuple(cfg.get("dilation_rate", 1), n)
+        self.padding = cfg.get("padding", "valid")
+        self.xc = to_cf(ctx, inputs[0], cfg, node.name)
+
+    def param(self, name, index, to_onnx):
+        """Weight `index`, converted to the ONNX layout, as the initializer `name`."""
+        w = self.ws[index]
+        return self.ctx.param(self.node, name, lambda: to_onnx(w).astype(np.float32))
+
+    def with_bias(self, conv_in, index):
+        """`conv_in` plus the bias (weight `index`) when the layer has one."""
+        if self.node.config.get("use_bias", True) and len(self.ws) > index:
+            conv_in.append(self.param("bias", index, np.asarray))
+        return conv_in
+
+    def conv(self, conv_in, channels, group):
+        """The strided, dilated, padded Conv over `xc` with `channels` output channels."""
+        k, s, d, x = self.kernel, self.strides, self.dil, self.xc
+        return self.ctx.op("Conv", conv_in, _spatial_out(x, k, s, d, self.padding, channels),
+                           hint=self.node.name, kernel_shape=list(k), strides=list(s),
+                           dilations=list(d), group=group,
+                           **_pad_attrs(self.padding, k, s, d, x))
+
+
 @export_handler("Conv1D", "Conv2D", "Conv3D", check=_check_conv)
 def conv(node, ctx, inputs):
-    cfg = node.config
-    x = inputs[0]
-    ws = ctx.weights(node)
-    n = ws[0].ndim - 2
-    kernel = ws[0].shape[:n]
-    strides = _tuple(cfg.get("strides", 1), n)
-    dil = _tuple(cfg.get("dilation_rate", 1), n)
-    groups = int(cfg.get("groups", 1) or 1)
-    padding = cfg.get("padding", "valid")
-    filters = ws[0].shape[-1]
-    xc = to_cf(ctx, x, cfg, node.name)
-    W = ctx.param(node, "kernel", lambda: layout.conv_kernel_to_onnx(ws[0]).astype(np.float32))
-    conv_in = [xc, W]
-    if cfg.get("use_bias", True) and len(ws) > 1:
-        conv_in.append(ctx.param(node, "bias", lambda: ws[1].astype(np.float32)))
-    y = ctx.op("Conv", conv_in, _spatial_out(xc, kernel, strides, dil, padding, filters),
-               hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=groups, **_pad_attrs(padding, kernel, strides, dil, xc))
+    a = _ConvArgs(node, ctx, inputs)
+    W = a.param("kernel", 0, layout.conv_kernel_to_onnx)
+    y = a.conv(a.with_bias([a.xc, W], 1), a.ws[0].shape[-1],
+               int(node.config.get("groups", 1) or 1))
     return [_finish(ctx, node, y, node.name)]
+
+
+def _depthwise(a, conv_in):
+    cin, mult = a.ws[0].shape[-2:]
+    return a.conv(conv_in, cin * mult, int(cin))
 
 
 @export_handler("DepthwiseConv1D", "DepthwiseConv2D", check=_check_conv)
 def depthwise_conv(node, ctx, inputs):
-    cfg = node.config
-    x = inputs[0]
-    ws = ctx.weights(node)
-    n = ws[0].ndim - 2
-    kernel = ws[0].shape[:n]
-    cin, mult = ws[0].shape[-2:]
-    strides = _tuple(cfg.get("strides", 1), n)
-    dil = _tuple(cfg.get("dilation_rate", 1), n)
-    padding = cfg.get("padding", "valid")
-    xc = to_cf(ctx, x, cfg, node.name)
-    W = ctx.param(node, "depthwise_kernel",
-                  lambda: layout.depthwise_kernel_to_onnx(ws[0]).astype(np.float32))
-    conv_in = [xc, W]
-    if cfg.get("use_bias", True) and len(ws) > 1:
-        conv_in.append(ctx.param(node, "bias", lambda: ws[1].astype(np.float32)))
-    y = ctx.op("Conv", conv_in, _spatial_out(xc, kernel, strides, dil, padding, cin * mult),
-               hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil, xc))
+    a = _ConvArgs(node, ctx, inputs)
+    W = a.param("depthwise_kernel", 0, layout.depthwise_kernel_to_onnx)
+    y = _depthwise(a, a.with_bias([a.xc, W], 1))
     return [_finish(ctx, node, y, node.name)]
 
 
 @export_handler("SeparableConv1D", "SeparableConv2D", check=_check_conv)
 def separable_conv(node, ctx, inputs):
     """Depthwise conv (strides, padding, dilation) then a 1x1 pointwise conv with the bias."""
-    cfg = node.config
-    x = inputs[0]
-    ws = ctx.weights(node)
-    n = ws[0].ndim - 2
-    kernel = ws[0].shape[:n]
-    cin, mult = ws[0].shape[-2:]
-    filters = ws[1].shape[-1]
-    strides = _tuple(cfg.get("strides", 1), n)
-    dil = _tuple(cfg.get("dilation_rate", 1), n)
-    padding = cfg.get("padding", "valid")
-    xc = to_cf(ctx, x, cfg, node.name)
-    Wd = ctx.param(node, "depthwise_kernel",
-                   lambda: layout.depthwise_kernel_to_onnx(ws[0]).astype(np.float32))
-    d = ctx.op("Conv", [xc, Wd], _spatial_out(xc, kernel, strides, dil, padding, cin * mult),
-               hint=node.name, kernel_shape=list(kernel), strides=list(strides),
-               dilations=list(dil), group=int(cin), **_pad_attrs(padding, kernel, strides, dil, xc))
-    Wp = ctx.param(node, "pointwise_kernel",
-                   lambda: layout.conv_kernel_to_onnx(ws[1]).astype(np.float32))
-    p_in = [d, Wp]
-    if cfg.get("use_bias", True) and len(ws) > 2:
-        p_in.append(ctx.param(node, "bias", lambda: ws[2].astype(np.float32)))
+    a = _ConvArgs(node, ctx, inputs)
+    d = _depthwise(a, [a.xc, a.param("depthwise_kernel", 0, layout.depthwise_kernel_to_onnx)])
+    Wp = a.param("pointwise_kernel", 1, layout.conv_kernel_to_onnx)
+    filters = a.ws[1].shape[-1]
     shape = None if d.shape is None else (d.shape[0], filters) + d.shape[2:]
-    y = ctx.op("Conv", p_in, shape, hint=node.name, kernel_shape=[1] * n)
+    y = ctx.op("Conv", a.with_bias([d, Wp], 2), shape, hint=node.name, kernel_shape=[1] * a.n)
     return [_finish(ctx, node, y, node.name)]
 
 
@@ -195,34 +190,23 @@ def _check_conv_transpose(node, opset):
 @export_handler("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
                 check=_check_conv_transpose)
 def conv_transpose(node, ctx, inputs):
-    cfg = node.config
-    x = inputs[0]
-    ws = ctx.weights(node)
-    n = ws[0].ndim - 2
-    kernel = ws[0].shape[:n]
-    filters = ws[0].shape[n]
-    strides = _tuple(cfg.get("strides", 1), n)
-    dil = _tuple(cfg.get("dilation_rate", 1), n)
-    padding = cfg.get("padding", "valid")
-    out_pad = _tuple(cfg.get("output_padding"), n) or (None,) * n
-    geo = [layout.conv_transpose_pads(k, s, d, padding, op)
+    a = _ConvArgs(node, ctx, inputs)
+    n, kernel, strides, dil, xc = a.n, a.kernel, a.strides, a.dil, a.xc
+    filters = a.ws[0].shape[n]
+    out_pad = _tuple(node.config.get("output_padding"), n) or (None,) * n
+    geo = [layout.conv_transpose_pads(k, s, d, a.padding, op)
            for k, s, d, op in zip(kernel, strides, dil, out_pad)]
     pads = [g[0] for g in geo] + [g[1] for g in geo]
     extra = [g[2] for g in geo]
-    xc = to_cf(ctx, x, cfg, node.name)
-    W = ctx.param(node, "kernel",
-                  lambda: layout.conv_transpose_kernel_to_onnx(ws[0]).astype(np.float32))
-    c_in = [xc, W]
-    if cfg.get("use_bias", True) and len(ws) > 1:
-        c_in.append(ctx.param(node, "bias", lambda: ws[1].astype(np.float32)))
+    W = a.param("kernel", 0, layout.conv_transpose_kernel_to_onnx)
     shape = None
     if xc.shape is not None:
         spatial = [None if L is None else (L - 1) * s + (k - 1) * d + 1 + e - pb - pe
                    for L, s, k, d, e, pb, pe in zip(xc.shape[2:], strides, kernel, dil, extra,
                                                      pads[:n], pads[n:])]
         shape = (xc.shape[0], filters) + tuple(spatial)
-    y = ctx.op("ConvTranspose", c_in, shape, hint=node.name, kernel_shape=list(kernel),
-               strides=list(strides), dilations=list(dil), pads=pads,
+    y = ctx.op("ConvTranspose", a.with_bias([xc, W], 1), shape, hint=node.name,
+               kernel_shape=list(kernel), strides=list(strides), dilations=list(dil), pads=pads,
                output_padding=extra if any(extra) else None)
     return [_finish(ctx, node, y, node.name)]
 
