@@ -23,6 +23,18 @@ def _reg(*names):
     return deco
 
 
+def _k_activation(*names, k=None, doc=None):
+    """Register the one-argument activation `names[0]` (and its aliases) that calls
+    `K.<k>` (default: the same name), looked up at call time."""
+    k = k or names[0]
+
+    def fn(x):
+        return getattr(K, k)(x)
+    fn.__name__ = fn.__qualname__ = names[0]
+    fn.__doc__ = doc
+    return _reg(*names)(fn)
+
+
 @_reg("linear")
 def linear(x):
     """Identity."""
@@ -45,15 +57,8 @@ def leaky_relu(x, alpha=0.2):
     return K.relu(x, alpha=alpha)
 
 
-@_reg("sigmoid")
-def sigmoid(x):
-    return K.sigmoid(x)
-
-
-@_reg("hard_sigmoid")
-def hard_sigmoid(x):
-    """Keras 2: clip(0.2 * x + 0.5, 0, 1)."""
-    return K.hard_sigmoid(x)
+sigmoid = _k_activation("sigmoid")
+hard_sigmoid = _k_activation("hard_sigmoid", doc="Keras 2: clip(0.2 * x + 0.5, 0, 1).")
 
 
 @_reg("keras3_hard_sigmoid")
@@ -62,9 +67,7 @@ def keras3_hard_sigmoid(x):
     return K.apply(_KERAS3_HARD_SIGMOID, x)
 
 
-@_reg("tanh")
-def tanh(x):
-    return K.tanh(x)
+tanh = _k_activation("tanh")
 
 
 @_reg("softmax")
@@ -77,14 +80,8 @@ def log_softmax(x, axis=-1):
     return K.log_softmax(x, axis=axis)
 
 
-@_reg("softplus")
-def softplus(x):
-    return K.softplus(x)
-
-
-@_reg("softsign")
-def softsign(x):
-    return K.softsign(x)
+softplus = _k_activation("softplus")
+softsign = _k_activation("softsign")
 
 
 @_reg("elu")
@@ -92,21 +89,9 @@ def elu(x, alpha=1.0):
     return K.elu(x, alpha=alpha)
 
 
-@_reg("selu")
-def selu(x):
-    return K.selu(x)
-
-
-@_reg("exponential")
-def exponential(x):
-    return K.exp(x)
-
-
-@_reg("swish", "silu")
-def swish(x):
-    """x * sigmoid(x) (also registered as 'silu')."""
-    return K.swish(x)
-
+selu = _k_activation("selu")
+exponential = _k_activation("exponential", k="exp")
+swish = _k_activation("swish", "silu", doc="x * sigmoid(x) (also registered as 'silu').")
 
 silu = swish
 
