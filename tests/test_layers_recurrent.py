@@ -36,7 +36,7 @@ def reference(layer, x, weights, mask=None, initial=None):
     cfg = layer.get_config()
     kind = type(layer).__name__
     a = ACTS[cfg["activation"]]
-    ra = ACTS[cfg.get("recurrent_activation", "sigmoid")]
+    ra = ACTS[cfg.get("recurrent_activation", "hard_sigmoid")]
     units = cfg["units"]
     kernel, rec = weights[0], weights[1]
     bias = weights[2] if cfg["use_bias"] else None
@@ -229,7 +229,9 @@ def test_weight_shapes_names_and_unit_forget_bias():
 
 def test_keras2_defaults_in_config():
     cfg = LSTM(4).get_config()
-    assert cfg["recurrent_activation"] == "sigmoid" and cfg["activation"] == "tanh"
+    # Keras 2's recurrent default, clip(0.2x + 0.5), as issue 3 asks (tf.keras later chose sigmoid)
+    assert cfg["recurrent_activation"] == "hard_sigmoid" and cfg["activation"] == "tanh"
+    assert GRU(4).get_config()["recurrent_activation"] == "hard_sigmoid"
     assert cfg["unit_forget_bias"] is True and cfg["implementation"] == 2
     assert cfg["time_major"] is False and "zero_output_for_mask" not in cfg
     assert GRU(4).get_config()["reset_after"] is True
@@ -390,11 +392,12 @@ def test_dropout_masks_follow_keras():
 
 
 def test_dropout_only_in_training_and_with_the_drawn_masks():
-    layer = GRU(U, dropout=0.4, recurrent_dropout=0.4, return_sequences=True)
+    layer = GRU(U, dropout=0.4, recurrent_dropout=0.4, return_sequences=True,
+                recurrent_activation="sigmoid")
     x = rng.standard_normal((B, T, F_IN)).astype("float32")
     layer(x)
     randomize(layer)
-    plain = GRU(U, return_sequences=True)
+    plain = GRU(U, return_sequences=True, recurrent_activation="sigmoid")
     plain(x)
     plain.set_weights(layer.get_weights())
     np.testing.assert_allclose(layer(x, training=False).value, plain(x).value, atol=1e-7)
