@@ -224,3 +224,20 @@ def test_layer_applied_to_its_own_output_survives_every_round_trip(tmp_path):
     proto = onnx_conv.export(model)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_written_configs_use_the_spellings_both_keras_versions_read(tmp_path):
+    """Wrapped layers carry Keras's `module` key (Keras 3 needs it to find the class) and
+    short loss names are written long ('mse' cannot be compiled by Keras 3)."""
+    import h5py
+    from modelkit.layers import LSTM, Bidirectional
+    model = Sequential([Bidirectional(LSTM(2), input_shape=(3, 2)), Dense(1)])
+    model.compile("sgd", "mse")
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        config = json.loads(f.attrs["model_config"])
+        training = json.loads(f.attrs["training_config"])
+    inner = config["config"]["layers"][1]["config"]["layer"]
+    assert inner["class_name"] == "LSTM" and inner["module"] == "keras.layers"
+    assert training["loss"] == "mean_squared_error"
+    assert load_model(tmp_path / "m.h5").compiled_loss.fn_names == ["mean_squared_error"]

@@ -361,6 +361,23 @@ def _read_optimizer_weights(f, graph, ctx):
 # ---------------------------------------------------------------------------------------
 # training config
 
+# Short loss names tf-keras accepts but Keras 3 cannot deserialize from a training_config;
+# the long names work in both.
+_LOSS_LONG_NAMES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
+                    "mape": "mean_absolute_percentage_error",
+                    "msle": "mean_squared_logarithmic_error"}
+
+
+def _long_loss_names(loss):
+    if isinstance(loss, str):
+        return _LOSS_LONG_NAMES.get(loss, loss)
+    if isinstance(loss, list):
+        return [_long_loss_names(v) for v in loss]
+    if isinstance(loss, dict) and "class_name" not in loss:
+        return {k: _long_loss_names(v) for k, v in loss.items()}
+    return loss
+
+
 def _training_to_json(training, keras3=False):
     opt = training.optimizer
     if isinstance(opt, dict):
@@ -368,7 +385,8 @@ def _training_to_json(training, keras3=False):
                "config": opt.get("config") or {}}
     elif isinstance(opt, str):
         opt = {"class_name": opt, "config": {}}
-    return {"loss": training.loss, "metrics": training.metrics, "weighted_metrics": None,
+    return {"loss": _long_loss_names(training.loss), "metrics": training.metrics,
+            "weighted_metrics": None,
             "loss_weights": training.loss_weights, "optimizer_config": opt}
 
 

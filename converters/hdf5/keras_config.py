@@ -199,6 +199,11 @@ def _keras2_layer_config(op, config):
         v = cfg.get(k)
         if isinstance(v, dict) and isinstance(v.get("config"), dict):
             v["config"] = _keras2_layer_config(v.get("class_name"), v["config"])
+            # tf-keras writes (and ignores) these; Keras 3 needs them to find a wrapped
+            # built-in layer class, so a wrapper written here loads in both
+            if v.get("class_name") not in NESTED_MODEL_OPS:
+                v.setdefault("module", "keras.layers")
+                v.setdefault("registered_name", None)
     return cfg
 
 
