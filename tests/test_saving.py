@@ -241,3 +241,21 @@ def test_written_configs_use_the_spellings_both_keras_versions_read(tmp_path):
     assert inner["class_name"] == "LSTM" and inner["module"] == "keras.layers"
     assert training["loss"] == "mean_squared_error"
     assert load_model(tmp_path / "m.h5").compiled_loss.fn_names == ["mean_squared_error"]
+
+
+def test_time_distributed_model_converts_straight_from_the_h5_file(tmp_path):
+    """`modelkit convert m.h5 m.onnx` works on the IR read from the file alone."""
+    import onnxruntime as ort
+    from modelkit.converters import hdf5, onnx as onnx_conv
+    from modelkit.layers import TimeDistributed
+    frame = Input(shape=(4,))
+    per_frame = Model(frame, Dense(3, activation="tanh", name="per_frame")(frame), name="frame_model")
+    seq = Input(shape=(5, 4), name="frames")
+    model = Model(seq, TimeDistributed(per_frame, name="td")(seq))
+    model.save(tmp_path / "td.h5")
+    graph = hdf5.load_graph(tmp_path / "td.h5")
+    assert graph.node("td").subgraph is not None
+    x = rng.random((2, 5, 4)).astype("float32")
+    sess = ort.InferenceSession(onnx_conv.export(graph).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"frames": x})[0], model.predict(x), atol=1e-6)

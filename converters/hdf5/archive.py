@@ -15,7 +15,8 @@ from ._common import KERAS3_VERSION
 from modelkit.ir import json_default
 
 from .h5io import _Ctx, _read_new_layout
-from .keras_config import attach_layer_weights, graph_to_keras_config, keras_config_to_graph
+from .keras_config import (attach_layer_weights, attach_wrapped_models, graph_to_keras_config,
+                           keras_config_to_graph)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -53,6 +54,7 @@ def load_keras_archive(path):
                 with h5py.File(io.BytesIO(data), "r") as f:
                     stored = _read_new_layout(f, graph, ctx)
                 attach_layer_weights(graph, stored)
+                attach_wrapped_models(graph, keras3=True)
                 graph.validate()
             graph.metadata["source"] = "keras"
             return graph

@@ -43,7 +43,7 @@ from ._common import ConfigProblem, non_trainable_variable
 
 __all__ = ["keras_config_to_graph", "graph_to_keras_config", "normalise_layer_config",
            "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
-           "attach_layer_weights",
+           "attach_layer_weights", "attach_wrapped_models",
            "keras_weight_order", "is_keras3_config"]
 
 # Keys Keras 3 writes that Keras 2 layers (and modelkit's) do not take: dropped on reading.
@@ -233,11 +233,38 @@ def keras_config_to_graph(model_config, weights=None, keras_version=None):
                                        else ("3" if keras3 else "2"))
     if weights is not None:
         attach_layer_weights(graph, weights)
+    attach_wrapped_models(graph, keras3)
     try:
         graph.validate()
     except IRError as e:
         raise ConfigProblem(f"model config does not describe a valid graph: {e}") from None
     return graph
+
+
+def attach_wrapped_models(graph, keras3):
+    """Give a wrapper of a whole model (`TimeDistributed(model)`) the model as `subgraph`, with
+    the wrapper's weights in the model's layer order, as modelkit's model bridge does; the ONNX
+    exporter inlines it. Wrappers whose weights are not loaded (yet) are left as they are."""
+    for node in graph.nodes:
+        if node.subgraph is not None:
+            if node.op in NESTED_MODEL_OPS:
+                attach_wrapped_models(node.subgraph, keras3)
+            continue
+        inner = node.config.get("layer")
+        if not (isinstance(inner, dict) and inner.get("class_name") in NESTED_MODEL_OPS):
+            continue
+        if not node.weights or any(k not in graph.weights for k in node.weights):
+            continue
+        sub = _model_to_graph(inner, keras3, f"layer {node.name!r}")
+        arrays = iter([graph.weights[k] for k in node.weights])
+        wanted = sum(len(n.weights) for n in sub.nodes)
+        if wanted != len(node.weights):
+            raise ConfigProblem(f"layer {node.name!r} ({node.op}): the wrapped model has {wanted} "
+                                f"weights, the file stores {len(node.weights)}")
+        for n in sub.nodes:
+            for key in n.weights:
+                sub.weights[key] = next(arrays)
+        node.subgraph = sub
 
 
 def _model_to_graph(model_config, keras3, where):
