@@ -291,8 +291,8 @@ def _pairs(v, n):
 
 
 def _spatial_axes(cfg, rank, n):
-    if n == 1:
-        return [1]                       # (batch, steps, features)
+    if n == 1:                           # (batch, steps, features) unless said otherwise
+        return [2] if cfg.get("data_format") == "channels_first" else [1]
     return list(range(1, 1 + n)) if _channels_last(cfg) else list(range(2, 2 + n))
 
 
