@@ -15,6 +15,4 @@ def model_from_config(config, custom_objects=None):
 
 def clone_model(model):
     """A new model with the same architecture and freshly initialised weights."""
-    clone = from_ir(to_ir(model, include_optimizer=False), compile=False)
-    from .engine.base_layer import clear_session  # noqa: F401
-    return clone
+    return from_ir(to_ir(model, include_weights=False, include_optimizer=False), compile=False)

@@ -1,6 +1,5 @@
 """Bad files, atomic writes, safe loading, and hand-written Keras 3 configs."""
 
-import json
 import os
 
 import h5py

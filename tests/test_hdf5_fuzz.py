@@ -4,13 +4,11 @@ time bound; the whole test stays well under ~20 s."""
 
 import json
 import multiprocessing as mp
-import os
 import random
 import time
 
 import h5py
 import numpy as np
-import pytest
 
 from modelkit.converters import hdf5
 from modelkit.errors import ModelLoadError

@@ -731,8 +731,6 @@ FIXTURES = ["cnn", "cnn_channels_first", "cnn_channels_first_flatten_cf", "conv1
 def test_real_keras_fixture_predictions(version, name):
     from pathlib import Path
     base = Path(__file__).parent / "fixtures" / version
-    if name == "cnn" and "BatchNormalization" not in LAYERS:
-        pytest.skip("BatchNormalization (normalization layers) not available yet")
     model = load_model(base / f"{name}.h5")
     data = np.load(base / f"{name}.npz")
     np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], rtol=1e-5, atol=1e-5)

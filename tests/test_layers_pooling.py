@@ -32,7 +32,6 @@ def same_pad(length, k, s):
 def pool_loops(x, pool, strides, padding, kind, cf=False):
     """Pooling of (N, *S, C) (or channels-first) over windows clipped to the real cells."""
     xl = np.moveaxis(x, 1, -1) if cf else x
-    n = len(pool)
     pads = [same_pad(L, k, s) if padding == "same" else (0, 0)
             for L, k, s in zip(xl.shape[1:-1], pool, strides)]
     out = [(L + b + a - k) // s + 1 for L, (b, a), k, s in zip(xl.shape[1:-1], pads, pool, strides)]

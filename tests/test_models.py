@@ -227,3 +227,12 @@ def test_graph_disconnected_and_bad_calls_raise_clear_errors():
         Dense(3, activation="nope")
     with pytest.raises(ModelkitError):
         Sequential([Dense(2)]).count_params()
+
+
+def test_clone_model_has_the_architecture_and_fresh_weights():
+    from modelkit.models import clone_model
+    model = Sequential([Dense(4, input_dim=3, name="a"), Dense(2, name="b")])
+    clone = clone_model(model)
+    assert clone.get_config() == model.get_config()
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
+    assert not np.allclose(clone.get_weights()[0], model.get_weights()[0])

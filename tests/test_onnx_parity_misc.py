@@ -10,7 +10,6 @@ import pytest
 from modelkit import layers as L
 from modelkit.converters import onnx as onnx_conv
 from modelkit.converters.onnx.testing import run
-from modelkit.errors import UnsupportedError
 from modelkit.models import Model, Sequential
 
 RNG = np.random.default_rng(51)
@@ -145,10 +144,7 @@ def test_onnx_matches_predict(name):
         model = factory()
     model.set_weights([RNG.uniform(0.2, 1.0, size=np.shape(w)).astype(np.float32)
                        for w in model.get_weights()])
-    try:
-        proto = onnx_conv.export(model)
-    except UnsupportedError as e:
-        pytest.skip(f"ONNX export handler for {name} not available yet: {e}")
+    proto = onnx_conv.export(model)
     xs = _inputs(shapes, kind[0] if kind else "f")
     want = model.predict(xs if len(xs) > 1 else xs[0])
     got = run(proto, xs)

@@ -435,23 +435,10 @@ def test_run_on_device_with_io_binding_on_cpu():
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 
-def _converters_or_skip():
-    try:
-        from modelkit.converters import hdf5
-        from modelkit.converters import onnx as onnx_conv
-    except ImportError as e:
-        pytest.skip(f"converters not importable: {e}")
-    if not hasattr(onnx_conv, "export") or not hasattr(hdf5, "load_graph"):
-        pytest.skip("converters.onnx.export / hdf5.load_graph not written yet")
-    return hdf5
-
-
 @pytest.mark.parametrize("name", ["mlp", "cnn", "functional_multi", "lstm"])
 def test_h5_and_ir_sources_match_keras_outputs(name):
-    hdf5 = _converters_or_skip()
+    from modelkit.converters import hdf5
     path = FIXTURES / "keras2" / f"{name}.h5"
-    if not path.exists():
-        pytest.skip(f"fixture {path} missing")
     with np.load(FIXTURES / "keras2" / f"{name}.npz") as z:
         data = dict(z)
     xs = [data[k] for k in sorted(data) if k.startswith("x")]
@@ -473,12 +460,8 @@ def test_h5_and_ir_sources_match_keras_outputs(name):
 
 
 def test_modelkit_model_source():
-    _converters_or_skip()
-    try:
-        from modelkit.layers import Dense
-        from modelkit.models import Sequential
-    except ImportError as e:
-        pytest.skip(f"modelkit.models not importable: {e}")
+    from modelkit.layers import Dense
+    from modelkit.models import Sequential
     model = Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(2)])
     x = RNG.standard_normal((5, 4)).astype(np.float32)
     sess = InferenceSession(model, device="cpu")

@@ -8,7 +8,6 @@ import json
 import os
 import zipfile
 
-from modelkit.errors import ModelLoadError
 from modelkit.utils.atomic import atomic_write
 
 from ._common import KERAS3_VERSION

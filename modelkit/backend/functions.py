@@ -15,7 +15,7 @@ from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
 from . import config
 from .engine import apply
-from .tensor import GradientTape, Tensor, Variable, as_array, as_tensor
+from .tensor import Tensor, Variable, as_array, as_tensor
 
 _SYMBOLIC_HANDLER = None
 

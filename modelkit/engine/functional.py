@@ -6,7 +6,7 @@ import numpy as np
 
 from ..backend.tensor import StopRecording, Tensor, as_array
 from ..errors import ConfigError, ModelkitError, ShapeError
-from .base_layer import Layer, _CallContext, to_list
+from .base_layer import Layer, to_list
 from .input_layer import InputLayer
 from .keras_tensor import KerasTensor
 from .summary import print_summary
