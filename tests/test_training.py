@@ -231,33 +231,6 @@ def test_fit_before_compile_and_unknown_metric():
         model.compile("sgd", "mse", metrics=["no_such_metric"])
 
 
-def test_spec_mnist_mlp_sample_runs_with_digits_sizes():
-    """The spec's MLP sample, data shrunk to the shape it describes (random images)."""
-    from modelkit.layers import Activation
-    from modelkit.optimizers import SGD
-    model = Sequential()
-    model.add(Dense(500, input_shape=(784,)))
-    model.add(Activation('tanh'))
-    model.add(Dropout(0.5))
-    model.add(Dense(500))
-    model.add(Activation('tanh'))
-    model.add(Dropout(0.5))
-    model.add(Dense(10))
-    model.add(Activation('softmax'))
-    sgd = SGD(lr=0.01, decay=1e-6, momentum=0.9, nesterov=True)
-    model.compile(loss='categorical_crossentropy', optimizer=sgd, class_mode='categorical')
-    X_train = rng.random((400, 28, 28)).astype("float32")
-    y_train = rng.integers(0, 10, 400)
-    X_train = X_train.reshape(X_train.shape[0], X_train.shape[1] * X_train.shape[2])
-    Y_train = (np.arange(10) == y_train[:, None]).astype(int)
-    history = model.fit(X_train, Y_train, batch_size=200, epochs=15, shuffle=True, verbose=0,
-                        validation_split=0.3)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-    scores = model.evaluate(X_train, Y_train, batch_size=200, verbose=0)
-    result = model.predict(X_train, batch_size=200, verbose=0)
-    assert isinstance(scores, float) and result.shape == (400, 10)
-
-
 def test_loss_instances_apply_sample_weights_once():
     from modelkit import losses
     model = Sequential([Dense(1, input_dim=3)])

@@ -43,3 +43,30 @@ def assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-6, seed=0):
     for i, (a, n) in enumerate(zip(analytic, numeric)):
         np.testing.assert_allclose(a, n, rtol=rtol, atol=atol,
                                    err_msg=f"gradient of input {i} differs from finite differences")
+
+
+def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6):
+    """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64)."""
+    from .tensor import StopRecording, Tensor
+    x = np.asarray(x, np.float64)
+    xv = Variable(x, dtype="float64")
+    layer(xv)                                       # builds the layer
+    weights = layer.trainable_weights
+    with GradientTape() as tape:
+        out = layer(xv)
+    w = np.random.default_rng(0).standard_normal(out.shape)
+    analytic = tape.gradient(out, [xv] + weights, output_gradient=w)
+    for k, arr in enumerate([x] + [v.value for v in weights]):
+        flat = arr.reshape(-1)
+        numeric = np.zeros_like(flat)
+        for i in range(flat.size):
+            orig = flat[i]
+            vals = []
+            for d in (eps, -eps):
+                flat[i] = orig + d
+                with StopRecording():
+                    vals.append(float(np.sum(layer(Tensor(x)).value * w)))
+            flat[i] = orig
+            numeric[i] = (vals[0] - vals[1]) / (2 * eps)
+        np.testing.assert_allclose(analytic[k].reshape(-1), numeric, rtol=rtol, atol=atol,
+                                   err_msg=f"gradient {k} (0 = input)")
