@@ -401,7 +401,7 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     _KERAS3_SLOT_ALIASES = {"accumulator": ("accumulators",)}
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+    def __init__(self, learning_rate=0.01, initial_accumulator_value=0.1, epsilon=1e-7,
                  name="Adagrad", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if initial_accumulator_value < 0.0:
@@ -435,7 +435,7 @@ class Adadelta(Optimizer):
     _KERAS3_SLOT_ALIASES = {"accum_grad": ("accumulated_grads", "accumulated_grad"),
                             "accum_var": ("accumulated_delta_vars", "accumulated_delta_var")}
 
-    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
+    def __init__(self, learning_rate=1.0, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.rho = float(rho)
         self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
@@ -541,7 +541,7 @@ class Adamax(_AdamFamily):
 
     _KERAS3_SLOT_ALIASES = {"m": ("m", "momentum"), "v": ("u", "norm")}
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="Adamax", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self._set_betas(beta_1, beta_2, epsilon)
@@ -569,7 +569,7 @@ class Nadam(_AdamFamily):
 
     _KERAS3_SLOT_ALIASES = {"m": ("momentum", "momentums"), "v": ("velocity", "velocities")}
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="Nadam", **kwargs):
         if "schedule_decay" in kwargs:
             kwargs["decay"] = kwargs.pop("schedule_decay")
