@@ -80,8 +80,9 @@ class TrainingMixin:
                               [t.dtype for t in self.inputs], "input", self.name)
 
     def _std_y(self, y):
-        return da.standardize(y, self.output_names, None, [None] * len(self.outputs),
-                              "target", self.name)
+        ys = da.standardize(y, self.output_names, None, [None] * len(self.outputs),
+                            "target", self.name)
+        return da.match_target_ranks(ys, [t.shape for t in self.outputs])
 
     def _std_sw(self, sample_weight, n):
         if sample_weight is None:
