@@ -66,8 +66,48 @@ def normalize_data_format(value):
                       f"(Keras 1: 'tf' or 'th'), got {value!r}")
 
 
+class LearningPhase:
+    """What `K.learning_phase()` returns while no phase is set: a placeholder that
+    `K.function` takes as an input (feed 1 for training, 0 for inference), as in Keras 2.
+    Its truth value is the phase of the model running now (0 outside any run)."""
+
+    def __bool__(self):
+        return bool(current_phase())
+
+    def __int__(self):
+        return int(current_phase())
+
+    def __repr__(self):
+        return "<learning phase placeholder>"
+
+
+LEARNING_PHASE = LearningPhase()
+_RUNNING_PHASES = []
+
+
 def learning_phase():
-    return _LEARNING_PHASE
+    return LEARNING_PHASE if _LEARNING_PHASE is None else _LEARNING_PHASE
+
+
+def current_phase():
+    """1 while a model runs in training, 0 otherwise (or the phase set by the user)."""
+    if _LEARNING_PHASE is not None:
+        return int(_LEARNING_PHASE)
+    return int(bool(_RUNNING_PHASES[-1])) if _RUNNING_PHASES else 0
+
+
+class phase_scope:
+    """Marks the training phase of a running model for `K.in_train_phase` and friends."""
+
+    def __init__(self, training):
+        self.training = training
+
+    def __enter__(self):
+        _RUNNING_PHASES.append(self.training)
+
+    def __exit__(self, *exc):
+        _RUNNING_PHASES.pop()
+        return False
 
 
 def set_learning_phase(value):

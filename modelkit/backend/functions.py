@@ -293,6 +293,66 @@ def dropout(x, level, noise_shape=None, seed=None, rng=None):
     return apply(nn_ops._dropout, _t(x), rate=float(level), noise_shape=noise_shape, rng=rng)
 
 
+def in_train_phase(x, alt, training=None):
+    """`x` in training, `alt` otherwise (callables are called); `training` defaults to the
+    phase of the running model, as Keras 2's learning phase does."""
+    if training is None or isinstance(training, config.LearningPhase):
+        training = config.current_phase()
+    chosen = x if (training if not isinstance(training, Tensor) else bool(training.value)) \
+        else alt
+    return chosen() if callable(chosen) else chosen
+
+
+def in_test_phase(x, alt, training=None):
+    return in_train_phase(alt, x, training=training)
+
+
+# ---------------------------------------------------------------------------------------
+# random tensors (numpy's global random state unless `seed` is given, so np.random.seed
+# makes them reproducible as in Keras 2)
+
+def _random_state(seed):
+    return np.random.RandomState(seed) if seed is not None else np.random.mtrand._rand
+
+
+def _shape_tuple(shape, fn):
+    values = as_array(shape).reshape(-1).tolist() if isinstance(shape, Tensor) else \
+        [int(as_array(d)) for d in (shape if isinstance(shape, (list, tuple)) else [shape])]
+    if builtins.any(int(d) < 0 for d in values):
+        raise ShapeError(f"K.{fn}: shape must be non-negative dims, got {values}")
+    return tuple(int(d) for d in values)
+
+
+@k_function
+def random_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    draws = _random_state(seed).normal(mean, stddev, _shape_tuple(shape, "random_normal"))
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    draws = _random_state(seed).uniform(minval, maxval, _shape_tuple(shape, "random_uniform"))
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def random_binomial(shape, p=0.0, dtype=None, seed=None):
+    draws = _random_state(seed).uniform(0.0, 1.0, _shape_tuple(shape, "random_binomial")) < p
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Normal draws redrawn until within two standard deviations of the mean."""
+    rs = _random_state(seed)
+    draws = rs.normal(0.0, 1.0, _shape_tuple(shape, "truncated_normal"))
+    bad = np.abs(draws) > 2.0
+    while bad.any():
+        draws[bad] = rs.normal(0.0, 1.0, int(bad.sum()))
+        bad = np.abs(draws) > 2.0
+    return Tensor((draws * stddev + mean).astype(config.dtype_of(dtype)))
+
+
 # ---------------------------------------------------------------------------------------
 # reductions
 
@@ -575,15 +635,32 @@ def binary_crossentropy(target, output, from_logits=False):
 # ---------------------------------------------------------------------------------------
 # gradients and functions
 
+_GRADIENTS_HANDLER = None
+
+
+def set_gradients_handler(handler):
+    """Installed by the engine: handler(loss, sources) -> symbolic gradient tensors."""
+    global _GRADIENTS_HANDLER
+    _GRADIENTS_HANDLER = handler
+
+
 def gradients(loss, variables):
-    """d loss / d variables for a loss computed under `GradientTape` (see K.function for
-    the symbolic form)."""
+    """d sum(loss) / d each of `variables` (a tensor or a list).
+
+    On symbolic tensors (Keras 2's idiom) the result is symbolic: gradients with respect to
+    inputs, intermediate tensors or weights, evaluated by `K.function`. On concrete tensors
+    the loss must have been computed inside a `GradientTape` that records it."""
     from .tensor import active_tape
+    sources = list(variables) if isinstance(variables, (list, tuple)) else [variables]
+    if is_symbolic(loss) or _any_symbolic(sources):
+        if _GRADIENTS_HANDLER is None:
+            raise ConfigError("K.gradients on symbolic tensors needs modelkit.engine loaded")
+        return _GRADIENTS_HANDLER(loss, sources)
     tape = active_tape()
     if tape is None:
         raise ConfigError("K.gradients needs the loss to be computed inside a "
                           "GradientTape, or symbolic tensors passed to K.function")
-    return tape.gradient(sum(_t(loss)), list(variables))
+    return [Tensor(g) for g in tape.gradient(sum(_t(loss)), sources)]
 
 
 def function(inputs, outputs, updates=None, name=None):

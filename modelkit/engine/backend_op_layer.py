@@ -6,6 +6,7 @@ is pickled: the function is looked up by name in `modelkit.backend` when loading
 """
 
 from ..backend import functions as F
+from ..backend.tensor import Tensor, Variable
 from ..errors import ConfigError
 from ..op_arguments import decode, encode
 from .base_layer import Layer
@@ -61,5 +62,60 @@ def getitem_symbolic(x, index):
     return layer(tensors if len(tensors) > 1 else tensors[0])
 
 
+class SymbolicGradients(Layer):
+    """The node `K.gradients(loss, sources)` makes on symbolic tensors: the gradients of
+    sum(loss) with respect to its other inputs and to `variables` (weights, held by
+    reference). It runs inside `K.function`, which records the graph on a tape."""
+
+    def __init__(self, variables, slots, **kwargs):
+        super().__init__(**kwargs)
+        self.sources_by_reference = list(variables)
+        self.slots = list(slots)         # per source: ("tensor", i) or ("variable", i)
+
+    def call(self, inputs):
+        from ..backend.tensor import active_tape
+        tape = active_tape()
+        if tape is None:
+            raise ConfigError(f"Layer {self.name!r}: symbolic K.gradients are evaluated by "
+                              "K.function (they cannot be predicted or saved)")
+        loss, tensors = inputs[0], inputs[1:]
+        sources = [tensors[i] if kind == "tensor" else self.sources_by_reference[i]
+                   for kind, i in self.slots]
+        grads = tape.gradient(F.sum(loss), sources)
+        return [Tensor(g) for g in grads]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[1 + i]) if kind == "tensor" else self.sources_by_reference[i].shape
+                for kind, i in self.slots]
+
+    def compute_output_dtype(self, input_dtype):
+        return [input_dtype[1 + i] if kind == "tensor" else self.sources_by_reference[i].dtype
+                for kind, i in self.slots]
+
+    def get_config(self):
+        raise ConfigError(f"Layer {self.name!r}: a graph with symbolic K.gradients cannot "
+                          "be serialised")
+
+
+def _gradients_handler(loss, sources):
+    if not F.is_symbolic(loss):
+        raise ConfigError("K.gradients: the loss must be a symbolic tensor of the graph "
+                          f"when the sources are, got {type(loss).__name__}")
+    tensors, variables, slots = [], [], []
+    for s in sources:
+        if F.is_symbolic(s):
+            slots.append(("tensor", len(tensors)))
+            tensors.append(s)
+        elif isinstance(s, Variable):
+            slots.append(("variable", len(variables)))
+            variables.append(s)
+        else:
+            raise ConfigError("K.gradients: each source must be a symbolic tensor or a "
+                              f"weight Variable, got {type(s).__name__}")
+    out = SymbolicGradients(variables, slots)([loss] + tensors)
+    return out if isinstance(out, list) else [out]
+
+
 F.set_symbolic_handler(_symbolic_handler)
+F.set_gradients_handler(_gradients_handler)
 F.getitem_symbolic = getitem_symbolic

@@ -335,7 +335,7 @@ class Layer:
         dtypes = self._probe_dtypes(input_shape)
         pairs = _zip_structure(input_shape, dtypes)
         inputs = map_structure_pairs(dummy, pairs)
-        with StopRecording():
+        with StopRecording(), np.errstate(all="ignore"):    # dummy zeros may divide 0/0
             out = self._call_with_options(inputs, training=False)
         if isinstance(out, (list, tuple)):
             return [tuple(o.shape) for o in out]

@@ -35,8 +35,6 @@ class TrainingMixin:
             kwargs.pop("class_mode")
         if kwargs:
             raise ConfigError(f"compile: unknown argument(s) {sorted(kwargs)}")
-        if loss is None:
-            raise ConfigError(f"Model {self.name!r}: compile needs a loss")
         self.optimizer = optimizers.get(optimizer)
         self._compile_args = dict(loss=loss, metrics=metrics, loss_weights=loss_weights,
                                   weighted_metrics=weighted_metrics)
@@ -57,6 +55,9 @@ class TrainingMixin:
                                               self.name)
             self.compiled_metrics = CompiledMetrics(args["metrics"], args["weighted_metrics"],
                                                     names, shapes, self.compiled_loss)
+            # Keras 2: the weights to train are collected when compiling, so setting
+            # `layer.trainable` afterwards takes effect at the next compile (the GAN recipe)
+            self._collected_trainable_weights = self.trainable_weights
 
     @property
     def metrics_names(self):
@@ -111,14 +112,13 @@ class TrainingMixin:
 
     def _train_step(self, xs, ys, sws):
         from .base_layer import _CallContext
-        variables = self.trainable_weights
+        variables = self._collected_trainable_weights
         with GradientTape() as tape, _CallContext() as ctx:
             outs = self._forward(xs, training=True)
             total, per_output = self.compiled_loss(ys, outs, sws)
             extra = [l for layer in self._layers_for_losses() for l in
                      layer.regularization_losses()] + ctx.losses
-            if extra:
-                total = F.add(total, _sum_scalars(extra, total.dtype))
+            total = self._with_added_losses(total, per_output, extra, outs)
         grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return total, per_output, outs
@@ -139,9 +139,21 @@ class TrainingMixin:
             outs = self._forward(xs, training=False)
             total, per_output = self.compiled_loss(ys, outs, sws)
             extra = [l for l in self.regularization_losses()] + ctx.losses
-            if extra:
-                total = F.add(total, _sum_scalars(extra, total.dtype))
+            total = self._with_added_losses(total, per_output, extra, outs)
         return total, per_output, outs
+
+    def _with_added_losses(self, total, per_output, extra, outs):
+        """The compiled loss plus regularisation and `add_loss` terms (per_output[0], the
+        logged total, is updated in place)."""
+        if extra:
+            dtype = total.dtype if total is not None else outs[0].dtype
+            added = _sum_scalars(extra, dtype)
+            total = added if total is None else F.add(total, added)
+        if total is None:
+            raise ConfigError(f"Model {self.name!r} has nothing to train: compile was given "
+                              "no loss and the model added none with add_loss()")
+        per_output[0] = float(total.value)
+        return total
 
     # -- public batch methods -------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, reset_metrics=True,
@@ -187,7 +199,7 @@ class TrainingMixin:
         return values[0] if len(values) == 1 else values
 
     def _sample_weights(self, ys, sample_weight, class_weight):
-        sws = self._std_sw(sample_weight, len(ys[0]))
+        sws = self._std_sw(sample_weight, len(ys[0]) if ys else 0)
         if class_weight is not None:
             if len(self.outputs) > 1 and isinstance(class_weight, dict) and \
                     set(class_weight) <= set(self.output_names):
@@ -220,7 +232,7 @@ class TrainingMixin:
         self._prepare_compiled()
         batch_size = batch_size or 32
         xs, ys = self._std_x(x), self._std_y(y)
-        if ys is None:
+        if ys is None and self.compiled_loss.needs_targets:
             raise ConfigError(f"Model {self.name!r}: fit needs targets `y`")
         n = da.check_lengths(xs, ys)
         sws = self._sample_weights(ys, sample_weight, class_weight)
@@ -382,7 +394,8 @@ class TrainingMixin:
         else:
             self._ensure_built_for(x)
             xs, ys = self._std_x(x), self._std_y(y)
-            if ys is None:
+            self._prepare_compiled()
+            if ys is None and self.compiled_loss.needs_targets:
                 raise ConfigError(f"Model {self.name!r}: evaluate needs targets `y`")
             da.check_lengths(xs, ys)
             sws = self._std_sw(sample_weight, len(xs[0]))
