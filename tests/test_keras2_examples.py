@@ -73,3 +73,209 @@ def test_one_dimensional_target_is_reshaped_for_builtin_losses_and_metrics():
     np.testing.assert_allclose(loss, np.mean((pred - y) ** 2), rtol=1e-5)
     np.testing.assert_allclose(mae, np.mean(np.abs(pred - y)), rtol=1e-5)
     np.testing.assert_allclose(acc, np.mean((pred > 0.5) == y), rtol=1e-6)
+
+
+# -- variational_autoencoder: add_loss(symbolic tensor), compile(optimizer) without a loss ------
+
+def _sampling(args):
+    z_mean, z_log_var = args
+    batch = K.shape(z_mean)[0]
+    dim = K.int_shape(z_mean)[1]
+    epsilon = K.random_normal(shape=(batch, dim))
+    return z_mean + K.exp(0.5 * z_log_var) * epsilon
+
+
+def test_variational_autoencoder_add_loss_without_compiled_loss():
+    from modelkit.losses import binary_crossentropy
+    original_dim, latent_dim = 32, 2
+    x_train = (np.random.RandomState(0).rand(256, original_dim) < 0.3).astype("float32")
+    inputs = Input(shape=(original_dim,), name="encoder_input")
+    x = Dense(16, activation="relu")(inputs)
+    z_mean = Dense(latent_dim, name="z_mean")(x)
+    z_log_var = Dense(latent_dim, name="z_log_var")(x)
+    z = Lambda(_sampling, output_shape=(latent_dim,), name="z")([z_mean, z_log_var])
+    encoder = Model(inputs, [z_mean, z_log_var, z], name="encoder")
+    latent_inputs = Input(shape=(latent_dim,), name="z_sampling")
+    decoded = Dense(original_dim, activation="sigmoid")(Dense(16, activation="relu")(latent_inputs))
+    decoder = Model(latent_inputs, decoded, name="decoder")
+    outputs = decoder(encoder(inputs)[2])
+    vae = Model(inputs, outputs, name="vae_mlp")
+    reconstruction_loss = binary_crossentropy(inputs, outputs)
+    reconstruction_loss *= original_dim
+    kl_loss = 1 + z_log_var - K.square(z_mean) - K.exp(z_log_var)
+    kl_loss = K.sum(kl_loss, axis=-1)
+    kl_loss *= -0.5
+    vae.add_loss(K.mean(reconstruction_loss + kl_loss))
+    vae.compile(optimizer="adam")
+    hist = vae.fit(x_train, epochs=6, batch_size=32, validation_data=(x_train, None),
+                   verbose=0).history
+    assert hist["loss"][-1] < hist["loss"][0] - 1.0
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+    assert vae.predict(x_train[:4]).shape == (4, original_dim)
+
+
+def test_added_symbolic_loss_value_matches_numpy():
+    inp = Input(shape=(3,))
+    dense = Dense(2)
+    out = dense(inp)
+    model = Model(inp, out)
+    model.add_loss(K.mean(K.square(out)) * 0.5)
+    model.compile("sgd", loss="mse")
+    x = np.random.RandomState(2).normal(size=(8, 3)).astype("float32")
+    y = np.zeros((8, 2), "float32")
+    pred = model.predict(x)
+    total = model.evaluate(x, y, batch_size=8, verbose=0)
+    np.testing.assert_allclose(total, np.mean(pred ** 2) * 1.5, rtol=1e-5)
+    model.compile("sgd")
+    np.testing.assert_allclose(model.evaluate(x, None, batch_size=8, verbose=0),
+                               np.mean(pred ** 2) * 0.5, rtol=1e-5)
+
+
+def test_compile_without_loss_and_nothing_added_says_so():
+    from modelkit.errors import ConfigError
+    inp = Input(shape=(3,))
+    model = Model(inp, Dense(1)(inp))
+    model.compile("sgd")
+    with pytest.raises(ConfigError, match="no loss"):
+        model.train_on_batch(np.zeros((2, 3), "float32"), None)
+
+
+# -- conv_filter_visualization / saliency: K.gradients + K.function ----------------------------
+
+def test_conv_filter_visualization_gradient_ascent():
+    from modelkit.layers import Conv2D, MaxPooling2D
+    inp = Input(shape=(12, 12, 3))
+    x = MaxPooling2D()(Conv2D(4, 3, activation="relu", name="block1_conv1")(inp))
+    model = Model(inp, Conv2D(8, 3, activation="relu", name="block2_conv1")(x))
+    layer_output = model.get_layer("block2_conv1").output
+    loss = K.mean(layer_output[:, :, :, 0])
+    grads = K.gradients(loss, model.input)[0]
+    grads = grads / (K.sqrt(K.mean(K.square(grads))) + K.epsilon())
+    iterate = K.function([model.input], [loss, grads])
+    img = np.random.RandomState(0).random_sample((1, 12, 12, 3)).astype("float32")
+    values = []
+    for _ in range(8):
+        loss_value, grads_value = iterate([img])
+        assert grads_value.shape == img.shape and grads_value.dtype == np.float32
+        np.testing.assert_allclose(np.sqrt(np.mean(grads_value ** 2)), 1.0, rtol=1e-3)
+        img += grads_value * 0.1
+        values.append(float(loss_value))
+    assert values[-1] > values[0] and np.all(np.diff(values) > 0)
+
+
+def test_symbolic_gradients_match_numpy_for_inputs_intermediates_and_weights():
+    inp = Input(shape=(3,))
+    dense = Dense(4, activation="tanh")
+    hidden = dense(inp)
+    out = Dense(1, use_bias=False)(hidden)
+    loss = K.sum(K.square(out))
+    model = Model(inp, out)
+    kernel = dense.weights[0]
+    g_in, g_hidden, g_kernel = K.gradients(loss, [inp, hidden, kernel])
+    fn = K.function([inp], [loss, g_in, g_hidden, g_kernel])
+    x = np.random.RandomState(3).normal(size=(5, 3)).astype("float32")
+    value, gi, gh, gk = fn([x])
+    w1, b1, w2 = model.get_weights()
+    h = np.tanh(x @ w1 + b1)
+    o = h @ w2
+    dh = 2 * o @ w2.T
+    dz = dh * (1 - h ** 2)
+    np.testing.assert_allclose(value, np.sum(o ** 2), rtol=1e-5)
+    np.testing.assert_allclose(gh, dh, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gi, dz @ w1.T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gk, x.T @ dz, rtol=1e-4, atol=1e-6)
+
+
+def test_learning_phase_is_a_k_function_input():
+    inp = Input(shape=(200,))
+    out = Dropout(0.5)(inp)
+    fn = K.function([inp, K.learning_phase()], [out])
+    ones = np.ones((4, 200), "float32")
+    train, = fn([ones, 1])
+    test, = fn([ones, 0])
+    np.testing.assert_array_equal(test, ones)
+    assert set(np.unique(train)) <= {0.0, 2.0} and 0.3 < np.mean(train == 0) < 0.7
+    assert K.in_train_phase(1.0, 2.0, training=1) == 1.0
+    assert K.in_train_phase(lambda: 1.0, lambda: 2.0, training=0) == 2.0
+
+
+def test_random_tensors_concrete_and_symbolic():
+    np.random.seed(5)
+    a = K.get_value(K.random_normal((2000,), mean=1.0, stddev=2.0))
+    np.random.seed(5)
+    b = K.get_value(K.random_normal((2000,), mean=1.0, stddev=2.0))
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and abs(a.mean() - 1.0) < 0.2 and abs(a.std() - 2.0) < 0.2
+    u = K.get_value(K.random_uniform((2000,), minval=-1.0, maxval=3.0, seed=1))
+    assert u.min() >= -1.0 and u.max() < 3.0 and abs(u.mean() - 1.0) < 0.1
+    k = K.get_value(K.random_binomial((2000,), p=0.25, seed=2))
+    assert set(np.unique(k)) == {0.0, 1.0} and abs(k.mean() - 0.25) < 0.05
+    inp = Input(shape=(3,))
+    noisy = inp + K.random_normal(K.shape(inp), stddev=0.0)
+    np.testing.assert_allclose(Model(inp, noisy).predict(np.ones((2, 3))), np.ones((2, 3)))
+
+
+def test_losses_on_symbolic_tensors_are_graph_nodes():
+    from modelkit import losses
+    a, b = Input(shape=(4,)), Input(shape=(4,))
+    model = Model([a, b], losses.mean_squared_error(a, b))
+    x, y = np.ones((2, 4), "float32"), np.zeros((2, 4), "float32")
+    np.testing.assert_allclose(model.predict([x, y]), np.ones(2))
+
+
+def test_lambda_returning_a_one_element_list_is_unpacked():
+    inp = Input(shape=(4,))
+    out = Lambda(lambda x: [x * 2])(inp)
+    assert not isinstance(out, list) and out.shape == (None, 4)
+    np.testing.assert_allclose(Model(inp, out).predict(np.ones((1, 4))), 2 * np.ones((1, 4)))
+
+
+def test_training_true_in_the_functional_api():
+    inp = Input(shape=(400,))
+    model = Model(inp, Dropout(0.5)(inp, training=True))
+    out = model.predict(np.ones((2, 400), "float32"))
+    assert 0.3 < np.mean(out == 0) < 0.7
+
+
+# -- mnist_acgan: discriminator.trainable = False after compiling it; two outputs of one model --
+
+def test_mnist_acgan_trainable_collected_at_compile_and_unique_output_names():
+    from modelkit.layers import Embedding, Reshape, multiply
+    from modelkit.models import Sequential
+    from modelkit.optimizers import Adam
+    latent_size = 6
+    cnn = Sequential([Dense(16, input_dim=latent_size, activation="relu"),
+                      Dense(16, activation="tanh"), Reshape((4, 4, 1))])
+    latent, image_class = Input(shape=(latent_size,)), Input(shape=(1,), dtype="int32")
+    cls = Flatten()(Embedding(3, latent_size)(image_class))
+    generator = Model([latent, image_class], cnn(multiply([latent, cls])))
+    image = Input(shape=(4, 4, 1))
+    features = Dense(8, activation="relu")(Flatten()(image))
+    discriminator = Model(image, [Dense(1, activation="sigmoid", name="generation")(features),
+                                  Dense(3, activation="softmax", name="auxiliary")(features)])
+    discriminator.compile(optimizer=Adam(0.01), loss=["binary_crossentropy",
+                                                      "sparse_categorical_crossentropy"])
+    fake = generator([latent, image_class])
+    discriminator.trainable = False
+    fake, aux = discriminator(fake)
+    combined = Model([latent, image_class], [fake, aux])
+    combined.compile(optimizer=Adam(0.01), loss=["binary_crossentropy",
+                                                 "sparse_categorical_crossentropy"])
+    name = discriminator.name
+    assert combined.output_names == [name, f"{name}_1"]
+    assert combined.metrics_names == ["loss", f"{name}_loss", f"{name}_1_loss"]
+    rng = np.random.RandomState(0)
+    images = rng.normal(size=(16, 4, 4, 1)).astype("float32")
+    labels = rng.randint(3, size=16)
+    noise = rng.uniform(-1, 1, (16, latent_size))
+    before = [w.copy() for w in discriminator.get_weights()]
+    d_losses = [discriminator.train_on_batch(images, [np.ones(16), labels]) for _ in range(3)]
+    assert len(d_losses[0]) == 3 and d_losses[-1][0] < d_losses[0][0]
+    trained = [w.copy() for w in discriminator.get_weights()]
+    assert not all(np.array_equal(a, b) for a, b in zip(before, trained))
+    g_before = [w.copy() for w in generator.get_weights()]
+    g_losses = [combined.train_on_batch([noise, labels.reshape(-1, 1)], [np.ones(16), labels])
+                for _ in range(3)]
+    assert len(g_losses[0]) == 3 and g_losses[-1][0] < g_losses[0][0]
+    assert all(np.array_equal(a, b) for a, b in zip(trained, discriminator.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(g_before, generator.get_weights()))

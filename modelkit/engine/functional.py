@@ -196,7 +196,12 @@ class Model(TrainingMixin, Layer):
             if multi and all(mm is None for mm in m):
                 m = None
             layer = node.layer
-            out = layer._call_with_options(x, training=training, mask=m, **node.call_kwargs)
+            kwargs = node.call_kwargs
+            phase = training
+            if "training" in kwargs:          # layer(x, training=True) in the graph wins
+                kwargs = dict(kwargs)
+                phase = kwargs.pop("training")
+            out = layer._call_with_options(x, training=phase, mask=m, **kwargs)
             out_mask = layer.compute_mask(x, m)
             outs = node.output_tensors
             if len(outs) == 1:
@@ -297,8 +302,9 @@ def make_backend_function(inputs, outputs):
             raise ShapeError(f"K.function expects {len(inputs)} input value(s), got "
                              f"{len(values)}")
         training = bool(int(np.asarray(values[phase_at[0]]))) if phase_at else False
-        feeds = [Tensor(as_array(v), tracked=differentiate)
-                 for i, v in enumerate(values) if i not in phase_at]
+        feeds = [np.asarray(as_array(v)) for i, v in enumerate(values) if i not in phase_at]
+        feeds = [Tensor(v.astype(sym.dtype) if v.dtype != sym.dtype else v,
+                        tracked=differentiate) for v, sym in zip(feeds, graph_inputs)]
         if differentiate:
             with GradientTape(persistent=True):
                 outs, _ = model._run_graph(feeds, training=training)
