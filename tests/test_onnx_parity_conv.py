@@ -9,13 +9,15 @@ import zlib
 import numpy as np
 import pytest
 
-from modelkit.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv1DTranspose,
-                             Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense,
-                             DepthwiseConv1D, DepthwiseConv2D, Flatten, GlobalAveragePooling1D,
-                             GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                             Input, Masking, MaxPooling1D, MaxPooling2D, SeparableConv1D,
-                             SeparableConv2D, UpSampling1D, UpSampling2D, ZeroPadding1D,
-                             ZeroPadding2D)
+from modelkit.layers import (AveragePooling1D, AveragePooling2D, AveragePooling3D, Conv1D,
+                             Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
+                             Cropping1D, Cropping2D, Cropping3D, Dense, DepthwiseConv1D,
+                             DepthwiseConv2D, Flatten, GlobalAveragePooling1D,
+                             GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
+                             GlobalMaxPooling2D, GlobalMaxPooling3D, Input, Masking,
+                             MaxPooling1D, MaxPooling2D, MaxPooling3D, SeparableConv1D,
+                             SeparableConv2D, UpSampling1D, UpSampling2D, UpSampling3D,
+                             ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from modelkit.models import Model
 
 onnx_conv = pytest.importorskip("modelkit.converters.onnx")
@@ -119,6 +121,32 @@ ROWS = {
     "GlobalMaxPooling2D_channels_first": (chain(lambda: GlobalMaxPooling2D(**CF)), (3, 4, 5)),
     "GlobalAveragePooling2D_keepdims": (chain(lambda: GlobalAveragePooling2D(keepdims=True)),
                                         (4, 5, 3)),
+    "Conv3D_same_stride2": (chain(lambda: Conv3D(3, 3, strides=(2, 1, 2), padding="same",
+                                                  activation="relu")), (5, 4, 6, 2)),
+    "Conv3D_channels_first_dilated": (chain(lambda: Conv3D(2, 2, dilation_rate=2, **CF)),
+                                      (2, 4, 5, 4)),
+    "Conv3DTranspose_same": (chain(lambda: Conv3DTranspose(2, 3, strides=2, padding="same")),
+                             (2, 3, 2, 2)),
+    "Conv3DTranspose_channels_first": (chain(lambda: Conv3DTranspose(2, (2, 3, 2),
+                                                                     strides=(1, 2, 2), **CF)),
+                                       (2, 2, 2, 3)),
+    "MaxPooling3D_same": (chain(lambda: MaxPooling3D((3, 2, 2), strides=(2, 1, 2),
+                                                     padding="same")), (5, 3, 4, 2)),
+    "AveragePooling3D_channels_first": (chain(lambda: AveragePooling3D(2, **CF)), (2, 4, 4, 4)),
+    "AveragePooling3D_same": (chain(lambda: AveragePooling3D(2, strides=1, padding="same")),
+                              (3, 3, 2, 2)),
+    "GlobalMaxPooling3D": (chain(lambda: GlobalMaxPooling3D()), (2, 3, 2, 3)),
+    "GlobalAveragePooling3D_channels_first": (chain(lambda: GlobalAveragePooling3D(**CF)),
+                                              (3, 2, 3, 2)),
+    "ZeroPadding3D": (chain(lambda: ZeroPadding3D(((1, 0), (0, 2), (1, 1)))), (2, 3, 2, 2)),
+    "ZeroPadding3D_channels_first": (chain(lambda: ZeroPadding3D(1, **CF)), (2, 2, 3, 2)),
+    "Cropping3D": (chain(lambda: Cropping3D(((1, 0), (0, 1), (1, 1)))), (3, 4, 4, 2)),
+    "Cropping3D_channels_first": (chain(lambda: Cropping3D(1, **CF)), (2, 3, 4, 5)),
+    "UpSampling3D": (chain(lambda: UpSampling3D((2, 1, 3))), (2, 2, 2, 2)),
+    "UpSampling3D_channels_first": (chain(lambda: UpSampling3D(2, **CF)), (2, 2, 1, 2)),
+    "conv3d_net": (chain(lambda: Conv3D(4, 3, padding="same", activation="relu"),
+                         lambda: MaxPooling3D(), lambda: Conv3DTranspose(2, 2, strides=2),
+                         lambda: Flatten(), lambda: Dense(3)), (4, 4, 4, 1)),
     "vgg_like_net": (chain(lambda: Conv2D(8, 3, activation="relu", padding="same"),
                            lambda: Conv2D(8, 3, activation="relu", padding="same"),
                            lambda: MaxPooling2D(), lambda: Conv2D(16, 3, activation="relu"),
@@ -169,11 +197,12 @@ def test_onnx_runtime_matches_predict(name):
 def test_every_conv_group_layer_has_a_row():
     import modelkit.layers.convolutional as conv
     import modelkit.layers.pooling as pool
-    keras1_or_alias = {"Convolution1D", "Convolution2D", "AtrousConvolution1D",
-                       "AtrousConvolution2D", "Convolution2DTranspose", "SeparableConvolution1D",
-                       "SeparableConvolution2D", "MaxPool1D", "MaxPool2D", "AvgPool1D",
-                       "AvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D",
-                       "GlobalAvgPool2D"}
+    keras1_or_alias = {"Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
+                       "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose",
+                       "SeparableConvolution1D", "SeparableConvolution2D", "MaxPool1D",
+                       "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+                       "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "GlobalAvgPool1D",
+                       "GlobalAvgPool2D", "GlobalAvgPool3D"}
     names = (set(conv.__all__) | set(pool.__all__)) - keras1_or_alias
     covered = {n for n in names if any(r == n or r.startswith(n + "_") for r in ROWS)}
     assert names == covered, f"add ONNX parity rows for {sorted(names - covered)}"
