@@ -110,7 +110,7 @@ def from_ir(graph, custom_objects=None, compile=True):
         model = _build(graph, custom_objects)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
-            _compile_from(model, graph.training)
+            _compile_from(model, graph.training, graph)
     return model
 
 
@@ -175,13 +175,47 @@ def _assign_weights(model, graph):
         layer.set_weights([graph.weights[k] for k in node.weights])
 
 
-def _compile_from(model, training):
+def _compile_from(model, training, graph=None):
     from . import optimizers
     optimizer = optimizers.get(training.optimizer) if training.optimizer else "rmsprop"
     model.compile(optimizer=optimizer, loss=training.loss, metrics=training.metrics,
                   loss_weights=training.loss_weights)
     if training.optimizer_state:
-        model.optimizer.set_state(training.optimizer_state, model.trainable_weights)
+        state = training.optimizer_state
+        if graph is not None:
+            state = _state_in_model_names(state, model, graph)
+        model.optimizer.set_state(state, model.trainable_weights)
+
+
+def _state_in_model_names(state, model, graph):
+    """Optimizer slots keyed by the file's weight names ('slot/<file name>' or '<file
+    name>/slot') re-keyed by the model's variable names where the two differ (Keras 3
+    writes `conv_lstm2d/conv_lstm_cell/kernel` where Keras 2 and modelkit write
+    `conv_lstm2d/kernel`)."""
+    rename = {}
+    for node in graph.nodes:
+        if node.subgraph is not None or not node.weights:
+            continue
+        layer = model.get_layer(node.name)
+        for key, var in zip(node.weights, layer.weights):
+            name = str(var.name).split(":")[0]
+            if key != name:
+                rename[key] = name
+    if not rename:
+        return state
+    weights = {}
+    for key, value in (state.get("weights") or {}).items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            head, tail = "/".join(parts[:i]), "/".join(parts[i:])
+            if tail in rename:
+                key = f"{head}/{rename[tail]}"
+                break
+            if head in rename:
+                key = f"{rename[head]}/{tail}"
+                break
+        weights[key] = value
+    return {**state, "weights": weights}
 
 
 def model_from_keras_config(config, custom_objects=None):

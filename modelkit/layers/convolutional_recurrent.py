@@ -157,7 +157,7 @@ class ConvLSTM2D(Layer):
                                   "time, rows, cols, channels)")
             self._batch_size = batch
             self._state_shape = (batch,) + self._state_spatial(spatial) + (self.filters,)
-            self.reset_states()
+            self._states = [np.zeros(self._state_shape, self.dtype) for _ in range(2)]
         self.built = True
 
     # -- running -------------------------------------------------------------------------
