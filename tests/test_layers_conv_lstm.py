@@ -238,3 +238,70 @@ def test_conv_lstm_example_learns_next_frames():
     hist = seq.fit(movies[:, :-1], movies[:, 1:], batch_size=8, epochs=8, verbose=0).history
     assert hist["loss"][-1] < 0.7 * hist["loss"][0]
     assert seq.predict(movies[:2, :-1]).shape == (2, frames, size, size, 1)
+
+
+# -- ONNX: unrolled for the fixed sequence length -------------------------------------------
+
+ONNX_ROWS = {
+    "sequences_same": dict(filters=3, kernel_size=3, padding="same", return_sequences=True),
+    "last_valid_strides": dict(filters=2, kernel_size=(2, 3), strides=(1, 2)),
+    "backwards_dilated_sigmoid": dict(filters=2, kernel_size=2, dilation_rate=2,
+                                      go_backwards=True, return_sequences=True,
+                                      recurrent_activation="sigmoid"),
+    "channels_first_relu_no_bias": dict(filters=2, kernel_size=3, padding="same",
+                                        data_format="channels_first", activation="relu",
+                                        use_bias=False, return_sequences=True),
+    "one_step": dict(filters=2, kernel_size=1, return_sequences=True),
+}
+
+
+@pytest.mark.parametrize("row", sorted(ONNX_ROWS))
+def test_onnx_export_matches_predict(row):
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    kw = ONNX_ROWS[row]
+    steps = 1 if row == "one_step" else 4
+    in_shape = (steps, 2, 6, 5) if kw.get("data_format") == "channels_first" else \
+        (steps, 6, 5, 2)
+    inp = Input(shape=in_shape)
+    model = Model(inp, ConvLSTM2D(**kw)(inp))
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape) * 0.4)
+    x = rng.standard_normal((3,) + in_shape).astype("float32")
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), atol=1e-5, rtol=0)
+
+
+def test_onnx_export_of_return_state_and_the_conv_lstm_stack():
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    inp = Input(shape=(3, 5, 5, 1))
+    seq, h, c = ConvLSTM2D(2, 3, padding="same", return_sequences=True,
+                           return_state=True)(inp)
+    out = Conv3D(1, 3, padding="same", activation="sigmoid")(
+        BatchNormalization()(ConvLSTM2D(2, 3, padding="same", return_sequences=True)(seq)))
+    model = Model(inp, [out, h, c])
+    for w in model.weights:
+        w.assign(np.abs(rng.standard_normal(w.shape)) * 0.3 + 0.1 if "variance" in w.name
+                 else rng.standard_normal(w.shape) * 0.3)
+    x = rng.standard_normal((2, 3, 5, 5, 1)).astype("float32")
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})
+    for g, w in zip(got, model.predict(x)):
+        np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
+
+
+def test_onnx_export_refuses_unknown_length_and_stateful_with_the_reason():
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.errors import UnsupportedError
+    inp = Input(shape=(None, 5, 5, 1))
+    model = Model(inp, ConvLSTM2D(2, 3, name="clstm")(inp))
+    with pytest.raises(UnsupportedError, match="clstm.*fixed number of timesteps"):
+        onnx_conv.export(model)
+    stateful = Sequential([ConvLSTM2D(2, 3, stateful=True, batch_input_shape=(2, 3, 5, 5, 1),
+                                      name="clstm_s")])
+    with pytest.raises(UnsupportedError, match="clstm_s.*stateful"):
+        onnx_conv.export(stateful)
