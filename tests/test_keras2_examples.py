@@ -7,7 +7,7 @@ import pytest
 from modelkit import backend as K
 from modelkit.layers import Dense, Dropout, Flatten, Input, Lambda
 from modelkit.models import Model
-from modelkit.optimizers import RMSprop
+from modelkit.optimizers import Adam, RMSprop
 
 
 # -- mnist_siamese: contrastive loss on a 1-D target against an (N, 1) distance -----------------
@@ -279,3 +279,214 @@ def test_mnist_acgan_trainable_collected_at_compile_and_unique_output_names():
     assert len(g_losses[0]) == 3 and g_losses[-1][0] < g_losses[0][0]
     assert all(np.array_equal(a, b) for a, b in zip(trained, discriminator.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(g_before, generator.get_weights()))
+
+
+# -- mnist_swwae: K.gradients inside a Lambda (max-pooling switches), a one-element list -------
+
+def _getwhere(x):
+    y_prepool, y_postpool = x
+    return K.gradients(K.sum(y_postpool), y_prepool)
+
+
+def test_swwae_getwhere_switches_match_numpy_in_predict_and_training():
+    from modelkit.layers import MaxPooling2D
+    inp = Input(shape=(4, 4, 2))
+    pooled = MaxPooling2D()(inp)
+    where = Lambda(_getwhere, output_shape=lambda s: s[0])([inp, pooled])
+    model = Model(inp, where)
+    x = np.random.RandomState(4).permutation(64).reshape(2, 4, 4, 2).astype("float32")
+    blocks = x.reshape(2, 2, 2, 2, 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(2, 2, 2, 2, 4)
+    want = (blocks == blocks.max(-1, keepdims=True)).astype("float32")
+    want = want.reshape(2, 2, 2, 2, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(2, 4, 4, 2)
+    np.testing.assert_array_equal(model.predict(x), want)
+    np.testing.assert_array_equal(K.function([inp], [where])([x])[0], want)
+
+
+def test_mnist_swwae_trains_with_switches():
+    from modelkit import layers
+    from modelkit.layers import Activation, BatchNormalization, Conv2D, ELU, MaxPooling2D, \
+        UpSampling2D
+
+    def convresblock(x, nfeats=8, ksize=3, nskipped=2):
+        y0 = Conv2D(nfeats, ksize, padding="same")(x)
+        y = y0
+        for _ in range(nskipped):
+            y = Conv2D(nfeats, ksize, padding="same")(ELU()(BatchNormalization(axis=-1)(y)))
+        return layers.add([y0, y])
+
+    nlayers, nfeats = 2, [1, 4, 8]
+    img_input = Input(shape=(8, 8, 1))
+    wheres, y = [None] * nlayers, img_input
+    for i in range(nlayers):
+        y_prepool = convresblock(y, nfeats=nfeats[i + 1])
+        y = MaxPooling2D(pool_size=(2, 2))(y_prepool)
+        wheres[i] = layers.Lambda(_getwhere, output_shape=lambda s: s[0])([y_prepool, y])
+    for i in range(nlayers):
+        ind = nlayers - 1 - i
+        y = layers.multiply([UpSampling2D(size=(2, 2))(y), wheres[ind]])
+        y = convresblock(y, nfeats=nfeats[ind])
+    model = Model(img_input, Activation("sigmoid")(y))
+    model.compile("adam", "mse")
+    x = np.random.RandomState(0).rand(48, 8, 8, 1).astype("float32")
+    hist = model.fit(x, x, batch_size=16, epochs=4, verbose=0, validation_data=(x, x)).history
+    assert hist["loss"][-1] < hist["loss"][0] and hist["val_loss"][-1] < hist["val_loss"][0]
+    assert model.predict(x[:3]).shape == (3, 8, 8, 1)
+
+
+# -- antirectifier: a custom layer written with K functions ------------------------------------
+
+def test_antirectifier_custom_layer_learns():
+    from modelkit.engine.base_layer import Layer
+
+    class Antirectifier(Layer):
+        def compute_output_shape(self, input_shape):
+            shape = list(input_shape)
+            shape[-1] *= 2
+            return tuple(shape)
+
+        def call(self, inputs):
+            inputs -= K.mean(inputs, axis=1, keepdims=True)
+            inputs = K.l2_normalize(inputs, axis=1)
+            return K.concatenate([K.relu(inputs), K.relu(-inputs)], axis=1)
+
+    from modelkit.layers import Activation
+    from modelkit.models import Sequential
+    rs = np.random.RandomState(0)
+    x = rs.rand(256, 20).astype("float32")
+    y = np.eye(2, dtype="float32")[(x[:, :5].sum(1) > x[:, 5:10].sum(1)).astype(int)]
+    model = Sequential([Dense(32, input_shape=(20,)), Antirectifier(), Dropout(0.1), Dense(32),
+                        Antirectifier(), Dense(2), Activation("softmax")])
+    assert model.output_shape == (None, 2) and model.layers[1].output_shape == (None, 64)
+    model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=32, epochs=8, verbose=0).history
+    assert hist["loss"][-1] < 0.8 * hist["loss"][0] and hist["accuracy"][-1] > 0.75
+
+
+# -- mnist_transfer_cnn: freeze the feature layers, recompile, train the classifier -------------
+
+def test_mnist_transfer_cnn_frozen_layers_after_recompile():
+    from modelkit.layers import Activation, Conv2D, MaxPooling2D
+    from modelkit.models import Sequential
+    rs = np.random.RandomState(1)
+    x = rs.rand(64, 8, 8, 1).astype("float32")
+    y = np.eye(2, dtype="float32")[(x[:, :4].mean((1, 2, 3)) > x[:, 4:].mean((1, 2, 3))) * 1]
+    feature_layers = [Conv2D(4, (3, 3), input_shape=(8, 8, 1)), Activation("relu"),
+                      Conv2D(4, (3, 3)), Activation("relu"), MaxPooling2D(pool_size=2),
+                      Dropout(0.25), Flatten()]
+    classification_layers = [Dense(16), Activation("relu"), Dropout(0.5), Dense(2),
+                             Activation("softmax")]
+    model = Sequential(feature_layers + classification_layers)
+    model.compile(loss="categorical_crossentropy", optimizer="adadelta", metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for layer in feature_layers:
+        layer.trainable = False
+    frozen = [w.copy() for layer in feature_layers for w in layer.get_weights()]
+    head = [w.copy() for w in classification_layers[0].get_weights()]
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)       # not recompiled: still trains
+    assert not all(np.array_equal(a, b) for a, b in
+                   zip(frozen, [w for la in feature_layers for w in la.get_weights()]))
+    frozen = [w.copy() for layer in feature_layers for w in layer.get_weights()]
+    model.compile(loss="categorical_crossentropy", optimizer="adadelta", metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(frozen, [w for la in feature_layers for w in la.get_weights()]))
+    assert not np.array_equal(head[0], classification_layers[0].get_weights()[0])
+
+
+# -- babi_memnn: merges of Sequential encoders -------------------------------------------------
+
+def test_babi_memnn_merges_train():
+    from modelkit.layers import (LSTM, Activation, Embedding, Permute, add, concatenate,
+                                 dot)
+    from modelkit.models import Sequential
+    story_maxlen, query_maxlen, vocab = 8, 3, 10
+    input_sequence, question = Input((story_maxlen,)), Input((query_maxlen,))
+    enc_m = Sequential([Embedding(input_dim=vocab, output_dim=8), Dropout(0.3)])
+    enc_c = Sequential([Embedding(input_dim=vocab, output_dim=query_maxlen), Dropout(0.3)])
+    enc_q = Sequential([Embedding(input_dim=vocab, output_dim=8, input_length=query_maxlen),
+                        Dropout(0.3)])
+    m, c, q = enc_m(input_sequence), enc_c(input_sequence), enc_q(question)
+    match = Activation("softmax")(dot([m, q], axes=(2, 2)))
+    response = Permute((2, 1))(add([match, c]))
+    answer = Activation("softmax")(Dense(vocab)(Dropout(0.3)(LSTM(16)(
+        concatenate([response, q])))))
+    model = Model([input_sequence, question], answer)
+    model.compile(optimizer=RMSprop(0.005), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rs = np.random.RandomState(2)
+    xs, xq = rs.randint(1, vocab, (96, story_maxlen)), rs.randint(1, vocab, (96, query_maxlen))
+    hist = model.fit([xs, xq], xq[:, 0], batch_size=16, epochs=8, verbose=0).history
+    assert hist["loss"][-1] < 0.9 * hist["loss"][0]
+
+
+# -- lstm_seq2seq: encoder states as the decoder's initial_state; inference models -------------
+
+def test_lstm_seq2seq_training_and_inference_models():
+    from modelkit.layers import LSTM
+    n_in, n_out, latent = 5, 6, 16
+    rs = np.random.RandomState(3)
+    enc_data = np.eye(n_in, dtype="float32")[rs.randint(n_in, size=(64, 4))]
+    dec_tokens = enc_data.argmax(-1)[:, ::-1] + 1              # the reversed input, shifted
+    dec_target = np.eye(n_out, dtype="float32")[dec_tokens]
+    dec_data = np.concatenate([np.eye(n_out, dtype="float32")[np.zeros((64, 1), int)],
+                               dec_target[:, :-1]], axis=1)
+    encoder_inputs = Input(shape=(None, n_in))
+    _, state_h, state_c = LSTM(latent, return_state=True)(encoder_inputs)
+    decoder_inputs = Input(shape=(None, n_out))
+    decoder_lstm = LSTM(latent, return_sequences=True, return_state=True)
+    decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
+    decoder_dense = Dense(n_out, activation="softmax")
+    model = Model([encoder_inputs, decoder_inputs], decoder_dense(decoder_outputs))
+    model.compile(optimizer=RMSprop(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit([enc_data, dec_data], dec_target, batch_size=16, epochs=10, verbose=0,
+                     validation_split=0.2).history
+    assert hist["loss"][-1] < 0.8 * hist["loss"][0]
+    encoder_model = Model(encoder_inputs, [state_h, state_c])
+    h_in, c_in = Input(shape=(latent,)), Input(shape=(latent,))
+    out, h, c = decoder_lstm(decoder_inputs, initial_state=[h_in, c_in])
+    decoder_model = Model([decoder_inputs, h_in, c_in], [decoder_dense(out), h, c])
+    states = encoder_model.predict(enc_data[:2])
+    step_out, h1, c1 = decoder_model.predict([dec_data[:2, :1]] + states)
+    np.testing.assert_allclose(step_out[:, 0], model.predict([enc_data[:2], dec_data[:2]])[:, 0],
+                               atol=1e-5)
+    assert h1.shape == (2, latent) and c1.shape == (2, latent)
+
+
+# -- addition_rnn and cifar10_cnn ------------------------------------------------------------
+
+def test_addition_rnn_repeat_vector_time_distributed():
+    from modelkit.layers import LSTM, RepeatVector, TimeDistributed
+    from modelkit.models import Sequential
+    chars, maxlen, digits = 6, 5, 3
+    rs = np.random.RandomState(5)
+    tokens = rs.randint(chars, size=(128, maxlen))
+    x = np.eye(chars, dtype="float32")[tokens]
+    y = np.eye(chars, dtype="float32")[tokens[:, :digits + 1]]
+    model = Sequential([LSTM(32, input_shape=(maxlen, chars)), RepeatVector(digits + 1),
+                        LSTM(32, return_sequences=True),
+                        TimeDistributed(Dense(chars, activation="softmax"))])
+    model.compile(loss="categorical_crossentropy", optimizer=Adam(0.01), metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=32, epochs=8, validation_data=(x, y), verbose=0).history
+    assert hist["loss"][-1] < 0.85 * hist["loss"][0]
+    assert model.predict(x[:2]).shape == (2, digits + 1, chars)
+
+
+def test_cifar10_cnn_rmsprop_with_decay_learns():
+    from modelkit.layers import Activation, Conv2D, MaxPooling2D
+    from modelkit.models import Sequential
+    from modelkit.optimizers import Adam, RMSprop
+    rs = np.random.RandomState(6)
+    x = rs.rand(96, 12, 12, 3).astype("float32")
+    labels = (x[:, :6].mean((1, 2, 3)) > x[:, 6:].mean((1, 2, 3))).astype(int)
+    y = np.eye(2, dtype="float32")[labels]
+    model = Sequential([Conv2D(8, (3, 3), padding="same", input_shape=(12, 12, 3)),
+                        Activation("relu"), Conv2D(8, (3, 3)), Activation("relu"),
+                        MaxPooling2D(pool_size=(2, 2)), Dropout(0.25), Flatten(), Dense(16),
+                        Activation("relu"), Dropout(0.5), Dense(2), Activation("softmax")])
+    model.compile(loss="categorical_crossentropy",
+                  optimizer=RMSprop(learning_rate=0.003, decay=1e-6), metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=16, epochs=8, validation_data=(x, y), shuffle=True,
+                     verbose=0).history
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+    loss, acc = model.evaluate(x, y, verbose=0)
+    assert acc > 0.6

@@ -660,7 +660,11 @@ def gradients(loss, variables):
     if tape is None:
         raise ConfigError("K.gradients needs the loss to be computed inside a "
                           "GradientTape, or symbolic tensors passed to K.function")
-    return [Tensor(g) for g in tape.gradient(sum(_t(loss)), sources)]
+    persistent, tape.persistent = tape.persistent, True    # the tape's owner still needs it
+    try:
+        return [Tensor(g) for g in tape.gradient(sum(_t(loss)), sources)]
+    finally:
+        tape.persistent = persistent
 
 
 def function(inputs, outputs, updates=None, name=None):

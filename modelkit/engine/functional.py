@@ -294,7 +294,9 @@ def make_backend_function(inputs, outputs):
     phase_at = [i for i, t in enumerate(inputs) if isinstance(t, backend_config.LearningPhase)]
     graph_inputs = [t for i, t in enumerate(inputs) if i not in phase_at]
     model = Model(inputs=graph_inputs, outputs=to_list(outputs))
-    differentiate = any(isinstance(n.layer, SymbolicGradients) for n in model._nodes_in_order)
+    differentiate = any(isinstance(n.layer, SymbolicGradients) or
+                        getattr(n.layer, "differentiates_in_forward", False)
+                        for n in model._nodes_in_order)
 
     def fn(values):
         values = to_list(values)

@@ -106,9 +106,17 @@ class TrainingMixin:
 
     # -- one step ---------------------------------------------------------------------------
     def _forward(self, xs, training):
-        tensors = [Tensor(a) for a in xs]
+        # a layer differentiating in its forward pass may ask for gradients w.r.t. inputs
+        tracked = _differentiates_in_forward(self)
+        tensors = [Tensor(a, tracked and a.dtype.kind == "f") for a in xs]
         outs, _ = self._run_graph(tensors, training=training)
         return outs
+
+    def _inference_scope(self):
+        """No tape in inference, except a throwaway one per batch when a layer may
+        differentiate inside its forward pass (a Lambda calling K.gradients, as
+        mnist_swwae's max-pooling switches do)."""
+        return GradientTape() if _differentiates_in_forward(self) else StopRecording()
 
     def _train_step(self, xs, ys, sws):
         from .base_layer import _CallContext
@@ -135,7 +143,7 @@ class TrainingMixin:
 
     def _test_step(self, xs, ys, sws):
         from .base_layer import _CallContext
-        with StopRecording(), _CallContext() as ctx:
+        with self._inference_scope(), _CallContext() as ctx:
             outs = self._forward(xs, training=False)
             total, per_output = self.compiled_loss(ys, outs, sws)
             extra = [l for l in self.regularization_losses()] + ctx.losses
@@ -182,7 +190,7 @@ class TrainingMixin:
     def predict_on_batch(self, x):
         self._ensure_built_for(x)
         xs = self._std_x(x)
-        with StopRecording():
+        with self._inference_scope():
             outs = self._forward(xs, training=False)
         return self._format_outputs([np.asarray(o.value) for o in outs])
 
@@ -449,9 +457,9 @@ class TrainingMixin:
         n = da.check_lengths(xs)
         batch_size = batch_size or 32
         chunks = []
-        with StopRecording():
-            for start in range(0, n, batch_size):
-                bx = da.slice_arrays(xs, slice(start, start + batch_size))
+        for start in range(0, n, batch_size):
+            bx = da.slice_arrays(xs, slice(start, start + batch_size))
+            with self._inference_scope():
                 chunks.append([np.asarray(o.value) for o in self._forward(bx, training=False)])
         if not chunks:
             outs = [np.zeros((0,) + tuple(d or 0 for d in t.shape[1:]), backend_config.floatx())
@@ -468,6 +476,14 @@ class TrainingMixin:
     def __call_check_compiled(self):
         if self.optimizer is None:
             raise NotCompiledError(f"Model {self.name!r} is not compiled")
+
+
+def _differentiates_in_forward(model):
+    for layer in getattr(model, "layers", []):
+        if layer is not model and (getattr(layer, "differentiates_in_forward", False)
+                                   or _differentiates_in_forward(layer)):
+            return True
+    return False
 
 
 def _sum_scalars(items, dtype):

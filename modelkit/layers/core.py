@@ -243,6 +243,8 @@ class Lambda(Layer):
     `safe_mode=False` (see modelkit.layers.serialization).
     """
 
+    differentiates_in_forward = True    # its function may call K.gradients
+
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         self.function = function
