@@ -300,6 +300,9 @@ class Loss:
         self.name = name or _snake(type(self).__name__)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        return _symbolic_aware(self._reduced)(y_true, y_pred, sample_weight)
+
+    def _reduced(self, y_true, y_pred, sample_weight=None):
         return reduce_per_sample(self.call(y_true, y_pred), sample_weight,
                                  "sum_over_batch_size" if self.reduction == "auto"
                                  else self.reduction)

@@ -223,6 +223,40 @@ def test_losses_on_symbolic_tensors_are_graph_nodes():
     np.testing.assert_allclose(model.predict([x, y]), np.ones(2))
 
 
+def test_loss_objects_on_symbolic_tensors_and_add_loss():
+    from modelkit import losses
+    a = Input(shape=(4,))
+    out = Dense(4)(a)
+    model = Model(a, out)
+    model.add_loss(losses.MeanSquaredError()(a, out))
+    model.compile("sgd")
+    x = np.random.RandomState(7).normal(size=(16, 4)).astype("float32")
+    pred = model.predict(x)
+    np.testing.assert_allclose(model.evaluate(x, None, batch_size=16, verbose=0),
+                               np.mean((pred - x) ** 2), rtol=1e-5)
+    hist = model.fit(x, None, batch_size=8, epochs=5, verbose=0).history
+    assert hist["loss"][-1] < hist["loss"][0]
+
+
+def test_k_in_train_phase_follows_the_running_phase():
+    from modelkit.engine.base_layer import Layer
+
+    class TrainOnlyNoise(Layer):
+        preserves_shape = True
+
+        def call(self, inputs):
+            return K.in_train_phase(lambda: inputs * 0.0, inputs)
+
+    inp = Input(shape=(3,))
+    model = Model(inp, TrainOnlyNoise()(inp))
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(model.predict(x), x)
+    model.compile("sgd", "mse")
+    assert model.train_on_batch(x, x) == pytest.approx(1.0)       # zeros in training
+    assert model.test_on_batch(x, x) == pytest.approx(0.0)
+    assert not K.learning_phase() and int(K.learning_phase()) == 0
+
+
 def test_lambda_returning_a_one_element_list_is_unpacked():
     inp = Input(shape=(4,))
     out = Lambda(lambda x: [x * 2])(inp)
