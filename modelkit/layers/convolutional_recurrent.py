@@ -25,9 +25,10 @@ from ..backend import conv_ops
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer, unique_name
 from ..errors import ConfigError, ShapeError
-from ._kernel_bias import add_weight_for, option_keys, options_config, set_options
+from ._kernel_bias import add_weight_for, option_keys, options_config
 from ._spatial import KERAS1_CONVERT, positive_tuple
 from .core import layer_rng
+from .rnn_cells import set_recurrent_options
 from .serialization import register_layer
 
 __all__ = ["ConvLSTM2D"]
@@ -73,18 +74,15 @@ class ConvLSTM2D(Layer):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
         self.unit_forget_bias = bool(unit_forget_bias)
-        set_options(self, kernel_initializer=kernel_initializer,
-                    recurrent_initializer=recurrent_initializer,
-                    bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                    recurrent_regularizer=recurrent_regularizer,
-                    bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                    recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-        for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(rate) < 1.0:
-                raise ConfigError(f"{where}: {what} must be in [0, 1), got {rate}")
+        set_recurrent_options(
+            self, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            dropout=dropout, recurrent_dropout=recurrent_dropout)
         if time_major:
             raise ConfigError(f"{where}: time_major=True is not supported")
-        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards, self.stateful = bool(go_backwards), bool(stateful)
         self.unroll, self.time_major = bool(unroll), False
