@@ -53,6 +53,7 @@ class ConvLSTM2D(Layer):
                  recurrent_constraint=None, bias_constraint=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  time_major=False, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+        options = {k: v for k, v in locals().items() if k in _OPTIONS}
         if kwargs.get("name") is None:            # Keras's name, not to_snake_case's
             kwargs["name"] = unique_name("conv_lstm2d")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
@@ -74,13 +75,7 @@ class ConvLSTM2D(Layer):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
         self.unit_forget_bias = bool(unit_forget_bias)
-        set_recurrent_options(
-            self, kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
-            dropout=dropout, recurrent_dropout=recurrent_dropout)
+        set_recurrent_options(self, dropout, recurrent_dropout, **options)
         if time_major:
             raise ConfigError(f"{where}: time_major=True is not supported")
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
