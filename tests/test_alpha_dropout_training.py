@@ -37,7 +37,7 @@ def _val_losses(rate, seeds):
 
 
 def test_selu_alpha_dropout_mlp_learns_like_tf_keras():
-    reference = json.loads((FIXTURES / "keras2" / "alpha_dropout_training.json").read_text())
+    reference = json.loads((FIXTURES / "alpha_dropout_training.json").read_text())
     tf_plain = np.array(reference["val_loss"]["0.0"])
     tf_dropout = np.array(reference["val_loss"]["0.2"])
     # without dropout the runs are the same computation: equal up to float32 rounding
