@@ -85,7 +85,7 @@ def _sampling(args):
     return z_mean + K.exp(0.5 * z_log_var) * epsilon
 
 
-def test_variational_autoencoder_add_loss_without_compiled_loss():
+def test_variational_autoencoder_add_loss_without_compiled_loss(tmp_path):
     from modelkit.losses import binary_crossentropy
     original_dim, latent_dim = 32, 2
     x_train = (np.random.RandomState(0).rand(256, original_dim) < 0.3).astype("float32")
@@ -112,6 +112,13 @@ def test_variational_autoencoder_add_loss_without_compiled_loss():
     assert hist["loss"][-1] < hist["loss"][0] - 1.0
     assert hist["val_loss"][-1] < hist["val_loss"][0]
     assert vae.predict(x_train[:4]).shape == (4, original_dim)
+    vae.save_weights(tmp_path / "vae_mlp.h5")
+    vae.load_weights(tmp_path / "vae_mlp.h5")
+    vae.save(tmp_path / "vae.h5")         # the sampling Lambda is stored as bytecode, as in Keras
+    from modelkit.models import load_model
+    again = load_model(tmp_path / "vae.h5", safe_mode=False, compile=False)
+    np.testing.assert_allclose(again.get_layer("encoder").predict(x_train[:4])[0],
+                               encoder.predict(x_train[:4])[0], atol=1e-6)
 
 
 def test_added_symbolic_loss_value_matches_numpy():

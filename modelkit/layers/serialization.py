@@ -131,7 +131,7 @@ def _named_functions():
     from .. import activations
     from ..backend import functions as F
     names = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
-    names.update({n: activations.get(n) for n in activations.names()})
+    names.update({n: activations.get(n) for n in activations.ACTIVATIONS.names()})
     return names
 
 
