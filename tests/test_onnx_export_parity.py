@@ -56,6 +56,26 @@ ROWS = {   # class name -> (model factory, input shapes (no batch), input kind)
                              shape=(5, 2)), [(5, 2)], "f"),
     "DepthwiseConv1D": (_seq(lay("DepthwiseConv1D", kernel_size=2, depth_multiplier=2),
                              shape=(5, 2)), [(5, 2)], "f"),
+    "Conv3D": (_seq(lay("Conv3D", filters=2, kernel_size=2, padding="same"),
+                    shape=(3, 4, 3, 2)), [(3, 4, 3, 2)], "f"),
+    "Conv3DTranspose": (_seq(lay("Conv3DTranspose", filters=2, kernel_size=2, strides=2),
+                             shape=(2, 3, 2, 2)), [(2, 3, 2, 2)], "f"),
+    "MaxPooling3D": (_seq(lay("MaxPooling3D", pool_size=2), shape=(4, 4, 2, 2)),
+                     [(4, 4, 2, 2)], "f"),
+    "AveragePooling3D": (_seq(lay("AveragePooling3D", pool_size=(2, 1, 2)),
+                              shape=(4, 3, 4, 2)), [(4, 3, 4, 2)], "f"),
+    "GlobalMaxPooling3D": (_seq(lay("GlobalMaxPooling3D"), shape=(2, 3, 2, 3)),
+                           [(2, 3, 2, 3)], "f"),
+    "GlobalAveragePooling3D": (_seq(lay("GlobalAveragePooling3D"), shape=(2, 3, 2, 3)),
+                               [(2, 3, 2, 3)], "f"),
+    "ZeroPadding3D": (_seq(lay("ZeroPadding3D", padding=1), shape=(2, 2, 2, 1)),
+                      [(2, 2, 2, 1)], "f"),
+    "Cropping3D": (_seq(lay("Cropping3D", cropping=1), shape=(3, 4, 3, 2)), [(3, 4, 3, 2)],
+                   "f"),
+    "UpSampling3D": (_seq(lay("UpSampling3D", size=2), shape=(2, 2, 1, 2)), [(2, 2, 1, 2)],
+                     "f"),
+    "ConvLSTM2D": (_seq(lay("ConvLSTM2D", filters=2, kernel_size=3, padding="same",
+                            return_sequences=True), shape=(3, 4, 4, 2)), [(3, 4, 4, 2)], "f"),
     "SpatialDropout3D": (_seq(lay("SpatialDropout3D", rate=0.3), shape=(2, 3, 3, 2)),
                          [(2, 3, 3, 2)], "f"),
     "SeparableConv2D": (_seq(lay("SeparableConv2D", filters=3, kernel_size=2),
@@ -154,8 +174,8 @@ def test_every_layer_class_has_a_row():
 
 
 # Keras 1 spellings registered as separate names that build the same layers.
-ALIASES = {"Convolution1D", "Convolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
-           "Merge", "Deconvolution2D"}
+ALIASES = {"Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
+           "AtrousConvolution2D", "Merge", "Deconvolution2D"}
 
 
 BACKEND_ROWS = {
