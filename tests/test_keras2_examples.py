@@ -219,7 +219,12 @@ def test_random_tensors_concrete_and_symbolic():
     assert set(np.unique(k)) == {0.0, 1.0} and abs(k.mean() - 0.25) < 0.05
     inp = Input(shape=(3,))
     noisy = inp + K.random_normal(K.shape(inp), stddev=0.0)
+    assert noisy.shape == (None, 3)
     np.testing.assert_allclose(Model(inp, noisy).predict(np.ones((2, 3))), np.ones((2, 3)))
+    eps = K.random_normal(shape=(K.shape(inp)[0], 5))          # the VAE's sampling, inline
+    assert eps.shape == (None, 5)
+    draws = Model(inp, eps).predict(np.ones((400, 3)))
+    assert draws.shape == (400, 5) and abs(draws.std() - 1.0) < 0.1
 
 
 def test_losses_on_symbolic_tensors_are_graph_nodes():
@@ -531,3 +536,34 @@ def test_cifar10_cnn_rmsprop_with_decay_learns():
     assert hist["val_loss"][-1] < hist["val_loss"][0]
     loss, acc = model.evaluate(x, y, verbose=0)
     assert acc > 0.6
+
+
+# -- deep_dream: a loss summed from several layers' outputs, gradient ascent on the input -------
+
+def test_deep_dream_loss_from_layer_outputs_any_image_size():
+    from modelkit.layers import Conv2D
+    inp = Input(shape=(None, None, 3))
+    mixed2 = Conv2D(4, 3, padding="same", activation="relu", name="mixed2")(inp)
+    model = Model(inp, Conv2D(4, 3, padding="same", activation="relu", name="mixed3")(mixed2))
+    dream = model.input
+    layer_dict = {layer.name: layer for layer in model.layers}
+    loss = K.variable(0.)
+    for layer_name, coeff in {"mixed2": 0.2, "mixed3": 0.5}.items():
+        x = layer_dict[layer_name].output
+        scaling = K.prod(K.cast(K.shape(x), "float32"))
+        loss = loss + coeff * K.sum(K.square(x[:, 2: -2, 2: -2, :])) / scaling
+    grads = K.gradients(loss, dream)[0]
+    grads /= K.maximum(K.mean(K.abs(grads)), K.epsilon())
+    fetch_loss_and_grads = K.function([dream], [loss, grads])
+    img = np.random.RandomState(8).rand(1, 12, 12, 3)
+    values = []
+    for _ in range(4):
+        value, g = fetch_loss_and_grads([img])
+        np.testing.assert_allclose(np.mean(np.abs(g)), 1.0, rtol=1e-4)
+        img = img + 0.01 * g
+        values.append(float(value))
+    assert np.all(np.diff(values) > 0)
+    h2, h3 = (Model(inp, t).predict(img.astype("float32")) for t in (mixed2, model.output))
+    want = sum(c * np.sum(h[:, 2:-2, 2:-2, :] ** 2) / h.size for c, h in ((0.2, h2), (0.5, h3)))
+    np.testing.assert_allclose(fetch_loss_and_grads([img])[0], want, rtol=1e-5)
+    assert fetch_loss_and_grads([np.zeros((1, 16, 14, 3))])[1].shape == (1, 16, 14, 3)

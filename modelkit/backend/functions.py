@@ -121,6 +121,7 @@ def eval(x):  # noqa: A001 - Keras name
     return get_value(x)
 
 
+@k_function
 def shape(x):
     """The shape as a Tensor of ints (concrete here; symbolic tensors give a node)."""
     return Tensor(np.asarray(as_array(x).shape, dtype=np.int64))

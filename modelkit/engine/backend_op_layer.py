@@ -40,6 +40,56 @@ class BackendOp(Layer):
         config.update({"function": self.function, "arguments": self.arguments})
         return config
 
+    # -- shapes of random tensors whose shape argument is itself symbolic ---------------------
+    _RANDOM = ("random_normal", "random_uniform", "random_binomial", "truncated_normal")
+
+    def _symbolic_call(self, inputs, *args, **kwargs):
+        self._symbolic_inputs = inputs if isinstance(inputs, list) else [inputs]
+        return super()._symbolic_call(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        """Random tensors take their shape from a value, which probing with dummy zeros cannot
+        see: read it from the symbolic `K.shape(x)` (or its items) instead."""
+        if self.function in self._RANDOM and getattr(self, "_symbolic_inputs", None):
+            args = decode(self.arguments["args"], self._symbolic_inputs)
+            kwargs = {k: decode(v, self._symbolic_inputs)
+                      for k, v in self.arguments["kwargs"].items()}
+            shape = kwargs.get("shape", args[0] if args else None)
+            if F.is_symbolic(shape):
+                return _shape_value(shape) or (None,) * (shape.shape[0] or 0)
+            if isinstance(shape, (list, tuple)):
+                return tuple(_dim_value(d) for d in shape)
+        return super().compute_output_shape(input_shape)
+
+
+def _origin(tensor):
+    """(function name, arguments, input tensors) of the BackendOp that made `tensor`."""
+    layer, node_index, _ = tensor._keras_history
+    if not isinstance(layer, BackendOp):
+        return None, None, None
+    return layer.function, layer.arguments, layer._inbound_nodes[node_index].input_tensors
+
+
+def _shape_value(tensor):
+    """The static value of `K.shape(x)`: x's symbolic shape (None where unknown)."""
+    function, arguments, inputs = _origin(tensor)
+    if function == "shape" and len(inputs) == 1:
+        return tuple(inputs[0].shape)
+    return None
+
+
+def _dim_value(d):
+    """A shape item: an int, or `K.shape(x)[i]` (x's dim i, maybe None), else None."""
+    if not F.is_symbolic(d):
+        return int(d)
+    function, arguments, inputs = _origin(d)
+    if function == "getitem":
+        source, index = decode(arguments["args"], inputs)
+        value = _shape_value(source) if F.is_symbolic(source) else None
+        if value is not None and isinstance(index, int):
+            return value[index]
+    return None
+
 
 def _to_index(idx):
     return tuple(idx) if isinstance(idx, list) else idx
