@@ -75,6 +75,8 @@ def _symbolic_aware(fn):
     `add_loss`), a loss function becomes a node of the functional graph."""
     @functools.wraps(fn)
     def wrapper(y_true, y_pred, *args, **kwargs):
+        y_true, y_pred = (K.running_value(t) if K.is_symbolic(t) and
+                          K.running_value(t) is not None else t for t in (y_true, y_pred))
         if K.is_symbolic(y_true) or K.is_symbolic(y_pred):
             from .layers.core import Lambda
             pair = [t for t in (y_true, y_pred) if K.is_symbolic(t)]

@@ -567,3 +567,43 @@ def test_deep_dream_loss_from_layer_outputs_any_image_size():
     want = sum(c * np.sum(h[:, 2:-2, 2:-2, :] ** 2) / h.size for c, h in ((0.2, h2), (0.5, h3)))
     np.testing.assert_allclose(fetch_loss_and_grads([img])[0], want, rtol=1e-5)
     assert fetch_loss_and_grads([np.zeros((1, 16, 14, 3))])[1].shape == (1, 16, 14, 3)
+
+
+# -- Keras 2.0's variational_autoencoder: a custom layer adding a loss that closes over graph
+#    tensors (z_mean, z_log_var), metrics.binary_crossentropy, compile(loss=None) ------------
+
+def test_keras20_vae_custom_loss_layer_closing_over_graph_tensors():
+    from modelkit import metrics
+    from modelkit.engine.base_layer import Layer
+    original_dim, latent_dim = 16, 2
+    x = Input(shape=(original_dim,))
+    h = Dense(8, activation="relu")(x)
+    z_mean, z_log_var = Dense(latent_dim)(h), Dense(latent_dim)(h)
+    z = Lambda(_sampling, output_shape=(latent_dim,))([z_mean, z_log_var])
+    x_decoded_mean = Dense(original_dim, activation="sigmoid")(Dense(8, activation="relu")(z))
+
+    class CustomVariationalLayer(Layer):
+        def __init__(self, **kwargs):
+            self.is_placeholder = True
+            super().__init__(**kwargs)
+
+        def vae_loss(self, x, x_decoded_mean):
+            xent_loss = original_dim * metrics.binary_crossentropy(x, x_decoded_mean)
+            kl_loss = -0.5 * K.sum(1 + z_log_var - K.square(z_mean) - K.exp(z_log_var), axis=-1)
+            return K.mean(xent_loss + kl_loss)
+
+        def call(self, inputs):
+            self.add_loss(self.vae_loss(inputs[0], inputs[1]), inputs=inputs)
+            return inputs[0]
+
+    y = CustomVariationalLayer()([x, x_decoded_mean])
+    assert y.shape == (None, original_dim)
+    vae = Model(x, y)
+    vae.compile(optimizer="rmsprop", loss=None)
+    x_train = (np.random.RandomState(9).rand(128, original_dim) < 0.3).astype("float32")
+    hist = vae.fit(x_train, shuffle=True, epochs=5, batch_size=16,
+                   validation_data=(x_train, None), verbose=0).history
+    assert hist["loss"][-1] < hist["loss"][0] and hist["val_loss"][-1] < hist["val_loss"][0]
+    encoder = Model(x, z_mean)
+    assert encoder.predict(x_train[:3]).shape == (3, latent_dim)
+    assert np.isfinite(vae.evaluate(x_train[:16], None, batch_size=16, verbose=0))

@@ -39,11 +39,82 @@ def _any_symbolic(items):
     return False
 
 
+_RUNS = []      # the value tables of the graphs running now (innermost last)
+
+
+class graph_run:
+    """Set by the engine while a model runs: a symbolic tensor of that graph met by a K
+    function (a Keras 2 custom layer or loss closing over `z_mean`) stands for its value in
+    this run."""
+
+    def __init__(self, values):
+        self.values = values           # id(symbolic tensor) -> (value, mask)
+
+    def __enter__(self):
+        _RUNS.append(self.values)
+
+    def __exit__(self, *exc):
+        _RUNS.pop()
+        return False
+
+
+def running_value(x):
+    """The value of symbolic `x` in the graph running now, or None."""
+    for values in reversed(_RUNS):
+        hit = values.get(id(x))
+        if hit is not None:
+            return hit[0]
+    return None
+
+
+def _resolved(items):
+    """`items` with every symbolic tensor replaced by its running value; None if one has none."""
+    out = []
+    for x in items:
+        if isinstance(x, (list, tuple)):
+            sub = _resolved(x)
+            if sub is None:
+                return None
+            out.append(type(x)(sub))
+        elif is_symbolic(x):
+            value = running_value(x)
+            if value is None:
+                return None
+            out.append(value)
+        else:
+            out.append(x)
+    return out
+
+
+class probe_scope:
+    """Set while the engine probes a layer with dummy inputs: notes whether the call met
+    symbolic tensors (it closes over graph tensors, so the dummy run means nothing)."""
+
+    active = []
+
+    def __init__(self):
+        self.saw_symbolic = False
+
+    def __enter__(self):
+        probe_scope.active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        probe_scope.active.pop()
+        return False
+
+
 def k_function(fn):
     """Make `fn` also accept symbolic tensors (it then becomes a graph node)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         if _SYMBOLIC_HANDLER is not None and _any_symbolic(args + tuple(kwargs.values())):
+            if _RUNS:
+                values = _resolved(list(args) + list(kwargs.values()))
+                if values is not None:
+                    return fn(*values[:len(args)], **dict(zip(kwargs, values[len(args):])))
+            if probe_scope.active:
+                probe_scope.active[-1].saw_symbolic = True
             return _SYMBOLIC_HANDLER(wrapper, args, kwargs)
         return fn(*args, **kwargs)
     wrapper.k_name = fn.__name__

@@ -106,6 +106,9 @@ def _symbolic_handler(fn, args, kwargs):
 
 
 def getitem_symbolic(x, index):
+    value = F.running_value(x)
+    if value is not None:                  # a graph tensor used inside a running layer
+        return F.getitem(value, index)
     tensors = []
     enc = _encode([x, list(index) if isinstance(index, tuple) else index], tensors)
     layer = BackendOp("getitem", {"args": enc, "kwargs": {}})

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import legacy
 from ..backend import config as backend_config
+from ..backend import functions as F
 from ..backend.functions import is_symbolic
 from ..backend.tensor import StopRecording, Tensor, Variable, as_array, as_tensor
 from ..errors import ConfigError, DTypeError, ModelkitError, ShapeError
@@ -225,7 +226,8 @@ class Layer:
         return int(sum(np.prod(v.shape) for v in self.weights))
 
     # -- losses ---------------------------------------------------------------------------
-    def add_loss(self, loss):
+    def add_loss(self, loss, inputs=None):
+        """A loss term for training (Keras 2's `inputs=` is accepted and not needed)."""
         if _CallContext.stack:
             _CallContext.stack[-1].losses.append(loss)
         else:
@@ -322,7 +324,12 @@ class Layer:
         reported as None)."""
         if self.preserves_shape:
             return input_shape
-        probes = [self._probe(input_shape, fill) for fill in (2, 3)]
+        try:
+            probes = [self._probe(input_shape, fill) for fill in (2, 3)]
+        except _ClosureProbe:
+            # Keras 2's default for a layer whose call closes over graph tensors (the VAE's
+            # loss layer): the (first) input's shape
+            return input_shape[0] if _is_shape_list(input_shape) else input_shape
         if _is_shape_list(probes[0]):
             return [_merge_probe(a, b) for a, b in zip(*probes)]
         return _merge_probe(*probes)
@@ -335,8 +342,17 @@ class Layer:
         dtypes = self._probe_dtypes(input_shape)
         pairs = _zip_structure(input_shape, dtypes)
         inputs = map_structure_pairs(dummy, pairs)
-        with StopRecording(), np.errstate(all="ignore"):    # dummy zeros may divide 0/0
-            out = self._call_with_options(inputs, training=False)
+        # dummy zeros may divide 0/0; losses a probed call adds are not real
+        with StopRecording(), np.errstate(all="ignore"), _CallContext(), \
+                F.probe_scope() as probe:
+            try:
+                out = self._call_with_options(inputs, training=False)
+            except Exception:
+                if probe.saw_symbolic:
+                    raise _ClosureProbe() from None
+                raise
+        if probe.saw_symbolic:
+            raise _ClosureProbe()
         if isinstance(out, (list, tuple)):
             return [tuple(o.shape) for o in out]
         return tuple(out.shape)
@@ -398,6 +414,10 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class _ClosureProbe(Exception):
+    """A probed call met symbolic tensors of the graph: its dummy run says nothing."""
 
 
 def _dedupe(vs):

@@ -96,9 +96,9 @@ class Model(TrainingMixin, Layer):
         return order
 
     # -- losses added as symbolic tensors (Keras 2's add_loss(tensor), the VAE pattern) ------
-    def add_loss(self, loss):
+    def add_loss(self, loss, inputs=None):
         if not any(F.is_symbolic(t) for t in to_list(loss)):
-            return super().add_loss(loss)
+            return super().add_loss(loss, inputs)
         for t in to_list(loss):
             if not F.is_symbolic(t):
                 raise ConfigError(f"Model {self.name!r}: add_loss got a list mixing symbolic "
@@ -171,7 +171,7 @@ class Model(TrainingMixin, Layer):
         values = {}
         for i, (sym, x) in enumerate(zip(self.inputs, inputs)):
             values[id(sym)] = (x, masks[i] if masks else None)
-        with backend_config.phase_scope(training):
+        with backend_config.phase_scope(training), F.graph_run(values):
             self._run_nodes(self._nodes_in_order, values, training)
             if self._symbolic_losses and _CallContext.stack:
                 self._run_nodes(self._loss_nodes, values, training)
