@@ -607,3 +607,25 @@ def test_keras20_vae_custom_loss_layer_closing_over_graph_tensors():
     encoder = Model(x, z_mean)
     assert encoder.predict(x_train[:3]).shape == (3, latent_dim)
     assert np.isfinite(vae.evaluate(x_train[:16], None, batch_size=16, verbose=0))
+
+
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
+def test_training_true_call_from_real_keras_files_and_back(version, tmp_path):
+    from pathlib import Path
+    from modelkit.models import load_model
+    path = Path(__file__).parent / "fixtures" / version / "training_call.h5"
+    model = load_model(path)
+    graph = model.to_ir()
+    node = next(n for n in graph.nodes if n.name == "mc_dropout")
+    assert node.call_kwargs == [{"training": True}]
+    x = np.ones((200, 4), "float32")
+    assert not np.allclose(model.predict(x), model.predict(x))      # dropout stays on
+    model.save(tmp_path / "again.h5")
+    again = load_model(tmp_path / "again.h5")
+    assert next(n for n in again.to_ir().nodes if n.name == "mc_dropout").call_kwargs == \
+        [{"training": True}]
+    assert not np.allclose(again.predict(x), again.predict(x))
+    import json
+    cfg = json.loads(again.to_json())["config"]["layers"]
+    entry = next(la for la in cfg if la["config"]["name"] == "mc_dropout")
+    assert entry["inbound_nodes"] == [[["hidden", 0, 0, {"training": True}]]]

@@ -407,9 +407,9 @@ def _parse_calls(layer, where):
     nodes = layer.get("inbound_nodes") or []
     if not isinstance(nodes, list):
         raise ConfigProblem(f"{where}: inbound_nodes must be a list")
-    calls, masks = [], []
+    calls, masks, call_kwargs = [], [], []
     for n in nodes:
-        refs, mask_refs = [], []
+        refs, mask_refs, training = [], [], None
         if isinstance(n, dict):                                   # Keras 3
             _keras_tensors(n.get("args", []), refs)
             kwargs = n.get("kwargs") or {}
@@ -418,6 +418,8 @@ def _parse_calls(layer, where):
             for k, v in kwargs.items():
                 if k == "mask":
                     _keras_tensors(v, mask_refs)
+                elif k == "training":
+                    training = v
                 else:
                     _keras_tensors(v, refs)                       # e.g. initial_state
         elif isinstance(n, list):                                 # Keras 2
@@ -425,11 +427,14 @@ def _parse_calls(layer, where):
                 if not isinstance(item, list) or len(item) < 3:
                     raise ConfigProblem(f"{where}: bad inbound node entry {item!r}")
                 refs.append(item[:3])
+                if len(item) > 3 and isinstance(item[3], dict):
+                    training = item[3].get("training", training)
         else:
             raise ConfigProblem(f"{where}: bad inbound node {n!r}")
         calls.append(refs)
         masks.append(mask_refs)
-    return calls, masks
+        call_kwargs.append({"training": training} if isinstance(training, bool) else {})
+    return calls, masks, call_kwargs
 
 
 def _functional_to_graph(cfg, keras3, where):
@@ -438,7 +443,7 @@ def _functional_to_graph(cfg, keras3, where):
     if not isinstance(layers, list):
         raise ConfigProblem(f"{where}: Functional {name!r} has no layer list")
     where = f"{where}/{name}" if where != "model" else name
-    specs, nodes, raw_calls, raw_masks = {}, {}, {}, {}
+    specs, nodes, raw_calls, raw_masks, raw_kwargs = {}, {}, {}, {}, {}
     order = []
     for layer in layers:
         if not isinstance(layer, dict):
@@ -450,7 +455,8 @@ def _functional_to_graph(cfg, keras3, where):
             specs[lname] = _input_spec(layer.get("config") or {}, lname, where)
             continue
         nodes[lname] = _make_node(layer, keras3, where, lname)
-        raw_calls[lname], raw_masks[lname] = _parse_calls(layer, f"{where}/{lname}")
+        raw_calls[lname], raw_masks[lname], raw_kwargs[lname] = _parse_calls(
+            layer, f"{where}/{lname}")
         order.append(lname)
 
     # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node that
@@ -499,9 +505,10 @@ def _functional_to_graph(cfg, keras3, where):
         return TensorRef(lname, max(ni - offsets[lname], 0), ti)
 
     for ln in order:
-        nodes[ln].calls = [[to_ref(item, f"{where}/{ln}") for item in call]
-                           for call in raw_calls[ln]]
-        nodes[ln].calls = [c for c in nodes[ln].calls if c] or nodes[ln].calls
+        calls = [[to_ref(item, f"{where}/{ln}") for item in call] for call in raw_calls[ln]]
+        kept = [i for i, c in enumerate(calls) if c] or list(range(len(calls)))
+        nodes[ln].calls = [calls[i] for i in kept]
+        nodes[ln].call_kwargs = [raw_kwargs[ln][i] for i in kept]
     inputs = []
     for item in _wrap_refs(cfg.get("input_layers") or []):
         if not isinstance(item, list) or not item or item[0] not in specs:
@@ -733,9 +740,10 @@ def _graph_config(graph, keras3):
         if keras3:
             e["inbound_nodes"] = [
                 {"args": [ref_item(call[0])] if len(call) == 1 else [[ref_item(r) for r in call]],
-                 "kwargs": {}} for call in n.calls]
+                 "kwargs": n.kwargs_of(ci)} for ci, call in enumerate(n.calls)]
         else:
-            e["inbound_nodes"] = [[ref_item(r) for r in call] for call in n.calls]
+            e["inbound_nodes"] = [[ref_item(r)[:3] + [n.kwargs_of(ci)] for r in call]
+                                  for ci, call in enumerate(n.calls)]
         layers.append(e)
     cfg = {"name": graph.name, "trainable": True, "layers": layers,
            "input_layers": [[s.name, 0, 0] for s in graph.inputs],
