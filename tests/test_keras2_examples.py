@@ -269,6 +269,24 @@ def test_k_in_train_phase_follows_the_running_phase():
     assert not K.learning_phase() and int(K.learning_phase()) == 0
 
 
+def test_set_learning_phase_fixes_the_phase_of_every_run():
+    inp = Input(shape=(300,))
+    model = Model(inp, Dropout(0.5)(inp))
+    x = np.ones((2, 300), "float32")
+    try:
+        K.set_learning_phase(1)
+        assert int(K.learning_phase()) == 1
+        assert 0.3 < np.mean(model.predict(x) == 0) < 0.7
+        assert 0.3 < np.mean(K.function([inp], [model.output])([x])[0] == 0) < 0.7
+        K.set_learning_phase(0)
+        model.compile("sgd", "mse")
+        assert model.train_on_batch(x, x) == pytest.approx(0.0)      # dropout off in fit
+    finally:
+        K.clear_session()                   # as in Keras: the phase is free again
+    np.testing.assert_array_equal(model.predict(x), x)
+    assert Dense(2).name == "dense"         # and layer names start again
+
+
 def test_lambda_returning_a_one_element_list_is_unpacked():
     inp = Input(shape=(4,))
     out = Lambda(lambda x: [x * 2])(inp)

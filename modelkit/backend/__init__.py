@@ -9,9 +9,10 @@ from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
 from . import rnn_ops  # noqa: F401
 from . import conv_ops  # noqa: F401
 from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: F401
-from .config import (epsilon, floatx, image_data_format, image_dim_ordering,  # noqa: F401
-                     learning_phase, normalize_data_format, set_epsilon, set_floatx,
-                     set_image_data_format, set_image_dim_ordering, set_learning_phase)
+from .config import (clear_session, epsilon, floatx, image_data_format,  # noqa: F401
+                     image_dim_ordering, learning_phase, normalize_data_format, set_epsilon,
+                     set_floatx, set_image_data_format, set_image_dim_ordering,
+                     set_learning_phase)
 from .engine import OPS, apply, defop  # noqa: F401
 from .functions import *  # noqa: F401,F403
 from .functions import abs, all, any, max, min, pow, round, slice, sum  # noqa: F401,A004

@@ -89,6 +89,11 @@ def learning_phase():
     return LEARNING_PHASE if _LEARNING_PHASE is None else _LEARNING_PHASE
 
 
+def fixed_phase():
+    """True/False when `set_learning_phase(1/0)` fixed the phase for every run, else None."""
+    return None if _LEARNING_PHASE is None else bool(int(_LEARNING_PHASE))
+
+
 def current_phase():
     """1 while a model runs in training, 0 otherwise (or the phase set by the user)."""
     if _LEARNING_PHASE is not None:
@@ -111,10 +116,29 @@ class phase_scope:
 
 
 def set_learning_phase(value):
+    """Fix the phase of every run: 1 (training) or 0 (inference); None lets each call decide
+    again (fit trains, predict infers), as after Keras's clear_session()."""
     global _LEARNING_PHASE
+    if value is not None and value not in (0, 1):
+        raise ConfigError(f"set_learning_phase expects 0 or 1, got {value!r}")
     _LEARNING_PHASE = value
 
 
 def dtype_of(value):
     """numpy dtype for a dtype-like, defaulting to floatx."""
     return np.dtype(value if value is not None else _FLOATX)
+
+
+_CLEAR_HOOKS = []
+
+
+def on_clear_session(fn):
+    """Register `fn` to run at `clear_session()` (the engine resets its name counters)."""
+    _CLEAR_HOOKS.append(fn)
+
+
+def clear_session():
+    """Keras's `K.clear_session()`: layer names start again, the learning phase is free."""
+    set_learning_phase(None)
+    for fn in _CLEAR_HOOKS:
+        fn()

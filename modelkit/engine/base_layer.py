@@ -30,8 +30,12 @@ def unique_name(base):
 
 
 def clear_session():
-    """Reset layer-name counters (as keras.backend.clear_session does)."""
-    _NAME_COUNTS.clear()
+    """Reset layer-name counters and the learning phase (as keras.backend.clear_session
+    does)."""
+    backend_config.clear_session()
+
+
+backend_config.on_clear_session(_NAME_COUNTS.clear)
 
 
 def to_list(x):

@@ -303,7 +303,8 @@ def make_backend_function(inputs, outputs):
         if len(values) != len(inputs):
             raise ShapeError(f"K.function expects {len(inputs)} input value(s), got "
                              f"{len(values)}")
-        training = bool(int(np.asarray(values[phase_at[0]]))) if phase_at else False
+        fixed = backend_config.fixed_phase()
+        training = bool(int(np.asarray(values[phase_at[0]]))) if phase_at else bool(fixed)
         feeds = [np.asarray(as_array(v)) for i, v in enumerate(values) if i not in phase_at]
         feeds = [Tensor(v.astype(sym.dtype) if v.dtype != sym.dtype else v,
                         tracked=differentiate) for v, sym in zip(feeds, graph_inputs)]

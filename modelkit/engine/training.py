@@ -109,7 +109,8 @@ class TrainingMixin:
         # a layer differentiating in its forward pass may ask for gradients w.r.t. inputs
         tracked = _differentiates_in_forward(self)
         tensors = [Tensor(a, tracked and a.dtype.kind == "f") for a in xs]
-        outs, _ = self._run_graph(tensors, training=training)
+        fixed = backend_config.fixed_phase()      # K.set_learning_phase(0 or 1) decides
+        outs, _ = self._run_graph(tensors, training=training if fixed is None else fixed)
         return outs
 
     def _inference_scope(self):
