@@ -138,7 +138,8 @@ class SymbolicGradients(Layer):
         return [Tensor(g) for g in grads]
 
     def compute_output_shape(self, input_shape):
-        return [tuple(input_shape[1 + i]) if kind == "tensor" else self.sources_by_reference[i].shape
+        return [tuple(input_shape[1 + i]) if kind == "tensor"
+                else self.sources_by_reference[i].shape
                 for kind, i in self.slots]
 
     def compute_output_dtype(self, input_dtype):

@@ -31,7 +31,8 @@ __all__ = [
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
     "Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
-    "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
+    "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose",
+    "SeparableConvolution1D", "SeparableConvolution2D",
 ]
 
 _CONV = OPS.get("conv")
