@@ -305,3 +305,44 @@ def test_onnx_export_refuses_unknown_length_and_stateful_with_the_reason():
                                       name="clstm_s")])
     with pytest.raises(UnsupportedError, match="clstm_s.*stateful"):
         onnx_conv.export(stateful)
+
+
+@pytest.mark.parametrize("cf", [False, True])
+def test_initial_state_numbers_symbolic_and_onnx(cf):
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    kw = dict(filters=2, kernel_size=3, padding="same", return_sequences=True,
+              data_format="channels_first" if cf else "channels_last")
+    seq_shape = (3, 2, 4, 5) if cf else (3, 4, 5, 2)
+    state_shape = (2, 4, 5) if cf else (4, 5, 2)
+    x = rng.standard_normal((2,) + seq_shape)
+    h0, c0 = rng.standard_normal((2, 2) + state_shape[1:] if cf else (2,) + state_shape), \
+        rng.standard_normal((2,) + state_shape)
+    layer = ConvLSTM2D(dtype="float64", **kw)
+    layer(x)
+    _randomize(layer)
+    ws = layer.get_weights()
+    to_last = (lambda a: np.moveaxis(a, 1, -1)) if cf else (lambda a: a)
+    want, _, _ = conv_lstm_np(x, ws[0], ws[1], ws[2], padding="same", cf=cf,
+                              h=to_last(h0), c=to_last(c0))
+    np.testing.assert_allclose(layer(x, initial_state=[h0, c0]).value, want, atol=1e-10)
+    np.testing.assert_allclose(layer([x, h0, c0]).value, want, atol=1e-10)
+    # a functional graph with the states as inputs (the seq2seq pattern), and its ONNX export
+    xs, hs, cs = Input(shape=seq_shape), Input(shape=state_shape), Input(shape=state_shape)
+    sym = ConvLSTM2D(**kw)
+    model = Model([xs, hs, cs], sym(xs, initial_state=[hs, cs]))
+    sym.set_weights(ws)
+    feeds = [a.astype("float32") for a in (x, h0, c0)]
+    np.testing.assert_allclose(model.predict(feeds), want, atol=1e-5)
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {i.name: f for i, f in zip(sess.get_inputs(), feeds)})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ShapeError, match="initial states must have shape"):
+        layer(x, initial_state=[h0[:, :1], c0])
+    if not cf:
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            model.save(f"{d}/m.h5")
+            np.testing.assert_allclose(load_model(f"{d}/m.h5").predict(feeds),
+                                       model.predict(feeds), atol=1e-6)

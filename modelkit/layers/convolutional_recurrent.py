@@ -12,7 +12,8 @@ i, f, c, o; variable names `conv_lstm2d/kernel`. At each step
 The input convolution runs once over every step (one op); the recurrence is a loop of
 differentiable backend ops. `dropout` / `recurrent_dropout` draw one mask per gate for the
 whole sequence (on the input and on h, as Keras 2 does); `go_backwards` returns the sequence
-in processing order; `stateful` carries h and c from batch to batch (`reset_states()`).
+in processing order; `stateful` carries h and c from batch to batch (`reset_states()`);
+`layer(x, initial_state=[h, c])` (or `layer([x, h, c])`) starts from given states.
 """
 
 import numpy as np
@@ -83,7 +84,6 @@ class ConvLSTM2D(Layer):
         self.unroll, self.time_major = bool(unroll), False
         self.seed = seed
         self._rng = layer_rng(seed)
-        self.input_ndim = 5
         self.kernel = self.recurrent_kernel = self.bias = None
         self._states = None
 
@@ -114,7 +114,7 @@ class ConvLSTM2D(Layer):
         return (batch,) + ((time,) if time != "none" else ()) + frame
 
     def compute_output_shape(self, input_shape):
-        batch, time, spatial, _ = self._split(input_shape)
+        batch, time, spatial, _ = self._split(self._sequence_shape(input_shape))
         out_sp = self._state_spatial(spatial)
         state = self._assemble(batch, "none", out_sp)
         out = self._assemble(batch, time, out_sp) if self.return_sequences else state
@@ -122,6 +122,7 @@ class ConvLSTM2D(Layer):
 
     # -- weights -------------------------------------------------------------------------
     def build(self, input_shape):
+        input_shape = self._sequence_shape(input_shape)
         batch, _, spatial, channels = self._split(input_shape)
         if channels is None:
             raise ShapeError(f"ConvLSTM2D {self.name!r}: the channel dimension of the input "
@@ -173,10 +174,36 @@ class ConvLSTM2D(Layer):
                                                                       slice(g * n, (g + 1) * n))))
                               for g, m in enumerate(masks)], axis=-1)
 
+    def __call__(self, inputs, initial_state=None, **kwargs):
+        """`layer(x, initial_state=[h, c])` is `layer([x, h, c])`, as for the RNN layers."""
+        if initial_state is not None:
+            if isinstance(inputs, (list, tuple)):
+                raise ConfigError(f"ConvLSTM2D {self.name!r}: pass the initial state either "
+                                  "in `initial_state=` or as extra inputs, not both")
+            inputs = [inputs] + list(initial_state)
+        if isinstance(inputs, (list, tuple)) and len(inputs) not in (1, 3):
+            raise ShapeError(f"ConvLSTM2D {self.name!r} expects the sequence, or the sequence "
+                             f"and two initial states (h, c); got {len(inputs)} inputs")
+        return super().__call__(inputs, **kwargs)
+
+    @staticmethod
+    def _sequence_shape(input_shape):
+        if isinstance(input_shape, list) and input_shape and \
+                isinstance(input_shape[0], (tuple, list)):
+            return tuple(input_shape[0])
+        return tuple(input_shape)
+
+    def _frame_state(self, state, dt):
+        """An initial state in the layer's data format -> channels-last."""
+        state = state if isinstance(state, Tensor) else Tensor(np.asarray(state))
+        state = F.cast(state, dt) if state.dtype != dt else state
+        return F.transpose(state, (0, 2, 3, 1)) if self.data_format == "channels_first" \
+            else state
+
     def call(self, inputs, training=None):
+        states = None
         if isinstance(inputs, (list, tuple)):
-            raise ConfigError(f"ConvLSTM2D {self.name!r}: initial states are not supported; "
-                              "call it on the input sequence alone")
+            inputs, states = inputs[0], list(inputs[1:]) or None
         x = inputs if np.issubdtype(inputs.dtype, np.floating) else F.cast(inputs, self.dtype)
         batch, steps, spatial, channels = self._split(x.shape)
         if channels != self._in_channels:
@@ -201,7 +228,13 @@ class ConvLSTM2D(Layer):
         out_sp = tuple(xz.shape[1:3])
         xz = F.reshape(xz, (batch, steps) + out_sp + (4 * self.filters,))
         state_shape = (batch,) + out_sp + (self.filters,)
-        if self.stateful:
+        if states is not None:
+            h, c = (self._frame_state(st, dt) for st in states)
+            if tuple(h.shape) != state_shape or tuple(c.shape) != state_shape:
+                raise ShapeError(f"ConvLSTM2D {self.name!r}: the initial states must have "
+                                 f"shape {state_shape} (channels last), got "
+                                 f"{tuple(h.shape)} and {tuple(c.shape)}")
+        elif self.stateful:
             if batch != self._batch_size:
                 raise ShapeError(f"ConvLSTM2D {self.name!r} is stateful with batch size "
                                  f"{self._batch_size}, got a batch of {batch}")

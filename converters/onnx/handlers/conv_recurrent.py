@@ -5,7 +5,8 @@ frame at once for the input transform (the frames folded into the batch), then p
 'same' Conv of h with the recurrent kernel, the four gates (i, f, c, o) as channel slices,
 and the elementwise state update. The sequence length and frame size must be static (the
 input shape the model was built with); otherwise the export names the layer and the reason.
-Dropout is the identity at inference; `stateful` has no ONNX equivalent and is refused.
+Initial states (h, c) may be extra inputs. Dropout is the identity at inference; `stateful`
+has no ONNX equivalent and is refused.
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ def _check_conv_lstm(node, opset):
 
 @export_handler("ConvLSTM2D", check=_check_conv_lstm)
 def conv_lstm2d(node, ctx, inputs):
-    if len(inputs) != 1:
-        raise LayerUnsupported("initial states are not supported")
+    if len(inputs) not in (1, 3):
+        raise LayerUnsupported(f"it has {len(inputs)} inputs; expected the sequence and "
+                               "optionally two initial states (h, c)")
     cfg, x = node.config, inputs[0]
     channels_last = cfg.get("data_format", "channels_last") != "channels_first"
+    h = c = None                  # zero states: the first step has no recurrent term
+    if len(inputs) == 3:
+        h, c = (ctx.transpose(st, [0, 3, 1, 2], hint=f"{node.name}/state_nchw")
+                if channels_last else st for st in inputs[1:])
     if x.shape is None or len(x.shape) != 5 or None in x.shape[1:]:
         raise LayerUnsupported(f"the export unrolls the recurrence, so it needs a fixed number "
                                f"of timesteps and frame size; the input shape is {x.shape} "
@@ -72,7 +78,6 @@ def conv_lstm2d(node, ctx, inputs):
     rec_act = cfg.get("recurrent_activation", "hard_sigmoid")
     state_shape = (None, filters) + out_hw
     same = _pad_attrs("same", kernel, (1, 1), (1, 1))
-    h = c = None
     seq = []
     for t in range(steps):
         step = ctx.const(np.asarray(t, dtype=np.int64), hint=f"{hint}/t{t}")
