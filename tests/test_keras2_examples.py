@@ -627,23 +627,27 @@ def test_keras20_vae_custom_loss_layer_closing_over_graph_tensors():
     assert np.isfinite(vae.evaluate(x_train[:16], None, batch_size=16, verbose=0))
 
 
-@pytest.mark.parametrize("version", ["keras2", "keras3"])
-def test_training_true_call_from_real_keras_files_and_back(version, tmp_path):
+def test_training_true_call_from_real_keras_files_and_back(tmp_path):
+    """BatchNormalization()(h, training=True): batch statistics even in predict, as Keras."""
+    import json
     from pathlib import Path
     from modelkit.models import load_model
-    path = Path(__file__).parent / "fixtures" / version / "training_call.h5"
-    model = load_model(path)
-    graph = model.to_ir()
-    node = next(n for n in graph.nodes if n.name == "mc_dropout")
+    base = Path(__file__).parent / "fixtures" / "keras2"
+    model = load_model(base / "training_call.h5")
+    data = np.load(base / "training_call.npz")
+    node = next(n for n in model.to_ir().nodes if n.name == "batch_stats")
     assert node.call_kwargs == [{"training": True}]
-    x = np.ones((200, 4), "float32")
-    assert not np.allclose(model.predict(x), model.predict(x))      # dropout stays on
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], rtol=1e-5, atol=1e-5)
     model.save(tmp_path / "again.h5")
     again = load_model(tmp_path / "again.h5")
-    assert next(n for n in again.to_ir().nodes if n.name == "mc_dropout").call_kwargs == \
-        [{"training": True}]
-    assert not np.allclose(again.predict(x), again.predict(x))
-    import json
-    cfg = json.loads(again.to_json())["config"]["layers"]
-    entry = next(la for la in cfg if la["config"]["name"] == "mc_dropout")
+    np.testing.assert_allclose(again.predict(data["x0"]), data["y0"], rtol=1e-5, atol=1e-5)
+    entry = next(la for la in json.loads(again.to_json())["config"]["layers"]
+                 if la["config"]["name"] == "batch_stats")
     assert entry["inbound_nodes"] == [[["hidden", 0, 0, {"training": True}]]]
+    model.save(tmp_path / "again.keras")          # Keras 3 dialect: "kwargs": {"training": true}
+    keras3 = load_model(tmp_path / "again.keras")
+    np.testing.assert_allclose(keras3.predict(data["x0"]), data["y0"], rtol=1e-5, atol=1e-5)
+    # without the call's training=True the moving statistics would be used
+    plain = load_model(base / "training_call.h5")
+    plain.get_layer("batch_stats")._inbound_nodes[0].call_kwargs.clear()
+    assert not np.allclose(plain.predict(data["x0"]), data["y0"], atol=1e-3)
