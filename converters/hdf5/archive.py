@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 import zipfile
 
 from modelkit.utils.atomic import atomic_write
