@@ -73,11 +73,8 @@ def _to_onnx(src, opset):
         from modelkit.converters import hdf5
         from modelkit.converters import onnx as onnx_conv
         return onnx_conv.export(hdf5.load_keras_archive(src), opset=opset or DEFAULT_OPSET)
-    import onnx
-    try:
-        proto = onnx.load(src)
-    except Exception as e:
-        raise ModelLoadError(f"Cannot read ONNX model {src}: {' '.join(str(e).split())}") from None
+    from modelkit.converters.onnx.reading import read_model
+    proto = read_model(src, load_external_data=True)
     current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset and opset != current:
         from onnx import version_converter

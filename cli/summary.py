@@ -100,10 +100,8 @@ def _table(rows, header=None, indent="  "):
 def onnx_summary(path):
     import numpy as np
     import onnx
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as e:
-        raise ModelLoadError(f"Cannot read ONNX model {path}: {' '.join(str(e).split())}") from None
+    from modelkit.converters.onnx.reading import read_model
+    model = read_model(path)
     g = model.graph
     init_names = {t.name for t in g.initializer}
     params = const = 0

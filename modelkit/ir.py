@@ -55,6 +55,22 @@ class TensorRef:
         return cls(str(node), int(call_index), int(tensor_index))
 
 
+MAX_RANK = 32
+_TENSOR_KINDS = "biuf"          # bool, signed/unsigned integers, floats
+
+
+def tensor_dtype(dtype, where):
+    """The canonical name of a tensor dtype (numeric or bool); IRError naming `where` for
+    anything else (strings such as 'U500000000', objects, records)."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError, RecursionError):
+        raise IRError(f"{where}: {dtype!r:.80} is not a dtype") from None
+    if dt.kind not in _TENSOR_KINDS or dt.itemsize > 8 or dt.fields or dt.subdtype:
+        raise IRError(f"{where}: dtype {dtype!r:.80} is not a numeric or bool tensor dtype")
+    return str(dt)
+
+
 @dataclass
 class TensorSpec:
     """A graph input: name, shape (None for unknown dims, batch first) and dtype name."""
@@ -64,8 +80,18 @@ class TensorSpec:
     dtype: str = "float32"
 
     def __post_init__(self):
-        self.shape = tuple(None if d is None else int(d) for d in self.shape)
-        self.dtype = str(np.dtype(self.dtype))
+        try:
+            shape = tuple(self.shape)
+        except TypeError:
+            raise IRError(f"input {self.name!r}: shape must be a list, got {self.shape!r:.80}") \
+                from None
+        if len(shape) > MAX_RANK or not all(
+                d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                              and 0 <= d < 2 ** 62) for d in shape):
+            raise IRError(f"input {self.name!r}: shape {shape!r:.120} must list at most "
+                          f"{MAX_RANK} non-negative integers or None")
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = tensor_dtype(self.dtype, f"input {self.name!r}")
 
     def to_dict(self):
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}

@@ -8,9 +8,10 @@ import numpy as np
 
 from . import __version__
 from .engine.functional import Model
+from .engine.build_budget import build_budget
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
-from .errors import IRError
+from .errors import ConfigError, IRError, ModelkitError
 from .ir import Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize
 
@@ -106,7 +107,7 @@ def from_ir(graph, custom_objects=None, compile=True):
     A graph without weights (from JSON) gives freshly initialised weights."""
     if graph.weights:
         graph.validate()
-    with custom_object_scope(custom_objects or {}):
+    with custom_object_scope(custom_objects or {}), build_budget(_stored_shapes(graph)):
         model = _build(graph, custom_objects)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
@@ -114,7 +115,27 @@ def from_ir(graph, custom_objects=None, compile=True):
     return model
 
 
+def _stored_shapes(graph):
+    shapes = [np.shape(w) for w in graph.weights.values()]
+    for node in graph.nodes:
+        if node.subgraph is not None:
+            shapes += _stored_shapes(node.subgraph)
+    return shapes
+
+
 def _build(graph, custom_objects):
+    try:
+        return _build_layers(graph, custom_objects)
+    except ModelkitError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"model {graph.name!r}: the config nests too deeply") from None
+    except Exception as e:      # noqa: BLE001 - a malformed config, named; never foreign
+        raise ConfigError(f"model {graph.name!r}: the config cannot be built: "
+                          f"{type(e).__name__}: {e}") from None
+
+
+def _build_layers(graph, custom_objects):
     layers = {}
     for node in graph.nodes:
         if node.subgraph is not None:
@@ -124,14 +145,15 @@ def _build(graph, custom_objects):
             sub.trainable = node.config.get("trainable", True)
             layers[node.name] = sub
         else:
-            layers[node.name] = deserialize({"class_name": node.op, "config": node.config},
-                                            custom_objects)
+            layers[node.name] = _named(node, deserialize, {"class_name": node.op,
+                                                            "config": node.config},
+                                       custom_objects)
     if graph.metadata.get("model_class") == "Sequential" and _is_chain(graph):
         spec = graph.inputs[0]
         model = Sequential(name=graph.name)
         model.add(InputLayer(batch_input_shape=spec.shape, dtype=spec.dtype, name=spec.name))
         for node in graph.nodes:
-            model.add(layers[node.name])
+            _named(node, model.add, layers[node.name])
         return model
     tensors = {}
     inputs = []
@@ -145,7 +167,7 @@ def _build(graph, custom_objects):
             args = [tensors[(r.node, r.call_index, r.tensor_index)] for r in node.calls[ci]]
         except KeyError as e:
             raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced") from None
-        out = layer(args[0] if len(args) == 1 else args)
+        out = _named(node, layer, args[0] if len(args) == 1 else args)
         for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
             tensors[(node.name, ci, ti)] = t
     try:
@@ -154,6 +176,21 @@ def _build(graph, custom_objects):
         raise IRError(f"Graph {graph.name!r}: output {e.args[0]} is not produced") from None
     return Model(inputs=inputs, outputs=outputs if len(outputs) > 1 else outputs[0],
                  name=graph.name)
+
+
+def _named(node, fn, *args):
+    """Call fn(*args); a failure that is not modelkit's becomes a ConfigError naming the
+    layer (malformed configs: string sizes, zero strides, ...)."""
+    try:
+        return fn(*args)
+    except ModelkitError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"Layer {node.name!r} ({node.op}): the config nests too deeply") \
+            from None
+    except Exception as e:      # noqa: BLE001
+        raise ConfigError(f"Layer {node.name!r} ({node.op}): config cannot be built: "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def _is_chain(graph):

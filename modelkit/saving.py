@@ -7,7 +7,7 @@ functions, so the converters stay independent of the layer classes).
 import json
 import os
 
-from .errors import ConfigError, ModelLoadError, ModelSaveError
+from .errors import ModelkitError, ModelLoadError, ModelSaveError, UnsafeLoadError
 
 _H5 = (".h5", ".hdf5", ".keras_h5")
 _ONNX = (".onnx",)
@@ -59,18 +59,29 @@ def load_graph(filepath):
     return hdf5.load_graph(path)
 
 
+def _as_load_error(where, e):
+    """Any failure while reading or building -> one ModelLoadError naming `where` (the
+    file, or "model JSON") and, through the message, the piece; UnsafeLoadError stays."""
+    if isinstance(e, ModelLoadError) and str(e).startswith(where):
+        return e
+    msg = str(e) if isinstance(e, ModelkitError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, RecursionError):
+        msg = "the config nests too deeply"
+    cls = type(e) if isinstance(e, UnsafeLoadError) else ModelLoadError
+    return cls(f"{where}: {msg}")
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Load a model saved by modelkit or by Keras 2 / Keras 3 (.h5, .keras)."""
     from .ir_bridge import from_ir
     from .layers.serialization import safe_mode_scope
-    graph = load_graph(filepath)
-    with safe_mode_scope(safe_mode):
-        try:
+    where = os.fsdecode(os.fspath(filepath))
+    try:
+        graph = load_graph(filepath)
+        with safe_mode_scope(safe_mode):
             return from_ir(graph, custom_objects=custom_objects, compile=compile)
-        except ModelLoadError:
-            raise
-        except ConfigError as e:
-            raise ModelLoadError(f"{os.fspath(filepath)}: {e}") from None
+    except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
+        raise _as_load_error(where, e) from None
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -135,8 +146,12 @@ def model_from_json(json_string, custom_objects=None, safe_mode=True):
     from .layers.serialization import safe_mode_scope
     try:
         cfg = json.loads(json_string)
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ModelLoadError(f"model JSON is not valid JSON: {e}") from None
-    graph = hdf5.keras_config_to_graph(cfg, keras_version=cfg.get("keras_version"))
-    with safe_mode_scope(safe_mode):
-        return from_ir(graph, custom_objects=custom_objects, compile=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ModelLoadError(f"model JSON is not valid JSON: {type(e).__name__}: {e}") from None
+    try:
+        version = cfg.get("keras_version") if isinstance(cfg, dict) else None
+        graph = hdf5.keras_config_to_graph(cfg, keras_version=version)
+        with safe_mode_scope(safe_mode):
+            return from_ir(graph, custom_objects=custom_objects, compile=False)
+    except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
+        raise _as_load_error("model JSON", e) from None

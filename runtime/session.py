@@ -58,6 +58,7 @@ import numpy as np
 
 from modelkit.errors import (ConfigError, DTypeError, ModelkitError, ModelLoadError,
                              RuntimeSessionError, ShapeError)
+from modelkit.converters.file_checks import require_regular_file
 
 from .batching import concat_batches, iter_batches
 from .devices import cuda_status, parse_device
@@ -69,6 +70,7 @@ logger = logging.getLogger("modelkit.runtime")
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disable")
 ONNX_EXTENSIONS = (".onnx",)
 HDF5_EXTENSIONS = (".h5", ".hdf5")
+KERAS_EXTENSIONS = (".keras",)
 
 _ONNX_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -136,36 +138,54 @@ def _ort():
 # -- sources ----------------------------------------------------------------------------
 
 def _load_source(source):
-    """(model, description): model is a path str or serialized bytes for onnxruntime."""
+    """(model, description): model is a path str or serialized bytes for onnxruntime.
+    Files are checked first (regular file, a real ONNX model); an .h5/.keras file is
+    converted, and any failure on the way is a ModelLoadError naming the file."""
+    from modelkit.converters.onnx.reading import check_model_proto, parse_model, read_model
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         ext = os.path.splitext(path)[1].lower()
         if not os.path.exists(path):
             raise ModelLoadError(f"Model file not found: {path}")
-        if os.path.isdir(path):
-            raise ModelLoadError(f"Model path is a directory, not a file: {path}")
-        if ext in HDF5_EXTENSIONS:
-            from modelkit.converters import hdf5
-            from modelkit.converters import onnx as onnx_conv
-            graph = hdf5.load_graph(path)
-            return onnx_conv.export(graph).SerializeToString(), path
+        require_regular_file(path, "model file")
+        if ext in HDF5_EXTENSIONS + KERAS_EXTENSIONS:
+            return _converted(path), path
         if ext in ONNX_EXTENSIONS:
+            read_model(path)
             return path, path
         raise ModelLoadError(f"Cannot run {path!r}: unknown model file extension {ext!r}; "
-                             f"expected .onnx, .h5 or .hdf5")
+                             f"expected .onnx, .h5, .hdf5 or .keras")
     if isinstance(source, (bytes, bytearray, memoryview)):
+        parse_model(source, "<onnx bytes>")
         return bytes(source), "<onnx bytes>"
     if type(source).__name__ == "ModelProto" and hasattr(source, "SerializeToString"):
         name = source.graph.name
-        return source.SerializeToString(), f"<ModelProto {name}>" if name else "<ModelProto>"
+        where = f"<ModelProto {name}>" if name else "<ModelProto>"
+        check_model_proto(source, where)
+        return source.SerializeToString(), where
     from modelkit.ir import Graph
     if isinstance(source, Graph) or hasattr(source, "to_ir"):
         from modelkit.converters import onnx as onnx_conv
         name = getattr(source, "name", "") or ""
         return onnx_conv.export(source).SerializeToString(), f"<{type(source).__name__} {name}>"
-    raise ConfigError(f"InferenceSession source must be an .onnx/.h5 path, an onnx.ModelProto, "
-                      f"ONNX bytes, a modelkit.ir.Graph or a model with to_ir(); "
-                      f"got {type(source).__name__}")
+    raise ConfigError(f"InferenceSession source must be an .onnx/.h5/.keras path, an "
+                      f"onnx.ModelProto, ONNX bytes, a modelkit.ir.Graph or a model with "
+                      f"to_ir(); got {type(source).__name__}")
+
+
+def _converted(path):
+    """Serialized ONNX of a Keras file; every failure a ModelLoadError naming the file."""
+    from modelkit.converters import hdf5
+    from modelkit.converters import onnx as onnx_conv
+    try:
+        ext = os.path.splitext(path)[1].lower()
+        graph = hdf5.load_keras_archive(path) if ext in KERAS_EXTENSIONS else hdf5.load_graph(path)
+        return onnx_conv.export(graph).SerializeToString()
+    except ModelLoadError:
+        raise
+    except Exception as e:      # noqa: BLE001 - IRError, UnsupportedError, anything else
+        msg = str(e) if isinstance(e, ModelkitError) else f"{type(e).__name__}: {e}"
+        raise ModelLoadError(f"{path}: cannot convert to ONNX: {msg}") from None
 
 
 def _ort_error_is_load_error(ort, exc):
@@ -263,6 +283,7 @@ class InferenceSession:
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
         so.graph_optimization_level = levels[self._optimization_level]
+        so.log_severity_level = 3      # errors only: problems reach the user as exceptions
         if self._intra_op_threads:
             so.intra_op_num_threads = int(self._intra_op_threads)
         return so

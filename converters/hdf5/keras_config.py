@@ -227,7 +227,9 @@ def keras_config_to_graph(model_config, weights=None, keras_version=None):
         graph = _model_to_graph(model_config, keras3, "model")
     except (ConfigProblem, IRError, UnsupportedError):
         raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+    except RecursionError:
+        raise ConfigProblem("model config nests too deeply (or refers to itself)") from None
+    except Exception as e:      # noqa: BLE001 - a malformed config is a ConfigProblem
         raise ConfigProblem(f"model config is malformed: {type(e).__name__}: {e}") from None
     graph.metadata["keras_version"] = (str(keras_version) if keras_version is not None
                                        else ("3" if keras3 else "2"))

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from modelkit.errors import ConfigError, IRError, UnsupportedError
+from modelkit.errors import ConfigError, IRError, ModelkitError, UnsupportedError
 from modelkit.ir import Graph
 
 from . import handlers  # noqa: F401  (registers every handler)
@@ -54,7 +54,9 @@ def check_node(node, opset, prefix=""):
         return []
     try:
         result = handler.check(node, opset)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except ModelkitError:
+        raise
+    except Exception as e:      # noqa: BLE001 - any failure of a check is a bad config
         return [f"{label}: malformed config ({type(e).__name__}: {e})"]
     if not result:
         return []
@@ -98,6 +100,12 @@ def emit_graph(graph, ctx, feeds):
             ctx.problems.append(msg if msg.startswith(head) else f"{head}: {msg}")
             env[(node.name, ci)] = _Failed
             continue
+        except ModelkitError:
+            raise
+        except Exception as e:      # a malformed config: name the layer, keep it modelkit's
+            scope = "/".join(ctx._prefixes + [node.name])
+            raise IRError(f"{node.op} layer {scope!r}: cannot be exported with this config: "
+                          f"{type(e).__name__}: {e}") from None
         if handler.keeps_mask and ins and outs and ins[0].name in ctx.masks:
             ctx.masks.setdefault(outs[0].name, ctx.masks[ins[0].name])
         env[(node.name, ci)] = outs
@@ -307,7 +315,11 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
     if any(t.shape is None for t in outs):
         _fill_output_shapes(model)
     if check:
-        onnx.checker.check_model(model, full_check=True)
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:      # onnx ValidationError / InferenceError
+            raise IRError(f"graph {graph.name!r}: the exported ONNX model fails the ONNX "
+                          f"checker: {' '.join(str(e).split())[:2000]}") from None
     if path is not None:
         _save_atomic(model, path)
     return model

@@ -84,6 +84,7 @@ def deserialize(config, custom_objects=None):
     cls = get_layer_class(config["class_name"], config.get("config", {}).get("name"),
                           custom_objects)
     inner = dict(config.get("config", {}))
+    _resolve_code_activations(inner, config["class_name"], custom_objects)
     with custom_object_scope(custom_objects or {}):
         try:
             return cls.from_config(inner, custom_objects=custom_objects) \
@@ -91,6 +92,36 @@ def deserialize(config, custom_objects=None):
         except TypeError as e:
             raise ConfigError(f"Layer {inner.get('name')!r} ({config['class_name']}): config "
                               f"does not fit the class: {e}") from None
+
+
+_ACTIVATION_KEYS = ("activation", "recurrent_activation")
+
+
+def _resolve_code_activations(config, class_name, custom=None):
+    """An activation stored as Python code (Keras 2 bytecode, Keras 3 `__lambda__`) is
+    refused in safe mode, naming the layer and the key, as Lambda layers are; with
+    safe_mode=False it is decoded into the function."""
+    for key in _ACTIVATION_KEYS:
+        value = config.get(key)
+        code = None
+        if isinstance(value, list):
+            code = value
+        elif isinstance(value, dict) and value.get("class_name") == "__lambda__":
+            code = value
+        elif isinstance(value, dict) and value.get("class_name") == "function" \
+                and isinstance(value.get("config"), dict):
+            code = value["config"]
+            code = {"class_name": "__lambda__", "config": code}
+        if code is None:
+            continue
+        name = config.get("name")
+        if in_safe_mode():
+            raise UnsafeLoadError(
+                f"Layer {name!r} ({class_name}): {key} is a serialized Python function; "
+                f"loading it would run code from the file. If you trust the file, load it "
+                f"with safe_mode=False.")
+        config[key] = deserialize_function({key: code, f"{key}_type": "lambda"}, key, custom,
+                                           layer_name=name)
 
 
 def serialize(layer):
@@ -128,10 +159,12 @@ def _has_closure(fn):
 
 
 def _named_functions():
-    from .. import activations
-    from ..backend import functions as F
-    names = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
-    names.update({n: activations.get(n) for n in activations.names()})
+    """The functions a config may name: the registered K functions and activations (never
+    an attribute of a module looked up by a name from a file)."""
+    from ..activations import ACTIVATIONS
+    from ..engine.k_functions import K_FUNCTIONS
+    names = dict(K_FUNCTIONS.items())
+    names.update(ACTIVATIONS.items())
     return names
 
 
