@@ -65,14 +65,9 @@ def quantize_dynamic(proto):
 
 def _to_onnx(src, opset):
     ext = _ext(src)
-    if ext in HDF5:
-        from modelkit.converters import hdf5
-        from modelkit.converters import onnx as onnx_conv
-        return onnx_conv.export(hdf5.load_graph(src), opset=opset or DEFAULT_OPSET)
-    if ext == ".keras":
-        from modelkit.converters import hdf5
-        from modelkit.converters import onnx as onnx_conv
-        return onnx_conv.export(hdf5.load_keras_archive(src), opset=opset or DEFAULT_OPSET)
+    if ext in HDF5 or ext == ".keras":
+        from modelkit.converters.keras_to_onnx import convert_keras_file
+        return convert_keras_file(src, opset=opset or DEFAULT_OPSET)
     from modelkit.converters.onnx.reading import read_model
     proto = read_model(src, load_external_data=True)
     current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

@@ -102,17 +102,41 @@ def _serialize_nested(value, fn):
     return value if isinstance(value, str) else fn(value)
 
 
-def from_ir(graph, custom_objects=None, compile=True):
+def from_ir(graph, custom_objects=None, compile=True, require_weights=False):
     """Build a modelkit Model (Sequential when the graph says so) from an IR Graph.
-    A graph without weights (from JSON) gives freshly initialised weights."""
+    A graph without weights (from JSON) gives freshly initialised weights; with
+    `require_weights` (loading a model file) a layer with weights but none stored in the
+    graph is an error instead. Building is checked against the stored weight shapes
+    (`engine.build_budget`) before anything is allocated."""
     if graph.weights:
         graph.validate()
-    with custom_object_scope(custom_objects or {}), build_budget(_stored_shapes(graph)):
-        model = _build(graph, custom_objects)
+    stored = _stored_shapes(graph)
+    limit = FILE_UNSTORED_BYTES if stored or require_weights else None
+    with custom_object_scope(custom_objects or {}):
+        with build_budget(stored, limit=limit,
+                          source=f"model {graph.name!r}" if stored else "the model config"):
+            model = _build(graph, custom_objects)
+        if require_weights:
+            _require_weights(model, graph)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
             _compile_from(model, graph.training)
     return model
+
+
+# Weights a model file does not store may still be built (small state), up to this much.
+FILE_UNSTORED_BYTES = 64 << 20
+
+
+def _require_weights(model, graph):
+    for node in graph.nodes:
+        if node.subgraph is not None:
+            if node.op in ("Sequential", "Functional"):
+                _require_weights(model.get_layer(node.name), node.subgraph)
+            continue
+        if not node.weights and model.get_layer(node.name).weights:
+            raise IRError(f"Layer {node.name!r} ({node.op}) has weights but the file stores "
+                          f"none for it")
 
 
 def _stored_shapes(graph):

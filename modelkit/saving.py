@@ -44,8 +44,8 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect=
 def load_graph(filepath):
     """Any supported model file -> IR Graph."""
     path = os.fspath(filepath)
-    if not os.path.exists(path):
-        raise ModelLoadError(f"{path}: no such file")
+    from .converters.file_checks import require_regular_file
+    require_regular_file(path)
     ext = _ext(path)
     from .converters import hdf5
     if ext in _KERAS:
@@ -79,7 +79,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     try:
         graph = load_graph(filepath)
         with safe_mode_scope(safe_mode):
-            return from_ir(graph, custom_objects=custom_objects, compile=compile)
+            return from_ir(graph, custom_objects=custom_objects, compile=compile,
+                           require_weights=True)
     except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
         raise _as_load_error(where, e) from None
 

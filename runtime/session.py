@@ -59,6 +59,7 @@ import numpy as np
 from modelkit.errors import (ConfigError, DTypeError, ModelkitError, ModelLoadError,
                              RuntimeSessionError, ShapeError)
 from modelkit.converters.file_checks import require_regular_file
+from modelkit.converters.keras_to_onnx import convert_keras_file
 
 from .batching import concat_batches, iter_batches
 from .devices import cuda_status, parse_device
@@ -149,7 +150,7 @@ def _load_source(source):
             raise ModelLoadError(f"Model file not found: {path}")
         require_regular_file(path, "model file")
         if ext in HDF5_EXTENSIONS + KERAS_EXTENSIONS:
-            return _converted(path), path
+            return convert_keras_file(path).SerializeToString(), path
         if ext in ONNX_EXTENSIONS:
             read_model(path)
             return path, path
@@ -171,21 +172,6 @@ def _load_source(source):
     raise ConfigError(f"InferenceSession source must be an .onnx/.h5/.keras path, an "
                       f"onnx.ModelProto, ONNX bytes, a modelkit.ir.Graph or a model with "
                       f"to_ir(); got {type(source).__name__}")
-
-
-def _converted(path):
-    """Serialized ONNX of a Keras file; every failure a ModelLoadError naming the file."""
-    from modelkit.converters import hdf5
-    from modelkit.converters import onnx as onnx_conv
-    try:
-        ext = os.path.splitext(path)[1].lower()
-        graph = hdf5.load_keras_archive(path) if ext in KERAS_EXTENSIONS else hdf5.load_graph(path)
-        return onnx_conv.export(graph).SerializeToString()
-    except ModelLoadError:
-        raise
-    except Exception as e:      # noqa: BLE001 - IRError, UnsupportedError, anything else
-        msg = str(e) if isinstance(e, ModelkitError) else f"{type(e).__name__}: {e}"
-        raise ModelLoadError(f"{path}: cannot convert to ONNX: {msg}") from None
 
 
 def _ort_error_is_load_error(ort, exc):

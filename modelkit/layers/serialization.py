@@ -143,8 +143,7 @@ def serialize_function(fn, key):
     """Keras 2 layout: a named function by name, anything else as marshalled bytecode."""
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__name__", None)
-    if name and name != "<lambda>" and module and not _has_closure(fn) and \
-            name in _named_functions():
+    if name and name != "<lambda>" and module and _named_functions().get(name) is fn:
         return {key: name, f"{key}_type": "function", "module": module}
     if isinstance(fn, types.FunctionType):
         code = base64.b64encode(marshal.dumps(fn.__code__)).decode("ascii")
@@ -154,17 +153,13 @@ def serialize_function(fn, key):
     raise ConfigError(f"Cannot serialise {fn!r}: only functions can be stored in a config")
 
 
-def _has_closure(fn):
-    return bool(getattr(fn, "__closure__", None))
-
-
 def _named_functions():
     """The functions a config may name: the registered K functions and activations (never
     an attribute of a module looked up by a name from a file)."""
     from ..activations import ACTIVATIONS
     from ..engine.k_functions import K_FUNCTIONS
-    names = dict(K_FUNCTIONS.items())
-    names.update(ACTIVATIONS.items())
+    names = dict(ACTIVATIONS.items())
+    names.update(K_FUNCTIONS.items())
     return names
 
 
