@@ -100,7 +100,7 @@ def _run_quietly(cmd, args):
     import warnings
     try:
         import onnxruntime
-        onnxruntime.set_default_logger_severity(3)
+        onnxruntime.set_default_logger_severity(4)
     except Exception:   # noqa: BLE001 - onnxruntime missing or odd: nothing to silence
         pass
     with warnings.catch_warnings(record=True) as caught:

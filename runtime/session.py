@@ -50,6 +50,7 @@ construction; per-run objects (the IO binding) are created per call.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -269,7 +270,7 @@ class InferenceSession:
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
         so.graph_optimization_level = levels[self._optimization_level]
-        so.log_severity_level = 3      # errors only: problems reach the user as exceptions
+        so.log_severity_level = 4      # fatal only: errors reach the user as exceptions
         if self._intra_op_threads:
             so.intra_op_num_threads = int(self._intra_op_threads)
         return so
@@ -286,7 +287,10 @@ class InferenceSession:
 
     def _create(self, ort, model, providers):
         try:
-            return ort.InferenceSession(model, self._options(ort), providers=providers)
+            # onnxruntime's wrapper prints "EP Error ... Falling back" on stdout before it
+            # retries; the exception (if any) says it all, so that print is held back
+            with contextlib.redirect_stdout(io.StringIO()):
+                return ort.InferenceSession(model, self._options(ort), providers=providers)
         except Exception as e:
             msg = " ".join(str(e).split())
             if _ort_error_is_load_error(ort, e):
@@ -373,6 +377,9 @@ class InferenceSession:
                     raise ShapeError(f"Input {name!r} dimension {axis} must be {size} (expected "
                                      f"shape {_fmt_shape(spec.shape)}), got {shape[axis]} "
                                      f"(shape {_fmt_shape(shape)})")
+            if not x.size:     # onnxruntime aborts the process on empty tensors in some ops
+                raise ShapeError(f"Input {name!r} is empty (shape {_fmt_shape(shape)}); "
+                                 f"nothing to predict")
             out[name] = x
         if len(self._batch_inputs) > 1:
             self._check_batch(out)

@@ -28,10 +28,27 @@ def check_model_proto(model, where):
         problems.append("a graph without outputs")
     if not model.opset_import:
         problems.append("no opset_import")
+    if not problems and not _text_is_utf8(model):
+        problems.append("names that are not UTF-8 text")
     if problems:
-        raise ModelLoadError(f"Cannot load ONNX model {where}: not an ONNX model ({', '.join(problems)}; an empty "
-                             f"file or a bare GraphProto?)")
+        hint = "; an empty file or a bare GraphProto?" if model.ir_version <= 0 else ""
+        raise ModelLoadError(f"Cannot load ONNX model {where}: not an ONNX model "
+                             f"({', '.join(problems)}{hint})")
     return model
+
+
+def _text_is_utf8(model):
+    """protobuf hands back bytes for a string field that is not valid UTF-8."""
+    g = model.graph
+    texts = [model.producer_name, model.producer_version, model.domain, g.name]
+    texts += [o.domain for o in model.opset_import]
+    for n in g.node:
+        texts += [n.op_type, n.domain, n.name, *n.input, *n.output]
+        texts += [a.name for a in n.attribute]
+    texts += [v.name for v in list(g.input) + list(g.output) + list(g.value_info)]
+    texts += [t.name for t in g.initializer]
+    texts += [p.key for p in model.metadata_props] + [p.value for p in model.metadata_props]
+    return all(isinstance(t, str) for t in texts)
 
 
 def parse_model(data, where):
