@@ -9,6 +9,8 @@ import os
 
 from fuzz_harness import BAD_OUTCOMES, FORMATS, Campaign
 
+NEVER_LOADS = {"external_link", "external_raw", "virtual", "hard_dup", "hard_loop", "soft_loop",
+               "soft_out", "bzip2", "dup", "graph_only", "no_outputs"}
 CASES = int(os.environ.get("MODELKIT_FUZZ_CASES", "300"))
 
 
@@ -24,3 +26,7 @@ def test_fuzz_readers_every_format(tmp_path):
     assert kinds == set(FORMATS)
     assert outcomes["refused"] > CASES // 4 and outcomes["ok"] > 0
     assert outcomes["skipped"] < CASES // 10
+    # what leaves the file is never accepted, whatever it replaced
+    for kind, counts in report["by_kind"].items():
+        if kind.rsplit(":", 1)[-1] in NEVER_LOADS:
+            assert counts["ok"] == 0, (kind, dict(counts))

@@ -399,3 +399,44 @@ def test_fifo_and_device_refused_by_session_and_summary(tmp_path):
     dev.symlink_to("/dev/urandom")
     with pytest.raises(ModelLoadError, match="character device"):
         InferenceSession(str(dev), device="cpu")
+
+
+def _external_model(folder, location):
+    from onnx import TensorProto
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4])
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", "16")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    g = helper.make_graph([helper.make_node("Add", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    p = folder / "m.onnx"
+    p.write_bytes(m.SerializeToString())
+    return p
+
+
+def test_onnx_external_data_must_stay_in_the_model_folder(tmp_path):
+    data = np.arange(4, dtype=np.float32)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(data.tobytes())
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "w.bin").write_bytes(data.tobytes())
+    (model_dir / "link.bin").symlink_to(outside)
+    os.mkfifo(model_dir / "pipe.bin")
+    ok = _external_model(model_dir, "w.bin")
+    np.testing.assert_array_equal(InferenceSession(str(ok), device="cpu").predict(data), 2 * data)
+    for loc, match in [(str(outside), "outside the model's folder"),
+                       ("../outside.bin", "outside the model's folder"),
+                       ("link.bin", "outside the model's folder"),
+                       ("pipe.bin", "FIFO")]:
+        p = _external_model(model_dir, loc)
+        with pytest.raises(ModelLoadError, match=match):
+            InferenceSession(str(p), device="cpu")
+        r = _cli("summary", p)
+        assert r.returncode != 0 and match.split()[0] in r.stderr
+    with pytest.raises(ModelLoadError, match="external files"):
+        InferenceSession(ok.read_bytes(), device="cpu")

@@ -343,7 +343,8 @@ class Layer:
                     f"shape for input shape {tuple(shape)} without running it on an input of "
                     f"more than {MAX_PROBE_ELEMENTS} values; refused (declare the output "
                     f"shape, e.g. Lambda(..., output_shape=...))")
-            return Tensor(np.zeros(concrete, dtype=dt))
+            # a read-only view of one zero: no dummy as big as the declared shape
+            return Tensor(np.broadcast_to(np.zeros((), dtype=dt), concrete))
         dtypes = self._probe_dtypes(input_shape)
         pairs = _zip_structure(input_shape, dtypes)
         inputs = map_structure_pairs(dummy, pairs)
