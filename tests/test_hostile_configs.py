@@ -440,3 +440,23 @@ def test_onnx_external_data_must_stay_in_the_model_folder(tmp_path):
         assert r.returncode != 0 and match.split()[0] in r.stderr
     with pytest.raises(ModelLoadError, match="external files"):
         InferenceSession(ok.read_bytes(), device="cpu")
+
+
+def test_long_chain_listed_backwards_loads():
+    """2000 layers deep, listed in reverse: no recursion limit, no quadratic ordering."""
+    n = 2000
+    items, prev = [], "x"
+    for i in range(n):
+        items.append({"class_name": "Activation", "name": f"a{i}",
+                      "config": {"name": f"a{i}", "activation": "relu"},
+                      "inbound_nodes": [[[prev, 0, 0, {}]]]})
+        prev = f"a{i}"
+    layers = [{"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+               "config": {"name": "x", "batch_input_shape": [None, 3]}}] + items[::-1]
+    cfg = {"class_name": "Functional", "config": {"name": "deep", "layers": layers,
+                                                  "input_layers": [["x", 0, 0]],
+                                                  "output_layers": [[prev, 0, 0]]}}
+    m = model_from_json(json.dumps(cfg))
+    assert len(m.layers) == n + 1
+    np.testing.assert_array_equal(m.predict(np.array([[-1.0, 0.5, 2.0]], np.float32)),
+                                  [[0.0, 0.5, 2.0]])

@@ -467,6 +467,11 @@ def _functional_to_graph(cfg, keras3, where):
     all_items = [item for ln in order for call in raw_calls[ln] for item in call]
     out_items = _wrap_refs(cfg.get("output_layers") or [])
 
+    uses = {}                         # layer name -> node indices used in references
+    for it in all_items + list(out_items):
+        if isinstance(it, list) and len(it) > 1 and isinstance(it[0], str):
+            uses.setdefault(it[0], []).append(it[1])
+
     def node_offset(lname):
         """Keras numbers the calls of a nested model from 1 (its node 0 links its own
         input to its output and is not saved); Keras 3 files are checked, not assumed."""
@@ -476,8 +481,7 @@ def _functional_to_graph(cfg, keras3, where):
         if not keras3:
             return 1
         # Keras 3 numbers them from 0; an index past the last call means the old scheme
-        used = [it[1] for it in all_items + list(out_items)
-                if isinstance(it, list) and len(it) > 1 and it[0] == lname]
+        used = uses.get(lname, ())
         if any(isinstance(u, int) and u >= len(raw_calls[lname]) for u in used):
             return 1
         return 0
@@ -518,20 +522,29 @@ def _functional_to_graph(cfg, keras3, where):
 
 def _topological(nodes, inputs):
     """Stable topological order (Keras lists layers by first call; a shared layer's later
-    call may use a layer listed after it). Cycles are left for `Graph.validate` to report."""
-    remaining = list(nodes)
-    done = set(inputs)
-    out = []
-    while remaining:
-        for i, n in enumerate(remaining):
-            if all(r.node in done for call in n.calls for r in call):
-                out.append(n)
-                done.add(n.name)
-                del remaining[i]
-                break
-        else:
-            out.extend(remaining)
-            break
+    call may use a layer listed after it): repeatedly the first listed node whose inputs
+    are all available, in O(n log n) (a long config must not take quadratic time). Cycles
+    are left for `Graph.validate` to report."""
+    import heapq
+    waiting = []                     # per node: how many distinct producers it still needs
+    users = {}
+    for i, n in enumerate(nodes):
+        deps = {r.node for call in n.calls for r in call if r.node not in inputs}
+        waiting.append(len(deps))
+        for d in deps:
+            users.setdefault(d, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    out, placed = [], set()
+    while ready:
+        i = heapq.heappop(ready)
+        out.append(nodes[i])
+        placed.add(i)
+        for j in users.get(nodes[i].name, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    out.extend(n for i, n in enumerate(nodes) if i not in placed)
     return out
 
 
