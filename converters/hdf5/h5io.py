@@ -242,6 +242,8 @@ def _collect_vars(group, ctx, where, depth=0):
         except ValueError:
             ctx.fail(f"{where}: variable names {keys[:10]} are not numbers")
         found += [(v, k, f"{where}/vars/{k}") for k in keys]
+        if len(found) > _MAX_LAYER_VARS:
+            ctx.fail(f"{where}: more than {_MAX_LAYER_VARS} variables for one layer")
     children = [k for k in group.keys() if k != "vars" and isinstance(group[k], h5py.Group)]
     children.sort(key=lambda k: (_CHILD_ORDER.index(k) if k in _CHILD_ORDER else len(_CHILD_ORDER), k))
     for k in children:

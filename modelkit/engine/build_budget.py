@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 
-MAX_UNSTORED_BYTES = 2 << 30
+MAX_UNSTORED_BYTES = 1 << 30
 
 _STACK = []
 
