@@ -5,7 +5,7 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.backend.gradcheck import assert_gradients_close
-from modelkit.backend.engine import OPS
+from modelkit.backend.tape import OPS
 
 rng = np.random.default_rng(42)
 

@@ -8,7 +8,7 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.backend import conv_ops
-from modelkit.backend.engine import OPS, apply
+from modelkit.backend.tape import OPS, apply
 from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.errors import ShapeError
 

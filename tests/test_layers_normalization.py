@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend.engine import apply
+from modelkit.backend.tape import apply
 from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.backend.norm_ops import _batch_norm_inference, _batch_norm_moments
 from modelkit.backend.tensor import GradientTape, StopRecording, Tensor, Variable

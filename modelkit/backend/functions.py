@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
 from . import config
-from .engine import apply
+from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
 
 _SYMBOLIC_HANDLER = None

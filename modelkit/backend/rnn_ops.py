@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .buffers import BufferPool
-from .engine import apply, defop
+from .tape import apply, defop
 from .rnn_activations import ACTIVATIONS, get_activation  # noqa: F401  (ACTIVATIONS re-exported)
 
 # the large per-call arrays come from one pool

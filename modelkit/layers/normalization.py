@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from ..backend import functions as F
-from ..backend.engine import apply
+from ..backend.tape import apply
 from ..backend.norm_ops import _batch_norm_inference, _batch_norm_moments
 from ..backend.tensor import StopRecording, as_array
 from ..engine.base_layer import Layer
