@@ -6,7 +6,7 @@ predictions, for Sequential, functional, multi-input/output, shared-layer and ne
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .engine.functional import Model
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential

@@ -122,7 +122,7 @@ def model_to_json(model, **kwargs):
     from .converters import hdf5
     from .ir_bridge import to_ir
     cfg = hdf5.graph_to_keras_config(to_ir(model, include_optimizer=False))
-    from . import __version__
+    from ._version import __version__
     cfg.setdefault("keras_version", "2.15.0")
     cfg.setdefault("backend", "tensorflow")
     cfg["modelkit_version"] = __version__

@@ -325,8 +325,8 @@ def _fill_output_shapes(model):
 
 
 def _modelkit_version():
-    import modelkit
-    return str(getattr(modelkit, "__version__", "0"))
+    from modelkit._version import __version__
+    return __version__
 
 
 def _save_atomic(model, path):
