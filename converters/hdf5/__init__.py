@@ -18,7 +18,7 @@ See `keras_config` (config dialects, normalisation) and `h5io` (file layout, nam
 
 from .archive import load_keras_archive, save_keras_archive
 from .h5io import load_graph, load_weights_into, save_graph, save_weights
-from .keras_config import (KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP, graph_to_keras_config,
+from modelkit.keras_config import (KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP, graph_to_keras_config,
                            keras_config_to_graph, normalise_layer_config)
 
 __all__ = ["graph_to_keras_config", "keras_config_to_graph", "save_graph", "load_graph",

@@ -34,7 +34,7 @@ from modelkit.utils.atomic import atomic_write
 from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
                       non_trainable_variable, snake_case, to_str, variable_names,
                       write_name_list)
-from .keras_config import (_strip_suffix, graph_to_keras_config, keras_config_to_graph,
+from modelkit.keras_config import (_strip_suffix, graph_to_keras_config, keras_config_to_graph,
                            keras_weight_order)
 
 __all__ = ["save_graph", "load_graph", "save_weights", "load_weights_into"]

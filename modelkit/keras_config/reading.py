@@ -39,7 +39,7 @@ import copy
 from modelkit.errors import IRError, UnsupportedError
 from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
-from ._common import ConfigProblem, non_trainable_variable
+from modelkit.converters.hdf5._common import ConfigProblem, non_trainable_variable  # moved next commit
 
 __all__ = ["keras_config_to_graph", "graph_to_keras_config", "normalise_layer_config",
            "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
