@@ -32,6 +32,10 @@ class ModelLoadError(ModelkitError, OSError):
     """A model or weights file cannot be read; the message names the path and the piece."""
 
 
+class KerasConfigError(ModelLoadError):
+    """A Keras model config cannot be understood; the message names the layer and field."""
+
+
 class ModelSaveError(ModelkitError, OSError):
     """A model could not be written; the previous file, if any, is untouched."""
 

@@ -156,6 +156,18 @@ class Graph:
             node = self.node(node)
         return [self.weights[k] for k in node.weights]
 
+    def is_chain(self):
+        """Whether the graph is a Sequential chain: one input, each node called once on the
+        previous node's only output, the last node's output the graph's only output."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            return False
+        prev = TensorRef(self.inputs[0].name, 0, 0)
+        for n in self.nodes:
+            if len(n.calls) != 1 or n.calls[0] != [prev]:
+                return False
+            prev = TensorRef(n.name, 0, 0)
+        return self.outputs[0] == prev
+
     # -- validation ---------------------------------------------------------------------
     def validate(self):
         """Check internal consistency; raise IRError naming the node and the problem."""

@@ -126,7 +126,7 @@ def _build(graph, custom_objects):
         else:
             layers[node.name] = deserialize({"class_name": node.op, "config": node.config},
                                             custom_objects)
-    if graph.metadata.get("model_class") == "Sequential" and _is_chain(graph):
+    if graph.metadata.get("model_class") == "Sequential" and graph.is_chain():
         spec = graph.inputs[0]
         model = Sequential(name=graph.name)
         model.add(InputLayer(batch_input_shape=spec.shape, dtype=spec.dtype, name=spec.name))
@@ -154,17 +154,6 @@ def _build(graph, custom_objects):
         raise IRError(f"Graph {graph.name!r}: output {e.args[0]} is not produced") from None
     return Model(inputs=inputs, outputs=outputs if len(outputs) > 1 else outputs[0],
                  name=graph.name)
-
-
-def _is_chain(graph):
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return False
-    prev = graph.inputs[0].name
-    for node in graph.nodes:
-        if len(node.calls) != 1 or len(node.calls[0]) != 1 or node.calls[0][0].node != prev:
-            return False
-        prev = node.name
-    return graph.outputs[0].node == prev
 
 
 def _assign_weights(model, graph):

@@ -15,7 +15,7 @@ from modelkit.ir import json_default
 
 from .h5io import _Ctx, _read_new_layout
 from modelkit.keras_config import (attach_layer_weights, attach_wrapped_models, graph_to_keras_config,
-                           keras_config_to_graph)
+                                   keras_config_to_graph, keras_weight_order)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -63,7 +63,6 @@ def load_keras_archive(path):
 
 def _write_new_layout(f, graph):
     from .h5io import _new_layout_paths
-    from modelkit.keras_config import keras_weight_order
     import numpy as np
     paths = _new_layout_paths(graph)
     for node in graph.nodes:

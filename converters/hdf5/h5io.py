@@ -31,11 +31,12 @@ from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedE
 from modelkit.ir import TrainingConfig, json_default
 from modelkit.utils.atomic import atomic_write
 
+from modelkit.keras_config import (graph_to_keras_config, keras_config_to_graph, keras_weight_order,
+                                   non_trainable_variable, snake_case, strip_weight_suffix,
+                                   variable_names)
+
 from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
-                      non_trainable_variable, snake_case, to_str, variable_names,
-                      write_name_list)
-from modelkit.keras_config import (_strip_suffix, graph_to_keras_config, keras_config_to_graph,
-                           keras_weight_order)
+                      to_str, write_name_list)
 
 __all__ = ["save_graph", "load_graph", "save_weights", "load_weights_into"]
 
@@ -304,7 +305,7 @@ def _write_optimizer_weights(f, graph):
 
 def _map_optimizer_name(raw, opt_name, weight_keys):
     """A stored optimizer variable name -> ("iterations", None) or ("slot", ir_name)."""
-    w = _strip_suffix(raw)
+    w = strip_weight_suffix(raw)
     parts = w.split("/")
     if parts[-1] in ("iter", "iteration", "iterations") and len(parts) <= 3:
         return "iterations", None
@@ -348,7 +349,7 @@ def _read_optimizer_weights(f, graph, ctx):
     state = {"iterations": None, "weights": {}}
     for raw in names:
         arr = _read_dataset(g, raw, ctx, f"optimizer weight {raw!r}")
-        if _strip_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
+        if strip_weight_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
             continue               # Keras 3 keeps it as a variable; it is in the config
         kind, name = _map_optimizer_name(raw, opt_name, keys)
         if kind == "iterations" and arr.size == 1:
