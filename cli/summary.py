@@ -18,7 +18,7 @@ from collections import Counter
 
 from modelkit.errors import ModelLoadError
 
-from .commands import UsageError, register
+from .commands import register
 
 EXAMPLE = """  modelkit summary model.onnx
   modelkit summary model.h5"""
@@ -29,18 +29,10 @@ def add_arguments(p):
 
 
 def run(args):
+    from modelkit.converters import formats
     path = args.model
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".onnx", ".h5", ".hdf5", ".keras"):
-        raise UsageError(f"MODEL {path!r} must end in .onnx, .h5, .hdf5 or .keras")
-    if not os.path.exists(path):
-        raise ModelLoadError(f"Model file not found: {path}")
-    if ext == ".onnx":
-        text = onnx_summary(path)
-    else:
-        from modelkit.converters import hdf5
-        graph = hdf5.load_keras_archive(path) if ext == ".keras" else hdf5.load_graph(path)
-        text = graph_summary(graph)
+    fmt = formats.format_of(path)
+    text = onnx_summary(path) if fmt is formats.ONNX else graph_summary(fmt.read(path))
     print(text)
     return 0
 

@@ -1,4 +1,4 @@
-"""Saving and loading models: dispatch by file extension, atomic writes, safe loading.
+"""Saving and loading models through the format table (`converters.formats`), safe loading.
 
 The one user-facing module that reaches down into the converters (imported inside the
 functions, so the converters stay independent of the layer classes).
@@ -9,54 +9,24 @@ import os
 
 from .errors import ConfigError, ModelLoadError, ModelSaveError
 
-_H5 = (".h5", ".hdf5", ".keras_h5")
-_ONNX = (".onnx",)
-_KERAS = (".keras",)
-
-
-def _ext(path):
-    return os.path.splitext(str(path))[1].lower()
-
-
 def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect="keras2",
                opset=17):
     """`model.save(path)`: `.h5`/`.hdf5` Keras legacy HDF5, `.keras` archive, `.onnx`."""
+    from .converters import formats
     from .ir_bridge import to_ir
     path = os.fspath(filepath)
     if not overwrite and os.path.exists(path):
         raise ModelSaveError(f"{path} exists and overwrite=False")
-    ext = _ext(path)
+    formats.format_for_writing(path)          # a bad extension fails before converting
     graph = to_ir(model, include_optimizer=include_optimizer)
-    if ext in _H5:
-        from .converters import hdf5
-        hdf5.save_graph(graph, path, dialect=dialect, include_optimizer=include_optimizer)
-    elif ext in _KERAS:
-        from .converters import hdf5
-        hdf5.save_keras_archive(graph, path)
-    elif ext in _ONNX:
-        from .converters import onnx as onnx_conv
-        onnx_conv.export(graph, path=path, opset=opset)
-    else:
-        raise ModelSaveError(f"Cannot tell the format of {path!r} from its extension; use "
-                             ".h5/.hdf5 (Keras HDF5), .keras or .onnx")
+    formats.write_graph(graph, path, dialect=dialect, include_optimizer=include_optimizer,
+                        opset=opset)
 
 
 def load_graph(filepath):
     """Any supported model file -> IR Graph."""
-    path = os.fspath(filepath)
-    if not os.path.exists(path):
-        raise ModelLoadError(f"{path}: no such file")
-    ext = _ext(path)
-    from .converters import hdf5
-    if ext in _KERAS:
-        return hdf5.load_keras_archive(path)
-    if ext in _ONNX:
-        from .converters import onnx as onnx_conv
-        importer = getattr(onnx_conv, "import_graph", None)
-        if importer is None:
-            raise ModelLoadError(f"{path}: importing ONNX files is not supported yet")
-        return importer(path)
-    return hdf5.load_graph(path)
+    from .converters import formats
+    return formats.read_graph(filepath)
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):

@@ -2,8 +2,9 @@
 
 Sources
 -------
-An ``.onnx`` path (handed to onnxruntime as a path, so external data works), an ``.h5`` /
-``.hdf5`` path (``converters.hdf5.load_graph`` then ``converters.onnx.export``), an
+An ``.onnx`` path (handed to onnxruntime as a path, so external data works), any other model
+file ``converters.formats`` reads (``.h5``/``.hdf5``, ``.keras``: read to the IR, then
+``converters.onnx.export``), an
 ``onnx.ModelProto``, serialized ONNX ``bytes``, a ``modelkit.ir.Graph`` or any object with
 ``to_ir()`` (a modelkit model; exported through ``converters.onnx.export``).
 
@@ -67,8 +68,6 @@ __all__ = ["InferenceSession", "IOSpec", "cuda_status"]
 logger = logging.getLogger("modelkit.runtime")
 
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disable")
-ONNX_EXTENSIONS = (".onnx",)
-HDF5_EXTENSIONS = (".h5", ".hdf5")
 
 _ONNX_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -138,21 +137,13 @@ def _ort():
 def _load_source(source):
     """(model, description): model is a path str or serialized bytes for onnxruntime."""
     if isinstance(source, (str, os.PathLike)):
+        from modelkit.converters import formats
         path = os.fspath(source)
-        ext = os.path.splitext(path)[1].lower()
-        if not os.path.exists(path):
-            raise ModelLoadError(f"Model file not found: {path}")
-        if os.path.isdir(path):
-            raise ModelLoadError(f"Model path is a directory, not a file: {path}")
-        if ext in HDF5_EXTENSIONS:
-            from modelkit.converters import hdf5
-            from modelkit.converters import onnx as onnx_conv
-            graph = hdf5.load_graph(path)
-            return onnx_conv.export(graph).SerializeToString(), path
-        if ext in ONNX_EXTENSIONS:
+        fmt = formats.format_of(path)
+        if fmt is formats.ONNX:
             return path, path
-        raise ModelLoadError(f"Cannot run {path!r}: unknown model file extension {ext!r}; "
-                             f"expected .onnx, .h5 or .hdf5")
+        from modelkit.converters import onnx as onnx_conv
+        return onnx_conv.export(fmt.read(path)).SerializeToString(), path
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "<onnx bytes>"
     if type(source).__name__ == "ModelProto" and hasattr(source, "SerializeToString"):
@@ -163,7 +154,7 @@ def _load_source(source):
         from modelkit.converters import onnx as onnx_conv
         name = getattr(source, "name", "") or ""
         return onnx_conv.export(source).SerializeToString(), f"<{type(source).__name__} {name}>"
-    raise ConfigError(f"InferenceSession source must be an .onnx/.h5 path, an onnx.ModelProto, "
+    raise ConfigError(f"InferenceSession source must be a model file path (.onnx, .h5, .keras), an onnx.ModelProto, "
                       f"ONNX bytes, a modelkit.ir.Graph or a model with to_ir(); "
                       f"got {type(source).__name__}")
 

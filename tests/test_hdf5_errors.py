@@ -8,7 +8,7 @@ import pytest
 
 from modelkit.converters import hdf5
 from modelkit.errors import ModelLoadError
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
 
 from test_hdf5_roundtrip import dense_chain, multi_io, shared_nested
 

@@ -8,7 +8,7 @@ import json
 import os
 import zipfile
 
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
 
 from ._common import KERAS3_VERSION
 from modelkit.ir import json_default

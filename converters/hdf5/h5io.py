@@ -29,7 +29,7 @@ import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import TrainingConfig, json_default
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
 
 from modelkit.keras_config import (graph_to_keras_config, keras_config_to_graph, keras_weight_order,
                                    non_trainable_variable, snake_case, strip_weight_suffix,

@@ -16,8 +16,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 from onnx import helper
@@ -25,6 +23,7 @@ from onnx import helper
 from modelkit.errors import ConfigError, IRError, UnsupportedError
 from modelkit.ir import Graph
 
+from ..atomic import atomic_write
 from . import handlers  # noqa: F401  (registers every handler)
 from .context import ExportContext, LayerUnsupported, Tensor, onnx_dtype
 from .registry import EXPORT_HANDLERS, get_handler
@@ -309,7 +308,8 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
     if check:
         onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        _save_atomic(model, path)
+
+        save_proto(model, path)
     return model
 
 
@@ -329,16 +329,10 @@ def _modelkit_version():
     return __version__
 
 
-def _save_atomic(model, path):
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def save_proto(model, path):
+    """Write an `onnx.ModelProto` to `path` atomically."""
+    with atomic_write(path, mode="wb") as f:
+        f.write(model.SerializeToString())
 
 
 def supported_ops():
@@ -346,5 +340,5 @@ def supported_ops():
     return EXPORT_HANDLERS.names()
 
 
-__all__ = ["export", "check_graph", "emit_graph", "supported_ops", "SUPPORTED_OPSETS",
+__all__ = ["export", "save_proto", "check_graph", "emit_graph", "supported_ops", "SUPPORTED_OPSETS",
            "IR_VERSION_FOR_OPSET", "remove_inverse_transposes"]

@@ -15,6 +15,8 @@ import contextlib
 import os
 import tempfile
 
+from modelkit.errors import ModelSaveError
+
 __all__ = ["atomic_write"]
 
 
@@ -46,10 +48,13 @@ def atomic_write(path, mode=None, encoding=None):
     Yields a temporary path in the same folder (when `mode` is None) or that file opened
     with `mode` ("w", "wb", ...). When the block ends normally the data is flushed and
     fsync'ed and the temporary file replaces `path` with `os.replace`; if the block raises,
-    the temporary file is removed and `path` is left as it was.
+    the temporary file is removed and `path` is left as it was. The one atomic writer:
+    every file modelkit writes (models, weights, CLI outputs) goes through it.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ModelSaveError(f"Cannot write {path}: folder {folder} does not exist")
     base = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
     os.close(fd)
