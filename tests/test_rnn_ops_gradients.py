@@ -1,4 +1,4 @@
-"""The fused recurrent sequence ops (modelkit/backend/rnn_ops.py): values against a direct
+"""The fused recurrent sequence ops (modelkit/backend/rnn_ops/): values against a direct
 numpy transcription of the Keras 2 cell equations, and float64 finite-difference gradients
 of every input (x, kernels, bias, initial states) for every feature (masks, go_backwards,
 dropout masks, zero_output_for_mask, every activation)."""
