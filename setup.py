@@ -1,19 +1,25 @@
-"""Package discovery that honours the package-dir mapping (everything else is in pyproject.toml).
+"""Package discovery that honours pyproject.toml's `[tool.setuptools.package-dir]` mapping.
 
 `converters/`, `runtime/` and `cli/` are installed as `modelkit.converters`, `modelkit.runtime`
-and `modelkit.cli`; every folder below a root that holds .py files is a package, so a new
-subpackage can never be missing from the wheel.
+and `modelkit.cli`; every folder below a mapped root that holds .py files is a package, so a
+new subpackage can never be missing from the wheel. Everything else is in pyproject.toml.
 """
 
 import os
 
 from setuptools import setup
 
-PACKAGE_DIRS = {"modelkit": "modelkit", "modelkit.converters": "converters",
-                "modelkit.runtime": "runtime", "modelkit.cli": "cli"}
+try:
+    import tomllib
+except ModuleNotFoundError:                     # Python 3.10
+    from setuptools.extern import tomli as tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "pyproject.toml"), "rb") as _f:
+    PACKAGE_DIRS = tomllib.load(_f)["tool"]["setuptools"]["package-dir"]
 
 
-def find_packages(package_dirs=PACKAGE_DIRS, base="."):
+def find_packages(package_dirs=PACKAGE_DIRS, base=HERE):
     """Every package under the mapped roots: {package name: folder}."""
     found = {}
     for name, root in package_dirs.items():
@@ -28,4 +34,4 @@ def find_packages(package_dirs=PACKAGE_DIRS, base="."):
 
 
 if __name__ == "__main__":
-    setup(packages=sorted(find_packages()), package_dir=PACKAGE_DIRS)
+    setup(packages=sorted(find_packages()))

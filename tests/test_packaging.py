@@ -29,7 +29,8 @@ def _python_files():
 
 def test_pyproject_has_no_hand_written_package_list():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "packages" not in cfg and "package-dir" not in cfg
+    assert "packages" not in cfg
+    assert cfg["package-dir"]["modelkit.converters"] == "converters"
 
 
 def test_every_python_file_is_in_setuptools_file_list(tmp_path):
