@@ -26,7 +26,7 @@ from modelkit.ir import Graph
 from ..atomic import atomic_write
 from . import handlers  # noqa: F401  (registers every handler)
 from .context import ExportContext, LayerUnsupported, Tensor, onnx_dtype
-from .registry import EXPORT_HANDLERS, get_handler
+from .registry import EXPORT_HANDLERS, check_graph, get_handler
 
 SUPPORTED_OPSETS = tuple(range(13, 22))
 # The IR version each opset was released with: onnxruntime refuses models whose IR version
@@ -35,32 +35,6 @@ IR_VERSION_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 
 
 
 # -- checking ------------------------------------------------------------------------------
-
-def check_graph(graph, opset, prefix=""):
-    """Every reason a node of `graph` cannot be exported, as "<Op> layer '<name>': why"."""
-    problems = []
-    for node in graph.nodes:
-        problems.extend(check_node(node, opset, prefix))
-    return problems
-
-
-def check_node(node, opset, prefix=""):
-    label = f"{node.op} layer {prefix + node.name!r}"
-    handler = get_handler(node.op)
-    if handler is None:
-        return [f"{label}: no ONNX export handler for op {node.op!r}"]
-    if handler.check is None:
-        return []
-    try:
-        result = handler.check(node, opset)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        return [f"{label}: malformed config ({type(e).__name__}: {e})"]
-    if not result:
-        return []
-    if isinstance(result, str):
-        return [f"{label}: {result}"]
-    return list(result)
-
 
 def _raise_unsupported(graph, opset, problems):
     lines = "\n".join(f"  - {p}" for p in problems)
@@ -268,7 +242,7 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
     for i, w in enumerate(wanted):          # the same tensor listed twice as an output
         if w in wanted[:i]:
             wanted[i] = f"{w}_{i}"
-    ctx = ExportContext(opset, reserved=list(input_names) + wanted)
+    ctx = ExportContext(opset, reserved=list(input_names) + wanted, emit_graph=emit_graph)
     ctx.problems = []
     feeds = {s.name: Tensor(s.name, s.shape, s.dtype) for s in graph.inputs}
     with ctx.push_graph(graph):
