@@ -169,8 +169,10 @@ class Graph:
         return self.outputs[0] == prev
 
     # -- validation ---------------------------------------------------------------------
-    def validate(self):
-        """Check internal consistency; raise IRError naming the node and the problem."""
+    def validate(self, weights=True):
+        """Check internal consistency; raise IRError naming the node and the problem.
+
+        weights=False checks the structure only (a config without weights: `get_config`)."""
         if not self.inputs:
             raise IRError(f"Graph {self.name!r} has no inputs")
         if not self.outputs:
@@ -187,13 +189,13 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: name is used twice in graph {self.name!r}")
             calls[node.name] = len(node.calls)
         for node in self.nodes:
-            self._validate_node(node, calls)
+            self._validate_node(node, calls, weights)
         for ref in self.outputs:
             self._check_ref(ref, calls, f"Graph {self.name!r} output")
         self.call_order()          # raises on a cycle
         return self
 
-    def _validate_node(self, node, calls):
+    def _validate_node(self, node, calls, weights=True):
         if not isinstance(node.op, str) or not node.op:
             raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
         if not isinstance(node.config, dict):
@@ -206,7 +208,7 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
             for ref in call:
                 self._check_ref(ref, calls, f"Node {node.name!r} call {ci}")
-        for key in node.weights:
+        for key in node.weights if weights else ():
             if key not in self.weights:
                 raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
             if not isinstance(self.weights[key], np.ndarray):
@@ -214,7 +216,7 @@ class Graph:
         if node.op in NESTED_MODEL_OPS:
             if node.subgraph is None:
                 raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
-            node.subgraph.validate()
+            node.subgraph.validate(weights)
 
     def call_order(self):
         """Every (node, call index) in an order where each call's inputs come first.

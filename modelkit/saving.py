@@ -4,7 +4,6 @@ The one user-facing module that reaches down into the converters (imported insid
 functions, so the converters stay independent of the layer classes).
 """
 
-import json
 import os
 
 from .errors import ConfigError, ModelLoadError, ModelSaveError
@@ -70,43 +69,3 @@ def _set_from_graph(model, graph):
             _set_from_graph(layer, node.subgraph)
         elif node.weights:
             layer.set_weights([graph.weights[k] for k in node.weights])
-
-
-def keras_config_of(model):
-    """`model.get_config()`: the Keras 2 functional/sequential config dict."""
-    from .converters import hdf5
-    from .ir_bridge import to_ir
-    return hdf5.graph_to_keras_config(to_ir(model, include_weights=True,
-                                            include_optimizer=False))["config"]
-
-
-def graph_from_keras_config(config):
-    from .converters import hdf5
-    if "class_name" not in config:
-        kind = "Functional" if "input_layers" in config else "Sequential"
-        config = {"class_name": kind, "config": config}
-    return hdf5.keras_config_to_graph(config)
-
-
-def model_to_json(model, **kwargs):
-    from .converters import hdf5
-    from .ir_bridge import to_ir
-    cfg = hdf5.graph_to_keras_config(to_ir(model, include_optimizer=False))
-    from ._version import __version__
-    cfg.setdefault("keras_version", "2.15.0")
-    cfg.setdefault("backend", "tensorflow")
-    cfg["modelkit_version"] = __version__
-    return json.dumps(cfg, **kwargs)
-
-
-def model_from_json(json_string, custom_objects=None, safe_mode=True):
-    from .converters import hdf5
-    from .ir_bridge import from_ir
-    from .layers.serialization import safe_mode_scope
-    try:
-        cfg = json.loads(json_string)
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ModelLoadError(f"model JSON is not valid JSON: {e}") from None
-    graph = hdf5.keras_config_to_graph(cfg, keras_version=cfg.get("keras_version"))
-    with safe_mode_scope(safe_mode):
-        return from_ir(graph, custom_objects=custom_objects, compile=False)

@@ -236,3 +236,26 @@ def test_clone_model_has_the_architecture_and_fresh_weights():
     assert clone.get_config() == model.get_config()
     assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
     assert not np.allclose(clone.get_weights()[0], model.get_weights()[0])
+
+
+def test_get_config_to_json_and_back_never_copy_weights(monkeypatch):
+    """get_config/to_json describe the graph without its weights (they go straight through
+    modelkit.keras_config); from_config/model_from_json give the same architecture."""
+    import json
+
+    from modelkit import ir_bridge
+    from modelkit.models import model_from_json
+    inp = Input((6,))
+    model = Model(inp, Dense(2, name="head")(Dense(5, activation="relu", name="hidden")(inp)))
+    seen = []
+    real = ir_bridge.to_ir
+    monkeypatch.setattr(ir_bridge, "to_ir",
+                        lambda m, **kw: seen.append(kw["include_weights"]) or real(m, **kw))
+    config, text = model.get_config(), model.to_json()
+    assert seen == [False, False]
+    assert [layer["class_name"] for layer in config["layers"]] == ["InputLayer", "Dense", "Dense"]
+    assert json.loads(text)["config"] == config
+    for clone in (Model.from_config(config), model_from_json(text)):
+        assert [type(layer).__name__ for layer in clone.layers] == \
+            [type(layer).__name__ for layer in model.layers]
+        assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]

@@ -6,11 +6,6 @@ import numpy as np
 
 from modelkit.errors import KerasConfigError
 
-# The version string written into files we produce: a tf-keras 2.x reader accepts it and
-# so does Keras 3's legacy loader. modelkit's own version goes into `modelkit_version`.
-KERAS2_VERSION = "2.15.0"
-KERAS3_VERSION = "3.5.0"
-BACKEND = "tensorflow"
 
 HDF5_OBJECT_HEADER_LIMIT = 64512      # bytes; larger attribute arrays are split (Keras does so too)
 

@@ -10,12 +10,11 @@ import zipfile
 
 from modelkit.converters.atomic import atomic_write
 
-from ._common import KERAS3_VERSION
 from modelkit.ir import json_default
 
 from .h5io import _Ctx, _read_new_layout
-from modelkit.keras_config import (attach_layer_weights, attach_wrapped_models, graph_to_keras_config,
-                                   keras_config_to_graph, keras_weight_order)
+from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
+                                   graph_to_keras_config, keras_config_to_graph, keras_weight_order)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 

@@ -31,12 +31,12 @@ from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedE
 from modelkit.ir import TrainingConfig, json_default
 from modelkit.converters.atomic import atomic_write
 
-from modelkit.keras_config import (graph_to_keras_config, keras_config_to_graph, keras_weight_order,
+from modelkit.keras_config import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, graph_to_keras_config,
+                                   keras_config_to_graph, keras_weight_order,
                                    non_trainable_variable, snake_case, strip_weight_suffix,
                                    variable_names)
 
-from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
-                      to_str, write_name_list)
+from ._common import ConfigProblem, read_name_list, to_str, write_name_list
 
 __all__ = ["save_graph", "load_graph", "save_weights", "load_weights_into"]
 

@@ -12,6 +12,12 @@ import copy
 from modelkit.errors import KerasConfigError, UnsupportedError
 from modelkit.ir import NESTED_MODEL_OPS
 
+# The version string written into files and JSON we produce: a tf-keras 2.x reader accepts it
+# and so does Keras 3's legacy loader. modelkit's own version goes into `modelkit_version`.
+KERAS2_VERSION = "2.15.0"
+KERAS3_VERSION = "3.5.0"
+BACKEND = "tensorflow"
+
 # Keys Keras 3 writes that Keras 2 layers (and modelkit's) do not take: dropped on reading.
 KERAS3_ONLY_KEYS = ("quantization_config", "lora_rank", "lora_alpha", "lora_enabled",
                     "build_config", "compile_config", "use_cudnn")

@@ -16,7 +16,7 @@ def graph_to_keras_config(graph, dialect="keras2"):
     """
     if dialect not in ("keras2", "keras3"):
         raise ValueError(f"dialect must be 'keras2' or 'keras3', got {dialect!r}")
-    graph.validate()
+    graph.validate(weights=bool(graph.weights))       # a config-only graph has none
     return _graph_config(graph, dialect == "keras3")
 
 
