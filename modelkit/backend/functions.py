@@ -363,6 +363,15 @@ def dot(x, y):
 
 
 @k_function
+def dense(x, kernel, bias=None):
+    """`x @ kernel + bias` over the last axis of x (any rank) as one fused op: what a Dense
+    layer computes (the bias add is folded into the GEMM's gradient)."""
+    if bias is None:
+        return apply(math_ops._dense, _t(x), _t(kernel))
+    return apply(math_ops._dense, _t(x), _t(kernel), _t(bias))
+
+
+@k_function
 def matmul(x, y):
     return apply(math_ops._matmul, _t(x), _t(y))
 
