@@ -222,7 +222,15 @@ def test_summary_h5_layer_table():
         assert row in out
     assert "Total params: 335" in out and "Non-trainable params: 10" in out
     multi = mk("summary", FIXTURES / "keras2" / "functional_multi.h5", check_rc=0).stdout
-    assert "Connected to" in multi and "dense_a[0][0], dense_b[0][0]" in multi
+    concat = multi[multi.index("concat (Concatenate)"):multi.index("out_reg (Dense)")]
+    assert "Connected to" in multi and "dense_a[0][0]" in concat and "dense_b[0][0]" in concat
+
+
+def test_summary_keras_archive_and_lambda_file():
+    out = mk("summary", FIXTURES / "keras3" / "mlp.keras", check_rc=0).stdout
+    assert "Layer (type)" in out and "(Dense)" in out and "Total params:" in out
+    line = one_error_line(mk("summary", FIXTURES / "keras2" / "lambda.h5"), 1, "Layer 'lambda'")
+    assert "safe_mode=False" in line
 
 
 def test_bench(models):
