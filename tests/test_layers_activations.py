@@ -7,12 +7,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from modelkit.backend.gradcheck import assert_layer_gradients_close
 from modelkit.backend.tensor import Tensor
 from modelkit.errors import ConfigError, ShapeError
-from modelkit.layers import (ELU, Dense, PReLU, ReLU, Input, LeakyReLU, Softmax, ThresholdedReLU,
-                             deserialize, serialize)
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.layers import ELU, Dense, PReLU, ReLU, Input, LeakyReLU, Softmax, ThresholdedReLU
+from modelkit.models import Sequential, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 rng = np.random.default_rng(31)
@@ -58,47 +58,10 @@ CASES = [   # (id, factory, input shape without batch, numpy reference(x, layer)
 
 
 @pytest.mark.parametrize("name,factory,shape,reference", CASES, ids=[c[0] for c in CASES])
-def test_shape_numeric_and_round_trips(name, factory, shape, reference, tmp_path):
-    layer = factory()
-    inp = Input(shape=shape)
-    out = layer(inp)
-    assert out.shape == (None,) + shape
-    assert layer.compute_output_shape((5,) + shape) == (5,) + shape
-    model = Model(inp, out)
-    model.set_weights([rng.uniform(0.1, 0.9, size=w.shape).astype(np.float32)
-                       for w in model.get_weights()])
+def test_layer(name, factory, shape, reference, tmp_path):
+    """Shape, numpy formula, config/IR/HDF5/.keras/ONNX round trips, float64 gradients."""
     x = away_from_kinks(4, *shape, kinks=(0.0, 0.5, 1.0, 1.5, 6.0))
-    want = reference(x, layer)
-    got = model.predict(x)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    config = layer.get_config()
-    assert type(layer).from_config(config).get_config() == config
-    assert deserialize(serialize(layer)).get_config() == config
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(x), got)
-    model.save(tmp_path / "m.h5")
-    np.testing.assert_array_equal(load_model(tmp_path / "m.h5").predict(x), got)
-
-
-_grad_check = assert_layer_gradients_close
-
-
-@pytest.mark.parametrize("factory,shape", [
-    (lambda: LeakyReLU(0.2, dtype="float64"), (3, 4)),
-    (lambda: PReLU(alpha_initializer="ones", dtype="float64"), (3, 4)),
-    (lambda: PReLU(shared_axes=2, alpha_initializer="ones", dtype="float64"), (2, 3, 4)),
-    (lambda: ELU(0.7, dtype="float64"), (3, 4)),
-    (lambda: ThresholdedReLU(0.5, dtype="float64"), (3, 4)),
-    (lambda: ReLU(1.5, 0.2, 0.5, dtype="float64"), (3, 4)),
-    (lambda: Softmax(dtype="float64"), (3, 4)),
-    (lambda: Softmax(axis=[1, 2], dtype="float64"), (2, 3, 2)),
-])
-def test_gradients_float64(factory, shape):
-    layer = factory()
-    x = away_from_kinks(*shape, kinks=(0.0, 0.5, 1.5)).astype(np.float64)
-    if isinstance(layer, PReLU):
-        layer(Input(shape=shape[1:], dtype="float64"))
-        layer.set_weights([rng.uniform(0.1, 0.9, size=w.shape) for w in layer.get_weights()])
-    _grad_check(layer, x)
+    run_layer_test(factory, shape, tmp_path, reference=reference, x=x)
 
 
 def test_prelu_alpha_shapes_and_shared_axes():

@@ -7,12 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
-from modelkit.backend.gradcheck import assert_layer_gradients_close
 from modelkit import regularizers
 from modelkit.backend.tensor import Tensor
 from modelkit.errors import ConfigError, ShapeError
-from modelkit.layers import LAYERS, Dense, Highway, Input, MaxoutDense, deserialize, serialize
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.layers import LAYERS, Dense, Highway, Input, MaxoutDense
+from modelkit.models import Model, Sequential
+
+from layer_testing import run_layer_test
 
 rng = np.random.default_rng(41)
 
@@ -37,9 +38,6 @@ def maxout_reference(x, W, b):
     for k in range(W.shape[0]):
         out = np.maximum(out, x @ W[k] + b[k])
     return out
-
-
-_grad_check = assert_layer_gradients_close
 
 
 # -- Highway -------------------------------------------------------------------------------------
@@ -96,13 +94,6 @@ def test_highway_keras1_spellings_and_regularizer_targets():
     assert len(losses) == 1 and float(losses[0].value) == pytest.approx(0.5 * 4)
 
 
-def test_highway_gradients_float64():
-    layer = quiet(lambda: Highway(activation="tanh", dtype="float64"))
-    layer(Input((3,), dtype="float64"))
-    layer.set_weights([rng.standard_normal(w.shape) * 0.5 for w in layer.get_weights()])
-    _grad_check(layer, rng.standard_normal((4, 3)))
-
-
 # -- MaxoutDense ---------------------------------------------------------------------------------
 
 def test_maxout_weights_and_numpy():
@@ -125,37 +116,35 @@ def test_maxout_weights_and_numpy():
     assert len(nobias.weights) == 1
 
 
-def test_maxout_gradients_float64():
-    layer = quiet(lambda: MaxoutDense(3, nb_feature=2, dtype="float64"))
-    layer(Input((4,), dtype="float64"))
-    _grad_check(layer, rng.standard_normal((5, 4)))
-
-
 # -- both: configs, registry, round trips, errors, training --------------------------------------
 
-FACTORIES = [lambda: Highway(activation="relu", transform_bias=-1.5, kernel_regularizer="l2"),
-             lambda: Highway(use_bias=False),
-             lambda: MaxoutDense(3, nb_feature=2, bias_constraint="max_norm"),
-             lambda: MaxoutDense(2, nb_feature=4, use_bias=False)]
+def _highway(act):
+    return lambda x, layer: highway_reference(x, *(layer.get_weights() + [0.0, 0.0])[:4], act=act)
 
 
-@pytest.mark.parametrize("factory", FACTORIES)
-def test_config_registry_and_round_trips(factory, tmp_path):
-    layer = quiet(factory)
+def _maxout(x, layer):
+    ws = layer.get_weights()
+    return maxout_reference(x, ws[0], ws[1] if len(ws) > 1 else np.zeros(ws[0].shape[::2]))
+
+
+CASES = [   # (factory, numpy reference): each runs every standard layer check
+    (lambda: Highway(activation="relu", transform_bias=-1.5, kernel_regularizer="l2"),
+     _highway(lambda z: np.maximum(z, 0))),
+    (lambda: Highway(activation="tanh"), _highway(np.tanh)),
+    (lambda: Highway(use_bias=False), _highway(lambda z: z)),
+    (lambda: MaxoutDense(3, nb_feature=2, bias_constraint="max_norm"), _maxout),
+    (lambda: MaxoutDense(2, nb_feature=4, use_bias=False), _maxout),
+]
+
+
+@pytest.mark.parametrize("factory,reference", CASES)
+def test_layer(factory, reference, tmp_path):
+    """Registry, numpy formula, config/IR/HDF5/.keras/ONNX round trips, float64 gradients."""
+    model, _ = run_layer_test(factory, (4,), tmp_path, reference=reference,
+                              weights=lambda r, shape: (r.standard_normal(shape) * 0.5)
+                              .astype(np.float32))
+    layer = model.layers[-1]
     assert LAYERS.get(type(layer).__name__) is type(layer)
-    config = layer.get_config()
-    again = quiet(lambda: type(layer).from_config(config))
-    assert again.get_config() == config
-    assert quiet(lambda: deserialize(serialize(layer))).get_config() == config
-    inp = Input((4,))
-    model = Model(inp, Dense(2)(layer(inp)))
-    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
-                       for w in model.get_weights()])
-    x = rng.standard_normal((3, 4)).astype(np.float32)
-    want = model.predict(x)
-    np.testing.assert_array_equal(quiet(lambda: from_ir(model.to_ir())).predict(x), want)
-    model.save(tmp_path / "m.h5")
-    np.testing.assert_array_equal(quiet(lambda: load_model(tmp_path / "m.h5")).predict(x), want)
 
 
 def test_bad_inputs_and_arguments():
