@@ -168,6 +168,44 @@ def test_bare_import_is_lazy_but_complete():
     assert "modelkit.engine.training" in loaded
 
 
+def private_backend_uses(path):
+    """`_name`s of the backend that a module outside it imports or reaches through an
+    attribute (`F.math_ops._dense`): everything above the backend uses its public names."""
+    me = module_name(path)
+    base = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bound, bad = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            prefix = base[: len(base) - node.level + 1] if node.level else []
+            mod = ".".join(prefix + ([node.module] if node.module else []))
+            for a in node.names:
+                full = f"{mod}.{a.name}"
+                if component(full if full in MODULES else mod) != "backend":
+                    continue
+                if a.name.startswith("_"):
+                    bad.append(f"{me} imports {full}")
+                elif full in MODULES:
+                    bound.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            bound |= {a.asname for a in node.names if a.asname and component(a.name) == "backend"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                bad.append(f"{me} uses {ast.unparse(node)}")
+    return bad
+
+
+def test_nothing_above_the_backend_uses_its_private_names():
+    bad = [b for folder in FOLDER_PACKAGE for p in sources(folder)
+           if component(module_name(p)) != "backend" for b in private_backend_uses(p)]
+    assert bad == []
+
+
 @pytest.mark.parametrize("folder", list(FOLDER_PACKAGE))
 def test_every_source_file_parses(folder):
     for path in sources(folder):
