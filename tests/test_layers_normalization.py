@@ -16,7 +16,9 @@ from modelkit.backend.tensor import Tensor
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
 from modelkit.layers import BatchNormalization, Dense, Input, LayerNormalization, deserialize, \
     serialize
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.models import Sequential, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 rng = np.random.default_rng(11)
@@ -332,16 +334,11 @@ ROUND_TRIP = [
 
 
 @pytest.mark.parametrize("factory,shape", ROUND_TRIP)
-def test_ir_and_hdf5_round_trips(factory, shape, tmp_path):
-    inp = Input(shape=shape)
-    model = Model(inp, factory()(inp))
-    model.set_weights([np.abs(r(*w.shape)) + 0.3 for w in model.get_weights()])
-    x = r(3, *shape)
-    want = model.predict(x)
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(x), want)
-    model.save(tmp_path / "m.h5")
-    again = load_model(tmp_path / "m.h5")
-    np.testing.assert_array_equal(again.predict(x), want)
+def test_layer(factory, shape, tmp_path):
+    """Config/IR/.h5/.keras/ONNX round trips and float64 gradients (inference mode)."""
+    model, _ = run_layer_test(factory, shape, tmp_path, weights=lambda g, s: (
+        np.abs(g.standard_normal(s)) + 0.3).astype(np.float32))
+    again = load_model(tmp_path / f"{type(model.layers[-1]).__name__}.h5")
     assert [v.trainable for v in again.layers[-1].weights] == \
         [v.trainable for v in model.layers[-1].weights]
 
