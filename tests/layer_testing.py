@@ -3,7 +3,8 @@
     model, y = run_layer_test(lambda: ELU(0.7), (3, 4), tmp_path,
                               reference=lambda x, layer: np.where(x > 0, x, 0.7 * np.expm1(x)))
 
-One call checks, for a layer built by `factory` on inputs of `input_shape` (no batch):
+One call checks, for a layer built by `factory` on inputs of `input_shape` (no batch; a
+list of shapes for a layer called on a list of tensors, such as a merge layer):
 the symbolic output shape against `compute_output_shape`; `model.predict` against a numpy
 `reference(x, layer)` (when given); the config round trip (`from_config`, `serialize` /
 `deserialize`); the IR round trip (`to_ir` / `from_ir`); the HDF5 and `.keras` round trips
@@ -37,20 +38,24 @@ def run_layer_test(factory, input_shape, tmp_path, *, reference=None, x=None, we
     values to set (default: uniform in [0.1, 0.9]). onnx / gradients: False for a layer that
     has no ONNX export or no gradient (say why at the call site)."""
     rng = np.random.default_rng(seed)
-    input_shape = tuple(input_shape)
+    several = isinstance(input_shape, list)
+    shapes = [tuple(s) for s in input_shape] if several else [tuple(input_shape)]
     if x is None:
-        x = rng.standard_normal((4,) + input_shape).astype(np.float32)
+        xs = [rng.standard_normal((4,) + s).astype(np.float32) for s in shapes]
+        x = xs if several else xs[0]
+    xs = x if several else [x]
     draw = weights or (lambda r, shape: r.uniform(0.1, 0.9, size=shape).astype(np.float32))
 
     layer = _quiet(factory)
-    inp = Input(shape=input_shape)
-    out = layer(inp)
-    assert out.shape == layer.compute_output_shape((None,) + input_shape), \
+    inputs = [Input(shape=s) for s in shapes]
+    out = layer(inputs if several else inputs[0])
+    batched = [(None,) + s for s in shapes]
+    assert out.shape == layer.compute_output_shape(batched if several else batched[0]), \
         f"symbolic shape {out.shape} != compute_output_shape"
-    model = Model(inp, out)
+    model = Model(inputs if several else inputs[0], out)
     model.set_weights([draw(rng, np.shape(w)) for w in model.get_weights()])
     got = model.predict(x)
-    assert got.shape == (len(x),) + tuple(out.shape[1:])
+    assert got.shape == (len(xs[0]),) + tuple(out.shape[1:])
     if reference is not None:
         np.testing.assert_allclose(got, reference(x, layer), rtol=rtol, atol=atol,
                                    err_msg="predict differs from the numpy reference")
@@ -69,10 +74,11 @@ def run_layer_test(factory, input_shape, tmp_path, *, reference=None, x=None, we
             normalise_layer_config(op, config), f"{ext} round trip changes the config"
 
     if onnx:
-        np.testing.assert_allclose(run(onnx_conv.export(model), [x])[0], got, atol=1e-5,
+        np.testing.assert_allclose(run(onnx_conv.export(model), xs)[0], got, atol=1e-5,
                                    rtol=0, err_msg="onnxruntime differs from predict")
     if gradients:
-        _check_gradients(layer, x, input_shape)
+        assert not several, "gradients of several inputs: check the K function instead"
+        _check_gradients(layer, x, shapes[0])
     return model, got
 
 

@@ -20,6 +20,8 @@ from modelkit.layers import (Add, Average, Concatenate, Dense, Dot, Input, Maski
                              subtract)
 from modelkit.models import Model, Sequential, from_ir, load_model
 
+from layer_testing import run_layer_test
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 rng = np.random.default_rng(7)
 
@@ -226,12 +228,6 @@ def test_config_round_trip(factory):
     assert type(again) is type(layer) and again.get_config() == config
 
 
-def _merge_model(factory, shapes):
-    ins = [Input(shape=s) for s in shapes]
-    hidden = [Dense(s[-1])(i) for s, i in zip(shapes, ins)]
-    return Model(ins, Dense(2)(factory()(hidden)))
-
-
 ROUND_TRIP = [(Add, [(3,), (3,)]), (Subtract, [(3,), (3,)]), (Multiply, [(3,), (3,)]),
               (Average, [(3,), (3,), (3,)]), (Maximum, [(3,), (3,)]), (Minimum, [(3,), (3,)]),
               (Concatenate, [(3,), (4,)]), (lambda: Dot(axes=1, normalize=True), [(3,), (3,)]),
@@ -239,13 +235,9 @@ ROUND_TRIP = [(Add, [(3,), (3,)]), (Subtract, [(3,), (3,)]), (Multiply, [(3,), (
 
 
 @pytest.mark.parametrize("factory,shapes", ROUND_TRIP)
-def test_ir_and_hdf5_round_trips(factory, shapes, tmp_path):
-    model = _merge_model(factory, shapes)
-    xs = [r(3, *s) for s in shapes]
-    want = model.predict(xs)
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(xs), want)
-    model.save(tmp_path / "m.h5")
-    np.testing.assert_array_equal(load_model(tmp_path / "m.h5").predict(xs), want)
+def test_layer(factory, shapes, tmp_path):
+    """Shapes and config/IR/.h5/.keras/ONNX round trips (gradients: test_float64_gradients)."""
+    run_layer_test(factory, shapes, tmp_path, gradients=False)
 
 
 # -- bad input ---------------------------------------------------------------------------------
