@@ -43,9 +43,11 @@ def test_every_python_file_is_in_setuptools_file_list(tmp_path):
 
 
 def test_every_discovered_package_imports_under_its_mapped_name():
+    """Editable or not, each package's folder as installed holds the same modules as here."""
     packages = _setup_module()["find_packages"](base=str(ROOT))
     assert {"modelkit.converters.onnx.handlers", "modelkit.keras_config",
             "modelkit.backend.rnn_ops", "modelkit.cli"} <= set(packages)
     for name, folder in packages.items():
-        module = importlib.import_module(name)
-        assert Path(module.__file__).parent.resolve() == (ROOT / folder).resolve(), name
+        installed = Path(importlib.import_module(name).__file__).parent
+        here = {f for f in os.listdir(folder) if f.endswith(".py")}
+        assert here <= set(os.listdir(installed)), f"{name}: {sorted(here - set(os.listdir(installed)))}"

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelkit.cli.commands import COMMAND_MODULES
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RNG = np.random.default_rng(1)
 W = RNG.standard_normal((4, 3)).astype(np.float32)
 B = RNG.standard_normal(3).astype(np.float32)

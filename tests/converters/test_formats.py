@@ -17,7 +17,7 @@ from modelkit.saving import load_model
 
 from test_hdf5_roundtrip import dense_chain
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KERAS_FILES = [FIXTURES / "keras3" / "mlp.keras", FIXTURES / "keras3" / "mlp.h5",
                FIXTURES / "keras2" / "mlp.h5"]
 

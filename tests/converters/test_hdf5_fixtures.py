@@ -10,7 +10,7 @@ import pytest
 from modelkit.converters import hdf5
 from modelkit.ir import NESTED_MODEL_OPS
 
-HERE = os.path.join(os.path.dirname(__file__), "fixtures")
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 DIRS = [d for d in ("keras2", "keras3") if os.path.isdir(os.path.join(HERE, d))]
 
 

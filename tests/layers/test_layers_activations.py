@@ -14,7 +14,7 @@ from modelkit.models import Sequential, load_model
 
 from layer_testing import run_layer_test
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(31)
 
 

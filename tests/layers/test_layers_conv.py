@@ -4,7 +4,7 @@ For every row: the symbolic shape and compute_output_shape, the numbers against 
 numpy loop written out here, a float64 finite-difference gradient check through the layer
 (input and every weight), get_config/from_config, the IR round trip and the HDF5 round trip.
 Then bad arguments and inputs, the Keras 1 spellings, the spec's samples and the real
-Keras fixture files. (ONNX parity: tests/test_onnx_parity_conv.py.)
+Keras fixture files. (ONNX parity: tests/converters/test_onnx_parity.py, conv group.)
 """
 
 import itertools
@@ -730,7 +730,7 @@ FIXTURES = ["cnn", "cnn_channels_first", "cnn_channels_first_flatten_cf", "conv1
 @pytest.mark.parametrize("name", FIXTURES)
 def test_real_keras_fixture_predictions(version, name):
     from pathlib import Path
-    base = Path(__file__).parent / "fixtures" / version
+    base = Path(__file__).resolve().parents[1] / "fixtures" / version
     model = load_model(base / f"{name}.h5")
     data = np.load(base / f"{name}.npz")
     np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], rtol=1e-5, atol=1e-5)
@@ -738,7 +738,7 @@ def test_real_keras_fixture_predictions(version, name):
 
 def test_loaded_fixture_uses_keras_layer_classes():
     from pathlib import Path
-    model = load_model(Path(__file__).parent / "fixtures" / "keras2" / "conv2d_misc.h5")
+    model = load_model(Path(__file__).resolve().parents[1] / "fixtures" / "keras2" / "conv2d_misc.h5")
     assert [type(la).__name__ for la in model.layers] == [
         "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose", "Cropping2D",
         "GlobalMaxPooling2D"]

@@ -12,7 +12,7 @@ from modelkit.errors import ConfigError, DTypeError, ShapeError
 from modelkit.layers import LSTM, Embedding, Flatten, Dense, Input
 from modelkit.models import Model, Sequential, from_ir, load_model
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(5)
 
 ROWS = {   # name -> (factory, input shape without batch, expected output shape without batch)

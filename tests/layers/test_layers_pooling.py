@@ -3,7 +3,7 @@
 For every row: the symbolic shape and compute_output_shape, the numbers against a direct
 numpy loop, a float64 finite-difference gradient check through the layer, get_config /
 from_config, the IR and HDF5 round trips. Then masks (GlobalAveragePooling1D), bad
-arguments and inputs, and the Keras 1 spellings. (ONNX parity: tests/test_onnx_parity_conv.py.)
+arguments and inputs, and the Keras 1 spellings. (ONNX parity: tests/converters/test_onnx_parity.py, conv group.)
 """
 
 import itertools

@@ -15,7 +15,7 @@ from modelkit.layers import (GRU, LSTM, RNN, Activation, Dense, Dropout, Embeddi
                              Input, InputLayer, LSTMCell, Masking, SimpleRNN, SimpleRNNCell)
 from modelkit.models import Model, Sequential, from_ir, load_model
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(11)
 B, T, F_IN, U = 2, 4, 3, 3
 

@@ -12,7 +12,7 @@ from modelkit.layers import (GRU, LSTM, Bidirectional, Conv2D, Dense, Embedding,
                              Masking, MaxPooling2D, SimpleRNN, TimeDistributed)
 from modelkit.models import Model, Sequential, from_ir, load_model
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(3)
 B, T, F_IN = 2, 4, 3
 

@@ -432,7 +432,7 @@ def test_run_on_device_with_io_binding_on_cpu():
 
 # -- modelkit sources: Keras .h5 files, IR graphs, models -----------------------------------
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "functional_multi", "lstm"])
