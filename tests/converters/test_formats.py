@@ -86,7 +86,7 @@ def test_cli_convert_between_keras_formats_without_building_layers(tmp_path):
             "print(sorted(m for m in sys.modules if m.startswith(('modelkit.layers', "
             "'modelkit.engine'))))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, timeout=120).stdout
+                         text=True, timeout=120, cwd=tmp_path).stdout     # not the source tree
     assert out.strip().splitlines()[-1] == "[]"
     data = np.load(src.with_suffix(".npz"))
     np.testing.assert_allclose(load_model(dst).predict(data["x0"]), data["y0"], rtol=1e-5,
