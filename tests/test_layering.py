@@ -28,6 +28,7 @@ COMPONENTS = [
     ("modelkit.keras_config", "keras_config"),
     ("modelkit.converters", "converters"),
     ("modelkit.runtime.server", "server"),
+    ("modelkit.distributed", "distributed"),
     ("modelkit.runtime", "runtime"),
     ("modelkit.cli", "cli"),
     ("modelkit.engine", "engine"),
@@ -44,12 +45,13 @@ ALLOWED = {
     "converters": {"base", "ir", "keras_config"},           # know the IR, never the layers
     "runtime": {"base", "ir", "converters"},                # never the trainer
     "server": {"base", "ir", "converters", "runtime"},
+    "distributed": {"base", "ir", "converters", "runtime", "server"},   # Ray: serving at scale
     "engine": {"base", "backend", "trainer", "ir_bridge", "saving"},
     "layers": {"base", "backend", "engine", "trainer"},
     "ir_bridge": {"base", "ir", "keras_config", "engine", "layers", "trainer"},  # model <-> IR
     "saving": {"base", "converters", "ir_bridge", "layers"},  # the one door to the files
     "trainer": {"base", "backend", "engine", "layers", "ir_bridge", "saving"},
-    "cli": {"base", "ir", "keras_config", "converters", "runtime", "server", "backend",
+    "cli": {"base", "ir", "keras_config", "converters", "runtime", "server", "distributed", "backend",
             "engine", "layers", "ir_bridge", "saving", "trainer"},          # wiring only
 }
 
