@@ -67,4 +67,3 @@ def write_name_list(h5obj, name, names):
     chunks = int(np.ceil(total / HDF5_OBJECT_HEADER_LIMIT)) + 1
     for i, part in enumerate(np.array_split(np.array(names, dtype=object), chunks)):
         h5obj.attrs.create(f"{name}{i}", part, dtype=dt)
-

@@ -12,5 +12,5 @@ from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, save_proto, 
 from .quantize import quantize_dynamic
 from .registry import EXPORT_HANDLERS, export_handler
 
-__all__ = ["export", "save_proto", "quantize_dynamic", "supported_ops", "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET",
-           "EXPORT_HANDLERS", "export_handler"]
+__all__ = ["export", "save_proto", "quantize_dynamic", "supported_ops", "SUPPORTED_OPSETS",
+           "IR_VERSION_FOR_OPSET", "EXPORT_HANDLERS", "export_handler"]

@@ -19,6 +19,7 @@ from . import config
 from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
 
+
 def is_symbolic(x):
     return hasattr(x, "_keras_history")
 
@@ -597,8 +598,7 @@ def function(inputs, outputs, updates=None, name=None):
     `inputs` and `outputs` are symbolic tensors of a functional graph; their type (the
     engine's `KerasTensor`) builds the runner.
     """
-    listed = lambda v: list(v) if isinstance(v, (list, tuple)) else [v]  # noqa: E731
-    symbolic = _first_symbolic(listed(inputs) + listed(outputs))
+    symbolic = _first_symbolic([inputs, outputs])
     if symbolic is None:
         raise ConfigError("K.function needs symbolic tensors (from Input or a layer) as "
                           "inputs and outputs")

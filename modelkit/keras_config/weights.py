@@ -7,7 +7,6 @@ import re
 from modelkit.errors import KerasConfigError
 
 
-
 def strip_weight_suffix(w):
     """A stored weight name without its TensorFlow `:0` suffix."""
     return w[:-2] if w.endswith(":0") else w

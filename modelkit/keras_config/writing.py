@@ -5,7 +5,6 @@ from __future__ import annotations
 from .dialect import keras2_layer_config, keras3_layer_config
 
 
-
 def graph_to_keras_config(graph, dialect="keras2"):
     """The Keras model config (`{"class_name", "config"}`) of `graph`.
 
