@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 
-import modelkit
 from modelkit import backend as K
 from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.backend.tensor import Tensor
@@ -425,105 +424,6 @@ def test_real_keras_fixtures(version, name, cls):
     got = got if isinstance(got, list) else [got]
     for i, g in enumerate(got):
         np.testing.assert_allclose(g, data[f"y{i}"], atol=1e-5, rtol=0)
-
-
-# -- the spec's samples ------------------------------------------------------------------------
-
-def _spec_two_branch(mode):
-    left_branch = Sequential()
-    left_branch.add(Dense(32, input_dim=784))
-    right_branch = Sequential()
-    right_branch.add(Dense(32, input_dim=784))
-    merged = Merge([left_branch, right_branch], mode=mode)
-    final_model = Sequential()
-    final_model.add(merged)
-    final_model.add(Dense(10, activation="softmax"))
-    return final_model
-
-
-@pytest.mark.parametrize("mode", ["concat", lambda x: x[0] - x[1]], ids=["concat", "lambda"])
-def test_spec_two_branch_merge_sample_trains(mode):
-    from modelkit.utils.np_utils import to_categorical
-    modelkit.initializers.set_random_seed(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = _spec_two_branch(mode)
-        model.compile(optimizer="rmsprop", loss="categorical_crossentropy",
-                      metrics=["accuracy"])
-        g = np.random.default_rng(0)
-        data_1 = g.random((256, 784))
-        data_2 = g.random((256, 784))
-        labels = g.integers(10, size=(256, 1))
-        labels = to_categorical(labels, 10)
-        history = model.fit([data_1, data_2], labels, nb_epoch=4, batch_size=32, verbose=0)
-    losses = history.history["loss"]
-    assert losses[-1] < losses[0]
-    assert model.predict([data_1[:3], data_2[:3]]).shape == (3, 10)
-
-
-def test_spec_encoder_decoder_merge_sample_trains():
-    from modelkit.layers import LSTM
-    data_dim, timesteps, nb_classes = 16, 8, 10
-    modelkit.initializers.set_random_seed(2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        encoder_a = Sequential()
-        encoder_a.add(LSTM(32, input_shape=(timesteps, data_dim)))
-        encoder_b = Sequential()
-        encoder_b.add(LSTM(32, input_shape=(timesteps, data_dim)))
-        decoder = Sequential()
-        decoder.add(Merge([encoder_a, encoder_b], mode="concat"))
-        decoder.add(Dense(32, activation="relu"))
-        decoder.add(Dense(nb_classes, activation="softmax"))
-        decoder.compile(loss="categorical_crossentropy", optimizer="rmsprop",
-                        metrics=["accuracy"])
-        g = np.random.default_rng(1)
-        x_train_a = g.random((128, timesteps, data_dim))
-        x_train_b = g.random((128, timesteps, data_dim))
-        y_train = g.random((128, nb_classes))
-        x_val_a = g.random((16, timesteps, data_dim))
-        x_val_b = g.random((16, timesteps, data_dim))
-        y_val = g.random((16, nb_classes))
-        history = decoder.fit([x_train_a, x_train_b], y_train, batch_size=64, nb_epoch=5,
-                              validation_data=([x_val_a, x_val_b], y_val), verbose=0)
-    losses = history.history["loss"]
-    assert losses[-1] < losses[0] and "val_loss" in history.history
-
-
-def test_spec_two_input_two_output_functional_sample_trains():
-    from modelkit.layers import LSTM, Embedding
-    modelkit.initializers.set_random_seed(3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        main_input = Input(shape=(100,), dtype="int32", name="main_input")
-        x = Embedding(output_dim=512, input_dim=10000, input_length=100)(main_input)
-        lstm_out = LSTM(32)(x)
-        auxiliary_output = Dense(1, activation="sigmoid", name="aux_output")(lstm_out)
-        auxiliary_input = Input(shape=(5,), name="aux_input")
-        x = merge([lstm_out, auxiliary_input], mode="concat")
-        x = Dense(64, activation="relu")(x)
-        x = Dense(64, activation="relu")(x)
-        x = Dense(64, activation="relu")(x)
-        main_output = Dense(1, activation="sigmoid", name="main_output")(x)
-        model = Model(input=[main_input, auxiliary_input],
-                      output=[main_output, auxiliary_output])
-        model.compile(optimizer="rmsprop", loss="binary_crossentropy", loss_weights=[1., 0.2])
-        g = np.random.default_rng(2)
-        headline_data = g.integers(1, 10000, size=(64, 100))
-        additional_data = g.random((64, 5))
-        labels = g.integers(2, size=(64, 1))
-        h1 = model.fit([headline_data, additional_data], [labels, labels],
-                       nb_epoch=3, batch_size=32, verbose=0)
-        model.compile(optimizer="rmsprop",
-                      loss={"main_output": "binary_crossentropy",
-                            "aux_output": "binary_crossentropy"},
-                      loss_weights={"main_output": 1., "aux_output": 0.2})
-        h2 = model.fit({"main_input": headline_data, "aux_input": additional_data},
-                       {"main_output": labels, "aux_output": labels},
-                       nb_epoch=2, batch_size=32, verbose=0)
-    assert h1.history["loss"][-1] < h1.history["loss"][0]
-    assert h2.history["loss"][-1] < h1.history["loss"][0]
-    assert model.output_shape == [(None, 1), (None, 1)]
 
 
 # -- Keras 1 files: merge nodes in a model config ---------------------------------------------
