@@ -57,7 +57,7 @@ def build_parser(selected=None):
     """The full parser; only `selected`'s module is imported and its arguments added."""
     parser = _Parser(prog="modelkit", description=_DESCRIPTION, epilog=_EPILOG,
                      formatter_class=_formatter)
-    from modelkit import __version__
+    from modelkit._version import __version__
     parser.add_argument("--version", action="version", version=f"modelkit {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when a command fails")

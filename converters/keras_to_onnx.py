@@ -11,23 +11,18 @@ import os
 
 from modelkit.errors import ModelkitError, ModelLoadError
 
-__all__ = ["convert_keras_file", "KERAS_EXTENSIONS"]
-
-KERAS_EXTENSIONS = (".h5", ".hdf5", ".keras")
+__all__ = ["convert_keras_file"]
 
 
 def convert_keras_file(path, opset=17):
-    from . import hdf5
+    """The ONNX ModelProto of a Keras file (any non-ONNX format of `converters.formats`)."""
+    from . import formats
     from . import onnx as onnx_conv
     where = os.fsdecode(os.fspath(path))
     try:
-        if os.path.splitext(where)[1].lower() == ".keras":
-            graph = hdf5.load_keras_archive(path)
-        else:
-            graph = hdf5.load_graph(path)
-        return onnx_conv.export(graph, opset=opset)
+        return onnx_conv.export(formats.format_of(path).read(where), opset=opset)
     except ModelLoadError as e:
-        if str(e).startswith(where):
+        if where in str(e):
             raise
         raise ModelLoadError(f"{where}: {e}") from None
     except Exception as e:      # noqa: BLE001 - IRError, UnsupportedError, anything else

@@ -182,9 +182,23 @@ class Graph:
             node = self.node(node)
         return [self.weights[k] for k in node.weights]
 
+    def is_chain(self):
+        """Whether the graph is a Sequential chain: one input, each node called once on the
+        previous node's only output, the last node's output the graph's only output."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            return False
+        prev = TensorRef(self.inputs[0].name, 0, 0)
+        for n in self.nodes:
+            if len(n.calls) != 1 or n.calls[0] != [prev]:
+                return False
+            prev = TensorRef(n.name, 0, 0)
+        return self.outputs[0] == prev
+
     # -- validation ---------------------------------------------------------------------
-    def validate(self):
-        """Check internal consistency; raise IRError naming the node and the problem."""
+    def validate(self, weights=True):
+        """Check internal consistency; raise IRError naming the node and the problem.
+
+        weights=False checks the structure only (a config without weights: `get_config`)."""
         if not self.inputs:
             raise IRError(f"Graph {self.name!r} has no inputs")
         if not self.outputs:
@@ -201,13 +215,13 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: name is used twice in graph {self.name!r}")
             calls[node.name] = len(node.calls)
         for node in self.nodes:
-            self._validate_node(node, calls)
+            self._validate_node(node, calls, weights)
         for ref in self.outputs:
             self._check_ref(ref, calls, f"Graph {self.name!r} output")
         self.call_order()          # raises on a cycle
         return self
 
-    def _validate_node(self, node, calls):
+    def _validate_node(self, node, calls, weights=True):
         if not isinstance(node.op, str) or not node.op:
             raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
         if not isinstance(node.config, dict):
@@ -220,7 +234,7 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
             for ref in call:
                 self._check_ref(ref, calls, f"Node {node.name!r} call {ci}")
-        for key in node.weights:
+        for key in node.weights if weights else ():
             if key not in self.weights:
                 raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
             if not isinstance(self.weights[key], np.ndarray):
@@ -228,7 +242,7 @@ class Graph:
         if node.op in NESTED_MODEL_OPS:
             if node.subgraph is None:
                 raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
-            node.subgraph.validate()
+            node.subgraph.validate(weights)
 
     def call_order(self):
         """Every (node, call index) in an order where each call's inputs come first.

@@ -4,14 +4,16 @@
 predictions, for Sequential, functional, multi-input/output, shared-layer and nested models.
 """
 
+import json
+
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .engine.functional import Model
 from .engine.build_budget import build_budget
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
-from .errors import ConfigError, IRError, ModelkitError
+from .errors import ConfigError, IRError, ModelkitError, ModelLoadError, as_load_error
 from .ir import Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize
 
@@ -172,7 +174,7 @@ def _build_layers(graph, custom_objects):
             layers[node.name] = _named(node, deserialize, {"class_name": node.op,
                                                             "config": node.config},
                                        custom_objects)
-    if graph.metadata.get("model_class") == "Sequential" and _is_chain(graph):
+    if graph.metadata.get("model_class") == "Sequential" and graph.is_chain():
         spec = graph.inputs[0]
         model = Sequential(name=graph.name)
         model.add(InputLayer(batch_input_shape=spec.shape, dtype=spec.dtype, name=spec.name))
@@ -217,17 +219,6 @@ def _named(node, fn, *args):
                           f"{type(e).__name__}: {e}") from None
 
 
-def _is_chain(graph):
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return False
-    prev = graph.inputs[0].name
-    for node in graph.nodes:
-        if len(node.calls) != 1 or len(node.calls[0]) != 1 or node.calls[0][0].node != prev:
-            return False
-        prev = node.name
-    return graph.outputs[0].node == prev
-
-
 def _assign_weights(model, graph):
     for node in graph.nodes:
         if node.subgraph is not None or not node.weights or node.weights[0] not in graph.weights:
@@ -245,13 +236,50 @@ def _compile_from(model, training):
         model.optimizer.set_state(training.optimizer_state, model.trainable_weights)
 
 
-def model_from_keras_config(config, custom_objects=None):
-    """Keras `model.get_config()` dict -> Model (through the IR)."""
-    from .saving import graph_from_keras_config
-    return from_ir(graph_from_keras_config(config), custom_objects=custom_objects,
-                   compile=False)
-
+# -- Keras configs (get_config / from_config / to_json / model_from_json) ------------------
+# Straight through `modelkit.keras_config`, on the IR without weights: nothing is copied.
 
 def model_to_keras_config(model):
-    from .saving import keras_config_of
-    return keras_config_of(model)
+    """`model.get_config()`: the Keras 2 functional/sequential config dict."""
+    return _keras_config(model)["config"]
+
+
+def model_from_keras_config(config, custom_objects=None):
+    """Keras `model.get_config()` dict (or `{"class_name", "config"}`) -> Model."""
+    from .keras_config import keras_config_to_graph
+    if isinstance(config, dict) and "class_name" not in config:
+        kind = "Functional" if "input_layers" in config else "Sequential"
+        config = {"class_name": kind, "config": config}
+    return from_ir(keras_config_to_graph(config), custom_objects=custom_objects, compile=False)
+
+
+def model_to_json(model, **kwargs):
+    """`model.to_json()`: the Keras 2 model config as JSON, with the versions Keras writes."""
+    cfg = _keras_config(model)
+    from .keras_config import BACKEND, KERAS2_VERSION
+    cfg.setdefault("keras_version", KERAS2_VERSION)
+    cfg.setdefault("backend", BACKEND)
+    cfg["modelkit_version"] = __version__
+    return json.dumps(cfg, **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None, safe_mode=True):
+    """A model (fresh weights) from `to_json()` text, Keras 2 or Keras 3."""
+    from .keras_config import keras_config_to_graph
+    from .layers.serialization import safe_mode_scope
+    try:
+        cfg = json.loads(json_string)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ModelLoadError(f"model JSON is not valid JSON: {type(e).__name__}: {e}") from None
+    try:
+        version = cfg.get("keras_version") if isinstance(cfg, dict) else None
+        graph = keras_config_to_graph(cfg, keras_version=version)
+        with safe_mode_scope(safe_mode):
+            return from_ir(graph, custom_objects=custom_objects, compile=False)
+    except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
+        raise as_load_error("model JSON", e) from None
+
+
+def _keras_config(model):
+    from .keras_config import graph_to_keras_config
+    return graph_to_keras_config(to_ir(model, include_weights=False, include_optimizer=False))

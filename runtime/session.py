@@ -2,8 +2,9 @@
 
 Sources
 -------
-An ``.onnx`` path (handed to onnxruntime as a path, so external data works), an ``.h5`` /
-``.hdf5`` path (``converters.hdf5.load_graph`` then ``converters.onnx.export``), an
+An ``.onnx`` path (handed to onnxruntime as a path, so external data works), any other model
+file ``converters.formats`` reads (``.h5``/``.hdf5``, ``.keras``: read to the IR, then
+``converters.onnx.export``), an
 ``onnx.ModelProto``, serialized ONNX ``bytes``, a ``modelkit.ir.Graph`` or any object with
 ``to_ir()`` (a modelkit model; exported through ``converters.onnx.export``).
 
@@ -59,7 +60,6 @@ import numpy as np
 
 from modelkit.errors import (ConfigError, DTypeError, ModelkitError, ModelLoadError,
                              RuntimeSessionError, ShapeError)
-from modelkit.converters.file_checks import require_regular_file
 from modelkit.converters.keras_to_onnx import convert_keras_file
 
 from .batching import concat_batches, iter_batches
@@ -70,9 +70,6 @@ __all__ = ["InferenceSession", "IOSpec", "cuda_status"]
 logger = logging.getLogger("modelkit.runtime")
 
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disable")
-ONNX_EXTENSIONS = (".onnx",)
-HDF5_EXTENSIONS = (".h5", ".hdf5")
-KERAS_EXTENSIONS = (".keras",)
 
 _ONNX_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -145,18 +142,13 @@ def _load_source(source):
     converted, and any failure on the way is a ModelLoadError naming the file."""
     from modelkit.converters.onnx.reading import check_model_proto, parse_model, read_model
     if isinstance(source, (str, os.PathLike)):
+        from modelkit.converters import formats
         path = os.fspath(source)
-        ext = os.path.splitext(path)[1].lower()
-        if not os.path.exists(path):
-            raise ModelLoadError(f"Model file not found: {path}")
-        require_regular_file(path, "model file")
-        if ext in HDF5_EXTENSIONS + KERAS_EXTENSIONS:
-            return convert_keras_file(path).SerializeToString(), path
-        if ext in ONNX_EXTENSIONS:
+        fmt = formats.format_of(path)
+        if fmt is formats.ONNX:
             read_model(path)
             return path, path
-        raise ModelLoadError(f"Cannot run {path!r}: unknown model file extension {ext!r}; "
-                             f"expected .onnx, .h5, .hdf5 or .keras")
+        return convert_keras_file(path).SerializeToString(), path
     if isinstance(source, (bytes, bytearray, memoryview)):
         parse_model(source, "<onnx bytes>")
         return bytes(source), "<onnx bytes>"
@@ -170,9 +162,9 @@ def _load_source(source):
         from modelkit.converters import onnx as onnx_conv
         name = getattr(source, "name", "") or ""
         return onnx_conv.export(source).SerializeToString(), f"<{type(source).__name__} {name}>"
-    raise ConfigError(f"InferenceSession source must be an .onnx/.h5/.keras path, an "
-                      f"onnx.ModelProto, ONNX bytes, a modelkit.ir.Graph or a model with "
-                      f"to_ir(); got {type(source).__name__}")
+    raise ConfigError(f"InferenceSession source must be a model file path (.onnx, .h5, "
+                      f".keras), an onnx.ModelProto, ONNX bytes, a modelkit.ir.Graph or a "
+                      f"model with to_ir(); got {type(source).__name__}")
 
 
 def _ort_error_is_load_error(ort, exc):

@@ -14,7 +14,7 @@ import pytest
 
 from modelkit.converters import hdf5
 from modelkit.ir import Graph, Node, TensorRef, TensorSpec
-from modelkit.utils.atomic import atomic_write, remove_stale_temporaries
+from modelkit.converters.atomic import atomic_write, remove_stale_temporaries
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock and signals")
 

@@ -7,15 +7,14 @@ import io
 import json
 import zipfile
 
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
 
-from ._common import KERAS3_VERSION
 from modelkit.ir import json_default
 
 from ..file_checks import require_regular_file
 from .h5io import _Ctx, _open, _read_new_layout
-from .keras_config import (attach_layer_weights, attach_wrapped_models, graph_to_keras_config,
-                           keras_config_to_graph)
+from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
+                                   graph_to_keras_config, keras_config_to_graph, keras_weight_order)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -113,7 +112,6 @@ def load_keras_archive(path):
 
 def _write_new_layout(f, graph):
     from .h5io import _new_layout_paths
-    from .keras_config import keras_weight_order
     import numpy as np
     paths = _new_layout_paths(graph)
     for node in graph.nodes:

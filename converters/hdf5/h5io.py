@@ -29,16 +29,16 @@ import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import TrainingConfig, json_default
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
+
+from modelkit.keras_config import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, graph_to_keras_config,
+                                   keras_config_to_graph, keras_weight_order,
+                                   non_trainable_variable, snake_case, strip_weight_suffix,
+                                   variable_names)
 
 from ..file_checks import require_regular_file
-
-from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
-                      non_trainable_variable, snake_case, to_str, variable_names,
-                      write_name_list)
+from ._common import ConfigProblem, read_name_list, to_str, write_name_list
 from .h5guard import inspect_file
-from .keras_config import (_strip_suffix, graph_to_keras_config, keras_config_to_graph,
-                           keras_weight_order)
 
 __all__ = ["save_graph", "load_graph", "save_weights", "load_weights_into"]
 
@@ -339,7 +339,7 @@ def _write_optimizer_weights(f, graph):
 
 def _map_optimizer_name(raw, opt_name, weight_keys):
     """A stored optimizer variable name -> ("iterations", None) or ("slot", ir_name)."""
-    w = _strip_suffix(raw)
+    w = strip_weight_suffix(raw)
     parts = w.split("/")
     if parts[-1] in ("iter", "iteration", "iterations") and len(parts) <= 3:
         return "iterations", None
@@ -383,7 +383,7 @@ def _read_optimizer_weights(f, graph, ctx):
     state = {"iterations": None, "weights": {}}
     for raw in names:
         arr = _read_dataset(g, raw, ctx, f"optimizer weight {raw!r}")
-        if _strip_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
+        if strip_weight_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
             continue               # Keras 3 keeps it as a variable; it is in the config
         kind, name = _map_optimizer_name(raw, opt_name, keys)
         if kind == "iterations" and arr.size == 1:

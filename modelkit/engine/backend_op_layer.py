@@ -46,7 +46,8 @@ def _to_index(idx):
     return tuple(idx) if isinstance(idx, list) else idx
 
 
-def _symbolic_handler(fn, args, kwargs):
+def symbolic_call(fn, args, kwargs):
+    """K function `fn` called on symbolic tensors: a BackendOp node."""
     tensors = []
     enc_args = _encode(list(args), tensors)
     enc_kwargs = {k: _encode(v, tensors) for k, v in kwargs.items()}
@@ -57,11 +58,8 @@ def _symbolic_handler(fn, args, kwargs):
 
 
 def getitem_symbolic(x, index):
+    """`x[index]` on a symbolic tensor: a BackendOp node."""
     tensors = []
     enc = _encode([x, list(index) if isinstance(index, tuple) else index], tensors)
     layer = BackendOp("getitem", {"args": enc, "kwargs": {}})
     return layer(tensors if len(tensors) > 1 else tensors[0])
-
-
-F.set_symbolic_handler(_symbolic_handler)
-F.getitem_symbolic = getitem_symbolic

@@ -245,7 +245,7 @@ class Model(TrainingMixin, Layer):
         load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def to_json(self, **kwargs):
-        from ..saving import model_to_json
+        from ..ir_bridge import model_to_json
         return model_to_json(self, **kwargs)
 
 

@@ -2,11 +2,14 @@
 
 Loading never runs code from a file unless the caller asks: a Lambda's marshalled
 bytecode is only unmarshalled inside `safe_mode_scope(False)` (what
-`load_model(..., safe_mode=False)` opens).
+`load_model(..., safe_mode=False)` opens). Safe mode and the custom-object scopes are
+per call (`contextvars`): a `safe_mode=False` load in one thread (or asyncio task) never
+turns safe mode off for a load running concurrently in another.
 """
 
 import base64
 import contextlib
+import contextvars
 import marshal
 import types
 
@@ -15,7 +18,8 @@ from ..registry import Registry
 
 LAYERS = Registry("layer class")
 
-_STATE = {"safe_mode": True, "custom_objects": [{}]}
+_SAFE_MODE = contextvars.ContextVar("modelkit_safe_mode", default=True)
+_CUSTOM_OBJECTS = contextvars.ContextVar("modelkit_custom_objects", default=())  # dicts, outer first
 
 
 def register_layer(cls=None, *, aliases=()):
@@ -30,28 +34,29 @@ def register_layer(cls=None, *, aliases=()):
 
 @contextlib.contextmanager
 def safe_mode_scope(safe_mode=True):
-    previous = _STATE["safe_mode"]
-    _STATE["safe_mode"] = bool(safe_mode)
+    """Within the block (in this thread / task only), loading may run code iff not safe_mode."""
+    token = _SAFE_MODE.set(bool(safe_mode))
     try:
         yield
     finally:
-        _STATE["safe_mode"] = previous
+        _SAFE_MODE.reset(token)
 
 
 def in_safe_mode():
-    return _STATE["safe_mode"]
+    return _SAFE_MODE.get()
 
 
 @contextlib.contextmanager
 def custom_object_scope(*objects):
+    """Within the block (in this thread / task only), these names resolve to these objects."""
     merged = {}
     for o in objects:
         merged.update(o or {})
-    _STATE["custom_objects"].append(merged)
+    token = _CUSTOM_OBJECTS.set(_CUSTOM_OBJECTS.get() + (merged,))
     try:
         yield
     finally:
-        _STATE["custom_objects"].pop()
+        _CUSTOM_OBJECTS.reset(token)
 
 
 CustomObjectScope = custom_object_scope
@@ -59,7 +64,7 @@ CustomObjectScope = custom_object_scope
 
 def custom_objects():
     merged = {}
-    for d in _STATE["custom_objects"]:
+    for d in _CUSTOM_OBJECTS.get():
         merged.update(d)
     return merged
 
