@@ -2,7 +2,7 @@
 
     python benchmarks/fuzz.py [--cases 10000] [--seed 0] [--keep DIR] [--budget-mb 1024]
 
-Runs the structure-aware fuzz harness of tests/fuzz_harness.py: every case is a mutated
+Runs the structure-aware fuzz harness of tests/converters/fuzz_harness.py: every case is a mutated
 real model file loaded the way users do (load_model, InferenceSession + predict, summary),
 each in a forked child limited to the budget of memory above its parent and to
 CASE_SECONDS. Prints the outcome counts, the rate, the slowest case, and every finding
@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "converters"))
 
 from fuzz_harness import BAD_OUTCOMES, Campaign  # noqa: E402
 

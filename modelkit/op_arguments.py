@@ -8,8 +8,7 @@ ONNX exporter decode.
 
 import numpy as np
 
-from .errors import ConfigError, IRError
-from .ir import tensor_dtype
+from .errors import ConfigError
 
 TENSOR = "__tensor__"
 MAX_CONSTANT = 1 << 24          # elements of one stored constant array
@@ -89,10 +88,7 @@ def _check_value(value, where, limit, depth):
                 raise ConfigError(f"{where}: bad tensor reference {value!r:.80}")
             return
         if "__array__" in value:
-            try:
-                tensor_dtype(value.get("dtype", "float32"), f"{where}: constant")
-            except IRError as e:
-                raise ConfigError(str(e)) from None
+            _check_constant_dtype(value.get("dtype", "float32"), where)
             if _count(value["__array__"], MAX_CONSTANT) > MAX_CONSTANT:
                 raise ConfigError(f"{where}: a constant holds more than {MAX_CONSTANT} values")
             return
@@ -107,6 +103,17 @@ def _check_value(value, where, limit, depth):
         for v in value.values():
             _check_value(v, where, limit, depth + 1)
     # anything else (a dtype object, ...) was not read from a file: nothing to check
+
+
+def _check_constant_dtype(dtype, where):
+    """Constants are numeric or bool (never strings such as 'U500000000' or objects)."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError, RecursionError):
+        raise ConfigError(f"{where}: constant dtype {dtype!r:.80} is not a dtype") from None
+    if dt.kind not in "biuf" or dt.itemsize > 8 or dt.fields or dt.subdtype:
+        raise ConfigError(f"{where}: constant dtype {dtype!r:.80} is not a numeric or bool "
+                          f"tensor dtype")
 
 
 def _count(value, cap):
