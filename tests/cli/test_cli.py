@@ -229,7 +229,8 @@ def test_summary_h5_layer_table():
 def test_summary_keras_archive_and_lambda_file():
     out = mk("summary", FIXTURES / "keras3" / "mlp.keras", check_rc=0).stdout
     assert "Layer (type)" in out and "(Dense)" in out and "Total params:" in out
-    line = one_error_line(mk("summary", FIXTURES / "keras2" / "lambda.h5"), 1, "Layer 'lambda'")
+    lam = FIXTURES / "keras2" / "lambda.h5"
+    line = one_error_line(mk("summary", lam), 1, f"{lam}: Layer 'lambda'")
     assert "safe_mode=False" in line
 
 
