@@ -63,9 +63,9 @@ def _read_onnx(path):
     return importer(path)
 
 
-def _write_onnx(graph, path, dialect=None, include_optimizer=None, opset=17):
+def _write_onnx(graph, path, dialect=None, include_optimizer=None, opset=None):
     from . import onnx as onnx_conv
-    onnx_conv.export(graph, path=path, opset=17 if opset is None else opset)
+    onnx_conv.export(graph, path=path, **({} if opset is None else {"opset": opset}))
 
 
 HDF5 = Format("hdf5", "Keras HDF5", (".h5", ".hdf5", ".keras_h5"), b"\x89HDF\r\n\x1a\n",
@@ -123,10 +123,10 @@ def format_for_writing(path):
     return fmt
 
 
-def write_graph(graph, path, *, dialect="keras2", include_optimizer=True, opset=17):
+def write_graph(graph, path, *, dialect="keras2", include_optimizer=True, opset=None):
     """Write `graph` in the format `path`'s extension names (atomically).
 
-    dialect ("keras2"/"keras3") applies to HDF5, opset to ONNX."""
+    dialect ("keras2"/"keras3") applies to HDF5, opset to ONNX (None: the exporter's default)."""
     path = os.fspath(path)
     fmt = format_for_writing(path)
     fmt.write(graph, path, dialect=dialect, include_optimizer=include_optimizer, opset=opset)
