@@ -230,7 +230,7 @@ def test_weights_of_layers_the_config_lacks_are_not_read(model_h5, monkeypatch):
         ghost.attrs["weight_names"] = np.array([b"ghost/kernel:0"])
         ghost["ghost/kernel:0"] = np.zeros((4, 4), np.float32)
         f["model_weights"].attrs["layer_names"] = _names(names + ["ghost"])
-    from converters.hdf5 import h5io
+    from modelkit.converters.hdf5 import h5io
     reads = []
     real = h5io._read_dataset
     monkeypatch.setattr(h5io, "_read_dataset", lambda *a: reads.append(a[1]) or real(*a))
@@ -239,7 +239,7 @@ def test_weights_of_layers_the_config_lacks_are_not_read(model_h5, monkeypatch):
 
 
 def test_budget_counts_every_read():
-    from converters.hdf5.h5guard import Budget
+    from modelkit.converters.hdf5.h5guard import Budget
     b = Budget("f.h5", 1000)
     b.charge(1000 + (64 << 10), "a")
     with pytest.raises(ModelLoadError, match="f.h5.*b"):
