@@ -129,16 +129,21 @@ def dtype_of(value):
     return np.dtype(value if value is not None else _FLOATX)
 
 
-_CLEAR_HOOKS = []
+_UIDS = {}      # name prefix -> how many names were handed out (Keras 2's K.get_uid)
 
 
-def on_clear_session(fn):
-    """Register `fn` to run at `clear_session()` (the engine resets its name counters)."""
-    _CLEAR_HOOKS.append(fn)
+def get_uid(prefix=""):
+    """1 on the first call for `prefix`, then 2, 3, ... until `reset_uids()` (layer names
+    are made from it)."""
+    _UIDS[prefix] = _UIDS.get(prefix, 0) + 1
+    return _UIDS[prefix]
+
+
+def reset_uids():
+    _UIDS.clear()
 
 
 def clear_session():
     """Keras's `K.clear_session()`: layer names start again, the learning phase is free."""
     set_learning_phase(None)
-    for fn in _CLEAR_HOOKS:
-        fn()
+    reset_uids()

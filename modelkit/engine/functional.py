@@ -64,20 +64,22 @@ class Model(TrainingMixin, Layer):
         self.built = True
 
     def _topological_nodes(self, targets=None, known=()):
-        """Nodes needed for `targets` (default: the outputs) in run order, skipping
-        `known` nodes (already run)."""
+        """Nodes needed for `targets` (default: the outputs) in dependency order, skipping
+        `known` nodes (already run): depth-first post-order with an explicit stack, so a
+        model thousands of layers deep does not hit Python's recursion limit."""
         input_ids = {id(t) for t in self.inputs}
         order, state = [], {id(n): "done" for n in known}
 
-        def visit(tensor, path):
+        def enter(tensor, path):
+            """The node to expand for `tensor`, or None if nothing is left to do."""
             layer, node_index, _ = tensor._keras_history
             node = layer._inbound_nodes[node_index]
             key = id(node)
             if state.get(key) == "done":
-                return
+                return None
             if id(tensor) in input_ids:
                 state[key] = "done"
-                return
+                return None
             if isinstance(layer, InputLayer):
                 names = [t.name for t in self.inputs]
                 raise ConfigError(f"Graph disconnected: cannot obtain a value for input "
@@ -86,13 +88,22 @@ class Model(TrainingMixin, Layer):
             if state.get(key) == "visiting":
                 raise ConfigError(f"Model {self.name!r}: cycle through layer {layer.name!r}")
             state[key] = "visiting"
-            for t in node.input_tensors:
-                visit(t, layer.name)
-            state[key] = "done"
-            order.append(node)
+            return node
 
-        for t in (self.outputs if targets is None else targets):
-            visit(t, "<output>")
+        for out in (self.outputs if targets is None else targets):
+            node = enter(out, "<output>")
+            stack = [(node, iter(node.input_tensors))] if node is not None else []
+            while stack:
+                node, pending = stack[-1]
+                for t in pending:
+                    child = enter(t, node.layer.name)
+                    if child is not None:
+                        stack.append((child, iter(child.input_tensors)))
+                        break
+                else:
+                    stack.pop()
+                    state[id(node)] = "done"
+                    order.append(node)
         return order
 
     # -- losses added as symbolic tensors (Keras 2's add_loss(tensor), the VAE pattern) ------
@@ -280,7 +291,7 @@ class Model(TrainingMixin, Layer):
         load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def to_json(self, **kwargs):
-        from ..saving import model_to_json
+        from ..ir_bridge import model_to_json
         return model_to_json(self, **kwargs)
 
 

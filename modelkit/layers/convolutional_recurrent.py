@@ -21,7 +21,7 @@ import numpy as np
 from .. import activations, regularizers
 from ..backend import config as backend_config
 from ..backend import functions as F
-from ..backend.engine import OPS, apply
+from ..backend.tape import OPS, apply
 from ..backend import conv_ops
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer, unique_name
