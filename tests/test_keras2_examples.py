@@ -290,6 +290,15 @@ def test_set_learning_phase_fixes_the_phase_of_every_run():
     assert Dense(2).name == "dense"         # and layer names start again
 
 
+def test_layer_names_come_from_k_get_uid():
+    K.clear_session()
+    assert [Dense(1).name, Dense(1).name] == ["dense", "dense_1"]
+    assert K.get_uid("dense") == 3            # Keras 2: the count handed out so far, plus one
+    assert Dense(1).name == "dense_3"
+    K.reset_uids()
+    assert K.get_uid("dense") == 1 and Dense(1).name == "dense_1"
+
+
 def test_lambda_returning_a_one_element_list_is_unpacked():
     inp = Input(shape=(4,))
     out = Lambda(lambda x: [x * 2])(inp)
