@@ -9,11 +9,14 @@ requests (a server's) into one session run.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from modelkit.errors import ConfigError, ShapeError
 
-__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches", "DynamicBatcher"]
+__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches", "DynamicBatcher",
+           "rows_can_be_batched"]
 
 
 def batch_size_of(feeds):
@@ -84,10 +87,38 @@ def concat_batches(results, names):
 
 
 class _Request:
-    __slots__ = ("key", "feeds", "rows", "future")
+    __slots__ = ("key", "feeds", "rows", "future", "queued")
 
-    def __init__(self, key, feeds, rows, future):
+    def __init__(self, key, feeds, rows, future, queued):
         self.key, self.feeds, self.rows, self.future = key, feeds, rows, future
+        self.queued = queued
+
+
+def rows_can_be_batched(session):
+    """True when requests for `session` may be stacked along axis 0 and split back.
+
+    Every input's leading dim must be dynamic; where the model names those dims, inputs
+    share one name and every output's leading dim carries it too (an output without the
+    batch axis, or with a fixed leading dim, cannot be split per request).
+    """
+    inputs = list(getattr(session, "inputs", None) or [])
+    if not getattr(session, "batch_dynamic", False):
+        return False
+    if not inputs:
+        return True
+    names = {s.dim_names[0] if s.dim_names else None for s in inputs}
+    named = names - {None}
+    if len(named) > 1:
+        return False
+    for out in getattr(session, "outputs", None) or []:
+        if not out.shape:             # unknown rank (or a scalar): checked per run
+            continue
+        if out.shape[0] is not None:
+            return False
+        out_name = out.dim_names[0] if out.dim_names else None
+        if named and out_name is not None and out_name not in named:
+            return False
+    return True
 
 
 class DynamicBatcher:
@@ -96,9 +127,19 @@ class DynamicBatcher:
     Callers in any thread `submit(feeds)` (or block on `run(feeds)`); a worker thread takes
     the oldest request, waits at most `max_delay_ms` for more requests with the same
     per-row shapes and dtypes, concatenates up to `max_batch_size` rows, runs the session
-    once and hands each caller its own rows of every output. Inputs are validated (and
-    cast) in the caller's thread, so a bad request fails alone and at once. Models whose
-    batch dim is fixed, or whose outputs have no batch axis, run one request at a time.
+    once and hands each caller its own rows of every output. The wait is adaptive: it is
+    counted from the oldest request's arrival, so under load (requests queued while the
+    previous batch ran) the next batch starts at once, and the worker stops waiting as
+    soon as the batch is full. Inputs are validated (and
+    cast) in the caller's thread, so a bad request fails alone and at once; if a batched
+    run fails (say one request's values are out of range), every request of the batch is
+    run again alone, so only the culprit sees the error. A request larger than
+    `max_batch_size` runs alone. Models whose batch dim is fixed, or whose outputs have no
+    batch axis (see `rows_can_be_batched`), run one request at a time.
+
+    `observer`, if given, is called in the worker after every session run with
+    ``(rows, queue_waits, run_seconds)``: the rows run, the seconds each request waited
+    in the queue, and the run's duration (for metrics).
 
         with DynamicBatcher(sess, max_batch_size=64, max_delay_ms=2) as batcher:
             outputs = batcher.run({"x": row})          # {output name: array}
@@ -107,7 +148,7 @@ class DynamicBatcher:
     as `modelkit.runtime.InferenceSession` has.
     """
 
-    def __init__(self, session, max_batch_size=32, max_delay_ms=2.0):
+    def __init__(self, session, max_batch_size=32, max_delay_ms=2.0, observer=None):
         if not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         if not isinstance(max_delay_ms, (int, float)) or max_delay_ms < 0:
@@ -117,7 +158,8 @@ class DynamicBatcher:
         self.session = session
         self.max_batch_size = int(max_batch_size)
         self.max_delay = float(max_delay_ms) / 1000.0
-        self._groupable = bool(getattr(session, "batch_dynamic", False))
+        self._groupable = rows_can_be_batched(session)
+        self._observer = observer
         self._pending = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -139,13 +181,18 @@ class DynamicBatcher:
             if self._closed:
                 from modelkit.errors import RuntimeSessionError
                 raise RuntimeSessionError("DynamicBatcher is closed")
-            self._pending.append(_Request(key, prepared, rows, future))
+            self._pending.append(_Request(key, prepared, rows, future, _now()))
             self._cond.notify()
         return future
 
     def run(self, feeds, timeout=None):
         """Submit and wait: {output name: array} for these inputs alone."""
         return self.submit(feeds).result(timeout)
+
+    @property
+    def queued(self):
+        """Requests waiting for the worker (a snapshot)."""
+        return len(self._pending)
 
     def close(self):
         """Finish the queued requests, then stop the worker."""
@@ -163,7 +210,6 @@ class DynamicBatcher:
     # -- worker -------------------------------------------------------------------------
     def _take_group(self):
         """Under the lock: the next group of compatible requests, or None when closed."""
-        import time
         cond, pending = self._cond, self._pending
         while not pending:
             if self._closed:
@@ -173,14 +219,14 @@ class DynamicBatcher:
         group, rows = [first], first.rows
         if first.key is None or rows >= self.max_batch_size:
             return group
-        deadline = time.monotonic() + self.max_delay
+        deadline = first.queued + self.max_delay       # no request waits longer to be batched
         while True:
             for req in list(pending):
                 if req.key == first.key and rows + req.rows <= self.max_batch_size:
                     pending.remove(req)
                     group.append(req)
                     rows += req.rows
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _now()
             if rows >= self.max_batch_size or remaining <= 0 or self._closed:
                 return group
             cond.wait(remaining)
@@ -203,11 +249,10 @@ class DynamicBatcher:
         feeds = {n: np.concatenate([r.feeds[n] for r in group], axis=0) for n in names}
         total = sum(r.rows for r in group)
         try:
-            outs = self.session.run(feeds)
-            self.runs += 1
-        except Exception as e:          # every caller of the group gets the error
+            outs = self._timed_run(feeds, total, group)
+        except Exception:               # never mix fates: each request runs again alone
             for r in group:
-                r.future.set_exception(e)
+                self._run_alone(r)
             return
         if any(np.ndim(v) == 0 or len(v) != total for v in outs.values()):
             for r in group:             # outputs without a batch axis: cannot be split
@@ -221,9 +266,23 @@ class DynamicBatcher:
 
     def _run_alone(self, req):
         try:
-            result = self.session.run(req.feeds)
-            self.runs += 1
+            result = self._timed_run(req.feeds, req.rows, [req])
         except Exception as e:
             req.future.set_exception(e)
             return
         req.future.set_result(result)
+
+    def _timed_run(self, feeds, rows, group):
+        start = _now()
+        result = self.session.run(feeds)
+        self.runs += 1
+        if self._observer is not None:
+            end = _now()
+            try:
+                self._observer(rows, [start - r.queued for r in group], end - start)
+            except Exception:           # pragma: no cover - metrics must never fail a run
+                pass
+        return result
+
+
+_now = time.perf_counter
