@@ -1,0 +1,168 @@
+"""KServe v2 (Open Inference Protocol) on the in-process app: JSON and the binary tensor
+data extension framed byte for byte as tritonclient.http sends it."""
+
+import json
+
+import numpy as np
+import pytest
+from server_kit import InProcess, binary_request, build_models, parse_v2_response
+
+from modelkit.runtime.server import create_app
+
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build_models(tmp_path_factory.mktemp("v2models"))
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
+                     batch_timeout_ms=1)
+    yield InProcess(app)
+    app.state.repository.close()
+
+
+def infer_json(name, arr, datatype, nested=False):
+    data = arr.tolist() if nested else arr.ravel().tolist()
+    return {"name": name, "shape": list(arr.shape), "datatype": datatype, "data": data}
+
+
+def test_health_and_server_metadata(client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    r = client.get("/v2/health/ready")
+    assert (r.status, r.json()) == (200, {"ready": True})
+    meta = client.get("/v2").json()
+    assert meta["name"] == "modelkit" and meta["version"]
+    assert "binary_tensor_data" in meta["extensions"]
+
+
+def test_model_metadata_has_datatypes_and_dynamic_dims(client):
+    meta = client.get("/v2/models/mlp").json()
+    assert meta["name"] == "mlp" and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": meta["inputs"][0]["name"], "datatype": "FP32",
+                               "shape": [-1, 4]}]
+    assert meta["outputs"][0]["datatype"] == "FP32" and meta["outputs"][0]["shape"] == [-1, 3]
+    emb = client.get("/v2/models/emb").json()
+    assert emb["inputs"][0]["datatype"] == "INT32" and emb["inputs"][0]["shape"] == [-1, -1]
+    lstm = client.get("/v2/models/lstm/versions/1").json()
+    assert lstm["inputs"][0]["shape"] == [-1, -1, 3]
+    assert lstm["outputs"][0]["shape"] == [-1, -1, 5]
+    two = client.get("/v2/models/two").json()
+    assert [t["name"] for t in two["inputs"]] == ["a", "b"]
+    assert [t["name"] for t in two["outputs"]] == ["sum", "prod"]
+
+
+def test_model_ready_with_and_without_version(client):
+    assert client.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
+    assert client.get("/v2/models/mlp/versions/1/ready").status == 200
+    r = client.get("/v2/models/mlp/versions/2/ready")
+    assert r.status == 404 and "version '2'" in r.json()["error"]
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_json_infer_matches_predict(client, models, nested):
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    name = client.get("/v2/models/mlp").json()["inputs"][0]["name"]
+    r = client.post("/v2/models/mlp/infer",
+                    {"id": "req-7", "inputs": [infer_json(name, x, "FP32", nested)]})
+    assert r.status == 200, r
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["model_name"] == "mlp" and body["model_version"] == "1"
+    assert body["id"] == "req-7"
+    (out,) = body["outputs"]
+    assert out["datatype"] == "FP32" and out["shape"] == [3, 3]
+    want = models["mlp"][1](x)
+    np.testing.assert_allclose(np.array(out["data"]).reshape(3, 3), want, rtol=1e-5, atol=1e-6)
+
+
+def test_int_input_with_dynamic_sequence_length(client, models):
+    name = client.get("/v2/models/emb").json()["inputs"][0]["name"]
+    for length in (1, 5, 9):
+        ids = RNG.integers(0, 10, size=(2, length)).astype(np.int32)
+        r = client.post("/v2/models/emb/infer", {"inputs": [infer_json(name, ids, "INT32")]})
+        assert r.status == 200, r
+        _, outs = parse_v2_response(r)
+        np.testing.assert_allclose(next(iter(outs.values())), models["emb"][1](ids),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_two_inputs_two_outputs_and_output_selection(client):
+    a = RNG.standard_normal((2, 3)).astype(np.float32)
+    b = RNG.standard_normal((2, 3)).astype(np.float32)
+    body = {"inputs": [infer_json("a", a, "FP32"), infer_json("b", b, "FP32")]}
+    head, outs = parse_v2_response(client.post("/v2/models/two/infer", body))
+    assert [o["name"] for o in head["outputs"]] == ["sum", "prod"]
+    np.testing.assert_allclose(outs["sum"], a + b, rtol=1e-6)
+    np.testing.assert_allclose(outs["prod"], a * b, rtol=1e-6)
+    body["outputs"] = [{"name": "prod"}]
+    head, outs = parse_v2_response(client.post("/v2/models/two/versions/1/infer", body))
+    assert list(outs) == ["prod"] and "id" not in head
+    np.testing.assert_allclose(outs["prod"], a * b, rtol=1e-6)
+
+
+def test_binary_inputs_and_outputs_as_tritonclient_frames_them(client):
+    a = RNG.standard_normal((4, 3)).astype(np.float32)
+    b = RNG.standard_normal((4, 3)).astype(np.float32)
+    body, headers = binary_request({"a": a, "b": b}, request_id="bin-1")
+    r = client.post("/v2/models/two/infer", body, headers)
+    assert r.status == 200, r
+    hl = int(r.headers["inference-header-content-length"])
+    head = json.loads(r.body[:hl])
+    assert head["id"] == "bin-1"
+    sizes = [o["parameters"]["binary_data_size"] for o in head["outputs"]]
+    assert sizes == [48, 48] and len(r.body) == hl + 96 and "data" not in head["outputs"][0]
+    raw = r.body[hl:]
+    np.testing.assert_array_equal(np.frombuffer(raw[:48], "<f4").reshape(4, 3), a + b)
+    np.testing.assert_array_equal(np.frombuffer(raw[48:], "<f4").reshape(4, 3), a * b)
+
+
+def test_binary_and_json_mixed_per_tensor(client):
+    a = RNG.standard_normal((2, 3)).astype(np.float32)
+    b = RNG.standard_normal((2, 3)).astype(np.float32)
+    head = {"inputs": [{"name": "a", "shape": [2, 3], "datatype": "FP32",
+                        "parameters": {"binary_data_size": 24}},
+                       infer_json("b", b, "FP32")],
+            "outputs": [{"name": "sum", "parameters": {"binary_data": False}},
+                        {"name": "prod", "parameters": {"binary_data": True}}]}
+    text = json.dumps(head).encode()
+    r = client.post("/v2/models/two/infer", text + a.tobytes(),
+                    {"Inference-Header-Content-Length": len(text)})
+    head, outs = parse_v2_response(r)
+    assert "data" in head["outputs"][0] and "parameters" in head["outputs"][1]
+    np.testing.assert_allclose(outs["sum"], a + b, rtol=1e-6)
+    np.testing.assert_array_equal(outs["prod"], a * b)
+
+
+def test_binary_output_requested_for_json_inputs(client, models):
+    x = RNG.standard_normal((2, 4)).astype(np.float32)
+    name = client.get("/v2/models/mlp").json()["inputs"][0]["name"]
+    body, headers = binary_request({name: x}, binary_inputs=False)
+    assert headers == {}                               # no binary input: plain JSON body
+    r = client.post("/v2/models/mlp/infer", body)
+    assert "inference-header-content-length" in r.headers     # binary_data_output honoured
+    _, outs = parse_v2_response(r)
+    np.testing.assert_allclose(next(iter(outs.values())), models["mlp"][1](x), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_body_is_json_whatever_the_content_type(client):
+    a = np.ones((1, 3), np.float32)
+    body = {"inputs": [infer_json("a", a, "FP32"), infer_json("b", a, "FP32")]}
+    for ctype in ("text/plain", "application/octet-stream", "application/x-www-form-urlencoded"):
+        r = client.post("/v2/models/two/infer", body, {"Content-Type": ctype})
+        assert r.status == 200, (ctype, r)
+
+
+def test_sequence_model_keeps_each_length(client, models):
+    name = client.get("/v2/models/lstm").json()["inputs"][0]["name"]
+    for t in (2, 7):
+        x = RNG.standard_normal((1, t, 3)).astype(np.float32)
+        body, headers = binary_request({name: x})
+        _, outs = parse_v2_response(client.post("/v2/models/lstm/infer", body, headers))
+        out = next(iter(outs.values()))
+        assert out.shape == (1, t, 5)
+        np.testing.assert_allclose(out, models["lstm"][1](x), rtol=1e-5, atol=1e-6)
