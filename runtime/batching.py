@@ -144,8 +144,9 @@ class DynamicBatcher:
         with DynamicBatcher(sess, max_batch_size=64, max_delay_ms=2) as batcher:
             outputs = batcher.run({"x": row})          # {output name: array}
 
-    `session` needs `validate(feeds) -> dict`, `run(feeds) -> dict` and `batch_dynamic`,
-    as `modelkit.runtime.InferenceSession` has.
+    `session` needs `validate(feeds) -> dict`, `run(feeds) -> dict`, `batch_dynamic` and
+    (to tell whether outputs keep the batch axis) `inputs`/`outputs` IOSpecs, as
+    `modelkit.runtime.InferenceSession` has.
     """
 
     def __init__(self, session, max_batch_size=32, max_delay_ms=2.0, observer=None):

@@ -1,0 +1,273 @@
+"""The server on a real uvicorn socket (127.0.0.1, free port): keep-alive, many concurrent
+clients checked against model.predict, metrics, readiness, and the `modelkit serve` CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from server_kit import Client, binary_request, build_models, live_server, parse_v2_response
+
+from modelkit.runtime.server import create_app
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build_models(tmp_path_factory.mktemp("livemodels"))
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
+                     max_batch_size=16, batch_timeout_ms=5)
+    with live_server(app) as address:
+        yield app, address
+
+
+def input_name(app, model):
+    return app.state.repository.get(model).inputs[0].name
+
+
+def test_keep_alive_and_every_protocol_on_one_connection(server, models):
+    app, address = server
+    c = Client(address)
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    want = models["mlp"][1](x)
+    assert c.get("/v2/health/ready").status == 200
+    sock = c.conn.sock
+    name = input_name(app, "mlp")
+    r = c.post("/v2/models/mlp/infer", {"inputs": [
+        {"name": name, "shape": [2, 4], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    np.testing.assert_allclose(next(iter(parse_v2_response(r)[1].values())), want, rtol=1e-5,
+                               atol=1e-6)
+    body, headers = binary_request({name: x})
+    r = c.post("/v2/models/mlp/infer", body, headers)
+    np.testing.assert_allclose(next(iter(parse_v2_response(r)[1].values())), want, rtol=1e-5,
+                               atol=1e-6)
+    r = c.post("/v1/models/mlp:predict", {"instances": x.tolist()})
+    np.testing.assert_allclose(r.json()["predictions"], want, rtol=1e-5, atol=1e-6)
+    r = c.post("/v1/models/mlp:predict", b"{oops")
+    assert r.status == 400 and "not valid JSON" in r.json()["error"]
+    assert c.get("/v1/models/mlp").status == 200
+    assert c.conn.sock is sock                      # one TCP connection throughout
+    c.close()
+
+
+def _one_client(app, address, models, seed, results):
+    rng = np.random.default_rng(seed)
+    c = Client(address)
+    mlp_in, lstm_in, emb_in = (input_name(app, m) for m in ("mlp", "lstm", "emb"))
+    try:
+        for i in range(12):
+            kind = (seed + i) % 6
+            if kind == 0:                                     # v2 JSON, mlp
+                x = rng.standard_normal((int(rng.integers(1, 4)), 4)).astype(np.float32)
+                r = c.post("/v2/models/mlp/infer", {"id": f"{seed}-{i}", "inputs": [
+                    {"name": mlp_in, "shape": list(x.shape), "datatype": "FP32",
+                     "data": x.tolist()}]})
+                head, outs = parse_v2_response(r)
+                assert head["id"] == f"{seed}-{i}"
+                results.append((next(iter(outs.values())), models["mlp"][1](x)))
+            elif kind == 1:                                   # v2 binary, lstm, own length
+                x = rng.standard_normal((1, int(rng.integers(1, 8)), 3)).astype(np.float32)
+                body, headers = binary_request({lstm_in: x})
+                _, outs = parse_v2_response(c.post("/v2/models/lstm/infer", body, headers))
+                results.append((next(iter(outs.values())), models["lstm"][1](x)))
+            elif kind == 2:                                   # TF rows, int input
+                ids = rng.integers(0, 10, size=(2, int(rng.integers(1, 6)))).astype(np.int32)
+                r = c.post("/v1/models/emb:predict", {"instances": ids.tolist()})
+                assert r.status == 200, r
+                results.append((np.array(r.json()["predictions"]), models["emb"][1](ids)))
+            elif kind == 3:                                   # TF columnar, two in/out
+                a, b = rng.standard_normal((2, 2, 3))
+                r = c.post("/v1/models/two:predict", {"inputs": {"a": a.tolist(),
+                                                                 "b": b.tolist()}})
+                outs = r.json()["outputs"]
+                results.append((np.array(outs["sum"]), a + b))
+                results.append((np.array(outs["prod"]), a * b))
+            elif kind == 4:                                   # bad values in a batch
+                r = c.post("/v2/models/emb/infer", {"inputs": [
+                    {"name": emb_in, "shape": [1, 2], "datatype": "INT32", "data": [1, 99]}]})
+                assert r.status == 400, r
+                results.append(None)
+            else:                                             # malformed, shape mismatch
+                r = c.post("/v2/models/mlp/infer", {"inputs": [
+                    {"name": mlp_in, "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]})
+                assert r.status == 400 and "dimension 1 must be 4" in r.json()["error"], r
+                results.append(None)
+    finally:
+        c.close()
+
+
+def test_concurrent_clients_each_get_their_own_answer(server, models):
+    app, address = server
+    results, errors = [], []
+
+    def run(seed):
+        try:
+            _one_client(app, address, models, seed, results)
+        except BaseException as e:                  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+    assert len(results) >= 16 * 12
+    for got, want in (r for r in results if r is not None):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    fams = {f.name: f for f in text_string_to_metric_families(
+        Client(address).get("/metrics").body.decode())}
+    runs = {s.labels["model"]: s.value for s in fams["modelkit_batch_size"].samples
+            if s.name == "modelkit_batch_size_count"}
+    requests = {}
+    for s in fams["modelkit_requests"].samples:
+        if s.name == "modelkit_requests_total" and s.labels["code"] == "200":
+            requests[s.labels["model"]] = requests.get(s.labels["model"], 0) + s.value
+    assert runs["two"] < requests["two"]             # concurrent requests shared runs
+
+
+def test_metrics_are_prometheus_text(server):
+    app, address = server
+    c = Client(address)
+    c.get("/v2/models/nope")
+    c.post("/v1/models/two:predict", {"inputs": {"a": [[1, 2, 3]], "b": [[1, 2, 3]]}})
+    r = c.get("/metrics")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+    fams = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
+    for name in ("modelkit_requests", "modelkit_request_duration_seconds",
+                 "modelkit_queue_wait_seconds", "modelkit_batch_size",
+                 "modelkit_model_load_seconds", "modelkit_models_ready"):
+        assert name in fams, sorted(fams)
+    samples = fams["modelkit_requests"].samples
+    assert any(s.labels == {"model": "", "protocol": "v2", "code": "404"} for s in samples)
+    assert any(s.labels == {"model": "two", "protocol": "tfserving", "code": "200"}
+               for s in samples)
+    sums = {s.labels["model"]: s.value for s in fams["modelkit_batch_size"].samples
+            if s.name == "modelkit_batch_size_sum"}
+    assert sums["two"] >= 1                          # the sum counts rows
+    loads = {s.labels["model"] for s in fams["modelkit_model_load_seconds"].samples}
+    assert loads == {"mlp", "emb", "lstm", "two"}
+
+
+def test_body_over_the_limit_is_413_on_the_wire(models):
+    app = create_app({"two": models["two"][0]}, device="cpu", threads=1, max_request_mb=0.5)
+    with live_server(app) as address:
+        c = Client(address)
+        r = c.post("/v2/models/two/infer", b"x" * (1024 * 1024))
+        assert r.status == 413 and "limit" in r.json()["error"]
+        c.close()
+        c = Client(address)                          # the server is unaffected
+        assert c.get("/v2/health/live").status == 200
+
+
+def test_ready_only_once_every_model_is_loaded(models, monkeypatch):
+    from modelkit.runtime.server import models as served
+    gate = threading.Event()
+    real_open = served.open_session
+
+    def slow_open(source, *args, **kwargs):
+        if "lstm" in str(source):
+            assert gate.wait(30)
+        return real_open(source, *args, **kwargs)
+
+    monkeypatch.setattr(served, "open_session", slow_open)
+    app = create_app({"mlp": models["mlp"][0], "lstm": models["lstm"][0]}, device="cpu",
+                     threads=1, background=True)
+    with live_server(app) as address:
+        c = Client(address)
+        assert c.get("/v2/health/live").status == 200
+        deadline = time.monotonic() + 20
+        while "mlp" not in [m.name for m in app.state.repository.loaded()]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        r = c.get("/v2/health/ready")
+        assert r.status == 503 and r.json()["ready"] is False and "lstm" in r.json()["error"]
+        assert c.get("/v2/models/lstm/ready").status == 503
+        assert c.get("/v2/models/mlp/ready").status == 200
+        r = c.post("/v2/models/lstm/infer", b"{}")
+        assert r.status == 503 and "loading" in r.json()["error"]
+        assert c.get("/v1/models/lstm").json()["model_version_status"][0]["state"] == "LOADING"
+        gate.set()
+        while c.get("/v2/health/ready").status != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert c.get("/v2/models/lstm/ready").json() == {"name": "lstm", "ready": True}
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+def _modelkit():
+    local = Path(sys.executable).parent / "modelkit"
+    return [str(local)] if local.exists() else [sys.executable, "-m", "modelkit.cli.main"]
+
+
+def test_cli_serves_until_sigterm_and_finishes_requests_in_flight(models):
+    cmd = _modelkit() + ["serve", f"clf={models['mlp'][0]}", models["two"][0], "--port", "0",
+                         "--device", "cpu", "--threads", "1", "--batch-timeout-ms", "1500",
+                         "--access-log"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while True:
+            line = proc.stdout.readline()
+            assert line, (lines, proc.stderr.read())
+            lines.append(line)
+            if line.startswith("serving on http://"):
+                break
+        assert lines[0].startswith("model 'clf' ready") and "FP32" in lines[0]
+        assert lines[1].startswith("model 'two' ready")
+        url = lines[-1].split()[2]
+        host, port = url[len("http://"):].split(":")
+        address = (host, int(port))
+        reply = {}
+
+        def in_flight():                          # waits ~1.5 s in the batcher
+            c = Client(address)
+            reply["r"] = c.post("/v1/models/two:predict",
+                                {"inputs": {"a": [[1, 2, 3]], "b": [[1, 1, 1]]}})
+
+        t = threading.Thread(target=in_flight)
+        t.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert reply["r"].status == 200
+        assert reply["r"].json()["outputs"]["sum"] == [[2, 3, 4]]
+        assert proc.wait(30) == 0
+        out = proc.stdout.read()
+        assert '"POST /v1/models/two:predict HTTP/1.1" 200' in out       # --access-log
+        with pytest.raises(OSError):
+            Client(address, timeout=5).get("/v2/health/live")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_two_models_with_one_name(models):
+    proc = subprocess.run(_modelkit() + ["serve", models["mlp"][0], f"mlp={models['two'][0]}",
+                                         "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Two models are named 'mlp'" in proc.stderr
+
+
+def test_importing_the_server_does_not_load_the_trainer():
+    code = ("import sys, modelkit.runtime.server; "
+            "print(sorted(m for m in sys.modules if m.startswith(('modelkit.engine', "
+            "'modelkit.layers'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().replace("'", '"')) == []
