@@ -42,9 +42,11 @@ def tensor_from_bytes(buf, dtype, shape, where):
     if len(buf) != need:
         raise RequestError(f"{where}: binary_data_size is {len(buf)} bytes but shape "
                            f"{list(shape)} of {dtype.name} needs {need}")
-    arr = np.frombuffer(buf, dtype=dtype.newbyteorder("<"), count=count)
-    if arr.dtype != dtype or arr.ctypes.data % max(1, dtype.itemsize):
-        arr = arr.astype(dtype)               # big-endian host or unaligned: copy
+    # bytes() copies into an aligned buffer while holding the GIL (an astype copy of an
+    # unaligned view would release it and wait for the batcher's thread to hand it back).
+    arr = np.frombuffer(bytes(buf), dtype=dtype.newbyteorder("<"), count=count)
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)               # a big-endian host
     return arr.reshape(shape)
 
 

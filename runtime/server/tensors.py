@@ -36,7 +36,11 @@ def array_from_json(values, dtype, where, cast=False):
     if kind == "f":
         if src == "b":
             raise RequestError(f"{where}: expected numbers for {dtype.name}, got booleans")
-        return arr.astype(dtype, copy=False)
+        if arr.dtype == dtype:
+            return arr
+        # Converting the checked values again keeps the GIL, unlike astype, which lets it
+        # go for arrays over 500 elements and then waits for the batcher's thread.
+        return np.array(values, dtype=dtype)
     if kind == "b":
         if src == "b":
             return arr

@@ -17,7 +17,7 @@ import base64
 import numpy as np
 
 from .errors import RequestError
-from .jsonio import load_object
+from .jsonio import json_values, load_object
 from .tensors import array_from_json, check_against_model
 
 SIGNATURE = "serving_default"
@@ -100,9 +100,9 @@ def encode(model, results, row_format):
     if row_format:
         if len(names) == 1:
             return {"predictions": _json(names[0], results[names[0]])}
-        n = len(results[names[0]])
+        n = len(results[names[0]]) if np.ndim(results[names[0]]) else -1
         cols = {k: _json(k, results[k]) for k in names}
-        if all(isinstance(c, list) and len(c) == n for c in cols.values()):
+        if all(np.ndim(results[k]) and len(results[k]) == n for k in names):
             return {"predictions": [{k: cols[k][i] for k in names} for i in range(n)]}
         return {"predictions": cols}
     if len(names) == 1:
@@ -111,10 +111,10 @@ def encode(model, results, row_format):
 
 
 def _json(name, arr):
-    if arr.dtype.kind != "O":
-        return arr.tolist()
-    as_b64 = name.endswith("_bytes")
-    flat = [{"b64": base64.b64encode(x).decode("ascii")} if as_b64 and isinstance(x, bytes)
-            else (x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x))
+    if arr.dtype.kind != "O" or not name.endswith("_bytes"):
+        return json_values(arr)
+    flat = [{"b64": base64.b64encode(x if isinstance(x, bytes) else str(x).encode()).decode()}
             for x in arr.reshape(-1)]
-    return np.array(flat + [None], dtype=object)[:-1].reshape(arr.shape).tolist()
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape).tolist()

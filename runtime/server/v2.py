@@ -15,7 +15,7 @@ import numpy as np
 from . import binary
 from .datatypes import v2_dtype, v2_name
 from .errors import RequestError
-from .jsonio import dumps, load_object
+from .jsonio import dumps, json_values, load_object
 from .tensors import array_from_json, check_against_model, check_shape
 
 UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size",
@@ -179,7 +179,7 @@ def encode(model, request, results):
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = _json_data(arr)
+            entry["data"] = json_values(arr.reshape(-1))
         outputs.append(entry)
     response = {"model_name": model.name, "model_version": "1"}
     if request.id is not None:
@@ -191,10 +191,3 @@ def encode(model, request, results):
     return b"".join([head] + blobs), {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(head))}
-
-
-def _json_data(arr):
-    flat = arr.reshape(-1)
-    if flat.dtype.kind == "O":
-        return [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in flat]
-    return flat.tolist()
