@@ -35,7 +35,7 @@ def add_arguments(p):
     p.add_argument("--batch-timeout-ms", type=float, default=2.0, metavar="MS",
                    help="longest a request waits for batch-mates (default: 2)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="onnxruntime threads per model (default: CPUs / number of models)")
+                   help="onnxruntime threads per model (default: (CPUs - 1) / number of models)")
     p.add_argument("--max-request-mb", type=float, default=64, metavar="MB",
                    help="larger request bodies are refused with 413 (default: 64)")
     p.add_argument("--access-log", action="store_true",

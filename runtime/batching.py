@@ -87,11 +87,17 @@ def concat_batches(results, names):
 
 
 class _Request:
-    __slots__ = ("key", "feeds", "rows", "future", "queued")
+    __slots__ = ("key", "feeds", "rows", "future", "queued", "loop")
 
-    def __init__(self, key, feeds, rows, future, queued):
+    def __init__(self, key, feeds, rows, future, queued, loop):
         self.key, self.feeds, self.rows, self.future = key, feeds, rows, future
-        self.queued = queued
+        self.queued, self.loop = queued, loop
+
+    def claim(self):
+        """True when the caller still wants the result (marks a thread future running)."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
 
 
 def rows_can_be_batched(session):
@@ -170,19 +176,27 @@ class DynamicBatcher:
         self._thread.start()
 
     # -- callers ------------------------------------------------------------------------
-    def submit(self, feeds):
-        """Queue one request; return a concurrent.futures.Future of {output name: array}."""
-        from concurrent.futures import Future
+    def submit(self, feeds, loop=None):
+        """Queue one request; return a future of {output name: array}.
+
+        Without `loop`, a concurrent.futures.Future (wait on it from any thread). With
+        `loop` (the running asyncio loop; call from its thread), an asyncio.Future to
+        await: results reach the loop with one callback per batch, not one per request.
+        """
         prepared = self.session.validate(feeds)
         rows = batch_size_of(prepared) if self._groupable else 0
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in prepared.items()) \
             if self._groupable else None
-        future = Future()
+        if loop is None:
+            from concurrent.futures import Future
+            future = Future()
+        else:
+            future = loop.create_future()
         with self._cond:
             if self._closed:
                 from modelkit.errors import RuntimeSessionError
                 raise RuntimeSessionError("DynamicBatcher is closed")
-            self._pending.append(_Request(key, prepared, rows, future, _now()))
+            self._pending.append(_Request(key, prepared, rows, future, _now(), loop))
             self._cond.notify()
         return future
 
@@ -238,40 +252,35 @@ class DynamicBatcher:
                 group = self._take_group()
             if group is None:
                 return
-            group = [r for r in group if r.future.set_running_or_notify_cancel()]
+            group = [r for r in group if r.claim()]
             if group:
-                self._execute(group)
+                _deliver(self._execute(group))
 
     def _execute(self, group):
+        """[(request, result, exception)] for a group of compatible requests."""
         if len(group) == 1:
-            self._run_alone(group[0])
-            return
+            return [self._run_alone(group[0])]
         names = list(group[0].feeds)
         feeds = {n: np.concatenate([r.feeds[n] for r in group], axis=0) for n in names}
         total = sum(r.rows for r in group)
         try:
             outs = self._timed_run(feeds, total, group)
         except Exception:               # never mix fates: each request runs again alone
-            for r in group:
-                self._run_alone(r)
-            return
+            return [self._run_alone(r) for r in group]
         if any(np.ndim(v) == 0 or len(v) != total for v in outs.values()):
-            for r in group:             # outputs without a batch axis: cannot be split
-                self._run_alone(r)
-            return
-        start = 0
+            return [self._run_alone(r) for r in group]   # outputs without a batch axis
+        done, start = [], 0
         for r in group:
             stop = start + r.rows
-            r.future.set_result({k: v[start:stop] for k, v in outs.items()})
+            done.append((r, {k: v[start:stop] for k, v in outs.items()}, None))
             start = stop
+        return done
 
     def _run_alone(self, req):
         try:
-            result = self._timed_run(req.feeds, req.rows, [req])
+            return req, self._timed_run(req.feeds, req.rows, [req]), None
         except Exception as e:
-            req.future.set_exception(e)
-            return
-        req.future.set_result(result)
+            return req, None, e
 
     def _timed_run(self, feeds, rows, group):
         start = _now()
@@ -284,6 +293,34 @@ class DynamicBatcher:
             except Exception:           # pragma: no cover - metrics must never fail a run
                 pass
         return result
+
+
+def _deliver(outcomes):
+    """Hand each request its result: thread futures directly, asyncio futures through
+    one call_soon_threadsafe per event loop."""
+    by_loop = {}
+    for req, result, exc in outcomes:
+        if req.loop is None:
+            if exc is None:
+                req.future.set_result(result)
+            else:
+                req.future.set_exception(exc)
+        else:
+            by_loop.setdefault(req.loop, []).append((req.future, result, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:            # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items):
+    for future, result, exc in items:
+        if not future.done():
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
 
 
 _now = time.perf_counter

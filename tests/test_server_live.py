@@ -147,7 +147,8 @@ def test_metrics_are_prometheus_text(server):
     fams = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
     for name in ("modelkit_requests", "modelkit_request_duration_seconds",
                  "modelkit_queue_wait_seconds", "modelkit_batch_size",
-                 "modelkit_model_load_seconds", "modelkit_models_ready"):
+                 "modelkit_model_load_seconds", "modelkit_models_ready",
+                 "modelkit_queue_depth", "modelkit_inference_duration_seconds"):
         assert name in fams, sorted(fams)
     samples = fams["modelkit_requests"].samples
     assert any(s.labels == {"model": "", "protocol": "v2", "code": "404"} for s in samples)
@@ -271,3 +272,22 @@ def test_importing_the_server_does_not_load_the_trainer():
                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+def test_many_clients_connecting_at_once(server):
+    import socket
+    app, address = server
+    socks = [socket.create_connection(address, timeout=30) for _ in range(300)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in socks:
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and b'{"live":true}' in data
+    finally:
+        for s in socks:
+            s.close()

@@ -100,3 +100,13 @@ def test_status_and_metadata(client):
     emb = client.get("/v1/models/emb/versions/1/metadata").json()
     sig = emb["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert next(iter(sig["inputs"].values()))["dtype"] == "DT_INT32"
+
+
+def test_nan_and_infinity_in_requests_and_responses(client):
+    import orjson
+    r = client.post("/v1/models/two:predict",
+                    b'{"inputs": {"a": [[NaN, Infinity, 1]], "b": [[1, 1, -Infinity]]}}')
+    assert r.status == 200, r
+    outs = orjson.loads(r.body)["outputs"]           # strict JSON: NaN/inf written as null
+    assert outs["sum"] == [[None, None, None]]
+    assert outs["prod"] == [[None, None, None]]

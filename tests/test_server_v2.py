@@ -166,3 +166,16 @@ def test_sequence_model_keeps_each_length(client, models):
         out = next(iter(outs.values()))
         assert out.shape == (1, t, 5)
         np.testing.assert_allclose(out, models["lstm"][1](x), rtol=1e-5, atol=1e-6)
+
+
+def test_large_request_and_response_are_handled_off_the_event_loop(client, models):
+    from modelkit.runtime.server.app import OFFLOAD_BYTES, OFFLOAD_ELEMENTS
+    x = RNG.standard_normal((OFFLOAD_ELEMENTS // 3 + 100, 4)).astype(np.float32)
+    name = client.get("/v2/models/mlp").json()["inputs"][0]["name"]
+    payload = json.dumps({"inputs": [infer_json(name, x, "FP32")]}).encode()
+    assert len(payload) > OFFLOAD_BYTES
+    r = client.post("/v2/models/mlp/infer", payload)
+    assert r.status == 200, r
+    _, outs = parse_v2_response(r)
+    np.testing.assert_allclose(next(iter(outs.values())), models["mlp"][1](x), rtol=1e-4,
+                               atol=1e-5)

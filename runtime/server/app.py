@@ -31,7 +31,8 @@ logger = logging.getLogger("modelkit.server")
 
 SERVER_NAME = "modelkit"
 EXTENSIONS = ["binary_tensor_data"]
-OFFLOAD_BYTES = 256 * 1024      # bodies larger than this are decoded off the event loop
+OFFLOAD_BYTES = 256 * 1024      # bodies larger than this are decoded off the event loop,
+OFFLOAD_ELEMENTS = 64 * 1024    # and responses with more output values than this encoded
 JSON = "application/json"
 
 
@@ -160,7 +161,10 @@ class _Handlers:
         else:
             req = v2.decode(body, model, header_length)
         results = await model.infer(req.feeds)
-        content, headers = v2.encode(model, req, results)
+        if sum(a.size for a in results.values()) > OFFLOAD_ELEMENTS:
+            content, headers = await run_in_threadpool(v2.encode, model, req, results)
+        else:
+            content, headers = v2.encode(model, req, results)
         return Response(content, headers=headers)
 
     # -- TensorFlow Serving -------------------------------------------------------------
@@ -190,12 +194,13 @@ class _Handlers:
         else:
             feeds, rows = tfserving.decode(body, model)
         results = await model.infer(feeds)
+        if sum(a.size for a in results.values()) > OFFLOAD_ELEMENTS:
+            return await run_in_threadpool(json_response, tfserving.encode(model, results, rows))
         return json_response(tfserving.encode(model, results, rows))
 
     # -- metrics ------------------------------------------------------------------------
     async def metrics_text(self, request):
-        self.metrics.ready.set(1 if self.repo.ready else 0)
-        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        return Response(self.metrics.render(self.repo), media_type=METRICS_CONTENT_TYPE)
 
     def routes(self):
         e = self.endpoint
@@ -245,7 +250,8 @@ def create_app(models, *, device="auto", max_batch_size=32, batch_timeout_ms=2.0
     device: 'auto', 'cpu' or 'cuda' (see InferenceSession).
     max_batch_size: rows merged into one session run (1 turns batching off).
     batch_timeout_ms: longest a request waits for batch-mates.
-    threads: onnxruntime intra-op threads per model (default: usable CPUs / models).
+    threads: onnxruntime intra-op threads per model (default: (usable CPUs - 1) / models,
+        leaving a core to the event loop).
     max_request_mb: larger bodies are refused with 413.
     background: load models in a thread when the app starts (``/v2/health/ready`` says
         503 until all are loaded) instead of now, in this call.

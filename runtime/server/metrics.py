@@ -6,6 +6,7 @@
     modelkit_batch_size{model}                        rows per session run (the sum counts rows)
     modelkit_inference_duration_seconds{model}        session run time
     modelkit_model_load_seconds{model}                how long each model took to load
+    modelkit_queue_depth{model}                       requests waiting for the batcher (at scrape)
     modelkit_models_ready                             1 once every model is loaded
 
 Requests for unknown models are counted under model="" so a client cannot grow the label
@@ -39,6 +40,8 @@ class ServerMetrics:
                                    "time", ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.load = Gauge("modelkit_model_load_seconds", "Seconds each model took to load",
                           ["model"], registry=r)
+        self.queue_depth = Gauge("modelkit_queue_depth", "Requests waiting for the batcher",
+                                 ["model"], registry=r)
         self.ready = Gauge("modelkit_models_ready", "1 once every model is loaded",
                            registry=r)
 
@@ -63,5 +66,9 @@ class ServerMetrics:
     def model_loaded(self, model, seconds):
         self.load.labels(model).set(seconds)
 
-    def render(self):
+    def render(self, repository):
+        """The exposition text, with the gauges read from `repository` now."""
+        self.ready.set(1 if repository.ready else 0)
+        for model in repository.loaded():
+            self.queue_depth.labels(model.name).set(model.batcher.queued)
         return generate_latest(self.registry)

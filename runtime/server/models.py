@@ -85,13 +85,14 @@ def _describe(src):
 
 
 def default_threads(n_models):
-    """Intra-op threads per model session: the usable CPUs shared among the models, so
-    all of them running at once do not oversubscribe the machine."""
+    """Intra-op threads per model session: the usable CPUs but one (the event loop's),
+    shared among the models, so all of them running at once do not oversubscribe the
+    machine."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, n_models))
+    return max(1, (cpus - 1) // max(1, n_models))
 
 
 class _ServingSession(InferenceSession):
@@ -175,11 +176,11 @@ class ServedModel:
         """
         from modelkit.errors import ModelkitError
         try:
-            future = self.batcher.submit(feeds)
+            future = self.batcher.submit(feeds, loop=asyncio.get_running_loop())
         except ModelkitError as e:
             raise RequestError(f"model {self.name!r}: {e}") from None
         try:
-            return await asyncio.wrap_future(future)
+            return await future
         except ModelkitError as e:
             if _is_invalid_argument(e):
                 raise RequestError(f"model {self.name!r} cannot run on these inputs: "
