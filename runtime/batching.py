@@ -205,6 +205,11 @@ class DynamicBatcher:
         return self.submit(feeds).result(timeout)
 
     @property
+    def merges_requests(self):
+        """True when requests can share a run (see `rows_can_be_batched`)."""
+        return self._groupable and self.max_batch_size > 1
+
+    @property
     def queued(self):
         """Requests waiting for the worker (a snapshot)."""
         return len(self._pending)

@@ -55,6 +55,16 @@ def test_model_metadata_has_datatypes_and_dynamic_dims(client):
     assert [t["name"] for t in two["outputs"]] == ["sum", "prod"]
 
 
+def test_triton_model_configuration(client):
+    cfg = client.get("/v2/models/two/config").json()
+    assert cfg["name"] == "two" and cfg["platform"] == "onnxruntime_onnx"
+    assert cfg["input"][0] == {"name": "a", "data_type": "TYPE_FP32", "dims": [-1, 3]}
+    assert cfg["dynamic_batching"] == {"max_queue_delay_microseconds": 1000}
+    emb = client.get("/v2/models/emb/versions/1/config").json()
+    assert emb["input"][0]["data_type"] == "TYPE_INT32"
+    assert client.get("/v2/models/nope/config").status == 404
+
+
 def test_model_ready_with_and_without_version(client):
     assert client.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
     assert client.get("/v2/models/mlp/versions/1/ready").status == 200
@@ -179,3 +189,52 @@ def test_large_request_and_response_are_handled_off_the_event_loop(client, model
     _, outs = parse_v2_response(r)
     np.testing.assert_allclose(next(iter(outs.values())), models["mlp"][1](x), rtol=1e-4,
                                atol=1e-5)
+
+
+def _mixed_model(path):
+    """out = where(mask, x, -x) as float16 and count = int64 sum of mask per row."""
+    import onnx
+    from onnx import TensorProto, helper
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["nx"]),
+         helper.make_node("Where", ["mask", "x", "nx"], ["out"]),
+         helper.make_node("Cast", ["mask"], ["m64"], to=TensorProto.INT64),
+         helper.make_node("ReduceSum", ["m64", "axes"], ["count"], keepdims=0)],
+        "mixed",
+        [vi("mask", TensorProto.BOOL, ["N", 3]), vi("x", TensorProto.FLOAT16, ["N", 3])],
+        [vi("out", TensorProto.FLOAT16, ["N", 3]), vi("count", TensorProto.INT64, ["N"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_bool_fp16_and_int64_tensors_in_json_and_binary(tmp_path):
+    app = create_app({"mixed": _mixed_model(tmp_path / "mixed.onnx")}, device="cpu",
+                     threads=1)
+    c = InProcess(app)
+    try:
+        meta = c.get("/v2/models/mixed").json()
+        assert [t["datatype"] for t in meta["inputs"]] == ["BOOL", "FP16"]
+        assert [t["datatype"] for t in meta["outputs"]] == ["FP16", "INT64"]
+        mask = np.array([[True, False, True], [False, False, True]])
+        x = np.array([[1.5, 2, -3], [0.25, 4, 8]], np.float16)
+        want_out, want_count = np.where(mask, x, -x), mask.sum(1)
+        body, headers = binary_request({"mask": mask, "x": x})
+        head, outs = parse_v2_response(c.post("/v2/models/mixed/infer", body, headers))
+        assert [o["datatype"] for o in head["outputs"]] == ["FP16", "INT64"]
+        np.testing.assert_array_equal(outs["out"], want_out)
+        np.testing.assert_array_equal(outs["count"], want_count)
+        body, _ = binary_request({"mask": mask, "x": x}, binary_inputs=False,
+                                 outputs=[("out", False), ("count", False)])
+        head, outs = parse_v2_response(c.post("/v2/models/mixed/infer", body))
+        assert head["outputs"][1]["data"] == [2, 1]
+        np.testing.assert_array_equal(outs["out"], want_out)
+        bad = json.loads(body)
+        bad["inputs"][0]["data"] = [1, 0, 1, 0, 0, 1]          # ints for BOOL: no casting
+        r = c.post("/v2/models/mixed/infer", bad)
+        assert r.status == 400 and "booleans" in r.json()["error"]
+    finally:
+        app.state.repository.close()

@@ -30,7 +30,7 @@ from .models import VERSION, ModelRepository
 logger = logging.getLogger("modelkit.server")
 
 SERVER_NAME = "modelkit"
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 OFFLOAD_BYTES = 256 * 1024      # bodies larger than this are decoded off the event loop,
 OFFLOAD_ELEMENTS = 64 * 1024    # and responses with more output values than this encoded
 JSON = "application/json"
@@ -141,6 +141,9 @@ class _Handlers:
     async def model_metadata(self, request):
         return json_response(self._model(request).v2_metadata)
 
+    async def model_config(self, request):
+        return json_response(self._model(request).triton_config)
+
     async def model_ready(self, request):
         p = request.path_params
         try:
@@ -212,6 +215,8 @@ class _Handlers:
             ("/v2/models/{model}", get, "v2", self.model_metadata),
             ("/v2/models/{model}/versions/{version}", get, "v2", self.model_metadata),
             ("/v2/models/{model}/ready", get, "v2", self.model_ready),
+            ("/v2/models/{model}/config", get, "v2", self.model_config),
+            ("/v2/models/{model}/versions/{version}/config", get, "v2", self.model_config),
             ("/v2/models/{model}/versions/{version}/ready", get, "v2", self.model_ready),
             ("/v2/models/{model}/infer", post, "v2", self.infer),
             ("/v2/models/{model}/versions/{version}/infer", post, "v2", self.infer),

@@ -135,6 +135,12 @@ def _io_meta(spec):
             "shape": [-1 if d is None else int(d) for d in spec.shape]}
 
 
+def _triton_io(spec):
+    name = v2_name(spec.dtype, spec.onnx_type)
+    return {"name": spec.name, "data_type": "TYPE_" + ("STRING" if name == "BYTES" else name),
+            "dims": [-1 if d is None else int(d) for d in spec.shape]}
+
+
 def _tf_tensor_info(spec):
     return {"dtype": tf_name(spec.dtype), "name": spec.name,
             "tensor_shape": {"dim": [{"size": str(-1 if d is None else d), "name": ""}
@@ -161,6 +167,15 @@ class ServedModel:
         self.v2_metadata = {"name": name, "versions": [VERSION], "platform": PLATFORM,
                             "inputs": [_io_meta(s) for s in self.inputs],
                             "outputs": [_io_meta(s) for s in self.outputs]}
+        # Triton's model configuration (GET .../config), for Triton tools; dims include
+        # the batch dim, so max_batch_size is 0 in Triton's sense.
+        self.triton_config = {"name": name, "platform": PLATFORM, "backend": "onnxruntime",
+                              "max_batch_size": 0,
+                              "input": [_triton_io(s) for s in self.inputs],
+                              "output": [_triton_io(s) for s in self.outputs]}
+        if self.batcher.merges_requests:
+            self.triton_config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": int(batch_timeout_ms * 1000)}
         self.tf_metadata = {
             "model_spec": {"name": name, "signature_name": "", "version": VERSION},
             "metadata": {"signature_def": {"signature_def": {"serving_default": {
