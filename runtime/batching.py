@@ -205,6 +205,10 @@ class DynamicBatcher:
         return self.submit(feeds).result(timeout)
 
     @property
+    def closed(self):
+        return self._closed
+
+    @property
     def merges_requests(self):
         """True when requests can share a run (see `rows_can_be_batched`)."""
         return self._groupable and self.max_batch_size > 1

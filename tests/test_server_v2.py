@@ -238,3 +238,31 @@ def test_bool_fp16_and_int64_tensors_in_json_and_binary(tmp_path):
         assert r.status == 400 and "booleans" in r.json()["error"]
     finally:
         app.state.repository.close()
+
+
+def test_inputs_a_node_cannot_compute_on_are_400_and_empty_batches_work(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "s"], ["y"])], "fold",
+        [vi("x", TensorProto.FLOAT, ["N", "T"])], [vi("y", TensorProto.FLOAT, ["N", 2, 3])],
+        [numpy_helper.from_array(np.array([-1, 2, 3], np.int64), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fold.onnx"))
+    app = create_app([str(tmp_path / "fold.onnx")], device="cpu", threads=1)
+    c = InProcess(app)
+    try:
+        ok = {"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP32", "data": [0] * 6}]}
+        assert c.post("/v2/models/fold/infer", ok).status == 200
+        bad = {"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}
+        r = c.post("/v2/models/fold/infer", bad)
+        assert r.status == 400 and "cannot run on these inputs" in r.json()["error"], r
+        empty = {"inputs": [{"name": "x", "shape": [0, 6], "datatype": "FP32", "data": []}]}
+        head, outs = parse_v2_response(c.post("/v2/models/fold/infer", empty))
+        assert outs["y"].shape == (0, 2, 3)
+    finally:
+        app.state.repository.close()
+    r = InProcess(app).post("/v2/models/fold/infer", ok)
+    assert r.status == 503 and "shutting down" in r.json()["error"]

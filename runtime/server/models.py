@@ -190,6 +190,8 @@ class ServedModel:
         onnxruntime refusing this request's values (run alone) is a 400 too.
         """
         from modelkit.errors import ModelkitError
+        if self.batcher.closed:
+            raise RequestError(f"model {self.name!r} is shutting down", 503)
         try:
             future = self.batcher.submit(feeds, loop=asyncio.get_running_loop())
         except ModelkitError as e:
@@ -197,7 +199,7 @@ class ServedModel:
         try:
             return await future
         except ModelkitError as e:
-            if _is_invalid_argument(e):
+            if _is_request_fault(e):
                 raise RequestError(f"model {self.name!r} cannot run on these inputs: "
                                    f"{e}") from None
             raise
@@ -217,12 +219,18 @@ def _dims(spec):
     return "[" + ", ".join("-1" if d is None else str(d) for d in spec.shape) + "]"
 
 
-def _is_invalid_argument(exc):
-    """onnxruntime's INVALID_ARGUMENT (e.g. a Gather index out of range): the request's fault."""
+def _is_request_fault(exc):
+    """Whether onnxruntime failed because of this request's values or sizes (it ran
+    alone): INVALID_ARGUMENT (a Gather index out of range), or a node that cannot compute
+    on these inputs (a Reshape that does not fit); not a failure to allocate memory."""
     cause = exc.__cause__
-    if cause is not None and type(cause).__name__ == "InvalidArgument":
+    kind = type(cause).__name__ if cause is not None else ""
+    text = str(exc)
+    if "allocat" in text.lower():
+        return False
+    if kind == "InvalidArgument" or "INVALID_ARGUMENT" in text:
         return True
-    return "INVALID_ARGUMENT" in str(exc)
+    return kind in ("Fail", "RuntimeException") and "while running" in text
 
 
 class ModelRepository:
