@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 import onnx
+import pytest
 
 ROWS = np.random.default_rng(7)
 
@@ -36,6 +37,24 @@ def build_models(folder):
     onnx.save(two_io_model(), str(two))
     paths["two"] = (str(two), lambda ab: [ab[0] + ab[1], ab[0] * ab[1]])
     return paths
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The test models of `build_models`, written once per test module."""
+    return build_models(tmp_path_factory.mktemp("models"))
+
+
+@contextlib.contextmanager
+def serving(models, **options):
+    """An app serving every model of `models` on the CPU with one thread; closed after."""
+    from modelkit.runtime.server import create_app
+    options = {"device": "cpu", "threads": 1, "batch_timeout_ms": 1, **options}
+    app = create_app({name: path for name, (path, _) in models.items()}, **options)
+    try:
+        yield app
+    finally:
+        app.state.repository.close()
 
 
 # -- in-process ---------------------------------------------------------------------------

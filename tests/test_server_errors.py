@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from server_kit import InProcess, build_models
+from server_kit import InProcess, models, serving  # noqa: F401 (models is a fixture)
 
 from modelkit.errors import ConfigError
 from modelkit.runtime.server import create_app
@@ -152,18 +152,11 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build_models(tmp_path_factory.mktemp("errmodels"))
-
-
-@pytest.fixture(scope="module")
 def client(models):
-    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
-                     batch_timeout_ms=1, max_request_mb=0.01)
-    client = InProcess(app)
-    client.emb_input = app.state.repository.get("emb").inputs[0].name
-    yield client
-    app.state.repository.close()
+    with serving(models, max_request_mb=0.01) as app:
+        client = InProcess(app)
+        client.emb_input = app.state.repository.get("emb").inputs[0].name
+        yield client
 
 
 def check_error(r, status, words):

@@ -13,22 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_kit import Client, binary_request, build_models, live_server, parse_v2_response
+from server_kit import (Client, binary_request, live_server, models,  # noqa: F401
+                        parse_v2_response, serving)
 
 from modelkit.runtime.server import create_app
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build_models(tmp_path_factory.mktemp("livemodels"))
-
-
-@pytest.fixture(scope="module")
 def server(models):
-    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
-                     max_batch_size=16, batch_timeout_ms=5)
-    with live_server(app) as address:
-        yield app, address
+    with serving(models, max_batch_size=16, batch_timeout_ms=5) as app:
+        with live_server(app) as address:
+            yield app, address
 
 
 def input_name(app, model):

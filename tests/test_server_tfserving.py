@@ -2,24 +2,15 @@
 
 import numpy as np
 import pytest
-from server_kit import InProcess, build_models
-
-from modelkit.runtime.server import create_app
+from server_kit import InProcess, models, serving  # noqa: F401 (models is a fixture)
 
 RNG = np.random.default_rng(12)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build_models(tmp_path_factory.mktemp("tfmodels"))
-
-
-@pytest.fixture(scope="module")
 def client(models):
-    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
-                     batch_timeout_ms=1)
-    yield InProcess(app)
-    app.state.repository.close()
+    with serving(models) as app:
+        yield InProcess(app)
 
 
 def test_row_format_single_input(client, models):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from server_kit import InProcess, binary_request, build_models, parse_v2_response
+from server_kit import InProcess, binary_request, models, parse_v2_response, serving  # noqa: F401
 
 from modelkit.runtime.server import create_app
 
@@ -13,16 +13,9 @@ RNG = np.random.default_rng(11)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build_models(tmp_path_factory.mktemp("v2models"))
-
-
-@pytest.fixture(scope="module")
 def client(models):
-    app = create_app({k: v[0] for k, v in models.items()}, device="cpu", threads=1,
-                     batch_timeout_ms=1)
-    yield InProcess(app)
-    app.state.repository.close()
+    with serving(models) as app:
+        yield InProcess(app)
 
 
 def infer_json(name, arr, datatype, nested=False):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from . import binary
 from .datatypes import v2_dtype, v2_name
