@@ -10,6 +10,7 @@ its bytes.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -35,7 +36,7 @@ def split_body(body, header_length):
 
 def tensor_from_bytes(buf, dtype, shape, where):
     """The array of `dtype` and `shape` held in `buf` (a bytes-like)."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if dtype.kind == "O":
         return _bytes_elements(buf, count, where).reshape(shape)
     need = count * dtype.itemsize
