@@ -101,3 +101,14 @@ def test_nan_and_infinity_in_requests_and_responses(client):
     outs = orjson.loads(r.body)["outputs"]           # strict JSON: NaN/inf written as null
     assert outs["sum"] == [[None, None, None]]
     assert outs["prod"] == [[None, None, None]]
+
+
+def test_keras_archives_are_served(tmp_path):
+    from modelkit.layers import Dense
+    from modelkit.models import Sequential
+    model = Sequential([Dense(3, activation="tanh", input_shape=(4,))])
+    model.save(str(tmp_path / "k.keras"))
+    x = RNG.standard_normal((2, 4)).astype(np.float32)
+    with serving({"k": (str(tmp_path / "k.keras"), None)}) as app:
+        r = InProcess(app).post("/v1/models/k:predict", {"instances": x.tolist()})
+    np.testing.assert_allclose(r.json()["predictions"], model.predict(x), rtol=1e-5, atol=1e-6)

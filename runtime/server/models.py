@@ -119,15 +119,10 @@ def open_session(source, device="auto", threads=None):
 
 
 def _keras_to_onnx_bytes(path):
-    """A .keras archive as ONNX bytes, through the converters' front door."""
-    try:
-        from modelkit.converters import formats
-    except ImportError:
-        raise ModelLoadError(f"Cannot serve {path}: this installation cannot read .keras "
-                             f"files yet (modelkit.converters.formats is missing)") from None
+    """A .keras archive as ONNX bytes, through the converters (IR, then ONNX export)."""
+    from modelkit.converters import hdf5
     from modelkit.converters import onnx as onnx_conv
-    graph = formats.read_graph(path)
-    return onnx_conv.export(graph).SerializeToString()
+    return onnx_conv.export(hdf5.load_keras_archive(path)).SerializeToString()
 
 
 def _io_meta(spec):
