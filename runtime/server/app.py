@@ -208,7 +208,9 @@ class _Handlers:
     def routes(self):
         e = self.endpoint
         get, post = ["GET"], ["POST"]
-        table = [
+        table = [              # inference first: routes are matched in this order
+            ("/v2/models/{model}/infer", post, "v2", self.infer),
+            ("/v1/models/{model}:predict", post, "tfserving", self.tf_predict),
             ("/v2", get, "v2", self.server_metadata),
             ("/v2/health/live", get, "v2", self.live),
             ("/v2/health/ready", get, "v2", self.ready),
@@ -218,9 +220,7 @@ class _Handlers:
             ("/v2/models/{model}/config", get, "v2", self.model_config),
             ("/v2/models/{model}/versions/{version}/config", get, "v2", self.model_config),
             ("/v2/models/{model}/versions/{version}/ready", get, "v2", self.model_ready),
-            ("/v2/models/{model}/infer", post, "v2", self.infer),
             ("/v2/models/{model}/versions/{version}/infer", post, "v2", self.infer),
-            ("/v1/models/{model}:predict", post, "tfserving", self.tf_predict),
             ("/v1/models/{model}/versions/{version}:predict", post, "tfserving",
              self.tf_predict),
             ("/v1/models/{model}", get, "tfserving", self.tf_status),

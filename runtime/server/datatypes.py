@@ -37,7 +37,8 @@ def v2_name(dtype, onnx_type=""):
     """The v2 datatype name of a numpy dtype (or of an ONNX type numpy cannot hold)."""
     if dtype is None:
         return "BF16" if onnx_type == "tensor(bfloat16)" else onnx_type or "UNKNOWN"
-    return NUMPY_TO_V2.get(np.dtype(dtype), str(dtype))
+    name = NUMPY_TO_V2.get(dtype)
+    return name if name is not None else str(np.dtype(dtype))
 
 
 def v2_dtype(name, where):

@@ -25,6 +25,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class ServerMetrics:
     def __init__(self):
+        self._children = {}      # labelled metrics by label values (labels() is slow)
         self.registry = r = CollectorRegistry()
         self.requests = Counter("modelkit_requests", "Requests answered, by model, protocol "
                                 "and HTTP status code", ["model", "protocol", "code"],
@@ -46,9 +47,16 @@ class ServerMetrics:
                            registry=r)
 
     def observe_request(self, model, protocol, code, seconds):
-        self.requests.labels(model, protocol, str(code)).inc()
+        key = (model, protocol, code)
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.requests.labels(model, protocol, str(code))
+        counter.inc()
         if model:
-            self.duration.labels(model).observe(seconds)
+            hist = self._children.get(model)
+            if hist is None:
+                hist = self._children[model] = self.duration.labels(model)
+            hist.observe(seconds)
 
     def batch_observer(self, model):
         """A DynamicBatcher observer recording batch size, queue waits and run time."""

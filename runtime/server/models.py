@@ -153,6 +153,7 @@ class ServedModel:
         self.inputs = session.inputs
         self.outputs = session.outputs
         self.input_specs = {s.name: s for s in self.inputs}
+        self.input_datatypes = {s.name: v2_name(s.dtype, s.onnx_type) for s in self.inputs}
         self.output_names = [s.name for s in self.outputs]
         self.output_set = frozenset(self.output_names)
         self.load_seconds = load_seconds

@@ -86,7 +86,7 @@ def _inputs(obj, model, raw):
         if "datatype" not in tensor:
             raise RequestError(f"{where} has no 'datatype'")
         dtype = v2_dtype(tensor["datatype"], where)
-        want = v2_name(spec.dtype, spec.onnx_type)
+        want = model.input_datatypes[name]
         if tensor["datatype"] != want:
             raise RequestError(f"{where} has datatype {want} in model {model.name!r}, got "
                                f"{tensor['datatype']} (the v2 protocol does not cast)")
