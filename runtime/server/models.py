@@ -257,10 +257,12 @@ class ModelRepository:
         self._errors = {}
         self._loader = None
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- loading ------------------------------------------------------------------------
     def load_all(self):
-        """Load every model not loaded yet, in this thread; raise the first failure."""
+        """Load every model not loaded yet, in this thread; on the first failure close
+        the models loaded so far and raise it."""
         for name, source in self.specs:
             if name in self._models:
                 continue
@@ -268,6 +270,7 @@ class ModelRepository:
                 self._load(name, source)
             except Exception as e:
                 self._errors[name] = e
+                self.close()
                 raise
 
     def load_in_background(self):
@@ -296,6 +299,9 @@ class ModelRepository:
         if self._metrics is not None:
             self._metrics.model_loaded(name, seconds)
         with self._lock:
+            if self._closed:                  # shut down while this one was loading
+                model.close()
+                return model
             self._models[name] = model
         return model
 
@@ -328,5 +334,9 @@ class ModelRepository:
         return model
 
     def close(self):
-        for model in self.loaded():
+        """Close every loaded model (queued requests finish); later loads are dropped."""
+        with self._lock:
+            self._closed = True
+            models = self.loaded()
+        for model in models:
             model.close()
