@@ -186,6 +186,10 @@ def test_compressed_bodies_are_read_and_bombs_are_413(client):
     assert r.status == 200, r
     r = client.post(INFER, zlib.compress(body(A, B)), {"Content-Encoding": "deflate"})
     assert r.status == 200, r
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    r = client.post(INFER, raw.compress(body(A, B)) + raw.flush(), {"Content-Encoding": "deflate"})
+    assert r.status == 200, r
+    check_error(client.post(INFER, b"\x00junk", {"Content-Encoding": "deflate"}), 400, "deflate")
     bomb = gzip.compress(b" " * 5_000_000)                # ~5 KB that inflates to 5 MB
     check_error(client.post(INFER, bomb, {"Content-Encoding": "gzip"}), 413,
                 "decompressed request body")

@@ -102,12 +102,16 @@ class _Handlers:
                            f"deflate or none)")
 
     def _decompress(self, body, encoding):
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        d = zlib.decompressobj(wbits)
-        try:
-            out = d.decompress(body, self.limit + 1)
-        except zlib.error as e:
-            raise RequestError(f"request body is not valid {encoding} data: {e}") from None
+        # gzip; deflate is zlib-wrapped (RFC 9110) or, from some clients, raw.
+        tries = [16 + zlib.MAX_WBITS] if encoding == "gzip" else [zlib.MAX_WBITS, -zlib.MAX_WBITS]
+        for wbits in tries:
+            try:
+                out = zlib.decompressobj(wbits).decompress(body, self.limit + 1)
+                break
+            except zlib.error as e:
+                error = e
+        else:
+            raise RequestError(f"request body is not valid {encoding} data: {error}")
         if len(out) > self.limit:
             raise RequestError(self._too_large(len(out), at_least=True, what="decompressed "
                                                "request body"), 413)
