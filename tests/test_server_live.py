@@ -286,3 +286,27 @@ def test_many_clients_connecting_at_once(server):
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("args, code, words", [
+    ([], 2, "the following arguments are required: MODEL"),
+    (["m.onnx", "--max-batch-size", "0"], 2, "--max-batch-size must be at least 1"),
+    (["m.onnx", "--port", "70000"], 2, "--port must be in 0..65535"),
+    (["m.onnx", "--batch-timeout-ms", "-1"], 2, "--batch-timeout-ms must be >= 0"),
+    (["missing.onnx", "--port", "0"], 1, "file not found: missing.onnx"),
+    (["bad name=x.onnx"], 1, "not usable in a URL"),
+])
+def test_cli_errors_are_one_line(args, code, words):
+    proc = subprocess.run(_modelkit() + ["serve"] + args, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modelkit: error:") and words in lines[0], \
+        lines
+
+
+def test_cli_help_has_an_example():
+    proc = subprocess.run(_modelkit() + ["serve", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    assert "example:\n  modelkit serve" in proc.stdout and "--max-batch-size" in proc.stdout
