@@ -208,7 +208,8 @@ def _modelkit():
     return [str(local)] if local.exists() else [sys.executable, "-m", "modelkit.cli.main"]
 
 
-def test_cli_serves_until_sigterm_and_finishes_requests_in_flight(models):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_a_signal_and_finishes_requests_in_flight(models, sig):
     cmd = _modelkit() + ["serve", f"clf={models['mlp'][0]}", models["two"][0], "--port", "0",
                          "--device", "cpu", "--threads", "1", "--batch-timeout-ms", "1500",
                          "--access-log"]
@@ -236,7 +237,11 @@ def test_cli_serves_until_sigterm_and_finishes_requests_in_flight(models):
         t = threading.Thread(target=in_flight)
         t.start()
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
+        time.sleep(0.3)
+        assert t.is_alive()                       # still in flight ...
+        with pytest.raises(OSError):              # ... while new connections are refused
+            Client(address, timeout=5).get("/v2/health/live")
         t.join(30)
         assert reply["r"].status == 200
         assert reply["r"].json()["outputs"]["sum"] == [[2, 3, 4]]
