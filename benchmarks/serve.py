@@ -9,13 +9,14 @@ malformed requests answered 4xx (must be all), 5xx answers (must be 0), with bat
 With `--vs-mlserver PYTHON` (a Python that has `mlserver` and `onnxruntime` installed, e.g. a
 scratch venv) it also serves the same .onnx files with MLServer through a minimal
 onnxruntime runtime with MLServer's adaptive batching (max_batch_size 32, max_batch_time
-2 ms) and drives it with the same clients right after modelkit's cases for the same model
-(v2 JSON; MLServer has no binary extension), and prints modelkit/MLServer throughput
-ratios. MLServer 1.7.1 needs uvloop < 0.22 (with 0.22+ its inference worker dies at start).
+2 ms) and drives it with the same clients (v2 JSON; MLServer has no binary extension),
+and prints modelkit/MLServer throughput ratios. All servers of a model run at once and
+take turns, round by round, so load from elsewhere on the machine hits them alike. MLServer 1.7.1 needs uvloop < 0.22 (with 0.22+ its inference worker dies at start).
 
 All traffic goes to 127.0.0.1; every server is started and stopped by this script.
 
-    python benchmarks/serve.py [--seconds 5] [--clients 32] [--vs-mlserver /path/bin/python]
+    python benchmarks/serve.py [--seconds 6] [--rounds 3] [--clients 32]
+                               [--vs-mlserver /path/bin/python]
 """
 
 from __future__ import annotations
@@ -177,6 +178,12 @@ def _worker(args):
     return stats
 
 
+def merge(parts):
+    """Stats of several client processes (or rounds) as one."""
+    return {k: (sum((p[k] for p in parts), []) if k == "lat" else sum(p[k] for p in parts))
+            for k in parts[0]}
+
+
 def drive(port, path, good, bad, seconds, clients, processes):
     """Run `clients` connections spread over `processes` for `seconds`; merged stats."""
     per = [clients // processes + (i < clients % processes) for i in range(processes)]
@@ -184,8 +191,7 @@ def drive(port, path, good, bad, seconds, clients, processes):
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(len(jobs)) as pool:
         parts = pool.map(_worker, jobs)
-    total = {k: (sum((p[k] for p in parts), []) if k == "lat" else sum(p[k] for p in parts))
-             for k in parts[0]}
+    total = merge(parts)
     total["seconds"] = seconds
     return total
 
@@ -298,7 +304,10 @@ def row(server, model, fmt, batching, s):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=5.0, help="load time per case (default 5)")
+    p.add_argument("--seconds", type=float, default=6.0,
+                   help="load time per case, split into rounds (default 6)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds per case; servers take turns round by round (default 3)")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--processes", type=int, default=2, help="client processes (default 2)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -311,8 +320,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     import onnxruntime
     print(f"onnxruntime {onnxruntime.__version__}; {os.cpu_count()} CPUs; {args.clients} "
-          f"clients in {args.processes} processes; {args.seconds:g} s per case; 1 row per "
-          f"request; 1 in {MALFORMED_EVERY} requests malformed; loopback only")
+          f"clients in {args.processes} processes; {args.seconds:g} s per case in "
+          f"{args.rounds} rounds, servers alternating; 1 row per request; 1 in "
+          f"{MALFORMED_EVERY} requests malformed; loopback only")
     print(f"{'server':<9} {'model':<4} {'format':<6} {'batching':<9} {'req/s':>9} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'lost':>5} {'bad 4xx':>8} {'5xx':>4}")
     failures = []
@@ -321,43 +331,46 @@ def main(argv=None):
         for name in args.models.split(","):
             path, shape = models[name]
             requests = {fmt: payloads(path, shape, fmt) for fmt in args.formats.split(",")}
-            mk = {}
-            for max_batch, label in ((32, "on (32)"), (1, "off (1)")):
-                proc, port = start_modelkit(name, path, max_batch, args)
-                try:
-                    for fmt, (good, bad) in requests.items():
-                        s = summarize(drive(port, f"/v2/models/{name}/infer", good, bad,
-                                            args.seconds, args.clients, args.processes))
-                        mk[fmt, max_batch] = s
-                        print(row("modelkit", name, fmt, label, s), flush=True)
-                        if s["lost"] or s["5xx"] or s["bad_4xx"] != s["bad"]:
+            servers = {}                      # (server, batching) -> (process, port)
+            try:
+                servers["modelkit", 32] = start_modelkit(name, path, 32, args)
+                servers["modelkit", 1] = start_modelkit(name, path, 1, args)
+                if args.vs_mlserver:
+                    servers["MLServer", 32] = start_mlserver(args.vs_mlserver, name, path,
+                                                             folder)
+                results = {}
+                for fmt, (good, bad) in requests.items():
+                    cases = [k for k in servers if k[0] == "modelkit" or fmt == "json"]
+                    parts = {k: [] for k in cases}
+                    for _ in range(args.rounds):
+                        for key in cases:
+                            parts[key].append(drive(servers[key][1], f"/v2/models/{name}/infer",
+                                                    good, bad, args.seconds / args.rounds,
+                                                    args.clients, args.processes))
+                    for (server, batch), stats in parts.items():
+                        s = results[server, batch, fmt] = summarize(merge(stats))
+                        label = "on (32)" if batch == 32 else "off (1)"
+                        print(row(server, name, fmt, label, s), flush=True)
+                        if server == "modelkit" and (s["lost"] or s["5xx"]
+                                                     or s["bad_4xx"] != s["bad"]):
                             failures.append(f"modelkit {name} {fmt} batching {label}")
-                finally:
+            finally:
+                for proc, _ in servers.values():
                     stop(proc)
             for fmt in requests:
-                on, off = mk[fmt, 32], mk[fmt, 1]
+                on, off = results["modelkit", 32, fmt], results["modelkit", 1, fmt]
                 print(f"  {name} {fmt}: batching on/off throughput "
                       f"{on['rps'] / max(off['rps'], 1e-9):.2f}x, p99 {on['p99']:.2f} vs "
                       f"{off['p99']:.2f} ms")
-            if args.vs_mlserver and "json" in requests:
-                good, bad = requests["json"]
-                proc, port = start_mlserver(args.vs_mlserver, name, path, folder)
-                try:
-                    s = summarize(drive(port, f"/v2/models/{name}/infer", good, bad,
-                                        args.seconds, args.clients, args.processes))
-                finally:
-                    stop(proc)
-                print(row("MLServer", name, "json", "on (32)", s), flush=True)
-                ours = mk["json", 32]
-                print(f"  {name} json: modelkit/MLServer throughput "
-                      f"{ours['rps'] / max(s['rps'], 1e-9):.2f}x, p99 {ours['p99']:.2f} vs "
-                      f"{s['p99']:.2f} ms (MLServer lost {s['lost']}, 5xx {s['5xx']}, "
-                      f"bad 4xx {s['bad_4xx']}/{s['bad']})")
-                if "binary" in requests:
-                    print(f"  {name} modelkit binary vs MLServer json: "
-                          f"{mk['binary', 32]['rps'] / max(s['rps'], 1e-9):.2f}x")
-    print("all lost valid = 0, every malformed request answered 4xx, no 5xx" if not failures
-          else "FAILED: " + "; ".join(failures))
+            theirs = results.get(("MLServer", 32, "json"))
+            if theirs is not None:
+                for fmt in requests:
+                    ours = results["modelkit", 32, fmt]
+                    print(f"  {name} modelkit {fmt} / MLServer json: throughput "
+                          f"{ours['rps'] / max(theirs['rps'], 1e-9):.2f}x, p99 "
+                          f"{ours['p99']:.2f} vs {theirs['p99']:.2f} ms")
+    print("modelkit: lost valid = 0, every malformed request answered 4xx, no 5xx"
+          if not failures else "FAILED: " + "; ".join(failures))
     return 1 if failures else 0
 
 
