@@ -315,3 +315,43 @@ def test_cli_help_has_an_example():
                           timeout=120)
     assert proc.returncode == 0
     assert "example:\n  modelkit serve" in proc.stdout and "--max-batch-size" in proc.stdout
+
+
+def test_inference_runs_off_the_event_loop(tmp_path):
+    """While a slow inference runs, the server still answers other requests."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    vi = helper.make_tensor_value_info
+    w = numpy_helper.from_array(np.full((512, 512), 1e-3, np.float32), "w")
+    nodes, prev = [], "x"
+    for i in range(400):                          # ~0.1 TFLOP for a (256, 512) input
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"h{i}"]))
+        prev = f"h{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(nodes, "slow", [vi("x", TensorProto.FLOAT, ["N", 512])],
+                              [vi("y", TensorProto.FLOAT, ["N", 512])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "slow.onnx"))
+    app = create_app([str(tmp_path / "slow.onnx")], device="cpu", threads=1)
+    with live_server(app) as address:
+        done = {}
+
+        def slow():
+            x = np.ones((256, 512), np.float32)
+            body, headers = binary_request({"x": x})
+            done["r"] = Client(address, timeout=120).post("/v2/models/slow/infer", body,
+                                                          headers)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.2)
+        c = Client(address)
+        answered = 0
+        while t.is_alive() and answered < 5:
+            assert c.get("/v2/health/live").status == 200
+            answered += 1
+        still_running = t.is_alive()
+        t.join(120)
+        assert done["r"].status == 200
+        assert answered == 5 and still_running        # answered while inference ran
