@@ -36,6 +36,15 @@ OFFLOAD_ELEMENTS = 64 * 1024    # and responses with more output values than thi
 JSON = "application/json"
 
 
+def _version():
+    """modelkit's version, from the installed distribution (without importing the trainer)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("modelkit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def json_response(obj, status=200):
     return Response(dumps(obj), status_code=status, media_type=JSON)
 
@@ -124,8 +133,7 @@ class _Handlers:
 
     # -- KServe v2 ----------------------------------------------------------------------
     async def server_metadata(self, request):
-        from modelkit import __version__
-        return json_response({"name": SERVER_NAME, "version": __version__,
+        return json_response({"name": SERVER_NAME, "version": _version(),
                               "extensions": EXTENSIONS})
 
     async def live(self, request):
