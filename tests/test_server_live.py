@@ -355,3 +355,15 @@ def test_inference_runs_off_the_event_loop(tmp_path):
         t.join(120)
         assert done["r"].status == 200
         assert answered == 5 and still_running        # answered while inference ran
+
+
+def test_cli_port_in_use_is_one_error_line(models):
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = subprocess.run(_modelkit() + ["serve", models["two"][0], "--port", str(port),
+                                             "--device", "cpu"],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
