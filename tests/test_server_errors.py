@@ -175,6 +175,14 @@ def test_bad_request_is_answered_with_a_json_error(client, case):
     assert ok.status == 200, ok
 
 
+def test_client_values_are_quoted_briefly(client):
+    r = client.post(INFER, body(A, B, id=["x" * 5000]))
+    check_error(r, 400, "'id' must be a string")
+    assert len(r.json()["error"]) < 200
+    r = client.post(INFER, body(A, with_(B, name="n" * 5000)))
+    assert r.status == 400 and len(r.json()["error"]) < 300
+
+
 def test_body_over_the_limit_is_413(client):
     big = body(A, B) + b" " * 20000                       # limit is 0.01 MB = 10485 bytes
     check_error(client.post(INFER, big), 413, "--max-request-mb")

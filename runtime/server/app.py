@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from . import tfserving, v2
 from .binary import HEADER as BINARY_HEADER
-from .errors import RequestError
+from .errors import RequestError, brief
 from .jsonio import dumps
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ServerMetrics
@@ -92,7 +92,7 @@ class _Handlers:
             try:
                 n = int(declared)
             except ValueError:
-                raise RequestError(f"Content-Length {declared!r} is not a number") from None
+                raise RequestError(f"Content-Length {brief(declared)} is not a number") from None
             if n > limit:
                 raise RequestError(self._too_large(n), 413)
         chunks, total = [], 0
@@ -107,7 +107,7 @@ class _Handlers:
             return body
         if encoding in ("gzip", "deflate"):
             return self._decompress(body, encoding)
-        raise RequestError(f"Content-Encoding {encoding!r} is not supported (use gzip, "
+        raise RequestError(f"Content-Encoding {brief(encoding)} is not supported (use gzip, "
                            f"deflate or none)")
 
     def _decompress(self, body, encoding):

@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, brief
 
 HEADER = "inference-header-content-length"
 
@@ -26,7 +26,7 @@ def split_body(body, header_length):
         n = int(header_length)
     except (TypeError, ValueError):
         raise RequestError(f"Inference-Header-Content-Length must be an integer, got "
-                           f"{header_length!r}") from None
+                           f"{brief(header_length)}") from None
     if n < 0 or n > len(body):
         raise RequestError(f"Inference-Header-Content-Length is {n} but the body has "
                            f"{len(body)} bytes")

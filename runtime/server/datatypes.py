@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, brief
 
 # v2 name -> numpy dtype (BYTES holds Python bytes/str in object arrays).
 V2_TO_NUMPY = {
@@ -45,12 +45,12 @@ def v2_dtype(name, where):
     """numpy dtype of the v2 datatype `name`; 400 naming `where` when it is unknown."""
     if not isinstance(name, str):
         raise RequestError(f"{where}: 'datatype' must be a string such as \"FP32\", "
-                           f"got {name!r}")
+                           f"got {brief(name)}")
     dt = V2_TO_NUMPY.get(name)
     if dt is None:
         if name == "BF16":
             raise RequestError(f"{where}: datatype BF16 is not supported by this server")
-        raise RequestError(f"{where}: unknown datatype {name!r}; expected one of "
+        raise RequestError(f"{where}: unknown datatype {brief(name)}; expected one of "
                            f"{', '.join(V2_TO_NUMPY)}")
     return dt
 

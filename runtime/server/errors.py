@@ -15,3 +15,9 @@ class RequestError(Exception):
 
 def not_found(what):
     return RequestError(what, 404)
+
+
+def brief(value, limit=60):
+    """repr(value), cut to `limit` characters: client values quoted in error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -22,7 +22,7 @@ from modelkit.errors import ConfigError, ModelLoadError
 from ..batching import DynamicBatcher
 from ..session import InferenceSession
 from .datatypes import tf_name, v2_name
-from .errors import RequestError
+from .errors import RequestError, brief
 
 logger = logging.getLogger("modelkit.server")
 
@@ -322,14 +322,14 @@ class ModelRepository:
         model = self._models.get(name)
         if model is None:
             if name not in self.names:
-                raise RequestError(f"model {name!r} not found; this server has "
+                raise RequestError(f"model {brief(name)} not found; this server has "
                                    f"{self.names}", 404)
             err = self._errors.get(name)
             if err is not None:
                 raise RequestError(f"model {name!r} failed to load: {err}", 503)
             raise RequestError(f"model {name!r} is still loading", 503)
         if version is not None and version != VERSION:
-            raise RequestError(f"model {name!r} has no version {version!r}; it is served "
+            raise RequestError(f"model {name!r} has no version {brief(version)}; it is served "
                                f"as version {VERSION}", 404)
         return model
 

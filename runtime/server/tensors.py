@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, brief
 
 
 def array_from_json(values, dtype, where, cast=False):
@@ -109,7 +109,7 @@ def check_shape(shape, where):
     """A v2 `shape` field: a list of non-negative ints. Returns it as a tuple."""
     if not isinstance(shape, list) or not all(
             type(d) is int for d in shape):
-        raise RequestError(f"{where}: 'shape' must be a list of integers, got {shape!r}")
+        raise RequestError(f"{where}: 'shape' must be a list of integers, got {brief(shape)}")
     for d in shape:
         if d < 0:
             raise RequestError(f"{where}: 'shape' {shape} has a negative dimension; "

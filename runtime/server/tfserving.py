@@ -16,7 +16,7 @@ import base64
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, brief
 from .jsonio import json_values, load_object
 from .tensors import array_from_json, check_against_model
 
@@ -28,7 +28,7 @@ def decode(body, model):
     obj = load_object(body)
     sig = obj.get("signature_name", SIGNATURE)
     if sig not in (SIGNATURE, ""):
-        raise RequestError(f"signature_name {sig!r} not found; model {model.name!r} has "
+        raise RequestError(f"signature_name {brief(sig)} not found; model {model.name!r} has "
                            f"only {SIGNATURE!r}")
     has_rows, has_cols = "instances" in obj, "inputs" in obj
     if has_rows and has_cols:
@@ -61,7 +61,7 @@ def _rows_to_columns(instances, names):
         for i, row in enumerate(instances):
             for key in row:
                 if key not in columns:
-                    raise RequestError(f"instances[{i}] has {key!r}, which is not an input; "
+                    raise RequestError(f"instances[{i}] has {brief(key)}, which is not an input; "
                                        f"the model's inputs are {names}")
             for n in names:
                 if n not in row:
@@ -81,7 +81,7 @@ def _columns(inputs, names):
     if isinstance(inputs, dict):
         for key in inputs:
             if key not in names:
-                raise RequestError(f"'inputs' has {key!r}, which is not an input; the "
+                raise RequestError(f"'inputs' has {brief(key)}, which is not an input; the "
                                    f"model's inputs are {names}")
         missing = [n for n in names if n not in inputs]
         if missing:

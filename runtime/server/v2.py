@@ -13,7 +13,7 @@ import math
 
 from . import binary
 from .datatypes import v2_dtype, v2_name
-from .errors import RequestError
+from .errors import RequestError, brief
 from .jsonio import dumps, json_values, load_object
 from .tensors import array_from_json, check_against_model, check_shape
 
@@ -41,12 +41,12 @@ def decode(body, model, header_length=None):
     obj = load_object(head)
     request_id = obj.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise RequestError(f"'id' must be a string, got {request_id!r}")
+        raise RequestError(f"'id' must be a string, got {brief(request_id)}")
     params = _parameters(obj, "request")
     binary_default = params.get("binary_data_output", False)
     if not isinstance(binary_default, bool):
         raise RequestError(f"request parameter 'binary_data_output' must be true or false, "
-                           f"got {binary_default!r}")
+                           f"got {brief(binary_default)}")
     feeds = _inputs(obj, model, raw)
     return V2Request(request_id, feeds, _outputs(obj, model, binary_default))
 
@@ -56,7 +56,7 @@ def _parameters(obj, where):
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise RequestError(f"{where}: 'parameters' must be a JSON object, got {params!r}")
+        raise RequestError(f"{where}: 'parameters' must be a JSON object, got {brief(params)}")
     return params
 
 
@@ -76,7 +76,7 @@ def _inputs(obj, model, raw):
         name = tensor.get("name")
         if not isinstance(name, str):
             raise RequestError(f"inputs[{i}] has no 'name' string")
-        where = f"input {name!r}"
+        where = f"input {brief(name)}"
         spec = model.input_specs.get(name)
         if spec is None:
             raise RequestError(f"{where} is not an input of model {model.name!r}; its "
@@ -105,7 +105,7 @@ def _inputs(obj, model, raw):
                                    f"parameter")
             if type(size) is not int or size < 0:
                 raise RequestError(f"{where}: binary_data_size must be a non-negative "
-                                   f"integer, got {size!r}")
+                                   f"integer, got {brief(size)}")
             if offset + size > len(raw):
                 raise RequestError(f"{where}: binary_data_size {size} at offset {offset} "
                                    f"runs past the {len(raw)} bytes that follow the JSON "
@@ -146,7 +146,7 @@ def _outputs(obj, model, binary_default):
             raise RequestError(f"outputs[{i}] must be a JSON object with a 'name' string")
         name = out["name"]
         if name not in model.output_set:
-            raise RequestError(f"output {name!r} is not an output of model {model.name!r}; "
+            raise RequestError(f"output {brief(name)} is not an output of model {model.name!r}; "
                                f"its outputs are {model.output_names}")
         if name in seen:
             raise RequestError(f"output {name!r} is requested twice")
@@ -162,7 +162,7 @@ def _outputs(obj, model, binary_default):
         as_binary = params.get("binary_data", binary_default)
         if not isinstance(as_binary, bool):
             raise RequestError(f"output {name!r}: parameter 'binary_data' must be true or "
-                               f"false, got {as_binary!r}")
+                               f"false, got {brief(as_binary)}")
         plan.append((name, as_binary))
     return plan if plan else [(n, binary_default) for n in model.output_names]
 
