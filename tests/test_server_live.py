@@ -367,3 +367,32 @@ def test_cli_port_in_use_is_one_error_line(models):
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_request_never_fails_its_batch_mates(models):
+    app = create_app({"emb": models["emb"][0]}, device="cpu", threads=1, max_batch_size=64,
+                     batch_timeout_ms=300)
+    name = app.state.repository.get("emb").inputs[0].name
+    with live_server(app) as address:
+        barrier = threading.Barrier(9)
+        replies = [None] * 9
+
+        def send(i):
+            ids = [[i % 10, (i + 3) % 10]] if i < 8 else [[1, 99]]    # 99: outside the table
+            c = Client(address)
+            barrier.wait()
+            replies[i] = (ids, c.post("/v2/models/emb/infer", {"inputs": [
+                {"name": name, "shape": [1, 2], "datatype": "INT32", "data": ids}]}))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for ids, r in replies[:8]:
+            assert r.status == 200, r
+            _, outs = parse_v2_response(r)
+            np.testing.assert_allclose(next(iter(outs.values())),
+                                       models["emb"][1](np.array(ids, np.int32)), rtol=1e-5,
+                                       atol=1e-6)
+        assert replies[8][1].status == 400 and "cannot run" in replies[8][1].json()["error"]
