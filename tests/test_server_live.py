@@ -193,6 +193,7 @@ def test_ready_only_once_every_model_is_loaded(models, monkeypatch):
         assert c.get("/v2/models/mlp/ready").status == 200
         r = c.post("/v2/models/lstm/infer", b"{}")
         assert r.status == 503 and "loading" in r.json()["error"]
+        assert r.headers["retry-after"] == "1"
         assert c.get("/v1/models/lstm").json()["model_version_status"][0]["state"] == "LOADING"
         gate.set()
         while c.get("/v2/health/ready").status != 200:

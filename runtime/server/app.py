@@ -50,7 +50,9 @@ def json_response(obj, status=200):
 
 
 def error_response(message, status):
-    return Response(dumps({"error": message}), status_code=status, media_type=JSON)
+    headers = {"retry-after": "1"} if status == 503 else None   # loading or shutting down
+    return Response(dumps({"error": message}), status_code=status, media_type=JSON,
+                    headers=headers)
 
 
 class _Handlers:
