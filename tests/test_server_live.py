@@ -121,15 +121,37 @@ def test_concurrent_clients_each_get_their_own_answer(server, models):
     for got, want in (r for r in results if r is not None):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _batch_runs(address, model):
     fams = {f.name: f for f in text_string_to_metric_families(
         Client(address).get("/metrics").body.decode())}
-    runs = {s.labels["model"]: s.value for s in fams["modelkit_batch_size"].samples
-            if s.name == "modelkit_batch_size_count"}
-    requests = {}
-    for s in fams["modelkit_requests"].samples:
-        if s.name == "modelkit_requests_total" and s.labels["code"] == "200":
-            requests[s.labels["model"]] = requests.get(s.labels["model"], 0) + s.value
-    assert runs["two"] < requests["two"]             # concurrent requests shared runs
+    return sum(s.value for s in fams["modelkit_batch_size"].samples
+               if s.name == "modelkit_batch_size_count" and s.labels["model"] == model)
+
+
+def test_concurrent_requests_share_runs(models):
+    app = create_app({"two": models["two"][0]}, device="cpu", threads=1, max_batch_size=64,
+                     batch_timeout_ms=300)
+    with live_server(app) as address:
+        barrier = threading.Barrier(8)
+        replies = [None] * 8
+
+        def send(i):
+            c = Client(address)
+            a = np.full((2, 3), i, np.float32)
+            barrier.wait()
+            replies[i] = c.post("/v1/models/two:predict", {"inputs": {"a": a.tolist(),
+                                                                      "b": a.tolist()}})
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i, r in enumerate(replies):
+            assert r.json()["outputs"]["sum"] == [[2.0 * i] * 3] * 2
+        assert _batch_runs(address, "two") < 8
 
 
 def test_metrics_are_prometheus_text(server):
