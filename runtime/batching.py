@@ -170,6 +170,7 @@ class DynamicBatcher:
         self._pending = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._waiting = 0        # submitted, not yet running (queued or gathering mates)
         self.runs = 0            # session runs so far (for monitoring and tests)
         self._thread = threading.Thread(target=self._loop, name="modelkit-dynamic-batcher",
                                         daemon=True)
@@ -197,6 +198,7 @@ class DynamicBatcher:
                 from modelkit.errors import RuntimeSessionError
                 raise RuntimeSessionError("DynamicBatcher is closed")
             self._pending.append(_Request(key, prepared, rows, future, _now(), loop))
+            self._waiting += 1
             self._cond.notify()
         return future
 
@@ -215,8 +217,9 @@ class DynamicBatcher:
 
     @property
     def queued(self):
-        """Requests waiting for the worker (a snapshot)."""
-        return len(self._pending)
+        """Requests submitted and not yet running (a snapshot): in the queue, or held by
+        the worker while it waits for batch-mates."""
+        return self._waiting
 
     def close(self):
         """Finish the queued requests, then stop the worker."""
@@ -259,6 +262,8 @@ class DynamicBatcher:
         while True:
             with self._cond:
                 group = self._take_group()
+                if group is not None:
+                    self._waiting -= len(group)
             if group is None:
                 return
             group = [r for r in group if r.claim()]

@@ -232,34 +232,40 @@ def _modelkit():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_cli_serves_until_a_signal_and_finishes_requests_in_flight(models, sig):
+def test_cli_serves_until_a_signal_and_finishes_requests_in_flight(models, sig, tmp_path):
     cmd = _modelkit() + ["serve", f"clf={models['mlp'][0]}", models["two"][0], "--port", "0",
-                         "--device", "cpu", "--threads", "1", "--batch-timeout-ms", "1500",
+                         "--device", "cpu", "--threads", "1", "--batch-timeout-ms", "3000",
                          "--access-log"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stdout.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        while True:
-            line = proc.stdout.readline()
-            assert line, (lines, proc.stderr.read())
-            lines.append(line)
-            if line.startswith("serving on http://"):
-                break
+        deadline = time.monotonic() + 120
+        while "serving on http://" not in log.read_text():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        lines = log.read_text().splitlines()
         assert lines[0].startswith("model 'clf' ready") and "FP32" in lines[0]
         assert lines[1].startswith("model 'two' ready")
-        url = lines[-1].split()[2]
+        url = next(ln for ln in lines if ln.startswith("serving on")).split()[2]
         host, port = url[len("http://"):].split(":")
         address = (host, int(port))
         reply = {}
 
-        def in_flight():                          # waits ~1.5 s in the batcher
+        def in_flight():                          # waits 3 s in the batcher
             c = Client(address)
             reply["r"] = c.post("/v1/models/two:predict",
                                 {"inputs": {"a": [[1, 2, 3]], "b": [[1, 1, 1]]}})
 
         t = threading.Thread(target=in_flight)
         t.start()
-        time.sleep(0.5)
+        probe = Client(address)
+        waiting = 'modelkit_queue_depth{model="two"} 1.0'
+        while waiting not in probe.get("/metrics").body.decode():
+            assert time.monotonic() < deadline    # until the request waits in the batcher
+            time.sleep(0.05)
+        probe.close()
         proc.send_signal(sig)
         time.sleep(0.3)
         assert t.is_alive()                       # still in flight ...
@@ -269,7 +275,7 @@ def test_cli_serves_until_a_signal_and_finishes_requests_in_flight(models, sig):
         assert reply["r"].status == 200
         assert reply["r"].json()["outputs"]["sum"] == [[2, 3, 4]]
         assert proc.wait(30) == 0
-        out = proc.stdout.read()
+        out = log.read_text()
         assert '"POST /v1/models/two:predict HTTP/1.1" 200' in out       # --access-log
         with pytest.raises(OSError):
             Client(address, timeout=5).get("/v2/health/live")
