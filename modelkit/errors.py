@@ -50,3 +50,7 @@ class UnsupportedError(ModelkitError, NotImplementedError):
 
 class RuntimeSessionError(ModelkitError, RuntimeError):
     """An inference session could not be created or run (device, provider, inputs)."""
+
+
+class MissingDependencyError(ModelkitError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""
