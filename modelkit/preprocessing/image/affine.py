@@ -146,7 +146,7 @@ def apply_brightness_shift(x, brightness):
 
 def random_brightness(x, brightness_range):
     """`apply_brightness_shift` with a factor drawn uniformly from `brightness_range`."""
-    if len(brightness_range) != 2:
+    if np.ndim(brightness_range) != 1 or len(brightness_range) != 2:
         raise ConfigError("random_brightness: `brightness_range` should be a tuple or list of "
                           f"two floats. Received: {brightness_range!r}")
     u = np.random.uniform(brightness_range[0], brightness_range[1])

@@ -98,8 +98,8 @@ def affine_resample(images, matrix, offset, order=1, mode="nearest", cval=0.0):
     off = np.asarray(offset, dtype=np.float64)
     oi, oj = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64),
                          indexing="ij")
-    cr = oi * m[0, 0] + oj * m[0, 1] + off[0]
-    cc = oi * m[1, 0] + oj * m[1, 1] + off[1]
+    cr = (off[0] + oi * m[0, 0]) + oj * m[0, 1]   # scipy's summation order, bit for bit
+    cc = (off[1] + oi * m[1, 0]) + oj * m[1, 1]
     ridx, rw, rout = _axis_taps(cr, rows, order, mode)
     cidx, cw, cout = _axis_taps(cc, cols, order, mode)
     src = images.astype(np.float64, copy=False)
