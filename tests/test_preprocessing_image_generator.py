@@ -112,9 +112,8 @@ def test_zca_whitening_decorrelates_the_fitted_data():
     base = rs.rand(40, 2, 2, 1).astype("float32")
     x = np.concatenate([base, base * 0.5 + 0.1 * rs.rand(40, 2, 2, 1), rs.rand(40, 2, 2, 1)],
                        axis=3)
-    gen = ImageDataGenerator(zca_whitening=True, zca_epsilon=1e-9)
     with pytest.warns(UserWarning, match="overrides setting of `featurewise_center`"):
-        ImageDataGenerator(zca_whitening=True)
+        gen = ImageDataGenerator(zca_whitening=True, zca_epsilon=1e-9)
     gen.fit(x)
     white = gen.standardize(np.copy(x)).reshape(40, -1).astype(np.float64)
     cov = white.T @ white / 40
