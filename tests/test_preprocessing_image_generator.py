@@ -197,3 +197,19 @@ def test_generator_errors_name_the_problem():
     it = gen.flow(np.zeros((3, 3, 3, 1)), batch_size=2)
     with pytest.raises(ValueError, match="has length 2"):
         it[2]
+
+
+def test_data_format_none_follows_the_backend_setting():
+    from modelkit import backend as K
+    from modelkit.preprocessing.image import img_to_array
+    previous = K.image_data_format()
+    K.set_image_data_format("channels_first")
+    try:
+        gen = ImageDataGenerator(data_format=None, horizontal_flip=True)
+        assert gen.data_format == "channels_first" and gen.channel_axis == 1
+        x = np.arange(2 * 3 * 4 * 5, dtype="float32").reshape(2, 3, 4, 5)
+        np.testing.assert_array_equal(gen.apply_transform(x[0], {"flip_horizontal": True}),
+                                      x[0][:, :, ::-1])
+        assert img_to_array(np.zeros((4, 5, 3), "uint8"), data_format=None).shape == (3, 4, 5)
+    finally:
+        K.set_image_data_format(previous)

@@ -50,9 +50,7 @@ class ImageDataGenerator:
                  vertical_flip=False, rescale=None, preprocessing_function=None,
                  data_format="channels_last", validation_split=0.0, interpolation_order=1,
                  dtype="float32"):
-        if data_format is None:
-            data_format = "channels_last"
-        check_data_format(data_format, "ImageDataGenerator")
+        data_format = check_data_format(data_format, "ImageDataGenerator")
         if fill_mode not in FILL_MODES:
             raise ConfigError(f"ImageDataGenerator: fill_mode {fill_mode!r} is not supported; "
                               f"expected one of {list(FILL_MODES)}")

@@ -172,7 +172,7 @@ class NumpyArrayIterator(Iterator):
         if self.x.ndim != 4:
             raise ShapeError("flow: input data should have rank 4 (images, rows, cols, "
                              f"channels); you passed an array with shape {self.x.shape}")
-        check_data_format(data_format, "flow")
+        data_format = check_data_format(data_format, "flow")
         channels_axis = 3 if data_format == "channels_last" else 1
         if self.x.shape[channels_axis] not in {1, 3, 4}:
             warnings.warn(f'NumpyArrayIterator is set to use the data format convention '
@@ -248,7 +248,7 @@ class DirectoryIterator(Iterator):
         if class_mode not in self.allowed_class_modes:
             raise ConfigError(f"flow_from_directory: invalid class_mode {class_mode!r}; "
                               f"expected one of {list(self.allowed_class_modes)}")
-        check_data_format(data_format, "flow_from_directory")
+        data_format = check_data_format(data_format, "flow_from_directory")
         if not os.path.isdir(directory):
             raise ConfigError(f"flow_from_directory: {os.fspath(directory)!r} is not a "
                               "directory (expected one sub-folder per class)")

@@ -32,9 +32,14 @@ def require_pil(feature):
 
 
 def check_data_format(data_format, where):
+    """`data_format`, with None meaning the backend's `image_data_format()` (as in Keras 2.3)."""
+    if data_format is None:
+        from modelkit.backend.config import image_data_format
+        data_format = image_data_format()
     if data_format not in DATA_FORMATS:
         raise ConfigError(f"{where}: data_format must be 'channels_last' or 'channels_first', "
                           f"got {data_format!r}")
+    return data_format
 
 
 def _resample_filter(image_module, interpolation):
@@ -75,7 +80,7 @@ def load_img(path, grayscale=False, color_mode="rgb", target_size=None, interpol
 
 def img_to_array(img, data_format="channels_last", dtype="float32"):
     """A Pillow image as a rank-3 array (a grayscale image gets a channel axis of 1)."""
-    check_data_format(data_format, "img_to_array")
+    data_format = check_data_format(data_format, "img_to_array")
     x = np.asarray(img, dtype=dtype)
     if x.ndim == 2:
         x = x[None] if data_format == "channels_first" else x[..., None]
@@ -95,7 +100,7 @@ def array_to_img(x, data_format="channels_last", scale=True, dtype="float32"):
     if x.ndim != 3:
         raise ShapeError("array_to_img: expected image array to have rank 3 (single image), "
                          f"got array with shape {x.shape}")
-    check_data_format(data_format, "array_to_img")
+    data_format = check_data_format(data_format, "array_to_img")
     if data_format == "channels_first":
         x = x.transpose(1, 2, 0)
     if scale:
