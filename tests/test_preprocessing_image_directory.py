@@ -19,35 +19,17 @@ from modelkit.utils import Sequence
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "preprocessing")
 REF = np.load(os.path.join(FIXTURES, "image_directory.npz"))
 
-DIRECTORY_CASES = [
-    {"class_mode": "categorical", "target_size": (5, 6)},
-    {"class_mode": "sparse", "target_size": (8, 8), "interpolation": "bilinear",
-     "color_mode": "grayscale"},
-    {"class_mode": "binary", "classes": ["cats", "dogs"], "target_size": (4, 4),
-     "color_mode": "rgba"},
-    {"class_mode": "input", "target_size": (6, 5), "shuffle": False},
-    {"class_mode": None, "target_size": (5, 5), "shuffle": False},
-    {"class_mode": "categorical", "target_size": (5, 6), "subset": "validation"},
-    {"class_mode": "categorical", "target_size": (5, 6), "subset": "training"},
-]
-
-
-def _directory_images():
-    rs = np.random.RandomState(2)
-    files = []
-    for cls, count in (("cats", 3), ("dogs", 2), ("zebras", 4)):
-        for i in range(count):
-            h, w = (6 + i, 8) if i % 2 else (9, 7)
-            files.append((cls, f"img{i}.png", rs.randint(0, 256, size=(h, w, 3)).astype("uint8")))
-    return files
+DIRECTORY_CASES = json.loads(str(REF["cases"]))
 
 
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
-    for cls, name, arr in _directory_images():
-        os.makedirs(root / cls, exist_ok=True)
-        Image.fromarray(arr, "RGB").save(root / cls / name)
+    for key in REF.files:
+        if key.startswith("png/"):        # png/<class>/<file>: the pixels Keras read
+            _, cls, name = key.split("/")
+            os.makedirs(root / cls, exist_ok=True)
+            Image.fromarray(REF[key], "RGB").save(root / cls / name)
     (root / "cats" / "notes.txt").write_text("not an image")
     return str(root)
 

@@ -19,12 +19,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "preprocessing")
 with open(os.path.join(FIXTURES, "sequence.json")) as f:
     REF = json.load(f)
 
-PAD_INPUTS = {
-    "ints": [[1, 2, 3], [4, 5], [6], [], [7, 8, 9, 10, 11]],
-    "vectors": [[[1, 2], [3, 4]], [[5, 6]], [[7, 8], [9, 10], [11, 12]]],
-    "strings": [["a", "b"], ["c"], ["d", "e", "f"]],
-    "floats": [[0.5, 1.5], [2.25], [3.0, 4.0, 5.0, 6.0]],
-}
+PAD_INPUTS = REF["pad_inputs"]
 
 
 @pytest.mark.parametrize("case", REF["pad_sequences"], ids=lambda c: f"{c['input']}-{c['kwargs']}")

@@ -116,23 +116,21 @@ class Tokenizer:
         """Each text as a list of word indices (unknown or rare words dropped, or `oov_token`)."""
         return list(self.texts_to_sequences_generator(texts))
 
+    def _kept_index(self, i, oov_index):
+        """Index `i` as converted: itself, the OOV index (unknown or beyond `num_words`,
+        when there is an `oov_token`), or None to drop it."""
+        if i is None:
+            return oov_index if self.oov_token is not None else None
+        if self.num_words and i >= self.num_words:
+            return oov_index
+        return i
+
     def texts_to_sequences_generator(self, texts):
         """Yield `texts_to_sequences`'s lists one text at a time."""
-        num_words = self.num_words
         oov_index = self.word_index.get(self.oov_token)
         for text in texts:
-            vect = []
-            for w in self._tokens(text):
-                i = self.word_index.get(w)
-                if i is None:
-                    if self.oov_token is not None:
-                        vect.append(oov_index)
-                elif num_words and i >= num_words:
-                    if oov_index is not None:
-                        vect.append(oov_index)
-                else:
-                    vect.append(i)
-            yield vect
+            kept = (self._kept_index(self.word_index.get(w), oov_index) for w in self._tokens(text))
+            yield [i for i in kept if i is not None]
 
     def sequences_to_texts(self, sequences):
         """Each sequence of indices back to a space-joined text."""
@@ -140,21 +138,11 @@ class Tokenizer:
 
     def sequences_to_texts_generator(self, sequences):
         """Yield `sequences_to_texts`'s strings one sequence at a time."""
-        num_words = self.num_words
         oov_index = self.word_index.get(self.oov_token)
         for seq in sequences:
-            words = []
-            for num in seq:
-                word = self.index_word.get(num)
-                if word is None:
-                    if self.oov_token is not None:
-                        words.append(self.index_word[oov_index])
-                elif num_words and num >= num_words:
-                    if oov_index is not None:
-                        words.append(self.index_word[oov_index])
-                else:
-                    words.append(word)
-            yield " ".join(words)
+            kept = (self._kept_index(num if num in self.index_word else None, oov_index)
+                    for num in seq)
+            yield " ".join(self.index_word[i] for i in kept if i is not None)
 
     def texts_to_matrix(self, texts, mode="binary"):
         """`sequences_to_matrix(texts_to_sequences(texts), mode)`."""
