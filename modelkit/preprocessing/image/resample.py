@@ -102,14 +102,16 @@ def affine_resample(images, matrix, offset, order=1, mode="nearest", cval=0.0):
     cc = (off[1] + oi * m[1, 0]) + oj * m[1, 1]
     ridx, rw, rout = _axis_taps(cr, rows, order, mode)
     cidx, cw, cout = _axis_taps(cc, cols, order, mode)
-    src = images.astype(np.float64, copy=False)
+    flat = images.reshape(len(images), rows * cols)
     total = np.zeros(images.shape, dtype=np.float64)
     for ri, wr in zip(ridx, rw):
         for ci, wc in zip(cidx, cw):
-            term = src[:, ri, ci]
+            # values widen exactly to float64; (value * wr) * wc as scipy multiplies
+            term = np.take(flat, ri * cols + ci, axis=1).astype(np.float64)
             if wr is not None:
-                term = term * wr * wc
-            total = total + term
+                term *= wr
+                term *= wc
+            total += term
     if mode == "constant":
         total[:, rout | cout] = cval
     return _cast_like(total, images.dtype)
