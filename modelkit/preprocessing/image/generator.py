@@ -23,11 +23,14 @@ _NOT_FIT = ("This ImageDataGenerator specifies `{}`, but it hasn't been fit on a
 
 def _draw_shift(shift_range, size):
     """One shift in pixels: from a list/int range (a choice, random sign) or a float range."""
-    try:  # an int or a list: numpy raises ValueError for a float before drawing anything
-        shift = np.random.choice(shift_range)
-        shift *= np.random.choice([-1, 1])
-    except ValueError:
+    if isinstance(shift_range, (float, np.floating)):
         shift = np.random.uniform(-shift_range, shift_range)
+    else:
+        try:  # an int or a list; numpy refuses anything else before drawing, as Keras relies on
+            shift = np.random.choice(shift_range)
+            shift *= np.random.choice([-1, 1])
+        except ValueError:
+            shift = np.random.uniform(-shift_range, shift_range)
     if np.max(shift_range) < 1:
         shift *= size
     return shift

@@ -6,6 +6,8 @@ rules exactly (coordinates mapped into the image as scipy maps them, then interp
 the neighbouring pixels, summed in scipy's order in float64), so modelkit needs no scipy.
 """
 
+import functools
+
 import numpy as np
 
 from modelkit.errors import ConfigError
@@ -73,6 +75,15 @@ def _axis_taps(c, n, order, mode):
     return idx, [1.0 - t, t], outside
 
 
+@functools.lru_cache(maxsize=8)
+def _output_grid(rows, cols):
+    """Row and column coordinates of every output pixel (float64, read-only, cached)."""
+    oi, oj = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64),
+                         indexing="ij")
+    oi.flags.writeable = oj.flags.writeable = False
+    return oi, oj
+
+
 def _cast_like(values, dtype):
     """Store float64 results in `dtype` as scipy does (integers rounded half away from 0)."""
     if np.issubdtype(dtype, np.integer):
@@ -96,8 +107,7 @@ def affine_resample(images, matrix, offset, order=1, mode="nearest", cval=0.0):
     _, rows, cols = images.shape
     m = np.asarray(matrix, dtype=np.float64)
     off = np.asarray(offset, dtype=np.float64)
-    oi, oj = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64),
-                         indexing="ij")
+    oi, oj = _output_grid(rows, cols)
     cr = (off[0] + oi * m[0, 0]) + oj * m[0, 1]   # scipy's summation order, bit for bit
     cc = (off[1] + oi * m[1, 0]) + oj * m[1, 1]
     ridx, rw, rout = _axis_taps(cr, rows, order, mode)
