@@ -54,6 +54,11 @@ def test_random_functions_draw_and_transform_as_keras():
         "random_channel_shift": image.random_channel_shift(x, 50.0, 2),
         "random_brightness": image.random_brightness(x, (0.5, 1.5)),
     }
+    xf = np.transpose(x, (2, 0, 1))
+    outs["random_rotation_first"] = image.random_rotation(xf, 40)
+    outs["random_shift_first"] = image.random_shift(xf, 0.2, 0.3)
+    outs["random_shear_first"] = image.random_shear(xf, 25)
+    outs["random_zoom_first"] = image.random_zoom(xf, (0.6, 1.4))
     for name, out in outs.items():
         np.testing.assert_allclose(out, REF[name], rtol=0, atol=ATOL, err_msg=name)
     np.testing.assert_array_equal(np.random.uniform(size=3), REF["after_draws"])

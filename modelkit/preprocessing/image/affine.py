@@ -75,13 +75,17 @@ def apply_affine_transform(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1, row_axis
     return np.moveaxis(out, 0, channel_axis)
 
 
+# The random_* functions below pass only `channel_axis` on, exactly as Keras 2.3
+# (keras_preprocessing 1.1) does: the transform's centre comes from axes 0 and 1 of `x`, right
+# for channels-last images (pass row_axis=0, col_axis=1, channel_axis=2), off-centre for
+# channels-first ones with the default axes. ImageDataGenerator passes every axis.
+
 def random_rotation(x, rg, row_axis=1, col_axis=2, channel_axis=0, fill_mode="nearest", cval=0.0,
                     interpolation_order=1):
     """Rotate by an angle drawn uniformly from [-rg, rg] degrees."""
     theta = np.random.uniform(-rg, rg)
-    return apply_affine_transform(x, theta=theta, row_axis=row_axis, col_axis=col_axis,
-                                  channel_axis=channel_axis, fill_mode=fill_mode, cval=cval,
-                                  order=interpolation_order)
+    return apply_affine_transform(x, theta=theta, channel_axis=channel_axis,
+                                  fill_mode=fill_mode, cval=cval, order=interpolation_order)
 
 
 def random_shift(x, wrg, hrg, row_axis=1, col_axis=2, channel_axis=0, fill_mode="nearest",
@@ -90,18 +94,16 @@ def random_shift(x, wrg, hrg, row_axis=1, col_axis=2, channel_axis=0, fill_mode=
     h, w = x.shape[row_axis], x.shape[col_axis]
     tx = np.random.uniform(-hrg, hrg) * h
     ty = np.random.uniform(-wrg, wrg) * w
-    return apply_affine_transform(x, tx=tx, ty=ty, row_axis=row_axis, col_axis=col_axis,
-                                  channel_axis=channel_axis, fill_mode=fill_mode, cval=cval,
-                                  order=interpolation_order)
+    return apply_affine_transform(x, tx=tx, ty=ty, channel_axis=channel_axis,
+                                  fill_mode=fill_mode, cval=cval, order=interpolation_order)
 
 
 def random_shear(x, intensity, row_axis=1, col_axis=2, channel_axis=0, fill_mode="nearest",
                  cval=0.0, interpolation_order=1):
     """Shear by an angle drawn uniformly from [-intensity, intensity] degrees."""
     shear = np.random.uniform(-intensity, intensity)
-    return apply_affine_transform(x, shear=shear, row_axis=row_axis, col_axis=col_axis,
-                                  channel_axis=channel_axis, fill_mode=fill_mode, cval=cval,
-                                  order=interpolation_order)
+    return apply_affine_transform(x, shear=shear, channel_axis=channel_axis,
+                                  fill_mode=fill_mode, cval=cval, order=interpolation_order)
 
 
 def random_zoom(x, zoom_range, row_axis=1, col_axis=2, channel_axis=0, fill_mode="nearest",
@@ -114,9 +116,8 @@ def random_zoom(x, zoom_range, row_axis=1, col_axis=2, channel_axis=0, fill_mode
         zx, zy = 1, 1
     else:
         zx, zy = np.random.uniform(zoom_range[0], zoom_range[1], 2)
-    return apply_affine_transform(x, zx=zx, zy=zy, row_axis=row_axis, col_axis=col_axis,
-                                  channel_axis=channel_axis, fill_mode=fill_mode, cval=cval,
-                                  order=interpolation_order)
+    return apply_affine_transform(x, zx=zx, zy=zy, channel_axis=channel_axis,
+                                  fill_mode=fill_mode, cval=cval, order=interpolation_order)
 
 
 def apply_channel_shift(x, intensity, channel_axis=0):
