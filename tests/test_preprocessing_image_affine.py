@@ -67,6 +67,15 @@ def test_random_functions_draw_and_transform_as_keras():
                                REF["channel_shift_first"], rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize("mode", ["constant", "nearest", "reflect", "wrap"])
+def test_resample_equals_scipy_far_outside_the_image(mode, order):
+    # coordinates reach several periods beyond the 6x7 input on every side
+    out = affine_resample(REF["probe"][None], REF["probe_matrix"], REF["probe_offset"],
+                          order=order, mode=mode, cval=-7.0)
+    np.testing.assert_allclose(out[0], REF[f"probe_{mode}_{order}"], rtol=0, atol=1e-12)
+
+
 def test_identity_transform_returns_the_input_and_quarter_turn_is_a_permutation():
     x = REF["x"]
     assert image.apply_affine_transform(x) is x

@@ -18,11 +18,6 @@ FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 ORDERS = (0, 1)
 
 
-def _trunc_int(v):
-    """C's cast of a double to an integer (toward zero), elementwise."""
-    return np.trunc(v)
-
-
 def _map_coordinates(c, n, mode):
     """Map input coordinates lying outside [0, n-1] back inside, as scipy's `map_coordinate`.
 
@@ -36,20 +31,21 @@ def _map_coordinates(c, n, mode):
     if n <= 1:
         return np.where(low | high, 0.0, c), None
     out = c.copy()
+    # np.trunc stands for scipy's C casts to integers (toward zero)
     if mode == "reflect":   # half-sample symmetric, period 2n
         sz2 = 2 * n
         cl = c[low]
-        cl = np.where(cl < -sz2, sz2 * _trunc_int(-cl / sz2) + cl, cl)
+        cl = np.where(cl < -sz2, sz2 * np.trunc(-cl / sz2) + cl, cl)
         out[low] = np.where(cl < -n, cl + sz2, -cl - 1)
         ch = c[high]
-        ch = ch - sz2 * _trunc_int(ch / sz2)
+        ch = ch - sz2 * np.trunc(ch / sz2)
         out[high] = np.where(ch >= n, sz2 - ch - 1, ch)
     else:                   # 'wrap': scipy's legacy wrap, period n - 1
         sz = n - 1
         cl = c[low]
-        out[low] = cl + sz * (_trunc_int(-cl / sz) + 1)
+        out[low] = cl + sz * (np.trunc(-cl / sz) + 1)
         ch = c[high]
-        out[high] = ch - sz * _trunc_int(ch / sz)
+        out[high] = ch - sz * np.trunc(ch / sz)
     return out, None
 
 
