@@ -10,23 +10,13 @@ scipy is needed only here:
 """
 
 import argparse
-import time
 
 import numpy as np
+from norm_ops import best_of   # the timer of benchmarks/norm_ops.py (this folder is on sys.path)
 
 CASES = [("cifar 32x32x3", (32, 32, 3)), ("mnist 28x28x1", (28, 28, 1)),
          ("imagenet 224x224x3", (224, 224, 3))]
 MODES = ("nearest", "reflect")
-
-
-def best_of(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main():
