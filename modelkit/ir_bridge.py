@@ -11,8 +11,8 @@ from .engine.functional import Model
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
 from .errors import IRError
-from .ir import Graph, Node, TensorRef, TensorSpec, TrainingConfig
-from .layers.serialization import custom_object_scope, deserialize
+from .ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
+from .layers.serialization import custom_object_scope, deserialize, get_layer_class
 
 
 def _model_class(model):
@@ -117,12 +117,19 @@ def from_ir(graph, custom_objects=None, compile=True):
 def _build(graph, custom_objects):
     layers = {}
     for node in graph.nodes:
-        if node.subgraph is not None:
+        if node.subgraph is not None and node.op in NESTED_MODEL_OPS:
             sub = _build(node.subgraph, custom_objects)
             _assign_weights(sub, node.subgraph)
             sub.name = node.name
             sub.trainable = node.config.get("trainable", True)
             layers[node.name] = sub
+        elif node.subgraph is not None:        # a wrapper of a whole model: TimeDistributed
+            sub = _build(node.subgraph, custom_objects)
+            _assign_weights(sub, node.subgraph)
+            inner = node.config.get("layer") or {}
+            sub.name = (inner.get("config") or {}).get("name") or node.subgraph.name
+            config = dict(node.config, layer=sub)
+            layers[node.name] = get_layer_class(node.op, node.name, custom_objects)(**config)
         else:
             layers[node.name] = deserialize({"class_name": node.op, "config": node.config},
                                             custom_objects)

@@ -182,6 +182,7 @@ def _keras3_layer_config(op, config, where):
     if op == "Embedding":
         cfg.pop("input_length", None)
     cfg.pop("time_major", None)
+    cfg.pop("batch_input_shape", None)    # Keras 3 refuses it; its InputLayer has the shape
     for k, v in list(cfg.items()):
         if isinstance(v, dict) and "class_name" in v and "config" in v and k not in _WRAPPER_KEYS:
             if k.endswith("initializer") or k.endswith("regularizer") or k.endswith("constraint"):
@@ -256,14 +257,13 @@ def attach_wrapped_models(graph, keras3):
         if not node.weights or any(k not in graph.weights for k in node.weights):
             continue
         sub = _model_to_graph(inner, keras3, f"layer {node.name!r}")
-        arrays = iter([graph.weights[k] for k in node.weights])
-        wanted = sum(len(n.weights) for n in sub.nodes)
-        if wanted != len(node.weights):
-            raise ConfigProblem(f"layer {node.name!r} ({node.op}): the wrapped model has {wanted} "
-                                f"weights, the file stores {len(node.weights)}")
-        for n in sub.nodes:
-            for key in n.weights:
-                sub.weights[key] = next(arrays)
+        # Keras (and modelkit) store the wrapped model's weights in the wrapper's group,
+        # named after the inner layers (`frame_dense/kernel:0`): hand each to its layer.
+        holder = Node(node.name, inner.get("class_name"), {}, [], [], subgraph=sub)
+        try:
+            _attach_nested(holder, [(k, graph.weights[k]) for k in node.weights])
+        except ConfigProblem as e:
+            raise ConfigProblem(f"layer {node.name!r} ({node.op}): {e}") from None
         node.subgraph = sub
 
 
@@ -671,7 +671,7 @@ def _input_layer(spec, keras3):
 
 
 def _layer_entry(node, keras3):
-    if node.subgraph is not None:
+    if node.subgraph is not None and node.op in NESTED_MODEL_OPS:
         sub = _graph_config(node.subgraph, keras3)
         if "trainable" in node.config:
             sub["config"]["trainable"] = node.config["trainable"]
@@ -684,6 +684,12 @@ def _layer_entry(node, keras3):
     cfg = dict(node.config)
     cfg["name"] = node.name
     cfg = _keras3_layer_config(node.op, cfg, where) if keras3 else _keras2_layer_config(node.op, cfg)
+    if node.subgraph is not None and keras3:    # a wrapper of a whole model, Keras 3 dialect
+        sub = _graph_config(node.subgraph, keras3)
+        sub["config"]["name"] = (node.config.get("layer") or {}).get("config", {}).get(
+            "name", node.subgraph.name)
+        cfg["layer"] = {"module": sub.get("module"), "class_name": sub["class_name"],
+                        "config": sub["config"], "registered_name": None}
     if keras3:
         return {"module": "keras.layers", "class_name": node.op, "config": cfg,
                 "registered_name": None}
@@ -699,7 +705,7 @@ def _graph_config(graph, keras3):
             e = _layer_entry(n, keras3)
             e.pop("name", None)
             e.pop("inbound_nodes", None)
-            if i == 0 and not keras3 and n.subgraph is None:
+            if i == 0 and not keras3 and n.op not in NESTED_MODEL_OPS:
                 e["config"] = {"name": e["config"]["name"],
                                "batch_input_shape": list(spec.shape), **e["config"]}
             layers.append(e)
@@ -713,7 +719,7 @@ def _graph_config(graph, keras3):
             out = {"module": "keras", **out, "registered_name": None}
         return out
 
-    nested = {n.name for n in graph.nodes if n.subgraph is not None}
+    nested = {n.name for n in graph.nodes if n.op in NESTED_MODEL_OPS}
     shapes = {s.name: s for s in graph.inputs}
 
     def ref_item(r):
