@@ -4,13 +4,15 @@
 predictions, for Sequential, functional, multi-input/output, shared-layer and nested models.
 """
 
+import warnings
+
 import numpy as np
 
 from . import __version__
 from .engine.functional import Model
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
-from .errors import IRError
+from .errors import IRError, ModelkitError
 from .ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize, get_layer_class
 
@@ -110,7 +112,7 @@ def from_ir(graph, custom_objects=None, compile=True):
         model = _build(graph, custom_objects)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
-            _compile_from(model, graph.training)
+            _compile_from(model, graph)
     return model
 
 
@@ -182,13 +184,54 @@ def _assign_weights(model, graph):
         layer.set_weights([graph.weights[k] for k in node.weights])
 
 
-def _compile_from(model, training):
+def _compile_from(model, graph):
+    training = graph.training
+    _compile_fresh(model, training)
+    if training.optimizer_state:
+        try:
+            model.optimizer.set_state(_state_by_variable_name(model, graph, training.optimizer_state),
+                                      model.trainable_weights)
+        except ModelkitError as e:
+            # as Keras does: the model loads, its optimizer starts fresh
+            warnings.warn(f"The saved optimizer state could not be restored ({e}); the model "
+                          f"is loaded with a freshly initialized optimizer.", stacklevel=3)
+            _compile_fresh(model, training)
+
+
+def _state_by_variable_name(model, graph, state):
+    """Optimizer state keyed `<slot>/<IR weight key>` -> keyed by the model's variable names:
+    a file's weight names need not be modelkit's (Keras 3 names a TimeDistributed layer's
+    kernel `td/dense/kernel`, modelkit `td/kernel`). Weights pair up by position, as
+    `_assign_weights` pairs them."""
+    names = {}
+    _variable_names(model, graph, names)
+    weights = {}
+    for k, v in (state.get("weights") or {}).items():
+        slot, _, key = k.partition("/")
+        weights[f"{slot}/{names[key]}" if key in names else k] = v
+    return dict(state, weights=weights)
+
+
+def _variable_names(model, graph, out):
+    layers = {la.name: la for la in model.layers}
+    for node in graph.nodes:
+        layer = layers.get(node.name)
+        if layer is None:
+            continue
+        if node.subgraph is not None:
+            inner = layer if node.op in NESTED_MODEL_OPS else getattr(layer, "layer", None)
+            if isinstance(inner, Model):
+                _variable_names(inner, node.subgraph, out)
+            continue
+        for key, var in zip(node.weights, layer.weights):
+            out.setdefault(key, str(var.name).split(":")[0])
+
+
+def _compile_fresh(model, training):
     from . import optimizers
     optimizer = optimizers.get(training.optimizer) if training.optimizer else "rmsprop"
     model.compile(optimizer=optimizer, loss=training.loss, metrics=training.metrics,
                   loss_weights=training.loss_weights)
-    if training.optimizer_state:
-        model.optimizer.set_state(training.optimizer_state, model.trainable_weights)
 
 
 def model_from_keras_config(config, custom_objects=None):
