@@ -192,6 +192,11 @@ def _keras3_layer_config(op, config, where):
     return cfg
 
 
+# where Keras 3 finds a wrapped whole model's class
+_KERAS3_MODULES = {"Sequential": "keras", "Functional": "keras.src.models.functional",
+                   "Model": "keras.src.models.functional"}
+
+
 def _keras2_layer_config(op, config):
     cfg = copy.deepcopy(config)
     if cfg.get("time_major") is False:
@@ -202,9 +207,8 @@ def _keras2_layer_config(op, config):
             v["config"] = _keras2_layer_config(v.get("class_name"), v["config"])
             # tf-keras writes (and ignores) these; Keras 3 needs them to find a wrapped
             # built-in layer class, so a wrapper written here loads in both
-            if v.get("class_name") not in NESTED_MODEL_OPS:
-                v.setdefault("module", "keras.layers")
-                v.setdefault("registered_name", None)
+            v.setdefault("module", _KERAS3_MODULES.get(v.get("class_name"), "keras.layers"))
+            v.setdefault("registered_name", None)
     return cfg
 
 
