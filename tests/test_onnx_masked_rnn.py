@@ -172,3 +172,15 @@ def test_real_keras_masked_models_export_with_keras_numbers(name):
     assert len(got) == len(ys)
     for g, y in zip(got, ys):
         assert np.abs(g - y).max() <= 1e-5
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_mask_graph_works_at_every_supported_opset(opset):
+    rng = np.random.default_rng(7)
+    inp, outs = masked_model("GRU")
+    model = Model(inp, outs)
+    randomize(model, rng)
+    x = holey_frames(rng)
+    want = model.predict(x)
+    got = run(onnx_conv.export(model, opset=opset), [x])
+    assert max(float(np.abs(g - w).max()) for g, w in zip(got, want)) <= 1e-5

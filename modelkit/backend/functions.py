@@ -15,6 +15,7 @@ from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
 from . import config
 from .engine import apply
+from .random_state import global_rng
 from .tensor import Tensor, Variable, as_array, as_tensor
 
 _SYMBOLIC_HANDLER = None
@@ -289,7 +290,8 @@ switch = where
 
 @k_function
 def dropout(x, level, noise_shape=None, seed=None, rng=None):
-    rng = rng if rng is not None else np.random.default_rng(seed)
+    if rng is None:
+        rng = np.random.default_rng(seed) if seed is not None else global_rng()
     return apply(nn_ops._dropout, _t(x), rate=float(level), noise_shape=noise_shape, rng=rng)
 
 
