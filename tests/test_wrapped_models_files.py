@@ -33,10 +33,11 @@ def check_wrapper(model):
     assert [type(la).__name__ for la in td.layer.layers] == ["Flatten", "Dense", "Dense"]
 
 
-@pytest.mark.parametrize("version", ["keras2", "keras3"])
-def test_real_keras_time_distributed_model_loads_with_keras_numbers(version):
+@pytest.mark.parametrize("version,ext", [("keras2", ".h5"), ("keras3", ".h5"),
+                                         ("keras3", ".keras")])
+def test_real_keras_time_distributed_model_loads_with_keras_numbers(version, ext):
     base = os.path.join(FIXTURES, version, "td_model")
-    model = load_model(base + ".h5")
+    model = load_model(base + ext)
     data = np.load(base + ".npz")
     td = model.get_layer("td")
     assert isinstance(td, TimeDistributed) and td.layer.name == "frame_model"

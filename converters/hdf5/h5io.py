@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
-from modelkit.ir import TrainingConfig, json_default
+from modelkit.ir import NESTED_MODEL_OPS, TrainingConfig, json_default
 from modelkit.utils.atomic import atomic_write
 
 from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
@@ -241,6 +241,23 @@ def _new_layout_paths(graph, prefix="layers"):
     return out
 
 
+def _wrapped_model_config(node):
+    inner = node.config.get("layer")
+    if isinstance(inner, dict) and inner.get("class_name") in NESTED_MODEL_OPS:
+        return inner
+    return None
+
+
+def _nested_items(group, subgraph, ctx):
+    """[(`<layer>/<var>`, array)] of a nested model, in Keras's order: all trainable
+    weights, then the rest."""
+    sub = _read_new_layout(group, subgraph, ctx)
+    frozen = {n.name for n in subgraph.nodes if n.config.get("trainable") is False}
+    items = [(w, a) for sname, entries in sub.items() for w, a in entries]
+    items.sort(key=lambda wa: non_trainable_variable(wa[0]) or wa[0].split("/", 1)[0] in frozen)
+    return items
+
+
 def _read_new_layout(f, graph, ctx):
     """{node_name: [(stored_name, array)]} from the Keras 3 layout, names from the op table."""
     out = {}
@@ -254,13 +271,13 @@ def _read_new_layout(f, graph, ctx):
             else:
                 continue
         ctx.piece = f"layer {node.name!r} ({path})"
-        if node.subgraph is not None:
-            sub = _read_new_layout(f[path], node.subgraph, ctx)
-            frozen = {n.name for n in node.subgraph.nodes if n.config.get("trainable") is False}
-            items = [(w, a) for sname, entries in sub.items() for w, a in entries]
-            # Keras order for a nested model: all trainable weights, then the rest
-            items.sort(key=lambda wa: non_trainable_variable(wa[0])
-                       or wa[0].split("/", 1)[0] in frozen)
+        inner = _wrapped_model_config(node)
+        if node.subgraph is not None or (inner is not None and f"{path}/layer" in f):
+            # a nested model, or a wrapper of one (its model sits under `<path>/layer`)
+            sub = node.subgraph if node.subgraph is not None else \
+                keras_config_to_graph(inner, keras_version="3")
+            items = _nested_items(f[path] if node.subgraph is not None else f[f"{path}/layer"],
+                                  sub, ctx)
             if items:
                 out[node.name] = items
             continue
