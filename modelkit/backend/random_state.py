@@ -24,19 +24,11 @@ class NumpyGlobalRandom:
 
     @staticmethod
     def random(size=None, dtype=np.float64, out=None):
-        r = np.asarray(np.random.random_sample(size)).astype(dtype, copy=False)
-        if out is not None:
-            out[...] = r
-            return out
-        return r if size is not None else r[()]
+        return _deliver(np.random.random_sample(size), size, dtype, out)
 
     @staticmethod
     def standard_normal(size=None, dtype=np.float64, out=None):
-        r = np.asarray(np.random.standard_normal(size)).astype(dtype, copy=False)
-        if out is not None:
-            out[...] = r
-            return out
-        return r if size is not None else r[()]
+        return _deliver(np.random.standard_normal(size), size, dtype, out)
 
     @staticmethod
     def normal(loc=0.0, scale=1.0, size=None):
@@ -66,6 +58,15 @@ class NumpyGlobalRandom:
 
     def __repr__(self):
         return "NumpyGlobalRandom()"
+
+
+def _deliver(values, size, dtype, out):
+    """Generator's `dtype=` / `out=` conventions for a float64 draw."""
+    r = np.asarray(values).astype(dtype, copy=False)
+    if out is not None:
+        out[...] = r
+        return out
+    return r if size is not None else r[()]
 
 
 _GLOBAL = NumpyGlobalRandom()
