@@ -157,11 +157,12 @@ def test_masked_steps_are_skipped_wherever_they_are():
     assert np.abs(got - want).max() <= 1e-5
 
 
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
 @pytest.mark.parametrize("name", ["masked_holes", "embed_holes"])
-def test_real_keras_masked_models_export_with_keras_numbers(name):
-    """tf-keras 2.21 files with holes in their masks (see tests/fixtures/README.md): the
-    ONNX export reproduces the predictions tf-keras stored."""
-    base = os.path.join(os.path.dirname(__file__), "fixtures", "keras2", name)
+def test_real_keras_masked_models_export_with_keras_numbers(version, name):
+    """tf-keras 2.21 / Keras 3.15 files with holes in their masks (tests/fixtures/README.md):
+    the ONNX export reproduces the predictions Keras stored."""
+    base = os.path.join(os.path.dirname(__file__), "fixtures", version, name)
     model = load_model(base + ".h5")
     data = np.load(base + ".npz")
     x = data["x0"]

@@ -215,6 +215,10 @@ def _keras2_layer_config(op, config):
 # ---------------------------------------------------------------------------------------
 # reading
 
+# Keras 3 op layers that only compute a mask (see _functional_to_graph)
+_MASK_OPS = ("NotEqual", "Any")
+
+
 def keras_config_to_graph(model_config, weights=None, keras_version=None):
     """Convert a Keras model config (`{"class_name", "config"}`, either dialect) to a Graph.
 
@@ -457,12 +461,15 @@ def _functional_to_graph(cfg, keras3, where):
         raw_calls[lname], raw_masks[lname] = _parse_calls(layer, f"{where}/{lname}")
         order.append(lname)
 
-    # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node that
-    # feeds the RNN's `mask=`; modelkit (like Keras 2) propagates masks implicitly, so such a
-    # node is dropped when nothing else consumes it.
-    used_as_input = {r[0] for ln in order for call in raw_calls[ln] for r in call}
-    for ln in list(order):
-        if nodes[ln].op == "NotEqual" and ln not in used_as_input:
+    # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node, and
+    # that of Masking as NotEqual -> Any, feeding the RNN's `mask=`; modelkit (like Keras 2)
+    # propagates masks implicitly, so such nodes are dropped when only masks consume them.
+    outputs = {r[0] for r in _wrap_refs(cfg.get("output_layers") or []) if isinstance(r, list)}
+    dropped = True
+    while dropped:
+        used = outputs | {r[0] for ln in order for call in raw_calls[ln] for r in call}
+        dropped = [ln for ln in order if nodes[ln].op in _MASK_OPS and ln not in used]
+        for ln in dropped:
             order.remove(ln)
             del nodes[ln]
 
