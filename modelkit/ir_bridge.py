@@ -203,8 +203,11 @@ def _state_by_variable_name(model, graph, state):
     a file's weight names need not be modelkit's (Keras 3 names a TimeDistributed layer's
     kernel `td/dense/kernel`, modelkit `td/kernel`). Weights pair up by position, as
     `_assign_weights` pairs them."""
-    names = {}
-    _variable_names(model, graph, names)
+    variables = {}
+    _variables_by_key(model, graph, variables)
+    trainable = list(model.trainable_weights)
+    unique = dict(zip(map(id, trainable), model.optimizer._unique_names(trainable)))
+    names = {k: unique[id(v)] for k, v in variables.items() if id(v) in unique}
     weights = {}
     for k, v in (state.get("weights") or {}).items():
         slot, _, key = k.partition("/")
@@ -212,7 +215,8 @@ def _state_by_variable_name(model, graph, state):
     return dict(state, weights=weights)
 
 
-def _variable_names(model, graph, out):
+def _variables_by_key(model, graph, out):
+    """{IR weight key: the model's variable} for the graph and its nested models."""
     layers = {la.name: la for la in model.layers}
     for node in graph.nodes:
         layer = layers.get(node.name)
@@ -221,10 +225,10 @@ def _variable_names(model, graph, out):
         if node.subgraph is not None:
             inner = layer if node.op in NESTED_MODEL_OPS else getattr(layer, "layer", None)
             if isinstance(inner, Model):
-                _variable_names(inner, node.subgraph, out)
+                _variables_by_key(inner, node.subgraph, out)
             continue
         for key, var in zip(node.weights, layer.weights):
-            out.setdefault(key, str(var.name).split(":")[0])
+            out.setdefault(key, var)
 
 
 def _compile_fresh(model, training):
