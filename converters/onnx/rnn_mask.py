@@ -47,10 +47,10 @@ def compact(ctx, x, mask, hint):
     bt = _batch_time(x)
     m = ctx.cast(mask, "int64", hint=f"{hint}/mask_i64")
     one = ctx.ints([1])
-    axis = ctx.ints([1])
-    count = ctx.op("CumSum", [m, axis], bt, hint=f"{hint}/unmasked_count")
+    time_axis = one
+    count = ctx.op("CumSum", [m, time_axis], bt, hint=f"{hint}/unmasked_count")
     unmasked = ctx.op("Sub", [one, m], bt)
-    masked_count = ctx.op("CumSum", [unmasked, axis], bt, hint=f"{hint}/masked_count")
+    masked_count = ctx.op("CumSum", [unmasked, time_axis], bt, hint=f"{hint}/masked_count")
     total = ctx.reduce("ReduceSum", m, [1], True, hint=f"{hint}/n_unmasked")
     # destination of step t: unmasked steps keep their order at the front, masked ones follow
     front = ctx.op("Sub", [count, one], bt)
@@ -68,9 +68,8 @@ def compact(ctx, x, mask, hint):
 
 def _expand_like(ctx, idx, like):
     """(B, T) indices -> (B, T, F) to index `like` (B, T, F) along axis 1."""
-    u = ctx.unsqueeze(idx, [2])
-    shape = None if like.shape is None else like.shape
-    return ctx.op("Expand", [u, ctx.shape_of(like)], shape, dtype="int64")
+    return ctx.op("Expand", [ctx.unsqueeze(idx, [2]), ctx.shape_of(like)], like.shape,
+                  dtype="int64")
 
 
 def expand_outputs(ctx, plan, ys, zero_output, hint):
