@@ -49,8 +49,8 @@ def compact(ctx, x, mask, hint):
     one = ctx.ints([1])
     time_axis = one
     count = ctx.op("CumSum", [m, time_axis], bt, hint=f"{hint}/unmasked_count")
-    unmasked = ctx.op("Sub", [one, m], bt)
-    masked_count = ctx.op("CumSum", [unmasked, time_axis], bt, hint=f"{hint}/masked_count")
+    masked = ctx.op("Sub", [one, m], bt)
+    masked_count = ctx.op("CumSum", [masked, time_axis], bt, hint=f"{hint}/masked_count")
     total = ctx.reduce("ReduceSum", m, [1], True, hint=f"{hint}/n_unmasked")
     # destination of step t: unmasked steps keep their order at the front, masked ones follow
     front = ctx.op("Sub", [count, one], bt)
