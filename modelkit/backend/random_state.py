@@ -18,28 +18,49 @@ import numpy as np
 __all__ = ["global_rng", "set_random_seed"]
 
 
+# From this many values on, a PCG64 Generator seeded from numpy's global state draws faster
+# than the legacy MT19937 functions (which win for small draws: no generator to set up).
+_BULK = 1 << 14
+
+
+def _bulk(size):
+    return size is not None and int(np.prod(size)) >= _BULK
+
+
+def _generator():
+    """A Generator seeded from (and advancing) numpy's global state."""
+    return np.random.default_rng(np.random.randint(2 ** 63, dtype=np.int64))
+
+
 class NumpyGlobalRandom:
-    """The subset of `numpy.random.Generator` modelkit draws with, answered from numpy's
-    global RandomState; any other Generator method runs on a Generator seeded from it."""
+    """The `numpy.random.Generator` methods modelkit draws with, every draw a function of
+    numpy's global state: small draws use the global RandomState, large ones (and any other
+    Generator method) a Generator seeded from it."""
 
     @staticmethod
     def random(size=None, dtype=np.float64, out=None):
+        if _bulk(size):
+            return _generator().random(size, dtype=dtype, out=out)
         return _deliver(np.random.random_sample(size), size, dtype, out)
 
     @staticmethod
     def standard_normal(size=None, dtype=np.float64, out=None):
+        if _bulk(size):
+            return _generator().standard_normal(size, dtype=dtype, out=out)
         return _deliver(np.random.standard_normal(size), size, dtype, out)
 
     @staticmethod
     def normal(loc=0.0, scale=1.0, size=None):
-        return np.random.normal(loc, scale, size)
+        return (_generator() if _bulk(size) else np.random).normal(loc, scale, size)
 
     @staticmethod
     def uniform(low=0.0, high=1.0, size=None):
-        return np.random.uniform(low, high, size)
+        return (_generator() if _bulk(size) else np.random).uniform(low, high, size)
 
     @staticmethod
     def integers(low, high=None, size=None, dtype=np.int64, endpoint=False):
+        if _bulk(size):
+            return _generator().integers(low, high, size=size, dtype=dtype, endpoint=endpoint)
         if high is None:
             low, high = 0, low
         return np.random.randint(low, high + 1 if endpoint else high, size=size, dtype=dtype)
@@ -53,8 +74,7 @@ class NumpyGlobalRandom:
         np.random.shuffle(x)
 
     def __getattr__(self, name):
-        seeded = np.random.default_rng(np.random.randint(2 ** 63, dtype=np.int64))
-        return getattr(seeded, name)
+        return getattr(_generator(), name)
 
     def __repr__(self):
         return "NumpyGlobalRandom()"
