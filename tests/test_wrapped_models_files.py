@@ -47,6 +47,21 @@ def test_real_keras_time_distributed_model_loads_with_keras_numbers(version, ext
     assert np.abs(got - data["y0"]).max() <= 1e-5
 
 
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
+@pytest.mark.parametrize("name", ["td_seq_bn", "nested_td_mask"])
+def test_real_keras_wrapped_models_in_odd_places(version, name):
+    """A wrapped Sequential with BatchNormalization; a wrapped model inside a nested model
+    (whose group then holds the wrapped model's weights) behind a mask: Keras's numbers in
+    modelkit and in ONNX, and the Adam state restored."""
+    base = os.path.join(FIXTURES, version, name)
+    data = np.load(base + ".npz")
+    model = load_model(base + ".h5")
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-5, rtol=1e-5)
+    assert model.optimizer.get_state()["iterations"] == 1
+    got = run(onnx_conv.export(model), [data["x0"]])[0]
+    assert np.abs(got - data["y0"]).max() <= 1e-5
+
+
 @pytest.mark.parametrize("dialect", ["keras2", "keras3"])
 def test_time_distributed_model_round_trips_through_h5(dialect, tmp_path):
     model = step_model()

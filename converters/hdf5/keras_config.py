@@ -273,6 +273,14 @@ def attach_wrapped_models(graph, keras3):
         except ConfigProblem as e:
             raise ConfigProblem(f"layer {node.name!r} ({node.op}): {e}") from None
         node.subgraph = sub
+        # the wrapper's own keys follow the model's (Keras 3 spells `td/step_seq/dense/kernel`
+        # what tf-keras spells `td/dense/kernel`), in Keras's weight order
+        for key in node.weights:
+            del graph.weights[key]
+        node.weights = []
+        for g, key in keras_weight_order(holder):
+            graph.weights[f"{node.name}/{key}"] = g.weights[key]
+            node.weights.append(f"{node.name}/{key}")
 
 
 def _model_to_graph(model_config, keras3, where):
@@ -604,19 +612,38 @@ def _attach_nested(node, entries):
     per = {}
     leaves = list(_all_leaf_nodes_path(sub, ()))
     names = {leaf.name: (path, leaf) for path, leaf in leaves}
+    # a wrapper of a whole model (TimeDistributed(model)) owns its inner layers' weights
+    for path, leaf in leaves:
+        for inner in _wrapped_model_layer_names(leaf.config.get("layer")):
+            names.setdefault(inner, (path, leaf))
     for stored, arr in entries:
         parts = _strip_suffix(stored).split("/")
         owner = next((p for p in parts[:-1] if p in names), None)
         if owner is None:
             raise ConfigProblem(f"nested model {node.name!r}: weight {stored!r} names no layer "
                                 f"of the nested model (layers: {sorted(names)})")
-        per.setdefault(owner, []).append((stored, arr))
+        per.setdefault(names[owner][1].name, []).append((stored, arr))
     for owner, items in per.items():
         path, leaf = names[owner]
         g = sub
         for p in path:
             g = g.node(p).subgraph
         attach_layer_weights(g, {owner: items})
+
+
+def _wrapped_model_layer_names(config):
+    """Names of every layer inside a wrapped model's config (nested ones too); [] when the
+    config is not a model."""
+    if not (isinstance(config, dict) and config.get("class_name") in NESTED_MODEL_OPS):
+        return []
+    out = []
+    for layer in (config.get("config") or {}).get("layers") or []:
+        if not isinstance(layer, dict):
+            continue
+        out.append(layer.get("name") or (layer.get("config") or {}).get("name"))
+        out += _wrapped_model_layer_names(layer)
+        out += _wrapped_model_layer_names((layer.get("config") or {}).get("layer"))
+    return [n for n in out if isinstance(n, str)]
 
 
 def keras_weight_order(graph_or_node, graph=None):
