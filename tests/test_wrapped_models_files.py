@@ -81,6 +81,23 @@ def test_time_distributed_model_round_trips_through_h5(dialect, tmp_path):
     assert names == [f"{n}/{v}:0" for n in inner for v in ("kernel", "bias")]
 
 
+def test_time_distributed_model_round_trips_through_a_keras_archive(tmp_path):
+    """As Keras 3 lays it out: the wrapped model's weights under `layers/<wrapper>/layer`."""
+    import io
+    import zipfile
+
+    import h5py
+    model = step_model()
+    x = np.random.default_rng(2).random((3, 5, 2, 3)).astype("float32")
+    model.save(tmp_path / "td.keras")
+    back = load_model(tmp_path / "td.keras")
+    check_wrapper(back)
+    np.testing.assert_allclose(back.predict(x), model.predict(x), atol=1e-6)
+    with zipfile.ZipFile(tmp_path / "td.keras") as z:
+        with h5py.File(io.BytesIO(z.read("model.weights.h5"))) as f:
+            assert "layers/time_distributed/layer/layers/dense/vars/0" in f
+
+
 def test_time_distributed_model_round_trips_through_ir_and_onnx():
     model = step_model()
     x = np.random.default_rng(1).random((3, 5, 2, 3)).astype("float32")

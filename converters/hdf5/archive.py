@@ -11,7 +11,7 @@ import zipfile
 from modelkit.utils.atomic import atomic_write
 
 from ._common import KERAS3_VERSION
-from modelkit.ir import json_default
+from modelkit.ir import NESTED_MODEL_OPS, json_default
 
 from .h5io import _Ctx, _read_new_layout
 from .keras_config import (attach_layer_weights, attach_wrapped_models, graph_to_keras_config,
@@ -67,8 +67,9 @@ def _write_new_layout(f, graph):
     import numpy as np
     paths = _new_layout_paths(graph)
     for node in graph.nodes:
-        if node.subgraph is not None:
-            _write_new_layout(f.require_group(paths[node.name]), node.subgraph)
+        if node.subgraph is not None:       # a nested model, or a wrapper's (under /layer)
+            where = paths[node.name] if node.op in NESTED_MODEL_OPS else paths[node.name] + "/layer"
+            _write_new_layout(f.require_group(where), node.subgraph)
             continue
         items = keras_weight_order(node, graph)
         if not items:

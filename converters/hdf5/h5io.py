@@ -228,8 +228,8 @@ def _new_layout_paths(graph, prefix="layers"):
     for s in graph.inputs:
         used["input_layer"] = used.get("input_layer", -1) + 1
     for n in graph.nodes:
-        base = snake_case(n.op if n.subgraph is None else n.op)
-        if n.subgraph is not None:
+        base = snake_case(n.op)
+        if n.op in NESTED_MODEL_OPS:
             base = "sequential" if n.op == "Sequential" else "functional"
         if base in used:
             used[base] += 1
