@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConfigError, ShapeError
-from .engine import defop
+from .tape import defop
 
 # ---------------------------------------------------------------------------------------
 # geometry helpers (also used by the layers for compute_output_shape)
