@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 from modelkit.errors import KerasConfigError, UnsupportedError
-from modelkit.ir import NESTED_MODEL_OPS
 
 # The version string written into files and JSON we produce: a tf-keras 2.x reader accepts it
 # and so does Keras 3's legacy loader. modelkit's own version goes into `modelkit_version`.
