@@ -131,15 +131,20 @@ def from_ir(graph, custom_objects=None, compile=True, require_weights=False):
 FILE_UNSTORED_BYTES = 64 << 20
 
 
-def _require_weights(model, graph):
+def _require_weights(model, graph, within=""):
+    """A layer the file stores no weights for would keep fresh random ones: refuse, naming
+    it (and the nested models or wrappers of a model it sits in)."""
     for node in graph.nodes:
+        layer = model.get_layer(node.name)
         if node.subgraph is not None:
-            if node.op in NESTED_MODEL_OPS:
-                _require_weights(model.get_layer(node.name), node.subgraph)
+            # a nested model, or a wrapper of one (TimeDistributed(model)) holding it as .layer
+            inner = layer if node.op in NESTED_MODEL_OPS else getattr(layer, "layer", None)
+            if isinstance(inner, Model):
+                _require_weights(inner, node.subgraph, f"{within}{node.name!r} ({node.op}) > ")
             continue
-        if not node.weights and model.get_layer(node.name).weights:
-            raise IRError(f"Layer {node.name!r} ({node.op}) has weights but the file stores "
-                          f"none for it")
+        if not node.weights and layer.weights:
+            raise IRError(f"Layer {within}{node.name!r} ({node.op}) has weights but the file "
+                          f"stores none for it")
 
 
 def _stored_shapes(graph):

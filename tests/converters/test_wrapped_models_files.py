@@ -121,3 +121,76 @@ def test_a_wrapped_model_weight_naming_no_inner_layer_is_refused(tmp_path):
         g.attrs["weight_names"] = [n.encode() for n in names]
     with pytest.raises(ModelLoadError, match="td.*nowhere"):
         load_model(path)
+
+
+def _frame_model():
+    fi = Input((6,), name="frame_in")
+    return Model(fi, Dense(3, name="frame_out")(Dense(4, name="frame_dense")(fi)),
+                 name="frame_model")
+
+
+def _td_of_model():
+    inp = Input((5, 6))
+    return Model(inp, Dense(2, name="head")(Flatten()(TimeDistributed(_frame_model(),
+                                                                      name="td")(inp))))
+
+
+def _nested_model():
+    inp = Input((6,))
+    return Model(inp, Dense(2, name="head")(_frame_model()(inp)))
+
+
+def _drop_from_archive(src, dst, group):
+    """Copy a .keras archive without one group of its model.weights.h5."""
+    import io
+    import zipfile
+
+    import h5py
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "model.weights.h5":
+                buf = io.BytesIO(data)
+                with h5py.File(buf, "r+") as f:
+                    assert group in f
+                    del f[group]
+                data = buf.getvalue()
+            zout.writestr(item, data)
+
+
+@pytest.mark.parametrize("build,group,named", [
+    (_td_of_model, "layers/time_distributed/layer/layers/dense", "'td'.*'frame_dense'"),
+    (_td_of_model, "layers/time_distributed/layer/layers/dense_1", "'td'.*'frame_out'"),
+    (_nested_model, "layers/functional/layers/dense", "'frame_model'.*'frame_dense'"),
+    (_td_of_model, "layers/dense", "'head'"),
+])
+def test_a_keras_archive_missing_a_layers_weights_is_refused(build, group, named, tmp_path):
+    """A layer whose weights group is missing would keep fresh random weights: the load
+    fails naming the layer (and the model or wrapper it sits in)."""
+    from modelkit.errors import ModelLoadError
+    build().save(tmp_path / "full.keras")
+    load_model(tmp_path / "full.keras")                     # the intact archive loads
+    _drop_from_archive(tmp_path / "full.keras", tmp_path / "holed.keras", group)
+    with pytest.raises(ModelLoadError, match=f"holed.keras.*{named}.*stores none"):
+        load_model(tmp_path / "holed.keras")
+
+
+@pytest.mark.parametrize("source", ["modelkit", "tf-keras"])
+def test_an_h5_missing_a_wrapped_models_layer_is_refused(source, tmp_path):
+    """The same hole in the tf-keras layout: the wrapper's group lacks one inner layer."""
+    import shutil
+
+    import h5py
+    from modelkit.errors import ModelLoadError
+    path = tmp_path / "td.h5"
+    if source == "tf-keras":
+        shutil.copy(os.path.join(FIXTURES, "keras2", "td_model.h5"), path)
+    else:
+        hdf5.save_graph(_td_of_model().to_ir(), path)
+    with h5py.File(path, "a") as f:
+        g = f["model_weights/td"]
+        names = [n if isinstance(n, str) else n.decode() for n in g.attrs["weight_names"]]
+        del g["frame_dense"]
+        g.attrs["weight_names"] = [n.encode() for n in names if not n.startswith("frame_dense/")]
+    with pytest.raises(ModelLoadError, match="'td'.*'frame_dense'.*stores none"):
+        load_model(path)
