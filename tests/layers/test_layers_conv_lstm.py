@@ -346,3 +346,23 @@ def test_initial_state_numbers_symbolic_and_onnx(cf):
             model.save(f"{d}/m.h5")
             np.testing.assert_allclose(load_model(f"{d}/m.h5").predict(feeds),
                                        model.predict(feeds), atol=1e-6)
+
+
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
+def test_optimizer_slots_of_real_files_are_restored(version):
+    """Keras 3 names a ConvLSTM2D weight (and its Adadelta slots) `conv_lstm2d/conv_lstm_cell/
+    kernel`, modelkit `conv_lstm2d/kernel`: every slot still lands on its weight."""
+    import warnings
+
+    from modelkit.converters import hdf5
+    path = FIXTURES / version / "conv_lstm2d.h5"
+    stored = hdf5.load_graph(str(path)).training.optimizer_state["weights"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no fallback to a fresh optimizer
+        model = load_model(path)
+    state = model.optimizer.get_state()["weights"]
+    cell = "conv_lstm_cell/" if version == "keras3" else ""
+    for layer in ("conv_lstm2d", "conv_lstm2d_1"):
+        for var in ("kernel", "recurrent_kernel", "bias"):
+            np.testing.assert_array_equal(state[f"accum_grad/{layer}/{var}"],
+                                          stored[f"accumulated_grad/{layer}/{cell}{var}"])
