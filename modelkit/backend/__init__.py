@@ -16,6 +16,7 @@ from .config import (clear_session, epsilon, floatx, get_uid,  # noqa: F401
 from .tape import OPS, apply, defop  # noqa: F401
 from .functions import *  # noqa: F401,F403
 from .functions import abs, all, any, max, min, pow, round, slice, sum  # noqa: F401,A004
+from .symbols import placeholder  # noqa: F401
 from .tensor import GradientTape, StopRecording, Tensor, Variable  # noqa: F401
 from . import functions as _f
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
-from . import config
+from . import config, symbols
 from .random_state import global_rng
 from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
@@ -26,14 +26,21 @@ def is_symbolic(x):
 
 
 def _first_symbolic(items):
+    """The first symbolic tensor in `items` (lists and tuples searched too): a graph tensor
+    (from `Input` or a layer) if there is one, else a `K.placeholder` expression (`Symbol`),
+    else None."""
+    fallback = None
     for x in items:
         if is_symbolic(x):
             return x
         if isinstance(x, (list, tuple)):
             found = _first_symbolic(x)
-            if found is not None:
+            if found is not None and is_symbolic(found):
                 return found
-    return None
+            fallback = fallback or found
+        elif fallback is None and isinstance(x, symbols.Symbol):
+            fallback = x
+    return fallback
 
 
 _RUNS = []      # the value tables of the graphs running now (innermost last)
@@ -107,7 +114,7 @@ def k_function(fn):
     def wrapper(*args, **kwargs):
         symbolic = _first_symbolic(args + tuple(kwargs.values()))
         if symbolic is not None:
-            if _RUNS:
+            if _RUNS and is_symbolic(symbolic):
                 values = _resolved(list(args) + list(kwargs.values()))
                 if values is not None:
                     return fn(*values[:len(args)], **dict(zip(kwargs, values[len(args):])))
@@ -198,7 +205,7 @@ def shape(x):
 
 def int_shape(x):
     """The shape as a tuple (None for unknown dims of symbolic tensors)."""
-    if is_symbolic(x) or isinstance(x, Variable):
+    if is_symbolic(x) or isinstance(x, (Variable, symbols.Symbol)):
         return tuple(x.shape)
     return tuple(as_array(x).shape)
 

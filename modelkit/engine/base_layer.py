@@ -13,6 +13,7 @@ from ..backend.functions import is_symbolic
 from ..backend.tensor import StopRecording, Tensor, Variable, as_array, as_tensor
 from ..errors import ConfigError, DTypeError, ModelkitError, ShapeError
 from .keras_tensor import KerasTensor, Node
+from .placeholders import holds_symbols, to_keras
 
 
 def to_snake_case(name):
@@ -261,8 +262,11 @@ class Layer:
                 self._initial_weights = None
 
     def __call__(self, inputs, *args, **kwargs):
-        if any(is_symbolic(t) for t in flatten_structure(inputs)):
+        flat = flatten_structure(inputs)
+        if any(is_symbolic(t) for t in flat):
             return self._symbolic_call(inputs, *args, **kwargs)
+        if holds_symbols(flat):                          # K.placeholder expressions
+            return self._symbolic_call(to_keras(inputs), *args, **kwargs)
         inputs = map_structure(lambda x: x if isinstance(x, Tensor) else as_tensor(x), inputs)
         self._maybe_build(map_structure(lambda t: tuple(t.shape), inputs))
         return self._call_with_options(inputs, *args, **kwargs)

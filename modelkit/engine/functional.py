@@ -12,6 +12,7 @@ from .backend_op_layer import SymbolicGradients
 from .base_layer import Layer, _CallContext, to_list
 from .input_layer import InputLayer
 from .keras_tensor import KerasTensor
+from .placeholders import to_keras
 from .summary import print_summary
 from .training import TrainingMixin
 
@@ -42,8 +43,8 @@ class Model(TrainingMixin, Layer):
     def _init_graph(self, inputs, outputs):
         self._single_input = not isinstance(inputs, (list, tuple))
         self._single_output = not isinstance(outputs, (list, tuple))
-        self.inputs = to_list(inputs)
-        self.outputs = to_list(outputs)
+        self.inputs = to_list(to_keras(inputs))          # K.placeholder works as Input
+        self.outputs = to_list(to_keras(outputs))
         for t in self.inputs + self.outputs:
             if not isinstance(t, KerasTensor):
                 raise ConfigError(f"Model {self.name!r}: inputs and outputs must be symbolic "
