@@ -35,7 +35,7 @@ class KerasTensor(TensorOperators):
         from .backend_op_layer import getitem_symbolic
         return getitem_symbolic(self, idx)
 
-    # K functions (and K.function, K.gradients) applied to symbolic tensors hand themselves over here
+    # K functions, K.function and K.gradients on symbolic tensors hand themselves over here
     @staticmethod
     def __backend_function__(fn, args, kwargs):
         from .backend_op_layer import symbolic_call

@@ -14,6 +14,12 @@ differentiable backend ops. `dropout` / `recurrent_dropout` draw one mask per ga
 whole sequence (on the input and on h, as Keras 2 does); `go_backwards` returns the sequence
 in processing order; `stateful` carries h and c from batch to batch (`reset_states()`);
 `layer(x, initial_state=[h, c])` (or `layer([x, h, c])`) starts from given states.
+
+Masking (Keras 2's `K.rnn`): at a masked step h and c keep their previous values and the
+output repeats the previous one. The mask is (batch, timesteps); a mask with more dims (a
+`Masking` layer's, per position of the frame) skips a step only where its whole frame is
+masked (Keras 2 tiled such a mask over the output instead, which is only defined for
+(batch, timesteps)).
 """
 
 import numpy as np
@@ -29,6 +35,7 @@ from ..errors import ConfigError, ShapeError
 from ._kernel_bias import add_weight_for, option_keys, options_config
 from ._spatial import KERAS1_CONVERT, positive_tuple
 from .core import layer_rng
+from .recurrent import RNN
 from .rnn_cells import set_recurrent_options
 from .serialization import register_layer
 
@@ -86,6 +93,7 @@ class ConvLSTM2D(Layer):
         self._rng = layer_rng(seed)
         self.kernel = self.recurrent_kernel = self.bias = None
         self._states = None
+        self.supports_masking = True
 
     # -- shapes --------------------------------------------------------------------------
     def _split(self, shape):
@@ -200,7 +208,7 @@ class ConvLSTM2D(Layer):
         return F.transpose(state, (0, 2, 3, 1)) if self.data_format == "channels_first" \
             else state
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         states = None
         if isinstance(inputs, (list, tuple)):
             inputs, states = inputs[0], list(inputs[1:]) or None
@@ -211,10 +219,12 @@ class ConvLSTM2D(Layer):
                              f"channels, got input of shape {tuple(x.shape)}")
         if steps == 0:
             raise ShapeError(f"ConvLSTM2D {self.name!r}: the input has no timesteps")
+        keep = self._step_mask(mask, batch, steps)
         if self.data_format == "channels_first":
             x = F.transpose(x, (0, 1, 3, 4, 2))
         if self.go_backwards:
             x = F.reverse(x, 1)
+            keep = None if keep is None else keep[:, ::-1]
         dt = x.dtype
         frame = (batch,) + tuple(spatial) + (channels,)
         in_masks = self._gate_masks(self.dropout, frame, dt, training)
@@ -249,8 +259,13 @@ class ConvLSTM2D(Layer):
                       self._gate_conv(h, self.recurrent_kernel, rec_masks, padding="same"))
             gate = [F.getitem(z, (Ellipsis, slice(g * n, (g + 1) * n))) for g in range(4)]
             i, f, o = (self.recurrent_activation(gate[g]) for g in (0, 1, 3))
-            c = F.add(F.multiply(f, c), F.multiply(i, self.activation(gate[2])))
-            h = F.multiply(o, self.activation(c))
+            c_new = F.add(F.multiply(f, c), F.multiply(i, self.activation(gate[2])))
+            h_new = F.multiply(o, self.activation(c_new))
+            if keep is None:
+                h, c = h_new, c_new
+            else:                          # a masked step carries h and c (and the output)
+                step = keep[:, t].reshape(-1, 1, 1, 1)
+                h, c = F.where(step, h_new, h), F.where(step, c_new, c)
             outputs.append(h)
         if self.stateful:
             self._states = [np.array(h.value), np.array(c.value)]
@@ -260,6 +275,22 @@ class ConvLSTM2D(Layer):
             result = [F.transpose(r, (0, 1, 4, 2, 3) if r.ndim == 5 else (0, 3, 1, 2))
                       for r in result]
         return result if self.return_state else result[0]
+
+    def _step_mask(self, mask, batch, steps):
+        """The (batch, timesteps) bool array of the steps to run, or None."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if mask is None:
+            return None
+        m = np.asarray(mask.value if isinstance(mask, Tensor) else mask).astype(bool)
+        if m.ndim < 2 or m.shape[:2] != (batch, steps):
+            raise ShapeError(f"ConvLSTM2D {self.name!r}: the mask has shape {m.shape}, "
+                             f"expected (batch, timesteps) = {(batch, steps)} (or more dims "
+                             "after those)")
+        return m.reshape(batch, steps, -1).any(axis=2)
+
+    _n_states = 2
+    compute_mask = RNN.compute_mask
 
     # -- states --------------------------------------------------------------------------
     @property

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelkit.backend.gradcheck import assert_layer_gradients_close
+from modelkit.backend.gradcheck import assert_gradients_close, assert_layer_gradients_close
 from modelkit.errors import ConfigError, ShapeError
-from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input
+from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input, Masking
 from modelkit.models import Model, Sequential, from_ir, load_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -45,12 +45,15 @@ def hard_sigmoid(v):
 
 
 def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=(1, 1),
-                 go_backwards=False, cf=False, act=np.tanh, rec_act=hard_sigmoid, h=None, c=None):
-    """The Keras 2 ConvLSTM2D recurrence, written out; returns (sequence, h, c)."""
+                 go_backwards=False, cf=False, act=np.tanh, rec_act=hard_sigmoid, h=None, c=None,
+                 mask=None):
+    """The Keras 2 ConvLSTM2D recurrence, written out; returns (sequence, h, c). `mask`
+    (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
     if cf:
         x = np.moveaxis(x, 2, -1)
     if go_backwards:
         x = x[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
     n = rec.shape[-2]
     seq = []
     for t in range(x.shape[1]):
@@ -60,8 +63,11 @@ def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation
             c = np.zeros_like(h)
         z = z + conv2d_np(h, rec, padding="same")
         i, f, o = rec_act(z[..., :n]), rec_act(z[..., n:2 * n]), rec_act(z[..., 3 * n:])
-        c = f * c + i * act(z[..., 2 * n:3 * n])
-        h = o * act(c)
+        c_new = f * c + i * act(z[..., 2 * n:3 * n])
+        h_new = o * act(c_new)
+        keep = np.ones(len(x), bool) if mask is None else mask[:, t]
+        h = np.where(keep[:, None, None, None], h_new, h)
+        c = np.where(keep[:, None, None, None], c_new, c)
         seq.append(h)
     seq = np.stack(seq, axis=1)
     if cf:
@@ -366,3 +372,60 @@ def test_optimizer_slots_of_real_files_are_restored(version):
         for var in ("kernel", "recurrent_kernel", "bias"):
             np.testing.assert_array_equal(state[f"accum_grad/{layer}/{var}"],
                                           stored[f"accumulated_grad/{layer}/{cell}{var}"])
+
+
+MASK = np.array([[True, False, True], [False, False, True]])      # (batch, time)
+
+
+@pytest.mark.parametrize("row", ["same_sequences", "dilated_backwards", "channels_first_state"])
+def test_masked_steps_keep_the_states_as_keras_2_does(row):
+    kw, in_shape, ref_kw = ROWS[row]
+    layer = ConvLSTM2D(dtype="float64", **kw)
+    x = rng.standard_normal((2,) + in_shape)
+    layer(x)
+    _randomize(layer)
+    ws = layer.get_weights()
+    ref_kw = dict(ref_kw, padding="same" if kw.get("padding") == "same" else
+                  ref_kw.get("padding", "valid"))
+    seq, h, c = conv_lstm_np(x, ws[0], ws[1], ws[2], mask=MASK, **ref_kw)
+    out = layer(x, mask=MASK)
+    if kw.get("return_state"):
+        out, oh, oc = out
+        np.testing.assert_allclose(oc.value, c, atol=1e-10)
+    np.testing.assert_allclose(out.value, seq if kw.get("return_sequences") else h, atol=1e-10)
+    unmasked, *_ = conv_lstm_np(x, ws[0], ws[1], ws[2], **ref_kw)
+    assert not np.allclose(seq, unmasked)            # the mask did change the numbers
+    assert_gradients_close(lambda v: layer(v, mask=MASK)[0] if kw.get("return_state")
+                           else layer(v, mask=MASK), [x])
+
+
+def test_masking_layer_skips_whole_zero_frames_and_the_mask_flows_on():
+    x = rng.standard_normal((2, 4, 5, 5, 2)).astype("float32")
+    x[0, 1] = 0.0                                    # a fully masked frame
+    x[1, 3] = 0.0
+    x[1, 0, :2] = 0.0                                # partly zero: still a step
+    model = Sequential([Masking(0.0, input_shape=(4, 5, 5, 2)),
+                        ConvLSTM2D(3, 3, padding="same", return_sequences=True),
+                        ConvLSTM2D(2, 2, return_sequences=True)])
+    first, second = model.layers[1], model.layers[2]
+    keep = np.array([[True, False, True, True], [True, True, True, False]])
+    ws1, ws2 = first.get_weights(), second.get_weights()
+    seq1, _, _ = conv_lstm_np(x, *ws1, padding="same", mask=keep)
+    seq2, _, _ = conv_lstm_np(seq1, *ws2, mask=keep)          # the same mask reaches it
+    np.testing.assert_allclose(model.predict(x), seq2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ShapeError, match="mask has shape"):
+        first(x, mask=np.ones((2, 3), bool))
+
+
+def test_masked_conv_lstm_exports_to_onnx():
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.converters.onnx.testing import run
+    x = rng.standard_normal((3, 4, 4, 5, 2)).astype("float32")
+    x[0, 0] = x[1, 2] = x[2, 3] = 0.0
+    for backwards in (False, True):
+        model = Sequential([Masking(0.0, input_shape=(4, 4, 5, 2)),
+                            ConvLSTM2D(2, 3, padding="same", return_sequences=True,
+                                       go_backwards=backwards),
+                            ConvLSTM2D(2, (2, 3), strides=(1, 2), go_backwards=backwards)])
+        got = run(onnx_conv.export(model), [x])[0]
+        np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)

@@ -6,7 +6,9 @@ frame at once for the input transform (the frames folded into the batch), then p
 and the elementwise state update. The sequence length and frame size must be static (the
 input shape the model was built with); otherwise the export names the layer and the reason.
 Initial states (h, c) may be extra inputs. Dropout is the identity at inference; `stateful`
-has no ONNX equivalent and is refused.
+has no ONNX equivalent and is refused. A mask (Masking upstream) is applied as modelkit
+does: a step whose whole frame is masked keeps h and c (`Where` per step), and the mask
+goes on with the output sequence.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def conv_lstm2d(node, ctx, inputs):
     if cfg.get("go_backwards"):
         xf = ctx.reverse(xf, 1, hint=f"{hint}/backwards")
     _, steps, chans, rows, cols = xf.shape
+    mask = ctx.masks.get(x.name)
+    keep = None if mask is None else _steps_kept(ctx, mask, steps, cfg.get("go_backwards"),
+                                                 hint)
     out_hw = tuple(_out_len(n, k, s, d, padding)
                    for n, k, s, d in zip((rows, cols), kernel, strides, dil))
     frames = ctx.reshape(xf, [-1, chans, rows, cols], (None, chans, rows, cols),
@@ -92,11 +97,19 @@ def conv_lstm2d(node, ctx, inputs):
                    for g in (0, 1, 3))
         update = ctx.op("Mul", [i, apply_activation(ctx, gate[2], act, hint=f"{hint}/cand{t}")],
                         state_shape, hint=f"{hint}/update{t}")
-        c = update if c is None else ctx.op(
+        c_new = update if c is None else ctx.op(
             "Add", [ctx.op("Mul", [f, c], state_shape, hint=f"{hint}/keep{t}"), update],
             state_shape, hint=f"{hint}/c{t}")
-        h = ctx.op("Mul", [o, apply_activation(ctx, c, act, hint=f"{hint}/act_c{t}")],
-                   state_shape, hint=f"{hint}/h{t}")
+        h_new = ctx.op("Mul", [o, apply_activation(ctx, c_new, act, hint=f"{hint}/act_c{t}")],
+                       state_shape, hint=f"{hint}/h{t}")
+        if keep is None:
+            h, c = h_new, c_new
+        else:                       # a masked step carries h and c (zeros before any step)
+            k = ctx.op("Gather", [keep, step], (None, 1, 1, 1), dtype="bool",
+                       hint=f"{hint}/run{t}", axis=1)
+            h, c = (ctx.op("Where", [k, new, ctx.scalar(0.0) if old is None else old],
+                           state_shape, dtype=new.dtype, hint=f"{hint}/{name}{t}_masked")
+                    for new, old, name in ((h_new, h, "h"), (c_new, c, "c")))
         seq.append(h)
     to_last = [0, 2, 3, 1] if channels_last else [0, 1, 2, 3]
     if cfg.get("return_sequences"):
@@ -105,9 +118,24 @@ def conv_lstm2d(node, ctx, inputs):
                      axis=1) if len(steps_out) > 1 else steps_out[0]
         out = ctx.transpose(out, [0, 1, 3, 4, 2] if channels_last else [0, 1, 2, 3, 4],
                             hint=f"{hint}/out")
+        if mask is not None:
+            ctx.masks[out.name] = mask          # Keras returns the input mask unchanged
     else:
         out = ctx.transpose(h, to_last, hint=f"{hint}/out")
     if cfg.get("return_state"):
         return [out, ctx.transpose(h, to_last, hint=f"{hint}/h"),
                 ctx.transpose(c, to_last, hint=f"{hint}/c")]
     return [out]
+
+
+def _steps_kept(ctx, mask, steps, backwards, hint):
+    """(B, T, 1, 1, 1) bool in processing order: the steps to run. A mask with more dims
+    than (batch, steps) (Masking's, per position) keeps a step where any position is kept."""
+    keep = ctx.cast(mask, "float32", hint=f"{hint}/mask_f")
+    if mask.rank is None or mask.rank != 2:
+        flat = ctx.reshape(keep, [0, steps, -1], (None, steps, None), hint=f"{hint}/mask_flat")
+        keep = ctx.reduce("ReduceMax", flat, [2], False, hint=f"{hint}/mask_any")
+    if backwards:
+        keep = ctx.reverse(keep, 1, hint=f"{hint}/mask_backwards")
+    keep = ctx.reshape(keep, [0, steps, 1, 1, 1], (None, steps, 1, 1, 1), hint=f"{hint}/mask5")
+    return ctx.cast(keep, "bool", hint=f"{hint}/mask_kept")
