@@ -1,14 +1,17 @@
-"""ONNX export (IR -> ONNX).
+"""ONNX export (IR -> ONNX) and import (ONNX -> IR / Model).
 
     from modelkit.converters import onnx as onnx_conv
     proto = onnx_conv.export(graph_or_model, path=None, opset=17)
+    model = onnx_conv.import_model("m.onnx")       # or import_graph(...) -> ir.Graph
 
 See `export.py` for the walk, `registry.py` for the handler registry, `handlers/` for the
-per-layer handlers and `layout.py` for every gate-order / weight-layout conversion.
+per-layer handlers, `importer/` for the import side and `layout.py` for every gate-order / weight-layout conversion.
 """
 
 from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, supported_ops
+from .importer import IMPORT_HANDLERS, import_graph, import_handler, import_model
 from .registry import EXPORT_HANDLERS, export_handler
 
 __all__ = ["export", "supported_ops", "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET",
-           "EXPORT_HANDLERS", "export_handler"]
+           "EXPORT_HANDLERS", "export_handler", "import_graph", "import_model",
+           "IMPORT_HANDLERS", "import_handler"]

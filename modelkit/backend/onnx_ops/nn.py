@@ -180,6 +180,9 @@ def _per_channel(t, rank):
 def batch_normalization(inputs, attrs, ctx):
     """Inference form (running statistics). Imported BatchNormalization nodes usually
     become Keras BatchNormalization layers, which also train their statistics."""
+    if attrs.get("training_mode", 0) or ctx.num_outputs > 1:
+        raise UnsupportedError("BatchNormalization in training mode (training_mode=1 or the "
+                               "running-statistics outputs) is not supported")
     x, scale, bias, mean, var = inputs[:5]
     r = x.ndim
     return op("batch_norm_inference", x, _per_channel(mean, r), _per_channel(var, r),

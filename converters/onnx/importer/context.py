@@ -1,0 +1,206 @@
+"""The import context: what import handlers read ONNX facts from and emit IR nodes into.
+
+Values: every ONNX tensor name maps to a `TensorRef` (an IR tensor computed at run time) or
+a numpy array (a constant: an initializer, a Constant node, or anything folded from them).
+Static shapes and dtypes come from ONNX shape inference (None for unknown dims).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from modelkit.errors import ModelLoadError, UnsupportedError
+from modelkit.ir import Node, TensorRef
+from modelkit.op_arguments import encode
+
+from .load import tensor_to_array
+
+
+def clean_name(name):
+    """An ONNX name as a Keras-friendly layer/input name ('/fc1/Gemm' -> 'fc1_Gemm')."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(name)).strip("_.")
+    return name or "node"
+
+
+def np_dtype_name(elem_type):
+    try:
+        return str(np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _value_info_shape(vi):
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim)
+
+
+class ImportContext:
+    """Values, shapes, producers/consumers of the ONNX graph and the IR nodes emitted."""
+
+    def __init__(self, model, opset, label, folder):
+        self.model = model
+        self.graph = model.graph
+        self.opset = opset
+        self.label = label
+        self.folder = folder
+        self.values = {}
+        self.shapes = {}
+        self.dtypes = {}
+        self.nodes = []
+        self.weights = {}
+        self.done = set()               # ids of ONNX nodes a pattern already emitted
+        self._names = set()
+        self.producers = {o: n for n in self.graph.node for o in n.output if o}
+        self.consumers = {}
+        for n in self.graph.node:
+            for i in n.input:
+                if i:
+                    self.consumers.setdefault(i, []).append(n)
+        self.graph_outputs = {o.name for o in self.graph.output}
+        for init in self.graph.initializer:
+            self.values[init.name] = tensor_to_array(init, label, folder)
+        self._infer_shapes()
+
+    def _infer_shapes(self):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False,
+                                                         data_prop=True)
+        except Exception:                # inference is a hint; folding fills constants
+            inferred = self.model
+        g = inferred.graph
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            self.shapes.setdefault(vi.name, _value_info_shape(vi))
+            if vi.type.tensor_type.elem_type:
+                self.dtypes.setdefault(vi.name, np_dtype_name(vi.type.tensor_type.elem_type))
+
+    # -- reading -------------------------------------------------------------------------
+    def const(self, name):
+        """The constant value of `name`, or None when it is computed at run time."""
+        v = self.values.get(name) if name else None
+        return v if isinstance(v, np.ndarray) else None
+
+    def is_const(self, name):
+        return self.const(name) is not None
+
+    def ref(self, name):
+        v = self.values.get(name)
+        if not isinstance(v, TensorRef):
+            raise ModelLoadError(f"{self.label}: tensor {name!r} is used before it is produced")
+        return v
+
+    def shape(self, name):
+        c = self.const(name)
+        if c is not None:
+            return c.shape
+        return self.shapes.get(name)
+
+    def dtype(self, name):
+        c = self.const(name)
+        if c is not None:
+            return str(c.dtype)
+        return self.dtypes.get(name)
+
+    def rank(self, name):
+        s = self.shape(name)
+        return None if s is None else len(s)
+
+    def producer(self, name):
+        return self.producers.get(name)
+
+    def only_consumer(self, name):
+        """The single node reading `name`, or None (several readers, or a graph output)."""
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or name in self.graph_outputs:
+            return None
+        return users[0]
+
+    # -- emitting ------------------------------------------------------------------------
+    def unique(self, hint):
+        base = clean_name(hint)
+        name, k = base, 1
+        while name in self._names:
+            name = f"{base}_{k}"
+            k += 1
+        self._names.add(name)
+        return name
+
+    def reserve(self, name):
+        self._names.add(name)
+
+    def add_node(self, op, config, inputs, weights=(), hint=None, n_outputs=1):
+        """Append an IR node called once on `inputs` (TensorRefs); `weights` are
+        (variable name, array) pairs in the layer's weight order. -> its output refs."""
+        name = self.unique(hint or op)
+        config = dict(config)
+        config.setdefault("name", name)
+        config["name"] = name
+        config.setdefault("trainable", True)
+        config.setdefault("dtype", "float32")
+        keys = []
+        for var, arr in weights:
+            key = f"{name}/{var}"
+            self.weights[key] = np.array(arr, order="C")
+            keys.append(key)
+        self.nodes.append(Node(name, op, config, calls=[list(inputs)], weights=keys))
+        return [TensorRef(name, 0, i) for i in range(n_outputs)]
+
+    def onnx_op(self, node):
+        """The generic form: `node` as one OnnxOp IR node (constants become its weights)."""
+        call, slots, weights, x_index = [], [], [], {}
+        for i in node.input:
+            if not i:
+                slots.append("")
+            elif self.is_const(i):
+                slots.append(f"w{len(weights)}")
+                weights.append(self.const(i))
+            else:
+                if i not in x_index:
+                    x_index[i] = len(call)
+                    call.append(self.ref(i))
+                slots.append(f"x{x_index[i]}")
+        outs = [o for o in node.output]
+        config = {"op_type": node.op_type, "domain": node.domain or "", "opset": self.opset,
+                  "attributes": attributes_of(node, self), "inputs": slots,
+                  "num_outputs": len(outs),
+                  "output_shapes": [self._out_shape(o) for o in outs],
+                  "output_dtypes": [self.dtypes.get(o) or "float32" for o in outs],
+                  "weight_shapes": [list(w.shape) for w in weights],
+                  "weight_dtypes": [str(w.dtype) for w in weights],
+                  "weight_trainable": [bool(np.issubdtype(w.dtype, np.floating) and w.size > 1)
+                                       for w in weights]}
+        return self.add_node("OnnxOp", config, call, [(f"w{j}", w) for j, w in
+                                                      enumerate(weights)],
+                             hint=node.name or node.op_type, n_outputs=len(outs))
+
+    def _out_shape(self, name):
+        s = self.shapes.get(name)
+        return None if s is None else list(s)
+
+
+def attributes_of(node, ctx=None):
+    """A node's attributes as JSON-safe values (tensors as {"__array__", "dtype"})."""
+    out = {}
+    for a in node.attribute:
+        if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+                      onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS):
+            raise UnsupportedError(f"{node.op_type} node {node.name!r}: attribute {a.name!r} "
+                                   "holds a subgraph or sparse tensor", [node.name])
+        if a.type == onnx.AttributeProto.TENSOR:
+            label = ctx.label if ctx else "<model>"
+            value = tensor_to_array(a.t, label, ctx.folder if ctx else None,
+                                    f"attribute {a.name!r} of node {node.name!r}")
+            out[a.name] = encode(value, [], lambda v: False)
+            continue
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list):
+            v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v]
+        out[a.name] = v
+    return out

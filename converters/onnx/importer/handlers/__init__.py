@@ -1,0 +1,16 @@
+"""Import handlers. Pattern handlers (Keras layers) register first; every other ONNX op the
+backend implements gets the generic `OnnxOp` handler."""
+
+from modelkit.backend.onnx_ops import ONNX_OPS
+
+from ..registry import IMPORT_HANDLERS, import_handler
+
+
+def generic(node, ctx):
+    """The node as one OnnxOp IR node."""
+    return ctx.onnx_op(node)
+
+
+for _op_type in ONNX_OPS.names():
+    if _op_type not in IMPORT_HANDLERS:
+        import_handler(_op_type, since=13)(generic)
