@@ -40,6 +40,15 @@ def _value_info_shape(vi):
     return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
+class ChannelsLast:
+    """A handler's output held channels_last in the IR (the ONNX value is channels-first)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref):
+        self.ref = ref
+
+
 class ImportContext:
     """Values, shapes, producers/consumers of the ONNX graph and the IR nodes emitted."""
 
@@ -55,6 +64,13 @@ class ImportContext:
         self.nodes = []
         self.weights = {}
         self.done = set()               # ids of ONNX nodes a pattern already emitted
+        # Layout-aware import: ONNX names whose IR tensor is held channels_last (N, *sp, C)
+        # while the ONNX value is channels-first (N, C, *sp); see `ref` / `cl_ref`.
+        self.channels_last = set()
+        # Flattened channels_last tensors read only by Dense layers: name -> (spatial, C);
+        # the Dense kernels' rows are permuted to match (layout.py).
+        self.flat_rows = {}
+        self._converted = {}
         self._names = set()
         self.producers = {o: n for n in self.graph.node for o in n.output if o}
         self.consumers = {}
@@ -88,11 +104,44 @@ class ImportContext:
     def is_const(self, name):
         return self.const(name) is not None
 
-    def ref(self, name):
+    def _raw_ref(self, name):
         v = self.values.get(name)
         if not isinstance(v, TensorRef):
             raise ModelLoadError(f"{self.label}: tensor {name!r} is used before it is produced")
         return v
+
+    def ref(self, name):
+        """`name` as an IR tensor in ONNX's own layout (a channels_last IR tensor gets a
+        Permute back to channels-first, made once)."""
+        v = self._raw_ref(name)
+        if name not in self.channels_last:
+            return v
+        return self._permuted(name, v, to_channels_first=True)
+
+    def cl_ref(self, name):
+        """`name` (channels-first in ONNX) as a channels_last IR tensor."""
+        v = self._raw_ref(name)
+        if name in self.channels_last:
+            return v
+        return self._permuted(name, v, to_channels_first=False)
+
+    def _permuted(self, name, v, to_channels_first):
+        key = (name, to_channels_first)
+        if key not in self._converted:
+            r = self.rank(name)
+            dims = [r - 1] + list(range(1, r - 1)) if to_channels_first else \
+                list(range(2, r)) + [1]
+            (out,) = self.add_node("Permute", {"dims": dims}, [v],
+                                   hint=f"{name}_to_{'nchw' if to_channels_first else 'nhwc'}")
+            self._converted[key] = out
+        return self._converted[key]
+
+    def set_value(self, name, ref, channels_last=False):
+        self.values[name] = ref
+        if channels_last:
+            self.channels_last.add(name)
+        else:
+            self.channels_last.discard(name)
 
     def shape(self, name):
         c = self.const(name)

@@ -22,7 +22,7 @@ from modelkit.ir import Graph, TensorRef, TensorSpec
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
-from .context import ImportContext, attributes_of, clean_name, np_dtype_name
+from .context import ChannelsLast, ImportContext, attributes_of, clean_name, np_dtype_name
 from .load import check_versions, read_model
 from .registry import handler_for
 
@@ -97,8 +97,12 @@ def emit_all(ctx):
                                      "topological order or is incomplete)")
             outs = handler_for(node.op_type, ctx.opset).emit(node, ctx)
         for name, value in zip(node.output, outs):
-            if name and value is not None:
-                ctx.values[name] = value
+            if not name or value is None:
+                continue
+            if isinstance(value, ChannelsLast):
+                ctx.set_value(name, value.ref, channels_last=True)
+            else:
+                ctx.set_value(name, value)
 
 
 def _prune(nodes, outputs):
@@ -125,7 +129,7 @@ def build_graph(model, label="<model>", folder=None, name=None):
     for o in ctx.graph.output:
         v = ctx.values.get(o.name)
         if isinstance(v, TensorRef):
-            outputs.append(v)
+            outputs.append(ctx.ref(o.name))      # outputs keep ONNX's layout
         else:
             const_outputs.append(o.name)
     if const_outputs:

@@ -20,13 +20,13 @@ def _text(v, default):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _geometry(x, attrs, kernel):
-    """-> (strides, dilations, [(pad_begin, pad_end)] per spatial dim) for Conv/pools."""
+def conv_geometry(spatial, attrs, kernel):
+    """-> (strides, dilations, [(pad_begin, pad_end)] per spatial dim) for Conv/pools.
+    `spatial` (the input's spatial dims) is only read for auto_pad SAME_*."""
     n = len(kernel)
     strides = [int(s) for s in attrs.get("strides", [1] * n)]
     dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
     auto_pad = _text(attrs.get("auto_pad"), "NOTSET")
-    spatial = x.shape[2:]
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
         for L, k, s, d in zip(spatial, kernel, strides, dilations):
@@ -55,7 +55,7 @@ def conv(inputs, attrs, ctx):
     b = inputs[2] if len(inputs) > 2 else None
     n = w.ndim - 2
     kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
-    strides, dilations, pads = _geometry(x, attrs, kernel)
+    strides, dilations, pads = conv_geometry(x.shape[2:], attrs, kernel)
     # ONNX W (M, C/g, k1..kn) -> backend kernel (k1..kn, C/g, M)
     k = op("transpose", w, axes=tuple(range(2, n + 2)) + (1, 0))
     return op("conv", _pad_spatial(x, pads), k, b, strides=tuple(strides),
@@ -106,12 +106,13 @@ def conv_transpose(inputs, attrs, ctx):
     return y
 
 
-def _pool_pads(x, attrs, kernel):
-    strides, dilations, pads = _geometry(x, attrs, kernel)
+def pool_geometry(spatial, attrs, kernel):
+    """-> (strides, pads, ceil_extra): explicit pads and the end cells ceil_mode adds."""
+    strides, dilations, pads = conv_geometry(spatial, attrs, kernel)
     if any(d != 1 for d in dilations):
         raise UnsupportedError(f"pooling with dilations {dilations} is not supported")
     ceil_extra = []
-    for L, k, s, (b, e) in zip(x.shape[2:], kernel, strides, pads):
+    for L, k, s, (b, e) in zip(spatial, kernel, strides, pads):
         span = L + b + e - k
         if int(attrs.get("ceil_mode", 0)):
             out = -(-span // s) + 1
@@ -129,9 +130,10 @@ def max_pool(inputs, attrs, ctx):
     if ctx.num_outputs > 1:
         raise UnsupportedError("MaxPool's Indices output is not supported")
     kernel = [int(k) for k in attrs["kernel_shape"]]
-    strides, pads, extra = _pool_pads(x, attrs, kernel)
+    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
-    xp = _pad_spatial(x, full, value=-np.inf)
+    low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
+    xp = _pad_spatial(x, full, value=low)
     return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
               channels_first=True)
 
@@ -140,7 +142,7 @@ def max_pool(inputs, attrs, ctx):
 def average_pool(inputs, attrs, ctx):
     (x,) = inputs
     kernel = [int(k) for k in attrs["kernel_shape"]]
-    strides, pads, extra = _pool_pads(x, attrs, kernel)
+    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
     y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
            padding="valid", channels_first=True)
