@@ -19,7 +19,7 @@ def _ext(path):
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect="keras2",
-               opset=17):
+               opset=None):
     """`model.save(path)`: `.h5`/`.hdf5` Keras legacy HDF5, `.keras` archive, `.onnx`."""
     from .ir_bridge import to_ir
     path = os.fspath(filepath)

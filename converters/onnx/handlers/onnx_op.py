@@ -26,7 +26,15 @@ def _attr_value(v):
     return v
 
 
-@export_handler("OnnxOp")
+def _check(node, opset):
+    own = int(node.config.get("opset", opset))
+    if own > opset:
+        return (f"{node.config.get('op_type')} was imported from opset {own}; export with "
+                f"opset >= {own} (its inputs and attributes follow that opset)")
+    return None
+
+
+@export_handler("OnnxOp", check=_check)
 def onnx_op(node, ctx, inputs):
     cfg = node.config
     op_type = cfg.get("op_type")
