@@ -19,8 +19,12 @@ EXPECTED_LAYERS = {
     "mlp": {"Dense"}, "cnn": {"Conv2D", "DepthwiseConv2D", "MaxPooling2D", "Dense"},
     "cnn_bn": {"Conv2D", "DepthwiseConv2D", "BatchNormalization", "Flatten", "Dense"},
     "resnet_block": {"Conv2D", "MaxPooling2D", "Add", "Dense"},
-    "two_in_two_out": {"Dense", "Concatenate"}, "embed_lstm": {"Embedding", "Dense"},
+    "two_in_two_out": {"Dense", "Concatenate"}, "embed_lstm": {"Embedding", "LSTM", "Dense"},
+    "lstm": {"LSTM", "Dense"}, "gru": {"GRU", "Dense"}, "bilstm": {"Bidirectional", "Dense"},
+    "bigru": {"Bidirectional", "Dense"},
 }
+# ...and files that must have no OnnxOp node at all
+PURE_KERAS = {"mlp", "cnn_bn", "two_in_two_out", "embed_lstm"}
 
 
 def data_of(fname):
@@ -70,6 +74,8 @@ def test_keras_layers_recognised(fname):
     ops = {n.op for n in graph.nodes}
     want = EXPECTED_LAYERS.get(fname.split(".")[0], {"Dense"})
     assert want <= ops, f"{fname}: missing {want - ops}; got {sorted(ops)}"
+    if fname.split(".")[0] in PURE_KERAS:
+        assert "OnnxOp" not in ops, [n.config["op_type"] for n in graph.nodes if n.op == "OnnxOp"]
 
 
 @pytest.mark.parametrize("fname", FILES)

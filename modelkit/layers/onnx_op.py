@@ -7,8 +7,9 @@ Config (JSON-safe):
   op_type, domain ('' = ai.onnx), opset     which operator, in which opset's semantics
   attributes       {name: value}; tensors as {"__array__": [...], "dtype": ...}
   inputs           the operator's input slots in order: "x<i>" = the call's i-th tensor,
-                   "w<j>" = the layer's j-th weight, "" = an omitted optional input
-                   (default: every call tensor, then every weight)
+                   "w<j>" = the layer's j-th weight, "c<k>" = the k-th of `constants`,
+                   "" = an omitted optional input (default: call tensors, then weights)
+  constants        small fixed inputs (shapes, axes, indices, scalars), encoded as attributes
   num_outputs      how many outputs the node has
   output_shapes    per output, the shape with None for unknown dims (None: probe by running)
   output_dtypes    per output, the numpy dtype name
@@ -20,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.onnx_ops import ONNX_OPS, run_onnx_op
+from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ..op_arguments import decode
@@ -32,7 +34,7 @@ __all__ = ["OnnxOp"]
 class OnnxOp(Layer):
     """An ONNX operator as a layer (see the module docstring for the config)."""
 
-    def __init__(self, op_type, attributes=None, domain="", opset=17, inputs=None,
+    def __init__(self, op_type, attributes=None, domain="", opset=17, inputs=None, constants=(),
                  num_outputs=1, output_shapes=None, output_dtypes=None, weight_shapes=(),
                  weight_dtypes=None, weight_trainable=None, **kwargs):
         super().__init__(**kwargs)
@@ -44,6 +46,8 @@ class OnnxOp(Layer):
         self.attributes = dict(attributes or {})
         self._attrs = {k: decode(v, []) for k, v in self.attributes.items()}
         self.inputs_spec = None if inputs is None else [str(s) for s in inputs]
+        self.constants = list(constants or [])
+        self._constants = [Tensor(np.asarray(decode(c, []))) for c in self.constants]
         self.num_outputs = int(num_outputs)
         self.output_shapes = None if output_shapes is None else \
             [None if s is None else [None if d is None else int(d) for d in s]
@@ -78,6 +82,8 @@ class OnnxOp(Layer):
                 out.append(tensors[int(slot[1:])])
             elif slot[0] == "w" and int(slot[1:]) < len(self._w):
                 out.append(self._w[int(slot[1:])])
+            elif slot[0] == "c" and int(slot[1:]) < len(self._constants):
+                out.append(self._constants[int(slot[1:])])
             else:
                 raise ConfigError(f"OnnxOp {self.name!r}: input slot {slot!r} does not exist "
                                   f"({len(tensors)} call input(s), {len(self._w)} weight(s))")
@@ -120,6 +126,7 @@ class OnnxOp(Layer):
         config = super().get_config()
         config.update({"op_type": self.op_type, "domain": self.domain, "opset": self.opset,
                        "attributes": self.attributes, "inputs": self.inputs_spec,
+                       "constants": self.constants,
                        "num_outputs": self.num_outputs, "output_shapes": self.output_shapes,
                        "output_dtypes": self.output_dtypes,
                        "weight_shapes": [list(s) for s in self.weight_shapes],

@@ -2,7 +2,8 @@
 
 Config (see modelkit/layers/onnx_op.py): `op_type`, `attributes` (tensors encoded as
 {"__array__", "dtype"}), `domain`, `num_outputs`, and `inputs`, the operator's input slots:
-"x<i>" the call's i-th tensor, "w<j>" the node's j-th weight (an initializer), "" an omitted
+"x<i>" the call's i-th tensor, "w<j>" the node's j-th weight (an initializer), "c<k>" the k-th of its small
+`constants` (written as initializers too), "" an omitted
 optional input. Without `inputs` the call's tensors come first, then the weights.
 """
 
@@ -45,16 +46,18 @@ def onnx_op(node, ctx, inputs):
         ctx.extra_domains.setdefault(domain, int(cfg.get("domain_version", 1)))
     attrs = {k: _attr_value(v) for k, v in (cfg.get("attributes") or {}).items()}
     weights = [ctx.param(node, f"w{i}", lambda a=a: a) for i, a in enumerate(ctx.weights(node))]
+    constants = [ctx.const(np.asarray(decode(c, [])), hint=f"{node.name}/c{k}")
+                 for k, c in enumerate(cfg.get("constants") or [])]
     slots = cfg.get("inputs")
     if slots is None:
         operands = list(inputs) + weights
     else:
         operands = []
         for slot in slots:
-            pool = inputs if slot[:1] == "x" else weights
+            pool = {"x": inputs, "w": weights, "c": constants}.get(slot[:1], [])
             if not slot:
                 operands.append(None)
-            elif slot[:1] in ("x", "w") and slot[1:].isdigit() and int(slot[1:]) < len(pool):
+            elif slot[:1] in ("x", "w", "c") and slot[1:].isdigit() and int(slot[1:]) < len(pool):
                 operands.append(pool[int(slot[1:])])
             else:
                 raise LayerUnsupported(f"input slot {slot!r} does not exist ({len(inputs)} "

@@ -33,11 +33,31 @@ def np_dtype_name(elem_type):
         return None
 
 
+def _symbolic_dims(vi):
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else
+                 (d.dim_param or None) for d in t.shape.dim)
+
+
 def _value_info_shape(vi):
     t = vi.type.tensor_type
     if not t.HasField("shape"):
         return None
     return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim)
+
+
+class Lazy:
+    """A value the IR does not hold yet: `make()` emits the nodes that compute it in ONNX's
+    layout, on first use. `view` tells pattern rules what it is (e.g. an RNN's Y as a
+    batch-major Keras sequence), so chains that only undo ONNX's layout emit nothing."""
+
+    __slots__ = ("make", "view")
+
+    def __init__(self, make, view):
+        self.make = make
+        self.view = view
 
 
 class ChannelsLast:
@@ -60,6 +80,7 @@ class ImportContext:
         self.folder = folder
         self.values = {}
         self.shapes = {}
+        self.dims = {}                  # shapes with symbolic dims (dim_param names) kept
         self.dtypes = {}
         self.nodes = []
         self.weights = {}
@@ -92,6 +113,7 @@ class ImportContext:
         g = inferred.graph
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             self.shapes.setdefault(vi.name, _value_info_shape(vi))
+            self.dims.setdefault(vi.name, _symbolic_dims(vi))
             if vi.type.tensor_type.elem_type:
                 self.dtypes.setdefault(vi.name, np_dtype_name(vi.type.tensor_type.elem_type))
 
@@ -106,6 +128,9 @@ class ImportContext:
 
     def _raw_ref(self, name):
         v = self.values.get(name)
+        if isinstance(v, Lazy):
+            v = v.make()
+            self.values[name] = v
         if not isinstance(v, TensorRef):
             raise ModelLoadError(f"{self.label}: tensor {name!r} is used before it is produced")
         return v
@@ -201,35 +226,53 @@ class ImportContext:
 
     def onnx_op(self, node):
         """The generic form: `node` as one OnnxOp IR node (constants become its weights)."""
-        call, slots, weights, x_index = [], [], [], {}
-        for i in node.input:
-            if not i:
+        operands = [None if not i else (self.const(i) if self.is_const(i) else i)
+                    for i in node.input]
+        return self.emit_onnx(node.op_type, operands, attributes_of(node, self),
+                              [self._out_shape(o) for o in node.output],
+                              [self.dtypes.get(o) or "float32" for o in node.output],
+                              hint=node.name or node.op_type)
+
+    def emit_onnx(self, op_type, operands, attributes, out_shapes, out_dtypes, hint=None):
+        """An OnnxOp IR node. operands: ONNX value names, TensorRefs, numpy arrays
+        (constants: the node's weights) or None (omitted inputs)."""
+        call, slots, weights, x_index, constants = [], [], [], {}, []
+        for i in operands:
+            if i is None:
                 slots.append("")
-            elif self.is_const(i):
+            elif isinstance(i, np.ndarray) and is_small_constant(i):
+                slots.append(f"c{len(constants)}")
+                constants.append(encode(i, [], lambda v: False))
+            elif isinstance(i, np.ndarray):
                 slots.append(f"w{len(weights)}")
-                weights.append(self.const(i))
+                weights.append(i)
             else:
-                if i not in x_index:
-                    x_index[i] = len(call)
-                    call.append(self.ref(i))
-                slots.append(f"x{x_index[i]}")
-        outs = [o for o in node.output]
-        config = {"op_type": node.op_type, "domain": node.domain or "", "opset": self.opset,
-                  "attributes": attributes_of(node, self), "inputs": slots,
-                  "num_outputs": len(outs),
-                  "output_shapes": [self._out_shape(o) for o in outs],
-                  "output_dtypes": [self.dtypes.get(o) or "float32" for o in outs],
+                key = i if isinstance(i, str) else ("ref", i)
+                if key not in x_index:
+                    x_index[key] = len(call)
+                    call.append(self.ref(i) if isinstance(i, str) else i)
+                slots.append(f"x{x_index[key]}")
+        config = {"op_type": op_type, "domain": "", "opset": self.opset,
+                  "attributes": attributes, "inputs": slots, "constants": constants,
+                  "num_outputs": len(out_shapes),
+                  "output_shapes": out_shapes, "output_dtypes": out_dtypes,
                   "weight_shapes": [list(w.shape) for w in weights],
                   "weight_dtypes": [str(w.dtype) for w in weights],
-                  "weight_trainable": [bool(np.issubdtype(w.dtype, np.floating) and w.size > 1)
+                  "weight_trainable": [bool(np.issubdtype(w.dtype, np.floating))
                                        for w in weights]}
         return self.add_node("OnnxOp", config, call, [(f"w{j}", w) for j, w in
                                                       enumerate(weights)],
-                             hint=node.name or node.op_type, n_outputs=len(outs))
+                             hint=hint or op_type, n_outputs=len(out_shapes))
 
     def _out_shape(self, name):
         s = self.shapes.get(name)
         return None if s is None else list(s)
+
+
+def is_small_constant(array):
+    """Constants kept in an OnnxOp's config instead of its weights: shapes, axes, indices,
+    scalars (not trained, and needed before the weights are set)."""
+    return array.size == 1 or (not np.issubdtype(array.dtype, np.floating) and array.size <= 64)
 
 
 def attributes_of(node, ctx=None):

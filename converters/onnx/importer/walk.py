@@ -22,8 +22,9 @@ from modelkit.ir import Graph, TensorRef, TensorSpec
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
-from .context import ChannelsLast, ImportContext, attributes_of, clean_name, np_dtype_name
+from .context import ChannelsLast, ImportContext, Lazy, attributes_of, clean_name, np_dtype_name
 from .load import check_versions, read_model
+from .handlers.recurrent import view_rule
 from .registry import handler_for
 
 
@@ -95,7 +96,9 @@ def emit_all(ctx):
                 raise ModelLoadError(f"{ctx.label}: {node.op_type} node {node.name!r} reads "
                                      f"{missing}, which no node produces (the graph is not in "
                                      "topological order or is incomplete)")
-            outs = handler_for(node.op_type, ctx.opset).emit(node, ctx)
+            outs = view_rule(node, ctx) if node.input else None
+            if outs is None:
+                outs = handler_for(node.op_type, ctx.opset).emit(node, ctx)
         for name, value in zip(node.output, outs):
             if not name or value is None:
                 continue
@@ -128,7 +131,7 @@ def build_graph(model, label="<model>", folder=None, name=None):
     outputs, const_outputs = [], []
     for o in ctx.graph.output:
         v = ctx.values.get(o.name)
-        if isinstance(v, TensorRef):
+        if isinstance(v, (TensorRef, Lazy)):
             outputs.append(ctx.ref(o.name))      # outputs keep ONNX's layout
         else:
             const_outputs.append(o.name)

@@ -4,7 +4,7 @@ backend implements gets the generic `OnnxOp` handler."""
 from modelkit.backend.onnx_ops import ONNX_OPS
 
 from ..registry import IMPORT_HANDLERS, import_handler
-from . import keras_layers  # noqa: F401
+from . import keras_layers, recurrent  # noqa: F401
 
 
 def generic(node, ctx):
