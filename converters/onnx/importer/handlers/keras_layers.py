@@ -80,8 +80,12 @@ def conv(node, ctx):
     group = int(a.get("group", 1))
     cin = ctx.shape(x)[1]
     hint = node.name or "conv"
-    inp = _zero_pad(ctx, ctx.cl_ref(x), pads, n, hint)
-    base = {"kernel_size": kernel, "strides": strides, "padding": "valid",
+    same = [layout.keras_same_pads(L, k, st, d)
+            for L, k, st, d in zip(ctx.shape(x)[2:], kernel, strides, dilations)]
+    padding = "same" if [tuple(p) for p in pads] == same and any(b or e for b, e in pads) \
+        else "valid"
+    inp = ctx.cl_ref(x) if padding == "same" else _zero_pad(ctx, ctx.cl_ref(x), pads, n, hint)
+    base = {"kernel_size": kernel, "strides": strides, "padding": padding,
             "data_format": "channels_last", "dilation_rate": dilations,
             "use_bias": B is not None, "activation": "linear"}
     bias = [("bias", B.astype(W.dtype))] if B is not None else []
