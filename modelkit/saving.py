@@ -28,6 +28,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect=
     ext = _ext(path)
     graph = to_ir(model, include_optimizer=include_optimizer)
     if ext in _H5:
+        _refuse_onnx_ops(graph, path)
         from .converters import hdf5
         hdf5.save_graph(graph, path, dialect=dialect, include_optimizer=include_optimizer)
     elif ext in _KERAS:
@@ -39,6 +40,24 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect=
     else:
         raise ModelSaveError(f"Cannot tell the format of {path!r} from its extension; use "
                              ".h5/.hdf5 (Keras HDF5), .keras or .onnx")
+
+
+def _refuse_onnx_ops(graph, path):
+    """Keras HDF5 has no form for imported ONNX ops: name every one of them."""
+    from .errors import UnsupportedError
+
+    def walk(g, prefix=""):
+        for n in g.nodes:
+            if n.op == "OnnxOp":
+                yield f"{prefix}{n.name} ({n.config.get('op_type')})"
+            if n.subgraph is not None:
+                yield from walk(n.subgraph, f"{prefix}{n.name}/")
+    found = list(walk(graph))
+    if found:
+        raise UnsupportedError(
+            f"Cannot save {path} as Keras HDF5: {len(found)} imported ONNX op(s) have no Keras "
+            f"layer form: {', '.join(found)}. Save as .onnx instead (it runs and trains in "
+            "modelkit either way).", found)
 
 
 def load_graph(filepath):

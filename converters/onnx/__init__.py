@@ -9,9 +9,10 @@ per-layer handlers, `importer/` for the import side and `layout.py` for every ga
 """
 
 from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, supported_ops
+from .export import default_opset as export_default_opset
 from .importer import IMPORT_HANDLERS, import_graph, import_handler, import_model
 from .registry import EXPORT_HANDLERS, export_handler
 
-__all__ = ["export", "supported_ops", "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET",
+__all__ = ["export", "export_default_opset", "supported_ops", "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET",
            "EXPORT_HANDLERS", "export_handler", "import_graph", "import_model",
            "IMPORT_HANDLERS", "import_handler"]

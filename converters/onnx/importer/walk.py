@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from modelkit.backend.onnx_ops import run_onnx_op
@@ -118,6 +119,51 @@ def _prune(nodes, outputs):
     return kept[::-1]
 
 
+RNN_OPS = ("LSTM", "GRU", "SimpleRNN")
+
+
+def fold_last_step(nodes, outputs):
+    """`y[:, -1]` of a unidirectional Keras RNN's sequence (an OnnxOp Gather, index -1 on
+    axis 1) read by nothing else becomes `return_sequences=False` of the RNN itself; RNN
+    states nobody reads are not returned (`return_state=False`)."""
+    producers = {n.name: n for n in nodes}
+    readers = {}
+    for n in nodes:
+        for r in n.calls[0]:
+            readers.setdefault((r.node, r.tensor_index), []).append(n)
+    replace = {}
+    for g in nodes:
+        cfg = g.config
+        if g.op != "OnnxOp" or cfg.get("op_type") != "Gather" or \
+                cfg.get("attributes", {}).get("axis") != 1 or cfg.get("inputs") != ["x0", "c0"]:
+            continue
+        index = np.asarray(decode(cfg["constants"][0], []))
+        src = g.calls[0][0]
+        rnn = producers.get(src.node)
+        if index.size != 1 or int(index) != -1 or rnn is None or rnn.op not in RNN_OPS or \
+                src.tensor_index != 0 or len(readers.get((src.node, 0), [])) != 1 or \
+                any(o.node == src.node and o.tensor_index == 0 for o in outputs):
+            continue
+        rnn.config["return_sequences"] = False
+        replace[g.name] = src
+    for n in nodes:                     # states nobody reads are not returned
+        if n.op in RNN_OPS + ("Bidirectional",) and n.name not in replace:
+            used = any(k[0] == n.name and k[1] > 0 for k in readers) or \
+                any(o.node == n.name and o.tensor_index > 0 for o in outputs)
+            if not used:
+                inner = n.config["layer"]["config"] if n.op == "Bidirectional" else n.config
+                inner["return_state"] = False
+    if not replace:
+        return nodes, outputs
+
+    def fix(r):
+        return replace.get(r.node, r) if r.tensor_index == 0 else r
+    kept = [n for n in nodes if n.name not in replace]
+    for n in kept:
+        n.calls = [[fix(r) for r in call] for call in n.calls]
+    return kept, [fix(r) for r in outputs]
+
+
 def build_graph(model, label="<model>", folder=None, name=None):
     model, opset = check_versions(model, label)
     problems = unsupported_ops(model, opset)
@@ -139,7 +185,7 @@ def build_graph(model, label="<model>", folder=None, name=None):
         raise UnsupportedError(f"Cannot import {label}: output(s) {const_outputs} do not depend "
                                "on any input (constant outputs have no layer form)",
                                const_outputs)
-    nodes = _prune(ctx.nodes, outputs)
+    nodes, outputs = fold_last_step(_prune(ctx.nodes, outputs), outputs)
     used = {k for n in nodes for k in n.weights}
     graph = Graph(name=clean_name(name or model.graph.name or "onnx_model"), inputs=inputs,
                   outputs=outputs, nodes=nodes,
