@@ -18,7 +18,7 @@ import onnx
 from modelkit.backend.onnx_ops import run_onnx_op
 from modelkit.backend.onnx_ops._util import ONNX_DTYPES
 from modelkit.backend.tensor import Tensor
-from modelkit.errors import ModelLoadError, UnsupportedError
+from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import Graph, TensorRef, TensorSpec
 from modelkit.op_arguments import decode
 
@@ -89,24 +89,36 @@ def emit_all(ctx):
     for node in ctx.graph.node:
         if id(node) in ctx.done:
             continue
-        if all(not i or ctx.is_const(i) for i in node.input):
-            outs = fold(node, ctx)
+        try:
+            emit_node(node, ctx)
+        except ModelkitError:
+            raise
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError,
+                ArithmeticError) as e:
+            raise ModelLoadError(f"{ctx.label}: {node.op_type} node {node.name!r} cannot be "
+                                 f"imported: {type(e).__name__}: {e}") from None
+
+
+def emit_node(node, ctx):
+    """Fold `node` when its inputs are constants, else run its handler; record its outputs."""
+    if all(not i or ctx.is_const(i) for i in node.input):
+        outs = fold(node, ctx)
+    else:
+        missing = [i for i in node.input if i and i not in ctx.values]
+        if missing:
+            raise ModelLoadError(f"{ctx.label}: {node.op_type} node {node.name!r} reads "
+                                 f"{missing}, which no node produces (the graph is not in "
+                                 "topological order or is incomplete)")
+        outs = view_rule(node, ctx)
+        if outs is None:
+            outs = handler_for(node.op_type, ctx.opset).emit(node, ctx)
+    for name, value in zip(node.output, outs):
+        if not name or value is None:
+            continue
+        if isinstance(value, ChannelsLast):
+            ctx.set_value(name, value.ref, channels_last=True)
         else:
-            missing = [i for i in node.input if i and i not in ctx.values]
-            if missing:
-                raise ModelLoadError(f"{ctx.label}: {node.op_type} node {node.name!r} reads "
-                                     f"{missing}, which no node produces (the graph is not in "
-                                     "topological order or is incomplete)")
-            outs = view_rule(node, ctx) if node.input else None
-            if outs is None:
-                outs = handler_for(node.op_type, ctx.opset).emit(node, ctx)
-        for name, value in zip(node.output, outs):
-            if not name or value is None:
-                continue
-            if isinstance(value, ChannelsLast):
-                ctx.set_value(name, value.ref, channels_last=True)
-            else:
-                ctx.set_value(name, value)
+            ctx.set_value(name, value)
 
 
 def _prune(nodes, outputs):
