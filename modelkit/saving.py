@@ -36,7 +36,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect=
         hdf5.save_keras_archive(graph, path)
     elif ext in _ONNX:
         from .converters import onnx as onnx_conv
-        onnx_conv.export(graph, path=path, opset=opset)
+        onnx_conv.export(graph, path=path, **({} if opset is None else {"opset": opset}))
     else:
         raise ModelSaveError(f"Cannot tell the format of {path!r} from its extension; use "
                              ".h5/.hdf5 (Keras HDF5), .keras or .onnx")

@@ -260,7 +260,10 @@ def _all_nodes(graph):
             yield from _all_nodes(n.subgraph)
 
 
-def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True):
+_DEFAULT_OPSET = object()
+
+
+def export(model_or_graph, path=None, opset=_DEFAULT_OPSET, *, optimize=True, check=True):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
     path: also write the model there (atomically). opset: 13..21 (default: 17, or the
@@ -269,7 +272,7 @@ def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True):
     Raises UnsupportedError listing every layer that cannot be exported.
     """
     graph = as_graph(model_or_graph)
-    if opset is None:
+    if opset is _DEFAULT_OPSET:
         opset = default_opset(graph)
     if not isinstance(opset, (int, np.integer)) or int(opset) not in SUPPORTED_OPSETS:
         raise ConfigError(f"ONNX opset {opset!r} is not supported; choose one of "
