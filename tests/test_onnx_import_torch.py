@@ -24,7 +24,8 @@ EXPECTED_LAYERS = {
     "bigru": {"Bidirectional", "Dense"},
 }
 # ...and files that must have no OnnxOp node at all
-PURE_KERAS = {"mlp", "cnn_bn", "two_in_two_out", "embed_lstm"}
+PURE_KERAS = {"mlp", "cnn", "cnn_bn", "resnet_block", "two_in_two_out", "embed_lstm", "lstm",
+              "gru", "rnn.ts"}
 
 
 def data_of(fname):
@@ -74,7 +75,7 @@ def test_keras_layers_recognised(fname):
     ops = {n.op for n in graph.nodes}
     want = EXPECTED_LAYERS.get(fname.split(".")[0], {"Dense"})
     assert want <= ops, f"{fname}: missing {want - ops}; got {sorted(ops)}"
-    if fname.split(".")[0] in PURE_KERAS:
+    if fname.split(".")[0] in PURE_KERAS or fname[:-5] in PURE_KERAS:
         assert "OnnxOp" not in ops, [n.config["op_type"] for n in graph.nodes if n.op == "OnnxOp"]
 
 

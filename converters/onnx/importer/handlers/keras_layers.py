@@ -346,6 +346,13 @@ def flatten(node, ctx):
     s = ctx.shape(x)
     if int(a.get("axis", 1)) != 1 or s is None or len(s) < 2:
         return ctx.onnx_op(node)
+    return _flatten(node, ctx)
+
+
+def _flatten(node, ctx):
+    """`node` (a Flatten, or a Reshape to (batch, -1)) as a Keras Flatten."""
+    x = node.input[0]
+    s = ctx.shape(x)
     hint = node.name or "flatten"
     cfg = {"data_format": "channels_last"}
     if x in ctx.channels_last and None not in s[1:]:
@@ -367,8 +374,13 @@ def reshape(node, ctx):
     x, target = node.input[0], ctx.const(node.input[1])
     s_in, s_out = ctx.shape(x), ctx.shape(node.output[0])
     a = attrs(node, ctx)
-    if target is None or s_in is None or s_out is None or a.get("allowzero", 0) or \
-            None in s_out[1:] or len(s_out) < 2 or not is_float(ctx, x):
+    if s_in is None or s_out is None or None in s_out[1:] or len(s_out) < 2 or \
+            not is_float(ctx, x):
+        return ctx.onnx_op(node)
+    if x in ctx.channels_last and len(s_out) == 2 and None not in s_in[1:] and \
+            s_out[1] == int(np.prod(s_in[1:])) and _same_batch(ctx, x, node.output[0]):
+        return _flatten(node, ctx)            # (N, C, H, W) -> (N, C*H*W) of a trunk
+    if target is None or (a.get("allowzero", 0) and 0 in target):
         return ctx.onnx_op(node)
     t0 = int(target.reshape(-1)[0]) if target.size else None
     batch_kept = t0 == 0 or (s_in[0] is not None and t0 == s_in[0] == s_out[0]) or \
@@ -379,6 +391,31 @@ def reshape(node, ctx):
     (out,) = ctx.add_node("Reshape", {"target_shape": [int(d) for d in s_out[1:]]},
                           [ctx.ref(x)], hint=node.name or "reshape")
     return [out]
+
+
+def _same_batch(ctx, a, b):
+    da, db = ctx.dims.get(a), ctx.dims.get(b)
+    return da is not None and db is not None and da[0] is not None and da[0] == db[0]
+
+
+@import_handler("ReduceMean", "ReduceMax", since=1)
+def reduce_spatial(node, ctx):
+    """Mean/max over every spatial axis of an (N, C, *spatial) tensor: global pooling."""
+    x = node.input[0]
+    a = attrs(node, ctx)
+    r = ctx.rank(x)
+    axes = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else \
+        a.get("axes")
+    if axes is None or r not in (3, 4) or not is_float(ctx, x):
+        return ctx.onnx_op(node)
+    if sorted(int(i) % r for i in np.asarray(axes).reshape(-1)) != list(range(2, r)):
+        return ctx.onnx_op(node)
+    keep = bool(a.get("keepdims", 1))
+    kind = "Average" if node.op_type == "ReduceMean" else "Max"
+    op = f"Global{kind}Pooling{r - 2}D"
+    (out,) = ctx.add_node(op, {"data_format": "channels_last", "keepdims": keep},
+                          [ctx.cl_ref(x)], hint=node.name or op)
+    return [ChannelsLast(out) if keep else out]
 
 
 @import_handler("Transpose", since=1)
