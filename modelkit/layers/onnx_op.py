@@ -23,7 +23,7 @@ import numpy as np
 from ..backend.onnx_ops import ONNX_OPS, run_onnx_op
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ModelkitError, ShapeError
 from ..op_arguments import decode
 from .serialization import register_layer
 
@@ -95,6 +95,8 @@ class OnnxOp(Layer):
             outs = run_onnx_op(self.op_type, self._operands(tensors), self._attrs,
                                opset=self.opset, training=bool(training),
                                num_outputs=self.num_outputs)
+        except ModelkitError:
+            raise
         except (ValueError, IndexError, KeyError, TypeError) as e:
             shapes = [tuple(t.shape) for t in tensors]
             raise ShapeError(f"OnnxOp {self.name!r} ({self.op_type}) failed on inputs of shapes "
