@@ -128,21 +128,23 @@ def recurrent(node, ctx):
         outs = ctx.add_node("Bidirectional", {"layer": layer, "merge_mode": "concat"}, [seq],
                             ws, hint=hint, n_outputs=1 + 2 * n_states)
         states = [[outs[1 + k], outs[1 + n_states + k]] for k in range(n_states)]
-    units = config["units"]
-    return [sequence_value(ctx, outs[0], dirs, units, hint)] + \
-        [states_value(ctx, refs, units, hint) for refs in states]
+    units, batch_major = config["units"], bool(a.get("layout", 0))
+    return [sequence_value(ctx, outs[0], dirs, units, hint, batch_major)] + \
+        [states_value(ctx, refs, units, hint, batch_major) for refs in states]
 
 
 # -- lazy ONNX-layout values and the rules that see through them ------------------------------
 
-def sequence_value(ctx, bm, dirs, units, hint):
-    """Y (T, D, N, H) of a Keras sequence `bm` (N, T, D*H)."""
+def sequence_value(ctx, bm, dirs, units, hint, batch_major=False):
+    """Y of a Keras sequence `bm` (N, T, D*H): (T, D, N, H), or (N, T, D, H) for layout=1."""
     def make():
         r = ctx.emit_onnx("Reshape", [bm, np.array([0, 0, dirs, units], np.int64)], {},
                           [None], ["float32"], hint=f"{hint}_Y")[0]
+        if batch_major:
+            return r
         return ctx.emit_onnx("Transpose", [r], {"perm": [1, 2, 0, 3]}, [None], ["float32"],
                              hint=f"{hint}_Y")[0]
-    return Lazy(make, ("Y", bm, dirs, units, hint))
+    return Lazy(make, ("Y1" if batch_major else "Y", bm, dirs, units, hint))
 
 
 def time_major_value(ctx, bm, hint):
@@ -163,16 +165,18 @@ def tndh_value(ctx, bm, dirs, units, hint):
     return Lazy(make, ("TNDH", bm, dirs, units, hint))
 
 
-def states_value(ctx, refs, units, hint):
-    """Y_h / Y_c (D, N, H) of per-direction Keras states (N, H)."""
+def states_value(ctx, refs, units, hint, batch_major=False):
+    """Y_h / Y_c of per-direction Keras states (N, H): (D, N, H), or (N, D, H) for layout=1."""
+    axis = 1 if batch_major else 0
+
     def make():
-        ups = [ctx.emit_onnx("Unsqueeze", [r, np.array([0], np.int64)], {}, [None],
+        ups = [ctx.emit_onnx("Unsqueeze", [r, np.array([axis], np.int64)], {}, [None],
                              ["float32"], hint=f"{hint}_state")[0] for r in refs]
         if len(ups) == 1:
             return ups[0]
-        return ctx.emit_onnx("Concat", ups, {"axis": 0}, [None], ["float32"],
+        return ctx.emit_onnx("Concat", ups, {"axis": axis}, [None], ["float32"],
                              hint=f"{hint}_state")[0]
-    return Lazy(make, ("S", refs, units, hint))
+    return Lazy(make, ("S1" if batch_major else "S", refs, units, hint))
 
 
 # where each dim of a lazy value comes from in [N, T, D*H, D, H] (the sequence's shape + D, H)
