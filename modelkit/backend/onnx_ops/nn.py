@@ -49,15 +49,21 @@ def _pad_spatial(x, pads, value=0.0):
               constant=value)
 
 
-@onnx_op("Conv")
-def conv(inputs, attrs, ctx):
+def _conv_operands(inputs, attrs):
+    """x, W, B (or None), spatial rank, kernel size, and W as the backend's kernel layout
+    (ONNX (M, C/g, k1..kn) -> (k1..kn, C/g, M); ConvTranspose's (C, M/g, k..) likewise)."""
     x, w = inputs[:2]
     b = inputs[2] if len(inputs) > 2 else None
     n = w.ndim - 2
     kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
-    strides, dilations, pads = conv_geometry(x.shape[2:], attrs, kernel)
-    # ONNX W (M, C/g, k1..kn) -> backend kernel (k1..kn, C/g, M)
     k = op("transpose", w, axes=tuple(range(2, n + 2)) + (1, 0))
+    return x, b, n, kernel, k
+
+
+@onnx_op("Conv")
+def conv(inputs, attrs, ctx):
+    x, b, n, kernel, k = _conv_operands(inputs, attrs)
+    strides, dilations, pads = conv_geometry(x.shape[2:], attrs, kernel)
     return op("conv", _pad_spatial(x, pads), k, b, strides=tuple(strides),
               dilation=tuple(dilations), padding="valid", groups=int(attrs.get("group", 1)),
               channels_first=True)
@@ -65,11 +71,8 @@ def conv(inputs, attrs, ctx):
 
 @onnx_op("ConvTranspose")
 def conv_transpose(inputs, attrs, ctx):
-    x, w = inputs[:2]
-    b = inputs[2] if len(inputs) > 2 else None
-    n = w.ndim - 2
+    x, b, n, kernel, k = _conv_operands(inputs, attrs)
     groups = int(attrs.get("group", 1))
-    kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
     strides = [int(s) for s in attrs.get("strides", [1] * n)]
     dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
     out_pad = [int(p) for p in attrs.get("output_padding", [0] * n)]
@@ -90,8 +93,6 @@ def conv_transpose(inputs, attrs, ctx):
                                                          attrs.get("pads", [0] * (2 * n))]
         begins = p[:n]
         out_shape = [f - p[i] - p[i + n] for i, f in enumerate(full)]
-    # ONNX W (C, M/g, k1..kn) -> backend kernel (k1..kn, M/g, C/g) per group
-    k = op("transpose", w, axes=tuple(range(2, n + 2)) + (1, 0))
     cin = x.shape[1] // groups
     outs = []
     for g in range(groups):
