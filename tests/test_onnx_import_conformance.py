@@ -28,7 +28,8 @@ MODULES = [
     "logsoftmax", "lrn", "lstm", "matmul", "max", "maxpool", "mean", "min", "mish", "mod", "mul",
     "neg", "not_", "or_", "pad", "pow", "prelu", "rangeop", "reciprocal", "reduce_log_sum",
     "reduce_log_sum_exp", "reducel1", "reducel2", "reducemax", "reducemean", "reducemin",
-    "reduceprod", "reducesum", "reducesumsquare", "relu", "reshape", "rnn", "round", "selu",
+    "reduceprod", "reducesum", "reducesumsquare", "relu", "reshape", "resize", "rnn", "round",
+    "selu",
     "shape", "sigmoid", "sign", "sin", "size", "slice", "softmax", "softplus", "softsign",
     "split", "sqrt", "squeeze", "sub", "sum", "tanh", "thresholdedrelu", "tile", "transpose",
     "unsqueeze", "where", "xor",
@@ -45,6 +46,8 @@ KNOWN_UNSUPPORTED = {
     r"training_mode": "BatchNormalization in training mode (imported models train it as a "
                       "Keras BatchNormalization layer instead)",
     r"^test_(identity_sequence|identity_opt)$": "sequence/optional inputs",
+    r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)":
+        "Resize cubic / antialias / tf_crop_and_resize",
 }
 
 

@@ -128,6 +128,24 @@ case("Reshape-0-minus1", [n("Reshape", ["x", "s"])], X4, [None, 18, 6],
      [("s", np.array([0, -1, 6], np.int64))], {"Reshape"})
 case("Reshape-batch-fold-generic", [n("Reshape", ["x", "s"])], X4, [None, 6],
      [("s", np.array([-1, 6], np.int64))], {"OnnxOp"})
+case("ReLU6", [n("Clip", ["x", "lo", "hi"])], X2, [None, 6],
+     [("lo", np.array(0, np.float32)), ("hi", np.array(6, np.float32))], {"ReLU"})
+case("Clip-generic", [n("Clip", ["x", "lo"])], X2, [None, 6],
+     [("lo", np.array(-1, np.float32))], {"OnnxOp"})
+case("Resize-nearest-x2", [n("Resize", ["x", "", "s"], mode="nearest",
+                             coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     X4, [None, 3, 12, 18], [("s", np.array([1, 1, 2, 3], np.float32))], {"UpSampling2D"})
+case("Resize-bilinear", [n("Resize", ["x", "", "s"], mode="linear",
+                           coordinate_transformation_mode="pytorch_half_pixel")],
+     X4, [None, 3, 12, 12], [("s", np.array([1, 1, 2, 2], np.float32))], {"UpSampling2D"})
+case("Resize-sizes-generic", [n("Resize", ["x", "", "", "z"], mode="linear")],
+     X4, [None, 3, 12, 12], [("z", np.array([3, 3, 12, 12], np.int64))], {"OnnxOp"})
+case("Resize-align-corners-generic", [n("Resize", ["x", "", "s"], mode="linear",
+                                        coordinate_transformation_mode="align_corners")],
+     X4, [None, 3, 12, 12], [("s", np.array([1, 1, 2, 2], np.float32))], {"OnnxOp"})
+case("Resize-nearest-1d", [n("Resize", ["x", "", "s"], mode="nearest",
+                             coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     X3, [None, 3, 14], [("s", np.array([1, 1, 2], np.float32))], {"UpSampling1D"})
 case("Embedding", [n("Gather", ["E", "x"])], [("x", (None, 5), np.int64)], [None, 5, 4],
      [("E", r(10, 4))], {"Embedding"})
 case("Gather-axis1-generic", [n("Gather", ["x", "i"], axis=1)], X2, [None, 2],

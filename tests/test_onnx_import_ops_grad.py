@@ -103,6 +103,12 @@ case("BatchNormalization", "BatchNormalization", [r(2, 3, 2), r(3), r(3), r(3), 
 case("InstanceNormalization", "InstanceNormalization", [r(2, 3, 4), r(3), r(3)])
 case("LayerNormalization", "LayerNormalization", [r(2, 3, 4), r(3, 4), r(3, 4)], {"axis": 1})
 case("LRN", "LRN", [r(1, 5, 2, 2)], {"size": 3, "alpha": 0.1, "beta": 0.75, "bias": 2.0})
+case("Resize-nearest-asymmetric", "Resize", [r(1, 2, 2, 3)],
+     {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+     consts={1: None, 2: np.array([1, 1, 2, 1.5])})
+case("Resize-linear-align-corners", "Resize", [r(1, 2, 3, 2)],
+     {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+     consts={1: None, 2: None, 3: np.array([1, 2, 5, 3])})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from . import onnx_op
-from ._util import const, like, op
+from ._util import const, like, op, values
 
 
 def _text(v, default):
@@ -239,3 +239,102 @@ def lrn(inputs, attrs, ctx):
     return op("divide", x, denom)
 
 
+
+
+# -- Resize ------------------------------------------------------------------------------------
+
+def _source_coords(out_len, in_len, scale, mode):
+    """ONNX Resize coordinate_transformation_mode: output index -> input coordinate."""
+    x = np.arange(out_len, dtype=np.float64)
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
+    if mode == "align_corners":
+        length = in_len * scale
+        return x * (in_len - 1) / (length - 1) if length > 1 else np.zeros(out_len)
+    if mode == "half_pixel_symmetric":
+        offset = in_len / 2 * (1 - out_len / (in_len * scale))
+        return offset + (x + 0.5) / scale - 0.5
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    raise UnsupportedError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
+
+
+def resize_plan(in_shape, attrs, scales=None, sizes=None):
+    """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
+    weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
+    mode = _text(attrs.get("mode"), "nearest")
+    coord = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    nearest = _text(attrs.get("nearest_mode"), "round_prefer_floor")
+    policy = _text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
+        raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
+    rank = len(in_shape)
+    axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
+    if sizes is not None and policy != "stretch":
+        ratios = [int(sizes[k]) / int(in_shape[a]) for k, a in enumerate(axes)]
+        common = min(ratios) if policy == "not_larger" else max(ratios)
+        scales, sizes = [common] * len(axes), None
+    plan = []
+    for k, a in enumerate(axes):
+        if in_shape[a] is None:             # an unknown dim (import time) must stay as it is
+            if sizes is not None or float(scales[k]) != 1.0:
+                raise UnsupportedError(f"Resize of axis {a}, whose length is unknown")
+            continue
+        n = int(in_shape[a])
+        if sizes is not None:
+            out = int(sizes[k])
+            scale = out / n
+        elif policy != "stretch":
+            scale = float(scales[k])
+            out = int(np.round(n * scale))
+        else:
+            scale = float(scales[k])
+            out = int(np.floor(n * scale))
+        if out == n and scale == 1.0:
+            continue
+        src = _source_coords(out, n, scale, coord)
+        if mode == "nearest":
+            rounders = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+                        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+                        "floor": np.floor, "ceil": np.ceil}
+            idx = np.clip(rounders[nearest](src), 0, n - 1).astype(np.int64)
+            plan.append((a, "take", idx))
+        else:
+            src = np.clip(src, 0, n - 1)
+            lo = np.floor(src).astype(np.int64)
+            hi = np.minimum(lo + 1, n - 1)
+            w = np.zeros((out, n))
+            np.add.at(w, (np.arange(out), lo), 1.0 - (src - lo))
+            np.add.at(w, (np.arange(out), hi), src - lo)
+            plan.append((a, "matmul", w))
+    return plan
+
+
+@onnx_op("Resize")
+def resize(inputs, attrs, ctx):
+    x = inputs[0]
+    scales = values(inputs[2]) if len(inputs) > 2 and inputs[2] is not None and \
+        values(inputs[2]).size else None
+    sizes = values(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+    y = x
+    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes):
+        if kind == "take":
+            y = op("take", y, data, axis=axis)
+        else:
+            moved = op("transpose", y, axes=_move_last(y.ndim, axis))
+            moved = op("matmul", moved, const(data.T.astype(y.dtype)))
+            y = op("transpose", moved, axes=_move_back(y.ndim, axis))
+    return y
+
+
+def _move_last(rank, axis):
+    return tuple(i for i in range(rank) if i != axis) + (axis,)
+
+
+def _move_back(rank, axis):
+    order = _move_last(rank, axis)
+    return tuple(order.index(i) for i in range(rank))

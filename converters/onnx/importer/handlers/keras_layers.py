@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelkit.backend.onnx_ops.nn import conv_geometry, pool_geometry
+from modelkit.backend.conv_ops import bilinear_matrix
+from modelkit.backend.onnx_ops.nn import conv_geometry, pool_geometry, resize_plan
+from modelkit.errors import UnsupportedError
 from modelkit.op_arguments import decode
 
 from ... import layout
@@ -231,6 +233,61 @@ def activation(node, ctx):
         return ctx.onnx_op(node)
     (out,) = ctx.add_node("Activation", {"activation": name}, [ref], hint=hint)
     return [keep_layout(out, cl)]
+
+
+@import_handler("Clip", since=1)
+def clip(node, ctx):
+    """Clip(x, 0[, m]) -> ReLU(max_value=m) (PyTorch's ReLU6 / Hardtanh(0, m))."""
+    x = node.input[0]
+    lo = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    hi = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    dynamic = any(i and not ctx.is_const(i) for i in node.input[1:])
+    if dynamic or lo is None or float(lo) != 0.0 or not is_float(ctx, x) or \
+            (hi is not None and float(hi) <= 0):
+        return ctx.onnx_op(node)
+    ref, cl = raw(ctx, x)
+    cfg = {"max_value": None if hi is None else float(hi)}
+    (out,) = ctx.add_node("ReLU", cfg, [ref], hint=node.name or "relu")
+    return [keep_layout(out, cl)]
+
+
+@import_handler("Resize", since=11)
+def resize(node, ctx):
+    """Integer nearest / half-pixel bilinear upsampling of the spatial axes -> UpSampling."""
+    x = node.input[0]
+    r = ctx.rank(x)
+    consts = [ctx.const(i) if i else None for i in list(node.input[1:]) + ["", ""]][:3]
+    dynamic = any(i and not ctx.is_const(i) for i in node.input[1:])
+    if dynamic or r not in (3, 4) or not _spatial_known(ctx, x) or not is_float(ctx, x):
+        return ctx.onnx_op(node)
+    a = attrs(node, ctx)
+    scales = consts[1] if consts[1] is not None and consts[1].size else None
+    try:
+        plan = resize_plan(ctx.shape(x), a, scales, consts[2])
+    except UnsupportedError:
+        return ctx.onnx_op(node)
+    sizes, interpolation = [1] * (r - 2), None
+    for axis, kind, data in plan:
+        n = ctx.shape(x)[axis]
+        factor = len(data) // n
+        if axis < 2 or factor * n != len(data):
+            return ctx.onnx_op(node)
+        if kind == "take" and np.array_equal(data, np.repeat(np.arange(n), factor)):
+            mode = "nearest"
+        elif kind == "matmul" and np.allclose(data, bilinear_matrix(n, n * factor)):
+            mode = "bilinear"
+        else:
+            return ctx.onnx_op(node)
+        if interpolation not in (None, mode):
+            return ctx.onnx_op(node)
+        interpolation, sizes[axis - 2] = mode, factor
+    if interpolation is None or (r == 3 and interpolation != "nearest"):
+        return ctx.onnx_op(node)
+    cfg = {"size": sizes[0]} if r == 3 else \
+        {"size": sizes, "data_format": "channels_last", "interpolation": interpolation}
+    (out,) = ctx.add_node(f"UpSampling{r - 2}D", cfg, [ctx.cl_ref(x)],
+                          hint=node.name or "upsampling")
+    return [ChannelsLast(out)]
 
 
 # -- merges -------------------------------------------------------------------------------------
