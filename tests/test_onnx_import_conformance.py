@@ -20,7 +20,8 @@ from modelkit.errors import ModelkitError
 
 MODULES = [
     "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
-    "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv",
+    "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv", "cumsum", "einsum",
+    "gatherelements", "topk", "trilu",
     "convtranspose", "cos", "div", "dropout", "elu", "equal", "erf", "exp", "expand", "flatten",
     "floor", "gather", "gelu", "gemm", "globalaveragepool", "globalmaxpool", "greater",
     "greater_or_equal", "gru", "hardsigmoid", "hardswish", "identity", "instance_normalization",
@@ -46,6 +47,8 @@ KNOWN_UNSUPPORTED = {
     r"training_mode": "BatchNormalization in training mode (imported models train it as a "
                       "Keras BatchNormalization layer instead)",
     r"^test_(identity_sequence|identity_opt)$": "sequence/optional inputs",
+    r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
+                                                          "one operand or ellipses",
     r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)":
         "Resize cubic / antialias / tf_crop_and_resize",
 }

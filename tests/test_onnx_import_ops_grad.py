@@ -109,6 +109,16 @@ case("Resize-nearest-asymmetric", "Resize", [r(1, 2, 2, 3)],
 case("Resize-linear-align-corners", "Resize", [r(1, 2, 3, 2)],
      {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
      consts={1: None, 2: None, 3: np.array([1, 2, 5, 3])})
+case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
+     consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
+case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)
+case("CumSum-exclusive-reverse", "CumSum", [r(3, 4)], {"exclusive": 1, "reverse": 1},
+     consts={1: np.array(1)})
+case("Trilu-lower", "Trilu", [r(2, 3, 4)], {"upper": 0}, consts={1: np.array(1)})
+case("Einsum-batched-matmul", "Einsum", [r(2, 3, 4), r(2, 4, 5)],
+     {"equation": "bij,bjk->bik"})
+case("Einsum-sum-only-in-one", "Einsum", [r(3, 4), r(4)], {"equation": "ij,j->i"})
+case("Einsum-implicit-outer", "Einsum", [r(3), r(2, 4)], {"equation": "i,jk"})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

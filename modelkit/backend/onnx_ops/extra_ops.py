@@ -1,4 +1,5 @@
-"""Backend ops that ONNX needs and Keras layers did not: `erf` and `take` (gather on any axis).
+"""Backend ops that ONNX needs and Keras layers did not: `erf`, `take` (gather on any axis),
+`cumsum`, `take_along` (GatherElements) and `einsum`.
 
 Registered in the one backend op registry (`engine.OPS`); gradient-checked in
 tests/test_onnx_import_ops_grad.py.
@@ -39,3 +40,81 @@ def _(g, s, needs):
     gi = np.moveaxis(g, list(range(axis, axis + idx.ndim)), list(range(idx.ndim)))
     np.add.at(moved, idx.reshape(-1), gi.reshape((idx.size,) + moved.shape[1:]))
     return (out, None)
+
+
+@defop("cumsum")
+def _cumsum(x, axis=0, exclusive=False, reverse=False):
+    """ONNX CumSum: inclusive or exclusive, forward or reverse, along `axis`."""
+    y = np.flip(x, axis) if reverse else x
+    out = np.cumsum(y, axis=axis)
+    if exclusive:
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
+                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
+    return (np.flip(out, axis) if reverse else out), (axis, exclusive, reverse)
+
+
+@_cumsum.defvjp
+def _(g, s, needs):
+    axis, exclusive, reverse = s
+    return (_cumsum.forward(g, axis=axis, exclusive=exclusive, reverse=not reverse)[0],)
+
+
+@defop("take_along")
+def _take_along(x, indices, axis=0):
+    """np.take_along_axis (ONNX GatherElements); negative indices count from the end."""
+    idx = np.where(indices < 0, indices + x.shape[axis], indices)
+    return np.take_along_axis(x, idx, axis=axis), (x.shape, idx, axis)
+
+
+@_take_along.defvjp
+def _(g, s, needs):
+    shape, idx, axis = s
+    out = np.zeros(shape, dtype=g.dtype)
+    grid = list(np.indices(idx.shape, sparse=True))
+    grid[axis] = idx
+    np.add.at(out, tuple(grid), g)
+    return (out, None)
+
+
+def einsum_parts(equation):
+    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (letters used once,
+    sorted). Ellipses and repeated letters within one operand are refused."""
+    from ...errors import UnsupportedError
+    eq = equation.replace(" ", "")
+    if "." in eq:
+        raise UnsupportedError(f"Einsum with an ellipsis ({equation!r}) is not supported")
+    lhs, _, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if "->" not in eq:
+        letters = "".join(ins)
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if any(len(set(t)) != len(t) for t in ins):
+        raise UnsupportedError(f"Einsum with a repeated index in one operand ({equation!r}) "
+                               "is not supported")
+    return ins, rhs
+
+
+@defop("einsum")
+def _einsum(*operands, equation=""):
+    """np.einsum; the VJP of each operand is another einsum (broadcast over the indices
+    only that operand had)."""
+    ins, out = einsum_parts(equation)
+    return np.einsum(f"{','.join(ins)}->{out}", *operands), (ins, out, operands)
+
+
+@_einsum.defvjp
+def _(g, s, needs):
+    ins, out, operands = s
+    grads = []
+    for i, need in enumerate(needs):
+        if not need:
+            grads.append(None)
+            continue
+        others = [t for k, t in enumerate(ins) if k != i]
+        known = set(out) | set("".join(others))
+        target = "".join(c for c in ins[i] if c in known)
+        spec = ",".join([out] + others) + "->" + target
+        gi = np.einsum(spec, g, *[o for k, o in enumerate(operands) if k != i])
+        shape = [operands[i].shape[k] if c in known else 1 for k, c in enumerate(ins[i])]
+        grads.append(np.broadcast_to(gi.reshape(shape), operands[i].shape).astype(g.dtype))
+    return tuple(grads)

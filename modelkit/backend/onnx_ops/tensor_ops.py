@@ -7,6 +7,7 @@ import numpy as np
 from ...errors import ShapeError
 from .. import functions
 from . import onnx_op
+from ..engine import OPS
 from ._util import axis_of, const, ints, is_float, like, op, values
 
 # -- shapes ---------------------------------------------------------------------------------
@@ -353,3 +354,65 @@ def dropout(inputs, attrs, ctx):
 
 
 __all__ = ["onnx_reshape_target"]
+
+
+# -- more indexing and products ----------------------------------------------------------------
+
+@onnx_op("GatherElements")
+def gather_elements(inputs, attrs, ctx):
+    data, indices = inputs
+    axis = axis_of(attrs.get("axis", 0), data.ndim, "GatherElements axis")
+    idx = values(indices).astype(np.int64)
+    if not is_float(data):
+        n = data.shape[axis]
+        return const(np.take_along_axis(values(data), np.where(idx < 0, idx + n, idx), axis))
+    return op("take_along", data, idx, axis=axis)
+
+
+@onnx_op("TopK")
+def top_k(inputs, attrs, ctx):
+    x, k = inputs
+    axis = axis_of(attrs.get("axis", -1), x.ndim, "TopK axis")
+    k = int(values(k).reshape(-1)[0])
+    v = values(x)
+    if attrs.get("largest", 1):      # descending; ties keep the lower index first
+        n = v.shape[axis]
+        order = n - 1 - np.flip(np.argsort(np.flip(v, axis), axis=axis, kind="stable"), axis)
+    else:
+        order = np.argsort(v, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis).astype(np.int64)
+    top = op("take_along", x, idx, axis=axis) if is_float(x) else \
+        const(np.take_along_axis(v, idx, axis))
+    return [top, const(idx)][:max(ctx.num_outputs, 1)]
+
+
+@onnx_op("CumSum")
+def cumsum(inputs, attrs, ctx):
+    x, axis = inputs
+    axis = axis_of(int(values(axis)), x.ndim, "CumSum axis")
+    kw = {"axis": axis, "exclusive": bool(attrs.get("exclusive", 0)),
+          "reverse": bool(attrs.get("reverse", 0))}
+    if not is_float(x):
+        return const(OPS.get("cumsum").forward(values(x), **kw)[0])
+    return op("cumsum", x, **kw)
+
+
+@onnx_op("Trilu")
+def trilu(inputs, attrs, ctx):
+    x = inputs[0]
+    k = int(values(inputs[1])) if len(inputs) > 1 and inputs[1] is not None else 0
+    rows, cols = x.shape[-2], x.shape[-1]
+    keep = np.triu(np.ones((rows, cols), bool), k) if attrs.get("upper", 1) else \
+        np.tril(np.ones((rows, cols), bool), k)
+    if not is_float(x):
+        return const(np.where(keep, values(x), 0).astype(x.dtype))
+    return op("multiply", x, const(keep.astype(x.dtype)))
+
+
+@onnx_op("Einsum")
+def einsum(inputs, attrs, ctx):
+    equation = attrs["equation"]
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    if not all(is_float(x) for x in inputs):
+        return const(np.einsum(equation, *[values(x) for x in inputs]))
+    return op("einsum", *inputs, equation=equation)
