@@ -95,8 +95,10 @@ class OnnxOp(Layer):
             outs = run_onnx_op(self.op_type, self._operands(tensors), self._attrs,
                                opset=self.opset, training=bool(training),
                                num_outputs=self.num_outputs)
-        except ModelkitError:
-            raise
+        except ModelkitError as e:
+            if str(e).startswith("OnnxOp"):
+                raise
+            raise type(e)(f"OnnxOp {self.name!r} ({self.op_type}): {e}") from None
         except (ValueError, IndexError, KeyError, TypeError) as e:
             shapes = [tuple(t.shape) for t in tensors]
             raise ShapeError(f"OnnxOp {self.name!r} ({self.op_type}) failed on inputs of shapes "

@@ -103,6 +103,7 @@ class ImportContext:
         for init in self.graph.initializer:
             self.values[init.name] = tensor_to_array(init, label, folder)
         self._infer_shapes()
+        self._probe_missing_shapes()
 
     def _infer_shapes(self):
         try:
@@ -116,6 +117,57 @@ class ImportContext:
             self.dims.setdefault(vi.name, _symbolic_dims(vi))
             if vi.type.tensor_type.elem_type:
                 self.dtypes.setdefault(vi.name, np_dtype_name(vi.type.tensor_type.elem_type))
+
+    def _probe_missing_shapes(self):
+        """Shapes ONNX inference could not find (value-dependent Reshape targets built from
+        Shape ops, ...): run the graph twice on small random inputs with modelkit's ONNX ops;
+        dims that differ between the runs are unknown."""
+        outs = [o for n in self.graph.node for o in n.output if o]
+        if all(self.shapes.get(o) is not None for o in outs):
+            return
+        runs = [self._run_sample(fill) for fill in (2, 3)]
+        if any(r is None for r in runs):
+            return
+        for name in outs:
+            a, b = runs[0].get(name), runs[1].get(name)
+            if a is None or b is None or self.shapes.get(name) is not None:
+                continue
+            if len(a[0]) == len(b[0]):
+                self.shapes[name] = tuple(x if x == y else None for x, y in zip(a[0], b[0]))
+                self.dims[name] = self.shapes[name]
+                self.dtypes.setdefault(name, a[1])
+
+    def _run_sample(self, fill):
+        from modelkit.backend.onnx_ops import ONNX_OPS, run_onnx_op
+        from modelkit.backend.tensor import Tensor
+        from modelkit.op_arguments import decode
+        rng = np.random.default_rng(fill)
+        env = {k: Tensor(v) for k, v in self.values.items() if isinstance(v, np.ndarray)}
+        for vi in self.graph.input:
+            if vi.name in env:
+                continue
+            shape = self.shapes.get(vi.name)
+            dtype = self.dtypes.get(vi.name)
+            if shape is None or dtype is None:
+                return None
+            concrete = tuple(fill if d is None else d for d in shape)
+            arr = rng.standard_normal(concrete) if np.dtype(dtype).kind == "f" else \
+                np.zeros(concrete)
+            env[vi.name] = Tensor(arr.astype(dtype))
+        seen = {}
+        try:
+            for node in self.graph.node:
+                if node.op_type not in ONNX_OPS:
+                    return seen
+                attrs = {k: decode(v, []) for k, v in attributes_of(node, self).items()}
+                res = run_onnx_op(node.op_type, [env[i] if i else None for i in node.input],
+                                  attrs, opset=self.opset, num_outputs=len(node.output))
+                for name, value in zip(node.output, res):
+                    env[name] = value
+                    seen[name] = (tuple(value.shape), str(value.dtype))
+        except Exception:       # a hint only: stop where the sample run cannot go on
+            return seen
+        return seen
 
     # -- reading -------------------------------------------------------------------------
     def const(self, name):
