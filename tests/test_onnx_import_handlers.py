@@ -66,7 +66,19 @@ case("Conv1D", [n("Conv", ["x", "W", "B"], pads=[2, 0], strides=[2])], X3, [None
 case("Conv3D-generic", [n("Conv", ["x", "W"])], [("x", (None, 2, 3, 3, 3), np.float32)],
      [None, 2, 2, 2, 2], [("W", r(2, 2, 2, 2, 2))], {"OnnxOp"})
 case("ConvTranspose", [n("ConvTranspose", ["x", "W", "B"], strides=[2, 2], pads=[1, 0, 0, 1])],
-     X4, [None, 2, 12, 12], [("W", r(3, 2, 2, 2)), ("B", r(2))])
+     X4, [None, 2, 10, 10], [("W", r(3, 2, 2, 2)), ("B", r(2))], {"Conv2DTranspose"})
+case("ConvTranspose-keras", [n("ConvTranspose", ["x", "W", "B"], strides=[2, 2],
+                               pads=[1, 0, 0, 1], output_padding=[1, 0])],
+     X4, [None, 2, 12, 11], [("W", r(3, 2, 3, 2)), ("B", r(2))],
+     {"Conv2DTranspose", "Cropping2D"})
+case("ConvTranspose1D", [n("ConvTranspose", ["x", "W"], strides=[3])], X3, [None, 2, 23],
+     [("W", r(3, 2, 4))], {"Conv1DTranspose"})
+case("ConvTranspose-groups-generic", [n("ConvTranspose", ["x", "W"], group=3)], X4,
+     [None, 3, 8, 8], [("W", r(3, 1, 3, 3))], {"OnnxOp"})
+case("LayerNorm-last-axis", [n("LayerNormalization", ["x", "s", "b"], epsilon=1e-3)], X3,
+     [None, 3, 7], [("s", r(7)), ("b", r(7))], {"LayerNormalization"})
+case("LayerNorm-axis1-generic", [n("LayerNormalization", ["x", "s"], axis=1)], X3,
+     [None, 3, 7], [("s", r(3, 7))], {"OnnxOp"})
 case("BN-4d", [n("BatchNormalization", ["x", "s", "b", "m", "v"], epsilon=1e-3)], X4,
      [None, 3, 6, 6], [("s", r(3)), ("b", r(3)), ("m", r(3)), ("v", r(3, positive=True))],
      {"BatchNormalization"})

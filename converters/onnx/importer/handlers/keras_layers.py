@@ -107,6 +107,63 @@ def conv(node, ctx):
     return [ChannelsLast(out)]
 
 
+@import_handler("ConvTranspose", since=1)
+def conv_transpose(node, ctx):
+    """-> Conv1DTranspose/Conv2DTranspose ('valid', output_padding given), then Cropping for
+    ONNX's pads."""
+    x, w = node.input[0], node.input[1]
+    b = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    W, B = ctx.const(w), (ctx.const(b) if b else None)
+    r = ctx.rank(x)
+    a = attrs(node, ctx)
+    if W is None or (b and B is None) or r not in (3, 4) or W.ndim != r or \
+            not _spatial_known(ctx, x) or not is_float(ctx, x) or int(a.get("group", 1)) != 1 \
+            or any(d != 1 for d in a.get("dilations", [])) or "output_shape" in a or \
+            str(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+        return ctx.onnx_op(node)
+    n = r - 2
+    strides = [int(v) for v in a.get("strides", [1] * n)]
+    out_pad = [int(v) for v in a.get("output_padding", [0] * n)]
+    pads = [0] * (2 * n) if a.get("auto_pad") == "VALID" else \
+        [int(v) for v in a.get("pads", [0] * (2 * n))]
+    hint = node.name or "conv_transpose"
+    cfg = {"filters": int(W.shape[1]), "kernel_size": list(W.shape[2:]), "strides": strides,
+           "padding": "valid", "output_padding": out_pad, "data_format": "channels_last",
+           "use_bias": B is not None, "activation": "linear"}
+    weights = [("kernel", layout.onnx_conv_kernel_to_keras(W))] + \
+        ([("bias", B.astype(W.dtype))] if B is not None else [])
+    (out,) = ctx.add_node(f"Conv{n}DTranspose", cfg, [ctx.cl_ref(x)], weights, hint=hint)
+    crop = list(zip(pads[:n], pads[n:]))
+    if any(p0 or p1 for p0, p1 in crop):
+        cfg = {"cropping": list(crop[0])} if n == 1 else \
+            {"cropping": [list(c) for c in crop], "data_format": "channels_last"}
+        (out,) = ctx.add_node(f"Cropping{n}D", cfg, [out], hint=f"{hint}_crop")
+    return [ChannelsLast(out)]
+
+
+@import_handler("LayerNormalization", since=17)
+def layer_normalization(node, ctx):
+    """Normalisation over the last axis with constant scale/bias -> LayerNormalization."""
+    x = node.input[0]
+    scale = ctx.const(node.input[1])
+    has_b = len(node.input) > 2 and bool(node.input[2])
+    bias = ctx.const(node.input[2]) if has_b else None
+    a = attrs(node, ctx)
+    r = ctx.rank(x)
+    if r is None or int(a.get("axis", -1)) % r != r - 1 or scale is None or \
+            (has_b and bias is None) or len(used_outputs(node, ctx)) != 1 or \
+            node.output[0] not in used_outputs(node, ctx) or not is_float(ctx, x) or \
+            ctx.shape(x)[-1] is None or scale.size != ctx.shape(x)[-1]:
+        return ctx.onnx_op(node)
+    cfg = {"axis": -1, "epsilon": float(a.get("epsilon", 1e-5)), "center": bias is not None,
+           "scale": True}
+    weights = [("gamma", scale.reshape(-1))] + \
+        ([("beta", bias.reshape(-1))] if bias is not None else [])
+    (out,) = ctx.add_node("LayerNormalization", cfg, [ctx.ref(x)], weights,
+                          hint=node.name or "layer_norm")
+    return [out]
+
+
 # -- normalisation ----------------------------------------------------------------------------
 
 @import_handler("BatchNormalization", since=1)

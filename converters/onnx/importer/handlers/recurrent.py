@@ -103,18 +103,9 @@ def recurrent(node, ctx):
     a = attrs(node, ctx)
     x = node.input[0]
     hint = node.name or op.lower()
-    if a.get("layout", 0):
-        seq = ctx.ref(x)
-    else:
-        producer = ctx.producer(x)
-        if producer is not None and producer.op_type == "Transpose" and \
-                attrs(producer, ctx).get("perm") == [1, 0, 2]:
-            seq = ctx.ref(producer.input[0])
-        else:
-            s = ctx.shape(x)
-            seq = ctx.emit_onnx("Transpose", [x], {"perm": [1, 0, 2]},
-                                [None if s is None else [s[1], s[0], s[2]]], ["float32"],
-                                hint=f"{hint}_batch_major")[0]
+    seq = batch_major_input(node, ctx, a, hint)
+    if seq is None:
+        return ctx.onnx_op(node)
     n_states = 2 if op == "LSTM" else 1
     names = ["kernel", "recurrent_kernel", "bias"]
     if dirs == 1:
@@ -131,6 +122,31 @@ def recurrent(node, ctx):
     units, batch_major = config["units"], bool(a.get("layout", 0))
     return [sequence_value(ctx, outs[0], dirs, units, hint, batch_major)] + \
         [states_value(ctx, refs, units, hint, batch_major) for refs in states]
+
+
+def batch_major_input(node, ctx, a, hint):
+    """The RNN's input as a batch-major (N, T, F) IR tensor with F known, or None."""
+    x = node.input[0]
+    v = ctx.values.get(x)
+    if a.get("layout", 0):
+        source = x
+    elif isinstance(v, Lazy) and v.view[0] == "TM":        # a previous Keras RNN's output
+        return v.view[1]
+    else:
+        producer = ctx.producer(x)
+        if producer is not None and producer.op_type == "Transpose" and \
+                attrs(producer, ctx).get("perm") == [1, 0, 2]:
+            source = producer.input[0]
+        else:
+            s = ctx.shape(x)
+            if s is None or s[-1] is None:
+                return None
+            return ctx.emit_onnx("Transpose", [x], {"perm": [1, 0, 2]}, [[s[1], s[0], s[2]]],
+                                 ["float32"], hint=f"{hint}_batch_major")[0]
+    s = ctx.shape(source)
+    if s is None or len(s) != 3 or s[-1] is None:
+        return None
+    return ctx.ref(source)
 
 
 # -- lazy ONNX-layout values and the rules that see through them ------------------------------
