@@ -106,3 +106,28 @@ def test_flatten_with_other_consumers_flattens_in_onnx_order():
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for got, ref in zip(model.predict(x, verbose=0), refs):
         np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_elementwise_onnx_ops_stay_on_the_channels_last_trunk():
+    W = RNG.normal(size=(4, 3, 1, 1)).astype(np.float32)
+    scale = RNG.normal(size=(4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
+             helper.make_node("HardSwish", ["c"], ["h"]),
+             helper.make_node("Mul", ["h", "scale"], ["m"]),
+             helper.make_node("PRelu", ["m", "scale"], ["p"]),
+             helper.make_node("Conv", ["p", "W2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 5, 5])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(scale, "scale"),
+         numpy_helper.from_array(RNG.normal(size=(2, 4, 1, 1)).astype(np.float32), "W2")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    ir = onnx_conv.import_graph(proto)
+    ops = [n.op for n in ir.nodes]
+    assert ops.count("Permute") == 2            # into the trunk, and back for the output
+    assert ops == ["Permute", "Conv2D", "OnnxOp", "OnnxOp", "OnnxOp", "Conv2D", "Permute"]
+    x = RNG.normal(size=(2, 3, 5, 5)).astype(np.float32)
+    ref = ort.InferenceSession(proto.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(onnx_conv.import_model(proto).predict(x, verbose=0), ref,
+                               atol=1e-5, rtol=1e-4)

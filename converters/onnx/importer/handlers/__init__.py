@@ -5,11 +5,13 @@ from modelkit.backend.onnx_ops import ONNX_OPS
 
 from ..registry import IMPORT_HANDLERS, import_handler
 from . import keras_layers, recurrent  # noqa: F401
+from .keras_layers import fallback
 
 
 def generic(node, ctx):
-    """The node as one OnnxOp IR node."""
-    return ctx.onnx_op(node)
+    """The node as one OnnxOp IR node (on the channels_last tensors of a trunk when the op is
+    elementwise, so the trunk stays channels_last)."""
+    return fallback(node, ctx)
 
 
 for _op_type in ONNX_OPS.names():

@@ -64,6 +64,54 @@ def _zero_pad(ctx, ref, pads, n, hint):
     return ctx.add_node(f"ZeroPadding{n}D", cfg, [ref], hint=f"{hint}_pad")[0]
 
 
+# Ops that work element by element (with ONNX broadcasting): layout-neutral
+ELEMENTWISE = {"Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid",
+               "Erf", "Softplus", "Softsign", "Floor", "Ceil", "Round", "Sign", "Relu",
+               "LeakyRelu", "PRelu", "Elu", "Celu", "Selu", "ThresholdedRelu", "HardSigmoid",
+               "HardSwish", "Gelu", "Mish", "Clip", "Identity", "Add", "Sub", "Mul", "Div", "Pow",
+               "Max", "Min", "Sum", "Mean", "Where", "Equal", "Greater", "Less", "GreaterOrEqual",
+               "LessOrEqual", "And", "Or", "Xor", "Not", "IsNaN", "IsInf", "Mod", "Cast"}
+
+
+def channels_last_elementwise(node, ctx):
+    """An elementwise op whose tensor inputs are all channels_last trunk tensors: run it on
+    them (constants permuted to match), keeping the trunk channels_last. None otherwise."""
+    if node.op_type not in ELEMENTWISE:
+        return None
+    dynamic = [i for i in node.input if i and not ctx.is_const(i)]
+    if not dynamic or any(i not in ctx.channels_last for i in dynamic):
+        return None
+    r = ctx.rank(dynamic[0])
+    if any(ctx.rank(i) != r for i in dynamic):
+        return None
+    to_cl = [0] + list(range(2, r)) + [1]
+    operands = []
+    for i in node.input:
+        if not i:
+            operands.append(None)
+        elif i in ctx.channels_last:
+            operands.append(ctx._raw_ref(i))
+        else:
+            c = ctx.const(i)
+            if c.size > 1:
+                if c.ndim > r:
+                    return None
+                c = np.transpose(c.reshape((1,) * (r - c.ndim) + c.shape), to_cl)
+            operands.append(c)
+    shape = ctx.shape(node.output[0])
+    out_shape = None if shape is None else [shape[p] for p in to_cl]
+    (out,) = ctx.emit_onnx(node.op_type, operands, attributes_of(node, ctx), [out_shape],
+                           [ctx.dtype(node.output[0]) or "float32"],
+                           hint=node.name or node.op_type)[:1]
+    return [ChannelsLast(out)] + [None] * (len(node.output) - 1)
+
+
+def fallback(node, ctx):
+    """What a handler emits when its Keras pattern does not fit: the generic OnnxOp (kept on
+    the channels_last trunk tensors when the op is elementwise)."""
+    return channels_last_elementwise(node, ctx) or ctx.onnx_op(node)
+
+
 # -- convolution ------------------------------------------------------------------------------
 
 @import_handler("Conv", since=1)
@@ -74,7 +122,7 @@ def conv(node, ctx):
     r = ctx.rank(x)
     if W is None or (b and B is None) or r not in (3, 4) or W.ndim != r or \
             not _spatial_known(ctx, x) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     a = attrs(node, ctx)
     n = r - 2
     kernel = [int(k) for k in a.get("kernel_shape", W.shape[2:])]
@@ -120,7 +168,7 @@ def conv_transpose(node, ctx):
             not _spatial_known(ctx, x) or not is_float(ctx, x) or int(a.get("group", 1)) != 1 \
             or any(d != 1 for d in a.get("dilations", [])) or "output_shape" in a or \
             str(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     n = r - 2
     strides = [int(v) for v in a.get("strides", [1] * n)]
     out_pad = [int(v) for v in a.get("output_padding", [0] * n)]
@@ -154,7 +202,7 @@ def layer_normalization(node, ctx):
             (has_b and bias is None) or len(used_outputs(node, ctx)) != 1 or \
             node.output[0] not in used_outputs(node, ctx) or not is_float(ctx, x) or \
             ctx.shape(x)[-1] is None or scale.size != ctx.shape(x)[-1]:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     cfg = {"axis": -1, "epsilon": float(a.get("epsilon", 1e-5)), "center": bias is not None,
            "scale": True}
     weights = [("gamma", scale.reshape(-1))] + \
@@ -175,7 +223,7 @@ def batch_normalization(node, ctx):
     if any(p is None for p in params) or a.get("training_mode", 0) or \
             len(used_outputs(node, ctx)) != 1 or r is None or not 2 <= r <= 5 or \
             not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     scale, bias, mean, var = params
     cfg = {"axis": -1, "momentum": float(a.get("momentum", 0.9)),
            "epsilon": float(a.get("epsilon", 1e-5)), "center": True, "scale": True}
@@ -196,7 +244,7 @@ def pool(node, ctx):
     if r not in (3, 4) or len(node.output) > 1 and node.output[1] or \
             any(d != 1 for d in a.get("dilations", [])) or a.get("storage_order", 0) or \
             not _spatial_known(ctx, x) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     n = r - 2
     kernel = [int(k) for k in a["kernel_shape"]]
     strides, pads, extra = pool_geometry(ctx.shape(x)[2:], a, kernel)
@@ -207,7 +255,7 @@ def pool(node, ctx):
         zero_ok = (is_max and producer is not None and producer.op_type in NON_NEGATIVE_OPS) \
             or (not is_max and a.get("count_include_pad", 0) and not any(extra))
         if not zero_ok:
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
     hint = node.name or node.op_type
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
     inp = _zero_pad(ctx, ctx.cl_ref(x), full, n, hint)
@@ -223,7 +271,7 @@ def global_pool(node, ctx):
     x = node.input[0]
     r = ctx.rank(x)
     if r not in (3, 4) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     n = r - 2
     op = f"Global{'Average' if node.op_type == 'GlobalAveragePool' else 'Max'}Pooling{n}D"
     follower = ctx.only_consumer(node.output[0])
@@ -263,7 +311,7 @@ def _activation_name(node, a):
 def activation(node, ctx):
     x = node.input[0]
     if not is_float(ctx, x) or ctx.rank(x) is None:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     a = attrs(node, ctx)
     ref, cl = raw(ctx, x)
     hint = node.name or node.op_type
@@ -275,11 +323,11 @@ def activation(node, ctx):
         r = ctx.rank(x)
         axis = int(a.get("axis", -1 if ctx.opset >= 13 else 1)) % r
         if ctx.opset < 13 and axis != r - 1:
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
         if cl:
             axis = r - 1 if axis == 1 else (axis - 1 if axis >= 2 else 0)
         if axis == 0:
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
         if axis == r - 1:
             (out,) = ctx.add_node("Activation", {"activation": "softmax"}, [ref], hint=hint)
         else:
@@ -287,7 +335,7 @@ def activation(node, ctx):
         return [keep_layout(out, cl)]
     name = _activation_name(node, a)
     if name is None:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     (out,) = ctx.add_node("Activation", {"activation": name}, [ref], hint=hint)
     return [keep_layout(out, cl)]
 
@@ -301,7 +349,7 @@ def clip(node, ctx):
     dynamic = any(i and not ctx.is_const(i) for i in node.input[1:])
     if dynamic or lo is None or float(lo) != 0.0 or not is_float(ctx, x) or \
             (hi is not None and float(hi) <= 0):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     ref, cl = raw(ctx, x)
     cfg = {"max_value": None if hi is None else float(hi)}
     (out,) = ctx.add_node("ReLU", cfg, [ref], hint=node.name or "relu")
@@ -316,30 +364,30 @@ def resize(node, ctx):
     consts = [ctx.const(i) if i else None for i in list(node.input[1:]) + ["", ""]][:3]
     dynamic = any(i and not ctx.is_const(i) for i in node.input[1:])
     if dynamic or r not in (3, 4) or not _spatial_known(ctx, x) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     a = attrs(node, ctx)
     scales = consts[1] if consts[1] is not None and consts[1].size else None
     try:
         plan = resize_plan(ctx.shape(x), a, scales, consts[2])
     except UnsupportedError:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     sizes, interpolation = [1] * (r - 2), None
     for axis, kind, data in plan:
         n = ctx.shape(x)[axis]
         factor = len(data) // n
         if axis < 2 or factor * n != len(data):
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
         if kind == "take" and np.array_equal(data, np.repeat(np.arange(n), factor)):
             mode = "nearest"
         elif kind == "matmul" and np.allclose(data, bilinear_matrix(n, n * factor)):
             mode = "bilinear"
         else:
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
         if interpolation not in (None, mode):
-            return ctx.onnx_op(node)
+            return fallback(node, ctx)
         interpolation, sizes[axis - 2] = mode, factor
     if interpolation is None or (r == 3 and interpolation != "nearest"):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     cfg = {"size": sizes[0]} if r == 3 else \
         {"size": sizes, "data_format": "channels_last", "interpolation": interpolation}
     (out,) = ctx.add_node(f"UpSampling{r - 2}D", cfg, [ctx.cl_ref(x)],
@@ -362,7 +410,7 @@ def merge(node, ctx):
         all(s is not None and len(s) >= 2 for s in shapes) and \
         all(s[1:] == shapes[0][1:] and None not in s[1:] for s in shapes)
     if not ok:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     r = len(shapes[0])
     any_cl = any(i in ctx.channels_last for i in ins) and r >= 3
     refs = [ctx.cl_ref(i) if any_cl else ctx.ref(i) for i in ins]
@@ -377,11 +425,11 @@ def concat(node, ctx):
     ranks = {ctx.rank(i) for i in ins}
     if len(ins) < 2 or len(ranks) != 1 or None in ranks or \
             any(ctx.is_const(i) or not is_float(ctx, i) for i in ins):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     r = ranks.pop()
     axis = int(a["axis"]) % r
     if axis == 0:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     any_cl = r >= 3 and any(i in ctx.channels_last for i in ins)
     if any_cl:
         axis = r - 1 if axis == 1 else axis - 1
@@ -434,7 +482,7 @@ def dense_pattern(node, ctx):
 def dense(node, ctx):
     found = dense_pattern(node, ctx)
     if found is None:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     A, kernel, bias, add = found
     flat = ctx.flat_rows.get(A)
     if flat is not None:
@@ -459,7 +507,7 @@ def flatten(node, ctx):
     a = attrs(node, ctx)
     s = ctx.shape(x)
     if int(a.get("axis", 1)) != 1 or s is None or len(s) < 2:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     return _flatten(node, ctx)
 
 
@@ -490,18 +538,18 @@ def reshape(node, ctx):
     a = attrs(node, ctx)
     if s_in is None or s_out is None or None in s_out[1:] or len(s_out) < 2 or \
             not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     if x in ctx.channels_last and len(s_out) == 2 and None not in s_in[1:] and \
             s_out[1] == int(np.prod(s_in[1:])) and _same_batch(ctx, x, node.output[0]):
         return _flatten(node, ctx)            # (N, C, H, W) -> (N, C*H*W) of a trunk
     if target is None or (a.get("allowzero", 0) and 0 in target):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     t0 = int(target.reshape(-1)[0]) if target.size else None
     batch_kept = t0 == 0 or (s_in[0] is not None and t0 == s_in[0] == s_out[0]) or \
         (t0 == -1 and None not in s_in[1:] and
          int(np.prod(s_in[1:])) == int(np.prod(s_out[1:])))
     if not batch_kept:
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     (out,) = ctx.add_node("Reshape", {"target_shape": [int(d) for d in s_out[1:]]},
                           [ctx.ref(x)], hint=node.name or "reshape")
     return [out]
@@ -521,9 +569,9 @@ def reduce_spatial(node, ctx):
     axes = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else \
         a.get("axes")
     if axes is None or r not in (3, 4) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     if sorted(int(i) % r for i in np.asarray(axes).reshape(-1)) != list(range(2, r)):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     keep = bool(a.get("keepdims", 1))
     kind = "Average" if node.op_type == "ReduceMean" else "Max"
     op = f"Global{kind}Pooling{r - 2}D"
@@ -539,7 +587,7 @@ def transpose(node, ctx):
     a = attrs(node, ctx)
     perm = [int(p) for p in a.get("perm", list(range(r or 0))[::-1])]
     if r is None or perm[0] != 0 or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     ref, cl = raw(ctx, x)
     if cl:
         to_cf = [0, r - 1] + list(range(1, r - 1))
@@ -566,7 +614,7 @@ def dropout(node, ctx):
     if (len(node.input) > 1 and node.input[1] and ratio is None) or \
             (len(node.input) > 2 and node.input[2]) or len(used_outputs(node, ctx)) != 1 or \
             node.output[0] not in used_outputs(node, ctx) or not is_float(ctx, x):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     rate = float(ratio) if ratio is not None else float(a.get("ratio", 0.5))
     ref, cl = raw(ctx, x)
     (out,) = ctx.add_node("Dropout", {"rate": rate}, [ref], hint=node.name or "dropout")
@@ -580,7 +628,7 @@ def gather(node, ctx):
     if data is None or data.ndim != 2 or int(a.get("axis", 0)) != 0 or \
             ctx.is_const(indices) or ctx.rank(indices) is None or ctx.rank(indices) < 1 or \
             not np.issubdtype(data.dtype, np.floating):
-        return ctx.onnx_op(node)
+        return fallback(node, ctx)
     cfg = {"input_dim": int(data.shape[0]), "output_dim": int(data.shape[1])}
     (out,) = ctx.add_node("Embedding", cfg, [ctx.ref(indices)], [("embeddings", data)],
                           hint=node.name or "embedding")
