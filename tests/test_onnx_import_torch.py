@@ -22,10 +22,15 @@ EXPECTED_LAYERS = {
     "two_in_two_out": {"Dense", "Concatenate"}, "embed_lstm": {"Embedding", "LSTM", "Dense"},
     "lstm": {"LSTM", "Dense"}, "gru": {"GRU", "Dense"}, "bilstm": {"Bidirectional", "Dense"},
     "bigru": {"Bidirectional", "Dense"},
+    "mobile": {"Conv2D", "DepthwiseConv2D", "ReLU", "GlobalAveragePooling2D", "Dense"},
+    "unet": {"Conv2D", "Conv2DTranspose", "UpSampling2D", "Concatenate", "MaxPooling2D"},
+    "encoder": {"Embedding", "Dense"}, "textcnn": {"Conv1D", "MaxPooling1D", "Dense"},
+    "stacked": {"LSTM", "Bidirectional", "Concatenate", "Dense"},
+    "lnmlp": {"LayerNormalization", "Dense"},
 }
 # ...and files that must have no OnnxOp node at all
 PURE_KERAS = {"mlp", "cnn", "cnn_bn", "resnet_block", "two_in_two_out", "embed_lstm", "lstm",
-              "gru", "rnn.ts"}
+              "gru", "rnn.ts", "unet", "stacked"}
 
 
 def data_of(fname):
@@ -46,8 +51,8 @@ def as_list(y):
 
 
 def test_fixtures_cover_both_exporters():
-    assert len(FILES) == 21
-    assert sum(f.endswith(".dynamo.onnx") for f in FILES) == 10
+    assert len(FILES) == 33
+    assert sum(f.endswith(".dynamo.onnx") for f in FILES) == 16
 
 
 @pytest.mark.parametrize("fname", FILES)
@@ -91,7 +96,8 @@ def test_reexport_matches_onnxruntime(fname):
 
 @pytest.mark.parametrize("fname", ["mlp.ts.onnx", "cnn.ts.onnx", "cnn.dynamo.onnx",
                                    "lstm.ts.onnx", "embed_lstm.dynamo.onnx",
-                                   "two_in_two_out.ts.onnx"])
+                                   "two_in_two_out.ts.onnx", "encoder.ts.onnx",
+                                   "unet.dynamo.onnx", "stacked.ts.onnx", "mobile.ts.onnx"])
 def test_fine_tuning_lowers_the_loss(fname):
     ins, outs = data_of(fname)
     model = onnx_conv.import_model(os.path.join(HERE, fname))
