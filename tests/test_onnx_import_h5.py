@@ -17,7 +17,8 @@ from modelkit.runtime.parity import check_conversion
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "onnx")
 H5 = os.path.join(HERE, "h5")
 NAMES = ["mlp.ts", "mlp.dynamo", "cnn.ts", "cnn_bn.ts", "resnet_block.ts", "lstm.ts",
-         "gru.dynamo", "rnn.ts", "embed_lstm.ts", "two_in_two_out.dynamo"]
+         "gru.dynamo", "rnn.ts", "embed_lstm.ts", "unet.ts", "stacked.ts",
+         "two_in_two_out.dynamo"]
 
 
 def inputs(name):
