@@ -5,6 +5,7 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.backend.gradcheck import assert_gradients_close
+from modelkit.backend import onnx_ops  # noqa: F401  (registers the ONNX ops' backend ops)
 from modelkit.backend.engine import OPS
 
 rng = np.random.default_rng(42)
@@ -97,6 +98,15 @@ CASES = {
     "sigmoid_cross_entropy": (lambda t, x: K.binary_crossentropy(t, x, from_logits=True),
                               [rng.random((3, 4)), r(3, 4)]),
     "dropout": (lambda a: K.dropout(a, 0.3, seed=1), [r(4, 5)]),
+    # ops the ONNX importer's OnnxOp layers added (modelkit.backend.onnx_ops.extra_ops)
+    "erf": (lambda a: K.apply(OPS.get("erf"), a), [r(3, 4)]),
+    "take": (lambda a: K.apply(OPS.get("take"), a, np.array([[2, -1], [0, 0]]), axis=1),
+             [r(2, 3, 2)]),
+    "take_along": (lambda a: K.apply(OPS.get("take_along"), a, np.array([[2, 0], [1, -1]]),
+                                     axis=1), [r(2, 3)]),
+    "cumsum": (lambda a: K.apply(OPS.get("cumsum"), a, axis=1, exclusive=True), [r(2, 4)]),
+    "einsum": (lambda a, b: K.apply(OPS.get("einsum"), a, b, equation="bij,jk->bk"),
+               [r(2, 3, 4), r(4, 5)]),
 }
 
 
