@@ -52,9 +52,7 @@ def unsupported_ops(model, opset):
         elif t.elem_type not in ONNX_DTYPES:
             problems.append(f"graph input {vi.name!r}: element type "
                             f"{onnx.TensorProto.DataType.Name(t.elem_type)} is not supported")
-        elif t.HasField("shape") and len(t.shape.dim) == 0:
-            problems.append(f"graph input {vi.name!r}: rank-0 (scalar) inputs are not "
-                            "supported (a modelkit Input has a batch dimension)")
+
     return problems
 
 

@@ -46,7 +46,7 @@ def _(g, s, needs):
 def _cumsum(x, axis=0, exclusive=False, reverse=False):
     """ONNX CumSum: inclusive or exclusive, forward or reverse, along `axis`."""
     y = np.flip(x, axis) if reverse else x
-    out = np.cumsum(y, axis=axis)
+    out = np.cumsum(y, axis=axis, dtype=x.dtype)
     if exclusive:
         out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
                               np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
