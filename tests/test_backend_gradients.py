@@ -107,6 +107,11 @@ CASES = {
     "cumsum": (lambda a: K.apply(OPS.get("cumsum"), a, axis=1, exclusive=True), [r(2, 4)]),
     "einsum": (lambda a, b: K.apply(OPS.get("einsum"), a, b, equation="bij,jk->bk"),
                [r(2, 3, 4), r(4, 5)]),
+    **{name: ((lambda n: lambda a: K.apply(OPS.get(n), a))(name), [arr]) for name, arr in (
+        ("tan", r(2, 3) * 0.5), ("arctan", r(2, 3)), ("sinh", r(2, 3)), ("cosh", r(2, 3)),
+        ("arcsinh", r(2, 3)), ("arcsin", rng.uniform(-0.8, 0.8, (2, 3))),
+        ("arccos", rng.uniform(-0.8, 0.8, (2, 3))), ("arctanh", rng.uniform(-0.8, 0.8, (2, 3))),
+        ("arccosh", rng.uniform(1.5, 3.0, (2, 3))))},
 }
 
 

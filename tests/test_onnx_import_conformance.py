@@ -21,7 +21,8 @@ from modelkit.errors import ModelkitError
 MODULES = [
     "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
     "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv", "cumsum", "einsum",
-    "gatherelements", "topk", "trilu",
+    "gatherelements", "topk", "trilu", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
+    "acosh", "atanh", "depthtospace", "spacetodepth", "nonzero", "onehot", "shrink", "hardmax",
     "convtranspose", "cos", "div", "dropout", "elu", "equal", "erf", "exp", "expand", "flatten",
     "floor", "gather", "gelu", "gemm", "globalaveragepool", "globalmaxpool", "greater",
     "greater_or_equal", "gru", "hardsigmoid", "hardswish", "identity", "instance_normalization",

@@ -33,6 +33,15 @@ for u in ["Abs", "Neg", "Exp", "Tanh", "Sigmoid", "Erf", "Softplus", "Softsign",
     case(u, u, [r(2, 3)])
 for u in ["Log", "Sqrt", "Reciprocal"]:
     case(u, u, [pos(2, 3)])
+for u in ["Tan", "Atan", "Sinh", "Cosh", "Asinh"]:
+    case(u, u, [r(2, 3) * 0.5])
+for u in ["Asin", "Acos", "Atanh"]:
+    case(u, u, [RNG.uniform(-0.8, 0.8, size=(2, 3))])
+case("Acosh", "Acosh", [RNG.uniform(1.5, 3.0, size=(2, 3))])
+case("Shrink", "Shrink", [r(2, 5)], {"lambd": 0.3, "bias": 0.1})
+case("DepthToSpace-DCR", "DepthToSpace", [r(1, 8, 2, 3)], {"blocksize": 2})
+case("DepthToSpace-CRD", "DepthToSpace", [r(1, 8, 2, 3)], {"blocksize": 2, "mode": "CRD"})
+case("SpaceToDepth", "SpaceToDepth", [r(1, 2, 4, 6)], {"blocksize": 2})
 case("Gelu-tanh", "Gelu", [r(2, 3)], {"approximate": "tanh"})
 case("LeakyRelu", "LeakyRelu", [r(2, 3)], {"alpha": 0.3})
 case("Elu", "Elu", [r(2, 3)], {"alpha": 0.7})

@@ -127,7 +127,9 @@ def where(inputs, attrs, ctx):
 _UNARY = {"Abs": "abs", "Neg": "negative", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
           "Reciprocal": "reciprocal", "Sin": "sin", "Cos": "cos", "Tanh": "tanh",
           "Sigmoid": "sigmoid", "Erf": "erf", "Softplus": "softplus", "Softsign": "softsign",
-          "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign"}
+          "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign", "Tan": "tan",
+          "Asin": "arcsin", "Acos": "arccos", "Atan": "arctan", "Sinh": "sinh", "Cosh": "cosh",
+          "Asinh": "arcsinh", "Acosh": "arccosh", "Atanh": "arctanh"}
 _INT_OK = {"Abs": np.abs, "Neg": np.negative, "Sign": np.sign}
 
 
@@ -283,3 +285,24 @@ def _cast_to(x, dtype):
         v = np.trunc(v)
     return const(v.astype(dtype))
 
+
+
+@onnx_op("Shrink")
+def shrink(inputs, attrs, ctx):
+    (x,) = inputs
+    lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+    v = values(x)
+    if not is_float(x):
+        return const(np.where(v < -lambd, v + bias, np.where(v > lambd, v - bias, 0))
+                     .astype(x.dtype))
+    shifted = op("add", x, like(x, np.where(v < -lambd, bias, -bias)))
+    return op("where", (v < -lambd) | (v > lambd), shifted, like(x, np.zeros(x.shape)))
+
+
+@onnx_op("Hardmax")
+def hardmax(inputs, attrs, ctx):
+    v = values(inputs[0])
+    axis = int(attrs.get("axis", -1)) % v.ndim
+    out = np.zeros_like(v)
+    np.put_along_axis(out, np.expand_dims(np.argmax(v, axis=axis), axis), 1, axis=axis)
+    return const(out)

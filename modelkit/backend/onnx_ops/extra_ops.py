@@ -118,3 +118,30 @@ def _(g, s, needs):
         shape = [operands[i].shape[k] if c in known else 1 for k, c in enumerate(ins[i])]
         grads.append(np.broadcast_to(gi.reshape(shape), operands[i].shape).astype(g.dtype))
     return tuple(grads)
+
+
+def _unary_op(name, fwd, dfdx):
+    """A unary op whose derivative is dfdx(x)."""
+    @defop(name)
+    def op(x):
+        return fwd(x), (x,)
+
+    @op.defvjp
+    def _(g, s, needs):
+        return (g * dfdx(s[0]),)
+    return op
+
+
+TRIG = {
+    "tan": (np.tan, lambda x: 1.0 / np.cos(x) ** 2),
+    "arcsin": (np.arcsin, lambda x: 1.0 / np.sqrt(1.0 - x * x)),
+    "arccos": (np.arccos, lambda x: -1.0 / np.sqrt(1.0 - x * x)),
+    "arctan": (np.arctan, lambda x: 1.0 / (1.0 + x * x)),
+    "sinh": (np.sinh, np.cosh),
+    "cosh": (np.cosh, np.sinh),
+    "arcsinh": (np.arcsinh, lambda x: 1.0 / np.sqrt(x * x + 1.0)),
+    "arccosh": (np.arccosh, lambda x: 1.0 / np.sqrt(x * x - 1.0)),
+    "arctanh": (np.arctanh, lambda x: 1.0 / (1.0 - x * x)),
+}
+for _name, (_f, _d) in TRIG.items():
+    _unary_op(_name, _f, _d)

@@ -416,3 +416,48 @@ def einsum(inputs, attrs, ctx):
     if not all(is_float(x) for x in inputs):
         return const(np.einsum(equation, *[values(x) for x in inputs]))
     return op("einsum", *inputs, equation=equation)
+
+
+@onnx_op("DepthToSpace")
+def depth_to_space(inputs, attrs, ctx):
+    (x,) = inputs
+    b = int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    mode = attrs.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode == "DCR":
+        t = _reshape(x, (n, b, b, c // (b * b), h, w))
+        t = transpose([t], {"perm": [0, 3, 4, 1, 5, 2]}, ctx)
+    else:
+        t = _reshape(x, (n, c // (b * b), b, b, h, w))
+        t = transpose([t], {"perm": [0, 1, 4, 2, 5, 3]}, ctx)
+    return _reshape(t, (n, c // (b * b), h * b, w * b))
+
+
+@onnx_op("SpaceToDepth")
+def space_to_depth(inputs, attrs, ctx):
+    (x,) = inputs
+    b = int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    mode = attrs.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    t = _reshape(x, (n, c, h // b, b, w // b, b))
+    perm = [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4]
+    t = transpose([t], {"perm": perm}, ctx)
+    return _reshape(t, (n, c * b * b, h // b, w // b))
+
+
+@onnx_op("NonZero")
+def non_zero(inputs, attrs, ctx):
+    return const(np.array(np.nonzero(values(inputs[0])), dtype=np.int64))
+
+
+@onnx_op("OneHot")
+def one_hot(inputs, attrs, ctx):
+    indices, depth, vals = (values(t) for t in inputs)
+    depth = int(np.asarray(depth).reshape(-1)[0])
+    idx = np.where(indices < 0, indices + depth, indices).astype(np.int64)
+    axis = int(attrs.get("axis", -1))
+    hot = np.arange(depth) == idx[..., None]
+    out = np.where(hot, vals[1], vals[0]).astype(vals.dtype)
+    return const(np.moveaxis(out, -1, axis if axis >= 0 else axis + out.ndim))
