@@ -141,18 +141,24 @@ def test_old_opset_is_upgraded():
 
 def test_every_unsupported_op_in_one_error():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-             helper.make_node("NonZero", ["h"], ["nz"], name="nonzero_1"),
+             helper.make_node("MaxUnpool", ["h", "h"], ["mu"], name="unpool_1",
+                              kernel_shape=[2]),
+             helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="cubic"),
+             helper.make_node("MaxPool", ["h"], ["mp"], name="pool_1", kernel_shape=[2],
+                              dilations=[2]),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
              helper.make_node("Unique", ["h"], ["u"], name="unique_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
     with pytest.raises(UnsupportedError) as e:
         onnx_conv.import_graph(mlp(nodes=nodes))
     msg = str(e.value)
-    assert "3 unsupported" in msg
-    for piece in ("NonZero node 'nonzero_1' (opset 17)", "Inverse node 'inv_1'",
+    assert "5 unsupported" in msg
+    for piece in ("MaxUnpool node 'unpool_1' (opset 17)", "Inverse node 'inv_1'",
+                  "Resize node 'resize_1' (opset 17): mode 'cubic' is not supported",
+                  "MaxPool node 'pool_1' (opset 17): pooling with dilations [2]",
                   "custom domain 'com.microsoft'", "Unique node 'unique_1' (opset 17)"):
         assert piece in msg
-    assert len(e.value.items) == 3
+    assert len(e.value.items) == 5
 
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "onnx")

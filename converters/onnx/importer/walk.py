@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from modelkit.backend.onnx_ops import run_onnx_op
+from modelkit.backend.onnx_ops import config_problem, run_onnx_op
 from modelkit.backend.onnx_ops._util import ONNX_DTYPES
 from modelkit.backend.tensor import Tensor
 from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
@@ -32,16 +32,21 @@ from .registry import handler_for
 def unsupported_ops(model, opset):
     """Every reason the graph cannot be imported, one line per node/input."""
     problems = []
+    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     for node in model.graph.node:
+        used = [bool(o) and o in read for o in node.output]
         label = f"{node.op_type} node {node.name!r} (opset {opset})"
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"{label}: custom domain {node.domain!r} is not supported")
         elif handler_for(node.op_type, opset) is None:
             problems.append(f"{label}: no import handler for op {node.op_type!r}")
+        elif any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                 for a in node.attribute):
+            problems.append(f"{label}: an attribute holds a subgraph")
         else:
-            for a in node.attribute:
-                if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                    problems.append(f"{label}: attribute {a.name!r} holds a subgraph")
+            why = _config_problem(node, used)
+            if why:
+                problems.append(f"{label}: {why} is not supported")
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
         if vi.name in inits:
@@ -54,6 +59,17 @@ def unsupported_ops(model, opset):
                             f"{onnx.TensorProto.DataType.Name(t.elem_type)} is not supported")
 
     return problems
+
+
+def _config_problem(node, used):
+    attrs = {}
+    for a in node.attribute:
+        if a.type != onnx.AttributeProto.TENSOR:
+            attrs[a.name] = onnx.helper.get_attribute_value(a)
+    try:
+        return config_problem(node.op_type, attrs, used)
+    except Exception as e:           # a malformed attribute: say so, naming the node
+        return f"attributes ({type(e).__name__}: {e})"
 
 
 def _input_specs(ctx):

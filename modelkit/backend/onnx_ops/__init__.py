@@ -20,6 +20,9 @@ from ...errors import UnsupportedError
 from ...registry import Registry
 
 ONNX_OPS = Registry("ONNX op", error_type=UnsupportedError)
+# op_type -> check(attrs, outputs_used) -> reason it cannot run, or None. The importer calls
+# these for every node before emitting anything, so one error lists every problem.
+ONNX_CHECKS = {}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,21 @@ def onnx_op(*op_types):
     return decorator
 
 
+def onnx_check(*op_types):
+    """Decorator: register `fn(attrs, outputs_used)` as the configuration check of op types."""
+    def decorator(fn):
+        for op_type in op_types:
+            ONNX_CHECKS[op_type] = fn
+        return fn
+    return decorator
+
+
+def config_problem(op_type, attrs, outputs_used):
+    """Why this configuration of `op_type` cannot run (None when it can)."""
+    check = ONNX_CHECKS.get(op_type)
+    return check(attrs, outputs_used) if check is not None else None
+
+
 def run_onnx_op(op_type, inputs, attrs=None, opset=17, training=False, num_outputs=1):
     """Run one ONNX op; always returns a list of Tensors."""
     fn = ONNX_OPS.get(op_type)
@@ -52,4 +70,5 @@ def supported_op_types():
 
 from . import elementwise, nn, recurrent, tensor_ops  # noqa: E402,F401  (register the ops)
 
-__all__ = ["ONNX_OPS", "OpContext", "onnx_op", "run_onnx_op", "supported_op_types"]
+__all__ = ["ONNX_OPS", "ONNX_CHECKS", "OpContext", "onnx_op", "onnx_check", "config_problem",
+           "run_onnx_op", "supported_op_types"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import extra_ops  # noqa: F401  (erf, take)
-from . import onnx_op
-from ._util import const, is_float, like, np_dtype, op, values
+from . import onnx_check, onnx_op
+from ._util import ONNX_DTYPES, const, is_float, like, np_dtype, op, values
 
 # -- binary arithmetic -------------------------------------------------------------------
 
@@ -306,3 +306,9 @@ def hardmax(inputs, attrs, ctx):
     out = np.zeros_like(v)
     np.put_along_axis(out, np.expand_dims(np.argmax(v, axis=axis), axis), 1, axis=axis)
     return const(out)
+
+
+@onnx_check("Cast")
+def _cast_check(attrs, used):
+    to = int(attrs.get("to", 1))
+    return None if to in ONNX_DTYPES else f"casting to ONNX type {to}"

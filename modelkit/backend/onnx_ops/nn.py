@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ...errors import UnsupportedError
-from . import onnx_op
+from . import onnx_check, onnx_op
 from ._util import const, like, op, values
 
 
@@ -338,3 +338,33 @@ def _move_last(rank, axis):
 def _move_back(rank, axis):
     order = _move_last(rank, axis)
     return tuple(order.index(i) for i in range(rank))
+
+
+# -- configuration checks (run by the importer before anything is emitted) --------------------
+
+@onnx_check("MaxPool", "AveragePool")
+def _pool_check(attrs, used):
+    if any(int(d) != 1 for d in attrs.get("dilations", [])):
+        return f"pooling with dilations {list(attrs['dilations'])}"
+    if len(used) > 1 and used[1]:
+        return "MaxPool's Indices output"
+    return None
+
+
+@onnx_check("BatchNormalization")
+def _bn_check(attrs, used):
+    if attrs.get("training_mode", 0) or any(used[1:]):
+        return "training_mode=1 / the running-statistics outputs"
+    return None
+
+
+@onnx_check("Resize")
+def _resize_check(attrs, used):
+    mode = _text(attrs.get("mode"), "nearest")
+    coord = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
+        return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
+    if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                     "tf_half_pixel_for_nn", "half_pixel_symmetric"):
+        return f"coordinate_transformation_mode {coord!r}"
+    return None

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from .. import functions
-from . import onnx_op
+from . import onnx_check, onnx_op
 from ..engine import OPS
 from ._util import axis_of, const, ints, is_float, like, op, values
 
@@ -461,3 +461,15 @@ def one_hot(inputs, attrs, ctx):
     hot = np.arange(depth) == idx[..., None]
     out = np.where(hot, vals[1], vals[0]).astype(vals.dtype)
     return const(np.moveaxis(out, -1, axis if axis >= 0 else axis + out.ndim))
+
+
+@onnx_check("Einsum")
+def _einsum_check(attrs, used):
+    from .extra_ops import einsum_parts
+    equation = attrs.get("equation", "")
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    try:
+        einsum_parts(equation)
+    except Exception as e:       # UnsupportedError naming the equation
+        return str(e)
+    return None
