@@ -131,3 +131,23 @@ def test_elementwise_onnx_ops_stay_on_the_channels_last_trunk():
                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(onnx_conv.import_model(proto).predict(x, verbose=0), ref,
                                atol=1e-5, rtol=1e-4)
+
+
+def test_nhwc_graph_edges_cost_no_transpose():
+    """tf2onnx-style graphs: NHWC input -> Transpose to NCHW -> convs -> Transpose back."""
+    W = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["y"], perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 6, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 6, 4])],
+        [numpy_helper.from_array(W, "W")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert [n.op for n in onnx_conv.import_graph(proto).nodes] == ["Conv2D", "Activation"]
+    x = RNG.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    ref = ort.InferenceSession(proto.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(onnx_conv.import_model(proto).predict(x, verbose=0), ref,
+                               atol=1e-5, rtol=1e-4)

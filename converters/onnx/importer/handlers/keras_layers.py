@@ -589,8 +589,10 @@ def transpose(node, ctx):
     if r is None or perm[0] != 0 or not is_float(ctx, x):
         return fallback(node, ctx)
     ref, cl = raw(ctx, x)
+    to_cf = [0, r - 1] + list(range(1, r - 1))
+    if not cl and perm == to_cf and r in (3, 4):
+        return [ChannelsLast(ref)]          # NHWC -> NCHW (tf2onnx's input edge): no-op
     if cl:
-        to_cf = [0, r - 1] + list(range(1, r - 1))
         perm = [to_cf[p] for p in perm]
     if perm == list(range(r)):
         return [ref]
