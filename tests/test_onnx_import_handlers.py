@@ -158,6 +158,18 @@ case("Resize-align-corners-generic", [n("Resize", ["x", "", "s"], mode="linear",
 case("Resize-nearest-1d", [n("Resize", ["x", "", "s"], mode="nearest",
                              coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
      X3, [None, 3, 14], [("s", np.array([1, 1, 2], np.float32))], {"UpSampling1D"})
+SQRT2, ONE, HALF = (np.array(v, np.float32) for v in (np.sqrt(2.0), 1.0, 0.5))
+case("Gelu-decomposed", [n("Div", ["x", "s2"], "d"), n("Erf", ["d"], "e"),
+                         n("Add", ["e", "one"], "a"), n("Mul", ["x", "a"], "m"),
+                         n("Mul", ["m", "half"])], X2, [None, 6],
+     [("s2", SQRT2), ("one", ONE), ("half", HALF)], {"Activation"})
+case("Gelu-decomposed-half-first", [n("Mul", ["x", "half"], "h"), n("Div", ["x", "s2"], "d"),
+                                    n("Erf", ["d"], "e"), n("Add", ["e", "one"], "a"),
+                                    n("Mul", ["h", "a"])], X2, [None, 6],
+     [("s2", SQRT2), ("one", ONE), ("half", HALF)], {"Activation"})
+case("Div-not-gelu", [n("Div", ["x", "s2"], "d"), n("Erf", ["d"], "e"),
+                      n("Add", ["e", "half"])], X2, [None, 6],
+     [("s2", SQRT2), ("half", HALF)], {"OnnxOp"})
 case("Embedding", [n("Gather", ["E", "x"])], [("x", (None, 5), np.int64)], [None, 5, 4],
      [("E", r(10, 4))], {"Embedding"})
 case("Gather-axis1-generic", [n("Gather", ["x", "i"], axis=1)], X2, [None, 2],

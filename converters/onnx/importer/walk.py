@@ -100,6 +100,10 @@ def fold(node, ctx):
 
 
 def emit_all(ctx):
+    for node in ctx.graph.node:         # Constant nodes first: patterns look ahead at them
+        if node.op_type == "Constant" and not node.input:
+            emit_node(node, ctx)
+            ctx.done.add(id(node))
     for node in ctx.graph.node:
         if id(node) in ctx.done:
             continue

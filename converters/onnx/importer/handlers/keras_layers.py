@@ -395,6 +395,57 @@ def resize(node, ctx):
     return [ChannelsLast(out)]
 
 
+def _scalar_const(ctx, name, value):
+    c = ctx.const(name)
+    return c is not None and c.size == 1 and np.isclose(float(c.reshape(-1)[0]), value,
+                                                        rtol=1e-5)
+
+
+def _other(node, name):
+    ins = [i for i in node.input if i != name]
+    return ins[0] if len(ins) == 1 else None
+
+
+def gelu_chain(node, ctx):
+    """x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5 (either multiplication first): the exact
+    GELU older exporters write. -> (x, the nodes after `node`) or None."""
+    x = node.input[0]
+    if not _scalar_const(ctx, node.input[1], np.sqrt(2.0)):
+        return None
+    erf = ctx.only_consumer(node.output[0])
+    add = erf and erf.op_type == "Erf" and ctx.only_consumer(erf.output[0])
+    if not add or add.op_type != "Add" or not _scalar_const(ctx, _other(add, erf.output[0]), 1):
+        return None
+    m1 = ctx.only_consumer(add.output[0])
+    if not m1 or m1.op_type != "Mul":
+        return None
+    other = _other(m1, add.output[0])
+    m2 = ctx.only_consumer(m1.output[0])
+    if other == x and m2 is not None and m2.op_type == "Mul" and \
+            _scalar_const(ctx, _other(m2, m1.output[0]), 0.5):
+        return x, [erf, add, m1, m2]
+    half = ctx.producer(other) if other else None          # (x * 0.5) * (1 + erf)
+    if half is not None and half.op_type == "Mul" and x in half.input and \
+            _scalar_const(ctx, _other(half, x), 0.5) and ctx.only_consumer(half.output[0]):
+        return x, [erf, add, m1]
+    return None
+
+
+@import_handler("Div", since=1)
+def div(node, ctx):
+    found = gelu_chain(node, ctx) if is_float(ctx, node.input[0]) and \
+        not ctx.is_const(node.input[0]) else None
+    if found is None:
+        return fallback(node, ctx)
+    x, chain = found
+    ref, cl = raw(ctx, x)
+    (out,) = ctx.add_node("Activation", {"activation": "gelu"}, [ref], hint=node.name or "gelu")
+    for n in chain:
+        ctx.done.add(id(n))
+    ctx.set_value(chain[-1].output[0], out, channels_last=cl)
+    return [None]
+
+
 # -- merges -------------------------------------------------------------------------------------
 
 MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum",
