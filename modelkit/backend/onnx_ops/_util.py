@@ -64,3 +64,9 @@ def unbroadcast_static(shape_a, shape_b):
     except ValueError:
         raise ShapeError(f"shapes {tuple(shape_a)} and {tuple(shape_b)} do not broadcast "
                          "(ONNX multidirectional broadcasting)") from None
+
+
+def text(value, default):
+    """A string attribute (ONNX stores bytes) or its default."""
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else str(value)

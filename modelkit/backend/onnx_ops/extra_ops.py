@@ -24,22 +24,45 @@ def _(g, s, needs):
     return (g * (2.0 / math.sqrt(math.pi)) * np.exp(-x * x),)
 
 
-@defop("take")
-def _take(params, indices, axis=0):
-    """np.take(params, indices, axis) with negative indices counted from the end (ONNX
-    Gather); the gradient scatters back along `axis` (indices get none)."""
-    idx = np.where(indices < 0, indices + params.shape[axis], indices)
-    return np.take(params, idx, axis=axis), (params.shape, idx, axis)
+def wrap_negative(indices, n):
+    """ONNX index semantics: -1 is the last of n."""
+    return np.where(indices < 0, indices + n, indices)
 
 
-@_take.defvjp
-def _(g, s, needs):
-    shape, idx, axis = s
-    out = np.zeros(shape, dtype=g.dtype)
+def _indexing_op(name, gather, scatter_add, doc):
+    """An op reading `x` at integer `indices` along `axis` (negative ones counted from the
+    end); its gradient adds back into the positions read (indices get none)."""
+    @defop(name)
+    def forward(x, indices, axis=0):
+        idx = wrap_negative(indices, x.shape[axis])
+        return gather(x, idx, axis), (x.shape, idx, axis)
+
+    @forward.defvjp
+    def _(g, s, needs):
+        shape, idx, axis = s
+        out = np.zeros(shape, dtype=g.dtype)
+        scatter_add(out, idx, axis, g)
+        return (out, None)
+    forward.forward.__doc__ = doc
+    return forward
+
+
+def _take_scatter(out, idx, axis, g):
     moved = np.moveaxis(out, axis, 0)                       # view: writes land in `out`
     gi = np.moveaxis(g, list(range(axis, axis + idx.ndim)), list(range(idx.ndim)))
     np.add.at(moved, idx.reshape(-1), gi.reshape((idx.size,) + moved.shape[1:]))
-    return (out, None)
+
+
+def _take_along_scatter(out, idx, axis, g):
+    grid = list(np.indices(idx.shape, sparse=True))
+    grid[axis] = idx
+    np.add.at(out, tuple(grid), g)
+
+
+_take = _indexing_op("take", lambda x, i, a: np.take(x, i, axis=a), _take_scatter,
+                     "np.take along any axis (ONNX Gather)")
+_take_along = _indexing_op("take_along", lambda x, i, a: np.take_along_axis(x, i, axis=a),
+                           _take_along_scatter, "np.take_along_axis (ONNX GatherElements)")
 
 
 @defop("cumsum")
@@ -57,23 +80,6 @@ def _cumsum(x, axis=0, exclusive=False, reverse=False):
 def _(g, s, needs):
     axis, exclusive, reverse = s
     return (_cumsum.forward(g, axis=axis, exclusive=exclusive, reverse=not reverse)[0],)
-
-
-@defop("take_along")
-def _take_along(x, indices, axis=0):
-    """np.take_along_axis (ONNX GatherElements); negative indices count from the end."""
-    idx = np.where(indices < 0, indices + x.shape[axis], indices)
-    return np.take_along_axis(x, idx, axis=axis), (x.shape, idx, axis)
-
-
-@_take_along.defvjp
-def _(g, s, needs):
-    shape, idx, axis = s
-    out = np.zeros(shape, dtype=g.dtype)
-    grid = list(np.indices(idx.shape, sparse=True))
-    grid[axis] = idx
-    np.add.at(out, tuple(grid), g)
-    return (out, None)
 
 
 def einsum_parts(equation):

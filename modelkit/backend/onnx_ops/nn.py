@@ -12,12 +12,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from . import onnx_check, onnx_op
-from ._util import const, like, op, values
-
-
-def _text(v, default):
-    v = default if v is None else v
-    return v.decode() if isinstance(v, bytes) else str(v)
+from ._util import const, like, op, text, values
 
 
 def conv_geometry(spatial, attrs, kernel):
@@ -26,7 +21,7 @@ def conv_geometry(spatial, attrs, kernel):
     n = len(kernel)
     strides = [int(s) for s in attrs.get("strides", [1] * n)]
     dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
-    auto_pad = _text(attrs.get("auto_pad"), "NOTSET")
+    auto_pad = text(attrs.get("auto_pad"), "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
         for L, k, s, d in zip(spatial, kernel, strides, dilations):
@@ -76,7 +71,7 @@ def conv_transpose(inputs, attrs, ctx):
     strides = [int(s) for s in attrs.get("strides", [1] * n)]
     dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
     out_pad = [int(p) for p in attrs.get("output_padding", [0] * n)]
-    auto_pad = _text(attrs.get("auto_pad"), "NOTSET")
+    auto_pad = text(attrs.get("auto_pad"), "NOTSET")
     spatial = x.shape[2:]
     full = [(L - 1) * s + (k - 1) * d + 1 + op_
             for L, k, s, d, op_ in zip(spatial, kernel, strides, dilations, out_pad)]
@@ -266,10 +261,10 @@ def _source_coords(out_len, in_len, scale, mode):
 def resize_plan(in_shape, attrs, scales=None, sizes=None):
     """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
     weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
-    mode = _text(attrs.get("mode"), "nearest")
-    coord = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    nearest = _text(attrs.get("nearest_mode"), "round_prefer_floor")
-    policy = _text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+    mode = text(attrs.get("mode"), "nearest")
+    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
+    policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
     if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
         raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
     rank = len(in_shape)
@@ -360,8 +355,8 @@ def _bn_check(attrs, used):
 
 @onnx_check("Resize")
 def _resize_check(attrs, used):
-    mode = _text(attrs.get("mode"), "nearest")
-    coord = _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    mode = text(attrs.get("mode"), "nearest")
+    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
     if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
         return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
     if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",

@@ -8,7 +8,7 @@ from ...errors import ShapeError
 from .. import functions
 from . import onnx_check, onnx_op
 from ..engine import OPS
-from ._util import axis_of, const, ints, is_float, like, op, values
+from ._util import axis_of, const, ints, is_float, like, op, text, values
 
 # -- shapes ---------------------------------------------------------------------------------
 
@@ -418,13 +418,14 @@ def einsum(inputs, attrs, ctx):
     return op("einsum", *inputs, equation=equation)
 
 
+def _blocks(inputs, attrs):
+    (x,) = inputs
+    return (x, int(attrs["blocksize"]), *x.shape, text(attrs.get("mode"), "DCR"))
+
+
 @onnx_op("DepthToSpace")
 def depth_to_space(inputs, attrs, ctx):
-    (x,) = inputs
-    b = int(attrs["blocksize"])
-    n, c, h, w = x.shape
-    mode = attrs.get("mode", "DCR")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    x, b, n, c, h, w, mode = _blocks(inputs, attrs)
     if mode == "DCR":
         t = _reshape(x, (n, b, b, c // (b * b), h, w))
         t = transpose([t], {"perm": [0, 3, 4, 1, 5, 2]}, ctx)
@@ -436,11 +437,7 @@ def depth_to_space(inputs, attrs, ctx):
 
 @onnx_op("SpaceToDepth")
 def space_to_depth(inputs, attrs, ctx):
-    (x,) = inputs
-    b = int(attrs["blocksize"])
-    n, c, h, w = x.shape
-    mode = attrs.get("mode", "DCR")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    x, b, n, c, h, w, mode = _blocks(inputs, attrs)
     t = _reshape(x, (n, c, h // b, b, w // b, b))
     perm = [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4]
     t = transpose([t], {"perm": perm}, ctx)
