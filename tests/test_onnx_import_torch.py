@@ -90,6 +90,9 @@ def test_reexport_matches_onnxruntime(fname):
     path = os.path.join(HERE, fname)
     model = onnx_conv.import_model(path)
     proto = onnx_conv.export(model)
+    src = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert [o.name for o in proto.graph.output] == [o.name for o in src.get_outputs()]
+    assert [i.name for i in proto.graph.input] == [i.name for i in src.get_inputs()]
     for a, b in zip(ort_run(proto, ins), ort_run(path, ins)):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 

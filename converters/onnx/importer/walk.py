@@ -194,6 +194,39 @@ def fold_last_step(nodes, outputs):
     return kept, [fix(r) for r in outputs]
 
 
+def name_outputs_like_onnx(nodes, outputs, weights, onnx_names, taken):
+    """Name each output-producing IR node after its ONNX graph output, so the exported model
+    (and the Keras model) keeps the source's output names. Only for a node that produces
+    exactly that one output, when the ONNX name is a usable layer name."""
+    producers = {n.name: n for n in nodes}
+    counts = {}
+    for r in outputs:
+        counts[r.node] = counts.get(r.node, 0) + 1
+    renames = {}
+    for ref, want in zip(outputs, onnx_names):
+        node = producers.get(ref.node)
+        if node is None or counts[ref.node] != 1 or ref.tensor_index or ref.call_index or \
+                clean_name(want) != want or want in taken or want in renames.values():
+            continue
+        renames[node.name] = want
+    if not renames:
+        return nodes, outputs, weights
+
+    def fix(r):
+        return TensorRef(renames.get(r.node, r.node), r.call_index, r.tensor_index)
+    new_weights = {}
+    for n in nodes:
+        n.calls = [[fix(r) for r in call] for call in n.calls]
+        if n.name in renames:
+            old, new = n.name, renames[n.name]
+            keys = [new + k[len(old):] for k in n.weights]       # "<node>/<var>" keys
+            for k_old, k_new in zip(n.weights, keys):
+                new_weights[k_new] = weights.pop(k_old)
+            n.name, n.config["name"], n.weights = new, new, keys
+    weights.update(new_weights)
+    return nodes, [fix(r) for r in outputs], weights
+
+
 def build_graph(model, label="<model>", folder=None, name=None):
     model, opset = check_versions(model, label)
     problems = unsupported_ops(model, opset)
@@ -216,10 +249,14 @@ def build_graph(model, label="<model>", folder=None, name=None):
                                "on any input (constant outputs have no layer form)",
                                const_outputs)
     nodes, outputs = fold_last_step(_prune(ctx.nodes, outputs), outputs)
+    weights = dict(ctx.weights)
+    taken = {n.name for n in nodes} | {s.name for s in inputs}
+    nodes, outputs, weights = name_outputs_like_onnx(
+        nodes, outputs, weights, [o.name for o in ctx.graph.output], taken)
     used = {k for n in nodes for k in n.weights}
     graph = Graph(name=clean_name(name or model.graph.name or "onnx_model"), inputs=inputs,
                   outputs=outputs, nodes=nodes,
-                  weights={k: v for k, v in ctx.weights.items() if k in used},
+                  weights={k: v for k, v in weights.items() if k in used},
                   metadata={"source": "onnx", "model_class": "Functional",
                             "onnx_opset": opset, "onnx_producer": model.producer_name,
                             "onnx_input_names": [vi.name for vi in ctx.graph.input
