@@ -312,3 +312,46 @@ def hardmax(inputs, attrs, ctx):
 def _cast_check(attrs, used):
     to = int(attrs.get("to", 1))
     return None if to in ONNX_DTYPES else f"casting to ONNX type {to}"
+
+
+# -- quantization (QDQ models: constant weights fold to floats at import) -----------------------
+
+def _per_axis(param, x, axis):
+    p = values(param)
+    if p.ndim == 0 or p.size == 1:
+        return p.reshape(())
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = p.size
+    return p.reshape(shape)
+
+
+@onnx_op("DequantizeLinear")
+def dequantize_linear(inputs, attrs, ctx):
+    x = inputs[0]
+    axis = int(attrs.get("axis", 1))
+    scale = _per_axis(inputs[1], x, axis)
+    zero = _per_axis(inputs[2], x, axis) if len(inputs) > 2 and inputs[2] is not None else 0
+    v = (values(x).astype(np.float64) - np.asarray(zero, np.float64)) * scale
+    return const(v.astype(scale.dtype))
+
+
+@onnx_op("QuantizeLinear")
+def quantize_linear(inputs, attrs, ctx):
+    x = inputs[0]
+    axis = int(attrs.get("axis", 1))
+    scale = _per_axis(inputs[1], x, axis)
+    zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    dtype = np.dtype(values(zp).dtype) if zp is not None else np.dtype(np.uint8)
+    zero = _per_axis(zp, x, axis).astype(np.float64) if zp is not None else 0.0
+    q = np.round(values(x).astype(np.float64) / scale) + zero      # round half to even
+    info = np.iinfo(dtype)
+    return const(np.clip(q, info.min, info.max).astype(dtype))
+
+
+@onnx_check("QuantizeLinear", "DequantizeLinear")
+def _qdq_check(attrs, used):
+    if int(attrs.get("block_size", 0)):
+        return "blocked quantization (block_size)"
+    if "output_dtype" in attrs and int(attrs["output_dtype"]) not in ONNX_DTYPES:
+        return f"output_dtype {attrs['output_dtype']}"
+    return None
