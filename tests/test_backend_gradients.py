@@ -107,6 +107,8 @@ CASES = {
     "cumsum": (lambda a: K.apply(OPS.get("cumsum"), a, axis=1, exclusive=True), [r(2, 4)]),
     "einsum": (lambda a, b: K.apply(OPS.get("einsum"), a, b, equation="bij,jk->bk"),
                [r(2, 3, 4), r(4, 5)]),
+    "scatter_nd": (lambda a, b: K.apply(OPS.get("scatter_nd"), a, b, indices=np.array([[1]]),
+                                        reduction="add"), [r(3, 2), r(1, 2)]),
     **{name: ((lambda n: lambda a: K.apply(OPS.get(n), a))(name), [arr]) for name, arr in (
         ("tan", r(2, 3) * 0.5), ("arctan", r(2, 3)), ("sinh", r(2, 3)), ("cosh", r(2, 3)),
         ("arcsinh", r(2, 3)), ("arcsin", rng.uniform(-0.8, 0.8, (2, 3))),

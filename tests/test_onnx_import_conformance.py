@@ -22,7 +22,8 @@ MODULES = [
     "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
     "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv", "cumsum", "einsum",
     "gatherelements", "topk", "trilu", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
-    "acosh", "atanh", "quantizelinear", "dequantizelinear", "depthtospace", "spacetodepth", "nonzero", "onehot", "shrink", "hardmax",
+    "acosh", "atanh", "quantizelinear", "dequantizelinear", "scatternd",
+    "scatterelements", "gathernd", "depthtospace", "spacetodepth", "nonzero", "onehot", "shrink", "hardmax",
     "convtranspose", "cos", "div", "dropout", "elu", "equal", "erf", "exp", "expand", "flatten",
     "floor", "gather", "gelu", "gemm", "globalaveragepool", "globalmaxpool", "greater",
     "greater_or_equal", "gru", "hardsigmoid", "hardswish", "identity", "instance_normalization",
@@ -51,6 +52,7 @@ KNOWN_UNSUPPORTED = {
     r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
                                                           "one operand or ellipses",
     r"^test_(de)?quantizelinear_blocked": "blocked quantization",
+    r"^test_gathernd_.*batch_dim": "GatherND with batch_dims > 0",
     r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)":
         "Resize cubic / antialias / tf_crop_and_resize",
 }

@@ -128,6 +128,12 @@ case("Einsum-batched-matmul", "Einsum", [r(2, 3, 4), r(2, 4, 5)],
      {"equation": "bij,bjk->bik"})
 case("Einsum-sum-only-in-one", "Einsum", [r(3, 4), r(4)], {"equation": "ij,j->i"})
 case("Einsum-implicit-outer", "Einsum", [r(3), r(2, 4)], {"equation": "i,jk"})
+for red in ("none", "add", "max"):
+    case(f"ScatterND-{red}", "ScatterND", [r(4, 3), r(2, 3)], {"reduction": red},
+         consts={1: np.array([[2], [-1]])})
+case("ScatterElements", "ScatterElements", [r(3, 4), r(3, 2)], {"axis": 1},
+     consts={1: np.array([[0, 3], [1, 2], [2, 0]])})
+case("GatherND", "GatherND", [r(3, 4, 2)], consts={1: np.array([[0, 1], [2, -1]])})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -151,3 +151,47 @@ TRIG = {
 }
 for _name, (_f, _d) in TRIG.items():
     _unary_op(_name, _f, _d)
+
+
+def _scatter_nd_index(indices, shape):
+    """ONNX ScatterND/GatherND index arrays: indices (..., k) address the first k axes."""
+    k = indices.shape[-1]
+    idx = wrap_negative(indices, np.asarray(shape[:k]))
+    return tuple(np.moveaxis(idx, -1, 0))
+
+
+@defop("scatter_nd")
+def _scatter_nd(data, updates, indices=None, reduction="none"):
+    """ONNX ScatterND: a copy of `data` with `updates` written (or added/multiplied/max/min)
+    at `indices`. Gradients flow to data (where not overwritten) and updates."""
+    index = _scatter_nd_index(indices, data.shape)
+    out = np.array(data, copy=True)
+    if reduction == "add":
+        np.add.at(out, index, updates)
+    elif reduction == "mul":
+        np.multiply.at(out, index, updates)
+    elif reduction == "max":
+        np.maximum.at(out, index, updates)
+    elif reduction == "min":
+        np.minimum.at(out, index, updates)
+    else:
+        out[index] = updates
+    return out, (index, reduction, data, updates, out)
+
+
+@_scatter_nd.defvjp
+def _(g, s, needs):
+    index, reduction, data, updates, out = s
+    if reduction == "none":
+        gd = np.array(g, copy=True)
+        gd[index] = 0
+        return gd, g[index]
+    if reduction == "add":
+        return g, g[index]
+    # mul/max/min: the gradient goes where the value came from
+    gd = np.where(out == data, g, 0).astype(g.dtype) if reduction in ("max", "min") else \
+        np.asarray(g * out / np.where(data == 0, 1, data), dtype=g.dtype)
+    gu = np.where(out[index] == updates, g[index], 0).astype(g.dtype) \
+        if reduction in ("max", "min") else np.asarray(g[index] * out[index] /
+                                                        np.where(updates == 0, 1, updates))
+    return gd, gu

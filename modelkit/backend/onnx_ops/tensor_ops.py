@@ -470,3 +470,44 @@ def _einsum_check(attrs, used):
     except Exception as e:       # UnsupportedError naming the equation
         return str(e)
     return None
+
+
+@onnx_op("ScatterND")
+def scatter_nd(inputs, attrs, ctx):
+    data, indices, updates = inputs
+    reduction = text(attrs.get("reduction"), "none")
+    idx = values(indices).astype(np.int64)
+    if not (is_float(data) and is_float(updates)):
+        return const(OPS.get("scatter_nd").forward(values(data), values(updates), indices=idx,
+                                                   reduction=reduction)[0])
+    return op("scatter_nd", data, updates, indices=idx, reduction=reduction)
+
+
+@onnx_op("ScatterElements")
+def scatter_elements(inputs, attrs, ctx):
+    """ScatterElements as ScatterND with full index tuples along `axis`."""
+    data, indices, updates = inputs
+    axis = axis_of(attrs.get("axis", 0), data.ndim, "ScatterElements axis")
+    idx = values(indices).astype(np.int64)
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    grid = np.indices(idx.shape)
+    grid[axis] = idx
+    full = np.moveaxis(grid, 0, -1)
+    return scatter_nd([data, const(full), updates], attrs, ctx)
+
+
+@onnx_op("GatherND")
+def gather_nd(inputs, attrs, ctx):
+    data, indices = inputs
+    if int(attrs.get("batch_dims", 0)):
+        from ...errors import UnsupportedError
+        raise UnsupportedError("GatherND with batch_dims > 0 is not supported")
+    idx = values(indices).astype(np.int64)
+    k = idx.shape[-1]
+    index = tuple(np.moveaxis(np.where(idx < 0, idx + np.asarray(data.shape[:k]), idx), -1, 0))
+    return _getitem(data, index)
+
+
+@onnx_check("GatherND")
+def _gather_nd_check(attrs, used):
+    return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None
