@@ -84,8 +84,7 @@ def _input_specs(ctx):
                                  "is needed to build the model)")
         shape = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
                       for d in t.shape.dim)
-        name = clean_name(vi.name)
-        ctx.reserve(name)
+        name = ctx.unique(vi.name)          # Keras-friendly and distinct
         specs.append(TensorSpec(name, shape, np_dtype_name(t.elem_type)))
         ctx.values[vi.name] = TensorRef(name, 0, 0)
     return specs
