@@ -191,6 +191,16 @@ for kind, g in (("LSTM", 4), ("GRU", 3), ("RNN", 1)):
          [("x", (6, None, 5), np.float32)], [6, 1, None, H], [("W", w), ("R", rr), ("B", b)],
          {"OnnxOp"})
 wb, rb, bb = r(2, 4 * H, 5), r(2, 4 * H, H), r(2, 8 * H)
+case("LSTM-zero-state-subgraph", [
+    n("Shape", ["x"], "s"), n("Gather", ["s", "one"], "nb"), n("Concat", ["nb", "h"], "shp", axis=0),
+    n("Expand", ["zero", "shp"], "z"), n("Unsqueeze", ["z", "zax"], "u"),
+    n("Concat", ["u", "u"], "h0", axis=0),
+    n("LSTM", ["x", "W", "R", "B", "", "h0", "h0"], ["y"], hidden_size=H,
+      direction="bidirectional")],
+    [("x", (6, None, 5), np.float32)], [6, 2, None, H],
+    [("W", wb), ("R", rb), ("B", bb), ("one", np.array([1], np.int64)),
+     ("h", np.array([H], np.int64)), ("zero", np.array(0, np.float32)),
+     ("zax", np.array([0], np.int64))], {"Bidirectional"})
 case("LSTM-bidirectional-Yh", [n("LSTM", ["x", "W", "R", "B"], ["", "yh"], hidden_size=H,
                                  direction="bidirectional", layout=1)],
      [("x", (None, 6, 5), np.float32)], [None, 2, H], [("W", wb), ("R", rb), ("B", bb)],

@@ -41,6 +41,8 @@ def is_zeros(ctx, name, depth=0):
         return value is None or not np.any(value)
     if node.op_type in ZERO_PRESERVING:
         return is_zeros(ctx, node.input[0], depth + 1)
+    if node.op_type == "Concat":         # tf2onnx stacks per-direction zero states
+        return all(is_zeros(ctx, i, depth + 1) for i in node.input if i)
     return False
 
 
