@@ -93,7 +93,7 @@ def build_model(data_format="channels_last"):
 
 def _op_functions():
     """cProfile key (file, line, name) of every op's forward and VJP -> (op name, phase)."""
-    from modelkit.backend.engine import OPS
+    from modelkit.backend.tape import OPS
     keys = {}
     for name in OPS.names():
         op = OPS.get(name)

@@ -43,20 +43,14 @@ class ParityReport:
         return "Parity check:\n" + "\n".join(lines)
 
 
-def _onnx_proto(source):
-    import onnx
-
-    from modelkit.converters import hdf5
-    from modelkit.converters import onnx as onnx_conv
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        ext = os.path.splitext(path)[1].lower()
-        if ext == ".onnx":
-            return onnx.load(path, load_external_data=False)
-        if ext == ".keras":
-            return onnx_conv.export(hdf5.load_keras_archive(path))
-        return onnx_conv.export(hdf5.load_graph(path))
-    return None
+def _onnx_proto(path):
+    """The ONNX model a model file runs as (read through the format table)."""
+    from modelkit.converters import formats
+    if formats.format_of(path) is formats.ONNX:
+        from modelkit.converters.onnx.reading import read_model
+        return read_model(path)
+    from modelkit.converters.keras_to_onnx import convert_keras_file
+    return convert_keras_file(path)
 
 
 def index_bounds(proto):

@@ -2,17 +2,19 @@
 
     from modelkit.converters import onnx as onnx_conv
     proto = onnx_conv.export(graph_or_model, path=None, opset=17)
-    model = onnx_conv.import_model("m.onnx")       # or import_graph(...) -> ir.Graph
+    int8 = onnx_conv.quantize_dynamic(proto)        # int8 weights (onnxruntime)
+    graph = onnx_conv.import_graph("m.onnx")        # any ONNX model -> ir.Graph
 
 See `export.py` for the walk, `registry.py` for the handler registry, `handlers/` for the
 per-layer handlers, `importer/` for the import side and `layout.py` for every gate-order / weight-layout conversion.
 """
 
-from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, supported_ops
+from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, save_proto, supported_ops
 from .export import default_opset as export_default_opset
-from .importer import IMPORT_HANDLERS, import_graph, import_handler, import_model
+from .importer import IMPORT_HANDLERS, import_graph, import_handler
+from .quantize import quantize_dynamic
 from .registry import EXPORT_HANDLERS, export_handler
 
-__all__ = ["export", "export_default_opset", "supported_ops", "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET",
-           "EXPORT_HANDLERS", "export_handler", "import_graph", "import_model",
-           "IMPORT_HANDLERS", "import_handler"]
+__all__ = ["export", "export_default_opset", "save_proto", "quantize_dynamic", "supported_ops",
+           "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET", "EXPORT_HANDLERS", "export_handler",
+           "import_graph", "IMPORT_HANDLERS", "import_handler"]

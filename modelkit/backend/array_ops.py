@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .engine import defop, unbroadcast
+from .tape import defop, unbroadcast
 
 
 @defop("reshape")

@@ -1,8 +1,9 @@
-"""ONNX import: any ONNX model (PyTorch's exporters, tf2onnx, ...) -> IR Graph -> Model.
+"""ONNX import: any ONNX model (PyTorch's exporters, tf2onnx, ...) -> IR Graph.
 
     from modelkit.converters import onnx as onnx_conv
     graph = onnx_conv.import_graph("m.onnx")      # modelkit.ir.Graph
-    model = onnx_conv.import_model("m.onnx")      # trainable modelkit Model
+    model = modelkit.models.load_model("m.onnx")  # a trainable Model (built from that IR above
+                                                  # the converters, by modelkit.ir_bridge)
 
 `load.py` reads files safely, `registry.py` holds the import handlers (one per ONNX op
 type), `handlers/` the handlers, `context.py` what they emit into, `walk.py` the walk.
@@ -10,7 +11,7 @@ type), `handlers/` the handlers, `context.py` what they emit into, `walk.py` the
 
 from .load import MIN_OPSET
 from .registry import IMPORT_HANDLERS, import_handler
-from .walk import build_graph, import_graph, import_model, unsupported_ops
+from .walk import build_graph, import_graph, unsupported_ops
 
-__all__ = ["import_graph", "import_model", "build_graph", "unsupported_ops",
+__all__ = ["import_graph", "build_graph", "unsupported_ops",
            "IMPORT_HANDLERS", "import_handler", "MIN_OPSET"]

@@ -17,6 +17,7 @@ from modelkit.errors import ModelLoadError, UnsupportedError
 from modelkit.ir import Node, TensorRef
 from modelkit.op_arguments import encode
 
+from .evaluate import run_node
 from .load import tensor_to_array
 
 
@@ -138,11 +139,8 @@ class ImportContext:
                 self.dtypes.setdefault(name, a[1])
 
     def _run_sample(self, fill):
-        from modelkit.backend.onnx_ops import ONNX_OPS, run_onnx_op
-        from modelkit.backend.tensor import Tensor
-        from modelkit.op_arguments import decode
         rng = np.random.default_rng(fill)
-        env = {k: Tensor(v) for k, v in self.values.items() if isinstance(v, np.ndarray)}
+        env = {k: v for k, v in self.values.items() if isinstance(v, np.ndarray)}
         for vi in self.graph.input:
             if vi.name in env:
                 continue
@@ -153,16 +151,15 @@ class ImportContext:
             concrete = tuple(fill if d is None else d for d in shape)
             arr = rng.standard_normal(concrete) if np.dtype(dtype).kind == "f" else \
                 np.zeros(concrete)
-            env[vi.name] = Tensor(arr.astype(dtype))
+            env[vi.name] = arr.astype(dtype)
         seen = {}
         try:
             for node in self.graph.node:
-                if node.op_type not in ONNX_OPS:
-                    return seen
-                attrs = {k: decode(v, []) for k, v in attributes_of(node, self).items()}
-                res = run_onnx_op(node.op_type, [env[i] if i else None for i in node.input],
-                                  attrs, opset=self.opset, num_outputs=len(node.output))
+                res = run_node(node, [env[i] if i else None for i in node.input], self.opset,
+                               attributes_of(node, self))
                 for name, value in zip(node.output, res):
+                    if value is None:
+                        continue
                     env[name] = value
                     seen[name] = (tuple(value.shape), str(value.dtype))
         except Exception:       # a hint only: stop where the sample run cannot go on

@@ -1,8 +1,8 @@
 """Reading an ONNX model safely: path / bytes / ModelProto -> a checked ModelProto.
 
-* External data is read only from files inside the model's folder: absolute locations,
-  `..` components and symlinks that leave the folder are refused; offset and length are
-  checked against the file's size before anything is read.
+* External data is read only from files inside the model's folder (absolute locations,
+  `..` components and symlinks that leave the folder are refused by `reading.read_model`);
+  offset and length are checked against the file's size before anything is read.
 * Every initializer's declared size (dims x element size) must match the bytes present
   before a numpy array is made from it.
 * Models older than MIN_OPSET are upgraded with `onnx.version_converter`; models newer than
@@ -20,6 +20,9 @@ from onnx import TensorProto, numpy_helper
 
 from modelkit.errors import ModelLoadError, UnsupportedError
 
+from .. import reading
+from ..reading import check_model_proto, parse_model
+
 MIN_OPSET = 13
 _ELEM_SIZE = {TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1,
               TensorProto.UINT16: 2, TensorProto.INT16: 2, TensorProto.INT32: 4,
@@ -32,32 +35,21 @@ MAX_TENSOR_BYTES = 1 << 34
 
 
 def read_model(source):
-    """-> (ModelProto, label, folder or None). `source`: path, bytes or ModelProto."""
+    """-> (ModelProto, label, folder or None). `source`: path, bytes or ModelProto.
+
+    A path is read by `converters.onnx.reading` (a regular file, a real ModelProto, external
+    data only inside the model's folder); bytes are parsed and checked the same way."""
     if isinstance(source, onnx.ModelProto):
-        return source, "<ModelProto>", None
+        return check_model_proto(source, "<ModelProto>"), "<ModelProto>", None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _parse(bytes(source), "<bytes>"), "<bytes>", None
+        return parse_model(source, "<bytes>"), "<bytes>", None
     try:
         path = os.fspath(source)
     except TypeError:
-        raise ModelLoadError(f"import_model needs a path, bytes or onnx.ModelProto, got "
+        raise ModelLoadError(f"import_graph needs a path, bytes or onnx.ModelProto, got "
                              f"{type(source).__name__}") from None
-    if not os.path.isfile(path):
-        raise ModelLoadError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        data = f.read()
-    return _parse(data, path), path, os.path.dirname(os.path.abspath(path))
-
-
-def _parse(data, label):
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except Exception as e:      # protobuf's DecodeError and friends
-        raise ModelLoadError(f"{label}: not an ONNX model (protobuf parse failed: {e})") from None
-    if not model.HasField("graph"):
-        raise ModelLoadError(f"{label}: not an ONNX model (no graph)")
-    return model
+    label = os.fsdecode(path)
+    return reading.read_model(path), label, os.path.dirname(os.path.abspath(label))
 
 
 def default_opset(model, label):
@@ -132,15 +124,7 @@ def _external_bytes(t, label, folder, what, nbytes):
     if folder is None:
         raise ModelLoadError(f"{label}: {what} keeps its data in external file {location!r}; "
                              "load the model from its path so the file can be found")
-    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or \
-            ".." in location.replace("\\", "/").split("/"):
-        raise ModelLoadError(f"{label}: {what}: external data location {location!r} is not a "
-                             "plain relative path inside the model's folder")
-    root = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, path]) != root:
-        raise ModelLoadError(f"{label}: {what}: external data location {location!r} leaves the "
-                             "model's folder (through a symlink)")
+    path = os.path.realpath(os.path.join(folder, location))   # inside: reading.read_model
     if not os.path.isfile(path):
         raise ModelLoadError(f"{label}: {what}: external data file {location!r} does not exist")
     try:

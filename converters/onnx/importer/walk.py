@@ -15,14 +15,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from modelkit.backend.onnx_ops import config_problem, run_onnx_op
-from modelkit.backend.onnx_ops._util import ONNX_DTYPES
-from modelkit.backend.tensor import Tensor
 from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import Graph, TensorRef, TensorSpec
+from modelkit.onnx_spec import ONNX_DTYPES, config_problem
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
+from .evaluate import run_node
 from .context import ChannelsLast, ImportContext, Lazy, attributes_of, clean_name, np_dtype_name
 from .load import check_versions, read_model
 from .handlers.recurrent import view_rule
@@ -92,10 +91,8 @@ def _input_specs(ctx):
 
 def fold(node, ctx):
     """Evaluate a node whose inputs are all constants."""
-    attrs = {k: decode(v, []) for k, v in attributes_of(node, ctx).items()}
-    ins = [Tensor(ctx.const(i)) if i else None for i in node.input]
-    outs = run_onnx_op(node.op_type, ins, attrs, opset=ctx.opset, num_outputs=len(node.output))
-    return [o.value for o in outs]
+    return run_node(node, [ctx.const(i) if i else None for i in node.input], ctx.opset,
+                    attributes_of(node, ctx))
 
 
 def emit_all(ctx):
@@ -271,13 +268,3 @@ def import_graph(source, name=None):
     model, label, folder = read_model(source)
     return build_graph(model, label, folder, name=name)
 
-
-def import_model(source, name=None, compile=False):
-    """An ONNX model (path, bytes or onnx.ModelProto) -> a trainable modelkit Model.
-
-    Converters know the IR, not the layer classes: the Model is built by the one module that
-    knows both (`modelkit.ir_bridge`), looked up at call time.
-    """
-    import importlib
-    bridge = importlib.import_module("modelkit.ir_bridge")
-    return bridge.from_ir(import_graph(source, name=name), compile=compile)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
-from ..engine import OPS, apply
+from ...onnx_spec import ONNX_DTYPES
+from ..tape import OPS, apply
 from ..tensor import Tensor, as_array
 
-# TensorProto.DataType -> numpy dtype (the types modelkit computes with)
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
-               7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32",
-               13: "uint64"}
 
 
 def np_dtype(onnx_type):
@@ -66,7 +63,3 @@ def unbroadcast_static(shape_a, shape_b):
                          "(ONNX multidirectional broadcasting)") from None
 
 
-def text(value, default):
-    """A string attribute (ONNX stores bytes) or its default."""
-    value = default if value is None else value
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import extra_ops  # noqa: F401  (erf, take)
-from . import onnx_check, onnx_op
+from . import onnx_op
 from ._util import ONNX_DTYPES, const, is_float, like, np_dtype, op, values
 
 # -- binary arithmetic -------------------------------------------------------------------
@@ -308,12 +308,6 @@ def hardmax(inputs, attrs, ctx):
     return const(out)
 
 
-@onnx_check("Cast")
-def _cast_check(attrs, used):
-    to = int(attrs.get("to", 1))
-    return None if to in ONNX_DTYPES else f"casting to ONNX type {to}"
-
-
 # -- quantization (QDQ models: constant weights fold to floats at import) -----------------------
 
 def _per_axis(param, x, axis):
@@ -348,10 +342,3 @@ def quantize_linear(inputs, attrs, ctx):
     return const(np.clip(q, info.min, info.max).astype(dtype))
 
 
-@onnx_check("QuantizeLinear", "DequantizeLinear")
-def _qdq_check(attrs, used):
-    if int(attrs.get("block_size", 0)):
-        return "blocked quantization (block_size)"
-    if "output_dtype" in attrs and int(attrs["output_dtype"]) not in ONNX_DTYPES:
-        return f"output_dtype {attrs['output_dtype']}"
-    return None

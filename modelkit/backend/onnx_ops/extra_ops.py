@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from ..engine import defop
+from ...onnx_spec import einsum_parts
+from ..tape import defop
 from ..nn_ops import erf as _erf_values
 
 
@@ -80,24 +81,6 @@ def _cumsum(x, axis=0, exclusive=False, reverse=False):
 def _(g, s, needs):
     axis, exclusive, reverse = s
     return (_cumsum.forward(g, axis=axis, exclusive=exclusive, reverse=not reverse)[0],)
-
-
-def einsum_parts(equation):
-    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (letters used once,
-    sorted). Ellipses and repeated letters within one operand are refused."""
-    from ...errors import UnsupportedError
-    eq = equation.replace(" ", "")
-    if "." in eq:
-        raise UnsupportedError(f"Einsum with an ellipsis ({equation!r}) is not supported")
-    lhs, _, rhs = eq.partition("->")
-    ins = lhs.split(",")
-    if "->" not in eq:
-        letters = "".join(ins)
-        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if any(len(set(t)) != len(t) for t in ins):
-        raise UnsupportedError(f"Einsum with a repeated index in one operand ({equation!r}) "
-                               "is not supported")
-    return ins, rhs
 
 
 @defop("einsum")

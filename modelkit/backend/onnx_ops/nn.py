@@ -11,30 +11,9 @@ import math
 import numpy as np
 
 from ...errors import UnsupportedError
-from . import onnx_check, onnx_op
-from ._util import const, like, op, text, values
-
-
-def conv_geometry(spatial, attrs, kernel):
-    """-> (strides, dilations, [(pad_begin, pad_end)] per spatial dim) for Conv/pools.
-    `spatial` (the input's spatial dims) is only read for auto_pad SAME_*."""
-    n = len(kernel)
-    strides = [int(s) for s in attrs.get("strides", [1] * n)]
-    dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
-    auto_pad = text(attrs.get("auto_pad"), "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for L, k, s, d in zip(spatial, kernel, strides, dilations):
-            out = -(-L // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - L, 0)
-            small, big = total // 2, total - total // 2
-            pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
-    elif auto_pad == "VALID":
-        pads = [(0, 0)] * n
-    else:
-        p = [int(v) for v in attrs.get("pads", [0] * (2 * n))]
-        pads = list(zip(p[:n], p[n:]))
-    return strides, dilations, pads
+from ...onnx_spec import conv_geometry, pool_geometry, resize_plan, text
+from . import onnx_op
+from ._util import const, like, op, values
 
 
 def _pad_spatial(x, pads, value=0.0):
@@ -100,24 +79,6 @@ def conv_transpose(inputs, attrs, ctx):
     if b is not None:
         y = op("add", y, op("reshape", b, shape=(-1,) + (1,) * n))
     return y
-
-
-def pool_geometry(spatial, attrs, kernel):
-    """-> (strides, pads, ceil_extra): explicit pads and the end cells ceil_mode adds."""
-    strides, dilations, pads = conv_geometry(spatial, attrs, kernel)
-    if any(d != 1 for d in dilations):
-        raise UnsupportedError(f"pooling with dilations {dilations} is not supported")
-    ceil_extra = []
-    for L, k, s, (b, e) in zip(spatial, kernel, strides, pads):
-        span = L + b + e - k
-        if int(attrs.get("ceil_mode", 0)):
-            out = -(-span // s) + 1
-            if (out - 1) * s >= L + b:          # the last window must start inside
-                out -= 1
-        else:
-            out = span // s + 1
-        ceil_extra.append(max((out - 1) * s + k - (L + b + e), 0))
-    return strides, pads, ceil_extra
 
 
 @onnx_op("MaxPool")
@@ -238,77 +199,6 @@ def lrn(inputs, attrs, ctx):
 
 # -- Resize ------------------------------------------------------------------------------------
 
-def _source_coords(out_len, in_len, scale, mode):
-    """ONNX Resize coordinate_transformation_mode: output index -> input coordinate."""
-    x = np.arange(out_len, dtype=np.float64)
-    if mode == "half_pixel":
-        return (x + 0.5) / scale - 0.5
-    if mode == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
-    if mode == "align_corners":
-        length = in_len * scale
-        return x * (in_len - 1) / (length - 1) if length > 1 else np.zeros(out_len)
-    if mode == "half_pixel_symmetric":
-        offset = in_len / 2 * (1 - out_len / (in_len * scale))
-        return offset + (x + 0.5) / scale - 0.5
-    if mode == "asymmetric":
-        return x / scale
-    if mode == "tf_half_pixel_for_nn":
-        return (x + 0.5) / scale
-    raise UnsupportedError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
-
-
-def resize_plan(in_shape, attrs, scales=None, sizes=None):
-    """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
-    weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
-    mode = text(attrs.get("mode"), "nearest")
-    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
-    policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
-    rank = len(in_shape)
-    axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
-    if sizes is not None and policy != "stretch":
-        ratios = [int(sizes[k]) / int(in_shape[a]) for k, a in enumerate(axes)]
-        common = min(ratios) if policy == "not_larger" else max(ratios)
-        scales, sizes = [common] * len(axes), None
-    plan = []
-    for k, a in enumerate(axes):
-        if in_shape[a] is None:             # an unknown dim (import time) must stay as it is
-            if sizes is not None or float(scales[k]) != 1.0:
-                raise UnsupportedError(f"Resize of axis {a}, whose length is unknown")
-            continue
-        n = int(in_shape[a])
-        if sizes is not None:
-            out = int(sizes[k])
-            scale = out / n
-        elif policy != "stretch":
-            scale = float(scales[k])
-            out = int(np.round(n * scale))
-        else:
-            scale = float(scales[k])
-            out = int(np.floor(n * scale))
-        if out == n and scale == 1.0:
-            continue
-        src = _source_coords(out, n, scale, coord)
-        if mode == "nearest":
-            rounders = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
-                        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-                        "floor": np.floor, "ceil": np.ceil}
-            idx = np.clip(rounders[nearest](src), 0, n - 1).astype(np.int64)
-            plan.append((a, "take", idx))
-        else:
-            src = np.clip(src, 0, n - 1)
-            lo = np.floor(src).astype(np.int64)
-            hi = np.minimum(lo + 1, n - 1)
-            w = np.zeros((out, n))
-            np.add.at(w, (np.arange(out), lo), 1.0 - (src - lo))
-            np.add.at(w, (np.arange(out), hi), src - lo)
-            plan.append((a, "matmul", w))
-    return plan
-
-
 @onnx_op("Resize")
 def resize(inputs, attrs, ctx):
     x = inputs[0]
@@ -337,29 +227,3 @@ def _move_back(rank, axis):
 
 # -- configuration checks (run by the importer before anything is emitted) --------------------
 
-@onnx_check("MaxPool", "AveragePool")
-def _pool_check(attrs, used):
-    if any(int(d) != 1 for d in attrs.get("dilations", [])):
-        return f"pooling with dilations {list(attrs['dilations'])}"
-    if len(used) > 1 and used[1]:
-        return "MaxPool's Indices output"
-    return None
-
-
-@onnx_check("BatchNormalization")
-def _bn_check(attrs, used):
-    if attrs.get("training_mode", 0) or any(used[1:]):
-        return "training_mode=1 / the running-statistics outputs"
-    return None
-
-
-@onnx_check("Resize")
-def _resize_check(attrs, used):
-    mode = text(attrs.get("mode"), "nearest")
-    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
-    if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                     "tf_half_pixel_for_nn", "half_pixel_symmetric"):
-        return f"coordinate_transformation_mode {coord!r}"
-    return None

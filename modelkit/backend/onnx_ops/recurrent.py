@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import UnsupportedError
-from . import onnx_check, onnx_op
+from . import onnx_op
 from ._util import const, like, op, values
 
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
@@ -216,10 +216,3 @@ def rnn(inputs, attrs, ctx):
 
 
 
-@onnx_check("LSTM", "GRU", "RNN")
-def _recurrent_check(attrs, used):
-    known = {"Sigmoid", "Tanh", "Relu", "Softsign", "Softplus", "LeakyRelu", "Elu",
-             "HardSigmoid", "Affine", "ScaledTanh", "ThresholdedRelu"}
-    names = [a.decode() if isinstance(a, bytes) else str(a) for a in attrs.get("activations", [])]
-    bad = [n for n in names if n not in known]
-    return f"recurrent activation(s) {bad}" if bad else None

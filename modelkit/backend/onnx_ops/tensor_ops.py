@@ -6,9 +6,10 @@ import numpy as np
 
 from ...errors import ShapeError
 from .. import functions
-from . import onnx_check, onnx_op
-from ..engine import OPS
-from ._util import axis_of, const, ints, is_float, like, op, text, values
+from . import onnx_op
+from ..tape import OPS
+from ...onnx_spec import text
+from ._util import axis_of, const, ints, is_float, like, op, values
 
 # -- shapes ---------------------------------------------------------------------------------
 
@@ -460,18 +461,6 @@ def one_hot(inputs, attrs, ctx):
     return const(np.moveaxis(out, -1, axis if axis >= 0 else axis + out.ndim))
 
 
-@onnx_check("Einsum")
-def _einsum_check(attrs, used):
-    from .extra_ops import einsum_parts
-    equation = attrs.get("equation", "")
-    equation = equation.decode() if isinstance(equation, bytes) else equation
-    try:
-        einsum_parts(equation)
-    except Exception as e:       # UnsupportedError naming the equation
-        return str(e)
-    return None
-
-
 @onnx_op("ScatterND")
 def scatter_nd(inputs, attrs, ctx):
     data, indices, updates = inputs
@@ -508,6 +497,3 @@ def gather_nd(inputs, attrs, ctx):
     return _getitem(data, index)
 
 
-@onnx_check("GatherND")
-def _gather_nd_check(attrs, used):
-    return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None

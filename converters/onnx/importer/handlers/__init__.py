@@ -1,7 +1,7 @@
 """Import handlers. Pattern handlers (Keras layers) register first; every other ONNX op the
-backend implements gets the generic `OnnxOp` handler."""
+backend implements (`modelkit.onnx_spec.OP_TYPES`) gets the generic `OnnxOp` handler."""
 
-from modelkit.backend.onnx_ops import ONNX_OPS
+from modelkit.onnx_spec import OP_TYPES
 
 from ..registry import IMPORT_HANDLERS, import_handler
 from . import keras_layers, recurrent  # noqa: F401
@@ -14,6 +14,6 @@ def generic(node, ctx):
     return fallback(node, ctx)
 
 
-for _op_type in ONNX_OPS.names():
+for _op_type in sorted(OP_TYPES):
     if _op_type not in IMPORT_HANDLERS:
         import_handler(_op_type, since=13)(generic)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelkit.backend.conv_ops import bilinear_matrix
-from modelkit.backend.onnx_ops.nn import conv_geometry, pool_geometry, resize_plan
 from modelkit.errors import UnsupportedError
+from modelkit.onnx_spec import bilinear_matrix, conv_geometry, pool_geometry, resize_plan
 from modelkit.op_arguments import decode
 
 from ... import layout
