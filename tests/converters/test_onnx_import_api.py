@@ -137,3 +137,12 @@ def test_one_import_handler_registry_with_opset_ranges():
         IMPORT_HANDLERS.get("Convv")
     h = IMPORT_HANDLERS.get("Conv")
     assert h.covers(13) and h.covers(21)
+
+
+def test_onnx_spec_lists_exactly_the_ops_the_backend_runs():
+    from modelkit.backend.onnx_ops import ONNX_OPS, onnx_op
+    from modelkit.onnx_spec import CHECKS, OP_TYPES
+    assert set(ONNX_OPS.names()) == OP_TYPES
+    assert set(CHECKS) <= OP_TYPES
+    with pytest.raises(UnsupportedError, match="'Bogus' is missing from modelkit.onnx_spec"):
+        onnx_op("Bogus")(lambda inputs, attrs, ctx: None)

@@ -65,7 +65,12 @@ def test_onnx_ops_refuse_h5_naming_them(tmp_path):
         model.save(tmp_path / "m.h5")
     assert len(e.value.items) == 1
     assert not os.path.exists(tmp_path / "m.h5")
+    with pytest.raises(UnsupportedError, match=r"as a Keras archive: 1 imported ONNX op"):
+        model.save(tmp_path / "m.keras")
+    assert not os.path.exists(tmp_path / "m.keras")
     model.save(tmp_path / "m.onnx")                       # .onnx still works
+    assert cli_main(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "c.h5")]) != 0
+    assert not os.path.exists(tmp_path / "c.h5")          # the CLI goes through the same door
 
 
 def test_convert_cli_prints_parity_and_fails_over_tolerance(tmp_path, capsys):
