@@ -43,7 +43,9 @@ def test_sources_path_bytes_proto_and_load_model():
     preds = [m.predict(x, verbose=0) for m in (import_onnx(path),
                                                import_onnx(data),
                                                import_onnx(onnx.load(path)),
-                                               load_model(path))]
+                                               load_model(path),
+                                               onnx_conv.import_model(path),
+                                               onnx_conv.import_model(onnx.load(path)))]
     for p in preds[1:]:
         np.testing.assert_array_equal(p, preds[0])
     g = onnx_conv.import_graph(path)
