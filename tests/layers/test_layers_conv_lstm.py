@@ -97,18 +97,24 @@ def _randomize(layer, scale=0.4):
     layer.set_weights([rng.standard_normal(w.shape) * scale for w in layer.get_weights()])
 
 
-@pytest.mark.parametrize("row", sorted(ROWS))
-def test_numbers_match_the_numpy_recurrence(row):
+def _row(row):
+    """(config, input shape, layer with random weights, input, numpy reference kwargs)."""
     kw, in_shape, ref_kw = ROWS[row]
     layer = ConvLSTM2D(dtype="float64", **kw)
     x = rng.standard_normal((2,) + in_shape)
     layer(x)
     _randomize(layer)
-    ws = layer.get_weights()
-    bias = ws[2] if len(ws) > 2 else 0.0
     ref_kw = dict(ref_kw)
     if "padding" not in ref_kw and kw.get("padding") == "same":
         ref_kw["padding"] = "same"
+    return kw, in_shape, layer, x, ref_kw
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_numbers_match_the_numpy_recurrence(row):
+    kw, in_shape, layer, x, ref_kw = _row(row)
+    ws = layer.get_weights()
+    bias = ws[2] if len(ws) > 2 else 0.0
     seq, h, c = conv_lstm_np(x, ws[0], ws[1], bias, **ref_kw)
     out = layer(x)
     if kw.get("return_state"):
@@ -379,14 +385,8 @@ MASK = np.array([[True, False, True], [False, False, True]])      # (batch, time
 
 @pytest.mark.parametrize("row", ["same_sequences", "dilated_backwards", "channels_first_state"])
 def test_masked_steps_keep_the_states_as_keras_2_does(row):
-    kw, in_shape, ref_kw = ROWS[row]
-    layer = ConvLSTM2D(dtype="float64", **kw)
-    x = rng.standard_normal((2,) + in_shape)
-    layer(x)
-    _randomize(layer)
+    kw, _, layer, x, ref_kw = _row(row)
     ws = layer.get_weights()
-    ref_kw = dict(ref_kw, padding="same" if kw.get("padding") == "same" else
-                  ref_kw.get("padding", "valid"))
     seq, h, c = conv_lstm_np(x, ws[0], ws[1], ws[2], mask=MASK, **ref_kw)
     out = layer(x, mask=MASK)
     if kw.get("return_state"):
