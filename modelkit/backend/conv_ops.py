@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConfigError, ShapeError
+from . import conv_fast
 from .engine import defop
 
 # ---------------------------------------------------------------------------------------
@@ -171,6 +172,11 @@ def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", gr
         raise ShapeError(f"conv: input has {cin} channels, the kernel {kernel.shape} expects "
                          f"{cg * groups} ({groups} group(s) of {cg})")
     pads = conv_pads(xl.shape[1:-1], ksize, strides, dilation, padding)
+    if conv_fast.usable(xl, kernel, groups):                      # float32: MLAS kernels
+        padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], pads))
+        out = _out_shape(padded, ksize, strides, dilation, "conv")
+        return conv_fast.conv(x, kernel, bias, strides, dilation, pads, out, channels_first,
+                              relu)
     xp = _pad(xl, pads)
     out = _out_shape(xp.shape[1:-1], ksize, strides, dilation, "conv")
     kp = int(np.prod(ksize))
@@ -198,6 +204,8 @@ def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", gr
 
 @_conv.defvjp
 def _(g, s, needs):
+    if isinstance(s, conv_fast.Saved):
+        return conv_fast.conv_vjp(g, s, needs)
     (cols, kernel, xshape, xpshape, pads, out, strides, dilation, groups, cf, has_bias,
      relu_out) = s
     n = len(out)

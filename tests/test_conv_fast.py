@@ -1,0 +1,82 @@
+"""The float32 fast convolution path (modelkit/backend/conv_fast.py: onnxruntime MLAS
+forward and input gradient, blocked im2col kernel gradient) against the exact numpy path
+run in float64, which the float64 gradient checks of test_conv_ops_gradients.py verify:
+forward values, the input/kernel/bias gradients, fused relu, 1D/2D/3D, strides, paddings,
+dilations, both data formats."""
+
+import numpy as np
+import pytest
+
+from modelkit.backend import GradientTape, Variable, conv_fast
+from modelkit.backend.engine import OPS, apply
+
+CONV = OPS.get("conv")
+
+ROWS = [
+    # (x shape channels-last, kernel shape, strides, dilation, padding)
+    ((2, 9, 3), (3, 3, 4), (1,), (1,), "valid"),
+    ((2, 9, 3), (3, 3, 4), (2,), (1,), "same"),
+    ((2, 10, 2), (3, 2, 5), (1,), (2,), "causal"),
+    ((3, 8, 7, 3), (3, 3, 3, 5), (1, 1), (1, 1), "same"),
+    ((2, 8, 7, 3), (3, 3, 3, 5), (1, 1), (1, 1), "valid"),
+    ((2, 9, 8, 4), (3, 2, 4, 6), (2, 2), (1, 1), "same"),
+    ((2, 9, 9, 2), (3, 3, 2, 3), (2, 3), (1, 1), "valid"),
+    ((2, 11, 10, 3), (3, 3, 3, 4), (1, 1), (2, 3), "same"),
+    ((1, 7, 7, 2), (4, 4, 2, 3), (3, 3), (1, 1), "same"),
+    ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 2, 1), (1, 1, 1), "same"),
+    ((2, 6, 6, 6, 2), (2, 3, 3, 2, 4), (2, 1, 1), (1, 1, 2), "valid"),
+]
+
+
+def _run(x, w, b, row, channels_first, relu, seed):
+    _, _, strides, dilation, padding = row
+    xin = np.moveaxis(x, -1, 1) if channels_first else x
+    xv, wv, bv = Variable(xin), Variable(w), Variable(b)
+    with GradientTape() as tape:
+        y = apply(CONV, xv, wv, bv, strides=strides, dilation=dilation, padding=padding,
+                  channels_first=channels_first, relu=relu)
+    gy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    grads = tape.gradient(y, [xv, wv, bv], output_gradient=gy)
+    return y.value, [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[str(i) for i in range(len(ROWS))])
+@pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+def test_fast_conv_matches_exact_path(row, channels_first, relu):
+    rng = np.random.default_rng(len(row[0]) * 7 + row[1][0])
+    x = rng.standard_normal(row[0])
+    w = rng.standard_normal(row[1]) * 0.5
+    b = rng.standard_normal(row[1][-1])
+    assert conv_fast.usable(x.astype(np.float32), w.astype(np.float32), 1)
+    y64, g64 = _run(x, w, b, row, channels_first, relu, seed=3)
+    y32, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
+                    channels_first, relu, seed=3)
+    assert y32.dtype == np.float32 and y32.shape == y64.shape
+    scale = np.abs(y64).max()
+    np.testing.assert_allclose(y32, y64, rtol=0, atol=2e-5 * scale)
+    for name, a, e in zip(("x", "kernel", "bias"), g32, g64):
+        assert a.shape == e.shape and a.dtype == np.float32, name
+        np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0),
+                                   err_msg=f"gradient of {name}")
+
+
+def test_float64_keeps_the_exact_path():
+    x, w = np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 2, 2))
+    assert not conv_fast.usable(x, w, 1)
+    assert not conv_fast.usable(x.astype(np.float32), w.astype(np.float32), 2)
+
+
+def test_fast_path_output_is_a_view_the_next_conv_reads_without_copy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    y = apply(CONV, x, w, padding="same").value
+    assert y.shape == (2, 6, 6, 4)
+    assert np.moveaxis(y, -1, 1).flags.c_contiguous      # NCHW memory, channels-last view
+
+
+def test_switch_off_with_environment(monkeypatch):
+    monkeypatch.setenv("MODELKIT_FAST_CONV", "0")
+    assert not conv_fast.usable(np.zeros((1, 4, 4, 1), np.float32),
+                                np.zeros((3, 3, 1, 1), np.float32), 1)
