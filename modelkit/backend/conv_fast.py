@@ -192,37 +192,37 @@ def _input_grad(gn, s):
 
 
 def _kernel_grad(gn, s):
-    """dW[o, i, *k] = sum over images and positions of g[o] * x[i, shifted by k]:
-    im2col of a few images at a time (cache-sized) and one batched GEMM per block."""
+    """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o]: im2col of
+    a few images at a time (a cache-sized block, channels-last so that each window copies
+    whole channel runs) and one GEMM per block, (k*C_in, rows) @ (rows, C_out), accumulated.
+    The result is already in Keras's (*k, C_in, C_out) layout."""
     xn = s.x
     nb, cin = xn.shape[:2]
     cout = gn.shape[1]
-    k = s.w.shape[2:]
+    k = tuple(s.w.shape[2:])
     n = len(k)
     out = s.out
     p = int(np.prod(out))
     kp = int(np.prod(k))
-    padded = tuple(L + b + a for L, (b, a) in zip(xn.shape[2:], s.pads))
-    per_image = cin * kp * p * 4
-    chunk = max(1, min(nb, _CHUNK_BYTES // max(per_image, 1)))
-    xp = np.zeros((chunk, cin) + padded, np.float32)
-    interior = (slice(None), slice(None)) + tuple(slice(b, b + L) for L, (b, _)
-                                                  in zip(xn.shape[2:], s.pads))
-    cols = np.empty((chunk, cin) + tuple(k) + tuple(out), np.float32)
-    acc = np.zeros((cout, cin * kp), np.float32)
-    part = np.empty((chunk, cout, cin * kp), np.float32)
-    g3 = gn.reshape(nb, cout, p)
+    gl = np.ascontiguousarray(np.moveaxis(gn, 1, -1)).reshape(nb * p, cout)
+    xl = np.moveaxis(xn, 1, -1)                                   # view (N, *spatial, C)
+    padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], s.pads))
+    chunk = max(1, min(nb, _CHUNK_BYTES // max(cin * kp * p * 4, 1)))
+    xp = np.zeros((chunk,) + padded + (cin,), np.float32)
+    interior = (slice(None),) + tuple(slice(b, b + L) for L, (b, _)
+                                      in zip(xl.shape[1:-1], s.pads)) + (slice(None),)
     st = xp.strides
-    win_strides = st[:2] + tuple(st[2 + i] * s.dilation[i] for i in range(n)) + \
-        tuple(st[2 + i] * s.strides[i] for i in range(n))
+    win = as_strided(xp, shape=(chunk,) + tuple(out) + k + (cin,),
+                     strides=(st[0],) + tuple(st[1 + i] * s.strides[i] for i in range(n))
+                     + tuple(st[1 + i] * s.dilation[i] for i in range(n)) + (st[-1],),
+                     writeable=False)
+    cols = np.empty(win.shape, np.float32)
+    acc = np.zeros((kp * cin, cout), np.float32)
+    part = np.empty_like(acc)
     for n0 in range(0, nb, chunk):
         c = min(chunk, nb - n0)
-        xp[:c][interior] = xn[n0:n0 + c]
-        win = as_strided(xp, shape=(chunk, cin) + tuple(k) + tuple(out), strides=win_strides,
-                         writeable=False)
+        xp[:c][interior] = xl[n0:n0 + c]
         np.copyto(cols[:c], win[:c])
-        np.matmul(g3[n0:n0 + c], cols[:c].reshape(c, cin * kp, p).transpose(0, 2, 1),
-                  out=part[:c])
-        acc += part[:c].sum(axis=0) if c > 1 else part[0]
-    # (O, I*k) -> Keras (*k, I, O)
-    return np.moveaxis(acc.reshape((cout, cin) + tuple(k)), (0, 1), (-1, -2)).copy()
+        np.matmul(cols[:c].reshape(c * p, kp * cin).T, gl[n0 * p:(n0 + c) * p], out=part)
+        acc += part
+    return acc.reshape(k + (cin, cout))
