@@ -70,6 +70,9 @@ class Bench:
     def torch_loss(self, out, y):
         raise NotImplementedError
 
+    def before_torch_step(self, opt):
+        """Hook run before every torch step (e.g. to match Keras's Adam epsilon)."""
+
     def torch_inputs(self, x, y):
         """numpy batch -> torch tensors (override for integer inputs etc.)."""
         import torch
@@ -77,11 +80,22 @@ class Bench:
 
 
 def torch_step(bench, model, opt, xb, yb):
+    bench.before_torch_step(opt)
     opt.zero_grad(set_to_none=True)
     loss = bench.torch_loss(model(xb), yb)
     loss.backward()
     opt.step()
     return loss
+
+
+def keras_adam_epsilon(opt, epsilon):
+    """Make torch.optim.Adam take tf.keras's step: Keras divides by sqrt(v) + eps with the
+    bias corrections folded into the learning rate, torch by sqrt(v / (1 - b2^t)) + eps;
+    torch's eps = eps / sqrt(1 - b2^t) at step t makes the two identical."""
+    t = getattr(opt, "_keras_t", 0) + 1
+    opt._keras_t = t
+    for group in opt.param_groups:
+        group["eps"] = epsilon / np.sqrt(1.0 - group["betas"][1] ** t)
 
 
 def torch_epoch(bench, model, opt, x, y):

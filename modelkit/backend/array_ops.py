@@ -93,9 +93,23 @@ def _(g, s, needs):
         from ..errors import UnsupportedError
         raise UnsupportedError(f"gather: the gradient is implemented for axis 0 (an embedding "
                                f"lookup), not axis {axis}")
+    return (scatter_add_rows(shape, indices, g), None)
+
+
+def scatter_add_rows(shape, indices, g):
+    """zeros(shape) with row indices[j] += g[j] (repeats summed): sort the indices once
+    and add each run of equal indices with one `np.add.reduceat` (np.add.at is an order of
+    magnitude slower)."""
     out = np.zeros(shape, dtype=g.dtype)
-    np.add.at(out, indices.reshape(-1), g.reshape((-1,) + shape[1:]))
-    return (out, None)
+    idx = np.asarray(indices).reshape(-1)
+    if idx.size == 0:
+        return out
+    rows = g.reshape((idx.size,) + tuple(shape[1:]))
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
+    out[sidx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
 
 
 @defop("tile")

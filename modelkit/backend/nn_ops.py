@@ -32,7 +32,9 @@ def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 def _(g, s, needs):
     above, slope, capped = s
     d = np.where(above, 1.0, slope).astype(g.dtype) if slope else above
-    gx = g * d
+    # in x's memory order (channels-first memory behind the fast convs' channels-last
+    # views): the ops before this one read it back in that order
+    gx = np.multiply(g, d, out=np.empty_like(above, dtype=np.result_type(g, d)))
     if capped is not None:
         gx = np.where(capped, 0, gx).astype(g.dtype)
     return (gx,)
