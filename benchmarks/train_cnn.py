@@ -139,7 +139,7 @@ def build_resnet(data_format="channels_last"):
     return model
 
 
-class CnnBench:
+class CnnBench(vs_torch.Bench):
     """The --vs-torch description of either model (see benchmarks/vs_torch.py)."""
 
     def __init__(self, model="vgg", steps=20):

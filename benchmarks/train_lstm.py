@@ -100,7 +100,7 @@ def build_model(kind="lstm"):
     return model
 
 
-class RnnBench:
+class RnnBench(vs_torch.Bench):
     """The --vs-torch description (see benchmarks/vs_torch.py)."""
 
     def __init__(self, kind="lstm", steps=30):
