@@ -25,6 +25,13 @@ ROWS = [
     ((1, 7, 7, 2), (4, 4, 2, 3), (3, 3), (1, 1), "same"),
     ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 2, 1), (1, 1, 1), "same"),
     ((2, 6, 6, 6, 2), (2, 3, 3, 2, 4), (2, 1, 1), (1, 1, 2), "valid"),
+    # channel counts that fit MLAS's NCHWc blocks (8 or 16): the direct NCHWc kernel
+    ((2, 9, 8, 3), (3, 3, 3, 16), (1, 1), (1, 1), "same"),
+    ((2, 8, 8, 16), (3, 3, 16, 32), (1, 1), (1, 1), "same"),
+    ((2, 9, 7, 16), (3, 3, 16, 16), (1, 1), (1, 1), "valid"),
+    ((2, 9, 9, 32), (3, 3, 32, 16), (2, 2), (1, 1), "same"),
+    ((2, 10, 10, 16), (3, 3, 16, 16), (1, 1), (2, 2), "same"),
+    ((2, 7, 7, 16), (1, 1, 16, 32), (1, 1), (1, 1), "valid"),
 ]
 
 
@@ -59,6 +66,23 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
         assert a.shape == e.shape and a.dtype == np.float32, name
         np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0),
                                    err_msg=f"gradient of {name}")
+
+
+def test_nchwc_kernel_is_used_where_the_channels_fit():
+    block = conv_fast._block_size()
+    assert block in (8, 16)              # this machine's MLAS has the NCHWc kernels
+    assert conv_fast._nchwc_block(np.zeros((32, 16, 3, 3), np.float32), 2) == block
+    assert conv_fast._nchwc_block(np.zeros((16, 3, 3, 3), np.float32), 2) == block
+    assert conv_fast._nchwc_block(np.zeros((12, 16, 3, 3), np.float32), 2) == 0
+    assert conv_fast._nchwc_block(np.zeros((16, 16, 3, 3, 3), np.float32), 3) == 0
+
+
+def test_blocked_filter_layout():
+    w = np.arange(32 * 16 * 2 * 2, dtype=np.float32).reshape(32, 16, 2, 2)
+    r = conv_fast._blocked_filter(w, 8).reshape(4, 2, 2, 2, 8, 8)     # O/B I/B h w Bi Bo
+    assert r[1, 0, 1, 0, 3, 5] == w[1 * 8 + 5, 0 * 8 + 3, 1, 0]
+    r = conv_fast._blocked_filter(w[:, :3], 8).reshape(4, 3, 2, 2, 8)  # O/B I h w Bo
+    assert r[2, 1, 0, 1, 6] == w[2 * 8 + 6, 1, 0, 1]
 
 
 def test_float64_keeps_the_exact_path():

@@ -10,10 +10,16 @@ channels-last *view* of its NCHW result (`np.moveaxis`, no copy); numpy's elemen
 keep that memory order, so the next convolution usually finds its input already NCHW in
 memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at most.
 
-- forward: one cached InferenceSession per (shapes, strides, dilation, pads, bias, relu)
-  running ONNX `Conv` (or `com.microsoft.FusedConv` with Relu: bias and relu fused).
-- input gradient: ONNX `ConvTranspose` of the output gradient with the same kernel, pads
-  and strides (`output_padding` restores the rows a strided conv skipped).
+- forward: one cached InferenceSession per (shapes, strides, dilation, pads, bias, relu).
+  2D convolutions whose channel counts fit MLAS's channel blocks (8 or 16 wide, probed once)
+  run MLAS's direct NCHWc kernel (`com.microsoft.nchwc.Conv`, the kernel onnxruntime itself
+  picks for constant weights; here the kernel is a graph input that `_blocked_filter`
+  reorders in numpy each step, input and output reordered by MLAS); other shapes run ONNX
+  `Conv`, or `com.microsoft.FusedConv` with Relu. Bias and relu are fused either way.
+- input gradient: stride 1 is the "full" convolution of the output gradient with the
+  flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
+  of the output gradient with the same kernel, pads and strides (`output_padding` restores
+  the rows a strided conv skipped).
 - kernel gradient: im2col and GEMM a few images at a time, so the column block stays in
   cache instead of streaming a (N*H*W, k*k*C) matrix through memory.
 - bias gradient: a sum over batch and positions.
@@ -87,7 +93,8 @@ def _session(key, build):
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
-                                                helper.make_opsetid("com.microsoft", 1)])
+                                                helper.make_opsetid("com.microsoft", 1),
+                                                helper.make_opsetid(_NCHWC_DOMAIN, 1)])
     model.ir_version = 8
     so = ort.SessionOptions()
     so.intra_op_num_threads = _threads()
@@ -100,6 +107,94 @@ def _session(key, build):
     if len(_SESSIONS) > _MAX_SESSIONS:
         _SESSIONS.popitem(last=False)
     return sess
+
+
+_NCHWC_DOMAIN = "com.microsoft.nchwc"
+_BLOCK = None          # MLAS's NCHWc channel block (8 or 16), 0 when unusable
+
+
+def _block_size():
+    """MLAS's NCHWc block size on this CPU: the one whose blocked filter reproduces a plain
+    Conv on a probe (0 when none does or the NCHWc ops are missing)."""
+    global _BLOCK
+    if _BLOCK is None:
+        _BLOCK = 0
+        if os.environ.get("MODELKIT_NCHWC", "1") != "0":
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((1, 16, 5, 5)).astype(np.float32)
+            w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+            want = _run_conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1), False, 0)
+            for block in (16, 8):
+                try:
+                    got = _run_conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1), False,
+                                    block)
+                except Exception:                     # noqa: BLE001 - no NCHWc ops
+                    break
+                if np.allclose(got, want, rtol=1e-4, atol=1e-4):
+                    _BLOCK = block
+                    break
+    return _BLOCK
+
+
+def _nchwc_block(w, n):
+    """The block size when the (O, I, *k) kernel `w` suits MLAS's NCHWc conv, else 0."""
+    if n != 2:
+        return 0
+    block = _block_size()
+    cout, cin = w.shape[:2]
+    if not block or cout % block or (cin % block and cin >= block):
+        return 0
+    return block
+
+
+def _blocked_filter(w, block):
+    """(O, I, kh, kw) -> MLAS's NCHWc filter order, still shaped (O, I, kh, kw): OIhw{B}i{B}o
+    when the input channels are blocked too, OIhw{B}o when there are fewer than B."""
+    o, i, kh, kw = w.shape
+    if i % block == 0:
+        r = w.reshape(o // block, block, i // block, block, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    else:
+        r = w.reshape(o // block, block, i, kh, kw).transpose(0, 2, 3, 4, 1)
+    return np.ascontiguousarray(r).reshape(w.shape)
+
+
+def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
+    """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
+    runs MLAS's NCHWc kernel with that channel block."""
+    has_bias = bias is not None
+    key = ("conv", xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
+           relu, block)
+
+    def build(helper):
+        ins = ["x", "w"] + (["b"] if has_bias else [])
+        attrs = _conv_attrs(pads, strides, dilation)
+        shapes = [("x", list(xn.shape)), ("w", list(w.shape))]
+        if has_bias:
+            shapes.append(("b", [w.shape[0]]))
+        if block:
+            act = {"activation": "Relu"} if relu else {}
+            blocked_in = xn.shape[1] % block == 0
+            nodes = []
+            if blocked_in:
+                nodes.append(helper.make_node("ReorderInput", ["x"], ["xb"],
+                                              domain=_NCHWC_DOMAIN))
+                ins[0] = "xb"
+            nodes.append(helper.make_node("Conv", ins, ["yb"], domain=_NCHWC_DOMAIN,
+                                          kernel_shape=list(w.shape[2:]), **attrs, **act))
+            nodes.append(helper.make_node("ReorderOutput", ["yb"], ["y"], domain=_NCHWC_DOMAIN,
+                                          channels=int(w.shape[0])))
+            return nodes, shapes
+        if relu:
+            node = helper.make_node("FusedConv", ins, ["y"], domain="com.microsoft",
+                                    activation="Relu", **attrs)
+        else:
+            node = helper.make_node("Conv", ins, ["y"], **attrs)
+        return [node], shapes
+
+    feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
+    if has_bias:
+        feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
+    return _session(key, build).run(None, feeds)[0]
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -127,26 +222,7 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     xn = _nchw(x, channels_first)
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
-    key = ("fwd", xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
-           relu)
-
-    def build(helper):
-        ins = ["x", "w"] + (["b"] if has_bias else [])
-        attrs = _conv_attrs(pads, strides, dilation)
-        if relu:
-            node = helper.make_node("FusedConv", ins, ["y"], domain="com.microsoft",
-                                    activation="Relu", **attrs)
-        else:
-            node = helper.make_node("Conv", ins, ["y"], **attrs)
-        shapes = [("x", list(xn.shape)), ("w", list(w.shape))]
-        if has_bias:
-            shapes.append(("b", [w.shape[0]]))
-        return [node], shapes
-
-    feeds = {"x": xn, "w": w}
-    if has_bias:
-        feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    y = _session(key, build).run(None, feeds)[0]
+    y = _run_conv(xn, w, bias, pads, strides, dilation, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
@@ -173,6 +249,19 @@ def conv_vjp(g, s, needs):
 
 def _input_grad(gn, s):
     xshape = s.x.shape
+    k = s.w.shape[2:]
+    if all(st == 1 for st in s.strides) and all(
+            max(b, a) <= (kk - 1) * d for kk, d, (b, a) in zip(k, s.dilation, s.pads)):
+        # dx = full convolution of g with the flipped, transposed kernel: g padded by
+        # (k-1)*d - pad on each side
+        wf = np.ascontiguousarray(np.swapaxes(s.w, 0, 1)[(slice(None),) * 2 +
+                                                         (slice(None, None, -1),) * len(k)])
+        gpads = tuple(((kk - 1) * d - b, (kk - 1) * d - a)
+                      for kk, d, (b, a) in zip(k, s.dilation, s.pads))
+        gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
+                       _nchwc_block(wf, len(k)))
+        assert gx.shape == xshape, (gx.shape, xshape)
+        return gx
     spatial = xshape[2:]
     k = s.w.shape[2:]
     # a strided conv never reads the last `r` rows; ConvTranspose adds them back as zeros
