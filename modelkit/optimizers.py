@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from . import backend as K
+from .backend.sparse_grad import IndexedRows
 from .errors import ConfigError, ShapeError
 from .registry import Registry
 from .utils import serialization as _ser
@@ -148,8 +149,12 @@ class Optimizer:
             return self.iterations
         grads = []
         variables = []
+        clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue) != (None,) * 3
         for g, v in pairs:
-            g = np.asarray(getattr(g, "value", g))
+            if isinstance(g, IndexedRows) and (clipping or not self._sparse_updates):
+                g = g.dense()
+            if not isinstance(g, IndexedRows):
+                g = np.asarray(getattr(g, "value", g))
             if g.shape != v.value.shape:
                 raise ShapeError(f"{self.name}: gradient of shape {g.shape} for variable "
                                  f"{getattr(v, 'name', v)!r} of shape {v.value.shape}")
@@ -164,7 +169,8 @@ class Optimizer:
             key = id(v)
             if g.dtype != v.value.dtype:
                 g = g.astype(v.value.dtype)
-            self._update(v.value, g, self._slots[key], self._scratch[key], lr, shared)
+            update = self._update_sparse if isinstance(g, IndexedRows) else self._update
+            update(v.value, g, self._slots[key], self._scratch[key], lr, shared)
             constraint = getattr(v, "constraint", None)
             if constraint is not None:
                 np.copyto(v.value, constraint(v.value), casting="unsafe")
@@ -181,6 +187,14 @@ class Optimizer:
         return loss
 
     def _update(self, p, g, slots, scratch, lr, shared):
+        raise NotImplementedError
+
+    # Optimizers setting this apply a row-sparse gradient (IndexedRows: an embedding's)
+    # with `_update_sparse`, whose numbers equal `_update` on the dense gradient: tf.keras
+    # applies IndexedSlices that way (SGD, Adam: dense decay of the slots, row-wise adds).
+    _sparse_updates = False
+
+    def _update_sparse(self, p, g, slots, scratch, lr, shared):
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------------------------
@@ -331,6 +345,24 @@ class SGD(Optimizer):
         v -= scratch
         if self.nesterov:
             p -= scratch
+            np.multiply(v, self.momentum, out=scratch)
+            p += scratch
+        else:
+            p += v
+
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, shared):
+        rows = g.indices
+        step = np.multiply(g.values, lr, out=np.empty_like(g.values))   # as _update casts
+        if not self.momentum:
+            p[rows] -= step
+            return
+        v = slots["momentum"]
+        v *= self.momentum
+        v[rows] -= step
+        if self.nesterov:
+            p[rows] -= step
             np.multiply(v, self.momentum, out=scratch)
             p += scratch
         else:
@@ -519,8 +551,29 @@ class Adam(_AdamFamily):
     def _prepare_step(self, lr, t):
         return lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
 
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, lr_t):
+        """tf.keras Adam on IndexedSlices: m, v decay everywhere, the rows' gradient terms
+        are added row-wise, the parameter step is dense (as for a dense gradient)."""
+        b1, b2 = self.beta_1, self.beta_2
+        m, v = slots["m"], slots["v"]
+        rows, vals = g.indices, g.values
+        tmp = np.empty_like(vals)                # the same casts as _moments on dense g
+        m *= b1
+        np.multiply(vals, 1.0 - b1, out=tmp)
+        m[rows] += tmp
+        v *= b2
+        np.multiply(vals, vals, out=tmp)
+        tmp *= (1.0 - b2)
+        v[rows] += tmp
+        self._step(p, m, v, slots, scratch, lr_t)
+
     def _update(self, p, g, slots, scratch, lr, lr_t):
         m, v = self._moments(g, slots, scratch)
+        self._step(p, m, v, slots, scratch, lr_t)
+
+    def _step(self, p, m, v, slots, scratch, lr_t):
         if self.amsgrad:
             vhat = slots["vhat"]
             np.maximum(vhat, v, out=vhat)

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from . import sparse_grad
+from .sparse_grad import IndexedRows
 from .engine import defop, unbroadcast
 
 
@@ -93,23 +95,8 @@ def _(g, s, needs):
         from ..errors import UnsupportedError
         raise UnsupportedError(f"gather: the gradient is implemented for axis 0 (an embedding "
                                f"lookup), not axis {axis}")
-    return (scatter_add_rows(shape, indices, g), None)
-
-
-def scatter_add_rows(shape, indices, g):
-    """zeros(shape) with row indices[j] += g[j] (repeats summed): sort the indices once
-    and add each run of equal indices with one `np.add.reduceat` (np.add.at is an order of
-    magnitude slower)."""
-    out = np.zeros(shape, dtype=g.dtype)
-    idx = np.asarray(indices).reshape(-1)
-    if idx.size == 0:
-        return out
-    rows = g.reshape((idx.size,) + tuple(shape[1:]))
-    order = np.argsort(idx, kind="stable")
-    sidx = idx[order]
-    starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
-    out[sidx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    return out
+    rows = IndexedRows.from_scatter(shape, indices, g)     # sorted reduceat, not np.add.at
+    return (rows if sparse_grad.allowed() else rows.dense(), None)
 
 
 @defop("tile")

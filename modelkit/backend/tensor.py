@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ModelkitError
 from . import config
+from .sparse_grad import densify
 
 
 class Tensor:
@@ -132,7 +133,7 @@ class GradientTape:
         grads = {id(target): (np.ones_like(target.value) if output_gradient is None
                               else np.asarray(output_gradient, dtype=target.value.dtype))}
         for rec in reversed(self.records):
-            out_grads = [grads.pop(id(o), None) for o in rec.outputs]
+            out_grads = [densify(grads.pop(id(o), None)) for o in rec.outputs]
             if all(g is None for g in out_grads):
                 continue
             needs = tuple(isinstance(t, Tensor) and t.tracked for t in rec.inputs)

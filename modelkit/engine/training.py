@@ -6,6 +6,7 @@ import numpy as np
 
 from ..backend import config as backend_config
 from ..backend import functions as F
+from ..backend.sparse_grad import sparse_gradients
 from ..backend.tensor import GradientTape, StopRecording, Tensor
 from ..errors import ConfigError, NotCompiledError, ShapeError
 from . import data_adapter as da
@@ -118,7 +119,8 @@ class TrainingMixin:
                      layer.regularization_losses()] + ctx.losses
             if extra:
                 total = F.add(total, _sum_scalars(extra, total.dtype))
-        grads = tape.gradient(total, variables)
+        with sparse_gradients():          # embedding gradients stay row-sparse
+            grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return total, per_output, outs
 
