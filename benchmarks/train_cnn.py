@@ -266,14 +266,12 @@ def profile_steps(model, x, y, steps):
 
 
 def main():
-    if vs_torch.main_hook(lambda: CnnBench(_arg("--model", "vgg"), int(_arg("--steps", 20)))):
+    if vs_torch.main_hook(lambda: CnnBench(vs_torch.arg("--model", "vgg"),
+                                           int(vs_torch.arg("--steps", 20)))):
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("vgg", "resnet"), default="vgg")
-    parser.add_argument("--vs-torch", action="store_true",
-                        help="compare with the identical PyTorch model (needs torch)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="pin BLAS, onnxruntime and torch threads (default: theirs)")
+    vs_torch.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=20, help="training steps to time")
     parser.add_argument("--rounds", type=int, default=5, help="timed epochs (best is kept)")
     parser.add_argument("--channels-first", action="store_true")
@@ -281,11 +279,7 @@ def main():
     parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
     args = parser.parse_args()
     if args.vs_torch:
-        extra = ["--model", args.model, "--steps", str(args.steps)]
-        if args.threads:
-            extra += ["--threads", str(args.threads)]
-        vs_torch.compare(CnnBench(args.model, args.steps), rounds=args.rounds,
-                         extra_args=extra)
+        vs_torch.run(args, CnnBench(args.model, args.steps), args.rounds, ("model", "steps"))
         return
     if args.model != "vgg":
         parser.error("--model resnet is measured with --vs-torch")
@@ -332,10 +326,6 @@ def main():
           "the rest of the conv kernels' share is im2col/col2im copies, padding, bias and relu")
     if args.top:
         stats.sort_stats("tottime").print_stats(args.top)
-
-
-def _arg(flag, default):
-    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
 
 
 if __name__ == "__main__":

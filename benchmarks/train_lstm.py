@@ -151,7 +151,8 @@ class RnnBench(vs_torch.Bench):
         (vs_torch.copy_lstm if self.kind == "lstm" else vs_torch.copy_gru)(rnn, net.rnn)
         vs_torch.copy_dense(dense, net.fc)
         # tf.keras's Adam epsilon: see before_torch_step
-        opt = torch.optim.Adam(net.parameters(), lr=0.001, betas=(0.9, 0.999), eps=1e-7)
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.001,
+                               betas=(0.9, 0.999), eps=1e-7)
         return net, opt
 
 
@@ -257,12 +258,9 @@ def profile_steps(model, x, y, steps):
     return total, buckets, rows[:12]
 
 
-def _arg(flag, default):
-    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
-
-
 def main():
-    if vs_torch.main_hook(lambda: RnnBench(_arg("--model", "lstm"), int(_arg("--steps", 30)))):
+    if vs_torch.main_hook(lambda: RnnBench(vs_torch.arg("--model", "lstm"),
+                                           int(vs_torch.arg("--steps", 30)))):
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps to time")
@@ -271,18 +269,11 @@ def main():
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads (default: the library's own choice)")
     parser.add_argument("--model", choices=("lstm", "gru"), default="lstm")
-    parser.add_argument("--vs-torch", action="store_true",
-                        help="compare with the identical PyTorch model (needs torch)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="pin BLAS and torch threads (default: theirs)")
+    vs_torch.add_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5, help="--vs-torch: timed rounds")
     args = parser.parse_args()
     if args.vs_torch:
-        extra = ["--model", args.model, "--steps", str(args.steps)]
-        if args.threads:
-            extra += ["--threads", str(args.threads)]
-        vs_torch.compare(RnnBench(args.model, args.steps), rounds=args.rounds,
-                         extra_args=extra)
+        vs_torch.run(args, RnnBench(args.model, args.steps), args.rounds, ("model", "steps"))
         return
     if args.model != "lstm":
         parser.error("--model gru is measured with --vs-torch")

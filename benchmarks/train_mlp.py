@@ -126,27 +126,18 @@ class MlpBench(vs_torch.Bench):
         return net, opt
 
 
-def _arg(flag, default):
-    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
-
-
 def main():
-    if vs_torch.main_hook(lambda: MlpBench(int(_arg("--steps", 60)))):
+    if vs_torch.main_hook(lambda: MlpBench(int(vs_torch.arg("--steps", 60)))):
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vs-torch", action="store_true",
-                        help="compare with the identical PyTorch model (needs torch)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="pin BLAS and torch threads (default: theirs)")
+    vs_torch.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=60, help="training steps per epoch")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs (best is kept)")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads for model and reference (default: library default)")
     args = parser.parse_args()
     if args.vs_torch:
-        extra = ["--steps", str(args.steps)] + (["--threads", str(args.threads)]
-                                                if args.threads else [])
-        vs_torch.compare(MlpBench(args.steps), rounds=args.repeats, extra_args=extra)
+        vs_torch.run(args, MlpBench(args.steps), args.repeats, ("steps",))
         return
 
     rng = np.random.default_rng(0)

@@ -155,12 +155,15 @@ def copy_embedding(layer, emb):
 
 
 def copy_lstm(layer, lstm):
-    """Keras gates i, f, c, o == torch's i, f, g, o: transpose, keep the order."""
+    """Keras gates i, f, c, o == torch's i, f, g, o: transpose, keep the order. Keras has one
+    bias; torch's second (bias_hh) is zero and frozen, or the optimizer would move the sum
+    of the two twice as fast."""
     kernel, recurrent, bias = layer.get_weights()
     _set(lstm.weight_ih_l0, kernel.T)
     _set(lstm.weight_hh_l0, recurrent.T)
     _set(lstm.bias_ih_l0, bias)
     _set(lstm.bias_hh_l0, np.zeros_like(bias))
+    lstm.bias_hh_l0.requires_grad_(False)
 
 
 def copy_gru(layer, gru):
@@ -332,6 +335,30 @@ def compare(bench, rounds=5, extra_args=(), rss=True):
                       f"{r['peak_mib'] - r['before_mib']:.0f} MiB)")
     print("  (timings from a shared machine: compare the ratios, not the absolute numbers)")
     return med
+
+
+def add_arguments(parser):
+    """The --vs-torch and --threads options every train_* script shares."""
+    parser.add_argument("--vs-torch", action="store_true",
+                        help="compare with the identical PyTorch model (needs torch)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="pin BLAS, onnxruntime and torch threads (default: theirs)")
+
+
+def run(args, bench, rounds, forward=()):
+    """`compare` for a parsed command line; `forward` names the options (dest names) the
+    RSS children must see again."""
+    extra = []
+    for dest in tuple(forward) + ("threads",):
+        value = getattr(args, dest)
+        if value is not None:
+            extra += ["--" + dest.replace("_", "-"), str(value)]
+    return compare(bench, rounds=rounds, extra_args=extra)
+
+
+def arg(flag, default):
+    """The value after `flag` on the command line (before argparse runs), or `default`."""
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
 
 
 def main_hook(bench_factory, argv=None):
