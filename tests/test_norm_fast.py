@@ -72,3 +72,6 @@ def test_other_cases_keep_the_exact_path():
     assert not norm_fast.usable(x.astype(np.float64), None, None, (0,), None)
     assert not norm_fast.usable(x, None, None, (0,), np.ones((4, 1)))
     assert not norm_fast.usable(np.zeros((2, 3, 4), np.float32), None, None, (2,), None)
+    # LayerNormalization keeps the batch axis: exact path
+    assert not norm_fast.usable(np.zeros((4, 4), np.float32), np.ones(4, np.float32), None,
+                                (1,), None)

@@ -307,11 +307,22 @@ def _kernel_grad(gn, s):
                      writeable=False)
     cols = np.empty(win.shape, np.float32)
     acc = np.zeros((kp * cin, cout), np.float32)
-    part = np.empty_like(acc)
+    gemm = _gemm_at_b(kp * cin, cout)
     for n0 in range(0, nb, chunk):
         c = min(chunk, nb - n0)
         xp[:c][interior] = xl[n0:n0 + c]
         np.copyto(cols[:c], win[:c])
-        np.matmul(cols[:c].reshape(c * p, kp * cin).T, gl[n0 * p:(n0 + c) * p], out=part)
-        acc += part
+        acc += gemm.run(None, {"a": cols[:c].reshape(c * p, kp * cin),
+                               "b": gl[n0 * p:(n0 + c) * p]})[0]
     return acc.reshape(k + (cin, cout))
+
+
+def _gemm_at_b(k, n):
+    """Session computing a.T @ b for a (rows, k), b (rows, n): MLAS's GEMM on onnxruntime's
+    thread pool. Many small multithreaded GEMMs stall when the cores are oversubscribed;
+    the pool (spinning off) copes far better there than numpy's BLAS threads, and runs as
+    fast on an idle machine."""
+    def build(helper):
+        return ([helper.make_node("Gemm", ["a", "b"], ["y"], transA=1)],
+                [("a", ["rows", k]), ("b", ["rows", n])])
+    return _session(("gemm_at_b", k, n), build)

@@ -18,9 +18,10 @@ import numpy as np
 
 
 def usable(x, gamma, beta, axes, weights):
-    """float32, no sample weights, one kept (channel) axis, per-channel gamma/beta."""
+    """float32, no sample weights, one kept channel axis (not the batch axis, which
+    LayerNormalization keeps), per-channel gamma/beta."""
     if not (x.dtype == np.float32 and weights is None and x.ndim >= 2
-            and len(axes) == x.ndim - 1):
+            and len(axes) == x.ndim - 1 and 0 in axes):
         return False
     c = x.shape[next(i for i in range(x.ndim) if i not in axes)]
     return all(v is None or (v.dtype == np.float32 and v.size == c) for v in (gamma, beta))
