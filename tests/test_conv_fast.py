@@ -104,3 +104,29 @@ def test_switch_off_with_environment(monkeypatch):
     monkeypatch.setenv("MODELKIT_FAST_CONV", "0")
     assert not conv_fast.usable(np.zeros((1, 4, 4, 1), np.float32),
                                 np.zeros((3, 3, 1, 1), np.float32), 1)
+
+
+@pytest.mark.parametrize("op,attrs", [("pool_max", dict(pool=(2, 2))),
+                                      ("pool_max", dict(pool=(3, 3), strides=(2, 2),
+                                                        padding="same")),
+                                      ("pool_avg", dict(pool=(2, 2), padding="same")),
+                                      ("mean", dict(axis=(1, 2)))])
+def test_ops_after_fast_convs_keep_their_memory_order(op, attrs):
+    """Pooling and the mean (global average pooling) on a channels-last view of
+    channels-first memory: same values and gradients as on a contiguous array, and the
+    gradient comes back in the input's memory order."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    view = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 1)), 1, -1)
+    results = []
+    for arr in (x, view):
+        v = Variable(arr)
+        with GradientTape() as tape:
+            y = apply(OPS.get(op), v, **attrs)
+        gy = np.random.default_rng(6).standard_normal(y.shape).astype(np.float32)
+        results.append((y.value, tape.gradient(y, [v], output_gradient=gy)[0]))
+    (y0, g0), (y1, g1) = results
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_allclose(g0, g1, rtol=1e-6, atol=1e-6)
+    st = np.moveaxis(g1, -1, 1).strides               # channels-first memory order (a
+    assert st[0] > st[1] > st[2] > st[3]              # 'same' crop may leave gaps)

@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..errors import ConfigError, ShapeError
 from . import conv_fast
 from .engine import defop
+from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------
 # geometry helpers (also used by the layers for compute_output_shape)
@@ -105,7 +106,9 @@ def _pad(x, pads, value=0.0):
         return x
     shape = (x.shape[0],) + tuple(L + b + a for L, (b, a) in zip(x.shape[1:-1], pads)) + \
         (x.shape[-1],)
-    out = np.full(shape, value, dtype=x.dtype) if value else np.zeros(shape, dtype=x.dtype)
+    out = empty_ordered_like(shape, x.strides, x.dtype, zero=not value)   # x's memory order
+    if value:
+        out.fill(value)
     out[_interior(x.shape, pads)] = x
     return out
 
@@ -444,9 +447,9 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
     xp = _pad(xl, pads, value=neg)
     offsets = list(itertools.product(*(range(k) for k in pool)))
     ones = (1,) * n
-    best = np.array(xp[_offset_slices(offsets[0], strides, ones, out)])
-    arg = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
-    upd = np.empty(best.shape, dtype=bool)
+    best = np.array(xp[_offset_slices(offsets[0], strides, ones, out)])   # x's memory order
+    arg = np.zeros_like(best, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+    upd = np.empty_like(best, dtype=bool)
     for k, offset in enumerate(offsets[1:], start=1):
         v = xp[_offset_slices(offset, strides, ones, out)]
         np.greater(v, best, out=upd)          # strictly greater: ties keep the first offset
@@ -465,7 +468,7 @@ def _(g, s, needs):
     # Windows that tile the input exactly are written in place (each cell once); otherwise
     # accumulate into zeros.
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xpshape[1:-1]))
-    dxp = np.empty(xpshape, dtype=g.dtype) if tiled else np.zeros(xpshape, dtype=g.dtype)
+    dxp = empty_ordered_like(xpshape, arg.strides, g.dtype, zero=not tiled)   # as x was
     for k, offset in enumerate(itertools.product(*(range(p) for p in pool))):
         sl = _offset_slices(offset, strides, ones, out)
         if tiled:
@@ -518,7 +521,7 @@ def _(g, s, needs):
     scale, xshape, xpshape, pads, pool, strides, out, cf = s
     gl = _to_last(g, cf) * scale
     ones = (1,) * len(pool)
-    dxp = np.zeros(xpshape, dtype=g.dtype)
+    dxp = empty_ordered_like(xpshape, gl.strides, g.dtype, zero=True)
     for offset in itertools.product(*(range(p) for p in pool)):
         dxp[_offset_slices(offset, strides, ones, out)] += gl
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp

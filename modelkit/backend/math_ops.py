@@ -3,6 +3,7 @@
 import numpy as np
 
 from .engine import apply, defop, normalize_axis, restore_reduced, unbroadcast
+from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------
 # binary elementwise (numpy broadcasting)
@@ -236,16 +237,9 @@ def _(g, s, needs):
     shape, ax, keepdims, n, strides = s
     # laid out in memory like x (e.g. channels-first memory behind a channels-last global
     # average pooling), so the ops before read their gradient in their own order
-    out = _empty_laid_out_like(shape, strides, g.dtype)
+    out = empty_ordered_like(shape, strides, g.dtype)
     np.copyto(out, restore_reduced(g / np.asarray(n, g.dtype), shape, ax, keepdims))
     return (out,)
-
-
-def _empty_laid_out_like(shape, strides, dtype):
-    """np.empty(shape) whose axes are ordered in memory as `strides` order them."""
-    order = sorted(range(len(shape)), key=lambda i: -abs(strides[i]))
-    base = np.empty([shape[i] for i in order], dtype)
-    return base.transpose(np.argsort(order))
 
 
 def _extreme(name, fn):
