@@ -512,16 +512,16 @@ def _pool_avg(x, pool=None, strides=None, padding="valid", channels_first=False)
     else:
         scale = np.asarray(1.0 / len(offsets), dtype=acc.dtype)
     acc *= scale
-    saved = (scale, xl.shape, xp.shape, pads, pool, strides, out, channels_first)
+    saved = (scale, xl.shape, xp.shape, pads, pool, strides, out, channels_first, acc.strides)
     return _from_last(acc, channels_first), saved
 
 
 @_pool_avg.defvjp
 def _(g, s, needs):
-    scale, xshape, xpshape, pads, pool, strides, out, cf = s
+    scale, xshape, xpshape, pads, pool, strides, out, cf, order = s
     gl = _to_last(g, cf) * scale
     ones = (1,) * len(pool)
-    dxp = empty_ordered_like(xpshape, gl.strides, g.dtype, zero=True)
+    dxp = empty_ordered_like(xpshape, order, g.dtype, zero=True)      # x's memory order
     for offset in itertools.product(*(range(p) for p in pool)):
         dxp[_offset_slices(offset, strides, ones, out)] += gl
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp
