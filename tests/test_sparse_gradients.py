@@ -102,3 +102,26 @@ def test_indexed_rows_add_and_dense():
     np.testing.assert_array_equal((a + b).dense()[:, 0], [3, 0, 2, 0, 2])
     np.testing.assert_array_equal((a + np.ones((5, 2), np.float32))[:, 0], [2, 1, 1, 1, 3])
     assert a.shape == (5, 2) and a.dtype == np.float32
+
+
+def test_regularized_embedding_sums_sparse_and_dense_gradients():
+    """An embedding regularizer adds a dense gradient to the sparse one: training equals
+    the all-dense run exactly."""
+    def run(sparse):
+        import modelkit
+        modelkit.initializers.set_random_seed(0)
+        m = Sequential([Embedding(30, 3, input_length=4, embeddings_regularizer="l2"),
+                        Flatten(), Dense(1)])
+        m.compile(loss="mse", optimizer=optimizers.Adam(0.01))
+        x = np.random.default_rng(2).integers(0, 30, (16, 4))
+        y = np.ones((16, 1), np.float32)
+        original = sparse_grad.allowed
+        if not sparse:
+            sparse_grad.allowed = lambda: False
+        try:
+            m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        finally:
+            sparse_grad.allowed = original
+        return m.get_weights()
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_array_equal(a, b)
