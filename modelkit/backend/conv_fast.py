@@ -80,7 +80,9 @@ def _threads():
     return int(n) if n else (os.cpu_count() or 1)
 
 
-def _session(key, build):
+def _session(key, build, threads=None):
+    threads = threads or _threads()
+    key = key + (threads,)
     sess = _SESSIONS.get(key)
     if sess is not None:
         _SESSIONS.move_to_end(key)
@@ -97,7 +99,7 @@ def _session(key, build):
                                                 helper.make_opsetid(_NCHWC_DOMAIN, 1)])
     model.ir_version = 8
     so = ort.SessionOptions()
-    so.intra_op_num_threads = _threads()
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
@@ -284,19 +286,37 @@ def _kernel_grad(gn, s):
     """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o]: im2col of
     a few images at a time (a cache-sized block, channels-last so that each window copies
     whole channel runs) and one GEMM per block, (k*C_in, rows) @ (rows, C_out), accumulated.
-    The result is already in Keras's (*k, C_in, C_out) layout."""
-    xn = s.x
-    nb, cin = xn.shape[:2]
+    With several threads, each takes a share of the images (its own buffers, a
+    single-threaded GEMM; numpy's copies and onnxruntime's run release the GIL): the blocks
+    are too small for a GEMM to use several cores well. The result is already in Keras's
+    (*k, C_in, C_out) layout."""
+    nb = s.x.shape[0]
     cout = gn.shape[1]
+    p = int(np.prod(s.out))
+    gl = np.ascontiguousarray(np.moveaxis(gn, 1, -1)).reshape(nb * p, cout)
+    xl = np.moveaxis(s.x, 1, -1)                                  # view (N, *spatial, C)
+    workers = min(_threads(), nb)
+    if workers == 1:
+        acc = _kernel_grad_part(xl, gl, s, 0, nb, _threads())
+    else:
+        bounds = np.linspace(0, nb, workers + 1).astype(int)
+        parts = _pool(workers).map(lambda i: _kernel_grad_part(xl, gl, s, bounds[i],
+                                                               bounds[i + 1], 1),
+                                   range(workers))
+        acc = sum(parts)
+    return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], cout))
+
+
+def _kernel_grad_part(xl, gl, s, n0, n1, threads):
+    """The kernel gradient summed over images n0..n1 (see `_kernel_grad`)."""
+    cin, cout = xl.shape[-1], gl.shape[-1]
     k = tuple(s.w.shape[2:])
     n = len(k)
     out = s.out
     p = int(np.prod(out))
     kp = int(np.prod(k))
-    gl = np.ascontiguousarray(np.moveaxis(gn, 1, -1)).reshape(nb * p, cout)
-    xl = np.moveaxis(xn, 1, -1)                                   # view (N, *spatial, C)
     padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], s.pads))
-    chunk = max(1, min(nb, _CHUNK_BYTES // max(cin * kp * p * 4, 1)))
+    chunk = max(1, min(n1 - n0, _CHUNK_BYTES // max(cin * kp * p * 4, 1)))
     xp = np.zeros((chunk,) + padded + (cin,), np.float32)
     interior = (slice(None),) + tuple(slice(b, b + L) for L, (b, _)
                                       in zip(xl.shape[1:-1], s.pads)) + (slice(None),)
@@ -307,22 +327,32 @@ def _kernel_grad(gn, s):
                      writeable=False)
     cols = np.empty(win.shape, np.float32)
     acc = np.zeros((kp * cin, cout), np.float32)
-    gemm = _gemm_at_b(kp * cin, cout)
-    for n0 in range(0, nb, chunk):
-        c = min(chunk, nb - n0)
-        xp[:c][interior] = xl[n0:n0 + c]
+    gemm = _gemm_at_b(kp * cin, cout, threads)
+    for i in range(n0, n1, chunk):
+        c = min(chunk, n1 - i)
+        xp[:c][interior] = xl[i:i + c]
         np.copyto(cols[:c], win[:c])
         acc += gemm.run(None, {"a": cols[:c].reshape(c * p, kp * cin),
-                               "b": gl[n0 * p:(n0 + c) * p]})[0]
-    return acc.reshape(k + (cin, cout))
+                               "b": gl[i * p:(i + c) * p]})[0]
+    return acc
 
 
-def _gemm_at_b(k, n):
-    """Session computing a.T @ b for a (rows, k), b (rows, n): MLAS's GEMM on onnxruntime's
-    thread pool. Many small multithreaded GEMMs stall when the cores are oversubscribed;
-    the pool (spinning off) copes far better there than numpy's BLAS threads, and runs as
-    fast on an idle machine."""
+_POOLS = {}
+
+
+def _pool(workers):
+    pool = _POOLS.get(workers)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="conv_fast")
+    return pool
+
+
+def _gemm_at_b(k, n, threads):
+    """Session computing a.T @ b for a (rows, k), b (rows, n): MLAS's GEMM. Many small
+    multithreaded GEMMs stall when the cores are oversubscribed; onnxruntime's pool
+    (spinning off) copes far better there than numpy's BLAS threads."""
     def build(helper):
         return ([helper.make_node("Gemm", ["a", "b"], ["y"], transA=1)],
                 [("a", ["rows", k]), ("b", ["rows", n])])
-    return _session(("gemm_at_b", k, n), build)
+    return _session(("gemm_at_b", k, n), build, threads)
