@@ -130,3 +130,37 @@ def test_ops_after_fast_convs_keep_their_memory_order(op, attrs):
     np.testing.assert_allclose(g0, g1, rtol=1e-6, atol=1e-6)
     st = np.moveaxis(g1, -1, 1).strides               # channels-first memory order (a
     assert st[0] > st[1] > st[2] > st[3]              # 'same' crop may leave gaps)
+
+
+def test_forked_child_falls_back_to_the_numpy_path():
+    """onnxruntime cannot run in a child forked after it started (its threads are gone):
+    the child must compute the same convolution on the exact path instead of hanging."""
+    import os
+    import time
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    want = apply(CONV, x, w, padding="same").value
+    assert conv_fast._SESSIONS
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # child
+        try:
+            ok = not conv_fast.usable(x, w, 1) and np.allclose(
+                apply(CONV, x, w, padding="same").value, want, atol=1e-5)
+            os.write(wfd, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
+    got = os.read(r, 1)
+    os.close(r)
+    assert got == b"1"

@@ -36,8 +36,21 @@ from numpy.lib.stride_tricks import as_strided
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
+_POOLS = {}            # worker threads of the kernel gradient, by count
 _MAX_SESSIONS = 64
 _CHUNK_BYTES = 1 << 20  # im2col block of the kernel gradient (about the L2 cache)
+
+
+def _forget_after_fork():
+    """A forked child inherits onnxruntime's sessions but not their threads: running one
+    there hangs. The child computes on the exact numpy path instead (and, as with any
+    onnxruntime use before a fork, should leave with os._exit, as multiprocessing does)."""
+    global _ORT
+    _ORT = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _ort():
@@ -335,9 +348,6 @@ def _kernel_grad_part(xl, gl, s, n0, n1, threads):
         acc += gemm.run(None, {"a": cols[:c].reshape(c * p, kp * cin),
                                "b": gl[i * p:(i + c) * p]})[0]
     return acc
-
-
-_POOLS = {}
 
 
 def _pool(workers):
