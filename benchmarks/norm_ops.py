@@ -33,7 +33,7 @@ def best_of(fn, repeats):
 
 
 def fused_step(x, g, b, axes, gy):
-    from modelkit.backend.engine import apply
+    from modelkit.backend.tape import apply
     from modelkit.backend.norm_ops import _batch_norm_moments
     from modelkit.backend.tensor import GradientTape
     with GradientTape() as tape:

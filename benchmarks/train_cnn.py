@@ -225,7 +225,7 @@ def _TorchResNet():
 
 def _op_functions():
     """cProfile key (file, line, name) of every op's forward and VJP -> (op name, phase)."""
-    from modelkit.backend.engine import OPS
+    from modelkit.backend.tape import OPS
     keys = {}
     for name in OPS.names():
         op = OPS.get(name)

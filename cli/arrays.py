@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
-from modelkit.errors import ModelLoadError, ModelSaveError, ShapeError
+from modelkit.converters.atomic import atomic_write
+from modelkit.errors import ModelLoadError, ShapeError
 
 from .commands import UsageError
 
@@ -176,25 +176,5 @@ def write_outputs(path, outputs, stdout=None):
             np.savez(f, **outputs)
         else:
             f.write(json.dumps(outputs_to_json(outputs)).encode("utf-8"))
-    atomic_write(path, write)
-
-
-def atomic_write(path, write):
-    """Call write(binary file) on a temporary file beside `path`, then rename it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ModelSaveError(f"Cannot write {path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".modelkit-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, mode="wb") as f:
+        write(f)

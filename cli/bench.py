@@ -12,7 +12,7 @@ EXAMPLE = "  modelkit bench model.onnx --batch-size 32 --iterations 200 --device
 
 
 def add_arguments(p):
-    p.add_argument("model", metavar="MODEL", help="model file (.onnx, .h5, .hdf5)")
+    p.add_argument("model", metavar="MODEL", help="model file (.onnx, .h5, .hdf5, .keras)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="rows per run (default 1; used for dynamic batch dims)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],

@@ -61,7 +61,7 @@ COMMANDS = Registry("command")
 
 # name -> (module, one-line help). The order here is the order of `modelkit --help`.
 COMMAND_MODULES = {
-    "convert": ("modelkit.cli.convert", "Convert a model between .h5 and .onnx (optionally quantized)"),
+    "convert": ("modelkit.cli.convert", "Convert a model between .h5, .keras and .onnx (optionally quantized)"),
     "predict": ("modelkit.cli.predict", "Run a model on inputs from .npy/.npz/.json files or stdin"),
     "summary": ("modelkit.cli.summary", "Describe a model: inputs, outputs, layers or ops, parameters"),
     "bench": ("modelkit.cli.bench", "Measure inference latency and throughput"),

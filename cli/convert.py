@@ -1,27 +1,24 @@
-"""`modelkit convert SRC DST`: between Keras HDF5 and ONNX, optionally quantized.
+"""`modelkit convert SRC DST`: between Keras HDF5, Keras archives and ONNX, optionally quantized.
 
-* .h5/.hdf5 -> .onnx: `converters.hdf5.load_graph` then `converters.onnx.export` (the IR
-  path: no layer classes involved).
-* .onnx -> .onnx: re-target the opset (`--opset`) and/or quantize.
-* anything else (.h5 -> .h5, .onnx -> .h5, ...): `modelkit.saving.load_model(SRC).save(DST)`.
+Every path goes through the format table (`converters.formats`), never through the layer
+classes: SRC is read to the IR (an .onnx SRC stays an ONNX model), DST written from it.
 
-`--quantize dynamic` runs onnxruntime's `quantize_dynamic` (int8 weights, activations
-quantized at run time) on the ONNX model before it is written.
+* anything -> .onnx: `converters.onnx.export` (an .onnx SRC is re-targeted with `--opset`
+  instead), then `--quantize dynamic` (int8 weights, activations quantized at run time:
+  `converters.onnx.quantize_dynamic`).
+* anything -> .h5/.hdf5/.keras: the IR written by the Keras writers (.h5 -> .h5 copies the
+  graph, its weights and training config without building a model).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
+from modelkit.converters import formats
 from modelkit.errors import ModelLoadError
 
-from .arrays import atomic_write
 from .commands import UsageError, register
 
-HDF5 = (".h5", ".hdf5")
-ONNX = (".onnx",)
-KNOWN = HDF5 + ONNX + (".keras",)
 DEFAULT_OPSET = 17
 
 EXAMPLE = """  modelkit convert model.h5 model.onnx --opset 17
@@ -29,8 +26,8 @@ EXAMPLE = """  modelkit convert model.h5 model.onnx --opset 17
 
 
 def add_arguments(p):
-    p.add_argument("src", metavar="SRC", help="model to read (.h5, .hdf5, .onnx, .keras)")
-    p.add_argument("dst", metavar="DST", help="file to write (.onnx, .h5, .hdf5)")
+    p.add_argument("src", metavar="SRC", help=f"model to read ({', '.join(formats.EXTENSIONS)})")
+    p.add_argument("dst", metavar="DST", help=f"file to write ({', '.join(formats.EXTENSIONS)})")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help=f"ONNX opset of an .onnx DST (default {DEFAULT_OPSET} for exports; "
                         f"an .onnx SRC keeps its own)")
@@ -39,46 +36,17 @@ def add_arguments(p):
                         "(onnxruntime.quantization.quantize_dynamic)")
 
 
-def _ext(path):
-    return os.path.splitext(path)[1].lower()
+def _opset_of(proto):
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def quantize_dynamic(proto):
-    """An int8 dynamically quantized copy of the ONNX `proto`."""
-    import logging
-
-    import onnx
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
-    with tempfile.TemporaryDirectory(prefix="modelkit-quant-") as tmp:
-        src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
-        onnx.save(proto, src)
-        quant_logger = logging.getLogger()       # quantize_dynamic warns on the root logger
-        level = quant_logger.level
-        quant_logger.setLevel(logging.ERROR)
-        try:
-            ort_quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
-        finally:
-            quant_logger.setLevel(level)
-        return onnx.load(dst)
-
-
-def _to_onnx(src, opset):
-    ext = _ext(src)
-    if ext in HDF5:
-        from modelkit.converters import hdf5
-        from modelkit.converters import onnx as onnx_conv
-        return onnx_conv.export(hdf5.load_graph(src), opset=opset or DEFAULT_OPSET)
-    if ext == ".keras":
-        from modelkit.converters import hdf5
-        from modelkit.converters import onnx as onnx_conv
-        return onnx_conv.export(hdf5.load_keras_archive(src), opset=opset or DEFAULT_OPSET)
-    import onnx
-    try:
-        proto = onnx.load(src)
-    except Exception as e:
-        raise ModelLoadError(f"Cannot read ONNX model {src}: {' '.join(str(e).split())}") from None
-    current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+def _to_onnx(src, fmt, opset):
+    if fmt is not formats.ONNX:
+        from modelkit.converters.keras_to_onnx import convert_keras_file
+        return convert_keras_file(src, opset=opset or DEFAULT_OPSET)
+    from modelkit.converters.onnx.reading import read_model
+    proto = read_model(src, load_external_data=True)
+    current = _opset_of(proto)
     if opset and opset != current:
         from onnx import version_converter
         try:
@@ -91,31 +59,27 @@ def _to_onnx(src, opset):
 
 def run(args):
     src, dst = args.src, args.dst
-    src_ext, dst_ext = _ext(src), _ext(dst)
-    if src_ext not in KNOWN:
-        raise UsageError(f"SRC {src!r} must end in {', '.join(KNOWN)}")
-    if dst_ext not in HDF5 + ONNX:
-        raise UsageError(f"DST {dst!r} must end in {', '.join(HDF5 + ONNX)}")
-    if dst_ext not in ONNX and (args.quantize or args.opset):
+    dst_fmt = formats.format_by_extension(dst)
+    if dst_fmt is None:
+        raise UsageError(f"DST {dst!r} must end in {', '.join(formats.EXTENSIONS)}")
+    if dst_fmt is not formats.ONNX and (args.quantize or args.opset):
         flag = "--quantize" if args.quantize else "--opset"
         raise UsageError(f"{flag} applies to an .onnx DST, not {dst!r}")
     if args.opset is not None and args.opset < 1:
         raise UsageError(f"--opset must be a positive integer, got {args.opset}")
-    if not os.path.exists(src):
-        raise ModelLoadError(f"Model file not found: {src}")
+    src_fmt = formats.format_of(src)
 
-    if dst_ext in ONNX:
-        proto = _to_onnx(src, args.opset)
+    if dst_fmt is formats.ONNX:
+        from modelkit.converters import onnx as onnx_conv
+        proto = _to_onnx(src, src_fmt, args.opset)
         if args.quantize == "dynamic":
-            proto = quantize_dynamic(proto)
-        data = proto.SerializeToString()
-        atomic_write(dst, lambda f: f.write(data))
-        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), "?")
-        detail = f"opset {opset}" + (", dynamic int8 quantization" if args.quantize else "")
+            proto = onnx_conv.quantize_dynamic(proto)
+        onnx_conv.save_proto(proto, dst)
+        detail = f"opset {_opset_of(proto) or '?'}" + (
+            ", dynamic int8 quantization" if args.quantize else "")
     else:
-        from modelkit.saving import load_model
-        load_model(src).save(dst)
-        detail = "Keras HDF5"
+        formats.write_graph(src_fmt.read(src), dst)
+        detail = dst_fmt.description
     print(f"Converted {src} -> {dst} ({detail}, {os.path.getsize(dst):,} bytes)")
     return 0
 

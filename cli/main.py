@@ -57,7 +57,7 @@ def build_parser(selected=None):
     """The full parser; only `selected`'s module is imported and its arguments added."""
     parser = _Parser(prog="modelkit", description=_DESCRIPTION, epilog=_EPILOG,
                      formatter_class=_formatter)
-    from modelkit import __version__
+    from modelkit._version import __version__
     parser.add_argument("--version", action="version", version=f"modelkit {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="print the full traceback when a command fails")
@@ -93,6 +93,25 @@ def _fail(message, code):
     return code
 
 
+def _run_quietly(cmd, args):
+    """Run a command with Python warnings and onnxruntime's own log held back: when the
+    command fails its one error line is all that is printed; when it succeeds the warnings
+    follow as `modelkit: warning: ...` lines."""
+    import warnings
+    try:
+        import onnxruntime
+        onnxruntime.set_default_logger_severity(4)
+    except Exception:   # noqa: BLE001 - onnxruntime missing or odd: nothing to silence
+        pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        status = int(cmd.run(args) or 0)
+    for w in caught:
+        if not issubclass(w.category, DeprecationWarning):
+            print(f"modelkit: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+    return status
+
+
 def main(argv=None):
     """Run the command line `argv` (default: sys.argv[1:]); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -103,7 +122,7 @@ def main(argv=None):
         cmd = getattr(args, "_command", None)
         if cmd is None:
             return _fail("no command given (run 'modelkit --help' to list them)", USAGE_EXIT)
-        return int(cmd.run(args) or 0)
+        return _run_quietly(cmd, args)
     except _UsageExit as e:
         return _fail(f"{' '.join(str(e).split())} (see '{e.prog} --help')", USAGE_EXIT)
     except commands.UsageError as e:

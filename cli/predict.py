@@ -16,7 +16,7 @@ outputs: .npy (single-output models), .npz (by output name), .json or '-' (JSON 
 
 
 def add_arguments(p):
-    p.add_argument("model", metavar="MODEL", help="model file (.onnx, .h5, .hdf5)")
+    p.add_argument("model", metavar="MODEL", help="model file (.onnx, .h5, .hdf5, .keras)")
     p.add_argument("-i", "--input", required=True, metavar="X",
                    help="input file: x.npy, x.npz, x.json, or '-' for JSON on stdin")
     p.add_argument("-o", "--output", default="-", metavar="Y",

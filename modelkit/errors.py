@@ -32,6 +32,10 @@ class ModelLoadError(ModelkitError, OSError):
     """A model or weights file cannot be read; the message names the path and the piece."""
 
 
+class KerasConfigError(ModelLoadError):
+    """A Keras model config cannot be understood; the message names the layer and field."""
+
+
 class ModelSaveError(ModelkitError, OSError):
     """A model could not be written; the previous file, if any, is untouched."""
 
@@ -50,3 +54,16 @@ class UnsupportedError(ModelkitError, NotImplementedError):
 
 class RuntimeSessionError(ModelkitError, RuntimeError):
     """An inference session could not be created or run (device, provider, inputs)."""
+
+
+def as_load_error(where, e):
+    """Any failure while reading or building a model -> one ModelLoadError naming `where`
+    (the file, or "model JSON") and, through the message, the piece. An UnsafeLoadError
+    keeps its class; one that already names `where` is returned as it is."""
+    if isinstance(e, ModelLoadError) and str(e).startswith(where):
+        return e
+    msg = str(e) if isinstance(e, ModelkitError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, RecursionError):
+        msg = "the config nests too deeply"
+    cls = type(e) if isinstance(e, UnsafeLoadError) else ModelLoadError
+    return cls(f"{where}: {msg}")

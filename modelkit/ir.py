@@ -55,6 +55,22 @@ class TensorRef:
         return cls(str(node), int(call_index), int(tensor_index))
 
 
+MAX_RANK = 32
+_TENSOR_KINDS = "biuf"          # bool, signed/unsigned integers, floats
+
+
+def tensor_dtype(dtype, where):
+    """The canonical name of a tensor dtype (numeric or bool); IRError naming `where` for
+    anything else (strings such as 'U500000000', objects, records)."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError, RecursionError):
+        raise IRError(f"{where}: {dtype!r:.80} is not a dtype") from None
+    if dt.kind not in _TENSOR_KINDS or dt.itemsize > 8 or dt.fields or dt.subdtype:
+        raise IRError(f"{where}: dtype {dtype!r:.80} is not a numeric or bool tensor dtype")
+    return str(dt)
+
+
 @dataclass
 class TensorSpec:
     """A graph input: name, shape (None for unknown dims, batch first) and dtype name."""
@@ -64,8 +80,18 @@ class TensorSpec:
     dtype: str = "float32"
 
     def __post_init__(self):
-        self.shape = tuple(None if d is None else int(d) for d in self.shape)
-        self.dtype = str(np.dtype(self.dtype))
+        try:
+            shape = tuple(self.shape)
+        except TypeError:
+            raise IRError(f"input {self.name!r}: shape must be a list, got {self.shape!r:.80}") \
+                from None
+        if len(shape) > MAX_RANK or not all(
+                d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                              and 0 <= d < 2 ** 62) for d in shape):
+            raise IRError(f"input {self.name!r}: shape {shape!r:.120} must list at most "
+                          f"{MAX_RANK} non-negative integers or None")
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = tensor_dtype(self.dtype, f"input {self.name!r}")
 
     def to_dict(self):
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -156,9 +182,23 @@ class Graph:
             node = self.node(node)
         return [self.weights[k] for k in node.weights]
 
+    def is_chain(self):
+        """Whether the graph is a Sequential chain: one input, each node called once on the
+        previous node's only output, the last node's output the graph's only output."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            return False
+        prev = TensorRef(self.inputs[0].name, 0, 0)
+        for n in self.nodes:
+            if len(n.calls) != 1 or n.calls[0] != [prev]:
+                return False
+            prev = TensorRef(n.name, 0, 0)
+        return self.outputs[0] == prev
+
     # -- validation ---------------------------------------------------------------------
-    def validate(self):
-        """Check internal consistency; raise IRError naming the node and the problem."""
+    def validate(self, weights=True):
+        """Check internal consistency; raise IRError naming the node and the problem.
+
+        weights=False checks the structure only (a config without weights: `get_config`)."""
         if not self.inputs:
             raise IRError(f"Graph {self.name!r} has no inputs")
         if not self.outputs:
@@ -175,13 +215,13 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: name is used twice in graph {self.name!r}")
             calls[node.name] = len(node.calls)
         for node in self.nodes:
-            self._validate_node(node, calls)
+            self._validate_node(node, calls, weights)
         for ref in self.outputs:
             self._check_ref(ref, calls, f"Graph {self.name!r} output")
         self.call_order()          # raises on a cycle
         return self
 
-    def _validate_node(self, node, calls):
+    def _validate_node(self, node, calls, weights=True):
         if not isinstance(node.op, str) or not node.op:
             raise IRError(f"Node {node.name!r}: op must be a non-empty string, got {node.op!r}")
         if not isinstance(node.config, dict):
@@ -194,7 +234,7 @@ class Graph:
                 raise IRError(f"Node {node.name!r}: call {ci} has no inputs")
             for ref in call:
                 self._check_ref(ref, calls, f"Node {node.name!r} call {ci}")
-        for key in node.weights:
+        for key in node.weights if weights else ():
             if key not in self.weights:
                 raise IRError(f"Node {node.name!r}: weight {key!r} is missing from the graph")
             if not isinstance(self.weights[key], np.ndarray):
@@ -202,7 +242,7 @@ class Graph:
         if node.op in NESTED_MODEL_OPS:
             if node.subgraph is None:
                 raise IRError(f"Node {node.name!r}: nested {node.op} has no subgraph")
-            node.subgraph.validate()
+            node.subgraph.validate(weights)
 
     def call_order(self):
         """Every (node, call index) in an order where each call's inputs come first.

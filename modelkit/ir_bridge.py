@@ -4,13 +4,16 @@
 predictions, for Sequential, functional, multi-input/output, shared-layer and nested models.
 """
 
+import json
+
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .engine.functional import Model
+from .engine.build_budget import build_budget
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
-from .errors import IRError
+from .errors import ConfigError, IRError, ModelkitError, ModelLoadError, as_load_error
 from .ir import Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize
 
@@ -101,20 +104,64 @@ def _serialize_nested(value, fn):
     return value if isinstance(value, str) else fn(value)
 
 
-def from_ir(graph, custom_objects=None, compile=True):
+def from_ir(graph, custom_objects=None, compile=True, require_weights=False):
     """Build a modelkit Model (Sequential when the graph says so) from an IR Graph.
-    A graph without weights (from JSON) gives freshly initialised weights."""
+    A graph without weights (from JSON) gives freshly initialised weights; with
+    `require_weights` (loading a model file) a layer with weights but none stored in the
+    graph is an error instead. Building is checked against the stored weight shapes
+    (`engine.build_budget`) before anything is allocated."""
     if graph.weights:
         graph.validate()
+    stored = _stored_shapes(graph)
+    limit = FILE_UNSTORED_BYTES if stored or require_weights else None
     with custom_object_scope(custom_objects or {}):
-        model = _build(graph, custom_objects)
+        with build_budget(stored, limit=limit,
+                          source=f"model {graph.name!r}" if stored else "the model config"):
+            model = _build(graph, custom_objects)
+        if require_weights:
+            _require_weights(model, graph)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
             _compile_from(model, graph.training)
     return model
 
 
+# Weights a model file does not store may still be built (small state), up to this much.
+FILE_UNSTORED_BYTES = 64 << 20
+
+
+def _require_weights(model, graph):
+    for node in graph.nodes:
+        if node.subgraph is not None:
+            if node.op in ("Sequential", "Functional"):
+                _require_weights(model.get_layer(node.name), node.subgraph)
+            continue
+        if not node.weights and model.get_layer(node.name).weights:
+            raise IRError(f"Layer {node.name!r} ({node.op}) has weights but the file stores "
+                          f"none for it")
+
+
+def _stored_shapes(graph):
+    shapes = [np.shape(w) for w in graph.weights.values()]
+    for node in graph.nodes:
+        if node.subgraph is not None:
+            shapes += _stored_shapes(node.subgraph)
+    return shapes
+
+
 def _build(graph, custom_objects):
+    try:
+        return _build_layers(graph, custom_objects)
+    except ModelkitError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"model {graph.name!r}: the config nests too deeply") from None
+    except Exception as e:      # noqa: BLE001 - a malformed config, named; never foreign
+        raise ConfigError(f"model {graph.name!r}: the config cannot be built: "
+                          f"{type(e).__name__}: {e}") from None
+
+
+def _build_layers(graph, custom_objects):
     layers = {}
     for node in graph.nodes:
         if node.subgraph is not None:
@@ -124,14 +171,15 @@ def _build(graph, custom_objects):
             sub.trainable = node.config.get("trainable", True)
             layers[node.name] = sub
         else:
-            layers[node.name] = deserialize({"class_name": node.op, "config": node.config},
-                                            custom_objects)
-    if graph.metadata.get("model_class") == "Sequential" and _is_chain(graph):
+            layers[node.name] = _named(node, deserialize, {"class_name": node.op,
+                                                            "config": node.config},
+                                       custom_objects)
+    if graph.metadata.get("model_class") == "Sequential" and graph.is_chain():
         spec = graph.inputs[0]
         model = Sequential(name=graph.name)
         model.add(InputLayer(batch_input_shape=spec.shape, dtype=spec.dtype, name=spec.name))
         for node in graph.nodes:
-            model.add(layers[node.name])
+            _named(node, model.add, layers[node.name])
         return model
     tensors = {}
     inputs = []
@@ -145,7 +193,7 @@ def _build(graph, custom_objects):
             args = [tensors[(r.node, r.call_index, r.tensor_index)] for r in node.calls[ci]]
         except KeyError as e:
             raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced") from None
-        out = layer(args[0] if len(args) == 1 else args)
+        out = _named(node, layer, args[0] if len(args) == 1 else args)
         for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
             tensors[(node.name, ci, ti)] = t
     try:
@@ -156,15 +204,19 @@ def _build(graph, custom_objects):
                  name=graph.name)
 
 
-def _is_chain(graph):
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        return False
-    prev = graph.inputs[0].name
-    for node in graph.nodes:
-        if len(node.calls) != 1 or len(node.calls[0]) != 1 or node.calls[0][0].node != prev:
-            return False
-        prev = node.name
-    return graph.outputs[0].node == prev
+def _named(node, fn, *args):
+    """Call fn(*args); a failure that is not modelkit's becomes a ConfigError naming the
+    layer (malformed configs: string sizes, zero strides, ...)."""
+    try:
+        return fn(*args)
+    except ModelkitError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"Layer {node.name!r} ({node.op}): the config nests too deeply") \
+            from None
+    except Exception as e:      # noqa: BLE001
+        raise ConfigError(f"Layer {node.name!r} ({node.op}): config cannot be built: "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def _assign_weights(model, graph):
@@ -184,13 +236,50 @@ def _compile_from(model, training):
         model.optimizer.set_state(training.optimizer_state, model.trainable_weights)
 
 
-def model_from_keras_config(config, custom_objects=None):
-    """Keras `model.get_config()` dict -> Model (through the IR)."""
-    from .saving import graph_from_keras_config
-    return from_ir(graph_from_keras_config(config), custom_objects=custom_objects,
-                   compile=False)
-
+# -- Keras configs (get_config / from_config / to_json / model_from_json) ------------------
+# Straight through `modelkit.keras_config`, on the IR without weights: nothing is copied.
 
 def model_to_keras_config(model):
-    from .saving import keras_config_of
-    return keras_config_of(model)
+    """`model.get_config()`: the Keras 2 functional/sequential config dict."""
+    return _keras_config(model)["config"]
+
+
+def model_from_keras_config(config, custom_objects=None):
+    """Keras `model.get_config()` dict (or `{"class_name", "config"}`) -> Model."""
+    from .keras_config import keras_config_to_graph
+    if isinstance(config, dict) and "class_name" not in config:
+        kind = "Functional" if "input_layers" in config else "Sequential"
+        config = {"class_name": kind, "config": config}
+    return from_ir(keras_config_to_graph(config), custom_objects=custom_objects, compile=False)
+
+
+def model_to_json(model, **kwargs):
+    """`model.to_json()`: the Keras 2 model config as JSON, with the versions Keras writes."""
+    cfg = _keras_config(model)
+    from .keras_config import BACKEND, KERAS2_VERSION
+    cfg.setdefault("keras_version", KERAS2_VERSION)
+    cfg.setdefault("backend", BACKEND)
+    cfg["modelkit_version"] = __version__
+    return json.dumps(cfg, **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None, safe_mode=True):
+    """A model (fresh weights) from `to_json()` text, Keras 2 or Keras 3."""
+    from .keras_config import keras_config_to_graph
+    from .layers.serialization import safe_mode_scope
+    try:
+        cfg = json.loads(json_string)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise ModelLoadError(f"model JSON is not valid JSON: {type(e).__name__}: {e}") from None
+    try:
+        version = cfg.get("keras_version") if isinstance(cfg, dict) else None
+        graph = keras_config_to_graph(cfg, keras_version=version)
+        with safe_mode_scope(safe_mode):
+            return from_ir(graph, custom_objects=custom_objects, compile=False)
+    except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
+        raise as_load_error("model JSON", e) from None
+
+
+def _keras_config(model):
+    from .keras_config import graph_to_keras_config
+    return graph_to_keras_config(to_ir(model, include_weights=False, include_optimizer=False))

@@ -2,15 +2,14 @@
 
 from .engine.functional import Model  # noqa: F401
 from .engine.sequential import Sequential  # noqa: F401
-from .ir_bridge import from_ir, to_ir  # noqa: F401
-from .saving import load_model, model_from_json, save_model  # noqa: F401
+from .ir_bridge import from_ir, model_from_json, to_ir  # noqa: F401
+from .saving import load_model, save_model  # noqa: F401
 
 
 def model_from_config(config, custom_objects=None):
     """`{"class_name": "Sequential"|"Functional", "config": {...}}` -> Model."""
     from .ir_bridge import model_from_keras_config
-    inner = config.get("config", config) if isinstance(config, dict) else config
-    return model_from_keras_config(inner, custom_objects=custom_objects)
+    return model_from_keras_config(config, custom_objects=custom_objects)
 
 
 def clone_model(model):

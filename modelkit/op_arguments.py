@@ -8,7 +8,14 @@ ONNX exporter decode.
 
 import numpy as np
 
+from .errors import ConfigError
+
 TENSOR = "__tensor__"
+MAX_CONSTANT = 1 << 24          # elements of one stored constant array
+MAX_DEPTH = 32
+# functions whose integer arguments multiply the size of their output
+_EXPANDING = {"tile", "repeat", "repeat_elements", "pad"}
+MAX_EXPANSION = 1 << 16
 
 
 def encode(value, tensors, is_tensor):
@@ -44,3 +51,81 @@ def decode(value, tensors):
     if isinstance(value, list):
         return [decode(v, tensors) for v in value]
     return value
+
+
+def check_arguments(function, arguments, where):
+    """Check a stored call's arguments before anything is built from them: the layout, the
+    constant arrays (numeric dtype, bounded size), and the integers of functions that
+    multiply sizes (`tile`, `repeat`, ...). Returns `arguments`; ConfigError naming `where`."""
+    if not isinstance(arguments, dict) or not isinstance(arguments.get("args", []), list) \
+            or not isinstance(arguments.get("kwargs", {}), dict):
+        raise ConfigError(f"{where}: arguments must be {{'args': [...], 'kwargs': {{...}}}}, "
+                          f"got {arguments!r:.120}")
+    limit = MAX_EXPANSION if function in _EXPANDING else None
+    _check_value(list(arguments.get("args", [])) + list(arguments.get("kwargs", {}).values()),
+                 where, limit, 0)
+    return arguments
+
+
+def _check_value(value, where, limit, depth):
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{where}: arguments nest deeper than {MAX_DEPTH} levels")
+    if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+        return
+    if isinstance(value, int):
+        if limit is not None and abs(value) > limit:
+            raise ConfigError(f"{where}: argument {value} is beyond {limit}; refused (it "
+                              f"would multiply the size of the output)")
+        return
+    if isinstance(value, list):
+        for v in value:
+            _check_value(v, where, limit, depth + 1)
+        return
+    if isinstance(value, dict):
+        if TENSOR in value:
+            i = value[TENSOR]
+            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+                raise ConfigError(f"{where}: bad tensor reference {value!r:.80}")
+            return
+        if "__array__" in value:
+            _check_constant_dtype(value.get("dtype", "float32"), where)
+            if _count(value["__array__"], MAX_CONSTANT) > MAX_CONSTANT:
+                raise ConfigError(f"{where}: a constant holds more than {MAX_CONSTANT} values")
+            return
+        if "__slice__" in value:
+            s = value["__slice__"]
+            if not (isinstance(s, list) and len(s) == 3 and all(
+                    v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in s)):
+                raise ConfigError(f"{where}: bad slice {value!r:.80}")
+            return
+        if "__ellipsis__" in value:
+            return
+        for v in value.values():
+            _check_value(v, where, limit, depth + 1)
+    # anything else (a dtype object, ...) was not read from a file: nothing to check
+
+
+def _check_constant_dtype(dtype, where):
+    """Constants are numeric or bool (never strings such as 'U500000000' or objects)."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError, RecursionError):
+        raise ConfigError(f"{where}: constant dtype {dtype!r:.80} is not a dtype") from None
+    if dt.kind not in "biuf" or dt.itemsize > 8 or dt.fields or dt.subdtype:
+        raise ConfigError(f"{where}: constant dtype {dtype!r:.80} is not a numeric or bool "
+                          f"tensor dtype")
+
+
+def _count(value, cap):
+    """Number of leaves of a nested list, stopping once past `cap`."""
+    if not isinstance(value, list):
+        return 1
+    n = 0
+    stack = [value]
+    while stack and n <= cap:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        else:
+            n += 1
+    return n

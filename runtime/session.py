@@ -2,8 +2,9 @@
 
 Sources
 -------
-An ``.onnx`` path (handed to onnxruntime as a path, so external data works), an ``.h5`` /
-``.hdf5`` path (``converters.hdf5.load_graph`` then ``converters.onnx.export``), an
+An ``.onnx`` path (handed to onnxruntime as a path, so external data works), any other model
+file ``converters.formats`` reads (``.h5``/``.hdf5``, ``.keras``: read to the IR, then
+``converters.onnx.export``), an
 ``onnx.ModelProto``, serialized ONNX ``bytes``, a ``modelkit.ir.Graph`` or any object with
 ``to_ir()`` (a modelkit model; exported through ``converters.onnx.export``).
 
@@ -50,6 +51,7 @@ construction; per-run objects (the IO binding) are created per call.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ import numpy as np
 
 from modelkit.errors import (ConfigError, DTypeError, ModelkitError, ModelLoadError,
                              RuntimeSessionError, ShapeError)
+from modelkit.converters.keras_to_onnx import convert_keras_file
 
 from .batching import concat_batches, iter_batches
 from .devices import cuda_status, parse_device
@@ -67,8 +70,6 @@ __all__ = ["InferenceSession", "IOSpec", "cuda_status"]
 logger = logging.getLogger("modelkit.runtime")
 
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disable")
-ONNX_EXTENSIONS = (".onnx",)
-HDF5_EXTENSIONS = (".h5", ".hdf5")
 
 _ONNX_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -136,36 +137,34 @@ def _ort():
 # -- sources ----------------------------------------------------------------------------
 
 def _load_source(source):
-    """(model, description): model is a path str or serialized bytes for onnxruntime."""
+    """(model, description): model is a path str or serialized bytes for onnxruntime.
+    Files are checked first (regular file, a real ONNX model); an .h5/.keras file is
+    converted, and any failure on the way is a ModelLoadError naming the file."""
+    from modelkit.converters.onnx.reading import check_model_proto, parse_model, read_model
     if isinstance(source, (str, os.PathLike)):
+        from modelkit.converters import formats
         path = os.fspath(source)
-        ext = os.path.splitext(path)[1].lower()
-        if not os.path.exists(path):
-            raise ModelLoadError(f"Model file not found: {path}")
-        if os.path.isdir(path):
-            raise ModelLoadError(f"Model path is a directory, not a file: {path}")
-        if ext in HDF5_EXTENSIONS:
-            from modelkit.converters import hdf5
-            from modelkit.converters import onnx as onnx_conv
-            graph = hdf5.load_graph(path)
-            return onnx_conv.export(graph).SerializeToString(), path
-        if ext in ONNX_EXTENSIONS:
+        fmt = formats.format_of(path)
+        if fmt is formats.ONNX:
+            read_model(path)
             return path, path
-        raise ModelLoadError(f"Cannot run {path!r}: unknown model file extension {ext!r}; "
-                             f"expected .onnx, .h5 or .hdf5")
+        return convert_keras_file(path).SerializeToString(), path
     if isinstance(source, (bytes, bytearray, memoryview)):
+        parse_model(source, "<onnx bytes>")
         return bytes(source), "<onnx bytes>"
     if type(source).__name__ == "ModelProto" and hasattr(source, "SerializeToString"):
         name = source.graph.name
-        return source.SerializeToString(), f"<ModelProto {name}>" if name else "<ModelProto>"
+        where = f"<ModelProto {name}>" if name else "<ModelProto>"
+        check_model_proto(source, where)
+        return source.SerializeToString(), where
     from modelkit.ir import Graph
     if isinstance(source, Graph) or hasattr(source, "to_ir"):
         from modelkit.converters import onnx as onnx_conv
         name = getattr(source, "name", "") or ""
         return onnx_conv.export(source).SerializeToString(), f"<{type(source).__name__} {name}>"
-    raise ConfigError(f"InferenceSession source must be an .onnx/.h5 path, an onnx.ModelProto, "
-                      f"ONNX bytes, a modelkit.ir.Graph or a model with to_ir(); "
-                      f"got {type(source).__name__}")
+    raise ConfigError(f"InferenceSession source must be a model file path (.onnx, .h5, "
+                      f".keras), an onnx.ModelProto, ONNX bytes, a modelkit.ir.Graph or a "
+                      f"model with to_ir(); got {type(source).__name__}")
 
 
 def _ort_error_is_load_error(ort, exc):
@@ -263,6 +262,7 @@ class InferenceSession:
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
         so.graph_optimization_level = levels[self._optimization_level]
+        so.log_severity_level = 4      # fatal only: errors reach the user as exceptions
         if self._intra_op_threads:
             so.intra_op_num_threads = int(self._intra_op_threads)
         return so
@@ -279,7 +279,10 @@ class InferenceSession:
 
     def _create(self, ort, model, providers):
         try:
-            return ort.InferenceSession(model, self._options(ort), providers=providers)
+            # onnxruntime's wrapper prints "EP Error ... Falling back" on stdout before it
+            # retries; the exception (if any) says it all, so that print is held back
+            with contextlib.redirect_stdout(io.StringIO()):
+                return ort.InferenceSession(model, self._options(ort), providers=providers)
         except Exception as e:
             msg = " ".join(str(e).split())
             if _ort_error_is_load_error(ort, e):
@@ -366,6 +369,9 @@ class InferenceSession:
                     raise ShapeError(f"Input {name!r} dimension {axis} must be {size} (expected "
                                      f"shape {_fmt_shape(spec.shape)}), got {shape[axis]} "
                                      f"(shape {_fmt_shape(shape)})")
+            if not x.size:     # onnxruntime aborts the process on empty tensors in some ops
+                raise ShapeError(f"Input {name!r} is empty (shape {_fmt_shape(shape)}); "
+                                 f"nothing to predict")
             out[name] = x
         if len(self._batch_inputs) > 1:
             self._check_batch(out)

@@ -152,7 +152,7 @@ def test_custom_layer_needs_custom_objects(tmp_path):
 
 
 def test_missing_file_and_wrong_extension():
-    with pytest.raises(ModelLoadError, match="no such file"):
+    with pytest.raises(ModelLoadError, match="Model file not found"):
         load_model("/nonexistent/m.h5")
     model, _ = sequential()
     with pytest.raises(Exception, match="extension"):

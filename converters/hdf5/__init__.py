@@ -13,13 +13,13 @@ Public API::
 
 Everything that goes wrong while reading raises `modelkit.errors.ModelLoadError` naming the
 path and the piece. Nothing read from a file is ever unpickled, unmarshalled or evaluated.
-See `keras_config` (config dialects, normalisation) and `h5io` (file layout, naming).
+Config dialects and weight naming live in `modelkit.keras_config`; `h5io` holds the file layout.
 """
 
 from .archive import load_keras_archive, save_keras_archive
 from .h5io import load_graph, load_weights_into, save_graph, save_weights
-from .keras_config import (KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP, graph_to_keras_config,
-                           keras_config_to_graph, normalise_layer_config)
+from modelkit.keras_config import (KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP, graph_to_keras_config,
+                                   keras_config_to_graph, normalise_layer_config)
 
 __all__ = ["graph_to_keras_config", "keras_config_to_graph", "save_graph", "load_graph",
            "save_weights", "load_weights_into", "load_keras_archive", "save_keras_archive",

@@ -29,20 +29,18 @@ import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import TrainingConfig, json_default
-from modelkit.utils.atomic import atomic_write
+from modelkit.converters.atomic import atomic_write
 
-from ._common import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, ConfigProblem, read_name_list,
-                      non_trainable_variable, snake_case, to_str, variable_names,
-                      write_name_list)
-from .keras_config import (_strip_suffix, graph_to_keras_config, keras_config_to_graph,
-                           keras_weight_order)
+from modelkit.keras_config import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, graph_to_keras_config,
+                                   keras_config_to_graph, keras_weight_order,
+                                   non_trainable_variable, snake_case, strip_weight_suffix,
+                                   variable_names)
+
+from ..file_checks import require_regular_file
+from ._common import ConfigProblem, read_name_list, to_str, write_name_list
+from .h5guard import inspect_file
 
 __all__ = ["save_graph", "load_graph", "save_weights", "load_weights_into"]
-
-# A dataset declaring more bytes than this many times the file size (plus a slack) is
-# refused: a corrupt header must not make us allocate gigabytes.
-_MAX_EXPANSION = 64
-_SLACK = 64 << 20
 
 
 def _h5py():
@@ -59,7 +57,7 @@ class _Ctx:
     def __init__(self, path):
         self.path = os.fspath(path)
         self.piece = "file"
-        self.file_size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        self.budget = None        # set by `_open` from the structure check (h5guard)
 
     def fail(self, msg):
         raise ModelLoadError(f"{self.path}: {msg}")
@@ -76,19 +74,25 @@ class _Ctx:
 
 
 def _open(path, ctx):
+    """Open `path` (a regular file) or a file object read-only, after checking its structure."""
     h5py = _h5py()
-    if not os.path.exists(path):
-        ctx.fail("no such file")
-    if os.path.isdir(path):
-        ctx.fail("is a folder, not an HDF5 file")
+    if isinstance(path, (str, bytes, os.PathLike)):
+        require_regular_file(path, "HDF5 file")
     try:
-        if not h5py.is_hdf5(path):
+        if isinstance(path, (str, bytes, os.PathLike)) and not h5py.is_hdf5(path):
             ctx.fail("not an HDF5 file")
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except ModelLoadError:
         raise
     except Exception as e:        # truncated / corrupt superblock
         ctx.fail(f"cannot open as HDF5 ({type(e).__name__}: {e})")
+    try:
+        ctx.piece = "file structure"
+        ctx.budget = inspect_file(f, ctx.path)
+    except BaseException as e:
+        f.close()
+        raise ctx.wrap(e) from None
+    return f
 
 
 def _read_dataset(group, name, ctx, where):
@@ -103,8 +107,8 @@ def _read_dataset(group, name, ctx, where):
         link = None
     if link is None:
         ctx.fail(f"{where}: dataset {name!r} is missing from group {group.name!r}")
-    if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-        ctx.fail(f"{where}: {name!r} is a {type(link).__name__}; links are not allowed")
+    if isinstance(link, h5py.ExternalLink):     # inspect_file refused these already
+        ctx.fail(f"{where}: {name!r} is an external link; not allowed")
     obj = g[leaf]
     if not isinstance(obj, h5py.Dataset):
         ctx.fail(f"{where}: {name!r} in {group.name!r} is a group, not a dataset")
@@ -112,10 +116,8 @@ def _read_dataset(group, name, ctx, where):
         ctx.fail(f"{where}: {name!r} uses external or virtual storage; not allowed")
     if obj.dtype.kind not in "biuf":
         ctx.fail(f"{where}: {name!r} has dtype {obj.dtype}, not a numeric array")
-    nbytes = int(np.prod(obj.shape, dtype=np.float64) * obj.dtype.itemsize) if obj.shape else obj.dtype.itemsize
-    if nbytes > _MAX_EXPANSION * ctx.file_size + _SLACK:
-        ctx.fail(f"{where}: {name!r} declares shape {obj.shape} ({nbytes} bytes), far more "
-                 f"than the file holds ({ctx.file_size} bytes)")
+    nbytes = int(np.prod(obj.shape, dtype=object) if obj.shape else 1) * obj.dtype.itemsize
+    ctx.budget.charge(nbytes, f"{where} ({name!r}, shape {obj.shape})")
     arr = obj[()]
     arr = np.asarray(arr)
     if not arr.dtype.isnative:
@@ -166,8 +168,12 @@ def _write_weights_group(group, graph, keras_version):
         write_name_list(tl, "weight_names", [])
 
 
-def _read_weights_group(group, ctx, layer_filter=None):
-    """{layer_name: [(stored_name, array)]} in `layer_names` order, plus that order."""
+def _read_weights_group(group, ctx, known_layers=None):
+    """{layer_name: [(stored_name, array)]} in `layer_names` order, plus that order.
+
+    With `known_layers` (the config's layer names), a listed layer the config does not have
+    is refused before any data is read if it stores weights. Names listed twice are refused.
+    """
     ctx.piece = f"attribute layer_names of {group.name!r}"
     try:
         layer_names = read_name_list(group, "layer_names")
@@ -175,10 +181,9 @@ def _read_weights_group(group, ctx, layer_filter=None):
         ctx.fail(f"group {group.name!r} has no layer_names attribute")
     except TypeError as e:
         ctx.fail(f"layer_names of {group.name!r} is malformed: {e}")
-    out = {}
+    _refuse_repeats(layer_names, f"layer_names of {group.name!r}", ctx)
+    listed = {}
     for lname in layer_names:
-        if layer_filter is not None and lname not in layer_filter:
-            continue
         ctx.piece = f"layer {lname!r}"
         if lname not in group:
             ctx.fail(f"layer {lname!r} is listed in layer_names but its weight group is missing")
@@ -191,9 +196,26 @@ def _read_weights_group(group, ctx, layer_filter=None):
             ctx.fail(f"layer {lname!r}: weight group has no weight_names attribute")
         except TypeError as e:
             ctx.fail(f"layer {lname!r}: weight_names is malformed: {e}")
+        _refuse_repeats(names, f"weight_names of layer {lname!r}", ctx)
+        listed[lname] = (g, names)
+    if known_layers is not None:
+        extra = [ln for ln, (_, names) in listed.items() if names and ln not in known_layers]
+        if extra:
+            ctx.fail(f"{group.name!r} has weights for layers the config does not have: {extra}")
+    out = {}
+    for lname, (g, names) in listed.items():
+        ctx.piece = f"layer {lname!r}"
         out[lname] = [(w, _read_dataset(g, w, ctx, f"layer {lname!r} weight {w!r}"))
                       for w in names]
     return layer_names, out
+
+
+def _refuse_repeats(names, where, ctx):
+    seen = set()
+    for n in names:
+        if n in seen:
+            ctx.fail(f"{where} lists {n!r} more than once")
+        seen.add(n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,24 +224,33 @@ def _read_weights_group(group, ctx, layer_filter=None):
 _CHILD_ORDER = ("cell", "forward_layer", "backward_layer", "layer")
 
 
+_MAX_LAYER_VARS = 1024
+
+
 def _collect_vars(group, ctx, where, depth=0):
+    """[(vars group, key, label)] of a Keras 3 layer group and its sub-objects, in Keras
+    order; nothing is read yet."""
     h5py = _h5py()
     if depth > 32:
         ctx.fail(f"{where}: groups nest too deeply")
-    arrays = []
+    found = []
     if "vars" in group and isinstance(group["vars"], h5py.Group):
         v = group["vars"]
         keys = list(v.keys())
         try:
             keys.sort(key=int)
         except ValueError:
-            ctx.fail(f"{where}: variable names {keys} are not numbers")
-        arrays += [_read_dataset(v, k, ctx, f"{where}/vars/{k}") for k in keys]
+            ctx.fail(f"{where}: variable names {keys[:10]} are not numbers")
+        found += [(v, k, f"{where}/vars/{k}") for k in keys]
+        if len(found) > _MAX_LAYER_VARS:
+            ctx.fail(f"{where}: more than {_MAX_LAYER_VARS} variables for one layer")
     children = [k for k in group.keys() if k != "vars" and isinstance(group[k], h5py.Group)]
     children.sort(key=lambda k: (_CHILD_ORDER.index(k) if k in _CHILD_ORDER else len(_CHILD_ORDER), k))
     for k in children:
-        arrays += _collect_vars(group[k], ctx, f"{where}/{k}", depth + 1)
-    return arrays
+        found += _collect_vars(group[k], ctx, f"{where}/{k}", depth + 1)
+        if len(found) > _MAX_LAYER_VARS:
+            ctx.fail(f"{where}: more than {_MAX_LAYER_VARS} variables for one layer")
+    return found
 
 
 def _new_layout_paths(graph, prefix="layers"):
@@ -264,10 +295,14 @@ def _read_new_layout(f, graph, ctx):
             if items:
                 out[node.name] = items
             continue
-        arrays = _collect_vars(f[path], ctx, path)
-        if not arrays:
+        found = _collect_vars(f[path], ctx, path)
+        if not found:
             continue
         names = variable_names(node.op, node.config)
+        if names is not None and len(found) > len(names):
+            ctx.fail(f"layer {node.name!r} ({node.op}) has {len(names)} variables, the file "
+                     f"stores {len(found)} under {path!r}")
+        arrays = [_read_dataset(g, k, ctx, label) for g, k, label in found]
         if names is None or len(names) != len(arrays):
             names = [f"var_{i}" for i in range(len(arrays))]
         out[node.name] = [(f"{node.name}/{nm}", a) for nm, a in zip(names, arrays)]
@@ -304,7 +339,7 @@ def _write_optimizer_weights(f, graph):
 
 def _map_optimizer_name(raw, opt_name, weight_keys):
     """A stored optimizer variable name -> ("iterations", None) or ("slot", ir_name)."""
-    w = _strip_suffix(raw)
+    w = strip_weight_suffix(raw)
     parts = w.split("/")
     if parts[-1] in ("iter", "iteration", "iterations") and len(parts) <= 3:
         return "iterations", None
@@ -348,7 +383,7 @@ def _read_optimizer_weights(f, graph, ctx):
     state = {"iterations": None, "weights": {}}
     for raw in names:
         arr = _read_dataset(g, raw, ctx, f"optimizer weight {raw!r}")
-        if _strip_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
+        if strip_weight_suffix(raw).rsplit("/", 1)[-1] == "learning_rate":
             continue               # Keras 3 keeps it as a variable; it is in the config
         kind, name = _map_optimizer_name(raw, opt_name, keys)
         if kind == "iterations" and arr.size == 1:
@@ -468,15 +503,15 @@ def _load_graph(f, ctx):
         version = to_str(f.attrs["keras_version"])
     config = _read_json_attr(f, "model_config", ctx)
     ctx.piece = "model_config"
+    known = {n.name for n in keras_config_to_graph(config, keras_version=version).nodes}
     weights = {}
     if "model_weights" in f:
         mw = f["model_weights"]
         if not isinstance(mw, h5py.Group):
             ctx.fail("model_weights is not a group")
-        _, weights = _read_weights_group(mw, ctx)
+        _, weights = _read_weights_group(mw, ctx, known_layers=known)
     ctx.piece = "model_config"
     graph = keras_config_to_graph(config, weights=weights, keras_version=version)
-    _check_all_weighted(graph, weights, ctx)
     if "backend" in f.attrs:
         try:
             graph.metadata["backend"] = to_str(f.attrs["backend"])
@@ -490,13 +525,6 @@ def _load_graph(f, ctx):
         if "optimizer_weights" in f:
             graph.training.optimizer_state = _read_optimizer_weights(f, graph, ctx)
     return graph
-
-
-def _check_all_weighted(graph, weights, ctx):
-    names = {n.name for n in graph.nodes}
-    extra = [k for k, v in weights.items() if v and k not in names]
-    if extra:
-        ctx.fail(f"model_weights has weights for layers the config does not have: {extra}")
 
 
 def save_weights(graph, path):

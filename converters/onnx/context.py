@@ -47,8 +47,9 @@ def onnx_dtype(dtype):
 class ExportContext:
     """Unique names, initializers, emitted nodes, masks and the target opset."""
 
-    def __init__(self, opset, reserved=()):
+    def __init__(self, opset, reserved=(), emit_graph=None):
         self.opset = int(opset)
+        self._emit_graph = emit_graph   # the exporter's walk: (graph, ctx, feeds) -> outputs
         self.nodes = []                 # onnx.NodeProto, in emission order
         self.initializers = []          # onnx.TensorProto
         self.extra_domains = {}         # domain -> version (OnnxOp nodes in custom domains)
@@ -84,6 +85,11 @@ class ExportContext:
     @property
     def graph(self):
         return self._graphs[-1]
+
+    def emit_subgraph(self, graph, inputs, prefix):
+        """Inline `graph` (a nested model) on `inputs`, its names under `prefix`; -> outputs."""
+        with self.push_graph(graph, prefix=prefix):
+            return self._emit_graph(graph, self, dict(zip(graph.input_names(), inputs)))
 
     # -- weights and constants ------------------------------------------------------------
     def weights(self, node):

@@ -16,18 +16,17 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 from onnx import helper
 
-from modelkit.errors import ConfigError, IRError, UnsupportedError
+from modelkit.errors import ConfigError, IRError, ModelkitError, UnsupportedError
 from modelkit.ir import Graph
 
+from ..atomic import atomic_write
 from . import handlers  # noqa: F401  (registers every handler)
 from .context import ExportContext, LayerUnsupported, Tensor, onnx_dtype
-from .registry import EXPORT_HANDLERS, get_handler
+from .registry import EXPORT_HANDLERS, check_graph, get_handler
 
 SUPPORTED_OPSETS = tuple(range(13, 22))
 # The IR version each opset was released with: onnxruntime refuses models whose IR version
@@ -36,32 +35,6 @@ IR_VERSION_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 
 
 
 # -- checking ------------------------------------------------------------------------------
-
-def check_graph(graph, opset, prefix=""):
-    """Every reason a node of `graph` cannot be exported, as "<Op> layer '<name>': why"."""
-    problems = []
-    for node in graph.nodes:
-        problems.extend(check_node(node, opset, prefix))
-    return problems
-
-
-def check_node(node, opset, prefix=""):
-    label = f"{node.op} layer {prefix + node.name!r}"
-    handler = get_handler(node.op)
-    if handler is None:
-        return [f"{label}: no ONNX export handler for op {node.op!r}"]
-    if handler.check is None:
-        return []
-    try:
-        result = handler.check(node, opset)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        return [f"{label}: malformed config ({type(e).__name__}: {e})"]
-    if not result:
-        return []
-    if isinstance(result, str):
-        return [f"{label}: {result}"]
-    return list(result)
-
 
 def _raise_unsupported(graph, opset, problems):
     lines = "\n".join(f"  - {p}" for p in problems)
@@ -98,6 +71,12 @@ def emit_graph(graph, ctx, feeds):
             ctx.problems.append(msg if msg.startswith(head) else f"{head}: {msg}")
             env[(node.name, ci)] = _Failed
             continue
+        except ModelkitError:
+            raise
+        except Exception as e:      # a malformed config: name the layer, keep it modelkit's
+            scope = "/".join(ctx._prefixes + [node.name])
+            raise IRError(f"{node.op} layer {scope!r}: cannot be exported with this config: "
+                          f"{type(e).__name__}: {e}") from None
         if handler.keeps_mask and ins and outs and ins[0].name in ctx.masks:
             ctx.masks.setdefault(outs[0].name, ctx.masks[ins[0].name])
         env[(node.name, ci)] = outs
@@ -269,7 +248,7 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
     for i, w in enumerate(wanted):          # the same tensor listed twice as an output
         if w in wanted[:i]:
             wanted[i] = f"{w}_{i}"
-    ctx = ExportContext(opset, reserved=list(input_names) + wanted)
+    ctx = ExportContext(opset, reserved=list(input_names) + wanted, emit_graph=emit_graph)
     ctx.problems = []
     feeds = {s.name: Tensor(s.name, s.shape, s.dtype) for s in graph.inputs}
     with ctx.push_graph(graph):
@@ -307,9 +286,13 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
     if any(t.shape is None for t in outs):
         _fill_output_shapes(model)
     if check:
-        onnx.checker.check_model(model, full_check=True)
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:      # onnx ValidationError / InferenceError
+            raise IRError(f"graph {graph.name!r}: the exported ONNX model fails the ONNX "
+                          f"checker: {' '.join(str(e).split())[:2000]}") from None
     if path is not None:
-        _save_atomic(model, path)
+        save_proto(model, path)
     return model
 
 
@@ -325,20 +308,14 @@ def _fill_output_shapes(model):
 
 
 def _modelkit_version():
-    import modelkit
-    return str(getattr(modelkit, "__version__", "0"))
+    from modelkit._version import __version__
+    return __version__
 
 
-def _save_atomic(model, path):
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def save_proto(model, path):
+    """Write an `onnx.ModelProto` to `path` atomically."""
+    with atomic_write(path, mode="wb") as f:
+        f.write(model.SerializeToString())
 
 
 def supported_ops():
@@ -346,5 +323,5 @@ def supported_ops():
     return EXPORT_HANDLERS.names()
 
 
-__all__ = ["export", "check_graph", "emit_graph", "supported_ops", "SUPPORTED_OPSETS",
+__all__ = ["export", "save_proto", "check_graph", "emit_graph", "supported_ops", "SUPPORTED_OPSETS",
            "IR_VERSION_FOR_OPSET", "remove_inverse_transposes"]

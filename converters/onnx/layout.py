@@ -1,6 +1,6 @@
 """Every gate-order and layout conversion between Keras weights and ONNX, in one place.
 
-Pure numpy; tested on its own in tests/test_onnx_export_layout.py.
+Pure numpy; tested on its own in tests/converters/test_onnx_export_layout.py.
 
 Keras (modelkit) layouts                          ONNX layouts
 ------------------------------------------------  -----------------------------------------------

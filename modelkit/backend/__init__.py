@@ -2,7 +2,7 @@
 
 Also the user-facing Keras backend module: `from modelkit import backend as K`.
 Op implementations live in `math_ops`, `array_ops`, `nn_ops` (and the layer-specific
-`conv_ops`, `rnn_ops` modules), all registered in `engine.OPS`.
+`conv_ops`, `rnn_ops` modules), all registered in `tape.OPS`.
 """
 
 from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
@@ -12,7 +12,7 @@ from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: 
 from .config import (epsilon, floatx, image_data_format, image_dim_ordering,  # noqa: F401
                      learning_phase, normalize_data_format, set_epsilon, set_floatx,
                      set_image_data_format, set_image_dim_ordering, set_learning_phase)
-from .engine import OPS, apply, defop  # noqa: F401
+from .tape import OPS, apply, defop  # noqa: F401
 from .functions import *  # noqa: F401,F403
 from .functions import abs, all, any, max, min, pow, round, slice, sum  # noqa: F401,A004
 from .tensor import GradientTape, StopRecording, Tensor, Variable  # noqa: F401

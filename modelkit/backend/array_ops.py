@@ -4,7 +4,7 @@ import numpy as np
 
 from . import sparse_grad
 from .sparse_grad import IndexedRows
-from .engine import defop, unbroadcast
+from .tape import defop, unbroadcast
 
 
 @defop("reshape")

@@ -1,7 +1,7 @@
 """A pool that recycles large numpy arrays once nothing else refers to them.
 
 A general helper for code that allocates big scratch arrays call after call (the fused
-recurrent ops in `rnn_ops.py` use one): `pool.empty(shape, dtype)` behaves like
+recurrent ops in `rnn_ops/` use one): `pool.empty(shape, dtype)` behaves like
 `np.empty`, but hands back a previously allocated array of the same shape and dtype when
 the only references left to it are the pool's own, so reusing it can never overwrite
 data someone still holds. Fresh allocations of tens of megabytes cost page faults and

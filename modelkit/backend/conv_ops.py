@@ -26,7 +26,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConfigError, ShapeError
 from . import conv_fast
-from .engine import defop
+from .tape import defop
 from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Every function takes tensors, numpy arrays or scalars and returns a `Tensor`; anything
 written with them is differentiable. Called on a symbolic tensor (from `Input` or a
-layer), a function becomes a layer node of the functional graph (see
-`modelkit.engine.backend_op_layer`), as in Keras.
+layer), a function becomes a layer node of the functional graph, as in Keras: the backend
+imports nothing above it, so the symbolic tensor's own type supplies that behaviour
+(`__backend_function__(fn, args, kwargs)`, and `__backend_graph_function__(inputs, outputs)`
+for `K.function`; the engine's `KerasTensor` implements both).
 """
 
 import builtins
@@ -14,37 +16,32 @@ import numpy as np
 from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
 from . import config
-from .engine import apply
+from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
-
-_SYMBOLIC_HANDLER = None
-
-
-def set_symbolic_handler(handler):
-    """Installed by the engine: handler(fn, args, kwargs) -> symbolic tensor."""
-    global _SYMBOLIC_HANDLER
-    _SYMBOLIC_HANDLER = handler
 
 
 def is_symbolic(x):
     return hasattr(x, "_keras_history")
 
 
-def _any_symbolic(items):
+def _first_symbolic(items):
     for x in items:
         if is_symbolic(x):
-            return True
-        if isinstance(x, (list, tuple)) and _any_symbolic(x):
-            return True
-    return False
+            return x
+        if isinstance(x, (list, tuple)):
+            found = _first_symbolic(x)
+            if found is not None:
+                return found
+    return None
 
 
 def k_function(fn):
     """Make `fn` also accept symbolic tensors (it then becomes a graph node)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if _SYMBOLIC_HANDLER is not None and _any_symbolic(args + tuple(kwargs.values())):
-            return _SYMBOLIC_HANDLER(wrapper, args, kwargs)
+        symbolic = _first_symbolic(args + tuple(kwargs.values()))
+        if symbolic is not None:
+            return symbolic.__backend_function__(wrapper, args, kwargs)
         return fn(*args, **kwargs)
     wrapper.k_name = fn.__name__
     return wrapper
@@ -367,6 +364,15 @@ def dot(x, y):
 
 
 @k_function
+def dense(x, kernel, bias=None):
+    """`x @ kernel + bias` over the last axis of x (any rank) as one fused op: what a Dense
+    layer computes (the bias add is folded into the GEMM's gradient)."""
+    if bias is None:
+        return apply(math_ops._dense, _t(x), _t(kernel))
+    return apply(math_ops._dense, _t(x), _t(kernel), _t(bias))
+
+
+@k_function
 def matmul(x, y):
     return apply(math_ops._matmul, _t(x), _t(y))
 
@@ -589,11 +595,14 @@ def gradients(loss, variables):
 def function(inputs, outputs, updates=None, name=None):
     """Keras K.function: a callable mapping a list of input values to output values.
 
-    `inputs` and `outputs` are symbolic tensors of a functional graph; the engine builds
-    the executable graph.
+    `inputs` and `outputs` are symbolic tensors of a functional graph; their type (the
+    engine's `KerasTensor`) builds the runner.
     """
-    from ..engine.functional import make_backend_function
-    return make_backend_function(inputs, outputs)
+    symbolic = _first_symbolic([inputs, outputs])
+    if symbolic is None:
+        raise ConfigError("K.function needs symbolic tensors (from Input or a layer) as "
+                          "inputs and outputs")
+    return symbolic.__backend_graph_function__(inputs, outputs)
 
 
 __all__ = [n for n, v in list(globals().items())

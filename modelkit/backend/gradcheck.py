@@ -45,15 +45,26 @@ def assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-6, seed=0):
                                    err_msg=f"gradient of input {i} differs from finite differences")
 
 
-def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6):
-    """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64)."""
+def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, training=None,
+                                 before_call=None):
+    """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64).
+
+    training: passed to every call when not None. before_call: run before every call (a
+    noise layer re-seeds its generator there, so each call draws the same noise)."""
     from .tensor import StopRecording, Tensor
+    kwargs = {} if training is None else {"training": training}
+
+    def call(value):
+        if before_call is not None:
+            before_call()
+        return layer(value, **kwargs)
+
     x = np.asarray(x, np.float64)
     xv = Variable(x, dtype="float64")
-    layer(xv)                                       # builds the layer
+    call(xv)                                        # builds the layer
     weights = layer.trainable_weights
     with GradientTape() as tape:
-        out = layer(xv)
+        out = call(xv)
     w = np.random.default_rng(0).standard_normal(out.shape)
     analytic = tape.gradient(out, [xv] + weights, output_gradient=w)
     for k, arr in enumerate([x] + [v.value for v in weights]):
@@ -65,8 +76,8 @@ def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6):
             for d in (eps, -eps):
                 flat[i] = orig + d
                 with StopRecording():
-                    vals.append(float(np.sum(layer(Tensor(x)).value * w)))
+                    vals.append(float(np.sum(call(Tensor(x)).value * w)))
             flat[i] = orig
             numeric[i] = (vals[0] - vals[1]) / (2 * eps)
         np.testing.assert_allclose(analytic[k].reshape(-1), numeric, rtol=rtol, atol=atol,
-                                   err_msg=f"gradient {k} (0 = input)")
+                                   err_msg=f"gradient {k} (0 = input) of {layer.name}")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .engine import apply, defop, normalize_axis, restore_reduced, unbroadcast
+from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
 from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------

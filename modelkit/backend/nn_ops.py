@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .engine import defop
+from .tape import defop
 
 # ---------------------------------------------------------------------------------------
 # activations

@@ -15,7 +15,7 @@ given statistics (BatchNormalization at inference), differentiable in every inpu
 import numpy as np
 
 from . import norm_fast
-from .engine import apply, defop, unbroadcast
+from .tape import apply, defop, unbroadcast
 
 
 def _sum(a, axes):

@@ -1,4 +1,4 @@
-"""Activations usable inside the fused recurrent ops (`rnn_ops.py`).
+"""Activations usable inside the fused recurrent ops (`rnn_ops/`).
 
 Each is an in-place forward paired with its derivative multiplied into a gradient
 buffer, so the fused ops can apply them on preallocated arrays; `ACTIVATIONS` maps the

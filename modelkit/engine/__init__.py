@@ -5,4 +5,3 @@ from .input_layer import Input, InputLayer  # noqa: F401
 from .keras_tensor import KerasTensor, Node  # noqa: F401
 from .functional import Model  # noqa: F401
 from .sequential import Sequential  # noqa: F401
-from . import backend_op_layer  # noqa: F401  (installs the symbolic K-function handler)

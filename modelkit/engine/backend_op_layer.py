@@ -2,13 +2,15 @@
 
 `K.mean(x, axis=1)` on a symbolic `x` creates a `BackendOp` layer that records the K
 function by name and its non-tensor arguments, like Keras's TFOpLambda layers. Nothing
-is pickled: the function is looked up by name in `modelkit.backend` when loading.
+is pickled: the name is resolved only through the registry of K functions
+(`modelkit.engine.k_functions`), never as an attribute of the backend module, and the
+arguments are checked (`check_arguments`) before anything is built.
 """
 
 from ..backend import functions as F
-from ..errors import ConfigError
-from ..op_arguments import decode, encode
+from ..op_arguments import check_arguments, decode, encode
 from .base_layer import Layer
+from .k_functions import k_function_named
 
 def _encode(value, tensors):
     return encode(value, tensors, F.is_symbolic)
@@ -19,20 +21,20 @@ class BackendOp(Layer):
 
     def __init__(self, function, arguments=None, **kwargs):
         super().__init__(**kwargs)
-        if not hasattr(F, function) and function != "getitem":
-            raise ConfigError(f"BackendOp {self.name!r}: unknown backend function {function!r}")
+        where = f"BackendOp {self.name!r}"
+        self._fn = k_function_named(function, where)
         self.function = function
-        self.arguments = arguments or {"args": [], "kwargs": {}}
+        self.arguments = check_arguments(function, arguments or {"args": [], "kwargs": {}},
+                                         where)
         self.supports_masking = False
 
     def call(self, inputs):
         tensors = inputs if isinstance(inputs, list) else [inputs]
         args = decode(self.arguments["args"], tensors)
         kwargs = {k: decode(v, tensors) for k, v in self.arguments["kwargs"].items()}
-        fn = getattr(F, self.function)
         if self.function == "getitem":
-            return F.getitem(args[0], _to_index(args[1]))
-        return fn(*args, **kwargs)
+            return self._fn(args[0], _to_index(args[1]))
+        return self._fn(*args, **kwargs)
 
     def get_config(self):
         config = super().get_config()
@@ -44,7 +46,8 @@ def _to_index(idx):
     return tuple(idx) if isinstance(idx, list) else idx
 
 
-def _symbolic_handler(fn, args, kwargs):
+def symbolic_call(fn, args, kwargs):
+    """K function `fn` called on symbolic tensors: a BackendOp node."""
     tensors = []
     enc_args = _encode(list(args), tensors)
     enc_kwargs = {k: _encode(v, tensors) for k, v in kwargs.items()}
@@ -55,11 +58,8 @@ def _symbolic_handler(fn, args, kwargs):
 
 
 def getitem_symbolic(x, index):
+    """`x[index]` on a symbolic tensor: a BackendOp node."""
     tensors = []
     enc = _encode([x, list(index) if isinstance(index, tuple) else index], tensors)
     layer = BackendOp("getitem", {"args": enc, "kwargs": {}})
     return layer(tensors if len(tensors) > 1 else tensors[0])
-
-
-F.set_symbolic_handler(_symbolic_handler)
-F.getitem_symbolic = getitem_symbolic

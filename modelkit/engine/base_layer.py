@@ -74,6 +74,10 @@ _BASE_KWARGS = {"input_shape", "batch_input_shape", "batch_size", "input_dim", "
                 "weights", "activity_regularizer", "input_dtype"}
 
 
+# Output-shape inference runs `call` on a dummy input; never one larger than this.
+MAX_PROBE_ELEMENTS = 1 << 24
+
+
 class Layer:
     """Base class of every layer (Keras semantics).
 
@@ -148,7 +152,9 @@ class Layer:
     def add_weight(self, name, shape, dtype=None, initializer=None, regularizer=None,
                    trainable=True, constraint=None):
         from .. import constraints, initializers, regularizers
+        from .build_budget import check_weight
         init = initializers.get(initializer or "glorot_uniform")
+        check_weight(self.name, name, shape, dtype or self.dtype)
         shape = tuple(int(d) for d in shape)
         value = init(shape, dtype=dtype or self.dtype)
         var = Variable(value, name=f"{self._weight_scope()}/{name}", trainable=trainable,
@@ -330,8 +336,15 @@ class Layer:
     def _probe(self, input_shape, fill):
         def dummy(shape_and_dtype):
             shape, dt = shape_and_dtype
-            concrete = tuple(fill if d is None else d for d in shape)
-            return Tensor(np.zeros(concrete, dtype=dt))
+            concrete = tuple(fill if d is None else int(d) for d in shape)
+            if int(np.prod(concrete, dtype=object)) > MAX_PROBE_ELEMENTS:
+                raise ShapeError(
+                    f"Layer {self.name!r} ({type(self).__name__}): cannot infer the output "
+                    f"shape for input shape {tuple(shape)} without running it on an input of "
+                    f"more than {MAX_PROBE_ELEMENTS} values; refused (declare the output "
+                    f"shape, e.g. Lambda(..., output_shape=...))")
+            # a read-only view of one zero: no dummy as big as the declared shape
+            return Tensor(np.broadcast_to(np.zeros((), dtype=dt), concrete))
         dtypes = self._probe_dtypes(input_shape)
         pairs = _zip_structure(input_shape, dtypes)
         inputs = map_structure_pairs(dummy, pairs)

@@ -60,18 +60,22 @@ class Model(TrainingMixin, Layer):
         self.built = True
 
     def _topological_nodes(self):
+        """Nodes in dependency order (depth-first post-order from the outputs), with an
+        explicit stack: a model thousands of layers deep must not hit Python's recursion
+        limit."""
         input_ids = {id(t) for t in self.inputs}
         order, state = [], {}
 
-        def visit(tensor, path):
+        def enter(tensor, path):
+            """The node to expand for `tensor`, or None if nothing is left to do."""
             layer, node_index, _ = tensor._keras_history
             node = layer._inbound_nodes[node_index]
             key = id(node)
             if state.get(key) == "done":
-                return
+                return None
             if id(tensor) in input_ids:
                 state[key] = "done"
-                return
+                return None
             if isinstance(layer, InputLayer):
                 names = [t.name for t in self.inputs]
                 raise ConfigError(f"Graph disconnected: cannot obtain a value for input "
@@ -80,13 +84,22 @@ class Model(TrainingMixin, Layer):
             if state.get(key) == "visiting":
                 raise ConfigError(f"Model {self.name!r}: cycle through layer {layer.name!r}")
             state[key] = "visiting"
-            for t in node.input_tensors:
-                visit(t, layer.name)
-            state[key] = "done"
-            order.append(node)
+            return node
 
-        for t in self.outputs:
-            visit(t, "<output>")
+        for out in self.outputs:
+            node = enter(out, "<output>")
+            stack = [(node, iter(node.input_tensors))] if node is not None else []
+            while stack:
+                node, pending = stack[-1]
+                for t in pending:
+                    child = enter(t, node.layer.name)
+                    if child is not None:
+                        stack.append((child, iter(child.input_tensors)))
+                        break
+                else:
+                    stack.pop()
+                    state[id(node)] = "done"
+                    order.append(node)
         return order
 
     @property
@@ -232,7 +245,7 @@ class Model(TrainingMixin, Layer):
         load_weights(self, filepath, by_name=by_name, skip_mismatch=skip_mismatch)
 
     def to_json(self, **kwargs):
-        from ..saving import model_to_json
+        from ..ir_bridge import model_to_json
         return model_to_json(self, **kwargs)
 
 

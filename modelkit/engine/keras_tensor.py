@@ -43,7 +43,20 @@ class KerasTensor:
     def __neg__(self): return F.negative(self)
     def __abs__(self): return F.abs(self)
     def __matmul__(self, o): return F.matmul(self, o)
-    def __getitem__(self, idx): return F.getitem_symbolic(self, idx)
+    def __getitem__(self, idx):
+        from .backend_op_layer import getitem_symbolic
+        return getitem_symbolic(self, idx)
+
+    # K functions (and K.function) applied to symbolic tensors hand themselves over here
+    @staticmethod
+    def __backend_function__(fn, args, kwargs):
+        from .backend_op_layer import symbolic_call
+        return symbolic_call(fn, args, kwargs)
+
+    @staticmethod
+    def __backend_graph_function__(inputs, outputs):
+        from .functional import make_backend_function
+        return make_backend_function(inputs, outputs)
 
 
 class Node:

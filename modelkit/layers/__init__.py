@@ -23,3 +23,4 @@ from .normalization import *  # noqa: F401,F403,E402
 from .noise import *  # noqa: F401,F403,E402
 from .advanced_activations import *  # noqa: F401,F403,E402
 from .legacy_layers import *  # noqa: F401,F403,E402
+from .legacy_merge import *  # noqa: F401,F403,E402

@@ -17,7 +17,7 @@ import numpy as np
 from .. import activations
 from ..backend import config as backend_config
 from ..backend import conv_ops
-from ..backend.engine import OPS, apply
+from ..backend.tape import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .. import legacy

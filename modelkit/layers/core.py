@@ -54,8 +54,7 @@ class Dense(Layer):
                              f"{self.kernel.shape[0]}, got shape {tuple(inputs.shape)}")
         if not np.issubdtype(inputs.dtype, np.floating):
             inputs = F.cast(inputs, self.dtype)
-        y = F.apply(F.math_ops._dense, inputs, self.kernel, self.bias) if self.use_bias else \
-            F.apply(F.math_ops._dense, inputs, self.kernel)
+        y = F.dense(inputs, self.kernel, self.bias if self.use_bias else None)
         return self.activation(y)
 
     def compute_output_shape(self, input_shape):

@@ -110,11 +110,9 @@ class Highway(_Keras1Dense):
 
     def call(self, inputs):
         x = self._float_input(inputs)
-        dense = F.math_ops._dense
-        gate = F.apply(dense, x, self.W_carry, self.b_carry) if self.use_bias else \
-            F.apply(dense, x, self.W_carry)
+        gate = F.dense(x, self.W_carry, self.b_carry if self.use_bias else None)
         t = F.sigmoid(gate)
-        h = F.apply(dense, x, self.W, self.b) if self.use_bias else F.apply(dense, x, self.W)
+        h = F.dense(x, self.W, self.b if self.use_bias else None)
         h = self.activation(h)
         return F.add(F.multiply(t, h), F.multiply(F.subtract(1.0, t), x))
 
@@ -178,7 +176,7 @@ class MaxoutDense(_Keras1Dense):
         nb, d, u = self.W.shape
         # one GEMM: (batch, d) @ (d, nb * u) -> (batch, nb, u)
         kernel = F.reshape(F.transpose(self.W, (1, 0, 2)), (d, nb * u))
-        z = F.reshape(F.apply(F.math_ops._dense, x, kernel), (x.shape[0], nb, u))
+        z = F.reshape(F.dense(x, kernel), (x.shape[0], nb, u))
         if self.use_bias:
             z = F.add(z, self.b)
         return F.max(z, axis=1)

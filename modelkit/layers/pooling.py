@@ -13,7 +13,7 @@ import numpy as np
 from ..backend import config as backend_config
 from ..backend import conv_ops
 from ..backend import functions as F
-from ..backend.engine import OPS, apply
+from ..backend.tape import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._spatial import KERAS1_CONVERT, check_rank, positive_tuple

@@ -5,7 +5,7 @@
 
 from ..backend import config as backend_config
 from ..backend import functions as F
-from ..backend.engine import OPS, apply
+from ..backend.tape import OPS, apply
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._spatial import KERAS1_CONVERT, as_float, check_rank, pairs, positive_tuple

@@ -2,11 +2,14 @@
 
 Loading never runs code from a file unless the caller asks: a Lambda's marshalled
 bytecode is only unmarshalled inside `safe_mode_scope(False)` (what
-`load_model(..., safe_mode=False)` opens).
+`load_model(..., safe_mode=False)` opens). Safe mode and the custom-object scopes are
+per call (`contextvars`): a `safe_mode=False` load in one thread (or asyncio task) never
+turns safe mode off for a load running concurrently in another.
 """
 
 import base64
 import contextlib
+import contextvars
 import marshal
 import types
 
@@ -15,7 +18,8 @@ from ..registry import Registry
 
 LAYERS = Registry("layer class")
 
-_STATE = {"safe_mode": True, "custom_objects": [{}]}
+_SAFE_MODE = contextvars.ContextVar("modelkit_safe_mode", default=True)
+_CUSTOM_OBJECTS = contextvars.ContextVar("modelkit_custom_objects", default=())  # dicts, outer first
 
 
 def register_layer(cls=None, *, aliases=()):
@@ -30,28 +34,29 @@ def register_layer(cls=None, *, aliases=()):
 
 @contextlib.contextmanager
 def safe_mode_scope(safe_mode=True):
-    previous = _STATE["safe_mode"]
-    _STATE["safe_mode"] = bool(safe_mode)
+    """Within the block (in this thread / task only), loading may run code iff not safe_mode."""
+    token = _SAFE_MODE.set(bool(safe_mode))
     try:
         yield
     finally:
-        _STATE["safe_mode"] = previous
+        _SAFE_MODE.reset(token)
 
 
 def in_safe_mode():
-    return _STATE["safe_mode"]
+    return _SAFE_MODE.get()
 
 
 @contextlib.contextmanager
 def custom_object_scope(*objects):
+    """Within the block (in this thread / task only), these names resolve to these objects."""
     merged = {}
     for o in objects:
         merged.update(o or {})
-    _STATE["custom_objects"].append(merged)
+    token = _CUSTOM_OBJECTS.set(_CUSTOM_OBJECTS.get() + (merged,))
     try:
         yield
     finally:
-        _STATE["custom_objects"].pop()
+        _CUSTOM_OBJECTS.reset(token)
 
 
 CustomObjectScope = custom_object_scope
@@ -59,7 +64,7 @@ CustomObjectScope = custom_object_scope
 
 def custom_objects():
     merged = {}
-    for d in _STATE["custom_objects"]:
+    for d in _CUSTOM_OBJECTS.get():
         merged.update(d)
     return merged
 
@@ -84,6 +89,7 @@ def deserialize(config, custom_objects=None):
     cls = get_layer_class(config["class_name"], config.get("config", {}).get("name"),
                           custom_objects)
     inner = dict(config.get("config", {}))
+    _resolve_code_activations(inner, config["class_name"], custom_objects)
     with custom_object_scope(custom_objects or {}):
         try:
             return cls.from_config(inner, custom_objects=custom_objects) \
@@ -91,6 +97,36 @@ def deserialize(config, custom_objects=None):
         except TypeError as e:
             raise ConfigError(f"Layer {inner.get('name')!r} ({config['class_name']}): config "
                               f"does not fit the class: {e}") from None
+
+
+_ACTIVATION_KEYS = ("activation", "recurrent_activation")
+
+
+def _resolve_code_activations(config, class_name, custom=None):
+    """An activation stored as Python code (Keras 2 bytecode, Keras 3 `__lambda__`) is
+    refused in safe mode, naming the layer and the key, as Lambda layers are; with
+    safe_mode=False it is decoded into the function."""
+    for key in _ACTIVATION_KEYS:
+        value = config.get(key)
+        code = None
+        if isinstance(value, list):
+            code = value
+        elif isinstance(value, dict) and value.get("class_name") == "__lambda__":
+            code = value
+        elif isinstance(value, dict) and value.get("class_name") == "function" \
+                and isinstance(value.get("config"), dict):
+            code = value["config"]
+            code = {"class_name": "__lambda__", "config": code}
+        if code is None:
+            continue
+        name = config.get("name")
+        if in_safe_mode():
+            raise UnsafeLoadError(
+                f"Layer {name!r} ({class_name}): {key} is a serialized Python function; "
+                f"loading it would run code from the file. If you trust the file, load it "
+                f"with safe_mode=False.")
+        config[key] = deserialize_function({key: code, f"{key}_type": "lambda"}, key, custom,
+                                           layer_name=name)
 
 
 def serialize(layer):
@@ -112,8 +148,7 @@ def serialize_function(fn, key):
     """Keras 2 layout: a named function by name, anything else as marshalled bytecode."""
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__name__", None)
-    if name and name != "<lambda>" and module and not _has_closure(fn) and \
-            name in _named_functions():
+    if name and name != "<lambda>" and module and _named_functions().get(name) is fn:
         return {key: name, f"{key}_type": "function", "module": module}
     if isinstance(fn, types.FunctionType):
         code = base64.b64encode(marshal.dumps(fn.__code__)).decode("ascii")
@@ -123,15 +158,13 @@ def serialize_function(fn, key):
     raise ConfigError(f"Cannot serialise {fn!r}: only functions can be stored in a config")
 
 
-def _has_closure(fn):
-    return bool(getattr(fn, "__closure__", None))
-
-
 def _named_functions():
-    from .. import activations
-    from ..backend import functions as F
-    names = {n: getattr(F, n) for n in dir(F) if not n.startswith("_")}
-    names.update({n: activations.get(n) for n in activations.names()})
+    """The functions a config may name: the registered K functions and activations (never
+    an attribute of a module looked up by a name from a file)."""
+    from ..activations import ACTIVATIONS
+    from ..engine.k_functions import K_FUNCTIONS
+    names = dict(ACTIVATIONS.items())
+    names.update(K_FUNCTIONS.items())
     return names
 
 

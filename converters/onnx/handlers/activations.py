@@ -17,8 +17,20 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
+def is_code(spec):
+    """Whether an activation spec is a serialized Python function (Keras 2 bytecode list,
+    Keras 3 `__lambda__`, a `function` dict holding code) rather than a name."""
+    if isinstance(spec, (list, tuple)):
+        return True
+    if isinstance(spec, dict):
+        return (spec.get("class_name") in ("__lambda__", "Lambda")
+                or (spec.get("class_name") == "function" and not isinstance(spec.get("config"), str)))
+    return False
+
+
 def activation_name(spec):
-    """Normalise an activation spec (str, None or a serialized dict) to (name, options)."""
+    """Normalise an activation spec (str, None or a serialized dict) to (name, options);
+    (None, {}) for anything else, which no table maps (never the identity)."""
     if spec is None:
         return "linear", {}
     if isinstance(spec, str):
@@ -98,7 +110,7 @@ ACTIVATIONS = {
     "relu6": _relu6,
     "mish": _mish,
 }
-LINEAR = ("linear", None)
+LINEAR = ("linear",)
 # Activations that mix values along an axis: a conv handler applies them after returning
 # to the layer's own data format instead of inside the channels-first section.
 AXIS_ACTIVATIONS = ("softmax", "log_softmax")
@@ -113,6 +125,9 @@ def activation_problem(spec):
     """A reason string if `spec` is not exportable, else None."""
     if activation_supported(spec):
         return None
+    if is_code(spec):
+        return ("activation is a serialized Python function, which has no ONNX mapping "
+                "(refused rather than exported as the identity)")
     return f"activation {spec!r} has no ONNX mapping (known: {', '.join(sorted(ACTIVATIONS))})"
 
 
@@ -143,9 +158,10 @@ RNN_ACTIVATIONS = {   # name -> (ONNX name, alpha or None, beta or None)
 
 def rnn_activation_problem(spec):
     name, _ = activation_name(spec)
-    name = "linear" if name is None and spec is None else name
     if name in RNN_ACTIVATIONS:
         return None
+    if is_code(spec):
+        return activation_problem(spec)
     return (f"recurrent layer activation {spec!r} has no ONNX RNN equivalent "
             f"(supported: {', '.join(sorted(RNN_ACTIVATIONS))})")
 

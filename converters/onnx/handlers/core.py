@@ -7,7 +7,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from ..context import LayerUnsupported, Tensor
-from ..registry import export_handler
+from ..registry import check_graph, export_handler
 from .activations import activation_problem, apply_activation
 
 
@@ -213,17 +213,14 @@ def lambda_layer(node, ctx, inputs):
 def _nested_problem(node, opset):
     if node.subgraph is None:
         return "nested model has no subgraph"
-    from ..export import check_graph
     return check_graph(node.subgraph, opset, prefix=f"{node.name}/") or None
 
 
 @export_handler("Functional", "Sequential", "Model", check=_nested_problem)
 def nested_model(node, ctx, inputs):
     """Inline the nested model's graph, once per call; weights are shared between calls."""
-    from ..export import emit_graph
     sub = node.subgraph
     if len(inputs) != len(sub.inputs):
         raise LayerUnsupported(f"nested model takes {len(sub.inputs)} input(s), "
                                f"the call passes {len(inputs)}")
-    with ctx.push_graph(sub, prefix=node.name):
-        return emit_graph(sub, ctx, dict(zip(sub.input_names(), inputs)))
+    return ctx.emit_subgraph(sub, inputs, prefix=node.name)

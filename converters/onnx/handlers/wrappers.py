@@ -5,7 +5,7 @@ from __future__ import annotations
 from modelkit.ir import Node
 
 from ..context import LayerUnsupported
-from ..registry import get_handler, export_handler
+from ..registry import check_node, export_handler, get_handler
 
 
 def _inner_node(node):
@@ -16,7 +16,6 @@ def _inner_node(node):
 
 
 def _check_time_distributed(node, opset):
-    from ..export import check_node
     inner = _inner_node(node)
     problems = check_node(inner, opset)
     return [f"TimeDistributed layer {node.name!r}: inner {p}" for p in problems] or None

@@ -1,0 +1,216 @@
+"""The fused GRU sequence op (`reset_after` True and False)."""
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..rnn_activations import get_activation
+from ..tape import apply, defop
+from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
+                    _incoming_grad, _init_state, _prepare_mask, _project, _project_backward,
+                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _split_rec,
+                    _to_time_major)
+
+
+@defop("gru_sequence", n_outputs=2)
+def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                  input_dropout=None, recurrent_dropout=None, activation="tanh",
+                  recurrent_activation="sigmoid", reset_after=True, go_backwards=False,
+                  zero_output_for_mask=False):
+    """-> (outputs (B, T, u) in processing order, h_T (B, u))."""
+    B, I, U = _check("gru_sequence", x, kernel, recurrent_kernel, h0)
+    T = x.shape[1]
+    dt = x.dtype
+    act, ract = get_activation(activation), get_activation(recurrent_activation)
+    R = recurrent_kernel
+    if bias is None:
+        b_in = b_rec = None
+    elif reset_after:
+        if bias.shape != (2, 3 * U):
+            raise ShapeError(f"gru_sequence: reset_after=True needs a bias of shape "
+                             f"{(2, 3 * U)}, got {bias.shape}")
+        b_in, b_rec = bias[0], bias[1]
+    else:
+        if bias.shape != (3 * U,):
+            raise ShapeError(f"gru_sequence: reset_after=False needs a bias of shape "
+                             f"{(3 * U,)}, got {bias.shape}")
+        b_in, b_rec = bias, None
+    idrop = _gate_masks(input_dropout, 3)
+    rdrop = _gate_masks(recurrent_dropout, 3)
+    if rdrop is not None and rdrop.ndim == 2:
+        rdrop = np.broadcast_to(rdrop, (3,) + rdrop.shape)
+    keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
+
+    x_tm = _to_time_major(x, go_backwards)
+    P, xm = _project(x_tm, kernel, b_in, idrop, 3)           # (T, B, 3u), input bias included
+    Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)         # gate-major view (T, 3, B, u)
+    Z = _empty((T, 3, B, U), dt)                             # z, r, hh of each step
+    H = _empty((T + 1, B, U), dt)
+    H[0] = _init_state(h0, B, U, dt)
+    OUT = H[1:] if keep is None else _empty((T, B, U), dt)
+    save_pre = act.needs_x or ract.needs_x
+    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
+    tmp = np.empty((B, U), dt)
+    u2 = 2 * U
+    if reset_after:
+        Rfull = np.ascontiguousarray(R)
+        Rg = _split_rec(R, 3) if rdrop is not None else None
+        HD = None if rdrop is None else _empty((3, T, B, U), dt)
+        RH = _empty((T, B, U), dt)                          # h R_h + b_rh
+        rec = np.empty((B, 3 * U), dt)
+        recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
+        for t in range(T):
+            zt = Z[t]
+            hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
+            if hd is not None:
+                HD[:, t] = hd
+            if b_rec is not None:
+                rec += b_rec
+            np.add(Pg[t, :2], recg[:2], out=zt[:2])
+            if save_pre:
+                PRE[t, :2] = zt[:2]
+            ract.fwd(zt[:2], zt[:2])
+            np.copyto(RH[t], recg[2])
+            np.multiply(zt[1], RH[t], out=zt[2])
+            zt[2] += Pg[t, 2]
+            if save_pre:
+                PRE[t, 2] = zt[2]
+            act.fwd(zt[2], zt[2])
+            _gru_update(zt, H, t, tmp)
+            if keep is not None:
+                _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+        extra = dict(Rfull=Rfull, Rg=Rg, HD=HD, RH=RH)
+    else:
+        Rzr = np.ascontiguousarray(R[:, :u2])
+        Rh = np.ascontiguousarray(R[:, u2:])
+        Rg = _split_rec(Rzr, 2) if rdrop is not None else None
+        rd_zr = None if rdrop is None else rdrop[:2]
+        rd_h = None if rdrop is None else rdrop[2]
+        HD = None if rdrop is None else _empty((2, T, B, U), dt)
+        Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
+        rec = np.empty((B, u2), dt)
+        recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
+        for t in range(T):
+            zt = Z[t]
+            hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
+            if hd is not None:
+                HD[:, t] = hd
+            np.add(Pg[t, :2], recg, out=zt[:2])
+            if save_pre:
+                PRE[t, :2] = zt[:2]
+            ract.fwd(zt[:2], zt[:2])
+            np.multiply(zt[1], H[t], out=Q[t])
+            if rd_h is not None:
+                Q[t] *= rd_h
+            _gemm(Q[t], Rh, out=tmp)
+            np.add(Pg[t, 2], tmp, out=zt[2])
+            if save_pre:
+                PRE[t, 2] = zt[2]
+            act.fwd(zt[2], zt[2])
+            _gru_update(zt, H, t, tmp)
+            if keep is not None:
+                _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+        extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
+    del P, Pg
+    saved = dict(xm=xm, kernel=kernel, bias_shape=None if bias is None else bias.shape,
+                 idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, PRE=PRE,
+                 act=act, ract=ract, reset_after=reset_after, go_backwards=go_backwards,
+                 zero_output=zero_output_for_mask, **extra)
+    return (np.swapaxes(OUT, 0, 1), H[T]), saved
+
+
+def _gru_update(zt, H, t, tmp):
+    """h' = z * h + (1 - z) * hh = hh + z * (h - hh)."""
+    z, hh = zt[0], zt[2]
+    np.subtract(H[t], hh, out=tmp)
+    tmp *= z
+    np.add(hh, tmp, out=H[t + 1])
+
+
+@_gru_sequence.defvjp
+def _gru_sequence_vjp(grads, s, needs):
+    gseq, ghT = grads
+    Z, H, PRE = s["Z"], s["H"], s["PRE"]
+    T, _, B, U = Z.shape
+    width = 3 * U
+    u2 = 2 * U
+    dt = Z.dtype
+    act, ract = s["act"], s["ract"]
+    keep, drop_rows, zero_output = s["keep"], s["drop_rows"], s["zero_output"]
+    reset_after, rdrop = s["reset_after"], s["rdrop"]
+    gs = _seq_grads(gseq) if gseq.any() else None
+    dh = np.array(ghT, dtype=dt)
+    carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
+    DZ = _empty((T, B, width), dt)          # d(pre-activations) = d(input projection)
+    DZg = DZ.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
+    if reset_after:                         # d(h R + b_rec)
+        DREC = _empty((T, B, width), dt)
+        DRECg = DREC.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
+        Rfull, Rg, RH = s["Rfull"], s["Rg"], s["RH"]
+    else:
+        RhT = np.ascontiguousarray(s["Rh"].T)
+        rd_h, rd_zr, Rzr, Rg = s["rd_h"], s["rd_zr"], s["Rzr"], s["Rg"]
+    dzg = np.empty((3, B, U), dt)
+    dh_new = np.empty((B, U), dt)
+    tmp = np.empty((B, U), dt)
+    for t in range(T - 1, -1, -1):
+        zt = Z[t]
+        z, r, hh = zt
+        _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
+        if keep is None:
+            dh.fill(0)
+        # h' = hh + z * (h - hh)
+        np.subtract(H[t], hh, out=dzg[0])
+        dzg[0] *= dh_new                                                # d z
+        np.multiply(dh_new, z, out=tmp)
+        dh += tmp                                                       # direct path to h
+        np.subtract(1, z, out=dzg[2])
+        dzg[2] *= dh_new                                                # d hh
+        act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
+        if reset_after:
+            np.multiply(dzg[2], RH[t], out=dzg[1])                      # d r
+            np.multiply(dzg[2], r, out=DRECg[t, 2])                     # d (h R_h + b_rh)
+            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+            np.copyto(DZg[t], dzg)
+            np.copyto(DRECg[t, :2], dzg[:2])
+            dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+        else:
+            dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
+            hdh = H[t] if rd_h is None else H[t] * rd_h
+            np.multiply(dq, hdh, out=dzg[1])                            # d r
+            dq *= r
+            if rd_h is not None:
+                dq *= rd_h
+            dh += dq
+            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+            np.copyto(DZg[t], dzg)
+            dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
+    needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
+    has_bias = s["bias_shape"] is not None
+    dx_tm, dW, db_in = _project_backward(DZ, s["xm"], s["kernel"], s["idrop"], 3, needs_x,
+                                         needs_k, needs_b and has_bias)
+    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+    dR = db = None
+    if reset_after:
+        if needs_r:
+            dR = _rec_weight_grad(H[:T] if rdrop is None else s["HD"], DREC, rdrop)
+        if db_in is not None:
+            db = np.stack([db_in, DREC.reshape(-1, width).sum(axis=0)])
+    else:
+        if needs_r:
+            dR = np.empty((U, width), dt)
+            dR[:, :u2] = _rec_weight_grad(H[:T] if rdrop is None else s["HD"],
+                                          DZ[:, :, :u2], rd_zr)
+            dR[:, u2:] = _gemm(s["Q"].reshape(T * B, U).T, DZ[:, :, u2:].reshape(T * B, U))
+        db = db_in
+    return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
+
+
+def gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
+                 input_dropout=None, recurrent_dropout=None, activation="tanh",
+                 recurrent_activation="sigmoid", reset_after=True, go_backwards=False,
+                 zero_output_for_mask=False):
+    """A whole GRU sequence: returns (outputs (B, T, u), h_T) as Tensors."""
+    return apply(_gru_sequence, x, kernel, recurrent_kernel, bias, h0, mask, input_dropout,
+                 recurrent_dropout, activation=activation,
+                 recurrent_activation=recurrent_activation, reset_after=bool(reset_after),
+                 go_backwards=bool(go_backwards), zero_output_for_mask=bool(zero_output_for_mask))

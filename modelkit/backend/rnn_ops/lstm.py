@@ -1,0 +1,206 @@
+"""The fused LSTM sequence op (Keras gate order i, f, c, o; kept i, f, o, c inside)."""
+
+import numpy as np
+
+from ..rnn_activations import get_activation
+from ..tape import apply, defop
+from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
+                    _mask_outputs, _prepare_mask, _project, _project_backward, _rec_backward,
+                    _rec_forward, _rec_weight_grad, _seq_grads, _split_rec, _to_time_major)
+
+
+# Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
+# one contiguous block; Keras's order is i, f, c, o. Swapping blocks 2 and 3 is its own
+# inverse.
+_LSTM_PERM_BLOCKS = (0, 1, 3, 2)
+
+
+def _lstm_perm(u):
+    return np.concatenate([np.arange(b * u, (b + 1) * u) for b in _LSTM_PERM_BLOCKS])
+
+
+@defop("lstm_sequence", n_outputs=3)
+def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=None,
+                   input_dropout=None, recurrent_dropout=None, activation="tanh",
+                   recurrent_activation="sigmoid", go_backwards=False,
+                   zero_output_for_mask=False):
+    """-> (outputs (B, T, u) in processing order, h_T (B, u), c_T (B, u))."""
+    B, I, U = _check("lstm_sequence", x, kernel, recurrent_kernel, h0, (c0,))
+    T = x.shape[1]
+    dt = x.dtype
+    act, ract = get_activation(activation), get_activation(recurrent_activation)
+    perm = _lstm_perm(U)
+    W = kernel[:, perm]
+    R = np.ascontiguousarray(recurrent_kernel[:, perm])
+    b = None if bias is None else bias[perm]
+    idrop = _gate_masks(input_dropout, 4, list(_LSTM_PERM_BLOCKS))
+    rdrop = _gate_masks(recurrent_dropout, 4, list(_LSTM_PERM_BLOCKS))
+    if rdrop is not None and rdrop.ndim == 2:
+        rdrop = np.broadcast_to(rdrop, (4,) + rdrop.shape)
+    Rg = _split_rec(R, 4) if rdrop is not None else None
+    keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
+
+    x_tm = _to_time_major(x, go_backwards)
+    P, xm = _project(x_tm, W, b, idrop, 4)          # (T, B, 4u), bias included
+    Pg = P.reshape(T, B, 4, U)
+    # gate activations, gate-major: Z[t, k] is gate k (i, f, o, c) of step t, contiguous
+    Z = _empty((T, 4, B, U), dt)
+    H = _empty((T + 1, B, U), dt)
+    C = _empty((T + 1, B, U), dt)
+    H[0] = _init_state(h0, B, U, dt)
+    C[0] = _init_state(c0, B, U, dt)
+    AC = _empty((T, B, U), dt)                      # a(c_t)
+    OUT = H[1:] if keep is None else _empty((T, B, U), dt)
+    HD = None if rdrop is None else _empty((4, T, B, U), dt)
+    save_pre = act.needs_x or ract.needs_x
+    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
+    rec = np.empty((B, 4 * U), dt)
+    recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
+    tmp = np.empty((B, U), dt)
+    for t in range(T):
+        zt = Z[t]
+        hd = _rec_forward(H[t], rdrop, R, Rg, rec)
+        if hd is not None:
+            HD[:, t] = hd
+        np.add(Pg[t].transpose(1, 0, 2), recg, out=zt)
+        if save_pre:
+            PRE[t] = zt
+        ract.fwd(zt[:3], zt[:3])
+        act.fwd(zt[3], zt[3])
+        i, f, o, g = zt
+        c_new = C[t + 1]
+        np.multiply(f, C[t], out=c_new)
+        np.multiply(i, g, out=tmp)
+        c_new += tmp
+        act.fwd(c_new, AC[t])
+        np.multiply(o, AC[t], out=H[t + 1])
+        if keep is not None:
+            OUT[t] = H[t + 1]
+            _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t], zero_output_for_mask)
+            np.copyto(H[t + 1], H[t], where=drop_rows[t])
+            np.copyto(C[t + 1], C[t], where=drop_rows[t])
+    del P, Pg
+    saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, perm=perm, has_bias=bias is not None,
+                 idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
+                 HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
+                 zero_output=zero_output_for_mask)
+    return (np.swapaxes(OUT, 0, 1), H[T], C[T]), saved
+
+
+def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, tmp,
+                            work1):
+    """BPTT of an unmasked LSTM sequence, in place on dh, dc and DZ (the hot loop: every
+    array is preallocated, every update in place, every gate block contiguous)."""
+    T, _, B, U = Z.shape
+    RT = np.ascontiguousarray(R.T) if rdrop is None else None
+    if not gs.any():
+        gs = None                   # only the last output is used (return_sequences=False)
+    dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
+    work3 = np.empty((3, B, U), Z.dtype)
+    DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)  # gate-major view of DZ
+    for t in range(T - 1, -1, -1):
+        zt = Z[t]
+        i, f, o, g = zt
+        if gs is not None:
+            dh += gs[t]                                                 # d h'
+        np.multiply(dh, AC[t], out=dzg[2])                              # d o
+        np.multiply(dh, o, out=tmp)
+        act.grad(tmp, AC[t], C[t + 1], work1)
+        dc += tmp                                                       # d c'
+        np.multiply(dc, g, out=dzg[0])                                  # d i
+        np.multiply(dc, C[t], out=dzg[1])                               # d f
+        np.multiply(dc, i, out=dzg[3])                                  # d g
+        dc *= f                                                         # d c
+        ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3], work3)
+        act.grad(dzg[3], g, None if PRE is None else PRE[t][3], work1)
+        np.copyto(DZg[t], dzg)
+        if rdrop is None:
+            _gemm(DZ[t], RT, out=dh)                                    # d h
+        else:
+            dh[...] = _rec_backward(DZ[t], rdrop, R, Rg)
+
+
+def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, keep,
+                          drop_rows, zero_output, tmp):
+    """BPTT of a masked LSTM sequence: masked steps pass the state gradients through and
+    (unless zero_output) hand the output gradient back to the previous output."""
+    T, _, B, U = Z.shape
+    carry = None if zero_output else np.zeros((B, U), Z.dtype)
+    dh_new, dcn = np.empty_like(dh), np.empty_like(dc)
+    dzg = np.empty((4, B, U), Z.dtype)
+    DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)
+    for t in range(T - 1, -1, -1):
+        zt = Z[t]
+        i, f, o, g = zt
+        np.add(gs[t], dh, out=dh_new)
+        np.copyto(dcn, dc)
+        m = keep[t]
+        if carry is not None:
+            dh_new += carry
+            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+        dh *= drop_rows[t]                          # carried part of h's gradient
+        dc *= drop_rows[t]
+        dh_new *= m
+        dcn *= m
+        # h' = o * a(c')
+        np.multiply(dh_new, AC[t], out=dzg[2])                          # d o
+        np.multiply(dh_new, o, out=tmp)
+        act.grad(tmp, AC[t], C[t + 1])
+        dcn += tmp
+        # c' = f * c + i * g
+        np.multiply(dcn, g, out=dzg[0])                                 # d i
+        np.multiply(dcn, C[t], out=dzg[1])                              # d f
+        np.multiply(dcn, i, out=dzg[3])                                 # d g
+        np.multiply(dcn, f, out=tmp)
+        dc += tmp
+        ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3])
+        act.grad(dzg[3], g, None if PRE is None else PRE[t][3])
+        np.copyto(DZg[t], dzg)
+        dh += _rec_backward(DZ[t], rdrop, R, Rg)
+
+
+@_lstm_sequence.defvjp
+def _lstm_sequence_vjp(grads, s, needs):
+    gseq, ghT, gcT = grads
+    Z, H, C, AC = s["Z"], s["H"], s["C"], s["AC"]
+    T, B, U = AC.shape
+    dt = Z.dtype
+    act, ract = s["act"], s["ract"]
+    keep, drop_rows, zero_output = s["keep"], s["drop_rows"], s["zero_output"]
+    R, Rg, rdrop, PRE = s["R"], s["Rg"], s["rdrop"], s["PRE"]
+    gs = _seq_grads(gseq)
+    dh = np.array(ghT, dtype=dt)
+    dc = np.array(gcT, dtype=dt)
+    DZ = _empty((T, B, 4 * U), dt)                  # d(pre-activations), Keras layout
+    tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
+    if keep is None:
+        _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                                tmp, work1)
+    else:
+        _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                              keep, drop_rows, zero_output, tmp)
+    needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
+    perm = s["perm"]
+    dx_tm, dW, db = _project_backward(DZ, s["xm"], s["W"], s["idrop"], 4, needs_x, needs_k,
+                                      needs_b and s["has_bias"])
+    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+    dR = None
+    if needs_r:
+        dR = _rec_weight_grad(H[:T] if rdrop is None else s["HD"], DZ, rdrop)[:, perm]
+    if dW is not None:
+        dW = dW[:, perm]
+    if db is not None:
+        db = db[perm]
+    return (dx, dW, dR, db, dh if needs_h0 else None, dc if needs_c0 else None,
+            None, None, None)
+
+
+def lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mask=None,
+                  input_dropout=None, recurrent_dropout=None, activation="tanh",
+                  recurrent_activation="sigmoid", go_backwards=False,
+                  zero_output_for_mask=False):
+    """A whole LSTM sequence: returns (outputs (B, T, u), h_T, c_T) as Tensors."""
+    return apply(_lstm_sequence, x, kernel, recurrent_kernel, bias, h0, c0, mask,
+                 input_dropout, recurrent_dropout, activation=activation,
+                 recurrent_activation=recurrent_activation, go_backwards=bool(go_backwards),
+                 zero_output_for_mask=bool(zero_output_for_mask))

@@ -1,0 +1,209 @@
+"""Pieces shared by the fused recurrent ops: the buffer pool, time-major layout, masks,
+input projection and the recurrent GEMMs (forward and backward)."""
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..buffers import BufferPool
+
+# the large per-call arrays come from one pool
+_POOL = BufferPool()
+_empty = _POOL.empty
+
+
+def _gemm(a, b, out=None):
+    """Every matrix product of the fused ops goes through here (benchmarks profile it)."""
+    return np.matmul(a, b, out=out)
+
+
+def _to_time_major(x, go_backwards):
+    """(batch, time, ...) -> contiguous (time, batch, ...) in processing order."""
+    xt = np.swapaxes(x, 0, 1)
+    if go_backwards:
+        xt = xt[::-1]
+    out = _empty(xt.shape, xt.dtype)
+    np.copyto(out, xt)
+    return out
+
+
+def _from_time_major(xt, go_backwards):
+    """Inverse of `_to_time_major` (a view)."""
+    if go_backwards:
+        xt = xt[::-1]
+    return np.swapaxes(xt, 0, 1)
+
+
+def _prepare_mask(mask, go_backwards, shape):
+    """(batch, time) mask -> (time, batch, 1) bool "keep" and its negation, or (None, None)
+    when nothing is masked."""
+    if mask is None:
+        return None, None
+    m = np.asarray(mask).astype(bool, copy=False)
+    if m.shape != tuple(shape):
+        raise ShapeError(f"the mask must have shape (batch, time) = {tuple(shape)}, got "
+                         f"{m.shape}")
+    if m.all():
+        return None, None
+    keep = _to_time_major(m, go_backwards)[..., None]
+    return keep, ~keep
+
+
+def _gate_masks(drop, gates, per_gate_perm=None):
+    """A dropout mask as given: None, (B, n) (shared by all gates) or (G, B, n) (one per
+    gate, Keras gate order; reordered by `per_gate_perm`)."""
+    if drop is None or drop.ndim == 2:
+        return drop
+    if drop.ndim != 3 or drop.shape[0] != gates:
+        raise ShapeError(f"per-gate dropout masks must have shape ({gates}, batch, n), got "
+                         f"{drop.shape}")
+    return drop if per_gate_perm is None else drop[per_gate_perm]
+
+
+def _project(x_tm, kernel, bias, drop, gates):
+    """Input projection of all timesteps: (T, B, I) -> (T, B, G*u) in one GEMM (one per
+    gate when each gate has its own dropout mask). Returns (projection, saved inputs)."""
+    T, B, I = x_tm.shape
+    width = kernel.shape[1]
+    if drop is None or drop.ndim == 2:
+        xm = x_tm if drop is None else x_tm * drop
+        xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
+    else:
+        u = width // gates
+        xm = x_tm[None] * drop[:, None]                                 # (G, T, B, I)
+        kg = np.ascontiguousarray(kernel.reshape(I, gates, u).transpose(1, 0, 2))
+        res = _gemm(xm.reshape(gates, T * B, I), kg)                    # (G, T*B, u)
+        xp = np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(T * B, width)
+    if bias is not None:
+        xp += bias
+    return xp.reshape(T, B, width), xm
+
+
+def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
+    """Gradients of `_project` given d(projection) (T, B, G*u)."""
+    T, B, width = dxp.shape
+    I = kernel.shape[0]
+    d2 = dxp.reshape(T * B, width)
+    dx = dw = db = None
+    if need_b:
+        db = d2.sum(axis=0)
+    if drop is None or drop.ndim == 2:
+        if need_w:
+            dw = _gemm(xm.reshape(T * B, I).T, d2)
+        if need_x:
+            dx = _gemm(d2, kernel.T, out=_empty((T * B, I), d2.dtype)).reshape(T, B, I)
+            if drop is not None:
+                dx *= drop
+    else:
+        u = width // gates
+        dg = d2.reshape(T * B, gates, u).transpose(1, 0, 2)             # (G, T*B, u)
+        if need_w:
+            dwg = _gemm(xm.reshape(gates, T * B, I).transpose(0, 2, 1), dg)   # (G, I, u)
+            dw = np.ascontiguousarray(dwg.transpose(1, 0, 2)).reshape(I, width)
+        if need_x:
+            kg = kernel.reshape(I, gates, u).transpose(1, 2, 0)         # (G, u, I)
+            dxg = _gemm(dg, kg).reshape(gates, T, B, I)
+            dxg *= drop[:, None]
+            dx = dxg.sum(axis=0)
+    return dx, dw, db
+
+
+def _rec_forward(h, rd, R, Rg, out):
+    """out (B, G*u) = [(h * rd_g) @ R_g]_g; returns the dropped h (G, B, U) or None."""
+    if rd is None:
+        _gemm(h, R, out=out)
+        return None
+    hd = h[None] * rd
+    res = _gemm(hd, Rg)                                                 # (G, B, u)
+    B = h.shape[0]
+    out.reshape(B, rd.shape[0], -1)[...] = res.transpose(1, 0, 2)
+    return hd
+
+
+def _rec_backward(dz, rd, R, Rg):
+    """d h given d(out) of `_rec_forward`."""
+    if rd is None:
+        return _gemm(dz, R.T)
+    B = dz.shape[0]
+    G = rd.shape[0]
+    dzg = dz.reshape(B, G, -1).transpose(1, 0, 2)                       # (G, B, u)
+    dhd = _gemm(dzg, Rg.transpose(0, 2, 1))                             # (G, B, U)
+    dhd *= rd
+    return dhd.sum(axis=0)
+
+
+def _rec_weight_grad(hs, dz, rd):
+    """d R for all timesteps: hs (T, B, U) (or (G, T, B, U) dropped), dz (T, B, G*u)."""
+    T, B, width = dz.shape
+    if rd is None:
+        U = hs.shape[-1]
+        return _gemm(hs.reshape(T * B, U).T, dz.reshape(T * B, width))
+    G, U = hs.shape[0], hs.shape[-1]
+    u = width // G
+    dzg = dz.reshape(T * B, G, u).transpose(1, 0, 2)                    # (G, T*B, u)
+    res = _gemm(hs.reshape(G, T * B, U).transpose(0, 2, 1), dzg)        # (G, U, u)
+    return np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(U, width)
+
+
+def _split_rec(R, gates):
+    U, width = R.shape
+    return np.ascontiguousarray(R.reshape(U, gates, width // gates).transpose(1, 0, 2))
+
+
+def _init_state(h0, B, U, dtype):
+    if h0 is None:
+        return np.zeros((B, U), dtype)
+    return h0
+
+
+def _check(name, x, kernel, recurrent_kernel, h0, extra_states=()):
+    if x.ndim != 3:
+        raise ShapeError(f"{name}: input must be (batch, time, features), got shape {x.shape}")
+    B, _, I = x.shape
+    if kernel.shape[0] != I:
+        raise ShapeError(f"{name}: kernel expects {kernel.shape[0]} input features, got "
+                         f"input of shape {x.shape}")
+    U = recurrent_kernel.shape[0]
+    for s in (h0,) + tuple(extra_states):
+        if s is not None and s.shape != (B, U):
+            raise ShapeError(f"{name}: initial state must have shape {(B, U)}, got {s.shape}")
+    return B, I, U
+
+
+def _mask_outputs(out_t, prev_out, drop_rows, zero_output):
+    """Masked rows of this step's output repeat the previous output (or are zero)."""
+    if zero_output:
+        np.copyto(out_t, 0, where=drop_rows)
+    else:
+        np.copyto(out_t, prev_out, where=drop_rows)
+
+
+def _seq_grads(gseq):
+    """The output-sequence gradient, time-major (a view). Outputs are in processing order
+    already, so go_backwards needs no flip here."""
+    return np.swapaxes(gseq, 0, 1)
+
+
+def _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output):
+    OUT[t] = H[t + 1]
+    _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t], zero_output)
+    np.copyto(H[t + 1], H[t], where=drop_rows[t])
+
+
+def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
+    """d(new h) of step t from the later steps (dh) and the output sequence (gs, or None
+    when it has no gradient); with a mask, also updates dh / carry for the masked part."""
+    if gs is None:
+        np.copyto(out, dh)
+    else:
+        np.add(gs[t], dh, out=out)
+    if keep is None:
+        return out
+    if carry is not None:
+        out += carry
+        if gs is None:
+            carry *= drop_rows[t]
+        else:
+            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+    dh *= drop_rows[t]
+    out *= keep[t]
+    return out

@@ -1,0 +1,166 @@
+"""Keras weight naming: stored weight names <-> IR weight keys, and the order files store them in."""
+
+from __future__ import annotations
+
+import re
+
+from modelkit.errors import KerasConfigError
+
+
+def strip_weight_suffix(w):
+    """A stored weight name without its TensorFlow `:0` suffix."""
+    return w[:-2] if w.endswith(":0") else w
+
+
+def _ir_key(stored, owner, model_name=None):
+    """IR weight key `<owner>/<variable>` from a stored weight name (either Keras).
+
+    Keras 3 prefixes a top-level Sequential's name (`my_model/dense/kernel`): dropped."""
+    w = strip_weight_suffix(stored)
+    if model_name and w.startswith(model_name + "/"):
+        rest = w[len(model_name) + 1:]
+        if owner in rest.split("/")[:-1]:
+            w = rest
+    if w.startswith(owner + "/"):
+        return w
+    parts = w.split("/")
+    if owner in parts[:-1]:
+        i = parts.index(owner)
+        return "/".join(parts[i:])
+    return f"{owner}/{w}"
+
+
+def attach_layer_weights(graph, layer_weights):
+    """Give each node of `graph` its weights from `{layer_name: [(stored_name, array)]}`."""
+    for node in graph.nodes:
+        entries = layer_weights.get(node.name)
+        if not entries:
+            continue
+        if node.subgraph is not None:
+            _attach_nested(node, entries)
+            continue
+        node.weights = []
+        for stored, arr in entries:
+            key = _ir_key(stored, node.name, graph.name)
+            base, k = key, 1
+            while key in graph.weights:
+                key = f"{base}_{k}"
+                k += 1
+            graph.weights[key] = arr
+            node.weights.append(key)
+    return graph
+
+
+def _all_leaf_nodes_path(graph, prefix):
+    for n in graph.nodes:
+        if n.subgraph is not None:
+            yield from _all_leaf_nodes_path(n.subgraph, prefix + (n.name,))
+        else:
+            yield prefix, n
+
+
+def _attach_nested(node, entries):
+    """A nested model's group holds all its weights; hand each to the sub-layer it names."""
+    sub = node.subgraph
+    per = {}
+    leaves = list(_all_leaf_nodes_path(sub, ()))
+    names = {leaf.name: (path, leaf) for path, leaf in leaves}
+    for stored, arr in entries:
+        parts = strip_weight_suffix(stored).split("/")
+        owner = next((p for p in parts[:-1] if p in names), None)
+        if owner is None:
+            raise KerasConfigError(f"nested model {node.name!r}: weight {stored!r} names no layer "
+                                f"of the nested model (layers: {sorted(names)})")
+        per.setdefault(owner, []).append((stored, arr))
+    for owner, items in per.items():
+        path, leaf = names[owner]
+        g = sub
+        for p in path:
+            g = g.node(p).subgraph
+        attach_layer_weights(g, {owner: items})
+
+
+def keras_weight_order(graph_or_node, graph=None):
+    """The (graph, key) pairs a Keras file stores for a node: its own weights in order, or
+    for a nested model all sub-layer weights, trainable ones first (Keras's
+    `model.trainable_weights + model.non_trainable_weights`)."""
+    node = graph_or_node
+    if node.subgraph is None:
+        return [(graph, k) for k in node.weights]
+    trainable, frozen = [], []
+    _collect_nested(node.subgraph, trainable, frozen, True)
+    return trainable + frozen
+
+
+def _collect_nested(g, trainable, frozen, parent_trainable):
+    for n in g.nodes:
+        t = parent_trainable and n.config.get("trainable", True) is not False
+        if n.subgraph is not None:
+            _collect_nested(n.subgraph, trainable, frozen, t)
+            continue
+        for k in n.weights:
+            (trainable if t and not non_trainable_variable(k) else frozen).append((g, k))
+
+
+def snake_case(name):
+    """Keras's `to_snake_case` (used for `.keras` weight paths): "Conv2DTranspose" -> "conv2d_transpose"."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    s = re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+    return s
+
+
+_CELL = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell",
+         "ConvLSTM1D": "conv_lstm_cell", "ConvLSTM2D": "conv_lstm_cell",
+         "ConvLSTM3D": "conv_lstm_cell"}
+_CONV_LIKE = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+              "Conv3DTranspose", "Convolution1D", "Convolution2D", "Convolution3D",
+              "LocallyConnected1D", "LocallyConnected2D")
+
+
+def variable_names(op, config):
+    """The Keras-2 variable names (without the layer prefix) of a layer, in weight order.
+
+    Used where a file stores weights without names (Keras 3 `layers/<x>/vars/<i>`).
+    Returns None for ops not in the table (the caller then numbers them).
+    """
+    cfg = config or {}
+    bias = ["bias"] if cfg.get("use_bias", True) else []
+    if op == "Dense" or op in _CONV_LIKE:
+        return ["kernel"] + bias
+    if op in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        return ["depthwise_kernel"] + bias
+    if op in ("SeparableConv1D", "SeparableConv2D"):
+        return ["depthwise_kernel", "pointwise_kernel"] + bias
+    if op == "BatchNormalization":
+        return ((["gamma"] if cfg.get("scale", True) else [])
+                + (["beta"] if cfg.get("center", True) else [])
+                + ["moving_mean", "moving_variance"])
+    if op == "LayerNormalization":
+        return ((["gamma"] if cfg.get("scale", True) else [])
+                + (["beta"] if cfg.get("center", True) else []))
+    if op == "Embedding":
+        return ["embeddings"]
+    if op == "PReLU":
+        return ["alpha"]
+    if op in _CELL:
+        return [f"{_CELL[op]}/{v}" for v in ["kernel", "recurrent_kernel"] + bias]
+    if op == "Bidirectional":
+        inner = cfg.get("layer") or {}
+        back = cfg.get("backward_layer") or inner
+        iname = (inner.get("config") or {}).get("name", "layer")
+        bname = (back.get("config") or {}).get("name", iname)
+        f = variable_names(inner.get("class_name"), inner.get("config"))
+        b = variable_names(back.get("class_name"), back.get("config"))
+        if f is None or b is None:
+            return None
+        return [f"forward_{iname}/{v}" for v in f] + [f"backward_{bname}/{v}" for v in b]
+    if op == "TimeDistributed":
+        inner = cfg.get("layer") or {}
+        return variable_names(inner.get("class_name"), inner.get("config"))
+    return None
+
+
+def non_trainable_variable(key):
+    """Whether a weight is non-trainable by its name alone (BatchNormalization statistics)."""
+    base = key.rsplit("/", 1)[-1]
+    return base in ("moving_mean", "moving_variance")

@@ -1,0 +1,108 @@
+"""IR Graph -> Keras model config, in the Keras 2 or the Keras 3 dialect."""
+
+from __future__ import annotations
+
+from .dialect import keras2_layer_config, keras3_layer_config
+
+
+def graph_to_keras_config(graph, dialect="keras2"):
+    """The Keras model config (`{"class_name", "config"}`) of `graph`.
+
+    dialect "keras2" is what tf-keras 2.x writes (and what Keras 3's legacy loader reads):
+    `batch_input_shape`, list-form inbound nodes, no `time_major`. dialect "keras3" is what
+    Keras 3 writes (`batch_shape`, dict-form nodes, `module`/`registered_name`,
+    `hard_sigmoid` for modelkit's `keras3_hard_sigmoid`).
+    """
+    if dialect not in ("keras2", "keras3"):
+        raise ValueError(f"dialect must be 'keras2' or 'keras3', got {dialect!r}")
+    graph.validate(weights=bool(graph.weights))       # a config-only graph has none
+    return _graph_config(graph, dialect == "keras3")
+
+
+def _input_layer(spec, keras3):
+    if keras3:
+        return {"module": "keras.layers", "class_name": "InputLayer",
+                "config": {"batch_shape": list(spec.shape), "dtype": spec.dtype,
+                           "sparse": False, "ragged": False, "name": spec.name},
+                "registered_name": None, "name": spec.name, "inbound_nodes": []}
+    return {"class_name": "InputLayer",
+            "config": {"batch_input_shape": list(spec.shape), "dtype": spec.dtype,
+                       "sparse": False, "ragged": False, "name": spec.name},
+            "name": spec.name, "inbound_nodes": []}
+
+
+def _layer_entry(node, keras3):
+    if node.subgraph is not None:
+        sub = _graph_config(node.subgraph, keras3)
+        if "trainable" in node.config:
+            sub["config"]["trainable"] = node.config["trainable"]
+        sub["config"]["name"] = node.name
+        entry = {"class_name": sub["class_name"], "config": sub["config"]}
+        if keras3:
+            entry = {"module": sub.get("module"), **entry, "registered_name": None}
+        return entry
+    where = f"layer {node.name!r} ({node.op})"
+    cfg = dict(node.config)
+    cfg["name"] = node.name
+    cfg = keras3_layer_config(node.op, cfg, where) if keras3 else keras2_layer_config(node.op, cfg)
+    if keras3:
+        return {"module": "keras.layers", "class_name": node.op, "config": cfg,
+                "registered_name": None}
+    return {"class_name": node.op, "config": cfg}
+
+
+def _graph_config(graph, keras3):
+    seq = graph.metadata.get("model_class") == "Sequential" and graph.nodes and graph.is_chain()
+    if seq:
+        spec = graph.inputs[0]
+        layers = [_input_layer(spec, keras3)]
+        for i, n in enumerate(graph.nodes):
+            e = _layer_entry(n, keras3)
+            e.pop("name", None)
+            e.pop("inbound_nodes", None)
+            if i == 0 and not keras3 and n.subgraph is None:
+                e["config"] = {"name": e["config"]["name"],
+                               "batch_input_shape": list(spec.shape), **e["config"]}
+            layers.append(e)
+        for e in layers:
+            e.pop("name", None)
+            e.pop("inbound_nodes", None)
+        out = {"class_name": "Sequential", "config": {"name": graph.name, "layers": layers}}
+        if keras3:
+            out["config"]["trainable"] = True
+            out["config"]["build_input_shape"] = list(spec.shape)
+            out = {"module": "keras", **out, "registered_name": None}
+        return out
+
+    nested = {n.name for n in graph.nodes if n.subgraph is not None}
+    shapes = {s.name: s for s in graph.inputs}
+
+    def ref_item(r):
+        ni = r.call_index + (1 if r.node in nested and not keras3 else 0)
+        if keras3:
+            spec = shapes.get(r.node)
+            return {"class_name": "__keras_tensor__",
+                    "config": {"shape": list(spec.shape) if spec else None,
+                               "dtype": spec.dtype if spec else "float32",
+                               "keras_history": [r.node, ni, r.tensor_index]}}
+        return [r.node, ni, r.tensor_index, {}]
+
+    layers = [_input_layer(s, keras3) for s in graph.inputs]
+    for n in graph.nodes:
+        e = _layer_entry(n, keras3)
+        e["name"] = n.name
+        if keras3:
+            e["inbound_nodes"] = [
+                {"args": [ref_item(call[0])] if len(call) == 1 else [[ref_item(r) for r in call]],
+                 "kwargs": {}} for call in n.calls]
+        else:
+            e["inbound_nodes"] = [[ref_item(r) for r in call] for call in n.calls]
+        layers.append(e)
+    cfg = {"name": graph.name, "trainable": True, "layers": layers,
+           "input_layers": [[s.name, 0, 0] for s in graph.inputs],
+           "output_layers": [[r.node, r.call_index + (1 if r.node in nested and not keras3 else 0),
+                              r.tensor_index] for r in graph.outputs]}
+    out = {"class_name": "Functional", "config": cfg}
+    if keras3:
+        out = {"module": "keras.src.models.functional", **out, "registered_name": "Functional"}
+    return out

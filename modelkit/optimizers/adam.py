@@ -1,0 +1,176 @@
+"""The Adam family: Adam (with AMSGrad), Adamax, Nadam."""
+
+import math
+
+import numpy as np
+
+from .. import backend as K
+from .base import Optimizer
+
+
+class _AdamFamily(Optimizer):
+    """Adam, Adamax and Nadam: beta_1, beta_2, epsilon and the slots m, v."""
+
+    def _set_betas(self, beta_1, beta_2, epsilon):
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+
+    def _slot_names(self):
+        return ("m", "v")
+
+    def _first_moment(self, g, m, scratch):
+        """m = b1 m + (1 - b1) g, in place."""
+        b1 = self.beta_1
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=scratch)
+        m += scratch
+
+    def _moments(self, g, slots, scratch):
+        """Adam's moments in place: m as above, v = b2 v + (1 - b2) g^2; returns (m, v)."""
+        b2 = self.beta_2
+        m, v = slots["m"], slots["v"]
+        self._first_moment(g, m, scratch)
+        v *= b2
+        np.multiply(g, g, out=scratch)
+        scratch *= (1.0 - b2)
+        v += scratch
+        return m, v
+
+    def _hyper_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adam(_AdamFamily):
+    """tf.keras Adam: lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); p -= lr_t m / (sqrt(v) + eps)."""
+
+    _KERAS3_SLOT_ALIASES = {"m": ("momentum", "momentums"), "v": ("velocity", "velocities"),
+                            "vhat": ("velocity_hat", "velocity_hats")}
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="Adam", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self._set_betas(beta_1, beta_2, epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_names(self):
+        return ("m", "v", "vhat") if self.amsgrad else ("m", "v")
+
+    def _prepare_step(self, lr, t):
+        return lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, lr_t):
+        """tf.keras Adam on IndexedSlices: m, v decay everywhere, the rows' gradient terms
+        are added row-wise, the parameter step is dense (as for a dense gradient)."""
+        b1, b2 = self.beta_1, self.beta_2
+        m, v = slots["m"], slots["v"]
+        rows, vals = g.indices, g.values
+        tmp = np.empty_like(vals)                # the same casts as _moments on dense g
+        m *= b1
+        np.multiply(vals, 1.0 - b1, out=tmp)
+        m[rows] += tmp
+        v *= b2
+        np.multiply(vals, vals, out=tmp)
+        tmp *= (1.0 - b2)
+        v[rows] += tmp
+        self._step(p, m, v, slots, scratch, lr_t)
+
+    def _update(self, p, g, slots, scratch, lr, lr_t):
+        m, v = self._moments(g, slots, scratch)
+        self._step(p, m, v, slots, scratch, lr_t)
+
+    def _step(self, p, m, v, slots, scratch, lr_t):
+        if self.amsgrad:
+            vhat = slots["vhat"]
+            np.maximum(vhat, v, out=vhat)
+            np.sqrt(vhat, out=scratch)
+        else:
+            np.sqrt(v, out=scratch)
+        scratch += self.epsilon
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr_t
+        p -= scratch
+
+    def _hyper_config(self):
+        return {**super()._hyper_config(), "amsgrad": self.amsgrad}
+
+
+class Adamax(_AdamFamily):
+    """m = b1 m + (1-b1) g; v = max(b2 v, |g|); p -= lr / (1 - b1^t) * m / (v + eps)."""
+
+    _KERAS3_SLOT_ALIASES = {"m": ("m", "momentum"), "v": ("u", "norm")}
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="Adamax", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self._set_betas(beta_1, beta_2, epsilon)
+
+    def _prepare_step(self, lr, t):
+        return lr / (1.0 - self.beta_1 ** t)
+
+    def _update(self, p, g, slots, scratch, lr, lr_t):
+        m, v = slots["m"], slots["v"]
+        self._first_moment(g, m, scratch)
+        v *= self.beta_2
+        np.abs(g, out=scratch)
+        np.maximum(v, scratch, out=v)
+        np.add(v, self.epsilon, out=scratch)
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr_t
+        p -= scratch
+
+
+class Nadam(_AdamFamily):
+    """tf.keras 2 Nadam with the momentum schedule mu_t = b1 (1 - 0.5 * 0.96^(0.004 t)).
+
+    As in tf.keras, `decay` here is the schedule decay (default 0.004; Keras 1 called it
+    `schedule_decay`) and the learning rate is not decayed."""
+
+    _KERAS3_SLOT_ALIASES = {"m": ("momentum", "momentums"), "v": ("velocity", "velocities")}
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="Nadam", **kwargs):
+        if "schedule_decay" in kwargs:
+            kwargs["decay"] = kwargs.pop("schedule_decay")
+        kwargs.setdefault("decay", 0.004)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self._set_betas(beta_1, beta_2, epsilon)
+        self._m_cache = 1.0
+
+    def _decayed_lr(self):
+        return float(self._learning_rate.value)
+
+    def _prepare_step(self, lr, t):
+        b1 = self.beta_1
+        mu_t = b1 * (1.0 - 0.5 * 0.96 ** (self.decay * t))
+        mu_t1 = b1 * (1.0 - 0.5 * 0.96 ** (self.decay * (t + 1)))
+        m_schedule_new = self._m_cache * mu_t
+        m_schedule_next = m_schedule_new * mu_t1
+        self._m_cache = m_schedule_new
+        return (mu_t, mu_t1, 1.0 - m_schedule_new, 1.0 - m_schedule_next,
+                1.0 - self.beta_2 ** t)
+
+    def _update(self, p, g, slots, scratch, lr, shared):
+        mu_t, mu_t1, g_denom, m_denom, v_denom = shared
+        m, v = self._moments(g, slots, scratch)
+        # m_bar = (1 - mu_t) g / g_denom + mu_t1 m / m_denom
+        m_bar = np.multiply(g, (1.0 - mu_t) / g_denom)
+        np.multiply(m, mu_t1 / m_denom, out=scratch)
+        m_bar += scratch
+        np.divide(v, v_denom, out=scratch)
+        np.sqrt(scratch, out=scratch)
+        scratch += self.epsilon
+        np.divide(m_bar, scratch, out=scratch)
+        scratch *= lr
+        p -= scratch
+
+    def _extra_state(self):
+        return {"momentum_cache": np.asarray(self._m_cache, dtype=np.float32)}
+
+    def _set_extra_state(self, weights):
+        for key in ("momentum_cache", "m_cache"):
+            if key in weights:
+                self._m_cache = float(np.asarray(weights[key]).reshape(()))
+                return

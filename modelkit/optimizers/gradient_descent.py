@@ -1,0 +1,189 @@
+"""SGD (with momentum, Nesterov), RMSprop, Adagrad, Adadelta."""
+
+import numpy as np
+
+from .. import backend as K
+from ..errors import ConfigError
+from .base import Optimizer
+
+
+class SGD(Optimizer):
+    """v = momentum * v - lr * g; p += v (nesterov: p += momentum * v - lr * g)."""
+
+    # tf-keras 2.11+ names SGD's momentum slot "m", Keras 3 "momentums"
+    _KERAS3_SLOT_ALIASES = {"momentum": ("momentums", "m")}
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ConfigError(f"SGD: momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _slot_names(self):
+        return ("momentum",) if self.momentum else ()
+
+    def _update(self, p, g, slots, scratch, lr, shared):
+        if not self.momentum:
+            np.multiply(g, lr, out=scratch)
+            p -= scratch
+            return
+        v = slots["momentum"]
+        v *= self.momentum
+        np.multiply(g, lr, out=scratch)
+        v -= scratch
+        if self.nesterov:
+            p -= scratch
+            np.multiply(v, self.momentum, out=scratch)
+            p += scratch
+        else:
+            p += v
+
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, shared):
+        rows = g.indices
+        step = np.multiply(g.values, lr, out=np.empty_like(g.values))   # as _update casts
+        if not self.momentum:
+            p[rows] -= step
+            return
+        v = slots["momentum"]
+        v *= self.momentum
+        v[rows] -= step
+        if self.nesterov:
+            p[rows] -= step
+            np.multiply(v, self.momentum, out=scratch)
+            p += scratch
+        else:
+            p += v
+
+    def _hyper_config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    _KERAS3_SLOT_ALIASES = {"rms": ("velocities", "velocity"), "mg": ("average_gradients", "average_gradient"),
+                            "momentum": ("momentums",)}
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, name="RMSprop", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+        self.centered = bool(centered)
+
+    def _slot_names(self):
+        names = ["rms"]
+        if self.momentum:
+            names.append("momentum")
+        if self.centered:
+            names.append("mg")
+        return tuple(names)
+
+    def _update(self, p, g, slots, scratch, lr, shared):
+        rho = self.rho
+        rms = slots["rms"]
+        rms *= rho
+        np.multiply(g, g, out=scratch)
+        scratch *= (1.0 - rho)
+        rms += scratch
+        if self.centered:
+            mg = slots["mg"]
+            mg *= rho
+            np.multiply(g, 1.0 - rho, out=scratch)
+            mg += scratch
+            np.multiply(mg, mg, out=scratch)
+            np.subtract(rms, scratch, out=scratch)       # denominator
+        else:
+            np.copyto(scratch, rms)
+        if self.momentum:
+            # ResourceApplyRMSProp: mom = momentum * mom + lr * g / sqrt(denom + eps)
+            scratch += self.epsilon
+            np.sqrt(scratch, out=scratch)
+            np.divide(g, scratch, out=scratch)
+            scratch *= lr
+            mom = slots["momentum"]
+            mom *= self.momentum
+            mom += scratch
+            p -= mom
+        else:
+            np.sqrt(scratch, out=scratch)
+            scratch += self.epsilon
+            np.divide(g, scratch, out=scratch)
+            scratch *= lr
+            p -= scratch
+
+    def _hyper_config(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    _KERAS3_SLOT_ALIASES = {"accumulator": ("accumulators",)}
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name="Adagrad", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if initial_accumulator_value < 0.0:
+            raise ConfigError("Adagrad: initial_accumulator_value must be >= 0, got "
+                              f"{initial_accumulator_value}")
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+
+    def _slot_names(self):
+        return ("accumulator",)
+
+    def _init_slot(self, name, value):
+        return np.full_like(value, self.initial_accumulator_value)
+
+    def _update(self, p, g, slots, scratch, lr, shared):
+        acc = slots["accumulator"]
+        np.multiply(g, g, out=scratch)
+        acc += scratch
+        np.sqrt(acc, out=scratch)
+        scratch += self.epsilon
+        np.divide(g, scratch, out=scratch)
+        scratch *= lr
+        p -= scratch
+
+    def _hyper_config(self):
+        return {"initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    _KERAS3_SLOT_ALIASES = {"accum_grad": ("accumulated_grads", "accumulated_grad"),
+                            "accum_var": ("accumulated_delta_vars", "accumulated_delta_var")}
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon if epsilon is not None else K.epsilon())
+
+    def _slot_names(self):
+        return ("accum_grad", "accum_var")
+
+    def _update(self, p, g, slots, scratch, lr, shared):
+        rho, eps = self.rho, self.epsilon
+        ag, av = slots["accum_grad"], slots["accum_var"]
+        ag *= rho
+        np.multiply(g, g, out=scratch)
+        scratch *= (1.0 - rho)
+        ag += scratch
+        # update = sqrt(av + eps) / sqrt(ag + eps) * g
+        upd = np.add(av, eps)
+        np.sqrt(upd, out=upd)
+        np.add(ag, eps, out=scratch)
+        np.sqrt(scratch, out=scratch)
+        np.divide(upd, scratch, out=upd)
+        upd *= g
+        av *= rho
+        np.multiply(upd, upd, out=scratch)
+        scratch *= (1.0 - rho)
+        av += scratch
+        upd *= lr
+        p -= upd
+
+    def _hyper_config(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}

@@ -1,0 +1,90 @@
+"""`run_layer_test`: the checks every layer owes, in one place.
+
+    model, y = run_layer_test(lambda: ELU(0.7), (3, 4), tmp_path,
+                              reference=lambda x, layer: np.where(x > 0, x, 0.7 * np.expm1(x)))
+
+One call checks, for a layer built by `factory` on inputs of `input_shape` (no batch; a
+list of shapes for a layer called on a list of tensors, such as a merge layer):
+the symbolic output shape against `compute_output_shape`; `model.predict` against a numpy
+`reference(x, layer)` (when given); the config round trip (`from_config`, `serialize` /
+`deserialize`); the IR round trip (`to_ir` / `from_ir`); the HDF5 and `.keras` round trips
+(`save` / `load_model`); onnxruntime on the exported ONNX model (max abs diff <= 1e-5); and
+the float64 finite-difference gradient w.r.t. the input and every trainable weight.
+"""
+
+import warnings
+
+import numpy as np
+
+from modelkit.backend.gradcheck import assert_layer_gradients_close
+from modelkit.converters import onnx as onnx_conv
+from modelkit.converters.onnx.testing import run
+from modelkit.keras_config import normalise_layer_config
+from modelkit.layers import Input, deserialize, serialize
+from modelkit.models import Model, from_ir, load_model
+
+
+def _quiet(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)       # Keras 1 spellings
+        return fn()
+
+
+def run_layer_test(factory, input_shape, tmp_path, *, reference=None, x=None, weights=None,
+                   rtol=1e-5, atol=1e-6, onnx=True, gradients=True, seed=0):
+    """Run every standard check on `factory()`; returns (model, its prediction on x).
+
+    x: the input batch (default: 4 standard-normal rows). weights(rng, shape): the weight
+    values to set (default: uniform in [0.1, 0.9]). onnx / gradients: False for a layer that
+    has no ONNX export or no gradient (say why at the call site)."""
+    rng = np.random.default_rng(seed)
+    several = isinstance(input_shape, list)
+    shapes = [tuple(s) for s in input_shape] if several else [tuple(input_shape)]
+    if x is None:
+        xs = [rng.standard_normal((4,) + s).astype(np.float32) for s in shapes]
+        x = xs if several else xs[0]
+    xs = x if several else [x]
+    draw = weights or (lambda r, shape: r.uniform(0.1, 0.9, size=shape).astype(np.float32))
+
+    layer = _quiet(factory)
+    inputs = [Input(shape=s) for s in shapes]
+    out = layer(inputs if several else inputs[0])
+    batched = [(None,) + s for s in shapes]
+    assert out.shape == layer.compute_output_shape(batched if several else batched[0]), \
+        f"symbolic shape {out.shape} != compute_output_shape"
+    model = Model(inputs if several else inputs[0], out)
+    model.set_weights([draw(rng, np.shape(w)) for w in model.get_weights()])
+    got = model.predict(x)
+    assert got.shape == (len(xs[0]),) + tuple(out.shape[1:])
+    if reference is not None:
+        np.testing.assert_allclose(got, reference(x, layer), rtol=rtol, atol=atol,
+                                   err_msg="predict differs from the numpy reference")
+
+    config = layer.get_config()
+    assert _quiet(lambda: type(layer).from_config(config)).get_config() == config
+    assert _quiet(lambda: deserialize(serialize(layer))).get_config() == config
+    np.testing.assert_array_equal(_quiet(lambda: from_ir(model.to_ir())).predict(x), got)
+    for ext in (".h5", ".keras"):
+        path = tmp_path / f"{type(layer).__name__}{ext}"
+        model.save(path)
+        again = _quiet(lambda: load_model(path))
+        np.testing.assert_array_equal(again.predict(x), got, err_msg=f"{ext} round trip")
+        op = type(layer).__name__          # equal in the canonical Keras spelling files use
+        assert normalise_layer_config(op, again.layers[-1].get_config()) == \
+            normalise_layer_config(op, config), f"{ext} round trip changes the config"
+
+    if onnx:
+        np.testing.assert_allclose(run(onnx_conv.export(model), xs)[0], got, atol=1e-5,
+                                   rtol=0, err_msg="onnxruntime differs from predict")
+    if gradients:
+        assert not several, "gradients of several inputs: check the K function instead"
+        _check_gradients(layer, x, shapes[0])
+    return model, got
+
+
+def _check_gradients(layer, x, input_shape):
+    """The same layer in float64 with the same weights, against finite differences."""
+    twin = _quiet(lambda: type(layer).from_config({**layer.get_config(), "dtype": "float64"}))
+    twin(Input(shape=input_shape, dtype="float64"))
+    twin.set_weights([np.asarray(w, np.float64) for w in layer.get_weights()])
+    assert_layer_gradients_close(twin, np.asarray(x[:2], np.float64))
