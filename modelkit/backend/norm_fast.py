@@ -3,18 +3,25 @@ dispatched from `norm_ops.batch_norm_moments` when one axis is kept and no weigh
 
 The statistics reduce over every axis but the channel axis. The arrays are viewed as
 (A, C, B) in their *memory* order (channels-last memory: B = 1; channels-first memory, e.g.
-the channels-last views that `conv_fast` returns: A = batch, B = positions), so every pass
-streams contiguous memory, and the arithmetic is regrouped into few passes:
+the channels-last views that `conv_fast` returns: A = batch, B = positions) and processed
+in cache-sized blocks of A on `parallel`'s threads: each pass reads the big arrays once
+and does all its arithmetic on a block while it is in cache.
 
-    forward   mean, xc = x - mean, var = mean(xc^2), y = xc * (gamma * inv) + beta
-    backward  gbeta = sum(g), ggamma = sum(g * xhat),
-              gx = g * (gamma * inv) - xhat * (gamma * inv * ggamma / n)
-                   - gamma * inv * gbeta / n
+    forward   mean = sum(x) / n; var = sum((x - mean)^2) / n;
+              y = (x - mean) * scale + beta, scale = gamma / sqrt(var + eps)
+    backward  gbeta = sum(g), ggamma = sum(g * xhat), xhat = (x - mean) * inv,
+              inv = 1 / sqrt(var + eps)
+              gx = g * scale - (x - mean) * (inv * scale * ggamma / n) - scale * gbeta / n
+                   (+ (gmean + 2 gvar (x - mean)) / n when the statistics are used)
 
-(the same formulas as norm_ops' exact path, which float64 keeps).
+(the same formulas as norm_ops' exact path, which float64 keeps); x - mean is kept for the
+backward pass. Per-block sums
+are float32 and combined in float64, in block order (the same numbers for any thread count).
 """
 
 import numpy as np
+
+from . import parallel
 
 
 def usable(x, gamma, beta, axes, weights):
@@ -48,52 +55,82 @@ def _per_channel(v, c):
     return None if v is None else v.reshape(1, c, 1)
 
 
+def _sum_blocks(fn, x3):
+    """Sum over blocks of fn(lo, hi) -> per-channel float32 partial sums, in float64."""
+    parts = parallel.map_blocks(fn, x3.shape[0], x3[0].nbytes)
+    return np.sum([p.astype(np.float64) for p in parts], axis=0)
+
+
 def moments(x, gamma, beta, axes, epsilon):
     """-> ((y, mean, var), saved) shaped like norm_ops' exact op."""
     c_axis = next(i for i in range(x.ndim) if i not in axes)
     c = x.shape[c_axis]
     x3, how = _as_acb(x, c_axis)
     count = x3.shape[0] * x3.shape[2]
-    mean = x3.sum(axis=(0, 2), keepdims=True) / np.float32(count)
-    xc = x3 - mean
-    var = np.square(xc).sum(axis=(0, 2), keepdims=True) / np.float32(count)
-    inv = (1.0 / np.sqrt(var + np.float32(epsilon))).astype(np.float32)
+    mean = (_sum_blocks(lambda lo, hi: x3[lo:hi].sum(axis=(0, 2), keepdims=True), x3)
+            / count).astype(np.float32)
+
+    xc3 = np.empty(x3.shape, np.float32)              # x - mean, kept for the gradient
+
+    def centred_squares(lo, hi):
+        d = np.subtract(x3[lo:hi], mean, out=xc3[lo:hi])
+        return np.square(d).sum(axis=(0, 2), keepdims=True)
+
+    var64 = _sum_blocks(centred_squares, x3) / count
+    var = var64.astype(np.float32)
+    inv = (1.0 / np.sqrt(var64 + np.float32(epsilon))).astype(np.float32)
     g = _per_channel(gamma, c)
     scale = inv * g if g is not None else inv
-    xhat = xc
-    xhat *= inv                                       # xc becomes xhat in place
-    y = xhat * g if g is not None else xhat.copy()
-    if beta is not None:
-        y += _per_channel(beta, c)
+    b = _per_channel(beta, c)
+    y3 = np.empty(x3.shape, np.float32)
+
+    def normalize(lo, hi):
+        out = np.multiply(xc3[lo:hi], scale, out=y3[lo:hi])
+        if b is not None:
+            out += b
+
+    parallel.map_blocks(normalize, x3.shape[0], x3[0].nbytes)
     kept = tuple(1 if i in axes else x.shape[i] for i in range(x.ndim))
-    saved = ("fast", xhat, inv, scale, g is not None, beta is not None,
+    saved = ("fast", xc3, inv, scale, g is not None, beta is not None,
              None if gamma is None else np.shape(gamma),
              None if beta is None else np.shape(beta), how, c_axis, count, kept)
-    return (_back(y, how, c_axis), mean.reshape(kept), var.reshape(kept)), saved
+    return (_back(y3, how, c_axis), mean.reshape(kept), var.reshape(kept)), saved
 
 
 def moments_vjp(grads, saved, needs):
     gy, gmean, gvar = grads
-    (_, xhat, inv, scale, has_gamma, has_beta, gshape, bshape, how, c_axis, count,
+    (_, xc3, inv, scale, has_gamma, has_beta, gshape, bshape, how, c_axis, count,
      kept) = saved
-    c = xhat.shape[1]
-    g3 = _reorder(gy, how, c_axis, xhat.shape)        # xhat's memory order
-    gbeta = g3.sum(axis=(0, 2), keepdims=True)
-    ggamma = (g3 * xhat).sum(axis=(0, 2), keepdims=True)
+    c = xc3.shape[1]
+    g3 = _reorder(gy, how, c_axis, xc3.shape)         # x's memory order
+
+    def sums(lo, hi):
+        gb = g3[lo:hi]
+        return np.concatenate([gb.sum(axis=(0, 2), keepdims=True),
+                               (gb * xc3[lo:hi]).sum(axis=(0, 2), keepdims=True)], axis=1)
+
+    both = _sum_blocks(sums, xc3)
+    gbeta = both[:, :c].astype(np.float32)
+    ggamma = (both[:, c:] * inv).astype(np.float32)   # sum(g * xhat)
     gx = ggamma_ = gbeta_ = None
     if needs[0]:
         n = np.float32(count)
-        gx = g3 * scale
-        tmp = xhat * (scale * ggamma / n)
-        gx -= tmp
-        gx -= scale * gbeta / n
+        coef = inv * scale * ggamma / n                # per channel, times (x - mean)
+        const = scale * gbeta / n
         gm = np.asarray(gmean)
         gv = np.asarray(gvar)
         if gm.any() or gv.any():                       # the statistics were used downstream
-            gm3 = gm.reshape(1, c, 1).astype(np.float32)
-            gv3 = gv.reshape(1, c, 1).astype(np.float32)
-            gx += (gm3 + 2.0 * gv3 * (xhat / inv)) / n
-        gx = _back(gx, how, c_axis)
+            coef = coef - 2.0 * gv.reshape(1, c, 1).astype(np.float32) / n
+            const = const - gm.reshape(1, c, 1).astype(np.float32) / n
+        gx3 = np.empty(xc3.shape, np.float32)
+
+        def input_grad(lo, hi):
+            out = np.multiply(g3[lo:hi], scale, out=gx3[lo:hi])
+            out -= np.multiply(xc3[lo:hi], coef)
+            out -= const
+
+        parallel.map_blocks(input_grad, xc3.shape[0], xc3[0].nbytes)
+        gx = _back(gx3, how, c_axis)
     if len(needs) > 1 and needs[1] and has_gamma:
         ggamma_ = ggamma.reshape(gshape)
     if len(needs) > 2 and needs[2] and has_beta:

@@ -75,3 +75,33 @@ def test_other_cases_keep_the_exact_path():
     # LayerNormalization keeps the batch axis: exact path
     assert not norm_fast.usable(np.zeros((4, 4), np.float32), np.ones(4, np.float32), None,
                                 (1,), None)
+
+
+@pytest.mark.parametrize("memory", ["c", "cf"])
+def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory):
+    """Many small blocks on 2 threads give the same numbers as one thread (the partial sums
+    are combined in block order), and match the float64 exact op."""
+    from modelkit.backend import parallel
+    rng = np.random.default_rng(3)
+    shape, c_axis = (9, 5, 6, 4), 3
+    x = _input(shape, c_axis, memory, rng)
+    kept = (1, 1, 1, 4)
+    gamma, beta = rng.standard_normal(kept), rng.standard_normal(kept)
+    gy, gm, gv = rng.standard_normal(shape), rng.standard_normal(kept), np.zeros(kept)
+    x32 = np.empty_like(x, dtype=np.float32)
+    x32[...] = x
+    args32 = (x32, gamma.astype(np.float32), beta.astype(np.float32), (0, 1, 2),
+              gy.astype(np.float32), gm.astype(np.float32), gv.astype(np.float32))
+    results = []
+    for threads, block in (("1", 1 << 20), ("1", 64), ("2", 64), ("3", 64)):
+        monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", block)
+        results.append(_run(*args32))
+    assert len(parallel.blocks(x32.size // 4, 16, 64)) > 10
+    outs64, grads64 = _run(x, gamma, beta, (0, 1, 2), gy, gm, gv)
+    for outs, grads in results:
+        for a, e in zip(outs + grads, outs64 + grads64):
+            np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+    for outs, grads in results[2:]:
+        for a, b in zip(outs + grads, results[1][0] + results[1][1]):
+            assert np.array_equal(a, b)
