@@ -68,6 +68,38 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                    err_msg=f"gradient of {name}")
 
 
+@pytest.mark.parametrize("row", [ROWS[0], ROWS[1], ROWS[4], ROWS[6], ROWS[7], ROWS[9],
+                                 ROWS[10], ROWS[13],
+                                 ((2, 5, 6, 5, 2), (2, 3, 2, 2, 3), (1, 1, 2), (2, 1, 1),
+                                  "same")], ids=str)
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("form", ["rows", "cols"])
+def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads, form):
+    """The kernel gradient accumulated over many small image chunks, in the row-shift form
+    (taken for stride 1 on the outer axes) and the im2col form, split over threads,
+    matches the float64 exact path."""
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    monkeypatch.setattr(conv_fast, "_CHUNK_BYTES", 1)          # one image per chunk
+    monkeypatch.setattr(conv_fast, "_ROWS_COLUMNS", (0, 1 << 30) if form == "rows" else (0, -1))
+    used = []
+    for name in ("_kernel_grad_rows", "_kernel_grad_cols"):
+        fn = getattr(conv_fast, name)
+        monkeypatch.setattr(conv_fast, name,
+                            lambda *a, fn=fn, name=name: used.append(name) or fn(*a))
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5,) + row[0][1:])
+    w = rng.standard_normal(row[1]) * 0.5
+    b = rng.standard_normal(row[1][-1])
+    _, g64 = _run(x, w, b, row, False, False, seed=4)
+    _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
+                  False, False, seed=4)
+    rows_possible = all(st == 1 for st in row[2][:-1])
+    assert set(used) == {"_kernel_grad_rows" if form == "rows" and rows_possible
+                         else "_kernel_grad_cols"}
+    np.testing.assert_allclose(g32[1], g64[1], rtol=0,
+                               atol=3e-5 * max(np.abs(g64[1]).max(), 1.0))
+
+
 def test_nchwc_kernel_is_used_where_the_channels_fit():
     block = conv_fast._block_size()
     assert block in (8, 16)              # this machine's MLAS has the NCHWc kernels
