@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import allocator
 from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.sparse_grad import sparse_gradients
@@ -111,6 +112,7 @@ class TrainingMixin:
 
     def _train_step(self, xs, ys, sws):
         from .base_layer import _CallContext
+        allocator.retain_freed_memory()   # reuse the last step's arrays, no page faults
         variables = self.trainable_weights
         with GradientTape() as tape, _CallContext() as ctx:
             outs = self._forward(xs, training=True)
