@@ -249,17 +249,34 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 # backward
 
 def conv_vjp(g, s, needs):
-    gn = _nchw(g, s.channels_first)
-    if s.relu_y is not None:
-        gn = gn * (s.relu_y > 0)
-    gx = gk = gb = None
+    gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
+                                 s.has_bias and len(needs) > 2 and needs[2])
+    gx = gk = None
     if needs[0]:
         gx = _from_nchw(_input_grad(gn, s), s.channels_first)
     if needs[1]:
         gk = _kernel_grad(gn, s)
-    if s.has_bias and len(needs) > 2 and needs[2]:
-        gb = gn.reshape(gn.shape[0], gn.shape[1], -1).sum(axis=(0, 2))
     return gx, gk, gb
+
+
+def _relu_and_bias_grad(gn, s, bias):
+    """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
+    images on the worker threads; the per-block sums are combined in float64."""
+    relu = s.relu_y is not None
+    if not (relu or bias):
+        return gn, None
+    out = np.empty_like(gn) if relu else gn
+
+    def block(lo, hi):
+        gb = gn[lo:hi]
+        if relu:
+            gb = np.multiply(gb, s.relu_y[lo:hi] > 0, out=out[lo:hi])
+        return gb.reshape(hi - lo, gb.shape[1], -1).sum(axis=(0, 2)) if bias else None
+
+    parts = parallel.map_blocks(block, gn.shape[0], gn[0].nbytes)
+    if not bias:
+        return out, None
+    return out, np.sum([p.astype(np.float64) for p in parts], axis=0).astype(np.float32)
 
 
 def _input_grad(gn, s):

@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..onnx_spec import bilinear_matrix
 
 from ..errors import ConfigError, ShapeError
-from . import conv_fast
+from . import conv_fast, parallel
 from .tape import defop
 from .layout import empty_ordered_like
 
@@ -449,14 +449,21 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
     xp = _pad(xl, pads, value=neg)
     offsets = list(itertools.product(*(range(k) for k in pool)))
     ones = (1,) * n
-    best = np.array(xp[_offset_slices(offsets[0], strides, ones, out)])   # x's memory order
+    views = [xp[_offset_slices(offset, strides, ones, out)] for offset in offsets]
+    best = np.empty_like(views[0])                                    # x's memory order
     arg = np.zeros_like(best, dtype=np.uint8 if len(offsets) < 256 else np.int32)
-    upd = np.empty_like(best, dtype=bool)
-    for k, offset in enumerate(offsets[1:], start=1):
-        v = xp[_offset_slices(offset, strides, ones, out)]
-        np.greater(v, best, out=upd)          # strictly greater: ties keep the first offset
-        np.maximum(best, v, out=best)
-        np.putmask(arg, upd, k)
+
+    def images(lo, hi):                       # blocks of images on the worker threads
+        b, a = best[lo:hi], arg[lo:hi]
+        np.copyto(b, views[0][lo:hi])
+        upd = np.empty_like(b, dtype=bool)
+        for k, v in enumerate(views[1:], start=1):
+            v = v[lo:hi]
+            np.greater(v, b, out=upd)         # strictly greater: ties keep the first offset
+            np.maximum(b, v, out=b)
+            np.putmask(a, upd, k)
+
+    parallel.map_blocks(images, xp.shape[0], xp[:1].nbytes)
     saved = (arg, xl.shape, xp.shape, pads, pool, strides, out, channels_first)
     return _from_last(best, channels_first), saved
 
@@ -471,12 +478,18 @@ def _(g, s, needs):
     # accumulate into zeros.
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xpshape[1:-1]))
     dxp = empty_ordered_like(xpshape, arg.strides, g.dtype, zero=not tiled)   # as x was
-    for k, offset in enumerate(itertools.product(*(range(p) for p in pool))):
-        sl = _offset_slices(offset, strides, ones, out)
-        if tiled:
-            np.multiply(gl, arg == k, out=dxp[sl])
-        else:
-            dxp[sl] += gl * (arg == k)
+    slices = [_offset_slices(offset, strides, ones, out)
+              for offset in itertools.product(*(range(p) for p in pool))]
+
+    def images(lo, hi):                       # blocks of images on the worker threads
+        d, gb, a = dxp[lo:hi], gl[lo:hi], arg[lo:hi]
+        for k, sl in enumerate(slices):
+            if tiled:
+                np.multiply(gb, a == k, out=d[sl])
+            else:
+                d[sl] += gb * (a == k)
+
+    parallel.map_blocks(images, dxp.shape[0], dxp[:1].nbytes)
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp
     return (_from_last(gx, cf),)
 

@@ -94,3 +94,25 @@ def run_parts(fn, parts):
 
     futures = [pool(parts - 1).submit(work, i) for i in range(1, parts)]
     return [work(0)] + [f.result() for f in futures]
+
+
+def outer_axis(a):
+    """The axis of `a` with the largest stride (its outermost axis in memory)."""
+    return max(range(a.ndim), key=lambda i: (abs(a.strides[i]) if a.shape[i] > 1 else -1, -i))
+
+
+def elementwise(fn, out, *ins):
+    """fn(out_block, *in_blocks) over blocks of `out`'s outermost memory axis (ins: arrays
+    of out's shape and memory order, e.g. made with np.empty_like, or None); one call on
+    the whole arrays when the orders differ or there is nothing to split."""
+    if out.ndim == 0 or out.size == 0 or any(
+            a is not None and (a.shape != out.shape or a.strides != out.strides) for a in ins):
+        fn(out, *ins)
+        return
+    axis = outer_axis(out)
+
+    def block(lo, hi):
+        sl = (slice(None),) * axis + (slice(lo, hi),)
+        fn(out[sl], *[None if a is None else a[sl] for a in ins])
+
+    map_blocks(block, out.shape[axis], out.nbytes // out.shape[axis])
