@@ -11,9 +11,11 @@ reordered), its data, and one PyTorch training step. `compare(bench)` then
 1. checks that both frameworks run the same computation: two fresh models with the same
    initial weights (dropout off) train on the same batches, and the loss after every step
    is printed side by side (the largest relative difference must stay small);
-2. times whole epochs, alternating modelkit and PyTorch in the same process so both see the
-   same machine (this one is shared: single timings swing, ratios of neighbours do not),
-   and prints samples/s of each, the ratio per round and its median;
+2. times whole epochs, alternating modelkit (in this process) and PyTorch (in a child
+   process this one drives epoch by epoch, so that modelkit's process-wide malloc tuning
+   and thread pools leave torch as its users run it; `--same-process` keeps both here), so
+   both see the same machine (this one is shared: single timings swing, ratios of
+   neighbours do not), and prints samples/s of each, the ratio per round and its median;
 3. measures the peak resident memory of one training epoch for each framework in its own
    child process (`ru_maxrss` mixes both otherwise): the child builds the model, loads the
    data, then resets the kernel's high-water mark (/proc/self/clear_refs) and trains one
@@ -204,33 +206,88 @@ def loss_agreement(bench, steps=5):
     return rows
 
 
-def alternate(bench, rounds):
+def alternate(bench, rounds, extra_args=(), same_process=False):
     """Alternate one modelkit epoch and one torch epoch `rounds` times (after a warm-up
     of each); -> list of (modelkit seconds, torch seconds, modelkit CPU seconds, torch CPU
     seconds). CPU time (all threads of the process) is steadier than wall time when other
-    processes compete for the cores, but counts BLAS threads spinning while they wait."""
+    processes compete for the cores, but counts BLAS threads spinning while they wait.
+
+    Torch trains in a child process (`torch_child`) that the parent drives epoch by epoch,
+    so each framework runs as its users run it: modelkit's process-wide malloc tuning
+    (backend/allocator.py) would otherwise speed up torch too, and the two thread pools
+    would compete between epochs. `same_process=True` runs both here."""
     import modelkit
     modelkit.initializers.set_random_seed(0)
     mk = bench.build_modelkit()
-    tm, opt = bench.build_torch(mk)
     x, y = bench.data(bench.batch * bench.steps)
     w = 2 * bench.batch
-    modelkit_epoch(bench, mk, x[:w], y[:w])
-    torch_epoch(bench, tm, opt, x[:w], y[:w])
-    times = []
-    for r in range(rounds):
-        pair = [0.0, 0.0, 0.0, 0.0]
-        order = (0, 1) if r % 2 == 0 else (1, 0)      # neither side always goes first
-        for side in order:
+    if same_process:
+        tm, opt = bench.build_torch(mk)
+        torch_epoch(bench, tm, opt, x[:w], y[:w])
+
+        def run_torch():
             t, c = time.perf_counter(), time.process_time()
-            if side == 0:
-                modelkit_epoch(bench, mk, x, y)
-            else:
-                torch_epoch(bench, tm, opt, x, y)
-            pair[side] = time.perf_counter() - t
-            pair[side + 2] = time.process_time() - c
-        times.append(tuple(pair))
+            torch_epoch(bench, tm, opt, x, y)
+            return time.perf_counter() - t, time.process_time() - c
+        child = None
+    else:
+        child = subprocess.Popen([sys.executable, bench.script, "--torch-child"]
+                                 + list(extra_args), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, bufsize=1)
+
+        def run_torch():
+            child.stdin.write("epoch\n")
+            got = json.loads(_child_line(child, "EPOCH "))
+            return got["wall"], got["cpu"]
+        _child_line(child, "READY")
+    modelkit_epoch(bench, mk, x[:w], y[:w])
+    times = []
+    try:
+        for r in range(rounds):
+            pair = [0.0, 0.0, 0.0, 0.0]
+            order = (0, 1) if r % 2 == 0 else (1, 0)      # neither side always goes first
+            for side in order:
+                if side == 0:
+                    t, c = time.perf_counter(), time.process_time()
+                    modelkit_epoch(bench, mk, x, y)
+                    pair[0], pair[2] = time.perf_counter() - t, time.process_time() - c
+                else:
+                    pair[1], pair[3] = run_torch()
+            times.append(tuple(pair))
+    finally:
+        if child is not None:
+            child.stdin.close()
+            child.wait(timeout=60)
     return times
+
+
+def _child_line(child, prefix):
+    """The rest of the child's next stdout line starting with `prefix`."""
+    for line in child.stdout:
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    raise RuntimeError(f"the torch child exited (status {child.wait()}) before '{prefix}'")
+
+
+def torch_child(bench):
+    """Child process body of `alternate`: build the torch model from the same initial
+    weights, warm up, then run one timed epoch per 'epoch' line on stdin."""
+    import torch
+    import modelkit
+    if os.environ.get("MODELKIT_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["MODELKIT_NUM_THREADS"]))
+    modelkit.initializers.set_random_seed(0)
+    tm, opt = bench.build_torch(bench.build_modelkit())
+    x, y = bench.data(bench.batch * bench.steps)
+    torch_epoch(bench, tm, opt, x[:2 * bench.batch], y[:2 * bench.batch])
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "epoch":
+            break
+        t, c = time.perf_counter(), time.process_time()
+        torch_epoch(bench, tm, opt, x, y)
+        print("EPOCH " + json.dumps({"wall": time.perf_counter() - t,
+                                     "cpu": time.process_time() - c}), flush=True)
 
 
 def _reset_peak():
@@ -301,7 +358,7 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
-def compare(bench, rounds=5, extra_args=(), rss=True):
+def compare(bench, rounds=5, extra_args=(), rss=True, same_process=False):
     """Run the three measurements and print them; returns the median speed ratio."""
     import torch
     if os.environ.get("MODELKIT_NUM_THREADS"):
@@ -314,7 +371,9 @@ def compare(bench, rounds=5, extra_args=(), rss=True):
     print("  loss after each of the same training steps (dropout off), modelkit vs torch:")
     print("    " + "  ".join(f"{a:.5f}/{b:.5f}" for a, b in rows))
     print(f"    largest relative difference {worst:.2e}")
-    times = alternate(bench, rounds)
+    times = alternate(bench, rounds, extra_args, same_process)
+    print("  timed epochs, alternating: " + ("both in this process" if same_process else
+                                           "torch in its own process, driven from this one"))
     n = bench.batch * bench.steps
     ratios = [t / m for m, t, _, _ in times]
     for i, (m, t, mc, tc) in enumerate(times):
@@ -343,6 +402,8 @@ def add_arguments(parser):
                         help="compare with the identical PyTorch model (needs torch)")
     parser.add_argument("--threads", type=int, default=None,
                         help="pin BLAS, onnxruntime and torch threads (default: theirs)")
+    parser.add_argument("--same-process", action="store_true",
+                        help="time torch in this process too (default: its own process)")
 
 
 def run(args, bench, rounds, forward=()):
@@ -353,7 +414,8 @@ def run(args, bench, rounds, forward=()):
         value = getattr(args, dest)
         if value is not None:
             extra += ["--" + dest.replace("_", "-"), str(value)]
-    return compare(bench, rounds=rounds, extra_args=extra)
+    return compare(bench, rounds=rounds, extra_args=extra,
+                   same_process=getattr(args, "same_process", False))
 
 
 def arg(flag, default):
@@ -362,9 +424,12 @@ def arg(flag, default):
 
 
 def main_hook(bench_factory, argv=None):
-    """Handle `--rss-child SIDE` (the child half of `peak_rss`) before anything else;
-    returns True when it did."""
+    """Handle `--rss-child SIDE` (the child half of `peak_rss`) and `--torch-child` (the
+    child half of `alternate`) before anything else; returns True when it did."""
     argv = sys.argv if argv is None else argv
+    if "--torch-child" in argv:
+        torch_child(bench_factory())
+        return True
     if "--rss-child" in argv:
         side = argv[argv.index("--rss-child") + 1]
         rss_child(bench_factory(), side)
