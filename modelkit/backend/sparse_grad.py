@@ -52,9 +52,10 @@ class IndexedRows:
             return cls(idx.astype(np.intp), rows, shape)
         order = np.argsort(idx, kind="stable")
         sidx = idx[order]
-        starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
+        first = np.concatenate(([True], sidx[1:] != sidx[:-1]))
+        starts = np.flatnonzero(first)
         return cls(sidx[starts].astype(np.intp, copy=False),
-                   np.add.reduceat(rows[order], starts, axis=0), shape)
+                   _segment_sums(rows, order, starts, first), shape)
 
     shape = property(lambda self: self.dense_shape)
     dtype = property(lambda self: self.values.dtype)
@@ -84,6 +85,27 @@ class IndexedRows:
     def __repr__(self):
         return (f"<IndexedRows {len(self.indices)} of {self.dense_shape[0]} rows, "
                 f"dtype={self.values.dtype}>")
+
+
+_MAX_RANKS = 8      # more repeats of one row than this: np.add.reduceat
+
+
+def _segment_sums(rows, order, starts, first):
+    """Sum of rows[order] over the segments beginning at `starts` (`first` marks them), in
+    segment order. Most embedding rows occur once or twice in a batch: the sums are taken
+    as the first row of each segment plus, for k = 1, 2, ..., every segment's k-th repeat
+    (one gather and add per k, no two rows of one add in the same segment), which is far
+    faster than np.add.reduceat's per-segment loop; many repeats fall back to it."""
+    seg = np.cumsum(first) - 1                         # segment of each sorted position
+    rank = np.arange(len(order)) - starts[seg]         # position inside its segment
+    top = int(rank.max())
+    if top > _MAX_RANKS:
+        return np.add.reduceat(rows[order], starts, axis=0)
+    out = rows[order[starts]]
+    for k in range(1, top + 1):
+        at = np.flatnonzero(rank == k)
+        out[seg[at]] += rows[order[at]]
+    return out
 
 
 def densify(g):

@@ -125,3 +125,22 @@ def test_regularized_embedding_sums_sparse_and_dense_gradients():
         return m.get_weights()
     for a, b in zip(run(True), run(False)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n,rows", [(512, 2000), (400, 7), (50, 1), (1, 3)])
+def test_scatter_sums_by_repeat_rank_equal_reduceat(monkeypatch, n, rows):
+    """The repeat-rank sums (few repeats) and np.add.reduceat (the fallback for many) agree
+    (to float32 rounding: reduceat may group the adds of a long segment differently) and
+    equal np.add.at in float64."""
+    rng = np.random.default_rng(n)
+    idx = rng.integers(0, rows, (n // 2 or 1, 2)) if n > 1 else np.array([2])
+    g = rng.standard_normal(idx.shape + (3,)).astype(np.float32)
+    fast = IndexedRows.from_scatter((rows, 3), idx, g)
+    monkeypatch.setattr(sparse_grad, "_MAX_RANKS", -1)
+    slow = IndexedRows.from_scatter((rows, 3), idx, g)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+    np.testing.assert_allclose(fast.values, slow.values, rtol=1e-6, atol=1e-6)
+    want = np.zeros((rows, 3))
+    np.add.at(want, idx.reshape(-1), g.reshape(-1, 3).astype(np.float64))
+    np.testing.assert_allclose(fast.dense(), want, rtol=1e-5, atol=1e-5)
+    assert list(fast.indices) == sorted(set(idx.reshape(-1).tolist()))
