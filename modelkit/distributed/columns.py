@@ -47,8 +47,8 @@ def plan_inputs(input_names, columns, input_columns=None, where="the dataset"):
             missing = [n for n in input_names if n not in columns]
             raise ConfigError(
                 f"{where} has no column for the model input(s) {missing} (columns: {columns}); "
-                f"name the columns after the inputs or pass input_columns (a list of feature "
-                f"columns to stack, or {{input: column}})")
+                f"name the columns after the inputs or pass input_columns (CLI: "
+                f"--input-columns; a list of feature columns to stack, or one per input)")
     elif isinstance(input_columns, dict):
         unknown = [k for k in input_columns if k not in input_names]
         missing = [n for n in input_names if n not in input_columns]

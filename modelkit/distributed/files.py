@@ -119,9 +119,7 @@ def predict_files(model, inputs, output_dir, *, engine="local", input_columns=No
         if progress is not None:
             progress(report, shard, targets[shard.index])
 
-    for s in todo:
-        if s.rows == 0:
-            done(s, dict(zip(outputs, _empty_outputs(session))))
+    empty = [s for s in todo if s.rows == 0]
     todo = [s for s in todo if s.rows]
     if engine == "local":
         predictor = ShardPredictor(session, plan, outputs, shards, batch_size=batch_size)
@@ -131,6 +129,10 @@ def predict_files(model, inputs, output_dir, *, engine="local", input_columns=No
         results = predict_pieces(source, todo, plan, outputs, batch_size=batch_size,
                                  num_workers=num_workers, device=device, address=address)
     for shard, result in results:
+        while empty and empty[0].index < shard.index:        # keep the input order
+            done(empty.pop(0), dict(zip(outputs, _empty_outputs(session))))
         done(shard, result)
+    for shard in empty:
+        done(shard, dict(zip(outputs, _empty_outputs(session))))
     report.seconds = time.perf_counter() - start
     return report

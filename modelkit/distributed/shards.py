@@ -160,7 +160,7 @@ def _arrow_to_numpy(column, name, path):
     if column.null_count:
         raise ShapeError(f"{where} has {column.null_count} missing values")
     typ = column.type
-    if isinstance(typ, pa.ExtensionType):
+    if isinstance(typ, pa.BaseExtensionType):
         if hasattr(column, "to_numpy_ndarray"):             # arrow.fixed_shape_tensor
             return column.to_numpy_ndarray()
         try:
