@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from modelkit.errors import ConfigError
@@ -19,9 +20,17 @@ def connect(address=None, feature="modelkit.distributed"):
         return ray
     kwargs = dict(address=address, logging_level=logging.WARNING, include_dashboard=False)
     if address is None:
+        local_only()
         kwargs["_node_ip_address"] = "127.0.0.1"
     ray.init(**kwargs)
     return ray
+
+
+def local_only():
+    """Make a Ray instance started by this process keep to loopback: its workers (which
+    inherit the environment) then report 127.0.0.1 instead of the address of the
+    default-route interface."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @dataclass(frozen=True)

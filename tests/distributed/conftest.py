@@ -9,7 +9,10 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
+
+    from modelkit.distributed.cluster import local_only
     if not ray.is_initialized():
+        local_only()
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)
     yield ray
