@@ -9,10 +9,11 @@ import onnx
 
 
 def mlp_model(path, width=16, inputs=4, outputs=3):
-    """A relu MLP saved as ONNX at `path` (input 'dense_input')."""
+    """A relu MLP saved at `path` (.onnx or .h5): input 'hidden_input', output 'out'."""
     from modelkit.layers import Dense
     from modelkit.models import Sequential
-    model = Sequential([Dense(width, activation="relu", input_shape=(inputs,)), Dense(outputs)])
+    model = Sequential([Dense(width, activation="relu", input_shape=(inputs,), name="hidden"),
+                        Dense(outputs, name="out")])
     model.save(str(path))
     return str(path)
 

@@ -12,6 +12,7 @@ from distributed_kit import (assert_same_outputs, mlp_model, npy_shards, parquet
 
 from modelkit.cli.main import main
 from modelkit.distributed import predict_dataset, predict_files
+from modelkit.errors import ConfigError
 from modelkit.runtime import InferenceSession
 
 pytestmark = pytest.mark.ray
@@ -27,18 +28,24 @@ def test_predict_dataset_numpy_and_tabular(ray_session, mlp):
     import ray.data
     x = np.random.default_rng(3).standard_normal((1000, 4)).astype(np.float32)
     expected = InferenceSession(mlp, device="cpu").predict(x, batch_size=100)
-    ds = ray.data.from_numpy(x)
+    ds = ray.data.from_numpy(np.array_split(x, 4))           # 4 blocks for 2 actors
     ds.context.execution_options.preserve_order = True
     out = predict_dataset(mlp, ds, batch_size=100, num_workers=2)
     got = np.concatenate([b["pred"] for b in out.iter_batches(batch_format="numpy")])
     np.testing.assert_array_equal(got, expected)
     # tabular: feature columns stacked, other columns passed through, any order back
     frame = pd.DataFrame({"id": np.arange(1000), **{f"f{i}": x[:, i] for i in range(4)}})
-    out = predict_dataset(mlp, ray.data.from_pandas(frame), input_columns=["f0", "f1", "f2", "f3"],
+    out = predict_dataset(mlp, ray.data.from_pandas([frame[i:i + 250] for i in range(0, 1000, 250)]),
+                          input_columns=["f0", "f1", "f2", "f3"],
                           output_prefix="y", batch_size=100, num_workers=2).to_pandas()
     assert set(out.columns) == {"id", "f0", "f1", "f2", "f3", "y"}
     out = out.sort_values("id")
     np.testing.assert_array_equal(np.stack(out["y"].to_numpy()), expected)
+    with pytest.raises(ConfigError, match="already has a column 'f0'"):
+        predict_dataset(mlp, ray.data.from_pandas(frame), input_columns=["f1", "f2", "f3", "id"],
+                        output_prefix="f0")
+    with pytest.raises(ConfigError, match="must be a ray.data.Dataset, got list"):
+        predict_dataset(mlp, [x])
 
 
 def test_npy_shards_equal_local_and_resume(ray_session, mlp, tmp_path):

@@ -18,13 +18,13 @@ REQUESTS = [
     ("GET", "/v2/models/clf", None, None),
     ("GET", "/v2/models/two/ready", None, None),
     ("POST", "/v2/models/clf/infer", {"id": "r1", "inputs": [
-        {"name": "dense_input", "shape": [2, 4], "datatype": "FP32", "data": sum(X, [])}]}, None),
+        {"name": "hidden_input", "shape": [2, 4], "datatype": "FP32", "data": sum(X, [])}]}, None),
     ("POST", "/v2/models/two/infer", {"inputs": [
         {"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
         {"name": "b", "shape": [1, 3], "datatype": "FP32", "data": [4, 5, 6]}],
         "outputs": [{"name": "prod"}]}, None),
     ("POST", "/v2/models/clf/infer", {"inputs": [
-        {"name": "dense_input", "shape": [2, 3], "datatype": "FP32", "data": [1] * 6}]}, None),
+        {"name": "hidden_input", "shape": [2, 3], "datatype": "FP32", "data": [1] * 6}]}, None),
     ("POST", "/v2/models/nope/infer", {"inputs": []}, None),
     ("POST", "/v1/models/clf:predict", {"instances": X}, None),
     ("POST", "/v1/models/two:predict", {"inputs": {"a": [[1, 2, 3]], "b": [[1, 1, 1]]}}, None),
@@ -65,7 +65,7 @@ def test_two_replicas_answer_like_the_single_process_server(ray_session, tmp_pat
         status = serve.status().applications["modelkit"].deployments["modelkit"]
         assert status.replica_states == {"RUNNING": 2}
         client, here = Client(("127.0.0.1", port)), InProcess(local)
-        body, headers = binary_request({"dense_input": np.asarray(X, np.float32)})
+        body, headers = binary_request({"hidden_input": np.asarray(X, np.float32)})
         for method, path, payload, extra in REQUESTS + [
                 ("POST", "/v2/models/clf/infer", body, headers)]:
             want = here.request(method, path, payload, extra)
