@@ -226,14 +226,33 @@ def as_graph(model_or_graph):
                       f"got {type(model_or_graph).__name__}")
 
 
-def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True):
+def default_opset(graph):
+    """17, or the newest opset an imported OnnxOp node of `graph` was written for."""
+    found = [int(n.config.get("opset", 17)) for n in _all_nodes(graph) if n.op == "OnnxOp"]
+    return max([17] + [o for o in found if o in SUPPORTED_OPSETS])
+
+
+def _all_nodes(graph):
+    for n in graph.nodes:
+        yield n
+        if n.subgraph is not None:
+            yield from _all_nodes(n.subgraph)
+
+
+_DEFAULT_OPSET = object()
+
+
+def export(model_or_graph, path=None, opset=_DEFAULT_OPSET, *, optimize=True, check=True):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
-    path: also write the model there (atomically). opset: 13..21. optimize: remove
+    path: also write the model there (atomically). opset: 13..21 (default: 17, or the
+    opset imported OnnxOp nodes were written for when newer). optimize: remove
     back-to-back inverse Transposes. check: run the ONNX checker with full shape inference.
     Raises UnsupportedError listing every layer that cannot be exported.
     """
     graph = as_graph(model_or_graph)
+    if opset is _DEFAULT_OPSET:
+        opset = default_opset(graph)
     if not isinstance(opset, (int, np.integer)) or int(opset) not in SUPPORTED_OPSETS:
         raise ConfigError(f"ONNX opset {opset!r} is not supported; choose one of "
                           f"{SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
