@@ -4,10 +4,10 @@
 the Ray engine of `predict_files`: worker actors read pieces of shard files themselves and
 stream predictions back to the driver in input order.
 
-Fault tolerance is Ray's: Ray Data creates the actors with ``max_restarts=-1`` and
-``max_task_retries=-1`` (its defaults for map_batches actor pools), so when a worker process dies its actor restarts and the batches
-it held run again; the result of each batch is taken once, so no row is lost or repeated
-(the driver checks every row number of every shard arrives exactly once, in order).
+Fault tolerance is Ray's: Ray Data creates map_batches actors with ``max_restarts=-1`` and
+``max_task_retries=-1`` (its defaults), so when a worker process dies its actor restarts and
+the batches it held run again; the result of each batch is taken once, so no row is lost or
+repeated (the driver checks every row number of every shard arrives exactly once, in order).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .shards import pieces
 from .source import portable_model
 
 
-
 def predict_dataset(model_path, dataset, *, input_columns=None, output_prefix="pred",
                     batch_size=256, num_workers=None, device="auto"):
     """`dataset` (a ray.data.Dataset) with prediction columns added, computed lazily by a
@@ -37,9 +36,9 @@ def predict_dataset(model_path, dataset, *, input_columns=None, output_prefix="p
     one-output model, else `output_prefix_<output name>`; other columns pass through.
     """
     rd = deps.ray_data("predict_dataset")
-    ray = connect(feature="predict_dataset")
     if not isinstance(dataset, rd.Dataset):
         raise ConfigError(f"dataset must be a ray.data.Dataset, got {type(dataset).__name__}")
+    ray = connect(feature="predict_dataset")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     source = portable_model(model_path)
@@ -86,7 +85,7 @@ def assemble(batches, shards, columns):
     """Regroup tagged prediction batches into whole shards, in order, checking that every row
     of every shard arrives exactly once (RuntimeSessionError otherwise)."""
     todo = [s for s in shards if s.rows]
-    pos, parts = 0, {c: [] for c in columns}
+    pos, done, parts = 0, 0, {c: [] for c in columns}
     for batch in batches:
         ids, rows = batch[SHARD_COLUMN], batch[ROW_COLUMN]
         i = 0
@@ -95,19 +94,18 @@ def assemble(batches, shards, columns):
                 raise RuntimeSessionError(f"Ray returned {len(ids) - i} rows more than the "
                                           f"shards hold")
             shard = todo[pos]
-            done = sum(len(p) for p in parts[columns[0]])
             take = min(len(ids) - i, shard.rows - done)
-            expected = np.arange(done, done + take)
             if not (ids[i:i + take] == shard.index).all() or not np.array_equal(
-                    rows[i:i + take], expected):
+                    rows[i:i + take], np.arange(done, done + take)):
                 raise RuntimeSessionError(
                     f"rows of {shard.path} arrived out of order, twice or not at all "
                     f"(expected rows {done}..{done + take - 1})")
             for c in columns:
                 parts[c].append(batch[c][i:i + take])
-            i += take
-            if done + take == shard.rows:
+            i, done = i + take, done + take
+            if done == shard.rows:
                 yield shard, {c: np.concatenate(parts[c]) for c in columns}
-                pos, parts = pos + 1, {c: [] for c in columns}
+                pos, done, parts = pos + 1, 0, {c: [] for c in columns}
     if pos != len(todo):
-        raise RuntimeSessionError(f"Ray returned no rows for {todo[pos].path} and later shards")
+        raise RuntimeSessionError(f"Ray stopped after {done} of the {todo[pos].rows} rows of "
+                                  f"{todo[pos].path}")
