@@ -37,3 +37,20 @@ def test_options_reach_the_ray_deployment(tmp_path, monkeypatch, capsys):
 def test_usage_errors(tmp_path, capsys, extra, match):
     assert main(["serve", str(tmp_path / "m.onnx"), *extra]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_serve_deployment_checks_its_arguments_before_ray_runs(tmp_path):
+    from modelkit.distributed import serve_deployment
+    from modelkit.errors import ConfigError, ModelLoadError
+    model = mlp_model(tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="replicas must be a positive integer, got 0"):
+        serve_deployment({"m": model}, replicas=0)
+    with pytest.raises(ModelLoadError, match="Model .nope.: file not found: .*nope.onnx"):
+        serve_deployment([str(tmp_path / "nope.onnx")])
+    app = serve_deployment([f"clf={model}", str(model)], replicas=2, device="cpu")
+    deployment = app._bound_deployment
+    assert (deployment.name, deployment.num_replicas) == ("modelkit", 2)
+    assert deployment.ray_actor_options["num_cpus"] == 1
+    models, options = app._bound_deployment.init_args
+    assert sorted(models) == ["clf", "m"] and isinstance(models["clf"], bytes)
+    assert options["threads"] == 1 and options["device"] == "cpu"
