@@ -71,6 +71,8 @@ def _check(args, shards):
     if args.num_workers is not None and args.num_workers < 1:
         raise UsageError(f"--num-workers must be a positive integer, got {args.num_workers}")
     if shards:
+        if args.engine == "local" and (args.address or args.num_workers):
+            raise UsageError("--address and --num-workers need --engine ray")
         if args.output == "-" or not _is_folder(args.output) and os.path.splitext(
                 args.output)[1]:
             raise UsageError(f"--input {args.input!r} names shards, so --output must be a "

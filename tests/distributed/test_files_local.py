@@ -119,6 +119,8 @@ def test_cli_shards_with_progress_and_resume(mlp, tmp_path, capsys):
     (["--output", "y.npy"], "--output must be a folder"),
     (["--output", "-"], "--output must be a folder"),
     (["--num-workers", "0", "--output", "o/"], "--num-workers must be a positive integer"),
+    (["--num-workers", "2", "--output", "o/"], "--address and --num-workers need --engine ray"),
+    (["--address", "auto", "--output", "o/"], "--address and --num-workers need --engine ray"),
 ])
 def test_cli_shard_usage_errors(mlp, tmp_path, capsys, extra, match):
     npy_shards(tmp_path / "in", [2])
