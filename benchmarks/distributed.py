@@ -6,7 +6,7 @@ model, alternating runs; prints the best of each and the ratio Ray / local.
 Ray's one-off start (`ray.init`) is timed separately; each Ray run includes starting its
 actors and opening the model in each. Outputs are checked equal to the local run's.
 
-    python benchmarks/distributed.py [--rows 200000] [--shards 8] [--workers 2] [--repeats 2]
+    python benchmarks/distributed.py [--rows 1000000] [--shards 16] [--workers 2] [--repeats 2]
         [--width 256] [--address ADDR]
 """
 
@@ -52,8 +52,8 @@ def timed(run, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=200_000)
-    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--shards", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--width", type=int, default=256)
