@@ -108,6 +108,8 @@ def _run_shards(args):
             state["show"] = _progress(total, len(report.skipped))
         state["show"](report, shard, path)
 
+    if args.engine == "ray" and not getattr(args, "debug", False):
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")    # our progress lines suffice
     columns = args.input_columns.split(",") if args.input_columns else None
     report = predict_files(args.model, args.input, args.output, engine=args.engine,
                            input_columns=columns, batch_size=args.batch_size or 256,
