@@ -67,6 +67,14 @@ def _empty_outputs(session):
     return out
 
 
+def _check_columns(shards, needed):
+    for s in shards:
+        missing = [c for c in needed if c not in s.columns]
+        if missing:
+            raise ConfigError(f"input shard {s.path} has no column {missing[0]!r} "
+                              f"(columns: {list(s.columns)})")
+
+
 def _local(predictor, todo, batch_size):
     """The local engine: the Ray engine's pieces, run in order in this process."""
     for shard in todo:
@@ -93,12 +101,7 @@ def predict_files(model, inputs, output_dir, *, engine="local", input_columns=No
     session = InferenceSession(source, device=device if engine == "local" else "cpu")
     plan = plan_inputs(session.input_names, shards[0].columns, input_columns,
                        where=f"input shard {shards[0].path}")
-    needed = plan_columns(plan)
-    for s in shards[1:]:
-        missing = [c for c in needed if c not in s.columns]
-        if missing:
-            raise ConfigError(f"input shard {s.path} has no column {missing[0]!r} "
-                              f"(columns: {list(s.columns)})")
+    _check_columns(shards, plan_columns(plan))
     outputs = session.output_names
     os.makedirs(output_dir, exist_ok=True)
     _check_manifest(output_dir, digest(source), outputs)
