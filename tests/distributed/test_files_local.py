@@ -137,3 +137,14 @@ def test_cli_ray_options_need_shards(mlp, tmp_path, capsys):
     assert main(["predict", mlp, "-i", x, "-o", str(tmp_path / "o") + "/"]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "o/part-00.npy"),
                                   InferenceSession(mlp, device="cpu").predict(np.load(x)))
+
+
+def test_a_later_shard_without_a_needed_column_is_refused_before_any_work(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    two = two_io_path(str(tmp_path))
+    parquet_shards(tmp_path / "p", [4])
+    pq.write_table(pa.table({"a": pa.array([[1.0, 2.0, 3.0]])}), tmp_path / "p/part-01.parquet")
+    with pytest.raises(ConfigError, match=r"part-01.parquet has no column 'b' \(columns: \['a'\]\)"):
+        predict_files(two, str(tmp_path / "p"), str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
