@@ -22,7 +22,8 @@ from .commands import UsageError, register
 DEFAULT_OPSET = 17
 
 EXAMPLE = """  modelkit convert model.h5 model.onnx --opset 17
-  modelkit convert model.h5 model.int8.onnx --quantize dynamic"""
+  modelkit convert model.h5 model.int8.onnx --quantize dynamic
+  modelkit convert model.h5 model_ort117.onnx --target-ort 1.17"""
 
 
 def add_arguments(p):
@@ -34,16 +35,21 @@ def add_arguments(p):
     p.add_argument("--quantize", choices=["dynamic"], default=None,
                    help="quantize the .onnx DST: 'dynamic' = int8 weights "
                         "(onnxruntime.quantization.quantize_dynamic)")
+    p.add_argument("--target-ort", default=None, metavar="VERSION",
+                   help="onnxruntime version the .onnx DST must load in (e.g. 1.17; default: "
+                        "the installed one): opset and IR version are chosen for it, or the "
+                        "layers/ops that need a newer opset are named")
 
 
 def _opset_of(proto):
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _to_onnx(src, fmt, opset):
+def _to_onnx(src, fmt, opset, target_ort=None):
     if fmt is not formats.ONNX:
         from modelkit.converters.keras_to_onnx import convert_keras_file
-        return convert_keras_file(src, opset=opset or DEFAULT_OPSET)
+        return convert_keras_file(src, opset=opset or (None if target_ort else DEFAULT_OPSET),
+                                  target_ort=target_ort)
     from modelkit.converters.onnx.reading import read_model
     proto = read_model(src, load_external_data=True)
     current = _opset_of(proto)
@@ -62,8 +68,8 @@ def run(args):
     dst_fmt = formats.format_by_extension(dst)
     if dst_fmt is None:
         raise UsageError(f"DST {dst!r} must end in {', '.join(formats.EXTENSIONS)}")
-    if dst_fmt is not formats.ONNX and (args.quantize or args.opset):
-        flag = "--quantize" if args.quantize else "--opset"
+    if dst_fmt is not formats.ONNX and (args.quantize or args.opset or args.target_ort):
+        flag = "--quantize" if args.quantize else "--opset" if args.opset else "--target-ort"
         raise UsageError(f"{flag} applies to an .onnx DST, not {dst!r}")
     if args.opset is not None and args.opset < 1:
         raise UsageError(f"--opset must be a positive integer, got {args.opset}")
@@ -71,12 +77,15 @@ def run(args):
 
     if dst_fmt is formats.ONNX:
         from modelkit.converters import onnx as onnx_conv
-        proto = _to_onnx(src, src_fmt, args.opset)
+        from modelkit.converters.onnx import versions
+        proto = _to_onnx(src, src_fmt, args.opset, args.target_ort)
         if args.quantize == "dynamic":
             proto = onnx_conv.quantize_dynamic(proto)
+        proto = versions.retarget(proto, args.target_ort, where=src)
         onnx_conv.save_proto(proto, dst)
         detail = f"opset {_opset_of(proto) or '?'}" + (
-            ", dynamic int8 quantization" if args.quantize else "")
+            ", dynamic int8 quantization" if args.quantize else "") + \
+            f", IR version {proto.ir_version}"
     else:
         formats.write_graph(src_fmt.read(src), dst)
         detail = dst_fmt.description
