@@ -26,7 +26,9 @@ DESCRIPTION = """MODEL: .h5/.hdf5/.keras (or .onnx), or a Keras JSON config. Dat
 'x' and 'y' (or 'x_<input>' / 'y_<output>' per model input/output). --loss, --optimizer and
 --metrics default to the MODEL file's own training config when it has one.
 --checkpoint-dir DIR: DIR/epoch-NNN.h5 after each epoch (optimizer state included), DIR/best.h5
-with --save-best-only, DIR/checkpoint.json (what --resume reads). Ctrl-C stops after the
+with --save-best-only, DIR/checkpoint.json (what --resume reads; a resumed run reuses the
+checkpoint's model, optimizer state, seed, batch size, validation split, shuffling, --monitor,
+--save-best-only and early-stopping patience unless given again). Ctrl-C stops after the
 current batch, saves OUT and the checkpoint, and exits with status 130."""
 
 
@@ -47,7 +49,8 @@ def add_arguments(p):
                    help="comma-separated Keras metric names (e.g. accuracy)")
     p.add_argument("--epochs", type=int, default=1, metavar="N",
                    help="train until epoch N (counting epochs already done when resuming)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="B")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="samples per gradient step (default 32)")
     p.add_argument("--out", required=True, metavar="OUT",
                    help="trained model to write (.h5/.hdf5/.keras/.onnx)")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="write resumable checkpoints here")
@@ -73,9 +76,26 @@ def add_arguments(p):
                    help="1: progress bar (default), 2: one line per epoch, 0: silent")
 
 
+# Options a checkpoint remembers: --resume uses them unless the command line gives its own.
+RESUMED_OPTIONS = ("batch_size", "validation_split", "no_shuffle", "save_best_only", "monitor",
+                   "early_stopping_patience")
+
+
+def _resumed_options(args, state):
+    """Fill the options not given on the command line from the checkpoint's."""
+    saved = state.get("options") or {}
+    for name in RESUMED_OPTIONS:
+        if getattr(args, name) in (None, False) and saved.get(name) not in (None, False):
+            if name == "validation_split" and args.validation_data is not None:
+                continue
+            setattr(args, name, saved[name])
+
+
 def _check_args(args):
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.batch_size is None:
+        args.batch_size = 32
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.validation_split is not None and not 0.0 < args.validation_split < 1.0:
@@ -204,15 +224,21 @@ class _CtrlC:
 # -- run --------------------------------------------------------------------------------------
 
 def run(args):
+    from . import train_checkpoint as ckpt
+    state = model_path = None
+    if args.resume == "" and args.checkpoint_dir:
+        args.resume = args.checkpoint_dir
+    if args.resume:
+        state, model_path = ckpt.read_state(args.resume)
+        _resumed_options(args, state)
+        if args.checkpoint_dir is None:      # go on writing checkpoints where they were
+            args.checkpoint_dir = os.path.dirname(os.path.abspath(model_path))
     _check_args(args)
     from modelkit import callbacks as cbks
 
-    from . import train_checkpoint as ckpt
     from .train_data import read_arrays
 
-    state = None
-    if args.resume is not None:
-        state, model_path = ckpt.read_state(args.resume)
+    if state is not None:
         if args.loss or args.optimizer or args.learning_rate is not None or args.metrics:
             print("modelkit: --resume continues with the checkpoint's loss, optimizer and "
                   "metrics; --loss/--optimizer/--learning-rate/--metrics are ignored",
@@ -220,8 +246,6 @@ def run(args):
         model = _load(model_path)
         seed = state["seed"]
         initial_epoch = state["epoch"]
-        if args.checkpoint_dir is None:
-            args.checkpoint_dir = os.path.dirname(os.path.abspath(model_path))
     else:
         model = _compile(_load(args.model), args)
         seed, initial_epoch = args.seed, 0
@@ -248,7 +272,7 @@ def run(args):
             callbacks.append(ckpt.CheckpointWriter(
                 args.checkpoint_dir, seed, args.monitor, recorder,
                 save_best_only=args.save_best_only, early_stopping=early, state=state,
-                save=_save))
+                save=_save, options={n: getattr(args, n) for n in RESUMED_OPTIONS}))
         if initial_epoch >= args.epochs:
             print(f"modelkit: the checkpoint has already trained {initial_epoch} epoch(s); "
                   f"nothing to do for --epochs {args.epochs}", file=sys.stderr)

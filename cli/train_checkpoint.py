@@ -105,7 +105,7 @@ class CheckpointWriter(Callback):
     whether Ctrl-C cut the epoch short (saved as interrupted, not as done)."""
 
     def __init__(self, folder, seed, monitor, recorder, save_best_only=False,
-                 early_stopping=None, state=None, save=None):
+                 early_stopping=None, state=None, save=None, options=None):
         super().__init__()
         self.folder = folder
         self.seed = seed
@@ -114,6 +114,7 @@ class CheckpointWriter(Callback):
         self.early_stopping = early_stopping
         self.recorder = recorder
         self.state = state or {}
+        self.options = dict(options or {})      # command-line options --resume reuses
         best = self.state.get("best") or {}
         self.best = best.get("value")
         self.best_epoch = best.get("epoch")
@@ -152,7 +153,7 @@ class CheckpointWriter(Callback):
                  "seed": self.seed, "monitor": self.monitor, "history": self.recorder.history,
                  "best": {"value": self.best, "epoch": self.best_epoch,
                           "model": "best.h5" if self.save_best_only else None},
-                 "interrupted": interrupted}
+                 "interrupted": interrupted, "options": self.options}
         if interrupted:
             stopped_epoch, batches = self.recorder.stopper.stopped_at
             state["stopped_at"] = {"epoch": stopped_epoch + 1, "batches": batches}
