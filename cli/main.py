@@ -21,6 +21,7 @@ _EPILOG = """examples:
   modelkit predict model.onnx --input x.npy --output y.npy
   modelkit summary model.onnx
   modelkit bench model.onnx --batch-size 32
+  modelkit serve model.onnx --port 8000
   modelkit plot model.h5 model.png
 
 Run 'modelkit COMMAND --help' for a command's options and an example."""

@@ -16,7 +16,8 @@ _EXPORTS = {"Input": "engine", "Model": "engine", "Sequential": "engine"}
 _SUBMODULES = frozenset({
     "activations", "backend", "callbacks", "cli", "constraints", "converters", "datasets",
     "engine", "errors", "initializers", "ir", "keras_config", "layers", "legacy", "losses",
-    "metrics", "models", "optimizers", "regularizers", "runtime", "saving", "utils",
+    "metrics", "models", "optimizers", "preprocessing", "regularizers", "runtime", "saving",
+    "utils",
 })
 
 __all__ = ["__version__", *_EXPORTS, *sorted(_SUBMODULES)]   # `import *` loads them all

@@ -2,39 +2,23 @@
 
 Randomness: an initializer built with ``seed=`` draws from its own generator, seeded afresh
 on every call (so it returns the same values each time, as tf.keras 2 does). Unseeded ones
-draw from the one module-level numpy Generator returned by `global_rng()`;
-`set_random_seed(seed)` reseeds it in place (references to it stay valid), together with
-numpy's legacy global state and Python's `random`. Other modules (shuffling, dropout)
-use `global_rng()` so one call makes a whole run reproducible.
+draw from `global_rng()`, which follows numpy's global state as Keras 2 did
+(`np.random.seed(1337)` makes a run reproducible; see `backend/random_state.py`);
+`set_random_seed(seed)` seeds it together with Python's `random`. Shuffling and dropout
+use `global_rng()` too.
 """
 
 import math
-import random as _py_random
 
 import numpy as np
 
 from .backend import config as _config
+from .backend.random_state import global_rng, set_random_seed  # noqa: F401  (public here too)
 from .errors import ConfigError, ShapeError
 from .registry import Registry
 from .utils import serialization as _ser
 
 INITIALIZERS = Registry("initializer")
-
-_GLOBAL_RNG = np.random.default_rng()
-
-
-def global_rng():
-    """The module-level Generator used by every unseeded random draw in modelkit."""
-    return _GLOBAL_RNG
-
-
-def set_random_seed(seed):
-    """Seed modelkit's global Generator (in place), numpy's global state and `random`."""
-    seed = int(seed)
-    _GLOBAL_RNG.bit_generator.state = np.random.PCG64(seed).state
-    np.random.seed(seed % (2 ** 32))
-    _py_random.seed(seed)
-
 
 def _dtype(dtype):
     return np.dtype(dtype if dtype is not None else _config.floatx())
@@ -73,7 +57,7 @@ class _Seeded(Initializer):
         self.seed = seed
 
     def _rng(self):
-        return np.random.default_rng(self.seed) if self.seed is not None else _GLOBAL_RNG
+        return np.random.default_rng(self.seed) if self.seed is not None else global_rng()
 
 
 class Zeros(Initializer):

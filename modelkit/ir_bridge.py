@@ -5,6 +5,7 @@ predictions, for Sequential, functional, multi-input/output, shared-layer and ne
 """
 
 import json
+import warnings
 
 import numpy as np
 
@@ -14,8 +15,8 @@ from .engine.build_budget import build_budget
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
 from .errors import ConfigError, IRError, ModelkitError, ModelLoadError, as_load_error
-from .ir import Graph, Node, TensorRef, TensorSpec, TrainingConfig
-from .layers.serialization import custom_object_scope, deserialize
+from .ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
+from .layers.serialization import custom_object_scope, deserialize, get_layer_class
 
 
 def _model_class(model):
@@ -122,7 +123,7 @@ def from_ir(graph, custom_objects=None, compile=True, require_weights=False):
             _require_weights(model, graph)
         _assign_weights(model, graph)
         if compile and graph.training is not None and graph.training.loss is not None:
-            _compile_from(model, graph.training)
+            _compile_from(model, graph)
     return model
 
 
@@ -130,15 +131,20 @@ def from_ir(graph, custom_objects=None, compile=True, require_weights=False):
 FILE_UNSTORED_BYTES = 64 << 20
 
 
-def _require_weights(model, graph):
+def _require_weights(model, graph, within=""):
+    """A layer the file stores no weights for would keep fresh random ones: refuse, naming
+    it (and the nested models or wrappers of a model it sits in)."""
     for node in graph.nodes:
+        layer = model.get_layer(node.name)
         if node.subgraph is not None:
-            if node.op in ("Sequential", "Functional"):
-                _require_weights(model.get_layer(node.name), node.subgraph)
+            # a nested model, or a wrapper of one (TimeDistributed(model)) holding it as .layer
+            inner = layer if node.op in NESTED_MODEL_OPS else getattr(layer, "layer", None)
+            if isinstance(inner, Model):
+                _require_weights(inner, node.subgraph, f"{within}{node.name!r} ({node.op}) > ")
             continue
-        if not node.weights and model.get_layer(node.name).weights:
-            raise IRError(f"Layer {node.name!r} ({node.op}) has weights but the file stores "
-                          f"none for it")
+        if not node.weights and layer.weights:
+            raise IRError(f"Layer {within}{node.name!r} ({node.op}) has weights but the file "
+                          f"stores none for it")
 
 
 def _stored_shapes(graph):
@@ -164,12 +170,20 @@ def _build(graph, custom_objects):
 def _build_layers(graph, custom_objects):
     layers = {}
     for node in graph.nodes:
-        if node.subgraph is not None:
+        if node.subgraph is not None and node.op in NESTED_MODEL_OPS:
             sub = _build(node.subgraph, custom_objects)
             _assign_weights(sub, node.subgraph)
             sub.name = node.name
             sub.trainable = node.config.get("trainable", True)
             layers[node.name] = sub
+        elif node.subgraph is not None:        # a wrapper of a whole model: TimeDistributed
+            sub = _build(node.subgraph, custom_objects)
+            _assign_weights(sub, node.subgraph)
+            inner = node.config.get("layer") or {}
+            sub.name = (inner.get("config") or {}).get("name") or node.subgraph.name
+            config = dict(node.config, layer=sub)
+            layers[node.name] = _named(node, lambda: get_layer_class(
+                node.op, node.name, custom_objects)(**config))
         else:
             layers[node.name] = _named(node, deserialize, {"class_name": node.op,
                                                             "config": node.config},
@@ -227,13 +241,58 @@ def _assign_weights(model, graph):
         layer.set_weights([graph.weights[k] for k in node.weights])
 
 
-def _compile_from(model, training):
+def _compile_from(model, graph):
+    training = graph.training
+    _compile_fresh(model, training)
+    if training.optimizer_state:
+        try:
+            model.optimizer.set_state(_state_by_variable_name(model, graph, training.optimizer_state),
+                                      model.trainable_weights)
+        except ModelkitError as e:
+            # as Keras does: the model loads, its optimizer starts fresh
+            warnings.warn(f"The saved optimizer state could not be restored ({e}); the model "
+                          f"is loaded with a freshly initialized optimizer.", stacklevel=3)
+            _compile_fresh(model, training)
+
+
+def _state_by_variable_name(model, graph, state):
+    """Optimizer state keyed `<slot>/<IR weight key>` -> keyed by the model's variable names:
+    a file's weight names need not be modelkit's (Keras 3 names a TimeDistributed layer's
+    kernel `td/dense/kernel`, modelkit `td/kernel`). Weights pair up by position, as
+    `_assign_weights` pairs them."""
+    variables = {}
+    _variables_by_key(model, graph, variables)
+    trainable = list(model.trainable_weights)
+    unique = dict(zip(map(id, trainable), model.optimizer._unique_names(trainable)))
+    names = {k: unique[id(v)] for k, v in variables.items() if id(v) in unique}
+    weights = {}
+    for k, v in (state.get("weights") or {}).items():
+        slot, _, key = k.partition("/")
+        weights[f"{slot}/{names[key]}" if key in names else k] = v
+    return dict(state, weights=weights)
+
+
+def _variables_by_key(model, graph, out):
+    """{IR weight key: the model's variable} for the graph and its nested models."""
+    layers = {la.name: la for la in model.layers}
+    for node in graph.nodes:
+        layer = layers.get(node.name)
+        if layer is None:
+            continue
+        if node.subgraph is not None:
+            inner = layer if node.op in NESTED_MODEL_OPS else getattr(layer, "layer", None)
+            if isinstance(inner, Model):
+                _variables_by_key(inner, node.subgraph, out)
+            continue
+        for key, var in zip(node.weights, layer.weights):
+            out.setdefault(key, var)
+
+
+def _compile_fresh(model, training):
     from . import optimizers
     optimizer = optimizers.get(training.optimizer) if training.optimizer else "rmsprop"
     model.compile(optimizer=optimizer, loss=training.loss, metrics=training.metrics,
                   loss_weights=training.loss_weights)
-    if training.optimizer_state:
-        model.optimizer.set_state(training.optimizer_state, model.trainable_weights)
 
 
 # -- Keras configs (get_config / from_config / to_json / model_from_json) ------------------

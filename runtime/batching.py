@@ -9,11 +9,14 @@ requests (a server's) into one session run.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from modelkit.errors import ConfigError, ShapeError
 
-__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches", "DynamicBatcher"]
+__all__ = ["batch_size_of", "num_batches", "iter_batches", "concat_batches", "DynamicBatcher",
+           "rows_can_be_batched"]
 
 
 def batch_size_of(feeds):
@@ -84,10 +87,44 @@ def concat_batches(results, names):
 
 
 class _Request:
-    __slots__ = ("key", "feeds", "rows", "future")
+    __slots__ = ("key", "feeds", "rows", "future", "queued", "loop")
 
-    def __init__(self, key, feeds, rows, future):
+    def __init__(self, key, feeds, rows, future, queued, loop):
         self.key, self.feeds, self.rows, self.future = key, feeds, rows, future
+        self.queued, self.loop = queued, loop
+
+    def claim(self):
+        """True when the caller still wants the result (marks a thread future running)."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()
+
+
+def rows_can_be_batched(session):
+    """True when requests for `session` may be stacked along axis 0 and split back.
+
+    Every input's leading dim must be dynamic; where the model names those dims, inputs
+    share one name and every output's leading dim carries it too (an output without the
+    batch axis, or with a fixed leading dim, cannot be split per request).
+    """
+    inputs = list(getattr(session, "inputs", None) or [])
+    if not getattr(session, "batch_dynamic", False):
+        return False
+    if not inputs:
+        return True
+    names = {s.dim_names[0] if s.dim_names else None for s in inputs}
+    named = names - {None}
+    if len(named) > 1:
+        return False
+    for out in getattr(session, "outputs", None) or []:
+        if not out.shape:             # unknown rank (or a scalar): checked per run
+            continue
+        if out.shape[0] is not None:
+            return False
+        out_name = out.dim_names[0] if out.dim_names else None
+        if named and out_name is not None and out_name not in named:
+            return False
+    return True
 
 
 class DynamicBatcher:
@@ -96,18 +133,29 @@ class DynamicBatcher:
     Callers in any thread `submit(feeds)` (or block on `run(feeds)`); a worker thread takes
     the oldest request, waits at most `max_delay_ms` for more requests with the same
     per-row shapes and dtypes, concatenates up to `max_batch_size` rows, runs the session
-    once and hands each caller its own rows of every output. Inputs are validated (and
-    cast) in the caller's thread, so a bad request fails alone and at once. Models whose
-    batch dim is fixed, or whose outputs have no batch axis, run one request at a time.
+    once and hands each caller its own rows of every output. The wait is adaptive: it is
+    counted from the oldest request's arrival, so under load (requests queued while the
+    previous batch ran) the next batch starts at once, and the worker stops waiting as
+    soon as the batch is full. Inputs are validated (and
+    cast) in the caller's thread, so a bad request fails alone and at once; if a batched
+    run fails (say one request's values are out of range), every request of the batch is
+    run again alone, so only the culprit sees the error. A request larger than
+    `max_batch_size` runs alone. Models whose batch dim is fixed, or whose outputs have no
+    batch axis (see `rows_can_be_batched`), run one request at a time.
+
+    `observer`, if given, is called in the worker after every session run with
+    ``(rows, queue_waits, run_seconds)``: the rows run, the seconds each request waited
+    in the queue, and the run's duration (for metrics).
 
         with DynamicBatcher(sess, max_batch_size=64, max_delay_ms=2) as batcher:
             outputs = batcher.run({"x": row})          # {output name: array}
 
-    `session` needs `validate(feeds) -> dict`, `run(feeds) -> dict` and `batch_dynamic`,
-    as `modelkit.runtime.InferenceSession` has.
+    `session` needs `validate(feeds) -> dict`, `run(feeds) -> dict`, `batch_dynamic` and
+    (to tell whether outputs keep the batch axis) `inputs`/`outputs` IOSpecs, as
+    `modelkit.runtime.InferenceSession` has.
     """
 
-    def __init__(self, session, max_batch_size=32, max_delay_ms=2.0):
+    def __init__(self, session, max_batch_size=32, max_delay_ms=2.0, observer=None):
         if not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         if not isinstance(max_delay_ms, (int, float)) or max_delay_ms < 0:
@@ -117,35 +165,61 @@ class DynamicBatcher:
         self.session = session
         self.max_batch_size = int(max_batch_size)
         self.max_delay = float(max_delay_ms) / 1000.0
-        self._groupable = bool(getattr(session, "batch_dynamic", False))
+        self._groupable = rows_can_be_batched(session)
+        self._observer = observer
         self._pending = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._waiting = 0        # submitted, not yet running (queued or gathering mates)
         self.runs = 0            # session runs so far (for monitoring and tests)
         self._thread = threading.Thread(target=self._loop, name="modelkit-dynamic-batcher",
                                         daemon=True)
         self._thread.start()
 
     # -- callers ------------------------------------------------------------------------
-    def submit(self, feeds):
-        """Queue one request; return a concurrent.futures.Future of {output name: array}."""
-        from concurrent.futures import Future
+    def submit(self, feeds, loop=None):
+        """Queue one request; return a future of {output name: array}.
+
+        Without `loop`, a concurrent.futures.Future (wait on it from any thread). With
+        `loop` (the running asyncio loop; call from its thread), an asyncio.Future to
+        await: results reach the loop with one callback per batch, not one per request.
+        """
         prepared = self.session.validate(feeds)
         rows = batch_size_of(prepared) if self._groupable else 0
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in prepared.items()) \
             if self._groupable else None
-        future = Future()
+        if loop is None:
+            from concurrent.futures import Future
+            future = Future()
+        else:
+            future = loop.create_future()
         with self._cond:
             if self._closed:
                 from modelkit.errors import RuntimeSessionError
                 raise RuntimeSessionError("DynamicBatcher is closed")
-            self._pending.append(_Request(key, prepared, rows, future))
+            self._pending.append(_Request(key, prepared, rows, future, _now(), loop))
+            self._waiting += 1
             self._cond.notify()
         return future
 
     def run(self, feeds, timeout=None):
         """Submit and wait: {output name: array} for these inputs alone."""
         return self.submit(feeds).result(timeout)
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def merges_requests(self):
+        """True when requests can share a run (see `rows_can_be_batched`)."""
+        return self._groupable and self.max_batch_size > 1
+
+    @property
+    def queued(self):
+        """Requests submitted and not yet running (a snapshot): in the queue, or held by
+        the worker while it waits for batch-mates."""
+        return self._waiting
 
     def close(self):
         """Finish the queued requests, then stop the worker."""
@@ -163,7 +237,6 @@ class DynamicBatcher:
     # -- worker -------------------------------------------------------------------------
     def _take_group(self):
         """Under the lock: the next group of compatible requests, or None when closed."""
-        import time
         cond, pending = self._cond, self._pending
         while not pending:
             if self._closed:
@@ -173,14 +246,14 @@ class DynamicBatcher:
         group, rows = [first], first.rows
         if first.key is None or rows >= self.max_batch_size:
             return group
-        deadline = time.monotonic() + self.max_delay
+        deadline = first.queued + self.max_delay       # no request waits longer to be batched
         while True:
             for req in list(pending):
                 if req.key == first.key and rows + req.rows <= self.max_batch_size:
                     pending.remove(req)
                     group.append(req)
                     rows += req.rows
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _now()
             if rows >= self.max_batch_size or remaining <= 0 or self._closed:
                 return group
             cond.wait(remaining)
@@ -189,41 +262,79 @@ class DynamicBatcher:
         while True:
             with self._cond:
                 group = self._take_group()
+                if group is not None:
+                    self._waiting -= len(group)
             if group is None:
                 return
-            group = [r for r in group if r.future.set_running_or_notify_cancel()]
+            group = [r for r in group if r.claim()]
             if group:
-                self._execute(group)
+                _deliver(self._execute(group))
 
     def _execute(self, group):
+        """[(request, result, exception)] for a group of compatible requests."""
         if len(group) == 1:
-            self._run_alone(group[0])
-            return
+            return [self._run_alone(group[0])]
         names = list(group[0].feeds)
         feeds = {n: np.concatenate([r.feeds[n] for r in group], axis=0) for n in names}
         total = sum(r.rows for r in group)
         try:
-            outs = self.session.run(feeds)
-            self.runs += 1
-        except Exception as e:          # every caller of the group gets the error
-            for r in group:
-                r.future.set_exception(e)
-            return
+            outs = self._timed_run(feeds, total, group)
+        except Exception:               # never mix fates: each request runs again alone
+            return [self._run_alone(r) for r in group]
         if any(np.ndim(v) == 0 or len(v) != total for v in outs.values()):
-            for r in group:             # outputs without a batch axis: cannot be split
-                self._run_alone(r)
-            return
-        start = 0
+            return [self._run_alone(r) for r in group]   # outputs without a batch axis
+        done, start = [], 0
         for r in group:
             stop = start + r.rows
-            r.future.set_result({k: v[start:stop] for k, v in outs.items()})
+            done.append((r, {k: v[start:stop] for k, v in outs.items()}, None))
             start = stop
+        return done
 
     def _run_alone(self, req):
         try:
-            result = self.session.run(req.feeds)
-            self.runs += 1
+            return req, self._timed_run(req.feeds, req.rows, [req]), None
         except Exception as e:
-            req.future.set_exception(e)
-            return
-        req.future.set_result(result)
+            return req, None, e
+
+    def _timed_run(self, feeds, rows, group):
+        start = _now()
+        result = self.session.run(feeds)
+        self.runs += 1
+        if self._observer is not None:
+            end = _now()
+            try:
+                self._observer(rows, [start - r.queued for r in group], end - start)
+            except Exception:           # pragma: no cover - metrics must never fail a run
+                pass
+        return result
+
+
+def _deliver(outcomes):
+    """Hand each request its result: thread futures directly, asyncio futures through
+    one call_soon_threadsafe per event loop."""
+    by_loop = {}
+    for req, result, exc in outcomes:
+        if req.loop is None:
+            if exc is None:
+                req.future.set_result(result)
+            else:
+                req.future.set_exception(exc)
+        else:
+            by_loop.setdefault(req.loop, []).append((req.future, result, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:            # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items):
+    for future, result, exc in items:
+        if not future.done():
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+
+_now = time.perf_counter

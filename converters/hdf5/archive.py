@@ -9,7 +9,7 @@ import zipfile
 
 from modelkit.converters.atomic import atomic_write
 
-from modelkit.ir import json_default
+from modelkit.ir import NESTED_MODEL_OPS, json_default
 
 from ..file_checks import require_regular_file
 from .h5io import _Ctx, _open, _read_new_layout
@@ -115,8 +115,9 @@ def _write_new_layout(f, graph):
     import numpy as np
     paths = _new_layout_paths(graph)
     for node in graph.nodes:
-        if node.subgraph is not None:
-            _write_new_layout(f.require_group(paths[node.name]), node.subgraph)
+        if node.subgraph is not None:       # a nested model, or a wrapper's (under /layer)
+            where = paths[node.name] if node.op in NESTED_MODEL_OPS else paths[node.name] + "/layer"
+            _write_new_layout(f.require_group(where), node.subgraph)
             continue
         items = keras_weight_order(node, graph)
         if not items:

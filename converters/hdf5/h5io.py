@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from modelkit.errors import IRError, ModelkitError, ModelLoadError, UnsupportedError
-from modelkit.ir import TrainingConfig, json_default
+from modelkit.ir import NESTED_MODEL_OPS, TrainingConfig, json_default
 from modelkit.converters.atomic import atomic_write
 
 from modelkit.keras_config import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, graph_to_keras_config,
@@ -259,8 +259,8 @@ def _new_layout_paths(graph, prefix="layers"):
     for s in graph.inputs:
         used["input_layer"] = used.get("input_layer", -1) + 1
     for n in graph.nodes:
-        base = snake_case(n.op if n.subgraph is None else n.op)
-        if n.subgraph is not None:
+        base = snake_case(n.op)
+        if n.op in NESTED_MODEL_OPS:
             base = "sequential" if n.op == "Sequential" else "functional"
         if base in used:
             used[base] += 1
@@ -270,6 +270,23 @@ def _new_layout_paths(graph, prefix="layers"):
             name = base
         out[n.name] = f"{prefix}/{name}"
     return out
+
+
+def _wrapped_model_config(node):
+    inner = node.config.get("layer")
+    if isinstance(inner, dict) and inner.get("class_name") in NESTED_MODEL_OPS:
+        return inner
+    return None
+
+
+def _nested_items(group, subgraph, ctx):
+    """[(`<layer>/<var>`, array)] of a nested model, in Keras's order: all trainable
+    weights, then the rest."""
+    sub = _read_new_layout(group, subgraph, ctx)
+    frozen = {n.name for n in subgraph.nodes if n.config.get("trainable") is False}
+    items = [(w, a) for sname, entries in sub.items() for w, a in entries]
+    items.sort(key=lambda wa: non_trainable_variable(wa[0]) or wa[0].split("/", 1)[0] in frozen)
+    return items
 
 
 def _read_new_layout(f, graph, ctx):
@@ -285,13 +302,13 @@ def _read_new_layout(f, graph, ctx):
             else:
                 continue
         ctx.piece = f"layer {node.name!r} ({path})"
-        if node.subgraph is not None:
-            sub = _read_new_layout(f[path], node.subgraph, ctx)
-            frozen = {n.name for n in node.subgraph.nodes if n.config.get("trainable") is False}
-            items = [(w, a) for sname, entries in sub.items() for w, a in entries]
-            # Keras order for a nested model: all trainable weights, then the rest
-            items.sort(key=lambda wa: non_trainable_variable(wa[0])
-                       or wa[0].split("/", 1)[0] in frozen)
+        inner = _wrapped_model_config(node)
+        if node.subgraph is not None or (inner is not None and f"{path}/layer" in f):
+            # a nested model, or a wrapper of one (its model sits under `<path>/layer`)
+            sub = node.subgraph if node.subgraph is not None else \
+                keras_config_to_graph(inner, keras_version="3")
+            items = _nested_items(f[path] if node.subgraph is not None else f[f"{path}/layer"],
+                                  sub, ctx)
             if items:
                 out[node.name] = items
             continue

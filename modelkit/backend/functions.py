@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
 from . import config
+from .random_state import global_rng
 from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
 
@@ -286,7 +287,8 @@ switch = where
 
 @k_function
 def dropout(x, level, noise_shape=None, seed=None, rng=None):
-    rng = rng if rng is not None else np.random.default_rng(seed)
+    if rng is None:
+        rng = np.random.default_rng(seed) if seed is not None else global_rng()
     return apply(nn_ops._dropout, _t(x), rate=float(level), noise_shape=noise_shape, rng=rng)
 
 

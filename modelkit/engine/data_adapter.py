@@ -113,6 +113,12 @@ def class_weights_to_sample_weights(y, class_weight):
                           f"{sorted(class_weight)}") from None
 
 
+def whole_steps(steps):
+    """A step count as Keras runs it (`while done < steps`): fractions round up, e.g. the
+    documented `steps_per_epoch=len(x_train) / 32`; None stays None."""
+    return None if steps is None else int(np.ceil(steps))
+
+
 def is_generator_like(x):
     from ..utils.data_utils import Sequence
     return isinstance(x, Sequence) or (hasattr(x, "__next__") and not hasattr(x, "shape"))

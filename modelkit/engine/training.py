@@ -311,6 +311,7 @@ class TrainingMixin:
                        validation_steps, class_weight, initial_epoch, shuffle):
         from ..utils.data_utils import Sequence
         is_seq = isinstance(gen, Sequence)
+        steps_per_epoch = da.whole_steps(steps_per_epoch)
         if steps_per_epoch is None:
             if not is_seq:
                 raise ConfigError("fit with a Python generator needs steps_per_epoch")
@@ -354,7 +355,7 @@ class TrainingMixin:
 
     def _collect_generator(self, gen, steps):
         from ..utils.data_utils import Sequence
-        steps = steps or (len(gen) if isinstance(gen, Sequence) else None)
+        steps = da.whole_steps(steps) or (len(gen) if isinstance(gen, Sequence) else None)
         if steps is None:
             raise ConfigError("A validation/evaluation generator needs `steps`")
         xs_all, ys_all, sw_all = [], [], []
@@ -419,7 +420,7 @@ class TrainingMixin:
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None, **kwargs):
         if da.is_generator_like(x):
             from ..utils.data_utils import Sequence
-            steps = steps or (len(x) if isinstance(x, Sequence) else None)
+            steps = da.whole_steps(steps) or (len(x) if isinstance(x, Sequence) else None)
             if steps is None:
                 raise ConfigError("predict with a Python generator needs `steps`")
             parts = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 from modelkit.errors import KerasConfigError, UnsupportedError
-from modelkit.ir import NESTED_MODEL_OPS
 
 # The version string written into files and JSON we produce: a tf-keras 2.x reader accepts it
 # and so does Keras 3's legacy loader. modelkit's own version goes into `modelkit_version`.
@@ -150,6 +149,7 @@ def keras3_layer_config(op, config, where):
     if op == "Embedding":
         cfg.pop("input_length", None)
     cfg.pop("time_major", None)
+    cfg.pop("batch_input_shape", None)    # Keras 3 refuses it; its InputLayer has the shape
     for k, v in list(cfg.items()):
         if isinstance(v, dict) and "class_name" in v and "config" in v and k not in _WRAPPER_KEYS:
             if k.endswith("initializer") or k.endswith("regularizer") or k.endswith("constraint"):
@@ -157,6 +157,11 @@ def keras3_layer_config(op, config, where):
                         "regularizers" if k.endswith("regularizer") else "constraints")
                 cfg[k] = {"module": f"keras.{kind}", **v, "registered_name": None}
     return cfg
+
+
+# where Keras 3 finds a wrapped whole model's class
+_KERAS3_MODULES = {"Sequential": "keras", "Functional": "keras.src.models.functional",
+                   "Model": "keras.src.models.functional"}
 
 
 def keras2_layer_config(op, config):
@@ -170,7 +175,6 @@ def keras2_layer_config(op, config):
             v["config"] = keras2_layer_config(v.get("class_name"), v["config"])
             # tf-keras writes (and ignores) these; Keras 3 needs them to find a wrapped
             # built-in layer class, so a wrapper written here loads in both
-            if v.get("class_name") not in NESTED_MODEL_OPS:
-                v.setdefault("module", "keras.layers")
-                v.setdefault("registered_name", None)
+            v.setdefault("module", _KERAS3_MODULES.get(v.get("class_name"), "keras.layers"))
+            v.setdefault("registered_name", None)
     return cfg

@@ -6,7 +6,7 @@ from modelkit.errors import IRError, KerasConfigError, UnsupportedError
 from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
 from .dialect import is_keras3_config, keras_major_version, normalise_layer_config
-from .weights import attach_layer_weights
+from .weights import attach_layer_weights, attach_nested, keras_weight_order
 
 _INPUT_SHAPE_KEYS = ("batch_input_shape", "batch_shape")
 
@@ -59,15 +59,22 @@ def attach_wrapped_models(graph, keras3):
         if not node.weights or any(k not in graph.weights for k in node.weights):
             continue
         sub = _model_to_graph(inner, keras3, f"layer {node.name!r}")
-        arrays = iter([graph.weights[k] for k in node.weights])
-        wanted = sum(len(n.weights) for n in sub.nodes)
-        if wanted != len(node.weights):
-            raise KerasConfigError(f"layer {node.name!r} ({node.op}): the wrapped model has {wanted} "
-                                f"weights, the file stores {len(node.weights)}")
-        for n in sub.nodes:
-            for key in n.weights:
-                sub.weights[key] = next(arrays)
+        # Keras (and modelkit) store the wrapped model's weights in the wrapper's group,
+        # named after the inner layers (`frame_dense/kernel:0`): hand each to its layer.
+        holder = Node(node.name, inner.get("class_name"), {}, [], [], subgraph=sub)
+        try:
+            attach_nested(holder, [(k, graph.weights[k]) for k in node.weights])
+        except KerasConfigError as e:
+            raise KerasConfigError(f"layer {node.name!r} ({node.op}): {e}") from None
         node.subgraph = sub
+        # the wrapper's own keys follow the model's (Keras 3 spells `td/step_seq/dense/kernel`
+        # what tf-keras spells `td/dense/kernel`), in Keras's weight order
+        for key in node.weights:
+            del graph.weights[key]
+        node.weights = []
+        for g, key in keras_weight_order(holder):
+            graph.weights[f"{node.name}/{key}"] = g.weights[key]
+            node.weights.append(f"{node.name}/{key}")
 
 
 def _model_to_graph(model_config, keras3, where):
@@ -235,6 +242,10 @@ def _parse_calls(layer, where):
     return calls, masks
 
 
+# Keras 3 op layers that only compute a mask (see _functional_to_graph)
+_MASK_OPS = ("NotEqual", "Any")
+
+
 def _functional_to_graph(cfg, keras3, where):
     name = cfg.get("name") or "model"
     layers = cfg.get("layers")
@@ -256,12 +267,15 @@ def _functional_to_graph(cfg, keras3, where):
         raw_calls[lname], raw_masks[lname] = _parse_calls(layer, f"{where}/{lname}")
         order.append(lname)
 
-    # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node that
-    # feeds the RNN's `mask=`; modelkit (like Keras 2) propagates masks implicitly, so such a
-    # node is dropped when nothing else consumes it.
-    used_as_input = {r[0] for ln in order for call in raw_calls[ln] for r in call}
-    for ln in list(order):
-        if nodes[ln].op == "NotEqual" and ln not in used_as_input:
+    # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node, and
+    # that of Masking as NotEqual -> Any, feeding the RNN's `mask=`; modelkit (like Keras 2)
+    # propagates masks implicitly, so such nodes are dropped when only masks consume them.
+    outputs = {r[0] for r in _wrap_refs(cfg.get("output_layers") or []) if isinstance(r, list)}
+    dropped = True
+    while dropped:
+        used = outputs | {r[0] for ln in order for call in raw_calls[ln] for r in call}
+        dropped = [ln for ln in order if nodes[ln].op in _MASK_OPS and ln not in used]
+        for ln in dropped:
             order.remove(ln)
             del nodes[ln]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from modelkit.errors import KerasConfigError
+from modelkit.ir import NESTED_MODEL_OPS
 
 
 def strip_weight_suffix(w):
@@ -37,7 +38,7 @@ def attach_layer_weights(graph, layer_weights):
         if not entries:
             continue
         if node.subgraph is not None:
-            _attach_nested(node, entries)
+            attach_nested(node, entries)
             continue
         node.weights = []
         for stored, arr in entries:
@@ -59,25 +60,44 @@ def _all_leaf_nodes_path(graph, prefix):
             yield prefix, n
 
 
-def _attach_nested(node, entries):
+def attach_nested(node, entries):
     """A nested model's group holds all its weights; hand each to the sub-layer it names."""
     sub = node.subgraph
     per = {}
     leaves = list(_all_leaf_nodes_path(sub, ()))
     names = {leaf.name: (path, leaf) for path, leaf in leaves}
+    # a wrapper of a whole model (TimeDistributed(model)) owns its inner layers' weights
+    for path, leaf in leaves:
+        for inner in _wrapped_model_layer_names(leaf.config.get("layer")):
+            names.setdefault(inner, (path, leaf))
     for stored, arr in entries:
         parts = strip_weight_suffix(stored).split("/")
         owner = next((p for p in parts[:-1] if p in names), None)
         if owner is None:
             raise KerasConfigError(f"nested model {node.name!r}: weight {stored!r} names no layer "
                                 f"of the nested model (layers: {sorted(names)})")
-        per.setdefault(owner, []).append((stored, arr))
+        per.setdefault(names[owner][1].name, []).append((stored, arr))
     for owner, items in per.items():
         path, leaf = names[owner]
         g = sub
         for p in path:
             g = g.node(p).subgraph
         attach_layer_weights(g, {owner: items})
+
+
+def _wrapped_model_layer_names(config):
+    """Names of every layer inside a wrapped model's config (nested ones too); [] when the
+    config is not a model."""
+    if not (isinstance(config, dict) and config.get("class_name") in NESTED_MODEL_OPS):
+        return []
+    out = []
+    for layer in (config.get("config") or {}).get("layers") or []:
+        if not isinstance(layer, dict):
+            continue
+        out.append(layer.get("name") or (layer.get("config") or {}).get("name"))
+        out += _wrapped_model_layer_names(layer)
+        out += _wrapped_model_layer_names((layer.get("config") or {}).get("layer"))
+    return [n for n in out if isinstance(n, str)]
 
 
 def keras_weight_order(graph_or_node, graph=None):

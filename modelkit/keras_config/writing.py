@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modelkit.ir import NESTED_MODEL_OPS
+
 from .dialect import keras2_layer_config, keras3_layer_config
 
 
@@ -32,7 +34,7 @@ def _input_layer(spec, keras3):
 
 
 def _layer_entry(node, keras3):
-    if node.subgraph is not None:
+    if node.subgraph is not None and node.op in NESTED_MODEL_OPS:
         sub = _graph_config(node.subgraph, keras3)
         if "trainable" in node.config:
             sub["config"]["trainable"] = node.config["trainable"]
@@ -45,6 +47,12 @@ def _layer_entry(node, keras3):
     cfg = dict(node.config)
     cfg["name"] = node.name
     cfg = keras3_layer_config(node.op, cfg, where) if keras3 else keras2_layer_config(node.op, cfg)
+    if node.subgraph is not None and keras3:    # a wrapper of a whole model, Keras 3 dialect
+        sub = _graph_config(node.subgraph, keras3)
+        sub["config"]["name"] = (node.config.get("layer") or {}).get("config", {}).get(
+            "name", node.subgraph.name)
+        cfg["layer"] = {"module": sub.get("module"), "class_name": sub["class_name"],
+                        "config": sub["config"], "registered_name": None}
     if keras3:
         return {"module": "keras.layers", "class_name": node.op, "config": cfg,
                 "registered_name": None}
@@ -60,7 +68,7 @@ def _graph_config(graph, keras3):
             e = _layer_entry(n, keras3)
             e.pop("name", None)
             e.pop("inbound_nodes", None)
-            if i == 0 and not keras3 and n.subgraph is None:
+            if i == 0 and not keras3 and n.op not in NESTED_MODEL_OPS:
                 e["config"] = {"name": e["config"]["name"],
                                "batch_input_shape": list(spec.shape), **e["config"]}
             layers.append(e)
@@ -74,7 +82,7 @@ def _graph_config(graph, keras3):
             out = {"module": "keras", **out, "registered_name": None}
         return out
 
-    nested = {n.name for n in graph.nodes if n.subgraph is not None}
+    nested = {n.name for n in graph.nodes if n.op in NESTED_MODEL_OPS}
     shapes = {s.name: s for s in graph.inputs}
 
     def ref_item(r):

@@ -357,7 +357,7 @@ class GRU(_CellLayer):
 
     _keras1_renames = {"output_dim": "units"}
 
-    def __init__(self, units, activation="tanh", recurrent_activation="hard_sigmoid", use_bias=True,
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
@@ -387,7 +387,7 @@ class LSTM(_CellLayer):
     _keras1_renames = {"output_dim": "units", "forget_bias_init": "unit_forget_bias"}
     _keras1_convert = {"unit_forget_bias": lambda v: str(v).lower() in ("one", "ones")}
 
-    def __init__(self, units, activation="tanh", recurrent_activation="hard_sigmoid", use_bias=True,
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,

@@ -50,7 +50,7 @@ class _FusedCell(Layer):
     has_recurrent_activation = True
     state_names = ("h",)
 
-    def __init__(self, units, activation="tanh", recurrent_activation="hard_sigmoid", use_bias=True,
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
@@ -245,7 +245,7 @@ class GRUCell(_FusedCell):
 
     n_gates = 3
 
-    def __init__(self, units, activation="tanh", recurrent_activation="hard_sigmoid", use_bias=True,
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
@@ -278,7 +278,7 @@ class LSTMCell(_FusedCell):
     n_gates = 4
     state_names = ("h", "c")
 
-    def __init__(self, units, activation="tanh", recurrent_activation="hard_sigmoid", use_bias=True,
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,

@@ -36,7 +36,7 @@ def reference(layer, x, weights, mask=None, initial=None):
     cfg = layer.get_config()
     kind = type(layer).__name__
     a = ACTS[cfg["activation"]]
-    ra = ACTS[cfg.get("recurrent_activation", "hard_sigmoid")]
+    ra = ACTS[cfg.get("recurrent_activation", "sigmoid")]
     units = cfg["units"]
     kernel, rec = weights[0], weights[1]
     bias = weights[2] if cfg["use_bias"] else None
@@ -229,9 +229,11 @@ def test_weight_shapes_names_and_unit_forget_bias():
 
 def test_keras2_defaults_in_config():
     cfg = LSTM(4).get_config()
-    # Keras 2's recurrent default, clip(0.2x + 0.5), as issue 3 asks (tf.keras later chose sigmoid)
-    assert cfg["recurrent_activation"] == "hard_sigmoid" and cfg["activation"] == "tanh"
-    assert GRU(4).get_config()["recurrent_activation"] == "hard_sigmoid"
+    # every Keras since 2.3 (tf.keras 2.x, Keras 3) and PyTorch: sigmoid gates by default
+    assert cfg["recurrent_activation"] == "sigmoid" and cfg["activation"] == "tanh"
+    assert GRU(4).get_config()["recurrent_activation"] == "sigmoid"
+    assert LSTMCell(4).get_config()["recurrent_activation"] == "sigmoid"
+    assert GRUCell(4).get_config()["recurrent_activation"] == "sigmoid"
     assert cfg["unit_forget_bias"] is True and cfg["implementation"] == 2
     assert cfg["time_major"] is False and "zero_output_for_mask" not in cfg
     assert GRU(4).get_config()["reset_after"] is True
@@ -603,3 +605,31 @@ def test_spec_shared_lstm_two_calls_one_set_of_weights(tmp_path):
     want = model.predict([a, b])
     for other in (from_ir(model.to_ir()), _saved_and_loaded(model, tmp_path)):
         np.testing.assert_allclose(other.predict([a, b]), want, atol=1e-7)
+
+
+def test_default_gates_are_sigmoid_and_write_in_both_keras_dialects(tmp_path):
+    """Sigmoid gates by default, so a default model has a Keras 3 spelling too (Keras 2's
+    hard_sigmoid has none); explicit hard_sigmoid keeps Keras 2's clip(0.2x + 0.5)."""
+    from modelkit.converters import hdf5
+    x = np.random.default_rng(2).standard_normal((3, 4, 2)).astype("float32")
+    model = Sequential([LSTM(3, return_sequences=True, input_shape=(4, 2)), GRU(2)])
+    lstm = model.layers[0]
+    kernel, rec, bias = [w.value for w in lstm.cell.weights]
+    want_seq = reference(lstm, x, [kernel, rec, bias])
+    z = x[:, 0] @ kernel + bias
+    np.testing.assert_allclose(np.asarray(lstm(x))[:, 0, :],
+                               sigmoid(z[:, 9:]) * np.tanh(sigmoid(z[:, :3]) * np.tanh(z[:, 6:9])),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(lstm(x)), want_seq, rtol=1e-5, atol=1e-6)
+    want = model.predict(x)
+    for dialect in ("keras2", "keras3"):
+        hdf5.save_graph(model.to_ir(), tmp_path / f"{dialect}.h5", dialect=dialect)
+        back = load_model(tmp_path / f"{dialect}.h5")
+        assert back.layers[0].get_config()["recurrent_activation"] == "sigmoid"
+        np.testing.assert_allclose(back.predict(x), want, rtol=1e-6, atol=1e-7)
+    hard = LSTM(3, recurrent_activation="hard_sigmoid")
+    hard(Input((4, 2)))
+    hard.set_weights([kernel, rec, bias])
+    np.testing.assert_allclose(np.asarray(hard(x)), reference(hard, x, [kernel, rec, bias]),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(hard(x)), np.asarray(lstm(x))[:, -1], atol=1e-3)

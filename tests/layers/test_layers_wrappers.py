@@ -27,8 +27,8 @@ def as_list(y):
 
 
 def sigmoid(x):
-    """The layers' default recurrent activation: Keras 2's hard sigmoid."""
-    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+    """The layers' default recurrent activation (Keras >= 2.3, Keras 3, PyTorch)."""
+    return 1 / (1 + np.exp(-x))
 
 
 def np_lstm(x, kernel, rec, bias, backwards=False, mask=None, zero_output=False):

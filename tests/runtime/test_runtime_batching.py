@@ -17,6 +17,7 @@ class Counting:
     def __init__(self, sess):
         self.sess = sess
         self.batch_dynamic = sess.batch_dynamic
+        self.inputs, self.outputs = sess.inputs, sess.outputs
         self.rows = []
         self.lock = threading.Lock()
 
@@ -112,3 +113,63 @@ def test_close_and_options():
         DynamicBatcher(sess, max_batch_size=0)
     with pytest.raises(ConfigError, match="max_delay_ms"):
         DynamicBatcher(sess, max_delay_ms=-1)
+
+
+def test_a_bad_value_in_a_batch_fails_only_its_request():
+    sess = Counting(InferenceSession(gather_model(), device="cpu"))
+    with DynamicBatcher(sess, max_batch_size=64, max_delay_ms=200) as batcher:
+        futures = [batcher.submit(np.array([i % 10, (i + 1) % 10])) for i in range(5)]
+        bad = batcher.submit(np.array([3, 100]))                 # Gather index out of range
+        futures += [batcher.submit(np.array([7])) for _ in range(3)]
+        with pytest.raises(RuntimeSessionError, match="out of data bounds"):
+            bad.result(10)
+        for i, f in enumerate(futures[:5]):
+            np.testing.assert_array_equal(f.result(10)["emb"], TABLE[[i % 10, (i + 1) % 10]])
+        for f in futures[5:]:
+            np.testing.assert_array_equal(f.result(10)["emb"], TABLE[[7]])
+    assert sess.rows[0] == 2 * 5 + 2 + 3                         # one batch was tried first
+
+
+def test_observer_sees_rows_queue_waits_and_run_time():
+    seen = []
+    sess = InferenceSession(mlp_model(), device="cpu")
+    with DynamicBatcher(sess, max_batch_size=8, max_delay_ms=100,
+                        observer=lambda *a: seen.append(a)) as batcher:
+        futures = [batcher.submit({"x": np.ones((2, 4), np.float32)}) for _ in range(3)]
+        for f in futures:
+            f.result(10)
+    assert sum(rows for rows, _, _ in seen) == 6
+    assert sum(len(waits) for _, waits, _ in seen) == 3
+    assert all(w >= 0 for _, waits, _ in seen for w in waits)
+    assert all(t > 0 for _, _, t in seen)
+
+
+def test_a_request_larger_than_the_batch_runs_alone_and_whole():
+    sess = Counting(InferenceSession(mlp_model(), device="cpu"))
+    x = np.random.default_rng(5).standard_normal((40, 4)).astype(np.float32)
+    with DynamicBatcher(sess, max_batch_size=8, max_delay_ms=50) as batcher:
+        big = batcher.submit({"x": x})
+        small = batcher.submit({"x": x[:2]})
+        np.testing.assert_allclose(big.result(10)["y"], mlp_ref(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(small.result(10)["y"], mlp_ref(x[:2]), rtol=1e-6, atol=1e-6)
+    assert sorted(sess.rows) == [2, 40]
+
+
+def test_outputs_without_the_batch_axis_are_not_batched():
+    from onnx import TensorProto, helper
+
+    from modelkit.runtime.batching import rows_can_be_batched
+    vi = helper.make_tensor_value_info
+    total = helper.make_model(helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=1)], "total",
+        [vi("x", TensorProto.FLOAT, ["N", 3])], [vi("s", TensorProto.FLOAT, [1, 1])]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    total.ir_version = 8
+    sess = Counting(InferenceSession(total, device="cpu"))
+    assert not rows_can_be_batched(sess.sess)
+    with DynamicBatcher(sess, max_batch_size=8, max_delay_ms=50) as batcher:
+        futures = [batcher.submit({"x": np.full((1, 3), i, np.float32)}) for i in range(3)]
+        assert [float(f.result(10)["s"][0, 0]) for f in futures] == [0.0, 3.0, 6.0]
+    assert sess.rows == [1, 1, 1]
+    assert rows_can_be_batched(InferenceSession(mlp_model(), device="cpu"))
+    assert not rows_can_be_batched(InferenceSession(mlp_model(batch=2), device="cpu"))

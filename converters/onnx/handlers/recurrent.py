@@ -12,21 +12,19 @@ Keras semantics kept:
   the backward states.
 * initial_state: extra call inputs after the sequence (h, then c for LSTM; for
   Bidirectional the forward states then the backward ones).
-* Masks (Masking, Embedding(mask_zero=True)) become `sequence_lens = sum(mask, axis=1)`.
-  ASSUMPTION: the mask is right-padded (every masked step comes after every unmasked step
-  of that sample); for left-padded or holey masks the export is silently different from
-  Keras. Keras 2 emits the previous step's output at masked steps of a returned sequence:
-  ONNX emits zeros there, so the forward output is patched with Where(mask, Y, last output)
-  unless the layer has zero_output_for_mask=True. A reverse direction's masked steps are
-  zeros in both (its masked steps come first in processing order).
+* Masks (Masking, Embedding(mask_zero=True)), any pattern: a masked step carries the
+  state and repeats the previous output (zeros with zero_output_for_mask, which
+  Bidirectional forces for sequences), as modelkit's forward and Keras do. The unmasked
+  steps are compacted to the front and fed with `sequence_lens` (see `rnn_mask.py`);
+  go_backwards with a mask reverses the input and its mask and runs forward.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import layout
-from ..context import LayerUnsupported
+from .. import layout, rnn_mask
+from ..context import LayerUnsupported, Tensor
 from ..registry import export_handler
 from .activations import rnn_activation_attrs, rnn_activation_problem
 
@@ -79,24 +77,20 @@ def _activations(op, cfg):
     return [act]
 
 
-def _seq_lens(ctx, node, x):
+def _input_mask(ctx, x):
     mask = ctx.masks.get(x.name)
-    if mask is None:
-        return None, None
-    if mask.rank is not None and mask.rank != 2:
+    if mask is not None and mask.rank is not None and mask.rank != 2:
         raise LayerUnsupported(f"its input mask has rank {mask.rank}; only (batch, steps) "
-                               f"masks can become ONNX sequence_lens")
-    m32 = ctx.cast(mask, "int32")
-    lens = ctx.reduce("ReduceSum", m32, [1], False, hint=f"{node.name}/sequence_lens")
-    return lens, mask
+                               f"masks are supported")
+    return mask
 
 
-def run_rnn(ctx, node, op, cfg, dir_arrays, x, states, direction):
-    """Emit one ONNX RNN/GRU/LSTM node.
+def run_rnn(ctx, node, op, cfg, dir_arrays, xt, lens, states, direction):
+    """Emit one ONNX RNN/GRU/LSTM node on the time-major input xt (T, B, F).
 
     dir_arrays: per direction, the Keras weight arrays. states: per direction, a list of
-    (batch, units) initial-state Tensors (or None). Returns (Y, Y_h, Y_c, seq_lens, mask)
-    with Y (T, D, B, u), Y_h/Y_c (D, B, u).
+    (batch, units) initial-state Tensors (or None). Returns (Y, Y_h, Y_c) with Y (T, D, B, u),
+    Y_h/Y_c (D, B, u).
     """
     onnx_op = RNN_OPS[op]
     units = int(dir_arrays[0][1].shape[0])
@@ -107,10 +101,8 @@ def run_rnn(ctx, node, op, cfg, dir_arrays, x, states, direction):
     B = ctx.param(node, "B", lambda: layout.stack_directions(*[p[2] for p in per_dir]).astype(np.float32))
     attrs = dict(per_dir[0][3])
     attrs.update(rnn_activation_attrs(_activations(op, cfg) * nd))
-    batch = None if x.shape is None else x.shape[0]
-    steps = None if x.shape is None else x.shape[1]
-    xt = ctx.transpose(x, [1, 0, 2], hint=f"{node.name}/time_major")
-    lens, mask = _seq_lens(ctx, node, x)
+    steps = None if xt.shape is None else xt.shape[0]
+    batch = None if xt.shape is None else xt.shape[1]
     init = [None, None]
     if states is not None:
         for k in range(N_STATES[op]):
@@ -122,11 +114,28 @@ def run_rnn(ctx, node, op, cfg, dir_arrays, x, states, direction):
     n_out = 3 if op == "LSTM" else 2
     outs = ctx.emit(onnx_op, ins, n_out, hint=node.name, hidden_size=units,
                     direction=direction, **attrs)
-    from ..context import Tensor
     Y = Tensor(outs[0], (steps, nd, batch, units))
     Y_h = Tensor(outs[1], (nd, batch, units))
     Y_c = Tensor(outs[2], (nd, batch, units)) if op == "LSTM" else None
-    return Y, Y_h, Y_c, lens, mask
+    return Y, Y_h, Y_c
+
+
+def _prepare(ctx, node, x, mask, hint):
+    """-> (time-major input, sequence_lens, MaskPlan or None)."""
+    if mask is None:
+        return ctx.transpose(x, [1, 0, 2], hint=f"{hint}/time_major"), None, None
+    plan = rnn_mask.compact(ctx, x, mask, hint)
+    return plan.compacted, plan.lens, plan
+
+
+def _final_states(ctx, plan, Y_h, Y_c, d, states, hint):
+    """The (h[, c]) states of direction d as Keras returns them."""
+    out = [_last(ctx, Y_h, d)] + ([_last(ctx, Y_c, d)] if Y_c is not None else [])
+    if plan is None:
+        return out
+    init = states[d] if states is not None else [None] * len(out)
+    return [rnn_mask.final_state(ctx, plan, s, s0, f"{hint}/state{k}")
+            for k, (s, s0) in enumerate(zip(out, init))]
 
 
 def _seq_out(ctx, node, Y, d, hint):
@@ -139,13 +148,6 @@ def _seq_out(ctx, node, Y, d, hint):
 def _last(ctx, Y_h, d):
     y = ctx.slice(Y_h, 0, d, d + 1) if Y_h.shape[0] > 1 else Y_h
     return ctx.squeeze(y, [0])
-
-
-def _carry_masked(ctx, seq, last, mask, hint):
-    """Keras 2: masked steps repeat the last unmasked output (right-padded masks)."""
-    m = ctx.unsqueeze(mask, [2])
-    lastu = ctx.unsqueeze(last, [1])
-    return ctx.op("Where", [m, seq, lastu], seq.shape, dtype=seq.dtype, hint=hint)
 
 
 def _split_states(inputs, n_states, nd):
@@ -165,25 +167,34 @@ def rnn_layer(node, ctx, inputs):
     x = inputs[0]
     states = _split_states(inputs, N_STATES[op], 1)
     backwards = bool(cfg.get("go_backwards", False))
-    Y, Y_h, Y_c, lens, mask = run_rnn(ctx, node, op, cfg, [ctx.weights(node)], x, states,
-                                      "reverse" if backwards else "forward")
-    h = _last(ctx, Y_h, 0)
+    zero_output = bool(cfg.get("zero_output_for_mask", False))
+    mask = _input_mask(ctx, x)
+    direction = "reverse" if backwards else "forward"
+    if mask is not None and backwards:
+        # processing order made explicit, so the mask plan sees the steps in Keras's order
+        x, direction = ctx.reverse(x, 1, hint=f"{node.name}/reversed"), "forward"
+        proc_mask = ctx.reverse(mask, 1, hint=f"{node.name}/mask_reversed")
+    else:
+        proc_mask = mask
+    xt, lens, plan = _prepare(ctx, node, x, proc_mask, node.name)
+    Y, Y_h, Y_c = run_rnn(ctx, node, op, cfg, [ctx.weights(node)], xt, lens, states, direction)
+    finals = _final_states(ctx, plan, Y_h, Y_c, 0, states, node.name)
     if cfg.get("return_sequences"):
         seq = _seq_out(ctx, node, Y, 0, node.name)
-        if backwards:
+        if plan is not None:
+            seq = rnn_mask.expand_outputs(ctx, plan, seq, zero_output, node.name)
+        elif backwards:
             seq = ctx.reverse(seq, 1, hint=node.name)
-        elif mask is not None and not cfg.get("zero_output_for_mask", False):
-            seq = _carry_masked(ctx, seq, h, mask, node.name)
         out = seq
         if mask is not None:
             ctx.masks[out.name] = mask     # Keras returns the input mask unchanged
+    elif plan is not None:
+        out = rnn_mask.last_output(ctx, plan, _last(ctx, Y_h, 0), zero_output, node.name)
     else:
-        out = ctx.op("Identity", [h], h.shape, hint=node.name)
+        out = ctx.op("Identity", [finals[0]], finals[0].shape, hint=node.name)
     outs = [out]
     if cfg.get("return_state"):
-        outs.append(h)
-        if op == "LSTM":
-            outs.append(_last(ctx, Y_c, 0))
+        outs.extend(finals)
     return outs
 
 
@@ -220,17 +231,24 @@ def bidirectional(node, ctx, inputs):
     ws = ctx.weights(node)
     half = len(ws) // 2
     states = _split_states(inputs, N_STATES[op], 2)
-    Y, Y_h, Y_c, lens, mask = run_rnn(ctx, node, op, cfg, [ws[:half], ws[half:]], x, states,
-                                      "bidirectional")
+    mask = _input_mask(ctx, x)
+    xt, lens, plan = _prepare(ctx, node, x, mask, node.name)
+    Y, Y_h, Y_c = run_rnn(ctx, node, op, cfg, [ws[:half], ws[half:]], xt, lens, states,
+                          "bidirectional")
     mode = node.config.get("merge_mode", "concat")
-    hf, hb = _last(ctx, Y_h, 0), _last(ctx, Y_h, 1)
     if cfg.get("return_sequences"):
         # Keras (2 and 3) forces zero_output_for_mask inside Bidirectional: masked steps
-        # are zeros in both directions, which is what ONNX emits past sequence_lens.
+        # are zeros in both directions.
         fwd = _seq_out(ctx, node, Y, 0, f"{node.name}/forward")
         bwd = _seq_out(ctx, node, Y, 1, f"{node.name}/backward")
+        if plan is not None:
+            fwd = rnn_mask.expand_outputs(ctx, plan, fwd, True, f"{node.name}/forward")
+            bwd = rnn_mask.expand_outputs(ctx, plan, bwd, True, f"{node.name}/backward")
     else:
-        fwd, bwd = hf, hb
+        fwd, bwd = _last(ctx, Y_h, 0), _last(ctx, Y_h, 1)
+        if plan is not None:
+            fwd = rnn_mask.last_output(ctx, plan, fwd, False, f"{node.name}/forward")
+            bwd = rnn_mask.last_output(ctx, plan, bwd, False, f"{node.name}/backward")
     shape = fwd.shape
     if mode == "concat":
         cshape = None if shape is None else shape[:-1] + (2 * shape[-1],)
@@ -249,10 +267,6 @@ def bidirectional(node, ctx, inputs):
             ctx.masks[m.name] = mask
     outs = list(merged)
     if cfg.get("return_state"):
-        outs.append(hf)
-        if op == "LSTM":
-            outs.append(_last(ctx, Y_c, 0))
-        outs.append(hb)
-        if op == "LSTM":
-            outs.append(_last(ctx, Y_c, 1))
+        for d in range(2):
+            outs.extend(_final_states(ctx, plan, Y_h, Y_c, d, states, node.name))
     return outs
