@@ -1,5 +1,6 @@
 """`modelkit train`, run as a user runs it: the real console script in a subprocess."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -51,9 +52,13 @@ def _state(folder):
 
 def test_train_lowers_the_loss_with_progress_bar_checkpoints_and_history(files, tmp_path):
     out, ckpt, hist = tmp_path / "trained.keras", tmp_path / "ckpt", tmp_path / "h.json"
+    plot = ["--plot-history", tmp_path / "h.png"] if importlib.util.find_spec("matplotlib") else []
     proc = mk("train", files / "model.h5", "--data", files / "train.npz", "--validation-data",
               files / "val.npz", *COMMON[:-2], "--epochs", "4", "--metrics", "accuracy",
-              "--out", out, "--checkpoint-dir", ckpt, "--history", hist, check_rc=0)
+              "--out", out, "--checkpoint-dir", ckpt, "--history", hist, *plot, check_rc=0)
+    if plot:        # the plot extra: loss and accuracy panels, training and validation curves
+        png = (tmp_path / "h.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1000
     assert "Epoch 4/4" in proc.stdout and "10/10 [====" in proc.stdout      # the Keras progbar
     assert "val_accuracy" in proc.stdout and "saved" in proc.stdout
     history = json.loads(hist.read_text())
@@ -166,6 +171,25 @@ def test_bad_data_is_one_error_naming_the_array_before_training(files, tmp_path)
     proc = mk("train", files / "model.h5", "--data", files / "train.npz", *COMMON,
               "--monitor", "val_loss", "--out", tmp_path / "o.h5")
     assert "--monitor val_loss needs --validation-data" in one_error_line(proc, 2, "")
+
+
+def test_resume_refuses_what_is_not_a_checkpoint(tmp_path):
+    from modelkit.cli.train_checkpoint import read_state
+    from modelkit.errors import ModelLoadError
+    with pytest.raises(ModelLoadError, match=r"checkpoint.json not found"):
+        read_state(str(tmp_path))
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ModelLoadError, match="not a modelkit training checkpoint"):
+        read_state(str(tmp_path))
+    state = {"format": "modelkit-train-checkpoint", "epoch": 2, "model": "../../etc/x.h5",
+             "seed": 0, "history": {}}
+    (tmp_path / "checkpoint.json").write_text(json.dumps(state))
+    with pytest.raises(ModelLoadError, match="must name an epoch-NNN.h5"):
+        read_state(str(tmp_path))
+    state["model"] = "epoch-002.h5"
+    (tmp_path / "checkpoint.json").write_text(json.dumps(state))
+    with pytest.raises(ModelLoadError, match=r"epoch-002.h5 .* is missing"):
+        read_state(str(tmp_path / "checkpoint.json"))
 
 
 # -- the data checks, in process ------------------------------------------------------------
