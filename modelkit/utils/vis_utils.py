@@ -107,6 +107,8 @@ class _Drawer:
         self.expand_nested = expand_nested
         self.show_layer_activations = show_layer_activations
         self.show_trainable = show_trainable
+        self.drawn = set()
+        self.range_names = None          # top-level layer names within layer_range
 
     def label(self, name, class_name, layer=None, shapes=None, dtype=None, config=None):
         head = f"{name}: {class_name}" if self.show_layer_names else class_name
@@ -124,7 +126,22 @@ class _Drawer:
         return "\n".join(lines)
 
     def node(self, container, node_id, label):
+        self.drawn.add(node_id)
         container.add_node(self.pydot.Node(_quote(node_id), label=_quote(label), shape="box"))
+
+    def in_range(self, name):
+        """Whether a top-level layer is inside `layer_range` (all are without one)."""
+        return self.range_names is None or name in self.range_names
+
+    def _nested_model(self, node, layer):
+        """The model whose layers an expanded box shows (a nested model, or the model a
+        wrapper such as TimeDistributed holds), or None: drawn as one box."""
+        if node.subgraph is None or not self.expand_nested:
+            return None
+        for candidate in (layer, getattr(layer, "layer", None)):
+            if candidate is not None and hasattr(candidate, "get_layer"):
+                return candidate
+        return None
 
     def edge(self, container, src, dst):
         container.add_edge(self.pydot.Edge(_quote(src), _quote(dst)))
@@ -136,10 +153,12 @@ class _Drawer:
         if feeds is None:
             for spec in graph.inputs:
                 node_id = prefix + spec.name
+                ids[spec.name] = [node_id]
+                if not self.in_range(spec.name):
+                    continue
                 shape = _shape_text(spec.shape)
                 self.node(container, node_id, self.label(spec.name, "InputLayer",
                                                          shapes=(shape, shape), dtype=spec.dtype))
-                ids[spec.name] = [node_id]
         else:
             for spec, src in zip(graph.inputs, feeds):
                 ids[spec.name] = [src]
@@ -147,7 +166,8 @@ class _Drawer:
             layer = model.get_layer(node.name)
             sources = [ids[ref.node][min(ref.tensor_index, len(ids[ref.node]) - 1)]
                        for call in node.calls for ref in call if ref.node in ids]
-            if node.subgraph is not None and self.expand_nested:
+            nested = self._nested_model(node, layer)
+            if nested is not None:
                 cluster = self.pydot.Cluster(_quote(prefix + node.name)[1:-1].replace(" ", "_"),
                                              label=_quote(f"{node.name}: {node.op}"),
                                              style="dashed")
@@ -155,14 +175,17 @@ class _Drawer:
                 first_call = [ids[r.node][min(r.tensor_index, len(ids[r.node]) - 1)]
                               for r in (node.calls[0] if node.calls else []) if r.node in ids]
                 entry = self._entry_boxes(container, cluster, node, prefix, first_call)
-                ids[node.name] = self.graph(cluster, node.subgraph, layer,
+                ids[node.name] = self.graph(cluster, node.subgraph, nested,
                                             f"{prefix}{node.name}/", entry)
+                continue
+            if not self.in_range(node.name):
                 continue
             node_id = prefix + node.name
             self.node(container, node_id, self.label(node.name, node.op, layer,
                                                      config=node.config))
             for src in dict.fromkeys(sources):
-                self.edge(container, src, node_id)
+                if src in self.drawn:
+                    self.edge(container, src, node_id)
             ids[node.name] = [node_id]
         return [ids[ref.node][min(ref.tensor_index, len(ids[ref.node]) - 1)]
                 for ref in graph.outputs if ref.node in ids]
@@ -175,16 +198,17 @@ class _Drawer:
             shape = _shape_text(spec.shape)
             self.node(cluster, node_id, self.label(spec.name, "InputLayer", shapes=(shape, shape),
                                                    dtype=spec.dtype))
-            if i < len(sources):
+            if i < len(sources) and sources[i] in self.drawn:
                 self.edge(container, sources[i], node_id)
             entry.append(node_id)
         return entry
 
 
 def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=True,
-                 rankdir="TB", expand_nested=False, dpi=96, subgraph=False,
+                 rankdir="TB", expand_nested=False, dpi=96, subgraph=False, layer_range=None,
                  show_layer_activations=False, show_trainable=False):
-    """A `pydot.Dot` of the model's layer graph (Keras's `model_to_dot`)."""
+    """A `pydot.Dot` of the model's layer graph (Keras's `model_to_dot`). layer_range:
+    [first, last] layer names (regular expressions, as Keras) bounding what is drawn."""
     pydot = require_pydot()
     if rankdir not in ("TB", "LR", "BT", "RL"):
         raise ConfigError(f"rankdir must be 'TB', 'LR', 'BT' or 'RL', got {rankdir!r}")
@@ -200,19 +224,39 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
         dot.set_node_defaults(shape="box", fontname="Helvetica")
     drawer = _Drawer(pydot, show_shapes, show_dtype, show_layer_names, expand_nested,
                      show_layer_activations, show_trainable)
+    drawer.range_names = _layer_range(graph, layer_range)
     drawer.graph(dot, graph, model, "", None)
     return dot
 
 
+def _layer_range(graph, layer_range):
+    """The names of the inputs and layers from the first match of layer_range[0] to the
+    last match of layer_range[1] (graph order), or None without a range."""
+    if layer_range is None:
+        return None
+    import re
+    if not (isinstance(layer_range, (list, tuple)) and len(layer_range) == 2
+            and all(isinstance(p, str) for p in layer_range)):
+        raise ConfigError(f"layer_range must be [first layer name, last layer name], got "
+                          f"{layer_range!r}")
+    names = [s.name for s in graph.inputs] + [n.name for n in graph.nodes]
+    starts = [i for i, n in enumerate(names) if re.match(layer_range[0], n)]
+    ends = [i for i, n in enumerate(names) if re.match(layer_range[1], n)]
+    if not starts or not ends or ends[-1] < starts[0]:
+        raise ConfigError(f"layer_range {list(layer_range)} matches no run of layers; the "
+                          f"model's layers are {names}")
+    return set(names[starts[0]:ends[-1] + 1])
+
+
 def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                show_layer_names=True, rankdir="TB", expand_nested=False, dpi=96,
-               show_layer_activations=False, show_trainable=False):
+               layer_range=None, show_layer_activations=False, show_trainable=False):
     """Draw the model's layer graph to `to_file` (.png, .svg, .pdf, .jpg, .gif, .dot), as
     Keras's `plot_model` does. Returns an `IPython.display.Image` in a notebook, else None."""
     _image_format(to_file)
     dot = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype,
                        show_layer_names=show_layer_names, rankdir=rankdir,
-                       expand_nested=expand_nested, dpi=dpi,
+                       expand_nested=expand_nested, dpi=dpi, layer_range=layer_range,
                        show_layer_activations=show_layer_activations,
                        show_trainable=show_trainable)
     write_dot(dot, to_file)

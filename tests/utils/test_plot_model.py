@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelkit.errors import ConfigError, MissingDependencyError
-from modelkit.layers import LSTM, Dense, Input, concatenate
+from modelkit.layers import LSTM, Dense, Input, TimeDistributed, concatenate
 from modelkit.models import Model, Sequential
 from modelkit.utils import model_to_dot, plot_model
 from modelkit.utils import vis_utils
@@ -57,6 +57,26 @@ def test_model_to_dot_has_a_box_per_layer_and_an_arrow_per_connection(nested):
     assert inner_labels == ["Dense", "Dense", "InputLayer"]
     with pytest.raises(ConfigError, match="rankdir"):
         model_to_dot(nested, rankdir="XY")
+
+
+def _labels(dot):
+    nodes = list(dot.get_nodes()) + [n for g in dot.get_subgraphs() for n in g.get_nodes()]
+    return sorted(n.get("label").strip('"') for n in nodes if n.get("label"))
+
+
+def test_layer_range_and_wrapped_models(nested):
+    dot = model_to_dot(nested, layer_range=["inn.*", "concat"])
+    assert _labels(dot) == ["concatenate: Concatenate", "inner: Sequential", "lstm: LSTM"]
+    edges = {(e.get_source().strip('"'), e.get_destination().strip('"')) for e in dot.get_edges()}
+    assert edges == {("inner", "concatenate"), ("lstm", "concatenate")}
+    with pytest.raises(ConfigError, match=r"matches no run of layers.*'head'"):
+        model_to_dot(nested, layer_range=["head", "a"])
+    step = Sequential([Dense(3, input_shape=(4,), name="step_dense")], name="step")
+    x = Input((5, 4), name="x")
+    td = Model(x, Dense(2, name="out")(TimeDistributed(step, name="td")(x)))
+    assert _labels(model_to_dot(td)) == ["out: Dense", "td: TimeDistributed", "x: InputLayer"]
+    assert _labels(model_to_dot(td, expand_nested=True)) == [
+        "out: Dense", "step_dense: Dense", "step_dense_input: InputLayer", "x: InputLayer"]
 
 
 @needs_graphviz
