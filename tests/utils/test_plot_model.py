@@ -38,7 +38,7 @@ def nested():
     a, b = Input((4,), name="a"), Input((5, 3), name="b")
     inner = Sequential([Dense(6, activation="relu", input_shape=(4,), name="hidden"),
                         Dense(2, name="proj")], name="inner")
-    h = concatenate([inner(a), LSTM(3, name="lstm")(b)])
+    h = concatenate([inner(a), LSTM(3, name="lstm")(b)], name="concatenate")
     return Model([a, b], Dense(1, name="head")(h), name="two_inputs")
 
 
