@@ -113,7 +113,7 @@ def choose_opset(requested=None, target=None):
         which = "the installed onnxruntime" if target is None else "onnxruntime"
         raise ConfigError(f"{which} {limits.name} implements ONNX opsets up to "
                           f"{limits.max_opset}; opset {opset} files would not load there "
-                          f"(ask for --opset {limits.max_opset} or lower)")
+                          f"(export at opset {limits.max_opset} or lower)")
     return opset
 
 
@@ -140,8 +140,16 @@ def model_opset(proto):
 
 
 def stamp_ir_version(proto, target=None):
-    """Set `proto.ir_version` to what its ai.onnx opset needs (checked against `target`)."""
-    proto.ir_version = ir_version_for(model_opset(proto), target)
+    """Give `proto` an IR version onnxruntime `target` (None: the installed one) loads: the
+    one its ai.onnx opset needs when the file's own is newer than the runtime loads (recent
+    `onnx` writes its newest) or older than the opset needs; otherwise the file's own."""
+    opset = model_opset(proto)
+    if opset is None:
+        return proto
+    need = ir_version_for(opset, target)
+    limits = target if isinstance(target, OrtSupport) else ort_limits(target)
+    if proto.ir_version < need or (limits is not None and proto.ir_version > limits.max_ir):
+        proto.ir_version = need
     return proto
 
 

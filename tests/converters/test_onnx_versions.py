@@ -116,3 +116,9 @@ def test_retarget_converts_down_or_names_the_ops(model):
     newest = versions.retarget(_relu(17, 13))                  # IR lowered to what 17 needs
     assert newest.ir_version == 8
     onnx.checker.check_model(newest)
+    assert versions.retarget(_relu(17, 9), "1.17").ir_version == 9     # loadable: kept
+    assert versions.retarget(_relu(17, 9), "1.14").ir_version == 8     # too new for 1.14
+    assert versions.retarget(_relu(17, 7)).ir_version == 8             # too old for opset 17
+    bare = _relu(17, 9)
+    del bare.opset_import[:]
+    assert versions.retarget(bare).ir_version == 9                     # no ai.onnx: untouched
