@@ -3,11 +3,17 @@
 Every path goes through the format table (`converters.formats`), never through the layer
 classes: SRC is read to the IR (an .onnx SRC stays an ONNX model), DST written from it.
 
-* anything -> .onnx: `converters.onnx.export` (an .onnx SRC is re-targeted with `--opset`
-  instead), then `--quantize dynamic` (int8 weights, activations quantized at run time:
-  `converters.onnx.quantize_dynamic`).
+* anything -> .onnx: `converters.onnx.export` (an .onnx SRC round-trips through the IR: it
+  is imported and exported again, at `--opset` or its own opset), then `--quantize dynamic`
+  (int8 weights, activations quantized at run time: `converters.onnx.quantize_dynamic`).
 * anything -> .h5/.hdf5/.keras: the IR written by the Keras writers (.h5 -> .h5 copies the
-  graph, its weights and training config without building a model).
+  graph, its weights and training config without building a model; an .onnx SRC with
+  imported ONNX ops Keras cannot express is refused, naming them).
+
+Every conversion then runs SRC and DST on the same random inputs and prints the max
+difference per output (`modelkit.runtime.parity.check_conversion`); the exit status is 1 when
+one exceeds `--tolerance` (default 1e-4, scaled by the output's magnitude). `--no-check`
+skips this; quantized outputs are only checked when `--tolerance` is given.
 """
 
 from __future__ import annotations
@@ -15,13 +21,12 @@ from __future__ import annotations
 import os
 
 from modelkit.converters import formats
-from modelkit.errors import ModelLoadError
-
 from .commands import UsageError, register
 
 DEFAULT_OPSET = 17
 
 EXAMPLE = """  modelkit convert model.h5 model.onnx --opset 17
+  modelkit convert torch_export.onnx model.h5 --tolerance 1e-5
   modelkit convert model.h5 model.int8.onnx --quantize dynamic
   modelkit convert model.h5 model_ort117.onnx --target-ort 1.17"""
 
@@ -39,6 +44,11 @@ def add_arguments(p):
                    help="onnxruntime version the .onnx DST must load in (e.g. 1.17; default: "
                         "the installed one): opset and IR version are chosen for it, or the "
                         "layers/ops that need a newer opset are named")
+    p.add_argument("--tolerance", type=float, default=None, metavar="T",
+                   help="largest accepted |SRC - DST| difference per output, scaled by "
+                        "max(1, max |output|) (default 1e-4)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip running SRC and DST on random inputs to compare them")
 
 
 def _opset_of(proto):
@@ -50,17 +60,14 @@ def _to_onnx(src, fmt, opset, target_ort=None):
         from modelkit.converters.keras_to_onnx import convert_keras_file
         return convert_keras_file(src, opset=opset or (None if target_ort else DEFAULT_OPSET),
                                   target_ort=target_ort)
-    from modelkit.converters.onnx.reading import read_model
-    proto = read_model(src, load_external_data=True)
-    current = _opset_of(proto)
-    if opset and opset != current:
-        from onnx import version_converter
-        try:
-            proto = version_converter.convert_version(proto, opset)
-        except Exception as e:
-            raise ModelLoadError(f"Cannot convert {src} from opset {current} to {opset}: "
-                                 f"{' '.join(str(e).split())}") from None
-    return proto
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.converters.onnx import versions
+    graph = fmt.read(src)
+    keep = max(graph.metadata.get("onnx_opset", 0), onnx_conv.export_default_opset(graph))
+    if opset is None and target_ort:
+        keep = min(keep, versions.ort_limits(target_ort).max_opset)
+    return onnx_conv.export(graph, opset=opset or min(keep, onnx_conv.SUPPORTED_OPSETS[-1]),
+                            target_ort=target_ort)
 
 
 def run(args):
@@ -90,7 +97,12 @@ def run(args):
         formats.write_graph(src_fmt.read(src), dst)
         detail = dst_fmt.description
     print(f"Converted {src} -> {dst} ({detail}, {os.path.getsize(dst):,} bytes)")
-    return 0
+    if args.no_check or (args.quantize and args.tolerance is None):
+        return 0
+    from modelkit.runtime.parity import check_conversion
+    report = check_conversion(src, dst, tolerance=args.tolerance)
+    print(report)
+    return 0 if report.ok else 1
 
 
 register("convert", add_arguments, run, example=EXAMPLE)

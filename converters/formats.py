@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from modelkit.errors import ModelLoadError, ModelSaveError
+from modelkit.errors import ModelLoadError, ModelSaveError, UnsupportedError
 
 from .file_checks import require_regular_file
 
@@ -38,8 +38,25 @@ def _read_hdf5(path):
     return hdf5.load_graph(path)
 
 
+def _refuse_onnx_ops(graph, path, description):
+    """Keras files have no form for imported ONNX ops (`OnnxOp` nodes): name every one."""
+    def walk(g, prefix=""):
+        for n in g.nodes:
+            if n.op == "OnnxOp":
+                yield f"{prefix}{n.name} ({n.config.get('op_type')})"
+            if n.subgraph is not None:
+                yield from walk(n.subgraph, f"{prefix}{n.name}/")
+    found = list(walk(graph))
+    if found:
+        raise UnsupportedError(
+            f"Cannot save {path} as {description}: {len(found)} imported ONNX op(s) have no "
+            f"Keras layer form: {', '.join(found)}. Save as .onnx instead (it runs and trains "
+            "in modelkit either way).", found)
+
+
 def _write_hdf5(graph, path, dialect="keras2", include_optimizer=True, opset=None):
     from . import hdf5
+    _refuse_onnx_ops(graph, path, "Keras HDF5")
     hdf5.save_graph(graph, path, dialect=dialect, include_optimizer=include_optimizer)
 
 
@@ -50,17 +67,13 @@ def _read_keras(path):
 
 def _write_keras(graph, path, dialect=None, include_optimizer=True, opset=None):
     from . import hdf5
+    _refuse_onnx_ops(graph, path, "a Keras archive")
     hdf5.save_keras_archive(graph, path)
 
 
 def _read_onnx(path):
     from . import onnx as onnx_conv
-    from .onnx.reading import read_model
-    read_model(path)                    # not a model (empty, bare GraphProto, ...): refused
-    importer = getattr(onnx_conv, "import_graph", None)
-    if importer is None:
-        raise ModelLoadError(f"{path}: importing ONNX files is not supported yet")
-    return importer(path)
+    return onnx_conv.import_graph(path)     # checked by onnx.reading.read_model first
 
 
 def _write_onnx(graph, path, dialect=None, include_optimizer=None, opset=None):

@@ -3,7 +3,7 @@
 from .engine.functional import Model  # noqa: F401
 from .engine.sequential import Sequential  # noqa: F401
 from .ir_bridge import from_ir, model_from_json, to_ir  # noqa: F401
-from .saving import load_model, save_model  # noqa: F401
+from .saving import import_onnx, load_model, save_model  # noqa: F401
 
 
 def model_from_config(config, custom_objects=None):

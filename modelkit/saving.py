@@ -6,11 +6,11 @@ functions, so the converters stay independent of the layer classes).
 
 import os
 
-from .errors import ModelLoadError, ModelSaveError, as_load_error
+from .errors import ModelLoadError, ModelSaveError, UnsupportedError, as_load_error
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True, dialect="keras2",
-               opset=17):
+               opset=None):
     """`model.save(path)`: `.h5`/`.hdf5` Keras legacy HDF5, `.keras` archive, `.onnx`."""
     from .converters import formats
     from .ir_bridge import to_ir
@@ -30,15 +30,37 @@ def load_graph(filepath):
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    """Load a model saved by modelkit or by Keras 2 / Keras 3 (.h5, .keras)."""
+    """Load a model saved by modelkit or by Keras 2 / Keras 3 (.h5, .keras), or any ONNX
+    model (.onnx: imported as Keras layers where a pattern fits, `OnnxOp` layers elsewhere)."""
+    return _model_from(load_graph, filepath, os.fsdecode(os.fspath(filepath)), custom_objects,
+                       compile, safe_mode)
+
+
+def import_onnx(source, custom_objects=None, compile=False, safe_mode=True):
+    """An ONNX model (a path, serialized bytes or an `onnx.ModelProto`) -> trainable Model.
+
+    A path goes through the format table like `load_model`; bytes and protos through the
+    ONNX importer (`converters.onnx.import_graph`) directly."""
+    if isinstance(source, (str, os.PathLike)):
+        return load_model(source, custom_objects=custom_objects, compile=compile,
+                          safe_mode=safe_mode)
+    from .converters import onnx as onnx_conv
+    where = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else "<ModelProto>"
+    return _model_from(onnx_conv.import_graph, source, where, custom_objects, compile, safe_mode)
+
+
+def _model_from(read_graph, source, where, custom_objects, compile, safe_mode):
     from .ir_bridge import from_ir
     from .layers.serialization import safe_mode_scope
-    where = os.fsdecode(os.fspath(filepath))
     try:
-        graph = load_graph(filepath)
+        graph = read_graph(source)
         with safe_mode_scope(safe_mode):
             return from_ir(graph, custom_objects=custom_objects, compile=compile,
                            require_weights=True)
+    except UnsupportedError as e:       # the importer's list of every unsupported op
+        if where not in str(e):
+            raise as_load_error(where, e) from None
+        raise
     except Exception as e:      # noqa: BLE001 - every failure is modelkit's, named
         raise as_load_error(where, e) from None
 

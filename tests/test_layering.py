@@ -21,7 +21,7 @@ FOLDER_PACKAGE = {"modelkit": "modelkit", "converters": "modelkit.converters",
 # module prefix -> component, most specific first; any other modelkit module is the trainer
 COMPONENTS = [
     ("modelkit.errors", "base"), ("modelkit.registry", "base"), ("modelkit._version", "base"),
-    ("modelkit.op_arguments", "base"),
+    ("modelkit.op_arguments", "base"), ("modelkit.onnx_spec", "base"),
     ("modelkit.backend", "backend"),
     ("modelkit.ir_bridge", "ir_bridge"),
     ("modelkit.ir", "ir"),
@@ -101,6 +101,14 @@ def import_graph():
             (imports_of(p) for folder in FOLDER_PACKAGE for p in sources(folder))}
 
 
+# The arrows allowed against the table, each with its reason (keep this list short).
+EXCEPTIONS = {
+    ("modelkit.converters.onnx.model_import", "modelkit.saving"):
+        "DESIGN's public API onnx_conv.import_model returns a Model: a lazy call up into the "
+        "one door to the files, which builds it from the importer's IR",
+}
+
+
 def test_every_module_has_a_component_in_the_table():
     assert {component(m) for m in MODULES} <= set(ALLOWED)
     assert all(deps <= set(ALLOWED) for deps in ALLOWED.values())
@@ -112,13 +120,19 @@ def violations(graph):
         mine = component(me)
         for name in names:
             theirs = component(name)
-            if theirs not in (None, mine) and theirs not in ALLOWED[mine]:
+            if theirs not in (None, mine) and theirs not in ALLOWED[mine] \
+                    and (me, name) not in EXCEPTIONS:
                 bad.append(f"{me} ({mine}) imports {name} ({theirs})")
     return bad
 
 
 def test_every_import_follows_the_allowed_table():
     assert violations(import_graph()) == []
+
+
+def test_each_exception_is_still_needed():
+    graph = import_graph()
+    assert [pair for pair in EXCEPTIONS if pair[1] not in graph.get(pair[0], [])] == []
 
 
 def test_the_checker_reports_forbidden_arrows():

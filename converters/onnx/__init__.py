@@ -1,16 +1,22 @@
-"""ONNX export (IR -> ONNX).
+"""ONNX export (IR -> ONNX) and import (ONNX -> IR / Model).
 
     from modelkit.converters import onnx as onnx_conv
     proto = onnx_conv.export(graph_or_model, path=None, opset=17)
     int8 = onnx_conv.quantize_dynamic(proto)        # int8 weights (onnxruntime)
+    graph = onnx_conv.import_graph("m.onnx")        # any ONNX model -> ir.Graph
+    model = onnx_conv.import_model("m.onnx")        # -> trainable Model (through modelkit.saving)
 
 See `export.py` for the walk, `registry.py` for the handler registry, `handlers/` for the
-per-layer handlers and `layout.py` for every gate-order / weight-layout conversion.
+per-layer handlers, `importer/` for the import side and `layout.py` for every gate-order / weight-layout conversion.
 """
 
 from .export import IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, export, save_proto, supported_ops
+from .export import default_opset as export_default_opset
+from .importer import IMPORT_HANDLERS, import_graph, import_handler
+from .model_import import import_model
 from .quantize import quantize_dynamic
 from .registry import EXPORT_HANDLERS, export_handler
 
-__all__ = ["export", "save_proto", "quantize_dynamic", "supported_ops", "SUPPORTED_OPSETS",
-           "IR_VERSION_FOR_OPSET", "EXPORT_HANDLERS", "export_handler"]
+__all__ = ["export", "export_default_opset", "save_proto", "quantize_dynamic", "supported_ops",
+           "SUPPORTED_OPSETS", "IR_VERSION_FOR_OPSET", "EXPORT_HANDLERS", "export_handler",
+           "import_graph", "import_model", "IMPORT_HANDLERS", "import_handler"]

@@ -224,15 +224,29 @@ def as_graph(model_or_graph):
                       f"got {type(model_or_graph).__name__}")
 
 
-def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True, target_ort=None):
+def default_opset(graph):
+    """17, or the newest opset an imported OnnxOp node of `graph` was written for."""
+    found = [int(n.config.get("opset", 17)) for n in _all_nodes(graph) if n.op == "OnnxOp"]
+    return max([17] + [o for o in found if o in SUPPORTED_OPSETS])
+
+
+def _all_nodes(graph):
+    for n in graph.nodes:
+        yield n
+        if n.subgraph is not None:
+            yield from _all_nodes(n.subgraph)
+
+
+def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, target_ort=None):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
-    path: also write the model there (atomically). opset: 13..21 (None: the default, lowered
-    to what the target runtime implements). target_ort: the onnxruntime version the file is
-    for ("1.17"; None: the installed one); the file carries the IR version its opset needs,
-    and an opset or IR version that runtime cannot load is refused (`versions.py`).
-    optimize: remove back-to-back inverse Transposes. check: run the ONNX checker with full
-    shape inference. Raises UnsupportedError listing every layer that cannot be exported.
+    path: also write the model there (atomically). opset: 13..21 (None: 17, or the opset
+    imported OnnxOp nodes were written for when newer, lowered to what the target runtime
+    implements). target_ort: the onnxruntime version the file is for ("1.17"; None: the
+    installed one); the file carries the IR version its opset needs, and an opset or IR
+    version that runtime cannot load is refused (`versions.py`). optimize: remove
+    back-to-back inverse Transposes. check: run the ONNX checker with full shape inference.
+    Raises UnsupportedError listing every layer that cannot be exported.
     """
     graph = as_graph(model_or_graph)
     if opset is not None and not isinstance(opset, (int, np.integer)):
@@ -240,7 +254,8 @@ def export(model_or_graph, path=None, opset=17, *, optimize=True, check=True, ta
                           f"{SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
     limits = ort_limits(target_ort)
     requested = opset
-    opset = choose_opset(opset, limits if target_ort is not None else None)
+    opset = choose_opset(opset, limits if target_ort is not None else None,
+                         default=default_opset(graph))
     graph.validate()
     problems = check_graph(graph, opset)
     if problems and requested is None:     # not asked for: a newer opset the runtime has?

@@ -165,3 +165,67 @@ def conv_transpose_pads(kernel, stride, dilation, padding, output_padding=None):
         return 0, 0, extra
     total = -extra
     return total // 2, total - total // 2, 0
+
+
+# -- import: ONNX -> Keras (the inverses of the functions above) ------------------------------
+
+def onnx_conv_kernel_to_keras(w):
+    """ONNX Conv W (out, in/groups, k1..kn) -> Keras (k1..kn, in/groups, out)."""
+    w = np.asarray(w)
+    n = w.ndim - 2
+    return np.ascontiguousarray(np.transpose(w, tuple(range(2, n + 2)) + (1, 0)))
+
+
+def onnx_depthwise_kernel_to_keras(w, in_channels):
+    """ONNX Conv W (in*mult, 1, k1..kn) with group=in -> Keras (k1..kn, in, mult)."""
+    w = np.asarray(w)
+    n = w.ndim - 2
+    mult = w.shape[0] // in_channels
+    k = np.transpose(w[:, 0], tuple(range(1, n + 1)) + (0,))      # (k..., in*mult)
+    return np.ascontiguousarray(k.reshape(k.shape[:n] + (in_channels, mult)))
+
+
+def channels_first_rows_to_channels_last(kernel, spatial, channels):
+    """Rows of a Dense kernel that reads a flattened (C, *spatial) tensor, reordered for a
+    flattened (*spatial, C) tensor (the Dense after a Flatten of a channels_last trunk)."""
+    kernel = np.asarray(kernel)
+    rows = kernel.reshape((channels,) + tuple(spatial) + kernel.shape[1:])
+    n = len(spatial)
+    rows = np.transpose(rows, tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, rows.ndim)))
+    return np.ascontiguousarray(rows.reshape(kernel.shape))
+
+
+def onnx_w_to_keras_kernel(w, src=None, dst=None):
+    """ONNX (gates*u, in) (one direction) -> Keras (in, gates*u), gate blocks reordered."""
+    k = np.ascontiguousarray(np.asarray(w).T)
+    return reorder_gates(k, src, dst, axis=-1) if src is not None else k
+
+
+def keras_rnn_weights_from_onnx(op_type, W, R, B=None, linear_before_reset=0):
+    """One direction of ONNX LSTM/GRU/RNN weights -> Keras [kernel, recurrent_kernel, bias].
+
+    W (G*u, in), R (G*u, u), B (2*G*u,) = [Wb, Rb] or None.
+    LSTM: gates i,o,f,c -> i,f,c,o; bias Wb + Rb.
+    GRU (gates z,r,h on both sides): linear_before_reset=1 -> reset_after=True with bias
+    (2, 3u) = [Wb, Rb]; linear_before_reset=0 -> reset_after=False with bias Wb + Rb, which is
+    exact only when Rb's h block is zero (ValueError otherwise).
+    RNN: bias Wb + Rb."""
+    W, R = np.asarray(W), np.asarray(R)
+    units = R.shape[-1]
+    gates = W.shape[0] // units
+    zeros = np.zeros(2 * gates * units, W.dtype)
+    B = zeros if B is None else np.asarray(B).reshape(-1)
+    wb, rb = B[:gates * units], B[gates * units:]
+    if op_type == "LSTM":
+        return [onnx_w_to_keras_kernel(W, ONNX_LSTM_GATES, KERAS_LSTM_GATES),
+                onnx_w_to_keras_kernel(R, ONNX_LSTM_GATES, KERAS_LSTM_GATES),
+                reorder_gates(wb + rb, ONNX_LSTM_GATES, KERAS_LSTM_GATES)]
+    if op_type == "GRU":
+        kernel, rec = onnx_w_to_keras_kernel(W), onnx_w_to_keras_kernel(R)
+        if linear_before_reset:
+            return [kernel, rec, np.stack([wb, rb])]
+        if np.any(rb[2 * units:]):
+            raise ValueError("GRU with linear_before_reset=0 and a non-zero recurrent "
+                             "bias for the h gate has no Keras form")
+        return [kernel, rec, wb + rb]
+    return [onnx_w_to_keras_kernel(W), onnx_w_to_keras_kernel(R), wb + rb]

@@ -97,13 +97,13 @@ def ort_limits(version=None):
     return OrtSupport(v, row.max_opset, row.max_ir)
 
 
-def choose_opset(requested=None, target=None):
-    """The opset to export at: `requested` (default DEFAULT_OPSET, lowered to what the
-    runtime implements when not requested) checked against onnxruntime `target` (a
-    version, an OrtSupport, or None for the installed one). ConfigError explains a clash."""
+def choose_opset(requested=None, target=None, default=DEFAULT_OPSET):
+    """The opset to export at: `requested` (when None `default`, lowered to what the runtime
+    implements) checked against onnxruntime `target` (a version, an OrtSupport, or None for
+    the installed one). ConfigError explains a clash."""
     limits = target if isinstance(target, OrtSupport) else ort_limits(target)
     if requested is None:
-        opset = DEFAULT_OPSET if limits is None else min(DEFAULT_OPSET, limits.max_opset)
+        opset = default if limits is None else min(default, limits.max_opset)
     else:
         opset = int(requested)
     if opset not in SUPPORTED_OPSETS:

@@ -24,6 +24,8 @@ import itertools
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..onnx_spec import bilinear_matrix
+
 from ..errors import ConfigError, ShapeError
 from .tape import defop
 
@@ -545,20 +547,6 @@ def _(g, s, needs):
     target, xshape, axes = s
     inserted = tuple(a + 1 + j for j, a in enumerate(sorted(axes)))
     return (g.reshape(target).sum(axis=inserted).reshape(xshape),)
-
-
-def bilinear_matrix(in_len, out_len, dtype=np.float64):
-    """(out_len, in_len) interpolation matrix of TF2 `resize` (half-pixel centres)."""
-    scale = in_len / out_len
-    src = (np.arange(out_len) + 0.5) * scale - 0.5
-    src = np.clip(src, 0, in_len - 1)
-    lo = np.floor(src).astype(np.int64)
-    hi = np.minimum(lo + 1, in_len - 1)
-    frac = src - lo
-    a = np.zeros((out_len, in_len))
-    np.add.at(a, (np.arange(out_len), lo), 1 - frac)
-    np.add.at(a, (np.arange(out_len), hi), frac)
-    return a.astype(dtype)
 
 
 @defop("upsample_bilinear")

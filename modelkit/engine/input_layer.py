@@ -12,7 +12,8 @@ class InputLayer(Layer):
 
     def __init__(self, input_shape=None, batch_size=None, dtype=None, input_tensor=None,
                  sparse=False, name=None, batch_input_shape=None, batch_shape=None, **kwargs):
-        batch_input_shape = batch_input_shape or batch_shape
+        if batch_input_shape is None:
+            batch_input_shape = batch_shape
         if batch_input_shape is None:
             if input_shape is None:
                 raise ConfigError("Input needs `shape` or `batch_shape`")

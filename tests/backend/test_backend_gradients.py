@@ -5,6 +5,7 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.backend.gradcheck import assert_gradients_close
+from modelkit.backend import onnx_ops  # noqa: F401  (registers the ONNX ops' backend ops)
 from modelkit.backend.tape import OPS
 
 rng = np.random.default_rng(42)
@@ -97,6 +98,22 @@ CASES = {
     "sigmoid_cross_entropy": (lambda t, x: K.binary_crossentropy(t, x, from_logits=True),
                               [rng.random((3, 4)), r(3, 4)]),
     "dropout": (lambda a: K.dropout(a, 0.3, seed=1), [r(4, 5)]),
+    # ops the ONNX importer's OnnxOp layers added (modelkit.backend.onnx_ops.extra_ops)
+    "erf": (lambda a: K.apply(OPS.get("erf"), a), [r(3, 4)]),
+    "take": (lambda a: K.apply(OPS.get("take"), a, np.array([[2, -1], [0, 0]]), axis=1),
+             [r(2, 3, 2)]),
+    "take_along": (lambda a: K.apply(OPS.get("take_along"), a, np.array([[2, 0], [1, -1]]),
+                                     axis=1), [r(2, 3)]),
+    "cumsum": (lambda a: K.apply(OPS.get("cumsum"), a, axis=1, exclusive=True), [r(2, 4)]),
+    "einsum": (lambda a, b: K.apply(OPS.get("einsum"), a, b, equation="bij,jk->bk"),
+               [r(2, 3, 4), r(4, 5)]),
+    "scatter_nd": (lambda a, b: K.apply(OPS.get("scatter_nd"), a, b, indices=np.array([[1]]),
+                                        reduction="add"), [r(3, 2), r(1, 2)]),
+    **{name: ((lambda n: lambda a: K.apply(OPS.get(n), a))(name), [arr]) for name, arr in (
+        ("tan", r(2, 3) * 0.5), ("arctan", r(2, 3)), ("sinh", r(2, 3)), ("cosh", r(2, 3)),
+        ("arcsinh", r(2, 3)), ("arcsin", rng.uniform(-0.8, 0.8, (2, 3))),
+        ("arccos", rng.uniform(-0.8, 0.8, (2, 3))), ("arctanh", rng.uniform(-0.8, 0.8, (2, 3))),
+        ("arccosh", rng.uniform(1.5, 3.0, (2, 3))))},
 }
 
 

@@ -82,6 +82,7 @@ def lay(name, **kw):
 
 
 LAYER_ROWS = {   # class name -> (model factory, input shapes (no batch), input kind)
+    "OnnxOp": (_seq(lay("OnnxOp", op_type="HardSwish"), shape=(4,)), [(4,)], "f"),
     "Dense": (_seq(lay("Dense", units=3, activation="relu"), shape=(4,)), [(4,)], "f"),
     "Activation": (_seq(lay("Activation", activation="tanh"), shape=(4,)), [(4,)], "f"),
     "Dropout": (_seq(lay("Dropout", rate=0.5), shape=(4,)), [(4,)], "f"),

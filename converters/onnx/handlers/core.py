@@ -1,12 +1,11 @@
 """Core layers: Dense, identity-at-inference layers, shape layers, Embedding, Masking,
-Keras 1's Highway and MaxoutDense, raw OnnxOp nodes, Lambda and nested models."""
+Keras 1's Highway and MaxoutDense, Lambda and nested models (OnnxOp: onnx_op.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
 
-from ..context import LayerUnsupported, Tensor
+from ..context import LayerUnsupported
 from ..registry import check_graph, export_handler
 from .activations import activation_problem, apply_activation
 
@@ -155,35 +154,6 @@ def maxout_dense(node, ctx, inputs):
     if use_bias and len(ws) > 1:
         y = ctx.op("Add", [y, ctx.param(node, "b", lambda: ws[1].astype(np.float32))], y.shape)
     return [ctx.reduce("ReduceMax", y, [1], False, hint=node.name)]
-
-
-def _attr_value(v):
-    if isinstance(v, np.ndarray):
-        return numpy_helper.from_array(v)
-    if isinstance(v, tuple):
-        return list(v)
-    return v
-
-
-@export_handler("OnnxOp")
-def onnx_op(node, ctx, inputs):
-    """Emit the ONNX op as-is. Config: `op_type`, `attributes` (dict), `domain` (default ''),
-    optional `num_outputs` (default 1). The node's weights follow the call's inputs as
-    initializers, in order."""
-    cfg = node.config
-    op_type = cfg.get("op_type")
-    if not op_type:
-        raise LayerUnsupported("OnnxOp node has no 'op_type' in its config")
-    domain = cfg.get("domain") or ""
-    if domain not in ("", "ai.onnx"):
-        ctx.extra_domains.setdefault(domain, int(cfg.get("domain_version", 1)))
-    attrs = {k: _attr_value(v) for k, v in (cfg.get("attributes") or {}).items()}
-    extra = [ctx.param(node, f"w{i}", lambda a=a: a) for i, a in enumerate(ctx.weights(node))]
-    n_out = int(cfg.get("num_outputs", 1))
-    outs = ctx.emit(op_type, list(inputs) + extra, n_out, hint=node.name,
-                    domain=domain or None, **attrs)
-    dtype = inputs[0].dtype if inputs else "float32"
-    return [Tensor(o, None, dtype) for o in outs]
 
 
 def _lambda_problem(node, opset):

@@ -1,0 +1,44 @@
+"""Running single ONNX nodes on constant numpy inputs at import time (constant folding, shape
+probes), with ONNX's own reference implementation (`onnx.reference`).
+
+The converters never import the backend, so the importer evaluates with the spec's
+reference rather than with modelkit's `OnnxOp` kernels. Tensor attributes are the arrays the
+importer already checked (`attributes_of` -> `load.tensor_to_array`), never re-read from the
+file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from modelkit.op_arguments import decode
+
+
+def run_node(node, inputs, opset, checked_attrs):
+    """Evaluate `node` on `inputs` (numpy arrays, None for an omitted optional input).
+
+    checked_attrs: the node's attributes as `attributes_of` returns them (tensor attributes
+    validated). Returns one numpy array (or None) per output of the node. Any failure is a
+    ValueError saying why (the walk names the node)."""
+    from onnx.reference import ReferenceEvaluator
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    for a in copy.attribute:
+        if a.type == onnx.AttributeProto.TENSOR:
+            a.t.CopyFrom(numpy_helper.from_array(np.asarray(decode(checked_attrs[a.name], []))))
+    del copy.input[:]
+    copy.input.extend(f"in{i}" if x is not None else "" for i, x in enumerate(inputs))
+    wanted = [f"out{i}" for i, name in enumerate(node.output) if name]
+    del copy.output[:]
+    copy.output.extend(f"out{i}" if name else "" for i, name in enumerate(node.output))
+    feeds = {f"in{i}": np.asarray(x) for i, x in enumerate(inputs) if x is not None}
+    try:
+        results = ReferenceEvaluator(copy, opsets={"": int(opset)}).run(wanted, feeds)
+    except Exception as e:      # noqa: BLE001 - the reference raises anything; say why
+        raise ValueError(f"evaluating it on constant inputs failed: "
+                         f"{type(e).__name__}: {' '.join(str(e).split())}") from None
+    by_name = dict(zip(wanted, results))
+    return [None if not name else np.asarray(by_name[f"out{i}"])
+            for i, name in enumerate(node.output)]

@@ -1,0 +1,143 @@
+"""Reading an ONNX model safely: path / bytes / ModelProto -> a checked ModelProto.
+
+* External data is read only from files inside the model's folder (absolute locations,
+  `..` components and symlinks that leave the folder are refused by `reading.read_model`);
+  offset and length are checked against the file's size before anything is read.
+* Every initializer's declared size (dims x element size) must match the bytes present
+  before a numpy array is made from it.
+* Models older than MIN_OPSET are upgraded with `onnx.version_converter`; models newer than
+  the installed `onnx` are refused with a message saying so.
+Every problem raises `ModelLoadError` naming the file and the piece.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from modelkit.errors import ModelLoadError, UnsupportedError
+
+from .. import reading
+from ..reading import check_model_proto, parse_model
+
+MIN_OPSET = 13
+_ELEM_SIZE = {TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1,
+              TensorProto.UINT16: 2, TensorProto.INT16: 2, TensorProto.INT32: 4,
+              TensorProto.INT64: 8, TensorProto.BOOL: 1, TensorProto.FLOAT16: 2,
+              TensorProto.DOUBLE: 8, TensorProto.UINT32: 4, TensorProto.UINT64: 8}
+_TYPED_FIELD = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
+                TensorProto.INT64: "int64_data", TensorProto.UINT64: "uint64_data",
+                TensorProto.UINT32: "uint64_data"}
+MAX_TENSOR_BYTES = 1 << 34
+
+
+def read_model(source):
+    """-> (ModelProto, label, folder or None). `source`: path, bytes or ModelProto.
+
+    A path is read by `converters.onnx.reading` (a regular file, a real ModelProto, external
+    data only inside the model's folder); bytes are parsed and checked the same way."""
+    if isinstance(source, onnx.ModelProto):
+        return check_model_proto(source, "<ModelProto>"), "<ModelProto>", None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return parse_model(source, "<bytes>"), "<bytes>", None
+    try:
+        path = os.fspath(source)
+    except TypeError:
+        raise ModelLoadError(f"import_graph needs a path, bytes or onnx.ModelProto, got "
+                             f"{type(source).__name__}") from None
+    label = os.fsdecode(path)
+    return reading.read_model(path), label, os.path.dirname(os.path.abspath(label))
+
+
+def default_opset(model, label):
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ModelLoadError(f"{label}: the model imports no version of the default ONNX "
+                             "domain (opset_import)")
+    return int(versions[0])
+
+
+def check_versions(model, label):
+    """Refuse models newer than the installed onnx; upgrade ones older than MIN_OPSET."""
+    opset = default_opset(model, label)
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest or model.ir_version > onnx.IR_VERSION:
+        raise UnsupportedError(
+            f"{label}: the model uses opset {opset} / IR version {model.ir_version}, newer than "
+            f"the installed onnx {onnx.__version__} knows (opset {newest}, IR {onnx.IR_VERSION});"
+            f" upgrade the onnx package", [f"opset {opset}"])
+    if opset < MIN_OPSET:
+        from onnx import version_converter
+        try:
+            model = version_converter.convert_version(model, MIN_OPSET)
+        except Exception as e:
+            raise UnsupportedError(f"{label}: opset {opset} could not be upgraded to opset "
+                                   f"{MIN_OPSET} by onnx.version_converter: {e}",
+                                   [f"opset {opset}"]) from None
+    return model, default_opset(model, label)
+
+
+# -- tensors -------------------------------------------------------------------------------
+
+def tensor_to_array(t, label, folder, what=None):
+    """TensorProto -> numpy array after checking its declared size against its data."""
+    what = what or f"initializer {t.name!r}"
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(f"{label}: {what} has negative dims {dims}")
+    size = _ELEM_SIZE.get(t.data_type)
+    if size is None:
+        raise ModelLoadError(f"{label}: {what} has data type "
+                             f"{TensorProto.DataType.Name(t.data_type) if t.data_type in TensorProto.DataType.values() else t.data_type}"
+                             ", which modelkit does not compute with")
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    nbytes = count * size
+    if nbytes > MAX_TENSOR_BYTES:
+        raise ModelLoadError(f"{label}: {what} declares {nbytes} bytes (dims {dims}), more "
+                             "than modelkit accepts")
+    if t.data_location == TensorProto.EXTERNAL:
+        raw = _external_bytes(t, label, folder, what, nbytes)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        return np.frombuffer(raw, dtype=dtype).reshape(dims).copy()
+    if t.HasField("raw_data"):
+        if len(t.raw_data) != nbytes:
+            raise ModelLoadError(f"{label}: {what} declares dims {dims} ({nbytes} bytes) but "
+                                 f"holds {len(t.raw_data)} bytes of raw data")
+    else:
+        field = _TYPED_FIELD.get(t.data_type, "int32_data")
+        present = len(getattr(t, field))
+        if present != count:
+            raise ModelLoadError(f"{label}: {what} declares dims {dims} ({count} values) but "
+                                 f"holds {present} in {field}")
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:
+        raise ModelLoadError(f"{label}: {what} cannot be read: {e}") from None
+
+
+def _external_bytes(t, label, folder, what, nbytes):
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    if folder is None:
+        raise ModelLoadError(f"{label}: {what} keeps its data in external file {location!r}; "
+                             "load the model from its path so the file can be found")
+    path = os.path.realpath(os.path.join(folder, location))   # inside: reading.read_model
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{label}: {what}: external data file {location!r} does not exist")
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else nbytes
+    except ValueError:
+        raise ModelLoadError(f"{label}: {what}: external data offset/length are not "
+                             "integers") from None
+    file_size = os.path.getsize(path)
+    if offset < 0 or length != nbytes or offset + length > file_size:
+        raise ModelLoadError(f"{label}: {what}: external data needs {nbytes} bytes at offset "
+                             f"{offset} (length {length}) of {location!r}, which has "
+                             f"{file_size} bytes")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)

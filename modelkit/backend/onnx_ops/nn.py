@@ -1,0 +1,229 @@
+"""Convolution, pooling and normalisation ONNX ops (channels-first, as ONNX defines them).
+
+Padding is made explicit first (auto_pad SAME_UPPER/SAME_LOWER/VALID, `pads`, and the extra
+end cells of `ceil_mode`), then the backend's fused channels-first conv/pool ops run 'valid'.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...onnx_spec import conv_geometry, pool_geometry, resize_plan, text
+from . import onnx_op
+from ._util import const, like, op, values
+
+
+def _pad_spatial(x, pads, value=0.0):
+    if not any(b or e for b, e in pads):
+        return x
+    return op("pad", x, pad_width=((0, 0), (0, 0)) + tuple(tuple(p) for p in pads),
+              constant=value)
+
+
+def _conv_operands(inputs, attrs):
+    """x, W, B (or None), spatial rank, kernel size, and W as the backend's kernel layout
+    (ONNX (M, C/g, k1..kn) -> (k1..kn, C/g, M); ConvTranspose's (C, M/g, k..) likewise)."""
+    x, w = inputs[:2]
+    b = inputs[2] if len(inputs) > 2 else None
+    n = w.ndim - 2
+    kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
+    k = op("transpose", w, axes=tuple(range(2, n + 2)) + (1, 0))
+    return x, b, n, kernel, k
+
+
+@onnx_op("Conv")
+def conv(inputs, attrs, ctx):
+    x, b, n, kernel, k = _conv_operands(inputs, attrs)
+    strides, dilations, pads = conv_geometry(x.shape[2:], attrs, kernel)
+    return op("conv", _pad_spatial(x, pads), k, b, strides=tuple(strides),
+              dilation=tuple(dilations), padding="valid", groups=int(attrs.get("group", 1)),
+              channels_first=True)
+
+
+@onnx_op("ConvTranspose")
+def conv_transpose(inputs, attrs, ctx):
+    x, b, n, kernel, k = _conv_operands(inputs, attrs)
+    groups = int(attrs.get("group", 1))
+    strides = [int(s) for s in attrs.get("strides", [1] * n)]
+    dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
+    out_pad = [int(p) for p in attrs.get("output_padding", [0] * n)]
+    auto_pad = text(attrs.get("auto_pad"), "NOTSET")
+    spatial = x.shape[2:]
+    full = [(L - 1) * s + (k - 1) * d + 1 + op_
+            for L, k, s, d, op_ in zip(spatial, kernel, strides, dilations, out_pad)]
+    if "output_shape" in attrs or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        want = [int(v) for v in attrs["output_shape"]][-n:] if "output_shape" in attrs \
+            else [L * s for L, s in zip(spatial, strides)]
+        begins = []
+        for f, o in zip(full, want):
+            total = f - o
+            begins.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+        out_shape = want
+    else:
+        p = [0] * (2 * n) if auto_pad == "VALID" else [int(v) for v in
+                                                         attrs.get("pads", [0] * (2 * n))]
+        begins = p[:n]
+        out_shape = [f - p[i] - p[i + n] for i, f in enumerate(full)]
+    cin = x.shape[1] // groups
+    outs = []
+    for g in range(groups):
+        xg = x if groups == 1 else op("getitem", x, index=(slice(None), slice(g * cin, (g + 1) * cin)))
+        kg = k if groups == 1 else op("getitem", k, index=(Ellipsis, slice(g * cin, (g + 1) * cin)))
+        outs.append(op("conv_transpose", xg, kg, None, strides=tuple(strides),
+                       dilation=tuple(dilations), output_shape=tuple(out_shape),
+                       pad_before=tuple(begins), channels_first=True))
+    y = outs[0] if groups == 1 else op("concatenate", *outs, axis=1)
+    if b is not None:
+        y = op("add", y, op("reshape", b, shape=(-1,) + (1,) * n))
+    return y
+
+
+@onnx_op("MaxPool")
+def max_pool(inputs, attrs, ctx):
+    (x,) = inputs[:1]
+    if ctx.num_outputs > 1:
+        raise UnsupportedError("MaxPool's Indices output is not supported")
+    kernel = [int(k) for k in attrs["kernel_shape"]]
+    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
+    xp = _pad_spatial(x, full, value=low)
+    return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
+              channels_first=True)
+
+
+@onnx_op("AveragePool")
+def average_pool(inputs, attrs, ctx):
+    (x,) = inputs
+    kernel = [int(k) for k in attrs["kernel_shape"]]
+    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
+           padding="valid", channels_first=True)
+    if not any(b or e for b, e in full):
+        return y
+    # divide by the cells each window covers: the padded ones count when count_include_pad,
+    # the ceil_mode extension never does
+    include = int(attrs.get("count_include_pad", 0))
+    mask = np.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+    if include:
+        mask = np.pad(mask, ((0, 0), (0, 0)) + tuple(pads), constant_values=1)
+        mask = np.pad(mask, ((0, 0), (0, 0)) + tuple((0, c) for c in extra))
+    else:
+        mask = np.pad(mask, ((0, 0), (0, 0)) + tuple(full))
+    frac = op("pool_avg", const(mask), pool=tuple(kernel), strides=tuple(strides),
+              padding="valid", channels_first=True)
+    return op("divide", y, frac)
+
+
+@onnx_op("GlobalAveragePool")
+def global_average_pool(inputs, attrs, ctx):
+    (x,) = inputs
+    return op("mean", x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+@onnx_op("GlobalMaxPool")
+def global_max_pool(inputs, attrs, ctx):
+    (x,) = inputs
+    return op("max", x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _per_channel(t, rank):
+    return op("reshape", t, shape=(-1,) + (1,) * (rank - 2))
+
+
+@onnx_op("BatchNormalization")
+def batch_normalization(inputs, attrs, ctx):
+    """Inference form (running statistics). Imported BatchNormalization nodes usually
+    become Keras BatchNormalization layers, which also train their statistics."""
+    if attrs.get("training_mode", 0) or ctx.num_outputs > 1:
+        raise UnsupportedError("BatchNormalization in training mode (training_mode=1 or the "
+                               "running-statistics outputs) is not supported")
+    x, scale, bias, mean, var = inputs[:5]
+    r = x.ndim
+    return op("batch_norm_inference", x, _per_channel(mean, r), _per_channel(var, r),
+              _per_channel(scale, r), _per_channel(bias, r),
+              epsilon=float(attrs.get("epsilon", 1e-5)))
+
+
+def _normalize(x, axes, epsilon):
+    mean = op("mean", x, axis=axes, keepdims=True)
+    centred = op("subtract", x, mean)
+    var = op("mean", op("square", centred), axis=axes, keepdims=True)
+    rstd = op("reciprocal", op("sqrt", op("add", var, like(var, epsilon))))
+    return op("multiply", centred, rstd), mean, rstd
+
+
+@onnx_op("InstanceNormalization")
+def instance_normalization(inputs, attrs, ctx):
+    x, scale, bias = inputs
+    r = x.ndim
+    y, _, _ = _normalize(x, tuple(range(2, r)), float(attrs.get("epsilon", 1e-5)))
+    return op("add", op("multiply", y, _per_channel(scale, r)), _per_channel(bias, r))
+
+
+@onnx_op("LayerNormalization")
+def layer_normalization(inputs, attrs, ctx):
+    x, scale = inputs[:2]
+    bias = inputs[2] if len(inputs) > 2 else None
+    axis = int(attrs.get("axis", -1)) % x.ndim
+    y, mean, rstd = _normalize(x, tuple(range(axis, x.ndim)), float(attrs.get("epsilon", 1e-5)))
+    y = op("multiply", y, scale)
+    if bias is not None:
+        y = op("add", y, bias)
+    return [y, mean, rstd][:max(ctx.num_outputs, 1)]
+
+
+@onnx_op("LRN")
+def lrn(inputs, attrs, ctx):
+    (x,) = inputs
+    size = int(attrs["size"])
+    alpha, beta = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75))
+    bias = float(attrs.get("bias", 1.0))
+    sq = op("square", x)
+    lo, hi = (size - 1) // 2, int(math.ceil((size - 1) / 2))
+    padded = op("pad", sq, pad_width=((0, 0), (lo, hi)) + ((0, 0),) * (x.ndim - 2), constant=0.0)
+    c = x.shape[1]
+    total = op("getitem", padded, index=(slice(None), slice(0, c)))
+    for i in range(1, size):
+        total = op("add", total, op("getitem", padded, index=(slice(None), slice(i, i + c))))
+    denom = op("power", op("add", op("multiply", total, like(x, alpha / size)), like(x, bias)),
+               like(x, beta))
+    return op("divide", x, denom)
+
+
+
+
+# -- Resize ------------------------------------------------------------------------------------
+
+@onnx_op("Resize")
+def resize(inputs, attrs, ctx):
+    x = inputs[0]
+    scales = values(inputs[2]) if len(inputs) > 2 and inputs[2] is not None and \
+        values(inputs[2]).size else None
+    sizes = values(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+    y = x
+    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes):
+        if kind == "take":
+            y = op("take", y, data, axis=axis)
+        else:
+            moved = op("transpose", y, axes=_move_last(y.ndim, axis))
+            moved = op("matmul", moved, const(data.T.astype(y.dtype)))
+            y = op("transpose", moved, axes=_move_back(y.ndim, axis))
+    return y
+
+
+def _move_last(rank, axis):
+    return tuple(i for i in range(rank) if i != axis) + (axis,)
+
+
+def _move_back(rank, axis):
+    order = _move_last(rank, axis)
+    return tuple(order.index(i) for i in range(rank))
+
+
+# -- configuration checks (run by the importer before anything is emitted) --------------------
+

@@ -1,0 +1,272 @@
+"""ONNX operator facts shared by the backend's ONNX ops and the ONNX importer (pure numpy).
+
+* `OP_TYPES`: the ONNX op types `modelkit.backend.onnx_ops` runs (what an imported `OnnxOp`
+  node may hold); the backend registers exactly these (checked when it registers).
+* `config_problem(op_type, attrs, outputs_used)`: why a configuration cannot run (None when
+  it can); the importer asks before emitting anything, so one error lists every problem.
+* The attribute geometry both sides compute from: `conv_geometry`, `pool_geometry`,
+  `resize_plan`, `einsum_parts`, `bilinear_matrix`; `ONNX_DTYPES`, `text`.
+
+A leaf module (numpy and modelkit.errors only): the backend imports nothing above it and the
+converters never import the backend, so what both need lives here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UnsupportedError
+
+# TensorProto.DataType -> numpy dtype (the types modelkit computes with)
+ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
+               7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32",
+               13: "uint64"}
+
+OP_TYPES = frozenset("""
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
+Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
+CumSum DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand Flatten
+Floor GRU Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
+GreaterOrEqual HardSigmoid HardSwish Hardmax Identity InstanceNormalization IsInf IsNaN LRN
+LSTM LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax MatMul Max MaxPool Mean
+Min Mish Mod Mul Neg NonZero Not OneHot Or PRelu Pad Pow QuantizeLinear RNN Range Reciprocal
+ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd
+ReduceSum ReduceSumSquare Relu Reshape Resize Round ScatterElements ScatterND Selu Shape
+Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
+Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Where Xor
+""".split())
+
+# op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
+CHECKS = {}
+
+
+def _check(*op_types):
+    def decorator(fn):
+        for op_type in op_types:
+            CHECKS[op_type] = fn
+        return fn
+    return decorator
+
+
+def config_problem(op_type, attrs, outputs_used):
+    """Why this configuration of `op_type` cannot run (None when it can)."""
+    check = CHECKS.get(op_type)
+    return check(attrs, outputs_used) if check is not None else None
+
+
+def text(value, default):
+    """A string attribute (ONNX stores bytes) or its default."""
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def conv_geometry(spatial, attrs, kernel):
+    """-> (strides, dilations, [(pad_begin, pad_end)] per spatial dim) for Conv/pools.
+    `spatial` (the input's spatial dims) is only read for auto_pad SAME_*."""
+    n = len(kernel)
+    strides = [int(s) for s in attrs.get("strides", [1] * n)]
+    dilations = [int(d) for d in attrs.get("dilations", [1] * n)]
+    auto_pad = text(attrs.get("auto_pad"), "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for L, k, s, d in zip(spatial, kernel, strides, dilations):
+            out = -(-L // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - L, 0)
+            small, big = total // 2, total - total // 2
+            pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+    elif auto_pad == "VALID":
+        pads = [(0, 0)] * n
+    else:
+        p = [int(v) for v in attrs.get("pads", [0] * (2 * n))]
+        pads = list(zip(p[:n], p[n:]))
+    return strides, dilations, pads
+
+
+def pool_geometry(spatial, attrs, kernel):
+    """-> (strides, pads, ceil_extra): explicit pads and the end cells ceil_mode adds."""
+    strides, dilations, pads = conv_geometry(spatial, attrs, kernel)
+    if any(d != 1 for d in dilations):
+        raise UnsupportedError(f"pooling with dilations {dilations} is not supported")
+    ceil_extra = []
+    for L, k, s, (b, e) in zip(spatial, kernel, strides, pads):
+        span = L + b + e - k
+        if int(attrs.get("ceil_mode", 0)):
+            out = -(-span // s) + 1
+            if (out - 1) * s >= L + b:          # the last window must start inside
+                out -= 1
+        else:
+            out = span // s + 1
+        ceil_extra.append(max((out - 1) * s + k - (L + b + e), 0))
+    return strides, pads, ceil_extra
+
+
+def _source_coords(out_len, in_len, scale, mode):
+    """ONNX Resize coordinate_transformation_mode: output index -> input coordinate."""
+    x = np.arange(out_len, dtype=np.float64)
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
+    if mode == "align_corners":
+        length = in_len * scale
+        return x * (in_len - 1) / (length - 1) if length > 1 else np.zeros(out_len)
+    if mode == "half_pixel_symmetric":
+        offset = in_len / 2 * (1 - out_len / (in_len * scale))
+        return offset + (x + 0.5) / scale - 0.5
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    raise UnsupportedError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
+
+
+def resize_plan(in_shape, attrs, scales=None, sizes=None):
+    """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
+    weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
+    mode = text(attrs.get("mode"), "nearest")
+    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
+    policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
+    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
+        raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
+    rank = len(in_shape)
+    axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
+    if sizes is not None and policy != "stretch":
+        ratios = [int(sizes[k]) / int(in_shape[a]) for k, a in enumerate(axes)]
+        common = min(ratios) if policy == "not_larger" else max(ratios)
+        scales, sizes = [common] * len(axes), None
+    plan = []
+    for k, a in enumerate(axes):
+        if in_shape[a] is None:             # an unknown dim (import time) must stay as it is
+            if sizes is not None or float(scales[k]) != 1.0:
+                raise UnsupportedError(f"Resize of axis {a}, whose length is unknown")
+            continue
+        n = int(in_shape[a])
+        if sizes is not None:
+            out = int(sizes[k])
+            scale = out / n
+        elif policy != "stretch":
+            scale = float(scales[k])
+            out = int(np.round(n * scale))
+        else:
+            scale = float(scales[k])
+            out = int(np.floor(n * scale))
+        if out == n and scale == 1.0:
+            continue
+        src = _source_coords(out, n, scale, coord)
+        if mode == "nearest":
+            rounders = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+                        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+                        "floor": np.floor, "ceil": np.ceil}
+            idx = np.clip(rounders[nearest](src), 0, n - 1).astype(np.int64)
+            plan.append((a, "take", idx))
+        else:
+            src = np.clip(src, 0, n - 1)
+            lo = np.floor(src).astype(np.int64)
+            hi = np.minimum(lo + 1, n - 1)
+            w = np.zeros((out, n))
+            np.add.at(w, (np.arange(out), lo), 1.0 - (src - lo))
+            np.add.at(w, (np.arange(out), hi), src - lo)
+            plan.append((a, "matmul", w))
+    return plan
+
+
+def bilinear_matrix(in_len, out_len, dtype=np.float64):
+    """(out_len, in_len) interpolation matrix of TF2 `resize` (half-pixel centres)."""
+    scale = in_len / out_len
+    src = (np.arange(out_len) + 0.5) * scale - 0.5
+    src = np.clip(src, 0, in_len - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, in_len - 1)
+    frac = src - lo
+    a = np.zeros((out_len, in_len))
+    np.add.at(a, (np.arange(out_len), lo), 1 - frac)
+    np.add.at(a, (np.arange(out_len), hi), frac)
+    return a.astype(dtype)
+
+
+def einsum_parts(equation):
+    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (letters used once,
+    sorted). Ellipses and repeated letters within one operand are refused."""
+    eq = equation.replace(" ", "")
+    if "." in eq:
+        raise UnsupportedError(f"Einsum with an ellipsis ({equation!r}) is not supported")
+    lhs, _, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if "->" not in eq:
+        letters = "".join(ins)
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if any(len(set(t)) != len(t) for t in ins):
+        raise UnsupportedError(f"Einsum with a repeated index in one operand ({equation!r}) "
+                               "is not supported")
+    return ins, rhs
+
+
+# -- configuration checks ----------------------------------------------------------------------
+
+@_check("MaxPool", "AveragePool")
+def _pool_check(attrs, used):
+    if any(int(d) != 1 for d in attrs.get("dilations", [])):
+        return f"pooling with dilations {list(attrs['dilations'])}"
+    if len(used) > 1 and used[1]:
+        return "MaxPool's Indices output"
+    return None
+
+
+@_check("BatchNormalization")
+def _bn_check(attrs, used):
+    if attrs.get("training_mode", 0) or any(used[1:]):
+        return "training_mode=1 / the running-statistics outputs"
+    return None
+
+
+@_check("Resize")
+def _resize_check(attrs, used):
+    mode = text(attrs.get("mode"), "nearest")
+    coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
+        return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
+    if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                     "tf_half_pixel_for_nn", "half_pixel_symmetric"):
+        return f"coordinate_transformation_mode {coord!r}"
+    return None
+
+
+@_check("Cast")
+def _cast_check(attrs, used):
+    to = int(attrs.get("to", 1))
+    return None if to in ONNX_DTYPES else f"casting to ONNX type {to}"
+
+
+@_check("QuantizeLinear", "DequantizeLinear")
+def _qdq_check(attrs, used):
+    if int(attrs.get("block_size", 0)):
+        return "blocked quantization (block_size)"
+    if "output_dtype" in attrs and int(attrs["output_dtype"]) not in ONNX_DTYPES:
+        return f"output_dtype {attrs['output_dtype']}"
+    return None
+
+
+@_check("LSTM", "GRU", "RNN")
+def _recurrent_check(attrs, used):
+    known = {"Sigmoid", "Tanh", "Relu", "Softsign", "Softplus", "LeakyRelu", "Elu",
+             "HardSigmoid", "Affine", "ScaledTanh", "ThresholdedRelu"}
+    names = [a.decode() if isinstance(a, bytes) else str(a) for a in attrs.get("activations", [])]
+    bad = [n for n in names if n not in known]
+    return f"recurrent activation(s) {bad}" if bad else None
+
+
+@_check("Einsum")
+def _einsum_check(attrs, used):
+    equation = attrs.get("equation", "")
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    try:
+        einsum_parts(equation)
+    except Exception as e:       # UnsupportedError naming the equation
+        return str(e)
+    return None
+
+
+@_check("GatherND")
+def _gather_nd_check(attrs, used):
+    return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None

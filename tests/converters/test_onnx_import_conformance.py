@@ -1,0 +1,162 @@
+"""ONNX's own node test cases (onnx.backend.test.case.node) as a conformance table for the
+importer: each single-op model is imported with `import_onnx`, run in modelkit, and its
+outputs compared (values, shapes and dtypes) with ONNX's expected outputs.
+
+Every case either matches or raises a modelkit error; the cases modelkit does not support
+are listed in KNOWN_UNSUPPORTED with the reason, and must fail cleanly.
+"""
+
+import importlib
+import re
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from modelkit.converters import onnx as onnx_conv
+from modelkit.errors import ModelkitError
+from modelkit.models import import_onnx
+
+MODULES = [
+    "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
+    "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv", "cumsum", "einsum",
+    "gatherelements", "topk", "trilu", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
+    "acosh", "atanh", "quantizelinear", "dequantizelinear", "scatternd",
+    "scatterelements", "gathernd", "depthtospace", "spacetodepth", "nonzero", "onehot", "shrink", "hardmax",
+    "convtranspose", "cos", "div", "dropout", "elu", "equal", "erf", "exp", "expand", "flatten",
+    "floor", "gather", "gelu", "gemm", "globalaveragepool", "globalmaxpool", "greater",
+    "greater_or_equal", "gru", "hardsigmoid", "hardswish", "identity", "instance_normalization",
+    "isinf", "isnan", "layernormalization", "leakyrelu", "less", "less_or_equal", "log",
+    "logsoftmax", "lrn", "lstm", "matmul", "max", "maxpool", "mean", "min", "mish", "mod", "mul",
+    "neg", "not_", "or_", "pad", "pow", "prelu", "rangeop", "reciprocal", "reduce_log_sum",
+    "reduce_log_sum_exp", "reducel1", "reducel2", "reducemax", "reducemean", "reducemin",
+    "reduceprod", "reducesum", "reducesumsquare", "relu", "reshape", "resize", "rnn", "round",
+    "selu",
+    "shape", "sigmoid", "sign", "sin", "size", "slice", "softmax", "softplus", "softsign",
+    "split", "sqrt", "squeeze", "sub", "sum", "tanh", "thresholdedrelu", "tile", "transpose",
+    "unsqueeze", "where", "xor",
+]
+
+# case-name pattern -> why modelkit refuses it (the import or the run must raise a
+# ModelkitError naming the problem)
+KNOWN_UNSUPPORTED = {
+    r"(?i)float8|float4|int4|uint4|_int2|uint2|bfloat16|_e4m3|_e5m2|string":
+        "element types modelkit does not compute with",
+    r"^test_maxpool_with_argmax": "MaxPool's Indices output",
+    r"dilations": "pooling with dilations",
+    r"_empty_set": "reductions over empty axes without an identity element",
+    r"training_mode": "BatchNormalization in training mode (imported models train it as a "
+                      "Keras BatchNormalization layer instead)",
+    r"^test_(identity_sequence|identity_opt)$": "sequence/optional inputs",
+    r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
+                                                          "one operand or ellipses",
+    r"^test_(de)?quantizelinear_blocked": "blocked quantization",
+    r"^test_gathernd_.*batch_dim": "GatherND with batch_dims > 0",
+    r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)":
+        "Resize cubic / antialias / tf_crop_and_resize",
+}
+
+
+_CACHE = {}
+
+
+def cases_of(module):
+    if module not in _CACHE:
+        from onnx.backend.test.case import node as node_cases
+        before = len(node_cases._NodeTestCases)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module(f"onnx.backend.test.case.node.{module}")
+        _CACHE[module] = [c for c in node_cases._NodeTestCases[before:]
+                          if "_expanded" not in c.name]
+    return _CACHE[module]
+
+
+def known_reason(case):
+    for pattern, why in KNOWN_UNSUPPORTED.items():
+        if re.search(pattern, case.name):
+            return why
+    return None
+
+
+def array(value):
+    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else \
+        np.asarray(value)
+
+
+RANDOM_DROPOUT = re.compile(r"^test_training_dropout(_default|_mask|_default_mask)?$")
+
+
+def check_random_dropout(case, feeds, got):
+    """training_mode Dropout draws its own mask: every output is 0 or x / (1 - ratio), the
+    mask output agrees, and about `ratio` of the values are dropped."""
+    x = feeds[0]
+    ratio = float(feeds[1]) if len(feeds) > 1 else 0.5
+    y = got[0]
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], (x / (1 - ratio))[kept], rtol=1e-5, err_msg=case.name)
+    if len(got) > 1:
+        np.testing.assert_array_equal(got[1], kept)
+    assert abs(1 - kept.mean() - ratio) < 0.3
+
+
+def run_case(case):
+    model = import_onnx(case.model)
+    for inputs, expected in case.data_sets:
+        feeds = [array(i) for i in inputs]
+        expected = [array(e) for e in expected]
+        out = model(feeds if len(feeds) > 1 else feeds[0])
+        got = [np.asarray(t.value) for t in (out if isinstance(out, (list, tuple)) else [out])]
+        assert len(got) == len(expected)
+        if RANDOM_DROPOUT.match(case.name):
+            check_random_dropout(case, feeds, got)
+            continue
+        for g, e in zip(got, expected):
+            e = np.asarray(e)
+            assert g.shape == e.shape, f"{case.name}: shape {g.shape} != {e.shape}"
+            assert g.dtype == e.dtype, f"{case.name}: dtype {g.dtype} != {e.dtype}"
+            if e.dtype == bool or np.issubdtype(e.dtype, np.integer):
+                np.testing.assert_array_equal(g, e, err_msg=case.name)
+            else:
+                np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64),
+                                           rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
+                                           err_msg=case.name)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_onnx_node_cases(module):
+    cases = cases_of(module)
+    assert cases, f"no ONNX node test cases found in module {module!r}"
+    failures, passed = [], 0
+    for case in cases:
+        why = known_reason(case)
+        if why is not None:
+            try:
+                run_case(case)
+            except ModelkitError:
+                continue
+            except Exception as e:      # anything but a modelkit error is a defect
+                failures.append(f"{case.name}: raised {type(e).__name__} instead of a "
+                                f"modelkit error ({why}): {e}")
+            continue
+        try:
+            run_case(case)
+            passed += 1
+        except Exception as e:
+            failures.append(f"{case.name}: {type(e).__name__}: {str(e)[:300]}")
+    assert not failures, "\n".join(failures)
+    assert passed or all(known_reason(c) for c in cases), f"no case of {module!r} ran"
+
+
+def test_conformance_table_covers_the_issue_ops():
+    from modelkit.backend.onnx_ops import supported_op_types
+    required = """Gemm MatMul Add Sub Mul Div Pow Neg Abs Exp Log Sqrt Erf Relu LeakyRelu PRelu Elu
+    Selu Sigmoid HardSigmoid HardSwish Gelu Tanh Softmax LogSoftmax Softplus Softsign Clip Conv
+    ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization
+    InstanceNormalization LayerNormalization Flatten Reshape Transpose Concat Squeeze Unsqueeze
+    Gather Identity Dropout ReduceMean ReduceSum ReduceMax Pad Slice Shape Cast Tile Expand Max
+    Min Sum Mean Where Equal Greater Less Not Constant ConstantOfShape LSTM GRU RNN""".split()
+    missing = sorted(set(required) - set(supported_op_types()))
+    assert missing == []

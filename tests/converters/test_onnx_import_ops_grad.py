@@ -1,0 +1,179 @@
+"""Float64 finite-difference gradient checks for every differentiable ONNX op an imported
+`OnnxOp` runs (modelkit.backend.onnx_ops), and for the backend ops added for them."""
+
+import numpy as np
+import pytest
+
+from modelkit.backend import OPS, apply
+from modelkit.backend.gradcheck import assert_gradients_close
+from modelkit.backend.onnx_ops import run_onnx_op
+
+RNG = np.random.default_rng(7)
+
+
+def r(*shape):
+    return RNG.normal(size=shape)
+
+
+def pos(*shape):
+    return RNG.uniform(0.5, 2.0, size=shape)
+
+
+CASES = []
+
+
+def case(name, op_type, arrays, attrs=None, consts=None, out=0, num_outputs=1, opset=17):
+    """`arrays`: differentiated inputs; `consts`: {position: fixed array or None}."""
+    CASES.append(pytest.param(op_type, arrays, attrs or {}, consts or {}, out, num_outputs,
+                              opset, id=name))
+
+
+for u in ["Abs", "Neg", "Exp", "Tanh", "Sigmoid", "Erf", "Softplus", "Softsign", "Relu",
+          "HardSwish", "Mish", "Gelu", "Identity"]:
+    case(u, u, [r(2, 3)])
+for u in ["Log", "Sqrt", "Reciprocal"]:
+    case(u, u, [pos(2, 3)])
+for u in ["Tan", "Atan", "Sinh", "Cosh", "Asinh"]:
+    case(u, u, [r(2, 3) * 0.5])
+for u in ["Asin", "Acos", "Atanh"]:
+    case(u, u, [RNG.uniform(-0.8, 0.8, size=(2, 3))])
+case("Acosh", "Acosh", [RNG.uniform(1.5, 3.0, size=(2, 3))])
+case("Shrink", "Shrink", [r(2, 5)], {"lambd": 0.3, "bias": 0.1})
+case("DepthToSpace-DCR", "DepthToSpace", [r(1, 8, 2, 3)], {"blocksize": 2})
+case("DepthToSpace-CRD", "DepthToSpace", [r(1, 8, 2, 3)], {"blocksize": 2, "mode": "CRD"})
+case("SpaceToDepth", "SpaceToDepth", [r(1, 2, 4, 6)], {"blocksize": 2})
+case("Gelu-tanh", "Gelu", [r(2, 3)], {"approximate": "tanh"})
+case("LeakyRelu", "LeakyRelu", [r(2, 3)], {"alpha": 0.3})
+case("Elu", "Elu", [r(2, 3)], {"alpha": 0.7})
+case("Selu-custom", "Selu", [r(2, 3)], {"alpha": 1.5, "gamma": 0.9})
+case("Celu", "Celu", [r(2, 3)], {"alpha": 2.0})
+case("HardSigmoid", "HardSigmoid", [r(2, 3) * 0.5], {"alpha": 0.3, "beta": 0.4})
+case("PRelu-bcast", "PRelu", [r(2, 3, 4), r(3, 1)])
+case("Clip", "Clip", [r(2, 5)], consts={1: np.array(-0.5), 2: np.array(0.6)})
+for b in ["Add", "Sub", "Mul", "Div"]:
+    case(f"{b}-bcast", b, [r(2, 3, 4), pos(3, 1)])
+case("Pow", "Pow", [pos(2, 3), r(3)])
+case("Max-variadic", "Max", [r(2, 3), r(3), r(1, 3)])
+case("Min-variadic", "Min", [r(2, 3), r(2, 1)])
+case("Sum-variadic", "Sum", [r(2, 3), r(3), r(2, 3)])
+case("Mean-variadic", "Mean", [r(2, 3), r(3)])
+case("Where-bcast", "Where", [r(2, 3), r(3)], consts={0: RNG.normal(size=(2, 1)) > 0},
+     )
+case("MatMul-batched", "MatMul", [r(2, 3, 4), r(4, 5)])
+case("Gemm-trans", "Gemm", [r(4, 3), r(5, 4), r(5)], {"transA": 1, "transB": 1,
+                                                      "alpha": 0.5, "beta": 2.0})
+case("Softmax", "Softmax", [r(2, 3, 4)], {"axis": 1})
+case("LogSoftmax", "LogSoftmax", [r(2, 3, 4)])
+case("Softmax-opset11", "Softmax", [r(2, 3, 4)], {"axis": 1}, opset=11)
+for red in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1",
+            "ReduceSumSquare", "ReduceLogSumExp", "ReduceProd"]:
+    case(red, red, [r(2, 3, 4)], {"keepdims": 0}, consts={1: np.array([1, -1])})
+case("ReduceMean-attr-axes", "ReduceMean", [r(2, 3, 4)], {"axes": [2], "keepdims": 1}, opset=13)
+case("ReduceLogSum", "ReduceLogSum", [pos(2, 3)], consts={1: np.array([1])})
+case("Reshape-0-1", "Reshape", [r(2, 3, 4)], consts={1: np.array([0, -1])})
+case("Flatten-axis2", "Flatten", [r(2, 3, 4)], {"axis": 2})
+case("Transpose", "Transpose", [r(2, 3, 4)], {"perm": [2, 0, 1]})
+case("Concat", "Concat", [r(2, 3), r(2, 2)], {"axis": -1})
+case("Squeeze", "Squeeze", [r(2, 1, 3)], consts={1: np.array([1])})
+case("Unsqueeze", "Unsqueeze", [r(2, 3)], consts={1: np.array([0, -1])})
+case("Gather-axis1-neg", "Gather", [r(3, 4, 2)], {"axis": 1},
+     consts={1: np.array([[0, -1], [2, 2]])})
+case("Slice-negstep", "Slice", [r(4, 5)],
+     consts={1: np.array([-1, 1]), 2: np.array([-100, 5]), 3: np.array([0, 1]),
+             4: np.array([-2, 2])})
+case("Split", "Split", [r(2, 6)], {"axis": 1}, consts={1: np.array([2, 4])}, out=1,
+     num_outputs=2)
+case("Tile", "Tile", [r(2, 3)], consts={1: np.array([2, 1])})
+case("Expand", "Expand", [r(3, 1)], consts={1: np.array([2, 3, 4])})
+for mode in ["constant", "reflect", "edge", "wrap"]:
+    case(f"Pad-{mode}", "Pad", [r(2, 3, 4)], {"mode": mode},
+         consts={1: np.array([0, 1, 2, 0, 2, 1])})
+case("Pad-negative", "Pad", [r(2, 5)], consts={1: np.array([0, -1, 1, -2])})
+case("Conv2D-pads-groups-dil", "Conv", [r(1, 4, 6, 6), r(6, 2, 3, 2), r(6)],
+     {"pads": [1, 0, 2, 1], "group": 2, "dilations": [2, 1], "strides": [1, 2]})
+case("Conv1D-same-lower", "Conv", [r(2, 3, 7), r(2, 3, 4)], {"auto_pad": "SAME_LOWER",
+                                                             "strides": [2]})
+case("ConvTranspose-groups-pads", "ConvTranspose", [r(1, 4, 3, 3), r(4, 3, 3, 2), r(6)],
+     {"group": 2, "strides": [2, 1], "pads": [1, 0, 0, 1], "output_padding": [1, 0]})
+case("ConvTranspose-output_shape", "ConvTranspose", [r(1, 2, 3), r(2, 3, 3)],
+     {"strides": [2], "output_shape": [6]})
+case("MaxPool-pads-ceil", "MaxPool", [r(1, 2, 5, 5)], {"kernel_shape": [3, 2],
+                                                       "strides": [2, 2], "pads": [1, 0, 1, 1],
+                                                       "ceil_mode": 1})
+case("AveragePool-include-pad", "AveragePool", [r(1, 2, 5, 5)],
+     {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+      "count_include_pad": 1, "ceil_mode": 1})
+case("AveragePool-exclude-pad", "AveragePool", [r(1, 2, 5)],
+     {"kernel_shape": [2], "strides": [2], "pads": [1, 0]})
+case("GlobalAveragePool", "GlobalAveragePool", [r(2, 3, 2, 2)])
+case("GlobalMaxPool", "GlobalMaxPool", [r(2, 3, 2, 2)])
+case("BatchNormalization", "BatchNormalization", [r(2, 3, 2), r(3), r(3), r(3), pos(3)],
+     {"epsilon": 1e-3})
+case("InstanceNormalization", "InstanceNormalization", [r(2, 3, 4), r(3), r(3)])
+case("LayerNormalization", "LayerNormalization", [r(2, 3, 4), r(3, 4), r(3, 4)], {"axis": 1})
+case("LRN", "LRN", [r(1, 5, 2, 2)], {"size": 3, "alpha": 0.1, "beta": 0.75, "bias": 2.0})
+case("Resize-nearest-asymmetric", "Resize", [r(1, 2, 2, 3)],
+     {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+     consts={1: None, 2: np.array([1, 1, 2, 1.5])})
+case("Resize-linear-align-corners", "Resize", [r(1, 2, 3, 2)],
+     {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+     consts={1: None, 2: None, 3: np.array([1, 2, 5, 3])})
+case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
+     consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
+case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)
+case("CumSum-exclusive-reverse", "CumSum", [r(3, 4)], {"exclusive": 1, "reverse": 1},
+     consts={1: np.array(1)})
+case("Trilu-lower", "Trilu", [r(2, 3, 4)], {"upper": 0}, consts={1: np.array(1)})
+case("Einsum-batched-matmul", "Einsum", [r(2, 3, 4), r(2, 4, 5)],
+     {"equation": "bij,bjk->bik"})
+case("Einsum-sum-only-in-one", "Einsum", [r(3, 4), r(4)], {"equation": "ij,j->i"})
+case("Einsum-implicit-outer", "Einsum", [r(3), r(2, 4)], {"equation": "i,jk"})
+for red in ("none", "add", "max"):
+    case(f"ScatterND-{red}", "ScatterND", [r(4, 3), r(2, 3)], {"reduction": red},
+         consts={1: np.array([[2], [-1]])})
+case("ScatterElements", "ScatterElements", [r(3, 4), r(3, 2)], {"axis": 1},
+     consts={1: np.array([[0, 3], [1, 2], [2, 0]])})
+case("GatherND", "GatherND", [r(3, 4, 2)], consts={1: np.array([[0, 1], [2, -1]])})
+H = 2
+case("LSTM-bidir-seqlens-peep", "LSTM",
+     [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],
+     {"direction": "bidirectional", "hidden_size": H},
+     consts={4: np.array([3, 2], np.int32), 5: None, 6: None, 7: None})
+case("LSTM-peephole-init-clip", "LSTM",
+     [r(3, 2, 3), r(1, 4 * H, 3), r(1, 4 * H, H), r(1, 8 * H), r(1, 2, H), r(1, 2, H),
+      r(1, 3 * H)],
+     {"hidden_size": H, "clip": 1.5}, consts={4: None}, out=0)
+case("LSTM-layout1-Yc", "LSTM", [r(2, 3, 3), r(1, 4 * H, 3), r(1, 4 * H, H)],
+     {"hidden_size": H, "layout": 1, "direction": "reverse"}, out=2, num_outputs=3)
+case("GRU-lbr-reverse", "GRU", [r(3, 2, 3), r(1, 3 * H, 3), r(1, 3 * H, H), r(1, 6 * H)],
+     {"hidden_size": H, "linear_before_reset": 1, "direction": "reverse"})
+case("GRU-bidir-Yh", "GRU", [r(3, 2, 3), r(2, 3 * H, 3), r(2, 3 * H, H), r(2, 6 * H)],
+     {"hidden_size": H, "direction": "bidirectional"}, out=1, num_outputs=2)
+case("RNN-relu-affine", "RNN", [r(3, 2, 3), r(2, H, 3), r(2, H, H), r(2, 2 * H)],
+     {"hidden_size": H, "direction": "bidirectional", "activations": ["Relu", "Affine"],
+      "activation_alpha": [0.5], "activation_beta": [0.1]})
+
+
+@pytest.mark.parametrize("op_type,arrays,attrs,consts,out,num_outputs,opset", CASES)
+def test_onnx_op_gradient(op_type, arrays, attrs, consts, out, num_outputs, opset):
+    n = len(arrays) + len(consts)
+
+    def fn(*variables):
+        it = iter(variables)
+        inputs = [None if consts.get(i, 0) is None else
+                  (np.asarray(consts[i]) if i in consts else next(it)) for i in range(n)]
+        from modelkit.backend.tensor import Tensor
+        inputs = [Tensor(x) if isinstance(x, np.ndarray) else x for x in inputs]
+        return run_onnx_op(op_type, inputs, attrs, opset=opset,
+                           num_outputs=num_outputs)[out]
+    assert_gradients_close(fn, arrays, rtol=1e-4, atol=1e-6)
+
+
+def test_erf_gradient():
+    assert_gradients_close(lambda x: apply(OPS.get("erf"), x), [r(3, 4)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_take_gradient_any_axis(axis):
+    idx = np.array([[1, 0], [-1, 1]])
+    assert_gradients_close(lambda x: apply(OPS.get("take"), x, idx, axis=axis), [r(3, 2, 3)])
