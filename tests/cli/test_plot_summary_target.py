@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from test_cli import mk, one_error_line
 
-from modelkit.layers import Conv1D, Dense, GlobalAveragePooling1D, Input
+from modelkit.layers import Conv1D, Dense, Flatten, GlobalAveragePooling1D, Input
 from modelkit.models import Model
 
 needs_plot = pytest.mark.skipif(
@@ -31,7 +31,9 @@ def files(tmp_path_factory):
     model.save(d / "m.h5")
     model.save(d / "m.keras")
     model.save(d / "m.onnx")
-    model.save(d / "m21.onnx", opset=21)           # Gelu as the opset-20 operator
+    model.save(d / "m21.onnx", opset=21)     # ReduceMean in its opset-18 form (axes input)
+    flat = Model(x, Dense(2, name="flat_probs")(Flatten(name="flat")(h)), name="flat")
+    flat.save(d / "m19.onnx", opset=19)
     return d
 
 
@@ -87,16 +89,18 @@ def test_convert_for_an_older_onnxruntime(files, tmp_path):
     proc = mk("convert", files / "m.h5", tmp_path / "x.onnx", "--opset", "21", "--target-ort",
               "1.17")
     assert "onnxruntime 1.17 implements ONNX opsets up to 20" in one_error_line(proc, 1, "")
-    proc = mk("convert", files / "m21.onnx", tmp_path / "y.onnx", "--target-ort", "1.16")
-    line = one_error_line(proc, 1, "")
-    assert "onnxruntime 1.16 implements ONNX opsets up to 19" in line
-    assert re.search(r"Gelu \(node '[^']*', needs opset 20\)", line), line
-    proc = mk("convert", files / "m21.onnx", tmp_path / "z.onnx", "--target-ort", "1.17",
-              check_rc=0)
-    assert "(opset 20, IR version 9," in proc.stdout
+    proc = mk("convert", files / "m21.onnx", tmp_path / "y.onnx", "--target-ort", "1.13")
+    line = one_error_line(proc, 1, "")      # ReduceMean's opset-18 form has no opset-17 twin
+    assert "onnxruntime 1.13 implements ONNX opsets up to 17" in line
+    assert re.search(r"OnnxOp layer '[^']*ReduceMean[^']*'.*imported from opset 21", line), line
+    assert not (tmp_path / "y.onnx").exists()
     x = np.random.default_rng(0).normal(size=(2, 6, 3)).astype(np.float32)
-    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"seq": x})[0]
-            for p in (files / "m21.onnx", tmp_path / "z.onnx")]
-    np.testing.assert_allclose(runs[0], runs[1], atol=1e-6)
+    for src, target, opset, ir in (("m21.onnx", "1.17", 20, 9), ("m19.onnx", "1.14", 18, 8)):
+        dst = tmp_path / f"{target}.onnx"        # written down, and SRC/DST agree
+        proc = mk("convert", files / src, dst, "--target-ort", target, check_rc=0)
+        assert f"(opset {opset}, IR version {ir}," in proc.stdout, proc.stdout
+        runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+            None, {"seq": x})[0] for p in (files / src, dst)]
+        np.testing.assert_allclose(runs[0], runs[1], atol=1e-5)
     proc = mk("convert", files / "m.h5", tmp_path / "c.h5", "--target-ort", "1.17")
     assert "--target-ort applies to an .onnx DST" in one_error_line(proc, 2, "")

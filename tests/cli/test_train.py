@@ -34,8 +34,8 @@ def files(tmp_path_factory):
     np.savez(d / "train.npz", x=x, y=y)
     np.savez(d / "val.npz", x=_data(40, 1)[0], y=_data(40, 1)[1])
     np.random.seed(3)
-    model = Sequential([Dense(16, activation="relu", input_shape=(4,)), Dropout(0.2),
-                        Dense(3, activation="softmax")])
+    model = Sequential([Dense(16, activation="relu", input_shape=(4,), name="hidden"),
+                        Dropout(0.2, name="drop"), Dense(3, activation="softmax", name="probs")])
     model.save(d / "model.h5")
     (d / "model.json").write_text(model.to_json())
     return d
@@ -157,7 +157,7 @@ def test_bad_data_is_one_error_naming_the_array_before_training(files, tmp_path)
     proc = mk("train", files / "model.h5", "--data", tmp_path / "wide.npz", *COMMON,
               "--out", tmp_path / "o.h5")
     line = one_error_line(proc, 1, "")
-    assert "array 'x' has shape (8, 5)" in line and "input 'dense_input' expects (None, 4)" in line
+    assert "array 'x' has shape (8, 5)" in line and "input 'hidden_input' expects (None, 4)" in line
     assert "Epoch" not in proc.stdout and not (tmp_path / "o.h5").exists()
     np.savez(tmp_path / "short.npz", x=np.zeros((8, 4), np.float32), y=np.zeros((7, 3)))
     proc = mk("train", files / "model.h5", "--data", files / "train.npz", "--validation-data",
