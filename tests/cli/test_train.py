@@ -237,3 +237,23 @@ def test_data_forms_that_fit(tmp_path):
         _read(tmp_path, emb, x=np.full((6, 5), 0.5), y=np.zeros((6, 3)))
     with pytest.raises(ShapeError, match="sparse_categorical_crossentropy"):
         _read(tmp_path, emb, x=np.ones((6, 5)), y=np.arange(6) % 3)
+
+
+def test_imported_onnx_ops_refuse_keras_outputs_before_training(tmp_path):
+    import argparse
+
+    from modelkit.cli.commands import UsageError
+    from modelkit.cli.train import _check_writable
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.layers import GlobalAveragePooling1D
+    x = Input((6, 3), name="seq")
+    Model(x, GlobalAveragePooling1D(name="pool")(x)).save(tmp_path / "m.onnx", opset=21)
+    model = onnx_conv.import_model(tmp_path / "m.onnx")     # ReduceMean stays an ONNX op
+
+    def args(out, ckpt=None):
+        return argparse.Namespace(out=str(tmp_path / out), checkpoint_dir=ckpt)
+    _check_writable(model, args("ok.onnx"))
+    with pytest.raises(UsageError, match=r"--out .*o\.h5 cannot hold .*ReduceMean"):
+        _check_writable(model, args("o.h5"))
+    with pytest.raises(UsageError, match=r"--checkpoint-dir .*ReduceMean"):
+        _check_writable(model, args("ok.onnx", str(tmp_path / "ck")))
