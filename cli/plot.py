@@ -33,7 +33,7 @@ def add_arguments(p):
 def run(args):
     from modelkit.converters import formats
     from modelkit.utils import vis_utils
-    vis_utils._image_format(args.out)
+    vis_utils.image_format(args.out)
     vis_utils.require_pydot()
     fmt = formats.format_of(args.model)
     if fmt is formats.ONNX:
@@ -71,10 +71,10 @@ def _tensor_types(proto):
 def onnx_to_dot(proto, show_shapes=False, show_dtype=False, show_names=True, rankdir="TB",
                 dpi=96):
     """A pydot graph of an ONNX model drawn by op (subgraphs of If/Loop/Scan stay one box)."""
-    from modelkit.utils.vis_utils import _quote, require_pydot
+    from modelkit.utils.vis_utils import dot_quote, require_pydot
     pydot = require_pydot()
     g = proto.graph
-    dot = pydot.Dot(graph_type="digraph", graph_name=_quote(g.name or "onnx"))
+    dot = pydot.Dot(graph_type="digraph", graph_name=dot_quote(g.name or "onnx"))
     dot.set("rankdir", rankdir)
     dot.set("dpi", str(dpi))
     dot.set_node_defaults(fontname="Helvetica")
@@ -91,29 +91,30 @@ def onnx_to_dot(proto, show_shapes=False, show_dtype=False, show_names=True, ran
         if vi.name in initializers:
             continue
         label = f"{vi.name}: input" + (f"\n{describe(vi.name)}" if types else "")
-        dot.add_node(pydot.Node(_quote("in:" + vi.name), label=_quote(label), shape="ellipse"))
+        dot.add_node(pydot.Node(dot_quote("in:" + vi.name), label=dot_quote(label),
+                                shape="ellipse"))
         producer[vi.name] = "in:" + vi.name
     for i, node in enumerate(g.node):
         node_id = f"node:{i}"
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         label = f"{node.name}: {op}" if show_names and node.name else op
-        dot.add_node(pydot.Node(_quote(node_id), label=_quote(label), shape="box"))
+        dot.add_node(pydot.Node(dot_quote(node_id), label=dot_quote(label), shape="box"))
         for name in node.input:
             if name in producer:
-                edge = pydot.Edge(_quote(producer[name]), _quote(node_id))
+                edge = pydot.Edge(dot_quote(producer[name]), dot_quote(node_id))
                 if types:
-                    edge.set("label", _quote(describe(name)))
+                    edge.set("label", dot_quote(describe(name)))
                 dot.add_edge(edge)
         for name in node.output:
             if name:
                 producer[name] = node_id
     for vi in g.output:
         out_id = "out:" + vi.name
-        dot.add_node(pydot.Node(_quote(out_id), label=_quote(f"{vi.name}: output"),
+        dot.add_node(pydot.Node(dot_quote(out_id), label=dot_quote(f"{vi.name}: output"),
                                 shape="ellipse"))
         if vi.name in producer:
-            edge = pydot.Edge(_quote(producer[vi.name]), _quote(out_id))
+            edge = pydot.Edge(dot_quote(producer[vi.name]), dot_quote(out_id))
             if types:
-                edge.set("label", _quote(describe(vi.name)))
+                edge.set("label", dot_quote(describe(vi.name)))
             dot.add_edge(edge)
     return dot

@@ -19,7 +19,7 @@ import shutil
 from modelkit.errors import ConfigError, MissingDependencyError
 
 __all__ = ["plot_model", "model_to_dot", "plot_history", "require_pydot", "write_dot",
-           "IMAGE_FORMATS"]
+           "image_format", "dot_quote", "IMAGE_FORMATS"]
 
 IMAGE_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "gif", "dot")
 _INSTALL_GRAPHVIZ = ("install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
@@ -44,7 +44,8 @@ def _require_graphviz():
             + _INSTALL_GRAPHVIZ)
 
 
-def _image_format(path):
+def image_format(path):
+    """The image format a path's extension names ('png', 'svg', ...); ConfigError if none."""
     ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
     if ext not in IMAGE_FORMATS:
         raise ConfigError(f"Cannot tell the image format of {os.fspath(path)!r}: use one of "
@@ -55,7 +56,7 @@ def _image_format(path):
 def write_dot(dot, to_file):
     """Render a pydot graph to `to_file` (format from its extension), atomically."""
     from modelkit.saving import atomic_write
-    fmt = _image_format(to_file)
+    fmt = image_format(to_file)
     if fmt == "dot":
         data = dot.to_string().encode("utf-8")
     else:
@@ -93,7 +94,8 @@ def _layer_shapes(layer):
     return out
 
 
-def _quote(text):
+def dot_quote(text):
+    """`text` as a quoted DOT identifier or label."""
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -127,7 +129,7 @@ class _Drawer:
 
     def node(self, container, node_id, label):
         self.drawn.add(node_id)
-        container.add_node(self.pydot.Node(_quote(node_id), label=_quote(label), shape="box"))
+        container.add_node(self.pydot.Node(dot_quote(node_id), label=dot_quote(label), shape="box"))
 
     def in_range(self, name):
         """Whether a top-level layer is inside `layer_range` (all are without one)."""
@@ -144,7 +146,7 @@ class _Drawer:
         return None
 
     def edge(self, container, src, dst):
-        container.add_edge(self.pydot.Edge(_quote(src), _quote(dst)))
+        container.add_edge(self.pydot.Edge(dot_quote(src), dot_quote(dst)))
 
     def graph(self, container, graph, model, prefix, feeds):
         """Draw `graph` (its nodes' layers are `model`'s); feeds: dot ids standing for the
@@ -168,8 +170,8 @@ class _Drawer:
                        for call in node.calls for ref in call if ref.node in ids]
             nested = self._nested_model(node, layer)
             if nested is not None:
-                cluster = self.pydot.Cluster(_quote(prefix + node.name)[1:-1].replace(" ", "_"),
-                                             label=_quote(f"{node.name}: {node.op}"),
+                cluster = self.pydot.Cluster(dot_quote(prefix + node.name)[1:-1].replace(" ", "_"),
+                                             label=dot_quote(f"{node.name}: {node.op}"),
                                              style="dashed")
                 container.add_subgraph(cluster)
                 first_call = [ids[r.node][min(r.tensor_index, len(ids[r.node]) - 1)]
@@ -217,7 +219,7 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     if subgraph:
         dot = pydot.Cluster(style="dashed", graph_name=model.name)
     else:
-        dot = pydot.Dot(graph_type="digraph", graph_name=_quote(model.name or "model"))
+        dot = pydot.Dot(graph_type="digraph", graph_name=dot_quote(model.name or "model"))
         dot.set("rankdir", rankdir)
         dot.set("dpi", str(dpi))
         dot.set("concentrate", "true")
@@ -253,7 +255,7 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
                layer_range=None, show_layer_activations=False, show_trainable=False):
     """Draw the model's layer graph to `to_file` (.png, .svg, .pdf, .jpg, .gif, .dot), as
     Keras's `plot_model` does. Returns an `IPython.display.Image` in a notebook, else None."""
-    _image_format(to_file)
+    image_format(to_file)
     dot = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype,
                        show_layer_names=show_layer_names, rankdir=rankdir,
                        expand_nested=expand_nested, dpi=dpi, layer_range=layer_range,
