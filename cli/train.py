@@ -275,6 +275,9 @@ def run(args):
         model = _load(model_path)
         seed = state["seed"]
         initial_epoch = state["epoch"]
+        how = " (interrupted there by Ctrl-C)" if state.get("interrupted") else ""
+        print(f"modelkit: resuming from {model_path} after {initial_epoch} epoch(s){how}",
+              file=sys.stderr)
     else:
         model = _compile(_load(args.model), args)
         seed, initial_epoch = args.seed, 0

@@ -44,6 +44,12 @@ def test_the_installed_runtime_is_in_the_table_and_loads_what_the_table_claims()
     assert INSTALLED is not None and INSTALLED.version == versions.installed_ort_version()
     assert versions.installed_ort_version() == versions.parse_version(ort.__version__)
     _session(_relu(INSTALLED.max_opset, INSTALLED.max_ir))        # the newest claimed loads
+    if any(row.version == INSTALLED.version for row in versions.ORT_SUPPORT):
+        for opset, ir in ((INSTALLED.max_opset + 1, INSTALLED.max_ir),
+                          (INSTALLED.max_opset, INSTALLED.max_ir + 1)):
+            if ir <= onnx.IR_VERSION and opset <= onnx.defs.onnx_opset_version():
+                with pytest.raises(Exception):      # one past the row: refused
+                    _session(_relu(opset, ir))
 
 
 def test_ir_table_agrees_with_onnx():
@@ -113,7 +119,7 @@ def test_retarget_converts_down_or_names_the_ops(model):
     old = versions.retarget(plain, "1.17")
     assert (old.opset_import[0].version, old.ir_version) == (20, 9)
     _session(old)
-    newest = versions.retarget(_relu(17, 13))                  # IR lowered to what 17 needs
+    newest = versions.retarget(_relu(17, INSTALLED.max_ir + 1))   # too new: what 17 needs
     assert newest.ir_version == 8
     onnx.checker.check_model(newest)
     assert versions.retarget(_relu(17, 9), "1.17").ir_version == 9     # loadable: kept
