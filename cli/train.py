@@ -185,26 +185,14 @@ def _sparse_outputs(model):
             or "sparse" in type(lo).__name__.lower()}
 
 
-def _onnx_ops(model):
-    """Imported ONNX ops (`OnnxOp` nodes) of the model: Keras files have no form for them."""
-    from modelkit.ir_bridge import to_ir
-
-    def walk(graph, prefix=""):
-        for n in graph.nodes:
-            if n.op == "OnnxOp":
-                yield f"{prefix}{n.name} ({n.config.get('op_type')})"
-            if n.subgraph is not None:
-                yield from walk(n.subgraph, f"{prefix}{n.name}/")
-    return list(walk(to_ir(model, include_weights=False, include_optimizer=False)))
-
-
 def _check_writable(model, args):
     """Refuse, before training, outputs a Keras file cannot hold (imported ONNX ops)."""
     from modelkit.converters import formats
     keras_out = formats.format_by_extension(args.out) is not formats.ONNX
     if not (args.checkpoint_dir or keras_out):
         return
-    ops = _onnx_ops(model)
+    from modelkit.ir_bridge import to_ir
+    ops = formats.imported_onnx_ops(to_ir(model, include_weights=False, include_optimizer=False))
     if not ops:
         return
     what = "--checkpoint-dir (checkpoints are .h5 files, with the optimizer state)" \
