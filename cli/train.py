@@ -121,6 +121,9 @@ def _check_args(args):
                               ("--plot-history", args.plot_history, (".png", ".svg", ".pdf"))):
         if path and os.path.splitext(path)[1].lower() not in kinds:
             raise UsageError(f"{flag} {path!r} must end in {', '.join(kinds)}")
+    if args.plot_history:                 # before training, not after it
+        from modelkit.utils.vis_utils import require_matplotlib
+        require_matplotlib()
     validating = args.validation_data is not None or args.validation_split is not None
     if args.monitor is None:
         args.monitor = "val_loss" if validating else "loss"
@@ -324,9 +327,12 @@ def _write_history(history, args):
         from modelkit.converters.atomic import atomic_write
         with atomic_write(args.history, mode="w") as f:
             json.dump(history, f, indent=1)
-    if args.plot_history:
+    if args.plot_history and history:
         from modelkit.utils.vis_utils import plot_history
         plot_history(history, args.plot_history)
+    elif args.plot_history:
+        print(f"modelkit: no complete epoch to draw; {args.plot_history} not written",
+              file=sys.stderr)
 
 
 register("train", add_arguments, run, example=EXAMPLE, description=DESCRIPTION)

@@ -18,8 +18,8 @@ import shutil
 
 from modelkit.errors import ConfigError, MissingDependencyError
 
-__all__ = ["plot_model", "model_to_dot", "plot_history", "require_pydot", "write_dot",
-           "image_format", "dot_quote", "IMAGE_FORMATS"]
+__all__ = ["plot_model", "model_to_dot", "plot_history", "require_pydot", "require_matplotlib",
+           "write_dot", "image_format", "dot_quote", "IMAGE_FORMATS"]
 
 IMAGE_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg", "gif", "dot")
 _INSTALL_GRAPHVIZ = ("install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
@@ -35,6 +35,17 @@ def require_pydot():
             "plot_model needs the pydot package, which is not installed: pip install "
             "'modelkit[plot]' (or pip install pydot), and " + _INSTALL_GRAPHVIZ) from None
     return pydot
+
+
+def require_matplotlib():
+    """The matplotlib module; MissingDependencyError when it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependencyError("plot_history needs matplotlib, which is not installed: "
+                                     "pip install 'modelkit[plot]' (or pip install "
+                                     "matplotlib)") from None
+    return matplotlib
 
 
 def _require_graphviz():
@@ -285,15 +296,9 @@ def plot_history(history, to_file="history.png", title=None):
     history = getattr(history, "history", history)
     if not isinstance(history, dict) or not history:
         raise ConfigError("plot_history needs a non-empty {name: [value per epoch]} history")
-    try:
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        raise MissingDependencyError("plot_history needs matplotlib, which is not installed: "
-                                     "pip install 'modelkit[plot]' (or pip install "
-                                     "matplotlib)") from None
+    require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     ext = os.path.splitext(os.fspath(to_file))[1].lower().lstrip(".")
     if ext not in ("png", "svg", "pdf"):
         raise ConfigError(f"plot_history writes .png, .svg or .pdf, not {os.fspath(to_file)!r}")

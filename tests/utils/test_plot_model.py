@@ -131,3 +131,10 @@ def test_plot_history_png_and_svg(tmp_path):
         vis_utils.plot_history({}, tmp_path / "e.png")
     with pytest.raises(ConfigError, match=r"\.png, \.svg or \.pdf"):
         vis_utils.plot_history(history, tmp_path / "h.gif")
+
+
+def test_missing_matplotlib_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError, match=r"matplotlib.*modelkit\[plot\]"):
+        vis_utils.plot_history({"loss": [1.0, 0.5]}, tmp_path / "h.png")
+    assert not (tmp_path / "h.png").exists()
