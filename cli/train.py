@@ -259,9 +259,10 @@ def run(args):
     from .train_data import read_arrays
 
     if state is not None:
-        if args.loss or args.optimizer or args.learning_rate is not None or args.metrics:
-            print("modelkit: --resume continues with the checkpoint's loss, optimizer and "
-                  "metrics; --loss/--optimizer/--learning-rate/--metrics are ignored",
+        if args.model or args.loss or args.optimizer or args.learning_rate is not None \
+                or args.metrics:
+            print("modelkit: --resume continues with the checkpoint's model, loss, optimizer "
+                  "and metrics; MODEL/--loss/--optimizer/--learning-rate/--metrics are ignored",
                   file=sys.stderr)
         model = _load(model_path)
         seed = state["seed"]
