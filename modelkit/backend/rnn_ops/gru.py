@@ -3,6 +3,7 @@
 import numpy as np
 
 from ...errors import ShapeError
+from ..blas_threads import one_blas_thread
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
@@ -51,65 +52,66 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     PRE = _empty(Z.shape, Z.dtype) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
-    if reset_after:
-        Rfull = np.ascontiguousarray(R)
-        Rg = _split_rec(R, 3) if rdrop is not None else None
-        HD = None if rdrop is None else _empty((3, T, B, U), dt)
-        RH = _empty((T, B, U), dt)                          # h R_h + b_rh
-        rec = np.empty((B, 3 * U), dt)
-        recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
-        for t in range(T):
-            zt = Z[t]
-            hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
-            if hd is not None:
-                HD[:, t] = hd
-            if b_rec is not None:
-                rec += b_rec
-            np.add(Pg[t, :2], recg[:2], out=zt[:2])
-            if save_pre:
-                PRE[t, :2] = zt[:2]
-            ract.fwd(zt[:2], zt[:2])
-            np.copyto(RH[t], recg[2])
-            np.multiply(zt[1], RH[t], out=zt[2])
-            zt[2] += Pg[t, 2]
-            if save_pre:
-                PRE[t, 2] = zt[2]
-            act.fwd(zt[2], zt[2])
-            _gru_update(zt, H, t, tmp)
-            if keep is not None:
-                _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
-        extra = dict(Rfull=Rfull, Rg=Rg, HD=HD, RH=RH)
-    else:
-        Rzr = np.ascontiguousarray(R[:, :u2])
-        Rh = np.ascontiguousarray(R[:, u2:])
-        Rg = _split_rec(Rzr, 2) if rdrop is not None else None
-        rd_zr = None if rdrop is None else rdrop[:2]
-        rd_h = None if rdrop is None else rdrop[2]
-        HD = None if rdrop is None else _empty((2, T, B, U), dt)
-        Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
-        rec = np.empty((B, u2), dt)
-        recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
-        for t in range(T):
-            zt = Z[t]
-            hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
-            if hd is not None:
-                HD[:, t] = hd
-            np.add(Pg[t, :2], recg, out=zt[:2])
-            if save_pre:
-                PRE[t, :2] = zt[:2]
-            ract.fwd(zt[:2], zt[:2])
-            np.multiply(zt[1], H[t], out=Q[t])
-            if rd_h is not None:
-                Q[t] *= rd_h
-            _gemm(Q[t], Rh, out=tmp)
-            np.add(Pg[t, 2], tmp, out=zt[2])
-            if save_pre:
-                PRE[t, 2] = zt[2]
-            act.fwd(zt[2], zt[2])
-            _gru_update(zt, H, t, tmp)
-            if keep is not None:
-                _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
-        extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
+    with one_blas_thread():            # small per-step GEMMs
+        if reset_after:
+            Rfull = np.ascontiguousarray(R)
+            Rg = _split_rec(R, 3) if rdrop is not None else None
+            HD = None if rdrop is None else _empty((3, T, B, U), dt)
+            RH = _empty((T, B, U), dt)                          # h R_h + b_rh
+            rec = np.empty((B, 3 * U), dt)
+            recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
+            for t in range(T):
+                zt = Z[t]
+                hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
+                if hd is not None:
+                    HD[:, t] = hd
+                if b_rec is not None:
+                    rec += b_rec
+                np.add(Pg[t, :2], recg[:2], out=zt[:2])
+                if save_pre:
+                    PRE[t, :2] = zt[:2]
+                ract.fwd(zt[:2], zt[:2])
+                np.copyto(RH[t], recg[2])
+                np.multiply(zt[1], RH[t], out=zt[2])
+                zt[2] += Pg[t, 2]
+                if save_pre:
+                    PRE[t, 2] = zt[2]
+                act.fwd(zt[2], zt[2])
+                _gru_update(zt, H, t, tmp)
+                if keep is not None:
+                    _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+            extra = dict(Rfull=Rfull, Rg=Rg, HD=HD, RH=RH)
+        else:
+            Rzr = np.ascontiguousarray(R[:, :u2])
+            Rh = np.ascontiguousarray(R[:, u2:])
+            Rg = _split_rec(Rzr, 2) if rdrop is not None else None
+            rd_zr = None if rdrop is None else rdrop[:2]
+            rd_h = None if rdrop is None else rdrop[2]
+            HD = None if rdrop is None else _empty((2, T, B, U), dt)
+            Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
+            rec = np.empty((B, u2), dt)
+            recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
+            for t in range(T):
+                zt = Z[t]
+                hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
+                if hd is not None:
+                    HD[:, t] = hd
+                np.add(Pg[t, :2], recg, out=zt[:2])
+                if save_pre:
+                    PRE[t, :2] = zt[:2]
+                ract.fwd(zt[:2], zt[:2])
+                np.multiply(zt[1], H[t], out=Q[t])
+                if rd_h is not None:
+                    Q[t] *= rd_h
+                _gemm(Q[t], Rh, out=tmp)
+                np.add(Pg[t, 2], tmp, out=zt[2])
+                if save_pre:
+                    PRE[t, 2] = zt[2]
+                act.fwd(zt[2], zt[2])
+                _gru_update(zt, H, t, tmp)
+                if keep is not None:
+                    _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+            extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
     del P, Pg
     saved = dict(xm=xm, kernel=kernel, bias_shape=None if bias is None else bias.shape,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, PRE=PRE,
@@ -152,38 +154,39 @@ def _gru_sequence_vjp(grads, s, needs):
     dzg = np.empty((3, B, U), dt)
     dh_new = np.empty((B, U), dt)
     tmp = np.empty((B, U), dt)
-    for t in range(T - 1, -1, -1):
-        zt = Z[t]
-        z, r, hh = zt
-        _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
-        if keep is None:
-            dh.fill(0)
-        # h' = hh + z * (h - hh)
-        np.subtract(H[t], hh, out=dzg[0])
-        dzg[0] *= dh_new                                                # d z
-        np.multiply(dh_new, z, out=tmp)
-        dh += tmp                                                       # direct path to h
-        np.subtract(1, z, out=dzg[2])
-        dzg[2] *= dh_new                                                # d hh
-        act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
-        if reset_after:
-            np.multiply(dzg[2], RH[t], out=dzg[1])                      # d r
-            np.multiply(dzg[2], r, out=DRECg[t, 2])                     # d (h R_h + b_rh)
-            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
-            np.copyto(DZg[t], dzg)
-            np.copyto(DRECg[t, :2], dzg[:2])
-            dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
-        else:
-            dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
-            hdh = H[t] if rd_h is None else H[t] * rd_h
-            np.multiply(dq, hdh, out=dzg[1])                            # d r
-            dq *= r
-            if rd_h is not None:
-                dq *= rd_h
-            dh += dq
-            ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
-            np.copyto(DZg[t], dzg)
-            dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
+    with one_blas_thread():            # small per-step GEMMs
+        for t in range(T - 1, -1, -1):
+            zt = Z[t]
+            z, r, hh = zt
+            _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
+            if keep is None:
+                dh.fill(0)
+            # h' = hh + z * (h - hh)
+            np.subtract(H[t], hh, out=dzg[0])
+            dzg[0] *= dh_new                                                # d z
+            np.multiply(dh_new, z, out=tmp)
+            dh += tmp                                                       # direct path to h
+            np.subtract(1, z, out=dzg[2])
+            dzg[2] *= dh_new                                                # d hh
+            act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
+            if reset_after:
+                np.multiply(dzg[2], RH[t], out=dzg[1])                      # d r
+                np.multiply(dzg[2], r, out=DRECg[t, 2])                     # d (h R_h + b_rh)
+                ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+                np.copyto(DZg[t], dzg)
+                np.copyto(DRECg[t, :2], dzg[:2])
+                dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+            else:
+                dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
+                hdh = H[t] if rd_h is None else H[t] * rd_h
+                np.multiply(dq, hdh, out=dzg[1])                            # d r
+                dq *= r
+                if rd_h is not None:
+                    dq *= rd_h
+                dh += dq
+                ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
+                np.copyto(DZg[t], dzg)
+                dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
     needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
     has_bias = s["bias_shape"] is not None
     dx_tm, dW, db_in = _project_backward(DZ, s["xm"], s["kernel"], s["idrop"], 3, needs_x,

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..blas_threads import one_blas_thread
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
@@ -57,28 +58,30 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     rec = np.empty((B, 4 * U), dt)
     recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
     tmp = np.empty((B, U), dt)
-    for t in range(T):
-        zt = Z[t]
-        hd = _rec_forward(H[t], rdrop, R, Rg, rec)
-        if hd is not None:
-            HD[:, t] = hd
-        np.add(Pg[t].transpose(1, 0, 2), recg, out=zt)
-        if save_pre:
-            PRE[t] = zt
-        ract.fwd(zt[:3], zt[:3])
-        act.fwd(zt[3], zt[3])
-        i, f, o, g = zt
-        c_new = C[t + 1]
-        np.multiply(f, C[t], out=c_new)
-        np.multiply(i, g, out=tmp)
-        c_new += tmp
-        act.fwd(c_new, AC[t])
-        np.multiply(o, AC[t], out=H[t + 1])
-        if keep is not None:
-            OUT[t] = H[t + 1]
-            _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t], zero_output_for_mask)
-            np.copyto(H[t + 1], H[t], where=drop_rows[t])
-            np.copyto(C[t + 1], C[t], where=drop_rows[t])
+    with one_blas_thread():            # small per-step GEMMs
+        for t in range(T):
+            zt = Z[t]
+            hd = _rec_forward(H[t], rdrop, R, Rg, rec)
+            if hd is not None:
+                HD[:, t] = hd
+            np.add(Pg[t].transpose(1, 0, 2), recg, out=zt)
+            if save_pre:
+                PRE[t] = zt
+            ract.fwd(zt[:3], zt[:3])
+            act.fwd(zt[3], zt[3])
+            i, f, o, g = zt
+            c_new = C[t + 1]
+            np.multiply(f, C[t], out=c_new)
+            np.multiply(i, g, out=tmp)
+            c_new += tmp
+            act.fwd(c_new, AC[t])
+            np.multiply(o, AC[t], out=H[t + 1])
+            if keep is not None:
+                OUT[t] = H[t + 1]
+                _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t],
+                              zero_output_for_mask)
+                np.copyto(H[t + 1], H[t], where=drop_rows[t])
+                np.copyto(C[t + 1], C[t], where=drop_rows[t])
     del P, Pg
     saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, perm=perm, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
@@ -173,12 +176,13 @@ def _lstm_sequence_vjp(grads, s, needs):
     dc = np.array(gcT, dtype=dt)
     DZ = _empty((T, B, 4 * U), dt)                  # d(pre-activations), Keras layout
     tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
-    if keep is None:
-        _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
-                                tmp, work1)
-    else:
-        _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
-                              keep, drop_rows, zero_output, tmp)
+    with one_blas_thread():            # small per-step GEMMs
+        if keep is None:
+            _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                                    tmp, work1)
+        else:
+            _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
+                                  keep, drop_rows, zero_output, tmp)
     needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
     perm = s["perm"]
     dx_tm, dW, db = _project_backward(DZ, s["xm"], s["W"], s["idrop"], 4, needs_x, needs_k,

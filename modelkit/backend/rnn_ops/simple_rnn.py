@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..blas_threads import one_blas_thread
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gemm, _init_state,
@@ -31,20 +32,21 @@ def _simple_rnn_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=N
     HD = None if rdrop is None else _empty((T, B, U), dt)
     PRE = _empty(Z.shape, Z.dtype) if act.needs_x else None
     rec = np.empty((B, U), dt)
-    for t in range(T):
-        zt = Z[t]
-        if rdrop is None:
-            _gemm(H[t], R, out=rec)
-        else:
-            np.multiply(H[t], rdrop, out=HD[t])
-            _gemm(HD[t], R, out=rec)
-        zt += rec
-        if PRE is not None:
-            PRE[t] = zt
-        act.fwd(zt, zt)
-        H[t + 1] = zt
-        if keep is not None:
-            _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+    with one_blas_thread():            # small per-step GEMMs
+        for t in range(T):
+            zt = Z[t]
+            if rdrop is None:
+                _gemm(H[t], R, out=rec)
+            else:
+                np.multiply(H[t], rdrop, out=HD[t])
+                _gemm(HD[t], R, out=rec)
+            zt += rec
+            if PRE is not None:
+                PRE[t] = zt
+            act.fwd(zt, zt)
+            H[t + 1] = zt
+            if keep is not None:
+                _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
     saved = dict(xm=xm, kernel=kernel, R=R, has_bias=bias is not None, idrop=idrop,
                  rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, HD=HD, PRE=PRE,
                  act=act, go_backwards=go_backwards, zero_output=zero_output_for_mask)
@@ -63,23 +65,24 @@ def _simple_rnn_sequence_vjp(grads, s, needs):
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
     DZ = _empty(Z.shape, Z.dtype)
     RT = np.ascontiguousarray(R.T)
-    for t in range(T - 1, -1, -1):
-        dzt = DZ[t]
-        np.add(gs[t], dh, out=dzt)
-        if keep is not None:
-            if carry is not None:
-                dzt += carry
-                np.multiply(gs[t] + carry, drop_rows[t], out=carry)
-            dh *= drop_rows[t]
-            dzt *= keep[t]
-        act.grad(dzt, Z[t], None if PRE is None else PRE[t])
-        back = _gemm(dzt, RT)
-        if rdrop is not None:
-            back *= rdrop
-        if keep is not None:
-            dh += back
-        else:
-            dh = back
+    with one_blas_thread():            # small per-step GEMMs
+        for t in range(T - 1, -1, -1):
+            dzt = DZ[t]
+            np.add(gs[t], dh, out=dzt)
+            if keep is not None:
+                if carry is not None:
+                    dzt += carry
+                    np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+                dh *= drop_rows[t]
+                dzt *= keep[t]
+            act.grad(dzt, Z[t], None if PRE is None else PRE[t])
+            back = _gemm(dzt, RT)
+            if rdrop is not None:
+                back *= rdrop
+            if keep is not None:
+                dh += back
+            else:
+                dh = back
     needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
     dx_tm, dW, db = _project_backward(DZ, s["xm"], s["kernel"], s["idrop"], 1, needs_x,
                                       needs_k, needs_b and s["has_bias"])
