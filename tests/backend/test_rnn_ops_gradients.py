@@ -211,6 +211,53 @@ def test_gradients(kind, opts, kw):
     assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-7)
 
 
+@pytest.fixture
+def chunked_backward(monkeypatch):
+    """Force the backward pass's all-timestep GEMMs into one-step chunks on the worker
+    thread (what long sequences get with two or more threads)."""
+    from modelkit.backend import parallel
+    from modelkit.backend.rnn_ops import steps
+    monkeypatch.setattr(steps, "_MIN_CHUNK", 1)
+    monkeypatch.setattr(steps, "_CHUNKS", T)
+    monkeypatch.setattr(parallel, "threads", lambda: 2)
+    calls = []
+    real = steps._TimeChunks.done
+
+    def done(self, t):
+        calls.append(len(self.pending))
+        return real(self, t)
+    monkeypatch.setattr(steps._TimeChunks, "done", done)
+    return calls
+
+
+CHUNKED = [(i, c) for i, c in zip(_ids(), CASES) if c[0] in ("lstm", "gru")]
+
+
+@pytest.mark.parametrize("kind,opts,kw", [c for _, c in CHUNKED], ids=[i for i, _ in CHUNKED])
+def test_gradients_with_chunked_backward(kind, opts, kw, chunked_backward):
+    test_gradients(kind, opts, kw)
+    assert max(chunked_backward) == T - 1          # the chunks really went to the worker
+
+
+def test_chunked_backward_equals_one_chunk(monkeypatch):
+    """float32, a longer sequence: chunk sums equal the single GEMMs to rounding."""
+    from modelkit.backend import parallel
+    g = np.random.default_rng(3)
+    x = Variable(g.standard_normal((3, 24, 5)).astype(np.float32))
+    ws = [Variable(g.standard_normal(s).astype(np.float32) * 0.5)
+          for s in ((5, 16), (4, 16), (16,))]
+
+    def grads(threads):
+        monkeypatch.setattr(parallel, "threads", lambda: threads)
+        with GradientTape() as tape:
+            seq, h, c = rnn_ops.lstm_sequence(x, *ws)
+            loss = K.sum(seq * seq) + K.sum(c)
+        return [np.asarray(v) for v in tape.gradient(loss, [x] + ws)]
+
+    for one, chunked in zip(grads(1), grads(2)):
+        np.testing.assert_allclose(chunked, one, rtol=1e-5, atol=1e-5)
+
+
 def test_float32_stays_float32_and_matches_float64():
     W, R, b, states = weights("lstm")
     x = r(B, T, I)

@@ -9,7 +9,7 @@ from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
                     _incoming_grad, _init_state, _prepare_mask, _project, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _split_rec,
-                    _to_time_major)
+                    _time_slice, _TimeChunks, _to_time_major)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -154,7 +154,33 @@ def _gru_sequence_vjp(grads, s, needs):
     dzg = np.empty((3, B, U), dt)
     dh_new = np.empty((B, U), dt)
     tmp = np.empty((B, U), dt)
-    with one_blas_thread():            # small per-step GEMMs
+    needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
+    has_bias = s["bias_shape"] is not None
+    xm, kernel, idrop = s["xm"], s["kernel"], s["idrop"]
+    per_gate_x = idrop is not None and idrop.ndim == 3
+    hs = H[:T] if rdrop is None else s["HD"]
+
+    def chunk_grads(lo, hi):
+        dz = DZ[lo:hi]
+        dx, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
+                                          idrop, 3, needs_x, needs_k, needs_b and has_bias)
+        hsl = _time_slice(hs, lo, hi, rdrop is not None)
+        dR = db_rec = None
+        if reset_after:
+            drec = DREC[lo:hi]
+            if needs_r:
+                dR = _rec_weight_grad(hsl, drec, rdrop)
+            if db_in is not None:
+                db_rec = drec.reshape(-1, width).sum(axis=0)
+        elif needs_r:
+            n = (hi - lo) * B
+            dR = np.empty((U, width), dt)
+            dR[:, :u2] = _rec_weight_grad(hsl, dz[:, :, :u2], rd_zr)
+            dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
+        return dx, dW, dR, db_in, db_rec
+
+    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum", "sum"))
+    with one_blas_thread():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
@@ -187,24 +213,10 @@ def _gru_sequence_vjp(grads, s, needs):
                 ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
                 np.copyto(DZg[t], dzg)
                 dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
-    needs_x, needs_k, needs_r, needs_b, needs_h0 = needs[:5]
-    has_bias = s["bias_shape"] is not None
-    dx_tm, dW, db_in = _project_backward(DZ, s["xm"], s["kernel"], s["idrop"], 3, needs_x,
-                                         needs_k, needs_b and has_bias)
+            chunks.done(t)
+        dx_tm, dW, dR, db_in, db_rec = chunks.results()
     dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
-    dR = db = None
-    if reset_after:
-        if needs_r:
-            dR = _rec_weight_grad(H[:T] if rdrop is None else s["HD"], DREC, rdrop)
-        if db_in is not None:
-            db = np.stack([db_in, DREC.reshape(-1, width).sum(axis=0)])
-    else:
-        if needs_r:
-            dR = np.empty((U, width), dt)
-            dR[:, :u2] = _rec_weight_grad(H[:T] if rdrop is None else s["HD"],
-                                          DZ[:, :, :u2], rd_zr)
-            dR[:, u2:] = _gemm(s["Q"].reshape(T * B, U).T, DZ[:, :, u2:].reshape(T * B, U))
-        db = db_in
+    db = db_in if db_rec is None else np.stack([db_in, db_rec])
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
 
 

@@ -7,7 +7,8 @@ from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
                     _mask_outputs, _prepare_mask, _project, _project_backward, _rec_backward,
-                    _rec_forward, _rec_weight_grad, _seq_grads, _split_rec, _to_time_major)
+                    _rec_forward, _rec_weight_grad, _seq_grads, _split_rec, _time_slice,
+                    _TimeChunks, _to_time_major)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -91,9 +92,10 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
 
 
 def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, tmp,
-                            work1):
+                            work1, done):
     """BPTT of an unmasked LSTM sequence, in place on dh, dc and DZ (the hot loop: every
-    array is preallocated, every update in place, every gate block contiguous)."""
+    array is preallocated, every update in place, every gate block contiguous); `done(t)`
+    after each step."""
     T, _, B, U = Z.shape
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
     if not gs.any():
@@ -121,12 +123,14 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ra
             _gemm(DZ[t], RT, out=dh)                                    # d h
         else:
             dh[...] = _rec_backward(DZ[t], rdrop, R, Rg)
+        done(t)
 
 
 def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, keep,
-                          drop_rows, zero_output, tmp):
+                          drop_rows, zero_output, tmp, done):
     """BPTT of a masked LSTM sequence: masked steps pass the state gradients through and
-    (unless zero_output) hand the output gradient back to the previous output."""
+    (unless zero_output) hand the output gradient back to the previous output; `done(t)`
+    after each step."""
     T, _, B, U = Z.shape
     carry = None if zero_output else np.zeros((B, U), Z.dtype)
     dh_new, dcn = np.empty_like(dh), np.empty_like(dc)
@@ -160,6 +164,7 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
         act.grad(dzg[3], g, None if PRE is None else PRE[t][3])
         np.copyto(DZg[t], dzg)
         dh += _rec_backward(DZ[t], rdrop, R, Rg)
+        done(t)
 
 
 @_lstm_sequence.defvjp
@@ -176,21 +181,32 @@ def _lstm_sequence_vjp(grads, s, needs):
     dc = np.array(gcT, dtype=dt)
     DZ = _empty((T, B, 4 * U), dt)                  # d(pre-activations), Keras layout
     tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
-    with one_blas_thread():            # small per-step GEMMs
+    needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
+    xm, W, idrop = s["xm"], s["W"], s["idrop"]
+    hs = H[:T] if rdrop is None else s["HD"]
+    per_gate_x = idrop is not None and idrop.ndim == 3
+
+    def chunk_grads(lo, hi):
+        dz = DZ[lo:hi]
+        dx, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
+                                       needs_x, needs_k, needs_b and s["has_bias"])
+        dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
+              if needs_r else None)
+        return dx, dW, dR, db
+
+    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum"))
+    with one_blas_thread():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
-                                    tmp, work1)
+                                    tmp, work1, chunks.done)
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
-                                  keep, drop_rows, zero_output, tmp)
-    needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
+                                  keep, drop_rows, zero_output, tmp, chunks.done)
+        dx_tm, dW, dR, db = chunks.results()
     perm = s["perm"]
-    dx_tm, dW, db = _project_backward(DZ, s["xm"], s["W"], s["idrop"], 4, needs_x, needs_k,
-                                      needs_b and s["has_bias"])
     dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
-    dR = None
-    if needs_r:
-        dR = _rec_weight_grad(H[:T] if rdrop is None else s["HD"], DZ, rdrop)[:, perm]
+    if dR is not None:
+        dR = dR[:, perm]
     if dW is not None:
         dW = dW[:, perm]
     if db is not None:

@@ -1,9 +1,12 @@
 """Pieces shared by the fused recurrent ops: the buffer pool, time-major layout, masks,
 input projection and the recurrent GEMMs (forward and backward)."""
 
+import os
+
 import numpy as np
 
 from ...errors import ShapeError
+from .. import parallel as _parallel
 from ..buffers import BufferPool
 
 # the large per-call arrays come from one pool
@@ -207,3 +210,73 @@ def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
     dh *= drop_rows[t]
     out *= keep[t]
     return out
+
+
+# -- the all-timestep GEMMs of a backward pass, overlapped with BPTT ---------------------------
+
+_CHUNKS = 5           # a sequence's timesteps split into about this many chunks
+_MIN_CHUNK = 4        # timesteps; shorter sequences are not split
+_WORKER = []          # [ThreadPoolExecutor(1)], started on first use
+
+
+def _forget_worker_after_fork():
+    _WORKER.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker_after_fork)
+
+
+def _worker():
+    if not _WORKER:
+        from concurrent.futures import ThreadPoolExecutor
+        _WORKER.append(ThreadPoolExecutor(1, thread_name_prefix="modelkit-rnn"))
+    return _WORKER[0]
+
+
+class _TimeChunks:
+    """The GEMMs over all timesteps that end a backward pass (input, kernel, recurrent
+    kernel and bias gradients), taken chunk by chunk of timesteps on a second thread while
+    BPTT (one core's sequential work) goes on.
+
+    `fn(lo, hi)` returns a tuple of results for steps [lo, hi); `kinds` says per entry
+    whether chunks are concatenated along time ("rows": a per-timestep gradient) or
+    summed ("sum": a weight gradient); None entries stay None. Call `done(t)` once BPTT
+    has finished step t (going down from T - 1), `results()` at the end. Chunks are summed
+    in a fixed order, so the numbers never depend on timing; with one worker thread
+    (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
+    `results()` exactly as without chunking.
+    """
+
+    def __init__(self, T, fn, kinds):
+        self.fn, self.kinds, self.hi = fn, kinds, T
+        split = _parallel.threads() >= 2 and T >= 2 * _MIN_CHUNK
+        self.size = max(_MIN_CHUNK, -(-T // _CHUNKS)) if split else T + 1
+        self.pending = []
+
+    def done(self, t):
+        if self.hi - t >= self.size and t > 0:
+            self.pending.append(_worker().submit(self.fn, t, self.hi))
+            self.hi = t
+
+    def results(self):
+        last = self.fn(0, self.hi)                     # here, while the worker finishes
+        parts = [f.result() for f in self.pending] + [last]       # latest steps first
+        out = []
+        for k, kind in enumerate(self.kinds):
+            vals = [p[k] for p in parts]
+            if vals[0] is None or len(vals) == 1:
+                out.append(vals[0])
+            elif kind == "rows":
+                out.append(np.concatenate(vals[::-1]))
+            else:
+                total = vals[0]
+                for v in vals[1:]:
+                    total += v
+                out.append(total)
+        return out
+
+
+def _time_slice(a, lo, hi, gate_major):
+    """Steps [lo, hi) of a time-major array, or of a gate-major (G, T, ...) one."""
+    return a[:, lo:hi] if gate_major else a[lo:hi]
