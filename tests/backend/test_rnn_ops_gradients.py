@@ -213,8 +213,9 @@ def test_gradients(kind, opts, kw):
 
 @pytest.fixture
 def chunked_backward(monkeypatch):
-    """Force the backward pass's all-timestep GEMMs into one-step chunks on the worker
-    thread (what long sequences get with two or more threads)."""
+    """Force the all-timestep GEMMs (the forward's input projection, the backward's
+    weight and input gradients) into one-step chunks on the worker thread (what long
+    sequences get with two or more threads)."""
     from modelkit.backend import parallel
     from modelkit.backend.rnn_ops import steps
     monkeypatch.setattr(steps, "_MIN_CHUNK", 1)
@@ -237,6 +238,11 @@ CHUNKED = [(i, c) for i, c in zip(_ids(), CASES) if c[0] in ("lstm", "gru")]
 def test_gradients_with_chunked_backward(kind, opts, kw, chunked_backward):
     test_gradients(kind, opts, kw)
     assert max(chunked_backward) == T - 1          # the chunks really went to the worker
+
+
+@pytest.mark.parametrize("kind,opts,kw", [c for _, c in CHUNKED], ids=[i for i, _ in CHUNKED])
+def test_matches_numpy_reference_with_projection_ahead(kind, opts, kw, chunked_backward):
+    test_matches_numpy_reference(kind, opts, kw)
 
 
 def test_chunked_backward_equals_one_chunk(monkeypatch):

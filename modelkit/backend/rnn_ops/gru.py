@@ -7,7 +7,7 @@ from ..blas_threads import one_blas_thread
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
-                    _incoming_grad, _init_state, _prepare_mask, _project, _project_backward,
+                    _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _split_rec,
                     _time_slice, _TimeChunks, _to_time_major)
 
@@ -42,8 +42,6 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    P, xm = _project(x_tm, kernel, b_in, idrop, 3)           # (T, B, 3u), input bias included
-    Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)         # gate-major view (T, 3, B, u)
     Z = _empty((T, 3, B, U), dt)                             # z, r, hh of each step
     H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
@@ -52,7 +50,9 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     PRE = _empty(Z.shape, Z.dtype) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
-    with one_blas_thread():            # small per-step GEMMs
+    with one_blas_thread():            # small per-step GEMMs; projection ahead on the worker
+        P, xm, ready = _project_ahead(x_tm, kernel, b_in, idrop, 3)  # input bias included
+        Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)     # gate-major view (T, 3, B, u)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
             Rg = _split_rec(R, 3) if rdrop is not None else None
@@ -61,6 +61,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             rec = np.empty((B, 3 * U), dt)
             recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
             for t in range(T):
+                ready(t)
                 zt = Z[t]
                 hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
                 if hd is not None:
@@ -92,6 +93,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             rec = np.empty((B, u2), dt)
             recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
             for t in range(T):
+                ready(t)
                 zt = Z[t]
                 hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
                 if hd is not None:

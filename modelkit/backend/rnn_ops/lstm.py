@@ -6,7 +6,7 @@ from ..blas_threads import one_blas_thread
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
-                    _mask_outputs, _prepare_mask, _project, _project_backward, _rec_backward,
+                    _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
                     _rec_forward, _rec_weight_grad, _seq_grads, _split_rec, _time_slice,
                     _TimeChunks, _to_time_major)
 
@@ -43,8 +43,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    P, xm = _project(x_tm, W, b, idrop, 4)          # (T, B, 4u), bias included
-    Pg = P.reshape(T, B, 4, U)
     # gate activations, gate-major: Z[t, k] is gate k (i, f, o, c) of step t, contiguous
     Z = _empty((T, 4, B, U), dt)
     H = _empty((T + 1, B, U), dt)
@@ -59,8 +57,11 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     rec = np.empty((B, 4 * U), dt)
     recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
     tmp = np.empty((B, U), dt)
-    with one_blas_thread():            # small per-step GEMMs
+    with one_blas_thread():            # small per-step GEMMs; projection ahead on the worker
+        P, xm, ready = _project_ahead(x_tm, W, b, idrop, 4)     # (T, B, 4u), bias included
+        Pg = P.reshape(T, B, 4, U)
         for t in range(T):
+            ready(t)
             zt = Z[t]
             hd = _rec_forward(H[t], rdrop, R, Rg, rec)
             if hd is not None:

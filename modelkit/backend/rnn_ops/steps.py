@@ -237,7 +237,8 @@ def _worker():
 class _TimeChunks:
     """The GEMMs over all timesteps that end a backward pass (input, kernel, recurrent
     kernel and bias gradients), taken chunk by chunk of timesteps on a second thread while
-    BPTT (one core's sequential work) goes on.
+    BPTT (one core's sequential work) goes on; at the end this thread takes the chunks the
+    worker has not started.
 
     `fn(lo, hi)` returns a tuple of results for steps [lo, hi); `kinds` says per entry
     whether chunks are concatenated along time ("rows": a per-timestep gradient) or
@@ -250,21 +251,27 @@ class _TimeChunks:
 
     def __init__(self, T, fn, kinds):
         self.fn, self.kinds, self.hi = fn, kinds, T
-        split = _parallel.threads() >= 2 and T >= 2 * _MIN_CHUNK
-        self.size = max(_MIN_CHUNK, -(-T // _CHUNKS)) if split else T + 1
-        self.pending = []
+        self.size = _chunk_size(T)
+        self.pending = []                              # (lo, hi, future), latest first
 
     def done(self, t):
         if self.hi - t >= self.size and t > 0:
-            self.pending.append(_worker().submit(self.fn, t, self.hi))
+            self.pending.append((t, self.hi, _worker().submit(self.fn, t, self.hi)))
             self.hi = t
 
     def results(self):
-        last = self.fn(0, self.hi)                     # here, while the worker finishes
-        parts = [f.result() for f in self.pending] + [last]       # latest steps first
+        parts = [None] * len(self.pending) + [self.fn(0, self.hi)]
+        # chunks the worker has not started yet run here (results keep their places)
+        for k in range(len(self.pending) - 1, -1, -1):
+            lo, hi, fut = self.pending[k]
+            if fut.cancel():
+                parts[k] = self.fn(lo, hi)
+        for k, (_, _, fut) in enumerate(self.pending):
+            if parts[k] is None:
+                parts[k] = fut.result()
         out = []
         for k, kind in enumerate(self.kinds):
-            vals = [p[k] for p in parts]
+            vals = [p[k] for p in parts]                     # latest steps first
             if vals[0] is None or len(vals) == 1:
                 out.append(vals[0])
             elif kind == "rows":
@@ -275,6 +282,46 @@ class _TimeChunks:
                     total += v
                 out.append(total)
         return out
+
+
+def _chunk_size(T):
+    """Timesteps per chunk: the whole sequence when there is no second thread to use."""
+    if _parallel.threads() >= 2 and T >= 2 * _MIN_CHUNK:
+        return max(_MIN_CHUNK, -(-T // _CHUNKS))
+    return T
+
+
+def _project_ahead(x_tm, kernel, bias, drop, gates):
+    """`_project`, with the projection of later timesteps computed on the worker thread
+    while the recurrence runs over earlier ones: -> (projection, saved inputs, ready)
+    where `ready(t)` returns once step t's projection is there. Per-gate dropout masks
+    (or no second thread) project everything at once."""
+    T, B, I = x_tm.shape
+    size = _chunk_size(T)
+    if size >= T or (drop is not None and drop.ndim == 3):
+        P, xm = _project(x_tm, kernel, bias, drop, gates)
+        return P, xm, _no_wait
+    xm = x_tm if drop is None else x_tm * drop
+    P = _empty((T, B, kernel.shape[1]), x_tm.dtype)
+
+    def chunk(lo, hi):
+        out = P[lo:hi].reshape((hi - lo) * B, -1)
+        _gemm(xm[lo:hi].reshape((hi - lo) * B, I), kernel, out=out)
+        if bias is not None:
+            out += bias
+
+    chunk(0, size)
+    later = [(lo, _worker().submit(chunk, lo, min(lo + size, T)))
+             for lo in range(size, T, size)]
+
+    def ready(t):
+        while later and later[0][0] <= t:
+            later.pop(0)[1].result()
+    return P, xm, ready
+
+
+def _no_wait(t):
+    pass
 
 
 def _time_slice(a, lo, hi, gate_major):
