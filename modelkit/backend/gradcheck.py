@@ -46,11 +46,12 @@ def assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-6, seed=0):
 
 
 def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, training=None,
-                                 before_call=None):
+                                 before_call=None, wrt_input=True):
     """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64).
 
     training: passed to every call when not None. before_call: run before every call (a
-    noise layer re-seeds its generator there, so each call draws the same noise)."""
+    noise layer re-seeds its generator there, so each call draws the same noise).
+    wrt_input=False: the weights only (x holds indices, as an Embedding's does)."""
     from .tensor import StopRecording, Tensor
     kwargs = {} if training is None else {"training": training}
 
@@ -68,6 +69,8 @@ def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, train
     w = np.random.default_rng(0).standard_normal(out.shape)
     analytic = tape.gradient(out, [xv] + weights, output_gradient=w)
     for k, arr in enumerate([x] + [v.value for v in weights]):
+        if k == 0 and not wrt_input:
+            continue
         flat = arr.reshape(-1)
         numeric = np.zeros_like(flat)
         for i in range(flat.size):
