@@ -7,7 +7,7 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.layers import Input
-from modelkit.models import Model
+from modelkit.models import Model, load_model
 
 rng = np.random.default_rng(7)
 
@@ -130,9 +130,11 @@ def test_data_format_none_follows_image_data_format():
     assert K.max_pool(x, 2).shape == (1, 1, 2, 4)      # channels_last again
 
 
-def test_symbolic_inputs_make_a_graph_node():
+def test_symbolic_inputs_make_a_graph_node_that_saves(tmp_path):
     inp = Input((4, 4, 2))
     model = Model(inp, K.average_pool(inp, 2, data_format="channels_last"))
     x = r(3, 4, 4, 2).astype(np.float32)
     np.testing.assert_allclose(model.predict(x), x.reshape(3, 2, 2, 2, 2, 2).mean(axis=(2, 4)),
                                rtol=1e-6)
+    model.save(tmp_path / "m.h5")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.h5").predict(x), model.predict(x))
