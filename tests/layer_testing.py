@@ -5,10 +5,10 @@
 
 One call checks, for a layer built by `factory` on inputs of `input_shape` (no batch; a
 list of shapes for a layer called on a list of tensors, such as a merge layer):
-the symbolic output shape against `compute_output_shape`; `model.predict` against a numpy
-`reference(x, layer)` (when given); the config round trip (`from_config`, `serialize` /
-`deserialize`); the IR round trip (`to_ir` / `from_ir`); the HDF5 and `.keras` round trips
-(`save` / `load_model`); onnxruntime on the exported ONNX model (max abs diff <= 1e-5); and
+the symbolic output shape(s) against `compute_output_shape`; `model.predict` against a
+numpy `reference(x, layer)` (when given; every output of a layer with several); the config
+round trip (`from_config`, `serialize` / `deserialize`); the IR round trip (`to_ir` /
+`from_ir`); the HDF5 and `.keras` round trips (`save` / `load_model`); onnxruntime on the exported ONNX model (max abs diff <= 1e-5); and
 the float64 finite-difference gradient w.r.t. the input and every trainable weight (the
 weights only for integer inputs, such as an Embedding's indices).
 """
@@ -42,10 +42,10 @@ def run_layer_test(factory, input_shape, tmp_path, *, reference=None, x=None, we
     has no ONNX export or no gradient (say why at the call site). input_dtype: the Input's
     dtype (an integer one for indices; then pass x). output_shape: the expected output shape
     without the batch axis (a list of them for several outputs, as an RNN's return_state
-    gives; `reference` then returns a list too), checked before anything else. keras3_drops: config keys the
-    Keras 3 `.keras` format has no place for (Embedding's input_length), left out of the
-    `.keras` config comparison. formats: the file formats to round-trip through (leave one
-    out for a layer it cannot hold, and say why)."""
+    gives; `reference` then returns a list too), checked before anything else.
+    keras3_drops: config keys the Keras 3 `.keras` format has no place for (Embedding's
+    input_length), left out of the `.keras` config comparison. formats: the file formats to
+    round-trip through (leave one out for a layer it cannot hold, and say why)."""
     rng = np.random.default_rng(seed)
     several = isinstance(input_shape, list)
     shapes = [tuple(s) for s in input_shape] if several else [tuple(input_shape)]

@@ -141,12 +141,12 @@ def test_layer(row, tmp_path):
     config/IR/.h5/.keras/ONNX round trips, float64 gradients of every output w.r.t. the
     input and every weight."""
     layer = ROWS[row]()
+    # Keras 3 has no clip(0.2x + 0.5) gate: saving one as .keras raises (tested below)
     keras2_only = layer.get_config().get("recurrent_activation") == "hard_sigmoid"
     run_layer_test(ROWS[row], (T, F_IN), tmp_path, weights=signed, atol=1e-5,
                    output_shape=expected_shapes(layer),
                    onnx=type(layer) is not RNN,     # RNN(cell) has no ONNX export handler yet
-                   formats=(".h5",) if keras2_only else (".h5", ".keras"),   # Keras 3 has no
-                   # clip(0.2x + 0.5): saving it as .keras raises (test_default_gates_are_sigmoid_...)
+                   formats=(".h5",) if keras2_only else (".h5", ".keras"),
                    reference=lambda x, la: reference_for(
                        la, x.astype(float), [w.astype(float) for w in la.get_weights()]))
 
