@@ -1,7 +1,13 @@
-"""Training speed of an LSTM text classifier against numpy's own float32 GEMM rate.
+"""Training speed of an LSTM (or GRU) text classifier against numpy's own float32 GEMM rate,
+or side by side with PyTorch (`--vs-torch`).
 
 Embedding(20000, 128) -> LSTM(128) -> Dense(1, sigmoid), sequences of 80 tokens, batch 64,
-binary_crossentropy, Adam, random data (the spec's IMDB LSTM setting). Prints:
+binary_crossentropy, Adam, random data (the spec's IMDB LSTM setting); `--model gru` uses
+GRU(128) (reset_after=True, torch's formulation). Both use recurrent_activation='sigmoid'
+(torch's gates). `--vs-torch` builds the identical PyTorch model with the same initial
+weights, optimizer and batches and prints alternating epochs' samples/s, their ratio, the
+losses after the same steps and each framework's peak RSS over an epoch (see
+benchmarks/vs_torch.py). Without it, prints:
 
 * samples/s of `model.fit`;
 * where one training step's time goes: the GEMMs of the fused LSTM op (every product goes
@@ -15,7 +21,8 @@ binary_crossentropy, Adam, random data (the spec's IMDB LSTM setting). Prints:
   (forward + backward), against numpy's float32 GEMM rate on exactly the same GEMM shapes
   run bare in the same process. 1.0 would mean the op is nothing but its GEMMs.
 
-    python benchmarks/train_lstm.py [--steps 30] [--blas-threads 1]
+    python benchmarks/train_lstm.py [--model lstm|gru] [--steps 30] [--blas-threads 1]
+                                    [--vs-torch] [--threads N]
 
 `--blas-threads N` pins the BLAS thread count (set before numpy loads). On a shared machine
 one thread gives far steadier numbers: a multithreaded BLAS stalls whenever another process
@@ -38,6 +45,9 @@ def _pin_blas_threads(argv):
 
 
 _pin_blas_threads(sys.argv)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vs_torch  # noqa: E402  (pins --threads before numpy loads)
 
 import numpy as np  # noqa: E402  (after the BLAS thread count is pinned)
 
@@ -79,14 +89,71 @@ def numpy_gemm_reference():
     return run
 
 
-def build_model():
-    from modelkit.layers import LSTM, Dense, Embedding
+def build_model(kind="lstm"):
+    from modelkit.layers import GRU, LSTM, Dense, Embedding
     from modelkit.models import Sequential
 
-    model = Sequential([Embedding(VOCAB, EMBED, input_length=STEPS_T), LSTM(UNITS),
+    rnn = (LSTM if kind == "lstm" else GRU)(UNITS, recurrent_activation="sigmoid")
+    model = Sequential([Embedding(VOCAB, EMBED, input_length=STEPS_T), rnn,
                         Dense(1, activation="sigmoid")])
     model.compile(loss="binary_crossentropy", optimizer="adam")
     return model
+
+
+class RnnBench(vs_torch.Bench):
+    """The --vs-torch description (see benchmarks/vs_torch.py)."""
+
+    def __init__(self, kind="lstm", steps=30):
+        self.kind = kind
+        self.name = f"Embedding({VOCAB}, {EMBED}) + {kind.upper()}({UNITS}), {STEPS_T} steps"
+        self.batch, self.steps = BATCH, steps
+        self.script = __file__
+
+    def data(self, n):
+        rng = np.random.default_rng(0)
+        x = rng.integers(1, VOCAB, (n, STEPS_T)).astype(np.int32)
+        y = rng.integers(0, 2, (n, 1)).astype(np.float32)
+        return x, y
+
+    def build_modelkit(self, dropout=True):
+        return build_model(self.kind)
+
+    def torch_inputs(self, x, y):
+        import torch
+        return torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y)
+
+    def before_torch_step(self, opt):
+        vs_torch.keras_adam_epsilon(opt, 1e-7)
+
+    def torch_loss(self, out, y):
+        import torch.nn.functional as F
+        return F.binary_cross_entropy_with_logits(out, y)
+
+    def build_torch(self, mk, dropout=True):
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self, kind):
+                super().__init__()
+                self.emb = nn.Embedding(VOCAB, EMBED)
+                self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(EMBED, UNITS,
+                                                                   batch_first=True)
+                self.fc = nn.Linear(UNITS, 1)
+
+            def forward(self, x):
+                seq, _ = self.rnn(self.emb(x))
+                return self.fc(seq[:, -1])
+
+        net = Net(self.kind)
+        emb, rnn, dense = mk.layers
+        vs_torch.copy_embedding(emb, net.emb)
+        (vs_torch.copy_lstm if self.kind == "lstm" else vs_torch.copy_gru)(rnn, net.rnn)
+        vs_torch.copy_dense(dense, net.fc)
+        # tf.keras's Adam epsilon: see before_torch_step
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=0.001,
+                               betas=(0.9, 0.999), eps=1e-7)
+        return net, opt
 
 
 def compare_with_numpy(model, rounds=7):
@@ -207,13 +274,24 @@ def profile_steps(model, x, y, steps):
 
 
 def main():
+    if vs_torch.main_hook(lambda: RnnBench(vs_torch.arg("--model", "lstm"),
+                                           int(vs_torch.arg("--steps", 30)))):
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps to time")
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs (best is shown)")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads (default: the library's own choice)")
+    parser.add_argument("--model", choices=("lstm", "gru"), default="lstm")
+    vs_torch.add_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=5, help="--vs-torch: timed rounds")
     args = parser.parse_args()
+    if args.vs_torch:
+        vs_torch.run(args, RnnBench(args.model, args.steps), args.rounds, ("model", "steps"))
+        return
+    if args.model != "lstm":
+        parser.error("--model gru is measured with --vs-torch")
 
     import modelkit
     modelkit.initializers.set_random_seed(0)

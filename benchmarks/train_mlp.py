@@ -12,6 +12,12 @@ this 2-vCPU machine the multithreaded reference runs its GEMMs back to back with
 worker hot, while a training step interleaves them with elementwise work, so with the
 default two threads the ratio measures thread hand-over as much as Python overhead; one
 thread compares like with like.
+
+`--vs-torch` (needs PyTorch importable; never a modelkit dependency) builds the identical
+model in PyTorch with the same initial weights, optimizer and batches and prints both
+frameworks' samples/s in alternating epochs, their ratio, the losses after the same steps
+and each one's peak RSS over an epoch (see benchmarks/vs_torch.py); `--threads N` pins
+both sides' thread counts.
 """
 
 import argparse
@@ -23,6 +29,9 @@ if "--blas-threads" in sys.argv:          # must happen before numpy is imported
     _n = sys.argv[sys.argv.index("--blas-threads") + 1]
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _n
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vs_torch  # noqa: E402  (pins --threads before numpy loads)
 
 import numpy as np  # noqa: E402
 
@@ -58,7 +67,7 @@ def numpy_gemm_epoch(steps):
     return run
 
 
-def build_model():
+def build_model(dropout=True):
     from modelkit.layers import Activation, Dense, Dropout
     from modelkit.models import Sequential
     from modelkit.optimizers import SGD
@@ -66,10 +75,10 @@ def build_model():
     model = Sequential()
     model.add(Dense(500, input_shape=(784,)))
     model.add(Activation("tanh"))
-    model.add(Dropout(0.5))
+    model.add(Dropout(0.5 if dropout else 0.0))
     model.add(Dense(500))
     model.add(Activation("tanh"))
-    model.add(Dropout(0.5))
+    model.add(Dropout(0.5 if dropout else 0.0))
     model.add(Dense(10))
     model.add(Activation("softmax"))
     model.compile(loss="categorical_crossentropy",
@@ -77,13 +86,59 @@ def build_model():
     return model
 
 
+class MlpBench(vs_torch.Bench):
+    """The --vs-torch description (see benchmarks/vs_torch.py)."""
+
+    def __init__(self, steps=60):
+        self.name = "MLP 784-500-500-10"
+        self.batch, self.steps = BATCH, steps
+        self.script = __file__
+
+    def data(self, n):
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 784), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+        return x, y
+
+    def build_modelkit(self, dropout=True):
+        return build_model(dropout)
+
+    def torch_inputs(self, x, y):
+        import torch
+        return torch.from_numpy(x), torch.from_numpy(y.argmax(axis=1))
+
+    def torch_loss(self, out, y):
+        import torch.nn.functional as F
+        return F.cross_entropy(out, y)
+
+    def build_torch(self, mk, dropout=True):
+        import torch
+        from torch import nn
+        p = 0.5 if dropout else 0.0
+        lins = [nn.Linear(784, 500), nn.Linear(500, 500), nn.Linear(500, 10)]
+        net = nn.Sequential(lins[0], nn.Tanh(), nn.Dropout(p), lins[1], nn.Tanh(),
+                            nn.Dropout(p), lins[2])
+        dense = [layer for layer in mk.layers if type(layer).__name__ == "Dense"]
+        for a, b in zip(dense, lins):
+            vs_torch.copy_dense(a, b)
+        # Keras nesterov SGD (v = m v - lr g; p += m v - lr g) == torch's with buf = -v / lr
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        return net, opt
+
+
 def main():
+    if vs_torch.main_hook(lambda: MlpBench(int(vs_torch.arg("--steps", 60)))):
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    vs_torch.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=60, help="training steps per epoch")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs (best is kept)")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads for model and reference (default: library default)")
     args = parser.parse_args()
+    if args.vs_torch:
+        vs_torch.run(args, MlpBench(args.steps), args.repeats, ("steps",))
+        return
 
     rng = np.random.default_rng(0)
     x = rng.random((BATCH * args.steps, 784), dtype=np.float32)

@@ -169,7 +169,7 @@ def test_importing_leaves_the_trainer_unloaded(statement):
     loaded = _loaded_by(statement)
     trainer = [m for m in loaded if m.startswith(("modelkit.engine", "modelkit.layers"))]
     assert trainer == [], f"{statement} loads {trainer}"
-    assert len(loaded) < 40, loaded
+    assert len(loaded) < 50, loaded     # export + import handlers are ~40 small modules
 
 
 def test_backend_loads_nothing_above_it():

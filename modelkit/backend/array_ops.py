@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from . import sparse_grad
+from .sparse_grad import IndexedRows
 from .tape import defop, unbroadcast
 
 
@@ -93,9 +95,8 @@ def _(g, s, needs):
         from ..errors import UnsupportedError
         raise UnsupportedError(f"gather: the gradient is implemented for axis 0 (an embedding "
                                f"lookup), not axis {axis}")
-    out = np.zeros(shape, dtype=g.dtype)
-    np.add.at(out, indices.reshape(-1), g.reshape((-1,) + shape[1:]))
-    return (out, None)
+    rows = IndexedRows.from_scatter(shape, indices, g)     # sorted reduceat, not np.add.at
+    return (rows if sparse_grad.allowed() else rows.dense(), None)
 
 
 @defop("tile")

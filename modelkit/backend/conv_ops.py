@@ -27,7 +27,9 @@ from numpy.lib.stride_tricks import as_strided
 from ..onnx_spec import bilinear_matrix
 
 from ..errors import ConfigError, ShapeError
+from . import conv_fast, parallel
 from .tape import defop
+from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------
 # geometry helpers (also used by the layers for compute_output_shape)
@@ -106,7 +108,9 @@ def _pad(x, pads, value=0.0):
         return x
     shape = (x.shape[0],) + tuple(L + b + a for L, (b, a) in zip(x.shape[1:-1], pads)) + \
         (x.shape[-1],)
-    out = np.full(shape, value, dtype=x.dtype) if value else np.zeros(shape, dtype=x.dtype)
+    out = empty_ordered_like(shape, x.strides, x.dtype, zero=not value)   # x's memory order
+    if value:
+        out.fill(value)
     out[_interior(x.shape, pads)] = x
     return out
 
@@ -173,6 +177,11 @@ def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", gr
         raise ShapeError(f"conv: input has {cin} channels, the kernel {kernel.shape} expects "
                          f"{cg * groups} ({groups} group(s) of {cg})")
     pads = conv_pads(xl.shape[1:-1], ksize, strides, dilation, padding)
+    if conv_fast.usable(xl, kernel, groups):                      # float32: MLAS kernels
+        padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], pads))
+        out = _out_shape(padded, ksize, strides, dilation, "conv")
+        return conv_fast.conv(x, kernel, bias, strides, dilation, pads, out, channels_first,
+                              relu)
     xp = _pad(xl, pads)
     out = _out_shape(xp.shape[1:-1], ksize, strides, dilation, "conv")
     kp = int(np.prod(ksize))
@@ -200,6 +209,8 @@ def _conv(x, kernel, bias=None, strides=None, dilation=None, padding="valid", gr
 
 @_conv.defvjp
 def _(g, s, needs):
+    if isinstance(s, conv_fast.Saved):
+        return conv_fast.conv_vjp(g, s, needs)
     (cols, kernel, xshape, xpshape, pads, out, strides, dilation, groups, cf, has_bias,
      relu_out) = s
     n = len(out)
@@ -438,14 +449,21 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
     xp = _pad(xl, pads, value=neg)
     offsets = list(itertools.product(*(range(k) for k in pool)))
     ones = (1,) * n
-    best = np.array(xp[_offset_slices(offsets[0], strides, ones, out)])
-    arg = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
-    upd = np.empty(best.shape, dtype=bool)
-    for k, offset in enumerate(offsets[1:], start=1):
-        v = xp[_offset_slices(offset, strides, ones, out)]
-        np.greater(v, best, out=upd)          # strictly greater: ties keep the first offset
-        np.maximum(best, v, out=best)
-        np.putmask(arg, upd, k)
+    views = [xp[_offset_slices(offset, strides, ones, out)] for offset in offsets]
+    best = np.empty_like(views[0])                                    # x's memory order
+    arg = np.zeros_like(best, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+
+    def images(lo, hi):                       # blocks of images on the worker threads
+        b, a = best[lo:hi], arg[lo:hi]
+        np.copyto(b, views[0][lo:hi])
+        upd = np.empty_like(b, dtype=bool)
+        for k, v in enumerate(views[1:], start=1):
+            v = v[lo:hi]
+            np.greater(v, b, out=upd)         # strictly greater: ties keep the first offset
+            np.maximum(b, v, out=b)
+            np.putmask(a, upd, k)
+
+    parallel.map_blocks(images, xp.shape[0], xp[:1].nbytes)
     saved = (arg, xl.shape, xp.shape, pads, pool, strides, out, channels_first)
     return _from_last(best, channels_first), saved
 
@@ -459,13 +477,19 @@ def _(g, s, needs):
     # Windows that tile the input exactly are written in place (each cell once); otherwise
     # accumulate into zeros.
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xpshape[1:-1]))
-    dxp = np.empty(xpshape, dtype=g.dtype) if tiled else np.zeros(xpshape, dtype=g.dtype)
-    for k, offset in enumerate(itertools.product(*(range(p) for p in pool))):
-        sl = _offset_slices(offset, strides, ones, out)
-        if tiled:
-            np.multiply(gl, arg == k, out=dxp[sl])
-        else:
-            dxp[sl] += gl * (arg == k)
+    dxp = empty_ordered_like(xpshape, arg.strides, g.dtype, zero=not tiled)   # as x was
+    slices = [_offset_slices(offset, strides, ones, out)
+              for offset in itertools.product(*(range(p) for p in pool))]
+
+    def images(lo, hi):                       # blocks of images on the worker threads
+        d, gb, a = dxp[lo:hi], gl[lo:hi], arg[lo:hi]
+        for k, sl in enumerate(slices):
+            if tiled:
+                np.multiply(gb, a == k, out=d[sl])
+            else:
+                d[sl] += gb * (a == k)
+
+    parallel.map_blocks(images, dxp.shape[0], dxp[:1].nbytes)
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp
     return (_from_last(gx, cf),)
 
@@ -503,16 +527,16 @@ def _pool_avg(x, pool=None, strides=None, padding="valid", channels_first=False)
     else:
         scale = np.asarray(1.0 / len(offsets), dtype=acc.dtype)
     acc *= scale
-    saved = (scale, xl.shape, xp.shape, pads, pool, strides, out, channels_first)
+    saved = (scale, xl.shape, xp.shape, pads, pool, strides, out, channels_first, acc.strides)
     return _from_last(acc, channels_first), saved
 
 
 @_pool_avg.defvjp
 def _(g, s, needs):
-    scale, xshape, xpshape, pads, pool, strides, out, cf = s
+    scale, xshape, xpshape, pads, pool, strides, out, cf, order = s
     gl = _to_last(g, cf) * scale
     ones = (1,) * len(pool)
-    dxp = np.zeros(xpshape, dtype=g.dtype)
+    dxp = empty_ordered_like(xpshape, order, g.dtype, zero=True)      # x's memory order
     for offset in itertools.product(*(range(p) for p in pool)):
         dxp[_offset_slices(offset, strides, ones, out)] += gl
     gx = dxp[_interior(xshape, pads)] if any(b or a for b, a in pads) else dxp

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
+from .layout import empty_ordered_like
 
 # ---------------------------------------------------------------------------------------
 # binary elementwise (numpy broadcasting)
@@ -228,13 +229,17 @@ def _(g, s, needs):
 def _mean(x, axis=None, keepdims=False):
     ax = normalize_axis(axis, x.ndim)
     n = x.size if ax is None else int(np.prod([x.shape[a] for a in ax]))
-    return np.mean(x, axis=ax, keepdims=keepdims), (x.shape, ax, keepdims, n)
+    return np.mean(x, axis=ax, keepdims=keepdims), (x.shape, ax, keepdims, n, x.strides)
 
 
 @_mean.defvjp
 def _(g, s, needs):
-    shape, ax, keepdims, n = s
-    return (restore_reduced(g, shape, ax, keepdims) / np.asarray(n, g.dtype),)
+    shape, ax, keepdims, n, strides = s
+    # laid out in memory like x (e.g. channels-first memory behind a channels-last global
+    # average pooling), so the ops before read their gradient in their own order
+    out = empty_ordered_like(shape, strides, g.dtype)
+    np.copyto(out, restore_reduced(g / np.asarray(n, g.dtype), shape, ax, keepdims))
+    return (out,)
 
 
 def _extreme(name, fn):

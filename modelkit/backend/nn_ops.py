@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from . import parallel
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
@@ -13,6 +14,10 @@ from .tape import defop
 @defop("relu")
 def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras relu: x if x > threshold, else negative_slope * (x - threshold); capped."""
+    if not (negative_slope or threshold or max_value is not None):    # plain relu: blocks
+        y = np.empty_like(x)                                          # on the worker threads
+        parallel.elementwise(lambda o, a: np.maximum(a, 0, out=o), y, x)
+        return y, (y, None, None)
     above = x > threshold
     if negative_slope:
         y = np.where(above, x, negative_slope * (x - threshold)).astype(x.dtype, copy=False)
@@ -31,8 +36,14 @@ def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 @_relu.defvjp
 def _(g, s, needs):
     above, slope, capped = s
+    if slope is None:                        # plain relu saved its output: x > 0 <=> y > 0
+        gx = np.empty_like(above, dtype=g.dtype)
+        parallel.elementwise(lambda o, gb, yb: np.multiply(gb, yb > 0, out=o), gx, g, above)
+        return (gx,)
     d = np.where(above, 1.0, slope).astype(g.dtype) if slope else above
-    gx = g * d
+    # in x's memory order (channels-first memory behind the fast convs' channels-last
+    # views): the ops before this one read it back in that order
+    gx = np.multiply(g, d, out=np.empty_like(above, dtype=np.result_type(g, d)))
     if capped is not None:
         gx = np.where(capped, 0, gx).astype(g.dtype)
     return (gx,)

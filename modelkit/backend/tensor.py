@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ModelkitError
 from . import config
+from .sparse_grad import densify
 
 
 class Tensor:
@@ -133,7 +134,7 @@ class GradientTape:
                               else np.asarray(output_gradient, dtype=target.value.dtype))}
         keep = {id(s) for s in sources}     # an intermediate source keeps its gradient
         for rec in reversed(self.records):
-            out_grads = [grads.get(id(o)) if id(o) in keep else grads.pop(id(o), None)
+            out_grads = [densify(grads.get(id(o)) if id(o) in keep else grads.pop(id(o), None))
                          for o in rec.outputs]
             if all(g is None for g in out_grads):
                 continue

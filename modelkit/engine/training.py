@@ -4,8 +4,10 @@ import warnings
 
 import numpy as np
 
+from ..backend import allocator
 from ..backend import config as backend_config
 from ..backend import functions as F
+from ..backend.sparse_grad import sparse_gradients
 from ..backend.tensor import GradientTape, StopRecording, Tensor
 from ..errors import ConfigError, NotCompiledError, ShapeError
 from . import data_adapter as da
@@ -121,6 +123,7 @@ class TrainingMixin:
 
     def _train_step(self, xs, ys, sws):
         from .base_layer import _CallContext
+        allocator.retain_freed_memory()   # reuse the last step's arrays, no page faults
         variables = self._collected_trainable_weights
         with GradientTape() as tape, _CallContext() as ctx:
             outs = self._forward(xs, training=True)
@@ -128,7 +131,8 @@ class TrainingMixin:
             extra = [l for layer in self._layers_for_losses() for l in
                      layer.regularization_losses()] + ctx.losses
             total = self._with_added_losses(total, per_output, extra, outs)
-        grads = tape.gradient(total, variables)
+        with sparse_gradients():          # embedding gradients stay row-sparse
+            grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return total, per_output, outs
 

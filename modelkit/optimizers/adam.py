@@ -59,8 +59,29 @@ class Adam(_AdamFamily):
     def _prepare_step(self, lr, t):
         return lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
 
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, lr_t):
+        """tf.keras Adam on IndexedSlices: m, v decay everywhere, the rows' gradient terms
+        are added row-wise, the parameter step is dense (as for a dense gradient)."""
+        b1, b2 = self.beta_1, self.beta_2
+        m, v = slots["m"], slots["v"]
+        rows, vals = g.indices, g.values
+        tmp = np.empty_like(vals)                # the same casts as _moments on dense g
+        m *= b1
+        np.multiply(vals, 1.0 - b1, out=tmp)
+        m[rows] += tmp
+        v *= b2
+        np.multiply(vals, vals, out=tmp)
+        tmp *= (1.0 - b2)
+        v[rows] += tmp
+        self._step(p, m, v, slots, scratch, lr_t)
+
     def _update(self, p, g, slots, scratch, lr, lr_t):
         m, v = self._moments(g, slots, scratch)
+        self._step(p, m, v, slots, scratch, lr_t)
+
+    def _step(self, p, m, v, slots, scratch, lr_t):
         if self.amsgrad:
             vhat = slots["vhat"]
             np.maximum(vhat, v, out=vhat)

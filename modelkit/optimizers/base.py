@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from .. import backend as K
+from ..backend.sparse_grad import IndexedRows
 from ..errors import ConfigError, ShapeError
 from ..registry import Registry
 from ..utils import serialization as _ser
@@ -130,8 +131,12 @@ class Optimizer:
             return self.iterations
         grads = []
         variables = []
+        clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue) != (None,) * 3
         for g, v in pairs:
-            g = np.asarray(getattr(g, "value", g))
+            if isinstance(g, IndexedRows) and (clipping or not self._sparse_updates):
+                g = g.dense()
+            if not isinstance(g, IndexedRows):
+                g = np.asarray(getattr(g, "value", g))
             if g.shape != v.value.shape:
                 raise ShapeError(f"{self.name}: gradient of shape {g.shape} for variable "
                                  f"{getattr(v, 'name', v)!r} of shape {v.value.shape}")
@@ -146,7 +151,8 @@ class Optimizer:
             key = id(v)
             if g.dtype != v.value.dtype:
                 g = g.astype(v.value.dtype)
-            self._update(v.value, g, self._slots[key], self._scratch[key], lr, shared)
+            update = self._update_sparse if isinstance(g, IndexedRows) else self._update
+            update(v.value, g, self._slots[key], self._scratch[key], lr, shared)
             constraint = getattr(v, "constraint", None)
             if constraint is not None:
                 np.copyto(v.value, constraint(v.value), casting="unsafe")
@@ -163,6 +169,14 @@ class Optimizer:
         return loss
 
     def _update(self, p, g, slots, scratch, lr, shared):
+        raise NotImplementedError
+
+    # Optimizers setting this apply a row-sparse gradient (IndexedRows: an embedding's)
+    # with `_update_sparse`, whose numbers equal `_update` on the dense gradient: tf.keras
+    # applies IndexedSlices that way (SGD, Adam: dense decay of the slots, row-wise adds).
+    _sparse_updates = False
+
+    def _update_sparse(self, p, g, slots, scratch, lr, shared):
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------------------------

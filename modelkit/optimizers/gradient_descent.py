@@ -39,6 +39,24 @@ class SGD(Optimizer):
         else:
             p += v
 
+    _sparse_updates = True
+
+    def _update_sparse(self, p, g, slots, scratch, lr, shared):
+        rows = g.indices
+        step = np.multiply(g.values, lr, out=np.empty_like(g.values))   # as _update casts
+        if not self.momentum:
+            p[rows] -= step
+            return
+        v = slots["momentum"]
+        v *= self.momentum
+        v[rows] -= step
+        if self.nesterov:
+            p[rows] -= step
+            np.multiply(v, self.momentum, out=scratch)
+            p += scratch
+        else:
+            p += v
+
     def _hyper_config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
 

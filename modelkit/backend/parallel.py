@@ -1,0 +1,118 @@
+"""Numpy work over blocks of rows, on a few threads.
+
+numpy releases the GIL inside its loops, so the blocks of one big elementwise pass or
+reduction run in parallel on cores numpy itself leaves idle, and a block sized for the L2
+cache lets several passes over it run from cache instead of streaming the whole array
+through memory once per pass.
+
+Blocks depend on the array's size only (never on the thread count) and per-block results
+come back in block order, so a reduction that combines them in that order gives the same
+numbers for any MODELKIT_NUM_THREADS. Threads take the next free block as they finish one,
+which keeps both cores busy when another process holds one of them for a while.
+"""
+
+import itertools
+import os
+import threading
+
+BLOCK_BYTES = 512 << 10      # one block of rows (half an L2 cache)
+
+_POOLS = {}                  # ThreadPoolExecutor by worker count
+_LOCAL = threading.local()   # .busy: this thread runs a block (nested calls run inline)
+
+
+def _forget_pools_after_fork():
+    """A forked child inherits the pools but not their threads: start new ones there."""
+    _POOLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def threads():
+    """Worker threads for the fast kernels: MODELKIT_NUM_THREADS, default all cores."""
+    n = os.environ.get("MODELKIT_NUM_THREADS")
+    return max(1, int(n)) if n else (os.cpu_count() or 1)
+
+
+def pool(workers):
+    """The shared ThreadPoolExecutor with `workers` threads."""
+    p = _POOLS.get(workers)
+    if p is None:
+        from concurrent.futures import ThreadPoolExecutor
+        p = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="modelkit")
+    return p
+
+
+def blocks(n, row_bytes, block_bytes=None):
+    """[(start, stop)] covering range(n) in blocks of about `block_bytes` (BLOCK_BYTES)."""
+    per = max(1, int((block_bytes or BLOCK_BYTES) // max(int(row_bytes), 1)))
+    return [(i, min(i + per, n)) for i in range(0, n, per)]
+
+
+def map_blocks(fn, n, row_bytes, block_bytes=None):
+    """[fn(start, stop) for each of `blocks(n, row_bytes)`], the blocks spread over
+    `threads()` threads (the calling one included); results in block order."""
+    bounds = blocks(n, row_bytes, block_bytes)
+    out = [None] * len(bounds)
+    workers = min(threads(), len(bounds))
+    if workers <= 1 or getattr(_LOCAL, "busy", False):
+        for j, (lo, hi) in enumerate(bounds):
+            out[j] = fn(lo, hi)
+        return out
+    claim = itertools.count()            # next() is atomic under the GIL
+
+    def work():
+        _LOCAL.busy = True
+        try:
+            for j in iter(claim.__next__, None):
+                if j >= len(bounds):
+                    return
+                out[j] = fn(*bounds[j])
+        finally:
+            _LOCAL.busy = False
+
+    futures = [pool(workers - 1).submit(work) for _ in range(workers - 1)]
+    work()
+    for f in futures:
+        f.result()
+    return out
+
+
+def run_parts(fn, parts):
+    """[fn(i) for i in range(parts)] on `parts` threads (the calling one included)."""
+    if parts <= 1 or getattr(_LOCAL, "busy", False):
+        return [fn(i) for i in range(parts)]
+
+    def work(i):
+        _LOCAL.busy = True
+        try:
+            return fn(i)
+        finally:
+            _LOCAL.busy = False
+
+    futures = [pool(parts - 1).submit(work, i) for i in range(1, parts)]
+    return [work(0)] + [f.result() for f in futures]
+
+
+def outer_axis(a):
+    """The axis of `a` with the largest stride (its outermost axis in memory)."""
+    return max(range(a.ndim), key=lambda i: (abs(a.strides[i]) if a.shape[i] > 1 else -1, -i))
+
+
+def elementwise(fn, out, *ins):
+    """fn(out_block, *in_blocks) over blocks of `out`'s outermost memory axis (ins: arrays
+    of out's shape and memory order, e.g. made with np.empty_like, or None); one call on
+    the whole arrays when the orders differ or there is nothing to split."""
+    if out.ndim == 0 or out.size == 0 or any(
+            a is not None and (a.shape != out.shape or a.strides != out.strides) for a in ins):
+        fn(out, *ins)
+        return
+    axis = outer_axis(out)
+
+    def block(lo, hi):
+        sl = (slice(None),) * axis + (slice(lo, hi),)
+        fn(out[sl], *[None if a is None else a[sl] for a in ins])
+
+    map_blocks(block, out.shape[axis], out.nbytes // out.shape[axis])

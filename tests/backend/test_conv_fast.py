@@ -1,0 +1,198 @@
+"""The float32 fast convolution path (modelkit/backend/conv_fast.py: onnxruntime MLAS
+forward and input gradient, blocked im2col kernel gradient) against the exact numpy path
+run in float64, which the float64 gradient checks of test_conv_ops_gradients.py verify:
+forward values, the input/kernel/bias gradients, fused relu, 1D/2D/3D, strides, paddings,
+dilations, both data formats."""
+
+import numpy as np
+import pytest
+
+from modelkit.backend import GradientTape, Variable, conv_fast
+from modelkit.backend.tape import OPS, apply
+
+CONV = OPS.get("conv")
+
+ROWS = [
+    # (x shape channels-last, kernel shape, strides, dilation, padding)
+    ((2, 9, 3), (3, 3, 4), (1,), (1,), "valid"),
+    ((2, 9, 3), (3, 3, 4), (2,), (1,), "same"),
+    ((2, 10, 2), (3, 2, 5), (1,), (2,), "causal"),
+    ((3, 8, 7, 3), (3, 3, 3, 5), (1, 1), (1, 1), "same"),
+    ((2, 8, 7, 3), (3, 3, 3, 5), (1, 1), (1, 1), "valid"),
+    ((2, 9, 8, 4), (3, 2, 4, 6), (2, 2), (1, 1), "same"),
+    ((2, 9, 9, 2), (3, 3, 2, 3), (2, 3), (1, 1), "valid"),
+    ((2, 11, 10, 3), (3, 3, 3, 4), (1, 1), (2, 3), "same"),
+    ((1, 7, 7, 2), (4, 4, 2, 3), (3, 3), (1, 1), "same"),
+    ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 2, 1), (1, 1, 1), "same"),
+    ((2, 6, 6, 6, 2), (2, 3, 3, 2, 4), (2, 1, 1), (1, 1, 2), "valid"),
+    # channel counts that fit MLAS's NCHWc blocks (8 or 16): the direct NCHWc kernel
+    ((2, 9, 8, 3), (3, 3, 3, 16), (1, 1), (1, 1), "same"),
+    ((2, 8, 8, 16), (3, 3, 16, 32), (1, 1), (1, 1), "same"),
+    ((2, 9, 7, 16), (3, 3, 16, 16), (1, 1), (1, 1), "valid"),
+    ((2, 9, 9, 32), (3, 3, 32, 16), (2, 2), (1, 1), "same"),
+    ((2, 10, 10, 16), (3, 3, 16, 16), (1, 1), (2, 2), "same"),
+    ((2, 7, 7, 16), (1, 1, 16, 32), (1, 1), (1, 1), "valid"),
+]
+
+
+def _run(x, w, b, row, channels_first, relu, seed):
+    _, _, strides, dilation, padding = row
+    xin = np.moveaxis(x, -1, 1) if channels_first else x
+    xv, wv, bv = Variable(xin), Variable(w), Variable(b)
+    with GradientTape() as tape:
+        y = apply(CONV, xv, wv, bv, strides=strides, dilation=dilation, padding=padding,
+                  channels_first=channels_first, relu=relu)
+    gy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    grads = tape.gradient(y, [xv, wv, bv], output_gradient=gy)
+    return y.value, [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[str(i) for i in range(len(ROWS))])
+@pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+def test_fast_conv_matches_exact_path(row, channels_first, relu):
+    rng = np.random.default_rng(len(row[0]) * 7 + row[1][0])
+    x = rng.standard_normal(row[0])
+    w = rng.standard_normal(row[1]) * 0.5
+    b = rng.standard_normal(row[1][-1])
+    assert conv_fast.usable(x.astype(np.float32), w.astype(np.float32), 1)
+    y64, g64 = _run(x, w, b, row, channels_first, relu, seed=3)
+    y32, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
+                    channels_first, relu, seed=3)
+    assert y32.dtype == np.float32 and y32.shape == y64.shape
+    scale = np.abs(y64).max()
+    np.testing.assert_allclose(y32, y64, rtol=0, atol=2e-5 * scale)
+    for name, a, e in zip(("x", "kernel", "bias"), g32, g64):
+        assert a.shape == e.shape and a.dtype == np.float32, name
+        np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0),
+                                   err_msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("row", [ROWS[0], ROWS[1], ROWS[4], ROWS[6], ROWS[7], ROWS[9],
+                                 ROWS[10], ROWS[13],
+                                 ((2, 5, 6, 5, 2), (2, 3, 2, 2, 3), (1, 1, 2), (2, 1, 1),
+                                  "same")], ids=str)
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("form", ["rows", "cols"])
+def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads, form):
+    """The kernel gradient accumulated over many small image chunks, in the row-shift form
+    (taken for stride 1 on the outer axes) and the im2col form, split over threads,
+    matches the float64 exact path."""
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    monkeypatch.setattr(conv_fast, "_CHUNK_BYTES", 1)          # one image per chunk
+    monkeypatch.setattr(conv_fast, "_ROWS_COLUMNS", (0, 1 << 30) if form == "rows" else (0, -1))
+    used = []
+    for name in ("_kernel_grad_rows", "_kernel_grad_cols"):
+        fn = getattr(conv_fast, name)
+        monkeypatch.setattr(conv_fast, name,
+                            lambda *a, fn=fn, name=name: used.append(name) or fn(*a))
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5,) + row[0][1:])
+    w = rng.standard_normal(row[1]) * 0.5
+    b = rng.standard_normal(row[1][-1])
+    _, g64 = _run(x, w, b, row, False, False, seed=4)
+    _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
+                  False, False, seed=4)
+    rows_possible = all(st == 1 for st in row[2][:-1])
+    assert set(used) == {"_kernel_grad_rows" if form == "rows" and rows_possible
+                         else "_kernel_grad_cols"}
+    np.testing.assert_allclose(g32[1], g64[1], rtol=0,
+                               atol=3e-5 * max(np.abs(g64[1]).max(), 1.0))
+
+
+def test_nchwc_kernel_is_used_where_the_channels_fit():
+    block = conv_fast._block_size()
+    assert block in (8, 16)              # this machine's MLAS has the NCHWc kernels
+    assert conv_fast._nchwc_block(np.zeros((32, 16, 3, 3), np.float32), 2) == block
+    assert conv_fast._nchwc_block(np.zeros((16, 3, 3, 3), np.float32), 2) == block
+    assert conv_fast._nchwc_block(np.zeros((12, 16, 3, 3), np.float32), 2) == 0
+    assert conv_fast._nchwc_block(np.zeros((16, 16, 3, 3, 3), np.float32), 3) == 0
+
+
+def test_blocked_filter_layout():
+    w = np.arange(32 * 16 * 2 * 2, dtype=np.float32).reshape(32, 16, 2, 2)
+    r = conv_fast._blocked_filter(w, 8).reshape(4, 2, 2, 2, 8, 8)     # O/B I/B h w Bi Bo
+    assert r[1, 0, 1, 0, 3, 5] == w[1 * 8 + 5, 0 * 8 + 3, 1, 0]
+    r = conv_fast._blocked_filter(w[:, :3], 8).reshape(4, 3, 2, 2, 8)  # O/B I h w Bo
+    assert r[2, 1, 0, 1, 6] == w[2 * 8 + 6, 1, 0, 1]
+
+
+def test_float64_keeps_the_exact_path():
+    x, w = np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 2, 2))
+    assert not conv_fast.usable(x, w, 1)
+    assert not conv_fast.usable(x.astype(np.float32), w.astype(np.float32), 2)
+
+
+def test_fast_path_output_is_a_view_the_next_conv_reads_without_copy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    y = apply(CONV, x, w, padding="same").value
+    assert y.shape == (2, 6, 6, 4)
+    assert np.moveaxis(y, -1, 1).flags.c_contiguous      # NCHW memory, channels-last view
+
+
+def test_switch_off_with_environment(monkeypatch):
+    monkeypatch.setenv("MODELKIT_FAST_CONV", "0")
+    assert not conv_fast.usable(np.zeros((1, 4, 4, 1), np.float32),
+                                np.zeros((3, 3, 1, 1), np.float32), 1)
+
+
+@pytest.mark.parametrize("op,attrs", [("pool_max", dict(pool=(2, 2))),
+                                      ("pool_max", dict(pool=(3, 3), strides=(2, 2),
+                                                        padding="same")),
+                                      ("pool_avg", dict(pool=(2, 2), padding="same")),
+                                      ("mean", dict(axis=(1, 2)))])
+def test_ops_after_fast_convs_keep_their_memory_order(op, attrs):
+    """Pooling and the mean (global average pooling) on a channels-last view of
+    channels-first memory: same values and gradients as on a contiguous array, and the
+    gradient comes back in the input's memory order."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    view = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 1)), 1, -1)
+    results = []
+    for arr in (x, view):
+        v = Variable(arr)
+        with GradientTape() as tape:
+            y = apply(OPS.get(op), v, **attrs)
+        gy = np.random.default_rng(6).standard_normal(y.shape).astype(np.float32)
+        results.append((y.value, tape.gradient(y, [v], output_gradient=gy)[0]))
+    (y0, g0), (y1, g1) = results
+    np.testing.assert_allclose(y0, y1, rtol=1e-6, atol=1e-6)   # summation order may differ
+    np.testing.assert_allclose(g0, g1, rtol=1e-6, atol=1e-6)
+    st = np.moveaxis(g1, -1, 1).strides               # channels-first memory order (a
+    assert st[0] > st[1] > st[2] > st[3]              # 'same' crop may leave gaps)
+
+
+def test_forked_child_falls_back_to_the_numpy_path():
+    """onnxruntime cannot run in a child forked after it started (its threads are gone):
+    the child must compute the same convolution on the exact path instead of hanging."""
+    import os
+    import time
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    want = apply(CONV, x, w, padding="same").value
+    assert conv_fast._SESSIONS
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # child
+        try:
+            ok = not conv_fast.usable(x, w, 1) and np.allclose(
+                apply(CONV, x, w, padding="same").value, want, atol=1e-5)
+            os.write(wfd, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
+    got = os.read(r, 1)
+    os.close(r)
+    assert got == b"1"

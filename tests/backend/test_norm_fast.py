@@ -1,0 +1,107 @@
+"""The float32 batch-normalization fast path (modelkit/backend/norm_fast.py) against the
+exact numpy op run in float64 (whose gradients test_backend_gradients checks): outputs,
+batch statistics and gradients, for channels-last, channels-first and mixed memory
+layouts, with and without gamma/beta, and with the statistics used downstream."""
+
+import numpy as np
+import pytest
+
+from modelkit.backend import GradientTape, Variable, norm_fast
+from modelkit.backend.norm_ops import _batch_norm_moments
+from modelkit.backend.tape import apply
+
+CASES = [
+    # (shape, channel axis, memory: "c" contiguous or "cf" channels-first memory)
+    ((6, 5), 1, "c"),
+    ((4, 5, 6, 3), 3, "c"),
+    ((4, 5, 6, 3), 3, "cf"),          # what conv_fast returns: channels-last view of NCHW
+    ((3, 4, 5, 6), 1, "c"),
+    ((2, 3, 4, 5, 3), 4, "cf"),
+    ((5, 7, 4), 2, "c"),
+]
+
+
+def _input(shape, c_axis, memory, rng):
+    x = rng.standard_normal(shape) * 2.0 + 0.5
+    if memory == "cf":
+        x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, c_axis, 1)), 1, c_axis)
+    return x
+
+
+def _run(x, gamma, beta, axes, gy, gm, gv):
+    xs = [Variable(x)] + [Variable(v) for v in (gamma, beta) if v is not None]
+    args = [xs[0], xs[1] if gamma is not None else None,
+            xs[-1] if beta is not None else None]
+    from modelkit import backend as K
+    with GradientTape() as tape:
+        y, mean, var = apply(_batch_norm_moments, *args, None, axes=axes, epsilon=1e-3)
+        loss = K.sum(y * K.constant(gy)) + K.sum(mean * K.constant(gm)) + \
+            K.sum(var * K.constant(gv))
+    grads = tape.gradient(loss, xs)
+    return [o.value for o in (y, mean, var)], [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("stats_used", [False, True])
+def test_fast_batch_norm_matches_exact(case, affine, stats_used):
+    shape, c_axis, memory = case
+    rng = np.random.default_rng(sum(shape) + c_axis)
+    x = _input(shape, c_axis, memory, rng)
+    axes = tuple(i for i in range(len(shape)) if i != c_axis)
+    kept = tuple(1 if i in axes else shape[i] for i in range(len(shape)))
+    gamma = rng.standard_normal(kept) if affine else None
+    beta = rng.standard_normal(kept) if affine else None
+    gy = rng.standard_normal(shape)
+    gm = rng.standard_normal(kept) if stats_used else np.zeros(kept)
+    gv = rng.standard_normal(kept) if stats_used else np.zeros(kept)
+    f32 = [None if v is None else v.astype(np.float32) for v in (gamma, beta)]
+    x32 = np.empty_like(x, dtype=np.float32)          # same memory layout as x
+    x32[...] = x
+    assert norm_fast.usable(x32, *f32, axes, None)
+    outs64, grads64 = _run(x, gamma, beta, axes, gy, gm, gv)
+    outs32, grads32 = _run(x32, *f32, axes, gy.astype(np.float32), gm.astype(np.float32),
+                           gv.astype(np.float32))
+    for a, e in zip(outs32 + grads32, outs64 + grads64):
+        assert a.shape == e.shape and a.dtype == np.float32
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+
+
+def test_other_cases_keep_the_exact_path():
+    x = np.zeros((4, 3), np.float32)
+    assert not norm_fast.usable(x.astype(np.float64), None, None, (0,), None)
+    assert not norm_fast.usable(x, None, None, (0,), np.ones((4, 1)))
+    assert not norm_fast.usable(np.zeros((2, 3, 4), np.float32), None, None, (2,), None)
+    # LayerNormalization keeps the batch axis: exact path
+    assert not norm_fast.usable(np.zeros((4, 4), np.float32), np.ones(4, np.float32), None,
+                                (1,), None)
+
+
+@pytest.mark.parametrize("memory", ["c", "cf"])
+def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory):
+    """Many small blocks on 2 threads give the same numbers as one thread (the partial sums
+    are combined in block order), and match the float64 exact op."""
+    from modelkit.backend import parallel
+    rng = np.random.default_rng(3)
+    shape, c_axis = (9, 5, 6, 4), 3
+    x = _input(shape, c_axis, memory, rng)
+    kept = (1, 1, 1, 4)
+    gamma, beta = rng.standard_normal(kept), rng.standard_normal(kept)
+    gy, gm, gv = rng.standard_normal(shape), rng.standard_normal(kept), np.zeros(kept)
+    x32 = np.empty_like(x, dtype=np.float32)
+    x32[...] = x
+    args32 = (x32, gamma.astype(np.float32), beta.astype(np.float32), (0, 1, 2),
+              gy.astype(np.float32), gm.astype(np.float32), gv.astype(np.float32))
+    results = []
+    for threads, block in (("1", 1 << 20), ("1", 64), ("2", 64), ("3", 64)):
+        monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", block)
+        results.append(_run(*args32))
+    assert len(parallel.blocks(x32.size // 4, 16, 64)) > 10
+    outs64, grads64 = _run(x, gamma, beta, (0, 1, 2), gy, gm, gv)
+    for outs, grads in results:
+        for a, e in zip(outs + grads, outs64 + grads64):
+            np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+    for outs, grads in results[2:]:
+        for a, b in zip(outs + grads, results[1][0] + results[1][1]):
+            assert np.array_equal(a, b)

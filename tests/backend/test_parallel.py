@@ -1,0 +1,145 @@
+"""backend/parallel.py: blocks cover the rows once, results come back in block order, the
+numbers do not depend on the thread count, nested calls run inline, and a forked child
+gets working threads."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from modelkit.backend import parallel
+
+
+def test_blocks_cover_every_row_once():
+    assert parallel.blocks(10, 4, block_bytes=12) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert parallel.blocks(3, 1000, block_bytes=10) == [(0, 1), (1, 2), (2, 3)]
+    assert parallel.blocks(0, 4) == []
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_map_blocks_returns_results_in_block_order(monkeypatch, threads):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    names = set()
+
+    def fn(lo, hi):
+        names.add(threading.current_thread().name)
+        return (lo, hi)
+
+    got = parallel.map_blocks(fn, 50, 1, block_bytes=4)
+    assert got == parallel.blocks(50, 1, block_bytes=4)
+    assert len(names) <= int(threads)
+
+
+def test_sums_do_not_depend_on_the_thread_count(monkeypatch):
+    x = np.random.default_rng(0).standard_normal((257, 33)).astype(np.float32)
+    sums = []
+    for threads in ("1", "2", "4"):
+        monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+        parts = parallel.map_blocks(lambda lo, hi: x[lo:hi].sum(axis=0), len(x), x[0].nbytes,
+                                    block_bytes=1000)
+        sums.append(np.sum(parts, axis=0))
+    assert len(parts) > 4
+    assert all(np.array_equal(s, sums[0]) for s in sums)
+    np.testing.assert_allclose(sums[0], x.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-4)
+
+
+def test_nested_calls_run_inline_and_errors_propagate(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    inner = parallel.map_blocks(
+        lambda lo, hi: parallel.map_blocks(lambda a, b: b - a, 8, 1, block_bytes=2), 4, 1,
+        block_bytes=1)
+    assert inner == [[2, 2, 2, 2]] * 4
+    assert parallel.run_parts(lambda i: i * i, 3) == [0, 1, 4]
+
+    def boom(lo, hi):
+        raise ValueError(f"block {lo}")
+
+    with pytest.raises(ValueError, match="block"):
+        parallel.map_blocks(boom, 4, 1, block_bytes=1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_new_threads(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    assert parallel.map_blocks(lambda lo, hi: hi, 4, 1, block_bytes=1) == [1, 2, 3, 4]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                  # child: must not hang on dead threads
+        try:
+            ok = parallel.map_blocks(lambda lo, hi: hi, 4, 1, block_bytes=1) == [1, 2, 3, 4]
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1" and status == 0
+
+
+@pytest.mark.parametrize("memory", ["c", "cf", "mixed"])
+def test_elementwise_splits_along_the_outer_memory_axis(monkeypatch, memory):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 64)
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    b = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    if memory in ("cf", "mixed"):              # channels-last view of channels-first memory
+        a = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, -1, 1)), 1, -1)
+    if memory == "cf":
+        b = np.moveaxis(np.ascontiguousarray(np.moveaxis(b, -1, 1)), 1, -1)
+    out = np.empty_like(a)
+    calls = []
+
+    def fn(o, x, y):
+        calls.append(o.shape)
+        np.multiply(x, y, out=o)
+
+    parallel.elementwise(fn, out, a, b)
+    assert np.array_equal(out, a * b)
+    assert len(calls) == (1 if memory == "mixed" else 3)    # split along the batch axis
+    assert parallel.outer_axis(a) == 0 and parallel.outer_axis(np.zeros((1, 4, 3))) == 1
+
+
+def test_plain_relu_in_blocks_on_two_threads(monkeypatch):
+    """relu's blocked forward and gradient (it keeps y: x > 0 <=> y > 0) against numpy,
+    on a channels-last view of channels-first memory, NaN and signed zeros included."""
+    from modelkit.backend import GradientTape, Variable
+    from modelkit.backend.tape import OPS, apply
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 256)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 5, 7, 4)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 1)), 1, -1)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    v = Variable(x)
+    with GradientTape() as tape:
+        y = apply(OPS.get("relu"), v)
+    g = np.asarray(tape.gradient(y, [v], output_gradient=gy)[0])
+    np.testing.assert_array_equal(y.value, np.maximum(x, 0))
+    np.testing.assert_array_equal(g, np.where(x > 0, gy, 0))
+    assert y.value.strides == x.strides and g.strides == x.strides
+
+
+@pytest.mark.parametrize("attrs", [dict(pool=(2, 2)),
+                                   dict(pool=(3, 3), strides=(2, 2), padding="same")])
+def test_max_pooling_over_image_blocks_matches_one_block(monkeypatch, attrs):
+    """pool_max and its gradient over one image per block on two threads give exactly the
+    numbers of one block (tiled windows and overlapping 'same' windows)."""
+    from modelkit.backend import GradientTape, Variable
+    from modelkit.backend.tape import OPS, apply
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7, 6, 3)).astype(np.float32)
+    x[1, :2, :2] = 0.5                                     # ties keep the first offset
+    results = []
+    for threads, block in (("1", 1 << 30), ("2", 1)):
+        monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", block)
+        v = Variable(x)
+        with GradientTape() as tape:
+            y = apply(OPS.get("pool_max"), v, **attrs)
+        gy = np.random.default_rng(4).standard_normal(y.shape).astype(np.float32)
+        results.append((y.value, np.asarray(tape.gradient(y, [v], output_gradient=gy)[0])))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
+    assert results[0][0].max() == x.max() and results[0][1].sum() != 0
