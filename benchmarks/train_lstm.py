@@ -21,8 +21,13 @@ benchmarks/vs_torch.py). Without it, prints:
   (forward + backward), against numpy's float32 GEMM rate on exactly the same GEMM shapes
   run bare in the same process. 1.0 would mean the op is nothing but its GEMMs.
 
+* `--phases` (needs torch): where one training step's time goes in each framework, both in
+  this process, alternating epochs: modelkit's RNN op forward and backward, the embedding
+  lookup and its sparse gradient, the optimizer update, the rest; torch's forward, backward
+  and optimizer step.
+
     python benchmarks/train_lstm.py [--model lstm|gru] [--steps 30] [--blas-threads 1]
-                                    [--vs-torch] [--threads N]
+                                    [--vs-torch | --phases] [--threads N]
 
 `--blas-threads N` pins the BLAS thread count (set before numpy loads). On a shared machine
 one thread gives far steadier numbers: a multithreaded BLAS stalls whenever another process
@@ -273,6 +278,76 @@ def profile_steps(model, x, y, steps):
     return total, buckets, rows[:12]
 
 
+def phases(kind, steps, rounds):
+    """Print per-phase ms per training step, modelkit and torch alternating (see --phases)."""
+    import collections
+
+    import modelkit
+    from modelkit.backend import OPS
+
+    bench = RnnBench(kind, steps)
+    modelkit.initializers.set_random_seed(0)
+    mk = bench.build_modelkit()
+    x, y = bench.data(BATCH * steps)
+    tm, opt = bench.build_torch(mk)
+    acc, tacc = collections.defaultdict(float), collections.defaultdict(float)
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[key] += time.perf_counter() - t0
+        return wrapper
+
+    for name, label in ((f"{kind}_sequence", kind.upper()), ("gather", "embedding")):
+        opdef = OPS.get(name)
+        opdef.forward = timed(opdef.forward, f"{label} forward")
+        opdef.vjp = timed(opdef.vjp, f"{label} backward")
+    mk.optimizer.apply_gradients = timed(mk.optimizer.apply_gradients, "optimizer")
+
+    def batches():
+        for s in range(steps):
+            yield x[s * BATCH:(s + 1) * BATCH], y[s * BATCH:(s + 1) * BATCH]
+
+    def torch_epoch():
+        for xb, yb in batches():
+            xt, yt = bench.torch_inputs(xb, yb)
+            bench.before_torch_step(opt)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = bench.torch_loss(tm(xt), yt)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            tacc["forward"] += t1 - t0
+            tacc["backward"] += t2 - t1
+            tacc["optimizer"] += t3 - t2
+
+    mk.fit(x[:2 * BATCH], y[:2 * BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    torch_epoch()
+    print(f"{bench.name}: ms per training step, both frameworks in this process, alternating")
+    for r in range(rounds):
+        acc.clear()
+        tacc.clear()
+        t0 = time.perf_counter()
+        for xb, yb in batches():
+            mk.train_on_batch(xb, yb)
+        total = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        torch_epoch()
+        ttotal = time.perf_counter() - t0
+        parts = ", ".join(f"{k} {v / steps * 1e3:.1f}" for k, v in acc.items())
+        print(f"  round {r + 1}: modelkit {total / steps * 1e3:5.1f}: {parts}, rest "
+              f"{(total - sum(acc.values())) / steps * 1e3:.1f}")
+        parts = ", ".join(f"{k} {v / steps * 1e3:.1f}" for k, v in tacc.items())
+        print(f"           torch    {ttotal / steps * 1e3:5.1f}: {parts}, rest "
+              f"{(ttotal - sum(tacc.values())) / steps * 1e3:.1f}   (ratio {ttotal / total:.2f})")
+
+
 def main():
     if vs_torch.main_hook(lambda: RnnBench(vs_torch.arg("--model", "lstm"),
                                            int(vs_torch.arg("--steps", 30)))):
@@ -286,7 +361,16 @@ def main():
     parser.add_argument("--model", choices=("lstm", "gru"), default="lstm")
     vs_torch.add_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5, help="--vs-torch: timed rounds")
+    parser.add_argument("--phases", action="store_true",
+                        help="per-phase times of a training step, modelkit and torch (needs torch)")
     args = parser.parse_args()
+    if args.phases:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            parser.error("--phases needs PyTorch (install it in a scratch environment)")
+        phases(args.model, args.steps, args.rounds)
+        return
     if args.vs_torch:
         vs_torch.run(args, RnnBench(args.model, args.steps), args.rounds, ("model", "steps"))
         return
