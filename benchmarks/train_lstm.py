@@ -362,7 +362,8 @@ def main():
     vs_torch.add_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5, help="--vs-torch: timed rounds")
     parser.add_argument("--phases", action="store_true",
-                        help="per-phase times of a training step, modelkit and torch (needs torch)")
+                        help="per-phase times of a training step, modelkit and torch "
+                             "(needs torch)")
     args = parser.parse_args()
     if args.phases:
         try:
