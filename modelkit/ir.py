@@ -135,11 +135,19 @@ class Node:
     calls: list = field(default_factory=list)       # list[list[TensorRef]]
     weights: list = field(default_factory=list)     # list[str], keys of Graph.weights
     subgraph: "Graph | None" = None
+    call_kwargs: list = field(default_factory=list)  # per call, e.g. {"training": True}
+
+    def kwargs_of(self, call_index):
+        """The keyword arguments of call `call_index` (Keras's inbound-node kwargs)."""
+        kw = self.call_kwargs[call_index] if call_index < len(self.call_kwargs) else None
+        return dict(kw or {})
 
     def to_dict(self):
         d = {"name": self.name, "op": self.op, "config": self.config,
              "calls": [[r.to_list() for r in call] for call in self.calls],
              "weights": list(self.weights)}
+        if any(self.call_kwargs):
+            d["call_kwargs"] = [dict(k or {}) for k in self.call_kwargs]
         if self.subgraph is not None:
             d["subgraph"] = self.subgraph.to_dict()
         return d
@@ -150,7 +158,8 @@ class Node:
         return cls(name=d["name"], op=d["op"], config=d.get("config", {}),
                    calls=[[TensorRef.from_list(r) for r in call] for call in d.get("calls", [])],
                    weights=list(d.get("weights", [])),
-                   subgraph=Graph.from_dict(sub) if sub is not None else None)
+                   subgraph=Graph.from_dict(sub) if sub is not None else None,
+                   call_kwargs=[dict(k or {}) for k in d.get("call_kwargs", [])])
 
 
 @dataclass

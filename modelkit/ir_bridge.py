@@ -42,6 +42,7 @@ def to_ir(model, include_weights=True, include_optimizer=True):
         node = by_layer[id(layer)]
         call_index[(id(layer), knode.index)] = len(node.calls)
         node.calls.append([_ref(t, call_index) for t in knode.input_tensors])
+        node.call_kwargs.append(portable_call_kwargs(knode.call_kwargs))
     outputs = [_ref(t, call_index) for t in model.outputs]
     graph = Graph(name=model.name, inputs=inputs, outputs=outputs, nodes=nodes,
                   weights=weights if include_weights else {},
@@ -207,7 +208,7 @@ def _build_layers(graph, custom_objects):
             args = [tensors[(r.node, r.call_index, r.tensor_index)] for r in node.calls[ci]]
         except KeyError as e:
             raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced") from None
-        out = _named(node, layer, args[0] if len(args) == 1 else args)
+        out = _named(node, layer, args[0] if len(args) == 1 else args, **node.kwargs_of(ci))
         for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
             tensors[(node.name, ci, ti)] = t
     try:
@@ -218,11 +219,17 @@ def _build_layers(graph, custom_objects):
                  name=graph.name)
 
 
-def _named(node, fn, *args):
-    """Call fn(*args); a failure that is not modelkit's becomes a ConfigError naming the
-    layer (malformed configs: string sizes, zero strides, ...)."""
+def portable_call_kwargs(kwargs):
+    """The call keyword arguments a file keeps: Keras's `training=True/False`."""
+    training = (kwargs or {}).get("training")
+    return {"training": training} if isinstance(training, bool) else {}
+
+
+def _named(node, fn, *args, **kwargs):
+    """Call fn(*args, **kwargs); a failure that is not modelkit's becomes a ConfigError
+    naming the layer (malformed configs: string sizes, zero strides, ...)."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except ModelkitError:
         raise
     except RecursionError:

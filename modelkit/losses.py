@@ -15,6 +15,8 @@ an instance for a class name or config dict. Keras 1's 'cosine_proximity' resolv
 `cosine_similarity` with a DeprecationWarning.
 """
 
+import functools
+
 import numpy as np
 
 from . import backend as K
@@ -62,9 +64,31 @@ def _c(x, value):
 
 def _reg(*names):
     def deco(fn):
+        fn = _symbolic_aware(fn)
         LOSSES.register(list(names), fn)
         return fn
     return deco
+
+
+def _symbolic_aware(fn):
+    """Called on symbolic tensors (Keras 2's `binary_crossentropy(inputs, outputs)` for
+    `add_loss`), a loss function becomes a node of the functional graph."""
+    @functools.wraps(fn)
+    def wrapper(y_true, y_pred, *args, **kwargs):
+        y_true, y_pred = (K.running_value(t) if K.is_symbolic(t) and
+                          K.running_value(t) is not None else t for t in (y_true, y_pred))
+        if K.is_symbolic(y_true) or K.is_symbolic(y_pred):
+            from .layers.core import Lambda
+            pair = [t for t in (y_true, y_pred) if K.is_symbolic(t)]
+
+            def run(tensors):
+                tensors = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+                yt = tensors.pop(0) if K.is_symbolic(y_true) else y_true
+                yp = tensors.pop(0) if K.is_symbolic(y_pred) else y_pred
+                return fn(yt, yp, *args, **kwargs)
+            return Lambda(run)(pair if len(pair) > 1 else pair[0])
+        return fn(y_true, y_pred, *args, **kwargs)
+    return wrapper
 
 
 @_reg("mean_squared_error", "mse", "MSE")
@@ -278,6 +302,9 @@ class Loss:
         self.name = name or _snake(type(self).__name__)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        return _symbolic_aware(self._reduced)(y_true, y_pred, sample_weight)
+
+    def _reduced(self, y_true, y_pred, sample_weight=None):
         return reduce_per_sample(self.call(y_true, y_pred), sample_weight,
                                  "sum_over_batch_size" if self.reduction == "auto"
                                  else self.reduction)

@@ -20,6 +20,7 @@ for the generic accuracy metric.
 
 import numpy as np
 
+from . import backend as K
 from . import losses as _losses
 from .errors import ConfigError, ShapeError
 from .registry import Registry
@@ -312,8 +313,12 @@ SparseTopKCategoricalAccuracy = _wrapper_class("SparseTopKCategoricalAccuracy",
 
 
 def _np_loss(fn):
-    """A loss function evaluated on numpy values, returning numpy per-sample values."""
+    """A loss function evaluated on numpy values, returning numpy per-sample values; on
+    tensors (a custom loss written with `metrics.binary_crossentropy`, as Keras 2's VAE
+    does) it is the differentiable loss itself."""
     def metric(y_true, y_pred, **kwargs):
+        if any(isinstance(t, K.Tensor) or K.is_symbolic(t) for t in (y_true, y_pred)):
+            return fn(y_true, y_pred, **kwargs)
         return _np(fn(y_true, np.asarray(y_pred), **kwargs))
     metric.__name__ = fn.__name__
     return metric

@@ -304,3 +304,34 @@ def test_names():
     assert "adam" in str(e.value)
     with pytest.raises(ConfigError):
         O.SGD(momentum=0.5, foo=1)
+
+
+@pytest.mark.parametrize("name, lr", [("adadelta", 1.0), ("adagrad", 0.01), ("adamax", 0.002),
+                                      ("nadam", 0.002), ("sgd", 0.01), ("rmsprop", 0.001),
+                                      ("adam", 0.001)])
+def test_keras2_default_learning_rates(name, lr):
+    """Keras 2.0-2.3's defaults (DESIGN.md: Adadelta 1.0, Adagrad 0.01, Adamax/Nadam 0.002)."""
+    opt = O.get(name)
+    assert opt.get_config()["learning_rate"] == pytest.approx(lr)
+    if name == "adadelta":
+        assert opt.get_config()["rho"] == pytest.approx(0.95)
+
+
+def test_adadelta_string_learns_a_classifier():
+    """mnist_cnn's optimizer='adadelta' must learn in a few epochs (lr 1e-3 barely moved)."""
+    from modelkit.layers import Dense
+    from modelkit.models import Sequential
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.argmax(x[:, :3], axis=1)]
+    hists = {}
+    for opt in ("adadelta", O.Adadelta(learning_rate=0.001)):
+        np.random.seed(1)
+        model = Sequential([Dense(16, activation="relu", input_shape=(8,)),
+                            Dense(3, activation="softmax")])
+        model.compile(optimizer=opt, loss="categorical_crossentropy", metrics=["accuracy"])
+        hists[str(opt)] = model.fit(x, y, epochs=10, batch_size=8, verbose=0).history
+    keras2, tiny = hists["adadelta"], hists[str(opt)]
+    assert keras2["loss"][-1] < 0.7 * keras2["loss"][0]
+    assert keras2["accuracy"][-1] > 0.6
+    assert tiny["loss"][0] - tiny["loss"][-1] < 0.1 * (keras2["loss"][0] - keras2["loss"][-1])

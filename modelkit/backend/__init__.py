@@ -9,12 +9,14 @@ from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
 from . import rnn_ops  # noqa: F401
 from . import conv_ops  # noqa: F401
 from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: F401
-from .config import (epsilon, floatx, image_data_format, image_dim_ordering,  # noqa: F401
-                     learning_phase, normalize_data_format, set_epsilon, set_floatx,
+from .config import (clear_session, epsilon, floatx, get_uid,  # noqa: F401
+                     image_data_format, image_dim_ordering, learning_phase,
+                     normalize_data_format, reset_uids, set_epsilon, set_floatx,
                      set_image_data_format, set_image_dim_ordering, set_learning_phase)
 from .tape import OPS, apply, defop  # noqa: F401
 from .functions import *  # noqa: F401,F403
 from .functions import abs, all, any, max, min, pow, round, slice, sum  # noqa: F401,A004
+from .symbols import placeholder  # noqa: F401
 from .tensor import GradientTape, StopRecording, Tensor, Variable  # noqa: F401
 from . import functions as _f
 

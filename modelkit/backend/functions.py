@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from . import array_ops, math_ops, nn_ops
-from . import config
+from . import config, symbols
 from .random_state import global_rng
 from .tape import apply
 from .tensor import Tensor, Variable, as_array, as_tensor
@@ -26,14 +26,86 @@ def is_symbolic(x):
 
 
 def _first_symbolic(items):
+    """The first symbolic tensor in `items` (lists and tuples searched too): a graph tensor
+    (from `Input` or a layer) if there is one, else a `K.placeholder` expression (`Symbol`),
+    else None."""
+    fallback = None
     for x in items:
         if is_symbolic(x):
             return x
         if isinstance(x, (list, tuple)):
             found = _first_symbolic(x)
-            if found is not None:
+            if found is not None and is_symbolic(found):
                 return found
+            fallback = fallback or found
+        elif fallback is None and isinstance(x, symbols.Symbol):
+            fallback = x
+    return fallback
+
+
+_RUNS = []      # the value tables of the graphs running now (innermost last)
+
+
+class graph_run:
+    """Set by the engine while a model runs: a symbolic tensor of that graph met by a K
+    function (a Keras 2 custom layer or loss closing over `z_mean`) stands for its value in
+    this run."""
+
+    def __init__(self, values):
+        self.values = values           # id(symbolic tensor) -> (value, mask)
+
+    def __enter__(self):
+        _RUNS.append(self.values)
+
+    def __exit__(self, *exc):
+        _RUNS.pop()
+        return False
+
+
+def running_value(x):
+    """The value of symbolic `x` in the graph running now, or None."""
+    for values in reversed(_RUNS):
+        hit = values.get(id(x))
+        if hit is not None:
+            return hit[0]
     return None
+
+
+def _resolved(items):
+    """`items` with every symbolic tensor replaced by its running value; None if one has none."""
+    out = []
+    for x in items:
+        if isinstance(x, (list, tuple)):
+            sub = _resolved(x)
+            if sub is None:
+                return None
+            out.append(type(x)(sub))
+        elif is_symbolic(x):
+            value = running_value(x)
+            if value is None:
+                return None
+            out.append(value)
+        else:
+            out.append(x)
+    return out
+
+
+class probe_scope:
+    """Set while the engine probes a layer with dummy inputs: notes whether the call met
+    symbolic tensors (it closes over graph tensors, so the dummy run means nothing)."""
+
+    active = []
+
+    def __init__(self):
+        self.saw_symbolic = False
+
+    def __enter__(self):
+        probe_scope.active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        probe_scope.active.pop()
+        return False
 
 
 def k_function(fn):
@@ -42,6 +114,12 @@ def k_function(fn):
     def wrapper(*args, **kwargs):
         symbolic = _first_symbolic(args + tuple(kwargs.values()))
         if symbolic is not None:
+            if _RUNS and is_symbolic(symbolic):
+                values = _resolved(list(args) + list(kwargs.values()))
+                if values is not None:
+                    return fn(*values[:len(args)], **dict(zip(kwargs, values[len(args):])))
+            if probe_scope.active:
+                probe_scope.active[-1].saw_symbolic = True
             return symbolic.__backend_function__(wrapper, args, kwargs)
         return fn(*args, **kwargs)
     wrapper.k_name = fn.__name__
@@ -119,6 +197,7 @@ def eval(x):  # noqa: A001 - Keras name
     return get_value(x)
 
 
+@k_function
 def shape(x):
     """The shape as a Tensor of ints (concrete here; symbolic tensors give a node)."""
     return Tensor(np.asarray(as_array(x).shape, dtype=np.int64))
@@ -126,7 +205,7 @@ def shape(x):
 
 def int_shape(x):
     """The shape as a tuple (None for unknown dims of symbolic tensors)."""
-    if is_symbolic(x) or isinstance(x, Variable):
+    if is_symbolic(x) or isinstance(x, (Variable, symbols.Symbol)):
         return tuple(x.shape)
     return tuple(as_array(x).shape)
 
@@ -290,6 +369,66 @@ def dropout(x, level, noise_shape=None, seed=None, rng=None):
     if rng is None:
         rng = np.random.default_rng(seed) if seed is not None else global_rng()
     return apply(nn_ops._dropout, _t(x), rate=float(level), noise_shape=noise_shape, rng=rng)
+
+
+def in_train_phase(x, alt, training=None):
+    """`x` in training, `alt` otherwise (callables are called); `training` defaults to the
+    phase of the running model, as Keras 2's learning phase does."""
+    if training is None or isinstance(training, config.LearningPhase):
+        training = config.current_phase()
+    chosen = x if (training if not isinstance(training, Tensor) else bool(training.value)) \
+        else alt
+    return chosen() if callable(chosen) else chosen
+
+
+def in_test_phase(x, alt, training=None):
+    return in_train_phase(alt, x, training=training)
+
+
+# ---------------------------------------------------------------------------------------
+# random tensors (numpy's global random state unless `seed` is given, so np.random.seed
+# makes them reproducible as in Keras 2)
+
+def _random_state(seed):
+    return np.random.RandomState(seed) if seed is not None else np.random.mtrand._rand
+
+
+def _shape_tuple(shape, fn):
+    values = as_array(shape).reshape(-1).tolist() if isinstance(shape, Tensor) else \
+        [int(as_array(d)) for d in (shape if isinstance(shape, (list, tuple)) else [shape])]
+    if builtins.any(int(d) < 0 for d in values):
+        raise ShapeError(f"K.{fn}: shape must be non-negative dims, got {values}")
+    return tuple(int(d) for d in values)
+
+
+@k_function
+def random_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    draws = _random_state(seed).normal(mean, stddev, _shape_tuple(shape, "random_normal"))
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def random_uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    draws = _random_state(seed).uniform(minval, maxval, _shape_tuple(shape, "random_uniform"))
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def random_binomial(shape, p=0.0, dtype=None, seed=None):
+    draws = _random_state(seed).uniform(0.0, 1.0, _shape_tuple(shape, "random_binomial")) < p
+    return Tensor(draws.astype(config.dtype_of(dtype)))
+
+
+@k_function
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Normal draws redrawn until within two standard deviations of the mean."""
+    rs = _random_state(seed)
+    draws = rs.normal(0.0, 1.0, _shape_tuple(shape, "truncated_normal"))
+    bad = np.abs(draws) > 2.0
+    while bad.any():
+        draws[bad] = rs.normal(0.0, 1.0, int(bad.sum()))
+        bad = np.abs(draws) > 2.0
+    return Tensor((draws * stddev + mean).astype(config.dtype_of(dtype)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -584,14 +723,26 @@ def binary_crossentropy(target, output, from_logits=False):
 # gradients and functions
 
 def gradients(loss, variables):
-    """d loss / d variables for a loss computed under `GradientTape` (see K.function for
-    the symbolic form)."""
+    """d sum(loss) / d each of `variables` (a tensor or a list).
+
+    On symbolic tensors (Keras 2's idiom) the result is symbolic: gradients with respect to
+    inputs, intermediate tensors or weights, evaluated by `K.function`; the symbolic tensor's
+    type builds them (`__backend_gradients__(loss, sources)`). On concrete tensors the loss
+    must have been computed inside a `GradientTape` that records it."""
     from .tensor import active_tape
+    sources = list(variables) if isinstance(variables, (list, tuple)) else [variables]
+    symbolic = _first_symbolic([loss, sources])
+    if symbolic is not None:
+        return symbolic.__backend_gradients__(loss, sources)
     tape = active_tape()
     if tape is None:
         raise ConfigError("K.gradients needs the loss to be computed inside a "
                           "GradientTape, or symbolic tensors passed to K.function")
-    return tape.gradient(sum(_t(loss)), list(variables))
+    persistent, tape.persistent = tape.persistent, True    # the tape's owner still needs it
+    try:
+        return [Tensor(g) for g in tape.gradient(sum(_t(loss)), sources)]
+    finally:
+        tape.persistent = persistent
 
 
 def function(inputs, outputs, updates=None, name=None):

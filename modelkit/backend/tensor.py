@@ -132,8 +132,10 @@ class GradientTape:
         sources = [sources] if single else list(sources)
         grads = {id(target): (np.ones_like(target.value) if output_gradient is None
                               else np.asarray(output_gradient, dtype=target.value.dtype))}
+        keep = {id(s) for s in sources}     # an intermediate source keeps its gradient
         for rec in reversed(self.records):
-            out_grads = [densify(grads.pop(id(o), None)) for o in rec.outputs]
+            out_grads = [densify(grads.get(id(o)) if id(o) in keep else grads.pop(id(o), None))
+                         for o in rec.outputs]
             if all(g is None for g in out_grads):
                 continue
             needs = tuple(isinstance(t, Tensor) and t.tracked for t in rec.inputs)

@@ -8,9 +8,12 @@ arguments are checked (`check_arguments`) before anything is built.
 """
 
 from ..backend import functions as F
+from ..backend.tensor import Tensor, Variable
+from ..errors import ConfigError
 from ..op_arguments import check_arguments, decode, encode
 from .base_layer import Layer
 from .k_functions import k_function_named
+
 
 def _encode(value, tensors):
     return encode(value, tensors, F.is_symbolic)
@@ -41,6 +44,56 @@ class BackendOp(Layer):
         config.update({"function": self.function, "arguments": self.arguments})
         return config
 
+    # -- shapes of random tensors whose shape argument is itself symbolic ---------------------
+    _RANDOM = ("random_normal", "random_uniform", "random_binomial", "truncated_normal")
+
+    def _symbolic_call(self, inputs, *args, **kwargs):
+        self._symbolic_inputs = inputs if isinstance(inputs, list) else [inputs]
+        return super()._symbolic_call(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        """Random tensors take their shape from a value, which probing with dummy zeros cannot
+        see: read it from the symbolic `K.shape(x)` (or its items) instead."""
+        if self.function in self._RANDOM and getattr(self, "_symbolic_inputs", None):
+            args = decode(self.arguments["args"], self._symbolic_inputs)
+            kwargs = {k: decode(v, self._symbolic_inputs)
+                      for k, v in self.arguments["kwargs"].items()}
+            shape = kwargs.get("shape", args[0] if args else None)
+            if F.is_symbolic(shape):
+                return _shape_value(shape) or (None,) * (shape.shape[0] or 0)
+            if isinstance(shape, (list, tuple)):
+                return tuple(_dim_value(d) for d in shape)
+        return super().compute_output_shape(input_shape)
+
+
+def _origin(tensor):
+    """(function name, arguments, input tensors) of the BackendOp that made `tensor`."""
+    layer, node_index, _ = tensor._keras_history
+    if not isinstance(layer, BackendOp):
+        return None, None, None
+    return layer.function, layer.arguments, layer._inbound_nodes[node_index].input_tensors
+
+
+def _shape_value(tensor):
+    """The static value of `K.shape(x)`: x's symbolic shape (None where unknown)."""
+    function, arguments, inputs = _origin(tensor)
+    if function == "shape" and len(inputs) == 1:
+        return tuple(inputs[0].shape)
+    return None
+
+
+def _dim_value(d):
+    """A shape item: an int, or `K.shape(x)[i]` (x's dim i, maybe None), else None."""
+    if not F.is_symbolic(d):
+        return int(d)
+    function, arguments, inputs = _origin(d)
+    if function == "getitem":
+        source, index = decode(arguments["args"], inputs)
+        value = _shape_value(source) if F.is_symbolic(source) else None
+        if value is not None and isinstance(index, int):
+            return value[index]
+    return None
+
 
 def _to_index(idx):
     return tuple(idx) if isinstance(idx, list) else idx
@@ -58,8 +111,68 @@ def symbolic_call(fn, args, kwargs):
 
 
 def getitem_symbolic(x, index):
-    """`x[index]` on a symbolic tensor: a BackendOp node."""
+    """`x[index]` on a symbolic tensor: a BackendOp node (its value, inside a running
+    graph that closes over it)."""
+    value = F.running_value(x)
+    if value is not None:
+        return F.getitem(value, index)
     tensors = []
     enc = _encode([x, list(index) if isinstance(index, tuple) else index], tensors)
     layer = BackendOp("getitem", {"args": enc, "kwargs": {}})
     return layer(tensors if len(tensors) > 1 else tensors[0])
+
+
+class SymbolicGradients(Layer):
+    """The node `K.gradients(loss, sources)` makes on symbolic tensors: the gradients of
+    sum(loss) with respect to its other inputs and to `variables` (weights, held by
+    reference). It runs inside `K.function`, which records the graph on a tape."""
+
+    def __init__(self, variables, slots, **kwargs):
+        super().__init__(**kwargs)
+        self.sources_by_reference = list(variables)
+        self.slots = list(slots)         # per source: ("tensor", i) or ("variable", i)
+
+    def call(self, inputs):
+        from ..backend.tensor import active_tape
+        tape = active_tape()
+        if tape is None:
+            raise ConfigError(f"Layer {self.name!r}: symbolic K.gradients are evaluated by "
+                              "K.function (they cannot be predicted or saved)")
+        loss, tensors = inputs[0], inputs[1:]
+        sources = [tensors[i] if kind == "tensor" else self.sources_by_reference[i]
+                   for kind, i in self.slots]
+        grads = tape.gradient(F.sum(loss), sources)
+        return [Tensor(g) for g in grads]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[1 + i]) if kind == "tensor"
+                else self.sources_by_reference[i].shape
+                for kind, i in self.slots]
+
+    def compute_output_dtype(self, input_dtype):
+        return [input_dtype[1 + i] if kind == "tensor" else self.sources_by_reference[i].dtype
+                for kind, i in self.slots]
+
+    def get_config(self):
+        raise ConfigError(f"Layer {self.name!r}: a graph with symbolic K.gradients cannot "
+                          "be serialised")
+
+
+def symbolic_gradients(loss, sources):
+    """K.gradients on symbolic tensors: one SymbolicGradients node."""
+    if not F.is_symbolic(loss):
+        raise ConfigError("K.gradients: the loss must be a symbolic tensor of the graph "
+                          f"when the sources are, got {type(loss).__name__}")
+    tensors, variables, slots = [], [], []
+    for s in sources:
+        if F.is_symbolic(s):
+            slots.append(("tensor", len(tensors)))
+            tensors.append(s)
+        elif isinstance(s, Variable):
+            slots.append(("variable", len(variables)))
+            variables.append(s)
+        else:
+            raise ConfigError("K.gradients: each source must be a symbolic tensor or a "
+                              f"weight Variable, got {type(s).__name__}")
+    out = SymbolicGradients(variables, slots)([loss] + tensors)
+    return out if isinstance(out, list) else [out]

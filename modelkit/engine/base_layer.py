@@ -1,6 +1,5 @@
 """The Layer base class: weights, build, call, symbolic calls, config, masks, losses."""
 
-import collections
 import functools
 import inspect
 import re
@@ -9,12 +8,12 @@ import numpy as np
 
 from .. import legacy
 from ..backend import config as backend_config
+from ..backend import functions as F
 from ..backend.functions import is_symbolic
 from ..backend.tensor import StopRecording, Tensor, Variable, as_array, as_tensor
 from ..errors import ConfigError, DTypeError, ModelkitError, ShapeError
 from .keras_tensor import KerasTensor, Node
-
-_NAME_COUNTS = collections.defaultdict(int)
+from .placeholders import holds_symbols, to_keras
 
 
 def to_snake_case(name):
@@ -23,14 +22,14 @@ def to_snake_case(name):
 
 
 def unique_name(base):
-    n = _NAME_COUNTS[base]
-    _NAME_COUNTS[base] += 1
-    return base if n == 0 else f"{base}_{n}"
+    n = backend_config.get_uid(base)
+    return base if n == 1 else f"{base}_{n - 1}"
 
 
 def clear_session():
-    """Reset layer-name counters (as keras.backend.clear_session does)."""
-    _NAME_COUNTS.clear()
+    """Reset layer-name counters and the learning phase (as keras.backend.clear_session
+    does)."""
+    backend_config.clear_session()
 
 
 def to_list(x):
@@ -231,7 +230,8 @@ class Layer:
         return int(sum(np.prod(v.shape) for v in self.weights))
 
     # -- losses ---------------------------------------------------------------------------
-    def add_loss(self, loss):
+    def add_loss(self, loss, inputs=None):
+        """A loss term for training (Keras 2's `inputs=` is accepted and not needed)."""
         if _CallContext.stack:
             _CallContext.stack[-1].losses.append(loss)
         else:
@@ -262,8 +262,11 @@ class Layer:
                 self._initial_weights = None
 
     def __call__(self, inputs, *args, **kwargs):
-        if any(is_symbolic(t) for t in flatten_structure(inputs)):
+        flat = flatten_structure(inputs)
+        if any(is_symbolic(t) for t in flat):
             return self._symbolic_call(inputs, *args, **kwargs)
+        if holds_symbols(flat):                          # K.placeholder expressions
+            return self._symbolic_call(to_keras(inputs), *args, **kwargs)
         inputs = map_structure(lambda x: x if isinstance(x, Tensor) else as_tensor(x), inputs)
         self._maybe_build(map_structure(lambda t: tuple(t.shape), inputs))
         return self._call_with_options(inputs, *args, **kwargs)
@@ -328,7 +331,12 @@ class Layer:
         reported as None)."""
         if self.preserves_shape:
             return input_shape
-        probes = [self._probe(input_shape, fill) for fill in (2, 3)]
+        try:
+            probes = [self._probe(input_shape, fill) for fill in (2, 3)]
+        except _ClosureProbe:
+            # Keras 2's default for a layer whose call closes over graph tensors (the VAE's
+            # loss layer): the (first) input's shape
+            return input_shape[0] if _is_shape_list(input_shape) else input_shape
         if _is_shape_list(probes[0]):
             return [_merge_probe(a, b) for a, b in zip(*probes)]
         return _merge_probe(*probes)
@@ -348,8 +356,17 @@ class Layer:
         dtypes = self._probe_dtypes(input_shape)
         pairs = _zip_structure(input_shape, dtypes)
         inputs = map_structure_pairs(dummy, pairs)
-        with StopRecording():
-            out = self._call_with_options(inputs, training=False)
+        # dummy zeros may divide 0/0; losses a probed call adds are not real
+        with StopRecording(), np.errstate(all="ignore"), _CallContext(), \
+                F.probe_scope() as probe:
+            try:
+                out = self._call_with_options(inputs, training=False)
+            except Exception:
+                if probe.saw_symbolic:
+                    raise _ClosureProbe() from None
+                raise
+        if probe.saw_symbolic:
+            raise _ClosureProbe()
         if isinstance(out, (list, tuple)):
             return [tuple(o.shape) for o in out]
         return tuple(out.shape)
@@ -411,6 +428,10 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class _ClosureProbe(Exception):
+    """A probed call met symbolic tensors of the graph: its dummy run says nothing."""
 
 
 def _dedupe(vs):

@@ -37,6 +37,10 @@ class CompiledLoss:
         self.weights = [1.0 if w is None else float(w) for w in weights]
         self.fn_names = [_fn_name(f) for f in self.fns]
 
+    @property
+    def needs_targets(self):
+        return any(f is not None for f in self.fns)
+
     def output_loss_names(self):
         if len(self.output_names) == 1:
             return []
@@ -49,15 +53,16 @@ class CompiledLoss:
             if fn is None:
                 continue
             y_pred = outs[i]
+            if ys is None:
+                raise ConfigError(f"Output {self.output_names[i]!r} has a loss but no target "
+                                  "was given")
             y_true = ys[i]
             sw = None if sample_weights is None else sample_weights[i]
             value = reduce_loss(fn(y_true, y_pred), sw)
             per_output.append(float(value.value))
             weighted = value if w == 1.0 else F.multiply(value, np.asarray(w, value.dtype))
             total = weighted if total is None else F.add(total, weighted)
-        if total is None:
-            raise ConfigError("Every output has loss None: nothing to train")
-        return total, [float(total.value)] + per_output
+        return total, [None if total is None else float(total.value)] + per_output
 
 
 def _per_sample(fn):
@@ -159,6 +164,8 @@ class CompiledMetrics:
             m.reset_state()
 
     def update(self, ys, outs, sample_weights=None):
+        if ys is None and self.entries:
+            raise ConfigError("Metrics need targets: fit/evaluate was called without `y`")
         for i, m, _, weighted in self.entries:
             sw = sample_weights[i] if (weighted and sample_weights is not None) else None
             m.update_state(ys[i], outs[i], sample_weight=sw)

@@ -38,6 +38,16 @@ def standardize(data, names, shapes, dtypes, what, model_name):
     return out
 
 
+def match_target_ranks(ys, output_shapes):
+    """Keras 2: a target one rank short of an output whose last dim is 1 (a 1-D target for an
+    `(N, 1)` prediction) becomes `(..., 1)` before any loss or metric sees it, so custom
+    losses never broadcast `(N,)` against `(N, 1)` to `(N, N)`."""
+    if ys is None:
+        return None
+    return [y.reshape(y.shape + (1,)) if shape is not None and y.ndim == len(shape) - 1
+            and shape[-1] == 1 else y for y, shape in zip(ys, output_shapes)]
+
+
 def _looks_like_list_of_arrays(data):
     return all(hasattr(d, "shape") and getattr(d, "ndim", 0) >= 1 for d in data)
 

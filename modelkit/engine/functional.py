@@ -4,11 +4,15 @@ import warnings
 
 import numpy as np
 
-from ..backend.tensor import StopRecording, Tensor, as_array
+from ..backend import config as backend_config
+from ..backend import functions as F
+from ..backend.tensor import GradientTape, StopRecording, Tensor, as_array
 from ..errors import ConfigError, ModelkitError, ShapeError
-from .base_layer import Layer, to_list
+from .backend_op_layer import SymbolicGradients
+from .base_layer import Layer, _CallContext, to_list
 from .input_layer import InputLayer
 from .keras_tensor import KerasTensor
+from .placeholders import to_keras
 from .summary import print_summary
 from .training import TrainingMixin
 
@@ -28,6 +32,7 @@ class Model(TrainingMixin, Layer):
         TrainingMixin.__init__(self)
         self.inputs, self.outputs = [], []
         self._nodes_in_order = []
+        self._symbolic_losses, self._loss_nodes = [], []
         self._layers = []
         if inputs is not None or outputs is not None:
             if inputs is None or outputs is None:
@@ -38,8 +43,8 @@ class Model(TrainingMixin, Layer):
     def _init_graph(self, inputs, outputs):
         self._single_input = not isinstance(inputs, (list, tuple))
         self._single_output = not isinstance(outputs, (list, tuple))
-        self.inputs = to_list(inputs)
-        self.outputs = to_list(outputs)
+        self.inputs = to_list(to_keras(inputs))          # K.placeholder works as Input
+        self.outputs = to_list(to_keras(outputs))
         for t in self.inputs + self.outputs:
             if not isinstance(t, KerasTensor):
                 raise ConfigError(f"Model {self.name!r}: inputs and outputs must be symbolic "
@@ -59,12 +64,12 @@ class Model(TrainingMixin, Layer):
         self._sublayers = [la for la in layers if not isinstance(la, InputLayer)]
         self.built = True
 
-    def _topological_nodes(self):
-        """Nodes in dependency order (depth-first post-order from the outputs), with an
-        explicit stack: a model thousands of layers deep must not hit Python's recursion
-        limit."""
+    def _topological_nodes(self, targets=None, known=()):
+        """Nodes needed for `targets` (default: the outputs) in dependency order, skipping
+        `known` nodes (already run): depth-first post-order with an explicit stack, so a
+        model thousands of layers deep does not hit Python's recursion limit."""
         input_ids = {id(t) for t in self.inputs}
-        order, state = [], {}
+        order, state = [], {id(n): "done" for n in known}
 
         def enter(tensor, path):
             """The node to expand for `tensor`, or None if nothing is left to do."""
@@ -86,7 +91,7 @@ class Model(TrainingMixin, Layer):
             state[key] = "visiting"
             return node
 
-        for out in self.outputs:
+        for out in (self.outputs if targets is None else targets):
             node = enter(out, "<output>")
             stack = [(node, iter(node.input_tensors))] if node is not None else []
             while stack:
@@ -101,6 +106,22 @@ class Model(TrainingMixin, Layer):
                     state[id(node)] = "done"
                     order.append(node)
         return order
+
+    # -- losses added as symbolic tensors (Keras 2's add_loss(tensor), the VAE pattern) ------
+    def add_loss(self, loss, inputs=None):
+        if not any(F.is_symbolic(t) for t in to_list(loss)):
+            return super().add_loss(loss, inputs)
+        for t in to_list(loss):
+            if not F.is_symbolic(t):
+                raise ConfigError(f"Model {self.name!r}: add_loss got a list mixing symbolic "
+                                  "and concrete losses")
+            self._symbolic_losses.append(t)
+        self._loss_nodes = self._topological_nodes(self._symbolic_losses,
+                                                   known=self._nodes_in_order)
+
+    @property
+    def has_added_losses(self):
+        return bool(self._symbolic_losses or self._eager_losses)
 
     @property
     def layers(self):
@@ -124,7 +145,17 @@ class Model(TrainingMixin, Layer):
 
     @property
     def output_names(self):
-        return [t._keras_history[0].name for t in self.outputs]
+        """Output layer names, made unique as Keras does when two outputs come from one
+        layer (e.g. both outputs of a nested model): 'model', 'model_1', ..."""
+        names, seen, counts = [], set(), {}
+        for t in self.outputs:
+            base = proposal = t._keras_history[0].name
+            while proposal in seen:
+                counts[base] = counts.get(base, 0) + 1
+                proposal = f"{base}_{counts[base]}"
+            seen.add(proposal)
+            names.append(proposal)
+        return names
 
     def get_layer(self, name=None, index=None):
         if index is not None:
@@ -152,7 +183,20 @@ class Model(TrainingMixin, Layer):
         values = {}
         for i, (sym, x) in enumerate(zip(self.inputs, inputs)):
             values[id(sym)] = (x, masks[i] if masks else None)
-        for node in self._nodes_in_order:
+        with backend_config.phase_scope(training), F.graph_run(values):
+            self._run_nodes(self._nodes_in_order, values, training)
+            if self._symbolic_losses and _CallContext.stack:
+                self._run_nodes(self._loss_nodes, values, training)
+                for t in self._symbolic_losses:
+                    self.add_loss_value(values[id(t)][0])
+        result = [values[id(t)] for t in self.outputs]
+        return [r[0] for r in result], [r[1] for r in result]
+
+    def add_loss_value(self, value):
+        _CallContext.stack[-1].losses.append(value)
+
+    def _run_nodes(self, nodes, values, training):
+        for node in nodes:
             try:
                 args = [values[id(t)] for t in node.input_tensors]
             except KeyError:
@@ -164,7 +208,12 @@ class Model(TrainingMixin, Layer):
             if multi and all(mm is None for mm in m):
                 m = None
             layer = node.layer
-            out = layer._call_with_options(x, training=training, mask=m, **node.call_kwargs)
+            kwargs = node.call_kwargs
+            phase = training
+            if "training" in kwargs:          # layer(x, training=True) in the graph wins
+                kwargs = dict(kwargs)
+                phase = kwargs.pop("training")
+            out = layer._call_with_options(x, training=phase, mask=m, **kwargs)
             out_mask = layer.compute_mask(x, m)
             outs = node.output_tensors
             if len(outs) == 1:
@@ -175,8 +224,6 @@ class Model(TrainingMixin, Layer):
                 om = out_mask if isinstance(out_mask, (list, tuple)) else [out_mask] * len(outs)
                 for t, o, mm in zip(outs, out, om):
                     values[id(t)] = (o, mm)
-        result = [values[id(t)] for t in self.outputs]
-        return [r[0] for r in result], [r[1] for r in result]
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -250,14 +297,35 @@ class Model(TrainingMixin, Layer):
 
 
 def make_backend_function(inputs, outputs):
-    """K.function(inputs, outputs): run the graph between symbolic tensors."""
+    """K.function(inputs, outputs): run the graph between symbolic tensors.
+
+    `K.learning_phase()` may be one of the inputs (fed 0 or 1: inference or training);
+    outputs may include symbolic `K.gradients`, then the run is recorded on a tape."""
     single = not isinstance(outputs, (list, tuple))
-    model = Model(inputs=to_list(inputs), outputs=to_list(outputs))
+    inputs = to_list(inputs)
+    phase_at = [i for i, t in enumerate(inputs) if isinstance(t, backend_config.LearningPhase)]
+    graph_inputs = [t for i, t in enumerate(inputs) if i not in phase_at]
+    model = Model(inputs=graph_inputs, outputs=to_list(outputs))
+    differentiate = any(isinstance(n.layer, SymbolicGradients) or
+                        getattr(n.layer, "differentiates_in_forward", False)
+                        for n in model._nodes_in_order)
 
     def fn(values):
-        values = [Tensor(as_array(v)) for v in to_list(values)]
-        with StopRecording():
-            outs, _ = model._run_graph(values, training=False)
+        values = to_list(values)
+        if len(values) != len(inputs):
+            raise ShapeError(f"K.function expects {len(inputs)} input value(s), got "
+                             f"{len(values)}")
+        fixed = backend_config.fixed_phase()
+        training = bool(int(np.asarray(values[phase_at[0]]))) if phase_at else bool(fixed)
+        feeds = [np.asarray(as_array(v)) for i, v in enumerate(values) if i not in phase_at]
+        feeds = [Tensor(v.astype(sym.dtype) if v.dtype != sym.dtype else v,
+                        tracked=differentiate) for v, sym in zip(feeds, graph_inputs)]
+        if differentiate:
+            with GradientTape(persistent=True):
+                outs, _ = model._run_graph(feeds, training=training)
+        else:
+            with StopRecording():
+                outs, _ = model._run_graph(feeds, training=training)
         arrays = [np.asarray(o.value) for o in outs]
         return arrays[0] if single else arrays
     return fn

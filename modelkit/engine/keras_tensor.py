@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from ..backend import functions as F
+from ..backend.symbols import TensorOperators
 
 
-class KerasTensor:
+class KerasTensor(TensorOperators):
     """A symbolic tensor: shape (None for unknown dims), dtype and the layer call that
     produced it (`_keras_history = (layer, node_index, tensor_index)`)."""
 
@@ -30,33 +30,29 @@ class KerasTensor:
         from ..errors import ShapeError
         raise ShapeError(f"len() of a symbolic tensor {self!r} is unknown")
 
-    # Python operators become backend-op layers (see backend_op_layer.py)
-    def __add__(self, o): return F.add(self, o)
-    def __radd__(self, o): return F.add(o, self)
-    def __sub__(self, o): return F.subtract(self, o)
-    def __rsub__(self, o): return F.subtract(o, self)
-    def __mul__(self, o): return F.multiply(self, o)
-    def __rmul__(self, o): return F.multiply(o, self)
-    def __truediv__(self, o): return F.divide(self, o)
-    def __rtruediv__(self, o): return F.divide(o, self)
-    def __pow__(self, o): return F.pow_(self, o)
-    def __neg__(self): return F.negative(self)
-    def __abs__(self): return F.abs(self)
-    def __matmul__(self, o): return F.matmul(self, o)
+    # Python operators (from TensorOperators) become backend-op layers; so does indexing
     def __getitem__(self, idx):
         from .backend_op_layer import getitem_symbolic
         return getitem_symbolic(self, idx)
 
-    # K functions (and K.function) applied to symbolic tensors hand themselves over here
+    # K functions, K.function and K.gradients on symbolic tensors hand themselves over here
     @staticmethod
     def __backend_function__(fn, args, kwargs):
         from .backend_op_layer import symbolic_call
-        return symbolic_call(fn, args, kwargs)
+        from .placeholders import to_keras
+        return symbolic_call(fn, to_keras(args), to_keras(kwargs))
+
+    @staticmethod
+    def __backend_gradients__(loss, sources):
+        from .backend_op_layer import symbolic_gradients
+        from .placeholders import to_keras
+        return symbolic_gradients(to_keras(loss), to_keras(sources))
 
     @staticmethod
     def __backend_graph_function__(inputs, outputs):
         from .functional import make_backend_function
-        return make_backend_function(inputs, outputs)
+        from .placeholders import to_keras
+        return make_backend_function(to_keras(inputs), to_keras(outputs))
 
 
 class Node:

@@ -37,8 +37,6 @@ class TrainingMixin:
             kwargs.pop("class_mode")
         if kwargs:
             raise ConfigError(f"compile: unknown argument(s) {sorted(kwargs)}")
-        if loss is None:
-            raise ConfigError(f"Model {self.name!r}: compile needs a loss")
         self.optimizer = optimizers.get(optimizer)
         self._compile_args = dict(loss=loss, metrics=metrics, loss_weights=loss_weights,
                                   weighted_metrics=weighted_metrics)
@@ -59,6 +57,9 @@ class TrainingMixin:
                                               self.name)
             self.compiled_metrics = CompiledMetrics(args["metrics"], args["weighted_metrics"],
                                                     names, shapes, self.compiled_loss)
+            # Keras 2: the weights to train are collected when compiling, so setting
+            # `layer.trainable` afterwards takes effect at the next compile (the GAN recipe)
+            self._collected_trainable_weights = self.trainable_weights
 
     @property
     def metrics_names(self):
@@ -82,8 +83,9 @@ class TrainingMixin:
                               [t.dtype for t in self.inputs], "input", self.name)
 
     def _std_y(self, y):
-        return da.standardize(y, self.output_names, None, [None] * len(self.outputs),
-                              "target", self.name)
+        ys = da.standardize(y, self.output_names, None, [None] * len(self.outputs),
+                            "target", self.name)
+        return da.match_target_ranks(ys, [t.shape for t in self.outputs])
 
     def _std_sw(self, sample_weight, n):
         if sample_weight is None:
@@ -106,21 +108,29 @@ class TrainingMixin:
 
     # -- one step ---------------------------------------------------------------------------
     def _forward(self, xs, training):
-        tensors = [Tensor(a) for a in xs]
-        outs, _ = self._run_graph(tensors, training=training)
+        # a layer differentiating in its forward pass may ask for gradients w.r.t. inputs
+        tracked = _differentiates_in_forward(self)
+        tensors = [Tensor(a, tracked and a.dtype.kind == "f") for a in xs]
+        fixed = backend_config.fixed_phase()      # K.set_learning_phase(0 or 1) decides
+        outs, _ = self._run_graph(tensors, training=training if fixed is None else fixed)
         return outs
+
+    def _inference_scope(self):
+        """No tape in inference, except a throwaway one per batch when a layer may
+        differentiate inside its forward pass (a Lambda calling K.gradients, as
+        mnist_swwae's max-pooling switches do)."""
+        return GradientTape() if _differentiates_in_forward(self) else StopRecording()
 
     def _train_step(self, xs, ys, sws):
         from .base_layer import _CallContext
         allocator.retain_freed_memory()   # reuse the last step's arrays, no page faults
-        variables = self.trainable_weights
+        variables = self._collected_trainable_weights
         with GradientTape() as tape, _CallContext() as ctx:
             outs = self._forward(xs, training=True)
             total, per_output = self.compiled_loss(ys, outs, sws)
             extra = [l for layer in self._layers_for_losses() for l in
                      layer.regularization_losses()] + ctx.losses
-            if extra:
-                total = F.add(total, _sum_scalars(extra, total.dtype))
+            total = self._with_added_losses(total, per_output, extra, outs)
         with sparse_gradients():          # embedding gradients stay row-sparse
             grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -138,13 +148,25 @@ class TrainingMixin:
 
     def _test_step(self, xs, ys, sws):
         from .base_layer import _CallContext
-        with StopRecording(), _CallContext() as ctx:
+        with self._inference_scope(), _CallContext() as ctx:
             outs = self._forward(xs, training=False)
             total, per_output = self.compiled_loss(ys, outs, sws)
             extra = [l for l in self.regularization_losses()] + ctx.losses
-            if extra:
-                total = F.add(total, _sum_scalars(extra, total.dtype))
+            total = self._with_added_losses(total, per_output, extra, outs)
         return total, per_output, outs
+
+    def _with_added_losses(self, total, per_output, extra, outs):
+        """The compiled loss plus regularisation and `add_loss` terms (per_output[0], the
+        logged total, is updated in place)."""
+        if extra:
+            dtype = total.dtype if total is not None else outs[0].dtype
+            added = _sum_scalars(extra, dtype)
+            total = added if total is None else F.add(total, added)
+        if total is None:
+            raise ConfigError(f"Model {self.name!r} has nothing to train: compile was given "
+                              "no loss and the model added none with add_loss()")
+        per_output[0] = float(total.value)
+        return total
 
     # -- public batch methods -------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, reset_metrics=True,
@@ -173,7 +195,7 @@ class TrainingMixin:
     def predict_on_batch(self, x):
         self._ensure_built_for(x)
         xs = self._std_x(x)
-        with StopRecording():
+        with self._inference_scope():
             outs = self._forward(xs, training=False)
         return self._format_outputs([np.asarray(o.value) for o in outs])
 
@@ -190,7 +212,7 @@ class TrainingMixin:
         return values[0] if len(values) == 1 else values
 
     def _sample_weights(self, ys, sample_weight, class_weight):
-        sws = self._std_sw(sample_weight, len(ys[0]))
+        sws = self._std_sw(sample_weight, len(ys[0]) if ys else 0)
         if class_weight is not None:
             if len(self.outputs) > 1 and isinstance(class_weight, dict) and \
                     set(class_weight) <= set(self.output_names):
@@ -223,7 +245,7 @@ class TrainingMixin:
         self._prepare_compiled()
         batch_size = batch_size or 32
         xs, ys = self._std_x(x), self._std_y(y)
-        if ys is None:
+        if ys is None and self.compiled_loss.needs_targets:
             raise ConfigError(f"Model {self.name!r}: fit needs targets `y`")
         n = da.check_lengths(xs, ys)
         sws = self._sample_weights(ys, sample_weight, class_weight)
@@ -386,7 +408,8 @@ class TrainingMixin:
         else:
             self._ensure_built_for(x)
             xs, ys = self._std_x(x), self._std_y(y)
-            if ys is None:
+            self._prepare_compiled()
+            if ys is None and self.compiled_loss.needs_targets:
                 raise ConfigError(f"Model {self.name!r}: evaluate needs targets `y`")
             da.check_lengths(xs, ys)
             sws = self._std_sw(sample_weight, len(xs[0]))
@@ -440,9 +463,9 @@ class TrainingMixin:
         n = da.check_lengths(xs)
         batch_size = batch_size or 32
         chunks = []
-        with StopRecording():
-            for start in range(0, n, batch_size):
-                bx = da.slice_arrays(xs, slice(start, start + batch_size))
+        for start in range(0, n, batch_size):
+            bx = da.slice_arrays(xs, slice(start, start + batch_size))
+            with self._inference_scope():
                 chunks.append([np.asarray(o.value) for o in self._forward(bx, training=False)])
         if not chunks:
             outs = [np.zeros((0,) + tuple(d or 0 for d in t.shape[1:]), backend_config.floatx())
@@ -459,6 +482,14 @@ class TrainingMixin:
     def __call_check_compiled(self):
         if self.optimizer is None:
             raise NotCompiledError(f"Model {self.name!r} is not compiled")
+
+
+def _differentiates_in_forward(model):
+    for layer in getattr(model, "layers", []):
+        if layer is not model and (getattr(layer, "differentiates_in_forward", False)
+                                   or _differentiates_in_forward(layer)):
+            return True
+    return False
 
 
 def _sum_scalars(items, dtype):

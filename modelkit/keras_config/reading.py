@@ -212,14 +212,15 @@ def _keras_tensors(obj, out, depth=0):
 
 
 def _parse_calls(layer, where):
-    """inbound_nodes -> list of calls, each a list of [name, node_index, tensor_index] and
-    the names of tensors that were passed as `mask=` (Keras 3)."""
+    """inbound_nodes -> list of calls, each a list of [name, node_index, tensor_index], the
+    names of tensors that were passed as `mask=` (Keras 3) and each call's kwargs kept in the
+    IR (a boolean `training=`)."""
     nodes = layer.get("inbound_nodes") or []
     if not isinstance(nodes, list):
         raise KerasConfigError(f"{where}: inbound_nodes must be a list")
-    calls, masks = [], []
+    calls, masks, call_kwargs = [], [], []
     for n in nodes:
-        refs, mask_refs = [], []
+        refs, mask_refs, training = [], [], None
         if isinstance(n, dict):                                   # Keras 3
             _keras_tensors(n.get("args", []), refs)
             kwargs = n.get("kwargs") or {}
@@ -228,6 +229,8 @@ def _parse_calls(layer, where):
             for k, v in kwargs.items():
                 if k == "mask":
                     _keras_tensors(v, mask_refs)
+                elif k == "training":
+                    training = v
                 else:
                     _keras_tensors(v, refs)                       # e.g. initial_state
         elif isinstance(n, list):                                 # Keras 2
@@ -235,11 +238,14 @@ def _parse_calls(layer, where):
                 if not isinstance(item, list) or len(item) < 3:
                     raise KerasConfigError(f"{where}: bad inbound node entry {item!r}")
                 refs.append(item[:3])
+                if len(item) > 3 and isinstance(item[3], dict):
+                    training = item[3].get("training", training)
         else:
             raise KerasConfigError(f"{where}: bad inbound node {n!r}")
         calls.append(refs)
         masks.append(mask_refs)
-    return calls, masks
+        call_kwargs.append({"training": training} if isinstance(training, bool) else {})
+    return calls, masks, call_kwargs
 
 
 # Keras 3 op layers that only compute a mask (see _functional_to_graph)
@@ -252,7 +258,7 @@ def _functional_to_graph(cfg, keras3, where):
     if not isinstance(layers, list):
         raise KerasConfigError(f"{where}: Functional {name!r} has no layer list")
     where = f"{where}/{name}" if where != "model" else name
-    specs, nodes, raw_calls, raw_masks = {}, {}, {}, {}
+    specs, nodes, raw_calls, raw_masks, raw_kwargs = {}, {}, {}, {}, {}
     order = []
     for layer in layers:
         if not isinstance(layer, dict):
@@ -264,7 +270,8 @@ def _functional_to_graph(cfg, keras3, where):
             specs[lname] = _input_spec(layer.get("config") or {}, lname, where)
             continue
         nodes[lname] = _make_node(layer, keras3, where, lname)
-        raw_calls[lname], raw_masks[lname] = _parse_calls(layer, f"{where}/{lname}")
+        raw_calls[lname], raw_masks[lname], raw_kwargs[lname] = _parse_calls(
+            layer, f"{where}/{lname}")
         order.append(lname)
 
     # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node, and
@@ -320,9 +327,10 @@ def _functional_to_graph(cfg, keras3, where):
         return TensorRef(lname, max(ni - offsets[lname], 0), ti)
 
     for ln in order:
-        nodes[ln].calls = [[to_ref(item, f"{where}/{ln}") for item in call]
-                           for call in raw_calls[ln]]
-        nodes[ln].calls = [c for c in nodes[ln].calls if c] or nodes[ln].calls
+        calls = [[to_ref(item, f"{where}/{ln}") for item in call] for call in raw_calls[ln]]
+        kept = [i for i, c in enumerate(calls) if c] or list(range(len(calls)))
+        nodes[ln].calls = [calls[i] for i in kept]
+        nodes[ln].call_kwargs = [raw_kwargs[ln][i] for i in kept]
     inputs = []
     for item in _wrap_refs(cfg.get("input_layers") or []):
         if not isinstance(item, list) or not item or item[0] not in specs:

@@ -102,9 +102,10 @@ def _graph_config(graph, keras3):
         if keras3:
             e["inbound_nodes"] = [
                 {"args": [ref_item(call[0])] if len(call) == 1 else [[ref_item(r) for r in call]],
-                 "kwargs": {}} for call in n.calls]
+                 "kwargs": n.kwargs_of(ci)} for ci, call in enumerate(n.calls)]
         else:
-            e["inbound_nodes"] = [[ref_item(r) for r in call] for call in n.calls]
+            e["inbound_nodes"] = [[ref_item(r)[:3] + [n.kwargs_of(ci)] for r in call]
+                                  for ci, call in enumerate(n.calls)]
         layers.append(e)
     cfg = {"name": graph.name, "trainable": True, "layers": layers,
            "input_layers": [[s.name, 0, 0] for s in graph.inputs],

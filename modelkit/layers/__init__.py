@@ -16,6 +16,7 @@ from .convolutional import *  # noqa: F401,F403,E402
 from .reshaping import *  # noqa: F401,F403,E402
 from .pooling import *  # noqa: F401,F403,E402
 from .recurrent import *  # noqa: F401,F403,E402
+from .convolutional_recurrent import *  # noqa: F401,F403,E402
 from .embeddings import *  # noqa: F401,F403,E402
 from .wrappers import *  # noqa: F401,F403,E402
 from .merge import *  # noqa: F401,F403,E402

@@ -1,7 +1,7 @@
 """Convolution layers (the spatial shape layers around them are in `reshaping`).
 
-Conv1D, Conv2D, Conv1DTranspose, Conv2DTranspose, SeparableConv1D, SeparableConv2D,
-DepthwiseConv1D, DepthwiseConv2D, and the Keras 1 classes Convolution1D/2D, AtrousConvolution1D/2D (which build the Keras 2 layer).
+Conv1D/2D/3D, Conv1D/2D/3DTranspose, SeparableConv1D/2D, DepthwiseConv1D/2D, and the Keras 1
+classes Convolution1D/2D/3D, AtrousConvolution1D/2D (which build the Keras 2 layer).
 
 Numerics, configs and weight layouts are Keras 2's: a conv kernel is (*kernel_size,
 in_channels / groups, filters), a transposed-conv kernel (*kernel_size, filters, in_channels),
@@ -28,10 +28,11 @@ from ._spatial import KERAS1_CONVERT, as_float, check_rank, positive_tuple
 from .serialization import register_layer
 
 __all__ = [
-    "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv1D",
-    "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
-    "Convolution1D", "Convolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
-    "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+    "Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
+    "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose",
+    "SeparableConvolution1D", "SeparableConvolution2D",
 ]
 
 _CONV = OPS.get("conv")
@@ -215,6 +216,20 @@ class Conv2D(_PlainConv):
         super().__init__(**arguments(locals()))
 
 
+@register_layer
+class Conv3D(_PlainConv):
+    """3D convolution over volumes (batch, d1, d2, d3, channels) or channels-first."""
+
+    rank = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
+                 data_format=None, dilation_rate=(1, 1, 1), groups=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**arguments(locals()))
+
+
 # ---------------------------------------------------------------------------------------
 # transposed convolutions
 
@@ -288,6 +303,15 @@ class Conv2DTranspose(_ConvTranspose):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  output_padding=None, data_format=None, dilation_rate=(1, 1), **kwargs):
+        super().__init__(**arguments(locals()))
+
+
+@register_layer
+class Conv3DTranspose(_ConvTranspose):
+    rank = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1, 1), **kwargs):
         super().__init__(**arguments(locals()))
 
 
@@ -447,7 +471,8 @@ def _keras1_factory(old, new_cls, rank):
     and Keras 2 spellings on the old class (`Convolution2D(filters=1, kernel_size=(3, 3))`)
     both work; every Keras 1 spelling warns with a DeprecationWarning naming the new one.
     """
-    kernel_names = ("nb_row", "nb_col") if rank == 2 else ("filter_length",)
+    kernel_names = {1: ("filter_length",), 2: ("nb_row", "nb_col"),
+                    3: ("kernel_dim1", "kernel_dim2", "kernel_dim3")}[rank]
 
     def __new__(cls, *args, **kwargs):
         warnings.warn(f"{old} is the Keras 1 name of {new_cls.__name__}; use "
@@ -463,21 +488,24 @@ def _keras1_factory(old, new_cls, rank):
         if len(args) > rank:
             raise ConfigError(f"{old}: too many positional arguments ({args!r} after the "
                               f"filters); pass the others by keyword")
-        if rank == 2:
+        if rank > 1:
             k1 = [kwargs.pop(k) for k in kernel_names if k in kwargs]
-            if args and len(args) + len(k1) >= 2 or len(k1) == 2:
+            names = ", ".join(kernel_names[:-1]) + " and " + kernel_names[-1]
+            if args and len(args) + len(k1) >= 2 or len(k1) == rank:
                 parts = (args + k1)
-                if len(parts) != 2 or "kernel_size" in kwargs:
-                    raise ConfigError(f"{old}: give the kernel as nb_row, nb_col (Keras 1) or "
+                if len(parts) != rank or "kernel_size" in kwargs:
+                    raise ConfigError(f"{old}: give the kernel as {names} (Keras 1) or "
                                       f"kernel_size (Keras 2), got {args + k1!r} and "
                                       f"kernel_size={kwargs.get('kernel_size')!r}")
-                warnings.warn(f"{old}: the Keras 1 arguments nb_row, nb_col are deprecated; "
-                              f"use kernel_size=({parts[0]}, {parts[1]}) instead",
+                kernel_size = tuple(int(p) for p in parts)
+                warnings.warn(f"{old}: the Keras 1 arguments {', '.join(kernel_names)} are "
+                              "deprecated; "
+                              f"use kernel_size={kernel_size} instead",
                               DeprecationWarning, stacklevel=2)
-                kwargs["kernel_size"] = (int(parts[0]), int(parts[1]))
+                kwargs["kernel_size"] = kernel_size
                 args = []
             elif k1:
-                raise ConfigError(f"{old}: nb_row and nb_col must be given together")
+                raise ConfigError(f"{old}: {names} must be given together")
         if args and "kernel_size" not in kwargs:
             kwargs["kernel_size"] = args.pop(0)
         if args:
@@ -497,7 +525,9 @@ Convolution1D = _keras1_factory("Convolution1D", Conv1D, 1)
 Convolution2D = _keras1_factory("Convolution2D", Conv2D, 2)
 AtrousConvolution1D = _keras1_factory("AtrousConvolution1D", Conv1D, 1)
 AtrousConvolution2D = _keras1_factory("AtrousConvolution2D", Conv2D, 2)
+Convolution3D = _keras1_factory("Convolution3D", Conv3D, 3)
 # Keras 2 aliases (same classes)
 Convolution2DTranspose = Conv2DTranspose
+Convolution3DTranspose = Conv3DTranspose
 SeparableConvolution1D = SeparableConv1D
 SeparableConvolution2D = SeparableConv2D

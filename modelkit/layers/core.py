@@ -242,6 +242,8 @@ class Lambda(Layer):
     `safe_mode=False` (see modelkit.layers.serialization).
     """
 
+    differentiates_in_forward = True    # its function may call K.gradients
+
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         self.function = function
@@ -262,6 +264,8 @@ class Lambda(Layer):
         if "training" in params:
             kwargs["training"] = training
         out = self.function(inputs, **kwargs)
+        if isinstance(out, (list, tuple)) and len(out) == 1:
+            out = out[0]                      # Keras 2 unpacks a one-element list
         if not isinstance(out, (Tensor, list, tuple)):
             out = Tensor(np.asarray(out))
         return out
@@ -271,6 +275,9 @@ class Lambda(Layer):
             return super().compute_output_shape(input_shape)
         if callable(self._output_shape):
             shape = self._output_shape(input_shape)
+            if isinstance(shape, list) and len(shape) == 1 and \
+                    isinstance(shape[0], (list, tuple)):
+                shape = shape[0]
             return tuple(shape) if not isinstance(shape, list) else shape
         batch = input_shape[0][0] if isinstance(input_shape, list) else input_shape[0]
         return (batch,) + tuple(self._output_shape)

@@ -1,8 +1,9 @@
-"""Pooling layers: MaxPooling1D/2D, AveragePooling1D/2D, GlobalMax/GlobalAveragePooling1D/2D.
+"""Pooling layers: MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, GlobalMax/GlobalAveragePooling
+1D/2D/3D.
 
 Keras 2 semantics: `strides` defaults to `pool_size`; 'same' windows ignore the padding
 (max over real cells; the average divides by the number of real cells, as TensorFlow does).
-1D layers default to channels_last, 2D layers to the global image data format.
+1D layers default to channels_last, 2D and 3D layers to the global image data format.
 GlobalAveragePooling1D averages over the unmasked timesteps when given a mask, and like
 Keras returns no mask. Keras 1 spellings (`pool_length`, `stride`, `border_mode`,
 `dim_ordering`) are accepted with a DeprecationWarning.
@@ -20,11 +21,12 @@ from ._spatial import KERAS1_CONVERT, check_rank, positive_tuple
 from .serialization import register_layer
 
 __all__ = [
-    "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
-    "GlobalAvgPool1D", "GlobalAvgPool2D",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "GlobalAvgPool1D",
+    "GlobalAvgPool2D", "GlobalAvgPool3D",
 ]
 
 _POOL_MAX = OPS.get("pool_max")
@@ -100,6 +102,15 @@ class _Pooling2D(_Pooling):
                          **kwargs)
 
 
+class _Pooling3D(_Pooling):
+    rank = 3
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides=strides, padding=padding, data_format=data_format,
+                         **kwargs)
+
+
 @register_layer
 class MaxPooling1D(_Pooling1D):
     """Max over windows of `pool_size` steps (Keras 1: pool_length, stride, border_mode)."""
@@ -124,8 +135,21 @@ class AveragePooling2D(_Pooling2D):
     _op = _POOL_AVG
 
 
+@register_layer
+class MaxPooling3D(_Pooling3D):
+    """Max over pool_size volumes (Keras 1: border_mode, dim_ordering)."""
+
+    _op = _POOL_MAX
+
+
+@register_layer
+class AveragePooling3D(_Pooling3D):
+    _op = _POOL_AVG
+
+
 MaxPool1D, AvgPool1D, MaxPool2D, AvgPool2D = (MaxPooling1D, AveragePooling1D, MaxPooling2D,
                                               AveragePooling2D)
+MaxPool3D, AvgPool3D = MaxPooling3D, AveragePooling3D
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,5 +255,23 @@ class GlobalAveragePooling2D(_GlobalAverage):
         super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
 
 
-GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
-GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+@register_layer
+class GlobalMaxPooling3D(_GlobalMax):
+    rank = 3
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+
+
+@register_layer
+class GlobalAveragePooling3D(_GlobalAverage):
+    rank = 3
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+
+
+GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D = (GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                                     GlobalMaxPooling3D)
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D = (
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D)

@@ -1,6 +1,8 @@
-"""Spatial shape layers: ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D (Keras 2 configs).
+"""Spatial shape layers: ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D (Keras 2
+configs).
 
-1D layers work on (batch, steps, features); 2D layers default to the global image data format.
+1D layers work on (batch, steps, features); 2D and 3D layers default to the global image data
+format.
 """
 
 from ..backend import config as backend_config
@@ -11,8 +13,8 @@ from ..errors import ConfigError, ShapeError
 from ._spatial import KERAS1_CONVERT, as_float, check_rank, pairs, positive_tuple
 from .serialization import register_layer
 
-__all__ = ["ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D",
-           "UpSampling2D"]
+__all__ = ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+           "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
 
 _UP_NEAREST = OPS.get("upsample_nearest")
 _UP_BILINEAR = OPS.get("upsample_bilinear")
@@ -84,6 +86,16 @@ class ZeroPadding2D(_ZeroPadding):
         super().__init__(padding=padding, data_format=data_format, **kwargs)
 
 
+@register_layer
+class ZeroPadding3D(_ZeroPadding):
+    """Pad the three spatial axes with zeros: int, (d1, d2, d3) or three (before, after)."""
+
+    rank = 3
+
+    def __init__(self, padding=(1, 1, 1), data_format=None, **kwargs):
+        super().__init__(padding=padding, data_format=data_format, **kwargs)
+
+
 class _Cropping(_SpatialLayer):
     def __init__(self, cropping=1, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -133,6 +145,14 @@ class Cropping2D(_Cropping):
     rank = 2
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(cropping=cropping, data_format=data_format, **kwargs)
+
+
+@register_layer
+class Cropping3D(_Cropping):
+    rank = 3
+
+    def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
         super().__init__(cropping=cropping, data_format=data_format, **kwargs)
 
 
@@ -194,4 +214,19 @@ class UpSampling2D(_UpSampling):
         config = Layer.get_config(self)
         config.update({"size": self.size, "data_format": self.data_format,
                        "interpolation": self.interpolation})
+        return config
+
+
+@register_layer
+class UpSampling3D(_UpSampling):
+    """Repeat each voxel `size` times along the three spatial axes (nearest)."""
+
+    rank = 3
+
+    def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
+        super().__init__(size=size, data_format=data_format, **kwargs)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config.update({"size": self.size, "data_format": self.data_format})
         return config

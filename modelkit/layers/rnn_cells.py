@@ -43,6 +43,16 @@ def activation_name(layer, fn, what):
     return name
 
 
+def set_recurrent_options(layer, dropout, recurrent_dropout, **options):
+    """A recurrent layer's kernel/recurrent/bias options and its two dropout rates."""
+    set_options(layer, **options)
+    for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        if not 0.0 <= float(rate) < 1.0:
+            raise ConfigError(f"{type(layer).__name__} {layer.name!r}: {what} must be in "
+                              f"[0, 1), got {rate}")
+    layer.dropout, layer.recurrent_dropout = float(dropout), float(recurrent_dropout)
+
+
 class _FusedCell(Layer):
     """What the three cells share: weights, dropout masks, config."""
 
@@ -74,17 +84,13 @@ class _FusedCell(Layer):
             self._recurrent_activation_name = activation_name(
                 self, self.recurrent_activation, "recurrent_activation")
         self.use_bias = bool(use_bias)
-        set_options(self, kernel_initializer=kernel_initializer,
-                    recurrent_initializer=recurrent_initializer,
-                    bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-                    recurrent_regularizer=recurrent_regularizer,
-                    bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                    recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-        for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(rate) < 1.0:
-                raise ConfigError(f"{kind} {self.name!r}: {what} must be in [0, 1), got {rate}")
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
+        set_recurrent_options(
+            self, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            dropout=dropout, recurrent_dropout=recurrent_dropout)
         implementation = int(implementation)
         if implementation not in (0, 1, 2):
             raise ConfigError(f"{kind} {self.name!r}: implementation must be 1 or 2, got "

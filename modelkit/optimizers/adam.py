@@ -102,7 +102,7 @@ class Adamax(_AdamFamily):
 
     _KERAS3_SLOT_ALIASES = {"m": ("m", "momentum"), "v": ("u", "norm")}
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="Adamax", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self._set_betas(beta_1, beta_2, epsilon)
@@ -130,7 +130,7 @@ class Nadam(_AdamFamily):
 
     _KERAS3_SLOT_ALIASES = {"m": ("momentum", "momentums"), "v": ("velocity", "velocities")}
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+    def __init__(self, learning_rate=0.002, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="Nadam", **kwargs):
         if "schedule_decay" in kwargs:
             kwargs["decay"] = kwargs.pop("schedule_decay")

@@ -122,7 +122,7 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     _KERAS3_SLOT_ALIASES = {"accumulator": ("accumulators",)}
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+    def __init__(self, learning_rate=0.01, initial_accumulator_value=0.1, epsilon=1e-7,
                  name="Adagrad", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if initial_accumulator_value < 0.0:
@@ -156,7 +156,7 @@ class Adadelta(Optimizer):
     _KERAS3_SLOT_ALIASES = {"accum_grad": ("accumulated_grads", "accumulated_grad"),
                             "accum_var": ("accumulated_delta_vars", "accumulated_delta_var")}
 
-    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
+    def __init__(self, learning_rate=1.0, rho=0.95, epsilon=1e-7, name="Adadelta", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.rho = float(rho)
         self.epsilon = float(epsilon if epsilon is not None else K.epsilon())

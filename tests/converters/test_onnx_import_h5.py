@@ -44,7 +44,8 @@ def as_list(y):
 
 
 def test_recorded_tf_keras_results_cover_every_file():
-    text = open(os.path.join(H5, "RESULTS.txt")).read()
+    with open(os.path.join(H5, "RESULTS.txt")) as f:
+        text = f.read()
     for name in NAMES:
         assert f"{name}: loads" in text
 

@@ -20,11 +20,12 @@ from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.backend.tensor import Variable
 from modelkit.errors import ConfigError, ShapeError
 from modelkit.layers import (LAYERS, AtrousConvolution1D, AtrousConvolution2D, Conv1D,
-                             Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
-                             Convolution2D, Cropping1D, Cropping2D, DepthwiseConv1D,
-                             DepthwiseConv2D, Input, MaxPooling2D, SeparableConv1D,
-                             SeparableConv2D, UpSampling1D, UpSampling2D, ZeroPadding1D,
-                             ZeroPadding2D)
+                             Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
+                             Convolution1D, Convolution2D, Convolution3D, Cropping1D,
+                             Cropping2D, Cropping3D, DepthwiseConv1D, DepthwiseConv2D, Input,
+                             MaxPooling2D, SeparableConv1D, SeparableConv2D, UpSampling1D,
+                             UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
+                             ZeroPadding3D)
 from modelkit.models import Model, Sequential, from_ir, load_model
 
 rng = np.random.default_rng(1234)
@@ -258,6 +259,31 @@ ROWS = {
                      repeat_ref([2, 3])),
     "upsampling2d_channels_first": (lambda **k: UpSampling2D(2, **CF, **k), (2, 2, 3),
                                     (2, 4, 6), repeat_ref([2, 2], cf=True)),
+    "conv3d_valid": (lambda **k: Conv3D(3, (2, 3, 2), **k), (4, 5, 3, 2), (3, 3, 2, 3),
+                     conv_ref()),
+    "conv3d_same_stride2_relu": (lambda **k: Conv3D(2, 3, strides=(2, 1, 2), padding="same",
+                                                    activation="relu", **k),
+                                 (5, 3, 4, 2), (3, 3, 2, 2),
+                                 conv_ref((2, 1, 2), "same", activation="relu")),
+    "conv3d_dilated_channels_first": (lambda **k: Conv3D(2, 2, dilation_rate=2, **CF, **k),
+                                      (2, 4, 4, 3), (2, 2, 2, 1), conv_ref(1, dilation=2, cf=True)),
+    "conv3d_transpose_same": (lambda **k: Conv3DTranspose(2, 3, strides=2, padding="same", **k),
+                              (2, 3, 2, 2), (4, 6, 4, 2), conv_t_ref((2, 2, 2), (4, 6, 4), "same")),
+    "conv3d_transpose_valid_channels_first": (
+        lambda **k: Conv3DTranspose(2, (2, 3, 2), strides=(1, 2, 2), **CF, **k),
+        (2, 2, 2, 3), (2, 3, 5, 6), conv_t_ref((1, 2, 2), (3, 5, 6), cf=True)),
+    "zero_padding3d": (lambda **k: ZeroPadding3D(((1, 0), (0, 2), (1, 1)), **k), (2, 3, 2, 2),
+                       (3, 5, 4, 2), pad_ref([(1, 0), (0, 2), (1, 1)])),
+    "zero_padding3d_channels_first": (lambda **k: ZeroPadding3D(1, **CF, **k), (2, 2, 3, 2),
+                                      (2, 4, 5, 4), pad_ref([(1, 1)] * 3, cf=True)),
+    "cropping3d": (lambda **k: Cropping3D(((1, 0), (0, 1), (1, 1)), **k), (3, 4, 4, 2),
+                   (2, 3, 2, 2), crop_ref([(1, 0), (0, 1), (1, 1)])),
+    "cropping3d_channels_first": (lambda **k: Cropping3D(1, **CF, **k), (2, 3, 4, 5),
+                                  (2, 1, 2, 3), crop_ref([(1, 1)] * 3, cf=True)),
+    "upsampling3d": (lambda **k: UpSampling3D((2, 1, 3), **k), (2, 2, 2, 2), (4, 2, 6, 2),
+                     repeat_ref([2, 1, 3])),
+    "upsampling3d_channels_first": (lambda **k: UpSampling3D(2, **CF, **k), (2, 2, 1, 2),
+                                    (2, 4, 2, 4), repeat_ref([2, 2, 2], cf=True)),
     "upsampling2d_bilinear": (lambda **k: UpSampling2D((2, 3), interpolation="bilinear", **k),
                               (3, 4, 2), (6, 12, 2),
                               lambda x, ws: bilinear_loops(x, (2, 3))),
@@ -528,6 +554,21 @@ def test_convolution_keras1_variants():
     assert dim_default.data_format == K.image_data_format()
 
 
+def test_convolution3d_keras1_arguments_map_to_conv3d():
+    with pytest.warns(DeprecationWarning) as record:
+        layer = Convolution3D(4, 3, 2, 1, border_mode="same", subsample=(2, 1, 1),
+                              dim_ordering="th")
+        kw = Convolution3D(nb_filter=2, kernel_dim1=1, kernel_dim2=2, kernel_dim3=3)
+    assert type(layer) is Conv3D and type(kw) is Conv3D
+    assert (layer.filters, layer.kernel_size, layer.padding, layer.strides) == \
+        (4, (3, 2, 1), "same", (2, 1, 1))
+    assert layer.data_format == "channels_first" and kw.kernel_size == (1, 2, 3)
+    assert "kernel_dim1, kernel_dim2, kernel_dim3" in " ".join(str(w.message) for w in record)
+    with pytest.warns(DeprecationWarning):
+        with pytest.raises(ConfigError, match="kernel_dim1, kernel_dim2 and kernel_dim3"):
+            Convolution3D(2, kernel_dim1=3)
+
+
 def test_keras1_border_mode_full_is_a_config_error_saying_theano_only():
     with pytest.warns(DeprecationWarning):
         with pytest.raises(ConfigError, match="Theano-only"):
@@ -747,6 +788,20 @@ def test_loaded_fixture_uses_keras_layer_classes():
 def test_every_public_layer_has_a_row():
     import modelkit.layers.convolutional as conv
     covered = {type(make(r)[0]).__name__ for r in ROWS}
-    keras1 = {"Convolution1D", "Convolution2D", "AtrousConvolution1D", "AtrousConvolution2D",
-              "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D"}
+    keras1 = {"Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
+              "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose",
+              "SeparableConvolution1D", "SeparableConvolution2D"}
     assert set(conv.__all__) - keras1 <= covered, set(conv.__all__) - keras1 - covered
+
+
+def test_keras1_spellings_of_the_3d_layers():
+    from modelkit.layers import AveragePooling3D, MaxPooling3D
+    with pytest.warns(DeprecationWarning):
+        pad = ZeroPadding3D(padding=(1, 2, 1), dim_ordering="th")
+        up = UpSampling3D(size=(2, 2, 1), dim_ordering="tf")
+        pool = MaxPooling3D(pool_size=(2, 2, 2), border_mode="same", dim_ordering="th")
+        avg = AveragePooling3D((1, 2, 2), border_mode="valid")
+    assert pad.data_format == "channels_first" and pad.padding == ((1, 1), (2, 2), (1, 1))
+    assert up.data_format == "channels_last" and up.size == (2, 2, 1)
+    assert pool.padding == "same" and pool.data_format == "channels_first"
+    assert avg.pool_size == (1, 2, 2) and avg.padding == "valid"

@@ -15,9 +15,11 @@ import pytest
 from modelkit import backend as K
 from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.errors import ConfigError, ShapeError
-from modelkit.layers import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
-                             GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                             Input, Masking, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from modelkit.layers import (AveragePooling1D, AveragePooling2D, AveragePooling3D,
+                             GlobalAveragePooling1D, GlobalAveragePooling2D,
+                             GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                             GlobalMaxPooling3D, Input, Masking, MaxPool2D, MaxPooling1D,
+                             MaxPooling2D, MaxPooling3D)
 from modelkit.models import Model, from_ir, load_model
 
 rng = np.random.default_rng(99)
@@ -83,6 +85,18 @@ ROWS = {
     "avg2d_channels_first_overlap": (lambda **k: AveragePooling2D(2, strides=1, **CF, **k),
                                      (2, 4, 4), (2, 3, 3),
                                      pool_ref((2, 2), (1, 1), kind="avg", cf=True)),
+    "max3d": (lambda **k: MaxPooling3D(**k), (4, 5, 4, 2), (2, 2, 2, 2),
+              pool_ref((2, 2, 2), (2, 2, 2))),
+    "max3d_same_channels_first": (lambda **k: MaxPooling3D((3, 2, 2), strides=(2, 1, 2),
+                                                           padding="same", **CF, **k),
+                                  (2, 5, 3, 4), (2, 3, 3, 2),
+                                  pool_ref((3, 2, 2), (2, 1, 2), "same", cf=True)),
+    "avg3d": (lambda **k: AveragePooling3D((2, 1, 2), **k), (4, 3, 4, 2), (2, 3, 2, 2),
+              pool_ref((2, 1, 2), (2, 1, 2), kind="avg")),
+    "avg3d_same_channels_first": (lambda **k: AveragePooling3D(2, strides=1, padding="same",
+                                                               **CF, **k),
+                                  (2, 3, 3, 2), (2, 3, 3, 2),
+                                  pool_ref((2, 2, 2), (1, 1, 1), "same", "avg", cf=True)),
     "global_max1d": (lambda **k: GlobalMaxPooling1D(**k), (5, 3), (3,),
                      global_ref("max", (1,))),
     "global_avg1d": (lambda **k: GlobalAveragePooling1D(**k), (5, 3), (3,),
@@ -96,6 +110,11 @@ ROWS = {
                                     global_ref("max", (2, 3))),
     "global_avg2d_keepdims": (lambda **k: GlobalAveragePooling2D(keepdims=True, **k),
                               (4, 5, 3), (1, 1, 3), global_ref("avg", (1, 2), True)),
+    "global_max3d": (lambda **k: GlobalMaxPooling3D(**k), (2, 3, 2, 3), (3,),
+                     global_ref("max", (1, 2, 3))),
+    "global_avg3d_channels_first_keepdims": (
+        lambda **k: GlobalAveragePooling3D(keepdims=True, **CF, **k), (3, 2, 3, 2),
+        (3, 1, 1, 1), global_ref("avg", (2, 3, 4), True)),
 }
 IDS = sorted(ROWS)
 

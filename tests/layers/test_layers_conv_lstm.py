@@ -1,0 +1,431 @@
+"""ConvLSTM2D: numbers against a direct numpy recurrence, float64 gradient checks, dropout,
+go_backwards, stateful, channels_first, config/IR/HDF5 round trips, real Keras 2 and Keras 3
+files (also the Conv3D family's), and the conv_lstm example in miniature."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelkit.backend.gradcheck import assert_gradients_close, assert_layer_gradients_close
+from modelkit.errors import ConfigError, ShapeError
+from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input, Masking
+from modelkit.models import Model, Sequential, from_ir, load_model
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+rng = np.random.default_rng(77)
+
+
+def conv2d_np(x, w, strides=(1, 1), padding="valid", dilation=(1, 1)):
+    """Channels-last 2D convolution by explicit window sums (TF 'same' pads)."""
+    kh, kw = w.shape[:2]
+    pads = []
+    for n, k, s, d in zip(x.shape[1:3], (kh, kw), strides, dilation):
+        if padding == "same":
+            out = -(-n // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        else:
+            pads.append((0, 0))
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    oh = (xp.shape[1] - (kh - 1) * dilation[0] - 1) // strides[0] + 1
+    ow = (xp.shape[2] - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    y = np.zeros((x.shape[0], oh, ow, w.shape[-1]))
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                for b in range(kw):
+                    y[:, i, j] += xp[:, i * strides[0] + a * dilation[0],
+                                     j * strides[1] + b * dilation[1]] @ w[a, b]
+    return y
+
+
+def hard_sigmoid(v):
+    return np.clip(0.2 * v + 0.5, 0.0, 1.0)
+
+
+def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=(1, 1),
+                 go_backwards=False, cf=False, act=np.tanh, rec_act=hard_sigmoid, h=None, c=None,
+                 mask=None):
+    """The Keras 2 ConvLSTM2D recurrence, written out; returns (sequence, h, c). `mask`
+    (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
+    if cf:
+        x = np.moveaxis(x, 2, -1)
+    if go_backwards:
+        x = x[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
+    n = rec.shape[-2]
+    seq = []
+    for t in range(x.shape[1]):
+        z = conv2d_np(x[:, t], kernel, strides, padding, dilation) + bias
+        if h is None:
+            h = np.zeros(z.shape[:-1] + (n,))
+            c = np.zeros_like(h)
+        z = z + conv2d_np(h, rec, padding="same")
+        i, f, o = rec_act(z[..., :n]), rec_act(z[..., n:2 * n]), rec_act(z[..., 3 * n:])
+        c_new = f * c + i * act(z[..., 2 * n:3 * n])
+        h_new = o * act(c_new)
+        keep = np.ones(len(x), bool) if mask is None else mask[:, t]
+        h = np.where(keep[:, None, None, None], h_new, h)
+        c = np.where(keep[:, None, None, None], c_new, c)
+        seq.append(h)
+    seq = np.stack(seq, axis=1)
+    if cf:
+        return np.moveaxis(seq, -1, 2), np.moveaxis(h, -1, 1), np.moveaxis(c, -1, 1)
+    return seq, h, c
+
+
+ROWS = {
+    "same_sequences": (dict(filters=3, kernel_size=3, padding="same", return_sequences=True),
+                       (3, 5, 4, 2), {}),
+    "valid_strides_last": (dict(filters=2, kernel_size=(2, 3), strides=(1, 2)), (4, 5, 7, 2),
+                           dict(strides=(1, 2))),
+    "dilated_backwards": (dict(filters=2, kernel_size=2, dilation_rate=2, go_backwards=True,
+                               return_sequences=True), (3, 6, 5, 1),
+                          dict(dilation=(2, 2), go_backwards=True)),
+    "channels_first_state": (dict(filters=2, kernel_size=3, padding="same",
+                                  data_format="channels_first", return_state=True),
+                             (3, 2, 4, 5), dict(padding="same", cf=True)),
+    "sigmoid_relu_no_bias": (dict(filters=2, kernel_size=1, use_bias=False,
+                                  activation="relu", recurrent_activation="sigmoid"),
+                             (2, 3, 3, 2), dict(act=lambda v: np.maximum(v, 0),
+                                                rec_act=lambda v: 1 / (1 + np.exp(-v)))),
+}
+
+
+def _randomize(layer, scale=0.4):
+    layer.set_weights([rng.standard_normal(w.shape) * scale for w in layer.get_weights()])
+
+
+def _row(row):
+    """(config, input shape, layer with random weights, input, numpy reference kwargs)."""
+    kw, in_shape, ref_kw = ROWS[row]
+    layer = ConvLSTM2D(dtype="float64", **kw)
+    x = rng.standard_normal((2,) + in_shape)
+    layer(x)
+    _randomize(layer)
+    ref_kw = dict(ref_kw)
+    if "padding" not in ref_kw and kw.get("padding") == "same":
+        ref_kw["padding"] = "same"
+    return kw, in_shape, layer, x, ref_kw
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_numbers_match_the_numpy_recurrence(row):
+    kw, in_shape, layer, x, ref_kw = _row(row)
+    ws = layer.get_weights()
+    bias = ws[2] if len(ws) > 2 else 0.0
+    seq, h, c = conv_lstm_np(x, ws[0], ws[1], bias, **ref_kw)
+    out = layer(x)
+    if kw.get("return_state"):
+        out, oh, oc = out
+        np.testing.assert_allclose(oh.value, h, atol=1e-10)
+        np.testing.assert_allclose(oc.value, c, atol=1e-10)
+    want = seq if kw.get("return_sequences") else (h if not ref_kw.get("cf") else h)
+    np.testing.assert_allclose(out.value, want, atol=1e-10)
+    sym = layer(Input(shape=in_shape))
+    sym = sym[0] if isinstance(sym, list) else sym
+    assert tuple(sym.shape) == (None,) + want.shape[1:]
+
+
+GRAD_ROWS = {
+    "same_sequences": (dict(filters=2, kernel_size=3, padding="same", return_sequences=True),
+                       (2, 3, 3, 1)),
+    "valid_strides_backwards": (dict(filters=1, kernel_size=(2, 2), strides=(1, 2),
+                                     go_backwards=True), (3, 3, 4, 2)),
+    "dilated_channels_first": (dict(filters=2, kernel_size=2, dilation_rate=2,
+                                    data_format="channels_first", return_sequences=True),
+                               (2, 1, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("row", sorted(GRAD_ROWS))
+def test_gradients_match_finite_differences(row):
+    kw, in_shape = GRAD_ROWS[row]
+    layer = ConvLSTM2D(dtype="float64", **kw)
+    x = rng.standard_normal((2,) + in_shape)
+    layer(x)
+    _randomize(layer)
+    assert_layer_gradients_close(layer, x)
+
+
+def test_dropout_masks_are_per_gate_and_shared_by_every_step():
+    layer = ConvLSTM2D(2, 1, dropout=0.5, recurrent_dropout=0.5, return_sequences=True,
+                       dtype="float64")
+    x = np.ones((2, 3, 4, 4, 1))
+    layer(x)
+    np.testing.assert_array_equal(layer(x, training=False).value, layer(x).value)
+    masks = []
+    orig = layer._gate_masks
+    layer._gate_masks = lambda *a: masks.append(orig(*a)) or masks[-1]
+    a = layer(x, training=True).value
+    assert len(masks) == 2 and all(len(m) == 4 for m in masks)
+    for m in masks[0] + masks[1]:
+        assert set(np.unique(m)) <= {0.0, 2.0}
+    assert not np.allclose(a, layer(x, training=False).value)
+
+
+def test_stateful_carries_states_between_batches_and_resets():
+    x = rng.standard_normal((2, 3, 4, 4, 1)).astype("float32")
+    layer = ConvLSTM2D(2, 3, padding="same", stateful=True, batch_input_shape=(2, None, 4, 4, 1))
+    model = Sequential([layer])
+    first = model.predict(x, batch_size=2)
+    second = model.predict(x, batch_size=2)
+    assert not np.allclose(first, second)
+    model.reset_states()
+    np.testing.assert_allclose(model.predict(x, batch_size=2), first, atol=1e-6)
+    whole = ConvLSTM2D.from_config({**layer.get_config(), "stateful": False,
+                                    "batch_input_shape": [None, None, 4, 4, 1]})
+    whole(x)
+    whole.set_weights(layer.get_weights())
+    np.testing.assert_allclose(whole(np.concatenate([x, x], axis=1)).value, second, atol=1e-5)
+    with pytest.raises(ShapeError, match="batch size 2"):
+        layer(np.zeros((3, 3, 4, 4, 1), "float32"))
+    with pytest.raises(ConfigError, match="fixed batch size"):
+        ConvLSTM2D(2, 3, stateful=True)(Input(shape=(3, 4, 4, 1)))
+
+
+def test_config_ir_and_hdf5_round_trips(tmp_path):
+    inp = Input(shape=(3, 5, 5, 2))
+    out = ConvLSTM2D(3, 3, padding="same", go_backwards=True, return_sequences=True,
+                     recurrent_activation="sigmoid", name="conv_lstm2d_x")(inp)
+    model = Model(inp, Conv3D(1, 3, padding="same")(out))
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape) * 0.3)
+    x = rng.standard_normal((2, 3, 5, 5, 2)).astype("float32")
+    want = model.predict(x)
+    np.testing.assert_allclose(from_ir(model.to_ir()).predict(x), want, atol=1e-6)
+    model.save(tmp_path / "m.h5")
+    again = load_model(tmp_path / "m.h5")
+    np.testing.assert_allclose(again.predict(x), want, atol=1e-6)
+    layer = again.get_layer("conv_lstm2d_x")
+    assert [w.name for w in layer.weights] == ["conv_lstm2d_x/kernel",
+                                               "conv_lstm2d_x/recurrent_kernel",
+                                               "conv_lstm2d_x/bias"]
+    assert ConvLSTM2D.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_keras_name_weights_and_errors():
+    layer = ConvLSTM2D(4, (3, 2))
+    layer(np.zeros((1, 2, 5, 5, 3), "float32"))
+    assert layer.name.startswith("conv_lstm2d")
+    assert [w.shape for w in layer.weights] == [(3, 2, 3, 16), (3, 2, 4, 16), (16,)]
+    np.testing.assert_array_equal(layer.get_weights()[2][4:8], 1.0)     # unit_forget_bias
+    with pytest.raises(ShapeError, match="rank 5"):
+        layer(np.zeros((1, 5, 5, 3), "float32"))
+    with pytest.raises(ConfigError, match="padding"):
+        ConvLSTM2D(2, 3, padding="causal")
+    with pytest.raises(ConfigError, match="dropout"):
+        ConvLSTM2D(2, 3, dropout=1.5)
+
+
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
+@pytest.mark.parametrize("name", ["conv_lstm2d", "conv_lstm2d_channels_first", "conv3d_misc",
+                                  "conv3d_channels_first"])
+def test_real_keras_files_predict_the_same(version, name):
+    model = load_model(FIXTURES / version / f"{name}.h5")
+    data = np.load(FIXTURES / version / f"{name}.npz")
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], rtol=1e-4, atol=1e-5)
+
+
+def test_conv_lstm_example_learns_next_frames():
+    """keras/examples/conv_lstm.py in miniature: predict the next frame of moving squares."""
+    rs = np.random.RandomState(0)
+    n, frames, size = 32, 5, 8
+    movies = np.zeros((n, frames + 1, size, size, 1), "float32")
+    for i in range(n):
+        x0, y0, dx, dy = rs.randint(1, 6), rs.randint(1, 6), rs.randint(-1, 2), rs.randint(-1, 2)
+        for t in range(frames + 1):
+            xx, yy = int(np.clip(x0 + dx * t, 1, 6)), int(np.clip(y0 + dy * t, 1, 6))
+            movies[i, t, xx - 1:xx + 1, yy - 1:yy + 1, 0] = 1
+    seq = Sequential()
+    seq.add(ConvLSTM2D(filters=4, kernel_size=(3, 3), input_shape=(None, size, size, 1),
+                       padding="same", return_sequences=True))
+    seq.add(BatchNormalization())
+    seq.add(ConvLSTM2D(filters=4, kernel_size=(3, 3), padding="same", return_sequences=True))
+    seq.add(BatchNormalization())
+    seq.add(Conv3D(filters=1, kernel_size=(3, 3, 3), activation="sigmoid", padding="same",
+                   data_format="channels_last"))
+    seq.compile(loss="binary_crossentropy", optimizer="adadelta")
+    hist = seq.fit(movies[:, :-1], movies[:, 1:], batch_size=8, epochs=8, verbose=0).history
+    assert hist["loss"][-1] < 0.82 * hist["loss"][0]
+    assert seq.predict(movies[:2, :-1]).shape == (2, frames, size, size, 1)
+
+
+# -- ONNX: unrolled for the fixed sequence length -------------------------------------------
+
+ONNX_ROWS = {
+    "sequences_same": dict(filters=3, kernel_size=3, padding="same", return_sequences=True),
+    "last_valid_strides": dict(filters=2, kernel_size=(2, 3), strides=(1, 2)),
+    "backwards_dilated_sigmoid": dict(filters=2, kernel_size=2, dilation_rate=2,
+                                      go_backwards=True, return_sequences=True,
+                                      recurrent_activation="sigmoid"),
+    "channels_first_relu_no_bias": dict(filters=2, kernel_size=3, padding="same",
+                                        data_format="channels_first", activation="relu",
+                                        use_bias=False, return_sequences=True),
+    "one_step": dict(filters=2, kernel_size=1, return_sequences=True),
+}
+
+
+@pytest.mark.parametrize("row", sorted(ONNX_ROWS))
+def test_onnx_export_matches_predict(row):
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    kw = ONNX_ROWS[row]
+    steps = 1 if row == "one_step" else 4
+    in_shape = (steps, 2, 6, 5) if kw.get("data_format") == "channels_first" else \
+        (steps, 6, 5, 2)
+    inp = Input(shape=in_shape)
+    model = Model(inp, ConvLSTM2D(**kw)(inp))
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape) * 0.4)
+    x = rng.standard_normal((3,) + in_shape).astype("float32")
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), atol=1e-5, rtol=0)
+
+
+def test_onnx_export_of_return_state_and_the_conv_lstm_stack():
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    inp = Input(shape=(3, 5, 5, 1))
+    seq, h, c = ConvLSTM2D(2, 3, padding="same", return_sequences=True,
+                           return_state=True)(inp)
+    out = Conv3D(1, 3, padding="same", activation="sigmoid")(
+        BatchNormalization()(ConvLSTM2D(2, 3, padding="same", return_sequences=True)(seq)))
+    model = Model(inp, [out, h, c])
+    for w in model.weights:
+        w.assign(np.abs(rng.standard_normal(w.shape)) * 0.3 + 0.1 if "variance" in w.name
+                 else rng.standard_normal(w.shape) * 0.3)
+    x = rng.standard_normal((2, 3, 5, 5, 1)).astype("float32")
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})
+    for g, w in zip(got, model.predict(x)):
+        np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
+
+
+def test_onnx_export_refuses_unknown_length_and_stateful_with_the_reason():
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.errors import UnsupportedError
+    inp = Input(shape=(None, 5, 5, 1))
+    model = Model(inp, ConvLSTM2D(2, 3, name="clstm")(inp))
+    with pytest.raises(UnsupportedError, match="clstm.*fixed number of timesteps"):
+        onnx_conv.export(model)
+    stateful = Sequential([ConvLSTM2D(2, 3, stateful=True, batch_input_shape=(2, 3, 5, 5, 1),
+                                      name="clstm_s")])
+    with pytest.raises(UnsupportedError, match="clstm_s.*stateful"):
+        onnx_conv.export(stateful)
+
+
+@pytest.mark.parametrize("cf", [False, True])
+def test_initial_state_numbers_symbolic_and_onnx(cf):
+    ort = pytest.importorskip("onnxruntime")
+    from modelkit.converters import onnx as onnx_conv
+    kw = dict(filters=2, kernel_size=3, padding="same", return_sequences=True,
+              data_format="channels_first" if cf else "channels_last")
+    seq_shape = (3, 2, 4, 5) if cf else (3, 4, 5, 2)
+    state_shape = (2, 4, 5) if cf else (4, 5, 2)
+    x = rng.standard_normal((2,) + seq_shape)
+    h0, c0 = rng.standard_normal((2, 2) + state_shape[1:] if cf else (2,) + state_shape), \
+        rng.standard_normal((2,) + state_shape)
+    layer = ConvLSTM2D(dtype="float64", **kw)
+    layer(x)
+    _randomize(layer)
+    ws = layer.get_weights()
+    to_last = (lambda a: np.moveaxis(a, 1, -1)) if cf else (lambda a: a)
+    want, _, _ = conv_lstm_np(x, ws[0], ws[1], ws[2], padding="same", cf=cf,
+                              h=to_last(h0), c=to_last(c0))
+    np.testing.assert_allclose(layer(x, initial_state=[h0, c0]).value, want, atol=1e-10)
+    np.testing.assert_allclose(layer([x, h0, c0]).value, want, atol=1e-10)
+    # a functional graph with the states as inputs (the seq2seq pattern), and its ONNX export
+    xs, hs, cs = Input(shape=seq_shape), Input(shape=state_shape), Input(shape=state_shape)
+    sym = ConvLSTM2D(**kw)
+    model = Model([xs, hs, cs], sym(xs, initial_state=[hs, cs]))
+    sym.set_weights(ws)
+    feeds = [a.astype("float32") for a in (x, h0, c0)]
+    np.testing.assert_allclose(model.predict(feeds), want, atol=1e-5)
+    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {i.name: f for i, f in zip(sess.get_inputs(), feeds)})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ShapeError, match="initial states must have shape"):
+        layer(x, initial_state=[h0[:, :1], c0])
+    if not cf:
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            model.save(f"{d}/m.h5")
+            np.testing.assert_allclose(load_model(f"{d}/m.h5").predict(feeds),
+                                       model.predict(feeds), atol=1e-6)
+
+
+@pytest.mark.parametrize("version", ["keras2", "keras3"])
+def test_optimizer_slots_of_real_files_are_restored(version):
+    """Keras 3 names a ConvLSTM2D weight (and its Adadelta slots) `conv_lstm2d/conv_lstm_cell/
+    kernel`, modelkit `conv_lstm2d/kernel`: every slot still lands on its weight."""
+    import warnings
+
+    from modelkit.converters import hdf5
+    path = FIXTURES / version / "conv_lstm2d.h5"
+    stored = hdf5.load_graph(str(path)).training.optimizer_state["weights"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no fallback to a fresh optimizer
+        model = load_model(path)
+    state = model.optimizer.get_state()["weights"]
+    cell = "conv_lstm_cell/" if version == "keras3" else ""
+    for layer in ("conv_lstm2d", "conv_lstm2d_1"):
+        for var in ("kernel", "recurrent_kernel", "bias"):
+            np.testing.assert_array_equal(state[f"accum_grad/{layer}/{var}"],
+                                          stored[f"accumulated_grad/{layer}/{cell}{var}"])
+
+
+MASK = np.array([[True, False, True], [False, False, True]])      # (batch, time)
+
+
+@pytest.mark.parametrize("row", ["same_sequences", "dilated_backwards", "channels_first_state"])
+def test_masked_steps_keep_the_states_as_keras_2_does(row):
+    kw, _, layer, x, ref_kw = _row(row)
+    ws = layer.get_weights()
+    seq, h, c = conv_lstm_np(x, ws[0], ws[1], ws[2], mask=MASK, **ref_kw)
+    out = layer(x, mask=MASK)
+    if kw.get("return_state"):
+        out, oh, oc = out
+        np.testing.assert_allclose(oc.value, c, atol=1e-10)
+    np.testing.assert_allclose(out.value, seq if kw.get("return_sequences") else h, atol=1e-10)
+    unmasked, *_ = conv_lstm_np(x, ws[0], ws[1], ws[2], **ref_kw)
+    assert not np.allclose(seq, unmasked)            # the mask did change the numbers
+    assert_gradients_close(lambda v: layer(v, mask=MASK)[0] if kw.get("return_state")
+                           else layer(v, mask=MASK), [x])
+
+
+def test_masking_layer_skips_whole_zero_frames_and_the_mask_flows_on():
+    x = rng.standard_normal((2, 4, 5, 5, 2)).astype("float32")
+    x[0, 1] = 0.0                                    # a fully masked frame
+    x[1, 3] = 0.0
+    x[1, 0, :2] = 0.0                                # partly zero: still a step
+    model = Sequential([Masking(0.0, input_shape=(4, 5, 5, 2)),
+                        ConvLSTM2D(3, 3, padding="same", return_sequences=True),
+                        ConvLSTM2D(2, 2, return_sequences=True)])
+    first, second = model.layers[1], model.layers[2]
+    keep = np.array([[True, False, True, True], [True, True, True, False]])
+    ws1, ws2 = first.get_weights(), second.get_weights()
+    seq1, _, _ = conv_lstm_np(x, *ws1, padding="same", mask=keep)
+    seq2, _, _ = conv_lstm_np(seq1, *ws2, mask=keep)          # the same mask reaches it
+    np.testing.assert_allclose(model.predict(x), seq2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ShapeError, match="mask has shape"):
+        first(x, mask=np.ones((2, 3), bool))
+
+
+def test_masked_conv_lstm_exports_to_onnx():
+    from modelkit.converters import onnx as onnx_conv
+    from modelkit.converters.onnx.testing import run
+    x = rng.standard_normal((3, 4, 4, 5, 2)).astype("float32")
+    x[0, 0] = x[1, 2] = x[2, 3] = 0.0
+    for backwards in (False, True):
+        model = Sequential([Masking(0.0, input_shape=(4, 4, 5, 2)),
+                            ConvLSTM2D(2, 3, padding="same", return_sequences=True,
+                                       go_backwards=backwards),
+                            ConvLSTM2D(2, (2, 3), strides=(1, 2), go_backwards=backwards)])
+        got = run(onnx_conv.export(model), [x])[0]
+        np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
