@@ -61,11 +61,13 @@ COMMANDS = Registry("command")
 
 # name -> (module, one-line help). The order here is the order of `modelkit --help`.
 COMMAND_MODULES = {
+    "train": ("modelkit.cli.train", "Train a model file on .npz arrays (checkpoints, resume, early stopping)"),
     "convert": ("modelkit.cli.convert", "Convert a model between .h5, .keras and .onnx (optionally quantized)"),
     "predict": ("modelkit.cli.predict", "Run a model on inputs from .npy/.npz/.json files or stdin"),
     "summary": ("modelkit.cli.summary", "Describe a model: inputs, outputs, layers or ops, parameters"),
     "bench": ("modelkit.cli.bench", "Measure inference latency and throughput"),
     "serve": ("modelkit.cli.serve", "Serve models over HTTP (KServe v2, TF Serving REST)"),
+    "plot": ("modelkit.cli.plot", "Draw a model's graph (.h5/.keras/.onnx) as PNG or SVG"),
     "quickstart": ("modelkit.cli.quickstart", "Build, train, save and run a small model end to end"),
 }
 

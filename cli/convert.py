@@ -27,7 +27,8 @@ DEFAULT_OPSET = 17
 
 EXAMPLE = """  modelkit convert model.h5 model.onnx --opset 17
   modelkit convert torch_export.onnx model.h5 --tolerance 1e-5
-  modelkit convert model.h5 model.int8.onnx --quantize dynamic"""
+  modelkit convert model.h5 model.int8.onnx --quantize dynamic
+  modelkit convert model.h5 model_ort117.onnx --target-ort 1.17"""
 
 
 def add_arguments(p):
@@ -39,6 +40,10 @@ def add_arguments(p):
     p.add_argument("--quantize", choices=["dynamic"], default=None,
                    help="quantize the .onnx DST: 'dynamic' = int8 weights "
                         "(onnxruntime.quantization.quantize_dynamic)")
+    p.add_argument("--target-ort", default=None, metavar="VERSION",
+                   help="onnxruntime version the .onnx DST must load in (e.g. 1.17; default: "
+                        "the installed one): opset and IR version are chosen for it, or the "
+                        "layers/ops that need a newer opset are named")
     p.add_argument("--tolerance", type=float, default=None, metavar="T",
                    help="largest accepted |SRC - DST| difference per output, scaled by "
                         "max(1, max |output|) (default 1e-4)")
@@ -50,14 +55,19 @@ def _opset_of(proto):
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _to_onnx(src, fmt, opset):
+def _to_onnx(src, fmt, opset, target_ort=None):
     if fmt is not formats.ONNX:
         from modelkit.converters.keras_to_onnx import convert_keras_file
-        return convert_keras_file(src, opset=opset or DEFAULT_OPSET)
+        return convert_keras_file(src, opset=opset or (None if target_ort else DEFAULT_OPSET),
+                                  target_ort=target_ort)
     from modelkit.converters import onnx as onnx_conv
+    from modelkit.converters.onnx import versions
     graph = fmt.read(src)
     keep = max(graph.metadata.get("onnx_opset", 0), onnx_conv.export_default_opset(graph))
-    return onnx_conv.export(graph, opset=opset or min(keep, onnx_conv.SUPPORTED_OPSETS[-1]))
+    if opset is None and target_ort:
+        keep = min(keep, versions.ort_limits(target_ort).max_opset)
+    return onnx_conv.export(graph, opset=opset or min(keep, onnx_conv.SUPPORTED_OPSETS[-1]),
+                            target_ort=target_ort)
 
 
 def run(args):
@@ -65,8 +75,8 @@ def run(args):
     dst_fmt = formats.format_by_extension(dst)
     if dst_fmt is None:
         raise UsageError(f"DST {dst!r} must end in {', '.join(formats.EXTENSIONS)}")
-    if dst_fmt is not formats.ONNX and (args.quantize or args.opset):
-        flag = "--quantize" if args.quantize else "--opset"
+    if dst_fmt is not formats.ONNX and (args.quantize or args.opset or args.target_ort):
+        flag = "--quantize" if args.quantize else "--opset" if args.opset else "--target-ort"
         raise UsageError(f"{flag} applies to an .onnx DST, not {dst!r}")
     if args.opset is not None and args.opset < 1:
         raise UsageError(f"--opset must be a positive integer, got {args.opset}")
@@ -74,12 +84,15 @@ def run(args):
 
     if dst_fmt is formats.ONNX:
         from modelkit.converters import onnx as onnx_conv
-        proto = _to_onnx(src, src_fmt, args.opset)
+        from modelkit.converters.onnx import versions
+        proto = _to_onnx(src, src_fmt, args.opset, args.target_ort)
         if args.quantize == "dynamic":
             proto = onnx_conv.quantize_dynamic(proto)
+        proto = versions.retarget(proto, args.target_ort, where=src)
         onnx_conv.save_proto(proto, dst)
         detail = f"opset {_opset_of(proto) or '?'}" + (
-            ", dynamic int8 quantization" if args.quantize else "")
+            ", dynamic int8 quantization" if args.quantize else "") + \
+            f", IR version {proto.ir_version}"
     else:
         formats.write_graph(src_fmt.read(src), dst)
         detail = dst_fmt.description

@@ -16,11 +16,13 @@ ERROR_EXIT = 1
 
 _DESCRIPTION = "modelkit: Keras-style models, Keras HDF5 and ONNX files, fast onnxruntime inference."
 _EPILOG = """examples:
+  modelkit train model.h5 --data train.npz --loss mse --optimizer adam --epochs 5 --out trained.h5
   modelkit convert model.h5 model.onnx
   modelkit predict model.onnx --input x.npy --output y.npy
   modelkit summary model.onnx
   modelkit bench model.onnx --batch-size 32
   modelkit serve model.onnx --port 8000
+  modelkit plot model.h5 model.png
 
 Run 'modelkit COMMAND --help' for a command's options and an example."""
 

@@ -4,10 +4,15 @@ Trains the spec's MNIST MLP (Dense/tanh/Dropout/softmax, SGD with Nesterov momen
 the bundled 8x8 digits, prints the test accuracy, saves it as Keras HDF5, converts that
 file to ONNX, predicts the test set through onnxruntime and compares with model.predict
 (agreement and speed), then quantizes the ONNX model to int8 and reports the accuracy change.
+
+Everything is kept in `--out DIR` (default: a new folder ./modelkit-quickstart[-N], printed):
+the .h5, the .onnx, the int8 .onnx, the training history JSON, a few test images to predict
+(digits_sample.npy) and, with the plot extra (pydot + Graphviz, matplotlib), model.png and
+history.png; the last lines print the commands to run on them next.
 """
 
+import json
 import os
-import tempfile
 import time
 
 from .commands import register
@@ -16,8 +21,9 @@ from .commands import register
 def add_arguments(parser):
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--output-dir", default=None,
-                        help="where to write digits_mlp.h5/.onnx (default: a temporary folder)")
+    parser.add_argument("--out", "--output-dir", dest="out", default=None, metavar="DIR",
+                        help="folder to keep the files in (default: a new folder "
+                             "./modelkit-quickstart[-N])")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                         help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
@@ -59,17 +65,16 @@ def run(args):
     y_train_1h, y_test_1h = to_categorical(y_train, 10), to_categorical(y_test, 10)
     print(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 pixels")
 
+    out_dir = _out_dir(args.out)
     model = build_model(x_train.shape[1], 10)
     model.summary()
     start = time.perf_counter()
-    model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
-              shuffle=True, verbose=args.verbose, validation_split=0.1)
+    history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
+                        shuffle=True, verbose=args.verbose, validation_split=0.1)
     train_s = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test_1h, batch_size=200, verbose=0)
     print(f"trained in {train_s:.1f}s; test loss {loss:.4f}, test accuracy {acc:.4f}")
 
-    out_dir = args.output_dir or tempfile.mkdtemp(prefix="modelkit-quickstart-")
-    os.makedirs(out_dir, exist_ok=True)
     h5_path = os.path.join(out_dir, "digits_mlp.h5")
     onnx_path = os.path.join(out_dir, "digits_mlp.onnx")
     model.save(h5_path)
@@ -77,8 +82,8 @@ def run(args):
     same = np.abs(reloaded.predict(x_test) - model.predict(x_test)).max()
     print(f"saved {h5_path} (Keras HDF5); reloaded model differs by at most {same:.2e}")
 
-    from modelkit.converters import hdf5, onnx as onnx_conv
-    onnx_conv.export(hdf5.load_graph(h5_path), path=onnx_path)
+    from modelkit.converters import formats
+    formats.write_graph(formats.read_graph(h5_path), onnx_path)
     print(f"converted {h5_path} -> {onnx_path}")
 
     # time modelkit's numpy predict before onnxruntime's thread pool exists: its spinning
@@ -103,7 +108,56 @@ def run(args):
                           == y_test))
     print(f"int8 dynamic quantization: test accuracy {q_acc:.4f} ({q_acc - acc:+.4f}), "
           f"{os.path.getsize(onnx_path) // 1024} KB -> {os.path.getsize(q_path) // 1024} KB")
+    _keep_extras(out_dir, model, history.history, x_test[:5])
+    _print_next_steps(out_dir)
     return 0
+
+
+def _out_dir(requested):
+    """`requested` (created if needed), or a new ./modelkit-quickstart[-N] folder."""
+    if requested:
+        os.makedirs(requested, exist_ok=True)
+        return requested
+    base = "modelkit-quickstart"
+    for n in range(1, 1000):
+        path = base if n == 1 else f"{base}-{n}"
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"Cannot create a new {base}-N folder in {os.getcwd()}")
+
+
+def _keep_extras(out_dir, model, history, sample):
+    """The history JSON, a sample input and, with the plot extra, the two pictures."""
+    import numpy as np
+
+    from modelkit.converters.atomic import atomic_write
+    from modelkit.errors import MissingDependencyError
+    from modelkit.utils import vis_utils
+    with atomic_write(os.path.join(out_dir, "history.json"), mode="w") as f:
+        json.dump({k: [float(v) for v in vs] for k, vs in history.items()}, f, indent=1)
+    with atomic_write(os.path.join(out_dir, "digits_sample.npy"), mode="wb") as f:
+        np.save(f, sample, allow_pickle=False)
+    for name, draw in (("model.png", lambda p: vis_utils.plot_model(model, p, show_shapes=True)),
+                       ("history.png", lambda p: vis_utils.plot_history(history, p))):
+        try:
+            draw(os.path.join(out_dir, name))
+        except MissingDependencyError as e:
+            print(f"(no {name}: {e})")
+
+
+def _print_next_steps(out_dir):
+    print(f"\nkept in {out_dir}/:")
+    for name in sorted(os.listdir(out_dir)):
+        if not name.startswith("."):
+            print(f"  {name:24s} {os.path.getsize(os.path.join(out_dir, name)):>9,} bytes")
+    d = out_dir.rstrip("/")
+    print("next:")
+    print(f"  modelkit summary {d}/digits_mlp.h5")
+    print(f"  modelkit predict {d}/digits_mlp.onnx --input {d}/digits_sample.npy")
+    print(f"  modelkit serve {d}/digits_mlp.onnx --port 8000")
 
 
 def _best_time(fn, repeats=5):
@@ -116,4 +170,4 @@ def _best_time(fn, repeats=5):
 
 
 register("quickstart", add_arguments, run,
-         example="modelkit quickstart --epochs 20 --output-dir ./quickstart")
+         example="modelkit quickstart --epochs 20 --out ./quickstart")

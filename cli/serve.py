@@ -8,6 +8,7 @@ from .commands import UsageError, register
 
 EXAMPLE = """  modelkit serve mlp.onnx
   modelkit serve clf=model.h5 emb=encoder.onnx --port 8080 --max-batch-size 64
+  modelkit serve mlp.onnx --engine ray --replicas 4 --address auto
   curl -s localhost:8000/v1/models/mlp:predict -d '{"instances": [[0.1, 0.2, 0.3, 0.4]]}'"""
 
 DESCRIPTION = """MODEL is a path (.onnx, .h5, .keras) or NAME=PATH; the name defaults to the file
@@ -18,7 +19,10 @@ stem. Endpoints (per model NAME):
                GET /v1/models/NAME, /v1/models/NAME/metadata
   Prometheus:  GET /metrics
 Concurrent requests are batched into one onnxruntime run (--max-batch-size 1 turns this
-off). Ctrl-C or SIGTERM stops the server after the requests in flight."""
+off). Ctrl-C or SIGTERM stops the server after the requests in flight.
+--engine ray runs the same app as a Ray Serve deployment of --replicas replicas behind
+Ray's HTTP proxy on --host:--port (pip install 'modelkit[ray]'); each replica loads the
+models, batches its own requests and keeps its own /metrics."""
 
 
 def add_arguments(p):
@@ -40,6 +44,13 @@ def add_arguments(p):
                    help="larger request bodies are refused with 413 (default: 64)")
     p.add_argument("--access-log", action="store_true",
                    help="log one line per request on stdout")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="this process (default) or Ray Serve replicas")
+    p.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="Ray Serve replicas (default: 1)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster: auto, ray://HOST:10001 or HOST:6379 (default: start a "
+                        "local Ray)")
 
 
 def _check(args):
@@ -53,10 +64,35 @@ def _check(args):
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.max_request_mb <= 0:
         raise UsageError(f"--max-request-mb must be positive, got {args.max_request_mb}")
+    if args.engine == "ray":
+        if args.replicas < 1:
+            raise UsageError(f"--replicas must be at least 1, got {args.replicas}")
+        if args.port == 0:
+            raise UsageError("--engine ray needs a fixed --port (Ray's proxy cannot pick one)")
+    elif args.replicas != 1 or args.address:
+        raise UsageError("--replicas and --address need --engine ray")
+
+
+def _run_ray(args):
+    from modelkit.distributed.serve import run as run_replicas
+
+    def on_ready():
+        print(f"serving {args.replicas} Ray Serve replica{'s' * (args.replicas != 1)} on "
+              f"http://{args.host}:{args.port} (KServe v2 at /v2, TF Serving at /v1); "
+              f"Ctrl-C stops", flush=True)
+
+    run_replicas(args.models, address=args.address, host=args.host, port=args.port,
+                 replicas=args.replicas, on_ready=on_ready, device=args.device,
+                 max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
+                 threads=args.threads, max_request_mb=args.max_request_mb)
+    print("server stopped", file=sys.stderr, flush=True)
+    return 0
 
 
 def run(args):
     _check(args)
+    if args.engine == "ray":
+        return _run_ray(args)
     from modelkit.runtime.server import create_app
     from modelkit.runtime.server.host import bind, serve
     app = create_app(args.models, device=args.device, max_batch_size=args.max_batch_size,

@@ -38,15 +38,21 @@ def _read_hdf5(path):
     return hdf5.load_graph(path)
 
 
-def _refuse_onnx_ops(graph, path, description):
-    """Keras files have no form for imported ONNX ops (`OnnxOp` nodes): name every one."""
+def imported_onnx_ops(graph):
+    """'name (OpType)' of every imported ONNX op (`OnnxOp` node) of `graph`, nested included:
+    Keras files have no form for them."""
     def walk(g, prefix=""):
         for n in g.nodes:
             if n.op == "OnnxOp":
                 yield f"{prefix}{n.name} ({n.config.get('op_type')})"
             if n.subgraph is not None:
                 yield from walk(n.subgraph, f"{prefix}{n.name}/")
-    found = list(walk(graph))
+    return list(walk(graph))
+
+
+def _refuse_onnx_ops(graph, path, description):
+    """Keras files have no form for imported ONNX ops (`OnnxOp` nodes): name every one."""
+    found = imported_onnx_ops(graph)
     if found:
         raise UnsupportedError(
             f"Cannot save {path} as {description}: {len(found)} imported ONNX op(s) have no "

@@ -14,13 +14,15 @@ from modelkit.errors import ModelkitError, ModelLoadError
 __all__ = ["convert_keras_file"]
 
 
-def convert_keras_file(path, opset=17):
-    """The ONNX ModelProto of a Keras file (any non-ONNX format of `converters.formats`)."""
+def convert_keras_file(path, opset=17, target_ort=None):
+    """The ONNX ModelProto of a Keras file (any non-ONNX format of `converters.formats`),
+    for onnxruntime `target_ort` ("1.17"; None: the installed one)."""
     from . import formats
     from . import onnx as onnx_conv
     where = os.fsdecode(os.fspath(path))
     try:
-        return onnx_conv.export(formats.format_of(path).read(where), opset=opset)
+        return onnx_conv.export(formats.format_of(path).read(where), opset=opset,
+                               target_ort=target_ort)
     except ModelLoadError as e:
         if where in str(e):
             raise

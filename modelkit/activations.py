@@ -13,7 +13,6 @@ from .registry import Registry
 from .utils import serialization as _ser
 
 ACTIVATIONS = Registry("activation")
-_KERAS3_HARD_SIGMOID = K.OPS.get("keras3_hard_sigmoid")
 
 
 def _reg(*names):
@@ -64,7 +63,7 @@ hard_sigmoid = _k_activation("hard_sigmoid", doc="Keras 2: clip(0.2 * x + 0.5, 0
 @_reg("keras3_hard_sigmoid")
 def keras3_hard_sigmoid(x):
     """Keras 3: clip(x / 6 + 0.5, 0, 1) (what Keras 3 files mean by 'hard_sigmoid')."""
-    return K.apply(_KERAS3_HARD_SIGMOID, x)
+    return K.keras3_hard_sigmoid(x)
 
 
 tanh = _k_activation("tanh")

@@ -56,6 +56,11 @@ class RuntimeSessionError(ModelkitError, RuntimeError):
     """An inference session could not be created or run (device, provider, inputs)."""
 
 
+class MissingDependencyError(ModelkitError, ImportError):
+    """An optional piece (a package of an extra, a program such as Graphviz) is not
+    installed; the message names it and how to install it."""
+
+
 def as_load_error(where, e):
     """Any failure while reading or building a model -> one ModelLoadError naming `where`
     (the file, or "model JSON") and, through the message, the piece. An UnsafeLoadError

@@ -92,3 +92,10 @@ def _set_from_graph(model, graph):
             _set_from_graph(layer, node.subgraph)
         elif node.weights:
             layer.set_weights([graph.weights[k] for k in node.weights])
+
+
+def atomic_write(path, mode=None):
+    """The one atomic writer (`converters.atomic.atomic_write`), for the files the trainer
+    side writes besides models (plots)."""
+    from .converters.atomic import atomic_write as _atomic_write
+    return _atomic_write(path, mode=mode)

@@ -27,11 +27,9 @@ from ..atomic import atomic_write
 from . import handlers  # noqa: F401  (registers every handler)
 from .context import ExportContext, LayerUnsupported, Tensor, onnx_dtype
 from .registry import EXPORT_HANDLERS, check_graph, get_handler
+from .versions import (IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, choose_opset, ir_version_for,
+                       ort_limits, unsupported_for_target)
 
-SUPPORTED_OPSETS = tuple(range(13, 22))
-# The IR version each opset was released with: onnxruntime refuses models whose IR version
-# is newer than it knows, and recent `onnx` writes its newest one by default.
-IR_VERSION_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 
 # -- checking ------------------------------------------------------------------------------
@@ -239,28 +237,38 @@ def _all_nodes(graph):
             yield from _all_nodes(n.subgraph)
 
 
-_DEFAULT_OPSET = object()
-
-
-def export(model_or_graph, path=None, opset=_DEFAULT_OPSET, *, optimize=True, check=True):
+def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, target_ort=None):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
-    path: also write the model there (atomically). opset: 13..21 (default: 17, or the
-    opset imported OnnxOp nodes were written for when newer). optimize: remove
+    path: also write the model there (atomically). opset: 13..21 (None: 17, or the opset
+    imported OnnxOp nodes were written for when newer, lowered to what the target runtime
+    implements). target_ort: the onnxruntime version the file is for ("1.17"; None: the
+    installed one); the file carries the IR version its opset needs, and an opset or IR
+    version that runtime cannot load is refused (`versions.py`). optimize: remove
     back-to-back inverse Transposes. check: run the ONNX checker with full shape inference.
     Raises UnsupportedError listing every layer that cannot be exported.
     """
     graph = as_graph(model_or_graph)
-    if opset is _DEFAULT_OPSET:
-        opset = default_opset(graph)
-    if not isinstance(opset, (int, np.integer)) or int(opset) not in SUPPORTED_OPSETS:
+    if opset is not None and not isinstance(opset, (int, np.integer)):
         raise ConfigError(f"ONNX opset {opset!r} is not supported; choose one of "
                           f"{SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
-    opset = int(opset)
+    limits = ort_limits(target_ort)
+    requested = opset
+    opset = choose_opset(opset, limits if target_ort is not None else None,
+                         default=default_opset(graph))
     graph.validate()
     problems = check_graph(graph, opset)
+    if problems and requested is None:     # not asked for: a newer opset the runtime has?
+        top = min(SUPPORTED_OPSETS[-1], limits.max_opset if limits else SUPPORTED_OPSETS[-1])
+        newer = next((o for o in range(opset + 1, top + 1) if not check_graph(graph, o)), None)
+        if newer is not None:
+            opset, problems = newer, []
     if problems:
+        if limits is not None and opset < SUPPORTED_OPSETS[-1] \
+                and not check_graph(graph, SUPPORTED_OPSETS[-1]):
+            raise unsupported_for_target(problems, opset, limits)
         _raise_unsupported(graph, opset, problems)
+    ir_version = ir_version_for(opset, limits)
 
     input_names = set(graph.input_names())
     wanted = [_output_name(r, input_names) for r in graph.outputs]
@@ -294,7 +302,7 @@ def export(model_or_graph, path=None, opset=_DEFAULT_OPSET, *, optimize=True, ch
     imports += [helper.make_opsetid(d, v) for d, v in ctx.extra_domains.items()]
     model = helper.make_model(onnx_graph, opset_imports=imports, producer_name="modelkit",
                               producer_version=_modelkit_version())
-    model.ir_version = IR_VERSION_FOR_OPSET[opset]
+    model.ir_version = ir_version
     meta = {"modelkit_version": _modelkit_version(),
             "source": str(graph.metadata.get("source", "modelkit")),
             "model_name": graph.name}

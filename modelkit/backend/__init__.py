@@ -2,13 +2,17 @@
 
 Also the user-facing Keras backend module: `from modelkit import backend as K`.
 Op implementations live in `math_ops`, `array_ops`, `nn_ops` (and the layer-specific
-`conv_ops`, `rnn_ops` modules), all registered in `tape.OPS`.
+`conv_ops`, `rnn_ops` modules), all registered in `tape.OPS`; layers reach the layer
+ops through public functions (`spatial_functions`: K.conv, K.max_pool, ...).
 """
 
 from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
 from . import rnn_ops  # noqa: F401
 from . import conv_ops  # noqa: F401
 from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: F401
+from .spatial_functions import (average_pool, conv, conv_transpose,  # noqa: F401
+                                depthwise_conv, max_pool, normalize_moments, pool2d, pool3d,
+                                resize_images, resize_volumes, separable_conv, upsample)
 from .config import (clear_session, epsilon, floatx, get_uid,  # noqa: F401
                      image_data_format, image_dim_ordering, learning_phase,
                      normalize_data_format, reset_uids, set_epsilon, set_floatx,

@@ -310,6 +310,7 @@ def sigmoid(x):
 
 
 hard_sigmoid = _unary(nn_ops._hard_sigmoid)
+keras3_hard_sigmoid = _unary(nn_ops._keras3_hard_sigmoid)    # clip(x / 6 + 0.5, 0, 1)
 softsign = _unary(nn_ops._softsign)
 softplus = _unary(nn_ops._softplus)
 selu = _unary(nn_ops._selu)

@@ -46,18 +46,24 @@ def assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-6, seed=0):
 
 
 def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, training=None,
-                                 before_call=None):
-    """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64).
+                                 before_call=None, wrt_input=True):
+    """Finite differences of sum(layer(x) * w) w.r.t. x and each trainable weight (float64);
+    a layer with several outputs: of all of them (flattened and joined).
 
     training: passed to every call when not None. before_call: run before every call (a
-    noise layer re-seeds its generator there, so each call draws the same noise)."""
+    noise layer re-seeds its generator there, so each call draws the same noise).
+    wrt_input=False: the weights only (x holds indices, as an Embedding's does)."""
+    from .functions import concatenate, reshape
     from .tensor import StopRecording, Tensor
     kwargs = {} if training is None else {"training": training}
 
     def call(value):
         if before_call is not None:
             before_call()
-        return layer(value, **kwargs)
+        out = layer(value, **kwargs)
+        if isinstance(out, (list, tuple)):          # several outputs (RNN return_state)
+            out = concatenate([reshape(o, (o.shape[0], -1)) for o in out], axis=1)
+        return out
 
     x = np.asarray(x, np.float64)
     xv = Variable(x, dtype="float64")
@@ -68,16 +74,17 @@ def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, train
     w = np.random.default_rng(0).standard_normal(out.shape)
     analytic = tape.gradient(out, [xv] + weights, output_gradient=w)
     for k, arr in enumerate([x] + [v.value for v in weights]):
-        flat = arr.reshape(-1)
-        numeric = np.zeros_like(flat)
-        for i in range(flat.size):
-            orig = flat[i]
+        if k == 0 and not wrt_input:
+            continue
+        numeric = np.zeros(arr.shape)
+        for i in np.ndindex(arr.shape):     # in place, whatever the strides (no reshape copy)
+            orig = arr[i]
             vals = []
             for d in (eps, -eps):
-                flat[i] = orig + d
+                arr[i] = orig + d
                 with StopRecording():
                     vals.append(float(np.sum(call(Tensor(x)).value * w)))
-            flat[i] = orig
+            arr[i] = orig
             numeric[i] = (vals[0] - vals[1]) / (2 * eps)
-        np.testing.assert_allclose(analytic[k].reshape(-1), numeric, rtol=rtol, atol=atol,
+        np.testing.assert_allclose(analytic[k], numeric, rtol=rtol, atol=atol,
                                    err_msg=f"gradient {k} (0 = input) of {layer.name}")

@@ -1,7 +1,8 @@
 """The K functions a file may name: the one registry `BackendOp` nodes and named-function
 `Lambda` layers resolve through.
 
-Only the public, pure tensor functions of `modelkit.backend` that can become graph nodes
+Only the public, pure tensor functions of `modelkit.backend` (`functions`,
+`spatial_functions`) that can become graph nodes
 (those made with `k_function`, which carry a `k_name`) are in it, plus indexing and
 `zeros_like`/`ones_like`. Nothing is looked up on the backend module by a name read from a
 file, so a config cannot reach setters (`set_symbolic_handler`, `set_value`), dunders or
@@ -10,6 +11,7 @@ The registry is filled once at import and holds the function objects themselves.
 """
 
 from ..backend import functions as F
+from ..backend import spatial_functions
 from ..registry import Registry
 
 K_FUNCTIONS = Registry("backend function")
@@ -18,10 +20,11 @@ _EXTRA = {"getitem": F.getitem, "zeros_like": F.zeros_like, "ones_like": F.ones_
 
 
 def _fill():
-    for name, fn in sorted(vars(F).items()):
-        if name.startswith("_") or not callable(fn) or not getattr(fn, "k_name", None):
-            continue
-        K_FUNCTIONS.register(name, fn)
+    for module in (F, spatial_functions):
+        for name, fn in sorted(vars(module).items()):
+            if name.startswith("_") or not callable(fn) or not getattr(fn, "k_name", None):
+                continue
+            K_FUNCTIONS.register(name, fn)
     for name, fn in _EXTRA.items():
         K_FUNCTIONS.register(name, fn)
 

@@ -17,7 +17,7 @@ import numpy as np
 from .. import activations
 from ..backend import config as backend_config
 from ..backend import conv_ops
-from ..backend.tape import OPS, apply
+from ..backend.spatial_functions import conv, conv_transpose, depthwise_conv, separable_conv
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from .. import legacy
@@ -35,9 +35,6 @@ __all__ = [
     "SeparableConvolution1D", "SeparableConvolution2D",
 ]
 
-_CONV = OPS.get("conv")
-_CONV_T = OPS.get("conv_transpose")
-_DEPTHWISE = OPS.get("depthwise_conv")
 
 
 def _padding_mode(layer, padding, allowed):
@@ -179,11 +176,10 @@ class _PlainConv(_Conv):
 
     def call(self, inputs):
         x = self._check_call_input(inputs)
-        args = (x, self.kernel) + ((self.bias,) if self.use_bias else ())
         fuse_relu = self.activation is activations.relu       # Keras's plain relu: fused
-        y = apply(_CONV, *args, strides=self.strides, dilation=self.dilation_rate,
-                  padding=self.padding, groups=self.groups,
-                  channels_first=self.data_format == "channels_first", relu=fuse_relu)
+        y = conv(x, self.kernel, self.strides, self.padding, self.data_format,
+                 self.dilation_rate, bias=self.bias if self.use_bias else None,
+                 groups=self.groups, fused_relu=fuse_relu)
         return y if fuse_relu else self.activation(y)
 
 
@@ -269,17 +265,9 @@ class _ConvTranspose(_Conv):
 
     def call(self, inputs):
         x = self._check_call_input(inputs)
-        spatial = _spatial(self, x.shape)
-        out = self._output_spatial(spatial)
-        if self.padding == "same":
-            pad_before = tuple(conv_ops.same_pads(o, k, s, d)[0] for o, k, s, d in
-                               zip(out, self.kernel_size, self.strides, self.dilation_rate))
-        else:
-            pad_before = (0,) * self.rank
-        args = (x, self.kernel) + ((self.bias,) if self.use_bias else ())
-        y = apply(_CONV_T, *args, strides=self.strides, dilation=self.dilation_rate,
-                  output_shape=out, pad_before=pad_before,
-                  channels_first=self.data_format == "channels_first")
+        y = conv_transpose(x, self.kernel, self.strides, self.padding, self.output_padding,
+                           self.data_format, self.dilation_rate,
+                           bias=self.bias if self.use_bias else None)
         return self.activation(y)
 
     def get_config(self):
@@ -369,9 +357,9 @@ class _DepthwiseConv(_DepthMultiplierConv):
 
     def call(self, inputs):
         x = self._check_call_input(inputs)
-        args = (x, self.depthwise_kernel) + ((self.bias,) if self.use_bias else ())
-        y = apply(_DEPTHWISE, *args, strides=self.strides, dilation=self.dilation_rate,
-                  padding=self.padding, channels_first=self.data_format == "channels_first")
+        y = depthwise_conv(x, self.depthwise_kernel, self.strides, self.padding,
+                           self.data_format, self.dilation_rate,
+                           bias=self.bias if self.use_bias else None)
         return self.activation(y)
 
     def get_config(self):
@@ -432,11 +420,9 @@ class _SeparableConv(_DepthMultiplierConv):
 
     def call(self, inputs):
         x = self._check_call_input(inputs)
-        cf = self.data_format == "channels_first"
-        d = apply(_DEPTHWISE, x, self.depthwise_kernel, strides=self.strides,
-                  dilation=self.dilation_rate, padding=self.padding, channels_first=cf)
-        args = (d, self.pointwise_kernel) + ((self.bias,) if self.use_bias else ())
-        y = apply(_CONV, *args, channels_first=cf)
+        y = separable_conv(x, self.depthwise_kernel, self.pointwise_kernel, self.strides,
+                           self.padding, self.data_format, self.dilation_rate,
+                           bias=self.bias if self.use_bias else None)
         return self.activation(y)
 
 

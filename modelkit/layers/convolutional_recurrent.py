@@ -27,7 +27,7 @@ import numpy as np
 from .. import activations, regularizers
 from ..backend import config as backend_config
 from ..backend import functions as F
-from ..backend.tape import OPS, apply
+from ..backend.spatial_functions import conv
 from ..backend import conv_ops
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer, unique_name
@@ -41,7 +41,6 @@ from .serialization import register_layer
 
 __all__ = ["ConvLSTM2D"]
 
-_CONV = OPS.get("conv")
 _OPTIONS = option_keys("kernel", "recurrent", "bias")
 
 
@@ -170,11 +169,11 @@ class ConvLSTM2D(Layer):
         keep = 1.0 - rate
         return [((self._rng.random(shape) < keep) / keep).astype(dtype) for _ in range(4)]
 
-    def _gate_conv(self, x, kernel, masks, frames=None, **conv):
+    def _gate_conv(self, x, kernel, masks, frames=None, **kwargs):
         """conv(x, kernel) for the four gates at once, or gate by gate on masked inputs;
         `frames` reshapes x (after masking) to a batch of frames first."""
         def run(inp, k):
-            return apply(_CONV, inp if frames is None else F.reshape(inp, frames), k, **conv)
+            return conv(inp if frames is None else F.reshape(inp, frames), k, **kwargs)
         if masks is None:
             return run(x, kernel)
         n = self.filters
@@ -231,8 +230,8 @@ class ConvLSTM2D(Layer):
         if in_masks is not None:
             in_masks = [m[:, None] for m in in_masks]          # the same mask at every step
         xz = self._gate_conv(x, self.kernel, in_masks, frames=(batch * steps,) + frame[1:],
-                             strides=self.strides, dilation=self.dilation_rate,
-                             padding=self.padding)
+                             strides=self.strides, dilation_rate=self.dilation_rate,
+                             padding=self.padding, data_format="channels_last")
         if self.use_bias:
             xz = F.add(xz, self.bias)
         out_sp = tuple(xz.shape[1:3])
@@ -256,7 +255,8 @@ class ConvLSTM2D(Layer):
         outputs = []
         for t in range(steps):
             z = F.add(F.getitem(xz, (slice(None), t)),
-                      self._gate_conv(h, self.recurrent_kernel, rec_masks, padding="same"))
+                      self._gate_conv(h, self.recurrent_kernel, rec_masks, padding="same",
+                                      data_format="channels_last"))
             gate = [F.getitem(z, (Ellipsis, slice(g * n, (g + 1) * n))) for g in range(4)]
             i, f, o = (self.recurrent_activation(gate[g]) for g in (0, 1, 3))
             c_new = F.add(F.multiply(f, c), F.multiply(i, self.activation(gate[2])))

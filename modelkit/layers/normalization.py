@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 
 from ..backend import functions as F
-from ..backend.tape import OPS, apply
+from ..backend.norm_ops import batch_normalization
+from ..backend.spatial_functions import normalize_moments
 from ..backend.tensor import StopRecording, as_array
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError, UnsupportedError
@@ -28,8 +29,6 @@ from .serialization import register_layer
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
 
-_BATCH_NORM_INFERENCE = OPS.get("batch_norm_inference")
-_BATCH_NORM_MOMENTS = OPS.get("batch_norm_moments")
 
 
 def _axis_list(axis, layer):
@@ -182,15 +181,14 @@ class BatchNormalization(_Normalization):
         if not (training and self.trainable):
             mean = self._param(self.moving_mean)
             var = self._param(self.moving_variance)
-            return apply(_BATCH_NORM_INFERENCE, inputs, mean, var, gamma, beta,
-                         epsilon=self.epsilon)
+            return batch_normalization(inputs, mean, var, beta, gamma, epsilon=self.epsilon)
         weights = None
         if mask is not None and not self._fused_kernel:
             weights = np.asarray(as_array(mask)).astype(inputs.dtype)
             while weights.ndim < inputs.ndim:
                 weights = weights[..., None]
-        y, mean, var = apply(_BATCH_NORM_MOMENTS, inputs, gamma, beta, weights,
-                             axes=self._reduce, epsilon=self.epsilon)
+        y, mean, var = normalize_moments(inputs, self._reduce, gamma, beta, self.epsilon,
+                                         weights)
         self._update_moving(np.asarray(mean.value), np.asarray(var.value), inputs.shape)
         return y
 
@@ -264,8 +262,7 @@ class LayerNormalization(_Normalization):
             inputs = F.cast(inputs, self.dtype)
         gamma = None if self.gamma is None else F.reshape(self.gamma, self._bshape)
         beta = None if self.beta is None else F.reshape(self.beta, self._bshape)
-        y, _, _ = apply(_BATCH_NORM_MOMENTS, inputs, gamma, beta, None, axes=self._norm_axes,
-                        epsilon=self.epsilon)
+        y, _, _ = normalize_moments(inputs, self._norm_axes, gamma, beta, self.epsilon)
         return y
 
     def get_config(self):

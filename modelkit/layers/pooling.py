@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import config as backend_config
 from ..backend import conv_ops
 from ..backend import functions as F
-from ..backend.tape import OPS, apply
+from ..backend.spatial_functions import average_pool, max_pool
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._spatial import KERAS1_CONVERT, check_rank, positive_tuple
@@ -29,13 +29,11 @@ __all__ = [
     "GlobalAvgPool2D", "GlobalAvgPool3D",
 ]
 
-_POOL_MAX = OPS.get("pool_max")
-_POOL_AVG = OPS.get("pool_avg")
 
 
 class _Pooling(Layer):
     rank = None
-    _op = None
+    _pool = None                  # max_pool or average_pool
     _keras1_convert = KERAS1_CONVERT
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
@@ -74,8 +72,7 @@ class _Pooling(Layer):
         self.compute_output_shape(tuple(inputs.shape))
         if not np.issubdtype(inputs.dtype, np.floating):
             inputs = F.cast(inputs, self.dtype)
-        return apply(self._op, inputs, pool=self.pool_size, strides=self.strides,
-                     padding=self.padding, channels_first=self.data_format == "channels_first")
+        return self._pool(inputs, self.pool_size, self.strides, self.padding, self.data_format)
 
     def get_config(self):
         config = super().get_config()
@@ -115,36 +112,36 @@ class _Pooling3D(_Pooling):
 class MaxPooling1D(_Pooling1D):
     """Max over windows of `pool_size` steps (Keras 1: pool_length, stride, border_mode)."""
 
-    _op = _POOL_MAX
+    _pool = staticmethod(max_pool)
 
 
 @register_layer
 class AveragePooling1D(_Pooling1D):
-    _op = _POOL_AVG
+    _pool = staticmethod(average_pool)
 
 
 @register_layer
 class MaxPooling2D(_Pooling2D):
     """Max over pool_size windows (Keras 1: border_mode, dim_ordering)."""
 
-    _op = _POOL_MAX
+    _pool = staticmethod(max_pool)
 
 
 @register_layer
 class AveragePooling2D(_Pooling2D):
-    _op = _POOL_AVG
+    _pool = staticmethod(average_pool)
 
 
 @register_layer
 class MaxPooling3D(_Pooling3D):
     """Max over pool_size volumes (Keras 1: border_mode, dim_ordering)."""
 
-    _op = _POOL_MAX
+    _pool = staticmethod(max_pool)
 
 
 @register_layer
 class AveragePooling3D(_Pooling3D):
-    _op = _POOL_AVG
+    _pool = staticmethod(average_pool)
 
 
 MaxPool1D, AvgPool1D, MaxPool2D, AvgPool2D = (MaxPooling1D, AveragePooling1D, MaxPooling2D,

@@ -7,7 +7,7 @@ format.
 
 from ..backend import config as backend_config
 from ..backend import functions as F
-from ..backend.tape import OPS, apply
+from ..backend.spatial_functions import upsample
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._spatial import KERAS1_CONVERT, as_float, check_rank, pairs, positive_tuple
@@ -16,8 +16,6 @@ from .serialization import register_layer
 __all__ = ["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
            "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
 
-_UP_NEAREST = OPS.get("upsample_nearest")
-_UP_BILINEAR = OPS.get("upsample_bilinear")
 
 
 class _SpatialLayer(Layer):
@@ -172,10 +170,9 @@ class _UpSampling(_SpatialLayer):
 
     def call(self, inputs):
         check_rank(self, inputs.shape)
-        op = _UP_BILINEAR if self.interpolation == "bilinear" else _UP_NEAREST
         if self.interpolation == "bilinear":
             inputs = as_float(self, inputs)
-        return apply(op, inputs, axes=self._spatial_axes(), sizes=self.size)
+        return upsample(inputs, self.size, self._spatial_axes(), self.interpolation)
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape)

@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RNG = np.random.default_rng(1)
 W = RNG.standard_normal((4, 3)).astype(np.float32)
 B = RNG.standard_normal(3).astype(np.float32)
-OWN_COMMANDS = ["convert", "predict", "summary", "bench"]
+OWN_COMMANDS = ["convert", "predict", "summary", "bench", "train", "plot"]
 
 
 def _exe():

@@ -59,10 +59,14 @@ def test_every_opset_exports_and_agrees(opset):
     assert ("Gelu" in ops_of(model)) == (opset >= 20)
 
 
-@pytest.mark.parametrize("opset", [12, 22, "17", None])
+@pytest.mark.parametrize("opset", [12, 22, "17", 17.0])
 def test_unsupported_opset_is_a_config_error(opset):
     with pytest.raises(ConfigError, match="opset"):
         onnx_conv.export(conv_stack_graph(), opset=opset)
+
+
+def test_no_opset_means_the_default_one():
+    assert onnx_conv.export(conv_stack_graph(), opset=None).opset_import[0].version == 17
 
 
 def test_inverse_transposes_between_layers_are_removed():

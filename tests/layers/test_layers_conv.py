@@ -1,32 +1,29 @@
 """Convolution, padding, cropping and upsampling layers: one table row per layer config.
 
-For every row: the symbolic shape and compute_output_shape, the numbers against a direct
-numpy loop written out here, a float64 finite-difference gradient check through the layer
-(input and every weight), get_config/from_config, the IR round trip and the HDF5 round trip.
-Then bad arguments and inputs, the Keras 1 spellings, the spec's samples and the real
-Keras fixture files. (ONNX parity: tests/converters/test_onnx_parity.py, conv group.)
+For every row, through run_layer_test: the symbolic shape and compute_output_shape, the
+numbers against a direct numpy loop written out here, a float64 finite-difference gradient
+check (input and every weight), the config, IR, .h5, .keras and ONNX round trips; and a
+training step. Then bad arguments and inputs, the Keras 1 spellings and the real Keras
+fixture files (the spec's samples: tests/test_spec_samples.py).
 """
 
 import itertools
-import json
-import time
-import warnings
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend.gradcheck import assert_gradients_close
-from modelkit.backend.tensor import Variable
 from modelkit.errors import ConfigError, ShapeError
 from modelkit.layers import (LAYERS, AtrousConvolution1D, AtrousConvolution2D, Conv1D,
                              Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose,
                              Convolution1D, Convolution2D, Convolution3D, Cropping1D,
                              Cropping2D, Cropping3D, DepthwiseConv1D, DepthwiseConv2D, Input,
-                             MaxPooling2D, SeparableConv1D, SeparableConv2D, UpSampling1D,
+                             SeparableConv1D, SeparableConv2D, UpSampling1D,
                              UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
                              ZeroPadding3D)
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.models import Model, load_model
+
+from layer_testing import run_layer_test
 
 rng = np.random.default_rng(1234)
 
@@ -201,6 +198,11 @@ ROWS = {
                             (7, 7, 2), (7, 7, 3), conv_ref(1, "same", 2)),
     "conv2d_groups": (lambda **k: Conv2D(6, 3, groups=2, **k), (5, 6, 4), (3, 4, 6),
                       conv_ref(groups=2)),
+    "conv2d_stride3_relu": (lambda **k: Conv2D(1, 3, strides=3, activation="relu", **k),
+                            (6, 6, 1), (2, 2, 1), conv_ref(3, activation="relu")),
+    "conv2d_rect_stride_relu": (lambda **k: Conv2D(1, (2, 3), strides=(2, 3), activation="relu",
+                                                   **k),
+                                (4, 4, 1), (2, 1, 1), conv_ref((2, 3), activation="relu")),
     "conv2d_same_even_kernel": (lambda **k: Conv2D(2, 4, strides=2, padding="same", **k),
                                 (6, 6, 2), (3, 3, 2), conv_ref(2, "same")),
     "conv2d_channels_first_relu": (lambda **k: Conv2D(4, 3, strides=2, padding="same",
@@ -306,77 +308,25 @@ def one_layer_model(layer, in_shape):
     return Model(inp, layer(inp))
 
 
+def signed(r, shape):
+    """Weights of both signs (relu's two sides, the bias path)."""
+    return (r.standard_normal(shape) * 0.5).astype("float32")
+
+
 # ---------------------------------------------------------------------------------------
 # the quality bars, row by row
 
 
 @pytest.mark.parametrize("row_id", IDS)
-def test_shape_symbolic_and_compute_output_shape(row_id):
-    layer, in_shape, out_shape, _ = make(row_id)
-    out = layer(Input(shape=in_shape))
-    assert tuple(out.shape) == (None,) + out_shape
-    assert layer.compute_output_shape((None,) + in_shape) == (None,) + out_shape
+def test_layer(row_id, tmp_path):
+    """Shape, the numbers against the numpy loops, config/IR/.h5/.keras/ONNX round trips,
+    float64 gradients w.r.t. the input and every weight."""
+    factory, in_shape, out_shape, ref = ROWS[row_id]
+    model, _ = run_layer_test(factory, in_shape, tmp_path, output_shape=out_shape,
+                              weights=signed, rtol=1e-5, atol=1e-5,
+                              reference=lambda x, layer: ref(x, layer.get_weights()))
+    layer = model.layers[-1]
     assert layer.compute_output_shape((5,) + in_shape) == (5,) + out_shape
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_numbers_match_direct_numpy_loops(row_id):
-    layer, in_shape, out_shape, ref = make(row_id, dtype="float64")
-    x = rng.standard_normal((2,) + in_shape)
-    layer(x)
-    randomize(layer)
-    got = layer(x).value
-    assert got.shape == (2,) + out_shape
-    np.testing.assert_allclose(got, ref(x, layer.get_weights()), rtol=1e-10, atol=1e-10)
-
-
-def _weight_attrs(layer):
-    """Attribute names holding the layer's weight variables, in `layer.weights` order."""
-    by_id = {id(v): name for name, v in vars(layer).items() if isinstance(v, Variable)}
-    return [by_id[id(v)] for v in layer.weights]
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_layer_gradients_match_finite_differences(row_id):
-    layer, in_shape, _, _ = make(row_id, dtype="float64")
-    x = rng.standard_normal((2,) + in_shape)
-    layer(x)
-    randomize(layer)
-    attrs = _weight_attrs(layer)
-
-    def fn(xv, *ws):
-        for name, w in zip(attrs, ws):
-            setattr(layer, name, w)
-        return layer(xv)
-
-    K.set_floatx("float64")
-    try:
-        assert_gradients_close(fn, [x] + layer.get_weights(), rtol=1e-5, atol=1e-6)
-    finally:
-        K.set_floatx("float32")
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_config_round_trip(row_id):
-    layer, in_shape, _, _ = make(row_id)
-    config = layer.get_config()
-    json.dumps(config)
-    clone = type(layer).from_config(json.loads(json.dumps(config)))
-    assert json.loads(json.dumps(clone.get_config())) == json.loads(json.dumps(config))
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_ir_and_hdf5_round_trips_predict_the_same(row_id, tmp_path):
-    layer, in_shape, _, _ = make(row_id)
-    model = one_layer_model(layer, in_shape)
-    randomize(layer)
-    x = rng.standard_normal((3,) + in_shape).astype("float32")
-    want = model.predict(x)
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(x), want)
-    model.save(tmp_path / "m.h5")
-    loaded = load_model(tmp_path / "m.h5")
-    assert type(loaded.layers[-1]) is type(layer)
-    np.testing.assert_array_equal(loaded.predict(x), want)
 
 
 @pytest.mark.parametrize("row_id", IDS)
@@ -616,148 +566,6 @@ def test_keras1_positional_arguments_are_checked():
             Convolution2D(2, 3, 3, "glorot_uniform")
         with pytest.raises(ConfigError, match="nb_row and nb_col"):
             Convolution2D(2, nb_row=3)
-
-
-# ---------------------------------------------------------------------------------------
-# the spec's samples
-
-
-def test_spec_sample_zero_padding_then_strided_convolution():
-    """ZeroPadding2D((1, 1), batch_input_shape=(1, 4, 4, 1)) + Convolution2D(strides=(3, 3))."""
-    model = Sequential()
-    model.add(ZeroPadding2D((1, 1), batch_input_shape=(1, 4, 4, 1)))
-    with pytest.warns(DeprecationWarning):
-        model.add(Convolution2D(filters=1, kernel_size=(3, 3), strides=(3, 3),
-                                activation="relu", name="conv1_1"))
-    weights = model.layers[1].get_weights()
-    assert [w.shape for w in weights] == [(3, 3, 1, 1), (1,)]
-    assert model.output_shape == (1, 2, 2, 1)
-    model.add(ZeroPadding2D((1, 1)))
-    with pytest.warns(DeprecationWarning):
-        model.add(Convolution2D(filters=1, kernel_size=(2, 3), strides=(2, 3),
-                                activation="relu", name="conv1_2"))
-    assert model.layers[2].get_weights() == []          # layers[2] is the ZeroPadding2D
-    assert model.output_shape == (1, 2, 1, 1)
-    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
-    k1, b1 = model.layers[1].get_weights()
-    k2, b2 = model.layers[3].get_weights()
-    h = np.maximum(conv_loops(np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)]), k1, b1, 3), 0)
-    want = np.maximum(conv_loops(np.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)]), k2, b2, (2, 3)), 0)
-    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
-
-
-def test_spec_sample_lena_channels_first():
-    """The "lena" sample on a random image. Its `model.set_weights(weights)` passes ONE array
-    (a (1, 3, 3, 1, 1) array iterates as one (3, 3, 1, 1) kernel) to a model that has a kernel
-    and a bias (later two kernels and two biases). tf-keras 2.21 and Keras 3.15 both raise
-    ValueError there ("weight list of length 1, but the layer was expecting 2 weights", then
-    4); modelkit raises its ShapeError (a ValueError) naming the model and both counts. The
-    second ZeroPadding2D((1, 1)) has no data_format, so with the global channels_last it pads
-    the channel axis and the rows: (1, 1, 18, 18) -> (1, 3, 20, 18), and conv1_2 (3 input
-    channels) outputs (1, 1, 18, 16) -- the shape Keras 3 predicts for a 16x16 image."""
-    w, h = 16, 16
-    data = (rng.random((1, 1, w, h)) * 255).astype("float32")
-    weights = np.array([[[[[-1]], [[0]], [[1]]], [[[-2]], [[0]], [[2]]],
-                         [[[-1]], [[0]], [[1]]]]])
-    model = Sequential()
-    model.add(ZeroPadding2D(padding=(2, 2), data_format="channels_first",
-                            batch_input_shape=(1, 1, w, h)))
-    with pytest.warns(DeprecationWarning):
-        model.add(Convolution2D(filters=1, kernel_size=(3, 3), strides=(1, 1), activation="relu",
-                                name="conv1_1", data_format="channels_first"))
-    with pytest.raises(ShapeError, match=r"'sequential.*expects 2 weight array\(s\).*got 1"):
-        model.set_weights(weights)
-    with pytest.raises(ValueError):
-        model.set_weights(weights)
-    model.add(ZeroPadding2D((1, 1)))
-    with pytest.warns(DeprecationWarning):
-        model.add(Convolution2D(filters=1, kernel_size=(3, 3), strides=(1, 1), activation="relu",
-                                name="conv1_2", data_format="channels_first"))
-    assert [w_.shape for w_ in model.get_weights()] == [(3, 3, 1, 1), (1,), (3, 3, 3, 1), (1,)]
-    with pytest.raises(ShapeError, match=r"expects 4 weight array\(s\).*got 1"):
-        model.set_weights(weights)
-    model.add(ZeroPadding2D((0, 0)))
-    model.add(MaxPooling2D(pool_size=1, strides=None, data_format="channels_first"))
-    from modelkit.optimizers import SGD
-    with pytest.warns(DeprecationWarning):
-        sgd = SGD(lr=0.01, decay=1e-6, momentum=0.9, nesterov=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model.compile(loss="mse", optimizer=sgd, class_mode="categorical")
-    result = model.predict(data, batch_size=1, verbose=0)
-    assert result.shape == (1, 1, w + 2, h) and result.dtype == np.float32
-    # what the sample means to do, with the weights given the right way: a Sobel filter
-    sobel = weights[0].astype("float32")                           # (3, 3, 1, 1)
-    layer = model.get_layer("conv1_1")
-    layer.set_weights([sobel, np.zeros(1, "float32")])
-    padded = np.pad(data[0, 0], 2)
-    want = np.maximum(conv_loops(padded[None, :, :, None], sobel), 0)[0, :, :, 0]
-    sub = Model(model.inputs, layer.output)
-    np.testing.assert_allclose(sub.predict(data)[0, 0], want, rtol=1e-5, atol=1e-3)
-
-
-def test_spec_sample_keras1_vgg_like_channels_first():
-    """The spec's Keras 1 VGG-like net: Convolution2D(32, 3, 3, border_mode='valid',
-    input_shape=(3, 100, 100)) ... with K.set_image_dim_ordering('th'), trained one epoch."""
-    from modelkit.layers import Activation, Dense, Dropout, Flatten
-    from modelkit.optimizers import SGD
-    K.set_image_dim_ordering("th")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = Sequential()
-            model.add(Convolution2D(32, 3, 3, border_mode="valid", input_shape=(3, 100, 100)))
-            model.add(Activation("relu"))
-            model.add(Convolution2D(32, 3, 3))
-            model.add(Activation("relu"))
-            model.add(MaxPooling2D(pool_size=(2, 2)))
-            model.add(Dropout(0.25))
-            model.add(Convolution2D(64, 3, 3, border_mode="valid"))
-            model.add(Activation("relu"))
-            model.add(Convolution2D(64, 3, 3))
-            model.add(Activation("relu"))
-            model.add(MaxPooling2D(pool_size=(2, 2)))
-            model.add(Dropout(0.25))
-            model.add(Flatten())
-            model.add(Dense(256))
-            model.add(Activation("relu"))
-            model.add(Dropout(0.5))
-            model.add(Dense(10))
-            model.add(Activation("softmax"))
-            sgd = SGD(lr=0.1, decay=1e-6, momentum=0.9, nesterov=True)
-            model.compile(loss="categorical_crossentropy", optimizer=sgd)
-            assert model.layers[0].data_format == "channels_first"
-            assert model.layers[0].output_shape == (None, 32, 98, 98)
-            assert model.layers[10].output_shape == (None, 64, 22, 22)
-            X_train = rng.random((32, 3, 100, 100), dtype=np.float32)
-            Y_train = np.eye(10, dtype="float32")[rng.integers(0, 10, 32)]
-            t = time.perf_counter()
-            history = model.fit(X_train, Y_train, batch_size=32, nb_epoch=1, verbose=0)
-            assert time.perf_counter() - t < 60
-    finally:
-        K.set_image_dim_ordering("tf")
-    assert np.isfinite(history.history["loss"][0])
-    assert model.predict(X_train[:2]).shape == (2, 10)
-
-
-def test_spec_sample_convolution1d_shapes():
-    with pytest.warns(DeprecationWarning):
-        model = Sequential()
-        model.add(Convolution1D(64, 3, border_mode="same", input_shape=(10, 32)))
-        assert model.output_shape == (None, 10, 64)
-        model.add(Convolution1D(32, 3, border_mode="same"))
-        assert model.output_shape == (None, 10, 32)
-        model = Sequential()
-        model.add(AtrousConvolution1D(64, 3, atrous_rate=2, border_mode="same",
-                                      input_shape=(10, 32)))
-        model.add(AtrousConvolution1D(32, 3, atrous_rate=2, border_mode="same"))
-        assert model.output_shape == (None, 10, 32)
-        model = Sequential()
-        model.add(Convolution2D(64, 3, 3, border_mode="same", input_shape=(3, 256, 256),
-                                dim_ordering="th"))
-        assert model.output_shape == (None, 64, 256, 256)
-        model.add(Convolution2D(32, 3, 3, border_mode="same", dim_ordering="th"))
-        assert model.output_shape == (None, 32, 256, 256)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,16 +1,21 @@
-"""ConvLSTM2D: numbers against a direct numpy recurrence, float64 gradient checks, dropout,
-go_backwards, stateful, channels_first, config/IR/HDF5 round trips, real Keras 2 and Keras 3
-files (also the Conv3D family's), and the conv_lstm example in miniature."""
+"""ConvLSTM2D: one case table through run_layer_test (numbers against a direct numpy
+recurrence, float64 gradients, config/IR/.h5/.keras/ONNX round trips; go_backwards,
+channels_first, return_state), then dropout, stateful, initial states, masks, real Keras 2 and
+Keras 3 files (also the Conv3D family's), and the conv_lstm example in miniature."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modelkit.backend.gradcheck import assert_gradients_close, assert_layer_gradients_close
-from modelkit.errors import ConfigError, ShapeError
+from modelkit.backend.gradcheck import assert_gradients_close
+from modelkit.converters import onnx as onnx_conv
+from modelkit.converters.onnx.testing import run
+from modelkit.errors import ConfigError, ShapeError, UnsupportedError
 from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input, Masking
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.models import Model, Sequential, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(77)
@@ -110,43 +115,57 @@ def _row(row):
     return kw, in_shape, layer, x, ref_kw
 
 
-@pytest.mark.parametrize("row", sorted(ROWS))
-def test_numbers_match_the_numpy_recurrence(row):
-    kw, in_shape, layer, x, ref_kw = _row(row)
-    ws = layer.get_weights()
-    bias = ws[2] if len(ws) > 2 else 0.0
-    seq, h, c = conv_lstm_np(x, ws[0], ws[1], bias, **ref_kw)
-    out = layer(x)
-    if kw.get("return_state"):
-        out, oh, oc = out
-        np.testing.assert_allclose(oh.value, h, atol=1e-10)
-        np.testing.assert_allclose(oc.value, c, atol=1e-10)
-    want = seq if kw.get("return_sequences") else (h if not ref_kw.get("cf") else h)
-    np.testing.assert_allclose(out.value, want, atol=1e-10)
-    sym = layer(Input(shape=in_shape))
-    sym = sym[0] if isinstance(sym, list) else sym
-    assert tuple(sym.shape) == (None,) + want.shape[1:]
-
-
-GRAD_ROWS = {
+CASES = {   # id -> (ConvLSTM2D kwargs, input shape without batch, numpy reference kwargs)
     "same_sequences": (dict(filters=2, kernel_size=3, padding="same", return_sequences=True),
-                       (2, 3, 3, 1)),
+                       (3, 4, 3, 1), dict(padding="same")),
+    "valid_strides_last": (dict(filters=2, kernel_size=(2, 3), strides=(1, 2)), (3, 4, 5, 1),
+                           dict(strides=(1, 2))),
     "valid_strides_backwards": (dict(filters=1, kernel_size=(2, 2), strides=(1, 2),
-                                     go_backwards=True), (3, 3, 4, 2)),
+                                     go_backwards=True), (3, 3, 4, 2),
+                                dict(strides=(1, 2), go_backwards=True)),
+    "dilated_backwards_sigmoid": (dict(filters=2, kernel_size=2, dilation_rate=2,
+                                       go_backwards=True, return_sequences=True,
+                                       recurrent_activation="sigmoid"), (3, 5, 5, 1),
+                                  dict(dilation=(2, 2), go_backwards=True,
+                                       rec_act=lambda v: 1 / (1 + np.exp(-v)))),
     "dilated_channels_first": (dict(filters=2, kernel_size=2, dilation_rate=2,
                                     data_format="channels_first", return_sequences=True),
-                               (2, 1, 3, 3)),
+                               (2, 1, 4, 4), dict(dilation=(2, 2), cf=True)),
+    "channels_first_state": (dict(filters=2, kernel_size=3, padding="same",
+                                  data_format="channels_first", return_state=True),
+                             (2, 1, 4, 3), dict(padding="same", cf=True)),
+    "relu_no_bias_sigmoid": (dict(filters=2, kernel_size=1, use_bias=False, activation="relu",
+                                  recurrent_activation="sigmoid"), (2, 3, 3, 2),
+                             dict(act=lambda v: np.maximum(v, 0),
+                                  rec_act=lambda v: 1 / (1 + np.exp(-v)))),
+    "one_step": (dict(filters=2, kernel_size=1, return_sequences=True), (1, 3, 3, 2), {}),
 }
 
 
-@pytest.mark.parametrize("row", sorted(GRAD_ROWS))
-def test_gradients_match_finite_differences(row):
-    kw, in_shape = GRAD_ROWS[row]
-    layer = ConvLSTM2D(dtype="float64", **kw)
-    x = rng.standard_normal((2,) + in_shape)
-    layer(x)
-    _randomize(layer)
-    assert_layer_gradients_close(layer, x)
+def case_reference(kw, ref_kw):
+    def reference(x, layer):
+        ws = layer.get_weights()
+        seq, h, c = conv_lstm_np(x.astype(float), ws[0], ws[1], ws[2] if len(ws) > 2 else 0.0,
+                                 **ref_kw)
+        out = seq if kw.get("return_sequences") else h
+        return [out, h, c] if kw.get("return_state") else out
+    return reference
+
+
+def signed(r, shape):
+    return (r.standard_normal(shape) * 0.4).astype("float32")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer(case, tmp_path):
+    """Shapes, the numpy recurrence, config/IR/.h5/.keras/ONNX (unrolled) round trips,
+    float64 gradients of every output w.r.t. the input and every weight."""
+    kw, in_shape, ref_kw = CASES[case]
+    keras2_only = ConvLSTM2D(**kw).get_config()["recurrent_activation"] == "hard_sigmoid"
+    run_layer_test(lambda: ConvLSTM2D(**kw), in_shape, tmp_path, weights=signed, atol=1e-5,
+                   reference=case_reference(kw, ref_kw),
+                   formats=(".h5",) if keras2_only else (".h5", ".keras"))   # Keras 2's default
+    # hard_sigmoid gates have no Keras 3 spelling: saving them as .keras raises
 
 
 def test_dropout_masks_are_per_gate_and_shared_by_every_step():
@@ -185,24 +204,15 @@ def test_stateful_carries_states_between_batches_and_resets():
         ConvLSTM2D(2, 3, stateful=True)(Input(shape=(3, 4, 4, 1)))
 
 
-def test_config_ir_and_hdf5_round_trips(tmp_path):
+def test_weight_names_survive_a_round_trip_in_a_stack(tmp_path):
     inp = Input(shape=(3, 5, 5, 2))
-    out = ConvLSTM2D(3, 3, padding="same", go_backwards=True, return_sequences=True,
-                     recurrent_activation="sigmoid", name="conv_lstm2d_x")(inp)
+    out = ConvLSTM2D(3, 3, padding="same", return_sequences=True, name="conv_lstm2d_x")(inp)
     model = Model(inp, Conv3D(1, 3, padding="same")(out))
-    for w in model.weights:
-        w.assign(rng.standard_normal(w.shape) * 0.3)
-    x = rng.standard_normal((2, 3, 5, 5, 2)).astype("float32")
-    want = model.predict(x)
-    np.testing.assert_allclose(from_ir(model.to_ir()).predict(x), want, atol=1e-6)
     model.save(tmp_path / "m.h5")
-    again = load_model(tmp_path / "m.h5")
-    np.testing.assert_allclose(again.predict(x), want, atol=1e-6)
-    layer = again.get_layer("conv_lstm2d_x")
+    layer = load_model(tmp_path / "m.h5").get_layer("conv_lstm2d_x")
     assert [w.name for w in layer.weights] == ["conv_lstm2d_x/kernel",
                                                "conv_lstm2d_x/recurrent_kernel",
                                                "conv_lstm2d_x/bias"]
-    assert ConvLSTM2D.from_config(layer.get_config()).get_config() == layer.get_config()
 
 
 def test_keras_name_weights_and_errors():
@@ -254,41 +264,7 @@ def test_conv_lstm_example_learns_next_frames():
 
 # -- ONNX: unrolled for the fixed sequence length -------------------------------------------
 
-ONNX_ROWS = {
-    "sequences_same": dict(filters=3, kernel_size=3, padding="same", return_sequences=True),
-    "last_valid_strides": dict(filters=2, kernel_size=(2, 3), strides=(1, 2)),
-    "backwards_dilated_sigmoid": dict(filters=2, kernel_size=2, dilation_rate=2,
-                                      go_backwards=True, return_sequences=True,
-                                      recurrent_activation="sigmoid"),
-    "channels_first_relu_no_bias": dict(filters=2, kernel_size=3, padding="same",
-                                        data_format="channels_first", activation="relu",
-                                        use_bias=False, return_sequences=True),
-    "one_step": dict(filters=2, kernel_size=1, return_sequences=True),
-}
-
-
-@pytest.mark.parametrize("row", sorted(ONNX_ROWS))
-def test_onnx_export_matches_predict(row):
-    ort = pytest.importorskip("onnxruntime")
-    from modelkit.converters import onnx as onnx_conv
-    kw = ONNX_ROWS[row]
-    steps = 1 if row == "one_step" else 4
-    in_shape = (steps, 2, 6, 5) if kw.get("data_format") == "channels_first" else \
-        (steps, 6, 5, 2)
-    inp = Input(shape=in_shape)
-    model = Model(inp, ConvLSTM2D(**kw)(inp))
-    for w in model.weights:
-        w.assign(rng.standard_normal(w.shape) * 0.4)
-    x = rng.standard_normal((3,) + in_shape).astype("float32")
-    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, model.predict(x), atol=1e-5, rtol=0)
-
-
 def test_onnx_export_of_return_state_and_the_conv_lstm_stack():
-    ort = pytest.importorskip("onnxruntime")
-    from modelkit.converters import onnx as onnx_conv
     inp = Input(shape=(3, 5, 5, 1))
     seq, h, c = ConvLSTM2D(2, 3, padding="same", return_sequences=True,
                            return_state=True)(inp)
@@ -299,16 +275,12 @@ def test_onnx_export_of_return_state_and_the_conv_lstm_stack():
         w.assign(np.abs(rng.standard_normal(w.shape)) * 0.3 + 0.1 if "variance" in w.name
                  else rng.standard_normal(w.shape) * 0.3)
     x = rng.standard_normal((2, 3, 5, 5, 1)).astype("float32")
-    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})
-    for g, w in zip(got, model.predict(x)):
+    got = run(onnx_conv.export(model), [x])
+    for g, w in zip(got, model.predict(x), strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
 
 
 def test_onnx_export_refuses_unknown_length_and_stateful_with_the_reason():
-    from modelkit.converters import onnx as onnx_conv
-    from modelkit.errors import UnsupportedError
     inp = Input(shape=(None, 5, 5, 1))
     model = Model(inp, ConvLSTM2D(2, 3, name="clstm")(inp))
     with pytest.raises(UnsupportedError, match="clstm.*fixed number of timesteps"):
@@ -320,9 +292,7 @@ def test_onnx_export_refuses_unknown_length_and_stateful_with_the_reason():
 
 
 @pytest.mark.parametrize("cf", [False, True])
-def test_initial_state_numbers_symbolic_and_onnx(cf):
-    ort = pytest.importorskip("onnxruntime")
-    from modelkit.converters import onnx as onnx_conv
+def test_initial_state_numbers_symbolic_and_onnx(cf, tmp_path):
     kw = dict(filters=2, kernel_size=3, padding="same", return_sequences=True,
               data_format="channels_first" if cf else "channels_last")
     seq_shape = (3, 2, 4, 5) if cf else (3, 4, 5, 2)
@@ -346,18 +316,13 @@ def test_initial_state_numbers_symbolic_and_onnx(cf):
     sym.set_weights(ws)
     feeds = [a.astype("float32") for a in (x, h0, c0)]
     np.testing.assert_allclose(model.predict(feeds), want, atol=1e-5)
-    sess = ort.InferenceSession(onnx_conv.export(model).SerializeToString(),
-                                providers=["CPUExecutionProvider"])
-    got = sess.run(None, {i.name: f for i, f in zip(sess.get_inputs(), feeds)})[0]
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(run(onnx_conv.export(model), feeds)[0], want, atol=1e-5)
     with pytest.raises(ShapeError, match="initial states must have shape"):
         layer(x, initial_state=[h0[:, :1], c0])
     if not cf:
-        import tempfile
-        with tempfile.TemporaryDirectory() as d:
-            model.save(f"{d}/m.h5")
-            np.testing.assert_allclose(load_model(f"{d}/m.h5").predict(feeds),
-                                       model.predict(feeds), atol=1e-6)
+        model.save(tmp_path / "m.h5")
+        np.testing.assert_allclose(load_model(tmp_path / "m.h5").predict(feeds),
+                                   model.predict(feeds), atol=1e-6)
 
 
 @pytest.mark.parametrize("version", ["keras2", "keras3"])
@@ -418,8 +383,6 @@ def test_masking_layer_skips_whole_zero_frames_and_the_mask_flows_on():
 
 
 def test_masked_conv_lstm_exports_to_onnx():
-    from modelkit.converters import onnx as onnx_conv
-    from modelkit.converters.onnx.testing import run
     x = rng.standard_normal((3, 4, 4, 5, 2)).astype("float32")
     x[0, 0] = x[1, 2] = x[2, 3] = 0.0
     for backwards in (False, True):

@@ -1,5 +1,6 @@
-"""Embedding: shapes, lookups against numpy indexing, float64 gradients, configs, IR/HDF5
-round trips, masks, index checking, Keras 1 spellings and the real Keras fixture."""
+"""Embedding: one case table through run_layer_test (shapes, lookups against numpy indexing,
+float64 gradients of the table, config/IR/.h5/.keras/ONNX round trips); dtypes, masks, index
+checking, Keras 1 spellings and the real Keras fixture."""
 
 import warnings
 
@@ -7,22 +8,22 @@ import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.errors import ConfigError, DTypeError, ShapeError
-from modelkit.layers import LSTM, Embedding, Flatten, Dense, Input
-from modelkit.models import Model, Sequential, from_ir, load_model
+from modelkit.layers import LSTM, Embedding, Input
+from modelkit.models import Sequential, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(5)
 
-ROWS = {   # name -> (factory, input shape without batch, expected output shape without batch)
-    "plain": (lambda **kw: Embedding(10, 4, **kw), (6,), (6, 4)),
-    "input_length": (lambda **kw: Embedding(10, 3, input_length=5, **kw), (5,), (5, 3)),
-    "mask_zero": (lambda **kw: Embedding(7, 2, mask_zero=True, **kw), (4,), (4, 2)),
-    "rank3_ids": (lambda **kw: Embedding(9, 2, **kw), (3, 2), (3, 2, 2)),
-    "tuple_length": (lambda **kw: Embedding(9, 2, input_length=(3, None), **kw), (3, 2),
-                     (3, 2, 2)),
-}
+CASES = [   # (id, factory, input shape without batch, output shape without batch)
+    ("plain", lambda: Embedding(10, 4), (6,), (6, 4)),
+    ("input_length", lambda: Embedding(10, 3, input_length=5), (5,), (5, 3)),
+    ("mask_zero", lambda: Embedding(7, 2, mask_zero=True), (4,), (4, 2)),
+    ("rank3_ids", lambda: Embedding(9, 2, embeddings_regularizer="l2"), (3, 2), (3, 2, 2)),
+    ("tuple_length", lambda: Embedding(9, 2, input_length=(3, None)), (3, 2), (3, 2, 2)),
+]
 
 
 def ids(shape, high=6):
@@ -34,30 +35,28 @@ def randomize(layer_or_model):
         w.assign(rng.standard_normal(w.shape).astype(w.dtype))
 
 
-def model_of(layer, in_shape):
-    inp = Input(in_shape, dtype="int32")
-    return Model(inp, layer(inp))
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_shapes(row):
-    make, in_shape, out_shape = ROWS[row]
-    layer = make()
-    assert layer(Input(in_shape, dtype="int32")).shape == (None,) + out_shape
-    assert layer.compute_output_shape((None,) + in_shape) == (None,) + out_shape
-    assert layer(ids((2,) + in_shape)).shape == (2,) + out_shape
+@pytest.mark.parametrize("name,factory,in_shape,out_shape", CASES, ids=[c[0] for c in CASES])
+def test_layer(name, factory, in_shape, out_shape, tmp_path):
+    """The lookup is numpy indexing (repeated indices in x: the embedding gradient
+    accumulates); shapes, config/IR/.h5/.keras/ONNX round trips, float64 gradients. Keras 3
+    has no input_length (nor the batch_input_shape it implies): .keras files drop it."""
+    model, _ = run_layer_test(factory, in_shape, tmp_path, input_dtype="int32",
+                              x=ids((4,) + in_shape), output_shape=out_shape,
+                              reference=lambda x, layer: layer.embeddings.value[x],
+                              keras3_drops=("input_length", "batch_input_shape"))
+    layer = model.layers[-1]
+    assert layer.compute_output_shape((2,) + in_shape) == (2,) + out_shape
     assert layer.embeddings.shape == (layer.input_dim, layer.output_dim)
     assert layer.weights[0].name == f"{layer.name}/embeddings"
 
 
-@pytest.mark.parametrize("row", list(ROWS))
-def test_lookup_is_numpy_indexing(row):
-    make, in_shape, _ = ROWS[row]
-    layer = make()
-    x = ids((3,) + in_shape)
-    layer(x)
-    randomize(layer)
-    np.testing.assert_array_equal(layer(x).value, layer.embeddings.value[x])
+def test_config_keys_are_keras_2s():
+    config = Embedding(9, 2, embeddings_regularizer="l2", name="emb").get_config()
+    for key in ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
+                "activity_regularizer", "embeddings_constraint", "mask_zero", "input_length",
+                "batch_input_shape"):
+        assert key in config
+    assert config["embeddings_initializer"]["class_name"] == "RandomUniform"
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "int64", "uint64",
@@ -68,43 +67,6 @@ def test_any_integer_dtype_and_integral_floats(dtype):
     layer(x)
     randomize(layer)
     np.testing.assert_array_equal(layer(x.astype(dtype)).value, layer.embeddings.value[x])
-
-
-def test_gradient_of_the_embeddings_float64():
-    layer = Embedding(6, 3, dtype="float64")
-    x = np.array([[1, 5, 1], [0, 1, 3]])         # repeated indices accumulate
-    layer(x)
-
-    def fn(w):
-        layer.embeddings = w
-        return K.tanh(layer(x))
-
-    assert_gradients_close(fn, [rng.standard_normal((6, 3))])
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_config_round_trip(row):
-    layer = ROWS[row][0](embeddings_regularizer="l2", name=f"emb_{row}")
-    config = layer.get_config()
-    assert Embedding.from_config(config).get_config() == config
-    for key in ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
-                "activity_regularizer", "embeddings_constraint", "mask_zero", "input_length",
-                "batch_input_shape"):
-        assert key in config
-    assert config["embeddings_initializer"]["class_name"] == "RandomUniform"
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_ir_and_hdf5_round_trips(row, tmp_path):
-    make, in_shape, _ = ROWS[row]
-    model = model_of(make(), in_shape)
-    randomize(model)
-    x = ids((3,) + in_shape)
-    want = model.predict(x)
-    path = tmp_path / "m.h5"
-    model.save(path)
-    for other in (from_ir(model.to_ir()), load_model(path)):
-        np.testing.assert_array_equal(other.predict(x), want)
 
 
 def test_mask_zero_gives_a_mask_and_lstm_uses_it():
@@ -168,14 +130,6 @@ def test_keras1_spellings_and_row_dropout():
     for word in np.unique(x):
         assert len(set(dropped[x == word])) == 1
     np.testing.assert_allclose(out[~dropped], 2 * table[x][~dropped], rtol=1e-6)
-
-
-def test_spec_functional_embedding_with_keras1_names():
-    main_input = Input(shape=(100,), dtype="int32", name="main_input")
-    x = Embedding(output_dim=16, input_dim=50, input_length=100)(main_input)
-    assert x.shape == (None, 100, 16)
-    flat = Dense(1)(Flatten()(x))
-    assert flat.shape == (None, 1)
 
 
 @pytest.mark.parametrize("version", ["keras2", "keras3"])

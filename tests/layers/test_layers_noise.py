@@ -1,6 +1,7 @@
 """Noise layers: GaussianNoise, GaussianDropout, AlphaDropout, SpatialDropout1D/2D/3D —
-identity at inference, Keras 2 formulas in training (checked against the same random draws
-and statistically), float64 gradients, configs, round trips, errors."""
+identity at inference (one case table through run_layer_test: shapes, config/IR/.h5/.keras/
+ONNX round trips), Keras 2 formulas in training (checked against the same random draws and
+statistically), float64 training gradients with the noise re-drawn identically, errors."""
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ from modelkit.backend.gradcheck import assert_layer_gradients_close
 from modelkit.backend.tensor import Tensor
 from modelkit.errors import ConfigError, ShapeError
 from modelkit.layers import (AlphaDropout, Dense, GaussianDropout, GaussianNoise, Input,
-                             SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, deserialize,
-                             serialize)
-from modelkit.models import Model, Sequential, from_ir, load_model
+                             SpatialDropout1D, SpatialDropout2D, SpatialDropout3D)
+from modelkit.models import Sequential
+
+from layer_testing import run_layer_test
 
 rng = np.random.default_rng(21)
 ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
@@ -21,39 +23,25 @@ def r(*shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-LAYERS = [   # (factory, input shape without batch)
-    (lambda: GaussianNoise(0.5), (4,)),
-    (lambda: GaussianDropout(0.3), (2, 3)),
-    (lambda: AlphaDropout(0.2), (4,)),
-    (lambda: AlphaDropout(0.2, noise_shape=(None, 1, 3)), (2, 3)),
-    (lambda: SpatialDropout1D(0.5), (5, 3)),
-    (lambda: SpatialDropout2D(0.5), (4, 4, 3)),
-    (lambda: SpatialDropout2D(0.5, data_format="channels_first"), (3, 4, 4)),
-    (lambda: SpatialDropout3D(0.5), (2, 2, 2, 3)),
-    (lambda: SpatialDropout3D(0.5, data_format="channels_first"), (3, 2, 2, 2)),
+CASES = [   # (id, factory, input shape without batch): identity at inference
+    ("gaussian_noise", lambda: GaussianNoise(0.5), (4,)),
+    ("gaussian_dropout", lambda: GaussianDropout(0.3), (2, 3)),
+    ("alpha_dropout", lambda: AlphaDropout(0.2), (4,)),
+    ("alpha_dropout_noise_shape", lambda: AlphaDropout(0.2, noise_shape=(None, 1, 3)), (2, 3)),
+    ("spatial1d", lambda: SpatialDropout1D(0.5), (5, 3)),
+    ("spatial2d", lambda: SpatialDropout2D(0.5), (4, 4, 3)),
+    ("spatial2d_channels_first", lambda: SpatialDropout2D(0.5, data_format="channels_first"),
+     (3, 4, 4)),
+    ("spatial3d", lambda: SpatialDropout3D(0.5), (2, 2, 2, 3)),
+    ("spatial3d_channels_first", lambda: SpatialDropout3D(0.5, data_format="channels_first"),
+     (3, 2, 2, 2)),
 ]
 
 
-@pytest.mark.parametrize("factory,shape", LAYERS)
-def test_shapes_and_identity_at_inference(factory, shape, tmp_path):
-    layer = factory()
-    inp = Input(shape=shape)
-    out = layer(inp)
-    assert out.shape == (None,) + shape
-    assert layer.compute_output_shape((None,) + shape) == (None,) + shape
-    model = Model(inp, out)
-    x = r(3, *shape)
-    np.testing.assert_array_equal(model.predict(x), x)
-    np.testing.assert_array_equal(layer(Tensor(x), training=False).value, x)
-    # round trips (config, IR, HDF5)
-    config = layer.get_config()
-    assert type(layer).from_config(config).get_config() == config
-    assert deserialize(serialize(layer)).get_config() == config
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(x), x)
-    model.save(tmp_path / "m.h5")
-    again = load_model(tmp_path / "m.h5")
-    np.testing.assert_array_equal(again.predict(x), x)
-    assert again.layers[-1].get_config() == config
+@pytest.mark.parametrize("name,factory,shape", CASES, ids=[c[0] for c in CASES])
+def test_layer(name, factory, shape, tmp_path):
+    """Identity at inference; shape, config/IR/.h5/.keras/ONNX round trips, gradients."""
+    run_layer_test(factory, shape, tmp_path, reference=lambda x, layer: x, output_shape=shape)
 
 
 def test_gaussian_noise_adds_the_seeded_draws():

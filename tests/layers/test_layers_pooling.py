@@ -1,13 +1,12 @@
 """Pooling layers: one table row per layer config.
 
-For every row: the symbolic shape and compute_output_shape, the numbers against a direct
-numpy loop, a float64 finite-difference gradient check through the layer, get_config /
-from_config, the IR and HDF5 round trips. Then masks (GlobalAveragePooling1D), bad
-arguments and inputs, and the Keras 1 spellings. (ONNX parity: tests/converters/test_onnx_parity.py, conv group.)
+For every row, through run_layer_test: the symbolic shape and compute_output_shape, the
+numbers against a direct numpy loop, a float64 finite-difference gradient check, the config,
+IR, .h5, .keras and ONNX round trips. Then masks (GlobalAveragePooling1D), bad arguments and
+inputs, and the Keras 1 spellings.
 """
 
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -20,7 +19,9 @@ from modelkit.layers import (AveragePooling1D, AveragePooling2D, AveragePooling3
                              GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                              GlobalMaxPooling3D, Input, Masking, MaxPool2D, MaxPooling1D,
                              MaxPooling2D, MaxPooling3D)
-from modelkit.models import Model, from_ir, load_model
+from modelkit.models import Model
+
+from layer_testing import run_layer_test
 
 rng = np.random.default_rng(99)
 
@@ -49,11 +50,11 @@ def pool_loops(x, pool, strides, padding, kind, cf=False):
 
 
 def pool_ref(pool, strides, padding="valid", kind="max", cf=False):
-    return lambda x: pool_loops(x, pool, strides, padding, kind, cf)
+    return lambda x, layer: pool_loops(x, pool, strides, padding, kind, cf)
 
 
 def global_ref(kind, axes, keepdims=False):
-    def ref(x):
+    def ref(x, layer):
         return x.max(axis=axes, keepdims=keepdims) if kind == "max" else \
             x.mean(axis=axes, keepdims=keepdims)
     return ref
@@ -61,121 +62,75 @@ def global_ref(kind, axes, keepdims=False):
 
 CF = {"data_format": "channels_first"}
 ROWS = {
-    "max1d": (lambda **k: MaxPooling1D(2, **k), (7, 3), (3, 3), pool_ref((2,), (2,))),
-    "max1d_same_stride1": (lambda **k: MaxPooling1D(3, strides=1, padding="same", **k),
+    "max1d": (lambda: MaxPooling1D(2), (7, 3), (3, 3), pool_ref((2,), (2,))),
+    "max1d_same_stride1": (lambda: MaxPooling1D(3, strides=1, padding="same"),
                            (5, 2), (5, 2), pool_ref((3,), (1,), "same")),
-    "max1d_channels_first": (lambda **k: MaxPooling1D(2, **CF, **k), (3, 6), (3, 3),
+    "max1d_channels_first": (lambda: MaxPooling1D(2, **CF), (3, 6), (3, 3),
                              pool_ref((2,), (2,), cf=True)),
-    "avg1d": (lambda **k: AveragePooling1D(**k), (6, 2), (3, 2),
+    "avg1d": (lambda: AveragePooling1D(), (6, 2), (3, 2),
               pool_ref((2,), (2,), kind="avg")),
-    "avg1d_same": (lambda **k: AveragePooling1D(3, strides=2, padding="same", **k), (6, 2),
+    "avg1d_same": (lambda: AveragePooling1D(3, strides=2, padding="same"), (6, 2),
                    (3, 2), pool_ref((3,), (2,), "same", "avg")),
-    "max2d": (lambda **k: MaxPooling2D(**k), (6, 6, 3), (3, 3, 3), pool_ref((2, 2), (2, 2))),
-    "max2d_odd_input": (lambda **k: MaxPooling2D(**k), (7, 5, 2), (3, 2, 2),
+    "max2d": (lambda: MaxPooling2D(), (6, 6, 3), (3, 3, 3), pool_ref((2, 2), (2, 2))),
+    "max2d_odd_input": (lambda: MaxPooling2D(), (7, 5, 2), (3, 2, 2),
                         pool_ref((2, 2), (2, 2))),
-    "max2d_same_overlap": (lambda **k: MaxPooling2D((3, 3), strides=2, padding="same", **k),
+    "max2d_same_overlap": (lambda: MaxPooling2D((3, 3), strides=2, padding="same"),
                            (5, 6, 2), (3, 3, 2), pool_ref((3, 3), (2, 2), "same")),
-    "max2d_channels_first": (lambda **k: MaxPooling2D(2, **CF, **k), (2, 4, 6), (2, 2, 3),
+    "max2d_channels_first": (lambda: MaxPooling2D(2, **CF), (2, 4, 6), (2, 2, 3),
                              pool_ref((2, 2), (2, 2), cf=True)),
-    "avg2d": (lambda **k: AveragePooling2D(**k), (6, 6, 3), (3, 3, 3),
+    "avg2d": (lambda: AveragePooling2D(), (6, 6, 3), (3, 3, 3),
               pool_ref((2, 2), (2, 2), kind="avg")),
-    "avg2d_same_rect": (lambda **k: AveragePooling2D((3, 2), strides=(2, 3), padding="same",
-                                                     **k),
+    "avg2d_same_rect": (lambda: AveragePooling2D((3, 2), strides=(2, 3), padding="same"),
                         (5, 7, 2), (3, 3, 2), pool_ref((3, 2), (2, 3), "same", "avg")),
-    "avg2d_channels_first_overlap": (lambda **k: AveragePooling2D(2, strides=1, **CF, **k),
+    "avg2d_channels_first_overlap": (lambda: AveragePooling2D(2, strides=1, **CF),
                                      (2, 4, 4), (2, 3, 3),
                                      pool_ref((2, 2), (1, 1), kind="avg", cf=True)),
-    "max3d": (lambda **k: MaxPooling3D(**k), (4, 5, 4, 2), (2, 2, 2, 2),
+    "max3d": (lambda: MaxPooling3D(), (4, 5, 4, 2), (2, 2, 2, 2),
               pool_ref((2, 2, 2), (2, 2, 2))),
-    "max3d_same_channels_first": (lambda **k: MaxPooling3D((3, 2, 2), strides=(2, 1, 2),
-                                                           padding="same", **CF, **k),
+    "max3d_same_channels_first": (lambda: MaxPooling3D((3, 2, 2), strides=(2, 1, 2),
+                                                           padding="same", **CF),
                                   (2, 5, 3, 4), (2, 3, 3, 2),
                                   pool_ref((3, 2, 2), (2, 1, 2), "same", cf=True)),
-    "avg3d": (lambda **k: AveragePooling3D((2, 1, 2), **k), (4, 3, 4, 2), (2, 3, 2, 2),
+    "avg3d": (lambda: AveragePooling3D((2, 1, 2)), (4, 3, 4, 2), (2, 3, 2, 2),
               pool_ref((2, 1, 2), (2, 1, 2), kind="avg")),
-    "avg3d_same_channels_first": (lambda **k: AveragePooling3D(2, strides=1, padding="same",
-                                                               **CF, **k),
+    "avg3d_same_channels_first": (lambda: AveragePooling3D(2, strides=1, padding="same",
+                                                               **CF),
                                   (2, 3, 3, 2), (2, 3, 3, 2),
                                   pool_ref((2, 2, 2), (1, 1, 1), "same", "avg", cf=True)),
-    "global_max1d": (lambda **k: GlobalMaxPooling1D(**k), (5, 3), (3,),
+    "global_max1d": (lambda: GlobalMaxPooling1D(), (5, 3), (3,),
                      global_ref("max", (1,))),
-    "global_avg1d": (lambda **k: GlobalAveragePooling1D(**k), (5, 3), (3,),
+    "global_avg1d": (lambda: GlobalAveragePooling1D(), (5, 3), (3,),
                      global_ref("avg", (1,))),
     "global_avg1d_channels_first_keepdims": (
-        lambda **k: GlobalAveragePooling1D(keepdims=True, **CF, **k), (3, 5), (3, 1),
+        lambda: GlobalAveragePooling1D(keepdims=True, **CF), (3, 5), (3, 1),
         global_ref("avg", (2,), True)),
-    "global_max2d": (lambda **k: GlobalMaxPooling2D(**k), (4, 5, 3), (3,),
+    "global_max2d": (lambda: GlobalMaxPooling2D(), (4, 5, 3), (3,),
                      global_ref("max", (1, 2))),
-    "global_max2d_channels_first": (lambda **k: GlobalMaxPooling2D(**CF, **k), (3, 4, 5), (3,),
+    "global_max2d_channels_first": (lambda: GlobalMaxPooling2D(**CF), (3, 4, 5), (3,),
                                     global_ref("max", (2, 3))),
-    "global_avg2d_keepdims": (lambda **k: GlobalAveragePooling2D(keepdims=True, **k),
+    "global_avg2d_keepdims": (lambda: GlobalAveragePooling2D(keepdims=True),
                               (4, 5, 3), (1, 1, 3), global_ref("avg", (1, 2), True)),
-    "global_max3d": (lambda **k: GlobalMaxPooling3D(**k), (2, 3, 2, 3), (3,),
+    "global_max3d": (lambda: GlobalMaxPooling3D(), (2, 3, 2, 3), (3,),
                      global_ref("max", (1, 2, 3))),
     "global_avg3d_channels_first_keepdims": (
-        lambda **k: GlobalAveragePooling3D(keepdims=True, **CF, **k), (3, 2, 3, 2),
+        lambda: GlobalAveragePooling3D(keepdims=True, **CF), (3, 2, 3, 2),
         (3, 1, 1, 1), global_ref("avg", (2, 3, 4), True)),
 }
-IDS = sorted(ROWS)
 
 
 def distinct(shape):
     """Values far apart (no near-ties), so max pooling is differentiable at them."""
-    return (rng.permutation(int(np.prod(shape))).reshape(shape) - 20.0) * 0.1
+    return ((rng.permutation(int(np.prod(shape))).reshape(shape) - 20.0) * 0.1).astype("float32")
 
 
-def make(row_id, **kw):
+@pytest.mark.parametrize("row_id", sorted(ROWS))
+def test_layer(row_id, tmp_path):
+    """Shape, the numbers against direct numpy loops, config/IR/.h5/.keras/ONNX round trips,
+    float64 gradients (at distinct values: no ties)."""
     factory, in_shape, out_shape, ref = ROWS[row_id]
-    return factory(**kw), in_shape, out_shape, ref
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_shape_symbolic_and_compute_output_shape(row_id):
-    layer, in_shape, out_shape, _ = make(row_id)
-    out = layer(Input(shape=in_shape))
-    assert tuple(out.shape) == (None,) + out_shape
-    assert layer.compute_output_shape((7,) + in_shape) == (7,) + out_shape
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_numbers_match_direct_numpy_loops(row_id):
-    layer, in_shape, out_shape, ref = make(row_id, dtype="float64")
-    x = rng.standard_normal((2,) + in_shape)
-    got = layer(x).value
-    assert got.shape == (2,) + out_shape
-    np.testing.assert_allclose(got, ref(x), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_layer_gradients_match_finite_differences(row_id):
-    layer, in_shape, _, _ = make(row_id, dtype="float64")
-    K.set_floatx("float64")
-    try:
-        assert_gradients_close(lambda x: layer(x), [distinct((2,) + in_shape)], rtol=1e-5,
-                               atol=1e-6)
-    finally:
-        K.set_floatx("float32")
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_config_round_trip(row_id):
-    layer, _, _, _ = make(row_id)
-    config = json.loads(json.dumps(layer.get_config()))
-    clone = type(layer).from_config(config)
-    assert json.loads(json.dumps(clone.get_config())) == config
-
-
-@pytest.mark.parametrize("row_id", IDS)
-def test_ir_and_hdf5_round_trips_predict_the_same(row_id, tmp_path):
-    layer, in_shape, _, _ = make(row_id)
-    inp = Input(shape=in_shape)
-    model = Model(inp, layer(inp))
-    x = rng.standard_normal((3,) + in_shape).astype("float32")
-    want = model.predict(x)
-    assert want.dtype == np.float32
-    np.testing.assert_array_equal(from_ir(model.to_ir()).predict(x), want)
-    model.save(tmp_path / "m.h5")
-    np.testing.assert_array_equal(load_model(tmp_path / "m.h5").predict(x), want)
+    model, _ = run_layer_test(factory, in_shape, tmp_path, x=distinct((4,) + in_shape),
+                              reference=ref, output_shape=out_shape)
+    assert model.layers[-1].compute_output_shape((7,) + in_shape) == (7,) + out_shape
 
 
 def test_keras_config_layout():
@@ -285,15 +240,3 @@ def test_keras1_spellings():
 
 def test_keras2_short_aliases_are_the_same_classes():
     assert MaxPool2D is MaxPooling2D
-
-
-def test_spec_inception_tower_pooling():
-    """MaxPooling2D((3, 3), strides=(1, 1), border_mode='same') keeps the spatial size."""
-    with pytest.warns(DeprecationWarning):
-        layer = MaxPooling2D((3, 3), strides=(1, 1), border_mode="same")
-    inp = Input(shape=(6, 6, 3))
-    out = layer(inp)
-    assert tuple(out.shape) == (None, 6, 6, 3)
-    x = rng.standard_normal((1, 6, 6, 3)).astype("float32")
-    np.testing.assert_allclose(Model(inp, out).predict(x),
-                               pool_loops(x, (3, 3), (1, 1), "same", "max"), rtol=1e-6)

@@ -1,6 +1,7 @@
-"""SimpleRNN, GRU, LSTM (and RNN over their cells): shapes, numbers against the Keras 2 step
-equations written out in numpy, float64 gradients, configs, IR/HDF5 round trips, masks,
-states, dropout, Keras 1 spellings, bad input, real Keras fixtures and the spec's samples."""
+"""SimpleRNN, GRU, LSTM (and RNN over their cells): one case table through run_layer_test
+(shapes, numbers against the Keras 2 step equations written out in numpy, float64 gradients,
+config/IR/.h5/.keras/ONNX round trips); masks, states, dropout, Keras 1 spellings, bad input,
+real Keras fixtures (the spec's samples: tests/test_spec_samples.py)."""
 
 import warnings
 
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 
 import modelkit
-from modelkit import backend as K
-from modelkit.backend.gradcheck import assert_gradients_close
-from modelkit.errors import ConfigError, ModelkitError, ShapeError
-from modelkit.layers import (GRU, LSTM, RNN, Activation, Dense, Dropout, Embedding, GRUCell,
+from modelkit.errors import ConfigError, ModelkitError, ShapeError, UnsupportedError
+from modelkit.layers import (GRU, LSTM, RNN, Dense, Embedding, GRUCell,
                              Input, InputLayer, LSTMCell, Masking, SimpleRNN, SimpleRNNCell)
 from modelkit.models import Model, Sequential, from_ir, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(11)
@@ -87,6 +88,12 @@ def randomize(layer_or_model, scale=0.5):
         w.assign(rng.standard_normal(w.shape).astype(w.dtype) * scale)
 
 
+def _saved_and_loaded(model, tmp_path):
+    path = tmp_path / "m.h5"
+    model.save(path)
+    return load_model(path)
+
+
 def as_list(y):
     return list(y) if isinstance(y, (list, tuple)) else [y]
 
@@ -109,16 +116,11 @@ ROWS = {
 }
 
 
-def expected_shapes(layer, batch):
-    out = (batch, T, U) if layer.return_sequences else (batch, U)
+def expected_shapes(layer):
+    out = (T, U) if layer.return_sequences else (U,)
     if layer.return_state:
-        return [out] + [(batch, U)] * (2 if isinstance(layer.cell, LSTMCell) else 1)
-    return [out]
-
-
-def functional(layer):
-    inp = Input((T, F_IN))
-    return Model(inp, layer(inp))
+        return [out] + [(U,)] * (2 if isinstance(layer.cell, LSTMCell) else 1)
+    return out
 
 
 def reference_for(layer, x, weights, **kw):
@@ -129,80 +131,24 @@ def reference_for(layer, x, weights, **kw):
     return reference(layer, x, weights, **kw)
 
 
+def signed(r, shape):
+    return (r.standard_normal(shape) * 0.5).astype("float32")
+
+
 @pytest.mark.parametrize("row", list(ROWS))
-def test_shapes_symbolic_and_eager(row):
+def test_layer(row, tmp_path):
+    """Shapes (symbolic, compute_output_shape, predict), the Keras 2 step equations,
+    config/IR/.h5/.keras/ONNX round trips, float64 gradients of every output w.r.t. the
+    input and every weight."""
     layer = ROWS[row]()
-    out = as_list(layer(Input((T, F_IN))))
-    want = expected_shapes(layer, None)
-    assert [t.shape for t in out] == want
-    shape = layer.compute_output_shape((None, T, F_IN))
-    assert (shape if isinstance(shape, list) else [shape]) == want
-    eager = as_list(layer(np.zeros((B, T, F_IN), "float32")))
-    assert [tuple(t.shape) for t in eager] == expected_shapes(layer, B)
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_matches_numpy_step_equations(row):
-    layer = ROWS[row]()
-    model = functional(layer)
-    randomize(model)
-    x = rng.standard_normal((B, T, F_IN)).astype("float32")
-    got = as_list(model.predict(x))
-    want = as_list(reference_for(layer, x.astype(float), [w.value.astype(float)
-                                                            for w in layer.weights]))
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, atol=1e-5)
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_gradients_of_inputs_and_weights_float64(row):
-    layer = ROWS[row](dtype="float64")
-    layer(np.zeros((B, T, F_IN)))
-    randomize(layer)
-    cell = layer.cell
-    names = ["kernel", "recurrent_kernel"] + (["bias"] if cell.use_bias else [])
-    x = rng.standard_normal((B, T, F_IN))
-
-    def fn(xv, *ws):
-        for n, w in zip(names, ws):
-            setattr(cell, n, w)
-        outs = as_list(layer(xv))
-        return K.concatenate([K.reshape(o, (B, -1)) for o in outs], axis=1)
-
-    assert_gradients_close(fn, [x] + [getattr(cell, n).value.copy() for n in names],
-                           rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_config_round_trip(row):
-    layer = ROWS[row]()
-    layer(Input((T, F_IN)))
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    x = rng.standard_normal((B, T, F_IN)).astype("float32")
-    clone(x)
-    randomize(layer)
-    clone.set_weights(layer.get_weights())
-    for a, b in zip(as_list(layer(x)), as_list(clone(x))):
-        np.testing.assert_array_equal(a.value, b.value)
-
-
-@pytest.mark.parametrize("row", list(ROWS))
-def test_ir_and_hdf5_round_trips(row, tmp_path):
-    model = functional(ROWS[row]())
-    randomize(model)
-    x = rng.standard_normal((B, T, F_IN)).astype("float32")
-    want = as_list(model.predict(x))
-    for other in (from_ir(model.to_ir()), _saved_and_loaded(model, tmp_path)):
-        for a, b in zip(want, as_list(other.predict(x))):
-            np.testing.assert_allclose(a, b, atol=1e-7)
-
-
-def _saved_and_loaded(model, tmp_path):
-    path = tmp_path / "m.h5"
-    model.save(path)
-    return load_model(path)
+    # Keras 3 has no clip(0.2x + 0.5) gate: saving one as .keras raises (tested below)
+    keras2_only = layer.get_config().get("recurrent_activation") == "hard_sigmoid"
+    run_layer_test(ROWS[row], (T, F_IN), tmp_path, weights=signed, atol=1e-5,
+                   output_shape=expected_shapes(layer),
+                   onnx=type(layer) is not RNN,     # RNN(cell) has no ONNX export handler yet
+                   formats=(".h5",) if keras2_only else (".h5", ".keras"),
+                   reference=lambda x, la: reference_for(
+                       la, x.astype(float), [w.astype(float) for w in la.get_weights()]))
 
 
 # --------------------------------------------------------------------------------------
@@ -423,7 +369,7 @@ def test_dropout_only_in_training_and_with_the_drawn_masks():
 
 
 # --------------------------------------------------------------------------------------
-# Keras 1 spellings and the spec's constructors
+# Keras 1 spellings
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_keras1_lstm_spelling_warns_and_means_the_keras2_layer():
@@ -449,17 +395,6 @@ def test_keras1_lstm_spelling_warns_and_means_the_keras2_layer():
     assert gru.units == 3 and gru.dropout == 0.2
     with pytest.warns(DeprecationWarning, match="output_dim"):
         assert SimpleRNN(output_dim=3, U_regularizer="l1").recurrent_regularizer is not None
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_the_three_equivalent_constructors_of_the_spec():
-    shapes = []
-    for layer in (LSTM(32, input_shape=(10, 64)), LSTM(32, batch_input_shape=(None, 10, 64)),
-                  LSTM(32, input_length=10, input_dim=64)):
-        model = Sequential()
-        model.add(layer)
-        shapes.append((model.inputs[0].shape, model.outputs[0].shape))
-    assert shapes == [((None, 10, 64), (None, 32))] * 3
 
 
 # --------------------------------------------------------------------------------------
@@ -521,79 +456,9 @@ def test_real_keras_fixtures_predict_the_same(version, name):
 
 
 # --------------------------------------------------------------------------------------
-# the spec's samples (tiny sizes), loss going down
+# a shared layer, the default gates in both dialects
 
-def _decreases(model, history, x, y, more_rounds=8, **fit_kwargs):
-    """The loss falls: after the spec's fit, or after a few more epochs of the same data
-    (tiny random problems need a varying number of steps, whatever the seed)."""
-    first = history.history["loss"][0]
-    losses = list(history.history["loss"])
-    for _ in range(more_rounds):
-        if min(losses[1:] or [first]) < 0.97 * first:
-            return True
-        losses += model.fit(x, y, verbose=0, **fit_kwargs).history["loss"]
-    return min(losses[1:]) < 0.97 * first
-
-
-def test_spec_stacked_lstm_sample():
-    data_dim, timesteps, nb_classes = 16, 8, 10
-    model = Sequential()
-    model.add(LSTM(32, return_sequences=True, input_shape=(timesteps, data_dim)))
-    model.add(LSTM(32, return_sequences=True))
-    model.add(LSTM(32))
-    model.add(Dense(10, activation="softmax"))
-    model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    x_train = np.random.random((128, timesteps, data_dim))
-    y_train = np.eye(nb_classes)[(x_train[:, :, 0].sum(1) * 2).astype(int) % nb_classes]
-    x_val = np.random.random((32, timesteps, data_dim))
-    y_val = np.eye(nb_classes)[(x_val[:, :, 0].sum(1) * 2).astype(int) % nb_classes]
-    history = model.fit(x_train, y_train, batch_size=64, epochs=5, verbose=0,
-                        validation_data=(x_val, y_val))
-    assert "val_loss" in history.history
-    assert _decreases(model, history, x_train, y_train, batch_size=64, epochs=3)
-
-
-def test_spec_stateful_stacked_lstm_sample():
-    data_dim, timesteps, nb_classes, batch_size = 16, 8, 10, 8
-    model = Sequential()
-    model.add(LSTM(32, return_sequences=True, stateful=True,
-                   batch_input_shape=(batch_size, timesteps, data_dim)))
-    model.add(LSTM(32, return_sequences=True, stateful=True))
-    model.add(LSTM(32, stateful=True))
-    model.add(Dense(10, activation="softmax"))
-    model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    x_train = np.random.random((batch_size * 10, timesteps, data_dim))
-    y_train = np.eye(nb_classes)[(x_train[:, :, 0].sum(1) * 2).astype(int) % nb_classes]
-    x_val = np.random.random((batch_size * 3, timesteps, data_dim))
-    y_val = np.eye(nb_classes)[(x_val[:, :, 0].sum(1) * 2).astype(int) % nb_classes]
-    with pytest.warns(DeprecationWarning, match="nb_epoch"):
-        history = model.fit(x_train, y_train, batch_size=batch_size, nb_epoch=5, verbose=0,
-                            validation_data=(x_val, y_val), shuffle=False)
-    assert _decreases(model, history, x_train, y_train, batch_size=batch_size, epochs=3,
-                      shuffle=False)
-    assert all(np.abs(s).sum() > 0 for s in model.layers[0].states)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_spec_keras1_lstm_sequence_classification_sample():
-    max_features, maxlen = 50, 12
-    model = Sequential()
-    model.add(Embedding(max_features, 16, input_length=maxlen))
-    model.add(LSTM(output_dim=16, activation="sigmoid", inner_activation="hard_sigmoid"))
-    model.add(Dropout(0.5))
-    model.add(Dense(1))
-    model.add(Activation("sigmoid"))
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    x = np.random.randint(1, max_features, (96, maxlen))
-    y = (x[:, -1] > max_features // 2).astype("float32")
-    history = model.fit(x, y, batch_size=16, nb_epoch=6, verbose=0)
-    assert _decreases(model, history, x, y, batch_size=16, epochs=3)
-    score = model.evaluate(x, y, batch_size=16, verbose=0)
-    assert len(score) == 2
-    assert model.layers[1].recurrent_activation is modelkit.activations.get("hard_sigmoid")
-
-
-def test_spec_shared_lstm_two_calls_one_set_of_weights(tmp_path):
+def test_shared_lstm_two_calls_one_set_of_weights(tmp_path):
     tweet_a, tweet_b = Input(shape=(6, 5)), Input(shape=(6, 5))
     shared_lstm = LSTM(4)
     encoded_a, encoded_b = shared_lstm(tweet_a), shared_lstm(tweet_b)
@@ -633,3 +498,7 @@ def test_default_gates_are_sigmoid_and_write_in_both_keras_dialects(tmp_path):
     np.testing.assert_allclose(np.asarray(hard(x)), reference(hard, x, [kernel, rec, bias]),
                                rtol=1e-5, atol=1e-6)
     assert not np.allclose(np.asarray(hard(x)), np.asarray(lstm(x))[:, -1], atol=1e-3)
+    inp = Input((4, 2))
+    with pytest.raises(UnsupportedError, match="'hard'.*hard_sigmoid.*no Keras 3 equivalent"):
+        Model(inp, LSTM(3, recurrent_activation="hard_sigmoid", name="hard")(inp)).save(
+            tmp_path / "hard.keras")

@@ -1,16 +1,18 @@
-"""TimeDistributed and Bidirectional: shapes, numbers against numpy, float64 gradients,
-configs, weight names and order, IR/HDF5 round trips, masks, states, bad input, fixtures
-and the spec's `TimeDistributed(model)` video sample."""
+"""TimeDistributed and Bidirectional: case tables through run_layer_test (shapes, numbers
+against numpy or the inner layer step by step, float64 gradients, config/IR/.h5/.keras/ONNX
+round trips); weight names and order, masks, states, bad input, fixtures (the spec's
+`TimeDistributed(model)` video samples: tests/test_spec_samples.py)."""
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.errors import ConfigError, ShapeError
-from modelkit.layers import (GRU, LSTM, Bidirectional, Conv2D, Dense, Embedding, Flatten, Input,
-                             Masking, MaxPooling2D, SimpleRNN, TimeDistributed)
+from modelkit.layers import (GRU, LSTM, Bidirectional, Conv2D, Dense, Embedding, Input,
+                             Masking, SimpleRNN, TimeDistributed)
 from modelkit.models import Model, Sequential, from_ir, load_model
+
+from layer_testing import run_layer_test
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(3)
@@ -66,65 +68,26 @@ TD_ROWS = {   # name -> (factory, input shape without batch, output shape withou
 }
 
 
-def td_reference(layer, x):
+def td_reference(x, layer):
+    """The inner layer alone, one timestep at a time."""
     inner = layer.layer
-    flat = x.reshape((-1,) + x.shape[2:])
-    y = inner.predict(flat) if hasattr(inner, "predict") else inner(flat).value
-    return y.reshape(x.shape[:2] + y.shape[1:])
+    steps = [inner.predict(x[:, t]) if hasattr(inner, "predict") else inner(x[:, t]).value
+             for t in range(x.shape[1])]
+    return np.stack(steps, axis=1)
+
+
+def signed(r, shape):
+    return (r.standard_normal(shape) * 0.5).astype("float32")
 
 
 @pytest.mark.parametrize("row", list(TD_ROWS))
-def test_time_distributed_shapes(row):
+def test_time_distributed_layer(row, tmp_path):
+    """Shapes, the inner layer on every step, config/IR/.h5/.keras/ONNX round trips, float64
+    gradients."""
     make, in_shape, out_shape = TD_ROWS[row]
-    layer = make()
-    assert layer(Input(in_shape)).shape == (None,) + out_shape
-    assert layer.compute_output_shape((None,) + in_shape) == (None,) + out_shape
-    assert layer(np.zeros((B,) + in_shape, "float32")).shape == (B,) + out_shape
-
-
-@pytest.mark.parametrize("row", list(TD_ROWS))
-def test_time_distributed_is_the_inner_layer_on_every_step(row):
-    make, in_shape, _ = TD_ROWS[row]
-    layer = make()
-    x = rng.standard_normal((B,) + in_shape).astype("float32")
-    layer(x)
-    randomize(layer)
-    got = layer(x).value
-    inner = layer.layer
-    for t in range(in_shape[0]):          # the inner layer alone, one timestep at a time
-        step = inner.predict(x[:, t]) if hasattr(inner, "predict") else inner(x[:, t]).value
-        np.testing.assert_allclose(got[:, t], step, atol=1e-6)
-
-
-def test_time_distributed_gradients_float64():
-    layer = TimeDistributed(Dense(3, activation="tanh", dtype="float64"), dtype="float64")
-    x = rng.standard_normal((B, T, F_IN))
-    layer(x)
-
-    def fn(xv, k, b):
-        layer.layer.kernel, layer.layer.bias = k, b
-        return layer(xv)
-
-    assert_gradients_close(fn, [x, rng.standard_normal((F_IN, 3)), rng.standard_normal(3)])
-
-
-@pytest.mark.parametrize("row", list(TD_ROWS))
-def test_time_distributed_config_and_round_trips(row, tmp_path):
-    make, in_shape, _ = TD_ROWS[row]
-    layer = make()
-    inp = Input(in_shape)
-    model = Model(inp, layer(inp))
-    randomize(model)
-    config = layer.get_config()
-    assert set(config["layer"]) == {"class_name", "config"}
-    clone = TimeDistributed.from_config(config)
-    assert clone.get_config() == config
-    x = rng.standard_normal((B,) + in_shape).astype("float32")
-    want = model.predict(x)
-    path = tmp_path / "m.h5"
-    model.save(path)
-    for other in (from_ir(model.to_ir()), load_model(path)):
-        np.testing.assert_allclose(other.predict(x), want, atol=1e-6)
+    model, _ = run_layer_test(make, in_shape, tmp_path, weights=signed, atol=1e-6,
+                              output_shape=out_shape, reference=td_reference)
+    assert set(model.layers[-1].get_config()["layer"]) == {"class_name", "config"}
 
 
 def test_time_distributed_weight_names_follow_tf_keras():
@@ -134,6 +97,7 @@ def test_time_distributed_weight_names_follow_tf_keras():
     nested = TimeDistributed(small_model())
     nested(Input((T, F_IN)))
     assert [w.name for w in nested.weights] == [w.name for w in nested.layer.weights]
+    assert [id(w) for w in nested.weights] == [id(w) for w in nested.layer.weights]   # shared
 
 
 def test_time_distributed_passes_masks_through():
@@ -154,35 +118,6 @@ def test_time_distributed_passes_masks_through():
     ids = np.array([[[1, 0], [0, 0]], [[3, 4], [2, 0]]])
     emb(ids)
     np.testing.assert_array_equal(emb.compute_mask(K.constant(ids)), ids != 0)
-
-
-def test_spec_video_sample_time_distributed_model():
-    inputs = Input(shape=(784,))
-    x = Dense(64, activation="relu")(inputs)
-    x = Dense(64, activation="relu")(x)
-    predictions = Dense(10, activation="softmax")(x)
-    model = Model(inputs=inputs, outputs=predictions)
-    input_sequences = Input(shape=(20, 784))
-    processed_sequences = TimeDistributed(model)(input_sequences)
-    assert processed_sequences.shape == (None, 20, 10)
-    video = Model(input_sequences, processed_sequences)
-    frames = rng.random((2, 20, 784)).astype("float32")
-    out = video.predict(frames)
-    np.testing.assert_allclose(out[1, 7], model.predict(frames[1:2, 7])[0], atol=1e-6)
-    np.testing.assert_allclose(out.sum(-1), 1, atol=1e-5)
-    # weights are the model's, shared
-    assert [id(w) for w in video.layers[1].weights] == [id(w) for w in model.weights]
-
-
-def test_spec_video_sample_vision_model_then_lstm():
-    vision = Sequential([Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)),
-                         MaxPooling2D((2, 2)), Flatten()])
-    video_input = Input(shape=(5, 6, 6, 1))
-    encoded_frames = TimeDistributed(vision)(video_input)
-    encoded_video = LSTM(4)(encoded_frames)
-    model = Model(video_input, encoded_video)
-    assert encoded_frames.shape == (None, 5, 8)
-    assert model.predict(rng.random((2, 5, 6, 6, 1)).astype("float32")).shape == (2, 4)
 
 
 def test_time_distributed_bad_input():
@@ -208,32 +143,19 @@ BI_ROWS = {
 }
 
 
-def bi_expected(layer, batch):
+def bi_expected(layer):
     inner = layer.forward_layer
     u = inner.cell.units
-    out = (batch, T, u) if inner.return_sequences else (batch, u)
+    out = (T, u) if inner.return_sequences else (u,)
     outs = [out[:-1] + (2 * u,)] if layer.merge_mode == "concat" else \
         [out, out] if layer.merge_mode is None else [out]
     if inner.return_state:
-        outs += [(batch, u)] * (2 * inner._n_states)
+        outs += [(u,)] * (2 * inner._n_states)
     return outs
-
-
-@pytest.mark.parametrize("row", list(BI_ROWS))
-def test_bidirectional_shapes(row):
-    layer = BI_ROWS[row]()
-    outs = as_list(layer(Input((T, F_IN))))
-    assert [o.shape for o in outs] == bi_expected(layer, None)
-    shape = layer.compute_output_shape((None, T, F_IN))
-    assert (shape if isinstance(shape, list) else [shape]) == bi_expected(layer, None)
-    eager = as_list(layer(np.zeros((B, T, F_IN), "float32")))
-    assert [tuple(o.shape) for o in eager] == bi_expected(layer, B)
 
 
 def bi_reference(layer, x, mask=None):
     """numpy: forward over x, backward over reversed x (outputs re-reversed), merged."""
-    if not isinstance(layer.forward_layer, LSTM):
-        return None
     ws = [w.value.astype(float) for w in layer.weights]
     seq = layer.return_sequences
     zero = seq          # Keras forces zero_output_for_mask = return_sequences
@@ -248,25 +170,27 @@ def bi_reference(layer, x, mask=None):
     return merged
 
 
+def bi_of_the_directions(layer, x):
+    """GRU / SimpleRNN: both directions against the layers alone, merged."""
+    f, b = as_list(layer.forward_layer(x)), as_list(layer.backward_layer(x))
+    y, y_rev = f[0].value, b[0].value
+    if layer.return_sequences:
+        y_rev = y_rev[:, ::-1]
+    merged = [np.concatenate([y, y_rev], -1)] if layer.merge_mode == "concat" else [y + y_rev]
+    return merged + [s.value for s in f[1:]] + [s.value for s in b[1:]]
+
+
 @pytest.mark.parametrize("row", list(BI_ROWS))
-def test_bidirectional_matches_numpy(row):
+def test_bidirectional_layer(row, tmp_path):
+    """Shapes, numpy (LSTM) or the two directions alone, config/IR/.h5/.keras/ONNX round
+    trips, float64 gradients of every output."""
     layer = BI_ROWS[row]()
-    inp = Input((T, F_IN))
-    model = Model(inp, layer(inp))
-    randomize(model)
-    x = rng.standard_normal((B, T, F_IN)).astype("float32")
-    want = bi_reference(layer, x.astype(float))
-    if want is None:        # GRU / SimpleRNN: both directions against the layers alone
-        fwd, bwd = layer.forward_layer, layer.backward_layer
-        f = as_list(fwd(x))
-        b = as_list(bwd(x))
-        y, y_rev = f[0].value, b[0].value
-        if layer.return_sequences:
-            y_rev = y_rev[:, ::-1]
-        merged = [np.concatenate([y, y_rev], -1)] if layer.merge_mode == "concat" else [y + y_rev]
-        want = merged + [s.value for s in f[1:]] + [s.value for s in b[1:]]
-    for g, w in zip(as_list(model.predict(x)), want):
-        np.testing.assert_allclose(g, w, atol=1e-5)
+    model, _ = run_layer_test(
+        BI_ROWS[row], (T, F_IN), tmp_path, weights=signed, atol=1e-5,
+        output_shape=bi_expected(layer),
+        reference=lambda x, la: bi_reference(la, x.astype(float))
+        if isinstance(la.forward_layer, LSTM) else bi_of_the_directions(la, x))
+    assert set(model.layers[-1].get_config()["layer"]) == {"class_name", "config"}
 
 
 def test_bidirectional_with_mask_zeroes_masked_steps_like_keras():
@@ -286,25 +210,6 @@ def test_bidirectional_with_mask_zeroes_masked_steps_like_keras():
     np.testing.assert_allclose(last.predict(x), want_last[0], atol=1e-5)
 
 
-def test_bidirectional_gradients_float64():
-    layer = Bidirectional(GRU(2, return_sequences=True, dtype="float64"), merge_mode="sum",
-                          dtype="float64")
-    x = rng.standard_normal((B, 3, F_IN))
-    layer(x)
-    randomize(layer)
-    cells = [layer.forward_layer.cell, layer.backward_layer.cell]
-    names = ["kernel", "recurrent_kernel", "bias"]
-
-    def fn(xv, *ws):
-        for i, cell in enumerate(cells):
-            for n, w in zip(names, ws[3 * i:3 * i + 3]):
-                setattr(cell, n, w)
-        return layer(xv)
-
-    arrays = [x] + [getattr(c, n).value.copy() for c in cells for n in names]
-    assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-7)
-
-
 def test_bidirectional_weights_names_and_backward_copy():
     layer = Bidirectional(LSTM(3, name="lstm"), name="bidirectional")
     layer(Input((T, F_IN)))
@@ -319,24 +224,6 @@ def test_bidirectional_weights_names_and_backward_copy():
     w = [rng.standard_normal(v.shape).astype("float32") for v in layer.weights]
     layer.set_weights(w)
     np.testing.assert_array_equal(layer.backward_layer.get_weights()[0], w[3])
-
-
-@pytest.mark.parametrize("row", list(BI_ROWS))
-def test_bidirectional_config_and_round_trips(row, tmp_path):
-    layer = BI_ROWS[row]()
-    inp = Input((T, F_IN))
-    model = Model(inp, layer(inp))
-    randomize(model)
-    config = layer.get_config()
-    assert set(config["layer"]) == {"class_name", "config"}
-    assert Bidirectional.from_config(config).get_config() == config
-    x = rng.standard_normal((B, T, F_IN)).astype("float32")
-    want = as_list(model.predict(x))
-    path = tmp_path / "m.h5"
-    model.save(path)
-    for other in (from_ir(model.to_ir()), load_model(path)):
-        for a, b in zip(want, as_list(other.predict(x))):
-            np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_bidirectional_explicit_backward_layer_and_initial_state():

@@ -27,10 +27,24 @@ def _attr_value(v):
     return v
 
 
+def _same_definition(op_type, domain, own, opset):
+    """Whether ONNX defines `op_type` identically at opsets `own` and `opset` (the same
+    schema version is in force at both), so the node is written back unchanged."""
+    import onnx
+    try:
+        return onnx.defs.get_schema(op_type, own, domain).since_version == \
+            onnx.defs.get_schema(op_type, opset, domain).since_version
+    except Exception:   # noqa: BLE001 - SchemaError: the op does not exist at `opset`
+        return False
+
+
 def _check(node, opset):
     own = int(node.config.get("opset", opset))
-    if own > opset:
-        return (f"{node.config.get('op_type')} was imported from opset {own}; export with "
+    op_type = node.config.get("op_type")
+    domain = node.config.get("domain") or ""
+    if own > opset and not (domain in ("", "ai.onnx") and isinstance(op_type, str)
+                            and _same_definition(op_type, "", own, opset)):
+        return (f"{op_type} was imported from opset {own}; export with "
                 f"opset >= {own} (its inputs and attributes follow that opset)")
     return None
 
