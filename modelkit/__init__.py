@@ -6,8 +6,17 @@ or `import modelkit.converters.onnx` never pulls in the layers or the training l
 """
 
 import importlib as _importlib
+import os as _os
 
 from ._version import __version__  # noqa: F401
+
+# In a source checkout `converters/`, `runtime/` and `cli/` sit beside this folder (setup.py
+# installs them as modelkit.converters, .runtime, .cli): a Python started in the checkout's
+# root (`python -c`, a Ray worker) imports this folder first and must find them there too.
+_CHECKOUT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if all(_os.path.isfile(_os.path.join(_CHECKOUT, *p)) for p in
+       [("setup.py",), ("converters", "__init__.py"), ("runtime", "__init__.py")]):
+    __path__.append(_CHECKOUT)
 
 # Names re-exported at the top level, as in Keras: name -> the submodule that defines it.
 _EXPORTS = {"Input": "engine", "Model": "engine", "Sequential": "engine"}

@@ -51,3 +51,13 @@ def test_every_discovered_package_imports_under_its_mapped_name():
         installed = Path(importlib.import_module(name).__file__).parent
         here = {f for f in os.listdir(folder) if f.endswith(".py")}
         assert here <= set(os.listdir(installed)), f"{name}: {sorted(here - set(os.listdir(installed)))}"
+
+
+def test_a_python_started_in_the_checkout_root_finds_every_subpackage():
+    """`python -c` and Ray workers put the checkout's root first on sys.path, so they import
+    this folder's `modelkit/` even when the package is installed elsewhere (CI's wheel)."""
+    code = ("import modelkit, modelkit.converters.onnx, modelkit.runtime.server, modelkit.cli.main;"
+            "print(modelkit.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, text=True,
+                         capture_output=True, timeout=120).stdout
+    assert Path(out.strip()) == ROOT / "modelkit" / "__init__.py"
