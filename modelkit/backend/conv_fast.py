@@ -38,6 +38,7 @@ from . import parallel
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
+_RUNS = [0]            # forward passes run here (see runs())
 _MAX_SESSIONS = 64
 _CHUNK_BYTES = 1 << 20  # im2col block of the kernel gradient (about the L2 cache)
 # the row-shift kernel gradient for last-axis columns (k_last * C_in) in this range: it
@@ -71,6 +72,12 @@ def _ort():
 
 def enabled():
     return os.environ.get("MODELKIT_FAST_CONV", "1") != "0" and bool(_ort())
+
+
+def runs():
+    """How many convolutions the fast path has run in this process (the training step
+    watches it to know whether its model uses these kernels: see backend/blas.py)."""
+    return _RUNS[0]
 
 
 def usable(x, kernel, groups):
@@ -234,6 +241,7 @@ def _from_nchw(y, channels_first):
 def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     """Forward pass; `pads` per spatial dim (before, after), `out` the output spatial size.
     Returns (y, Saved)."""
+    _RUNS[0] += 1
     xn = _nchw(x, channels_first)
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None

@@ -55,11 +55,24 @@ def map_blocks(fn, n, row_bytes, block_bytes=None):
     """[fn(start, stop) for each of `blocks(n, row_bytes)`], the blocks spread over
     `threads()` threads (the calling one included); results in block order."""
     bounds = blocks(n, row_bytes, block_bytes)
-    out = [None] * len(bounds)
-    workers = min(threads(), len(bounds))
+    return _claimed(lambda j: fn(*bounds[j]), len(bounds), threads())
+
+
+def run_parts(fn, parts):
+    """[fn(i) for i in range(parts)] on up to `parts` threads (the calling one included)."""
+    return _claimed(fn, parts, parts)
+
+
+def _claimed(item, count, workers):
+    """[item(j) for j in range(count)]: the calling thread and up to workers - 1 pool
+    threads take the next unclaimed j until none is left. A pool thread that has not
+    started when the calling thread runs out of work is cancelled, not waited for (on a
+    busy machine its wake-up can take longer than the work)."""
+    out = [None] * count
+    workers = min(workers, count)
     if workers <= 1 or getattr(_LOCAL, "busy", False):
-        for j, (lo, hi) in enumerate(bounds):
-            out[j] = fn(lo, hi)
+        for j in range(count):
+            out[j] = item(j)
         return out
     claim = itertools.count()            # next() is atomic under the GIL
 
@@ -67,33 +80,20 @@ def map_blocks(fn, n, row_bytes, block_bytes=None):
         _LOCAL.busy = True
         try:
             for j in iter(claim.__next__, None):
-                if j >= len(bounds):
+                if j >= count:
                     return
-                out[j] = fn(*bounds[j])
+                out[j] = item(j)
         finally:
             _LOCAL.busy = False
 
     futures = [pool(workers - 1).submit(work) for _ in range(workers - 1)]
-    work()
-    for f in futures:
-        f.result()
+    try:
+        work()
+    finally:
+        for f in futures:
+            if not f.cancel():
+                f.result()
     return out
-
-
-def run_parts(fn, parts):
-    """[fn(i) for i in range(parts)] on `parts` threads (the calling one included)."""
-    if parts <= 1 or getattr(_LOCAL, "busy", False):
-        return [fn(i) for i in range(parts)]
-
-    def work(i):
-        _LOCAL.busy = True
-        try:
-            return fn(i)
-        finally:
-            _LOCAL.busy = False
-
-    futures = [pool(parts - 1).submit(work, i) for i in range(1, parts)]
-    return [work(0)] + [f.result() for f in futures]
 
 
 def outer_axis(a):

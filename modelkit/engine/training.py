@@ -1,10 +1,11 @@
 """compile / fit / evaluate / predict and the *_on_batch methods (mixed into Model)."""
 
+import contextlib
 import warnings
 
 import numpy as np
 
-from ..backend import allocator
+from ..backend import allocator, blas, conv_fast
 from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.sparse_grad import sparse_gradients
@@ -122,8 +123,18 @@ class TrainingMixin:
         return GradientTape() if _differentiates_in_forward(self) else StopRecording()
 
     def _train_step(self, xs, ys, sws):
-        from .base_layer import _CallContext
         allocator.retain_freed_memory()   # reuse the last step's arrays, no page faults
+        # a model whose last step ran the fast convolutions trains with numpy's BLAS on one
+        # thread: its idle threads would spin on the cores the convolutions use
+        pin = getattr(self, "_fast_conv_steps", False)
+        runs = conv_fast.runs()
+        with blas.single_threaded() if pin else contextlib.nullcontext():
+            result = self._train_step_body(xs, ys, sws)
+        self._fast_conv_steps = conv_fast.runs() != runs
+        return result
+
+    def _train_step_body(self, xs, ys, sws):
+        from .base_layer import _CallContext
         variables = self._collected_trainable_weights
         with GradientTape() as tape, _CallContext() as ctx:
             outs = self._forward(xs, training=True)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import backend as K
-from .base import Optimizer
+from .base import Optimizer, descend_scaled
 
 
 class _AdamFamily(Optimizer):
@@ -85,13 +85,8 @@ class Adam(_AdamFamily):
         if self.amsgrad:
             vhat = slots["vhat"]
             np.maximum(vhat, v, out=vhat)
-            np.sqrt(vhat, out=scratch)
-        else:
-            np.sqrt(v, out=scratch)
-        scratch += self.epsilon
-        np.divide(m, scratch, out=scratch)
-        scratch *= lr_t
-        p -= scratch
+            v = vhat
+        descend_scaled(p, m, v, self.epsilon, lr_t, scratch)
 
     def _hyper_config(self):
         return {**super()._hyper_config(), "amsgrad": self.amsgrad}
@@ -160,11 +155,7 @@ class Nadam(_AdamFamily):
         np.multiply(m, mu_t1 / m_denom, out=scratch)
         m_bar += scratch
         np.divide(v, v_denom, out=scratch)
-        np.sqrt(scratch, out=scratch)
-        scratch += self.epsilon
-        np.divide(m_bar, scratch, out=scratch)
-        scratch *= lr
-        p -= scratch
+        descend_scaled(p, m_bar, scratch, self.epsilon, lr, scratch)
 
     def _extra_state(self):
         return {"momentum_cache": np.asarray(self._m_cache, dtype=np.float32)}

@@ -284,6 +284,16 @@ class Optimizer:
         return f"<{type(self).__name__} {self.get_config()}>"
 
 
+def descend_scaled(p, step, second_moment, epsilon, lr, scratch):
+    """p -= lr * step / (sqrt(second_moment) + epsilon), in place through `scratch` (which
+    may be `second_moment` itself): the update of Adagrad, RMSprop and the Adam family."""
+    np.sqrt(second_moment, out=scratch)
+    scratch += epsilon
+    np.divide(step, scratch, out=scratch)
+    scratch *= lr
+    p -= scratch
+
+
 def _f32_repr(value):
     """The float32 value as the shortest Python float that prints like it (0.001, not
     0.0010000000474974513)."""

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import backend as K
 from ..errors import ConfigError
-from .base import Optimizer
+from .base import Optimizer, descend_scaled
 
 
 class SGD(Optimizer):
@@ -108,11 +108,7 @@ class RMSprop(Optimizer):
             mom += scratch
             p -= mom
         else:
-            np.sqrt(scratch, out=scratch)
-            scratch += self.epsilon
-            np.divide(g, scratch, out=scratch)
-            scratch *= lr
-            p -= scratch
+            descend_scaled(p, g, scratch, self.epsilon, lr, scratch)
 
     def _hyper_config(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -141,11 +137,7 @@ class Adagrad(Optimizer):
         acc = slots["accumulator"]
         np.multiply(g, g, out=scratch)
         acc += scratch
-        np.sqrt(acc, out=scratch)
-        scratch += self.epsilon
-        np.divide(g, scratch, out=scratch)
-        scratch *= lr
-        p -= scratch
+        descend_scaled(p, g, acc, self.epsilon, lr, scratch)
 
     def _hyper_config(self):
         return {"initial_accumulator_value": self.initial_accumulator_value,
