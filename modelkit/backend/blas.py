@@ -1,22 +1,31 @@
 """numpy's BLAS (OpenBLAS) thread count, lowered to one around the training steps that run
-the fast convolution kernels.
+the fast convolution kernels and around the recurrent ops' per-step GEMMs.
 
 After every multithreaded call OpenBLAS's idle worker threads keep spinning for a while
 (its thread timeout), taking the cores that onnxruntime's convolution threads and the
 backend's worker threads need next: on 2 cores the VGG-like benchmark's dense layers made
 a training step 146 ms instead of 91 ms. `single_threaded()` sets OpenBLAS to one thread
 for the duration of a block and restores the previous count; the convolution kernels bring
-their own threads. Does nothing where numpy's BLAS is not OpenBLAS (found through
-/proc/self/maps) or with MODELKIT_PIN_BLAS=0.
+their own threads. The fused recurrent ops (`rnn_ops/`) make hundreds of small GEMMs per
+step ((64, 128) @ (128, 512)): two OpenBLAS threads run them no faster than one, and on a
+shared machine stall to 2-3 GFLOP/s (instead of 80) whenever another process holds a core.
+
+OpenBLAS's count is process-wide: GEMMs that other threads run inside a block use one
+thread too (same numbers). Blocks may nest and overlap across threads; the count comes
+back when the last open block ends. Does nothing where numpy's BLAS is not OpenBLAS (found
+through /proc/self/maps) or with MODELKIT_PIN_BLAS=0.
 """
 
 import contextlib
 import ctypes
 import os
+import threading
 
 _PREFIXES = ("scipy_openblas", "openblas")     # numpy's bundled build, a system build
 _SUFFIXES = ("64_", "")
 _FUNCTIONS = None                               # (get, set) or False when not found
+_LOCK = threading.Lock()
+_OPEN = {"blocks": 0, "before": 1}              # open single_threaded() blocks, count before
 
 
 def _functions():
@@ -58,14 +67,22 @@ def threads():
 
 @contextlib.contextmanager
 def single_threaded():
-    """Run the block with OpenBLAS on one thread (then restore its count)."""
+    """Run the block with OpenBLAS on one thread (then restore its count; see the module
+    docstring for nesting and threads)."""
     fns = _functions() if os.environ.get("MODELKIT_PIN_BLAS", "1") != "0" else None
-    before = fns[0]() if fns else 1
-    if before <= 1:
+    if not fns:
         yield
         return
-    fns[1](1)
+    with _LOCK:
+        if _OPEN["blocks"] == 0:
+            _OPEN["before"] = fns[0]()
+            if _OPEN["before"] > 1:
+                fns[1](1)
+        _OPEN["blocks"] += 1
     try:
         yield
     finally:
-        fns[1](before)
+        with _LOCK:
+            _OPEN["blocks"] -= 1
+            if _OPEN["blocks"] == 0 and _OPEN["before"] > 1:
+                fns[1](_OPEN["before"])

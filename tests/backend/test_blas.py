@@ -51,3 +51,48 @@ def test_training_pins_blas_after_a_step_with_fast_convolutions(monkeypatch):
         for _ in range(3):
             model.train_on_batch(x, y)
         assert entered == pinned                       # not the first step: it finds out
+
+
+needs_openblas = pytest.mark.skipif(blas.threads() is None,
+                                    reason="numpy's BLAS is not OpenBLAS here")
+
+
+@needs_openblas
+def test_nested_blocks_restore_once_and_after_an_exception():
+    before = blas.threads()
+    with pytest.raises(ValueError):
+        with blas.single_threaded():
+            with blas.single_threaded():                  # the recurrent ops inside a step
+                assert blas.threads() == 1
+            assert blas.threads() == 1                     # the outer block still holds it
+            raise ValueError("boom")
+    assert blas.threads() == before
+
+
+@needs_openblas
+def test_blocks_overlapping_in_two_threads_restore_when_the_last_ends():
+    import threading
+    before = blas.threads()
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with blas.single_threaded():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    with blas.single_threaded():
+        t.start()
+        assert inside.wait(10)
+    assert blas.threads() == 1                             # the other thread's block is open
+    release.set()
+    t.join()
+    assert blas.threads() == before
+
+
+def test_products_unchanged_on_one_thread():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 128)), rng.standard_normal((128, 512))
+    with blas.single_threaded():
+        inside = a @ b
+    np.testing.assert_allclose(inside, a @ b, rtol=1e-12, atol=1e-12)

@@ -13,7 +13,7 @@ dozens per timestep:
 * the large per-call arrays come from a buffer pool that hands an array out again only
   once nothing refers to it (`clear_buffer_pool()` releases them);
 * two cores, used without splitting the sequential chain: the per-step GEMMs run on one
-  BLAS thread (`backend/blas_threads.py`), while a worker thread projects later timesteps
+  BLAS thread (`backend/blas.py`), while a worker thread projects later timesteps
   ahead of the forward recurrence and takes the backward's all-timestep GEMMs chunk by
   chunk of finished timesteps (chunk sums in a fixed order: the numbers never depend on
   timing; MODELKIT_NUM_THREADS=1 keeps everything on the calling thread).

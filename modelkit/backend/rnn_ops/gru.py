@@ -3,7 +3,7 @@
 import numpy as np
 
 from ...errors import ShapeError
-from ..blas_threads import one_blas_thread
+from ..blas import single_threaded
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
@@ -50,7 +50,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     PRE = _empty(Z.shape, Z.dtype) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
-    with one_blas_thread():            # small per-step GEMMs; projection ahead on the worker
+    with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         P, xm, ready = _project_ahead(x_tm, kernel, b_in, idrop, 3)  # input bias included
         Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)     # gate-major view (T, 3, B, u)
         if reset_after:
@@ -182,7 +182,7 @@ def _gru_sequence_vjp(grads, s, needs):
         return dx, dW, dR, db_in, db_rec
 
     chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum", "sum"))
-    with one_blas_thread():            # small per-step GEMMs; the big ones overlap BPTT
+    with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt

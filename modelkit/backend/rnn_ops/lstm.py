@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..blas_threads import one_blas_thread
+from ..blas import single_threaded
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
@@ -57,7 +57,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     rec = np.empty((B, 4 * U), dt)
     recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
     tmp = np.empty((B, U), dt)
-    with one_blas_thread():            # small per-step GEMMs; projection ahead on the worker
+    with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         P, xm, ready = _project_ahead(x_tm, W, b, idrop, 4)     # (T, B, 4u), bias included
         Pg = P.reshape(T, B, 4, U)
         for t in range(T):
@@ -196,7 +196,7 @@ def _lstm_sequence_vjp(grads, s, needs):
         return dx, dW, dR, db
 
     chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum"))
-    with one_blas_thread():            # small per-step GEMMs; the big ones overlap BPTT
+    with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                     tmp, work1, chunks.done)

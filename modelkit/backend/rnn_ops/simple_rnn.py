@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..blas_threads import one_blas_thread
+from ..blas import single_threaded
 from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gemm, _init_state,
@@ -32,7 +32,7 @@ def _simple_rnn_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=N
     HD = None if rdrop is None else _empty((T, B, U), dt)
     PRE = _empty(Z.shape, Z.dtype) if act.needs_x else None
     rec = np.empty((B, U), dt)
-    with one_blas_thread():            # small per-step GEMMs
+    with single_threaded():            # small per-step GEMMs
         for t in range(T):
             zt = Z[t]
             if rdrop is None:
@@ -65,7 +65,7 @@ def _simple_rnn_sequence_vjp(grads, s, needs):
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
     DZ = _empty(Z.shape, Z.dtype)
     RT = np.ascontiguousarray(R.T)
-    with one_blas_thread():            # small per-step GEMMs
+    with single_threaded():            # small per-step GEMMs
         for t in range(T - 1, -1, -1):
             dzt = DZ[t]
             np.add(gs[t], dh, out=dzt)
