@@ -43,6 +43,8 @@ def to_ir(model, include_weights=True, include_optimizer=True):
         call_index[(id(layer), knode.index)] = len(node.calls)
         node.calls.append([_ref(t, call_index) for t in knode.input_tensors])
         node.call_kwargs.append(portable_call_kwargs(knode.call_kwargs))
+    rank = {la.name: i for i, la in enumerate(model.layers)}      # Keras's layer order
+    nodes.sort(key=lambda n: rank.get(n.name, len(rank)))
     outputs = [_ref(t, call_index) for t in model.outputs]
     graph = Graph(name=model.name, inputs=inputs, outputs=outputs, nodes=nodes,
                   weights=weights if include_weights else {},
