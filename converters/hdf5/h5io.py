@@ -303,12 +303,12 @@ def _read_new_layout(f, graph, ctx):
                 continue
         ctx.piece = f"layer {node.name!r} ({path})"
         inner = _wrapped_model_config(node)
-        if node.subgraph is not None or (inner is not None and f"{path}/layer" in f):
+        wrapped = inner is not None and f"{path}/layer" in f
+        if node.subgraph is not None or wrapped:
             # a nested model, or a wrapper of one (its model sits under `<path>/layer`)
             sub = node.subgraph if node.subgraph is not None else \
                 keras_config_to_graph(inner, keras_version="3")
-            items = _nested_items(f[path] if node.subgraph is not None else f[f"{path}/layer"],
-                                  sub, ctx)
+            items = _nested_items(f[f"{path}/layer"] if wrapped else f[path], sub, ctx)
             if items:
                 out[node.name] = items
             continue
