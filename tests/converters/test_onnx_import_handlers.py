@@ -56,6 +56,13 @@ case("Conv-asym-pads-stride", [n("Conv", ["x", "W", "B"], pads=[0, 1, 2, 1], str
      X4, [None, 4, 4, 6], [("W", r(4, 3, 3, 2)), ("B", r(4))], {"Conv2D", "ZeroPadding2D"})
 case("Conv-same-upper-dil", [n("Conv", ["x", "W"], auto_pad="SAME_UPPER", dilations=[2, 2])],
      X4, [None, 4, 6, 6], [("W", r(4, 3, 3, 3))], {"Conv2D"})
+case("Conv-stride-and-dilation-generic",      # Keras refuses strides > 1 with dilation > 1
+     [n("Conv", ["x", "W"], strides=[2, 2], dilations=[2, 1])], X4, [None, 4, 1, 2],
+     [("W", r(4, 3, 3, 3))], {"OnnxOp"})
+case("Add-batch-broadcast-generic",           # (N, 6) + (1, 6): no Keras merge broadcasts N
+     [n("Add", ["x", "z"])], X2 + [("z", (1, 6), np.float32)], [None, 6], (), {"OnnxOp"})
+case("Mul-batch-1-by-3-generic", [n("Mul", ["x", "z"])],
+     [("x", (3, 6), np.float32), ("z", (1, 6), np.float32)], [3, 6], (), {"OnnxOp"})
 case("Conv-same-lower-stride", [n("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[2, 2])],
      X4, [None, 4, 3, 3], [("W", r(4, 3, 2, 2))], {"Conv2D"})
 case("Conv-depthwise", [n("Conv", ["x", "W", "B"], group=3, pads=[1, 1, 1, 1])], X4,

@@ -126,6 +126,8 @@ def conv(node, ctx):
     n = r - 2
     kernel = [int(k) for k in a.get("kernel_shape", W.shape[2:])]
     strides, dilations, pads = conv_geometry(ctx.shape(x)[2:], a, kernel)
+    if any(st > 1 for st in strides) and any(d > 1 for d in dilations):
+        return fallback(node, ctx)          # Keras convolutions refuse strides with dilation
     group = int(a.get("group", 1))
     cin = ctx.shape(x)[1]
     hint = node.name or "conv"
@@ -451,6 +453,13 @@ MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum",
           "Min": "Minimum", "Sum": "Add", "Mean": "Average"}
 
 
+def _batches_agree(shapes):
+    """True when no input can broadcast along axis 0 (a Keras merge needs equal batches):
+    the static batch sizes agree, and a 1 is not beside a dynamic batch."""
+    static = {s[0] for s in shapes if s[0] is not None}
+    return len(static) <= 1 and not (static == {1} and any(s[0] is None for s in shapes))
+
+
 @import_handler("Add", "Sub", "Mul", "Max", "Min", "Sum", "Mean", since=1)
 def merge(node, ctx):
     ins = list(node.input)
@@ -458,7 +467,8 @@ def merge(node, ctx):
     ok = len(ins) >= 2 and (node.op_type not in ("Sub",) or len(ins) == 2) and \
         all(i and not ctx.is_const(i) and is_float(ctx, i) for i in ins) and \
         all(s is not None and len(s) >= 2 for s in shapes) and \
-        all(s[1:] == shapes[0][1:] and None not in s[1:] for s in shapes)
+        all(s[1:] == shapes[0][1:] and None not in s[1:] for s in shapes) and \
+        _batches_agree(shapes)
     if not ok:
         return fallback(node, ctx)
     r = len(shapes[0])
