@@ -105,6 +105,11 @@ case("AveragePool-include-pad", "AveragePool", [r(1, 2, 5, 5)],
       "count_include_pad": 1, "ceil_mode": 1})
 case("AveragePool-exclude-pad", "AveragePool", [r(1, 2, 5)],
      {"kernel_shape": [2], "strides": [2], "pads": [1, 0]})
+case("MaxPool-dilated", "MaxPool", [r(1, 2, 7, 6)], {"kernel_shape": [2, 3],
+                                                     "strides": [2, 1], "dilations": [2, 2],
+                                                     "pads": [1, 0, 0, 1], "ceil_mode": 1})
+case("AveragePool-dilated", "AveragePool", [r(1, 2, 7, 6)],
+     {"kernel_shape": [2, 2], "strides": [1, 2], "dilations": [3, 2], "pads": [1, 1, 0, 1]})
 case("GlobalAveragePool", "GlobalAveragePool", [r(2, 3, 2, 2)])
 case("GlobalMaxPool", "GlobalMaxPool", [r(2, 3, 2, 2)])
 case("BatchNormalization", "BatchNormalization", [r(2, 3, 2), r(3), r(3), r(3), pos(3)],

@@ -6,6 +6,7 @@ end cells of `ceil_mode`), then the backend's fused channels-first conv/pool ops
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -81,6 +82,22 @@ def conv_transpose(inputs, attrs, ctx):
     return y
 
 
+def _dilated_windows(x, kernel, strides, dilations, combine):
+    """Every pooling window of the padded (N, C, *spatial) `x` reduced with `combine`
+    ("maximum" or "add"): one strided slice per kernel offset, so dilated windows need no
+    kernel of their own (and the gradient comes from the slices)."""
+    out = [(L - (k - 1) * d - 1) // s + 1
+           for L, k, s, d in zip(x.shape[2:], kernel, strides, dilations)]
+    acc = None
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, s, n in zip(offsets, dilations, strides, out))
+        part = op("getitem", x, index=index)
+        acc = part if acc is None else op(combine, acc, part)
+    return acc
+
+
 @onnx_op("MaxPool")
 def max_pool(inputs, attrs, ctx):
     (x,) = inputs[:1]
@@ -88,9 +105,12 @@ def max_pool(inputs, attrs, ctx):
         raise UnsupportedError("MaxPool's Indices output is not supported")
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, full, value=low)
+    if any(d != 1 for d in dilations):
+        return _dilated_windows(xp, kernel, strides, dilations, "maximum")
     return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
               channels_first=True)
 
@@ -100,10 +120,15 @@ def average_pool(inputs, attrs, ctx):
     (x,) = inputs
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
-    y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
-           padding="valid", channels_first=True)
-    if not any(b or e for b, e in full):
+    dilated = any(d != 1 for d in dilations)
+    if dilated:
+        y = _dilated_windows(_pad_spatial(x, full), kernel, strides, dilations, "add")
+    else:
+        y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
+               padding="valid", channels_first=True)
+    if not any(b or e for b, e in full) and not dilated:
         return y
     # divide by the cells each window covers: the padded ones count when count_include_pad,
     # the ceil_mode extension never does
@@ -114,6 +139,8 @@ def average_pool(inputs, attrs, ctx):
         mask = np.pad(mask, ((0, 0), (0, 0)) + tuple((0, c) for c in extra))
     else:
         mask = np.pad(mask, ((0, 0), (0, 0)) + tuple(full))
+    if dilated:         # y holds window sums: divide by the cells each window counts
+        return op("divide", y, _dilated_windows(const(mask), kernel, strides, dilations, "add"))
     frac = op("pool_avg", const(mask), pool=tuple(kernel), strides=tuple(strides),
               padding="valid", channels_first=True)
     return op("divide", y, frac)
