@@ -521,3 +521,10 @@ def _fire(callbacks, hook, *args):
 
 
 _ = ShapeError
+
+
+def __getattr__(name):
+    if name == "Model":         # `from keras.engine.training import Model` (Keras 2)
+        from .functional import Model
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

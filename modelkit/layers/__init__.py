@@ -2,6 +2,7 @@
 
 from ..engine.base_layer import Layer  # noqa: F401
 from ..engine.input_layer import Input, InputLayer  # noqa: F401
+from ..engine.input_spec import InputSpec  # noqa: F401
 from .core import (Activation, ActivityRegularization, Dense, Dropout, Flatten,  # noqa: F401
                    Lambda, Masking, Permute, RepeatVector, Reshape)
 from .serialization import (LAYERS, custom_object_scope, deserialize,  # noqa: F401

@@ -10,6 +10,7 @@ from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._kernel_bias import add_bias, add_weight_for, kernel_bias_config, set_kernel_bias
+from ._old_paths import reexports
 from .serialization import register_layer, serialize_function, deserialize_function
 
 
@@ -359,3 +360,9 @@ class Masking(Layer):
         config = super().get_config()
         config["mask_value"] = self.mask_value
         return config
+
+
+# Keras 1/2 module paths: keras.layers.core.Highway, .MaxoutDense, .SpatialDropout2D
+__getattr__ = reexports(globals(), {
+    "Highway": ".legacy_layers", "MaxoutDense": ".legacy_layers",
+    "SpatialDropout1D": ".noise", "SpatialDropout2D": ".noise", "SpatialDropout3D": ".noise"})
