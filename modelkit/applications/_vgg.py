@@ -1,0 +1,63 @@
+"""The VGG16/VGG19 networks of `keras.applications` (same layer names and shapes, so Keras's
+ImageNet weight files load into them), built from one table of blocks."""
+
+from modelkit.backend import config as backend_config
+from modelkit.errors import ConfigError
+
+WEIGHTS_FOLDER = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def build_vgg(name, convs_per_block, weight_files, include_top=True, weights="imagenet",
+              input_tensor=None, input_shape=None, pooling=None, classes=1000,
+              classifier_activation="softmax"):
+    """weight_files: {include_top: (file name, md5)} of Keras's ImageNet weights."""
+    from modelkit.layers import (Conv2D, Dense, Flatten, GlobalAveragePooling2D,
+                                 GlobalMaxPooling2D, Input, MaxPooling2D)
+    from modelkit.models import Model
+    from modelkit.utils.layer_utils import get_source_inputs
+
+    if not (weights in ("imagenet", None) or isinstance(weights, str)):
+        raise ConfigError(f"{name}: weights must be 'imagenet', None or a file path, got "
+                          f"{weights!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ConfigError(f"{name}: weights='imagenet' with include_top=True needs "
+                          f"classes=1000, got {classes}")
+    if pooling not in (None, "avg", "max"):
+        raise ConfigError(f"{name}: pooling must be None, 'avg' or 'max', got {pooling!r}")
+    channels_first = backend_config.image_data_format() == "channels_first"
+    if input_shape is None:
+        side = 224 if include_top else None
+        input_shape = (3, side, side) if channels_first else (side, side, 3)
+    if input_tensor is None:
+        img_input = Input(shape=tuple(input_shape))
+        inputs = img_input
+    else:
+        from modelkit.engine.placeholders import to_keras
+        img_input = to_keras(input_tensor)
+        inputs = get_source_inputs(img_input)
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+    x = img_input
+    filters = (64, 128, 256, 512, 512)
+    for block, (n, f) in enumerate(zip(convs_per_block, filters), start=1):
+        for i in range(1, n + 1):
+            x = Conv2D(f, (3, 3), activation="relu", padding="same",
+                       name=f"block{block}_conv{i}")(x)
+        x = MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool")(x)
+    if include_top:
+        x = Flatten(name="flatten")(x)
+        x = Dense(4096, activation="relu", name="fc1")(x)
+        x = Dense(4096, activation="relu", name="fc2")(x)
+        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = GlobalAveragePooling2D()(x)
+    elif pooling == "max":
+        x = GlobalMaxPooling2D()(x)
+    model = Model(inputs, x, name=name)
+    if weights == "imagenet":
+        from modelkit.datasets import get_file
+        fname, md5 = weight_files[bool(include_top)]
+        weights = get_file(fname, WEIGHTS_FOLDER + fname.split("_weights")[0] + "/" + fname,
+                           file_hash=md5, cache_subdir="models")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
