@@ -411,7 +411,10 @@ class TrainingMixin:
 
     # -- evaluate / predict ------------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=None, verbose=1, sample_weight=None, steps=None,
-                 callbacks=None, return_dict=False, **kwargs):
+                 callbacks=None, max_queue_size=10, workers=1, use_multiprocessing=False,
+                 return_dict=False, **kwargs):
+        # max_queue_size / workers / use_multiprocessing: Keras 2's generator-loading
+        # options, accepted as fit accepts them (batches are drawn in this thread)
         if kwargs:
             raise ConfigError(f"evaluate: unknown argument(s) {sorted(kwargs)}")
         if da.is_generator_like(x):
