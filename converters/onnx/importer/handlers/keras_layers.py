@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelkit.errors import UnsupportedError
-from modelkit.onnx_spec import bilinear_matrix, conv_geometry, pool_geometry, resize_plan
+from modelkit.onnx_spec import (bilinear_matrix, conv_geometry, pool_geometry, resize_plan,
+                                 text)
 from modelkit.op_arguments import decode
 
 from ... import layout
@@ -264,6 +265,35 @@ def pool(node, ctx):
     cfg = {"pool_size": kernel, "strides": strides, "padding": "valid",
            "data_format": "channels_last"}
     (out,) = ctx.add_node(op, cfg, [inp], hint=hint)
+    return [ChannelsLast(out)]
+
+
+@import_handler("Pad", since=1)
+def pad(node, ctx):
+    """Zero padding of the spatial axes of an (N, C, *spatial) tensor (PyTorch's ZeroPad2d,
+    F.pad) -> ZeroPadding1D/2D/3D on the channels_last trunk; other pads stay OnnxOps."""
+    x = node.input[0]
+    r = ctx.rank(x)
+    a = attrs(node, ctx)
+    if r not in (3, 4, 5) or not is_float(ctx, x) or \
+            text(a.get("mode"), "constant") != "constant":
+        return fallback(node, ctx)
+    pads = a.get("pads") if len(node.input) < 2 or not node.input[1] else ctx.const(node.input[1])
+    value = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else \
+        np.asarray(a.get("value", 0.0))
+    axes = ctx.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if pads is None or value is None or float(np.asarray(value).reshape(-1)[0] if
+                                              np.asarray(value).size else 0.0) != 0.0:
+        return fallback(node, ctx)
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    axes = list(range(r)) if axes is None else [int(v) % r for v in np.asarray(axes).reshape(-1)]
+    k = len(axes)
+    widths = {axis: (pads[i], pads[i + k]) for i, axis in enumerate(axes)}
+    if any(b < 0 or e < 0 for b, e in widths.values()) or \
+            any(widths.get(axis, (0, 0)) != (0, 0) for axis in (0, 1)):
+        return fallback(node, ctx)
+    spatial = [widths.get(axis, (0, 0)) for axis in range(2, r)]
+    out = _zero_pad(ctx, ctx.cl_ref(x), spatial, r - 2, node.name or "pad")
     return [ChannelsLast(out)]
 
 
