@@ -1,6 +1,7 @@
 """The VGG16/VGG19 networks of `keras.applications` (same layer names and shapes, so Keras's
 ImageNet weight files load into them), built from one table of blocks."""
 
+from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
 from modelkit.backend import config as backend_config
 from modelkit.errors import ConfigError
 
@@ -61,3 +62,21 @@ def build_vgg(name, convs_per_block, weight_files, include_top=True, weights="im
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+def vgg_application(name, convs_per_block, top_md5, notop_md5):
+    """The `VGG16`/`VGG19` function of Keras's signature, for Keras's weight files."""
+    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
+             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
+
+    def application(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                    pooling=None, classes=1000, classifier_activation="softmax"):
+        return build_vgg(name, convs_per_block, files, include_top, weights, input_tensor,
+                         input_shape, pooling, classes, classifier_activation)
+    application.__name__ = application.__qualname__ = name.upper()
+    return application
+
+
+def preprocess_input(x, data_format=None):
+    """VGG's input: Keras's 'caffe' mode (RGB -> BGR, minus the ImageNet channel means)."""
+    return _preprocess(x, data_format=data_format, mode="caffe")

@@ -32,6 +32,14 @@ def read_npz(local, keys, allow_pickle=False):
         raise DatasetError(f"{local} is not a readable .npz file: {e}") from None
 
 
+def word_index_getter(dataset, md5):
+    """The `get_word_index(path=...)` of Keras's imdb / reuters: the word -> index dict."""
+    def get_word_index(path=f"{dataset}_word_index.json", cache_dir=None,
+                       origin=KERAS_FOLDER + f"{dataset}_word_index.json", file_hash=_DEFAULT):
+        return read_word_index(fetch(path, origin, file_hash, md5, cache_dir))
+    return get_word_index
+
+
 def read_word_index(local):
     try:
         with open(local, encoding="utf-8") as f:

@@ -6,12 +6,10 @@ once (see `modelkit.datasets.get_file`)."""
 import numpy as np
 
 from modelkit.datasets._keras_files import (_DEFAULT, KERAS_FOLDER, encode_sequences, fetch,
-                                            read_npz, read_word_index, shuffled)
+                                            read_npz, shuffled, word_index_getter)
 
 URL = KERAS_FOLDER + "imdb.npz"
 SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
-WORD_INDEX_URL = KERAS_FOLDER + "imdb_word_index.json"
-WORD_INDEX_MD5 = "bfafd718b763782e994055a2d397834f"
 
 
 def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113,
@@ -29,6 +27,4 @@ def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113
     return train, test
 
 
-def get_word_index(path="imdb_word_index.json", cache_dir=None, origin=WORD_INDEX_URL,
-                   file_hash=_DEFAULT):
-    return read_word_index(fetch(path, origin, file_hash, WORD_INDEX_MD5, cache_dir))
+get_word_index = word_index_getter("imdb", "bfafd718b763782e994055a2d397834f")

@@ -6,12 +6,10 @@ Keras's files, downloaded once (see `modelkit.datasets.get_file`)."""
 import numpy as np
 
 from modelkit.datasets._keras_files import (_DEFAULT, KERAS_FOLDER, encode_sequences, fetch,
-                                            read_npz, read_word_index, shuffled)
+                                            read_npz, shuffled, word_index_getter)
 
 URL = KERAS_FOLDER + "reuters.npz"
 SHA256 = "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"
-WORD_INDEX_URL = KERAS_FOLDER + "reuters_word_index.json"
-WORD_INDEX_MD5 = "4d44cc38712099c9e383dc6e5f11a921"
 
 
 def load_data(path="reuters.npz", num_words=None, skip_top=0, maxlen=None, test_split=0.2,
@@ -26,6 +24,4 @@ def load_data(path="reuters.npz", num_words=None, skip_top=0, maxlen=None, test_
     return (seqs[:n], labels[:n]), (seqs[n:], labels[n:])
 
 
-def get_word_index(path="reuters_word_index.json", cache_dir=None, origin=WORD_INDEX_URL,
-                   file_hash=_DEFAULT):
-    return read_word_index(fetch(path, origin, file_hash, WORD_INDEX_MD5, cache_dir))
+get_word_index = word_index_getter("reuters", "4d44cc38712099c9e383dc6e5f11a921")

@@ -110,3 +110,12 @@ def test_defaults_are_kerass_files():
     with pytest.raises(DatasetError):           # a damaged file is named, not a numpy error
         ds.boston_housing.load_data(cache_dir="/tmp/x", origin=url("imdb.npz"),
                                     file_hash=None, path="not_boston.npz")
+
+
+def test_word_index(tmp_path):
+    (tmp_path / "wi.json").write_text('{"the": 1, "movie": 17}')
+    for module in (ds.imdb, ds.reuters):
+        index = module.get_word_index(path=f"{module.__name__}.json", cache_dir=str(tmp_path),
+                                      origin="file://" + str(tmp_path / "wi.json"),
+                                      file_hash=None)
+        assert index == {"the": 1, "movie": 17}
