@@ -12,7 +12,7 @@ from modelkit.converters.atomic import atomic_write
 from modelkit.ir import NESTED_MODEL_OPS, json_default
 
 from ..file_checks import require_regular_file
-from .h5io import _Ctx, _open, _read_new_layout
+from .h5io import _Ctx, _open, _read_new_layout, training_from_compile_config
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
                                    graph_to_keras_config, keras_config_to_graph, keras_weight_order)
 
@@ -103,6 +103,11 @@ def load_keras_archive(path):
             ctx.piece = "model.weights.h5"
             attach_layer_weights(graph, stored)
             attach_wrapped_models(graph, keras3=True)
+            compile_config = config.get("compile_config") if isinstance(config, dict) else None
+            if compile_config:      # what Keras's load_model compiles the model with
+                ctx.piece = "config.json compile_config"
+                graph.training = training_from_compile_config(compile_config,
+                                                              len(graph.outputs))
             graph.validate()
             graph.metadata["source"] = "keras"
             return graph

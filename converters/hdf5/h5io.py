@@ -445,6 +445,9 @@ def _training_to_json(training, keras3=False):
 def _clean_obj(o):
     if isinstance(o, list):
         return [_clean_obj(v) for v in o]
+    if isinstance(o, dict) and o.get("class_name") == "function" and \
+            isinstance(o.get("config"), str):
+        return o["config"]                  # Keras 3's reference to a function by name
     if isinstance(o, dict):
         return {k: _clean_obj(v) for k, v in o.items()
                 if not (k in ("module", "registered_name") and "class_name" in o)}
@@ -473,6 +476,19 @@ def _training_from_json(tc, n_outputs):
         metrics = metrics[0]
     return TrainingConfig(optimizer=opt, loss=_clean_obj(tc.get("loss")), metrics=metrics,
                           loss_weights=tc.get("loss_weights"))
+
+
+def training_from_compile_config(cc, n_outputs):
+    """A Keras 3 `.keras` archive's `compile_config` (optimizer, loss, metrics,
+    loss_weights) -> TrainingConfig, through the same reading as a .h5 training_config."""
+    if not isinstance(cc, dict):
+        raise ConfigProblem(f"compile_config must be a JSON object, got {type(cc).__name__}")
+    opt = cc.get("optimizer")
+    if isinstance(opt, str):                    # compile("rmsprop", ...) keeps the name
+        opt = {"class_name": opt, "config": {}}
+    return _training_from_json({"optimizer_config": opt, "loss": cc.get("loss"),
+                                "metrics": cc.get("metrics"),
+                                "loss_weights": cc.get("loss_weights")}, n_outputs)
 
 
 # ---------------------------------------------------------------------------------------
