@@ -50,3 +50,28 @@ def test_custom_loss_function_reference_needs_custom_objects():
     assert type(model.optimizer).__name__ == "Adam"
     assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.005)
     assert load_model(path, compile=False).optimizer is None
+
+
+def test_keras_archive_written_by_modelkit_keeps_its_compile_settings(tmp_path):
+    """Checked by hand in Keras 3.15: keras.saving.load_model of such a file compiles it with
+    the same optimizer, losses, loss weights and metrics and evaluates to the same numbers."""
+    import json
+    import zipfile
+    from modelkit.layers import Dense, Input
+    from modelkit.models import Model
+    from modelkit.optimizers import SGD
+    a = Input((3,))
+    model = Model(a, [Dense(2, name="o1")(a), Dense(1, activation="sigmoid", name="o2")(a)])
+    model.compile(SGD(learning_rate=0.1, momentum=0.9), ["mse", "binary_crossentropy"],
+                  loss_weights=[1.0, 0.5], metrics=["mae"])
+    model.save(tmp_path / "m.keras")
+    cc = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))["compile_config"]
+    assert cc["optimizer"]["module"] == "keras.optimizers"
+    assert cc["optimizer"]["class_name"] == "SGD" and "decay" not in cc["optimizer"]["config"]
+    assert cc["metrics"] == [["mae"], ["mae"]] and cc["loss_weights"] == [1.0, 0.5]
+    back = load_model(tmp_path / "m.keras")
+    assert type(back.optimizer).__name__ == "SGD"
+    assert back.optimizer.get_config()["momentum"] == pytest.approx(0.9)
+    x, ys = np.ones((4, 3), "float32"), [np.ones((4, 2), "float32"), np.ones((4, 1), "float32")]
+    assert back.evaluate(x, ys, verbose=0, return_dict=True) == \
+        pytest.approx(model.evaluate(x, ys, verbose=0, return_dict=True))

@@ -12,7 +12,8 @@ from modelkit.converters.atomic import atomic_write
 from modelkit.ir import NESTED_MODEL_OPS, json_default
 
 from ..file_checks import require_regular_file
-from .h5io import _Ctx, _open, _read_new_layout, training_from_compile_config
+from .h5io import (_Ctx, _open, _read_new_layout, training_from_compile_config,
+                   training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
                                    graph_to_keras_config, keras_config_to_graph, keras_weight_order)
 
@@ -138,6 +139,9 @@ def save_keras_archive(graph, path):
     written flat under their layer; modelkit reads them back, Keras 3 may not."""
     import h5py
     config = graph_to_keras_config(graph, dialect="keras3")
+    if graph.training is not None and graph.training.loss is not None:
+        config = {**config, "compile_config": training_to_compile_config(
+            graph.training, len(graph.outputs))}
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         _write_new_layout(f, graph)

@@ -478,6 +478,25 @@ def _training_from_json(tc, n_outputs):
                           loss_weights=tc.get("loss_weights"))
 
 
+def training_to_compile_config(training, n_outputs):
+    """TrainingConfig -> the `compile_config` of a Keras 3 `.keras` archive (the optimizer
+    in Keras 3's serialized form, which `Model.compile_from_config` reads; Keras 2's flat
+    metric list of a multi-output model spelled per output, as Keras 3 requires)."""
+    tc = _training_to_json(training, keras3=True)
+    opt = tc["optimizer_config"]
+    if opt is not None:
+        cfg = {k: v for k, v in opt["config"].items() if not (k == "decay" and not v)}
+        opt = {"module": "keras.optimizers", "class_name": opt["class_name"],
+               "config": cfg, "registered_name": None}
+    metrics = tc["metrics"]
+    if n_outputs > 1 and isinstance(metrics, list) and \
+            not any(isinstance(m, (list, dict)) for m in metrics):
+        metrics = [list(metrics) for _ in range(n_outputs)]
+    return {"optimizer": opt, "loss": tc["loss"], "loss_weights": tc["loss_weights"],
+            "metrics": metrics, "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}
+
+
 def training_from_compile_config(cc, n_outputs):
     """A Keras 3 `.keras` archive's `compile_config` (optimizer, loss, metrics,
     loss_weights) -> TrainingConfig, through the same reading as a .h5 training_config."""
