@@ -95,3 +95,26 @@ def test_neural_style_transfer_input_tensor_pattern():
     grads = K.gradients(loss, combination)
     value, g = K.function([combination], [loss] + grads)([rng.random((1, h, w, 3))])
     assert np.isfinite(value) and value > 0 and g.shape == (1, h, w, 3)
+
+
+def test_inception_v3_matches_keras_and_its_blocks_differentiate():
+    from modelkit.applications import InceptionV3, inception_v3
+    model = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    # tf-keras 2.21: 21,802,784 parameters, 311 layers + pooling; its layer classes in this
+    # order (so Keras's weight file loads by position)
+    assert model.count_params() == 21802784 and len(model.layers) == 311
+    assert [la.name for la in model.layers if la.name.startswith("mixed")] == \
+        [f"mixed{i}" for i in range(9)] + ["mixed9_0", "mixed9", "mixed9_1", "mixed10"]
+    kinds = [type(la).__name__ for la in model.layers]
+    assert kinds[:5] == ["InputLayer", "Conv2D", "BatchNormalization", "Activation", "Conv2D"]
+    assert kinds.count("Conv2D") == 94 and kinds.count("Concatenate") == 15
+    assert InceptionV3(weights=None).count_params() == 23851784
+    x = np.random.default_rng(3).uniform(0, 255, (1, 75, 75, 3)).astype("float32")
+    np.testing.assert_allclose(inception_v3.preprocess_input(x), x / 127.5 - 1, rtol=1e-6)
+    # deep_dream reads the mixed blocks' outputs and differentiates them w.r.t. the image
+    # (its loss itself: tests/test_keras2_examples.py::test_deep_dream_loss_...)
+    mixed3 = {layer.name: layer for layer in model.layers}["mixed3"].output
+    loss = K.mean(K.square(mixed3))
+    value, g = K.function([model.input], [loss, K.gradients(loss, model.input)[0]])(
+        [inception_v3.preprocess_input(x)])
+    assert np.isfinite(value) and value > 0 and g.shape == x.shape
