@@ -339,6 +339,56 @@ class ActivityRegularization(Layer):
 
 
 @register_layer
+class Rescaling(Layer):
+    """`y = x * scale + offset` (Keras's preprocessing layer, e.g. `Rescaling(1. / 255)`);
+    scale and offset are numbers or per-channel lists (last axis)."""
+
+    preserves_shape = True
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = _number_or_list(scale), _number_or_list(offset)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        dtype = inputs.dtype if np.issubdtype(inputs.dtype, np.floating) else \
+            backend_config.floatx()
+        x = inputs if inputs.dtype == dtype else F.cast(inputs, dtype)
+        return x * np.asarray(self.scale, dtype) + np.asarray(self.offset, dtype)
+
+    def compute_output_dtype(self, input_dtype):
+        return input_dtype if np.issubdtype(np.dtype(input_dtype), np.floating) else \
+            backend_config.floatx()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "offset": self.offset})
+        return config
+
+
+def _number_or_list(value):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 1:
+        raise ConfigError(f"Rescaling: scale/offset must be a number or a per-channel list, "
+                          f"got shape {arr.shape}")
+    return float(arr) if arr.ndim == 0 else [float(v) for v in arr]
+
+
+@register_layer
+class Identity(Layer):
+    """Keras 3's `Identity`: returns its input (a placeholder in model code)."""
+
+    preserves_shape = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs
+
+
+@register_layer
 class Masking(Layer):
     """Mask timesteps whose features all equal `mask_value`; downstream RNNs skip them."""
 
