@@ -82,3 +82,10 @@ def test_custom_objects_by_name(tmp_path):
         del get_custom_objects()["swish_global"]
     with pytest.raises(Exception, match="swish_global"):
         Activation("swish_global")
+
+
+def test_model_loss_is_what_compile_was_given():
+    model = Sequential([Dense(1, input_shape=(3,))])
+    assert model.loss is None and model.loss_weights is None
+    model.compile("sgd", "mean_squared_error", loss_weights=[2.0])
+    assert model.loss == "mean_squared_error" and model.loss_weights == [2.0]

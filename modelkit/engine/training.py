@@ -46,6 +46,15 @@ class TrainingMixin:
         if self.built:
             self._prepare_compiled()
 
+    @property
+    def loss(self):
+        """The loss as given to `compile` (Keras's `model.loss`); None before compiling."""
+        return None if self._compile_args is None else self._compile_args["loss"]
+
+    @property
+    def loss_weights(self):
+        return None if self._compile_args is None else self._compile_args["loss_weights"]
+
     def _prepare_compiled(self):
         if self._compile_args is None:
             raise NotCompiledError(f"Model {self.name!r} must be compiled before training or "
