@@ -213,8 +213,8 @@ def _pool_check(attrs, used):
 
 @_check("BatchNormalization")
 def _bn_check(attrs, used):
-    if attrs.get("training_mode", 0) or any(used[1:]):
-        return "training_mode=1 / the running-statistics outputs"
+    if not attrs.get("training_mode", 0) and any(used[1:]):
+        return "the running-statistics outputs without training_mode=1"
     return None
 
 

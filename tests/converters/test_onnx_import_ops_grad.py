@@ -114,6 +114,11 @@ case("GlobalAveragePool", "GlobalAveragePool", [r(2, 3, 2, 2)])
 case("GlobalMaxPool", "GlobalMaxPool", [r(2, 3, 2, 2)])
 case("BatchNormalization", "BatchNormalization", [r(2, 3, 2), r(3), r(3), r(3), pos(3)],
      {"epsilon": 1e-3})
+for _out in range(3):       # training_mode: Y and the two updated running statistics
+    case(f"BatchNormalization-training-out{_out}", "BatchNormalization",
+         [r(3, 2, 4), r(2), r(2), r(2), pos(2)], {"epsilon": 1e-3, "momentum": 0.8,
+                                                   "training_mode": 1},
+         out=_out, num_outputs=3, opset=15)
 case("InstanceNormalization", "InstanceNormalization", [r(2, 3, 4), r(3), r(3)])
 case("LayerNormalization", "LayerNormalization", [r(2, 3, 4), r(3, 4), r(3, 4)], {"axis": 1})
 case("LRN", "LRN", [r(1, 5, 2, 2)], {"size": 3, "alpha": 0.1, "beta": 0.75, "bias": 2.0})

@@ -164,16 +164,36 @@ def _per_channel(t, rank):
 
 @onnx_op("BatchNormalization")
 def batch_normalization(inputs, attrs, ctx):
-    """Inference form (running statistics). Imported BatchNormalization nodes usually
-    become Keras BatchNormalization layers, which also train their statistics."""
-    if attrs.get("training_mode", 0) or ctx.num_outputs > 1:
-        raise UnsupportedError("BatchNormalization in training mode (training_mode=1 or the "
-                               "running-statistics outputs) is not supported")
+    """Inference form (running statistics), or with training_mode=1 the batch's statistics
+    and the updated running ones as outputs 2-3 (`input * momentum + batch * (1 -
+    momentum)`, population variance), as ONNX defines it. Imported BatchNormalization nodes
+    usually become Keras BatchNormalization layers, which also train their statistics."""
     x, scale, bias, mean, var = inputs[:5]
     r = x.ndim
+    if attrs.get("training_mode", 0):
+        return _batch_norm_training(x, scale, bias, mean, var, attrs, ctx)
+    if ctx.num_outputs > 1:
+        raise UnsupportedError("BatchNormalization's running-statistics outputs need "
+                               "training_mode=1")
     return op("batch_norm_inference", x, _per_channel(mean, r), _per_channel(var, r),
               _per_channel(scale, r), _per_channel(bias, r),
               epsilon=float(attrs.get("epsilon", 1e-5)))
+
+
+def _batch_norm_training(x, scale, bias, mean, var, attrs, ctx):
+    r = x.ndim
+    axes = (0,) + tuple(range(2, r))
+    batch_mean = op("mean", x, axis=axes, keepdims=False)
+    centred = op("subtract", x, _per_channel(batch_mean, r))
+    batch_var = op("mean", op("square", centred), axis=axes, keepdims=False)
+    rstd = op("reciprocal", op("sqrt", op("add", batch_var,
+                                          like(batch_var, float(attrs.get("epsilon", 1e-5))))))
+    y = op("add", op("multiply", op("multiply", centred, _per_channel(rstd, r)),
+                     _per_channel(scale, r)), _per_channel(bias, r))
+    m = float(attrs.get("momentum", 0.9))
+    running = [op("add", op("multiply", old, like(old, m)), op("multiply", new, like(new, 1 - m)))
+               for old, new in ((mean, batch_mean), (var, batch_var))]
+    return [y] + running[:max(ctx.num_outputs, 1) - 1]
 
 
 def _normalize(x, axes, epsilon):
