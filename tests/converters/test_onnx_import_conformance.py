@@ -23,7 +23,8 @@ MODULES = [
     "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
     "castlike", "ceil", "celu", "clip", "concat", "constantofshape", "conv", "cumsum", "einsum",
     "gatherelements", "topk", "trilu", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
-    "acosh", "atanh", "quantizelinear", "dequantizelinear", "scatternd",
+    "acosh", "atanh", "quantizelinear", "dequantizelinear", "dynamicquantizelinear",
+    "scatternd",
     "scatterelements", "gathernd", "depthtospace", "spacetodepth", "nonzero", "onehot", "shrink", "hardmax",
     "convtranspose", "cos", "div", "dropout", "elu", "equal", "erf", "exp", "expand", "flatten",
     "floor", "gather", "gelu", "gemm", "globalaveragepool", "globalmaxpool", "greater",
@@ -51,6 +52,8 @@ KNOWN_UNSUPPORTED = {
     r"^test_(de)?quantizelinear_blocked": "blocked quantization",
     r"^test_gathernd_.*batch_dim": "GatherND with batch_dims > 0",
     r"^test_range_.*_expanded$": "Range's function expansion is a Loop (control flow)",
+    r"^test_dynamicquantizelinear(_max_adjusted|_min_adjusted)?$":
+        "DynamicQuantizeLinear itself (its function expansion runs)",
     r"^test_resize_.*(cubic|antialias|tf_crop_and_resize)":
         "Resize cubic / antialias / tf_crop_and_resize",
 }
