@@ -22,8 +22,10 @@ def _encode(value, tensors):
 class BackendOp(Layer):
     """A node running one `modelkit.backend` function with fixed non-tensor arguments."""
 
-    def __init__(self, function, arguments=None, **kwargs):
+    def __init__(self, function, arguments=None, keras_op=None, **kwargs):
         super().__init__(**kwargs)
+        # the call as tf-keras wrote it (TFOpLambda/SlicingOpLambda), kept to write it back
+        self.keras_op = keras_op
         where = f"BackendOp {self.name!r}"
         self._fn = k_function_named(function, where)
         self.function = function
@@ -42,6 +44,8 @@ class BackendOp(Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"function": self.function, "arguments": self.arguments})
+        if self.keras_op is not None:
+            config["keras_op"] = self.keras_op
         return config
 
     # -- shapes of random tensors whose shape argument is itself symbolic ---------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelkit.errors import IRError, KerasConfigError, UnsupportedError
 from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
+from .tf_ops import TF_OP_LAYERS, tf_op_node
 from .dialect import is_keras3_config, keras_major_version, normalise_layer_config
 from .weights import attach_layer_weights, attach_nested, keras_weight_order
 
@@ -269,9 +270,15 @@ def _functional_to_graph(cfg, keras3, where):
         if layer.get("class_name") == "InputLayer":
             specs[lname] = _input_spec(layer.get("config") or {}, lname, where)
             continue
-        nodes[lname] = _make_node(layer, keras3, where, lname)
-        raw_calls[lname], raw_masks[lname], raw_kwargs[lname] = _parse_calls(
-            layer, f"{where}/{lname}")
+        if layer.get("class_name") in TF_OP_LAYERS:        # tf-keras TF ops: BackendOp nodes
+            tf_cfg, raw_calls[lname] = tf_op_node(layer, f"{where}/{lname}")
+            nodes[lname] = Node(name=lname, op="BackendOp", config=tf_cfg)
+            raw_masks[lname] = [[] for _ in raw_calls[lname]]
+            raw_kwargs[lname] = [{} for _ in raw_calls[lname]]
+        else:
+            nodes[lname] = _make_node(layer, keras3, where, lname)
+            raw_calls[lname], raw_masks[lname], raw_kwargs[lname] = _parse_calls(
+                layer, f"{where}/{lname}")
         order.append(lname)
 
     # Keras 3 writes the mask of Embedding(mask_zero=True) as an explicit NotEqual node, and

@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelkit.ir import NESTED_MODEL_OPS
 
 from .dialect import keras2_layer_config, keras3_layer_config
+from .tf_ops import tf_op_entry
 
 
 def graph_to_keras_config(graph, dialect="keras2"):
@@ -97,6 +98,9 @@ def _graph_config(graph, keras3):
 
     layers = [_input_layer(s, keras3) for s in graph.inputs]
     for n in graph.nodes:
+        if not keras3 and n.op == "BackendOp" and n.config.get("keras_op"):
+            layers.append(tf_op_entry(n, lambda name: 1 if name in nested else 0))
+            continue
         e = _layer_entry(n, keras3)
         e["name"] = n.name
         if keras3:
