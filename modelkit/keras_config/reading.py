@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelkit.errors import IRError, KerasConfigError, UnsupportedError
 from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
+from .keras3_ops import is_keras3_op, keras3_op_node
 from .tf_ops import TF_OP_LAYERS, tf_op_node
 from .dialect import is_keras3_config, keras_major_version, normalise_layer_config
 from .weights import attach_layer_weights, attach_nested, keras_weight_order
@@ -270,9 +271,11 @@ def _functional_to_graph(cfg, keras3, where):
         if layer.get("class_name") == "InputLayer":
             specs[lname] = _input_spec(layer.get("config") or {}, lname, where)
             continue
-        if layer.get("class_name") in TF_OP_LAYERS:        # tf-keras TF ops: BackendOp nodes
-            tf_cfg, raw_calls[lname] = tf_op_node(layer, f"{where}/{lname}")
-            nodes[lname] = Node(name=lname, op="BackendOp", config=tf_cfg)
+        op_node = (tf_op_node if layer.get("class_name") in TF_OP_LAYERS
+                   else keras3_op_node if is_keras3_op(layer) else None)
+        if op_node is not None:              # TF ops (tf-keras), operations (Keras 3)
+            op_cfg, raw_calls[lname] = op_node(layer, f"{where}/{lname}")
+            nodes[lname] = Node(name=lname, op="BackendOp", config=op_cfg)
             raw_masks[lname] = [[] for _ in raw_calls[lname]]
             raw_kwargs[lname] = [{} for _ in raw_calls[lname]]
         else:

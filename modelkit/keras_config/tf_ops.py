@@ -225,6 +225,17 @@ def tf_op_node(layer, where):
     return config, calls
 
 
+def restore_tensors(value, items):
+    """`value` with each `{"__tensor__": i}` slot replaced by `items[i]`."""
+    if isinstance(value, dict):
+        if set(value) == {TENSOR}:
+            return items[value[TENSOR]]
+        return {k: restore_tensors(v, items) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore_tensors(v, items) for v in value]
+    return value
+
+
 def _name(layer, cfg):
     return layer.get("name") or cfg.get("name")
 
@@ -241,17 +252,7 @@ def tf_op_entry(node, call_offset):
     inbound = []
     for call in node.calls:
         refs = [_ref_list(r, call_offset) for r in call]
-
-        def restore(v):
-            if isinstance(v, dict):
-                if set(v) == {TENSOR}:
-                    return refs[v[TENSOR]]
-                return {k: restore(x) for k, x in v.items()}
-            if isinstance(v, list):
-                return [restore(x) for x in v]
-            return v
-
-        kwargs = restore(keras_op["kwargs"])
+        kwargs = restore_tensors(keras_op["kwargs"], refs)
 
         def first(v):
             if isinstance(v, dict) and set(v) == {TENSOR}:

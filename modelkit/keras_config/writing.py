@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelkit.ir import NESTED_MODEL_OPS
 
 from .dialect import keras2_layer_config, keras3_layer_config
+from .keras3_ops import keras3_op_entry
 from .tf_ops import tf_op_entry
 
 
@@ -98,8 +99,10 @@ def _graph_config(graph, keras3):
 
     layers = [_input_layer(s, keras3) for s in graph.inputs]
     for n in graph.nodes:
-        if not keras3 and n.op == "BackendOp" and n.config.get("keras_op"):
-            layers.append(tf_op_entry(n, lambda name: 1 if name in nested else 0))
+        keras_op = n.config.get("keras_op") if n.op == "BackendOp" else None
+        if keras_op and keras3 == ("module" in keras_op):    # an op as the reader needs it
+            layers.append(keras3_op_entry(n, ref_item) if keras3 else
+                          tf_op_entry(n, lambda name: 1 if name in nested else 0))
             continue
         e = _layer_entry(n, keras3)
         e["name"] = n.name

@@ -1,0 +1,206 @@
+"""TF ops and Python operators on KerasTensors as real Keras files store them: tf-keras 2.x
+TFOpLambda/SlicingOpLambda layers and Keras 3 operations (`keras.src.ops.*`), read as
+BackendOp nodes through tables of names (keras_config/tf_ops.py, keras3_ops.py): loaded with
+Keras's predictions, written back in the same form, exported to ONNX; unknown names refused.
+
+Fixtures: tests/fixtures/tf_ops/make_tf_op_fixtures.py (tf-keras 2.21, Keras 3.15.1)."""
+
+import copy
+import json
+import pathlib
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from modelkit.backend.gradcheck import assert_gradients_close
+from modelkit.errors import KerasConfigError, ModelkitError
+from modelkit.keras_config import graph_to_keras_config, keras_config_to_graph
+from modelkit.models import load_model, model_from_json
+
+FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "tf_ops"
+NAMES = ["arith", "two_inputs", "slicing", "matmul_act"]
+
+
+def _data(name):
+    d = np.load(FIX / f"{name}.npz")
+    xs = [d[f"x{i}"] for i in range(sum(k.startswith("x") for k in d.files))]
+    return xs, d
+
+
+def _tfk_config(name):
+    with h5py.File(FIX / f"tfk_{name}.h5", "r") as f:
+        return json.loads(f.attrs["model_config"])
+
+
+def _k3_config(name):
+    return json.loads(zipfile.ZipFile(FIX / f"k3_{name}.keras").read("config.json"))
+
+
+def _op_entries(config, key):
+    return [(e["class_name"], e["config"].get(key), e["inbound_nodes"])
+            for e in config["config"]["layers"] if e["class_name"] in ("TFOpLambda",
+                                                                         "SlicingOpLambda")
+            or str(e.get("module", "")).startswith("keras.src.ops.")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tf_keras_file_predicts_as_tf_keras(name):
+    xs, d = _data(name)
+    m = load_model(FIX / f"tfk_{name}.h5")
+    assert any(layer.__class__.__name__ == "BackendOp" for layer in m.layers)
+    np.testing.assert_allclose(m.predict(xs), d["y_tfk"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras3_file_predicts_as_keras(name):
+    xs, d = _data(name)
+    m = load_model(FIX / f"k3_{name}.keras")
+    # Keras 3.15 (TF backend) broadcasts (3, 3) + (3, 1) wrongly in the "slicing" model
+    # (its eager ops and tf-keras agree with numpy): compare that one with tf-keras's numbers
+    ref = d["y_tfk"] if name == "slicing" else d["y_k3"]
+    np.testing.assert_allclose(m.predict(xs), ref, atol=1e-5, rtol=0)
+
+
+def test_slicing_reference_is_numpy():
+    xs, d = _data("slicing")
+    x = xs[0]
+    want = x[:, 1:, :].sum(1) + x[:, ::2, 0].sum(1, keepdims=True) + x[..., -1].max(-1,
+                                                                                   keepdims=True)
+    np.testing.assert_allclose(load_model(FIX / "tfk_slicing.h5").predict(x), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tf_keras_config_written_back_the_same(name):
+    m = load_model(FIX / f"tfk_{name}.h5")
+    written = graph_to_keras_config(m.to_ir(), "keras2")
+    assert _op_entries(written, "function") == _op_entries(_tfk_config(name), "function")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras3_config_written_back_the_same(name):
+    m = load_model(FIX / f"k3_{name}.keras")
+    written = graph_to_keras_config(m.to_ir(), "keras3")
+    ours = [(c, _histories(n[0]["args"])) for c, _, n in _op_entries(written, "name")]
+    theirs = [(c, _histories(n[0]["args"])) for c, _, n in _op_entries(_k3_config(name), "name")]
+    assert ours == theirs
+
+
+def _histories(v):
+    """Node arguments with each __keras_tensor__ replaced by its keras_history."""
+    if isinstance(v, dict) and v.get("class_name") == "__keras_tensor__":
+        return v["config"]["keras_history"]
+    if isinstance(v, list):
+        return [_histories(x) for x in v]
+    return v
+
+
+@pytest.mark.parametrize("prefix,ref", [("tfk", "y_tfk"), ("k3", "y_k3")])
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trips_and_onnx(tmp_path, prefix, ref, name):
+    if prefix == "k3" and name == "slicing":
+        ref = "y_tfk"
+    from modelkit.runtime import InferenceSession
+    xs, d = _data(name)
+    ext = "h5" if prefix == "tfk" else "keras"
+    m = load_model(FIX / f"{prefix}_{name}.{ext}")
+    for out in ("m.h5", "m.keras"):
+        m.save(tmp_path / out)
+        np.testing.assert_allclose(load_model(tmp_path / out).predict(xs), d[ref], atol=1e-5)
+    m2 = model_from_json(m.to_json())
+    m2.set_weights(m.get_weights())
+    np.testing.assert_allclose(m2.predict(xs), d[ref], atol=1e-5)
+    m.save(tmp_path / "m.onnx")
+    sess = InferenceSession(str(tmp_path / "m.onnx"))
+    got = sess.predict(xs if len(xs) > 1 else xs[0])
+    np.testing.assert_allclose(got, d[ref], atol=1e-5, rtol=0)
+
+
+def test_loaded_tf_op_model_trains_with_exact_gradients():
+    """The loaded graph is differentiable: float64 gradients of the output sum with respect
+    to the input match finite differences."""
+    from modelkit import backend as K
+    from modelkit.backend.tensor import Tensor
+    m = load_model(FIX / "tfk_matmul_act.h5")
+    x = _data("matmul_act")[0][0].astype(np.float64)
+    weights = [w.astype(np.float64) for w in m.get_weights()]
+    kernel, bias = weights
+
+    def f(t):
+        w = K.matmul(t, Tensor(kernel)) + Tensor(bias)
+        p = K.matmul(t, K.permute_dimensions(w, (0, 2, 1)))
+        return K.softmax(p) + K.sigmoid(p) + K.tanh(p) + K.exp(-K.abs(p)) \
+            + K.maximum(p, 0.5) + K.square(p) * 0.1
+
+    np.testing.assert_allclose(f(Tensor(x)).numpy(), m.predict(x.astype(np.float32)),
+                               atol=1e-5)
+    assert_gradients_close(lambda t: f(t), [x[:1]])
+    y = m.predict(x.astype(np.float32))
+    m.compile("sgd", "mse")
+    m.fit(x.astype(np.float32), y + 0.1, epochs=1, verbose=0)
+    assert not np.allclose(m.predict(x.astype(np.float32)), y)
+
+
+def _edited_tfk(name, edit):
+    cfg = copy.deepcopy(_tfk_config(name))
+    layers = [e for e in cfg["config"]["layers"] if e["class_name"] in ("TFOpLambda",
+                                                                        "SlicingOpLambda")]
+    edit(layers)
+    return cfg
+
+
+@pytest.mark.parametrize("function", ["io.write_file", "__class__", "compat.v1.py_func",
+                                      "math.multiply.__globals__", 3, None])
+def test_unknown_tf_function_refused_naming_layer_and_function(function):
+    def edit(layers):
+        layers[0]["config"]["function"] = function
+    with pytest.raises(KerasConfigError) as e:
+        keras_config_to_graph(_edited_tfk("arith", edit), keras_version="2.21.0")
+    assert "tf.math.multiply" in str(e.value) and repr(function)[:20] in str(e.value)
+
+
+def test_unsupported_arguments_refused():
+    def transpose_b(layers):
+        mm = [e for e in layers if e["config"]["function"] == "linalg.matmul"][0]
+        mm["inbound_nodes"][0][3]["transpose_b"] = True
+
+    def newaxis(layers):
+        layers[0]["inbound_nodes"][0][3]["slice_spec"].append(None)
+
+    def missing(layers):
+        del layers[0]["inbound_nodes"][0][3]["y"]
+
+    for name, edit, words in [("matmul_act", transpose_b, "transpose_b"),
+                              ("slicing", newaxis, "index None"),
+                              ("arith", missing, "'y'")]:
+        with pytest.raises(KerasConfigError, match=words):
+            keras_config_to_graph(_edited_tfk(name, edit), keras_version="2.21.0")
+
+
+def test_unknown_keras3_operation_refused():
+    cfg = copy.deepcopy(_k3_config("arith"))
+    ops = [e for e in cfg["config"]["layers"] if e.get("module", "").startswith("keras.src.ops")]
+    ops[0]["class_name"] = "Einsum"
+    with pytest.raises(KerasConfigError, match="/multiply: .*'Einsum'"):
+        keras_config_to_graph(cfg, keras_version="3.15.1")
+    ops[0]["class_name"] = "Multiply"
+    ops[0]["config"]["axis"] = 3
+    with pytest.raises(KerasConfigError, match="axis=3"):
+        keras_config_to_graph(cfg, keras_version="3.15.1")
+
+
+def test_keras3_op_named_like_a_layer_is_an_operation():
+    """`Multiply` from keras.src.ops.numpy multiplies by a constant; it is not the merge layer."""
+    g = keras_config_to_graph(_k3_config("arith"), keras_version="3.15.1")
+    mul = [n for n in g.nodes if n.name == "multiply"][0]
+    assert mul.op == "BackendOp" and mul.config["function"] == "multiply"
+    assert mul.config["arguments"]["args"] == [{"__tensor__": 0}, 2.0]
+
+
+def test_hostile_constant_refused_before_allocation():
+    def edit(layers):
+        layers[0]["inbound_nodes"][0][3]["y"] = {"__array__": [1.0], "dtype": "U500000000"}
+    with pytest.raises(ModelkitError):
+        m = model_from_json(json.dumps(_edited_tfk("arith", edit)))
+        m.predict(np.zeros((1, 6), np.float32))
