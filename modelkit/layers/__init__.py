@@ -27,3 +27,4 @@ from .advanced_activations import *  # noqa: F401,F403,E402
 from .legacy_layers import *  # noqa: F401,F403,E402
 from .legacy_merge import *  # noqa: F401,F403,E402
 from .onnx_op import *  # noqa: F401,F403,E402
+from .image_preprocessing import *  # noqa: F401,F403,E402

@@ -30,7 +30,8 @@ def dense(node, ctx, inputs):
 
 IDENTITY_OPS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                 "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-                "InputLayer", "Identity")
+                "InputLayer", "Identity", "RandomFlip", "RandomRotation", "RandomZoom",
+                "RandomTranslation", "RandomContrast", "RandomBrightness")
 
 
 @export_handler(*IDENTITY_OPS, keeps_mask=True)
