@@ -244,11 +244,19 @@ def _parse_calls(layer, where):
                     training = item[3].get("training", training)
         else:
             raise KerasConfigError(f"{where}: bad inbound node {n!r}")
+        if isinstance(n, dict) and layer.get("class_name") in KERAS3_AUGMENTATION:
+            training = None
         calls.append(refs)
         masks.append(mask_refs)
         call_kwargs.append({"training": training} if isinstance(training, bool) else {})
     return calls, masks, call_kwargs
 
+
+# Keras 3 records its augmentation layers' call default `training=True` in every node; its
+# Functional replaces it with the model's own mode (predict: False), so the stored one is
+# not kept
+KERAS3_AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                       "RandomContrast", "RandomBrightness", "RandomCrop")
 
 # Keras 3 op layers that only compute a mask (see _functional_to_graph)
 _MASK_OPS = ("NotEqual", "Any")

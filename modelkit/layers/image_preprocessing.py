@@ -74,7 +74,8 @@ class _ImageLayer(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config["data_format"] = self.data_format
+        if self.data_format != "channels_last":      # tf-keras's layers have no such key
+            config["data_format"] = self.data_format
         return config
 
 
@@ -145,10 +146,12 @@ class Resizing(_SizedLayer):
     ratio first)."""
 
     def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
-                 pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0, **kwargs):
+                 pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0,
+                 antialias=False, **kwargs):
         super().__init__(height, width, interpolation, **kwargs)
-        if pad_to_aspect_ratio:
-            raise ConfigError(f"{self._where()}: pad_to_aspect_ratio=True is not supported")
+        for flag in ("pad_to_aspect_ratio", "antialias"):
+            if locals()[flag]:
+                raise ConfigError(f"{self._where()}: {flag}=True is not supported")
         self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
         self.fill_mode, self.fill_value = fill_mode, fill_value
 
@@ -205,9 +208,10 @@ class _RandomLayer(_ImageLayer):
 
     preserves_shape = True
 
-    def __init__(self, seed=None, **kwargs):
+    def __init__(self, seed=None, rng_type=None, **kwargs):
         super().__init__(**kwargs)
         self.seed = seed
+        self.rng_type = rng_type          # tf-keras's generator kind: kept, not used
         self._rng = layer_rng(seed)
 
     def call(self, inputs, training=None):
@@ -227,6 +231,8 @@ class _RandomLayer(_ImageLayer):
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
+        if self.rng_type is not None:
+            config["rng_type"] = self.rng_type
         return config
 
 
@@ -368,7 +374,9 @@ class _ValueRangeLayer(_RandomLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"factor": self.factor, "value_range": list(self.value_range)})
+        config["factor"] = self.factor
+        if self.value_range != [0.0, 255.0] or type(self) is RandomBrightness:
+            config["value_range"] = list(self.value_range)   # tf-keras's RandomContrast has none
         return config
 
 
@@ -414,9 +422,9 @@ class RandomCrop(_SizedLayer):
     """Training: a random (height, width) window (images smaller than that are cropped to the
     aspect ratio and resized); inference: the centre crop to the aspect ratio, resized."""
 
-    def __init__(self, height, width, seed=None, **kwargs):
+    def __init__(self, height, width, seed=None, rng_type=None, **kwargs):
         super().__init__(height, width, **kwargs)
-        self.seed = seed
+        self.seed, self.rng_type = seed, rng_type
         self._rng = layer_rng(seed)
 
     def call(self, inputs, training=None):
@@ -432,5 +440,7 @@ class RandomCrop(_SizedLayer):
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
+        if self.rng_type is not None:
+            config["rng_type"] = self.rng_type
         return config
 

@@ -176,3 +176,27 @@ def test_training_through_fit_changes_nothing_at_inference():
 def test_bad_arguments(factory, words):
     with pytest.raises(ConfigError, match=words):
         factory()
+
+
+FIX = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / \
+    "image_preprocessing"
+
+
+@pytest.mark.parametrize("name", ["augment_resize", "crops"])
+@pytest.mark.parametrize("prefix,ext", [("tfk", "h5"), ("k3", "keras")])
+def test_real_keras_files(tmp_path, name, prefix, ext):
+    """tf-keras 2.21 and Keras 3.15 files (make_image_preprocessing_fixtures.py): Keras's
+    inference numbers (pixel values up to 255: float32 resize taps differ by ~1e-4), in
+    modelkit, after an .h5 round trip and in onnxruntime."""
+    from modelkit.models import load_model
+    from modelkit.runtime import InferenceSession
+    d = np.load(FIX / f"{name}.npz")
+    want = d[f"y_{prefix}"]
+    m = load_model(FIX / f"{prefix}_{name}.{ext}")
+    np.testing.assert_allclose(m.predict(d["x"]), want, rtol=1e-5, atol=2e-4)
+    m.save(tmp_path / "m.h5")
+    np.testing.assert_allclose(load_model(tmp_path / "m.h5").predict(d["x"]), want,
+                               rtol=1e-5, atol=2e-4)
+    m.save(tmp_path / "m.onnx")
+    np.testing.assert_allclose(InferenceSession(str(tmp_path / "m.onnx")).predict(d["x"]), want,
+                               rtol=1e-5, atol=2e-4)
