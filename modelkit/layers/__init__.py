@@ -28,3 +28,4 @@ from .legacy_layers import *  # noqa: F401,F403,E402
 from .legacy_merge import *  # noqa: F401,F403,E402
 from .onnx_op import *  # noqa: F401,F403,E402
 from .image_preprocessing import *  # noqa: F401,F403,E402
+from .locally_connected import *  # noqa: F401,F403,E402
