@@ -8,7 +8,7 @@ from ..rnn_activations import get_activation
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
-                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _split_rec,
+                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
                     _time_slice, _TimeChunks, _to_time_major)
 
 
@@ -55,7 +55,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)     # gate-major view (T, 3, B, u)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
-            Rg = _split_rec(R, 3) if rdrop is not None else None
+            Rg = _gate_split(R, 3) if rdrop is not None else None
             HD = None if rdrop is None else _empty((3, T, B, U), dt)
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((B, 3 * U), dt)
@@ -85,7 +85,7 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         else:
             Rzr = np.ascontiguousarray(R[:, :u2])
             Rh = np.ascontiguousarray(R[:, u2:])
-            Rg = _split_rec(Rzr, 2) if rdrop is not None else None
+            Rg = _gate_split(Rzr, 2) if rdrop is not None else None
             rd_zr = None if rdrop is None else rdrop[:2]
             rd_h = None if rdrop is None else rdrop[2]
             HD = None if rdrop is None else _empty((2, T, B, U), dt)

@@ -62,23 +62,42 @@ def _gate_masks(drop, gates, per_gate_perm=None):
     return drop if per_gate_perm is None else drop[per_gate_perm]
 
 
-def _project(x_tm, kernel, bias, drop, gates):
+def _project(x_tm, kernel, bias, drop, gates, gate_major=False):
     """Input projection of all timesteps: (T, B, I) -> (T, B, G*u) in one GEMM (one per
-    gate when each gate has its own dropout mask). Returns (projection, saved inputs)."""
+    gate when each gate has its own dropout mask), or gate-major (T, G, B, u) (a batch of
+    per-gate GEMMs, as fast). Returns (projection, saved inputs)."""
     T, B, I = x_tm.shape
     width = kernel.shape[1]
+    u = width // gates
     if drop is None or drop.ndim == 2:
         xm = x_tm if drop is None else x_tm * drop
-        xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
+        if gate_major:
+            xp = _project_gates(xm, _gate_split(kernel, gates), _empty((T, gates, B, u),
+                                                                       x_tm.dtype))
+        else:
+            xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
     else:
-        u = width // gates
         xm = x_tm[None] * drop[:, None]                                 # (G, T, B, I)
-        kg = np.ascontiguousarray(kernel.reshape(I, gates, u).transpose(1, 0, 2))
-        res = _gemm(xm.reshape(gates, T * B, I), kg)                    # (G, T*B, u)
-        xp = np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(T * B, width)
+        res = _gemm(xm.reshape(gates, T * B, I), _gate_split(kernel, gates))   # (G, T*B, u)
+        if gate_major:
+            xp = _empty((T, gates, B, u), x_tm.dtype)
+            np.copyto(xp, res.reshape(gates, T, B, u).transpose(1, 0, 2, 3))
+        else:
+            xp = np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(T * B, width)
     if bias is not None:
-        xp += bias
-    return xp.reshape(T, B, width), xm
+        xp += bias.reshape(gates, 1, u) if gate_major else bias
+    return (xp if gate_major else xp.reshape(T, B, width)), xm
+
+
+def _gate_split(kernel, gates):
+    """(n, G*u) -> contiguous (G, n, u): one matrix per gate."""
+    n, width = kernel.shape
+    return np.ascontiguousarray(kernel.reshape(n, gates, width // gates).transpose(1, 0, 2))
+
+
+def _project_gates(xm, kernel_gates, out):
+    """out (T, G, B, u) = x_t @ kernel_g for every step and gate."""
+    return _gemm(xm[:, None], kernel_gates, out=out)
 
 
 def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
@@ -122,6 +141,14 @@ def _rec_forward(h, rd, R, Rg, out):
     return hd
 
 
+def _rec_forward_gates(h, rd, Rg, out):
+    """Gate-major `_rec_forward`: out (G, B, u) = [(h * rd_g) @ R_g]_g (Rg: (G, U, u));
+    returns the dropped h (G, B, U) or None."""
+    hd = None if rd is None else h[None] * rd
+    _gemm(h if hd is None else hd, Rg, out=out)
+    return hd
+
+
 def _rec_backward(dz, rd, R, Rg):
     """d h given d(out) of `_rec_forward`."""
     if rd is None:
@@ -145,11 +172,6 @@ def _rec_weight_grad(hs, dz, rd):
     dzg = dz.reshape(T * B, G, u).transpose(1, 0, 2)                    # (G, T*B, u)
     res = _gemm(hs.reshape(G, T * B, U).transpose(0, 2, 1), dzg)        # (G, U, u)
     return np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(U, width)
-
-
-def _split_rec(R, gates):
-    U, width = R.shape
-    return np.ascontiguousarray(R.reshape(U, gates, width // gates).transpose(1, 0, 2))
 
 
 def _init_state(h0, B, U, dtype):
@@ -291,7 +313,7 @@ def _chunk_size(T):
     return T
 
 
-def _project_ahead(x_tm, kernel, bias, drop, gates):
+def _project_ahead(x_tm, kernel, bias, drop, gates, gate_major=False):
     """`_project`, with the projection of later timesteps computed on the worker thread
     while the recurrence runs over earlier ones: -> (projection, saved inputs, ready)
     where `ready(t)` returns once step t's projection is there. Per-gate dropout masks
@@ -299,14 +321,24 @@ def _project_ahead(x_tm, kernel, bias, drop, gates):
     T, B, I = x_tm.shape
     size = _chunk_size(T)
     if size >= T or (drop is not None and drop.ndim == 3):
-        P, xm = _project(x_tm, kernel, bias, drop, gates)
+        P, xm = _project(x_tm, kernel, bias, drop, gates, gate_major)
         return P, xm, _no_wait
     xm = x_tm if drop is None else x_tm * drop
-    P = _empty((T, B, kernel.shape[1]), x_tm.dtype)
+    width = kernel.shape[1]
+    u = width // gates
+    if gate_major:
+        P = _empty((T, gates, B, u), x_tm.dtype)
+        kernel = _gate_split(kernel, gates)
+        bias = None if bias is None else bias.reshape(gates, 1, u)
+    else:
+        P = _empty((T, B, width), x_tm.dtype)
 
     def chunk(lo, hi):
-        out = P[lo:hi].reshape((hi - lo) * B, -1)
-        _gemm(xm[lo:hi].reshape((hi - lo) * B, I), kernel, out=out)
+        if gate_major:
+            out = _project_gates(xm[lo:hi], kernel, P[lo:hi])
+        else:
+            out = P[lo:hi].reshape((hi - lo) * B, -1)
+            _gemm(xm[lo:hi].reshape((hi - lo) * B, I), kernel, out=out)
         if bias is not None:
             out += bias
 
