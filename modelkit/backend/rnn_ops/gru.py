@@ -4,9 +4,10 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..blas import single_threaded
-from ..rnn_activations import get_activation
+from ..rnn_activations import get_activation, sigmoid_of_half
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
+                    _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
                     _time_slice, _TimeChunks, _to_time_major)
@@ -42,39 +43,44 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    Z = _empty((T, 3, B, U), dt)                             # z, r, hh of each step
     H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     OUT = H[1:] if keep is None else _empty((T, B, U), dt)
     save_pre = act.needs_x or ract.needs_x
-    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
+    PRE = _empty((T, 3, B, U), dt) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
+    # weights for the forward GEMMs: with sigmoid gates, the z and r columns halved
+    halved = ract.name == "sigmoid"
+    Wf, Rf, bf_in, bf_rec = (_halve_leading(u2, kernel, R, b_in, b_rec) if halved
+                             else (kernel, R, b_in, b_rec))
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
-        P, xm, ready = _project_ahead(x_tm, kernel, b_in, idrop, 3)  # input bias included
-        Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)     # gate-major view (T, 3, B, u)
+        # Z[t, k]: gate k (z, r, hh) of step t, contiguous: the input projection (input
+        # bias included), then the pre-activation, then the gate's value
+        Z, xm, ready = _project_ahead(x_tm, Wf, bf_in, idrop, 3, gate_major=True)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
             Rg = _gate_split(R, 3) if rdrop is not None else None
+            Rgf = _gate_split(Rf, 3)
+            brec = None if bf_rec is None else bf_rec.reshape(3, 1, U)
             HD = None if rdrop is None else _empty((3, T, B, U), dt)
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
-            rec = np.empty((B, 3 * U), dt)
-            recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
+            rec = np.empty((3, B, U), dt)
             for t in range(T):
                 ready(t)
                 zt = Z[t]
-                hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
+                hd = _rec_forward(H[t], rdrop, Rgf, rec)
                 if hd is not None:
                     HD[:, t] = hd
-                if b_rec is not None:
-                    rec += b_rec
-                np.add(Pg[t, :2], recg[:2], out=zt[:2])
+                if brec is not None:
+                    rec += brec
+                zt[:2] += rec[:2]
                 if save_pre:
                     PRE[t, :2] = zt[:2]
-                ract.fwd(zt[:2], zt[:2])
-                np.copyto(RH[t], recg[2])
-                np.multiply(zt[1], RH[t], out=zt[2])
-                zt[2] += Pg[t, 2]
+                _activate(zt[:2], ract, halved)
+                np.copyto(RH[t], rec[2])
+                np.multiply(zt[1], RH[t], out=tmp)
+                zt[2] += tmp
                 if save_pre:
                     PRE[t, 2] = zt[2]
                 act.fwd(zt[2], zt[2])
@@ -86,27 +92,27 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             Rzr = np.ascontiguousarray(R[:, :u2])
             Rh = np.ascontiguousarray(R[:, u2:])
             Rg = _gate_split(Rzr, 2) if rdrop is not None else None
+            Rgf = _gate_split(Rf[:, :u2], 2)
             rd_zr = None if rdrop is None else rdrop[:2]
             rd_h = None if rdrop is None else rdrop[2]
             HD = None if rdrop is None else _empty((2, T, B, U), dt)
             Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
-            rec = np.empty((B, u2), dt)
-            recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
+            rec = np.empty((2, B, U), dt)
             for t in range(T):
                 ready(t)
                 zt = Z[t]
-                hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
+                hd = _rec_forward(H[t], rd_zr, Rgf, rec)
                 if hd is not None:
                     HD[:, t] = hd
-                np.add(Pg[t, :2], recg, out=zt[:2])
+                zt[:2] += rec
                 if save_pre:
                     PRE[t, :2] = zt[:2]
-                ract.fwd(zt[:2], zt[:2])
+                _activate(zt[:2], ract, halved)
                 np.multiply(zt[1], H[t], out=Q[t])
                 if rd_h is not None:
                     Q[t] *= rd_h
                 _gemm(Q[t], Rh, out=tmp)
-                np.add(Pg[t, 2], tmp, out=zt[2])
+                zt[2] += tmp
                 if save_pre:
                     PRE[t, 2] = zt[2]
                 act.fwd(zt[2], zt[2])
@@ -114,12 +120,19 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                 if keep is not None:
                     _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
             extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
-    del P, Pg
     saved = dict(xm=xm, kernel=kernel, bias_shape=None if bias is None else bias.shape,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, PRE=PRE,
                  act=act, ract=ract, reset_after=reset_after, go_backwards=go_backwards,
                  zero_output=zero_output_for_mask, **extra)
     return (np.swapaxes(OUT, 0, 1), H[T]), saved
+
+
+def _activate(gates, ract, halved):
+    """The z and r gates' values from their pre-activations (halved: z / 2 and sigmoid)."""
+    if halved:
+        sigmoid_of_half(gates)
+    else:
+        ract.fwd(gates, gates)
 
 
 def _gru_update(zt, H, t, tmp):

@@ -5,9 +5,9 @@ import numpy as np
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
+from .steps import (_check, _empty, _halve_leading, _from_time_major, _gate_masks, _gemm, _init_state,
                     _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
-                    _rec_forward_gates, _rec_weight_grad, _seq_grads, _gate_split, _time_slice,
+                    _rec_forward, _rec_weight_grad, _seq_grads, _gate_split, _time_slice,
                     _TimeChunks, _to_time_major)
 
 
@@ -19,18 +19,6 @@ _LSTM_PERM_BLOCKS = (0, 1, 3, 2)
 
 def _lstm_perm(u):
     return np.concatenate([np.arange(b * u, (b + 1) * u) for b in _LSTM_PERM_BLOCKS])
-
-
-def _halve_sigmoid_gates(W, R, b, u):
-    """Copies with the i, f, o columns halved: the GEMMs then give z / 2 for those gates,
-    bit for bit (a power-of-two scale), which is what `sigmoid_of_half` takes."""
-    W, R = W.copy(), R.copy()
-    W[:, :3 * u] *= 0.5
-    R[:, :3 * u] *= 0.5
-    if b is not None:
-        b = b.copy()
-        b[:3 * u] *= 0.5
-    return W, R, b
 
 
 def _activate_gates(zt, act, ract, halved):
@@ -63,7 +51,8 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     R = np.ascontiguousarray(recurrent_kernel[:, perm])
     b = None if bias is None else bias[perm]
     halved = ract.name == "sigmoid"
-    Wf, Rf, bf = _halve_sigmoid_gates(W, R, b, U) if halved else (W, R, b)
+    # weights for the forward GEMMs: with sigmoid gates, their columns halved
+    Wf, Rf, bf = _halve_leading(3 * U, W, R, b) if halved else (W, R, b)
     idrop = _gate_masks(input_dropout, 4, list(_LSTM_PERM_BLOCKS))
     rdrop = _gate_masks(recurrent_dropout, 4, list(_LSTM_PERM_BLOCKS))
     if rdrop is not None and rdrop.ndim == 2:
@@ -91,7 +80,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         for t in range(T):
             ready(t)
             zt = Z[t]
-            hd = _rec_forward_gates(H[t], rdrop, Rgf, rec)
+            hd = _rec_forward(H[t], rdrop, Rgf, rec)
             if hd is not None:
                 HD[:, t] = hd
             zt += rec

@@ -89,6 +89,19 @@ def _project(x_tm, kernel, bias, drop, gates, gate_major=False):
     return (xp if gate_major else xp.reshape(T, B, width)), xm
 
 
+def _halve_leading(n, *arrays):
+    """Copies with the first n entries of the last axis halved (None stays None): weights
+    whose GEMMs then give z / 2 for the gates in those columns, bit for bit (a
+    power-of-two scale), which is what `sigmoid_of_half` takes."""
+    out = []
+    for a in arrays:
+        if a is not None:
+            a = a.copy()
+            a[..., :n] *= 0.5
+        out.append(a)
+    return out
+
+
 def _gate_split(kernel, gates):
     """(n, G*u) -> contiguous (G, n, u): one matrix per gate."""
     n, width = kernel.shape
@@ -129,21 +142,9 @@ def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
     return dx, dw, db
 
 
-def _rec_forward(h, rd, R, Rg, out):
-    """out (B, G*u) = [(h * rd_g) @ R_g]_g; returns the dropped h (G, B, U) or None."""
-    if rd is None:
-        _gemm(h, R, out=out)
-        return None
-    hd = h[None] * rd
-    res = _gemm(hd, Rg)                                                 # (G, B, u)
-    B = h.shape[0]
-    out.reshape(B, rd.shape[0], -1)[...] = res.transpose(1, 0, 2)
-    return hd
-
-
-def _rec_forward_gates(h, rd, Rg, out):
-    """Gate-major `_rec_forward`: out (G, B, u) = [(h * rd_g) @ R_g]_g (Rg: (G, U, u));
-    returns the dropped h (G, B, U) or None."""
+def _rec_forward(h, rd, Rg, out):
+    """out (G, B, u) = [(h * rd_g) @ R_g]_g, gate-major (Rg: (G, U, u), a batch of per-gate
+    GEMMs as fast as one (B, U) @ (U, G*u)); returns the dropped h (G, B, U) or None."""
     hd = None if rd is None else h[None] * rd
     _gemm(h if hd is None else hd, Rg, out=out)
     return hd
@@ -236,7 +237,7 @@ def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
 
 # -- the all-timestep GEMMs of a backward pass, overlapped with BPTT ---------------------------
 
-_CHUNKS = 5           # a sequence's timesteps split into about this many chunks
+_CHUNKS = 10          # a sequence's timesteps split into about this many chunks
 _MIN_CHUNK = 4        # timesteps; shorter sequences are not split
 _WORKER = []          # [ThreadPoolExecutor(1)], started on first use
 
