@@ -70,7 +70,7 @@ class Adam(_AdamFamily):
         gv = np.multiply(vals, vals)
         gv *= 1.0 - b2
 
-        def block(sl):
+        def block(sl, work):
             lo, hi = np.searchsorted(rows, (sl.start, sl.stop))
             at = rows[lo:hi] - sl.start
             s = _rows(slots, sl)
@@ -79,15 +79,15 @@ class Adam(_AdamFamily):
             m[at] += gm[lo:hi]
             v *= b2
             v[at] += gv[lo:hi]
-            self._step(p[sl], m, v, s, scratch[sl], lr_t)
-        over_rows(block, p)
+            self._step(p[sl], m, v, s, work, lr_t)
+        over_rows(block, p, scratch)
 
     def _update(self, p, g, slots, scratch, lr, lr_t):
-        def block(sl):
+        def block(sl, work):
             s = _rows(slots, sl)
-            m, v = self._moments(g[sl], s, scratch[sl])
-            self._step(p[sl], m, v, s, scratch[sl], lr_t)
-        over_rows(block, p)
+            m, v = self._moments(g[sl], s, work)
+            self._step(p[sl], m, v, s, work, lr_t)
+        over_rows(block, p, scratch)
 
     def _step(self, p, m, v, slots, scratch, lr_t):
         if self.amsgrad:
