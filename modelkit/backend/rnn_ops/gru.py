@@ -175,10 +175,13 @@ def _gru_sequence_vjp(grads, s, needs):
     per_gate_x = idrop is not None and idrop.ndim == 3
     hs = H[:T] if rdrop is None else s["HD"]
 
+    DX = _empty((T, B, kernel.shape[0]), dt) if needs_x else None
+
     def chunk_grads(lo, hi):
         dz = DZ[lo:hi]
-        dx, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
-                                          idrop, 3, needs_x, needs_k, needs_b and has_bias)
+        _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
+                                         idrop, 3, needs_x, needs_k, needs_b and has_bias,
+                                         None if DX is None else DX[lo:hi])
         hsl = _time_slice(hs, lo, hi, rdrop is not None)
         dR = db_rec = None
         if reset_after:
@@ -192,9 +195,9 @@ def _gru_sequence_vjp(grads, s, needs):
             dR = np.empty((U, width), dt)
             dR[:, :u2] = _rec_weight_grad(hsl, dz[:, :, :u2], rd_zr)
             dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
-        return dx, dW, dR, db_in, db_rec
+        return dW, dR, db_in, db_rec
 
-    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum", "sum"))
+    chunks = _TimeChunks(T, chunk_grads)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]
@@ -229,8 +232,8 @@ def _gru_sequence_vjp(grads, s, needs):
                 np.copyto(DZg[t], dzg)
                 dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
             chunks.done(t)
-        dx_tm, dW, dR, db_in, db_rec = chunks.results()
-    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+        dW, dR, db_in, db_rec = chunks.results()
+    dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     db = db_in if db_rec is None else np.stack([db_in, db_rec])
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
 

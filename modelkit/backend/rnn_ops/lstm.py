@@ -202,15 +202,18 @@ def _lstm_sequence_vjp(grads, s, needs):
     hs = H[:T] if rdrop is None else s["HD"]
     per_gate_x = idrop is not None and idrop.ndim == 3
 
+    DX = _empty((T, B, W.shape[0]), dt) if needs_x else None
+
     def chunk_grads(lo, hi):
         dz = DZ[lo:hi]
-        dx, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                                       needs_x, needs_k, needs_b and s["has_bias"])
+        _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
+                                      needs_x, needs_k, needs_b and s["has_bias"],
+                                      None if DX is None else DX[lo:hi])
         dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
               if needs_r else None)
-        return dx, dW, dR, db
+        return dW, dR, db
 
-    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum"))
+    chunks = _TimeChunks(T, chunk_grads)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
@@ -218,9 +221,9 @@ def _lstm_sequence_vjp(grads, s, needs):
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
-        dx_tm, dW, dR, db = chunks.results()
+        dW, dR, db = chunks.results()
     perm = s["perm"]
-    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+    dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     if dR is not None:
         dR = dR[:, perm]
     if dW is not None:

@@ -113,19 +113,22 @@ def _project_gates(xm, kernel_gates, out):
     return _gemm(xm[:, None], kernel_gates, out=out)
 
 
-def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
-    """Gradients of `_project` given d(projection) (T, B, G*u)."""
+def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b, dx_out=None):
+    """Gradients of `_project` given d(projection) (T, B, G*u); the input gradient goes
+    to `dx_out` (contiguous (T, B, I)) when given."""
     T, B, width = dxp.shape
     I = kernel.shape[0]
     d2 = dxp.reshape(T * B, width)
     dx = dw = db = None
+    if need_x:
+        dx = _empty((T, B, I), d2.dtype) if dx_out is None else dx_out
     if need_b:
         db = d2.sum(axis=0)
     if drop is None or drop.ndim == 2:
         if need_w:
             dw = _gemm(xm.reshape(T * B, I).T, d2)
         if need_x:
-            dx = _gemm(d2, kernel.T, out=_empty((T * B, I), d2.dtype)).reshape(T, B, I)
+            _gemm(d2, kernel.T, out=dx.reshape(T * B, I))
             if drop is not None:
                 dx *= drop
     else:
@@ -138,7 +141,7 @@ def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
             kg = kernel.reshape(I, gates, u).transpose(1, 2, 0)         # (G, u, I)
             dxg = _gemm(dg, kg).reshape(gates, T, B, I)
             dxg *= drop[:, None]
-            dx = dxg.sum(axis=0)
+            np.sum(dxg, axis=0, out=dx)
     return dx, dw, db
 
 
@@ -263,17 +266,17 @@ class _TimeChunks:
     BPTT (one core's sequential work) goes on; at the end this thread takes the chunks the
     worker has not started.
 
-    `fn(lo, hi)` returns a tuple of results for steps [lo, hi); `kinds` says per entry
-    whether chunks are concatenated along time ("rows": a per-timestep gradient) or
-    summed ("sum": a weight gradient); None entries stay None. Call `done(t)` once BPTT
-    has finished step t (going down from T - 1), `results()` at the end. Chunks are summed
-    in a fixed order, so the numbers never depend on timing; with one worker thread
-    (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
-    `results()` exactly as without chunking.
+    `fn(lo, hi)` handles steps [lo, hi): it writes per-timestep gradients (the input's)
+    into their rows itself and returns a tuple of weight gradients, which are summed over
+    the chunks (None entries stay None). Call `done(t)` once BPTT has finished step t
+    (going down from T - 1), `results()` at the end. Chunks are summed in a fixed order,
+    so the numbers never depend on timing; with one worker thread (MODELKIT_NUM_THREADS=1)
+    or a short sequence there is a single chunk, computed by `results()` exactly as
+    without chunking.
     """
 
-    def __init__(self, T, fn, kinds):
-        self.fn, self.kinds, self.hi = fn, kinds, T
+    def __init__(self, T, fn):
+        self.fn, self.hi = fn, T
         self.size = _chunk_size(T)
         self.pending = []                              # (lo, hi, future), latest first
 
@@ -293,17 +296,12 @@ class _TimeChunks:
             if parts[k] is None:
                 parts[k] = fut.result()
         out = []
-        for k, kind in enumerate(self.kinds):
-            vals = [p[k] for p in parts]                     # latest steps first
-            if vals[0] is None or len(vals) == 1:
-                out.append(vals[0])
-            elif kind == "rows":
-                out.append(np.concatenate(vals[::-1]))
-            else:
-                total = vals[0]
+        for vals in zip(*parts):                             # latest steps first
+            total = vals[0]
+            if total is not None:
                 for v in vals[1:]:
                     total += v
-                out.append(total)
+            out.append(total)
         return out
 
 
