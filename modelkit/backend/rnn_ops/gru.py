@@ -163,6 +163,7 @@ def _gru_sequence_vjp(grads, s, needs):
         DREC = _empty((T, B, width), dt)
         DRECg = DREC.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
         Rfull, Rg, RH = s["Rfull"], s["Rg"], s["RH"]
+        RfullT = Rfull.T
     else:
         RhT = np.ascontiguousarray(s["Rh"].T)
         rd_h, rd_zr, Rzr, Rg = s["rd_h"], s["rd_zr"], s["Rzr"], s["Rg"]
@@ -202,14 +203,18 @@ def _gru_sequence_vjp(grads, s, needs):
         for t in range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
-            _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
-            if keep is None:
-                dh.fill(0)
             # h' = hh + z * (h - hh)
+            if keep is None:                # dh_new: d h', then dh: d h starts anew
+                dh, dh_new = dh_new, dh
+                if gs is not None:
+                    dh_new += gs[t]
+                np.multiply(dh_new, z, out=dh)                              # direct path to h
+            else:
+                _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
+                np.multiply(dh_new, z, out=tmp)
+                dh += tmp                                                   # direct path to h
             np.subtract(H[t], hh, out=dzg[0])
             dzg[0] *= dh_new                                                # d z
-            np.multiply(dh_new, z, out=tmp)
-            dh += tmp                                                       # direct path to h
             np.subtract(1, z, out=dzg[2])
             dzg[2] *= dh_new                                                # d hh
             act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
@@ -219,7 +224,11 @@ def _gru_sequence_vjp(grads, s, needs):
                 ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
                 np.copyto(DZg[t], dzg)
                 np.copyto(DRECg[t, :2], dzg[:2])
-                dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+                if rdrop is None:
+                    _gemm(DREC[t], RfullT, out=tmp)
+                    dh += tmp
+                else:
+                    dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
             else:
                 dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
                 hdh = H[t] if rd_h is None else H[t] * rd_h
