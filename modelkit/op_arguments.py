@@ -8,7 +8,7 @@ ONNX exporter decode.
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError
 
 TENSOR = "__tensor__"
 MAX_CONSTANT = 1 << 24          # elements of one stored constant array
@@ -129,3 +129,22 @@ def _count(value, cap):
         else:
             n += 1
     return n
+
+
+def split_sizes(n, num_or_size_splits):
+    """The part sizes of `tf.split` along an axis of length n: an int (equal parts, dividing
+    n) or a list of sizes summing to n, one of which may be -1 (the rest)."""
+    if isinstance(num_or_size_splits, (int, np.integer)) and not isinstance(
+            num_or_size_splits, bool):
+        k = int(num_or_size_splits)
+        if k <= 0 or n % k:
+            raise ShapeError(f"split: {k} equal parts do not divide an axis of length {n}")
+        return [n // k] * k
+    sizes = [int(v) for v in num_or_size_splits]
+    if sizes.count(-1) > 1 or any(v < -1 for v in sizes):
+        raise ShapeError(f"split: bad sizes {sizes}")
+    if -1 in sizes:
+        sizes[sizes.index(-1)] = n - (sum(sizes) + 1)
+    if sum(sizes) != n or min(sizes) < 0:
+        raise ShapeError(f"split: sizes {list(num_or_size_splits)} do not add up to {n}")
+    return sizes

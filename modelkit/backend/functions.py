@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
+from ..op_arguments import split_sizes
 from . import array_ops, math_ops, nn_ops
 from . import config, symbols
 from .random_state import global_rng
@@ -628,6 +629,19 @@ def stack(tensors, axis=0):
 def unstack(x, axis=0):
     x = _t(x)
     return [gather_slice(x, i, axis) for i in range(x.shape[axis])]
+
+
+@k_function
+def split(x, num_or_size_splits, axis=0):
+    """tf.split: the parts of x along `axis` (see `split_sizes`), a list of tensors."""
+    x = _t(x)
+    starts = np.cumsum([0] + split_sizes(x.shape[axis], num_or_size_splits))
+    index = [builtins.slice(None)] * x.ndim
+    parts = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        index[axis] = builtins.slice(int(a), int(b))
+        parts.append(apply(array_ops._getitem, x, index=tuple(index)))
+    return parts
 
 
 def gather_slice(x, i, axis):

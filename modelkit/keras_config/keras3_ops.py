@@ -78,6 +78,7 @@ KERAS3_OPS = {
     "Clip": Keras3Op("clip", 1, (("x_min", None), ("x_max", None))),
     "Where": Keras3Op("where", 3),
     "GetItem": Keras3Op("getitem", 2),
+    "Split": Keras3Op("split", 1, (("indices_or_sections", None), ("axis", 0))),
 }
 
 
@@ -132,6 +133,9 @@ def _k_arguments(cls, op, cfg, args, where):
     if op.k == "getitem":
         key = args[1] if isinstance(args[1], list) else [args[1]]
         args[1] = [_index(k, where) for k in key]
+    if op.k == "split" and isinstance(args[1], list):     # numpy's split indices -> sizes
+        bounds = [0] + [int(i) for i in args[1]]
+        args[1] = [b - a for a, b in zip(bounds, bounds[1:])] + [-1]
     if cls == "LeakyRelu":
         args[1] = float(args[1])
     return {"args": args, "kwargs": {}}

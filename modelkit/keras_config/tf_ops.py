@@ -91,6 +91,7 @@ TF_OPS = {
                TFOp("permute_dimensions", ("a", ("perm", None)), fixed={"conjugate": False})),
     **_aliases(("linalg.matmul", "matmul"), TFOp("matmul", ("a", "b"), fixed=_MATMUL_DEFAULTS)),
     "tile": TFOp("tile", ("input", "multiples")),
+    "split": TFOp("split", ("value", "num_or_size_splits", ("axis", 0)), fixed={"num": None}),
     "clip_by_value": TFOp("clip", ("t", "clip_value_min", "clip_value_max")),
     "cast": TFOp("cast", ("x", "dtype")),
     **_aliases(("math.l2_normalize", "nn.l2_normalize", "linalg.l2_normalize"),

@@ -20,7 +20,7 @@ from modelkit.keras_config import graph_to_keras_config, keras_config_to_graph
 from modelkit.models import load_model, model_from_json
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "tf_ops"
-NAMES = ["arith", "two_inputs", "slicing", "matmul_act"]
+NAMES = ["arith", "two_inputs", "slicing", "matmul_act", "split"]
 
 
 def _data(name):
@@ -204,3 +204,28 @@ def test_hostile_constant_refused_before_allocation():
     with pytest.raises(ModelkitError):
         m = model_from_json(json.dumps(_edited_tfk("arith", edit)))
         m.predict(np.zeros((1, 6), np.float32))
+
+
+@pytest.mark.parametrize("parts,axis,sizes", [(3, 1, [2, 2, 2]), ([1, -1, 2], -1, [1, 3, 2]),
+                                              ([4, 2], 1, [4, 2])])
+def test_k_split_values_and_gradients(parts, axis, sizes):
+    from modelkit import backend as K
+    from modelkit.backend.tensor import Tensor
+    x = np.random.default_rng(0).standard_normal((2, 6))
+    got = [p.numpy() for p in K.split(Tensor(x), parts, axis)]
+    want = np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    weights = [np.arange(s, dtype=np.float64) + 1 for s in sizes]
+    assert_gradients_close(
+        lambda t: sum(K.sum(p * w) for p, w in zip(K.split(t, parts, axis), weights)), [x])
+
+
+@pytest.mark.parametrize("parts", [4, 0, [2, 2], [-1, -1, 6], [7, -1]])
+def test_k_split_bad_sizes(parts):
+    from modelkit import backend as K
+    from modelkit.backend.tensor import Tensor
+    from modelkit.errors import ShapeError
+    with pytest.raises(ShapeError, match="split"):
+        K.split(Tensor(np.zeros((2, 6))), parts, 1)

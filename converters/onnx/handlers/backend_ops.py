@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelkit.ir import Node
-from modelkit.op_arguments import decode
+from modelkit.op_arguments import decode, split_sizes
 
 from ..context import LayerUnsupported, Tensor, broadcast_shape
 from ..registry import export_handler
@@ -49,7 +49,7 @@ OTHER = {"square", "pow", "expm1", "log1p", "relu", "clip", "concatenate", "stac
          "permute_dimensions", "transpose", "expand_dims", "squeeze", "batch_flatten",
          "flatten", "matmul", "dot", "batch_dot", "where", "switch", "getitem", "repeat",
          "repeat_elements", "tile", "zeros_like", "ones_like", "gather", "l2_normalize", "var",
-         "std", "cast", "not_equal"}
+         "std", "cast", "not_equal", "split"}
 SUPPORTED = set(BINARY) | set(UNARY) | ACTIVATION_FUNCS | set(REDUCE) | OTHER
 
 
@@ -74,7 +74,8 @@ def backend_op(node, ctx, inputs):
     args = decode(arguments.get("args", []), inputs)
     kwargs = {k: decode(v, inputs) for k, v in (arguments.get("kwargs") or {}).items()}
     hint = node.name
-    return [_emit(fn, ctx, args, kwargs, hint)]
+    out = _emit(fn, ctx, args, kwargs, hint)
+    return out if isinstance(out, list) else [out]
 
 
 def _arg(args, kwargs, i, name, default=None):
@@ -189,6 +190,9 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
                       dtype=a.dtype, hint=hint)
     if fn == "getitem":
         return _getitem(ctx, x, _arg(args, kwargs, 1, "index"), hint)
+    if fn == "split":
+        return _split(ctx, x, _arg(args, kwargs, 1, "num_or_size_splits"),
+                      int(_arg(args, kwargs, 2, "axis", 0)), hint)
     if fn == "repeat":
         n = int(_arg(args, kwargs, 1, "n"))
         u = ctx.unsqueeze(x, [1])
@@ -219,6 +223,20 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
     if fn == "cast":
         return ctx.cast(x, str(np.dtype(_arg(args, kwargs, 1, "dtype"))), hint=hint)
     raise LayerUnsupported(f"backend function {fn!r} has no ONNX mapping")
+
+
+def _split(ctx, x, parts, axis, hint):
+    """tf.split as one ONNX Split (the part sizes need the axis's static length)."""
+    n = None if x.shape is None else x.shape[axis]
+    if n is None:
+        raise LayerUnsupported("split along an axis of unknown length")
+    sizes = split_sizes(n, parts)
+    split = {"split": sizes} if ctx.opset < 13 else {}
+    inputs = [x] if ctx.opset < 13 else [x, ctx.ints(sizes)]
+    names = ctx.emit("Split", inputs, n_out=len(sizes), hint=hint, axis=axis, **split)
+    a = axis % x.rank
+    return [Tensor(nm, tuple(s if i == a else d for i, d in enumerate(x.shape)), x.dtype)
+            for nm, s in zip(names, sizes)]
 
 
 def _getitem(ctx, x, index, hint):
