@@ -332,6 +332,26 @@ CONV_ROWS = {   # name -> (model factory of the input shape, input shape without
                          lambda: UpSampling1D(2), lambda: ZeroPadding1D(1),
                          lambda: MaxPooling1D(2), lambda: GlobalAveragePooling1D(),
                          lambda: Dense(2)), (10, 2)),
+    # image preprocessing (inference) and LocallyConnected
+    "Resizing": (chain(lambda: L.Resizing(7, 3)), (5, 6, 2)),
+    "Resizing_nearest_crop": (chain(lambda: L.Resizing(3, 5, interpolation="nearest",
+                                                       crop_to_aspect_ratio=True)), (6, 7, 2)),
+    "Resizing_channels_first": (chain(lambda: L.Resizing(4, 2, **CF)), (2, 5, 6)),
+    "CenterCrop": (chain(lambda: L.CenterCrop(3, 4)), (6, 7, 2)),
+    "CenterCrop_upsized": (chain(lambda: L.CenterCrop(6, 6)), (4, 5, 2)),
+    "RandomCrop": (chain(lambda: L.RandomCrop(3, 5)), (6, 7, 2)),
+    **{name: (chain(make), (5, 4, 3)) for name, make in [
+        ("RandomFlip", lambda: L.RandomFlip()), ("RandomRotation", lambda: L.RandomRotation(0.2)),
+        ("RandomZoom", lambda: L.RandomZoom(0.2)),
+        ("RandomTranslation", lambda: L.RandomTranslation(0.1, 0.2)),
+        ("RandomContrast", lambda: L.RandomContrast(0.3)),
+        ("RandomBrightness", lambda: L.RandomBrightness(0.3))]},
+    "LocallyConnected1D": (chain(lambda: L.LocallyConnected1D(3, 2, strides=2,
+                                                              activation="relu")), (7, 3)),
+    "LocallyConnected2D": (chain(lambda: L.LocallyConnected2D(2, (2, 3), strides=(1, 2))),
+                           (4, 6, 3)),
+    "LocallyConnected2D_channels_first": (chain(lambda: L.LocallyConnected2D(2, 2, **CF)),
+                                          (2, 4, 5)),
 }
 
 # -- misc: merge, normalization, noise, advanced activations, Keras 1 layers -------------------
