@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from modelkit.errors import KerasConfigError
 
-from .tf_ops import TENSOR, restore_tensors
+from .tf_ops import TENSOR, index_item, op_node_config, restore_tensors
 
 OPS_MODULE_PREFIX = "keras.src.ops."
 
@@ -105,20 +105,6 @@ def _mark(value, refs, depth=0):
     return value
 
 
-def _index(item, where):
-    if isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
-        return {"__ellipsis__": True}
-    if isinstance(item, dict) and item.get("class_name") == "__slice__":
-        c = item.get("config") or {}
-        s = [c.get("start"), c.get("stop"), c.get("step")]
-        if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in s):
-            return {"__slice__": s}
-    if isinstance(item, int) and not isinstance(item, bool):
-        return item
-    raise KerasConfigError(f"{where}: index {item!r:.80} is not supported (ints, constant "
-                           f"slices and `...` are)")
-
-
 def _k_arguments(cls, op, cfg, args, where):
     extra = set(cfg) - {"name", "trainable", "dtype"} - {p for p, _ in op.params}
     for k in sorted(extra):
@@ -132,7 +118,7 @@ def _k_arguments(cls, op, cfg, args, where):
     args = list(args) + [cfg.get(p, d) for p, d in op.params]
     if op.k == "getitem":
         key = args[1] if isinstance(args[1], list) else [args[1]]
-        args[1] = [_index(k, where) for k in key]
+        args[1] = [index_item(k, where) for k in key]
     if op.k == "split" and isinstance(args[1], list):     # numpy's split indices -> sizes
         bounds = [0] + [int(i) for i in args[1]]
         args[1] = [b - a for a, b in zip(bounds, bounds[1:])] + [-1]
@@ -151,28 +137,19 @@ def keras3_op_node(layer, where):
             f"{where}: Keras operation {cls!r:.80} ({layer.get('module')}) is not supported "
             f"(supported: {', '.join(sorted(KERAS3_OPS))})")
     cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-    nodes = layer.get("inbound_nodes")
-    if not isinstance(nodes, list) or not nodes:
-        raise KerasConfigError(f"{where}: Keras operation {cls!r} has no inbound node")
-    calls, keras_op, arguments = [], None, None
-    for n in nodes:
+
+    def parse(n, refs):
         if not isinstance(n, dict) or not isinstance(n.get("args", []), list):
             raise KerasConfigError(f"{where}: bad inbound node {n!r:.80}")
         if n.get("kwargs"):
             raise KerasConfigError(f"{where}: Keras operation {cls!r} is called with keyword "
                                    f"arguments {sorted(n['kwargs'])}, which modelkit does not "
                                    f"compute")
-        refs = []
         args = _mark(n.get("args", []), refs)
         call = {"module": layer.get("module"), "class_name": cls, "config": cfg, "args": args}
-        if keras_op is not None and call != keras_op:
-            raise KerasConfigError(f"{where}: Keras operation {cls!r} is called twice with "
-                                   f"different arguments")
-        keras_op, arguments = call, _k_arguments(cls, op, cfg, args, where)
-        calls.append(refs)
-    config = {"name": layer.get("name") or cfg.get("name"), "function": op.k,
-              "arguments": arguments, "keras_op": keras_op}
-    return config, calls
+        return call, _k_arguments(cls, op, cfg, args, where)
+
+    return op_node_config(layer, cfg, op.k, parse, where)
 
 
 def keras3_op_entry(node, tensor_item):

@@ -153,11 +153,19 @@ def _unmark(value):
     return value
 
 
-def _slice_item(item, where):
+def index_item(item, where):
+    """One item of an indexing key, in the op-argument form: tf-keras writes a slice as
+    `{"start", "stop", "step"}` and `...` as `{"class_name": "__ellipsis__"}`; Keras 3 a slice
+    as `{"class_name": "__slice__", "config": {...}}`. Ints pass; anything else is refused."""
     if isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
         return {"__ellipsis__": True}
-    if isinstance(item, dict) and set(item) <= {"start", "stop", "step"}:
-        s = [item.get("start"), item.get("stop"), item.get("step")]
+    bounds = None
+    if isinstance(item, dict) and item.get("class_name") == "__slice__":
+        bounds = item.get("config") or {}
+    elif isinstance(item, dict) and set(item) <= {"start", "stop", "step"}:
+        bounds = item
+    if isinstance(bounds, dict):
+        s = [bounds.get("start"), bounds.get("stop"), bounds.get("step")]
         if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in s):
             return {"__slice__": s}
     if isinstance(item, int) and not isinstance(item, bool):
@@ -189,7 +197,7 @@ def _k_arguments(function, op, first, kwargs, where):
         args.append(value)
     if op.k == "getitem":
         spec = args[1] if isinstance(args[1], list) else [args[1]]
-        args[1] = [_slice_item(s, where) for s in spec]
+        args[1] = [index_item(s, where) for s in spec]
     if op.k == "permute_dimensions" and args[1] is None:
         args = args[:1]
     return {"args": args, "kwargs": dict(op.k_kwargs)}
@@ -206,22 +214,33 @@ def tf_op_node(layer, where):
         raise KerasConfigError(
             f"{where}: {cls} layer calls TF function {function!r:.80}, which modelkit does not "
             f"support (supported: {', '.join(sorted(TF_OPS))})")
-    nodes = layer.get("inbound_nodes")
-    if not isinstance(nodes, list) or not nodes:
-        raise KerasConfigError(f"{where}: {cls} layer has no inbound node")
-    calls, keras_op, arguments = [], None, None
-    for data in nodes:
-        refs = []
+
+    def parse(data, refs):
         first, kwargs = _first_argument(data, refs, where)
         kwargs = _tensor_refs(kwargs, refs)
         call = {"class_name": cls, "function": function, "args": first, "kwargs": kwargs}
-        k_args = _k_arguments(function, op, _unmark(first), kwargs, where)
-        if keras_op is not None and (call != keras_op):
-            raise KerasConfigError(f"{where}: {cls} layer is called twice with different "
-                                   f"arguments")
+        return call, _k_arguments(function, op, _unmark(first), kwargs, where)
+
+    return op_node_config(layer, cfg, op.k, parse, where)
+
+
+def op_node_config(layer, cfg, k_name, parse, where):
+    """The BackendOp config and calls of an op entry; `parse(node, refs)` gives one inbound
+    node's (call as the file has it, K arguments), filling `refs`. An op called more than
+    once must be called with the same arguments (one BackendOp holds one call's)."""
+    nodes = layer.get("inbound_nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise KerasConfigError(f"{where}: {layer.get('class_name')} has no inbound node")
+    calls, keras_op, arguments = [], None, None
+    for data in nodes:
+        refs = []
+        call, k_args = parse(data, refs)
+        if keras_op is not None and call != keras_op:
+            raise KerasConfigError(f"{where}: {layer.get('class_name')} is called twice with "
+                                   f"different arguments")
         keras_op, arguments = call, k_args
         calls.append(refs)
-    config = {"name": _name(layer, cfg), "function": op.k, "arguments": arguments,
+    config = {"name": _name(layer, cfg), "function": k_name, "arguments": arguments,
               "keras_op": keras_op}
     return config, calls
 

@@ -310,52 +310,59 @@ class RandomRotation(_AffineRandomLayer):
         return config
 
 
+class _HeightWidthLayer(_AffineRandomLayer):
+    """Zoom and translation: a height factor and a width factor (ranges as `_factor_range`)."""
+
+    _low = None
+
+    def __init__(self, height_factor, width_factor, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor, self.width_factor = _as_config(height_factor), _as_config(width_factor)
+        self._h = _factor_range(self, height_factor, "height_factor", low=self._low)
+        self._w = None if width_factor is None else \
+            _factor_range(self, width_factor, "width_factor", low=self._low)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"height_factor": self.height_factor, "width_factor": self.width_factor})
+        return config
+
+
 @register_layer
-class RandomZoom(_AffineRandomLayer):
+class RandomZoom(_HeightWidthLayer):
     """Zoom each image by 1 + a factor drawn from height_factor (width_factor, or the same
     zoom when None); positive values zoom out, as in Keras."""
 
+    _low = -1.0
+
     def __init__(self, height_factor, width_factor=None, fill_mode="reflect",
                  interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):
-        super().__init__(fill_mode=fill_mode, interpolation=interpolation,
-                         fill_value=fill_value, seed=seed, **kwargs)
-        self.height_factor, self.width_factor = _as_config(height_factor), _as_config(width_factor)
-        self._h = _factor_range(self, height_factor, "height_factor", low=-1.0)
-        self._w = None if width_factor is None else \
-            _factor_range(self, width_factor, "width_factor", low=-1.0)
+        super().__init__(height_factor, width_factor, fill_mode=fill_mode,
+                         interpolation=interpolation, fill_value=fill_value, seed=seed,
+                         **kwargs)
 
     def _draw(self, rows, cols):
         zh = 1.0 + float(self._rng.uniform(*self._h))
         zw = zh if self._w is None else 1.0 + float(self._rng.uniform(*self._w))
         return {"zx": zh, "zy": zw}
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"height_factor": self.height_factor, "width_factor": self.width_factor})
-        return config
-
 
 @register_layer
-class RandomTranslation(_AffineRandomLayer):
+class RandomTranslation(_HeightWidthLayer):
     """Shift each image by fractions of its height and width drawn uniformly (positive:
     down / right) in training."""
 
     def __init__(self, height_factor, width_factor, fill_mode="reflect",
                  interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):
-        super().__init__(fill_mode=fill_mode, interpolation=interpolation,
-                         fill_value=fill_value, seed=seed, **kwargs)
-        self.height_factor, self.width_factor = _as_config(height_factor), _as_config(width_factor)
-        self._h = _factor_range(self, height_factor, "height_factor")
-        self._w = _factor_range(self, width_factor, "width_factor")
+        if width_factor is None:
+            raise ConfigError("RandomTranslation: width_factor is required")
+        super().__init__(height_factor, width_factor, fill_mode=fill_mode,
+                         interpolation=interpolation, fill_value=fill_value, seed=seed,
+                         **kwargs)
 
     def _draw(self, rows, cols):
         return {"tx": -float(self._rng.uniform(*self._h)) * rows,
                 "ty": -float(self._rng.uniform(*self._w)) * cols}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"height_factor": self.height_factor, "width_factor": self.width_factor})
-        return config
 
 
 class _ValueRangeLayer(_RandomLayer):
