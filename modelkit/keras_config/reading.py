@@ -280,8 +280,9 @@ def _functional_to_graph(cfg, keras3, where):
             specs[lname] = _input_spec(layer.get("config") or {}, lname, where)
             continue
         op_node = (tf_op_node if layer.get("class_name") in TF_OP_LAYERS
-                   else keras3_op_node if is_keras3_op(layer) else None)
-        if op_node is not None:              # TF ops (tf-keras), operations (Keras 3)
+                   else keras3_op_node if is_keras3_op(layer)
+                   and layer.get("class_name") not in _MASK_OPS else None)
+        if op_node is not None:    # TF ops (tf-keras), operations (Keras 3; not mask-only)
             op_cfg, raw_calls[lname] = op_node(layer, f"{where}/{lname}")
             nodes[lname] = Node(name=lname, op="BackendOp", config=op_cfg)
             raw_masks[lname] = [[] for _ in raw_calls[lname]]
