@@ -77,6 +77,13 @@ KERAS3_OPS = {
     "Tile": Keras3Op("tile", 1, (("repeats", None),)),
     "Clip": Keras3Op("clip", 1, (("x_min", None), ("x_max", None))),
     "Where": Keras3Op("where", 3),
+    **{c: _binary(k) for c, k in (("Equal", "equal"), ("Greater", "greater"),
+                                  ("GreaterEqual", "greater_equal"), ("Less", "less"),
+                                  ("LessEqual", "less_equal"), ("LogicalAnd", "logical_and"),
+                                  ("LogicalOr", "logical_or"))},
+    "LogicalNot": Keras3Op("logical_not"),
+    "All": Keras3Op("all", 1, _AXIS_KEEP),
+    "Cast": Keras3Op("cast", 1, (("dtype", "float32"),)),
     "GetItem": Keras3Op("getitem", 2),
     "Split": Keras3Op("split", 1, (("indices_or_sections", None), ("axis", 0))),
 }

@@ -100,6 +100,14 @@ TF_OPS = {
     "zeros_like": TFOp("zeros_like", ("input",), fixed={"dtype": None}),
     "ones_like": TFOp("ones_like", ("input",), fixed={"dtype": None}),
     "__operators__.getitem": TFOp("getitem", ("tensor", "slice_spec")),
+    **{f"math.{f}": TFOp(f, _XY) for f in ("equal", "not_equal", "greater", "greater_equal",
+                                           "less", "less_equal", "logical_and",
+                                           "logical_or")},
+    "math.logical_not": TFOp("logical_not", ("x",)),
+    "math.reduce_any": TFOp("any", _REDUCE),
+    "math.reduce_all": TFOp("all", _REDUCE),
+    "gather": TFOp("gather", ("params", "indices"),
+                   fixed={"axis": None, "batch_dims": 0, "validate_indices": None}),
 }
 
 

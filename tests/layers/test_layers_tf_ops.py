@@ -231,3 +231,90 @@ def test_k_split_bad_sizes(parts):
     from modelkit.errors import ShapeError
     with pytest.raises(ShapeError, match="split"):
         K.split(Tensor(np.zeros((2, 6))), parts, 1)
+
+
+def _one_op_config(class_name, function, node, shape=(3, 4)):
+    """A tf-keras functional config: Input x -> one TF op layer (inbound node `node`)."""
+    return {"class_name": "Functional", "config": {
+        "name": "m", "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_input_shape": [None, *shape], "dtype": "float32", "name": "x"}},
+            {"class_name": class_name, "name": "op", "inbound_nodes": [node],
+             "config": {"name": "op", "trainable": True, "dtype": "float32",
+                        "function": function}}],
+        "input_layers": [["x", 0, 0]], "output_layers": [["op", 0, 0]]}}
+
+
+X = np.random.default_rng(3).standard_normal((2, 3, 4)).astype(np.float32)
+REF = ["x", 0, 0]
+TABLE = [   # function, call kwargs (with the x reference first in the node), numpy result
+    ("math.add", {"y": 1.5}, X + 1.5),
+    ("__operators__.add", {"y": REF}, X + X),
+    ("math.subtract", {"y": 0.5}, X - 0.5),
+    ("math.truediv", {"y": 4.0}, X / 4),
+    ("math.maximum", {"y": 0.0}, np.maximum(X, 0)),
+    ("math.minimum", {"y": 0.1}, np.minimum(X, 0.1)),
+    ("math.pow", {"y": 2.0}, X ** 2),
+    ("math.square", {}, X ** 2),
+    ("math.abs", {}, np.abs(X)),
+    ("math.exp", {}, np.exp(X)),
+    ("math.negative", {}, -X),
+    ("math.sigmoid", {}, 1 / (1 + np.exp(-X))),
+    ("nn.relu6", {}, np.clip(X, 0, 6)),
+    ("nn.leaky_relu", {}, np.where(X > 0, X, 0.2 * X)),
+    ("nn.leaky_relu", {"alpha": 0.1}, np.where(X > 0, X, 0.1 * X)),
+    ("nn.softplus", {}, np.log1p(np.exp(X))),
+    ("nn.silu", {}, X / (1 + np.exp(-X))),
+    ("nn.elu", {}, np.where(X > 0, X, np.expm1(X))),
+    ("nn.softmax", {"axis": 1}, np.exp(X) / np.exp(X).sum(1, keepdims=True)),
+    ("math.reduce_sum", {"axis": [1, 2]}, X.sum((1, 2))),
+    ("math.reduce_max", {"axis": -1, "keepdims": True}, X.max(-1, keepdims=True)),
+    ("math.reduce_min", {"axis": 1}, X.min(1)),
+    ("math.reduce_prod", {"axis": 2}, X.prod(2)),
+    ("math.reduce_variance", {"axis": 2}, X.var(2)),
+    ("math.reduce_std", {"axis": 1}, X.std(1)),
+    ("math.reduce_logsumexp", {"axis": 2}, np.log(np.exp(X).sum(2))),
+    ("reshape", {"shape": [-1, 12]}, X.reshape(2, 12)),
+    ("expand_dims", {"axis": 1}, X[:, None]),
+    ("compat.v1.transpose", {"perm": [0, 2, 1]}, X.transpose(0, 2, 1)),
+    ("tile", {"multiples": [1, 2, 1]}, np.tile(X, (1, 2, 1))),
+    ("clip_by_value", {"clip_value_min": -0.5, "clip_value_max": 0.5}, np.clip(X, -0.5, 0.5)),
+    ("math.l2_normalize", {"axis": -1},
+     X / np.sqrt(np.maximum((X ** 2).sum(-1, keepdims=True), 1e-12))),
+    ("math.greater", {"y": 0.0}, X > 0),
+    ("math.equal", {"y": REF}, X == X),
+    ("cast", {"dtype": "float64"}, X.astype(np.float64)),
+    ("__operators__.getitem", {"slice_spec": {"start": 1, "stop": None, "step": None}}, X[1:]),
+    ("__operators__.getitem", {"slice_spec": [{"start": None, "stop": None, "step": None}, -1]},
+     X[:, -1]),
+]
+
+
+@pytest.mark.parametrize("function,kwargs,want", TABLE,
+                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(TABLE)])
+def test_tf_function_table(tmp_path, function, kwargs, want):
+    """Each mapped TF function on a crafted tf-keras config: numpy's numbers in modelkit and in
+    onnxruntime, and the same TFOpLambda written back."""
+    from modelkit.runtime import InferenceSession
+    cls = "SlicingOpLambda" if function.endswith("getitem") else "TFOpLambda"
+    config = _one_op_config(cls, function, ["x", 0, 0, dict(kwargs)])
+    m = model_from_json(json.dumps(config))
+    got = m.predict(X)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    entry = graph_to_keras_config(m.to_ir())["config"]["layers"][1]
+    assert (entry["class_name"], entry["config"]["function"], entry["inbound_nodes"]) == \
+        (cls, function, [["x", 0, 0, kwargs]])
+    if want.dtype != np.bool_ and function != "cast":
+        m.save(tmp_path / "m.onnx")
+        np.testing.assert_allclose(InferenceSession(str(tmp_path / "m.onnx")).predict(X), want,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_constant_first_argument():
+    """`0.5 - x` style calls: tf-keras stores the constant first argument as
+    ["_CONSTANT_VALUE", -1, value, kwargs] and the tensor among the kwargs."""
+    node = ["_CONSTANT_VALUE", -1, [0.5, -0.5, 0.0, 1.0], {"y": ["x", 0, 0], "name": None}]
+    m = model_from_json(json.dumps(_one_op_config("TFOpLambda", "math.subtract", node)))
+    np.testing.assert_allclose(m.predict(X), np.array([0.5, -0.5, 0.0, 1.0]) - X, rtol=1e-6)
+    entry = graph_to_keras_config(m.to_ir())["config"]["layers"][1]
+    assert entry["inbound_nodes"] == [node]
