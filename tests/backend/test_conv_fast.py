@@ -73,19 +73,20 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                  ((2, 5, 6, 5, 2), (2, 3, 2, 2, 3), (1, 1, 2), (2, 1, 1),
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
-@pytest.mark.parametrize("form", ["rows", "cols"])
-def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads, form):
-    """The kernel gradient accumulated over many small image chunks, in the row-shift form
-    (taken for stride 1 on the outer axes) and the im2col form, split over threads,
-    matches the float64 exact path."""
+@pytest.mark.parametrize("images", [1, 2, 5])
+def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
+                                                            images):
+    """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
+    or all images, split over threads, matches the float64 exact path."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
-    monkeypatch.setattr(conv_fast, "_CHUNK_BYTES", 1)          # one image per chunk
-    monkeypatch.setattr(conv_fast, "_ROWS_COLUMNS", (0, 1 << 30) if form == "rows" else (0, -1))
-    used = []
-    for name in ("_kernel_grad_rows", "_kernel_grad_cols"):
-        fn = getattr(conv_fast, name)
-        monkeypatch.setattr(conv_fast, name,
-                            lambda *a, fn=fn, name=name: used.append(name) or fn(*a))
+    positions = int(np.prod(apply(CONV, np.zeros(row[0], np.float32),
+                                  np.zeros(row[1], np.float32), strides=row[2],
+                                  dilation=row[3], padding=row[4]).shape[1:-1]))
+    monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
+    calls = []
+    part = conv_fast._kernel_grad_part
+    monkeypatch.setattr(conv_fast, "_kernel_grad_part",
+                        lambda *a: calls.append(a[2:4]) or part(*a))
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5,) + row[0][1:])
     w = rng.standard_normal(row[1]) * 0.5
@@ -93,9 +94,7 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g64 = _run(x, w, b, row, False, False, seed=4)
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
-    rows_possible = all(st == 1 for st in row[2][:-1])
-    assert set(used) == {"_kernel_grad_rows" if form == "rows" and rows_possible
-                         else "_kernel_grad_cols"}
+    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 2), (2, 5)])
     np.testing.assert_allclose(g32[1], g64[1], rtol=0,
                                atol=3e-5 * max(np.abs(g64[1]).max(), 1.0))
 
