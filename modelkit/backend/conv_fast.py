@@ -1,5 +1,5 @@
 """Fast float32 convolution kernels for training: onnxruntime's MLAS for the forward pass and
-the input gradient, a cache-blocked im2col + GEMM for the kernel gradient.
+the input gradient, a blocked K-major im2col + MLAS GEMM for the kernel gradient.
 
 `conv_ops.conv` dispatches here when `usable(...)` says so (float32, one group, onnxruntime
 importable, not switched off with MODELKIT_FAST_CONV=0); float64 and everything else keep
