@@ -97,7 +97,9 @@ class Saved:
 # ---------------------------------------------------------------------------------------
 # sessions
 
-def _session(key, build, threads=None):
+def session(key, build, threads=None):
+    """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
+    (float inputs, one float output "y") under `key`, on `threads` intra-op threads."""
     threads = threads or parallel.threads()
     key = key + (threads,)
     sess = _SESSIONS.get(key)
@@ -213,7 +215,7 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    return _session(key, build).run(None, feeds)[0]
+    return session(key, build).run(None, feeds)[0]
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -312,7 +314,7 @@ def _input_grad(gn, s):
                                 **_conv_attrs(s.pads, s.strides, s.dilation))
         return [node], [("x", list(gn.shape)), ("w", list(s.w.shape))]
 
-    gx = _session(key, build).run(None, {"x": gn, "w": s.w})[0]
+    gx = session(key, build).run(None, {"x": gn, "w": s.w})[0]
     assert gx.shape == xshape, (gx.shape, xshape)
     return gx
 
@@ -385,7 +387,7 @@ class _KernelGradGemm:
         def build(helper):
             return ([helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)],
                     [("a", [k, "rows"]), ("b", [n, "rows"])])
-        self.session = _session(("gemm_a_bt", k, n), build, threads)
+        self.session = session(("gemm_a_bt", k, n), build, threads)
 
     def __call__(self, cols, g):
         return self.session.run(None, {"a": cols, "b": g})[0]
