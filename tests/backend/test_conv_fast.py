@@ -25,6 +25,7 @@ ROWS = [
     ((1, 7, 7, 2), (4, 4, 2, 3), (3, 3), (1, 1), "same"),
     ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 2, 1), (1, 1, 1), "same"),
     ((2, 6, 6, 6, 2), (2, 3, 3, 2, 4), (2, 1, 1), (1, 1, 2), "valid"),
+    ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 1, 1), (2, 1, 2), "same"),
     # channel counts that fit MLAS's NCHWc blocks (8 or 16): the direct NCHWc kernel
     ((2, 9, 8, 3), (3, 3, 3, 16), (1, 1), (1, 1), "same"),
     ((2, 8, 8, 16), (3, 3, 16, 32), (1, 1), (1, 1), "same"),
@@ -69,7 +70,7 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
 
 
 @pytest.mark.parametrize("row", [ROWS[0], ROWS[1], ROWS[4], ROWS[6], ROWS[7], ROWS[9],
-                                 ROWS[10], ROWS[13],
+                                 ROWS[10], ROWS[11], ROWS[14],
                                  ((2, 5, 6, 5, 2), (2, 3, 2, 2, 3), (1, 1, 2), (2, 1, 1),
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
