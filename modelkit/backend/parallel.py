@@ -15,6 +15,8 @@ import itertools
 import os
 import threading
 
+import numpy as np
+
 BLOCK_BYTES = 512 << 10      # one block of rows (half an L2 cache)
 
 _POOLS = {}                  # ThreadPoolExecutor by worker count
@@ -93,6 +95,35 @@ def _claimed(item, count, workers):
         for f in futures:
             if not f.cancel():
                 f.result()
+    return out
+
+
+SPLIT_FLOPS = 20e6           # smaller GEMMs are not worth a thread handoff
+
+
+def matmul(a, b):
+    """a @ b for 2-D float arrays. When numpy's BLAS runs on one thread (pinned in the
+    training steps of fast-conv models, see blas.py) and `threads()` > 1, a big product is
+    split along the output's longer side into one GEMM per thread: numpy releases the GIL
+    in the GEMM, so the parts run on separate cores. Otherwise one plain GEMM."""
+    from . import blas
+    m, k = a.shape
+    n = b.shape[1]
+    workers = threads()
+    if workers == 1 or 2.0 * m * n * k < SPLIT_FLOPS or blas.threads() != 1:
+        return a @ b
+    out = np.empty((m, n), np.result_type(a, b))
+    rows = m >= n
+    bounds = np.linspace(0, m if rows else n, workers + 1).astype(int)
+
+    def part(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        if rows:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+        else:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+
+    run_parts(part, workers)
     return out
 
 
