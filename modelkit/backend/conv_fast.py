@@ -323,18 +323,20 @@ def _input_grad(gn, s):
 
 
 def _kernel_grad(gn, s):
-    """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o], the
-    images split over `parallel.threads()` threads (their own buffers and single-threaded
-    GEMMs: the per-block GEMMs are too small to use several cores well). Returns Keras's
-    (*k, C_in, C_out) layout."""
+    """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o]. With
+    several threads the images go in 2 parts per thread (each with its own buffers and
+    single-threaded GEMMs: the per-block GEMMs are too small to use several cores well),
+    claimed as threads come free, so that a core another process holds for a while does
+    fewer; the parts are summed in order (the same numbers whichever thread ran them).
+    Returns Keras's (*k, C_in, C_out) layout."""
     nb = s.x.shape[0]
-    workers = min(parallel.threads(), nb)
-    if workers == 1:
+    parts = min(2 * parallel.threads(), nb)
+    if parts <= 2:
         acc = _kernel_grad_part(gn, s, 0, nb, parallel.threads())
     else:
-        bounds = np.linspace(0, nb, workers + 1).astype(int)
-        acc = sum(parallel.run_parts(
-            lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), workers))
+        bounds = np.linspace(0, nb, parts + 1).astype(int)
+        acc = sum(parallel.map_items(
+            lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), parts))
     return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], gn.shape[1]))
 
 

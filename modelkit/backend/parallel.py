@@ -60,6 +60,13 @@ def map_blocks(fn, n, row_bytes, block_bytes=None):
     return _claimed(lambda j: fn(*bounds[j]), len(bounds), threads())
 
 
+def map_items(fn, count):
+    """[fn(i) for i in range(count)], the items claimed one by one by `threads()` threads
+    (the calling one included; a thread slowed by another process takes fewer); results in
+    item order."""
+    return _claimed(fn, count, threads())
+
+
 def run_parts(fn, parts):
     """[fn(i) for i in range(parts)] on up to `parts` threads (the calling one included)."""
     return _claimed(fn, parts, parts)

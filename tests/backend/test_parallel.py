@@ -167,3 +167,9 @@ def test_matmul_split_over_threads_matches_one_gemm(monkeypatch, shape):
     np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
     got_t = parallel.matmul(b.T, a.T)                   # transposed (non-contiguous) operands
     np.testing.assert_allclose(got_t, (a @ b).T, rtol=1e-5, atol=1e-4)
+
+
+def test_map_items_returns_results_in_item_order(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    assert parallel.map_items(lambda i: i * i, 7) == [i * i for i in range(7)]
+    assert parallel.map_items(lambda i: i, 0) == []
