@@ -10,8 +10,8 @@ classes: SRC is read to the IR (an .onnx SRC stays an ONNX model), DST written f
   graph, its weights and training config without building a model; an .onnx SRC with
   imported ONNX ops Keras cannot express is refused, naming them).
 
-Every conversion then runs SRC and DST on the same random inputs and prints the max
-difference per output (`modelkit.runtime.parity.check_conversion`); the exit status is 1 when
+Every conversion then runs SRC and DST on the same random inputs (an .onnx file on
+onnxruntime, a Keras file with modelkit's layers) and prints the max difference per output (`modelkit.runtime.parity.check_conversion`); the exit status is 1 when
 one exceeds `--tolerance` (default 1e-4, scaled by the output's magnitude). `--no-check`
 skips this; quantized outputs are only checked when `--tolerance` is given.
 """
@@ -70,6 +70,22 @@ def _to_onnx(src, fmt, opset, target_ort=None):
                             target_ort=target_ort)
 
 
+def _keras_runner(path, fmt):
+    """For a Keras file: run it with modelkit's layers (what the Keras model computes), so
+    the parity check does not compare an ONNX export with itself. None for an .onnx file."""
+    if fmt is formats.ONNX:
+        return None
+    from modelkit.models import load_model
+    model = load_model(path, compile=False)
+    names = [t._keras_history[0].name for t in model.inputs]
+
+    def run(feeds):
+        xs = [feeds[n] for n in names] if set(names) <= set(feeds) else list(feeds.values())
+        out = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+    return run
+
+
 def run(args):
     src, dst = args.src, args.dst
     dst_fmt = formats.format_by_extension(dst)
@@ -100,7 +116,13 @@ def run(args):
     if args.no_check or (args.quantize and args.tolerance is None):
         return 0
     from modelkit.runtime.parity import check_conversion
-    report = check_conversion(src, dst, tolerance=args.tolerance)
+    # Keras <-> ONNX: the Keras side runs in modelkit's layers (else the check would compare
+    # an ONNX export with itself); Keras -> Keras compares the two files' exports, building
+    # no layer (the conversion itself never does)
+    across = (src_fmt is formats.ONNX) != (dst_fmt is formats.ONNX)
+    report = check_conversion(src, dst, tolerance=args.tolerance,
+                              run_source=_keras_runner(src, src_fmt) if across else None,
+                              run_converted=_keras_runner(dst, dst_fmt) if across else None)
     print(report)
     return 0 if report.ok else 1
 

@@ -43,6 +43,8 @@ def to_ir(model, include_weights=True, include_optimizer=True):
         call_index[(id(layer), knode.index)] = len(node.calls)
         node.calls.append([_ref(t, call_index) for t in knode.input_tensors])
         node.call_kwargs.append(portable_call_kwargs(knode.call_kwargs))
+    rank = {la.name: i for i, la in enumerate(model.layers)}      # Keras's layer order
+    nodes.sort(key=lambda n: rank.get(n.name, len(rank)))
     outputs = [_ref(t, call_index) for t in model.outputs]
     graph = Graph(name=model.name, inputs=inputs, outputs=outputs, nodes=nodes,
                   weights=weights if include_weights else {},
@@ -298,8 +300,38 @@ def _variables_by_key(model, graph, out):
 def _compile_fresh(model, training):
     from . import optimizers
     optimizer = optimizers.get(training.optimizer) if training.optimizer else "rmsprop"
-    model.compile(optimizer=optimizer, loss=training.loss, metrics=training.metrics,
+    model.compile(optimizer=optimizer, loss=training.loss,
+                  metrics=_loadable_metrics(training.metrics, model.name),
                   loss_weights=training.loss_weights)
+
+
+_DROPPED = object()
+
+
+def _loadable_metrics(spec, where):
+    """The file's metrics modelkit can compute. One it cannot (a Keras metric class modelkit
+    lacks, such as AUC, or a custom one) is left out with a warning: metrics never block
+    loading a model (they do not change its weights or predictions)."""
+    from . import metrics
+    dropped = []
+
+    def keep(m):
+        if isinstance(m, (list, tuple)):
+            return [v for v in map(keep, m) if v is not _DROPPED]
+        if isinstance(m, dict) and "class_name" not in m:       # per output name
+            return {k: keep(v) for k, v in m.items()}
+        try:
+            metrics.get(m)
+            return m
+        except ModelkitError:
+            dropped.append(m.get("class_name") if isinstance(m, dict) else m)
+            return _DROPPED
+
+    kept = spec if spec is None else keep(spec)
+    if dropped:
+        warnings.warn(f"Model {where!r}: the saved metric(s) {dropped} are not available in "
+                      f"modelkit and were left out of the compiled model", stacklevel=4)
+    return kept
 
 
 # -- Keras configs (get_config / from_config / to_json / model_from_json) ------------------

@@ -83,12 +83,12 @@ def conv_geometry(spatial, attrs, kernel):
 
 
 def pool_geometry(spatial, attrs, kernel):
-    """-> (strides, pads, ceil_extra): explicit pads and the end cells ceil_mode adds."""
+    """-> (strides, pads, ceil_extra): explicit pads and the end cells ceil_mode adds
+    (a dilated window spans (k - 1) * d + 1 cells)."""
     strides, dilations, pads = conv_geometry(spatial, attrs, kernel)
-    if any(d != 1 for d in dilations):
-        raise UnsupportedError(f"pooling with dilations {dilations} is not supported")
     ceil_extra = []
-    for L, k, s, (b, e) in zip(spatial, kernel, strides, pads):
+    for L, k, s, (b, e), d in zip(spatial, kernel, strides, pads, dilations):
+        k = (k - 1) * d + 1
         span = L + b + e - k
         if int(attrs.get("ceil_mode", 0)):
             out = -(-span // s) + 1
@@ -206,8 +206,6 @@ def einsum_parts(equation):
 
 @_check("MaxPool", "AveragePool")
 def _pool_check(attrs, used):
-    if any(int(d) != 1 for d in attrs.get("dilations", [])):
-        return f"pooling with dilations {list(attrs['dilations'])}"
     if len(used) > 1 and used[1]:
         return "MaxPool's Indices output"
     return None
@@ -215,8 +213,8 @@ def _pool_check(attrs, used):
 
 @_check("BatchNormalization")
 def _bn_check(attrs, used):
-    if attrs.get("training_mode", 0) or any(used[1:]):
-        return "training_mode=1 / the running-statistics outputs"
+    if not attrs.get("training_mode", 0) and any(used[1:]):
+        return "the running-statistics outputs without training_mode=1"
     return None
 
 

@@ -88,8 +88,9 @@ def load_weights(model, filepath, by_name=False, skip_mismatch=False):
 def _set_from_graph(model, graph):
     for node in graph.nodes:
         layer = model.get_layer(node.name)
-        if node.subgraph is not None:
-            _set_from_graph(layer, node.subgraph)
+        if node.subgraph is not None:       # a nested model, or a wrapper of one
+            _set_from_graph(layer if hasattr(layer, "get_layer") else layer.layer,
+                            node.subgraph)
         elif node.weights:
             layer.set_weights([graph.weights[k] for k in node.weights])
 

@@ -5,7 +5,8 @@
     print(report); assert report.ok
 
 Both models run on onnxruntime through `InferenceSession` (an .h5/.keras file through
-modelkit's IR and ONNX exporter), on inputs drawn from the source's input specs: floats from
+modelkit's IR and ONNX exporter) unless a side's runner is given (the CLI runs Keras files
+with modelkit's layers), on inputs drawn from the source's input specs: floats from
 a standard normal, integer inputs below the smallest table they index (a Gather/Embedding
 on a constant table), booleans at random; dynamic dims become small sizes.
 """
@@ -58,14 +59,18 @@ def index_bounds(proto):
     if proto is None:
         return {}
     inits = {t.name: t for t in proto.graph.initializer}
+    source = {}             # a Cast's output -> its input (Keras float inputs of an Embedding)
     bounds = {}
     for node in proto.graph.node:
+        if node.op_type == "Cast" and node.input:
+            source[node.output[0]] = source.get(node.input[0], node.input[0])
         if node.op_type == "Gather" and node.input[0] in inits and len(node.input) > 1:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
             dims = list(inits[node.input[0]].dims)
             if dims:
                 n = dims[axis]
-                bounds[node.input[1]] = min(bounds.get(node.input[1], n), n)
+                name = source.get(node.input[1], node.input[1])
+                bounds[name] = min(bounds.get(name, n), n)
     return bounds
 
 
@@ -78,7 +83,9 @@ def random_inputs(session, proto=None, seed=0):
         shape = tuple(d if isinstance(d, int) and d > 0 else DEFAULT_DIM.get(i, 5)
                       for i, d in enumerate(spec.shape))
         dtype = np.dtype(spec.dtype)
-        if np.issubdtype(dtype, np.floating):
+        if np.issubdtype(dtype, np.floating) and spec.name in bounds:     # float indices
+            feeds[spec.name] = rng.integers(0, bounds[spec.name], size=shape).astype(dtype)
+        elif np.issubdtype(dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == bool:
             feeds[spec.name] = rng.random(shape) < 0.5
@@ -87,9 +94,15 @@ def random_inputs(session, proto=None, seed=0):
     return feeds
 
 
-def check_conversion(source, converted, tolerance=None, seed=0, device="cpu"):
+def check_conversion(source, converted, tolerance=None, seed=0, device="cpu",
+                     run_source=None, run_converted=None):
     """Run `source` and `converted` (paths, ModelProtos, graphs or models) on the same random
-    inputs; -> ParityReport. `tolerance` (default 1e-4) is scaled by max(1, max |output|)."""
+    inputs; -> ParityReport. `tolerance` (default 1e-4) is scaled by max(1, max |output|).
+
+    `run_source` / `run_converted`, when given, compute that side's outputs instead of its
+    onnxruntime session (a callable: {input name: array} -> [arrays in output order]); the
+    CLI passes modelkit's own layers for Keras files, so a Keras -> ONNX conversion is
+    compared with what the Keras model computes, not with its own ONNX export."""
     from .session import InferenceSession
     tolerance = DEFAULT_TOLERANCE if tolerance is None else float(tolerance)
     if tolerance < 0:
@@ -102,7 +115,8 @@ def check_conversion(source, converted, tolerance=None, seed=0, device="cpu"):
         feeds_b = by_pos
     else:
         feeds_b = feeds
-    ya, yb = a.run(feeds), b.run(feeds_b)
+    ya = run_source(feeds) if run_source is not None else a.run(feeds)
+    yb = run_converted(feeds_b) if run_converted is not None else b.run(feeds_b)
     ya = list(ya.values()) if isinstance(ya, dict) else list(ya)
     yb = list(yb.values()) if isinstance(yb, dict) else list(yb)
     if len(ya) != len(yb):

@@ -199,3 +199,55 @@ def test_progbar_logger_prints_epochs_and_values(capsys):
     assert "3/3" in out and "loss: 0.2500" in out and "val_loss: 0.7500" in out
     with pytest.raises(ConfigError):
         cbks.ProgbarLogger(count_mode="batches")
+
+
+# -- TensorBoard: scalar event files TensorBoard reads (no TensorFlow needed) ------------------
+
+def _read_records(path):
+    """(data of every TFRecord, checking both masked CRCs) - an independent parse."""
+    import struct
+    from modelkit.callbacks.event_files import masked_crc
+    out = []
+    with open(path, "rb") as f:
+        blob = f.read()
+    pos = 0
+    while pos < len(blob):
+        header = blob[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        assert struct.unpack("<I", blob[pos + 8:pos + 12])[0] == masked_crc(header)
+        data = blob[pos + 12:pos + 12 + length]
+        assert struct.unpack("<I", blob[pos + 12 + length:pos + 16 + length])[0] == \
+            masked_crc(data)
+        out.append(data)
+        pos += 16 + length
+    return out
+
+
+def test_crc32c_known_vector():
+    from modelkit.callbacks.event_files import crc32c
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"") == 0
+
+
+def test_tensorboard_writes_epoch_scalars_per_split(tmp_path):
+    import glob
+    import struct
+    from modelkit.callbacks import TensorBoard
+    from modelkit.layers import Dense
+    from modelkit.models import Sequential
+    model = Sequential([Dense(1, input_shape=(2,))])
+    model.compile("sgd", "mse", metrics=["mae"])
+    rng = np.random.default_rng(0)
+    hist = model.fit(rng.random((20, 2)), rng.random((20, 1)), epochs=2, verbose=0,
+                     validation_split=0.2, callbacks=[TensorBoard(log_dir=str(tmp_path))])
+    for split, key in (("train", "loss"), ("validation", "val_loss")):
+        (path,) = glob.glob(str(tmp_path / split / "events.out.tfevents.*"))
+        records = _read_records(path)
+        assert b"brain.Event:2" in records[0] and len(records) == 3
+        for epoch, data in enumerate(records[1:]):
+            at = data.index(b"epoch_loss")
+            value = struct.unpack("<f", data[at + len(b"epoch_loss") + 1:][:4])[0]
+            assert value == pytest.approx(hist.history[key][epoch], rel=1e-6)
+            assert b"epoch_mae" in data
+    with pytest.raises(Exception, match="update_freq"):
+        TensorBoard(update_freq="sometimes")

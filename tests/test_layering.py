@@ -31,6 +31,7 @@ COMPONENTS = [
     ("modelkit.distributed", "distributed"),
     ("modelkit.runtime", "runtime"),
     ("modelkit.cli", "cli"),
+    ("modelkit.engine.topology", "trainer"),        # Keras 1/2 module path: re-exports only
     ("modelkit.engine", "engine"),
     ("modelkit.layers", "layers"),
     ("modelkit.saving", "saving"),

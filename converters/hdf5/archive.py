@@ -12,7 +12,8 @@ from modelkit.converters.atomic import atomic_write
 from modelkit.ir import NESTED_MODEL_OPS, json_default
 
 from ..file_checks import require_regular_file
-from .h5io import _Ctx, _open, _read_new_layout
+from .h5io import (_Ctx, _open, _read_new_layout, training_from_compile_config,
+                   training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
                                    graph_to_keras_config, keras_config_to_graph, keras_weight_order)
 
@@ -103,6 +104,11 @@ def load_keras_archive(path):
             ctx.piece = "model.weights.h5"
             attach_layer_weights(graph, stored)
             attach_wrapped_models(graph, keras3=True)
+            compile_config = config.get("compile_config") if isinstance(config, dict) else None
+            if compile_config:      # what Keras's load_model compiles the model with
+                ctx.piece = "config.json compile_config"
+                graph.training = training_from_compile_config(compile_config,
+                                                              len(graph.outputs))
             graph.validate()
             graph.metadata["source"] = "keras"
             return graph
@@ -133,6 +139,9 @@ def save_keras_archive(graph, path):
     written flat under their layer; modelkit reads them back, Keras 3 may not."""
     import h5py
     config = graph_to_keras_config(graph, dialect="keras3")
+    if graph.training is not None and graph.training.loss is not None:
+        config = {**config, "compile_config": training_to_compile_config(
+            graph.training, len(graph.outputs))}
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         _write_new_layout(f, graph)

@@ -303,12 +303,12 @@ def _read_new_layout(f, graph, ctx):
                 continue
         ctx.piece = f"layer {node.name!r} ({path})"
         inner = _wrapped_model_config(node)
-        if node.subgraph is not None or (inner is not None and f"{path}/layer" in f):
+        wrapped = inner is not None and f"{path}/layer" in f
+        if node.subgraph is not None or wrapped:
             # a nested model, or a wrapper of one (its model sits under `<path>/layer`)
             sub = node.subgraph if node.subgraph is not None else \
                 keras_config_to_graph(inner, keras_version="3")
-            items = _nested_items(f[path] if node.subgraph is not None else f[f"{path}/layer"],
-                                  sub, ctx)
+            items = _nested_items(f[f"{path}/layer"] if wrapped else f[path], sub, ctx)
             if items:
                 out[node.name] = items
             continue
@@ -445,6 +445,9 @@ def _training_to_json(training, keras3=False):
 def _clean_obj(o):
     if isinstance(o, list):
         return [_clean_obj(v) for v in o]
+    if isinstance(o, dict) and o.get("class_name") == "function" and \
+            isinstance(o.get("config"), str):
+        return o["config"]                  # Keras 3's reference to a function by name
     if isinstance(o, dict):
         return {k: _clean_obj(v) for k, v in o.items()
                 if not (k in ("module", "registered_name") and "class_name" in o)}
@@ -473,6 +476,38 @@ def _training_from_json(tc, n_outputs):
         metrics = metrics[0]
     return TrainingConfig(optimizer=opt, loss=_clean_obj(tc.get("loss")), metrics=metrics,
                           loss_weights=tc.get("loss_weights"))
+
+
+def training_to_compile_config(training, n_outputs):
+    """TrainingConfig -> the `compile_config` of a Keras 3 `.keras` archive (the optimizer
+    in Keras 3's serialized form, which `Model.compile_from_config` reads; Keras 2's flat
+    metric list of a multi-output model spelled per output, as Keras 3 requires)."""
+    tc = _training_to_json(training, keras3=True)
+    opt = tc["optimizer_config"]
+    if opt is not None:
+        cfg = {k: v for k, v in opt["config"].items() if not (k == "decay" and not v)}
+        opt = {"module": "keras.optimizers", "class_name": opt["class_name"],
+               "config": cfg, "registered_name": None}
+    metrics = tc["metrics"]
+    if n_outputs > 1 and isinstance(metrics, list) and \
+            not any(isinstance(m, (list, dict)) for m in metrics):
+        metrics = [list(metrics) for _ in range(n_outputs)]
+    return {"optimizer": opt, "loss": tc["loss"], "loss_weights": tc["loss_weights"],
+            "metrics": metrics, "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}
+
+
+def training_from_compile_config(cc, n_outputs):
+    """A Keras 3 `.keras` archive's `compile_config` (optimizer, loss, metrics,
+    loss_weights) -> TrainingConfig, through the same reading as a .h5 training_config."""
+    if not isinstance(cc, dict):
+        raise ConfigProblem(f"compile_config must be a JSON object, got {type(cc).__name__}")
+    opt = cc.get("optimizer")
+    if isinstance(opt, str):                    # compile("rmsprop", ...) keeps the name
+        opt = {"class_name": opt, "config": {}}
+    return _training_from_json({"optimizer_config": opt, "loss": cc.get("loss"),
+                                "metrics": cc.get("metrics"),
+                                "loss_weights": cc.get("loss_weights")}, n_outputs)
 
 
 # ---------------------------------------------------------------------------------------

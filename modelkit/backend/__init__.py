@@ -10,7 +10,8 @@ from . import array_ops, math_ops, nn_ops  # noqa: F401  (registers the ops)
 from . import rnn_ops  # noqa: F401
 from . import conv_ops  # noqa: F401
 from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: F401
-from .spatial_functions import (average_pool, conv, conv_transpose,  # noqa: F401
+from .spatial_functions import (average_pool, conv, conv1d, conv2d,  # noqa: F401
+                                conv2d_transpose, conv3d, conv_transpose,
                                 depthwise_conv, max_pool, normalize_moments, pool2d, pool3d,
                                 resize_images, resize_volumes, separable_conv, upsample)
 from .config import (clear_session, epsilon, floatx, get_uid,  # noqa: F401

@@ -197,6 +197,27 @@ def eval(x):  # noqa: A001 - Keras name
     return get_value(x)
 
 
+def update(x, new_x):
+    """Keras 2's K.update: assign `new_x` to the variable `x` now; returns `x`."""
+    set_value(x, as_array(new_x))
+    return x
+
+
+def update_add(x, increment):
+    return update(x, get_value(x) + as_array(increment))
+
+
+def update_sub(x, decrement):
+    return update(x, get_value(x) - as_array(decrement))
+
+
+@k_function
+def one_hot(indices, num_classes):
+    """Keras's K.one_hot: integer indices of any shape -> (..., num_classes) floats."""
+    idx = np.asarray(as_array(indices))
+    return Tensor((idx[..., None] == np.arange(int(num_classes))).astype(config.floatx()))
+
+
 @k_function
 def shape(x):
     """The shape as a Tensor of ints (concrete here; symbolic tensors give a node)."""

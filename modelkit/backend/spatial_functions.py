@@ -108,6 +108,34 @@ def average_pool(x, pool_size, strides=None, padding="valid", data_format=None):
     return _pool(x, pool_size, strides, padding, data_format, "avg")
 
 
+# Keras 2's per-rank names of the convolutions (custom layers call K.conv2d)
+
+def conv1d(x, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    return conv(x, kernel, strides, padding, data_format, dilation_rate)
+
+
+def conv2d(x, kernel, strides=(1, 1), padding="valid", data_format=None,
+           dilation_rate=(1, 1)):
+    return conv(x, kernel, strides, padding, data_format, dilation_rate)
+
+
+def conv3d(x, kernel, strides=(1, 1, 1), padding="valid", data_format=None,
+           dilation_rate=(1, 1, 1)):
+    return conv(x, kernel, strides, padding, data_format, dilation_rate)
+
+
+def conv2d_transpose(x, kernel, output_shape=None, strides=(1, 1), padding="valid",
+                     data_format=None, dilation_rate=(1, 1)):
+    """Keras 2's K.conv2d_transpose; its `output_shape` must be what Keras's formula gives
+    (kernel (rows, cols, filters, in_channels))."""
+    y = conv_transpose(x, kernel, strides, padding, None, data_format, dilation_rate)
+    if output_shape is not None and tuple(d for d in output_shape[1:]) != tuple(y.shape[1:]):
+        from ..errors import ShapeError
+        raise ShapeError(f"conv2d_transpose: output_shape {tuple(output_shape)} does not match "
+                         f"the convolution's {tuple(y.shape)}")
+    return y
+
+
 @k_function
 def pool2d(x, pool_size, strides=(1, 1), padding="valid", data_format=None, pool_mode="max"):
     """Keras 2 K.pool2d (pool_mode 'max' or 'avg')."""

@@ -13,8 +13,8 @@ spelling works.
 
 from .base import Callback, CallbackList, History, LambdaCallback, ProgbarLogger
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
-from .monitoring import CSVLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN
+from .monitoring import CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "LambdaCallback",
            "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "ReduceLROnPlateau", "LearningRateScheduler"]
+           "ReduceLROnPlateau", "LearningRateScheduler", "TensorBoard"]

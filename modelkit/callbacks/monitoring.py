@@ -250,3 +250,68 @@ class TerminateOnNaN(Callback):
         if loss is not None and (math.isnan(loss) or math.isinf(loss)):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class TensorBoard(Callback):
+    """Keras's TensorBoard callback: the epoch's logs as scalars TensorBoard plots, in
+    `log_dir/train` (`epoch_loss`, `epoch_<metric>`) and `log_dir/validation` (the `val_`
+    entries), as tf.keras 2 lays them out; `update_freq` as an integer also writes every
+    that many batches (`batch_<name>`). Written without TensorFlow (callbacks/event_files.py).
+    Histograms, graphs, images, embeddings and profiling are not written (their arguments
+    are accepted, and a non-default value warns)."""
+
+    def __init__(self, log_dir="logs", histogram_freq=0, batch_size=None, write_graph=True,
+                 write_grads=False, write_images=False, embeddings_freq=0,
+                 embeddings_layer_names=None, embeddings_metadata=None, embeddings_data=None,
+                 update_freq="epoch", profile_batch=0, **kwargs):
+        super().__init__()
+        self.log_dir = os.fspath(log_dir)
+        if update_freq not in ("epoch", "batch") and not isinstance(update_freq, int):
+            raise ConfigError(f"TensorBoard: update_freq must be 'epoch', 'batch' or an "
+                              f"integer, got {update_freq!r}")
+        self.update_freq = 1 if update_freq == "batch" else update_freq
+        unsupported = [k for k, v in (("histogram_freq", histogram_freq),
+                                      ("write_grads", write_grads),
+                                      ("write_images", write_images),
+                                      ("embeddings_freq", embeddings_freq)) if v]
+        if unsupported:
+            warnings.warn(f"TensorBoard: {', '.join(unsupported)} are not written by modelkit "
+                          "(only scalars are)", RuntimeWarning, stacklevel=2)
+        self._writers = {}
+        self._batches = 0
+
+    def _writer(self, which):
+        from .event_files import EventFileWriter
+        if which not in self._writers:
+            self._writers[which] = EventFileWriter(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if isinstance(self.update_freq, int) and self._batches % self.update_freq == 0:
+            values = {f"batch_{k}": float(v) for k, v in (logs or {}).items()
+                      if k not in ("batch", "size") and _is_number(v)}
+            if values:
+                self._writer("train").scalars(self._batches, values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_")}
+        val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
+        if train:
+            self._writer("train").scalars(epoch, train)
+        if val:
+            self._writer("validation").scalars(epoch, val)
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def _is_number(v):
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -311,7 +311,14 @@ class Layer:
         return outputs
 
     def _check_input_compatibility(self, inputs):
-        """Subclasses with fixed input ranks set `self.input_ndim` (int or (min, max))."""
+        """Subclasses with fixed input ranks set `self.input_ndim` (int or (min, max));
+        custom layers set Keras's `self.input_spec` (an InputSpec or a list of them)."""
+        specs = getattr(self, "input_spec", None)
+        if specs is not None:
+            specs = specs if isinstance(specs, (list, tuple)) else [specs]
+            for i, (s, t) in enumerate(zip(specs, to_list(inputs))):
+                if s is not None:
+                    s.check(tuple(t.shape), self.name, i)
         spec = getattr(self, "input_ndim", None)
         if spec is None:
             return

@@ -12,6 +12,7 @@ from .backend_op_layer import SymbolicGradients
 from .base_layer import Layer, _CallContext, to_list
 from .input_layer import InputLayer
 from .keras_tensor import KerasTensor
+from .layer_order import keras_layer_order
 from .placeholders import to_keras
 from .summary import print_summary
 from .training import TrainingMixin
@@ -54,12 +55,7 @@ class Model(TrainingMixin, Layer):
                 raise ConfigError(f"Model {self.name!r}: input {t.name!r} does not come from "
                                   "Input(); a model's inputs must be Input tensors")
         self._nodes_in_order = self._topological_nodes()
-        layers = []
-        for t in self.inputs:
-            layers.append(t._keras_history[0])
-        for node in self._nodes_in_order:
-            if node.layer not in layers:
-                layers.append(node.layer)
+        layers = keras_layer_order(self.inputs, self.outputs)
         self._layers = layers
         self._sublayers = [la for la in layers if not isinstance(la, InputLayer)]
         self.built = True

@@ -46,6 +46,15 @@ class TrainingMixin:
         if self.built:
             self._prepare_compiled()
 
+    @property
+    def loss(self):
+        """The loss as given to `compile` (Keras's `model.loss`); None before compiling."""
+        return None if self._compile_args is None else self._compile_args["loss"]
+
+    @property
+    def loss_weights(self):
+        return None if self._compile_args is None else self._compile_args["loss_weights"]
+
     def _prepare_compiled(self):
         if self._compile_args is None:
             raise NotCompiledError(f"Model {self.name!r} must be compiled before training or "
@@ -411,7 +420,10 @@ class TrainingMixin:
 
     # -- evaluate / predict ------------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=None, verbose=1, sample_weight=None, steps=None,
-                 callbacks=None, return_dict=False, **kwargs):
+                 callbacks=None, max_queue_size=10, workers=1, use_multiprocessing=False,
+                 return_dict=False, **kwargs):
+        # max_queue_size / workers / use_multiprocessing: Keras 2's generator-loading
+        # options, accepted as fit accepts them (batches are drawn in this thread)
         if kwargs:
             raise ConfigError(f"evaluate: unknown argument(s) {sorted(kwargs)}")
         if da.is_generator_like(x):
@@ -521,3 +533,10 @@ def _fire(callbacks, hook, *args):
 
 
 _ = ShapeError
+
+
+def __getattr__(name):
+    if name == "Model":         # `from keras.engine.training import Model` (Keras 2)
+        from .functional import Model
+        return Model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,9 @@
 
 from ..engine.base_layer import Layer  # noqa: F401
 from ..engine.input_layer import Input, InputLayer  # noqa: F401
+from ..engine.input_spec import InputSpec  # noqa: F401
 from .core import (Activation, ActivityRegularization, Dense, Dropout, Flatten,  # noqa: F401
-                   Lambda, Masking, Permute, RepeatVector, Reshape)
+                   Identity, Lambda, Masking, Permute, RepeatVector, Rescaling, Reshape)
 from .serialization import (LAYERS, custom_object_scope, deserialize,  # noqa: F401
                             register_layer, serialize)
 from ..engine.backend_op_layer import BackendOp  # noqa: F401

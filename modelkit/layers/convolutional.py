@@ -25,6 +25,7 @@ from ._arguments import arguments
 from ._kernel_bias import (add_bias, add_weight_for, kernel_bias_config, option_keys,
                            options_config, set_kernel_bias, set_options)
 from ._spatial import KERAS1_CONVERT, as_float, check_rank, positive_tuple
+from ._old_paths import reexports
 from .serialization import register_layer
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
     "Convolution1D", "Convolution2D", "Convolution3D", "AtrousConvolution1D",
     "AtrousConvolution2D", "Convolution2DTranspose", "Convolution3DTranspose",
-    "SeparableConvolution1D", "SeparableConvolution2D",
+    "SeparableConvolution1D", "SeparableConvolution2D", "Deconvolution2D", "Deconvolution3D",
 ]
 
 
@@ -517,3 +518,15 @@ Convolution2DTranspose = Conv2DTranspose
 Convolution3DTranspose = Conv3DTranspose
 SeparableConvolution1D = SeparableConv1D
 SeparableConvolution2D = SeparableConv2D
+Deconvolution2D = Conv2DTranspose
+Deconvolution3D = Conv3DTranspose
+
+# Keras 1/2 module paths: keras.layers.convolutional also held the padding, cropping and
+# upsampling layers, and re-exported the pooling layers
+__getattr__ = reexports(globals(), {
+    **{name: ".reshaping" for name in ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+                                       "Cropping1D", "Cropping2D", "Cropping3D",
+                                       "UpSampling1D", "UpSampling2D", "UpSampling3D")},
+    **{name: ".pooling" for name in ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+                                     "AveragePooling1D", "AveragePooling2D",
+                                     "AveragePooling3D")}})

@@ -10,6 +10,7 @@ from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
 from ._kernel_bias import add_bias, add_weight_for, kernel_bias_config, set_kernel_bias
+from ._old_paths import reexports
 from .serialization import register_layer, serialize_function, deserialize_function
 
 
@@ -338,6 +339,56 @@ class ActivityRegularization(Layer):
 
 
 @register_layer
+class Rescaling(Layer):
+    """`y = x * scale + offset` (Keras's preprocessing layer, e.g. `Rescaling(1. / 255)`);
+    scale and offset are numbers or per-channel lists (last axis)."""
+
+    preserves_shape = True
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = _number_or_list(scale), _number_or_list(offset)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        dtype = inputs.dtype if np.issubdtype(inputs.dtype, np.floating) else \
+            backend_config.floatx()
+        x = inputs if inputs.dtype == dtype else F.cast(inputs, dtype)
+        return x * np.asarray(self.scale, dtype) + np.asarray(self.offset, dtype)
+
+    def compute_output_dtype(self, input_dtype):
+        return input_dtype if np.issubdtype(np.dtype(input_dtype), np.floating) else \
+            backend_config.floatx()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "offset": self.offset})
+        return config
+
+
+def _number_or_list(value):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 1:
+        raise ConfigError(f"Rescaling: scale/offset must be a number or a per-channel list, "
+                          f"got shape {arr.shape}")
+    return float(arr) if arr.ndim == 0 else [float(v) for v in arr]
+
+
+@register_layer
+class Identity(Layer):
+    """Keras 3's `Identity`: returns its input (a placeholder in model code)."""
+
+    preserves_shape = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs
+
+
+@register_layer
 class Masking(Layer):
     """Mask timesteps whose features all equal `mask_value`; downstream RNNs skip them."""
 
@@ -359,3 +410,9 @@ class Masking(Layer):
         config = super().get_config()
         config["mask_value"] = self.mask_value
         return config
+
+
+# Keras 1/2 module paths: keras.layers.core.Highway, .MaxoutDense, .SpatialDropout2D
+__getattr__ = reexports(globals(), {
+    "Highway": ".legacy_layers", "MaxoutDense": ".legacy_layers",
+    "SpatialDropout1D": ".noise", "SpatialDropout2D": ".noise", "SpatialDropout3D": ".noise"})

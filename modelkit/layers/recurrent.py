@@ -409,3 +409,6 @@ class LSTM(_CellLayer):
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
                          go_backwards=go_backwards, stateful=stateful, unroll=unroll,
                          activity_regularizer=activity_regularizer, **kwargs)
+
+
+Recurrent = RNN         # Keras 1's name of the recurrent base class (keras.layers.recurrent)

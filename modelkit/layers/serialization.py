@@ -61,9 +61,17 @@ def custom_object_scope(*objects):
 
 CustomObjectScope = custom_object_scope
 
+_GLOBAL_CUSTOM_OBJECTS = {}
+
+
+def get_custom_objects():
+    """Keras's process-wide registry: names added to this dict resolve everywhere (layers,
+    activations, losses, ...), e.g. `get_custom_objects()["swish"] = swish`."""
+    return _GLOBAL_CUSTOM_OBJECTS
+
 
 def custom_objects():
-    merged = {}
+    merged = dict(_GLOBAL_CUSTOM_OBJECTS)
     for d in _CUSTOM_OBJECTS.get():
         merged.update(d)
     return merged

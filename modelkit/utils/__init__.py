@@ -6,7 +6,8 @@ from modelkit.utils.generic_utils import Progbar
 from modelkit.utils.np_utils import normalize, to_categorical
 
 __all__ = ["to_categorical", "normalize", "Sequence", "Progbar", "get_file", "set_random_seed",
-           "plot_model", "model_to_dot"]
+           "plot_model", "model_to_dot", "get_custom_objects", "custom_object_scope",
+           "CustomObjectScope"]
 
 
 def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
@@ -16,6 +17,13 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
     return _plot_model(model, to_file=to_file, show_shapes=show_shapes, show_dtype=show_dtype,
                        show_layer_names=show_layer_names, rankdir=rankdir,
                        expand_nested=expand_nested, dpi=dpi, **kwargs)
+
+
+def __getattr__(name):
+    from modelkit.utils import generic_utils
+    if name in generic_utils._CUSTOM_OBJECT_NAMES:
+        return getattr(generic_utils, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_to_dot(model, **kwargs):

@@ -1,4 +1,5 @@
-"""Generic helpers with Keras's names: the `Progbar` progress bar."""
+"""Generic helpers with Keras's names: the `Progbar` progress bar; `get_custom_objects`,
+`custom_object_scope` / `CustomObjectScope` (from modelkit.layers.serialization)."""
 
 import os
 import sys
@@ -211,3 +212,13 @@ def _write(text):
         return
     stream.write(text)
     stream.flush()
+
+
+_CUSTOM_OBJECT_NAMES = ("get_custom_objects", "custom_object_scope", "CustomObjectScope")
+
+
+def __getattr__(name):
+    if name in _CUSTOM_OBJECT_NAMES:        # resolved on use: the layers load lazily
+        from modelkit.layers import serialization
+        return getattr(serialization, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,6 +43,12 @@ def _strip_custom_prefix(name):
     return name.split(">")[-1] if isinstance(name, str) else name
 
 
+def _registered_custom_objects():
+    """get_custom_objects() and the enclosing custom_object_scope blocks' names."""
+    from ..layers.serialization import custom_objects
+    return custom_objects()
+
+
 def deserialize(identifier, registry, kind, base_class=None, deprecated=None,
                 custom_objects=None, instantiate=True, normalize=None):
     """Turn a string / config dict / instance / callable into the object it names."""
@@ -51,7 +57,8 @@ def deserialize(identifier, registry, kind, base_class=None, deprecated=None,
     if base_class is not None and isinstance(identifier, base_class):
         return identifier
     if isinstance(identifier, str):
-        if custom_objects and identifier in custom_objects:
+        custom_objects = {**_registered_custom_objects(), **(custom_objects or {})}
+        if identifier in custom_objects:
             obj = custom_objects[identifier]
         else:
             obj = resolve_name(_strip_custom_prefix(identifier), registry, kind, deprecated,

@@ -114,3 +114,20 @@ def test_random_inputs_respect_index_ranges():
     feeds = random_inputs(InferenceSession(path, device="cpu"), onnx.load(path), seed=1)
     (tokens,) = feeds.values()
     assert tokens.dtype == np.int64 and tokens.max() < 20 and tokens.max() >= 10
+
+
+def test_keras_side_of_a_conversion_runs_in_modelkits_layers(tmp_path, monkeypatch, capsys):
+    """An .h5 SRC is compared as modelkit's layers compute it, not as its own ONNX export:
+    a difference between the two (here a planted +1 in the layers' predict) is reported."""
+    from modelkit.layers import Dense, Embedding, Flatten, Input
+    from modelkit.models import Model
+    x = Input((4,))                     # a float input feeding an Embedding (Keras's default)
+    model = Model(x, Dense(2)(Flatten()(Embedding(7, 3)(x))))
+    model.save(tmp_path / "m.h5")
+    assert cli_main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "m.onnx")]) == 0
+    assert "ok" in capsys.readouterr().out          # float indices drawn inside [0, 7)
+    real_predict = Model.predict
+    monkeypatch.setattr(Model, "predict", lambda self, *a, **k: real_predict(self, *a, **k) + 1)
+    assert cli_main(["convert", str(tmp_path / "m.h5"), str(tmp_path / "n.onnx")]) == 1
+    assert "TOO LARGE" in capsys.readouterr().out
+    assert cli_main(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "back.h5")]) == 1

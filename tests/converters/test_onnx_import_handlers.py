@@ -56,6 +56,27 @@ case("Conv-asym-pads-stride", [n("Conv", ["x", "W", "B"], pads=[0, 1, 2, 1], str
      X4, [None, 4, 4, 6], [("W", r(4, 3, 3, 2)), ("B", r(4))], {"Conv2D", "ZeroPadding2D"})
 case("Conv-same-upper-dil", [n("Conv", ["x", "W"], auto_pad="SAME_UPPER", dilations=[2, 2])],
      X4, [None, 4, 6, 6], [("W", r(4, 3, 3, 3))], {"Conv2D"})
+case("Conv-stride-and-dilation-generic",      # Keras refuses strides > 1 with dilation > 1
+     [n("Conv", ["x", "W"], strides=[2, 2], dilations=[2, 1])], X4, [None, 4, 1, 2],
+     [("W", r(4, 3, 3, 3))], {"OnnxOp"})
+case("Add-batch-broadcast-generic",           # (N, 6) + (1, 6): no Keras merge broadcasts N
+     [n("Add", ["x", "z"])], X2 + [("z", (1, 6), np.float32)], [None, 6], (), {"OnnxOp"})
+case("Mul-batch-1-by-3-generic", [n("Mul", ["x", "z"])],
+     [("x", (3, 6), np.float32), ("z", (1, 6), np.float32)], [3, 6], (), {"OnnxOp"})
+case("Pad-zero-spatial", [n("Pad", ["x", "p"])], X4, [None, 3, 9, 7],
+     [("p", np.array([0, 0, 2, 1, 0, 0, 1, 0], np.int64))], {"ZeroPadding2D"})
+case("Pad-zero-spatial-axes-input", [n("Pad", ["x", "p", "", "ax"])], X3, [None, 3, 10],
+     [("p", np.array([1, 2], np.int64)), ("ax", np.array([-1], np.int64))], {"ZeroPadding1D"},
+     opset=18)
+case("Pad-attribute-form", [n("Pad", ["x"], pads=[0, 0, 1, 1, 0, 0, 1, 1])], X4,
+     [None, 3, 8, 8], (), {"ZeroPadding2D"}, opset=10)
+case("Pad-value-generic", [n("Pad", ["x", "p", "v"])], X4, [None, 3, 7, 6],
+     [("p", np.array([0, 0, 1, 0, 0, 0, 0, 0], np.int64)), ("v", np.array(1.5, np.float32))],
+     {"OnnxOp"})
+case("Pad-channels-generic", [n("Pad", ["x", "p"])], X4, [None, 4, 6, 6],
+     [("p", np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64))], {"OnnxOp"})
+case("Pad-reflect-generic", [n("Pad", ["x", "p"], mode="reflect")], X4, [None, 3, 8, 6],
+     [("p", np.array([0, 0, 1, 0, 0, 0, 1, 0], np.int64))], {"OnnxOp"})
 case("Conv-same-lower-stride", [n("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[2, 2])],
      X4, [None, 4, 3, 3], [("W", r(4, 3, 2, 2))], {"Conv2D"})
 case("Conv-depthwise", [n("Conv", ["x", "W", "B"], group=3, pads=[1, 1, 1, 1])], X4,

@@ -152,3 +152,32 @@ def test_nhwc_graph_edges_cost_no_transpose():
                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(import_onnx(proto).predict(x, verbose=0), ref,
                                atol=1e-5, rtol=1e-4)
+
+
+def test_view_batch_minus_one_with_a_dynamic_batch_feeds_a_dense():
+    """PyTorch's `x.view(x.size(0), -1)` exported with a dynamic batch: the Reshape target
+    comes from Shape/Gather/Concat, so ONNX inference leaves the features dim unknown; the
+    importer finds it by a sample run, and the Gemm after it becomes a Dense."""
+    W, Wd = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32), \
+        RNG.normal(size=(5, 4 * 2 * 2)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Shape", ["c"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["c", "target"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "Wd"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(Wd, "Wd"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    graph = helper.make_graph(nodes, "view", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", 3, 4, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["batch", 5])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = import_onnx(proto)
+    assert "Dense" in {type(la).__name__ for la in model.layers}
+    x = RNG.normal(size=(3, 3, 4, 4)).astype(np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)

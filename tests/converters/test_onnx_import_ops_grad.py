@@ -105,10 +105,20 @@ case("AveragePool-include-pad", "AveragePool", [r(1, 2, 5, 5)],
       "count_include_pad": 1, "ceil_mode": 1})
 case("AveragePool-exclude-pad", "AveragePool", [r(1, 2, 5)],
      {"kernel_shape": [2], "strides": [2], "pads": [1, 0]})
+case("MaxPool-dilated", "MaxPool", [r(1, 2, 7, 6)], {"kernel_shape": [2, 3],
+                                                     "strides": [2, 1], "dilations": [2, 2],
+                                                     "pads": [1, 0, 0, 1], "ceil_mode": 1})
+case("AveragePool-dilated", "AveragePool", [r(1, 2, 7, 6)],
+     {"kernel_shape": [2, 2], "strides": [1, 2], "dilations": [3, 2], "pads": [1, 1, 0, 1]})
 case("GlobalAveragePool", "GlobalAveragePool", [r(2, 3, 2, 2)])
 case("GlobalMaxPool", "GlobalMaxPool", [r(2, 3, 2, 2)])
 case("BatchNormalization", "BatchNormalization", [r(2, 3, 2), r(3), r(3), r(3), pos(3)],
      {"epsilon": 1e-3})
+for _out in range(3):       # training_mode: Y and the two updated running statistics
+    case(f"BatchNormalization-training-out{_out}", "BatchNormalization",
+         [r(3, 2, 4), r(2), r(2), r(2), pos(2)], {"epsilon": 1e-3, "momentum": 0.8,
+                                                   "training_mode": 1},
+         out=_out, num_outputs=3, opset=15)
 case("InstanceNormalization", "InstanceNormalization", [r(2, 3, 4), r(3), r(3)])
 case("LayerNormalization", "LayerNormalization", [r(2, 3, 4), r(3, 4), r(3, 4)], {"axis": 1})
 case("LRN", "LRN", [r(1, 5, 2, 2)], {"size": 3, "alpha": 0.1, "beta": 0.75, "bias": 2.0})

@@ -144,8 +144,8 @@ def test_every_unsupported_op_in_one_error():
              helper.make_node("MaxUnpool", ["h", "h"], ["mu"], name="unpool_1",
                               kernel_shape=[2]),
              helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="cubic"),
-             helper.make_node("MaxPool", ["h"], ["mp"], name="pool_1", kernel_shape=[2],
-                              dilations=[2]),
+             helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
+                              mode="linear", antialias=1),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
              helper.make_node("Unique", ["h"], ["u"], name="unique_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
@@ -155,7 +155,7 @@ def test_every_unsupported_op_in_one_error():
     assert "5 unsupported" in msg
     for piece in ("MaxUnpool node 'unpool_1' (opset 17)", "Inverse node 'inv_1'",
                   "Resize node 'resize_1' (opset 17): mode 'cubic' is not supported",
-                  "MaxPool node 'pool_1' (opset 17): pooling with dilations [2]",
+                  "Resize node 'resize_2' (opset 17): mode 'linear' with antialias",
                   "custom domain 'com.microsoft'", "Unique node 'unique_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5

@@ -60,10 +60,10 @@ def test_bad_seed():
         digits.load_data(seed=-1)
 
 
-def test_package_exposes_only_digits_and_mnist():
+def test_package_exposes_digits_and_kerass_data_sets():
     assert modelkit.datasets.digits is digits
-    assert {"digits", "mnist"} <= set(modelkit.datasets.__all__)
-    assert not hasattr(modelkit.datasets, "boston_housing")
+    assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imdb", "reuters",
+            "boston_housing"} <= set(modelkit.datasets.__all__)
 
 
 def test_data_readme_names_source_and_licence():

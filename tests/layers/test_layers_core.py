@@ -5,8 +5,8 @@ config/IR/.h5/.keras/ONNX round trips and float64 gradients."""
 import numpy as np
 import pytest
 
-from modelkit.layers import (Activation, ActivityRegularization, Dense, Dropout, Flatten, Permute,
-                             RepeatVector, Reshape)
+from modelkit.layers import (Activation, ActivityRegularization, Dense, Dropout, Flatten,
+                             Identity, Permute, RepeatVector, Rescaling, Reshape)
 
 from layer_testing import run_layer_test
 
@@ -33,6 +33,11 @@ CASES = [   # (id, factory, input shape without batch, numpy reference(x, layer)
      lambda x, layer: np.repeat(x[:, None, :], 3, axis=1)),
     ("activity_regularization", lambda: ActivityRegularization(l1=0.01), (4,),
      lambda x, layer: x),
+    ("rescaling", lambda: Rescaling(1 / 255.0, offset=-0.5), (2, 4),
+     lambda x, layer: x / 255.0 - 0.5),
+    ("rescaling_per_channel", lambda: Rescaling([1.0, 2.0, 3.0], [0.0, 0.5, 1.0]), (2, 3),
+     lambda x, layer: x * [1.0, 2.0, 3.0] + [0.0, 0.5, 1.0]),
+    ("identity", lambda: Identity(), (3,), lambda x, layer: x),
 ]
 
 

@@ -30,13 +30,25 @@ def dense(node, ctx, inputs):
 
 IDENTITY_OPS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                 "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-                "InputLayer")
+                "InputLayer", "Identity")
 
 
 @export_handler(*IDENTITY_OPS, keeps_mask=True)
 def identity(node, ctx, inputs):
     """Layers that do nothing at inference: the output is the input tensor itself."""
     return [inputs[0]]
+
+
+@export_handler("Rescaling")
+def rescaling(node, ctx, inputs):
+    """x * scale + offset (per channel when they are lists); integer inputs cast first."""
+    x = inputs[0]
+    if x.dtype != "float32":
+        x = ctx.cast(x, "float32", hint=node.name)
+    scale = ctx.const(np.asarray(node.config.get("scale", 1.0), np.float32), hint="scale")
+    offset = ctx.const(np.asarray(node.config.get("offset", 0.0), np.float32), hint="offset")
+    y = ctx.op("Mul", [x, scale], x.shape, hint=node.name)
+    return [ctx.op("Add", [y, offset], x.shape, hint=node.name)]
 
 
 @export_handler("Flatten")

@@ -120,23 +120,35 @@ class ImportContext:
                 self.dtypes.setdefault(vi.name, np_dtype_name(vi.type.tensor_type.elem_type))
 
     def _probe_missing_shapes(self):
-        """Shapes ONNX inference could not find (value-dependent Reshape targets built from
-        Shape ops, ...): run the graph twice on small random inputs with modelkit's ONNX ops;
-        dims that differ between the runs are unknown."""
+        """Shapes and dims ONNX inference could not find (value-dependent Reshape targets
+        built from Shape ops, such as PyTorch's `x.view(x.size(0), -1)` with a dynamic
+        batch): run the graph twice on small random inputs with modelkit's ONNX ops; dims
+        that differ between the runs are unknown, dims inference already knew are kept."""
         outs = [o for n in self.graph.node for o in n.output if o]
-        if all(self.shapes.get(o) is not None for o in outs):
+        if all(self._fully_known(o) for o in outs):
             return
         runs = [self._run_sample(fill) for fill in (2, 3)]
         if any(r is None for r in runs):
             return
         for name in outs:
             a, b = runs[0].get(name), runs[1].get(name)
-            if a is None or b is None or self.shapes.get(name) is not None:
+            if a is None or b is None or self._fully_known(name) or len(a[0]) != len(b[0]):
                 continue
-            if len(a[0]) == len(b[0]):
-                self.shapes[name] = tuple(x if x == y else None for x, y in zip(a[0], b[0]))
-                self.dims[name] = self.shapes[name]
-                self.dtypes.setdefault(name, a[1])
+            probed = tuple(x if x == y else None for x, y in zip(a[0], b[0]))
+            known, dims = self.shapes.get(name), self.dims.get(name)
+            if known is None or len(known) != len(probed):
+                self.shapes[name] = self.dims[name] = probed
+            else:
+                self.shapes[name] = tuple(k if k is not None else p
+                                          for k, p in zip(known, probed))
+                self.dims[name] = tuple(d if d is not None else p for d, p in
+                                        zip(dims or known, self.shapes[name]))
+            self.dtypes.setdefault(name, a[1])
+
+    def _fully_known(self, name):
+        """Inference gave every dim of `name` but (maybe) the batch axis."""
+        shape = self.shapes.get(name)
+        return shape is not None and None not in shape[1:]
 
     def _run_sample(self, fill):
         rng = np.random.default_rng(fill)

@@ -337,7 +337,9 @@ def quantize_linear(inputs, attrs, ctx):
     zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     dtype = np.dtype(values(zp).dtype) if zp is not None else np.dtype(np.uint8)
     zero = _per_axis(zp, x, axis).astype(np.float64) if zp is not None else 0.0
-    q = np.round(values(x).astype(np.float64) / scale) + zero      # round half to even
+    xv = values(x)
+    # x / scale in x's float type, as ONNX and onnxruntime compute it; then round half to even
+    q = np.round(xv / np.asarray(scale, xv.dtype)).astype(np.float64) + zero
     info = np.iinfo(dtype)
     return const(np.clip(q, info.min, info.max).astype(dtype))
 

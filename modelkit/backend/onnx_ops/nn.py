@@ -6,6 +6,7 @@ end cells of `ceil_mode`), then the backend's fused channels-first conv/pool ops
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -81,6 +82,22 @@ def conv_transpose(inputs, attrs, ctx):
     return y
 
 
+def _dilated_windows(x, kernel, strides, dilations, combine):
+    """Every pooling window of the padded (N, C, *spatial) `x` reduced with `combine`
+    ("maximum" or "add"): one strided slice per kernel offset, so dilated windows need no
+    kernel of their own (and the gradient comes from the slices)."""
+    out = [(L - (k - 1) * d - 1) // s + 1
+           for L, k, s, d in zip(x.shape[2:], kernel, strides, dilations)]
+    acc = None
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, s, n in zip(offsets, dilations, strides, out))
+        part = op("getitem", x, index=index)
+        acc = part if acc is None else op(combine, acc, part)
+    return acc
+
+
 @onnx_op("MaxPool")
 def max_pool(inputs, attrs, ctx):
     (x,) = inputs[:1]
@@ -88,9 +105,12 @@ def max_pool(inputs, attrs, ctx):
         raise UnsupportedError("MaxPool's Indices output is not supported")
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, full, value=low)
+    if any(d != 1 for d in dilations):
+        return _dilated_windows(xp, kernel, strides, dilations, "maximum")
     return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
               channels_first=True)
 
@@ -100,10 +120,15 @@ def average_pool(inputs, attrs, ctx):
     (x,) = inputs
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
-    y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
-           padding="valid", channels_first=True)
-    if not any(b or e for b, e in full):
+    dilated = any(d != 1 for d in dilations)
+    if dilated:
+        y = _dilated_windows(_pad_spatial(x, full), kernel, strides, dilations, "add")
+    else:
+        y = op("pool_avg", _pad_spatial(x, full), pool=tuple(kernel), strides=tuple(strides),
+               padding="valid", channels_first=True)
+    if not any(b or e for b, e in full) and not dilated:
         return y
     # divide by the cells each window covers: the padded ones count when count_include_pad,
     # the ceil_mode extension never does
@@ -114,6 +139,8 @@ def average_pool(inputs, attrs, ctx):
         mask = np.pad(mask, ((0, 0), (0, 0)) + tuple((0, c) for c in extra))
     else:
         mask = np.pad(mask, ((0, 0), (0, 0)) + tuple(full))
+    if dilated:         # y holds window sums: divide by the cells each window counts
+        return op("divide", y, _dilated_windows(const(mask), kernel, strides, dilations, "add"))
     frac = op("pool_avg", const(mask), pool=tuple(kernel), strides=tuple(strides),
               padding="valid", channels_first=True)
     return op("divide", y, frac)
@@ -137,16 +164,36 @@ def _per_channel(t, rank):
 
 @onnx_op("BatchNormalization")
 def batch_normalization(inputs, attrs, ctx):
-    """Inference form (running statistics). Imported BatchNormalization nodes usually
-    become Keras BatchNormalization layers, which also train their statistics."""
-    if attrs.get("training_mode", 0) or ctx.num_outputs > 1:
-        raise UnsupportedError("BatchNormalization in training mode (training_mode=1 or the "
-                               "running-statistics outputs) is not supported")
+    """Inference form (running statistics), or with training_mode=1 the batch's statistics
+    and the updated running ones as outputs 2-3 (`input * momentum + batch * (1 -
+    momentum)`, population variance), as ONNX defines it. Imported BatchNormalization nodes
+    usually become Keras BatchNormalization layers, which also train their statistics."""
     x, scale, bias, mean, var = inputs[:5]
     r = x.ndim
+    if attrs.get("training_mode", 0):
+        return _batch_norm_training(x, scale, bias, mean, var, attrs, ctx)
+    if ctx.num_outputs > 1:
+        raise UnsupportedError("BatchNormalization's running-statistics outputs need "
+                               "training_mode=1")
     return op("batch_norm_inference", x, _per_channel(mean, r), _per_channel(var, r),
               _per_channel(scale, r), _per_channel(bias, r),
               epsilon=float(attrs.get("epsilon", 1e-5)))
+
+
+def _batch_norm_training(x, scale, bias, mean, var, attrs, ctx):
+    r = x.ndim
+    axes = (0,) + tuple(range(2, r))
+    batch_mean = op("mean", x, axis=axes, keepdims=False)
+    centred = op("subtract", x, _per_channel(batch_mean, r))
+    batch_var = op("mean", op("square", centred), axis=axes, keepdims=False)
+    rstd = op("reciprocal", op("sqrt", op("add", batch_var,
+                                          like(batch_var, float(attrs.get("epsilon", 1e-5))))))
+    y = op("add", op("multiply", op("multiply", centred, _per_channel(rstd, r)),
+                     _per_channel(scale, r)), _per_channel(bias, r))
+    m = float(attrs.get("momentum", 0.9))
+    running = [op("add", op("multiply", old, like(old, m)), op("multiply", new, like(new, 1 - m)))
+               for old, new in ((mean, batch_mean), (var, batch_var))]
+    return [y] + running[:max(ctx.num_outputs, 1) - 1]
 
 
 def _normalize(x, axes, epsilon):

@@ -261,6 +261,21 @@ def _reduce_axes(inputs, attrs, x):
     return tuple(sorted({axis_of(a, x.ndim, "reduce axis") for a in axes}))
 
 
+def _empty_reduction(kind, x, axes, keep):
+    """ONNX's value of a max/min/log-sum-exp over an empty set: the identity of the
+    reduction (-inf / +inf, the integer type's extremes, False / True for bool)."""
+    dtype = np.dtype(x.dtype)
+    low = kind in ("max", "logsumexp")
+    if dtype == np.bool_:
+        ident = not low
+    elif np.issubdtype(dtype, np.integer):
+        ident = np.iinfo(dtype).min if low else np.iinfo(dtype).max
+    else:
+        ident = -np.inf if low else np.inf
+    shape = [1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes]
+    return const(np.full(shape, ident, dtype=dtype))
+
+
 def _reducer(kind):
     def fn(inputs, attrs, ctx):
         x = inputs[0]
@@ -268,6 +283,8 @@ def _reducer(kind):
         if axes is None:
             return x
         keep = bool(attrs.get("keepdims", 1))
+        if kind in ("max", "min", "logsumexp") and any(x.shape[a] == 0 for a in axes):
+            return _empty_reduction(kind, x, axes, keep)
         if not is_float(x):
             np_fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min,
                      "prod": np.prod}[kind if kind in ("sum", "mean", "max", "min", "prod")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from modelkit.errors import UnsupportedError
-from modelkit.onnx_spec import bilinear_matrix, conv_geometry, pool_geometry, resize_plan
+from modelkit.onnx_spec import (bilinear_matrix, conv_geometry, pool_geometry, resize_plan,
+                                 text)
 from modelkit.op_arguments import decode
 
 from ... import layout
@@ -126,6 +127,8 @@ def conv(node, ctx):
     n = r - 2
     kernel = [int(k) for k in a.get("kernel_shape", W.shape[2:])]
     strides, dilations, pads = conv_geometry(ctx.shape(x)[2:], a, kernel)
+    if any(st > 1 for st in strides) and any(d > 1 for d in dilations):
+        return fallback(node, ctx)          # Keras convolutions refuse strides with dilation
     group = int(a.get("group", 1))
     cin = ctx.shape(x)[1]
     hint = node.name or "conv"
@@ -262,6 +265,35 @@ def pool(node, ctx):
     cfg = {"pool_size": kernel, "strides": strides, "padding": "valid",
            "data_format": "channels_last"}
     (out,) = ctx.add_node(op, cfg, [inp], hint=hint)
+    return [ChannelsLast(out)]
+
+
+@import_handler("Pad", since=1)
+def pad(node, ctx):
+    """Zero padding of the spatial axes of an (N, C, *spatial) tensor (PyTorch's ZeroPad2d,
+    F.pad) -> ZeroPadding1D/2D/3D on the channels_last trunk; other pads stay OnnxOps."""
+    x = node.input[0]
+    r = ctx.rank(x)
+    a = attrs(node, ctx)
+    if r not in (3, 4, 5) or not is_float(ctx, x) or \
+            text(a.get("mode"), "constant") != "constant":
+        return fallback(node, ctx)
+    pads = a.get("pads") if len(node.input) < 2 or not node.input[1] else ctx.const(node.input[1])
+    value = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else \
+        np.asarray(a.get("value", 0.0))
+    axes = ctx.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if pads is None or value is None or float(np.asarray(value).reshape(-1)[0] if
+                                              np.asarray(value).size else 0.0) != 0.0:
+        return fallback(node, ctx)
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    axes = list(range(r)) if axes is None else [int(v) % r for v in np.asarray(axes).reshape(-1)]
+    k = len(axes)
+    widths = {axis: (pads[i], pads[i + k]) for i, axis in enumerate(axes)}
+    if any(b < 0 or e < 0 for b, e in widths.values()) or \
+            any(widths.get(axis, (0, 0)) != (0, 0) for axis in (0, 1)):
+        return fallback(node, ctx)
+    spatial = [widths.get(axis, (0, 0)) for axis in range(2, r)]
+    out = _zero_pad(ctx, ctx.cl_ref(x), spatial, r - 2, node.name or "pad")
     return [ChannelsLast(out)]
 
 
@@ -451,6 +483,13 @@ MERGES = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Max": "Maximum",
           "Min": "Minimum", "Sum": "Add", "Mean": "Average"}
 
 
+def _batches_agree(shapes):
+    """True when no input can broadcast along axis 0 (a Keras merge needs equal batches):
+    the static batch sizes agree, and a 1 is not beside a dynamic batch."""
+    static = {s[0] for s in shapes if s[0] is not None}
+    return len(static) <= 1 and not (static == {1} and any(s[0] is None for s in shapes))
+
+
 @import_handler("Add", "Sub", "Mul", "Max", "Min", "Sum", "Mean", since=1)
 def merge(node, ctx):
     ins = list(node.input)
@@ -458,7 +497,8 @@ def merge(node, ctx):
     ok = len(ins) >= 2 and (node.op_type not in ("Sub",) or len(ins) == 2) and \
         all(i and not ctx.is_const(i) and is_float(ctx, i) for i in ins) and \
         all(s is not None and len(s) >= 2 for s in shapes) and \
-        all(s[1:] == shapes[0][1:] and None not in s[1:] for s in shapes)
+        all(s[1:] == shapes[0][1:] and None not in s[1:] for s in shapes) and \
+        _batches_agree(shapes)
     if not ok:
         return fallback(node, ctx)
     r = len(shapes[0])

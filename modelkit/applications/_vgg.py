@@ -1,0 +1,98 @@
+"""What the `keras.applications` networks share (argument checks, input, classifier head,
+Keras's ImageNet weight files), and VGG16/VGG19 built from one table of blocks (same layer
+names and shapes as Keras, so its weight files load into them)."""
+
+from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
+from modelkit.backend import config as backend_config
+from modelkit.errors import ConfigError
+
+WEIGHTS_FOLDER = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def model_input(name, include_top, weights, input_tensor, input_shape, pooling, classes,
+                side=224):
+    """Check the Keras arguments; -> (the image tensor, the model's inputs)."""
+    from modelkit.layers import Input
+    from modelkit.utils.layer_utils import get_source_inputs
+    if not (weights in ("imagenet", None) or isinstance(weights, str)):
+        raise ConfigError(f"{name}: weights must be 'imagenet', None or a file path, got "
+                          f"{weights!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ConfigError(f"{name}: weights='imagenet' with include_top=True needs "
+                          f"classes=1000, got {classes}")
+    if pooling not in (None, "avg", "max"):
+        raise ConfigError(f"{name}: pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if input_tensor is not None:
+        from modelkit.engine.placeholders import to_keras
+        img_input = to_keras(input_tensor)
+        inputs = get_source_inputs(img_input)
+        return img_input, inputs[0] if len(inputs) == 1 else inputs
+    if input_shape is None:
+        size = side if include_top else None
+        channels_first = backend_config.image_data_format() == "channels_first"
+        input_shape = (3, size, size) if channels_first else (size, size, 3)
+    img_input = Input(shape=tuple(input_shape))
+    return img_input, img_input
+
+
+def finish_application(name, x, inputs, include_top, weights, pooling, classes,
+                       classifier_activation, weight_files, flatten):
+    """The classifier head (VGG's flatten + fc1/fc2, or global average pooling), or the
+    `pooling` of a headless model; then the weights (Keras's ImageNet file or a path)."""
+    from modelkit.layers import Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
+    from modelkit.models import Model
+    if include_top and flatten:
+        x = Flatten(name="flatten")(x)
+        x = Dense(4096, activation="relu", name="fc1")(x)
+        x = Dense(4096, activation="relu", name="fc2")(x)
+    elif include_top:
+        x = GlobalAveragePooling2D(name="avg_pool")(x)
+    if include_top:
+        x = Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = GlobalAveragePooling2D()(x)
+    elif pooling == "max":
+        x = GlobalMaxPooling2D()(x)
+    model = Model(inputs, x, name=name)
+    if weights == "imagenet":
+        from modelkit.datasets import get_file
+        fname, md5 = weight_files[bool(include_top)]
+        weights = get_file(fname, WEIGHTS_FOLDER + fname.split("_weights")[0] + "/" + fname,
+                           file_hash=md5, cache_subdir="models")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def build_vgg(name, convs_per_block, weight_files, include_top=True, weights="imagenet",
+              input_tensor=None, input_shape=None, pooling=None, classes=1000,
+              classifier_activation="softmax"):
+    """weight_files: {include_top: (file name, md5)} of Keras's ImageNet weights."""
+    from modelkit.layers import Conv2D, MaxPooling2D
+    x, inputs = model_input(name, include_top, weights, input_tensor, input_shape, pooling,
+                            classes)
+    for block, (n, f) in enumerate(zip(convs_per_block, (64, 128, 256, 512, 512)), start=1):
+        for i in range(1, n + 1):
+            x = Conv2D(f, (3, 3), activation="relu", padding="same",
+                       name=f"block{block}_conv{i}")(x)
+        x = MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool")(x)
+    return finish_application(name, x, inputs, include_top, weights, pooling, classes,
+                              classifier_activation, weight_files, flatten=True)
+
+
+def vgg_application(name, convs_per_block, top_md5, notop_md5):
+    """The `VGG16`/`VGG19` function of Keras's signature, for Keras's weight files."""
+    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
+             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
+
+    def application(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                    pooling=None, classes=1000, classifier_activation="softmax"):
+        return build_vgg(name, convs_per_block, files, include_top, weights, input_tensor,
+                         input_shape, pooling, classes, classifier_activation)
+    application.__name__ = application.__qualname__ = name.upper()
+    return application
+
+
+def preprocess_input(x, data_format=None):
+    """VGG's input: Keras's 'caffe' mode (RGB -> BGR, minus the ImageNet channel means)."""
+    return _preprocess(x, data_format=data_format, mode="caffe")

@@ -1,0 +1,1 @@
+"""`keras.wrappers`: `scikit_learn.KerasClassifier` / `KerasRegressor`."""

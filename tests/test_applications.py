@@ -1,0 +1,120 @@
+"""keras.applications' VGG16/VGG19 (layer names and parameter counts as tf-keras 2.21 builds
+them, so Keras's weight files load), imagenet_utils against tf-keras's numbers, and the two
+Keras 2 examples that use them (conv_filter_visualization, neural_style_transfer)."""
+
+import numpy as np
+import pytest
+
+from modelkit import backend as K
+from modelkit.applications import VGG16, VGG19, imagenet_utils, vgg16, vgg19
+from modelkit.errors import ConfigError
+
+# (name, include_top) -> (parameters, last layer names, layer count) from tf-keras 2.21
+KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23),
+         (VGG16, False): (14714688, ["block5_conv1", "block5_conv2", "block5_conv3",
+                                     "block5_pool"], 19),
+         (VGG19, True): (143667240, ["flatten", "fc1", "fc2", "predictions"], 26),
+         (VGG19, False): (20024384, ["block5_conv2", "block5_conv3", "block5_conv4",
+                                     "block5_pool"], 22)}
+
+
+@pytest.mark.parametrize("factory,top", KERAS)
+def test_architecture_matches_keras(factory, top):
+    params, last, count = KERAS[(factory, top)]
+    model = factory(weights=None, include_top=top, input_shape=None if top else (32, 32, 3))
+    assert model.count_params() == params
+    assert [la.name for la in model.layers][-4:] == last and len(model.layers) == count
+    assert model.layers[1].name == "block1_conv1"
+
+
+def test_weights_from_a_file_and_pooling(tmp_path):
+    a = VGG16(weights=None, include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    a.save_weights(str(tmp_path / "w.h5"))
+    b = VGG16(weights=str(tmp_path / "w.h5"), include_top=False, input_shape=(32, 32, 3),
+              pooling="avg")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(b.predict(x), a.predict(x), rtol=1e-6)
+    assert b.output_shape == (None, 512)
+    assert VGG19(weights=None, include_top=False, pooling="max").output_shape == (None, 512)
+    with pytest.raises(ConfigError, match="classes=1000"):
+        VGG16(weights="imagenet", classes=10)
+    with pytest.raises(ConfigError, match="pooling"):
+        VGG16(weights=None, include_top=False, pooling="sum")
+
+
+def test_preprocess_input_equals_tf_keras():
+    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    caffe = vgg16.preprocess_input(x)
+    np.testing.assert_allclose(caffe[0, 0, 0], [-101.939, -115.779, -123.68], rtol=1e-6)
+    np.testing.assert_allclose(caffe, x[..., ::-1] - [103.939, 116.779, 123.68], rtol=1e-6)
+    np.testing.assert_allclose(vgg19.preprocess_input(x), caffe)
+    cf = imagenet_utils.preprocess_input(x.transpose(0, 3, 1, 2), data_format="channels_first")
+    np.testing.assert_allclose(cf, caffe.transpose(0, 3, 1, 2), rtol=1e-6)
+    np.testing.assert_allclose(imagenet_utils.preprocess_input(x, mode="tf"), x / 127.5 - 1)
+    torch = imagenet_utils.preprocess_input(x, mode="torch")
+    np.testing.assert_allclose(torch[0, 0, 1], [-2.0665298, -1.9656862, -1.7172985], rtol=1e-6)
+    assert x[0, 0, 0, 0] == 0                     # the input is not changed in place
+    with pytest.raises(ConfigError, match="mode"):
+        imagenet_utils.preprocess_input(x, mode="bgr")
+
+
+def test_decode_predictions_with_a_class_index():
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    preds = np.zeros((2, 1000), "float32")
+    preds[0, [7, 3]] = [0.6, 0.3]
+    preds[1, 999] = 1.0
+    out = vgg16.decode_predictions(preds, top=2, class_index=index)
+    assert out[0] == [("n00000007", "class_7", pytest.approx(0.6)),
+                      ("n00000003", "class_3", pytest.approx(0.3))]
+    assert out[1][0][:2] == ("n00000999", "class_999")
+    with pytest.raises(ConfigError, match=r"\(samples, 1000\)"):
+        vgg16.decode_predictions(np.zeros((2, 10)), class_index=index)
+
+
+def test_conv_filter_visualization_pattern():
+    model = vgg16.VGG16(weights=None, include_top=False)
+    layer_dict = {layer.name: layer for layer in model.layers[1:]}
+    input_img = model.input
+    loss = K.mean(layer_dict["block2_conv1"].output[:, :, :, 3])
+    grads = K.gradients(loss, input_img)[0]
+    iterate = K.function([input_img], [loss, grads])
+    value, g = iterate([np.random.default_rng(1).random((1, 16, 16, 3)) * 20 + 128.0])
+    assert np.isfinite(value) and g.shape == (1, 16, 16, 3) and np.abs(g).sum() > 0
+
+
+def test_neural_style_transfer_input_tensor_pattern():
+    h = w = 32
+    rng = np.random.default_rng(2)
+    base = K.variable(vgg19.preprocess_input(rng.random((1, h, w, 3)) * 255))
+    style = K.variable(vgg19.preprocess_input(rng.random((1, h, w, 3)) * 255))
+    combination = K.placeholder((1, h, w, 3))
+    model = vgg19.VGG19(input_tensor=K.concatenate([base, style, combination], axis=0),
+                        weights=None, include_top=False)
+    feats = {layer.name: layer.output for layer in model.layers}["block2_conv1"]
+    loss = K.sum(K.square(feats[2] - feats[0]))
+    grads = K.gradients(loss, combination)
+    value, g = K.function([combination], [loss] + grads)([rng.random((1, h, w, 3))])
+    assert np.isfinite(value) and value > 0 and g.shape == (1, h, w, 3)
+
+
+def test_inception_v3_matches_keras_and_its_blocks_differentiate():
+    from modelkit.applications import InceptionV3, inception_v3
+    model = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    # tf-keras 2.21: 21,802,784 parameters, 311 layers + pooling; its layer classes in this
+    # order (so Keras's weight file loads by position)
+    assert model.count_params() == 21802784 and len(model.layers) == 311
+    assert [la.name for la in model.layers if la.name.startswith("mixed")] == \
+        [f"mixed{i}" for i in range(9)] + ["mixed9_0", "mixed9", "mixed9_1", "mixed10"]
+    kinds = [type(la).__name__ for la in model.layers]
+    assert kinds[:5] == ["InputLayer", "Conv2D", "BatchNormalization", "Activation", "Conv2D"]
+    assert kinds.count("Conv2D") == 94 and kinds.count("Concatenate") == 15
+    assert InceptionV3(weights=None).count_params() == 23851784
+    x = np.random.default_rng(3).uniform(0, 255, (1, 75, 75, 3)).astype("float32")
+    np.testing.assert_allclose(inception_v3.preprocess_input(x), x / 127.5 - 1, rtol=1e-6)
+    # deep_dream reads the mixed blocks' outputs and differentiates them w.r.t. the image
+    # (its loss itself: tests/test_keras2_examples.py::test_deep_dream_loss_...)
+    mixed3 = {layer.name: layer for layer in model.layers}["mixed3"].output
+    loss = K.mean(K.square(mixed3))
+    value, g = K.function([model.input], [loss, K.gradients(loss, model.input)[0]])(
+        [inception_v3.preprocess_input(x)])
+    assert np.isfinite(value) and value > 0 and g.shape == x.shape
