@@ -75,11 +75,19 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("images", [1, 2, 5])
+@pytest.mark.parametrize("form", ["_Runs", "_Windows"])
 def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
-                                                            images):
+                                                            images, form):
     """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
-    or all images, split over threads, matches the float64 exact path."""
+    or all images, split over threads, in either im2col form (the contiguous runs only
+    for stride 1), matches the float64 exact path."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    runs = form == "_Runs"
+    monkeypatch.setattr(conv_fast, "_RUNS_MIN_CHANNELS", 0 if runs else 1 << 30)
+    monkeypatch.setattr(conv_fast, "_RUNS_MAX_WASTE", float("inf"))
+    used = []
+    pick = conv_fast._form
+    monkeypatch.setattr(conv_fast, "_form", lambda s: used.append(pick(s).__name__) or pick(s))
     positions = int(np.prod(apply(CONV, np.zeros(row[0], np.float32),
                                   np.zeros(row[1], np.float32), strides=row[2],
                                   dilation=row[3], padding=row[4]).shape[1:-1]))
@@ -96,6 +104,7 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
     assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
+    assert set(used) == {"_Runs" if runs and all(st == 1 for st in row[2]) else "_Windows"}
     np.testing.assert_allclose(g32[1], g64[1], rtol=0,
                                atol=3e-5 * max(np.abs(g64[1]).max(), 1.0))
 
@@ -196,3 +205,20 @@ def test_forked_child_falls_back_to_the_numpy_path():
     got = os.read(r, 1)
     os.close(r)
     assert got == b"1"
+
+
+@pytest.mark.parametrize("size,cin,strides,want", [(28, 32, (1, 1), "_Runs"),
+                                                   (32, 16, (1, 1), "_Runs"),
+                                                   (28, 1, (1, 1), "_Windows"),
+                                                   (14, 64, (1, 1), "_Windows"),
+                                                   (28, 32, (2, 2), "_Windows")])
+def test_kernel_gradient_form_choice(size, cin, strides, want):
+    """Contiguous runs for stride 1 with enough channels on wide maps (where measured
+    faster), output windows otherwise."""
+    x = np.zeros((1, size, size, cin), np.float32)
+    w = np.zeros((3, 3, cin, 8), np.float32)
+    out = tuple(-(-size // st) for st in strides)
+    pads = tuple(((o - 1) * st + 3 - size) // 2 for o, st in zip(out, strides))
+    pads = tuple((p, (o - 1) * st + 3 - size - p) for p, o, st in zip(pads, out, strides))
+    _, saved = conv_fast.conv(x, w, None, strides, (1, 1), pads, out, False, False)
+    assert conv_fast._form(saved).__name__ == want
