@@ -189,7 +189,7 @@ def _blocked_filter(w, block):
     return np.ascontiguousarray(r).reshape(w.shape)
 
 
-def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
+def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
     """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
     runs MLAS's NCHWc kernel with that channel block."""
     has_bias = bias is not None
@@ -225,7 +225,7 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    return session(key, build).run(None, feeds)[0]
+    return session(key, build, threads).run(None, feeds)[0]
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -269,10 +269,14 @@ def conv_vjp(g, s, needs):
     gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
                                  s.has_bias and len(needs) > 2 and needs[2])
     gx = gk = None
-    if needs[0]:
-        gx = _from_nchw(_input_grad(gn, s), s.channels_first)
-    if needs[1]:
+    if needs[0] and needs[1]:
+        gx, gk = _both_grads(gn, s)
+    elif needs[0]:
+        gx = _input_grad(gn, s)
+    elif needs[1]:
         gk = _kernel_grad(gn, s)
+    if gx is not None:
+        gx = _from_nchw(gx, s.channels_first)
     return gx, gk, gb
 
 
@@ -299,7 +303,7 @@ def _relu_and_bias_grad(gn, s, bias):
     return out, np.sum([p.astype(np.float64) for p in parts], axis=0).astype(np.float32)
 
 
-def _input_grad(gn, s):
+def _input_grad(gn, s, threads=None):
     xshape = s.x.shape
     k = s.w.shape[2:]
     if all(st == 1 for st in s.strides) and all(
@@ -311,7 +315,7 @@ def _input_grad(gn, s):
         gpads = tuple(((kk - 1) * d - b, (kk - 1) * d - a)
                       for kk, d, (b, a) in zip(k, s.dilation, s.pads))
         gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
-                       _nchwc_block(wf, len(k)))
+                       _nchwc_block(wf, len(k)), threads)
         assert gx.shape == xshape, (gx.shape, xshape)
         return gx
     spatial = xshape[2:]
@@ -327,9 +331,32 @@ def _input_grad(gn, s):
                                 **_conv_attrs(s.pads, s.strides, s.dilation))
         return [node], [("x", list(gn.shape)), ("w", list(s.w.shape))]
 
-    gx = session(key, build).run(None, {"x": gn, "w": s.w})[0]
+    gx = session(key, build, threads).run(None, {"x": gn, "w": s.w})[0]
     assert gx.shape == xshape, (gx.shape, xshape)
     return gx
+
+
+def _both_grads(gn, s):
+    """(input gradient, kernel gradient). With several threads the input gradient (one
+    single-threaded MLAS call) is the first of the items the threads claim, the kernel
+    gradient's image parts the others: the parts' memory-bound im2col copies then overlap
+    the input gradient's arithmetic instead of two threads contending for memory."""
+    if parallel.threads() == 1 or s.x.shape[0] < 3:
+        return _input_grad(gn, s), _kernel_grad(gn, s)
+    bounds = _image_parts(s.x.shape[0])
+    got = parallel.map_items(
+        lambda i: _input_grad(gn, s, 1) if i == 0 else
+        _kernel_grad_part(gn, s, bounds[i - 1], bounds[i], 1), len(bounds))
+    return got[0], _kernel_layout(sum(got[1:]), gn, s)
+
+
+def _image_parts(nb):
+    """Bounds of the kernel gradient's image parts: 2 per thread."""
+    return np.linspace(0, nb, min(2 * parallel.threads(), nb) + 1).astype(int)
+
+
+def _kernel_layout(acc, gn, s):
+    return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], gn.shape[1]))
 
 
 def _kernel_grad(gn, s):
@@ -340,14 +367,13 @@ def _kernel_grad(gn, s):
     fewer; the parts are summed in order (the same numbers whichever thread ran them).
     Returns Keras's (*k, C_in, C_out) layout."""
     nb = s.x.shape[0]
-    parts = min(2 * parallel.threads(), nb)
-    if parts <= 2:
+    bounds = _image_parts(nb)
+    if len(bounds) <= 3:
         acc = _kernel_grad_part(gn, s, 0, nb, parallel.threads())
     else:
-        bounds = np.linspace(0, nb, parts + 1).astype(int)
         acc = sum(parallel.map_items(
-            lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), parts))
-    return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], gn.shape[1]))
+            lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), len(bounds) - 1))
+    return _kernel_layout(acc, gn, s)
 
 
 def _kernel_grad_part(gn, s, n0, n1, threads):
