@@ -24,7 +24,8 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   positions), the columns in K-major order (k*C_in, positions) copied straight from the
   NCHW input (for stride 1 one contiguous run of the padded image per kernel offset and
   channel), times the NCHW output gradient reordered to (C_out, positions); images in
-  parts claimed by the worker threads. (Measured and not taken: the GEMM as
+  parts claimed by the worker threads, the input gradient one more item among them
+  (`_both_grads`). (Measured and not taken: the GEMM as
   (positions, k*C_in) columns, 50-60 GFLOP/s against 75-100; ONNX Conv with batch and
   channel roles swapped, 4x slower; OpenBLAS, 10-30% slower than MLAS here.)
 - bias gradient: a sum over batch and positions (a GEMV).
