@@ -17,6 +17,8 @@ import threading
 
 import numpy as np
 
+from . import blas
+
 BLOCK_BYTES = 512 << 10      # one block of rows (half an L2 cache)
 
 _POOLS = {}                  # ThreadPoolExecutor by worker count
@@ -113,12 +115,11 @@ def matmul(a, b):
     training steps of fast-conv models, see blas.py) and `threads()` > 1, a big product is
     split along the output's longer side into one GEMM per thread: numpy releases the GIL
     in the GEMM, so the parts run on separate cores. Otherwise one plain GEMM."""
-    from . import blas
     m, k = a.shape
     n = b.shape[1]
-    workers = threads()
-    if workers == 1 or 2.0 * m * n * k < SPLIT_FLOPS or blas.threads() != 1:
+    if 2.0 * m * n * k < SPLIT_FLOPS or blas.threads() != 1 or threads() == 1:
         return a @ b
+    workers = threads()
     out = np.empty((m, n), np.result_type(a, b))
     rows = m >= n
     bounds = np.linspace(0, m if rows else n, workers + 1).astype(int)
