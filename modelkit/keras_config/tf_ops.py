@@ -106,6 +106,8 @@ TF_OPS = {
     "math.logical_not": TFOp("logical_not", ("x",)),
     "math.reduce_any": TFOp("any", _REDUCE),
     "math.reduce_all": TFOp("all", _REDUCE),
+    **_aliases(("compat.v1.shape", "shape"),
+               TFOp("shape", ("input",), fixed={"out_type": "int32"})),
     "gather": TFOp("gather", ("params", "indices"),
                    fixed={"axis": None, "batch_dims": 0, "validate_indices": None}),
 }

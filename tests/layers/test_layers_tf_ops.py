@@ -318,3 +318,36 @@ def test_constant_first_argument():
     np.testing.assert_allclose(m.predict(X), np.array([0.5, -0.5, 0.0, 1.0]) - X, rtol=1e-6)
     entry = graph_to_keras_config(m.to_ir())["config"]["layers"][1]
     assert entry["inbound_nodes"] == [node]
+
+
+def _chain_config(*ops):
+    """Input x (batch, 4, 3) -> the (class, name, function, node) op entries in order."""
+    layers = [{"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+               "config": {"batch_input_shape": [None, 4, 3], "dtype": "float32", "name": "x"}}]
+    for cls, name, function, node in ops:
+        layers.append({"class_name": cls, "name": name, "inbound_nodes": [node],
+                       "config": {"name": name, "function": function}})
+    return {"class_name": "Functional", "config": {
+        "name": "m", "layers": layers, "input_layers": [["x", 0, 0]],
+        "output_layers": [[ops[-1][1], 0, 0]]}}
+
+
+def test_tf_shape_feeds_arithmetic():
+    """tf.shape(x)[-1] (compat.v1.shape, then getitem) used as a number."""
+    cfg = _chain_config(
+        ("TFOpLambda", "s", "compat.v1.shape", ["x", 0, 0, {"name": None, "out_type": "int32"}]),
+        ("SlicingOpLambda", "g", "__operators__.getitem", ["s", 0, 0, {"slice_spec": -1}]),
+        ("TFOpLambda", "r", "math.multiply", ["x", 0, 0, {"y": ["g", 0, 0]}]))
+    x = np.random.default_rng(0).random((2, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(model_from_json(json.dumps(cfg)).predict(x), x * 3, rtol=1e-6)
+
+
+def test_reshape_to_a_computed_size_is_refused_cleanly():
+    """tf.reshape(x, [tf.shape(x)[0], -1]): a shape computed from a tensor is not supported
+    (yet): a modelkit error naming the layer, never a foreign exception."""
+    cfg = _chain_config(
+        ("TFOpLambda", "s", "compat.v1.shape", ["x", 0, 0, {"name": None, "out_type": "int32"}]),
+        ("SlicingOpLambda", "g", "__operators__.getitem", ["s", 0, 0, {"slice_spec": 0}]),
+        ("TFOpLambda", "r", "reshape", ["x", 0, 0, {"shape": [["g", 0, 0], -1]}]))
+    with pytest.raises(ModelkitError, match="'r'"):
+        model_from_json(json.dumps(cfg))
