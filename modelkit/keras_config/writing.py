@@ -91,8 +91,11 @@ def _graph_config(graph, keras3):
         ni = r.call_index + (1 if r.node in nested and not keras3 else 0)
         if keras3:
             spec = shapes.get(r.node)
+            # Keras 3 rebuilds each node from `keras_history` alone but refuses a tensor
+            # without a shape ("Undefined shapes are not supported"): the IR has no shapes of
+            # intermediate tensors, so those get an empty placeholder
             return {"class_name": "__keras_tensor__",
-                    "config": {"shape": list(spec.shape) if spec else None,
+                    "config": {"shape": list(spec.shape) if spec else [],
                                "dtype": spec.dtype if spec else "float32",
                                "keras_history": [r.node, ni, r.tensor_index]}}
         return [r.node, ni, r.tensor_index, {}]

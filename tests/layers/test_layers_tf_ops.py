@@ -351,3 +351,12 @@ def test_reshape_to_a_computed_size_is_refused_cleanly():
         ("TFOpLambda", "r", "reshape", ["x", 0, 0, {"shape": [["g", 0, 0], -1]}]))
     with pytest.raises(ModelkitError, match="'r'"):
         model_from_json(json.dumps(cfg))
+
+
+def test_keras3_tensors_written_with_a_shape():
+    """Keras 3 refuses a `__keras_tensor__` whose shape is null ("Undefined shapes are not
+    supported"; checked with Keras 3.15: modelkit's .keras of these models then loads there
+    with Keras's numbers): every node argument carries a shape list."""
+    m = load_model(FIX / "k3_two_inputs.keras")
+    text = json.dumps(graph_to_keras_config(m.to_ir(), "keras3"))
+    assert '"shape": null' not in text and text.count("__keras_tensor__") > 5
