@@ -360,3 +360,36 @@ def test_keras3_tensors_written_with_a_shape():
     m = load_model(FIX / "k3_two_inputs.keras")
     text = json.dumps(graph_to_keras_config(m.to_ir(), "keras3"))
     assert '"shape": null' not in text and text.count("__keras_tensor__") > 5
+
+
+JUNK = [None, -1, 10 ** 12, "x", [], {}, [[[]]], ["ghost", 0, 0], {"__tensor__": 9},
+        {"__array__": [1], "dtype": "object"}, [["x", 0, 0, "kw"]], 1e308, True]
+
+
+@pytest.mark.parametrize("name", ["two_inputs", "slicing", "split"])
+def test_mangled_op_entries_fail_with_modelkit_errors(name):
+    """Each op entry's config, inbound node and call kwargs replaced by junk, one at a time:
+    the model loads or fails with a ModelkitError (never a foreign exception)."""
+    rng = np.random.default_rng(0)
+    base = _tfk_config(name)
+    ops = [i for i, e in enumerate(base["config"]["layers"]) if "OpLambda" in e["class_name"]]
+    x = _data(name)[0]
+    for trial in range(40):
+        cfg = copy.deepcopy(base)
+        entry = cfg["config"]["layers"][ops[trial % len(ops)]]
+        junk = JUNK[rng.integers(len(JUNK))]
+        node = entry["inbound_nodes"][0]
+        where = trial % 4
+        if where == 0:
+            entry["inbound_nodes"] = [junk]
+        elif where == 1:
+            entry["config"]["function"] = junk
+        elif where == 2 and isinstance(node[-1], dict) and node[-1]:
+            node[-1][sorted(node[-1])[0]] = junk
+        else:
+            node[0] = junk
+        try:
+            m = model_from_json(json.dumps(cfg))
+            m.predict(x)
+        except ModelkitError:
+            pass
