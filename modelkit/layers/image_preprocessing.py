@@ -4,8 +4,8 @@ RandomBrightness (the identity at inference, as in Keras; RandomCrop then crops 
 target aspect ratio and resizes, as Keras does).
 
 Resizing is linear in the image: `y = R_h . x . R_w^T` per channel with interpolation
-matrices of TensorFlow's half-pixel sampling (bilinear or nearest), so it is differentiable
-and exact. Training-time transforms are drawn per image from the layer's generator (`seed=`
+matrices of TensorFlow's half-pixel sampling (bilinear, nearest or bicubic;
+`modelkit.image_geometry`), so it is differentiable and exact. Training-time transforms are drawn per image from the layer's generator (`seed=`
 or the global one) and applied with numpy (the geometric ones with
 `modelkit.preprocessing.image`'s affine resampling); their output is data, not differentiated.
 """
@@ -17,7 +17,7 @@ from ..backend import functions as F
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
-from ..image_geometry import aspect_crop_box, center_crop_box
+from ..image_geometry import INTERPOLATIONS, aspect_crop_box, center_crop_box, resize_matrix
 from ..preprocessing.image.affine import apply_affine_transform
 from .core import layer_rng
 from .serialization import register_layer
@@ -25,27 +25,7 @@ from .serialization import register_layer
 __all__ = ["Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
            "RandomTranslation", "RandomContrast", "RandomCrop", "RandomBrightness"]
 
-INTERPOLATIONS = ("bilinear", "nearest")
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
-
-
-def resize_matrix(n_in, n_out, interpolation):
-    """(n_out, n_in) matrix sampling a length-n_in axis at n_out half-pixel centres, as
-    TensorFlow's `resize` (bilinear: clamped linear taps; nearest: floor of the centre)."""
-    scale = n_in / n_out
-    m = np.zeros((n_out, n_in), np.float64)
-    centres = (np.arange(n_out) + 0.5) * scale
-    if interpolation == "nearest":
-        m[np.arange(n_out), np.minimum(np.floor(centres).astype(int), n_in - 1)] = 1.0
-        return m
-    pos = centres - 0.5
-    lo = np.floor(pos)
-    frac = pos - lo
-    lower = np.clip(lo.astype(int), 0, n_in - 1)
-    upper = np.clip(np.ceil(pos).astype(int), 0, n_in - 1)
-    np.add.at(m, (np.arange(n_out), lower), 1.0 - frac)
-    np.add.at(m, (np.arange(n_out), upper), frac)
-    return m
 
 
 class _ImageLayer(Layer):
@@ -245,9 +225,9 @@ class _AffineRandomLayer(_RandomLayer):
         if fill_mode not in FILL_MODES:
             raise ConfigError(f"{self._where()}: fill_mode must be one of {FILL_MODES}, got "
                               f"{fill_mode!r}")
-        if interpolation not in INTERPOLATIONS:
+        if interpolation not in ("bilinear", "nearest"):
             raise ConfigError(f"{self._where()}: interpolation {interpolation!r} is not "
-                              f"supported (supported: {', '.join(INTERPOLATIONS)})")
+                              f"supported (supported: bilinear, nearest)")
         self.fill_mode, self.interpolation = fill_mode, interpolation
         self.fill_value = float(fill_value)
 

@@ -200,3 +200,22 @@ def test_real_keras_files(tmp_path, name, prefix, ext):
     m.save(tmp_path / "m.onnx")
     np.testing.assert_allclose(InferenceSession(str(tmp_path / "m.onnx")).predict(d["x"]), want,
                                rtol=1e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("size", [(9, 4), (3, 11), (2, 2), (5, 13)])
+def test_bicubic_resizing_matches_tensorflow(tmp_path, size):
+    """TensorFlow's bicubic resize (its 1024-entry Keys kernel table, outside taps dropped),
+    numbers from tf.image.resize (tf_bicubic.npz): here, in onnxruntime (MatMuls with the
+    interpolation matrices) and through every round trip, with float64 gradients."""
+    d = np.load(FIX / "tf_bicubic.npz")
+    want = d[f"y_{size[0]}_{size[1]}"]
+    run_layer_test(lambda: Resizing(*size, interpolation="bicubic"), (5, 6, 2), tmp_path,
+                   x=d["x"], reference=lambda x, layer: want, atol=1e-6)
+
+
+def test_bicubic_channels_first(tmp_path):
+    d = np.load(FIX / "tf_bicubic.npz")
+    x = np.moveaxis(d["x"], -1, 1)
+    run_layer_test(lambda: Resizing(9, 4, interpolation="bicubic", data_format="channels_first"),
+                   (2, 5, 6), tmp_path, x=x,
+                   reference=lambda x, layer: np.moveaxis(d["y_9_4"], -1, 1), atol=1e-6)

@@ -4,7 +4,9 @@ augmentation layers are the identity (core.IDENTITY_OPS)."""
 
 from __future__ import annotations
 
-from modelkit.image_geometry import aspect_crop_box, center_crop_box
+import numpy as np
+
+from modelkit.image_geometry import INTERPOLATIONS, aspect_crop_box, center_crop_box, resize_matrix
 
 from ..context import LayerUnsupported
 from ..registry import export_handler
@@ -26,7 +28,7 @@ def _crop_box(node, rows, cols):
 
 
 def _check(node, opset):
-    if node.config.get("interpolation", "bilinear") not in ("bilinear", "nearest"):
+    if node.config.get("interpolation", "bilinear") not in INTERPOLATIONS:
         return f"interpolation {node.config.get('interpolation')!r} has no ONNX mapping"
     return None
 
@@ -50,6 +52,8 @@ def resize_crop(node, ctx, inputs):
     if (h, w) == (th, tw):
         return [ctx.op("Identity", [x], x.shape, hint=node.name)]
     xc = to_cf(ctx, x, cfg, node.name)
+    if cfg.get("interpolation") == "bicubic":
+        return [from_cf(ctx, _matrix_resize(ctx, xc, h, w, th, tw), cfg, node.name)]
     sizes = ctx.op("Concat", [ctx.shape_of(xc, 0, 2), ctx.ints([th, tw])], (4,),
                    dtype="int64", axis=0)
     nearest = cfg.get("interpolation", "bilinear") == "nearest"
@@ -58,3 +62,15 @@ def resize_crop(node, ctx, inputs):
     y = ctx.op("Resize", [xc, "", "", sizes], xc.shape[:2] + (th, tw), hint=node.name,
                coordinate_transformation_mode="half_pixel", **attrs)
     return [from_cf(ctx, y, cfg, node.name)]
+
+
+def _matrix_resize(ctx, xc, h, w, th, tw):
+    """(N, C, h, w) -> (N, C, th, tw) as two MatMuls with the interpolation matrices (bicubic:
+    TensorFlow's tabulated kernel, which ONNX Resize's exact cubic does not reproduce)."""
+    mw = resize_matrix(w, tw, "bicubic").T.astype(np.float32)
+    mh = resize_matrix(h, th, "bicubic").T.astype(np.float32)
+    n, c = xc.shape[:2]
+    y = ctx.op("MatMul", [xc, ctx.const(mw, "resize_cols")], (n, c, h, tw))
+    y = ctx.transpose(y, [0, 1, 3, 2])
+    y = ctx.op("MatMul", [y, ctx.const(mh, "resize_rows")], (n, c, tw, th))
+    return ctx.transpose(y, [0, 1, 3, 2])
