@@ -3,7 +3,7 @@ layers and the ONNX exporter (numpy only)."""
 
 import numpy as np
 
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
 _TABLE = 1024           # TensorFlow's bicubic reads its kernel from a table of this size
 
 
@@ -26,13 +26,20 @@ def resize_matrix(n_in, n_out, interpolation):
     """(n_out, n_in) matrix sampling a length-n_in axis at n_out half-pixel centres exactly as
     TensorFlow's `resize` (no antialias): bilinear with clamped taps; nearest at the floor of
     the centre; bicubic with Keys' kernel (a = -0.5) read from TF's 1024-entry table, taps
-    outside the axis dropped and the rest renormalised."""
+    outside the axis dropped and the rest renormalised; area: the mean over the output pixel's
+    box [i, i + 1) * n_in / n_out, each input pixel weighted by its overlap."""
     scale = n_in / n_out
     m = np.zeros((n_out, n_in), np.float64)
     rows = np.arange(n_out)
     centres = (rows + 0.5) * scale
     if interpolation == "nearest":
         m[rows, np.minimum(np.floor(centres).astype(int), n_in - 1)] = 1.0
+        return m
+    if interpolation == "area":
+        for i in rows:
+            lo, hi = i * scale, (i + 1) * scale
+            for k in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+                m[i, k] = (min(hi, k + 1) - max(lo, k)) / scale
         return m
     pos = centres - 0.5
     lo = np.floor(pos)

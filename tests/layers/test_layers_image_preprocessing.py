@@ -219,3 +219,12 @@ def test_bicubic_channels_first(tmp_path):
     run_layer_test(lambda: Resizing(9, 4, interpolation="bicubic", data_format="channels_first"),
                    (2, 5, 6), tmp_path, x=x,
                    reference=lambda x, layer: np.moveaxis(d["y_9_4"], -1, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(9, 4), (3, 11), (2, 2), (5, 13)])
+def test_area_resizing_matches_tensorflow(tmp_path, size):
+    """TensorFlow's area resize (box average), numbers from tf.image.resize."""
+    d = np.load(FIX / "tf_bicubic.npz")
+    want = d[f"area_{size[0]}_{size[1]}"]
+    run_layer_test(lambda: Resizing(*size, interpolation="area"), (5, 6, 2), tmp_path,
+                   x=d["x"], reference=lambda x, layer: want, atol=2e-6)

@@ -52,8 +52,9 @@ def resize_crop(node, ctx, inputs):
     if (h, w) == (th, tw):
         return [ctx.op("Identity", [x], x.shape, hint=node.name)]
     xc = to_cf(ctx, x, cfg, node.name)
-    if cfg.get("interpolation") == "bicubic":
-        return [from_cf(ctx, _matrix_resize(ctx, xc, h, w, th, tw), cfg, node.name)]
+    if cfg.get("interpolation") in ("bicubic", "area"):
+        y = _matrix_resize(ctx, xc, h, w, th, tw, cfg["interpolation"])
+        return [from_cf(ctx, y, cfg, node.name)]
     sizes = ctx.op("Concat", [ctx.shape_of(xc, 0, 2), ctx.ints([th, tw])], (4,),
                    dtype="int64", axis=0)
     nearest = cfg.get("interpolation", "bilinear") == "nearest"
@@ -64,11 +65,12 @@ def resize_crop(node, ctx, inputs):
     return [from_cf(ctx, y, cfg, node.name)]
 
 
-def _matrix_resize(ctx, xc, h, w, th, tw):
+def _matrix_resize(ctx, xc, h, w, th, tw, interpolation):
     """(N, C, h, w) -> (N, C, th, tw) as two MatMuls with the interpolation matrices (bicubic:
-    TensorFlow's tabulated kernel, which ONNX Resize's exact cubic does not reproduce)."""
-    mw = resize_matrix(w, tw, "bicubic").T.astype(np.float32)
-    mh = resize_matrix(h, th, "bicubic").T.astype(np.float32)
+    TensorFlow's tabulated kernel, which ONNX Resize's exact cubic does not reproduce; area:
+    TensorFlow's box average, which ONNX Resize has no mode for)."""
+    mw = resize_matrix(w, tw, interpolation).T.astype(np.float32)
+    mh = resize_matrix(h, th, interpolation).T.astype(np.float32)
     n, c = xc.shape[:2]
     y = ctx.op("MatMul", [xc, ctx.const(mw, "resize_cols")], (n, c, h, tw))
     y = ctx.transpose(y, [0, 1, 3, 2])
