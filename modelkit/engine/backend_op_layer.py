@@ -7,6 +7,8 @@ is pickled: the name is resolved only through the registry of K functions
 arguments are checked (`check_arguments`) before anything is built.
 """
 
+import numpy as np
+
 from ..backend import functions as F
 from ..backend.tensor import Tensor, Variable
 from ..errors import ConfigError
@@ -39,6 +41,8 @@ class BackendOp(Layer):
         kwargs = {k: decode(v, tensors) for k, v in self.arguments["kwargs"].items()}
         if self.function == "getitem":
             return self._fn(args[0], _to_index(args[1]))
+        if self.function == "reshape" and len(args) > 1 and isinstance(args[1], list):
+            args[1] = [_concrete_dim(d) for d in args[1]]     # tf.shape(x)[0] -> its value
         return self._fn(*args, **kwargs)
 
     def get_config(self):
@@ -67,6 +71,11 @@ class BackendOp(Layer):
                 return _shape_value(shape) or (None,) * (shape.shape[0] or 0)
             if isinstance(shape, (list, tuple)):
                 return tuple(_dim_value(d) for d in shape)
+        if self.function == "reshape" and getattr(self, "_symbolic_inputs", None):
+            args = decode(self.arguments["args"], self._symbolic_inputs)
+            if len(args) > 1 and isinstance(args[1], list) and any(
+                    F.is_symbolic(d) for d in args[1]):
+                return _reshaped(tuple(args[0].shape), [_dim_value(d) for d in args[1]])
         return super().compute_output_shape(input_shape)
 
 
@@ -93,10 +102,34 @@ def _dim_value(d):
     function, arguments, inputs = _origin(d)
     if function == "getitem":
         source, index = decode(arguments["args"], inputs)
+        if isinstance(index, list) and len(index) == 1:      # tf-keras's slice_spec [i]
+            index = index[0]
         value = _shape_value(source) if F.is_symbolic(source) else None
         if value is not None and isinstance(index, int):
             return value[index]
     return None
+
+
+def _concrete_dim(d):
+    """A reshape dimension: an int, or a computed scalar tensor (`tf.shape(x)[0]`)."""
+    if isinstance(d, Tensor):
+        return int(d.numpy())
+    return d
+
+
+def _reshaped(in_shape, dims):
+    """The static shape of x reshaped to `dims` (ints, -1, or None where computed and
+    unknown): a -1 is resolved when every other size is known, or when the only unknown
+    sizes are both batches (`tf.reshape(x, [tf.shape(x)[0], -1])`)."""
+    dims, in_shape = list(dims), list(in_shape)
+    if in_shape and dims and in_shape[0] is None and dims[0] is None:
+        in_shape, dims, head = in_shape[1:], dims[1:], [None]
+    else:
+        head = []
+    if dims.count(-1) == 1 and None not in dims and None not in in_shape:
+        rest = int(np.prod([d for d in dims if d != -1]))
+        dims[dims.index(-1)] = int(np.prod(in_shape)) // rest if rest else None
+    return tuple(head + [None if d is None or d < 0 else d for d in dims])
 
 
 def _to_index(idx):

@@ -49,7 +49,7 @@ OTHER = {"square", "pow", "expm1", "log1p", "relu", "clip", "concatenate", "stac
          "permute_dimensions", "transpose", "expand_dims", "squeeze", "batch_flatten",
          "flatten", "matmul", "dot", "batch_dot", "where", "switch", "getitem", "repeat",
          "repeat_elements", "tile", "zeros_like", "ones_like", "gather", "l2_normalize", "var",
-         "std", "cast", "not_equal", "split"}
+         "std", "cast", "not_equal", "split", "shape"}
 SUPPORTED = set(BINARY) | set(UNARY) | ACTIVATION_FUNCS | set(REDUCE) | OTHER
 
 
@@ -90,6 +90,7 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
         y = _arg(args, kwargs, 1, "y")
         like = x if isinstance(x, Tensor) else y
         a, b = _as_tensor(ctx, x, like), _as_tensor(ctx, y, like)
+        a, b = _common_float(ctx, a, b)
         shape = broadcast_shape(a.shape, b.shape)
         if fn == "not_equal":
             eq = ctx.op("Equal", [a, b], shape, dtype="bool")
@@ -152,7 +153,10 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
             shape[a] = None if None in dims else sum(dims)
         return ctx.op("Concat", ts, shape, hint=hint, axis=axis)
     if fn == "reshape":
-        target = [int(d) if d is not None else -1 for d in _arg(args, kwargs, 1, "shape")]
+        dims = list(_arg(args, kwargs, 1, "shape"))
+        if any(isinstance(d, Tensor) for d in dims):              # e.g. tf.shape(x)[0]
+            return _dynamic_reshape(ctx, x, dims, hint)
+        target = [int(d) if d is not None else -1 for d in dims]
         return ctx.reshape(x, target, tuple(None if d == -1 else d for d in target), hint=hint)
     if fn in ("permute_dimensions", "transpose"):
         axes = _arg(args, kwargs, 1, "axes")
@@ -190,6 +194,8 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
                       dtype=a.dtype, hint=hint)
     if fn == "getitem":
         return _getitem(ctx, x, _arg(args, kwargs, 1, "index"), hint)
+    if fn == "shape":
+        return ctx.shape_of(x, hint=hint)                          # int64, as K.shape
     if fn == "split":
         return _split(ctx, x, _arg(args, kwargs, 1, "num_or_size_splits"),
                       int(_arg(args, kwargs, 2, "axis", 0)), hint)
@@ -223,6 +229,25 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
     if fn == "cast":
         return ctx.cast(x, str(np.dtype(_arg(args, kwargs, 1, "dtype"))), hint=hint)
     raise LayerUnsupported(f"backend function {fn!r} has no ONNX mapping")
+
+
+def _common_float(ctx, a, b):
+    """A float and an integer operand (`x * tf.shape(x)[-1]`): the integer one cast, as
+    numpy promotes it."""
+    fa, fb = (np.dtype(t.dtype).kind == "f" for t in (a, b))
+    if fa and not fb:
+        return a, ctx.cast(b, a.dtype)
+    if fb and not fa:
+        return ctx.cast(a, b.dtype), b
+    return a, b
+
+
+def _dynamic_reshape(ctx, x, dims, hint):
+    """Reshape to sizes some of which are computed tensors: one int64 shape vector."""
+    parts = [ctx.reshape(ctx.cast(d, "int64"), [1], (1,)) if isinstance(d, Tensor)
+             else ctx.ints([-1 if d is None else int(d)]) for d in dims]
+    shape = ctx.op("Concat", parts, (len(dims),), dtype="int64", axis=0)
+    return ctx.op("Reshape", [x, shape], (None,) * len(dims), hint=hint)
 
 
 def _split(ctx, x, parts, axis, hint):
