@@ -35,7 +35,8 @@ nothing here decodes, unmarshals or evaluates them.
 from .dialect import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, KERAS3_ONLY_INITIALIZER_KEYS, KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP,
                       is_keras3_config, normalise_layer_config)
 from .reading import attach_wrapped_models, keras_config_to_graph
-from .weights import (attach_layer_weights, keras_weight_order, non_trainable_variable,
+from .weights import (attach_layer_weights, keras3_subobject, keras_weight_order,
+                      non_trainable_variable,
                       snake_case, strip_weight_suffix, variable_names)
 from .writing import graph_to_keras_config
 
@@ -43,4 +44,4 @@ __all__ = ["KERAS2_VERSION", "KERAS3_VERSION", "BACKEND", "keras_config_to_graph
            "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
            "attach_layer_weights", "attach_wrapped_models", "keras_weight_order",
            "is_keras3_config", "non_trainable_variable", "snake_case", "strip_weight_suffix",
-           "variable_names"]
+           "variable_names", "keras3_subobject"]

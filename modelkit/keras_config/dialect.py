@@ -24,7 +24,11 @@ KERAS3_ONLY_KEYS_BY_OP = {
     "LSTM": ("seed",), "GRU": ("seed",), "SimpleRNN": ("seed",),
     "LSTMCell": ("seed",), "GRUCell": ("seed",), "SimpleRNNCell": ("seed",),
     "LayerNormalization": ("rms_scaling",),
+    "MultiHeadAttention": ("seed", "flash_attention"),
 }
+# Layers called with several named tensors rather than a list: their signature order. The IR
+# keeps the tensors as a list in this order (see reading._named_call).
+CALL_TENSOR_ARGS = {"MultiHeadAttention": ("query", "value", "key", "attention_mask")}
 # Keys of serialized objects (initializers) only Keras 3 writes; dropped when None.
 KERAS3_ONLY_INITIALIZER_KEYS = ("input_axes", "output_axes")
 _SERIAL_JUNK = ("module", "registered_name", "shared_object_id", "build_config")

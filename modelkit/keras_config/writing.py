@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelkit.ir import NESTED_MODEL_OPS
 
-from .dialect import keras2_layer_config, keras3_layer_config
+from .dialect import CALL_TENSOR_ARGS, keras2_layer_config, keras3_layer_config
 
 
 def graph_to_keras_config(graph, dialect="keras2"):
@@ -99,7 +99,20 @@ def _graph_config(graph, keras3):
     for n in graph.nodes:
         e = _layer_entry(n, keras3)
         e["name"] = n.name
-        if keras3:
+        named = CALL_TENSOR_ARGS.get(n.op)
+        if named:                  # called with named tensors: query first, the rest by name
+            if keras3:
+                e["inbound_nodes"] = [
+                    {"args": [ref_item(r) for r in call[:2]],
+                     "kwargs": {**{k: ref_item(r) for k, r in zip(named[2:], call[2:])},
+                                **n.kwargs_of(ci)}} for ci, call in enumerate(n.calls)]
+            else:
+                e["inbound_nodes"] = [
+                    [ref_item(call[0])[:3] + [{**{k: ref_item(r)[:3]
+                                                  for k, r in zip(named[1:], call[1:])},
+                                               **n.kwargs_of(ci)}]]
+                    for ci, call in enumerate(n.calls)]
+        elif keras3:
             e["inbound_nodes"] = [
                 {"args": [ref_item(call[0])] if len(call) == 1 else [[ref_item(r) for r in call]],
                  "kwargs": n.kwargs_of(ci)} for ci, call in enumerate(n.calls)]
