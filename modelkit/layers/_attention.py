@@ -27,10 +27,11 @@ def combine_masks(*masks):
 
 def attention_weights(scores, mask=None, dropout=0.0, training=None):
     """softmax(scores) over the last axis with masked positions (mask False, broadcast
-    against scores) at -1e9, then dropout in training."""
+    against scores) set to -1e9 as Keras 3 does (a fully masked row: uniform weights), then
+    dropout in training."""
     if mask is not None:
-        penalty = (1.0 - mask.astype(scores.dtype)) * np.asarray(-MASKED_SCORE, scores.dtype)
-        scores = F.add(scores, penalty)
+        mask = np.broadcast_to(mask, scores.shape)
+        scores = F.where(mask, scores, np.full(scores.shape, -MASKED_SCORE, scores.dtype))
     weights = F.softmax(scores, axis=-1)
     if training and dropout > 0:
         weights = F.dropout(weights, dropout)

@@ -1,0 +1,218 @@
+"""MultiHeadAttention: numpy references (einsum, as Keras computes it), float64 gradients,
+the standard round trips and onnxruntime parity, masks (Keras masks, attention_mask,
+use_causal_mask), the call flags through every format, and real tf-keras / Keras 3 files
+(tests/fixtures/keras_attention_norm, made by make_attention_norm.py)."""
+
+import json
+import pathlib
+
+import h5py
+import numpy as np
+import pytest
+
+from modelkit.backend.gradcheck import assert_gradients_close, assert_layer_gradients_close
+from modelkit.converters import onnx as onnx_conv
+from modelkit.converters.onnx.testing import run
+from modelkit.errors import ConfigError, ShapeError, UnsupportedError
+from modelkit.layers import Embedding, Input, MultiHeadAttention
+from modelkit.models import Model, from_ir, load_model
+
+from layer_testing import run_layer_test
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "keras_attention_norm"
+
+
+def mha_reference(layer, q, v, k=None, keep=None, causal=False):
+    """Keras's einsum formulation, straight from the weights; keep: (B, T, S) bool."""
+    ws = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    per = 2 if layer.use_bias else 1
+    k = v if k is None else k
+    b = q.shape[0]
+    sq, sv = q.shape[1:-1], v.shape[1:-1]
+    q2, v2, k2 = (a.reshape(b, -1, a.shape[-1]).astype(np.float64) for a in (q, v, k))
+
+    def proj(x, i):
+        y = np.einsum("btd,dnh->btnh", x, ws[i * per])
+        return y + ws[i * per + 1] if per == 2 else y
+
+    qp, kp, vp = proj(q2, 0), proj(k2, 1), proj(v2, 2)
+    scores = np.einsum("bsnh,btnh->bnts", kp, qp / np.sqrt(layer.key_dim))
+    mask = np.ones(scores.shape[:1] + scores.shape[2:], bool) if keep is None else keep
+    if causal:
+        mask = mask & np.tril(np.ones(scores.shape[2:], bool))[None]
+    scores = np.where(mask[:, None], scores, -1e9)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out = np.einsum("bnts,bsnh->btnh", p, vp)
+    out = np.einsum("btnh,nh...->bt...", out, ws[3 * per])
+    if per == 2:
+        out = out + ws[3 * per + 1]
+    return out.reshape((b,) + sq + out.shape[2:]), p.reshape((b, p.shape[1]) + sq + sv)
+
+
+CASES = [   # (kwargs, input shapes, output shape)
+    ({"num_heads": 2, "key_dim": 3}, [(5, 6), (4, 6)], (5, 6)),
+    ({"num_heads": 2, "key_dim": 3}, [(5, 6), (4, 6), (4, 3)], (5, 6)),          # key given
+    ({"num_heads": 3, "key_dim": 2, "value_dim": 4, "use_bias": False, "output_shape": 7},
+     [(3, 5), (6, 4)], (3, 7)),
+    ({"num_heads": 1, "key_dim": 4, "output_shape": [2, 3]}, [(3, 5), (2, 5)], (3, 2, 3)),
+    ({"num_heads": 2, "key_dim": 2}, [(2, 3, 4), (3, 2, 4)], (2, 3, 4)),       # 2 attention axes
+]
+
+
+@pytest.mark.parametrize("kwargs,shapes,out", CASES)
+def test_layer(kwargs, shapes, out, tmp_path):
+    """Shapes, numpy reference, config/IR/.h5/.keras round trips, onnxruntime parity."""
+    model, _ = run_layer_test(
+        lambda: MultiHeadAttention(**kwargs), shapes, tmp_path, output_shape=out,
+        reference=lambda x, layer: mha_reference(layer, *x)[0], gradients=False,
+        weights=lambda g, s: g.normal(0, 0.5, s).astype(np.float32))
+    layer = model.layers[-1]
+    names = [w.name.split("/", 1)[1] for w in layer.weights]
+    parts = ["kernel", "bias"] if layer.use_bias else ["kernel"]
+    assert names == [f"{p}/{v}" for p in ("query", "key", "value", "attention_output")
+                     for v in parts]                                  # Keras's order
+
+
+class _SelfAttention(MultiHeadAttention):
+    """mha(x, x, ...): one input, so the layer gradient checker can drive it."""
+
+    def __init__(self, causal=False, **kwargs):
+        super().__init__(**kwargs)
+        self._causal = causal
+
+    def __call__(self, x, **kw):
+        return super().__call__(x, x, use_causal_mask=self._causal, **kw)
+
+
+@pytest.mark.parametrize("kwargs", [{"num_heads": 2, "key_dim": 3},
+                                    {"num_heads": 2, "key_dim": 2, "value_dim": 3,
+                                     "use_bias": False, "output_shape": 4, "causal": True}])
+def test_gradients_float64(kwargs):
+    layer = _SelfAttention(dtype="float64", **kwargs)
+    x = np.random.default_rng(1).standard_normal((2, 4, 5))
+    layer(Input((4, 5), dtype="float64"))
+    layer.set_weights([np.random.default_rng(2).normal(0, 0.5, w.shape)
+                       for w in layer.get_weights()])
+    assert_layer_gradients_close(layer, x)
+
+
+def test_cross_attention_input_gradients_float64():
+    layer = MultiHeadAttention(2, 3, dtype="float64")
+    layer([Input((3, 4), dtype="float64"), Input((5, 2), dtype="float64")])
+    rng = np.random.default_rng(3)
+    assert_gradients_close(lambda q, v: layer([q, v]),
+                           [rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 2))])
+
+
+def _flagged_model():
+    q, v = Input((4, 6), name="q"), Input((3, 6), name="v")
+    m = Input((4, 3), name="m")
+    a = MultiHeadAttention(2, 3, name="causal")(q, q, use_causal_mask=True)
+    b, scores = MultiHeadAttention(2, 2, value_dim=3, name="scored")(
+        a, v, attention_mask=m, return_attention_scores=True)
+    model = Model([q, v, m], [b, scores])
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    x = [rng.standard_normal((2, 4, 6)).astype(np.float32),
+         rng.standard_normal((2, 3, 6)).astype(np.float32),
+         (rng.random((2, 4, 3)) > 0.4).astype(np.float32)]
+    x[2][:, :, 0] = 1.0                                  # every query sees something
+    return model, x
+
+
+def test_causal_mask_attention_mask_and_scores_match_numpy():
+    model, x = _flagged_model()
+    got = model.predict(x)
+    a, _ = mha_reference(model.get_layer("causal"), x[0], x[0], causal=True)
+    b, p = mha_reference(model.get_layer("scored"), a, x[1], keep=x[2] > 0)
+    np.testing.assert_allclose(got[0], b, atol=1e-5)
+    np.testing.assert_allclose(got[1], p, atol=1e-6)
+    assert got[1].shape == (2, 2, 4, 3)
+    assert np.all(got[1][x[2][:, None].repeat(2, 1) == 0] < 1e-8)
+
+
+@pytest.mark.parametrize("ext", [".h5", ".keras"])
+def test_call_flags_and_named_tensors_survive_files(ext, tmp_path):
+    model, x = _flagged_model()
+    want = model.predict(x)
+    path = tmp_path / f"m{ext}"
+    model.save(path)
+    again = load_model(path)
+    for g, w in zip(again.predict(x), want):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(from_ir(model.to_ir()).predict(x), want):
+        np.testing.assert_array_equal(g, w)
+    if ext == ".h5":                   # the Keras 2 spelling: query first, the rest by name
+        with h5py.File(path) as f:
+            layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+        node = {la["name"]: la for la in layers}["scored"]["inbound_nodes"][0]
+        assert node == [["causal", 0, 0, {"value": ["v", 0, 0], "key": ["v", 0, 0],
+                                          "attention_mask": ["m", 0, 0],
+                                          "return_attention_scores": True}]]
+
+
+def test_onnx_parity_with_flags_and_masks():
+    model, x = _flagged_model()
+    for r, g in zip(run(onnx_conv.export(model), x), model.predict(x)):
+        np.testing.assert_allclose(r, g, atol=1e-5, rtol=0)
+
+
+def test_keras_masks_of_the_inputs():
+    ids = Input((5,), dtype="int32")
+    e = Embedding(7, 4, mask_zero=True)(ids)
+    model = Model(ids, MultiHeadAttention(2, 3, name="mha")(e, e))
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    x = np.array([[1, 2, 3, 0, 0], [4, 0, 5, 6, 1]], np.int32)
+    got = model.predict(x)
+    emb = model.layers[1].get_weights()[0][x]
+    keep = (x > 0)[:, :, None] & (x > 0)[:, None, :]
+    want, _ = mha_reference(model.get_layer("mha"), emb, emb, keep=keep)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(run(onnx_conv.export(model), [x])[0], got, atol=1e-5, rtol=0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="'bad'.*num_heads"):
+        MultiHeadAttention(0, 3, name="bad")
+    with pytest.raises(ConfigError, match="dropout"):
+        MultiHeadAttention(2, 3, dropout=1.5)
+    with pytest.raises(UnsupportedError, match="use_gate"):
+        MultiHeadAttention(2, 3, use_gate=True)
+    with pytest.raises(UnsupportedError, match="attention_axes"):
+        MultiHeadAttention(2, 3, attention_axes=[2])(Input((2, 3, 4)), Input((2, 3, 4)))
+    with pytest.raises(ShapeError, match="same rank"):
+        MultiHeadAttention(2, 3)(Input((2, 3, 4)), Input((3, 4)))
+    with pytest.raises(ConfigError, match="value"):
+        MultiHeadAttention(2, 3)(Input((3, 4)))
+
+
+def test_dropout_only_in_training():
+    layer = MultiHeadAttention(2, 3, dropout=0.5)
+    x = np.random.default_rng(6).standard_normal((2, 4, 3)).astype(np.float32)
+    a, b = layer(x, x), layer(x, x)
+    np.testing.assert_array_equal(a.value, b.value)
+    assert not np.allclose(layer(x, x, training=True).value, a.value)
+
+
+MHA_FILES = ["tfk_mha.h5", "k3_mha.h5", "k3_mha.keras",
+             "tfk_mha_scores.h5", "k3_mha_scores.h5", "k3_mha_scores.keras"]
+
+
+@pytest.mark.parametrize("name", MHA_FILES)
+def test_real_keras_files(name):
+    """Files written by tf-keras 2.21 and Keras 3.15 predict Keras's numbers, in modelkit and
+    in onnxruntime (the causal call flag and the scores output come from the files)."""
+    data = np.load(FIXTURES / f"{name.split('.')[0]}.npz")
+    model = load_model(FIXTURES / name, compile=False)
+    xs = [data[f"x{i}"] for i in range(len(model.inputs))]
+    ys = [data[f"y{i}"] for i in range(len(model.outputs))]
+    got = model.predict(xs)
+    got = got if isinstance(got, list) else [got]
+    ran = run(onnx_conv.export(model), xs)
+    for g, r, y in zip(got, ran, ys, strict=True):
+        np.testing.assert_allclose(g, y, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(r, y, atol=1e-5, rtol=0)
