@@ -168,7 +168,9 @@ def variable_names(op, config):
         return ((["gamma"] if cfg.get("scale", True) else [])
                 + (["beta"] if cfg.get("center", True) else [])
                 + ["moving_mean", "moving_variance"])
-    if op == "LayerNormalization":
+    if op == "Normalization":
+        return None if cfg.get("mean") is not None else ["mean", "variance", "count"]
+    if op in ("LayerNormalization", "GroupNormalization"):
         return ((["gamma"] if cfg.get("scale", True) else [])
                 + (["beta"] if cfg.get("center", True) else []))
     if op == "Embedding":
