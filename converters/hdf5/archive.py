@@ -135,7 +135,7 @@ def _write_new_layout(f, graph):
             where = paths[node.name] + (f"/{sub}" if sub else "") + "/vars"
             i = counts[where] = counts.get(where, -1) + 1
             f.require_group(where).create_dataset(str(i),
-                                                  data=np.ascontiguousarray(sg.weights[key]))
+                                                  data=np.asarray(sg.weights[key], order="C"))
 
 
 def save_keras_archive(graph, path):

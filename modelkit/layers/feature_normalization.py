@@ -30,6 +30,14 @@ __all__ = ["Normalization", "UnitNormalization", "GroupNormalization"]
 STD_FLOOR = 1e-7
 
 
+def kept_axes_array(value, bshape, dtype):
+    """A statistic (a number, or one value per kept-axes position) in the broadcast shape."""
+    arr = np.asarray(value, dtype)
+    if arr.size == int(np.prod(bshape)) and arr.size > 1:
+        return arr.reshape(bshape)
+    return np.broadcast_to(arr, bshape)
+
+
 def _float_input(layer, x):
     return x if np.issubdtype(x.dtype, np.floating) and x.dtype == np.dtype(layer.dtype) \
         else F.cast(x, layer.dtype)
@@ -80,8 +88,8 @@ class Normalization(Layer):
         else:
             mean, var = as_array(self.mean), as_array(self.variance)
         try:
-            mean = np.broadcast_to(np.asarray(mean, dtype), self._bshape)
-            std = np.maximum(np.sqrt(np.broadcast_to(np.asarray(var, dtype), self._bshape)),
+            mean = kept_axes_array(mean, self._bshape, dtype)
+            std = np.maximum(np.sqrt(kept_axes_array(var, self._bshape, dtype)),
                              np.asarray(STD_FLOOR, dtype))
         except ValueError:
             raise ShapeError(f"Normalization {self.name!r}: mean/variance of shape "

@@ -88,6 +88,14 @@ def layer_norm(node, ctx, inputs):
     return [ctx.op("Identity", [y], x.shape, hint=node.name)]
 
 
+def _kept_axes_array(value, bshape):
+    """Normalization's statistic (a number or one per kept position) in float32, broadcast."""
+    arr = np.asarray(value, np.float32)
+    if arr.size == int(np.prod(bshape)) and arr.size > 1:
+        return arr.reshape(bshape)
+    return np.broadcast_to(arr, bshape)
+
+
 def _kept_shape(cfg_axis, rank):
     """The broadcast shape mask of Normalization's kept axes (None: none kept)."""
     if cfg_axis is None:
@@ -108,9 +116,8 @@ def normalization(node, ctx, inputs):
         mean, var = cfg["mean"], cfg["variance"]
     else:
         mean, var = ctx.weights(node)[:2]
-    mean_b = np.broadcast_to(np.asarray(mean, np.float32), bshape)
-    std_b = np.maximum(np.sqrt(np.broadcast_to(np.asarray(var, np.float32), bshape)),
-                       np.float32(1e-7))
+    mean_b = _kept_axes_array(mean, bshape)
+    std_b = np.maximum(np.sqrt(_kept_axes_array(var, bshape)), np.float32(1e-7))
     m = ctx.param(node, "mean", lambda: np.ascontiguousarray(mean_b))
     s = ctx.param(node, "std", lambda: np.ascontiguousarray(std_b))
     if cfg.get("invert"):
