@@ -25,13 +25,16 @@ def combine_masks(*masks):
     return out
 
 
-def attention_weights(scores, mask=None, dropout=0.0, training=None):
+def attention_weights(scores, mask=None, dropout=0.0, training=None, subtract=False):
     """softmax(scores) over the last axis with masked positions (mask False, broadcast
-    against scores) set to -1e9 as Keras 3 does (a fully masked row: uniform weights), then
+    against scores) set to -1e9 as MultiHeadAttention does (a fully masked row: uniform
+    weights), or lowered by 1e9 (`subtract`, as Attention/AdditiveAttention do); then
     dropout in training."""
     if mask is not None:
         mask = np.broadcast_to(mask, scores.shape)
-        scores = F.where(mask, scores, np.full(scores.shape, -MASKED_SCORE, scores.dtype))
+        low = F.subtract(scores, np.asarray(MASKED_SCORE, scores.dtype)) if subtract else \
+            np.full(scores.shape, -MASKED_SCORE, scores.dtype)
+        scores = F.where(mask, scores, low)
     weights = F.softmax(scores, axis=-1)
     if training and dropout > 0:
         weights = F.dropout(weights, dropout)

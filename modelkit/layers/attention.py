@@ -1,4 +1,5 @@
-"""Attention layers (Keras semantics and weight layout).
+"""Attention layers (Keras semantics and weight layout): MultiHeadAttention, Attention
+(dot-product, Luong) and AdditiveAttention (Bahdanau).
 
 MultiHeadAttention, as tf.keras 2.x and Keras 3 compute it: query/key/value projections
 (EinsumDense kernels `(dim, num_heads, key_dim)`, biases `(num_heads, key_dim)`), scaled dot
@@ -22,7 +23,7 @@ from ._attention import attention_weights, causal_mask, combine_masks
 from ._kernel_bias import kernel_bias_config, set_kernel_bias
 from .serialization import register_layer
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "Attention", "AdditiveAttention"]
 
 _PROJECTIONS = ("query", "key", "value")
 
@@ -215,4 +216,140 @@ class MultiHeadAttention(Layer):
             "output_shape": self._output_shape, "attention_axes": self.attention_axes,
             **kernel_bias_config(self),
         })
+        return config
+
+
+class _DenseAttention(Layer):
+    """What Attention and AdditiveAttention share (Keras's BaseDenseAttention): inputs
+    `[query, value]` or `[query, value, key]`, scores from `_scores(q, k)`, the value
+    mask and the causal rule on the scores, dropout on the weights, the query mask zeroing
+    the output, and `return_attention_scores` adding the weights as a second output."""
+
+    def __init__(self, dropout=0.0, causal=False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = float(dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: dropout must be in "
+                              f"[0, 1), got {dropout!r}")
+        self.causal = bool(causal)          # tf.keras <= 2.9: a causal mask on every call
+        self.supports_masking = True
+        self._scores_out = False
+
+    def __call__(self, inputs, use_causal_mask=False, return_attention_scores=False, **kw):
+        self._scores_out = bool(return_attention_scores)
+        if use_causal_mask:
+            kw["use_causal_mask"] = True
+        if return_attention_scores:
+            kw["return_attention_scores"] = True
+        return super().__call__(inputs, **kw)
+
+    def _shapes(self, input_shape):
+        where = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(input_shape, (list, tuple)) or not input_shape or \
+                not isinstance(input_shape[0], (list, tuple)) or len(input_shape) not in (2, 3):
+            raise ShapeError(f"{where} takes a list [query, value] or [query, value, key]")
+        shapes = [tuple(s) for s in input_shape]
+        if any(len(s) != 3 for s in shapes):
+            raise ShapeError(f"{where}: query, value and key must be (batch, steps, dim), got "
+                             f"{shapes}")
+        return shapes
+
+    def build(self, input_shape):
+        shapes = self._shapes(input_shape)
+        self._build_scores(shapes[0][-1])
+        self.built = True
+
+    def _build_scores(self, dim):
+        """Add the score weights (nothing by default)."""
+
+    def call(self, inputs, mask=None, training=None, use_causal_mask=False,
+             return_attention_scores=False):
+        q, v = inputs[0], inputs[1]
+        k = inputs[2] if len(inputs) > 2 else v
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None, None]
+        scores = self._scores(q, k)                                   # (B, Tq, Tv)
+        keep = None if masks[1] is None else np.asarray(as_array(masks[1]), bool)[:, None]
+        if use_causal_mask or self.causal:
+            keep = combine_masks(keep, causal_mask(q.shape[1], k.shape[1]))
+        weights = attention_weights(scores, keep, self.dropout, training, subtract=True)
+        out = F.matmul(weights, v)
+        if masks[0] is not None:
+            out = F.multiply(out, np.asarray(as_array(masks[0]), out.dtype)[..., None])
+        return [out, weights] if return_attention_scores else out
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._shapes(input_shape)
+        out = shapes[0][:-1] + shapes[1][-1:]
+        return [out, shapes[0][:-1] + shapes[1][1:2]] if self._scores_out else out
+
+    def compute_mask(self, inputs, mask=None):
+        qm = mask[0] if isinstance(mask, (list, tuple)) else None
+        return [qm, None] if self._scores_out else qm
+
+    def get_config(self):
+        config = super().get_config()
+        config["dropout"] = self.dropout
+        if self.causal:
+            config["causal"] = True
+        return config
+
+
+@register_layer
+class Attention(_DenseAttention):
+    """Dot-product (Luong) attention: `Attention(use_scale=False, score_mode="dot",
+    dropout=0.0)`; scores `q . k` (times the scalar weight `scale`), or with
+    `score_mode="concat"` `concat_score_weight * sum(tanh(scale * (q + k)))`."""
+
+    def __init__(self, use_scale=False, score_mode="dot", **kwargs):
+        super().__init__(**kwargs)
+        if score_mode not in ("dot", "concat"):
+            raise ConfigError(f"Attention {self.name!r}: score_mode must be 'dot' or "
+                              f"'concat', got {score_mode!r}")
+        self.use_scale = bool(use_scale)
+        self.score_mode = score_mode
+
+    def _build_scores(self, dim):
+        self.scale = self.add_weight("scale", (), initializer="ones") \
+            if self.use_scale else None
+        self.concat_score_weight = self.add_weight("concat_score_weight", (),
+                                                   initializer="ones") \
+            if self.score_mode == "concat" else None
+
+    def _scores(self, q, k):
+        if self.score_mode == "dot":
+            scores = F.matmul(q, F.transpose(k, (0, 2, 1)))
+            return scores if self.scale is None else F.multiply(scores, self.scale)
+        total = F.add(F.expand_dims(q, 2), F.expand_dims(k, 1))       # (B, Tq, Tv, dim)
+        if self.scale is not None:
+            total = F.multiply(self.scale, total)
+        return F.multiply(self.concat_score_weight, F.sum(F.tanh(total), axis=-1))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"use_scale": self.use_scale, "score_mode": self.score_mode})
+        return config
+
+
+@register_layer
+class AdditiveAttention(_DenseAttention):
+    """Additive (Bahdanau) attention: `AdditiveAttention(use_scale=True, dropout=0.0)`;
+    scores `sum(scale * tanh(q + k))` with the per-feature weight `scale` (dim,)."""
+
+    def __init__(self, use_scale=True, **kwargs):
+        super().__init__(**kwargs)
+        self.use_scale = bool(use_scale)
+
+    def _build_scores(self, dim):
+        self.scale = self.add_weight("scale", (dim,), initializer="glorot_uniform") \
+            if self.use_scale else None
+
+    def _scores(self, q, k):
+        total = F.tanh(F.add(F.expand_dims(q, 2), F.expand_dims(k, 1)))
+        if self.scale is not None:
+            total = F.multiply(self.scale, total)
+        return F.sum(total, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["use_scale"] = self.use_scale
         return config

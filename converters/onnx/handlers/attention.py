@@ -1,4 +1,5 @@
-"""Attention layers: MultiHeadAttention as MatMul/Softmax, masks as a -1e9 penalty."""
+"""Attention layers: MultiHeadAttention, Attention and AdditiveAttention as
+MatMul/Softmax, masked scores at (or lowered by) 1e9 as Keras does."""
 
 from __future__ import annotations
 
@@ -42,15 +43,17 @@ def keep_mask(ctx, scores, query_mask=None, value_masks=(), attention_mask=None,
     return keep
 
 
-def masked_softmax(ctx, scores, keep, head_axis=True):
-    """softmax over the last axis of scores with -1e9 where keep is 0 (Keras 3's `where`);
-    keep (B, T, S) gains the head axis 1 when `head_axis`."""
+def masked_softmax(ctx, scores, keep, head_axis=True, subtract=False):
+    """softmax over the last axis of scores with -1e9 where keep is 0 (MultiHeadAttention),
+    or the score lowered by 1e9 there (`subtract`: Attention, AdditiveAttention); keep
+    (B, T, S) gains the head axis 1 when `head_axis`."""
     if keep is not None:
         keep = ctx.cast(keep, "bool")
         if head_axis:
             keep = ctx.unsqueeze(keep, [1])
-        scores = ctx.op("Where", [keep, scores, ctx.scalar(-MASKED_SCORE)], scores.shape,
-                        dtype=scores.dtype)
+        low = ctx.op("Sub", [scores, ctx.scalar(MASKED_SCORE)], scores.shape) if subtract \
+            else ctx.scalar(-MASKED_SCORE)
+        scores = ctx.op("Where", [keep, scores, low], scores.shape, dtype=scores.dtype)
     return ctx.op("Softmax", [scores], scores.shape, axis=-1)
 
 
@@ -123,3 +126,50 @@ def multi_head_attention(node, ctx, inputs):
         weights = ctx.reshape(weights, [0, n] + _static(steps_q, "the query steps")
                               + _static(steps_v, "the value steps"), shape)
     return [out, ctx.op("Identity", [weights], shape, hint=node.name)]
+
+
+def _dense_attention_scores(node, ctx, q, k):
+    """(B, Tq, Tv) scores of Attention ("dot" / "concat") and AdditiveAttention."""
+    cfg = node.config
+    ws = list(ctx.weights(node))
+    t, s = q.shape[1], k.shape[1]
+    if node.op == "Attention" and cfg.get("score_mode", "dot") == "dot":
+        scores = ctx.op("MatMul", [q, ctx.transpose(k, (0, 2, 1))], (None, t, s))
+        if cfg.get("use_scale"):
+            scores = ctx.op("Mul", [scores, ctx.param(node, "scale", lambda: np.asarray(
+                ws[0], np.float32))], scores.shape)
+        return scores
+    total = ctx.op("Add", [ctx.unsqueeze(q, [2]), ctx.unsqueeze(k, [1])],
+                   (None, t, s, q.shape[-1]))
+    scale = ctx.param(node, "scale", lambda: np.asarray(ws[0], np.float32)) \
+        if cfg.get("use_scale", node.op == "AdditiveAttention") else None
+    if node.op == "AdditiveAttention":
+        total = ctx.op("Tanh", [total], total.shape)
+        if scale is not None:
+            total = ctx.op("Mul", [total, scale], total.shape)
+        return ctx.reduce("ReduceSum", total, [-1], False)
+    if scale is not None:
+        total = ctx.op("Mul", [total, scale], total.shape)
+    summed = ctx.reduce("ReduceSum", ctx.op("Tanh", [total], total.shape), [-1], False)
+    return ctx.op("Mul", [summed, ctx.param(node, "concat_score_weight", lambda: np.asarray(
+        ws[-1], np.float32))], summed.shape)
+
+
+@export_handler("Attention", "AdditiveAttention", keeps_mask=True)
+def dense_attention(node, ctx, inputs):
+    q, v = inputs[0], inputs[1]
+    k = inputs[2] if len(inputs) > 2 else v
+    scores = _dense_attention_scores(node, ctx, q, k)
+    value_mask = ctx.masks.get(v.name)
+    keep = keep_mask(ctx, scores, None, [value_mask] if value_mask is not None else [],
+                     causal=ctx.call_kwargs.get("use_causal_mask", False)
+                     or bool(node.config.get("causal")))
+    weights = masked_softmax(ctx, scores, keep, head_axis=False, subtract=True)
+    out_shape = (None, q.shape[1], v.shape[-1])
+    out = ctx.op("MatMul", [weights, v], out_shape, hint=node.name)
+    if q.name in ctx.masks:
+        qm = ctx.unsqueeze(ctx.cast(ctx.masks[q.name], "float32"), [2])
+        out = ctx.op("Mul", [out, qm], out_shape, hint=node.name)
+    if ctx.call_kwargs.get("return_attention_scores"):
+        return [out, ctx.op("Identity", [weights], weights.shape, hint=node.name)]
+    return [out]
