@@ -145,9 +145,6 @@ MHA_SUBLAYERS = {"query": "query_dense", "key": "key_dense", "value": "value_den
 def keras3_subobject(op, variable):
     """The Keras 3 `.keras` sub-object group that holds a variable of a layer (None: the
     layer's own `vars`)."""
-    if op in ("Attention", "AdditiveAttention"):
-        return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
-                + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
     if op == "MultiHeadAttention":
         return MHA_SUBLAYERS.get(variable.split("/", 1)[0])
     return None
@@ -192,6 +189,9 @@ def variable_names(op, config):
         if f is None or b is None:
             return None
         return [f"forward_{iname}/{v}" for v in f] + [f"backward_{bname}/{v}" for v in b]
+    if op in ("Attention", "AdditiveAttention"):
+        return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
+                + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
     if op in ("Attention", "AdditiveAttention"):
         return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
                 + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))

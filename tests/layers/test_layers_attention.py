@@ -1,4 +1,4 @@
-"""MultiHeadAttention: numpy references (einsum, as Keras computes it), float64 gradients,
+"""MultiHeadAttention, Attention and AdditiveAttention: numpy references (einsum, as Keras computes it), float64 gradients,
 the standard round trips and onnxruntime parity, masks (Keras masks, attention_mask,
 use_causal_mask), the call flags through every format, and real tf-keras / Keras 3 files
 (tests/fixtures/keras_attention_norm, made by make_attention_norm.py)."""
@@ -14,7 +14,7 @@ from modelkit.backend.gradcheck import assert_gradients_close, assert_layer_grad
 from modelkit.converters import onnx as onnx_conv
 from modelkit.converters.onnx.testing import run
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
-from modelkit.layers import Embedding, Input, MultiHeadAttention
+from modelkit.layers import AdditiveAttention, Attention, Embedding, Input, MultiHeadAttention
 from modelkit.models import Model, from_ir, load_model
 
 from layer_testing import run_layer_test
@@ -216,3 +216,134 @@ def test_real_keras_files(name):
     for g, r, y in zip(got, ran, ys, strict=True):
         np.testing.assert_allclose(g, y, atol=1e-5, rtol=0)
         np.testing.assert_allclose(r, y, atol=1e-5, rtol=0)
+
+
+# -- Attention and AdditiveAttention -------------------------------------------------------------
+
+def dense_attention_reference(layer, q, v, k=None, q_mask=None, v_mask=None, causal=False):
+    """Keras's BaseDenseAttention in numpy: scores, masked ones lowered by 1e9, softmax."""
+    q, v = q.astype(np.float64), v.astype(np.float64)
+    k = v if k is None else k.astype(np.float64)
+    ws = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    if isinstance(layer, AdditiveAttention):
+        t = np.tanh(q[:, :, None] + k[:, None])
+        scores = (t * ws[0] if layer.use_scale else t).sum(-1)
+    elif layer.score_mode == "dot":
+        scores = q @ k.transpose(0, 2, 1) * (ws[0] if layer.use_scale else 1.0)
+    else:
+        t = q[:, :, None] + k[:, None]
+        scores = ws[-1] * np.tanh(t * ws[0] if layer.use_scale else t).sum(-1)
+    keep = np.ones(scores.shape, bool)
+    if v_mask is not None:
+        keep &= v_mask[:, None]
+    if causal:
+        keep &= np.tril(np.ones(scores.shape[1:], bool))
+    scores = np.where(keep, scores, scores - 1e9)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out = p @ v
+    if q_mask is not None:
+        out = out * q_mask[..., None]
+    return out, p
+
+
+DENSE_CASES = [
+    (lambda: Attention(), [(3, 4), (5, 4)]),
+    (lambda: Attention(use_scale=True), [(3, 4), (5, 2), (5, 4)]),              # key given
+    (lambda: Attention(score_mode="concat"), [(3, 4), (5, 4)]),
+    (lambda: Attention(use_scale=True, score_mode="concat"), [(2, 3), (4, 3)]),
+    (lambda: AdditiveAttention(), [(3, 4), (5, 4)]),
+    (lambda: AdditiveAttention(use_scale=False), [(3, 4), (5, 6), (5, 4)]),
+]
+
+
+@pytest.mark.parametrize("factory,shapes", DENSE_CASES)
+def test_dense_attention_layer(factory, shapes, tmp_path):
+    out = (shapes[0][0], shapes[1][1])
+    model, _ = run_layer_test(
+        factory, shapes, tmp_path, output_shape=out, gradients=False,
+        reference=lambda x, layer: dense_attention_reference(layer, *x)[0],
+        weights=lambda g, s: g.normal(0, 0.7, s).astype(np.float32))
+    layer = model.layers[-1]
+    names = [w.name.split("/")[-1] for w in layer.weights]
+    want = (["scale"] if layer.use_scale else []) + \
+        (["concat_score_weight"] if getattr(layer, "score_mode", "") == "concat" else [])
+    assert names == want
+
+
+class _SelfDense:
+    """layer([x, x]) for the layer gradient checker (one input)."""
+
+    @staticmethod
+    def make(cls, **kwargs):
+        class SelfAttending(cls):
+            def __call__(self, x, **kw):
+                return super().__call__([x, x], **kw)
+        return SelfAttending(dtype="float64", **kwargs)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(Attention, {"use_scale": True}),
+                                        (Attention, {"use_scale": True, "score_mode": "concat"}),
+                                        (Attention, {"causal": True}),
+                                        (AdditiveAttention, {})])
+def test_dense_attention_gradients_float64(cls, kwargs):
+    layer = _SelfDense.make(cls, **kwargs)
+    layer(Input((4, 3), dtype="float64"))
+    layer.set_weights([np.random.default_rng(7).normal(0, 0.7, w.shape)
+                       for w in layer.get_weights()])
+    assert_layer_gradients_close(layer, np.random.default_rng(8).standard_normal((2, 4, 3)))
+
+
+def _masked_dense_model(cls, **kwargs):
+    qi, vi = Input((4,), dtype="int32", name="qi"), Input((5,), dtype="int32", name="vi")
+    emb = Embedding(9, 3, mask_zero=True, name="emb")
+    layer = cls(name="att", **kwargs)
+    out, scores = layer([emb(qi), emb(vi)], use_causal_mask=True,
+                        return_attention_scores=True)
+    model = Model([qi, vi], [out, scores])
+    model.set_weights([np.random.default_rng(9).normal(0, 0.7, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    x = [np.array([[1, 2, 0, 0], [3, 4, 5, 6]], np.int32),
+         np.array([[1, 0, 2, 3, 0], [4, 5, 0, 0, 0]], np.int32)]
+    return model, x
+
+
+@pytest.mark.parametrize("cls", [Attention, AdditiveAttention])
+def test_dense_attention_masks_causal_and_scores(cls, tmp_path):
+    """Keras masks (value mask on the scores, query mask zeroing the output), the causal
+    flag and the scores output: numpy, IR/.h5/.keras round trips, onnxruntime."""
+    model, x = _masked_dense_model(cls)
+    got = model.predict(x)
+    table = model.get_layer("emb").get_weights()[0]
+    want = dense_attention_reference(model.get_layer("att"), table[x[0]], table[x[1]],
+                                     q_mask=x[0] > 0, v_mask=x[1] > 0, causal=True)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-6)
+    for ext in (".h5", ".keras"):
+        model.save(tmp_path / f"m{ext}")
+        for g, w in zip(load_model(tmp_path / f"m{ext}").predict(x), got):
+            np.testing.assert_array_equal(g, w)
+    for g, w in zip(from_ir(model.to_ir()).predict(x), got):
+        np.testing.assert_array_equal(g, w)
+    for r, g in zip(run(onnx_conv.export(model), x), got):
+        np.testing.assert_allclose(r, g, atol=1e-6, rtol=0)
+
+
+def test_dense_attention_errors_and_dropout():
+    with pytest.raises(ConfigError, match="'a1'.*score_mode"):
+        Attention(score_mode="bilinear", name="a1")
+    with pytest.raises(ConfigError, match="dropout"):
+        AdditiveAttention(dropout=-0.1)
+    with pytest.raises(ShapeError, match=r"\[query, value\]"):
+        Attention()(Input((3, 4)))
+    layer = Attention(dropout=0.5)
+    q = np.random.default_rng(10).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(layer([q, q]).value, layer([q, q]).value)
+    assert not np.allclose(layer([q, q], training=True).value, layer([q, q]).value)
+
+
+@pytest.mark.parametrize("name", ["tfk_attention.h5", "k3_attention.h5", "k3_attention.keras"])
+def test_real_keras_dense_attention_files(name):
+    """Attention (dot with scale, concat) and AdditiveAttention (with key, without scale)
+    written by tf-keras 2.21 and Keras 3.15: Keras's numbers in modelkit and onnxruntime."""
+    test_real_keras_files(name)
