@@ -130,17 +130,26 @@ class MultiHeadAttention(Layer):
         n, kd, vd = self.num_heads, self.key_dim, self.value_dim
         for name, dim, head in (("query", q[-1], kd), ("key", k[-1], kd), ("value", v[-1], vd)):
             setattr(self, f"_{name}_kernel", self._weight(f"{name}/kernel", (dim, n, head),
-                                                          "kernel"))
-            setattr(self, f"_{name}_bias", self._weight(f"{name}/bias", (n, head), "bias")
+                                                          "kernel", 1))
+            setattr(self, f"_{name}_bias", self._weight(f"{name}/bias", (n, head), "bias", 0)
                     if self.use_bias else None)
         self._out_kernel = self._weight("attention_output/kernel", (n, vd) + self._out_dims,
-                                        "kernel")
-        self._out_bias = self._weight("attention_output/bias", self._out_dims, "bias") \
+                                        "kernel", 2)
+        self._out_bias = self._weight("attention_output/bias", self._out_dims, "bias", 0) \
             if self.use_bias else None
         self.built = True
 
-    def _weight(self, name, shape, role):
-        return self.add_weight(name, shape, initializer=getattr(self, f"{role}_initializer"),
+    def _weight(self, name, shape, role, in_axes):
+        """A weight with the role's options; initialised as the 2-D matrix (first
+        `in_axes` axes as rows) so fan-in/fan-out are Keras EinsumDense's."""
+        init = getattr(self, f"{role}_initializer")
+        if in_axes:
+            rows = int(np.prod(shape[:in_axes]))
+
+            def matrix_init(shape, dtype=None, _init=init):
+                return np.reshape(_init((rows, int(np.prod(shape)) // rows), dtype=dtype), shape)
+            init = matrix_init
+        return self.add_weight(name, shape, initializer=init,
                                regularizer=getattr(self, f"{role}_regularizer"),
                                constraint=getattr(self, f"{role}_constraint"))
 

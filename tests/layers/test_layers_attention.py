@@ -347,3 +347,27 @@ def test_real_keras_dense_attention_files(name):
     """Attention (dot with scale, concat) and AdditiveAttention (with key, without scale)
     written by tf-keras 2.21 and Keras 3.15: Keras's numbers in modelkit and onnxruntime."""
     test_real_keras_files(name)
+
+
+def test_onnx_steps_unknown_at_export_with_causal_masks():
+    """Steps of unknown length: the causal mask is built in the graph (Trilu)."""
+    q = Input((None, 6))
+    a = MultiHeadAttention(2, 3)(q, q, use_causal_mask=True)
+    model = Model(q, [a, Attention()([a, q], use_causal_mask=True)])
+    proto = onnx_conv.export(model)
+    assert "Trilu" in {n.op_type for n in proto.graph.node}
+    for steps in (5, 2):
+        x = np.random.default_rng(steps).standard_normal((2, steps, 6)).astype(np.float32)
+        for r, g in zip(run(proto, [x]), model.predict(x)):
+            np.testing.assert_allclose(r, g, atol=1e-6, rtol=0)
+
+
+def test_initial_kernels_have_einsum_dense_fans():
+    """Glorot limits from Keras's EinsumDense fans: (dim, heads*key_dim) and
+    (heads*value_dim, out), not a convolution's receptive field."""
+    layer = MultiHeadAttention(4, 16)
+    layer(Input((5, 32)), Input((5, 32)))
+    w = layer.get_weights()
+    limit = np.sqrt(6 / (32 + 64))
+    assert 0.9 * limit < np.abs(w[0]).max() <= limit
+    assert 0.9 * limit < np.abs(w[6]).max() <= limit
