@@ -20,8 +20,7 @@ from ..backend.spatial_functions import normalize_moments
 from ..backend.tensor import StopRecording, as_array
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ShapeError
-from ._kernel_bias import option_keys, options_config
-from .normalization import _Normalization, _axis_list, _resolve_axes
+from .normalization import LayerNormalization, _axis_list, _resolve_axes
 from .serialization import register_layer
 
 __all__ = ["Normalization", "UnitNormalization", "GroupNormalization"]
@@ -163,15 +162,13 @@ class UnitNormalization(Layer):
 
 
 @register_layer
-class GroupNormalization(_Normalization):
+class GroupNormalization(LayerNormalization):
     """Normalise each sample per group of channels: `GroupNormalization(groups=32, axis=-1,
-    epsilon=1e-3, center=True, scale=True, ...)`; `groups=-1` is instance normalisation."""
+    epsilon=1e-3, center=True, scale=True, ...)` (LayerNormalization's other arguments);
+    `groups=-1` is instance normalisation."""
 
-    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
-                 **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(axis=axis, epsilon=epsilon, center=center, scale=scale, **kwargs)
         where = f"GroupNormalization {self.name!r}"
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or \
                 (groups < 1 and groups != -1):
@@ -179,16 +176,6 @@ class GroupNormalization(_Normalization):
         self.groups = int(groups)
         if isinstance(axis, (list, tuple)):
             raise ConfigError(f"{where}: axis must be one int, got {axis!r}")
-        self._set_axis(axis)
-        self.epsilon = float(epsilon)
-        if self.epsilon <= 0:
-            raise ConfigError(f"{where}: epsilon must be positive, got {epsilon}")
-        self._set_gamma_beta(center, scale, beta_initializer=beta_initializer,
-                             gamma_initializer=gamma_initializer,
-                             beta_regularizer=beta_regularizer,
-                             gamma_regularizer=gamma_regularizer,
-                             beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
-        self.supports_masking = True
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -224,7 +211,5 @@ class GroupNormalization(_Normalization):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
-                       "center": self.center, "scale": self.scale,
-                       **options_config(self, option_keys("beta", "gamma"))})
+        config["groups"] = self.groups
         return config

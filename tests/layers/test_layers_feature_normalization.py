@@ -10,7 +10,7 @@ import pytest
 from modelkit.backend.gradcheck import assert_layer_gradients_close
 from modelkit.converters import onnx as onnx_conv
 from modelkit.converters.onnx.testing import run
-from modelkit.errors import ConfigError, ShapeError
+from modelkit.errors import ConfigError, ModelLoadError, ShapeError
 from modelkit.layers import GroupNormalization, Input, Normalization, UnitNormalization
 from modelkit.models import Model, load_model
 
@@ -171,3 +171,19 @@ def test_real_keras_files(name):
     np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(run(onnx_conv.export(model), [data["x0"]])[0], data["y0"],
                                atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["k3_normalization_seq.h5", "k3_normalization_seq.keras"])
+def test_adapted_normalization_opening_a_sequential(name):
+    """The tutorials' pattern (adapt, then Sequential([norm, Dense])) as Keras 3 saves it."""
+    data = np.load(FIXTURES / "k3_normalization_seq.npz")
+    model = load_model(FIXTURES / name, compile=False)
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-5, rtol=0)
+
+
+def test_tf_keras_adapted_normalization_without_input_shape_is_refused_clearly():
+    """tf-keras 2.21 writes that model with input shape (None, None): tf-keras itself cannot
+    load it back ("All `axis` values to be kept must have known shape"); modelkit refuses it
+    with a ModelLoadError naming the file and the layer."""
+    with pytest.raises(ModelLoadError, match=r"tfk_normalization_seq.h5.*'norm'.*known size"):
+        load_model(FIXTURES / "tfk_normalization_seq.h5", compile=False)
