@@ -293,8 +293,9 @@ def _named_call(names, named, where):
     return out
 
 
-# Keras 3 op layers that only compute a mask (see _functional_to_graph)
-_MASK_OPS = ("NotEqual", "Any")
+# Keras 3 op layers that only compute a mask (see _functional_to_graph); LogicalOr/And merge
+# the masks of a merge layer's inputs (an Add residual around MultiHeadAttention)
+_MASK_OPS = ("NotEqual", "Any", "LogicalOr", "LogicalAnd")
 
 
 def _functional_to_graph(cfg, keras3, where):

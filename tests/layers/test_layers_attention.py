@@ -199,7 +199,9 @@ def test_dropout_only_in_training():
 
 
 MHA_FILES = ["tfk_mha.h5", "k3_mha.h5", "k3_mha.keras",
-             "tfk_mha_scores.h5", "k3_mha_scores.h5", "k3_mha_scores.keras"]
+             "tfk_mha_scores.h5", "k3_mha_scores.h5", "k3_mha_scores.keras",
+             # an encoder block on padded ids: Embedding(mask_zero) -> MHA -> Add -> LN -> pool
+             "tfk_mha_masked.h5", "k3_mha_masked.h5", "k3_mha_masked.keras"]
 
 
 @pytest.mark.parametrize("name", MHA_FILES)
