@@ -47,10 +47,21 @@ def _tanh_grad(g, y, x, work=None):
 def _sigmoid_fwd(x, out):
     # 0.5 * tanh(0.5 x) + 0.5: stable for any x, no overflow, 4 passes
     np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+    return sigmoid_of_half(out)
+
+
+def sigmoid_of_half(x_half):
+    """sigmoid(x), in place on x_half = x / 2 (bit for bit what the "sigmoid" activation
+    computes from x; the fused ops fold the halving into their weights)."""
+    np.tanh(x_half, out=x_half)
+    return tanh_to_sigmoid(x_half)
+
+
+def tanh_to_sigmoid(t):
+    """In place: tanh(x / 2) -> sigmoid(x) = 0.5 * tanh(x / 2) + 0.5."""
+    t *= 0.5
+    t += 0.5
+    return t
 
 
 def _sigmoid_grad(g, y, x, work=None):

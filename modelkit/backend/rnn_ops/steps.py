@@ -62,38 +62,73 @@ def _gate_masks(drop, gates, per_gate_perm=None):
     return drop if per_gate_perm is None else drop[per_gate_perm]
 
 
-def _project(x_tm, kernel, bias, drop, gates):
+def _project(x_tm, kernel, bias, drop, gates, gate_major=False):
     """Input projection of all timesteps: (T, B, I) -> (T, B, G*u) in one GEMM (one per
-    gate when each gate has its own dropout mask). Returns (projection, saved inputs)."""
+    gate when each gate has its own dropout mask), or gate-major (T, G, B, u) (a batch of
+    per-gate GEMMs, as fast). Returns (projection, saved inputs)."""
     T, B, I = x_tm.shape
     width = kernel.shape[1]
+    u = width // gates
     if drop is None or drop.ndim == 2:
         xm = x_tm if drop is None else x_tm * drop
-        xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
+        if gate_major:
+            xp = _project_gates(xm, _gate_split(kernel, gates), _empty((T, gates, B, u),
+                                                                       x_tm.dtype))
+        else:
+            xp = _gemm(xm.reshape(T * B, I), kernel, out=_empty((T * B, width), x_tm.dtype))
     else:
-        u = width // gates
         xm = x_tm[None] * drop[:, None]                                 # (G, T, B, I)
-        kg = np.ascontiguousarray(kernel.reshape(I, gates, u).transpose(1, 0, 2))
-        res = _gemm(xm.reshape(gates, T * B, I), kg)                    # (G, T*B, u)
-        xp = np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(T * B, width)
+        res = _gemm(xm.reshape(gates, T * B, I), _gate_split(kernel, gates))   # (G, T*B, u)
+        if gate_major:
+            xp = _empty((T, gates, B, u), x_tm.dtype)
+            np.copyto(xp, res.reshape(gates, T, B, u).transpose(1, 0, 2, 3))
+        else:
+            xp = np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(T * B, width)
     if bias is not None:
-        xp += bias
-    return xp.reshape(T, B, width), xm
+        xp += bias.reshape(gates, 1, u) if gate_major else bias
+    return (xp if gate_major else xp.reshape(T, B, width)), xm
 
 
-def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
-    """Gradients of `_project` given d(projection) (T, B, G*u)."""
+def _halve_leading(n, *arrays):
+    """Copies with the first n entries of the last axis halved (None stays None): weights
+    whose GEMMs then give z / 2 for the gates in those columns, bit for bit (a
+    power-of-two scale), which is what `sigmoid_of_half` takes."""
+    out = []
+    for a in arrays:
+        if a is not None:
+            a = a.copy()
+            a[..., :n] *= 0.5
+        out.append(a)
+    return out
+
+
+def _gate_split(kernel, gates):
+    """(n, G*u) -> contiguous (G, n, u): one matrix per gate."""
+    n, width = kernel.shape
+    return np.ascontiguousarray(kernel.reshape(n, gates, width // gates).transpose(1, 0, 2))
+
+
+def _project_gates(xm, kernel_gates, out):
+    """out (T, G, B, u) = x_t @ kernel_g for every step and gate."""
+    return _gemm(xm[:, None], kernel_gates, out=out)
+
+
+def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b, dx_out=None):
+    """Gradients of `_project` given d(projection) (T, B, G*u); the input gradient goes
+    to `dx_out` (contiguous (T, B, I)) when given."""
     T, B, width = dxp.shape
     I = kernel.shape[0]
     d2 = dxp.reshape(T * B, width)
     dx = dw = db = None
+    if need_x:
+        dx = _empty((T, B, I), d2.dtype) if dx_out is None else dx_out
     if need_b:
         db = d2.sum(axis=0)
     if drop is None or drop.ndim == 2:
         if need_w:
             dw = _gemm(xm.reshape(T * B, I).T, d2)
         if need_x:
-            dx = _gemm(d2, kernel.T, out=_empty((T * B, I), d2.dtype)).reshape(T, B, I)
+            _gemm(d2, kernel.T, out=dx.reshape(T * B, I))
             if drop is not None:
                 dx *= drop
     else:
@@ -106,19 +141,15 @@ def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b):
             kg = kernel.reshape(I, gates, u).transpose(1, 2, 0)         # (G, u, I)
             dxg = _gemm(dg, kg).reshape(gates, T, B, I)
             dxg *= drop[:, None]
-            dx = dxg.sum(axis=0)
+            np.sum(dxg, axis=0, out=dx)
     return dx, dw, db
 
 
-def _rec_forward(h, rd, R, Rg, out):
-    """out (B, G*u) = [(h * rd_g) @ R_g]_g; returns the dropped h (G, B, U) or None."""
-    if rd is None:
-        _gemm(h, R, out=out)
-        return None
-    hd = h[None] * rd
-    res = _gemm(hd, Rg)                                                 # (G, B, u)
-    B = h.shape[0]
-    out.reshape(B, rd.shape[0], -1)[...] = res.transpose(1, 0, 2)
+def _rec_forward(h, rd, Rg, out):
+    """out (G, B, u) = [(h * rd_g) @ R_g]_g, gate-major (Rg: (G, U, u), a batch of per-gate
+    GEMMs as fast as one (B, U) @ (U, G*u)); returns the dropped h (G, B, U) or None."""
+    hd = None if rd is None else h[None] * rd
+    _gemm(h if hd is None else hd, Rg, out=out)
     return hd
 
 
@@ -145,11 +176,6 @@ def _rec_weight_grad(hs, dz, rd):
     dzg = dz.reshape(T * B, G, u).transpose(1, 0, 2)                    # (G, T*B, u)
     res = _gemm(hs.reshape(G, T * B, U).transpose(0, 2, 1), dzg)        # (G, U, u)
     return np.ascontiguousarray(res.transpose(1, 0, 2)).reshape(U, width)
-
-
-def _split_rec(R, gates):
-    U, width = R.shape
-    return np.ascontiguousarray(R.reshape(U, gates, width // gates).transpose(1, 0, 2))
 
 
 def _init_state(h0, B, U, dtype):
@@ -214,7 +240,7 @@ def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
 
 # -- the all-timestep GEMMs of a backward pass, overlapped with BPTT ---------------------------
 
-_CHUNKS = 5           # a sequence's timesteps split into about this many chunks
+_CHUNKS = 10          # a sequence's timesteps split into about this many chunks
 _MIN_CHUNK = 4        # timesteps; shorter sequences are not split
 _WORKER = []          # [ThreadPoolExecutor(1)], started on first use
 
@@ -240,17 +266,17 @@ class _TimeChunks:
     BPTT (one core's sequential work) goes on; at the end this thread takes the chunks the
     worker has not started.
 
-    `fn(lo, hi)` returns a tuple of results for steps [lo, hi); `kinds` says per entry
-    whether chunks are concatenated along time ("rows": a per-timestep gradient) or
-    summed ("sum": a weight gradient); None entries stay None. Call `done(t)` once BPTT
-    has finished step t (going down from T - 1), `results()` at the end. Chunks are summed
-    in a fixed order, so the numbers never depend on timing; with one worker thread
-    (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
-    `results()` exactly as without chunking.
+    `fn(lo, hi)` handles steps [lo, hi): it writes per-timestep gradients (the input's)
+    into their rows itself and returns a tuple of weight gradients, which are summed over
+    the chunks (None entries stay None). Call `done(t)` once BPTT has finished step t
+    (going down from T - 1), `results()` at the end. Chunks are summed in a fixed order,
+    so the numbers never depend on timing; with one worker thread (MODELKIT_NUM_THREADS=1)
+    or a short sequence there is a single chunk, computed by `results()` exactly as
+    without chunking.
     """
 
-    def __init__(self, T, fn, kinds):
-        self.fn, self.kinds, self.hi = fn, kinds, T
+    def __init__(self, T, fn):
+        self.fn, self.hi = fn, T
         self.size = _chunk_size(T)
         self.pending = []                              # (lo, hi, future), latest first
 
@@ -270,17 +296,12 @@ class _TimeChunks:
             if parts[k] is None:
                 parts[k] = fut.result()
         out = []
-        for k, kind in enumerate(self.kinds):
-            vals = [p[k] for p in parts]                     # latest steps first
-            if vals[0] is None or len(vals) == 1:
-                out.append(vals[0])
-            elif kind == "rows":
-                out.append(np.concatenate(vals[::-1]))
-            else:
-                total = vals[0]
+        for vals in zip(*parts):                             # latest steps first
+            total = vals[0]
+            if total is not None:
                 for v in vals[1:]:
                     total += v
-                out.append(total)
+            out.append(total)
         return out
 
 
@@ -291,7 +312,7 @@ def _chunk_size(T):
     return T
 
 
-def _project_ahead(x_tm, kernel, bias, drop, gates):
+def _project_ahead(x_tm, kernel, bias, drop, gates, gate_major=False):
     """`_project`, with the projection of later timesteps computed on the worker thread
     while the recurrence runs over earlier ones: -> (projection, saved inputs, ready)
     where `ready(t)` returns once step t's projection is there. Per-gate dropout masks
@@ -299,14 +320,24 @@ def _project_ahead(x_tm, kernel, bias, drop, gates):
     T, B, I = x_tm.shape
     size = _chunk_size(T)
     if size >= T or (drop is not None and drop.ndim == 3):
-        P, xm = _project(x_tm, kernel, bias, drop, gates)
+        P, xm = _project(x_tm, kernel, bias, drop, gates, gate_major)
         return P, xm, _no_wait
     xm = x_tm if drop is None else x_tm * drop
-    P = _empty((T, B, kernel.shape[1]), x_tm.dtype)
+    width = kernel.shape[1]
+    u = width // gates
+    if gate_major:
+        P = _empty((T, gates, B, u), x_tm.dtype)
+        kernel = _gate_split(kernel, gates)
+        bias = None if bias is None else bias.reshape(gates, 1, u)
+    else:
+        P = _empty((T, B, width), x_tm.dtype)
 
     def chunk(lo, hi):
-        out = P[lo:hi].reshape((hi - lo) * B, -1)
-        _gemm(xm[lo:hi].reshape((hi - lo) * B, I), kernel, out=out)
+        if gate_major:
+            out = _project_gates(xm[lo:hi], kernel, P[lo:hi])
+        else:
+            out = P[lo:hi].reshape((hi - lo) * B, -1)
+            _gemm(xm[lo:hi].reshape((hi - lo) * B, I), kernel, out=out)
         if bias is not None:
             out += bias
 
