@@ -152,6 +152,9 @@ def keras3_layer_config(op, config, where):
         cfg["axis"] = cfg["axis"][0]
     if op == "Embedding":
         cfg.pop("input_length", None)
+    if op == "MultiHeadAttention":      # tf-keras's build shapes: Keras 3 refuses them
+        for k in ("query_shape", "key_shape", "value_shape", "softmax_robust_masking"):
+            cfg.pop(k, None)
     cfg.pop("time_major", None)
     cfg.pop("batch_input_shape", None)    # Keras 3 refuses it; its InputLayer has the shape
     for k, v in list(cfg.items()):

@@ -90,7 +90,9 @@ def _graph_config(graph, keras3):
         if keras3:
             spec = shapes.get(r.node)
             return {"class_name": "__keras_tensor__",
-                    "config": {"shape": list(spec.shape) if spec else None,
+                    # Keras 3 swaps the placeholder for the inbound layer's real output
+                    # but cannot make one of shape None: [] stands for a layer output
+                    "config": {"shape": list(spec.shape) if spec else [],
                                "dtype": spec.dtype if spec else "float32",
                                "keras_history": [r.node, ni, r.tensor_index]}}
         return [r.node, ni, r.tensor_index, {}]

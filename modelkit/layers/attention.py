@@ -74,6 +74,8 @@ class MultiHeadAttention(Layer):
             attention_axes = [int(a) for a in attention_axes]
         self.attention_axes = attention_axes
         self.softmax_robust_masking = bool(softmax_robust_masking)
+        self._build_shapes = {"query_shape": query_shape, "key_shape": key_shape,
+                              "value_shape": value_shape}
         set_kernel_bias(self, kernel_initializer, bias_initializer, kernel_regularizer,
                         bias_regularizer, kernel_constraint, bias_constraint)
         self.supports_masking = True
@@ -124,6 +126,8 @@ class MultiHeadAttention(Layer):
             raise ShapeError(f"{where}: the last axis of query, value and key must be known")
         self._rank = rank
         self.attention_axes = default
+        self._build_shapes = {"query_shape": [None, *q[1:]], "key_shape": [None, *k[1:]],
+                              "value_shape": [None, *v[1:]]}
         out = self._output_shape
         self._out_dims = (q[-1],) if out is None else tuple(out) if isinstance(out, list) \
             else (out,)
@@ -224,7 +228,10 @@ class MultiHeadAttention(Layer):
             "dropout": self.dropout, "use_bias": self.use_bias,
             "output_shape": self._output_shape, "attention_axes": self.attention_axes,
             **kernel_bias_config(self),
+            **self._build_shapes,          # tf-keras's from_config needs them
         })
+        if self.softmax_robust_masking:
+            config["softmax_robust_masking"] = True
         return config
 
 
