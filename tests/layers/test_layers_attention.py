@@ -373,3 +373,36 @@ def test_initial_kernels_have_einsum_dense_fans():
     limit = np.sqrt(6 / (32 + 64))
     assert 0.9 * limit < np.abs(w[0]).max() <= limit
     assert 0.9 * limit < np.abs(w[6]).max() <= limit
+
+
+def _keras_tensor_shapes(obj, out):
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            out.append(obj["config"]["shape"])
+        for v in obj.values():
+            _keras_tensor_shapes(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _keras_tensor_shapes(v, out)
+    return out
+
+
+def test_written_configs_are_what_real_keras_reads(tmp_path):
+    """tf-keras's MultiHeadAttention.from_config needs query/key/value_shape (the .h5);
+    Keras 3 refuses them and needs a shape on every `__keras_tensor__` (the .keras).
+    verify_written_in_keras.py loads such files in real tf-keras and Keras 3."""
+    import zipfile
+    model, _ = _flagged_model()
+    model.save(tmp_path / "m.h5")
+    model.save(tmp_path / "m.keras")
+    with h5py.File(tmp_path / "m.h5") as f:
+        layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+    cfg = {la["name"]: la["config"] for la in layers}["scored"]
+    assert (cfg["query_shape"], cfg["key_shape"], cfg["value_shape"]) == \
+        ([None, 4, 6], [None, 3, 6], [None, 3, 6])
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        config = json.loads(z.read("config.json"))
+    layers = config["config"]["layers"]
+    assert "query_shape" not in {la["name"]: la["config"] for la in layers}["scored"]
+    shapes = _keras_tensor_shapes(layers, [])
+    assert shapes and all(isinstance(s, list) for s in shapes)
