@@ -406,3 +406,15 @@ def test_written_configs_are_what_real_keras_reads(tmp_path):
     assert "query_shape" not in {la["name"]: la["config"] for la in layers}["scored"]
     shapes = _keras_tensor_shapes(layers, [])
     assert shapes and all(isinstance(s, list) for s in shapes)
+
+
+@pytest.mark.parametrize("opset", [13, 18, 21])
+@pytest.mark.parametrize("name", ["tfk_mha_masked.h5", "tfk_mha_scores.h5", "tfk_attention.h5",
+                                  "tfk_normalization.h5", "tfk_groupnorm.h5"])
+def test_onnx_opsets(name, opset):
+    """Every opset modelkit exports (axes as attributes or inputs): Keras's numbers."""
+    data = np.load(FIXTURES / f"{name.split('.')[0]}.npz")
+    model = load_model(FIXTURES / name, compile=False)
+    xs = [data[f"x{i}"] for i in range(len(model.inputs))]
+    for i, r in enumerate(run(onnx_conv.export(model, opset=opset), xs)):
+        np.testing.assert_allclose(r, data[f"y{i}"], atol=1e-5, rtol=0)
