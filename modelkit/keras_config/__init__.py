@@ -6,7 +6,15 @@ Reading accepts both dialects:
   `inbound_nodes` `[[["name", node_index, tensor_index, {kwargs}], ...], ...]`.
 * Keras 3: InputLayer `batch_shape`, `DTypePolicy` dicts, `module`/`registered_name`/
   `build_config`, dict-form nodes `{"args": [...__keras_tensor__...], "kwargs": {...}}`,
-  explicit `NotEqual` mask nodes.
+  explicit `NotEqual` mask nodes (and `LogicalOr`/`LogicalAnd` merging masks).
+
+Call arguments: a node's tensors become its IR call inputs; the boolean flags of
+`ir.CALL_FLAGS` (`training`, `use_causal_mask`, `return_attention_scores`) its call kwargs.
+Layers called with several named tensors (`CALL_TENSOR_ARGS`: MultiHeadAttention's query,
+value, key, attention_mask; Keras 2 writes the query first and the rest as kwargs, Keras 3
+positional args and kwargs) keep them as one list in signature order, and are written back
+the same way in each dialect. MultiHeadAttention's tf-keras `query_shape`/`key_shape`/
+`value_shape` stay in the Keras 2 dialect and are dropped for Keras 3, which refuses them.
 
 Every layer config is normalised to the canonical Keras-2 `get_config()` spelling
 (`normalise_layer_config`), so the IR never depends on which Keras wrote the file:
