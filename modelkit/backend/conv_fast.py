@@ -1,5 +1,5 @@
 """Fast float32 convolution kernels for training: onnxruntime's MLAS for the forward pass and
-the input gradient, a cache-blocked im2col + GEMM for the kernel gradient.
+the input gradient, a blocked K-major im2col + MLAS GEMM for the kernel gradient.
 
 `conv_ops.conv` dispatches here when `usable(...)` says so (float32, one group, onnxruntime
 importable, not switched off with MODELKIT_FAST_CONV=0); float64 and everything else keep
@@ -20,9 +20,15 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
   the rows a strided conv skipped).
-- kernel gradient: im2col and GEMM a few images at a time, so the column block stays in
-  cache instead of streaming a (N*H*W, k*k*C) matrix through memory.
-- bias gradient: a sum over batch and positions.
+- kernel gradient: im2col and GEMM a few images at a time (about `_CHUNK_ROWS` output
+  positions), the columns in K-major order (k*C_in, positions) copied straight from the
+  NCHW input (for stride 1 one contiguous run of the padded image per kernel offset and
+  channel), times the NCHW output gradient reordered to (C_out, positions); images in
+  parts claimed by the worker threads, the input gradient one more item among them
+  (`_both_grads`). (Measured and not taken: the GEMM as
+  (positions, k*C_in) columns, 50-60 GFLOP/s against 75-100; ONNX Conv with batch and
+  channel roles swapped, 4x slower; OpenBLAS, 10-30% slower than MLAS here.)
+- bias gradient: a sum over batch and positions (a GEMV).
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
 cores) with spinning off, so idle pools do not burn the CPU between calls.
@@ -40,11 +46,13 @@ _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
 _RUNS = [0]            # forward passes run here (see runs())
 _MAX_SESSIONS = 64
-_CHUNK_BYTES = 1 << 20  # im2col block of the kernel gradient (about the L2 cache)
-# the row-shift kernel gradient for last-axis columns (k_last * C_in) in this range: it
-# copies less, but its GEMMs run over the padded grid; measured faster for 16 input
-# channels (3x3: 8.3 vs 9.5 ms), slower for 64, and too narrow a GEMM for 1-3 channels
-_ROWS_COLUMNS = (32, 64)
+_CHUNK_ROWS = 4096     # output positions per kernel-gradient GEMM (images rounded down)
+# the kernel gradient's contiguous-run form (stride 1) from this many input channels and
+# up to this share of extra positions (the padded inner axes): measured faster for 16-32
+# channels on 28-32 wide maps (vgg 32->32: 14.4 vs 15.3 ms, 16->16: 6.1 vs 7.4 ms), slower
+# for 1-3 channels (1.6 vs 2.1 ms) and even on 14 wide maps (16/14 more positions)
+_RUNS_MIN_CHANNELS = 8
+_RUNS_MAX_WASTE = 1.1
 
 
 def _forget_after_fork():
@@ -100,7 +108,9 @@ class Saved:
 # ---------------------------------------------------------------------------------------
 # sessions
 
-def _session(key, build, threads=None):
+def session(key, build, threads=None):
+    """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
+    (float inputs, one float output "y") under `key`, on `threads` intra-op threads."""
     threads = threads or parallel.threads()
     key = key + (threads,)
     sess = _SESSIONS.get(key)
@@ -180,7 +190,7 @@ def _blocked_filter(w, block):
     return np.ascontiguousarray(r).reshape(w.shape)
 
 
-def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
+def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
     """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
     runs MLAS's NCHWc kernel with that channel block."""
     has_bias = bias is not None
@@ -216,7 +226,7 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block):
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    return _session(key, build).run(None, feeds)[0]
+    return session(key, build, threads).run(None, feeds)[0]
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -260,10 +270,14 @@ def conv_vjp(g, s, needs):
     gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
                                  s.has_bias and len(needs) > 2 and needs[2])
     gx = gk = None
-    if needs[0]:
-        gx = _from_nchw(_input_grad(gn, s), s.channels_first)
-    if needs[1]:
+    if needs[0] and needs[1]:
+        gx, gk = _both_grads(gn, s)
+    elif needs[0]:
+        gx = _input_grad(gn, s)
+    elif needs[1]:
         gk = _kernel_grad(gn, s)
+    if gx is not None:
+        gx = _from_nchw(gx, s.channels_first)
     return gx, gk, gb
 
 
@@ -279,7 +293,10 @@ def _relu_and_bias_grad(gn, s, bias):
         gb = gn[lo:hi]
         if relu:
             gb = np.multiply(gb, s.relu_y[lo:hi] > 0, out=out[lo:hi])
-        return gb.reshape(hi - lo, gb.shape[1], -1).sum(axis=(0, 2)) if bias else None
+        if not bias:
+            return None
+        rows = gb.reshape((hi - lo) * gb.shape[1], -1)         # a GEMV: 3x faster than sum
+        return (rows @ np.ones(rows.shape[1], np.float32)).reshape(hi - lo, -1).sum(axis=0)
 
     parts = parallel.map_blocks(block, gn.shape[0], gn[0].nbytes)
     if not bias:
@@ -287,7 +304,7 @@ def _relu_and_bias_grad(gn, s, bias):
     return out, np.sum([p.astype(np.float64) for p in parts], axis=0).astype(np.float32)
 
 
-def _input_grad(gn, s):
+def _input_grad(gn, s, threads=None):
     xshape = s.x.shape
     k = s.w.shape[2:]
     if all(st == 1 for st in s.strides) and all(
@@ -299,7 +316,7 @@ def _input_grad(gn, s):
         gpads = tuple(((kk - 1) * d - b, (kk - 1) * d - a)
                       for kk, d, (b, a) in zip(k, s.dilation, s.pads))
         gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
-                       _nchwc_block(wf, len(k)))
+                       _nchwc_block(wf, len(k)), threads)
         assert gx.shape == xshape, (gx.shape, xshape)
         return gx
     spatial = xshape[2:]
@@ -315,131 +332,170 @@ def _input_grad(gn, s):
                                 **_conv_attrs(s.pads, s.strides, s.dilation))
         return [node], [("x", list(gn.shape)), ("w", list(s.w.shape))]
 
-    gx = _session(key, build).run(None, {"x": gn, "w": s.w})[0]
+    gx = session(key, build, threads).run(None, {"x": gn, "w": s.w})[0]
     assert gx.shape == xshape, (gx.shape, xshape)
     return gx
 
 
+def _both_grads(gn, s):
+    """(input gradient, kernel gradient). With several threads the input gradient (one
+    single-threaded MLAS call) is the first of the items the threads claim, the kernel
+    gradient's image parts the others: the parts' memory-bound im2col copies then overlap
+    the input gradient's arithmetic instead of two threads contending for memory."""
+    if parallel.threads() == 1 or s.x.shape[0] < 3:
+        return _input_grad(gn, s), _kernel_grad(gn, s)
+    bounds = _image_parts(s.x.shape[0])
+    got = parallel.map_items(
+        lambda i: _input_grad(gn, s, 1) if i == 0 else
+        _kernel_grad_part(gn, s, bounds[i - 1], bounds[i], 1), len(bounds))
+    return got[0], _kernel_layout(sum(got[1:]), gn, s)
+
+
+def _image_parts(nb):
+    """Bounds of the kernel gradient's image parts: 2 per thread."""
+    return np.linspace(0, nb, min(2 * parallel.threads(), nb) + 1).astype(int)
+
+
+def _kernel_layout(acc, gn, s):
+    return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], gn.shape[1]))
+
+
 def _kernel_grad(gn, s):
-    """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o], the
-    images split over `parallel.threads()` threads (their own buffers, single-threaded
-    GEMMs: the per-block GEMMs are too small to use several cores well). Returns Keras's
-    (*k, C_in, C_out) layout."""
+    """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o]. With
+    several threads the images go in 2 parts per thread (each with its own buffers and
+    single-threaded GEMMs: the per-block GEMMs are too small to use several cores well),
+    claimed as threads come free, so that a core another process holds for a while does
+    fewer; the parts are summed in order (the same numbers whichever thread ran them).
+    Returns Keras's (*k, C_in, C_out) layout."""
     nb = s.x.shape[0]
-    cout = gn.shape[1]
-    gl = np.moveaxis(gn, 1, -1)                                   # (N, *out, C_out) view
-    xl = np.moveaxis(s.x, 1, -1)                                  # (N, *spatial, C_in) view
-    lo, hi = _ROWS_COLUMNS
-    rows_form = (all(st == 1 for st in s.strides[:-1])
-                 and lo <= s.w.shape[-1] * s.x.shape[1] <= hi)
-    part = _kernel_grad_rows if rows_form else _kernel_grad_cols
-    workers = min(parallel.threads(), nb)
-    if workers == 1:
-        acc = part(xl, gl, s, 0, nb, parallel.threads())
+    bounds = _image_parts(nb)
+    if len(bounds) <= 3:
+        acc = _kernel_grad_part(gn, s, 0, nb, parallel.threads())
     else:
-        bounds = np.linspace(0, nb, workers + 1).astype(int)
-        acc = sum(parallel.run_parts(
-            lambda i: part(xl, gl, s, bounds[i], bounds[i + 1], 1), workers))
-    return acc.reshape(tuple(s.w.shape[2:]) + (s.x.shape[1], cout))
+        acc = sum(parallel.map_items(
+            lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), len(bounds) - 1))
+    return _kernel_layout(acc, gn, s)
 
 
-def _kernel_grad_rows(xl, gl, s, n0, n1, threads):
-    """The kernel gradient summed over images n0..n1, for stride 1 along every spatial axis
-    but the last: im2col along the last axis only (k_last copies of x instead of prod(k)),
-    the other kernel offsets as row shifts. Rows run over the padded grid of the outer axes
-    times the last axis' output positions; g sits in the same grid, zero where no output
-    is, so a shifted row block of the columns lines up with g's rows, and each outer
-    offset is one GEMM (k_last*C_in, rows) @ (rows, C_out) on a contiguous block of the
-    columns."""
-    cin, cout = xl.shape[-1], gl.shape[-1]
-    k, d, out = tuple(s.w.shape[2:]), s.dilation, s.out
-    n = len(k)
-    padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], s.pads))
-    grid = padded[:-1] + (out[-1],)                  # outer axes padded, last axis = output
-    per_image = int(np.prod(grid))
-    row_step = [int(np.prod(grid[i + 1:])) for i in range(n - 1)]
-    shifts = [sum(o * d[i] * row_step[i] for i, o in enumerate(offs))
-              for offs in np.ndindex(*k[:-1])]
-    extra = max(shifts)
-    kc = k[-1] * cin
-    chunk = max(1, min(n1 - n0, _CHUNK_BYTES // max(per_image * kc * 4, 1)))
-    xp = np.zeros((chunk,) + padded + (cin,), np.float32)
-    cols = np.zeros((chunk * per_image + extra, kc), np.float32)
-    gp = np.zeros((chunk,) + grid + (cout,), np.float32)
-    interior = (slice(None),) + tuple(slice(b, b + L) for L, (b, _)
-                                      in zip(xl.shape[1:-1], s.pads)) + (slice(None),)
-    g_part = (slice(None),) + tuple(slice(0, o) for o in out) + (slice(None),)
-    st = xp.strides
-    win = as_strided(xp, shape=(chunk,) + grid + (k[-1], cin),
-                     strides=st[:-2] + (st[-2] * s.strides[-1], st[-2] * d[-1], st[-1]),
-                     writeable=False)
-    cols_img = cols[:chunk * per_image].reshape((chunk,) + grid + (k[-1], cin))
-    acc = np.zeros((len(shifts), kc, cout), np.float32)
-    gemm = _ColsTimesG(kc, cout, threads)
+def _kernel_grad_part(gn, s, n0, n1, threads):
+    """The kernel gradient summed over images n0..n1 (NCHW x and g): a few images at a
+    time, im2col in K-major order straight from the channels-first input, cols (*k, C_in,
+    images, positions), and g reordered to (C_out, images, positions); then one MLAS GEMM
+    cols @ g.T, (k*C_in, rows) @ (rows, C_out), accumulated. The K-major operands are the
+    form MLAS runs fastest for this small-output, long-sum product (measured 75-100
+    GFLOP/s on one core against 50-60 for (rows, k*C_in) columns).
+
+    The positions are the output's (`_Windows`: any strides), or with stride 1 everywhere
+    (`_Runs`, see `_form`) the first output axis times the *padded* other axes: then each
+    kernel offset of each channel is one contiguous run of the padded image, copied at
+    memory speed instead of row by row, and g is zero at the extra positions."""
+    cin, cout = s.x.shape[1], gn.shape[1]
+    kc = int(np.prod(s.w.shape[2:])) * cin
+    form = _form(s)(s)
+    p = int(np.prod(form.grid))
+    chunk = max(1, min(n1 - n0, _CHUNK_ROWS // max(p, 1)))
+    form.allocate(chunk)
+    cols_buf = np.empty(kc * chunk * p, np.float32)
+    g_buf = np.empty(cout * chunk * p, np.float32)
+    acc = np.zeros((kc, cout), np.float32)
+    gemm = _KernelGradGemm(kc, cout, threads)
+    out_part = (slice(None),) * 2 + tuple(slice(0, o) for o in s.out)
     for i in range(n0, n1, chunk):
         c = min(chunk, n1 - i)
-        rows = c * per_image
-        xp[:c][interior] = xl[i:i + c]
-        np.copyto(cols_img[:c], win[:c])
-        if c < chunk:
-            cols[rows:rows + extra] = 0                # no stale rows behind a short chunk
-        gp[:c][g_part] = gl[i:i + c]
-        g2 = gp[:c].reshape(rows, cout)
-        for j, shift in enumerate(shifts):
-            gemm.add_to(acc[j], cols[shift:shift + rows], g2)
+        win = form.windows(s.x[i:i + c])
+        cols = cols_buf[:kc * c * p].reshape(win.shape)
+        np.copyto(cols, win)
+        gt = g_buf[:cout * c * p].reshape((cout, c) + form.grid)
+        np.copyto(gt[out_part], np.swapaxes(gn[i:i + c], 0, 1))
+        for j in range(1, len(s.out)):                 # zero g past the output's end
+            if form.grid[j] > s.out[j]:
+                gt[(slice(None),) * (2 + j) + (slice(s.out[j], None),)] = 0
+        acc += gemm(cols.reshape(kc, c * p), gt.reshape(cout, c * p))
     return acc
 
 
-def _kernel_grad_cols(xl, gl, s, n0, n1, threads):
-    """The kernel gradient summed over images n0..n1 for any strides: im2col of a few
-    images at a time (a cache-sized block, channels-last so that each window copies whole
-    channel runs) and one GEMM per block, (k*C_in, rows) @ (rows, C_out), accumulated."""
-    cin, cout = xl.shape[-1], gl.shape[-1]
-    k = tuple(s.w.shape[2:])
-    n = len(k)
-    out = s.out
-    p = int(np.prod(out))
-    kp = int(np.prod(k))
-    padded = tuple(L + b + a for L, (b, a) in zip(xl.shape[1:-1], s.pads))
-    chunk = max(1, min(n1 - n0, _CHUNK_BYTES // max(cin * kp * p * 4, 1)))
-    xp = np.zeros((chunk,) + padded + (cin,), np.float32)
-    interior = (slice(None),) + tuple(slice(b, b + L) for L, (b, _)
-                                      in zip(xl.shape[1:-1], s.pads)) + (slice(None),)
-    st = xp.strides
-    win = as_strided(xp, shape=(chunk,) + tuple(out) + k + (cin,),
-                     strides=(st[0],) + tuple(st[1 + i] * s.strides[i] for i in range(n))
-                     + tuple(st[1 + i] * s.dilation[i] for i in range(n)) + (st[-1],),
-                     writeable=False)
-    cols = np.empty(win.shape, np.float32)
-    acc = np.zeros((kp * cin, cout), np.float32)
-    gemm = _ColsTimesG(kp * cin, cout, threads)
-    for i in range(n0, n1, chunk):
-        c = min(chunk, n1 - i)
-        xp[:c][interior] = xl[i:i + c]
-        np.copyto(cols[:c], win[:c])
-        g2 = np.ascontiguousarray(gl[i:i + c]).reshape(c * p, cout)
-        gemm.add_to(acc, cols[:c].reshape(c * p, kp * cin), g2)
-    return acc
+def _form(s):
+    """_Runs where it copies enough less to pay for its extra positions, else _Windows."""
+    padded = [L + b + a for L, (b, a) in zip(s.x.shape[2:], s.pads)]
+    waste = float(np.prod(padded[1:])) / max(float(np.prod(s.out[1:])), 1.0)
+    if (all(st == 1 for st in s.strides) and s.x.shape[1] >= _RUNS_MIN_CHANNELS
+            and waste <= _RUNS_MAX_WASTE):
+        return _Runs
+    return _Windows
 
 
-class _ColsTimesG:
-    """acc += cols.T @ g for cols (rows, k), g (rows, n): MLAS's GEMM in a cached session.
-    MLAS runs the narrower operand as the transposed left one faster (measured: 15-20% for
-    n = 16 output channels), so the product is computed as (g.T @ cols).T when k >= n.
-    Many small multithreaded GEMMs stall when the cores are oversubscribed; onnxruntime's
-    pool (spinning off) copes far better there than numpy's BLAS threads."""
+class _Windows:
+    """im2col of the output's windows (any strides, dilations): cols (*k, C_in, images,
+    *out) from the (zero-padded) NCHW input."""
+
+    def __init__(self, s):
+        self.s = s
+        self.k = tuple(s.w.shape[2:])
+        self.grid = tuple(s.out)
+        self.padded = tuple(L + b + a for L, (b, a) in zip(s.x.shape[2:], s.pads))
+        self.buf = self.inner = None
+
+    def allocate(self, chunk):
+        """The zero-padded input buffer of `chunk` images (none when nothing is padded)."""
+        if self.padded != self.s.x.shape[2:]:
+            self.buf = self.inner = np.zeros((chunk, self.s.x.shape[1]) + self.padded,
+                                             np.float32)
+
+    def _padded(self, x):
+        """x copied into the buffer (its interior) -> the buffer's first images, or x itself
+        when there is no buffer."""
+        if self.buf is None:
+            return x
+        self.inner[:x.shape[0]][(slice(None),) * 2 + tuple(
+            slice(b, b + L) for L, (b, _) in zip(x.shape[2:], self.s.pads))] = x
+        return self.buf[:x.shape[0]]
+
+    def windows(self, x):
+        s, n = self.s, len(self.k)
+        src = self._padded(x)
+        st = src.strides
+        return as_strided(src, shape=self.k + (x.shape[1], x.shape[0]) + self.grid,
+                          strides=tuple(st[2 + j] * s.dilation[j] for j in range(n))
+                          + (st[1], st[0]) + tuple(st[2 + j] * s.strides[j] for j in range(n)),
+                          writeable=False)
+
+
+class _Runs(_Windows):
+    """Stride 1: positions over the first output axis times the padded other axes, so that
+    the cells one kernel offset of one channel sees form a single run of the flattened
+    padded image. Each image plane is followed by zeros the last runs read into (only at
+    positions past the output's end, where g is zero)."""
+
+    def __init__(self, s):
+        super().__init__(s)
+        self.grid = tuple(s.out[:1]) + self.padded[1:]
+        self.steps = [int(np.prod(self.padded[j + 1:])) for j in range(len(self.k))]
+        self.plane = int(np.prod(self.padded))
+        self.tail = sum((kk - 1) * d * step for kk, d, step
+                        in zip(self.k[1:], s.dilation[1:], self.steps[1:]))
+
+    def allocate(self, chunk):
+        self.buf = np.zeros((chunk, self.s.x.shape[1], self.plane + self.tail), np.float32)
+        self.inner = self.buf[:, :, :self.plane].reshape(self.buf.shape[:2] + self.padded)
+
+    def windows(self, x):
+        src = self._padded(x)
+        st = src.strides
+        return as_strided(src, shape=self.k + (x.shape[1], x.shape[0], int(np.prod(self.grid))),
+                          strides=tuple(d * step * st[2] for d, step
+                                        in zip(self.s.dilation, self.steps))
+                          + (st[1], st[0], st[2]), writeable=False)
+
+
+class _KernelGradGemm:
+    """cols @ g.T for cols (k, rows), g (n, rows): MLAS's GEMM (transB) in a cached
+    session with a symbolic row count."""
 
     def __init__(self, k, n, threads):
-        self.swap = k >= n
-        a, b = (n, k) if self.swap else (k, n)
-
         def build(helper):
-            return ([helper.make_node("Gemm", ["a", "b"], ["y"], transA=1)],
-                    [("a", ["rows", a]), ("b", ["rows", b])])
-        self.session = _session(("gemm_at_b", a, b), build, threads)
+            return ([helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)],
+                    [("a", [k, "rows"]), ("b", [n, "rows"])])
+        self.session = session(("gemm_a_bt", k, n), build, threads)
 
-    def add_to(self, acc, cols, g):
-        if self.swap:
-            acc += self.session.run(None, {"a": g, "b": cols})[0].T
-        else:
-            acc += self.session.run(None, {"a": cols, "b": g})[0]
+    def __call__(self, cols, g):
+        return self.session.run(None, {"a": cols, "b": g})[0]

@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..onnx_spec import bilinear_matrix
 
 from ..errors import ConfigError, ShapeError
-from . import conv_fast, parallel
+from . import conv_fast, parallel, pool_fast
 from .tape import defop
 from .layout import empty_ordered_like
 
@@ -445,6 +445,8 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
     pool = tuple(pool)
     strides = tuple(strides or pool)
     pads, out = _pool_setup(xl, pool, strides, padding, "pool_max")
+    if pool_fast.usable(x, pads, channels_first):               # float32: MLAS MaxPool
+        return pool_fast.pool_max(x, pool, strides, out, channels_first)
     neg = -np.inf if np.issubdtype(xl.dtype, np.floating) else np.iinfo(xl.dtype).min
     xp = _pad(xl, pads, value=neg)
     offsets = list(itertools.product(*(range(k) for k in pool)))
@@ -470,6 +472,8 @@ def _pool_max(x, pool=None, strides=None, padding="valid", channels_first=False)
 
 @_pool_max.defvjp
 def _(g, s, needs):
+    if isinstance(s, pool_fast.Saved):
+        return (pool_fast.pool_max_vjp(g, s),)
     arg, xshape, xpshape, pads, pool, strides, out, cf = s
     gl = _to_last(g, cf)
     n = len(pool)

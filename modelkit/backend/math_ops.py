@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from . import parallel
 from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
 from .layout import empty_ordered_like
 
@@ -330,7 +331,7 @@ def _dense(x, kernel, bias=None):
     """x @ kernel (+ bias) over the last axis of x of any rank: one GEMM."""
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
-    y = x2 @ kernel
+    y = parallel.matmul(x2, kernel)
     if bias is not None:
         y += bias
     return y.reshape(lead + (kernel.shape[1],)), (x2, kernel, x.shape, bias is not None)
@@ -340,8 +341,8 @@ def _dense(x, kernel, bias=None):
 def _(g, s, needs):
     x2, kernel, xshape, has_bias = s
     g2 = g.reshape(-1, g.shape[-1])
-    gx = (g2 @ kernel.T).reshape(xshape) if needs[0] else None
-    gk = x2.T @ g2 if needs[1] else None
+    gx = parallel.matmul(g2, kernel.T).reshape(xshape) if needs[0] else None
+    gk = parallel.matmul(x2.T, g2) if needs[1] else None
     gb = g2.sum(axis=0) if has_bias and needs[2] else None
     return gx, gk, gb
 

@@ -15,6 +15,10 @@ import itertools
 import os
 import threading
 
+import numpy as np
+
+from . import blas
+
 BLOCK_BYTES = 512 << 10      # one block of rows (half an L2 cache)
 
 _POOLS = {}                  # ThreadPoolExecutor by worker count
@@ -58,6 +62,13 @@ def map_blocks(fn, n, row_bytes, block_bytes=None):
     return _claimed(lambda j: fn(*bounds[j]), len(bounds), threads())
 
 
+def map_items(fn, count):
+    """[fn(i) for i in range(count)], the items claimed one by one by `threads()` threads
+    (the calling one included; a thread slowed by another process takes fewer); results in
+    item order."""
+    return _claimed(fn, count, threads())
+
+
 def run_parts(fn, parts):
     """[fn(i) for i in range(parts)] on up to `parts` threads (the calling one included)."""
     return _claimed(fn, parts, parts)
@@ -93,6 +104,34 @@ def _claimed(item, count, workers):
         for f in futures:
             if not f.cancel():
                 f.result()
+    return out
+
+
+SPLIT_FLOPS = 20e6           # smaller GEMMs are not worth a thread handoff
+
+
+def matmul(a, b):
+    """a @ b for 2-D float arrays. When numpy's BLAS runs on one thread (pinned in the
+    training steps of fast-conv models, see blas.py) and `threads()` > 1, a big product is
+    split along the output's longer side into one GEMM per thread: numpy releases the GIL
+    in the GEMM, so the parts run on separate cores. Otherwise one plain GEMM."""
+    m, k = a.shape
+    n = b.shape[1]
+    if 2.0 * m * n * k < SPLIT_FLOPS or blas.threads() != 1 or threads() == 1:
+        return a @ b
+    workers = threads()
+    out = np.empty((m, n), np.result_type(a, b))
+    rows = m >= n
+    bounds = np.linspace(0, m if rows else n, workers + 1).astype(int)
+
+    def part(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        if rows:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+        else:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+
+    run_parts(part, workers)
     return out
 
 

@@ -25,6 +25,7 @@ ROWS = [
     ((1, 7, 7, 2), (4, 4, 2, 3), (3, 3), (1, 1), "same"),
     ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 2, 1), (1, 1, 1), "same"),
     ((2, 6, 6, 6, 2), (2, 3, 3, 2, 4), (2, 1, 1), (1, 1, 2), "valid"),
+    ((2, 6, 7, 5, 2), (3, 2, 3, 2, 3), (1, 1, 1), (2, 1, 2), "same"),
     # channel counts that fit MLAS's NCHWc blocks (8 or 16): the direct NCHWc kernel
     ((2, 9, 8, 3), (3, 3, 3, 16), (1, 1), (1, 1), "same"),
     ((2, 8, 8, 16), (3, 3, 16, 32), (1, 1), (1, 1), "same"),
@@ -69,23 +70,33 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
 
 
 @pytest.mark.parametrize("row", [ROWS[0], ROWS[1], ROWS[4], ROWS[6], ROWS[7], ROWS[9],
-                                 ROWS[10], ROWS[13],
+                                 ROWS[10], ROWS[11], ROWS[14],
                                  ((2, 5, 6, 5, 2), (2, 3, 2, 2, 3), (1, 1, 2), (2, 1, 1),
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
-@pytest.mark.parametrize("form", ["rows", "cols"])
-def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads, form):
-    """The kernel gradient accumulated over many small image chunks, in the row-shift form
-    (taken for stride 1 on the outer axes) and the im2col form, split over threads,
-    matches the float64 exact path."""
+@pytest.mark.parametrize("images", [1, 2, 5])
+@pytest.mark.parametrize("form", ["_Runs", "_Windows"])
+def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
+                                                            images, form):
+    """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
+    or all images, split over threads (with the input gradient as one more item), in
+    either im2col form (the contiguous runs only for stride 1), matches the float64 exact
+    path, and so does the input gradient."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
-    monkeypatch.setattr(conv_fast, "_CHUNK_BYTES", 1)          # one image per chunk
-    monkeypatch.setattr(conv_fast, "_ROWS_COLUMNS", (0, 1 << 30) if form == "rows" else (0, -1))
+    runs = form == "_Runs"
+    monkeypatch.setattr(conv_fast, "_RUNS_MIN_CHANNELS", 0 if runs else 1 << 30)
+    monkeypatch.setattr(conv_fast, "_RUNS_MAX_WASTE", float("inf"))
     used = []
-    for name in ("_kernel_grad_rows", "_kernel_grad_cols"):
-        fn = getattr(conv_fast, name)
-        monkeypatch.setattr(conv_fast, name,
-                            lambda *a, fn=fn, name=name: used.append(name) or fn(*a))
+    pick = conv_fast._form
+    monkeypatch.setattr(conv_fast, "_form", lambda s: used.append(pick(s).__name__) or pick(s))
+    positions = int(np.prod(apply(CONV, np.zeros(row[0], np.float32),
+                                  np.zeros(row[1], np.float32), strides=row[2],
+                                  dilation=row[3], padding=row[4]).shape[1:-1]))
+    monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
+    calls = []
+    part = conv_fast._kernel_grad_part
+    monkeypatch.setattr(conv_fast, "_kernel_grad_part",
+                        lambda *a: calls.append(a[2:4]) or part(*a))
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5,) + row[0][1:])
     w = rng.standard_normal(row[1]) * 0.5
@@ -93,11 +104,10 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g64 = _run(x, w, b, row, False, False, seed=4)
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
-    rows_possible = all(st == 1 for st in row[2][:-1])
-    assert set(used) == {"_kernel_grad_rows" if form == "rows" and rows_possible
-                         else "_kernel_grad_cols"}
-    np.testing.assert_allclose(g32[1], g64[1], rtol=0,
-                               atol=3e-5 * max(np.abs(g64[1]).max(), 1.0))
+    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
+    assert set(used) == {"_Runs" if runs and all(st == 1 for st in row[2]) else "_Windows"}
+    for a, e in zip(g32[:2], g64[:2]):        # the input gradient ran among the parts
+        np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0))
 
 
 def test_nchwc_kernel_is_used_where_the_channels_fit():
@@ -196,3 +206,20 @@ def test_forked_child_falls_back_to_the_numpy_path():
     got = os.read(r, 1)
     os.close(r)
     assert got == b"1"
+
+
+@pytest.mark.parametrize("size,cin,strides,want", [(28, 32, (1, 1), "_Runs"),
+                                                   (32, 16, (1, 1), "_Runs"),
+                                                   (28, 1, (1, 1), "_Windows"),
+                                                   (14, 64, (1, 1), "_Windows"),
+                                                   (28, 32, (2, 2), "_Windows")])
+def test_kernel_gradient_form_choice(size, cin, strides, want):
+    """Contiguous runs for stride 1 with enough channels on wide maps (where measured
+    faster), output windows otherwise."""
+    x = np.zeros((1, size, size, cin), np.float32)
+    w = np.zeros((3, 3, cin, 8), np.float32)
+    out = tuple(-(-size // st) for st in strides)
+    pads = tuple(((o - 1) * st + 3 - size) // 2 for o, st in zip(out, strides))
+    pads = tuple((p, (o - 1) * st + 3 - size - p) for p, o, st in zip(pads, out, strides))
+    _, saved = conv_fast.conv(x, w, None, strides, (1, 1), pads, out, False, False)
+    assert conv_fast._form(saved).__name__ == want

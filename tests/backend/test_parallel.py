@@ -143,3 +143,33 @@ def test_max_pooling_over_image_blocks_matches_one_block(monkeypatch, attrs):
     assert np.array_equal(results[0][0], results[1][0])
     assert np.array_equal(results[0][1], results[1][1])
     assert results[0][0].max() == x.max() and results[0][1].sum() != 0
+
+
+@pytest.mark.parametrize("shape", [(300, 200, 400), (400, 200, 300), (7, 5, 3)])
+def test_matmul_split_over_threads_matches_one_gemm(monkeypatch, shape):
+    """With numpy's BLAS on one thread, a big product is computed in one part per thread
+    (along the output's longer side), a small one in one GEMM; the result equals a single
+    GEMM's."""
+    from modelkit.backend import blas
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    monkeypatch.setattr(parallel, "SPLIT_FLOPS", 1000)
+    monkeypatch.setattr(blas, "threads", lambda: 1)
+    parts = []
+    run_parts = parallel.run_parts
+    monkeypatch.setattr(parallel, "run_parts",
+                        lambda fn, count: parts.append(count) or run_parts(fn, count))
+    got = parallel.matmul(a, b)
+    assert parts == ([2] if m * n * k > 1000 else [])
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+    got_t = parallel.matmul(b.T, a.T)                   # transposed (non-contiguous) operands
+    np.testing.assert_allclose(got_t, (a @ b).T, rtol=1e-5, atol=1e-4)
+
+
+def test_map_items_returns_results_in_item_order(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    assert parallel.map_items(lambda i: i * i, 7) == [i * i for i in range(7)]
+    assert parallel.map_items(lambda i: i, 0) == []

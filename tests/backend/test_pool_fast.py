@@ -1,0 +1,101 @@
+"""The float32 fast max pooling (modelkit/backend/pool_fast.py: MLAS MaxPool forward, the
+gradient from input and maxima) against the numpy path and a per-window reference: values,
+gradients to the first maximum of each window among ties, 1D/2D/3D, tiled, overlapping and
+uncovered windows, both data formats."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from modelkit.backend import GradientTape, Variable, pool_fast
+from modelkit.backend.tape import OPS, apply
+
+POOL = OPS.get("pool_max")
+
+CASES = [
+    # (channels-last shape, pool, strides)
+    ((3, 8, 4), (2,), (2,)),
+    ((2, 9, 3), (3,), (2,)),
+    ((3, 8, 6, 5), (2, 2), (2, 2)),
+    ((2, 9, 7, 3), (2, 2), (2, 2)),           # the last row/column is in no window
+    ((2, 9, 9, 4), (3, 3), (2, 2)),           # overlapping windows
+    ((2, 8, 9, 3), (2, 3), (1, 2)),
+    ((2, 6, 4, 6, 2), (2, 2, 2), (2, 2, 2)),
+    ((1, 7, 6, 5, 3), (3, 2, 2), (2, 1, 2)),
+]
+
+
+def _reference(x, pool, strides, g):
+    """Per-window loops over a channels-last array: maxima, gradient to the first maximum."""
+    n, c = x.shape[0], x.shape[-1]
+    out = tuple((L - p) // s + 1 for L, p, s in zip(x.shape[1:-1], pool, strides))
+    y = np.empty((n,) + out + (c,), x.dtype)
+    dx = np.zeros_like(x)
+    for b, ch in itertools.product(range(n), range(c)):
+        for o in np.ndindex(*out):
+            cells = [tuple(oi * s + k for oi, s, k in zip(o, strides, off))
+                     for off in np.ndindex(*pool)]
+            vals = [x[(b,) + cell + (ch,)] for cell in cells]
+            first = int(np.argmax(vals))
+            y[(b,) + o + (ch,)] = vals[first]
+            dx[(b,) + cells[first] + (ch,)] += g[(b,) + o + (ch,)]
+    return y, dx
+
+
+def _pool(x, pool, strides, channels_first, gy):
+    v = Variable(x)
+    with GradientTape() as tape:
+        y = apply(POOL, v, pool=pool, strides=strides, channels_first=channels_first)
+    return y.value, tape.gradient(y, [v], output_gradient=gy)[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("layout", ["first", "last-view"])
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_fast_max_pool_matches_the_reference(case, layout, ties):
+    shape, pool, strides = case
+    rng = np.random.default_rng(len(shape) + pool[0])
+    x = rng.standard_normal(shape).astype(np.float32)
+    if ties:       # relu zeros and repeated values: windows with several maxima
+        x = np.maximum(np.round(x * 2) / 2, 0).astype(np.float32)
+    out = tuple((L - p) // s + 1 for L, p, s in zip(shape[1:-1], pool, strides))
+    g = rng.standard_normal(shape[:1] + out + shape[-1:]).astype(np.float32)
+    y_ref, dx_ref = _reference(x, pool, strides, g)
+    xn = np.ascontiguousarray(np.moveaxis(x, -1, 1))                 # channels-first memory
+    if layout == "first":
+        y, dx = _pool(xn, pool, strides, True, np.ascontiguousarray(np.moveaxis(g, -1, 1)))
+        y, dx = np.moveaxis(y, 1, -1), np.moveaxis(dx, 1, -1)
+        xin = xn
+    else:
+        xin = np.moveaxis(xn, 1, -1)                                 # channels-last view
+        y, dx = _pool(xin, pool, strides, False, g)
+    assert pool_fast.usable(xin, [(0, 0)] * len(pool), layout == "first")
+    assert y.dtype == dx.dtype == np.float32
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES[2:5], ids=str)
+def test_fast_and_numpy_paths_agree(monkeypatch, case):
+    shape, pool, strides = case
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
+    xin = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, -1, 1)), 1, -1)
+    y = apply(POOL, xin, pool=pool, strides=strides).value
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    fast = _pool(xin, pool, strides, False, g)
+    monkeypatch.setenv("MODELKIT_FAST_CONV", "0")
+    assert not pool_fast.usable(xin, [(0, 0)] * len(pool), False)
+    slow = _pool(xin, pool, strides, False, g)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_other_inputs_keep_the_numpy_path():
+    none = [(0, 0), (0, 0)]
+    x = np.zeros((2, 6, 6, 3), np.float32)                         # channels-last memory
+    assert not pool_fast.usable(x, none, False)
+    assert pool_fast.usable(np.moveaxis(x, -1, 1).copy(), none, True)
+    assert not pool_fast.usable(x.astype(np.float64), none, False)
+    assert not pool_fast.usable(np.moveaxis(x, -1, 1).copy(), [(0, 1), (0, 1)], True)
