@@ -36,6 +36,9 @@ from .errors import IRError
 
 IR_FORMAT_VERSION = 1
 NESTED_MODEL_OPS = ("Functional", "Sequential", "Model")
+# The boolean call keyword arguments a Node's call_kwargs keep (Keras inbound-node kwargs):
+# the training phase, and the attention layers' causal mask and attention-score output.
+CALL_FLAGS = ("training", "use_causal_mask", "return_attention_scores")
 
 
 @dataclass(frozen=True)

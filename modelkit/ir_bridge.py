@@ -15,7 +15,7 @@ from .engine.build_budget import build_budget
 from .engine.input_layer import Input, InputLayer
 from .engine.sequential import Sequential
 from .errors import ConfigError, IRError, ModelkitError, ModelLoadError, as_load_error
-from .ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
+from .ir import CALL_FLAGS, NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize, get_layer_class
 
 
@@ -222,9 +222,9 @@ def _build_layers(graph, custom_objects):
 
 
 def portable_call_kwargs(kwargs):
-    """The call keyword arguments a file keeps: Keras's `training=True/False`."""
-    training = (kwargs or {}).get("training")
-    return {"training": training} if isinstance(training, bool) else {}
+    """The call keyword arguments a file keeps: the boolean flags of `ir.CALL_FLAGS`
+    (Keras's `training=True/False`, the attention layers' `use_causal_mask`, ...)."""
+    return {k: v for k, v in (kwargs or {}).items() if k in CALL_FLAGS and isinstance(v, bool)}
 
 
 def _named(node, fn, *args, **kwargs):

@@ -15,7 +15,8 @@ from ..file_checks import require_regular_file
 from .h5io import (_Ctx, _open, _read_new_layout, training_from_compile_config,
                    training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
-                                   graph_to_keras_config, keras_config_to_graph, keras_weight_order)
+                                   graph_to_keras_config, keras3_subobject, keras_config_to_graph,
+                                   keras_weight_order)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -128,9 +129,13 @@ def _write_new_layout(f, graph):
         items = keras_weight_order(node, graph)
         if not items:
             continue
-        g = f.require_group(paths[node.name] + "/vars")
-        for i, (sg, key) in enumerate(items):
-            g.create_dataset(str(i), data=np.ascontiguousarray(sg.weights[key]))
+        counts = {}
+        for sg, key in items:
+            sub = keras3_subobject(node.op, key.split("/", 1)[-1])
+            where = paths[node.name] + (f"/{sub}" if sub else "") + "/vars"
+            i = counts[where] = counts.get(where, -1) + 1
+            f.require_group(where).create_dataset(str(i),
+                                                  data=np.asarray(sg.weights[key], order="C"))
 
 
 def save_keras_archive(graph, path):

@@ -221,7 +221,8 @@ def _refuse_repeats(names, where, ctx):
 # ---------------------------------------------------------------------------------------
 # Keras 3 "new" weights layout (`*.weights.h5`, `model.weights.h5` inside .keras)
 
-_CHILD_ORDER = ("cell", "forward_layer", "backward_layer", "layer")
+_CHILD_ORDER = ("cell", "forward_layer", "backward_layer", "layer",
+                "query_dense", "key_dense", "value_dense", "output_dense")
 
 
 _MAX_LAYER_VARS = 1024

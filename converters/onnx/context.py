@@ -54,6 +54,7 @@ class ExportContext:
         self.initializers = []          # onnx.TensorProto
         self.extra_domains = {}         # domain -> version (OnnxOp nodes in custom domains)
         self.masks = {}                 # tensor name -> Tensor (bool, (batch, time))
+        self.call_kwargs = {}           # the flags of the call being emitted (ir.CALL_FLAGS)
         self._names = set(reserved)
         self._counters = {}
         self._param_cache = {}

@@ -60,6 +60,7 @@ def emit_graph(graph, ctx, feeds):
         if any(i is _Failed for i in ins):
             env[(node.name, ci)] = _Failed
             continue
+        ctx.call_kwargs = node.kwargs_of(ci)        # this call's flags (ir.CALL_FLAGS)
         try:
             outs = list(handler.emit(node, ctx, ins))
         except LayerUnsupported as e:

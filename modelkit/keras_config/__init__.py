@@ -6,7 +6,15 @@ Reading accepts both dialects:
   `inbound_nodes` `[[["name", node_index, tensor_index, {kwargs}], ...], ...]`.
 * Keras 3: InputLayer `batch_shape`, `DTypePolicy` dicts, `module`/`registered_name`/
   `build_config`, dict-form nodes `{"args": [...__keras_tensor__...], "kwargs": {...}}`,
-  explicit `NotEqual` mask nodes.
+  explicit `NotEqual` mask nodes (and `LogicalOr`/`LogicalAnd` merging masks).
+
+Call arguments: a node's tensors become its IR call inputs; the boolean flags of
+`ir.CALL_FLAGS` (`training`, `use_causal_mask`, `return_attention_scores`) its call kwargs.
+Layers called with several named tensors (`CALL_TENSOR_ARGS`: MultiHeadAttention's query,
+value, key, attention_mask; Keras 2 writes the query first and the rest as kwargs, Keras 3
+positional args and kwargs) keep them as one list in signature order, and are written back
+the same way in each dialect. MultiHeadAttention's tf-keras `query_shape`/`key_shape`/
+`value_shape` stay in the Keras 2 dialect and are dropped for Keras 3, which refuses them.
 
 Every layer config is normalised to the canonical Keras-2 `get_config()` spelling
 (`normalise_layer_config`), so the IR never depends on which Keras wrote the file:
@@ -35,7 +43,8 @@ nothing here decodes, unmarshals or evaluates them.
 from .dialect import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, KERAS3_ONLY_INITIALIZER_KEYS, KERAS3_ONLY_KEYS, KERAS3_ONLY_KEYS_BY_OP,
                       is_keras3_config, normalise_layer_config)
 from .reading import attach_wrapped_models, keras_config_to_graph
-from .weights import (attach_layer_weights, keras_weight_order, non_trainable_variable,
+from .weights import (attach_layer_weights, keras3_subobject, keras_weight_order,
+                      non_trainable_variable,
                       snake_case, strip_weight_suffix, variable_names)
 from .writing import graph_to_keras_config
 
@@ -43,4 +52,4 @@ __all__ = ["KERAS2_VERSION", "KERAS3_VERSION", "BACKEND", "keras_config_to_graph
            "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
            "attach_layer_weights", "attach_wrapped_models", "keras_weight_order",
            "is_keras3_config", "non_trainable_variable", "snake_case", "strip_weight_suffix",
-           "variable_names"]
+           "variable_names", "keras3_subobject"]

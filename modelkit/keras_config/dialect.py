@@ -24,7 +24,11 @@ KERAS3_ONLY_KEYS_BY_OP = {
     "LSTM": ("seed",), "GRU": ("seed",), "SimpleRNN": ("seed",),
     "LSTMCell": ("seed",), "GRUCell": ("seed",), "SimpleRNNCell": ("seed",),
     "LayerNormalization": ("rms_scaling",),
+    "MultiHeadAttention": ("seed", "flash_attention"),
 }
+# Layers called with several named tensors rather than a list: their signature order. The IR
+# keeps the tensors as a list in this order (see reading._named_call).
+CALL_TENSOR_ARGS = {"MultiHeadAttention": ("query", "value", "key", "attention_mask")}
 # Keys of serialized objects (initializers) only Keras 3 writes; dropped when None.
 KERAS3_ONLY_INITIALIZER_KEYS = ("input_axes", "output_axes")
 _SERIAL_JUNK = ("module", "registered_name", "shared_object_id", "build_config")
@@ -148,6 +152,9 @@ def keras3_layer_config(op, config, where):
         cfg["axis"] = cfg["axis"][0]
     if op == "Embedding":
         cfg.pop("input_length", None)
+    if op == "MultiHeadAttention":      # tf-keras's build shapes: Keras 3 refuses them
+        for k in ("query_shape", "key_shape", "value_shape", "softmax_robust_masking"):
+            cfg.pop(k, None)
     cfg.pop("time_major", None)
     cfg.pop("batch_input_shape", None)    # Keras 3 refuses it; its InputLayer has the shape
     for k, v in list(cfg.items()):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from modelkit.errors import IRError, KerasConfigError, UnsupportedError
-from modelkit.ir import NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
+from modelkit.ir import CALL_FLAGS, NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
+from .dialect import CALL_TENSOR_ARGS, is_keras3_config, keras_major_version, normalise_layer_config
 from .keras3_ops import is_keras3_op, keras3_op_node
 from .tf_ops import TF_OP_LAYERS, tf_op_node
-from .dialect import is_keras3_config, keras_major_version, normalise_layer_config
 from .weights import attach_layer_weights, attach_nested, keras_weight_order
 
 _INPUT_SHAPE_KEYS = ("batch_input_shape", "batch_shape")
@@ -205,34 +205,43 @@ def _keras_tensors(obj, out, depth=0):
             if not isinstance(hist, list) or len(hist) != 3:
                 raise KerasConfigError(f"__keras_tensor__ without a keras_history: {obj!r}")
             out.append(hist)
-            return
+            return out
         for v in obj.values():
             _keras_tensors(v, out, depth + 1)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             _keras_tensors(v, out, depth + 1)
+    return out
 
 
 def _parse_calls(layer, where):
     """inbound_nodes -> list of calls, each a list of [name, node_index, tensor_index], the
     names of tensors that were passed as `mask=` (Keras 3) and each call's kwargs kept in the
-    IR (a boolean `training=`)."""
+    IR (the boolean flags of CALL_FLAGS, such as `training=`)."""
     nodes = layer.get("inbound_nodes") or []
     if not isinstance(nodes, list):
         raise KerasConfigError(f"{where}: inbound_nodes must be a list")
+    named_args = CALL_TENSOR_ARGS.get(layer.get("class_name"))
     calls, masks, call_kwargs = [], [], []
     for n in nodes:
-        refs, mask_refs, training = [], [], None
+        refs, mask_refs, flags, named = [], [], {}, {}
         if isinstance(n, dict):                                   # Keras 3
-            _keras_tensors(n.get("args", []), refs)
+            args = n.get("args", [])
+            if named_args and isinstance(args, list):
+                for name, arg in zip(named_args, args):
+                    named[name] = _keras_tensors(arg, [])
+            else:
+                _keras_tensors(args, refs)
             kwargs = n.get("kwargs") or {}
             if not isinstance(kwargs, dict):
                 raise KerasConfigError(f"{where}: node kwargs must be a dict")
             for k, v in kwargs.items():
                 if k == "mask":
                     _keras_tensors(v, mask_refs)
-                elif k == "training":
-                    training = v
+                elif k in CALL_FLAGS:
+                    flags[k] = v
+                elif named_args and k in named_args:
+                    named[k] = _keras_tensors(v, [])
                 else:
                     _keras_tensors(v, refs)                       # e.g. initial_state
         elif isinstance(n, list):                                 # Keras 2
@@ -241,14 +250,23 @@ def _parse_calls(layer, where):
                     raise KerasConfigError(f"{where}: bad inbound node entry {item!r}")
                 refs.append(item[:3])
                 if len(item) > 3 and isinstance(item[3], dict):
-                    training = item[3].get("training", training)
+                    for k, v in item[3].items():
+                        if k in CALL_FLAGS:
+                            flags[k] = v
+                        elif named_args and k in named_args:
+                            named[k] = [v] if _is_ref(v) else []
+            if named_args:
+                named[named_args[0]] = refs
+                refs = []
         else:
             raise KerasConfigError(f"{where}: bad inbound node {n!r}")
+        if named_args:
+            refs = _named_call(named_args, named, where)
         if isinstance(n, dict) and layer.get("class_name") in KERAS3_AUGMENTATION:
-            training = None
+            flags.pop("training", None)
         calls.append(refs)
         masks.append(mask_refs)
-        call_kwargs.append({"training": training} if isinstance(training, bool) else {})
+        call_kwargs.append({k: v for k, v in flags.items() if isinstance(v, bool)})
     return calls, masks, call_kwargs
 
 
@@ -258,8 +276,37 @@ def _parse_calls(layer, where):
 KERAS3_AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
                        "RandomContrast", "RandomBrightness", "RandomCrop")
 
-# Keras 3 op layers that only compute a mask (see _functional_to_graph)
-_MASK_OPS = ("NotEqual", "Any")
+
+def _is_ref(v):
+    return isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str)
+
+
+def _named_call(names, named, where):
+    """The IR input list of a layer called with named tensors (MultiHeadAttention's query,
+    value, key, attention_mask): in signature order, a missing key standing for the value
+    when a later tensor is given."""
+    got = {}
+    for name, refs in named.items():
+        if len(refs) > 1:
+            raise KerasConfigError(f"{where}: argument {name!r} holds {len(refs)} tensors")
+        if refs:
+            got[name] = refs[0]
+    out = []
+    for i, name in enumerate(names):
+        if name in got:
+            out.append(got[name])
+        elif any(later in got for later in names[i + 1:]):
+            if i != 2 or names[1] not in got:
+                raise KerasConfigError(f"{where}: the call has no {name!r} tensor")
+            out.append(got[names[1]])                 # key defaults to value
+    if out and len(out) < 2:
+        raise KerasConfigError(f"{where}: the call names only {sorted(got)}")
+    return out
+
+
+# Keras 3 op layers that only compute a mask (see _functional_to_graph); LogicalOr/And merge
+# the masks of a merge layer's inputs (an Add residual around MultiHeadAttention)
+_MASK_OPS = ("NotEqual", "Any", "LogicalOr", "LogicalAnd")
 
 
 def _functional_to_graph(cfg, keras3, where):

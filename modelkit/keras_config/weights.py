@@ -137,6 +137,19 @@ _CONV_LIKE = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose"
               "LocallyConnected1D", "LocallyConnected2D")
 
 
+# MultiHeadAttention's EinsumDense sublayers: Keras 2 variable prefix -> Keras 3 sub-object
+MHA_SUBLAYERS = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
+                 "attention_output": "output_dense"}
+
+
+def keras3_subobject(op, variable):
+    """The Keras 3 `.keras` sub-object group that holds a variable of a layer (None: the
+    layer's own `vars`)."""
+    if op == "MultiHeadAttention":
+        return MHA_SUBLAYERS.get(variable.split("/", 1)[0])
+    return None
+
+
 def variable_names(op, config):
     """The Keras-2 variable names (without the layer prefix) of a layer, in weight order.
 
@@ -155,7 +168,9 @@ def variable_names(op, config):
         return ((["gamma"] if cfg.get("scale", True) else [])
                 + (["beta"] if cfg.get("center", True) else [])
                 + ["moving_mean", "moving_variance"])
-    if op == "LayerNormalization":
+    if op == "Normalization":
+        return None if cfg.get("mean") is not None else ["mean", "variance", "count"]
+    if op in ("LayerNormalization", "GroupNormalization"):
         return ((["gamma"] if cfg.get("scale", True) else [])
                 + (["beta"] if cfg.get("center", True) else []))
     if op == "Embedding":
@@ -174,6 +189,14 @@ def variable_names(op, config):
         if f is None or b is None:
             return None
         return [f"forward_{iname}/{v}" for v in f] + [f"backward_{bname}/{v}" for v in b]
+    if op in ("Attention", "AdditiveAttention"):
+        return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
+                + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
+    if op in ("Attention", "AdditiveAttention"):
+        return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
+                + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
+    if op == "MultiHeadAttention":
+        return [f"{part}/{v}" for part in MHA_SUBLAYERS for v in ["kernel"] + bias]
     if op == "TimeDistributed":
         inner = cfg.get("layer") or {}
         return variable_names(inner.get("class_name"), inner.get("config"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelkit.ir import NESTED_MODEL_OPS
 
-from .dialect import keras2_layer_config, keras3_layer_config
+from .dialect import CALL_TENSOR_ARGS, keras2_layer_config, keras3_layer_config
 from .keras3_ops import keras3_op_entry
 from .tf_ops import tf_op_entry
 
@@ -91,10 +91,9 @@ def _graph_config(graph, keras3):
         ni = r.call_index + (1 if r.node in nested and not keras3 else 0)
         if keras3:
             spec = shapes.get(r.node)
-            # Keras 3 rebuilds each node from `keras_history` alone but refuses a tensor
-            # without a shape ("Undefined shapes are not supported"): the IR has no shapes of
-            # intermediate tensors, so those get an empty placeholder
             return {"class_name": "__keras_tensor__",
+                    # Keras 3 swaps the placeholder for the inbound layer's real output
+                    # but cannot make one of shape None: [] stands for a layer output
                     "config": {"shape": list(spec.shape) if spec else [],
                                "dtype": spec.dtype if spec else "float32",
                                "keras_history": [r.node, ni, r.tensor_index]}}
@@ -109,7 +108,20 @@ def _graph_config(graph, keras3):
             continue
         e = _layer_entry(n, keras3)
         e["name"] = n.name
-        if keras3:
+        named = CALL_TENSOR_ARGS.get(n.op)
+        if named:                  # called with named tensors: query first, the rest by name
+            if keras3:
+                e["inbound_nodes"] = [
+                    {"args": [ref_item(r) for r in call[:2]],
+                     "kwargs": {**{k: ref_item(r) for k, r in zip(named[2:], call[2:])},
+                                **n.kwargs_of(ci)}} for ci, call in enumerate(n.calls)]
+            else:
+                e["inbound_nodes"] = [
+                    [ref_item(call[0])[:3] + [{**{k: ref_item(r)[:3]
+                                                  for k, r in zip(named[1:], call[1:])},
+                                               **n.kwargs_of(ci)}]]
+                    for ci, call in enumerate(n.calls)]
+        elif keras3:
             e["inbound_nodes"] = [
                 {"args": [ref_item(call[0])] if len(call) == 1 else [[ref_item(r) for r in call]],
                  "kwargs": n.kwargs_of(ci)} for ci, call in enumerate(n.calls)]

@@ -22,6 +22,8 @@ from .embeddings import *  # noqa: F401,F403,E402
 from .wrappers import *  # noqa: F401,F403,E402
 from .merge import *  # noqa: F401,F403,E402
 from .normalization import *  # noqa: F401,F403,E402
+from .attention import *  # noqa: F401,F403,E402
+from .feature_normalization import *  # noqa: F401,F403,E402
 from .noise import *  # noqa: F401,F403,E402
 from .advanced_activations import *  # noqa: F401,F403,E402
 from .legacy_layers import *  # noqa: F401,F403,E402

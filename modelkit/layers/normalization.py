@@ -236,8 +236,8 @@ class LayerNormalization(_Normalization):
         self._set_axis(axis)
         self.epsilon = float(epsilon)
         if self.epsilon <= 0:
-            raise ConfigError(f"LayerNormalization {self.name!r}: epsilon must be positive, "
-                              f"got {epsilon}")
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: epsilon must be "
+                              f"positive, got {epsilon}")
         self._set_gamma_beta(center, scale, beta_initializer=beta_initializer,
                              gamma_initializer=gamma_initializer,
                              beta_regularizer=beta_regularizer,

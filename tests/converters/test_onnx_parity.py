@@ -432,6 +432,20 @@ MISC_ROWS = {   # name -> (model factory, input shapes, [input kind])
     "LayerNormalization_2axes": _one(lambda: L.LayerNormalization(axis=[1, 2]), (3, 4)),
     "LayerNormalization_axis1": _one(lambda: L.LayerNormalization(axis=1), (3, 4)),
     "LayerNormalization_no_scale": _one(lambda: L.LayerNormalization(scale=False), (4,)),
+    "GroupNormalization": _one(lambda: L.GroupNormalization(2), (3, 4)),
+    "GroupNormalization_axis1": _one(lambda: L.GroupNormalization(3, axis=1, center=False),
+                                     (6, 2)),
+    "UnitNormalization": _one(lambda: L.UnitNormalization(axis=[1, 2]), (3, 4)),
+    "Normalization": _one(lambda: L.Normalization(axis=1), (3, 4)),
+    "Normalization_fixed_invert": _one(lambda: L.Normalization(mean=0.5, variance=2.0,
+                                                               invert=True), (4,)),
+    # attention
+    "MultiHeadAttention": _two(lambda: L.MultiHeadAttention(2, 3), (3, 4), (5, 4)),
+    "MultiHeadAttention_causal": (functional([(4, 3)], lambda x: L.MultiHeadAttention(
+        2, 2, output_shape=5)(x, x, use_causal_mask=True)), [(4, 3)]),
+    "Attention": _two(lambda: L.Attention(use_scale=True), (3, 4), (5, 4)),
+    "Attention_concat": _two(lambda: L.Attention(score_mode="concat"), (3, 4), (5, 4)),
+    "AdditiveAttention": _two(L.AdditiveAttention, (3, 4), (5, 4)),
     # noise (identity at inference)
     "GaussianNoise": _one(lambda: L.GaussianNoise(0.5), (4,)),
     "GaussianDropout": _one(lambda: L.GaussianDropout(0.3), (4,)),
