@@ -108,6 +108,9 @@ TF_OPS = {
     "math.reduce_all": TFOp("all", _REDUCE),
     **_aliases(("compat.v1.shape", "shape"),
                TFOp("shape", ("input",), fixed={"out_type": "int32"})),
+    "nn.bias_add": TFOp("add", ("value", "bias"), fixed={"data_format": None}),
+    **{f"math.{f}": TFOp(f, ("input", ("axis", 0)), fixed={"output_type": "int64"})
+       for f in ("argmax", "argmin")},
     "gather": TFOp("gather", ("params", "indices"),
                    fixed={"axis": None, "batch_dims": 0, "validate_indices": None}),
 }
