@@ -42,6 +42,8 @@ import vs_torch  # noqa: E402  (pins --threads before numpy loads)
 
 import numpy as np  # noqa: E402
 
+from modelkit.backend import conv_fast  # noqa: E402
+
 BATCH = 64
 H = W = 28
 # (in_channels, out_channels, spatial size) of each 3x3 'same' conv
@@ -278,6 +280,10 @@ def main():
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
     args = parser.parse_args()
+    if not conv_fast.enabled():
+        print("note: onnxruntime is not importable here (or MODELKIT_FAST_CONV=0): the convolutions "
+              "run on the exact numpy path, not the fast kernels; run with the project's own "
+              "environment and make torch importable there", file=sys.stderr)
     if args.vs_torch:
         vs_torch.run(args, CnnBench(args.model, args.steps), args.rounds, ("model", "steps"))
         return
