@@ -131,7 +131,7 @@ def _write_new_layout(f, graph):
             continue
         counts = {}
         for sg, key in items:
-            sub = keras3_subobject(node.op, key.split("/", 1)[-1])
+            sub = keras3_subobject(node.op, key.split("/", 1)[-1], node.config)
             where = paths[node.name] + (f"/{sub}" if sub else "") + "/vars"
             i = counts[where] = counts.get(where, -1) + 1
             f.require_group(where).create_dataset(str(i),
@@ -139,9 +139,10 @@ def _write_new_layout(f, graph):
 
 
 def save_keras_archive(graph, path):
-    """Write a `.keras` zip (Keras 3 dialect config, weights in the `layers/<x>/vars/<i>`
-    layout). Layers whose Keras 3 weights sit in sub-objects (RNN cells, wrappers) are
-    written flat under their layer; modelkit reads them back, Keras 3 may not."""
+    """Write a `.keras` zip (Keras 3 dialect config, weights in Keras 3's
+    `layers/<x>/vars/<i>` layout, with the sub-objects Keras 3 saves them under: an RNN's
+    `cell`, Bidirectional's `forward_layer` / `backward_layer`, TimeDistributed's `layer`,
+    MultiHeadAttention's EinsumDense sub-layers)."""
     import h5py
     config = graph_to_keras_config(graph, dialect="keras3")
     if graph.training is not None and graph.training.loss is not None:

@@ -33,7 +33,7 @@ CALL_TENSOR_ARGS = {"MultiHeadAttention": ("query", "value", "key", "attention_m
 KERAS3_ONLY_INITIALIZER_KEYS = ("input_axes", "output_axes")
 _SERIAL_JUNK = ("module", "registered_name", "shared_object_id", "build_config")
 _ACTIVATION_KEYS = ("activation", "recurrent_activation")
-_WRAPPER_KEYS = ("layer", "backward_layer")
+_WRAPPER_KEYS = ("layer", "backward_layer", "cell")     # nested layer configs (RNN: its cell)
 
 
 def is_keras3_config(model_config):

@@ -132,6 +132,7 @@ def snake_case(name):
 _CELL = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell",
          "ConvLSTM1D": "conv_lstm_cell", "ConvLSTM2D": "conv_lstm_cell",
          "ConvLSTM3D": "conv_lstm_cell"}
+_CELL_CLASSES = ("SimpleRNNCell", "GRUCell", "LSTMCell")
 _CONV_LIKE = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
               "Conv3DTranspose", "Convolution1D", "Convolution2D", "Convolution3D",
               "LocallyConnected1D", "LocallyConnected2D")
@@ -142,12 +143,35 @@ MHA_SUBLAYERS = {"query": "query_dense", "key": "key_dense", "value": "value_den
                  "attention_output": "output_dense"}
 
 
-def keras3_subobject(op, variable):
-    """The Keras 3 `.keras` sub-object group that holds a variable of a layer (None: the
-    layer's own `vars`)."""
+_CELL_OWNERS = frozenset(_CELL) | {"RNN"}
+
+
+def keras3_subobject(op, variable, config=None):
+    """The Keras 3 `.keras` sub-object path under a layer's group that holds one of its
+    variables (None: the layer's own `vars`): `cell` for a recurrent layer,
+    `forward_layer/...` / `backward_layer/...` for Bidirectional, `layer/...` for
+    TimeDistributed (the wrapped layer's own sub-objects follow), the EinsumDense
+    sub-layers of MultiHeadAttention. `variable` is the IR key without the layer name."""
+    cfg = config or {}
     if op == "MultiHeadAttention":
         return MHA_SUBLAYERS.get(variable.split("/", 1)[0])
+    if op in _CELL_OWNERS:
+        return "cell"
+    if op == "TimeDistributed":
+        return _under("layer", cfg.get("layer"), variable)
+    if op == "Bidirectional":
+        side, _, rest = variable.partition("/")
+        if side.startswith("backward_"):
+            return _under("backward_layer", cfg.get("backward_layer") or cfg.get("layer"), rest)
+        return _under("forward_layer", cfg.get("layer"), rest)
     return None
+
+
+def _under(slot, inner, variable):
+    """`slot`, then the wrapped layer's own sub-object path for `variable`."""
+    inner = inner if isinstance(inner, dict) else {}
+    sub = keras3_subobject(inner.get("class_name"), variable, inner.get("config"))
+    return f"{slot}/{sub}" if sub else slot
 
 
 def variable_names(op, config):
@@ -179,6 +203,15 @@ def variable_names(op, config):
         return ["alpha"]
     if op in _CELL:
         return [f"{_CELL[op]}/{v}" for v in ["kernel", "recurrent_kernel"] + bias]
+    if op == "RNN":
+        cell = cfg.get("cell") if isinstance(cfg.get("cell"), dict) else {}
+        cell_op = cell.get("class_name")
+        if cell_op not in _CELL_CLASSES:
+            return None
+        ccfg = cell.get("config") or {}
+        prefix = ccfg.get("name") or snake_case(cell_op)
+        cbias = ["bias"] if ccfg.get("use_bias", True) else []
+        return [f"{prefix}/{v}" for v in ["kernel", "recurrent_kernel"] + cbias]
     if op == "Bidirectional":
         inner = cfg.get("layer") or {}
         back = cfg.get("backward_layer") or inner
@@ -189,9 +222,6 @@ def variable_names(op, config):
         if f is None or b is None:
             return None
         return [f"forward_{iname}/{v}" for v in f] + [f"backward_{bname}/{v}" for v in b]
-    if op in ("Attention", "AdditiveAttention"):
-        return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
-                + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
     if op in ("Attention", "AdditiveAttention"):
         return ((["scale"] if cfg.get("use_scale", op == "AdditiveAttention") else [])
                 + (["concat_score_weight"] if cfg.get("score_mode") == "concat" else []))
