@@ -9,14 +9,13 @@ import zipfile
 
 from modelkit.converters.atomic import atomic_write
 
-from modelkit.ir import NESTED_MODEL_OPS, json_default
+from modelkit.ir import json_default
 
 from ..file_checks import require_regular_file
-from .h5io import (_Ctx, _open, _read_new_layout, training_from_compile_config,
-                   training_to_compile_config)
+from .h5io import (_Ctx, _open, _read_new_layout, _write_new_layout,
+                   training_from_compile_config, training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
-                                   graph_to_keras_config, keras3_subobject, keras_config_to_graph,
-                                   keras_weight_order)
+                                   graph_to_keras_config, keras_config_to_graph)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -115,27 +114,6 @@ def load_keras_archive(path):
             return graph
     except Exception as e:
         raise ctx.wrap(e) from None
-
-
-def _write_new_layout(f, graph):
-    from .h5io import _new_layout_paths
-    import numpy as np
-    paths = _new_layout_paths(graph)
-    for node in graph.nodes:
-        if node.subgraph is not None:       # a nested model, or a wrapper's (under /layer)
-            where = paths[node.name] if node.op in NESTED_MODEL_OPS else paths[node.name] + "/layer"
-            _write_new_layout(f.require_group(where), node.subgraph)
-            continue
-        items = keras_weight_order(node, graph)
-        if not items:
-            continue
-        counts = {}
-        for sg, key in items:
-            sub = keras3_subobject(node.op, key.split("/", 1)[-1], node.config)
-            where = paths[node.name] + (f"/{sub}" if sub else "") + "/vars"
-            i = counts[where] = counts.get(where, -1) + 1
-            f.require_group(where).create_dataset(str(i),
-                                                  data=np.asarray(sg.weights[key], order="C"))
 
 
 def save_keras_archive(graph, path):

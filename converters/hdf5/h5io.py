@@ -32,7 +32,7 @@ from modelkit.ir import NESTED_MODEL_OPS, TrainingConfig, json_default
 from modelkit.converters.atomic import atomic_write
 
 from modelkit.keras_config import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, graph_to_keras_config,
-                                   keras_config_to_graph, keras_weight_order,
+                                   keras3_subobject, keras_config_to_graph, keras_weight_order,
                                    non_trainable_variable, snake_case, strip_weight_suffix,
                                    variable_names)
 
@@ -288,6 +288,30 @@ def _nested_items(group, subgraph, ctx):
     items = [(w, a) for sname, entries in sub.items() for w, a in entries]
     items.sort(key=lambda wa: non_trainable_variable(wa[0]) or wa[0].split("/", 1)[0] in frozen)
     return items
+
+
+def _write_new_layout(f, graph, top=True):
+    """Write `graph`'s weights in the Keras 3 layout (`layers/<x>/vars/<i>`, with the
+    sub-objects Keras 3 keeps them under: an RNN's `cell`, a wrapper's inner layer, ...).
+    The model's own (empty) `vars` group is written too: tf-keras's loader opens it."""
+    if top:
+        f.require_group("vars")
+    paths = _new_layout_paths(graph)
+    for node in graph.nodes:
+        if node.subgraph is not None:       # a nested model, or a wrapper's (under /layer)
+            where = paths[node.name] if node.op in NESTED_MODEL_OPS else paths[node.name] + "/layer"
+            _write_new_layout(f.require_group(where), node.subgraph, top=False)
+            continue
+        items = keras_weight_order(node, graph)
+        if not items:
+            continue
+        counts = {}
+        for sg, key in items:
+            sub = keras3_subobject(node.op, key.split("/", 1)[-1], node.config)
+            where = paths[node.name] + (f"/{sub}" if sub else "") + "/vars"
+            i = counts[where] = counts.get(where, -1) + 1
+            f.require_group(where).create_dataset(str(i),
+                                                  data=np.asarray(sg.weights[key], order="C"))
 
 
 def _read_new_layout(f, graph, ctx):
@@ -581,12 +605,17 @@ def _load_graph(f, ctx):
 
 
 def save_weights(graph, path):
-    """Write the Keras 2 weights-only layout (layer groups at the root), atomically."""
+    """Write a weights-only file, atomically: for a `*.weights.h5` name the Keras 3 layout
+    (what Keras 3 and tf-keras >= 2.13 write and expect for that name), otherwise the
+    Keras 2 one (layer groups at the root)."""
     h5py = _h5py()
     graph.validate()
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            _write_weights_group(f, graph, KERAS2_VERSION)
+            if os.fspath(path).endswith(".weights.h5"):
+                _write_new_layout(f, graph)
+            else:
+                _write_weights_group(f, graph, KERAS2_VERSION)
 
 
 def _shallow_copy(graph):

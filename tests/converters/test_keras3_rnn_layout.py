@@ -28,11 +28,17 @@ REAL = sorted(glob.glob(os.path.join(FIXTURES, "keras3_rnn", "*.keras"))) + [
 
 
 def layer_datasets(path):
-    """{h5 path: array} of the layer weights in a .keras archive (optimizer state left out)."""
-    with zipfile.ZipFile(path) as z:
-        data = z.read("model.weights.h5")
+    """{h5 path: array} of the layer weights in a .keras archive or a `*.weights.h5` file
+    (optimizer state left out)."""
+    if str(path).endswith(".weights.h5"):
+        with open(path, "rb") as fh:
+            data = fh.read()
+    else:
+        with zipfile.ZipFile(path) as z:
+            data = z.read("model.weights.h5")
     out = {}
     with h5py.File(io.BytesIO(data), "r") as f:
+        assert "vars" in f          # the model's own group: tf-keras's loader opens it
         f["layers"].visititems(lambda name, obj: out.__setitem__(f"layers/{name}", obj[()])
                                if isinstance(obj, h5py.Dataset) else None)
     return out
@@ -67,3 +73,22 @@ def test_predictions_survive_modelkit_write(tmp_path, path):
     out = str(tmp_path / "m.keras")
     model.save(out)
     np.testing.assert_array_equal(np.asarray(load_model(out).predict(ref["x0"], verbose=0)), y)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(FIXTURES, "keras3", "*.weights.h5"))),
+                         ids=os.path.basename)
+def test_save_weights_h5_matches_keras3(tmp_path, path):
+    """`save_weights("x.weights.h5")` writes the layout Keras 3 (and tf-keras >= 2.13) write
+    for that name; each fixture is Keras 3's save_weights of the model next to it."""
+    base = path[: -len(".weights.h5")]
+    graph = (hdf5.load_keras_archive(base + ".keras") if os.path.exists(base + ".keras")
+             else hdf5.load_graph(base + ".h5"))
+    out = tmp_path / "m.weights.h5"
+    hdf5.save_weights(graph, out)
+    want, got = layer_datasets(path), layer_datasets(out)
+    assert sorted(got) == sorted(want)
+    for k, a in want.items():
+        np.testing.assert_array_equal(got[k], a, err_msg=k)
+    back = hdf5.load_weights_into(graph, out)
+    for k, a in graph.weights.items():
+        np.testing.assert_array_equal(back.weights[k], a, err_msg=k)
