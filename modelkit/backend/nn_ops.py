@@ -11,12 +11,21 @@ from .tape import defop
 # activations
 
 
+def _relu_block(out, x):
+    """max(x, 0) into `out` (x's shape and memory order), against a block of zeros."""
+    of, xf = parallel.flat(out), parallel.flat(x)
+    if of is None or xf is None:
+        np.maximum(x, 0, out=out)
+    else:
+        np.maximum(xf, parallel.zeros(xf.size, xf.dtype), out=of)
+
+
 @defop("relu")
 def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras relu: x if x > threshold, else negative_slope * (x - threshold); capped."""
     if not (negative_slope or threshold or max_value is not None):    # plain relu: blocks
         y = np.empty_like(x)                                          # on the worker threads
-        parallel.elementwise(lambda o, a: np.maximum(a, 0, out=o), y, x)
+        parallel.elementwise(_relu_block, y, x)
         return y, (y, None, None)
     above = x > threshold
     if negative_slope:

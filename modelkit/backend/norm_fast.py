@@ -3,25 +3,32 @@ dispatched from `norm_ops.batch_norm_moments` when one axis is kept and no weigh
 
 The statistics reduce over every axis but the channel axis. The arrays are viewed as
 (A, C, B) in their *memory* order (channels-last memory: B = 1; channels-first memory, e.g.
-the channels-last views that `conv_fast` returns: A = batch, B = positions) and processed
-in cache-sized blocks of A on `parallel`'s threads: each pass reads the big arrays once
-and does all its arithmetic on a block while it is in cache.
+the channels-last views that `conv_fast` returns: A = batch, B = positions), then as rows
+(R, P) of P = k * C * B values (k rows of A side by side when C * B is small), so that
+every per-channel factor is one row vector of length P: numpy's contiguous binary loops
+(a (1, C, 1) broadcast runs 3x slower). Rows go in cache-sized blocks to `parallel`'s
+threads; each pass reads the big arrays once and does all its arithmetic on a block while
+it is in cache.
 
-    forward   mean = sum(x) / n; var = sum((x - mean)^2) / n;
-              y = (x - mean) * scale + beta, scale = gamma / sqrt(var + eps)
-    backward  gbeta = sum(g), ggamma = sum(g * xhat), xhat = (x - mean) * inv,
+    forward   pass 1 per block: sums and squared deviations from the block's own mean,
+              combined exactly (Chan et al.) in float64, in block order;
+              pass 2: y = x * scale + (beta - mean * scale), scale = gamma / sqrt(var + eps)
+    backward  pass 1: gbeta = sum(g), ggamma = sum(g * (x - mean)) * inv,
               inv = 1 / sqrt(var + eps)
-              gx = g * scale - (x - mean) * (inv * scale * ggamma / n) - scale * gbeta / n
-                   (+ (gmean + 2 gvar (x - mean)) / n when the statistics are used)
+              pass 2: gx = g * scale - x * coef + (mean * coef - const),
+              coef = inv * scale * ggamma / n, const = scale * gbeta / n
+              (coef -= 2 gvar / n, const -= gmean / n when the statistics are used)
 
-(the same formulas as norm_ops' exact path, which float64 keeps); x - mean is kept for the
-backward pass. Per-block sums
-are float32 and combined in float64, in block order (the same numbers for any thread count).
+(the same formulas as norm_ops' exact path, which float64 keeps); x itself is kept for the
+backward pass (no copy). Per-block sums are float32 and combined in float64, in block order
+(the same numbers for any thread count).
 """
 
 import numpy as np
 
 from . import parallel
+
+MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 
 
 def usable(x, gamma, beta, axes, weights):
@@ -34,132 +41,160 @@ def usable(x, gamma, beta, axes, weights):
     return all(v is None or (v.dtype == np.float32 and v.size == c) for v in (gamma, beta))
 
 
-def _as_acb(x, c_axis):
-    """(view (A, C, B) sharing x's memory, how to undo it) or a contiguous copy."""
-    moved = np.moveaxis(x, c_axis, -1)                 # (..., C)
-    if moved.flags.c_contiguous:
-        return moved.reshape(-1, x.shape[c_axis], 1), ("last", moved.shape)
-    first = np.moveaxis(x, c_axis, 1)                  # (N, C, ...)
-    if not first.flags.c_contiguous:
-        first = np.ascontiguousarray(first)
-    return first.reshape(x.shape[0], x.shape[c_axis], -1), ("first", first.shape)
+class _Layout:
+    """x as (A, C, B) in memory order and as rows (R, P), P = k * C * B."""
+
+    def __init__(self, x, c_axis):
+        self.c_axis, self.shape = c_axis, x.shape
+        moved = np.moveaxis(x, c_axis, -1)                 # (..., C)
+        if moved.flags.c_contiguous:
+            self.kind, self.mshape = "last", moved.shape
+            a, b = moved.size // x.shape[c_axis], 1
+        else:
+            first = np.moveaxis(x, c_axis, 1)              # (N, C, ...)
+            self.kind, self.mshape = "first", first.shape
+            a, b = x.shape[0], first.size // (x.shape[0] * x.shape[c_axis])
+        self.a, self.c, self.b = a, x.shape[c_axis], b
+        k = 1
+        while k * self.c * b < MIN_ROW and a % (2 * k) == 0:
+            k *= 2
+        self.k, self.p = k, k * self.c * b
+
+    def rows(self, arr, dtype=np.float32):
+        """`arr` (x's shape) as rows in x's memory order: a view, or a contiguous copy."""
+        moved = np.moveaxis(arr, self.c_axis, -1 if self.kind == "last" else 1)
+        return np.ascontiguousarray(moved, dtype=dtype).reshape(-1, self.p)
+
+    def back(self, rows):
+        """rows -> an array of x's shape (a view)."""
+        a = rows.reshape(self.mshape)
+        return np.moveaxis(a, -1 if self.kind == "last" else 1, self.c_axis)
+
+    def row(self, per_channel):
+        """A per-channel vector (C,) as one float32 row (P,)."""
+        v = np.asarray(per_channel, np.float32).reshape(1, self.c, 1)
+        return np.ascontiguousarray(np.broadcast_to(v, (self.k, self.c, self.b))).reshape(-1)
+
+    def channel_sums(self, blk):
+        """Per-channel float32 sums of a block of rows (r, P) -> (C,): a GEMV with a ones
+        vector (2x faster than numpy's sum over axes)."""
+        if self.b > 1:
+            s = blk.reshape(-1, self.b) @ _ones(self.b)
+        else:
+            s = _ones(blk.shape[0]) @ blk
+        return s.reshape(-1, self.c).sum(axis=0)
+
+    def channel_dots(self, u, v):
+        """Per-channel float32 sums of u * v over a block of rows -> (C,): one dot product
+        per row, never the product array."""
+        if self.b > 1:
+            n = u.size // self.b
+            s = np.matmul(u.reshape(n, 1, self.b), v.reshape(n, self.b, 1))
+        else:
+            s = np.einsum("rp,rp->p", u, v)
+        return s.reshape(-1, self.c).sum(axis=0)
+
+    def block_count(self, lo, hi):
+        return (hi - lo) * self.k * self.b
 
 
-def _back(a3, how, c_axis):
-    kind, shape = how
-    a = a3.reshape(shape)
-    return np.moveaxis(a, -1 if kind == "last" else 1, c_axis)
+_ONES = {}
 
 
-def _per_channel(v, c):
-    return None if v is None else v.reshape(1, c, 1)
+def _ones(n):
+    v = _ONES.get(n)
+    if v is None:
+        v = _ONES[n] = np.ones(n, np.float32)
+        v.flags.writeable = False
+    return v
 
 
-def _sums(a3):
-    """Per-channel float32 sums of a block (A, C, B), shaped (1, C, 1): GEMVs with a ones
-    vector (2x faster than numpy's sum over axes 0 and 2)."""
-    blk, c, b = a3.shape
-    if b == 1:
-        out = np.ones(blk, np.float32) @ a3.reshape(blk, c)
-    else:
-        out = (a3.reshape(-1, b) @ np.ones(b, np.float32)).reshape(blk, c).sum(axis=0)
-    return out.reshape(1, c, 1)
-
-
-def _dots(a3, b3):
-    """Per-channel float32 sums of a3 * b3 over a block (A, C, B), shaped (1, C, 1): one dot
-    product per row, never the product array (2.5x faster than square-then-sum)."""
-    blk, c, b = a3.shape
-    if b == 1:
-        out = np.einsum("ac,ac->c", a3.reshape(blk, c), b3.reshape(blk, c))
-    else:
-        out = np.matmul(a3.reshape(blk, c, 1, b), b3.reshape(blk, c, b, 1))
-        out = out.reshape(blk, c).sum(axis=0)
-    return out.reshape(1, c, 1)
-
-
-def _sum_blocks(fn, x3):
-    """Sum over blocks of fn(lo, hi) -> per-channel float32 partial sums, in float64."""
-    parts = parallel.map_blocks(fn, x3.shape[0], x3[0].nbytes)
-    return np.sum([p.astype(np.float64) for p in parts], axis=0)
+def _map_rows(fn, x2):
+    return parallel.map_blocks(fn, x2.shape[0], x2[0].nbytes)
 
 
 def moments(x, gamma, beta, axes, epsilon):
     """-> ((y, mean, var), saved) shaped like norm_ops' exact op."""
     c_axis = next(i for i in range(x.ndim) if i not in axes)
-    c = x.shape[c_axis]
-    x3, how = _as_acb(x, c_axis)
-    count = x3.shape[0] * x3.shape[2]
-    mean = (_sum_blocks(lambda lo, hi: _sums(x3[lo:hi]), x3) / count).astype(np.float32)
+    lay = _Layout(x, c_axis)
+    c = lay.c
+    x2 = lay.rows(x)
+    count = lay.a * lay.b
 
-    xc3 = np.empty(x3.shape, np.float32)              # x - mean, kept for the gradient
+    def stats(lo, hi):                 # (n, sum, squared deviations from the block mean)
+        blk = x2[lo:hi]
+        n = lay.block_count(lo, hi)
+        s = lay.channel_sums(blk)
+        m = (s / np.float32(n)).astype(np.float32)
+        d = np.subtract(blk, lay.row(m))
+        return n, s.astype(np.float64), m.astype(np.float64), \
+            lay.channel_dots(d, d).astype(np.float64)
 
-    def centred_squares(lo, hi):
-        d = np.subtract(x3[lo:hi], mean, out=xc3[lo:hi])
-        return _dots(d, d)
-
-    var64 = _sum_blocks(centred_squares, x3) / count
-    var = var64.astype(np.float32)
-    inv = (1.0 / np.sqrt(var64 + np.float32(epsilon))).astype(np.float32)
-    g = _per_channel(gamma, c)
-    scale = inv * g if g is not None else inv
-    b = _per_channel(beta, c)
-    y3 = np.empty(x3.shape, np.float32)
+    parts = _map_rows(stats, x2)
+    mean64 = np.sum([p[1] for p in parts], axis=0) / count
+    m2 = np.zeros(c)
+    for n, s, m, dd in parts:          # sum((x - mean)^2) from each block's own deviations
+        shift = m - mean64
+        m2 += dd + 2.0 * shift * (s - n * m) + n * shift * shift
+    var64 = m2 / count
+    inv64 = 1.0 / np.sqrt(var64 + np.float32(epsilon))
+    inv = inv64.astype(np.float32)
+    scale64 = inv64 * gamma.reshape(c) if gamma is not None else inv64
+    shift64 = -mean64 * scale64 + (beta.reshape(c) if beta is not None else 0.0)
+    srow, trow = lay.row(scale64), lay.row(shift64)
+    y2 = np.empty(x2.shape, np.float32)
 
     def normalize(lo, hi):
-        out = np.multiply(xc3[lo:hi], scale, out=y3[lo:hi])
-        if b is not None:
-            out += b
+        out = np.multiply(x2[lo:hi], srow, out=y2[lo:hi])
+        out += trow
 
-    parallel.map_blocks(normalize, x3.shape[0], x3[0].nbytes)
+    _map_rows(normalize, x2)
     kept = tuple(1 if i in axes else x.shape[i] for i in range(x.ndim))
-    saved = ("fast", xc3, inv, scale, g is not None, beta is not None,
+    mean, var = mean64.astype(np.float32), var64.astype(np.float32)
+    saved = ("fast", x2, lay, mean, inv, scale64.astype(np.float32),
              None if gamma is None else np.shape(gamma),
-             None if beta is None else np.shape(beta), how, c_axis, count, kept)
-    return (_back(y3, how, c_axis), mean.reshape(kept), var.reshape(kept)), saved
+             None if beta is None else np.shape(beta))
+    return (lay.back(y2), mean.reshape(kept), var.reshape(kept)), saved
 
 
 def moments_vjp(grads, saved, needs):
     gy, gmean, gvar = grads
-    (_, xc3, inv, scale, has_gamma, has_beta, gshape, bshape, how, c_axis, count,
-     kept) = saved
-    c = xc3.shape[1]
-    g3 = _reorder(gy, how, c_axis, xc3.shape)         # x's memory order
+    _, x2, lay, mean, inv, scale, gshape, bshape = saved
+    c, n = lay.c, np.float32(lay.a * lay.b)
+    g2 = lay.rows(gy)                                  # x's memory order
+    mrow = lay.row(mean)
 
     def sums(lo, hi):
-        gb = g3[lo:hi]
-        return np.concatenate([_sums(gb), _dots(gb, xc3[lo:hi])], axis=1)
+        gb = g2[lo:hi]
+        d = np.subtract(x2[lo:hi], mrow)
+        return np.concatenate([lay.channel_sums(gb), lay.channel_dots(gb, d)])
 
-    both = _sum_blocks(sums, xc3)
-    gbeta = both[:, :c].astype(np.float32)
-    ggamma = (both[:, c:] * inv).astype(np.float32)   # sum(g * xhat)
+    both = np.sum([p.astype(np.float64) for p in _map_rows(sums, x2)], axis=0)
+    gbeta = both[:c].astype(np.float32)
+    ggamma = (both[c:] * inv).astype(np.float32)       # sum(g * xhat)
     gx = ggamma_ = gbeta_ = None
     if needs[0]:
-        n = np.float32(count)
         coef = inv * scale * ggamma / n                # per channel, times (x - mean)
         const = scale * gbeta / n
         gm = np.asarray(gmean)
         gv = np.asarray(gvar)
         if gm.any() or gv.any():                       # the statistics were used downstream
-            coef = coef - 2.0 * gv.reshape(1, c, 1).astype(np.float32) / n
-            const = const - gm.reshape(1, c, 1).astype(np.float32) / n
-        gx3 = np.empty(xc3.shape, np.float32)
+            coef = coef - 2.0 * gv.reshape(c).astype(np.float32) / n
+            const = const - gm.reshape(c).astype(np.float32) / n
+        srow, crow = lay.row(scale), lay.row(-coef)
+        krow = lay.row(mean * coef - const)
+        gx2 = np.empty(x2.shape, np.float32)
 
         def input_grad(lo, hi):
-            out = np.multiply(g3[lo:hi], scale, out=gx3[lo:hi])
-            out -= np.multiply(xc3[lo:hi], coef)
-            out -= const
+            out = np.multiply(g2[lo:hi], srow, out=gx2[lo:hi])
+            t = np.multiply(x2[lo:hi], crow)
+            t += krow
+            out += t
 
-        parallel.map_blocks(input_grad, xc3.shape[0], xc3[0].nbytes)
-        gx = _back(gx3, how, c_axis)
-    if len(needs) > 1 and needs[1] and has_gamma:
+        _map_rows(input_grad, x2)
+        gx = lay.back(gx2)
+    if len(needs) > 1 and needs[1] and gshape is not None:
         ggamma_ = ggamma.reshape(gshape)
-    if len(needs) > 2 and needs[2] and has_beta:
+    if len(needs) > 2 and needs[2] and bshape is not None:
         gbeta_ = gbeta.reshape(bshape)
     return gx, ggamma_, gbeta_, None
-
-
-def _reorder(gy, how, c_axis, shape3):
-    kind, shape = how
-    moved = np.moveaxis(gy, c_axis, -1 if kind == "last" else 1)
-    return np.ascontiguousarray(moved, dtype=np.float32).reshape(shape3)

@@ -34,10 +34,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
+_CORES = os.cpu_count() or 1  # os.cpu_count() reads /sys on every call (~30 us)
+
+
 def threads():
     """Worker threads for the fast kernels: MODELKIT_NUM_THREADS, default all cores."""
     n = os.environ.get("MODELKIT_NUM_THREADS")
-    return max(1, int(n)) if n else (os.cpu_count() or 1)
+    return max(1, int(n)) if n else _CORES
 
 
 def pool(workers):
@@ -133,6 +136,26 @@ def matmul(a, b):
 
     run_parts(part, workers)
     return out
+
+
+_ZEROS = {}                  # dtype -> read-only zeros, grown on demand
+
+
+def zeros(n, dtype):
+    """n read-only zeros of `dtype` (a slice of one cached array): an operand for binary
+    ufuncs, whose contiguous loops run 2-3x faster than their loops with a scalar."""
+    z = _ZEROS.get(np.dtype(dtype))
+    if z is None or z.size < n:
+        z = np.zeros(max(n, BLOCK_BYTES // np.dtype(dtype).itemsize), dtype)
+        z.flags.writeable = False
+        _ZEROS[z.dtype] = z
+    return z[:n]
+
+
+def flat(a):
+    """`a`'s values as a 1-D view in memory order, or None when its memory has gaps."""
+    v = np.ravel(a, order="K")
+    return v if v.size == 0 or np.shares_memory(v, a) else None
 
 
 def outer_axis(a):
