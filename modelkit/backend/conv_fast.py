@@ -108,9 +108,9 @@ class Saved:
 # ---------------------------------------------------------------------------------------
 # sessions
 
-def session(key, build, threads=None):
+def session(key, build, threads=None, outputs=("y",)):
     """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
-    (float inputs, one float output "y") under `key`, on `threads` intra-op threads."""
+    (float inputs, float `outputs`) under `key`, on `threads` intra-op threads."""
     threads = threads or parallel.threads()
     key = key + (threads,)
     sess = _SESSIONS.get(key)
@@ -123,7 +123,7 @@ def session(key, build, threads=None):
     g = helper.make_graph(
         nodes, "conv_fast",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
                                                 helper.make_opsetid("com.microsoft", 1),
                                                 helper.make_opsetid(_NCHWC_DOMAIN, 1)])

@@ -155,7 +155,7 @@ def zeros(n, dtype):
 def flat(a):
     """`a`'s values as a 1-D view in memory order, or None when its memory has gaps."""
     v = np.ravel(a, order="K")
-    return v if v.size == 0 or np.shares_memory(v, a) else None
+    return v if v.size == 0 or np.may_share_memory(v, a) else None   # a copy: new memory
 
 
 def outer_axis(a):

@@ -18,6 +18,7 @@ CASES = [
     ((3, 4, 5, 6), 1, "c"),
     ((2, 3, 4, 5, 3), 4, "cf"),
     ((5, 7, 4), 2, "c"),
+    ((3, 9, 10, 4), 3, "cf"),         # 90 positions: onnxruntime's forward by default
 ]
 
 
@@ -41,10 +42,18 @@ def _run(x, gamma, beta, axes, gy, gm, gv):
     return [o.value for o in (y, mean, var)], [np.asarray(g) for g in grads]
 
 
+@pytest.fixture(params=["numpy", "onnxruntime"])
+def forward(request, monkeypatch):
+    """The forward statistics from numpy's blocks, or from onnxruntime's BatchNormalization
+    (used from ORT_MIN_POSITIONS positions per channel; here for every shape)."""
+    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 10 ** 9 if request.param == "numpy" else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("stats_used", [False, True])
-def test_fast_batch_norm_matches_exact(case, affine, stats_used):
+def test_fast_batch_norm_matches_exact(case, affine, stats_used, forward):
     shape, c_axis, memory = case
     rng = np.random.default_rng(sum(shape) + c_axis)
     x = _input(shape, c_axis, memory, rng)
@@ -105,3 +114,26 @@ def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory):
     for outs, grads in results[2:]:
         for a, b in zip(outs + grads, results[1][0] + results[1][1]):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("forward_path", ["numpy", "onnxruntime"])
+def test_statistics_stay_exact_far_from_zero(monkeypatch, forward_path):
+    """Feature maps with a large mean next to a small spread (mean 200, std 0.5): the
+    variance comes from deviations, never from sum(x^2) - n mean^2."""
+    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS",
+                        10 ** 9 if forward_path == "numpy" else 1)
+    rng = np.random.default_rng(7)
+    shape, c_axis = (8, 12, 12, 3), 3
+    x = _input(shape, c_axis, "cf", rng) * 0.25 + 200.0
+    kept = (1, 1, 1, 3)
+    gy = rng.standard_normal(shape)
+    zeros = np.zeros(kept)
+    x32 = np.empty_like(x, dtype=np.float32)
+    x32[...] = x
+    outs64, grads64 = _run(x, None, None, (0, 1, 2), gy, zeros, zeros)
+    outs32, grads32 = _run(x32, None, None, (0, 1, 2), gy.astype(np.float32),
+                           zeros.astype(np.float32), zeros.astype(np.float32))
+    np.testing.assert_allclose(outs32[2], outs64[2], rtol=1e-5)          # variance
+    np.testing.assert_allclose(outs32[0], outs64[0], rtol=0, atol=2e-4)  # y ~ N(0, 1)
+    np.testing.assert_allclose(grads32[0], grads64[0], rtol=0,
+                               atol=2e-5 * np.abs(grads64[0]).max())
