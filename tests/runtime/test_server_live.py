@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_kit import (Client, binary_request, live_server, models,  # noqa: F401
+from server_kit import (DEVICE, Client, binary_request, live_server, models,  # noqa: F401
                         parse_v2_response, serving)
 
 from modelkit.runtime.server import create_app
@@ -131,7 +131,7 @@ def _batch_runs(address, model):
 
 
 def test_concurrent_requests_share_runs(models):
-    app = create_app({"two": models["two"][0]}, device="cpu", threads=1, max_batch_size=64,
+    app = create_app({"two": models["two"][0]}, device=DEVICE, threads=1, max_batch_size=64,
                      batch_timeout_ms=300)
     with live_server(app) as address:
         barrier = threading.Barrier(8)
@@ -179,7 +179,7 @@ def test_metrics_are_prometheus_text(server):
 
 
 def test_body_over_the_limit_is_413_on_the_wire(models):
-    app = create_app({"two": models["two"][0]}, device="cpu", threads=1, max_request_mb=0.5)
+    app = create_app({"two": models["two"][0]}, device=DEVICE, threads=1, max_request_mb=0.5)
     with live_server(app) as address:
         c = Client(address)
         r = c.post("/v2/models/two/infer", b"x" * (1024 * 1024))
@@ -200,7 +200,7 @@ def test_ready_only_once_every_model_is_loaded(models, monkeypatch):
         return real_open(source, *args, **kwargs)
 
     monkeypatch.setattr(served, "open_session", slow_open)
-    app = create_app({"mlp": models["mlp"][0], "lstm": models["lstm"][0]}, device="cpu",
+    app = create_app({"mlp": models["mlp"][0], "lstm": models["lstm"][0]}, device=DEVICE,
                      threads=1, background=True)
     with live_server(app) as address:
         c = Client(address)
@@ -234,7 +234,7 @@ def _modelkit():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_until_a_signal_and_finishes_requests_in_flight(models, sig, tmp_path):
     cmd = _modelkit() + ["serve", f"clf={models['mlp'][0]}", models["two"][0], "--port", "0",
-                         "--device", "cpu", "--threads", "1", "--batch-timeout-ms", "3000",
+                         "--device", DEVICE, "--threads", "1", "--batch-timeout-ms", "3000",
                          "--access-log"]
     log = tmp_path / "stdout.txt"
     with open(log, "w") as out:
@@ -362,7 +362,7 @@ def test_inference_runs_off_the_event_loop(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "slow.onnx"))
-    app = create_app([str(tmp_path / "slow.onnx")], device="cpu", threads=1)
+    app = create_app([str(tmp_path / "slow.onnx")], device=DEVICE, threads=1)
     with live_server(app) as address:
         done = {}
 
@@ -391,7 +391,7 @@ def test_cli_port_in_use_is_one_error_line(models):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         proc = subprocess.run(_modelkit() + ["serve", models["two"][0], "--port", str(port),
-                                             "--device", "cpu"],
+                                             "--device", DEVICE],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr, proc.stderr
@@ -399,7 +399,7 @@ def test_cli_port_in_use_is_one_error_line(models):
 
 
 def test_a_bad_request_never_fails_its_batch_mates(models):
-    app = create_app({"emb": models["emb"][0]}, device="cpu", threads=1, max_batch_size=64,
+    app = create_app({"emb": models["emb"][0]}, device=DEVICE, threads=1, max_batch_size=64,
                      batch_timeout_ms=300)
     name = app.state.repository.get("emb").inputs[0].name
     with live_server(app) as address:
