@@ -173,3 +173,31 @@ def test_map_items_returns_results_in_item_order(monkeypatch):
     monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
     assert parallel.map_items(lambda i: i * i, 7) == [i * i for i in range(7)]
     assert parallel.map_items(lambda i: i, 0) == []
+
+
+def test_flat_views_dense_memory_only():
+    a = np.arange(24.0).reshape(2, 3, 4).transpose(0, 2, 1)      # dense, not C order
+    f = parallel.flat(a)
+    assert f is not None and np.shares_memory(f, a) and np.array_equal(np.sort(f), np.arange(24.0))
+    assert parallel.flat(np.arange(10.0)[::2]) is None            # gaps: no view
+
+
+def test_zeros_are_read_only_and_grow():
+    z = parallel.zeros(5, np.float32)
+    assert z.shape == (5,) and z.dtype == np.float32 and not z.any() and not z.flags.writeable
+    big = parallel.zeros(parallel.BLOCK_BYTES, np.float32)        # more than the first array
+    assert big.size == parallel.BLOCK_BYTES and not big.any()
+
+
+def test_relu_on_a_channels_last_view_of_channels_first_memory(monkeypatch):
+    """The plain relu's blocks (max against a zeros block over flat views) keep the input's
+    memory order and values, on 1 and 2 threads."""
+    from modelkit.backend.nn_ops import _relu
+    x = np.random.default_rng(1).standard_normal((5, 3, 7, 6)).astype(np.float32)
+    view = x.transpose(0, 2, 3, 1)
+    for threads in ("1", "2"):
+        monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", 512)
+        y, _ = _relu.forward(view)
+        assert y.strides == view.strides
+        assert np.array_equal(y, np.maximum(view, 0))
