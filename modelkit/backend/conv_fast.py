@@ -40,6 +40,7 @@ cores) with spinning off, so idle pools do not burn the CPU between calls.
 """
 
 import os
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -108,6 +109,57 @@ class Saved:
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
+
+
+# ---------------------------------------------------------------------------------------
+# fused relu outputs and the gradients already masked for them
+
+# A max pooling after a fused-relu conv can apply the relu's mask on its small, pooled side
+# (a window's gradient goes to a cell equal to the window's maximum, so that cell is > 0
+# exactly when the maximum is): it asks `relu_output` whether its input is such an output
+# and marks its input gradient with `mark_relu_masked`; the conv's VJP then skips its own
+# mask pass over the full-size gradient. Arrays are matched by memory (address, shape,
+# strides) while alive (weak references), so a sum with another gradient, a copy or a
+# reshaped view is never taken for the marked array.
+_RELU_OUTPUTS = {}
+_MASKED = {}
+
+
+def _memory(a):
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
+def _remember(table, a, value):
+    key = _memory(a)
+
+    def forget(ref, key=key):
+        if table.get(key, (None,))[0] is ref:
+            del table[key]
+    table[key] = (weakref.ref(a, forget), value)
+
+
+def _recall(table, a):
+    entry = table.get(_memory(a))
+    if entry is None or entry[0]() is None:
+        return None
+    return entry[1]
+
+
+def relu_output(a):
+    """The fused-relu conv output (NCHW) whose memory the array `a` is exactly, else None."""
+    y = _recall(_RELU_OUTPUTS, a)
+    return y() if y is not None else None
+
+
+def mark_relu_masked(g, y):
+    """Record that the NCHW gradient `g` is already zero wherever the relu output `y`
+    (from `relu_output`) is not positive."""
+    _remember(_MASKED, g, weakref.ref(y))
+
+
+def _relu_masked(gn, y):
+    ref = _recall(_MASKED, gn)
+    return ref is not None and ref() is y
 
 
 # ---------------------------------------------------------------------------------------
@@ -262,6 +314,8 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     has_bias = bias is not None
     y = _run_conv(xn, w, bias, pads, strides, dilation, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
+    if relu:
+        _remember(_RELU_OUTPUTS, y, weakref.ref(y))
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)
@@ -289,7 +343,7 @@ def conv_vjp(g, s, needs):
 def _relu_and_bias_grad(gn, s, bias):
     """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
     images on the worker threads; the per-block sums are combined in float64."""
-    relu = s.relu_y is not None
+    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn
