@@ -63,10 +63,23 @@ def test_recurrent_gemm_in_row_blocks_equals_one_gemm(B, dropped):
         assert hd is None
 
 
+@pytest.mark.parametrize("B", [63, 64, 70, 128])
+def test_gate_major_projection_in_row_blocks(B):
+    rng = np.random.default_rng(B)
+    T, I, G, U = 5, 6, 3, 8
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    Kg = rng.standard_normal((G, I, U)).astype(np.float32)
+    out = np.full((T, G, B, U), np.nan, np.float32)
+    got = steps._project_gates(x, Kg, out)
+    assert got is out
+    np.testing.assert_allclose(out, np.matmul(x[:, None], Kg), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
 def test_sequences_with_recurrent_gemm_row_blocks(kind, monkeypatch):
-    """Whole sequences with the forward steps' GEMMs in row blocks of 2 (5 rows: 2, 2, 1)
-    against the numpy reference (with a mask)."""
+    """Whole sequences with the forward's gate-major GEMMs (input projection, recurrent
+    steps) in row blocks of 2 (5 rows: 2, 2, 1) against the numpy reference (with a
+    mask)."""
     monkeypatch.setattr(steps, "_REC_ROWS", 2)
     test_float32_sequences_match_reference_and_float64(kind, *SHAPES[1], threads=1)
 
