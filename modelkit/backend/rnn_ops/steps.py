@@ -121,7 +121,8 @@ def _project_gates(xm, kernel_gates, out):
         return _gemm(xm[:, None], kernel_gates, out=out)
     G, u = out.shape[1], out.shape[3]
     full = B - B % n
-    # (T, blocks, 1, n, I) @ (G, I, u) -> (T, blocks, G, n, u): views of xm and out
+    # (T, blocks, 1, n, I) @ (G, I, u) -> (T, blocks, G, n, u): views of xm and out (splitting
+    # an axis never copies)
     _gemm(xm[:, :full].reshape(T, full // n, 1, n, I), kernel_gates,
           out=out[:, :, :full].reshape(T, G, full // n, n, u).transpose(0, 2, 1, 3, 4))
     if full < B:
