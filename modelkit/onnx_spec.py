@@ -34,6 +34,9 @@ ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin Re
 ReduceSum ReduceSumSquare Relu Reshape Resize Round ScatterElements ScatterND Selu Shape
 Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
 Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Where Xor
+RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization LpPool
+BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
+BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

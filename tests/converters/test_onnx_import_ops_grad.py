@@ -144,6 +144,31 @@ for red in ("none", "add", "max"):
 case("ScatterElements", "ScatterElements", [r(3, 4), r(3, 2)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 2], [2, 0]])})
 case("GatherND", "GatherND", [r(3, 4, 2)], consts={1: np.array([[0, 1], [2, -1]])})
+case("RMSNormalization", "RMSNormalization", [r(2, 3, 4), r(3, 4)], {"axis": 1})
+case("GroupNormalization", "GroupNormalization", [r(2, 4, 3), r(4), r(4)], {"num_groups": 2},
+     opset=21)
+case("MeanVarianceNormalization", "MeanVarianceNormalization", [r(2, 3, 2, 2)])
+case("LpNormalization-p1", "LpNormalization", [r(2, 3)], {"axis": 0, "p": 1})
+case("LpNormalization-p2", "LpNormalization", [r(2, 3)])
+case("LpPool-p3-pads", "LpPool", [r(1, 2, 5, 4)], {"kernel_shape": [2, 2], "p": 3,
+                                                   "pads": [1, 0, 0, 1], "strides": [2, 1]})
+case("LpPool-p2-dilated", "LpPool", [r(1, 2, 6)], {"kernel_shape": [2], "dilations": [2]})
+for _excl in (0, 1):
+    for _rev in (0, 1):
+        case(f"CumProd-excl{_excl}-rev{_rev}", "CumProd", [r(3, 4)],
+             {"exclusive": _excl, "reverse": _rev}, consts={1: np.array(1)})
+case("CumProd-with-zero", "CumProd", [np.array([[1.5, 0.0, -2.0, 0.7]])],
+     consts={1: np.array(-1)})
+case("Det", "Det", [r(2, 3, 3)])
+case("Compress-axis", "Compress", [r(3, 4)], {"axis": 1},
+     consts={1: np.array([True, False, True])})
+case("Compress-flat", "Compress", [r(2, 3)], consts={1: np.array([0, 1, 1, 0, 1])})
+case("ReverseSequence", "ReverseSequence", [r(4, 3, 2)], {"time_axis": 0, "batch_axis": 1},
+     consts={1: np.array([4, 1, 2])})
+case("CenterCropPad", "CenterCropPad", [r(5, 2, 3)], {"axes": [0, 2]},
+     consts={1: np.array([2, 6])})
+case("Swish", "Swish", [r(2, 3)], {"alpha": 0.7})
+case("SwiGLU", "SwiGLU", [r(2, 3), r(2, 3)], {"alpha": 1.3})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

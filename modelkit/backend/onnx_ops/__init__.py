@@ -54,7 +54,8 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
-from . import elementwise, nn, recurrent, tensor_ops  # noqa: E402,F401  (register the ops)
+from . import (bitwise, construct, elementwise, nn, normalization, recurrent,  # noqa: E402,F401
+               selection, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]

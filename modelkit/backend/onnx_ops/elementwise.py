@@ -235,6 +235,28 @@ def mish(inputs, attrs, ctx):
     return op("multiply", x, op("tanh", op("softplus", x)))
 
 
+@onnx_op("Swish")
+def swish(inputs, attrs, ctx):
+    """x * sigmoid(alpha * x)."""
+    (x,) = inputs
+    return _swish(x, float(attrs.get("alpha", 1.0)))
+
+
+@onnx_op("SwiGLU")
+def swiglu(inputs, attrs, ctx):
+    """Swish(a) * b, a and b of one shape."""
+    a, b = inputs
+    if a.shape != b.shape:
+        from ...errors import ShapeError
+        raise ShapeError(f"SwiGLU inputs must have one shape, not {a.shape} and {b.shape}")
+    return op("multiply", _swish(a, float(attrs.get("alpha", 1.0))), b)
+
+
+def _swish(x, alpha):
+    scaled = x if alpha == 1.0 else op("multiply", x, like(x, alpha))
+    return op("multiply", x, op("sigmoid", scaled))
+
+
 def _softmax_fn(kind):
     def fn(inputs, attrs, ctx):
         (x,) = inputs

@@ -146,6 +146,20 @@ def average_pool(inputs, attrs, ctx):
     return op("divide", y, frac)
 
 
+@onnx_op("LpPool")
+def lp_pool(inputs, attrs, ctx):
+    """(sum over each window of |x|^p)^(1/p); padded cells add 0."""
+    (x,) = inputs
+    kernel = [int(k) for k in attrs["kernel_shape"]]
+    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
+    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
+    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    p = float(attrs.get("p", 2))
+    powered = op("square", x) if p == 2 else op("power", op("abs", x), like(x, p))
+    total = _dilated_windows(_pad_spatial(powered, full), kernel, strides, dilations, "add")
+    return op("sqrt", total) if p == 2 else op("power", total, like(total, 1.0 / p))
+
+
 @onnx_op("GlobalAveragePool")
 def global_average_pool(inputs, attrs, ctx):
     (x,) = inputs

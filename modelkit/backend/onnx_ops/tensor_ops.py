@@ -415,6 +415,25 @@ def cumsum(inputs, attrs, ctx):
     return op("cumsum", x, **kw)
 
 
+@onnx_op("CumProd")
+def cumprod(inputs, attrs, ctx):
+    x, axis = inputs
+    axis = axis_of(int(values(axis)), x.ndim, "CumProd axis")
+    kw = {"axis": axis, "exclusive": bool(attrs.get("exclusive", 0)),
+          "reverse": bool(attrs.get("reverse", 0))}
+    if not is_float(x):
+        return const(OPS.get("cumprod").forward(values(x), **kw)[0])
+    return op("cumprod", x, **kw)
+
+
+@onnx_op("Det")
+def det(inputs, attrs, ctx):
+    (x,) = inputs
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ShapeError(f"Det takes square matrices in the last two axes, not {x.shape}")
+    return op("det", x)
+
+
 @onnx_op("Trilu")
 def trilu(inputs, attrs, ctx):
     x = inputs[0]
