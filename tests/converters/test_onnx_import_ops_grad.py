@@ -169,6 +169,17 @@ case("CenterCropPad", "CenterCropPad", [r(5, 2, 3)], {"axes": [0, 2]},
      consts={1: np.array([2, 6])})
 case("Swish", "Swish", [r(2, 3)], {"alpha": 0.7})
 case("SwiGLU", "SwiGLU", [r(2, 3), r(2, 3)], {"alpha": 1.3})
+_labels = np.array([[0, 2], [1, -1]])
+case("NegativeLogLikelihoodLoss-weight-ignore", "NegativeLogLikelihoodLoss",
+     [r(2, 3, 2), pos(3)], {"ignore_index": -1}, consts={1: _labels})
+case("NegativeLogLikelihoodLoss-sum", "NegativeLogLikelihoodLoss", [r(2, 3, 2)],
+     {"reduction": "sum"}, consts={1: np.array([[0, 2], [1, 1]])})
+for _out in (0, 1):
+    case(f"SoftmaxCrossEntropyLoss-out{_out}", "SoftmaxCrossEntropyLoss", [r(2, 3, 2), pos(3)],
+         {"ignore_index": -1, "reduction": "mean"}, consts={1: _labels}, out=_out,
+         num_outputs=2)
+case("SoftmaxCrossEntropyLoss-none", "SoftmaxCrossEntropyLoss", [r(3, 4)],
+     {"reduction": "none"}, consts={1: np.array([3, 0, 1])})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],
