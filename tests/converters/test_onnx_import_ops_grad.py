@@ -180,6 +180,15 @@ for _out in (0, 1):
          num_outputs=2)
 case("SoftmaxCrossEntropyLoss-none", "SoftmaxCrossEntropyLoss", [r(3, 4)],
      {"reduction": "none"}, consts={1: np.array([3, 0, 1])})
+case("Attention-4d-gqa-past-causal-mask", "Attention",
+     [r(1, 4, 2, 3), r(1, 2, 2, 3), r(1, 2, 2, 3), r(1, 1, 2, 2), r(1, 2, 1, 3), r(1, 2, 1, 3)],
+     {"is_causal": 1, "scale": 0.7})
+case("Attention-3d-softcap-boolmask", "Attention", [r(2, 3, 4), r(2, 2, 4), r(2, 2, 6)],
+     {"q_num_heads": 2, "kv_num_heads": 2, "softcap": 2.0},
+     consts={3: np.array([[True, False], [True, True], [False, True]])})
+for _out in (1, 3):
+    case(f"Attention-out{_out}", "Attention", [r(1, 2, 3, 2), r(1, 2, 3, 2), r(1, 2, 3, 2)],
+         {"qk_matmul_output_mode": 3, "left_window_size": 1}, out=_out, num_outputs=4)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -54,7 +54,7 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
-from . import (bitwise, construct, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
+from . import (attention, bitwise, construct, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
                selection, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",

@@ -1,0 +1,128 @@
+"""ONNX Attention (opset 23+): scaled dot-product attention over (batch, heads, seq, size)
+or (batch, seq, hidden) inputs, with boolean/additive masks, causal and sliding-window
+masks, a KV cache (past/present), grouped-query heads, softcap and the qk_matmul_output
+modes. Differentiable in Q, K, V, an additive mask and the past cache."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from . import onnx_op
+from ._util import const, like, np_dtype, op, values
+
+
+def _heads(x, n_heads, what):
+    """(batch, seq, hidden) -> (batch, heads, seq, hidden / heads)."""
+    b, s, hidden = x.shape
+    if not n_heads or hidden % int(n_heads):
+        raise ShapeError(f"Attention: {what} hidden size {hidden} is not a multiple of "
+                         f"{what}_num_heads={n_heads}")
+    return op("transpose", op("reshape", x, shape=(b, s, int(n_heads), hidden // int(n_heads))),
+              axes=(0, 2, 1, 3))
+
+
+def _structural_bias(q_len, kv_len, attrs, offset, dtype):
+    """The additive causal / sliding-window bias (0 or -inf) for a query block whose first
+    query sits `offset` keys in (a scalar, or one per batch entry)."""
+    offset = np.asarray(offset).reshape(-1, 1, 1, 1) if np.ndim(offset) else int(offset)
+    diff = np.arange(q_len)[:, None] + offset - np.arange(kv_len)[None, :]
+    allowed = np.ones(np.shape(diff), bool)
+    if int(attrs.get("is_causal", 0)):
+        allowed &= diff >= 0
+    left, right = int(attrs.get("left_window_size", -1)), int(attrs.get("right_window_size", -1))
+    if left >= 0:
+        allowed &= diff <= left
+    if right >= 0:
+        allowed &= -diff <= right
+    return np.where(allowed, 0.0, -np.inf).astype(dtype)
+
+
+@onnx_op("Attention")
+def attention(inputs, attrs, ctx):
+    q, k, v = inputs[:3]
+    mask, past_k, past_v, nonpad = (list(inputs[3:7]) + [None] * 4)[:4]
+    three_d = q.ndim == 3
+    if three_d:
+        q = _heads(q, attrs.get("q_num_heads"), "q")
+        k = _heads(k, attrs.get("kv_num_heads"), "kv")
+        v = _heads(v, attrs.get("kv_num_heads"), "kv")
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ShapeError(f"Attention takes 3-D or 4-D Q/K/V, not {q.shape}, {k.shape}, "
+                         f"{v.shape}")
+    if (past_k is None) != (past_v is None):
+        raise ShapeError("Attention: past_key and past_value come together")
+    if past_k is not None:
+        k = op("concatenate", past_k, k, axis=2)
+        v = op("concatenate", past_v, v, axis=2)
+    present_k, present_v = k, v
+    batch, q_heads, q_len, head = q.shape
+    kv_len = k.shape[2]
+
+    scale = attrs.get("scale")
+    scale = 1.0 / np.sqrt(head) if scale is None else float(scale)
+    root = like(q, np.sqrt(scale))
+
+    # the additive bias: the mask (boolean -> 0/-inf; a short one padded with -inf), the
+    # causal/window structure, and the padding of each batch entry's keys
+    bias = None
+    if mask is not None:
+        if mask.dtype == bool:
+            mask = const(np.where(values(mask), 0.0, -np.inf).astype(q.dtype))
+        short = kv_len - mask.shape[-1]
+        if short > 0:
+            mask = op("pad", mask, pad_width=((0, 0),) * (mask.ndim - 1) + ((0, short),),
+                      constant=-np.inf)
+        bias = mask
+    if nonpad is not None:
+        lens = np.asarray(values(nonpad)).reshape(-1)
+        offset = lens - q_len
+    else:
+        lens, offset = None, (past_k.shape[2] if past_k is not None else 0)
+    structure = _structural_bias(q_len, kv_len, attrs, offset, q.dtype)
+    if lens is not None:
+        keep = np.arange(kv_len)[None, :] < lens[:, None]
+        structure = structure + np.where(keep, 0.0, -np.inf).astype(q.dtype).reshape(
+            batch, 1, 1, kv_len)
+    if np.any(structure != 0):
+        bias = const(structure) if bias is None else op("add", bias, const(structure))
+    bias_value = np.zeros((q_len, kv_len), q.dtype) if bias is None else \
+        np.asarray(values(bias))
+
+    if k.shape[1] != q_heads:                      # grouped-query attention
+        if q_heads % k.shape[1] or k.shape[1] != v.shape[1]:
+            raise ShapeError(f"Attention: {q_heads} query heads cannot share "
+                             f"{k.shape[1]} key / {v.shape[1]} value heads")
+        reps = q_heads // k.shape[1]
+        k = op("repeat", k, repeats=reps, axis=1)
+        v = op("repeat", v, repeats=reps, axis=1)
+
+    qk = op("matmul", op("multiply", q, root),
+            op("transpose", op("multiply", k, root), axes=(0, 1, 3, 2)))
+    softcap = attrs.get("softcap")
+    if softcap is not None and float(softcap) > 0:
+        c = float(softcap)
+        qk = op("multiply", op("tanh", op("multiply", qk, like(qk, 1.0 / c))), like(qk, c))
+    scores = qk if bias is None else op("add", qk, bias)
+    mode = int(attrs.get("qk_matmul_output_mode", 0))
+    exposed = scores if mode == 2 else qk
+
+    precision = attrs.get("softmax_precision")
+    logits = scores if precision is None else op("cast", scores,
+                                                 dtype=np_dtype(int(precision)))
+    dead = np.isneginf(np.max(bias_value, axis=-1, keepdims=True))   # rows with no key
+    if dead.any():
+        dead = np.broadcast_to(dead, logits.shape)
+        logits = op("where", dead, like(logits, 0.0), logits)
+    probs = op("softmax", logits, axis=-1)
+    if dead.any():
+        probs = op("where", dead, like(probs, 0.0), probs)
+    if probs.dtype != q.dtype:
+        probs = op("cast", probs, dtype=q.dtype)
+    if mode == 3:
+        exposed = probs
+    y = op("matmul", probs, v)
+    if three_d:
+        y = op("transpose", y, axes=(0, 2, 1, 3))
+        y = op("reshape", y, shape=(batch, q_len, -1))
+    return [y, present_k, present_v, exposed][:max(ctx.num_outputs, 1)]
