@@ -104,7 +104,7 @@ def pool_geometry(spatial, attrs, kernel):
     return strides, pads, ceil_extra
 
 
-def _source_coords(out_len, in_len, scale, mode):
+def _source_coords(out_len, in_len, scale, mode, roi=None):
     """ONNX Resize coordinate_transformation_mode: output index -> input coordinate."""
     x = np.arange(out_len, dtype=np.float64)
     if mode == "half_pixel":
@@ -121,24 +121,82 @@ def _source_coords(out_len, in_len, scale, mode):
         return x / scale
     if mode == "tf_half_pixel_for_nn":
         return (x + 0.5) / scale
+    if mode == "tf_crop_and_resize":
+        lo, hi = roi
+        length = in_len * scale
+        src = x * (hi - lo) * (in_len - 1) / (length - 1) if length > 1 else \
+            np.full(out_len, (hi - lo) * (in_len - 1) / 2)
+        return src + lo * (in_len - 1)
     raise UnsupportedError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
-def resize_plan(in_shape, attrs, scales=None, sizes=None):
-    """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
-    weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
+def _cubic_kernel(d, a):
+    """Keys' cubic convolution kernel with coefficient a, at distances d."""
+    d = np.abs(d)
+    return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                    np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+
+
+def _interpolation_matrix(src, n, scale, mode, attrs):
+    """(out, n) weights of linear or cubic interpolation at source coordinates `src`.
+
+    Each output mixes the taps around its coordinate (2 for linear, 4 for cubic; with
+    antialias when downsampling, the kernel is stretched by 1/scale and normalised); taps
+    outside the input read the edge value, or are dropped (and the rest renormalised) with
+    exclude_outside."""
+    antialias = bool(int(attrs.get("antialias", 0))) and scale < 1
+    s = scale if antialias else 1.0
+    a = float(attrs.get("cubic_coeff_a", -0.75))
+    if mode == "linear":
+        first = int(np.floor(-1 / s) + 1)
+        kernel = lambda d: np.clip(1 - np.abs(d), 0, 1)      # noqa: E731
+    else:
+        first = int(np.floor(-2 / s) + 1)
+        kernel = lambda d: _cubic_kernel(d, a)               # noqa: E731
+    taps = np.arange(first, 2 - first)
+    floor = np.floor(src)
+    whole = floor == src
+    base = np.where(whole, src - 1, floor).astype(np.int64)  # taps start below the point
+    ratio = np.where(whole, 1.0, src - floor)
+    idx = base[:, None] + taps[None, :]
+    w = kernel((taps[None, :] - ratio[:, None]) * s)
+    if antialias or mode == "linear":
+        w = w / w.sum(axis=1, keepdims=True)
+    if int(attrs.get("exclude_outside", 0)):
+        w = np.where((idx < 0) | (idx >= n), 0.0, w)
+        w = w / w.sum(axis=1, keepdims=True)
+    out = np.zeros((len(src), n))
+    np.add.at(out, (np.repeat(np.arange(len(src)), len(taps)), np.clip(idx, 0, n - 1).ravel()),
+              w.ravel())
+    return out
+
+
+_ROUNDERS = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+             "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+             "floor": np.floor, "ceil": np.ceil}
+
+
+def resize_plan(in_shape, attrs, scales=None, sizes=None, roi=None):
+    """Per resized axis: (axis, "take", indices) for nearest, (axis, "matmul", (out, in)
+    weights) for linear/cubic, or (axis, "affine", (weights, added)) for tf_crop_and_resize
+    (outputs outside the input get extrapolation_value), from the static input shape (ONNX
+    Resize, opset 11+)."""
     mode = text(attrs.get("mode"), "nearest")
     coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
     nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
     policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise UnsupportedError(f"Resize mode {mode!r} is not supported")
     rank = len(in_shape)
     axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
     if sizes is not None and policy != "stretch":
         ratios = [int(sizes[k]) / int(in_shape[a]) for k, a in enumerate(axes)]
         common = min(ratios) if policy == "not_larger" else max(ratios)
         scales, sizes = [common] * len(axes), None
+    crop = coord == "tf_crop_and_resize"
+    if crop and (roi is None or len(roi) != 2 * len(axes)):
+        raise UnsupportedError("Resize tf_crop_and_resize needs a constant roi of "
+                               f"{2 * len(axes)} values")
     plan = []
     for k, a in enumerate(axes):
         if in_shape[a] is None:             # an unknown dim (import time) must stay as it is
@@ -155,22 +213,25 @@ def resize_plan(in_shape, attrs, scales=None, sizes=None):
         else:
             scale = float(scales[k])
             out = int(np.floor(n * scale))
-        if out == n and scale == 1.0:
+        span = (float(roi[k]), float(roi[k + len(axes)])) if crop else None
+        if out == n and scale == 1.0 and not crop:
             continue
-        src = _source_coords(out, n, scale, coord)
+        src = _source_coords(out, n, scale, coord, span)
         if mode == "nearest":
-            rounders = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
-                        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-                        "floor": np.floor, "ceil": np.ceil}
-            idx = np.clip(rounders[nearest](src), 0, n - 1).astype(np.int64)
-            plan.append((a, "take", idx))
-        else:
-            src = np.clip(src, 0, n - 1)
-            lo = np.floor(src).astype(np.int64)
-            hi = np.minimum(lo + 1, n - 1)
+            idx = np.clip(_ROUNDERS[nearest](src), 0, n - 1).astype(np.int64)
+            if not crop:
+                plan.append((a, "take", idx))
+                continue
             w = np.zeros((out, n))
-            np.add.at(w, (np.arange(out), lo), 1.0 - (src - lo))
-            np.add.at(w, (np.arange(out), hi), src - lo)
+            w[np.arange(out), idx] = 1.0
+        else:
+            w = _interpolation_matrix(src, n, scale, mode, attrs)
+        if crop:
+            outside = (src < 0) | (src > n - 1)
+            w[outside] = 0.0
+            added = np.where(outside, float(attrs.get("extrapolation_value", 0.0)), 0.0)
+            plan.append((a, "affine", (w, added)))
+        else:
             plan.append((a, "matmul", w))
     return plan
 
@@ -226,10 +287,10 @@ def _bn_check(attrs, used):
 def _resize_check(attrs, used):
     mode = text(attrs.get("mode"), "nearest")
     coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
+    if mode not in ("nearest", "linear", "cubic"):
+        return f"mode {mode!r}"
     if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                     "tf_half_pixel_for_nn", "half_pixel_symmetric"):
+                     "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize"):
         return f"coordinate_transformation_mode {coord!r}"
     return None
 

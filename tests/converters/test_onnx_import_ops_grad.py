@@ -128,6 +128,14 @@ case("Resize-nearest-asymmetric", "Resize", [r(1, 2, 2, 3)],
 case("Resize-linear-align-corners", "Resize", [r(1, 2, 3, 2)],
      {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
      consts={1: None, 2: None, 3: np.array([1, 2, 5, 3])})
+case("Resize-cubic-antialias-exclude", "Resize", [r(1, 2, 6, 5)],
+     {"mode": "cubic", "antialias": 1, "exclude_outside": 1, "cubic_coeff_a": -0.5},
+     consts={1: None, 2: np.array([1, 1, 0.6, 1.4])})
+case("Resize-linear-tf-crop", "Resize", [r(1, 1, 4, 5)],
+     {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize",
+      "extrapolation_value": 2.0},
+     consts={1: np.array([0, 0, -0.2, 0.1, 1, 1, 0.8, 1.3]), 2: None,
+             3: np.array([1, 1, 3, 3])})
 case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
 case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)

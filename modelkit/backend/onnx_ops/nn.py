@@ -262,18 +262,25 @@ def lrn(inputs, attrs, ctx):
 
 @onnx_op("Resize")
 def resize(inputs, attrs, ctx):
+    """Separable: each resized axis is a gather (nearest) or a matrix product (linear, cubic;
+    tf_crop_and_resize adds extrapolation_value where the output falls outside)."""
     x = inputs[0]
+    roi = values(inputs[1]) if len(inputs) > 1 and inputs[1] is not None and \
+        values(inputs[1]).size else None
     scales = values(inputs[2]) if len(inputs) > 2 and inputs[2] is not None and \
         values(inputs[2]).size else None
     sizes = values(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
     y = x
-    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes):
+    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes, roi):
         if kind == "take":
             y = op("take", y, data, axis=axis)
-        else:
-            moved = op("transpose", y, axes=_move_last(y.ndim, axis))
-            moved = op("matmul", moved, const(data.T.astype(y.dtype)))
-            y = op("transpose", moved, axes=_move_back(y.ndim, axis))
+            continue
+        w, added = data if kind == "affine" else (data, None)
+        moved = op("transpose", y, axes=_move_last(y.ndim, axis))
+        moved = op("matmul", moved, const(w.T.astype(y.dtype)))
+        if added is not None:
+            moved = op("add", moved, const(added.astype(y.dtype)))
+        y = op("transpose", moved, axes=_move_back(y.ndim, axis))
     return y
 
 
