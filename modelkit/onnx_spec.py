@@ -37,7 +37,7 @@ Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Whe
 RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization LpPool
 BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
 BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
-NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention
+NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

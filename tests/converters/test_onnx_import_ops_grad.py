@@ -136,6 +136,15 @@ case("Resize-linear-tf-crop", "Resize", [r(1, 1, 4, 5)],
       "extrapolation_value": 2.0},
      consts={1: np.array([0, 0, -0.2, 0.1, 1, 1, 0.8, 1.3]), 2: None,
              3: np.array([1, 1, 3, 3])})
+_grid = RNG.uniform(-1.3, 1.3, size=(2, 3, 2, 2))
+case("GridSample-linear-reflection", "GridSample", [r(2, 2, 4, 5), _grid],
+     {"mode": "linear", "padding_mode": "reflection"}, opset=20)
+case("GridSample-cubic-border-align", "GridSample", [r(2, 1, 4, 5), _grid],
+     {"mode": "cubic", "padding_mode": "border", "align_corners": 1}, opset=20)
+case("GridSample-3d-linear-zeros", "GridSample",
+     [r(1, 2, 3, 4, 3), RNG.uniform(-1.1, 1.1, size=(1, 2, 2, 1, 3))], opset=20)
+case("GridSample-nearest", "GridSample", [r(2, 2, 4, 5)], {"mode": "nearest"},
+     consts={1: _grid}, opset=20)
 case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
 case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)

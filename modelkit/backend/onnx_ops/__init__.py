@@ -55,7 +55,7 @@ def supported_op_types():
 
 
 from . import (attention, bitwise, construct, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
-               selection, tensor_ops)  # (register the ops)
+               sampling, selection, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]
