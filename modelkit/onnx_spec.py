@@ -37,7 +37,7 @@ Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Whe
 RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization LpPool
 BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
 BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
-NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample
+NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
@@ -333,3 +333,29 @@ def _einsum_check(attrs, used):
 @_check("GatherND")
 def _gather_nd_check(attrs, used):
     return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None
+
+
+# -- subgraphs (If / Loop / Scan bodies) --------------------------------------------------------
+
+GRAPH_KEY = "__graph__"
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def is_graph(value):
+    """Whether an attribute value is a subgraph (as the importer stores it: {GRAPH_KEY: {...}}
+    with name, inputs, outputs ([{name, dtype, shape}]), initializers ({name: encoded
+    array}), nodes ([{op_type, name, inputs, outputs, attributes}]) and outer (the names it
+    reads from enclosing graphs, in order))."""
+    return isinstance(value, dict) and GRAPH_KEY in value
+
+
+def outer_names(attrs):
+    """The enclosing-scope names a node's subgraphs read, in one order both the importer
+    (extra inputs of the node) and the backend (where it finds them) use."""
+    names = []
+    for key in sorted(attrs):
+        if is_graph(attrs[key]):
+            for n in attrs[key][GRAPH_KEY].get("outer", []):
+                if n not in names:
+                    names.append(n)
+    return names

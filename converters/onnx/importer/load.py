@@ -69,6 +69,10 @@ def check_versions(model, label):
             f"{label}: the model uses opset {opset} / IR version {model.ir_version}, newer than "
             f"the installed onnx {onnx.__version__} knows (opset {newest}, IR {onnx.IR_VERSION});"
             f" upgrade the onnx package", [f"opset {opset}"])
+    if opset < 9 and any(n.op_type == "Scan" for n in model.graph.node):
+        raise UnsupportedError(f"{label}: Scan of opset {opset} (the batched form before "
+                               "opset 9, which onnx.version_converter does not upgrade)",
+                               [f"Scan opset {opset}"])
     if opset < MIN_OPSET:
         from onnx import version_converter
         try:
