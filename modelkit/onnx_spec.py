@@ -269,13 +269,6 @@ def einsum_parts(equation):
 
 # -- configuration checks ----------------------------------------------------------------------
 
-@_check("MaxPool", "AveragePool")
-def _pool_check(attrs, used):
-    if len(used) > 1 and used[1]:
-        return "MaxPool's Indices output"
-    return None
-
-
 @_check("BatchNormalization")
 def _bn_check(attrs, used):
     if not attrs.get("training_mode", 0) and any(used[1:]):

@@ -45,7 +45,6 @@ MODULES = [
 KNOWN_UNSUPPORTED = {
     r"(?i)float8|float4|int4|uint4|_int2|uint2|bfloat16|_e4m3|_e5m2|string":
         "element types modelkit does not compute with",
-    r"^test_maxpool_with_argmax": "MaxPool's Indices output",
     r"^test_(identity_sequence|identity_opt)$": "sequence/optional inputs",
     r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
                                                           "one operand or ellipses",

@@ -100,6 +100,9 @@ case("ConvTranspose-output_shape", "ConvTranspose", [r(1, 2, 3), r(2, 3, 3)],
 case("MaxPool-pads-ceil", "MaxPool", [r(1, 2, 5, 5)], {"kernel_shape": [3, 2],
                                                        "strides": [2, 2], "pads": [1, 0, 1, 1],
                                                        "ceil_mode": 1})
+case("MaxPool-with-Indices", "MaxPool", [r(1, 2, 5, 5)], {"kernel_shape": [3, 3],
+                                                         "strides": [2, 2], "pads": [1, 1, 1, 1]},
+     num_outputs=2)
 case("AveragePool-include-pad", "AveragePool", [r(1, 2, 5, 5)],
      {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
       "count_include_pad": 1, "ceil_mode": 1})

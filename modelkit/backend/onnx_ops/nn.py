@@ -101,8 +101,6 @@ def _dilated_windows(x, kernel, strides, dilations, combine):
 @onnx_op("MaxPool")
 def max_pool(inputs, attrs, ctx):
     (x,) = inputs[:1]
-    if ctx.num_outputs > 1:
-        raise UnsupportedError("MaxPool's Indices output is not supported")
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
     dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
@@ -110,9 +108,44 @@ def max_pool(inputs, attrs, ctx):
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, full, value=low)
     if any(d != 1 for d in dilations):
-        return _dilated_windows(xp, kernel, strides, dilations, "maximum")
-    return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
-              channels_first=True)
+        y = _dilated_windows(xp, kernel, strides, dilations, "maximum")
+    else:
+        y = op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
+               channels_first=True)
+    if ctx.num_outputs < 2:
+        return y
+    return [y, const(_max_indices(np.asarray(values(xp)), x.shape, full, kernel, strides,
+                                  dilations, int(attrs.get("storage_order", 0))))]
+
+
+def _max_indices(xp, shape, pads, kernel, strides, dilations, storage_order):
+    """MaxPool's Indices: where each window's (first) maximum sits, as a flat index into the
+    unpadded input (row-major, or column-major over the spatial axes for storage_order 1)."""
+    spatial = shape[2:]
+    out = [(L - (k - 1) * d - 1) // s + 1
+           for L, k, s, d in zip(xp.shape[2:], kernel, strides, dilations)]
+    best = idx = None
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, s, n in zip(offsets, dilations, strides, out))
+        part = xp[index]
+        coords = [np.arange(n) * s + o * d - b
+                  for n, s, o, d, (b, _) in zip(out, strides, offsets, dilations, pads)]
+        grids = np.meshgrid(*coords, indexing="ij")
+        if storage_order:
+            flat = sum(g * int(np.prod(spatial[:i])) for i, g in enumerate(grids))
+        else:
+            flat = sum(g * int(np.prod(spatial[i + 1:])) for i, g in enumerate(grids))
+        if best is None:
+            best, idx = part, np.broadcast_to(flat, part.shape).copy()
+        else:
+            better = part > best
+            best = np.where(better, part, best)
+            idx = np.where(better, flat, idx)
+    n, c = shape[:2]
+    base = (np.arange(n)[:, None] * c + np.arange(c)[None, :]) * int(np.prod(spatial))
+    return (idx + base.reshape((n, c) + (1,) * len(spatial))).astype(np.int64)
 
 
 @onnx_op("AveragePool")
