@@ -38,6 +38,7 @@ RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization Lp
 BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
 BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
+AffineGrid BitCast
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

@@ -148,6 +148,9 @@ case("GridSample-3d-linear-zeros", "GridSample",
      [r(1, 2, 3, 4, 3), RNG.uniform(-1.1, 1.1, size=(1, 2, 2, 1, 3))], opset=20)
 case("GridSample-nearest", "GridSample", [r(2, 2, 4, 5)], {"mode": "nearest"},
      consts={1: _grid}, opset=20)
+case("AffineGrid-2d", "AffineGrid", [r(2, 2, 3)], consts={1: np.array([2, 1, 3, 4])}, opset=20)
+case("AffineGrid-3d-align", "AffineGrid", [r(1, 3, 4)], {"align_corners": 1},
+     consts={1: np.array([1, 1, 2, 3, 2])}, opset=20)
 case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
 case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)

@@ -1,5 +1,5 @@
-"""ONNX ops that build a tensor from a shape or a length (no gradient): EyeLike and the
-Hann/Hamming/Blackman windows."""
+"""ONNX ops that build a tensor from a shape or a length: EyeLike, the Hann/Hamming/Blackman
+windows, AffineGrid (differentiable in theta) and BitCast (a reinterpretation)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from . import onnx_op
-from ._util import const, np_dtype, values
+from ._util import const, np_dtype, op, values
 
 
 @onnx_op("EyeLike")
@@ -40,3 +40,38 @@ def _window(op_type, terms):
 
 for _op_type, _terms in _WINDOWS.items():
     onnx_op(_op_type)(_window(_op_type, _terms))
+
+
+@onnx_op("AffineGrid")
+def affine_grid(inputs, attrs, ctx):
+    """Sampling grid (N, H, W, 2) / (N, D, H, W, 3) of the affine maps theta (N, 2, 3) /
+    (N, 3, 4) applied to the normalised output coordinates (differentiable in theta)."""
+    theta, size = inputs
+    size = [int(v) for v in np.asarray(values(size)).reshape(-1)]
+    spatial = size[2:]
+    r = len(spatial)
+    if theta.ndim != 3 or tuple(theta.shape[1:]) != (r, r + 1):
+        raise ShapeError(f"AffineGrid: theta shape {tuple(theta.shape)} does not fit size "
+                         f"{size} (expected (N, {r}, {r + 1}))")
+    align = bool(int(attrs.get("align_corners", 0)))
+
+    def axis(n):
+        if align:
+            return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(n)
+        return (np.arange(n) * 2.0 + 1.0) / n - 1.0
+    grids = np.meshgrid(*[axis(n) for n in spatial], indexing="ij")
+    # each point as (x, y[, z], 1): the last spatial axis is x
+    base = np.stack([g.reshape(-1) for g in grids[::-1]] + [np.ones(grids[0].size)], axis=1)
+    pts = op("matmul", const(base.astype(theta.dtype)),
+             op("transpose", theta, axes=(0, 2, 1)))          # (N, points, r)
+    return op("reshape", pts, shape=(theta.shape[0],) + tuple(spatial) + (r,))
+
+
+@onnx_op("BitCast")
+def bit_cast(inputs, attrs, ctx):
+    """The same bits read as another element type of the same width."""
+    x = np.asarray(values(inputs[0]))
+    to = np_dtype(attrs["to"])
+    if to.itemsize != x.dtype.itemsize:
+        raise ShapeError(f"BitCast from {x.dtype} to {to}: the widths differ")
+    return const(x.view(to))
