@@ -38,7 +38,7 @@ RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization Lp
 BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
 BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
-AffineGrid BitCast
+AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
