@@ -54,7 +54,7 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
-from . import (attention, bitwise, construct, control_flow, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
+from . import (attention, bitwise, construct, control_flow, detection, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
                quantized, sampling, selection, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
