@@ -1,5 +1,5 @@
 """ONNX ops that pick, reorder or crop/pad parts of a tensor: Compress, ReverseSequence,
-CenterCropPad (differentiable for float tensors: built from getitem/take/pad)."""
+CenterCropPad (differentiable for float tensors: built from getitem/take/pad) and Unique."""
 
 from __future__ import annotations
 
@@ -66,3 +66,29 @@ def center_crop_pad(inputs, attrs, ctx):
     y = op("getitem", x, index=tuple(crop))
     return op("pad", y, pad_width=tuple(pads), constant=0.0) if any(p != (0, 0)
                                                                    for p in pads) else y
+
+
+@onnx_op("Unique")
+def unique(inputs, attrs, ctx):
+    """The distinct elements (or slices along `axis`), sorted or in order of first
+    occurrence, with the index of each one's first occurrence, every element's position in
+    the result, and the counts (forward only: its outputs are selections and counts)."""
+    x = np.asarray(values(inputs[0]))
+    axis = attrs.get("axis")
+    data = x.reshape(-1) if axis is None else np.moveaxis(x, axis_of(axis, x.ndim,
+                                                                     "Unique axis"), 0)
+    keys = data.reshape(len(data), -1)
+    _, first, inverse, counts = np.unique(keys, axis=0, return_index=True,
+                                          return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    if not int(attrs.get("sorted", 1)):         # order of first occurrence
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        first, counts, inverse = first[order], counts[order], rank[inverse]
+    y = data[first]
+    if axis is not None:
+        y = np.moveaxis(y, 0, axis_of(axis, x.ndim, "Unique axis"))
+    outs = [const(y), const(first.astype(np.int64)), const(inverse.astype(np.int64)),
+            const(counts.astype(np.int64))]
+    return outs[:max(ctx.num_outputs, 1)]
