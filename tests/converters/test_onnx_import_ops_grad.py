@@ -212,6 +212,11 @@ case("Attention-3d-softcap-boolmask", "Attention", [r(2, 3, 4), r(2, 2, 4), r(2,
 for _out in (1, 3):
     case(f"Attention-out{_out}", "Attention", [r(1, 2, 3, 2), r(1, 2, 3, 2), r(1, 2, 3, 2)],
          {"qk_matmul_output_mode": 3, "left_window_size": 1}, out=_out, num_outputs=4)
+case("RotaryEmbedding-3d-interleaved-partial", "RotaryEmbedding",
+     [r(2, 3, 8), r(5, 1), r(5, 1)], {"num_heads": 2, "interleaved": 1,
+                                       "rotary_embedding_dim": 2},
+     consts={3: np.array([[0, 1, 4], [2, 2, 3]])}, opset=23)
+case("RotaryEmbedding-4d", "RotaryEmbedding", [r(1, 2, 3, 4), r(1, 3, 2), r(1, 3, 2)], opset=23)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

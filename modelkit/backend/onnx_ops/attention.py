@@ -1,4 +1,4 @@
-"""ONNX Attention (opset 23+): scaled dot-product attention over (batch, heads, seq, size)
+"""ONNX Attention (opset 23+) and RotaryEmbedding. Attention: scaled dot-product attention over (batch, heads, seq, size)
 or (batch, seq, hidden) inputs, with boolean/additive masks, causal and sliding-window
 masks, a KV cache (past/present), grouped-query heads, softcap and the qk_matmul_output
 modes. Differentiable in Q, K, V, an additive mask and the past cache."""
@@ -126,3 +126,54 @@ def attention(inputs, attrs, ctx):
         y = op("transpose", y, axes=(0, 2, 1, 3))
         y = op("reshape", y, shape=(batch, q_len, -1))
     return [y, present_k, present_v, exposed][:max(ctx.num_outputs, 1)]
+
+
+@onnx_op("RotaryEmbedding")
+def rotary_embedding(inputs, attrs, ctx):
+    """Rotate pairs of the first rotary_embedding_dim features of each head by the cached
+    angles (cos/sin, picked by position_ids when given): halves or interleaved pairs.
+    X is (batch, heads, seq, head) or (batch, seq, heads * head) with num_heads."""
+    x, cos, sin = inputs[:3]
+    pos = inputs[3] if len(inputs) > 3 else None
+    four_d = x.ndim == 4
+    if four_d:
+        x4 = op("transpose", x, axes=(0, 2, 1, 3))          # (batch, seq, heads, head)
+    elif x.ndim == 3:
+        heads = int(attrs.get("num_heads", 0))
+        if not heads or x.shape[2] % heads:
+            raise ShapeError(f"RotaryEmbedding: a 3-D input of width {x.shape[2]} needs "
+                             "num_heads dividing it")
+        x4 = op("reshape", x, shape=(x.shape[0], x.shape[1], heads, x.shape[2] // heads))
+    else:
+        raise ShapeError(f"RotaryEmbedding takes a 3-D or 4-D input, not {tuple(x.shape)}")
+    head = x4.shape[3]
+    rot = int(attrs.get("rotary_embedding_dim", 0)) or head
+    half = rot // 2
+    if pos is not None:
+        ids = np.asarray(values(pos)).astype(np.int64)
+        cos, sin = op("take", cos, ids, axis=0), op("take", sin, ids, axis=0)
+    if cos.shape[-1] != half or sin.shape[-1] != half:
+        raise ShapeError(f"RotaryEmbedding: caches of width {cos.shape[-1]} / {sin.shape[-1]}, "
+                         f"expected rotary_embedding_dim / 2 = {half}")
+    cos = op("reshape", cos, shape=tuple(cos.shape[:2]) + (1, half))
+    sin = op("reshape", sin, shape=tuple(sin.shape[:2]) + (1, half))
+    interleaved = int(attrs.get("interleaved", 0))
+    if interleaved:
+        x1 = op("getitem", x4, index=(Ellipsis, slice(0, rot, 2)))
+        x2 = op("getitem", x4, index=(Ellipsis, slice(1, rot, 2)))
+    else:
+        x1 = op("getitem", x4, index=(Ellipsis, slice(0, half)))
+        x2 = op("getitem", x4, index=(Ellipsis, slice(half, rot)))
+    real = op("subtract", op("multiply", cos, x1), op("multiply", sin, x2))
+    imag = op("add", op("multiply", sin, x1), op("multiply", cos, x2))
+    if interleaved:
+        rotated = op("reshape", op("stack", real, imag, axis=-1),
+                     shape=tuple(x4.shape[:3]) + (rot,))
+    else:
+        rotated = op("concatenate", real, imag, axis=-1)
+    if rot < head:
+        rotated = op("concatenate", rotated,
+                     op("getitem", x4, index=(Ellipsis, slice(rot, None))), axis=-1)
+    if four_d:
+        return op("transpose", rotated, axes=(0, 2, 1, 3))
+    return op("reshape", rotated, shape=tuple(x.shape))
