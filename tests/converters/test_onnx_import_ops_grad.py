@@ -217,6 +217,11 @@ case("RotaryEmbedding-3d-interleaved-partial", "RotaryEmbedding",
                                        "rotary_embedding_dim": 2},
      consts={3: np.array([[0, 1, 4], [2, 2, 3]])}, opset=23)
 case("RotaryEmbedding-4d", "RotaryEmbedding", [r(1, 2, 3, 4), r(1, 3, 2), r(1, 3, 2)], opset=23)
+case("DFT-complex-axis1", "DFT", [r(2, 5, 3, 2)], {"axis": 1}, opset=17)
+case("DFT-real-onesided-len", "DFT", [r(2, 6, 1)], {"onesided": 1}, consts={1: np.array(8)},
+     opset=17)
+case("DFT-inverse-onesided", "DFT", [r(1, 4, 2)], {"inverse": 1, "onesided": 1},
+     consts={1: None, 2: np.array(-2)}, opset=20)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],
