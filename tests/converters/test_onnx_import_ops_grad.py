@@ -222,6 +222,7 @@ case("DFT-real-onesided-len", "DFT", [r(2, 6, 1)], {"onesided": 1}, consts={1: n
      opset=17)
 case("DFT-inverse-onesided", "DFT", [r(1, 4, 2)], {"inverse": 1, "onesided": 1},
      consts={1: None, 2: np.array(-2)}, opset=20)
+case("STFT-window", "STFT", [r(2, 9, 1), r(4)], consts={1: np.array(2)}, opset=17)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -1,4 +1,4 @@
-"""ONNX DFT (opsets 17 and 20): forward / inverse, full or one-sided, real (..., 1) or
+"""ONNX DFT (opsets 17 and 20) and STFT. DFT: forward / inverse, full or one-sided, real (..., 1) or
 complex (..., 2) signals. A DFT is linear, so it runs as matrix products with the cos/sin
 tables and is differentiable like any matmul."""
 
@@ -85,3 +85,31 @@ def dft(inputs, attrs, ctx):
     if c is None:                       # the inverse of a one-sided spectrum is real
         return op("reshape", out_re, shape=tuple(out_re.shape) + (1,))
     return op("stack", out_re, mix(c, d), axis=-1)
+
+
+@onnx_op("STFT")
+def stft(inputs, attrs, ctx):
+    """Frames of `frame_length` every `frame_step` samples, times the window, each through
+    the DFT (one-sided by default): (batch, frames, bins, 2)."""
+    from . import OpContext
+    x, step = inputs[:2]
+    window = inputs[2] if len(inputs) > 2 else None
+    length = inputs[3] if len(inputs) > 3 else None
+    step = int(np.asarray(values(step)).reshape(-1)[0])
+    if length is not None:
+        n = int(np.asarray(values(length)).reshape(-1)[0])
+    elif window is not None:
+        n = window.shape[0]
+    else:
+        raise ShapeError("STFT needs a window or a frame_length")
+    total = x.shape[1]
+    count = (total - n) // step + 1
+    if step <= 0 or count <= 0:
+        raise ShapeError(f"STFT: no frame of {n} samples fits a signal of {total} "
+                         f"(frame_step {step})")
+    frames = op("stack", *[op("getitem", x, index=(slice(None), slice(k * step, k * step + n)))
+                           for k in range(count)], axis=1)      # (batch, frames, n, 1|2)
+    if window is not None:
+        frames = op("multiply", frames, op("reshape", window, shape=(1, 1, n, 1)))
+    return dft([frames], {"axis": 2, "onesided": int(attrs.get("onesided", 1))},
+               OpContext(17, ctx.training, 1))
