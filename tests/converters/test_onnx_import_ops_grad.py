@@ -223,6 +223,10 @@ case("DFT-real-onesided-len", "DFT", [r(2, 6, 1)], {"onesided": 1}, consts={1: n
 case("DFT-inverse-onesided", "DFT", [r(1, 4, 2)], {"inverse": 1, "onesided": 1},
      consts={1: None, 2: np.array(-2)}, opset=20)
 case("STFT-window", "STFT", [r(2, 9, 1), r(4)], consts={1: np.array(2)}, opset=17)
+for _out in (0, 1):
+    case(f"CausalConvWithState-silu-out{_out}", "CausalConvWithState",
+         [r(2, 3, 4), r(3, 1, 3), r(3), r(2, 3, 2)], {"activation": "silu"}, out=_out,
+         num_outputs=2, opset=27)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -328,3 +328,28 @@ def _move_back(rank, axis):
 
 # -- configuration checks (run by the importer before anything is emitted) --------------------
 
+
+
+@onnx_op("CausalConvWithState")
+def causal_conv_with_state(inputs, attrs, ctx):
+    """Depthwise causal Conv1D over (batch, channels, length) continuing from past_state (the
+    last k-1 inputs of the previous call; zeros when absent), optionally SiLU; the second
+    output is the new state."""
+    x, w = inputs[:2]
+    b = inputs[2] if len(inputs) > 2 else None
+    past = inputs[3] if len(inputs) > 3 else None
+    if x.ndim != 3 or w.ndim != 3:
+        raise UnsupportedError(f"CausalConvWithState takes (batch, channels, length) input and "
+                               f"(channels, 1, k) weight, not {x.shape} and {w.shape}")
+    k = w.shape[2]
+    if past is None:
+        past = const(np.zeros((x.shape[0], x.shape[1], k - 1), x.dtype))
+    padded = op("concatenate", past, x, axis=2)
+    y = conv([padded, w] + ([b] if b is not None else []), {"group": x.shape[1]}, ctx)
+    act = text(attrs.get("activation"), "none")
+    if act in ("silu", "swish"):
+        y = op("multiply", y, op("sigmoid", y))
+    elif act != "none":
+        raise UnsupportedError(f"CausalConvWithState activation {act!r}")
+    state = op("getitem", padded, index=(Ellipsis, slice(padded.shape[2] - (k - 1), None)))
+    return [y, state][:max(ctx.num_outputs, 1)]
