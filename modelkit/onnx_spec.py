@@ -39,7 +39,7 @@ BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWi
 BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
 AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
-NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState
+NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

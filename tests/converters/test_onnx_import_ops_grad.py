@@ -227,6 +227,12 @@ for _out in (0, 1):
     case(f"CausalConvWithState-silu-out{_out}", "CausalConvWithState",
          [r(2, 3, 4), r(3, 1, 3), r(3), r(2, 3, 2)], {"activation": "silu"}, out=_out,
          num_outputs=2, opset=27)
+case("LinearAttention-gated-delta-gqa", "LinearAttention",
+     [r(1, 3, 4), r(1, 3, 2), r(1, 3, 3), r(1, 1, 2, 3), r(1, 3, 1) * 0.3, pos(1, 3, 1) * 0.5],
+     {"q_num_heads": 2, "kv_num_heads": 1, "update_rule": "gated_delta"}, opset=27)
+case("LinearAttention-linear-state-out", "LinearAttention", [r(1, 3, 4), r(1, 3, 4), r(1, 3, 2)],
+     {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "linear", "scale": 0.5}, out=1,
+     num_outputs=2, opset=27)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

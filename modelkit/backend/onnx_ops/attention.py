@@ -1,4 +1,4 @@
-"""ONNX Attention (opset 23+) and RotaryEmbedding. Attention: scaled dot-product attention over (batch, heads, seq, size)
+"""ONNX Attention (opset 23+), RotaryEmbedding and LinearAttention. Attention: scaled dot-product attention over (batch, heads, seq, size)
 or (batch, seq, hidden) inputs, with boolean/additive masks, causal and sliding-window
 masks, a KV cache (past/present), grouped-query heads, softcap and the qk_matmul_output
 modes. Differentiable in Q, K, V, an additive mask and the past cache."""
@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from . import onnx_op
+from ...onnx_spec import text
 from ._util import const, like, np_dtype, op, values
 
 
@@ -177,3 +178,80 @@ def rotary_embedding(inputs, attrs, ctx):
     if four_d:
         return op("transpose", rotated, axes=(0, 2, 1, 3))
     return op("reshape", rotated, shape=tuple(x.shape))
+
+
+def _heads_of(x, heads, what):
+    """(B, T, H * D) -> (B, H, T, D)."""
+    b, t, width = x.shape
+    if width % heads:
+        raise ShapeError(f"LinearAttention: {what} width {width} is not a multiple of "
+                         f"{heads} heads")
+    return op("transpose", op("reshape", x, shape=(b, t, heads, width // heads)),
+              axes=(0, 2, 1, 3))
+
+
+@onnx_op("LinearAttention")
+def linear_attention(inputs, attrs, ctx):
+    """Recurrent linear attention over (B, T, H * D) inputs with a (B, H_kv, d_k, d_v) state:
+    per step the state decays by exp(decay) ('gated'), corrects the value by beta times what
+    the state already retrieves for the key ('delta'), adds key x value, and the query reads
+    it (scaled); query heads share kv heads in groups (float16 inputs compute in float32);
+    outputs (B, T, H_q * d_v) and the final state."""
+    q, k, v = inputs[:3]
+    past, decay, beta = (list(inputs[3:6]) + [None] * 3)[:3]
+    rule = text(attrs.get("update_rule"), "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise ShapeError(f"LinearAttention update_rule {rule!r}")
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if gating != (decay is not None) or delta != (beta is not None):
+        raise ShapeError(f"LinearAttention update_rule {rule!r} takes decay "
+                         f"{'and' if gating else 'but not'} beta {'' if delta else 'not'}"
+                         " as its inputs say")
+    hq, hkv = int(attrs["q_num_heads"]), int(attrs["kv_num_heads"])
+    if hq % hkv:
+        raise ShapeError(f"LinearAttention: {hq} query heads cannot share {hkv} kv heads")
+
+    work = np.float32 if q.dtype == np.float16 else q.dtype       # float16 computes in float32
+
+    def f32(t):
+        return op("cast", t, dtype=work) if t is not None and t.dtype != work else t
+    out_dtype = q.dtype
+    q4, k4, v4 = (_heads_of(f32(t), n, w) for t, n, w in ((q, hq, "query"), (k, hkv, "key"),
+                                                           (v, hkv, "value")))
+    b, _, steps, dk = q4.shape
+    dv = v4.shape[3]
+    if gating:
+        decay = f32(decay)
+        decay = _heads_of(decay, hkv, "decay") if decay.shape[-1] != hkv else \
+            op("transpose", op("reshape", decay, shape=(b, steps, hkv, 1)), axes=(0, 2, 1, 3))
+    if delta:
+        width = beta.shape[-1]
+        beta = op("transpose", op("reshape", f32(beta), shape=(b, steps, width, 1)),
+                  axes=(0, 2, 1, 3))
+    state = f32(past) if past is not None else const(np.zeros((b, hkv, dk, dv), work))
+    scale = attrs.get("scale")
+    scale = 1.0 / np.sqrt(dk) if scale is None or float(scale) == 0.0 else float(scale)
+    group = hq // hkv
+    outs = []
+    for i in range(steps):
+        at = (slice(None), slice(None), i)
+        q_t, k_t, v_t = (op("getitem", t, index=at) for t in (q4, k4, v4))
+        if gating:
+            g = op("exp", op("getitem", decay, index=at))
+            state = op("multiply", state, op("reshape", g, shape=tuple(g.shape) + (1,)))
+        if delta:
+            got = op("einsum", state, k_t, equation="bhdm,bhd->bhm")
+            v_t = op("multiply", op("getitem", beta, index=at), op("subtract", v_t, got))
+        state = op("add", state, op("multiply", op("reshape", k_t, shape=(b, hkv, dk, 1)),
+                                    op("reshape", v_t, shape=(b, hkv, 1, dv))))
+        read = op("repeat", state, repeats=group, axis=1) if group > 1 else state
+        outs.append(op("multiply", op("einsum", q_t, read, equation="bhd,bhdm->bhm"),
+                       const(np.asarray(scale, work))))
+    y = op("reshape", op("transpose", op("stack", *outs, axis=2), axes=(0, 2, 1, 3)),
+           shape=(b, steps, hq * dv))
+    if y.dtype != out_dtype:
+        y = op("cast", y, dtype=out_dtype)
+    state_dtype = past.dtype if past is not None else out_dtype
+    if state.dtype != state_dtype:
+        state = op("cast", state, dtype=state_dtype)
+    return [y, state][:max(ctx.num_outputs, 1)]
