@@ -40,6 +40,7 @@ BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
 AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
+TensorScatter MaxUnpool Col2Im
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
@@ -324,10 +325,6 @@ def _einsum_check(attrs, used):
         return str(e)
     return None
 
-
-@_check("GatherND")
-def _gather_nd_check(attrs, used):
-    return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None
 
 
 # -- subgraphs (If / Loop / Scan bodies) --------------------------------------------------------

@@ -233,6 +233,16 @@ case("LinearAttention-gated-delta-gqa", "LinearAttention",
 case("LinearAttention-linear-state-out", "LinearAttention", [r(1, 3, 4), r(1, 3, 4), r(1, 3, 2)],
      {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "linear", "scale": 0.5}, out=1,
      num_outputs=2, opset=27)
+case("TensorScatter-circular", "TensorScatter", [r(2, 2, 4, 3), r(2, 2, 2, 3)],
+     {"mode": "circular"}, consts={2: np.array([3, 1])}, opset=24)
+case("MaxUnpool-output-shape", "MaxUnpool", [r(1, 1, 2, 2)], {"kernel_shape": [2, 2],
+                                                             "strides": [2, 2]},
+     consts={1: np.array([[[[5, 3], [10, 15]]]]), 2: np.array([1, 1, 5, 4])})
+case("Col2Im-pads-strides-dilations", "Col2Im", [r(1, 8, 9)],
+     {"pads": [1, 0, 0, 1], "strides": [1, 2], "dilations": [2, 1]},
+     consts={1: np.array([4, 5]), 2: np.array([2, 2])}, opset=18)
+case("GatherND-batch-dims", "GatherND", [r(2, 3, 4)], {"batch_dims": 1},
+     consts={1: np.array([[[1], [-1]], [[0], [2]]])})
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

@@ -55,7 +55,7 @@ def supported_op_types():
 
 
 from . import (attention, bitwise, construct, control_flow, detection, elementwise, losses, nn, normalization, recurrent,  # noqa: E402,F401
-               quantized, sampling, selection, spectral, tensor_ops)  # (register the ops)
+               quantized, sampling, scatter_ops, selection, spectral, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]

@@ -523,13 +523,16 @@ def scatter_elements(inputs, attrs, ctx):
 
 @onnx_op("GatherND")
 def gather_nd(inputs, attrs, ctx):
+    """data at the index tuples in the last axis of `indices`; the first batch_dims axes of
+    both are matched entry by entry."""
     data, indices = inputs
-    if int(attrs.get("batch_dims", 0)):
-        from ...errors import UnsupportedError
-        raise UnsupportedError("GatherND with batch_dims > 0 is not supported")
+    b = int(attrs.get("batch_dims", 0))
     idx = values(indices).astype(np.int64)
     k = idx.shape[-1]
-    index = tuple(np.moveaxis(np.where(idx < 0, idx + np.asarray(data.shape[:k]), idx), -1, 0))
-    return _getitem(data, index)
+    within = np.asarray(data.shape[b:b + k])
+    index = tuple(np.moveaxis(np.where(idx < 0, idx + within, idx), -1, 0))
+    batch = tuple(np.arange(n).reshape((-1,) + (1,) * (idx.ndim - 2 - j))
+                  for j, n in enumerate(idx.shape[:b]))
+    return _getitem(data, batch + index)
 
 
