@@ -243,6 +243,11 @@ case("Col2Im-pads-strides-dilations", "Col2Im", [r(1, 8, 9)],
      consts={1: np.array([4, 5]), 2: np.array([2, 2])}, opset=18)
 case("GatherND-batch-dims", "GatherND", [r(2, 3, 4)], {"batch_dims": 1},
      consts={1: np.array([[[1], [-1]], [[0], [2]]])})
+_rois = np.array([[0.3, 0.5, 3.2, 2.9], [1.1, 0.2, 4.4, 3.7]])
+for _mode in ("avg", "max"):
+    case(f"RoiAlign-{_mode}", "RoiAlign", [r(2, 2, 5, 6)],
+         {"mode": _mode, "output_height": 2, "output_width": 3, "sampling_ratio": 2},
+         consts={1: _rois, 2: np.array([1, 0])}, opset=22)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],
