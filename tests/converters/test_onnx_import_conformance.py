@@ -42,7 +42,7 @@ MODULES = [
     # takes seconds, and Attention's function expansions are large graphs)
     # normalisation, pooling, sampling
     "rmsnormalization", "groupnormalization", "meanvariancenormalization", "lpnormalization",
-    "gridsample", "affinegrid", "roialign", "maxunpool", "col2im",
+    "gridsample", "deformconv", "affinegrid", "roialign", "maxunpool", "col2im",
     "center_crop_pad",
     # attention and sequence models
     "rotaryembedding", "linear_attention", "causal_conv_with_state", "swish",

@@ -248,6 +248,9 @@ for _mode in ("avg", "max"):
     case(f"RoiAlign-{_mode}", "RoiAlign", [r(2, 2, 5, 6)],
          {"mode": _mode, "output_height": 2, "output_width": 3, "sampling_ratio": 2},
          consts={1: _rois, 2: np.array([1, 0])}, opset=22)
+case("DeformConv-mask-stride", "DeformConv",
+     [r(1, 2, 3, 4), r(1, 2, 2, 2), r(1, 8, 2, 2) * 0.6, r(1), pos(1, 4, 2, 2) * 0.5],
+     {"strides": [1, 2]}, opset=22)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

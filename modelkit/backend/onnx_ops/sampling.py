@@ -1,4 +1,4 @@
-"""ONNX GridSample (opset 16+; 2-D and 3-D): X sampled at the normalised grid locations with
+"""ONNX GridSample (opset 16+; 2-D and 3-D) and DeformConv (2-D, built on it). GridSample: X sampled at the normalised grid locations with
 nearest / (bi)linear / (bi)cubic interpolation and zeros / border / reflection padding.
 
 Built from gathers of X and interpolation weights computed from the grid with backend ops,
@@ -131,3 +131,71 @@ def grid_sample(inputs, attrs, ctx):
             term = op("multiply", term, op("reshape", weight, shape=(n, 1, points)))
         y = term if y is None else op("add", y, term)
     return op("reshape", y, shape=(n, c) + out)
+
+
+@onnx_op("DeformConv")
+def deform_conv(inputs, attrs, ctx):
+    """2-D deformable convolution: every kernel tap reads X bilinearly (zeros outside) at its
+    regular position plus a learned offset, optionally scaled by a mask; the samples are then
+    combined by the kernel as a grouped convolution would. Differentiable in X, W, B, the
+    offsets and the mask (the sampling is GridSample's)."""
+    from . import OpContext
+    x, w, offset = inputs[:3]
+    b = inputs[3] if len(inputs) > 3 else None
+    mask = inputs[4] if len(inputs) > 4 else None
+    if x.ndim != 4:
+        raise UnsupportedError(f"DeformConv of a {x.ndim - 2}-D input (2-D only)")
+    n, c, ih, iw = x.shape
+    oc, cpg, kh, kw = w.shape
+    group, og = int(attrs.get("group", 1)), int(attrs.get("offset_group", 1))
+    sh, sw = (int(s) for s in attrs.get("strides", [1, 1]))
+    dh, dw = (int(d) for d in attrs.get("dilations", [1, 1]))
+    pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    oh, ow = offset.shape[-2:]
+    if c % og or c != cpg * group or offset.shape[1] != og * kh * kw * 2:
+        raise ShapeError(f"DeformConv: X {tuple(x.shape)}, W {tuple(w.shape)} and offset "
+                         f"{tuple(offset.shape)} do not fit group={group}, "
+                         f"offset_group={og}")
+    off = op("reshape", offset, shape=(n, og, kh, kw, 2, oh, ow))
+    m = op("reshape", mask, shape=(n, og, kh, kw, oh, ow)) if mask is not None else None
+    rows = (np.arange(oh) * sh - pads[0]).reshape(-1, 1)
+    cols_ = (np.arange(ow) * sw - pads[1]).reshape(1, -1)
+    sample_ctx = OpContext(20, ctx.training, 1)
+    cg = c // og
+    columns = []
+    for g in range(og):
+        xg = op("getitem", x, index=(slice(None), slice(g * cg, (g + 1) * cg)))
+        taps = []
+        for i in range(kh):
+            for j in range(kw):
+                y = op("add", op("getitem", off, index=(slice(None), g, i, j, 0)),
+                       const((rows + i * dh).astype(x.dtype)))
+                xx = op("add", op("getitem", off, index=(slice(None), g, i, j, 1)),
+                        const((cols_ + j * dw).astype(x.dtype)))
+                gy = op("subtract", op("multiply", y, like(y, 2.0 / max(ih - 1, 1))),
+                        like(y, 1.0))
+                gx = op("subtract", op("multiply", xx, like(xx, 2.0 / max(iw - 1, 1))),
+                        like(xx, 1.0))
+                s = grid_sample([xg, op("stack", gx, gy, axis=-1)],
+                                {"mode": "linear", "align_corners": 1}, sample_ctx)
+                if m is not None:
+                    s = op("multiply", s, op("reshape", op("getitem", m, index=(
+                        slice(None), g, i, j)), shape=(n, 1, oh, ow)))
+                taps.append(s)
+        columns.append(op("stack", *taps, axis=2))            # (n, cg, K, oh, ow)
+    col = columns[0] if og == 1 else op("concatenate", *columns, axis=1)
+    k = kh * kw
+    opg = oc // group
+    outs = []
+    for gi in range(group):
+        cg_ = op("reshape", op("getitem", col, index=(slice(None), slice(gi * cpg,
+                                                                        (gi + 1) * cpg))),
+                 shape=(n, cpg * k, oh * ow))
+        wg = op("reshape", op("getitem", w, index=(slice(gi * opg, (gi + 1) * opg),)),
+                shape=(opg, cpg * k))
+        outs.append(op("matmul", wg, cg_))                    # (n, opg, oh * ow)
+    y = outs[0] if group == 1 else op("concatenate", *outs, axis=1)
+    y = op("reshape", y, shape=(n, oc, oh, ow))
+    if b is not None:
+        y = op("add", y, op("reshape", b, shape=(1, oc, 1, 1)))
+    return y
