@@ -299,8 +299,6 @@ def _cast_check(attrs, used):
 
 @_check("QuantizeLinear", "DequantizeLinear")
 def _qdq_check(attrs, used):
-    if int(attrs.get("block_size", 0)):
-        return "blocked quantization (block_size)"
     if "output_dtype" in attrs and int(attrs["output_dtype"]) not in ONNX_DTYPES:
         return f"output_dtype {attrs['output_dtype']}"
     return None

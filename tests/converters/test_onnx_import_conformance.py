@@ -67,7 +67,6 @@ KNOWN_UNSUPPORTED = {
         "sequence/optional values",
     r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
                                                           "one operand or ellipses",
-    r"^test_(de)?quantizelinear_blocked": "blocked quantization",
     r"^test_scan_sum$": "Scan of opset 8 (batched; onnx.version_converter does not upgrade it)",
     r"^test_(affine_grid_.*|linear_attention_.*)_expanded$":
         "function expansions whose control-flow outputs have no static rank (the import-time "
