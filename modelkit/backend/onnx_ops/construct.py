@@ -75,3 +75,31 @@ def bit_cast(inputs, attrs, ctx):
     if to.itemsize != x.dtype.itemsize:
         raise ShapeError(f"BitCast from {x.dtype} to {to}: the widths differ")
     return const(x.view(to))
+
+
+@onnx_op("MelWeightMatrix")
+def mel_weight_matrix(inputs, attrs, ctx):
+    """(dft_length // 2 + 1, num_mel_bins) triangular filters on the mel scale
+    (mel = 2595 log10(1 + hz / 700)) between the lower and upper edge frequencies, each
+    rising from its left point to its centre and falling to its right point (the ONNX
+    definition: num_mel_bins + 2 points, spaced (high - low) / (num_mel_bins + 2) apart)."""
+    bins, length, rate, low, high = (np.asarray(values(t)).reshape(-1)[0] for t in inputs)
+    bins, length = int(bins), int(length)
+    to_mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)      # noqa: E731
+    lo_mel, hi_mel = to_mel(float(low)), to_mel(float(high))
+    step = (hi_mel - lo_mel) / (bins + 2)
+    mel = np.arange(bins + 2) * step + lo_mel
+    hz = 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    points = (((length + 1) * hz) // rate).astype(np.int64)
+    out = np.zeros((length // 2 + 1, bins))
+    for i in range(bins):
+        left, centre, right = points[i], points[i + 1], points[i + 2]
+        if centre == left:
+            out[centre, i] = 1.0
+        else:
+            j = np.arange(left, centre + 1)
+            out[j, i] = (j - left) / (centre - left)
+        if right > centre:
+            j = np.arange(centre, right)
+            out[j, i] = (right - j) / (right - centre)
+    return const(out.astype(np_dtype(attrs.get("output_datatype", 1))))
