@@ -253,21 +253,35 @@ def bilinear_matrix(in_len, out_len, dtype=np.float64):
     return a.astype(dtype)
 
 
-def einsum_parts(equation):
-    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (letters used once,
-    sorted). Ellipses and repeated letters within one operand are refused."""
+def einsum_parts(equation, ranks=None):
+    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (the ellipsis, then
+    the letters used once, sorted). With the operands' `ranks`, each '...' becomes letters
+    of its own (right-aligned across operands, as broadcasting aligns them); without, '...'
+    is kept. Repeated letters in one operand (diagonals) are allowed."""
     eq = equation.replace(" ", "")
-    if "." in eq:
-        raise UnsupportedError(f"Einsum with an ellipsis ({equation!r}) is not supported")
-    lhs, _, rhs = eq.partition("->")
+    lhs, arrow, rhs = eq.partition("->")
     ins = lhs.split(",")
-    if "->" not in eq:
-        letters = "".join(ins)
-        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if any(len(set(t)) != len(t) for t in ins):
-        raise UnsupportedError(f"Einsum with a repeated index in one operand ({equation!r}) "
-                               "is not supported")
-    return ins, rhs
+    if any(t.replace("...", "").count(".") or not t.replace("...", "").isalpha() and
+           t.replace("...", "") for t in ins + ([rhs] if arrow else [])):
+        raise UnsupportedError(f"Einsum equation {equation!r} is not valid")
+    if not arrow:
+        letters = "".join(t.replace("...", "") for t in ins)
+        rhs = ("..." if "..." in lhs else "") + \
+            "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if ranks is None or "..." not in eq:
+        return ins, rhs
+    if len(ranks) != len(ins):
+        raise UnsupportedError(f"Einsum {equation!r} has {len(ins)} operands, got {len(ranks)}")
+    spans = [int(r) - len(t.replace("...", "")) if "..." in t else 0
+             for t, r in zip(ins, ranks)]
+    if any(n < 0 for n in spans):
+        raise UnsupportedError(f"Einsum {equation!r}: an operand has fewer axes than letters")
+    used = set(eq)
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    widest = max(spans)
+    ell = "".join(spare[:widest])
+    ins = [t.replace("...", ell[widest - n:]) for t, n in zip(ins, spans)]
+    return ins, rhs.replace("...", ell)
 
 
 # -- configuration checks ----------------------------------------------------------------------

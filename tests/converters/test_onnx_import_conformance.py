@@ -54,7 +54,7 @@ MODULES = [
     # integer, quantized, detection, signal, misc
     "bitshift", "bitwiseand", "bitwiseor", "bitwisexor", "bitwisenot", "bitcast",
     "matmulinteger", "convinteger", "qlinearmatmul", "qlinearconv", "nonmaxsuppression",
-    "dft", "stft", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
+    "dft", "stft", "melweightmatrix", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
     "det", "compress", "reversesequence", "unique", "tensorscatter",
 ]
 
@@ -65,8 +65,6 @@ KNOWN_UNSUPPORTED = {
         "element types modelkit does not compute with",
     r"^test_(identity_sequence|identity_opt|if_seq|if_opt|loop13_seq|loop16_seq_none)$":
         "sequence/optional values",
-    r"^test_einsum_(batch_diagonal|inner_prod|.*ellipsis)": "Einsum with repeated indices in "
-                                                          "one operand or ellipses",
     r"^test_scan_sum$": "Scan of opset 8 (batched; onnx.version_converter does not upgrade it)",
     r"^test_(affine_grid_.*|linear_attention_.*)_expanded$":
         "function expansions whose control-flow outputs have no static rank (the import-time "

@@ -161,6 +161,10 @@ case("Einsum-batched-matmul", "Einsum", [r(2, 3, 4), r(2, 4, 5)],
      {"equation": "bij,bjk->bik"})
 case("Einsum-sum-only-in-one", "Einsum", [r(3, 4), r(4)], {"equation": "ij,j->i"})
 case("Einsum-implicit-outer", "Einsum", [r(3), r(2, 4)], {"equation": "i,jk"})
+case("Einsum-ellipsis-broadcast", "Einsum", [r(2, 1, 3, 4), r(5, 4, 2)],
+     {"equation": "...ij,...jk->...ik"})
+case("Einsum-batch-diagonal", "Einsum", [r(2, 3, 3)], {"equation": "...ii->...i"})
+case("Einsum-trace-implicit", "Einsum", [r(3, 3), r(3)], {"equation": "ii,j"})
 for red in ("none", "add", "max"):
     case(f"ScatterND-{red}", "ScatterND", [r(4, 3), r(2, 3)], {"reduction": red},
          consts={1: np.array([[2], [-1]])})

@@ -91,6 +91,23 @@ def _einsum(*operands, equation=""):
     return np.einsum(f"{','.join(ins)}->{out}", *operands), (ins, out, operands)
 
 
+@defop("diagonal")
+def _diagonal(x, spec="", out=""):
+    """np.einsum(f"{spec}->{out}", x) for a spec with repeated letters (a diagonal); its
+    VJP writes the gradient back onto that diagonal."""
+    return np.einsum(f"{spec}->{out}", x), (x.shape, spec, out)
+
+
+@_diagonal.defvjp
+def _(g, s, needs):
+    shape, spec, out = s
+    grid = np.indices(g.shape, sparse=True)
+    index = tuple(grid[out.index(c)] for c in spec)
+    full = np.zeros(shape, dtype=g.dtype)
+    full[index] = g
+    return (full,)
+
+
 @_einsum.defvjp
 def _(g, s, needs):
     ins, out, operands = s

@@ -8,7 +8,7 @@ from ...errors import ShapeError
 from .. import functions
 from . import onnx_op
 from ..tape import OPS
-from ...onnx_spec import text
+from ...onnx_spec import einsum_parts, text
 from ._util import axis_of, const, ints, is_float, like, op, values
 
 # -- shapes ---------------------------------------------------------------------------------
@@ -448,11 +448,30 @@ def trilu(inputs, attrs, ctx):
 
 @onnx_op("Einsum")
 def einsum(inputs, attrs, ctx):
+    """Ellipses become letters of their own (operands broadcast over them) and a repeated
+    letter in one operand first takes that operand's diagonal, so the product is a plain
+    einsum whose gradient is another einsum."""
     equation = attrs["equation"]
     equation = equation.decode() if isinstance(equation, bytes) else equation
     if not all(is_float(x) for x in inputs):
         return const(np.einsum(equation, *[values(x) for x in inputs]))
-    return op("einsum", *inputs, equation=equation)
+    ins, out = einsum_parts(equation, [x.ndim for x in inputs])
+    sizes = {}
+    for spec, x in zip(ins, inputs):
+        for c, n in zip(spec, x.shape):
+            sizes[c] = max(sizes.get(c, 1), n)
+    operands = []
+    for spec, x in zip(ins, inputs):
+        want = tuple(sizes[c] for c in spec)
+        if tuple(x.shape) != want:                  # size-1 axes broadcast
+            x = op("broadcast_to", x, shape=want)
+        if len(set(spec)) != len(spec):
+            unique = "".join(dict.fromkeys(spec))
+            x = op("diagonal", x, spec=spec, out=unique)
+            spec = unique
+        operands.append((spec, x))
+    return op("einsum", *[x for _, x in operands],
+              equation=",".join(s for s, _ in operands) + "->" + out)
 
 
 def _blocks(inputs, attrs):
