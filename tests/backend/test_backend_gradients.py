@@ -109,6 +109,11 @@ CASES = {
                [r(2, 3, 4), r(4, 5)]),
     "scatter_nd": (lambda a, b: K.apply(OPS.get("scatter_nd"), a, b, indices=np.array([[1]]),
                                         reduction="add"), [r(3, 2), r(1, 2)]),
+    "cumprod": (lambda a: K.apply(OPS.get("cumprod"), a, axis=1, reverse=True),
+                [np.array([[0.5, 0.0, -1.5, 2.0], [1.2, -0.7, 0.9, 1.1]])]),
+    "det": (lambda a: K.apply(OPS.get("det"), a), [r(2, 3, 3)]),
+    "diagonal": (lambda a: K.apply(OPS.get("diagonal"), a, spec="bii", out="bi"),
+                 [r(2, 3, 3)]),
     **{name: ((lambda n: lambda a: K.apply(OPS.get(n), a))(name), [arr]) for name, arr in (
         ("tan", r(2, 3) * 0.5), ("arctan", r(2, 3)), ("sinh", r(2, 3)), ("cosh", r(2, 3)),
         ("arcsinh", r(2, 3)), ("arcsin", rng.uniform(-0.8, 0.8, (2, 3))),
