@@ -250,7 +250,7 @@ def _all_nodes(graph):
 def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, target_ort=None):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
-    path: also write the model there (atomically). opset: 13..21 (None: 17, or the opset
+    path: also write the model there (atomically). opset: 13..26 (None: 17, or the opset
     imported OnnxOp nodes were written for when newer, lowered to what the target runtime
     implements). target_ort: the onnxruntime version the file is for ("1.17"; None: the
     installed one); the file carries the IR version its opset needs, and an opset or IR
