@@ -40,7 +40,7 @@ BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
 NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
 AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
-TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix
+TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

@@ -55,7 +55,7 @@ MODULES = [
     "bitshift", "bitwiseand", "bitwiseor", "bitwisexor", "bitwisenot", "bitcast",
     "matmulinteger", "convinteger", "qlinearmatmul", "qlinearconv", "nonmaxsuppression",
     "dft", "stft", "melweightmatrix", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
-    "det", "compress", "reversesequence", "unique", "tensorscatter",
+    "det", "compress", "reversesequence", "unique", "tensorscatter", "tfidfvectorizer",
 ]
 
 # case-name pattern -> why modelkit refuses it (the import or the run must raise a

@@ -146,7 +146,7 @@ def test_every_unsupported_op_in_one_error():
              helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
                               mode="linear", coordinate_transformation_mode="stretchy"),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
-             helper.make_node("TfIdfVectorizer", ["h"], ["u"], name="tfidf_1"),
+             helper.make_node("StringNormalizer", ["h"], ["u"], name="strnorm_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
     with pytest.raises(UnsupportedError) as e:
         onnx_conv.import_graph(mlp(nodes=nodes))
@@ -155,7 +155,7 @@ def test_every_unsupported_op_in_one_error():
     for piece in ("ImageDecoder node 'decoder_1' (opset 17)", "Inverse node 'inv_1'",
                   "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
                   "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
-                  "custom domain 'com.microsoft'", "TfIdfVectorizer node 'tfidf_1' (opset 17)"):
+                  "custom domain 'com.microsoft'", "StringNormalizer node 'strnorm_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5
 
