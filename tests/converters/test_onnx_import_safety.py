@@ -155,7 +155,8 @@ def test_every_unsupported_op_in_one_error():
     for piece in ("ImageDecoder node 'decoder_1' (opset 17)", "Inverse node 'inv_1'",
                   "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
                   "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
-                  "custom domain 'com.microsoft'", "StringNormalizer node 'strnorm_1' (opset 17)"):
+                  "custom domain 'com.microsoft'",
+                  "StringNormalizer node 'strnorm_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5
 
