@@ -41,6 +41,7 @@ NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop S
 AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
 TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
+ImageDecoder
 """.split())
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None

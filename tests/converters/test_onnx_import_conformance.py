@@ -56,6 +56,7 @@ MODULES = [
     "matmulinteger", "convinteger", "qlinearmatmul", "qlinearconv", "nonmaxsuppression",
     "dft", "stft", "melweightmatrix", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
     "det", "compress", "reversesequence", "unique", "tensorscatter", "tfidfvectorizer",
+    "image_decoder",
 ]
 
 # case-name pattern -> why modelkit refuses it (the import or the run must raise a

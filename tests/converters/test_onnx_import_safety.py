@@ -141,7 +141,7 @@ def test_old_opset_is_upgraded():
 
 def test_every_unsupported_op_in_one_error():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-             helper.make_node("ImageDecoder", ["h"], ["mu"], name="decoder_1"),
+             helper.make_node("SplitToSequence", ["h"], ["mu"], name="toseq_1"),
              helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="area"),
              helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
                               mode="linear", coordinate_transformation_mode="stretchy"),
@@ -152,7 +152,7 @@ def test_every_unsupported_op_in_one_error():
         onnx_conv.import_graph(mlp(nodes=nodes))
     msg = str(e.value)
     assert "5 unsupported" in msg
-    for piece in ("ImageDecoder node 'decoder_1' (opset 17)", "Inverse node 'inv_1'",
+    for piece in ("SplitToSequence node 'toseq_1' (opset 17)", "Inverse node 'inv_1'",
                   "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
                   "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
                   "custom domain 'com.microsoft'",
@@ -186,3 +186,11 @@ def test_fuzzed_files_fail_cleanly(source, count):
         except ModelkitError:
             outcomes["error"] += 1
     assert outcomes["error"] > 3 and sum(outcomes.values()) == count
+
+
+def test_image_decoder_refuses_bytes_that_are_no_image():
+    from modelkit.backend.onnx_ops import run_onnx_op
+    from modelkit.backend.tensor import Tensor
+    from modelkit.errors import ShapeError
+    with pytest.raises(ShapeError, match="not an image"):
+        run_onnx_op("ImageDecoder", [Tensor(np.frombuffer(b"GIF89a-not-really", np.uint8))])

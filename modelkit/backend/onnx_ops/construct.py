@@ -1,11 +1,12 @@
 """ONNX ops that build a tensor from a shape or a length: EyeLike, the Hann/Hamming/Blackman
-windows, AffineGrid (differentiable in theta) and BitCast (a reinterpretation)."""
+windows, AffineGrid (differentiable in theta), BitCast (a reinterpretation), MelWeightMatrix
+and ImageDecoder."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ShapeError
+from ...errors import ShapeError, UnsupportedError
 from . import onnx_op
 from ._util import const, np_dtype, op, values
 
@@ -103,3 +104,36 @@ def mel_weight_matrix(inputs, attrs, ctx):
             j = np.arange(centre, right)
             out[j, i] = (right - j) / (right - centre)
     return const(out.astype(np_dtype(attrs.get("output_datatype", 1))))
+
+
+MAX_DECODED_PIXELS = 1 << 26
+
+
+@onnx_op("ImageDecoder")
+def image_decoder(inputs, attrs, ctx):
+    """Encoded image bytes (uint8, 1-D: BMP, JPEG, JPEG 2000, PNG, PNM, TIFF, WebP) -> an
+    (H, W, 3) RGB / BGR or (H, W, 1) Grayscale uint8 image, decoded with Pillow (the
+    `image` extra); an image over MAX_DECODED_PIXELS pixels is refused before decoding."""
+    import io
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UnsupportedError("ImageDecoder needs Pillow: pip install 'modelkit[image]'") \
+            from None
+    data = np.asarray(values(inputs[0]))
+    fmt = attrs.get("pixel_format", "RGB")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    if fmt not in ("RGB", "BGR", "Grayscale"):
+        raise UnsupportedError(f"ImageDecoder pixel_format {fmt!r} (RGB, BGR or Grayscale)")
+    try:
+        image = Image.open(io.BytesIO(data.astype(np.uint8).tobytes()))
+        if image.width * image.height > MAX_DECODED_PIXELS:
+            raise ShapeError(f"ImageDecoder: a {image.width}x{image.height} image is larger "
+                             f"than {MAX_DECODED_PIXELS} pixels; refused")
+        if fmt == "Grayscale":
+            return const(np.asarray(image.convert("L"), np.uint8)[:, :, None])
+        rgb = np.asarray(image.convert("RGB"), np.uint8)
+    except (OSError, ValueError, SyntaxError) as e:     # what Pillow raises on bad data
+        raise ShapeError(f"ImageDecoder: the bytes are not an image Pillow decodes "
+                         f"({type(e).__name__}: {e})") from None
+    return const(np.ascontiguousarray(rgb[:, :, ::-1]) if fmt == "BGR" else rgb)
