@@ -143,3 +143,23 @@ def test_unsupported_op_inside_a_body_is_named():
                               ir_version=8)
     with pytest.raises(UnsupportedError, match="StringNormalizer node .* in subgraph 'body'"):
         import_onnx(proto)
+
+
+def test_a_loop_that_would_not_end_is_refused(monkeypatch):
+    from modelkit.backend.onnx_ops import control_flow
+    monkeypatch.setattr(control_flow, "MAX_ITERATIONS", 50)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]),
+         helper.make_node("Identity", ["y_in"], ["y_out"])],
+        "body", [vi("i", [], TensorProto.INT64), vi("c_in", [], TensorProto.BOOL),
+                 vi("y_in", [2])], [vi("c_out", [], TensorProto.BOOL), vi("y_out", [2])])
+    graph = helper.make_graph([helper.make_node("Loop", ["", "c", "x"], ["y"], body=body)],
+                              "g", [vi("c", [], TensorProto.BOOL), vi("x", [2])],
+                              [vi("y", [2])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              ir_version=8)
+    model = import_onnx(proto)
+    np.testing.assert_array_equal(model([np.array(False), np.ones(2, np.float32)]).value,
+                                  np.ones(2))
+    with pytest.raises(UnsupportedError, match="Loop ran 50 iterations"):
+        model([np.array(True), np.ones(2, np.float32)])

@@ -15,7 +15,7 @@ from ..tensor import Tensor
 from . import onnx_op, run_onnx_op
 from ._util import const, op, values
 
-MAX_ITERATIONS = 1 << 20        # a Loop with neither trip count nor a false condition
+MAX_ITERATIONS = 1 << 20        # a Loop running longer is refused, not waited for
 
 
 def run_graph(graph, feeds, scope, ctx):
@@ -85,9 +85,9 @@ def loop(inputs, attrs, ctx):
     scans = [[] for _ in range(n_scan)]
     i = 0
     while going and (limit is None or i < limit):
-        if limit is None and i >= MAX_ITERATIONS:
-            raise UnsupportedError(f"Loop ran {MAX_ITERATIONS} iterations with no trip count "
-                                   "and its condition still true; refused")
+        if i >= MAX_ITERATIONS:
+            raise UnsupportedError(f"Loop ran {MAX_ITERATIONS} iterations and would run on "
+                                   f"(trip count {limit}, condition still true); refused")
         outs = run_graph(body, [const(np.int64(i)), const(np.bool_(going))] + carried,
                          scope, ctx)
         going = bool(_scalar(outs[0], "Loop body's condition"))
