@@ -66,15 +66,21 @@ _take_along = _indexing_op("take_along", lambda x, i, a: np.take_along_axis(x, i
                            _take_along_scatter, "np.take_along_axis (ONNX GatherElements)")
 
 
+def _cumulative(x, axis, exclusive, reverse, accumulate, identity):
+    """ONNX CumSum/CumProd: the running `accumulate` along `axis`, inclusive or exclusive
+    (shifted by one, starting from `identity`), forward or reverse."""
+    y = np.flip(x, axis) if reverse else x
+    out = accumulate(y, axis=axis, dtype=x.dtype)
+    if exclusive:
+        out = np.concatenate([np.full_like(np.take(out, [0], axis=axis), identity),
+                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
+    return np.flip(out, axis) if reverse else out
+
+
 @defop("cumsum")
 def _cumsum(x, axis=0, exclusive=False, reverse=False):
     """ONNX CumSum: inclusive or exclusive, forward or reverse, along `axis`."""
-    y = np.flip(x, axis) if reverse else x
-    out = np.cumsum(y, axis=axis, dtype=x.dtype)
-    if exclusive:
-        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
-                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
-    return (np.flip(out, axis) if reverse else out), (axis, exclusive, reverse)
+    return _cumulative(x, axis, exclusive, reverse, np.cumsum, 0), (axis, exclusive, reverse)
 
 
 @_cumsum.defvjp
@@ -200,12 +206,7 @@ def _(g, s, needs):
 @defop("cumprod")
 def _cumprod(x, axis=0, exclusive=False, reverse=False):
     """ONNX CumProd: inclusive or exclusive, forward or reverse, along `axis`."""
-    y = np.flip(x, axis) if reverse else x
-    out = np.cumprod(y, axis=axis, dtype=x.dtype)
-    if exclusive:
-        out = np.concatenate([np.ones_like(np.take(out, [0], axis=axis)),
-                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
-    return (np.flip(out, axis) if reverse else out), (x, axis, exclusive, reverse)
+    return _cumulative(x, axis, exclusive, reverse, np.cumprod, 1), (x, axis, exclusive, reverse)
 
 
 @_cumprod.defvjp

@@ -98,13 +98,20 @@ def _dilated_windows(x, kernel, strides, dilations, combine):
     return acc
 
 
-@onnx_op("MaxPool")
-def max_pool(inputs, attrs, ctx):
-    (x,) = inputs[:1]
+def _pool_windows(x, attrs):
+    """kernel, strides, pads, ceil_mode's extra end cells, dilations, and the full padding
+    (pads plus the extra cells) of a pooling op over x's spatial axes."""
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
     dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    return kernel, strides, pads, extra, dilations, full
+
+
+@onnx_op("MaxPool")
+def max_pool(inputs, attrs, ctx):
+    (x,) = inputs[:1]
+    kernel, strides, pads, extra, dilations, full = _pool_windows(x, attrs)
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, full, value=low)
     if any(d != 1 for d in dilations):
@@ -151,10 +158,7 @@ def _max_indices(xp, shape, pads, kernel, strides, dilations, storage_order):
 @onnx_op("AveragePool")
 def average_pool(inputs, attrs, ctx):
     (x,) = inputs
-    kernel = [int(k) for k in attrs["kernel_shape"]]
-    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
-    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
-    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    kernel, strides, pads, extra, dilations, full = _pool_windows(x, attrs)
     dilated = any(d != 1 for d in dilations)
     if dilated:
         y = _dilated_windows(_pad_spatial(x, full), kernel, strides, dilations, "add")
@@ -183,10 +187,7 @@ def average_pool(inputs, attrs, ctx):
 def lp_pool(inputs, attrs, ctx):
     """(sum over each window of |x|^p)^(1/p); padded cells add 0."""
     (x,) = inputs
-    kernel = [int(k) for k in attrs["kernel_shape"]]
-    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
-    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
-    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    kernel, strides, _, _, dilations, full = _pool_windows(x, attrs)
     p = float(attrs.get("p", 2))
     powered = op("square", x) if p == 2 else op("power", op("abs", x), like(x, p))
     total = _dilated_windows(_pad_spatial(powered, full), kernel, strides, dilations, "add")

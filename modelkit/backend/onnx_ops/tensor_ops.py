@@ -404,26 +404,21 @@ def top_k(inputs, attrs, ctx):
     return [top, const(idx)][:max(ctx.num_outputs, 1)]
 
 
-@onnx_op("CumSum")
-def cumsum(inputs, attrs, ctx):
-    x, axis = inputs
-    axis = axis_of(int(values(axis)), x.ndim, "CumSum axis")
-    kw = {"axis": axis, "exclusive": bool(attrs.get("exclusive", 0)),
-          "reverse": bool(attrs.get("reverse", 0))}
-    if not is_float(x):
-        return const(OPS.get("cumsum").forward(values(x), **kw)[0])
-    return op("cumsum", x, **kw)
+def _cumulative(name):
+    def run(inputs, attrs, ctx):
+        x, axis = inputs
+        kw = {"axis": axis_of(int(values(axis)), x.ndim, f"{name} axis"),
+              "exclusive": bool(attrs.get("exclusive", 0)),
+              "reverse": bool(attrs.get("reverse", 0))}
+        backend = name.lower()
+        if not is_float(x):
+            return const(OPS.get(backend).forward(values(x), **kw)[0])
+        return op(backend, x, **kw)
+    return run
 
 
-@onnx_op("CumProd")
-def cumprod(inputs, attrs, ctx):
-    x, axis = inputs
-    axis = axis_of(int(values(axis)), x.ndim, "CumProd axis")
-    kw = {"axis": axis, "exclusive": bool(attrs.get("exclusive", 0)),
-          "reverse": bool(attrs.get("reverse", 0))}
-    if not is_float(x):
-        return const(OPS.get("cumprod").forward(values(x), **kw)[0])
-    return op("cumprod", x, **kw)
+onnx_op("CumSum")(_cumulative("CumSum"))
+onnx_op("CumProd")(_cumulative("CumProd"))
 
 
 @onnx_op("Det")
