@@ -41,8 +41,12 @@ NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop S
 AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
 TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
-ImageDecoder
+ImageDecoder Bernoulli RandomNormalLike RandomUniformLike Multinomial
 """.split())
+
+# ops whose outputs are draws: never folded into constants at import
+RANDOM_OPS = frozenset({"Bernoulli", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                        "RandomNormal", "RandomUniform"})
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
 CHECKS = {}

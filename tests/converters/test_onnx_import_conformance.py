@@ -56,7 +56,7 @@ MODULES = [
     "matmulinteger", "convinteger", "qlinearmatmul", "qlinearconv", "nonmaxsuppression",
     "dft", "stft", "melweightmatrix", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
     "det", "compress", "reversesequence", "unique", "tensorscatter", "tfidfvectorizer",
-    "image_decoder",
+    "image_decoder", "bernoulli",
 ]
 
 # case-name pattern -> why modelkit refuses it (the import or the run must raise a
@@ -130,6 +130,16 @@ def check_random_dropout(case, feeds, got):
     assert abs(1 - kept.mean() - ratio) < 0.3
 
 
+RANDOM_BERNOULLI = re.compile(r"^test_bernoulli")
+
+
+def check_random_bernoulli(case, expected, got):
+    """Bernoulli draws its own values: each output is 0 or 1, with ONNX's shape and dtype."""
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype, case.name
+        assert set(np.unique(g)) <= {0, 1}, case.name
+
+
 def run_case(case):
     model = import_onnx(case.model)
     for inputs, expected in case.data_sets:
@@ -140,6 +150,9 @@ def run_case(case):
         assert len(got) == len(expected)
         if RANDOM_DROPOUT.match(case.name):
             check_random_dropout(case, feeds, got)
+            continue
+        if RANDOM_BERNOULLI.match(case.name):
+            check_random_bernoulli(case, expected, got)
             continue
         for g, e in zip(got, expected):
             e = np.asarray(e)

@@ -17,7 +17,7 @@ import onnx
 
 from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import Graph, TensorRef, TensorSpec
-from modelkit.onnx_spec import CONTROL_FLOW, ONNX_DTYPES, config_problem
+from modelkit.onnx_spec import CONTROL_FLOW, ONNX_DTYPES, RANDOM_OPS, config_problem
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
@@ -128,7 +128,12 @@ def emit_all(ctx):
 
 def emit_node(node, ctx):
     """Fold `node` when its inputs are constants, else run its handler; record its outputs."""
-    if all(not i or ctx.is_const(i) for i in reads(node)):
+    constant = all(not i or ctx.is_const(i) for i in reads(node))
+    if constant and node.op_type in RANDOM_OPS:
+        raise UnsupportedError(f"{ctx.label}: {node.op_type} node {node.name!r} draws from "
+                               "constant inputs only: a fresh draw per call has no layer form "
+                               "and folding would freeze one draw", [node.name])
+    if constant:
         outs = fold(node, ctx)
     else:
         missing = [i for i in reads(node) if i and i not in ctx.values]
