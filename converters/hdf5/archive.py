@@ -15,7 +15,7 @@ from ..file_checks import require_regular_file
 from .h5io import (_Ctx, _open, _read_new_layout, _write_new_layout,
                    training_from_compile_config, training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
-                                   graph_to_keras_config, keras_config_to_graph)
+                                   graph_to_archive_config, keras_config_to_graph)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -117,12 +117,13 @@ def load_keras_archive(path):
 
 
 def save_keras_archive(graph, path):
-    """Write a `.keras` zip (Keras 3 dialect config, weights in Keras 3's
+    """Write a `.keras` zip (a config both tf-keras 2.x and Keras 3 load, see
+    `graph_to_archive_config`; weights in Keras 3's
     `layers/<x>/vars/<i>` layout, with the sub-objects Keras 3 saves them under: an RNN's
     `cell`, Bidirectional's `forward_layer` / `backward_layer`, TimeDistributed's `layer`,
     MultiHeadAttention's EinsumDense sub-layers)."""
     import h5py
-    config = graph_to_keras_config(graph, dialect="keras3")
+    config = graph_to_archive_config(graph)
     if graph.training is not None and graph.training.loss is not None:
         config = {**config, "compile_config": training_to_compile_config(
             graph.training, len(graph.outputs))}
