@@ -323,6 +323,19 @@ round = _unary(math_ops._round, "round")  # noqa: A001
 floor = _unary(math_ops._floor)
 ceil = _unary(math_ops._ceil)
 logical_not = _unary(math_ops._logical_not)
+rsqrt = _unary(math_ops._rsqrt)
+reciprocal = _unary(math_ops._reciprocal)
+erf = _unary(nn_ops._erf)
+
+
+@k_function
+def einsum(equation, *operands):
+    """np.einsum / tf.einsum for explicit equations (`'bij,bjk->bik'`), no `...`."""
+    try:
+        math_ops._einsum_parts(equation, len(operands))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return apply(math_ops._einsum, *[_t(o) for o in operands], equation=equation)
 @k_function
 def sigmoid(x):
     x = _t(x)

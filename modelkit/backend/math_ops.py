@@ -111,6 +111,7 @@ def _unary(name, fwd, dfdx_from):
 
 
 _negative = _unary("negative", np.negative, lambda x, y: -np.ones_like(x))
+_rsqrt = _unary("rsqrt", lambda x: np.reciprocal(np.sqrt(x)), lambda x, y: -0.5 * y * y * y)
 _exp = _unary("exp", np.exp, lambda x, y: y)
 _log = _unary("log", np.log, lambda x, y: 1.0 / x)
 _log1p = _unary("log1p", np.log1p, lambda x, y: 1.0 / (1.0 + x))
@@ -377,3 +378,52 @@ def _(g, s, needs):
 
 def matmul(a, b):
     return apply(_matmul, a, b)
+
+
+# ---------------------------------------------------------------------------------------
+# einsum
+
+
+def _einsum_parts(equation, n):
+    """(input subscripts, output subscripts) of an explicit einsum equation without
+    ellipsis or an index repeated within one operand: the ones whose gradient is an einsum."""
+    eq = equation.replace(" ", "")
+    if "->" not in eq or "." in eq:
+        raise ValueError(f"einsum {equation!r}: only explicit equations ('ij,jk->ik') "
+                         f"without '...' are supported")
+    lhs, out = eq.split("->")
+    ins = lhs.split(",")
+    if len(ins) != n:
+        raise ValueError(f"einsum {equation!r} names {len(ins)} operands, got {n}")
+    for sub in ins + [out]:
+        if not sub.isalpha() or len(set(sub)) != len(sub):
+            raise ValueError(f"einsum {equation!r}: each operand's indices must be distinct "
+                             f"letters")
+    return ins, out
+
+
+@defop("einsum")
+def _einsum(*operands, equation):
+    ins, out = _einsum_parts(equation, len(operands))
+    return np.einsum(equation, *operands, optimize=len(operands) > 2), (operands, ins, out)
+
+
+@_einsum.defvjp
+def _(g, s, needs):
+    operands, ins, out = s
+    grads = []
+    for i, (x, sub) in enumerate(zip(operands, ins)):
+        if not needs[i]:
+            grads.append(None)
+            continue
+        others = [o for j, o in enumerate(operands) if j != i]
+        other_subs = [t for j, t in enumerate(ins) if j != i]
+        seen = set(out).union(*map(set, other_subs)) if other_subs else set(out)
+        kept = "".join(c for c in sub if c in seen)   # an index only x has is summed away
+        gx = np.einsum(f"{','.join([out] + other_subs)}->{kept}", g, *others)
+        if kept != sub:          # broadcast back over the summed-away axes
+            shape = [x.shape[k] if c in kept else 1 for k, c in enumerate(sub)]
+            order = [kept.index(c) for c in sub if c in kept]
+            gx = np.broadcast_to(np.transpose(gx, order).reshape(shape), x.shape)
+        grads.append(np.ascontiguousarray(gx, dtype=x.dtype))
+    return tuple(grads)
