@@ -168,15 +168,6 @@ def erf(x):
 _erf_vec = np.vectorize(math.erf, otypes=[np.float64])
 
 
-@defop("erf")
-def _erf(x):
-    return erf(x), x
-
-
-@_erf.defvjp
-def _(g, x, needs):
-    return (g * (np.asarray(2.0 / math.sqrt(math.pi), x.dtype) * np.exp(-x * x)),)
-
 
 @defop("gelu")
 def _gelu(x, approximate=False):
