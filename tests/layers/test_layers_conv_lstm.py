@@ -12,7 +12,8 @@ from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.converters import onnx as onnx_conv
 from modelkit.converters.onnx.testing import run
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
-from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input, Masking
+from modelkit.layers import (BatchNormalization, Conv3D, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D, Input,
+                             Masking)
 from modelkit.models import Model, Sequential, load_model
 
 from layer_testing import run_layer_test
@@ -392,3 +393,99 @@ def test_masked_conv_lstm_exports_to_onnx():
                             ConvLSTM2D(2, (2, 3), strides=(1, 2), go_backwards=backwards)])
         got = run(onnx_conv.export(model), [x])[0]
         np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# -- ConvLSTM1D / ConvLSTM3D: the same layer code at rank 1 and 3 -------------------------
+
+def convnd_np(x, w, strides, padding, dilation):
+    """Channels-last N-d convolution by explicit window sums (TF 'same' pads)."""
+    import itertools
+    n = w.ndim - 2
+    pads = []
+    for size, k, s, d in zip(x.shape[1:1 + n], w.shape[:n], strides, dilation):
+        if padding == "same":
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        else:
+            pads.append((0, 0))
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
+    outs = [(xp.shape[1 + a] - (w.shape[a] - 1) * dilation[a] - 1) // strides[a] + 1
+            for a in range(n)]
+    y = np.zeros((x.shape[0], *outs, w.shape[-1]))
+    for pos in itertools.product(*map(range, outs)):
+        for off in itertools.product(*map(range, w.shape[:n])):
+            idx = tuple(p * s + o * d for p, o, s, d in zip(pos, off, strides, dilation))
+            y[(slice(None),) + pos] += xp[(slice(None),) + idx] @ w[off]
+    return y
+
+
+def conv_lstm_nd_np(x, kernel, rec, bias, strides, padding="valid", dilation=None,
+                    go_backwards=False, cf=False):
+    """The ConvLSTM recurrence at any rank (sigmoid gates), channels-last inside."""
+    n = kernel.ndim - 2
+    dilation = dilation or (1,) * n
+    if cf:
+        x = np.moveaxis(x, 2, -1)
+    if go_backwards:
+        x = x[:, ::-1]
+    f = rec.shape[-2]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = c = None
+    seq = []
+    for t in range(x.shape[1]):
+        z = convnd_np(x[:, t], kernel, strides, padding, dilation) + bias
+        if h is None:
+            h = np.zeros(z.shape[:-1] + (f,))
+            c = np.zeros_like(h)
+        z = z + convnd_np(h, rec, (1,) * n, "same", (1,) * n)
+        i, fg, o = sig(z[..., :f]), sig(z[..., f:2 * f]), sig(z[..., 3 * f:])
+        c = fg * c + i * np.tanh(z[..., 2 * f:3 * f])
+        h = o * np.tanh(c)
+        seq.append(h)
+    seq = np.stack(seq, axis=1)
+    if cf:
+        return np.moveaxis(seq, -1, 2), np.moveaxis(h, -1, 1), np.moveaxis(c, -1, 1)
+    return seq, h, c
+
+
+ND_CASES = {   # id -> (class, kwargs, input shape without batch, reference kwargs)
+    "1d_same_sequences": (ConvLSTM1D, dict(filters=2, kernel_size=3, padding="same",
+                                           return_sequences=True), (3, 5, 2),
+                          dict(strides=(1,), padding="same")),
+    "1d_strided_backwards_state": (ConvLSTM1D, dict(filters=2, kernel_size=2, strides=2,
+                                                    go_backwards=True, return_state=True),
+                                   (3, 6, 1), dict(strides=(2,), go_backwards=True)),
+    "1d_dilated_channels_first": (ConvLSTM1D, dict(filters=1, kernel_size=2, dilation_rate=2,
+                                                   data_format="channels_first"),
+                                  (2, 2, 5), dict(strides=(1,), dilation=(2,), cf=True)),
+    "3d_same_sequences": (ConvLSTM3D, dict(filters=2, kernel_size=2, padding="same",
+                                           return_sequences=True), (2, 3, 2, 3, 1),
+                          dict(strides=(1, 1, 1), padding="same")),
+    "3d_valid_channels_first": (ConvLSTM3D, dict(filters=1, kernel_size=(2, 1, 2),
+                                                 strides=(1, 1, 2),
+                                                 data_format="channels_first"),
+                                (2, 2, 3, 2, 4), dict(strides=(1, 1, 2), cf=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ND_CASES))
+def test_conv_lstm_1d_3d(case, tmp_path):
+    """ConvLSTM1D/3D through run_layer_test: the numpy recurrence, float64 gradients,
+    IR/.h5/.keras/ONNX (unrolled) round trips."""
+    cls, kw, in_shape, ref_kw = ND_CASES[case]
+    kw = dict(kw, recurrent_activation="sigmoid")
+
+    def reference(x, layer):
+        ws = layer.get_weights()
+        seq, h, c = conv_lstm_nd_np(x.astype(float), ws[0], ws[1], ws[2], **ref_kw)
+        out = seq if kw.get("return_sequences") else h
+        return [out, h, c] if kw.get("return_state") else out
+    run_layer_test(lambda: cls(**kw), in_shape, tmp_path, weights=signed, atol=1e-5,
+                   reference=reference)
+
+
+@pytest.mark.parametrize("cls, rank", [(ConvLSTM1D, 1), (ConvLSTM3D, 3)])
+def test_conv_lstm_nd_refuses_other_ranks(cls, rank):
+    with pytest.raises(ShapeError, match=f"{cls.__name__}.*rank {rank + 3}"):
+        Sequential([cls(2, 2, input_shape=(3,) + (4,) * (rank + 1) + (1,))])
