@@ -45,7 +45,7 @@ __all__ = ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]
 _OPTIONS = option_keys("kernel", "recurrent", "bias")
 
 
-class _ConvLSTM(Layer):
+class ConvLSTM(Layer):
     """Convolutional LSTM over a sequence of `rank`-d frames (Shi et al. 2015), Keras 2
     semantics."""
 
@@ -60,7 +60,8 @@ class _ConvLSTM(Layer):
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
-                 time_major=False, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+                 time_major=False, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 zero_output_for_mask=False, **kwargs):
         options = {k: v for k, v in locals().items() if k in _OPTIONS}
         if kwargs.get("name") is None:            # Keras's name, not to_snake_case's
             kwargs["name"] = unique_name(f"conv_lstm{self.rank}d")
@@ -89,6 +90,8 @@ class _ConvLSTM(Layer):
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards, self.stateful = bool(go_backwards), bool(stateful)
         self.unroll, self.time_major = bool(unroll), False
+        # zeros at masked steps of the returned sequence (Keras sets it inside Bidirectional)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.seed = seed
         self._rng = layer_rng(seed)
         self.kernel = self.recurrent_kernel = self.bias = None
@@ -270,6 +273,9 @@ class _ConvLSTM(Layer):
             else:                          # a masked step carries h and c (and the output)
                 step = keep[:, t].reshape((-1,) + (1,) * (self.rank + 1))
                 h, c = F.where(step, h_new, h), F.where(step, c_new, c)
+                if self.zero_output_for_mask:
+                    outputs.append(F.where(step, h, np.zeros((), dt)))
+                    continue
             outputs.append(h)
         if self.stateful:
             self._states = [np.array(h.value), np.array(c.value)]
@@ -349,22 +355,24 @@ class _ConvLSTM(Layer):
         config.update({"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
         if self.seed is not None:
             config["seed"] = self.seed
+        if self.zero_output_for_mask:
+            config["zero_output_for_mask"] = True
         return config
 
 
 @register_layer
-class ConvLSTM1D(_ConvLSTM):
+class ConvLSTM1D(ConvLSTM):
     """Convolutional LSTM over a sequence of 1D frames (batch, time, steps, channels)."""
     rank = 1
 
 
 @register_layer
-class ConvLSTM2D(_ConvLSTM):
+class ConvLSTM2D(ConvLSTM):
     """Convolutional LSTM over a sequence of images (batch, time, rows, cols, channels)."""
     rank = 2
 
 
 @register_layer
-class ConvLSTM3D(_ConvLSTM):
+class ConvLSTM3D(ConvLSTM):
     """Convolutional LSTM over a sequence of volumes (batch, time, d1, d2, d3, channels)."""
     rank = 3

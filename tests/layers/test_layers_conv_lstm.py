@@ -489,3 +489,40 @@ def test_conv_lstm_1d_3d(case, tmp_path):
 def test_conv_lstm_nd_refuses_other_ranks(cls, rank):
     with pytest.raises(ShapeError, match=f"{cls.__name__}.*rank {rank + 3}"):
         Sequential([cls(2, 2, input_shape=(3,) + (4,) * (rank + 1) + (1,))])
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_bidirectional_conv_lstm2d(merge_mode, tmp_path):
+    """Bidirectional(ConvLSTM2D): the forward run and the backward run (put back in input
+    order), merged; run_layer_test's numpy, gradient, file and ONNX checks."""
+    from modelkit.layers import Bidirectional
+    kw = dict(filters=2, kernel_size=2, padding="same", return_sequences=True,
+              recurrent_activation="sigmoid")
+
+    def reference(x, layer):
+        ws = layer.get_weights()
+        fwd = conv_lstm_nd_np(x.astype(float), *ws[:3], strides=(1, 1), padding="same")[0]
+        bwd = conv_lstm_nd_np(x.astype(float), *ws[3:], strides=(1, 1), padding="same",
+                              go_backwards=True)[0][:, ::-1]
+        return np.concatenate([fwd, bwd], -1) if merge_mode == "concat" else fwd + bwd
+    run_layer_test(lambda: Bidirectional(ConvLSTM2D(**kw), merge_mode=merge_mode),
+                   (3, 3, 4, 1), tmp_path, weights=signed, atol=1e-5, reference=reference)
+
+
+@pytest.mark.parametrize("writer", ["tfk", "k3"])
+@pytest.mark.parametrize("name", ["lstm1d", "lstm3d", "bidir_convlstm"])
+def test_real_keras_conv_lstm_files(name, writer, tmp_path):
+    """ConvLSTM1D, ConvLSTM3D and Bidirectional(ConvLSTM2D) models saved by tf-keras 2.21
+    (.h5) and Keras 3.15 (.keras): Keras's predictions, in modelkit, after a round trip
+    through both formats, and in onnxruntime (fixtures/conv_lstm_nd/make_conv_lstm_nd.py)."""
+    folder = FIXTURES / "conv_lstm_nd"
+    data = np.load(folder / f"{name}_{writer}.npz")
+    model = load_model(folder / (f"tfk_{name}.h5" if writer == "tfk" else f"k3_{name}.keras"))
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-6, rtol=0)
+    # tf-keras's ConvLSTM default gates are Keras 2's hard_sigmoid: no Keras 3 spelling
+    for ext in (".h5",) if writer == "tfk" else (".h5", ".keras"):
+        model.save(tmp_path / f"m{ext}")
+        np.testing.assert_allclose(load_model(tmp_path / f"m{ext}").predict(data["x0"]),
+                                   data["y0"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(run(onnx_conv.export(model), [data["x0"]])[0], data["y0"],
+                               atol=1e-5, rtol=0)

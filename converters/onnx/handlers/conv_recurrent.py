@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelkit.ir import Node
+
 from .. import layout
 from ..context import LayerUnsupported
 from ..registry import export_handler
 from .activations import activation_problem, apply_activation
 from .conv import _out_len, _pad_attrs, _tuple
+
+
+CONV_LSTM_OPS = ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 def _check_conv_lstm(node, opset):
@@ -144,3 +149,37 @@ def _steps_kept(ctx, mask, steps, backwards, n, hint):
     keep = ctx.reshape(keep, [0, steps] + [1] * (n + 1), (None, steps) + (1,) * (n + 1),
                        hint=f"{hint}/mask_steps")
     return ctx.cast(keep, "bool", hint=f"{hint}/mask_kept")
+
+
+def conv_lstm_bidirectional_problem(node, cfg, opset):
+    """Why Bidirectional(ConvLSTM*) cannot be exported, or None."""
+    problems = [p for p in [_check_conv_lstm(Node(node.name, "ConvLSTM2D", cfg, [], []), opset)]
+                if p]
+    if cfg.get("return_state"):
+        problems.append("return_state=True inside Bidirectional is not supported")
+    back = node.config.get("backward_layer")
+    if back:                       # Keras 3 writes it always: fine when it mirrors the layer
+        skip = ("name", "go_backwards", "zero_output_for_mask", "trainable")
+        bcfg = back.get("config") or {}
+        if back.get("class_name") != node.config["layer"].get("class_name") or any(
+                bcfg.get(k) != cfg.get(k) for k in set(bcfg) | set(cfg) if k not in skip):
+            problems.append("a backward_layer that differs from the forward layer is not "
+                            "supported")
+    return "; ".join(problems) or None
+
+
+def conv_lstm_both_ways(node, ctx, inputs, op, cfg):
+    """The forward and backward ConvLSTM runs of Bidirectional (the backward sequence put
+    back in input order, as Keras merges it)."""
+    if len(inputs) != 1 or ctx.masks.get(inputs[0].name) is not None:
+        raise LayerUnsupported("Bidirectional(ConvLSTM) is exported without initial states "
+                               "or a mask")
+    half = len(node.weights) // 2
+    outs = []
+    for part, keys, backwards in (("forward", node.weights[:half], False),
+                                  ("backward", node.weights[half:], True)):
+        sub = Node(f"{node.name}/{part}", op, dict(cfg, go_backwards=backwards), [], keys)
+        outs.append(conv_lstm(sub, ctx, inputs)[0])
+    if cfg.get("return_sequences"):
+        outs[1] = ctx.reverse(outs[1], 1, hint=f"{node.name}/backward_in_order")
+    return outs
