@@ -72,7 +72,3 @@ def as_load_error(where, e):
         msg = "the config nests too deeply"
     cls = type(e) if isinstance(e, UnsafeLoadError) else ModelLoadError
     return cls(f"{where}: {msg}")
-
-
-class MissingDependencyError(ModelkitError, ImportError):
-    """An optional package a feature needs is not installed; the message names the extra."""

@@ -33,6 +33,10 @@ Input validation (before every run, cheap)
   (int64 -> int32) only when every value fits the narrower type. Anything else is refused,
   notably float -> int and float -> bool: rounding is the caller's decision. String inputs
   accept str/bytes/object arrays.
+* Indices (``RuntimeSessionError``): an integer input that indexes a constant table (an
+  Embedding's ids reaching a ``Gather``) must lie in the table's range on every device;
+  CUDA's Gather does not check and would answer with arbitrary numbers (`index_bounds`).
+  OrtValues given to ``run_on_device`` are not read, so not checked.
 
 Batching: ``predict(x, batch_size=n)`` runs consecutive slices of at most n rows (when the
 model's batch dim is dynamic) and concatenates the outputs; the inputs are validated and
@@ -64,6 +68,7 @@ from modelkit.converters.keras_to_onnx import convert_keras_file
 
 from .batching import concat_batches, iter_batches
 from .devices import cuda_status, parse_device
+from .index_bounds import check_indices, index_bounds, load_for_bounds
 
 __all__ = ["InferenceSession", "IOSpec", "cuda_status"]
 
@@ -213,10 +218,16 @@ class InferenceSession:
         self._input_set = frozenset(self._input_names)
         self._spec_by_name = {s.name: s for s in self._inputs}
         self._output_index = {n: i for i, n in enumerate(self._output_names)}
-        # Precomputed checks: (name, spec, rank, ((axis, size), ...) fixed dims, dtype).
+        # Inputs that index a table (an Embedding's ids): checked before running, as CUDA's
+        # Gather does not check (see index_bounds.py).
+        bounds = (index_bounds(load_for_bounds(model))
+                  if any(s.dtype is not None and s.dtype.kind in "iu" for s in self._inputs)
+                  else {})
+        # Precomputed checks: (name, spec, rank, ((axis, size), ...) fixed dims, dtype,
+        # IndexBound or None).
         self._checks = [(s.name, s, s.rank,
                          tuple((i, d) for i, d in enumerate(s.shape) if d is not None),
-                         s.dtype) for s in self._inputs]
+                         s.dtype, bounds.get(s.name)) for s in self._inputs]
         self._batch_inputs = [(s.name, s.dim_names[0]) for s in self._inputs if s.batch_dynamic]
         self._batch_dynamic = bool(self._inputs) and all(s.batch_dynamic for s in self._inputs)
         # Inputs are fully validated here, so plain runs call the C++ session directly:
@@ -350,7 +361,7 @@ class InferenceSession:
         if len(feeds) != len(self._checks):
             self._name_error(feeds)
         out = {}
-        for name, spec, rank, fixed, dtype in self._checks:
+        for name, spec, rank, fixed, dtype, bound in self._checks:
             try:
                 x = feeds[name]
             except KeyError:
@@ -372,6 +383,8 @@ class InferenceSession:
             if not x.size:     # onnxruntime aborts the process on empty tensors in some ops
                 raise ShapeError(f"Input {name!r} is empty (shape {_fmt_shape(shape)}); "
                                  f"nothing to predict")
+            if bound is not None:
+                check_indices(name, x, bound)
             out[name] = x
         if len(self._batch_inputs) > 1:
             self._check_batch(out)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import threading
 
 import numpy as np
@@ -14,6 +15,9 @@ import onnx
 import pytest
 
 ROWS = np.random.default_rng(7)
+# The device the server tests serve on: cpu here; MODELKIT_TEST_DEVICE=cuda runs them on a GPU
+# (see benchmarks/cuda_check.py).
+DEVICE = os.environ.get("MODELKIT_TEST_DEVICE", "cpu")
 
 
 def build_models(folder):
@@ -47,9 +51,9 @@ def models(tmp_path_factory):
 
 @contextlib.contextmanager
 def serving(models, **options):
-    """An app serving every model of `models` on the CPU with one thread; closed after."""
+    """An app serving every model of `models` on DEVICE with one thread; closed after."""
     from modelkit.runtime.server import create_app
-    options = {"device": "cpu", "threads": 1, "batch_timeout_ms": 1, **options}
+    options = {"device": DEVICE, "threads": 1, "batch_timeout_ms": 1, **options}
     app = create_app({name: path for name, (path, _) in models.items()}, **options)
     try:
         yield app

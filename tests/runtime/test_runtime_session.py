@@ -61,6 +61,22 @@ def gather_model(index_type=TensorProto.INT64):
         [numpy_helper.from_array(TABLE, "table")], name="gather")
 
 
+def gather_elements_model():
+    """out[i, j] = TABLE[ids[i, j], j]; ids: (N, 2) int64."""
+    vi = helper.make_tensor_value_info
+    return _model([helper.make_node("GatherElements", ["table", "ids"], ["out"], axis=0)],
+                  [vi("ids", TensorProto.INT64, ["N", 2])], [vi("out", TensorProto.FLOAT, ["N", 2])],
+                  [numpy_helper.from_array(TABLE, "table")], name="gather_elements")
+
+
+def reshape3_model():
+    """y = reshape(x, (3,)); x: (N,) float32 -- onnxruntime fails to run unless N == 3."""
+    vi = helper.make_tensor_value_info
+    return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["N"])], [vi("y", TensorProto.FLOAT, [3])],
+                  [numpy_helper.from_array(np.array([3], np.int64), "shape")], name="to3")
+
+
 @pytest.fixture(scope="module")
 def mlp():
     return InferenceSession(mlp_model(), device="cpu")
@@ -294,9 +310,65 @@ def test_int64_to_int32_only_when_values_fit():
                             f"[1, {2**40}] outside int32's range [-2147483648, 2147483647]")
 
 
-def test_runtime_failure_is_wrapped(gather):
+def test_runtime_failure_is_wrapped():
+    sess = InferenceSession(reshape3_model(), device="cpu")
     with pytest.raises(RuntimeSessionError, match="onnxruntime failed to run"):
-        gather.predict(np.array([100]))     # index out of the table's range
+        sess.predict(np.ones(4, np.float32))      # 4 values cannot be reshaped to (3,)
+
+
+# -- index inputs: checked before running (CUDA's Gather does not check) -------------------
+
+def test_index_out_of_table_is_refused_before_running(gather):
+    np.testing.assert_array_equal(gather.predict(np.array([0, 9, -1, -10])),
+                                  TABLE[[0, 9, -1, -10]])        # ONNX: negatives from the end
+    for ids, bad in (([1, 10], 10), ([-11, 3], -11), ([2**40], 2**40)):
+        with pytest.raises(RuntimeSessionError) as e:
+            gather.predict(np.array(ids, np.int64))
+        assert str(e.value).startswith(f"Input 'ids' holds index {bad} (values in "), e.value
+        assert "outside [-10, 9]: it looks up a table of 10 rows in node " in str(e.value)
+
+
+def test_index_bounds_follow_casts_and_reshapes_to_the_tightest_table():
+    from modelkit.runtime.index_bounds import IndexBound, index_bounds
+    vi = helper.make_tensor_value_info
+    wide, narrow = np.zeros((3, 7), np.float32), np.zeros((5, 2), np.float32)
+    model = _model(
+        [helper.make_node("Cast", ["ids"], ["i32"], to=TensorProto.INT32),
+         helper.make_node("Unsqueeze", ["i32", "ax"], ["u"]),
+         helper.make_node("Gather", ["wide", "u"], ["a"], axis=1, name="by_column"),
+         helper.make_node("Gather", ["narrow", "ids"], ["b"], name="by_row"),
+         helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("Gather", ["data", "ids"], ["c"], name="fed")],   # a fed table
+        [vi("ids", TensorProto.INT64, ["N"]), vi("data", TensorProto.FLOAT, [9, 2])],
+        [vi("a", TensorProto.FLOAT, [3, "N", 1]), vi("b", TensorProto.FLOAT, ["N", 2]),
+         vi("c", TensorProto.FLOAT, ["N", 2]), vi("f", TensorProto.FLOAT, ["N"])],
+        [numpy_helper.from_array(wide, "wide"), numpy_helper.from_array(narrow, "narrow"),
+         numpy_helper.from_array(np.array([1], np.int64), "ax")])
+    assert index_bounds(model) == {"ids": IndexBound(5, "by_row")}
+    model.graph.node.remove(model.graph.node[3])                  # without the narrow table
+    assert index_bounds(model) == {"ids": IndexBound(7, "by_column")}
+    model.graph.input[1].type.tensor_type.shape.dim[0].dim_param = "rows"   # table size fed
+    model.graph.node.remove(model.graph.node[1])                  # and no column lookup
+    model.graph.node.remove(model.graph.node[1])
+    assert index_bounds(model) == {}
+    computed = _model(                                            # a table computed by a node
+        [helper.make_node("DequantizeLinear", ["q", "scale"], ["table"]),
+         helper.make_node("Gather", ["table", "ids"], ["y"], name="dq")],
+        [vi("ids", TensorProto.INT32, ["N"])], [vi("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.zeros((6, 2), np.int8), "q"),
+         numpy_helper.from_array(np.array(0.5, np.float32), "scale")])
+    assert index_bounds(computed) == {"ids": IndexBound(6, "dq")}
+
+
+def test_embedding_ids_are_checked_on_a_keras_model():
+    from modelkit.layers import Dense, Embedding, GlobalAveragePooling1D
+    from modelkit.models import Sequential
+    model = Sequential([Embedding(12, 4, input_length=3), GlobalAveragePooling1D(), Dense(2)])
+    ids = np.array([[0, 5, 11]], np.int32)
+    sess = InferenceSession(model, device="cpu")
+    np.testing.assert_allclose(sess.predict(ids), model.predict(ids), rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeSessionError, match=r"holds index 12 .* outside \[-12, 11\]"):
+        sess.predict(np.array([[0, 12, 1]], np.int32))
 
 
 # -- devices ------------------------------------------------------------------------------
@@ -360,6 +432,8 @@ def test_cuda_parity_with_cpu():
     np.testing.assert_allclose(out["prod"], a * b, rtol=1e-6)
     g = _cuda_session_or_skip(gather_model())
     np.testing.assert_array_equal(g.predict(np.array([1, 2, 9])), TABLE[[1, 2, 9]])
+    with pytest.raises(RuntimeSessionError, match="holds index 10 "):   # CUDA's Gather: unchecked
+        g.predict(np.array([1, 10]))
     _hammer(sess, cpu)
     # IO binding: outputs stay on the GPU and chain into another session without a copy.
     y = sess.run_on_device({"x": x})["y"]

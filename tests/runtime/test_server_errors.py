@@ -124,7 +124,7 @@ CASES = [
      400, "do not fit int32"),
     ("index-out-of-table", "POST", "/v2/models/emb/infer",
      body({"name": "EMB", "shape": [1, 2], "datatype": "INT32", "data": [1, 100]}), None, 400,
-     "cannot run on these inputs"),
+     "holds index 100"),
     # TF Serving
     ("tf-both-formats", "POST", "/v1/models/two:predict", b'{"instances": [], "inputs": []}',
      None, 400, "both"),

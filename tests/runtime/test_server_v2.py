@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from server_kit import InProcess, binary_request, models, parse_v2_response, serving  # noqa: F401
+from server_kit import DEVICE, InProcess, binary_request, models, parse_v2_response, serving  # noqa: F401
 
 from modelkit.runtime.server import create_app
 
@@ -205,7 +205,7 @@ def _mixed_model(path):
 
 
 def test_bool_fp16_and_int64_tensors_in_json_and_binary(tmp_path):
-    app = create_app({"mixed": _mixed_model(tmp_path / "mixed.onnx")}, device="cpu",
+    app = create_app({"mixed": _mixed_model(tmp_path / "mixed.onnx")}, device=DEVICE,
                      threads=1)
     c = InProcess(app)
     try:
@@ -244,7 +244,7 @@ def test_inputs_a_node_cannot_compute_on_and_empty_inputs_are_400(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "fold.onnx"))
-    app = create_app([str(tmp_path / "fold.onnx")], device="cpu", threads=1)
+    app = create_app([str(tmp_path / "fold.onnx")], device=DEVICE, threads=1)
     c = InProcess(app)
     try:
         ok = {"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP32", "data": [0] * 6}]}
