@@ -22,27 +22,26 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(77)
 
 
-def conv2d_np(x, w, strides=(1, 1), padding="valid", dilation=(1, 1)):
-    """Channels-last 2D convolution by explicit window sums (TF 'same' pads)."""
-    kh, kw = w.shape[:2]
+def convnd_np(x, w, strides, padding, dilation):
+    """Channels-last N-d convolution by explicit window sums (TF 'same' pads)."""
+    import itertools
+    n = w.ndim - 2
     pads = []
-    for n, k, s, d in zip(x.shape[1:3], (kh, kw), strides, dilation):
+    for size, k, s, d in zip(x.shape[1:1 + n], w.shape[:n], strides, dilation):
         if padding == "same":
-            out = -(-n // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         else:
             pads.append((0, 0))
     xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
-    oh = (xp.shape[1] - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    ow = (xp.shape[2] - (kw - 1) * dilation[1] - 1) // strides[1] + 1
-    y = np.zeros((x.shape[0], oh, ow, w.shape[-1]))
-    for i in range(oh):
-        for j in range(ow):
-            for a in range(kh):
-                for b in range(kw):
-                    y[:, i, j] += xp[:, i * strides[0] + a * dilation[0],
-                                     j * strides[1] + b * dilation[1]] @ w[a, b]
+    outs = [(xp.shape[1 + a] - (w.shape[a] - 1) * dilation[a] - 1) // strides[a] + 1
+            for a in range(n)]
+    y = np.zeros((x.shape[0], *outs, w.shape[-1]))
+    for pos in itertools.product(*map(range, outs)):
+        for off in itertools.product(*map(range, w.shape[:n])):
+            idx = tuple(p * s + o * d for p, o, s, d in zip(pos, off, strides, dilation))
+            y[(slice(None),) + pos] += xp[(slice(None),) + idx] @ w[off]
     return y
 
 
@@ -50,11 +49,13 @@ def hard_sigmoid(v):
     return np.clip(0.2 * v + 0.5, 0.0, 1.0)
 
 
-def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=(1, 1),
+def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=None,
                  go_backwards=False, cf=False, act=np.tanh, rec_act=hard_sigmoid, h=None, c=None,
                  mask=None):
-    """The Keras 2 ConvLSTM2D recurrence, written out; returns (sequence, h, c). `mask`
-    (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
+    """The Keras 2 ConvLSTM recurrence at any rank (the kernel's), written out; returns
+    (sequence, h, c). `mask` (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
+    rank = kernel.ndim - 2
+    ones = (1,) * rank
     if cf:
         x = np.moveaxis(x, 2, -1)
     if go_backwards:
@@ -63,17 +64,18 @@ def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation
     n = rec.shape[-2]
     seq = []
     for t in range(x.shape[1]):
-        z = conv2d_np(x[:, t], kernel, strides, padding, dilation) + bias
+        z = convnd_np(x[:, t], kernel, strides, padding, dilation or ones) + bias
         if h is None:
             h = np.zeros(z.shape[:-1] + (n,))
             c = np.zeros_like(h)
-        z = z + conv2d_np(h, rec, padding="same")
+        z = z + convnd_np(h, rec, ones, "same", ones)
         i, f, o = rec_act(z[..., :n]), rec_act(z[..., n:2 * n]), rec_act(z[..., 3 * n:])
         c_new = f * c + i * act(z[..., 2 * n:3 * n])
         h_new = o * act(c_new)
-        keep = np.ones(len(x), bool) if mask is None else mask[:, t]
-        h = np.where(keep[:, None, None, None], h_new, h)
-        c = np.where(keep[:, None, None, None], c_new, c)
+        keep = (np.ones(len(x), bool) if mask is None else mask[:, t]).reshape(
+            (-1,) + ones + (1,))
+        h = np.where(keep, h_new, h)
+        c = np.where(keep, c_new, c)
         seq.append(h)
     seq = np.stack(seq, axis=1)
     if cf:
@@ -397,56 +399,9 @@ def test_masked_conv_lstm_exports_to_onnx():
 
 # -- ConvLSTM1D / ConvLSTM3D: the same layer code at rank 1 and 3 -------------------------
 
-def convnd_np(x, w, strides, padding, dilation):
-    """Channels-last N-d convolution by explicit window sums (TF 'same' pads)."""
-    import itertools
-    n = w.ndim - 2
-    pads = []
-    for size, k, s, d in zip(x.shape[1:1 + n], w.shape[:n], strides, dilation):
-        if padding == "same":
-            out = -(-size // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-        else:
-            pads.append((0, 0))
-    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
-    outs = [(xp.shape[1 + a] - (w.shape[a] - 1) * dilation[a] - 1) // strides[a] + 1
-            for a in range(n)]
-    y = np.zeros((x.shape[0], *outs, w.shape[-1]))
-    for pos in itertools.product(*map(range, outs)):
-        for off in itertools.product(*map(range, w.shape[:n])):
-            idx = tuple(p * s + o * d for p, o, s, d in zip(pos, off, strides, dilation))
-            y[(slice(None),) + pos] += xp[(slice(None),) + idx] @ w[off]
-    return y
-
-
-def conv_lstm_nd_np(x, kernel, rec, bias, strides, padding="valid", dilation=None,
-                    go_backwards=False, cf=False):
-    """The ConvLSTM recurrence at any rank (sigmoid gates), channels-last inside."""
-    n = kernel.ndim - 2
-    dilation = dilation or (1,) * n
-    if cf:
-        x = np.moveaxis(x, 2, -1)
-    if go_backwards:
-        x = x[:, ::-1]
-    f = rec.shape[-2]
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    h = c = None
-    seq = []
-    for t in range(x.shape[1]):
-        z = convnd_np(x[:, t], kernel, strides, padding, dilation) + bias
-        if h is None:
-            h = np.zeros(z.shape[:-1] + (f,))
-            c = np.zeros_like(h)
-        z = z + convnd_np(h, rec, (1,) * n, "same", (1,) * n)
-        i, fg, o = sig(z[..., :f]), sig(z[..., f:2 * f]), sig(z[..., 3 * f:])
-        c = fg * c + i * np.tanh(z[..., 2 * f:3 * f])
-        h = o * np.tanh(c)
-        seq.append(h)
-    seq = np.stack(seq, axis=1)
-    if cf:
-        return np.moveaxis(seq, -1, 2), np.moveaxis(h, -1, 1), np.moveaxis(c, -1, 1)
-    return seq, h, c
+def conv_lstm_nd_np(x, kernel, rec, bias, **kw):
+    """conv_lstm_np with sigmoid gates (the rank-1/3 cases use them)."""
+    return conv_lstm_np(x, kernel, rec, bias, rec_act=lambda v: 1 / (1 + np.exp(-v)), **kw)
 
 
 ND_CASES = {   # id -> (class, kwargs, input shape without batch, reference kwargs)
