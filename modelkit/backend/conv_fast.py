@@ -1,5 +1,6 @@
 """Fast float32 convolution kernels for training: onnxruntime's MLAS for the forward pass and
-the input gradient, a blocked K-major im2col + MLAS GEMM for the kernel gradient.
+the input gradient, MLAS GEMMs on shifted views (stride 1) or a blocked K-major im2col for
+the kernel gradient.
 
 `conv_ops.conv` dispatches here when `usable(...)` says so (float32, one group, onnxruntime
 importable, not switched off with MODELKIT_FAST_CONV=0); float64 and everything else keep
@@ -20,14 +21,20 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
   the rows a strided conv skipped).
-- kernel gradient: im2col and GEMM a few images at a time (about `_CHUNK_ROWS` output
-  positions), the columns in K-major order (k*C_in, positions) copied straight from the
-  NCHW input (for stride 1 one contiguous run of the padded image per kernel offset and
-  channel), times the NCHW output gradient reordered to (C_out, positions); images in
+- kernel gradient, stride 1 (`_Shifted`): no im2col. A few images of x and g at a time
+  are copied channel-major into flat buffers whose spatial axes are each followed by a
+  gap of zeros as wide as the larger pad; then every kernel offset's shifted input is a
+  contiguous slice of the same buffer, and dW[offset] = slice @ g.T is one MLAS GEMM
+  (all offsets in one session call). Other strides (`_Windows`): im2col in K-major order
+  (k*C_in, positions) straight from the NCHW input, a few images at a time (about
+  `_CHUNK_ROWS` output positions), times g reordered to (C_out, positions). Images go in
   parts claimed by the worker threads, the input gradient one more item among them
-  (`_both_grads`). (Measured and not taken: the GEMM as
-  (positions, k*C_in) columns, 50-60 GFLOP/s against 75-100; ONNX Conv with batch and
-  channel roles swapped, 4x slower; OpenBLAS, 10-30% slower than MLAS here.)
+  (`_both_grads`). (Measured and not taken: the GEMM as (positions, k*C_in) columns,
+  50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C) operands
+  with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
+  OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
+  kernel gradient's copy of g, and the next conv reading the previous one's NCHWc output
+  without a reorder: no gain on a VGG step's CPU time within the noise, 0.2 ms.)
 - bias gradient: a sum over batch and positions (a GEMV).
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
@@ -35,6 +42,7 @@ cores) with spinning off, so idle pools do not burn the CPU between calls.
 """
 
 import os
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -46,13 +54,14 @@ _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
 _RUNS = [0]            # forward passes run here (see runs())
 _MAX_SESSIONS = 64
-_CHUNK_ROWS = 4096     # output positions per kernel-gradient GEMM (images rounded down)
-# the kernel gradient's contiguous-run form (stride 1) from this many input channels and
-# up to this share of extra positions (the padded inner axes): measured faster for 16-32
-# channels on 28-32 wide maps (vgg 32->32: 14.4 vs 15.3 ms, 16->16: 6.1 vs 7.4 ms), slower
-# for 1-3 channels (1.6 vs 2.1 ms) and even on 14 wide maps (16/14 more positions)
-_RUNS_MIN_CHANNELS = 8
-_RUNS_MAX_WASTE = 1.1
+_CHUNK_ROWS = 4096     # output positions per im2col kernel-gradient GEMM (_Windows)
+# the kernel gradient's shifted-view form (_Shifted, stride 1) from this many input
+# channels and up to this share of extra (gap) positions, this much input and gradient
+# per chunk of images
+_SHIFTED_MIN_CHANNELS = 8
+_SHIFTED_MAX_WASTE = 1.2
+_SHIFTED_CHUNK_BYTES = 1 << 20
+_SHIFTED_MIN_ROWS = 4096     # rows per chunk at most asked for by a large result
 
 
 def _forget_after_fork():
@@ -103,6 +112,57 @@ class Saved:
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
+
+
+# ---------------------------------------------------------------------------------------
+# fused relu outputs and the gradients already masked for them
+
+# A max pooling after a fused-relu conv can apply the relu's mask on its small, pooled side
+# (a window's gradient goes to a cell equal to the window's maximum, so that cell is > 0
+# exactly when the maximum is): it asks `relu_output` whether its input is such an output
+# and marks its input gradient with `mark_relu_masked`; the conv's VJP then skips its own
+# mask pass over the full-size gradient. Arrays are matched by memory (address, shape,
+# strides) while alive (weak references), so a sum with another gradient, a copy or a
+# reshaped view is never taken for the marked array.
+_RELU_OUTPUTS = {}
+_MASKED = {}
+
+
+def _memory(a):
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
+def _remember(table, a, value):
+    key = _memory(a)
+
+    def forget(ref, key=key):
+        if table.get(key, (None,))[0] is ref:
+            del table[key]
+    table[key] = (weakref.ref(a, forget), value)
+
+
+def _recall(table, a):
+    entry = table.get(_memory(a))
+    if entry is None or entry[0]() is None:
+        return None
+    return entry[1]
+
+
+def relu_output(a):
+    """The fused-relu conv output (NCHW) whose memory the array `a` is exactly, else None."""
+    y = _recall(_RELU_OUTPUTS, a)
+    return y() if y is not None else None
+
+
+def mark_relu_masked(g, y):
+    """Record that the NCHW gradient `g` is already zero wherever the relu output `y`
+    (from `relu_output`) is not positive."""
+    _remember(_MASKED, g, weakref.ref(y))
+
+
+def _relu_masked(gn, y):
+    ref = _recall(_MASKED, gn)
+    return ref is not None and ref() is y
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,6 +317,8 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     has_bias = bias is not None
     y = _run_conv(xn, w, bias, pads, strides, dilation, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
+    if relu:
+        _remember(_RELU_OUTPUTS, y, weakref.ref(y))
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)
@@ -284,7 +346,7 @@ def conv_vjp(g, s, needs):
 def _relu_and_bias_grad(gn, s, bias):
     """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
     images on the worker threads; the per-block sums are combined in float64."""
-    relu = s.relu_y is not None
+    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn
@@ -378,55 +440,26 @@ def _kernel_grad(gn, s):
 
 
 def _kernel_grad_part(gn, s, n0, n1, threads):
-    """The kernel gradient summed over images n0..n1 (NCHW x and g): a few images at a
-    time, im2col in K-major order straight from the channels-first input, cols (*k, C_in,
-    images, positions), and g reordered to (C_out, images, positions); then one MLAS GEMM
-    cols @ g.T, (k*C_in, rows) @ (rows, C_out), accumulated. The K-major operands are the
-    form MLAS runs fastest for this small-output, long-sum product (measured 75-100
-    GFLOP/s on one core against 50-60 for (rows, k*C_in) columns).
-
-    The positions are the output's (`_Windows`: any strides), or with stride 1 everywhere
-    (`_Runs`, see `_form`) the first output axis times the *padded* other axes: then each
-    kernel offset of each channel is one contiguous run of the padded image, copied at
-    memory speed instead of row by row, and g is zero at the extra positions."""
-    cin, cout = s.x.shape[1], gn.shape[1]
-    kc = int(np.prod(s.w.shape[2:])) * cin
-    form = _form(s)(s)
-    p = int(np.prod(form.grid))
-    chunk = max(1, min(n1 - n0, _CHUNK_ROWS // max(p, 1)))
-    form.allocate(chunk)
-    cols_buf = np.empty(kc * chunk * p, np.float32)
-    g_buf = np.empty(cout * chunk * p, np.float32)
-    acc = np.zeros((kc, cout), np.float32)
-    gemm = _KernelGradGemm(kc, cout, threads)
-    out_part = (slice(None),) * 2 + tuple(slice(0, o) for o in s.out)
-    for i in range(n0, n1, chunk):
-        c = min(chunk, n1 - i)
-        win = form.windows(s.x[i:i + c])
-        cols = cols_buf[:kc * c * p].reshape(win.shape)
-        np.copyto(cols, win)
-        gt = g_buf[:cout * c * p].reshape((cout, c) + form.grid)
-        np.copyto(gt[out_part], np.swapaxes(gn[i:i + c], 0, 1))
-        for j in range(1, len(s.out)):                 # zero g past the output's end
-            if form.grid[j] > s.out[j]:
-                gt[(slice(None),) * (2 + j) + (slice(s.out[j], None),)] = 0
-        acc += gemm(cols.reshape(kc, c * p), gt.reshape(cout, c * p))
-    return acc
+    """The kernel gradient summed over images n0..n1 (NCHW x and g) as a (k*C_in, C_out)
+    array, by the form `_form` picks for this convolution."""
+    return _form(s)(s).accumulate(gn, n0, n1, threads)
 
 
 def _form(s):
-    """_Runs where it copies enough less to pay for its extra positions, else _Windows."""
-    padded = [L + b + a for L, (b, a) in zip(s.x.shape[2:], s.pads)]
-    waste = float(np.prod(padded[1:])) / max(float(np.prod(s.out[1:])), 1.0)
-    if (all(st == 1 for st in s.strides) and s.x.shape[1] >= _RUNS_MIN_CHANNELS
-            and waste <= _RUNS_MAX_WASTE):
-        return _Runs
+    """_Shifted where it applies (stride 1, enough channels, few extra positions), else
+    _Windows."""
+    if _Shifted.applies(s):
+        return _Shifted
     return _Windows
 
 
 class _Windows:
-    """im2col of the output's windows (any strides, dilations): cols (*k, C_in, images,
-    *out) from the (zero-padded) NCHW input."""
+    """im2col of the output's windows (any strides, dilations), a few images at a time
+    (about `_CHUNK_ROWS` output positions): cols (*k, C_in, images, *out) copied from the
+    (zero-padded) NCHW input, K-major, and g reordered to (C_out, images, *out); then one
+    MLAS GEMM cols @ g.T, (k*C_in, rows) @ (rows, C_out), accumulated. The K-major operands
+    are the form MLAS runs fastest for this small-output, long-sum product (measured 75-100
+    GFLOP/s on one core against 50-60 for (rows, k*C_in) columns)."""
 
     def __init__(self, s):
         self.s = s
@@ -435,7 +468,28 @@ class _Windows:
         self.padded = tuple(L + b + a for L, (b, a) in zip(s.x.shape[2:], s.pads))
         self.buf = self.inner = None
 
-    def allocate(self, chunk):
+    def accumulate(self, gn, n0, n1, threads):
+        s = self.s
+        cin, cout = s.x.shape[1], gn.shape[1]
+        kc = int(np.prod(self.k)) * cin
+        p = int(np.prod(self.grid))
+        chunk = max(1, min(n1 - n0, _CHUNK_ROWS // max(p, 1)))
+        self._allocate(chunk)
+        cols_buf = np.empty(kc * chunk * p, np.float32)
+        g_buf = np.empty(cout * chunk * p, np.float32)
+        acc = np.zeros((kc, cout), np.float32)
+        gemm = _KernelGradGemm(kc, cout, threads)
+        for i in range(n0, n1, chunk):
+            c = min(chunk, n1 - i)
+            win = self._windows(s.x[i:i + c])
+            cols = cols_buf[:kc * c * p].reshape(win.shape)
+            np.copyto(cols, win)
+            gt = g_buf[:cout * c * p].reshape((cout, c) + self.grid)
+            np.copyto(gt, np.swapaxes(gn[i:i + c], 0, 1))
+            acc += gemm(cols.reshape(kc, c * p), gt.reshape(cout, c * p))
+        return acc
+
+    def _allocate(self, chunk):
         """The zero-padded input buffer of `chunk` images (none when nothing is padded)."""
         if self.padded != self.s.x.shape[2:]:
             self.buf = self.inner = np.zeros((chunk, self.s.x.shape[1]) + self.padded,
@@ -450,7 +504,7 @@ class _Windows:
             slice(b, b + L) for L, (b, _) in zip(x.shape[2:], self.s.pads))] = x
         return self.buf[:x.shape[0]]
 
-    def windows(self, x):
+    def _windows(self, x):
         s, n = self.s, len(self.k)
         src = self._padded(x)
         st = src.strides
@@ -460,31 +514,96 @@ class _Windows:
                           writeable=False)
 
 
-class _Runs(_Windows):
-    """Stride 1: positions over the first output axis times the padded other axes, so that
-    the cells one kernel offset of one channel sees form a single run of the flattened
-    padded image. Each image plane is followed by zeros the last runs read into (only at
-    positions past the output's end, where g is zero)."""
+class _Shifted:
+    """Stride 1 without im2col: one GEMM per kernel offset on *views* of one copy of the
+    input.
+
+    A few images at a time (about `_SHIFTED_CHUNK_BYTES` of input and gradient) are
+    copied channel-major into a flat buffer, x as (C_in, images, *grid) and g as (C_out,
+    images, *grid), where the grid is each spatial axis followed by a gap of max(pad
+    before, pad after) zeros (the gap is both the right padding of a row and the left
+    padding of the next). Output position p sits at the grid cell of its window's first
+    input, so kernel offset j reads x at p + off_j (off_j = sum of (i*d - pad before) *
+    grid step): the cells one offset sees are the buffer *shifted* by off_j, and
+    x_shifted (C_in, positions) is a plain contiguous slice of the flat buffer (a row
+    runs into the next channel at its end, where it meets only gap cells or g's zeros).
+    A read outside the image lands in a gap (an axis read before its start borrows into
+    the previous row's gap, after its end into the row's own), g is zero at the grid
+    cells that are no output, so dW[j] = x_shifted_j @ g.T exactly: K = prod(k) GEMMs
+    (C_in, rows) @ (rows, C_out) in one MLAS session call per chunk, no copy but the
+    two reorders, at the price of the gap positions (7% more at 28x28, 15% at 14x14)."""
+
+    @staticmethod
+    def applies(s):
+        if not all(st == 1 for st in s.strides) or s.x.shape[1] < _SHIFTED_MIN_CHANNELS:
+            return False
+        k = s.w.shape[2:]
+        if any(min(b, a) > (kk - 1) * d for kk, d, (b, a) in zip(k, s.dilation, s.pads)):
+            return False                  # the output would not fit the grid
+        grid = [L + max(b, a) for L, (b, a) in zip(s.x.shape[2:], s.pads)]
+        return float(np.prod(grid)) <= _SHIFTED_MAX_WASTE * float(np.prod(s.out))
 
     def __init__(self, s):
-        super().__init__(s)
-        self.grid = tuple(s.out[:1]) + self.padded[1:]
-        self.steps = [int(np.prod(self.padded[j + 1:])) for j in range(len(self.k))]
-        self.plane = int(np.prod(self.padded))
-        self.tail = sum((kk - 1) * d * step for kk, d, step
-                        in zip(self.k[1:], s.dilation[1:], self.steps[1:]))
+        self.s = s
+        spatial = s.x.shape[2:]
+        self.grid = tuple(L + max(b, a) for L, (b, a) in zip(spatial, s.pads))
+        self.plane = int(np.prod(self.grid))
+        steps = [int(np.prod(self.grid[j + 1:])) for j in range(len(spatial))]
+        self.offsets = [sum((i * d - b) * step for i, d, (b, _), step
+                            in zip(idx, s.dilation, s.pads, steps))
+                        for idx in np.ndindex(*s.w.shape[2:])]
+        self.lead = max(0, -min(self.offsets))
+        self.tail = max(0, max(self.offsets))
+        self.x_cells = (slice(None),) * 2 + tuple(slice(0, L) for L in spatial)
+        self.g_cells = (slice(None),) * 2 + tuple(slice(0, o) for o in s.out)
 
-    def allocate(self, chunk):
-        self.buf = np.zeros((chunk, self.s.x.shape[1], self.plane + self.tail), np.float32)
-        self.inner = self.buf[:, :, :self.plane].reshape(self.buf.shape[:2] + self.padded)
+    def accumulate(self, gn, n0, n1, threads):
+        s = self.s
+        cin, cout = s.x.shape[1], gn.shape[1]
+        # about _SHIFTED_CHUNK_BYTES of x and g, and for a large result (many channels)
+        # enough rows that adding each chunk's result up costs little beside its GEMMs
+        # (512 -> 512 channels at 14x14: 485 ms with 1 image per chunk, 337 with 4096 rows)
+        rows = min(_SHIFTED_MIN_ROWS, len(self.offsets) * cin * cout // 64)
+        chunk = max(1, _SHIFTED_CHUNK_BYTES // ((cin + cout) * self.plane * 4),
+                    -(-rows // self.plane))
+        chunk = min(chunk, n1 - n0)
+        gemms = _ShiftedGemms(len(self.offsets), cin, cout, threads)
+        bufs = {}
+        acc = 0
+        for i in range(n0, n1, chunk):
+            c = min(chunk, n1 - i)
+            if c not in bufs:             # zeros once: the gaps are never written
+                bufs[c] = (np.zeros(self.lead + cin * c * self.plane + self.tail, np.float32),
+                           np.zeros((cout, c) + self.grid, np.float32))
+            xbuf, gbuf = bufs[c]
+            rows = c * self.plane
+            xg = xbuf[self.lead:self.lead + cin * rows].reshape((cin, c) + self.grid)
+            np.copyto(xg[self.x_cells], np.swapaxes(s.x[i:i + c], 0, 1))
+            np.copyto(gbuf[self.g_cells], np.swapaxes(gn[i:i + c], 0, 1))
+            acc = acc + gemms([xbuf[self.lead + off:self.lead + off + cin * rows]
+                               .reshape(cin, rows) for off in self.offsets],
+                              gbuf.reshape(cout, rows))
+        return acc
 
-    def windows(self, x):
-        src = self._padded(x)
-        st = src.strides
-        return as_strided(src, shape=self.k + (x.shape[1], x.shape[0], int(np.prod(self.grid))),
-                          strides=tuple(d * step * st[2] for d, step
-                                        in zip(self.s.dilation, self.steps))
-                          + (st[1], st[0], st[2]), writeable=False)
+
+class _ShiftedGemms:
+    """[a_j @ b.T for each a_j] stacked, (K*M, N), for a_j (M, rows) and b (N, rows): K
+    MLAS GEMMs (transB) in one cached session with a symbolic row count."""
+
+    def __init__(self, count, m, n, threads):
+        def build(helper):
+            nodes = [helper.make_node("Gemm", [f"a{j}", "b"], [f"y{j}"], transB=1)
+                     for j in range(count)]
+            nodes.append(helper.make_node("Concat", [f"y{j}" for j in range(count)], ["y"],
+                                          axis=0))
+            return nodes, [(f"a{j}", [m, "rows"]) for j in range(count)] + [("b", [n, "rows"])]
+        self.session = session(("gemms_a_bt", count, m, n), build, threads)
+        self.names = [f"a{j}" for j in range(count)]
+
+    def __call__(self, a, b):
+        feeds = dict(zip(self.names, a))
+        feeds["b"] = b
+        return self.session.run(None, feeds)[0]
 
 
 class _KernelGradGemm:

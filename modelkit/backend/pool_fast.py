@@ -22,11 +22,11 @@ from . import conv_fast, parallel
 class Saved:
     """What the VJP needs: the NCHW input and output, the geometry."""
 
-    __slots__ = ("x", "y", "pool", "strides", "channels_first")
+    __slots__ = ("x", "y", "pool", "strides", "channels_first", "relu")
 
-    def __init__(self, x, y, pool, strides, channels_first):
+    def __init__(self, x, y, pool, strides, channels_first, relu):
         self.x, self.y, self.pool, self.strides = x, y, pool, strides
-        self.channels_first = channels_first
+        self.channels_first, self.relu = channels_first, relu
 
 
 def usable(x, pads, channels_first):
@@ -50,7 +50,8 @@ def pool_max(x, pool, strides, out, channels_first):
 
     y = conv_fast.session(key, build).run(None, {"x": xn})[0]
     assert y.shape[2:] == tuple(out), (y.shape, out)
-    saved = Saved(xn, y, tuple(pool), tuple(strides), channels_first)
+    saved = Saved(xn, y, tuple(pool), tuple(strides), channels_first,
+                  conv_fast.relu_output(xn))
     return (y if channels_first else np.moveaxis(y, 1, -1)), saved
 
 
@@ -67,9 +68,12 @@ def pool_max_vjp(g, s):
               for offset in np.ndindex(*pool)]
 
     def images(lo, hi):
-        rest = gn[lo:hi].copy()                       # gradient not yet given to a cell
-        hit = np.empty(rest.shape, bool)
         yb, d = y[lo:hi], dx[lo:hi]
+        if s.relu is None:
+            rest = gn[lo:hi].copy()                   # gradient not yet given to a cell
+        else:                                         # the relu's mask, on the pooled side
+            rest = np.multiply(gn[lo:hi], yb > 0)
+        hit = np.empty(rest.shape, bool)
         for k, sl in enumerate(slices):
             np.equal(xn[lo:hi][sl], yb, out=hit)
             if tiled:
@@ -80,4 +84,6 @@ def pool_max_vjp(g, s):
                 np.multiply(rest, np.logical_not(hit, out=hit), out=rest)
 
     parallel.map_blocks(images, xn.shape[0], xn[0].nbytes)
+    if s.relu is not None:
+        conv_fast.mark_relu_masked(dx, s.relu)
     return dx if channels_first else np.moveaxis(dx, 1, -1)

@@ -75,17 +75,17 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("images", [1, 2, 5])
-@pytest.mark.parametrize("form", ["_Runs", "_Windows"])
+@pytest.mark.parametrize("form", ["_Shifted", "_Windows"])
 def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
                                                             images, form):
     """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
     or all images, split over threads (with the input gradient as one more item), in
-    either im2col form (the contiguous runs only for stride 1), matches the float64 exact
-    path, and so does the input gradient."""
+    either form (the shifted views only for stride 1), matches the float64 exact path,
+    and so does the input gradient."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
-    runs = form == "_Runs"
-    monkeypatch.setattr(conv_fast, "_RUNS_MIN_CHANNELS", 0 if runs else 1 << 30)
-    monkeypatch.setattr(conv_fast, "_RUNS_MAX_WASTE", float("inf"))
+    shifted = form == "_Shifted"
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if shifted else 1 << 30)
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MAX_WASTE", float("inf"))
     used = []
     pick = conv_fast._form
     monkeypatch.setattr(conv_fast, "_form", lambda s: used.append(pick(s).__name__) or pick(s))
@@ -93,6 +93,13 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
                                   np.zeros(row[1], np.float32), strides=row[2],
                                   dilation=row[3], padding=row[4]).shape[1:-1]))
     monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
+    gemms = []
+    shifted_gemms = conv_fast._ShiftedGemms.__call__
+    monkeypatch.setattr(conv_fast._ShiftedGemms, "__call__",
+                        lambda self, a, b: gemms.append(b.shape[1]) or shifted_gemms(self, a, b))
+    grid = int(np.prod([L + max(b, a) for L, (b, a) in zip(row[0][1:-1], _pads(row))]))
+    monkeypatch.setattr(conv_fast, "_SHIFTED_CHUNK_BYTES",
+                        images * (row[1][-2] + row[1][-1]) * grid * 4)
     calls = []
     part = conv_fast._kernel_grad_part
     monkeypatch.setattr(conv_fast, "_kernel_grad_part",
@@ -105,9 +112,41 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
     assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
-    assert set(used) == {"_Runs" if runs and all(st == 1 for st in row[2]) else "_Windows"}
+    want = "_Shifted" if shifted and all(st == 1 for st in row[2]) else "_Windows"
+    assert set(used) == {want}
+    if want == "_Shifted":                # the chunks: `images` images, the last one shorter
+        per_part = [n1 - n0 for n0, n1 in calls]
+        assert sorted(gemms) == sorted(grid * min(images, n - i) for n in per_part
+                                       for i in range(0, n, images))
     for a, e in zip(g32[:2], g64[:2]):        # the input gradient ran among the parts
         np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0))
+
+
+def _pads(row):
+    """Per spatial axis (before, after) pads of a ROWS row, as conv_ops computes them."""
+    from modelkit.backend.conv_ops import conv_pads
+    return conv_pads(row[0][1:-1], row[1][:-2], row[2], row[3], row[4])
+
+
+def test_shifted_views_read_only_gaps_outside_the_image():
+    """The shifted form's premise, checked cell by cell on a 2D 'same' conv with uneven
+    pads, dilation 2 and 3 channels: every (channel, output position, kernel offset)
+    read of the flat buffer is the input cell the window needs or a zero."""
+    x = np.arange(1, 2 * 3 * 5 * 4 + 1, dtype=np.float32).reshape(2, 3, 5, 4)   # NCHW
+    kernel = np.zeros((2, 3, 3, 2), np.float32)                   # (kh, kw, C_in, C_out)
+    pads, out, dil = ((1, 1), (1, 3)), (5, 4), (2, 2)
+    _, s = conv_fast.conv(np.moveaxis(x, 1, -1), kernel, None, (1, 1), dil, pads, out, False,
+                          False)
+    f = conv_fast._Shifted(s)
+    flat = np.zeros(f.lead + 3 * 2 * f.plane + f.tail, np.float32)
+    flat[f.lead:f.lead + 3 * 2 * f.plane].reshape((3, 2) + f.grid)[f.x_cells] = \
+        np.swapaxes(x, 0, 1)
+    xp = np.pad(x, ((0, 0), (0, 0)) + pads)
+    for j, (kh, kw) in enumerate(np.ndindex(2, 3)):
+        view = flat[f.lead + f.offsets[j]:f.lead + f.offsets[j] + 3 * 2 * f.plane]
+        view = view.reshape(3, 2, *f.grid)
+        want = xp[:, :, kh * dil[0]:kh * dil[0] + out[0], kw * dil[1]:kw * dil[1] + out[1]]
+        np.testing.assert_array_equal(view[:, :, :out[0], :out[1]], np.swapaxes(want, 0, 1))
 
 
 def test_nchwc_kernel_is_used_where_the_channels_fit():
@@ -208,14 +247,16 @@ def test_forked_child_falls_back_to_the_numpy_path():
     assert got == b"1"
 
 
-@pytest.mark.parametrize("size,cin,strides,want", [(28, 32, (1, 1), "_Runs"),
-                                                   (32, 16, (1, 1), "_Runs"),
-                                                   (28, 1, (1, 1), "_Windows"),
-                                                   (14, 64, (1, 1), "_Windows"),
-                                                   (28, 32, (2, 2), "_Windows")])
-def test_kernel_gradient_form_choice(size, cin, strides, want):
-    """Contiguous runs for stride 1 with enough channels on wide maps (where measured
-    faster), output windows otherwise."""
+@pytest.mark.parametrize("size,cin,strides,padding,want", [
+    (28, 32, (1, 1), "same", "_Shifted"),
+    (32, 16, (1, 1), "same", "_Shifted"),
+    (14, 64, (1, 1), "same", "_Shifted"),
+    (28, 1, (1, 1), "same", "_Windows"),
+    (28, 32, (2, 2), "same", "_Windows"),
+    (4, 32, (1, 1), "same", "_Windows")])             # 25 grid cells for 16 outputs
+def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
+    """Shifted views for stride 1 with enough channels and few gap positions (where
+    measured faster), output windows otherwise."""
     x = np.zeros((1, size, size, cin), np.float32)
     w = np.zeros((3, 3, cin, 8), np.float32)
     out = tuple(-(-size // st) for st in strides)

@@ -99,3 +99,68 @@ def test_other_inputs_keep_the_numpy_path():
     assert pool_fast.usable(np.moveaxis(x, -1, 1).copy(), none, True)
     assert not pool_fast.usable(x.astype(np.float64), none, False)
     assert not pool_fast.usable(np.moveaxis(x, -1, 1).copy(), [(0, 1), (0, 1)], True)
+
+
+CONV = OPS.get("conv")
+
+
+def _conv_pool(x, w, b, pool, strides, channels_first, second_use, gy):
+    """Gradients of x, kernel and bias through relu conv -> max pool (-> + a second use of
+    the conv's output, whose gradient then adds to the pool's)."""
+    xv, wv, bv = Variable(x), Variable(w), Variable(b)
+    with GradientTape() as tape:
+        h = apply(CONV, xv, wv, bv, padding="same", channels_first=channels_first, relu=True)
+        y = apply(POOL, h, pool=pool, strides=strides, channels_first=channels_first)
+        loss = apply(OPS.get("sum"), apply(OPS.get("multiply"), y, gy))
+        if second_use:
+            loss = apply(OPS.get("add"), loss, apply(OPS.get("sum"), h))
+    return [np.asarray(g) for g in tape.gradient(loss, [xv, wv, bv])]
+
+
+@pytest.mark.parametrize("pool,strides", [((2, 2), (2, 2)), ((3, 3), (2, 2))], ids=str)
+@pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
+@pytest.mark.parametrize("second_use", [False, True], ids=["pool-only", "two-uses"])
+def test_relu_mask_applied_on_the_pooled_side(monkeypatch, pool, strides, channels_first,
+                                              second_use):
+    """A max pool right after a fused-relu conv applies the relu's mask to its pooled
+    gradient and the conv skips its own mask pass -- only when the pool's gradient reaches
+    the conv unchanged. Integer data make the conv's outputs exact in float32 and float64,
+    with many relu zeros and tied maxima, so both precisions pick the same cells."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 9, 8, 16)).astype(np.float64)
+    w = rng.integers(-1, 2, (3, 3, 16, 16)).astype(np.float64)
+    b = rng.integers(-2, 3, 16).astype(np.float64)
+    if channels_first:
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    n_out = [(L - p) // s + 1 for L, p, s in zip((9, 8), pool, strides)]
+    gshape = (2, 16, *n_out) if channels_first else (2, *n_out, 16)
+    gy = rng.standard_normal(gshape)
+    skipped = []
+    masked = pool_fast.conv_fast._relu_masked
+    monkeypatch.setattr(pool_fast.conv_fast, "_relu_masked",
+                        lambda gn, y: skipped.append(masked(gn, y)) or skipped[-1])
+    want = _conv_pool(x, w, b, pool, strides, channels_first, second_use, gy)
+    assert skipped == []                          # float64: the exact numpy path
+    got = _conv_pool(*(a.astype(np.float32) for a in (x, w, b)), pool, strides,
+                     channels_first, second_use, gy.astype(np.float32))
+    assert skipped == [not second_use]
+    for name, a, e in zip(("x", "kernel", "bias"), got, want):
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * np.abs(e).max(), err_msg=name)
+
+
+def test_relu_output_is_matched_by_memory_while_alive():
+    from modelkit.backend import conv_fast
+    x = np.ones((1, 4, 4, 8), np.float32)
+    out, s = conv_fast.conv(x, np.ones((3, 3, 8, 8), np.float32), None, (1, 1), (1, 1),
+                            ((1, 1), (1, 1)), (4, 4), False, True)
+    y = s.relu_y
+    assert conv_fast.relu_output(y) is y
+    assert conv_fast.relu_output(np.moveaxis(np.moveaxis(y, 1, -1), -1, 1)) is y
+    assert conv_fast.relu_output(y.copy()) is None
+    assert conv_fast.relu_output(y[:, :4]) is None            # same address, other shape
+    g = np.ones_like(y)
+    conv_fast.mark_relu_masked(g, y)
+    assert conv_fast._relu_masked(g, y) and not conv_fast._relu_masked(g + 0, y)
+    key = conv_fast._memory(y)
+    del out, s, y, g
+    assert key not in conv_fast._RELU_OUTPUTS                  # forgotten when freed

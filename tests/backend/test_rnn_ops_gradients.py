@@ -245,6 +245,16 @@ def test_matches_numpy_reference_with_projection_ahead(kind, opts, kw, chunked_b
     test_matches_numpy_reference(kind, opts, kw)
 
 
+@pytest.mark.parametrize("kind,opts,kw", [c for _, c in CHUNKED], ids=[i for i, _ in CHUNKED])
+def test_gradients_with_recurrent_gemm_row_blocks(kind, opts, kw, monkeypatch):
+    """The forward steps' recurrent GEMMs one batch row at a time (what batches of 64 rows
+    and more get in blocks of 32), dropout masks included."""
+    from modelkit.backend.rnn_ops import steps
+    monkeypatch.setattr(steps, "_REC_ROWS", 1)
+    test_gradients(kind, opts, kw)
+    test_matches_numpy_reference(kind, opts, kw)
+
+
 def test_chunked_backward_equals_one_chunk(monkeypatch):
     """float32, a longer sequence: chunk sums equal the single GEMMs to rounding."""
     from modelkit.backend import parallel

@@ -45,6 +45,45 @@ def test_gate_major_projection_equals_plain(B, T, I, U, drop, threads):
     np.testing.assert_array_equal(xm3, xm)
 
 
+@pytest.mark.parametrize("B", [63, 64, 70, 128])
+@pytest.mark.parametrize("dropped", [False, True])
+def test_recurrent_gemm_in_row_blocks_equals_one_gemm(B, dropped):
+    rng = np.random.default_rng(B)
+    G, U = 4, 8
+    h = rng.standard_normal((B, U)).astype(np.float32)
+    Rg = rng.standard_normal((G, U, U)).astype(np.float32)
+    rd = (rng.random((G, B, U)) > 0.3).astype(np.float32) if dropped else None
+    out = np.full((G, B, U), np.nan, np.float32)
+    hd = steps._rec_forward(h, rd, Rg, out)
+    src = h if rd is None else h[None] * rd
+    np.testing.assert_allclose(out, np.matmul(src, Rg), rtol=1e-6, atol=1e-6)
+    if dropped:
+        np.testing.assert_array_equal(hd, src)
+    else:
+        assert hd is None
+
+
+@pytest.mark.parametrize("B", [63, 64, 70, 128])
+def test_gate_major_projection_in_row_blocks(B):
+    rng = np.random.default_rng(B)
+    T, I, G, U = 5, 6, 3, 8
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    Kg = rng.standard_normal((G, I, U)).astype(np.float32)
+    out = np.full((T, G, B, U), np.nan, np.float32)
+    got = steps._project_gates(x, Kg, out)
+    assert got is out
+    np.testing.assert_allclose(out, np.matmul(x[:, None], Kg), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
+def test_sequences_with_recurrent_gemm_row_blocks(kind, monkeypatch):
+    """Whole sequences with the forward's gate-major GEMMs (input projection, recurrent
+    steps) in row blocks of 2 (5 rows: 2, 2, 1) against the numpy reference (with a
+    mask)."""
+    monkeypatch.setattr(steps, "_REC_ROWS", 2)
+    test_float32_sequences_match_reference_and_float64(kind, *SHAPES[1], threads=1)
+
+
 def test_sigmoid_of_half_is_the_sigmoid_activation_bit_for_bit():
     rng = np.random.default_rng(0)
     sig = rnn_activations.get_activation("sigmoid")

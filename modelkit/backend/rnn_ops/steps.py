@@ -14,6 +14,9 @@ _POOL = BufferPool()
 _empty = _POOL.empty
 
 
+_REC_ROWS = 32        # batch rows per GEMM of the forward's gate-major products (_rec_forward)
+
+
 def _gemm(a, b, out=None):
     """Every matrix product of the fused ops goes through here (benchmarks profile it)."""
     return np.matmul(a, b, out=out)
@@ -109,8 +112,22 @@ def _gate_split(kernel, gates):
 
 
 def _project_gates(xm, kernel_gates, out):
-    """out (T, G, B, u) = x_t @ kernel_g for every step and gate."""
-    return _gemm(xm[:, None], kernel_gates, out=out)
+    """out (T, G, B, u) = x_t @ kernel_g for every step and gate; batches of 2 * _REC_ROWS
+    rows or more by blocks of _REC_ROWS rows, as `_rec_forward` (80 steps of 64 x 128 ->
+    4 x 128: 7.9 -> 7.0 ms on one thread)."""
+    T, B, I = xm.shape
+    n = _REC_ROWS
+    if B < 2 * n:
+        return _gemm(xm[:, None], kernel_gates, out=out)
+    G, u = out.shape[1], out.shape[3]
+    full = B - B % n
+    # (T, blocks, 1, n, I) @ (G, I, u) -> (T, blocks, G, n, u): views of xm and out (splitting
+    # an axis never copies)
+    _gemm(xm[:, :full].reshape(T, full // n, 1, n, I), kernel_gates,
+          out=out[:, :, :full].reshape(T, G, full // n, n, u).transpose(0, 2, 1, 3, 4))
+    if full < B:
+        _gemm(xm[:, None, full:], kernel_gates, out=out[:, :, full:])
+    return out
 
 
 def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b, dx_out=None):
@@ -147,9 +164,18 @@ def _project_backward(dxp, xm, kernel, drop, gates, need_x, need_w, need_b, dx_o
 
 def _rec_forward(h, rd, Rg, out):
     """out (G, B, u) = [(h * rd_g) @ R_g]_g, gate-major (Rg: (G, U, u), a batch of per-gate
-    GEMMs as fast as one (B, U) @ (U, G*u)); returns the dropped h (G, B, U) or None."""
+    GEMMs as fast as one (B, U) @ (U, G*u)); returns the dropped h (G, B, U) or None.
+    Batches of 2 * _REC_ROWS rows or more go in blocks of _REC_ROWS rows: OpenBLAS runs
+    two (32, 128) @ (128, 128) GEMMs per gate 9-13% faster than one of 64 rows (one
+    thread; 3-7% at 96-256 rows), and these GEMMs are most of a forward step's time."""
     hd = None if rd is None else h[None] * rd
-    _gemm(h if hd is None else hd, Rg, out=out)
+    src = h if hd is None else hd
+    B = h.shape[0]
+    if B < 2 * _REC_ROWS:
+        _gemm(src, Rg, out=out)
+    else:
+        for lo in range(0, B, _REC_ROWS):
+            _gemm(src[..., lo:lo + _REC_ROWS, :], Rg, out=out[:, lo:lo + _REC_ROWS])
     return hd
 
 
