@@ -39,6 +39,8 @@ CASES = {
     "log1p": (K.log1p, [r(3, 2, low=0.2)]),
     "expm1": (K.expm1, [r(3, 2)]),
     "sqrt": (K.sqrt, [r(3, 2, low=0.2)]),
+    "rsqrt": (K.rsqrt, [r(3, 2, low=0.2)]),
+    "resize": (lambda a: K.resize(a, (5, 3), "bilinear"), [r(2, 3, 4, 2)]),
     "square": (K.square, [r(3, 2)]),
     "abs": (K.abs, [away_from_kinks(3, 2)]),
     "sin": (K.sin, [r(4)]),
