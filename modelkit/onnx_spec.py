@@ -34,7 +34,19 @@ ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin Re
 ReduceSum ReduceSumSquare Relu Reshape Resize Round ScatterElements ScatterND Selu Shape
 Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt
 Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Where Xor
+RMSNormalization GroupNormalization MeanVarianceNormalization LpNormalization LpPool
+BitShift BitwiseAnd BitwiseOr BitwiseXor BitwiseNot EyeLike HannWindow HammingWindow
+BlackmanWindow CumProd Det Compress ReverseSequence CenterCropPad Swish SwiGLU
+NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss Attention GridSample If Loop Scan
+AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul QLinearConv
+NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
+TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
+ImageDecoder Bernoulli RandomNormalLike RandomUniformLike Multinomial
 """.split())
+
+# ops whose outputs are draws: never folded into constants at import
+RANDOM_OPS = frozenset({"Bernoulli", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                        "RandomNormal", "RandomUniform"})
 
 # op_type -> check(attrs, outputs_used) -> reason it cannot run, or None
 CHECKS = {}
@@ -100,7 +112,7 @@ def pool_geometry(spatial, attrs, kernel):
     return strides, pads, ceil_extra
 
 
-def _source_coords(out_len, in_len, scale, mode):
+def _source_coords(out_len, in_len, scale, mode, roi=None):
     """ONNX Resize coordinate_transformation_mode: output index -> input coordinate."""
     x = np.arange(out_len, dtype=np.float64)
     if mode == "half_pixel":
@@ -117,24 +129,82 @@ def _source_coords(out_len, in_len, scale, mode):
         return x / scale
     if mode == "tf_half_pixel_for_nn":
         return (x + 0.5) / scale
+    if mode == "tf_crop_and_resize":
+        lo, hi = roi
+        length = in_len * scale
+        src = x * (hi - lo) * (in_len - 1) / (length - 1) if length > 1 else \
+            np.full(out_len, (hi - lo) * (in_len - 1) / 2)
+        return src + lo * (in_len - 1)
     raise UnsupportedError(f"Resize coordinate_transformation_mode {mode!r} is not supported")
 
 
-def resize_plan(in_shape, attrs, scales=None, sizes=None):
-    """Per resized axis: (axis, "take", indices) for nearest or (axis, "matmul", (out, in)
-    weights) for linear, from the static input shape (ONNX Resize, opset 11+)."""
+def _cubic_kernel(d, a):
+    """Keys' cubic convolution kernel with coefficient a, at distances d."""
+    d = np.abs(d)
+    return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                    np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+
+
+def _interpolation_matrix(src, n, scale, mode, attrs):
+    """(out, n) weights of linear or cubic interpolation at source coordinates `src`.
+
+    Each output mixes the taps around its coordinate (2 for linear, 4 for cubic; with
+    antialias when downsampling, the kernel is stretched by 1/scale and normalised); taps
+    outside the input read the edge value, or are dropped (and the rest renormalised) with
+    exclude_outside."""
+    antialias = bool(int(attrs.get("antialias", 0))) and scale < 1
+    s = scale if antialias else 1.0
+    a = float(attrs.get("cubic_coeff_a", -0.75))
+    if mode == "linear":
+        first = int(np.floor(-1 / s) + 1)
+        kernel = lambda d: np.clip(1 - np.abs(d), 0, 1)      # noqa: E731
+    else:
+        first = int(np.floor(-2 / s) + 1)
+        kernel = lambda d: _cubic_kernel(d, a)               # noqa: E731
+    taps = np.arange(first, 2 - first)
+    floor = np.floor(src)
+    whole = floor == src
+    base = np.where(whole, src - 1, floor).astype(np.int64)  # taps start below the point
+    ratio = np.where(whole, 1.0, src - floor)
+    idx = base[:, None] + taps[None, :]
+    w = kernel((taps[None, :] - ratio[:, None]) * s)
+    if antialias or mode == "linear":
+        w = w / w.sum(axis=1, keepdims=True)
+    if int(attrs.get("exclude_outside", 0)):
+        w = np.where((idx < 0) | (idx >= n), 0.0, w)
+        w = w / w.sum(axis=1, keepdims=True)
+    out = np.zeros((len(src), n))
+    np.add.at(out, (np.repeat(np.arange(len(src)), len(taps)), np.clip(idx, 0, n - 1).ravel()),
+              w.ravel())
+    return out
+
+
+_ROUNDERS = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+             "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+             "floor": np.floor, "ceil": np.ceil}
+
+
+def resize_plan(in_shape, attrs, scales=None, sizes=None, roi=None):
+    """Per resized axis: (axis, "take", indices) for nearest, (axis, "matmul", (out, in)
+    weights) for linear/cubic, or (axis, "affine", (weights, added)) for tf_crop_and_resize
+    (outputs outside the input get extrapolation_value), from the static input shape (ONNX
+    Resize, opset 11+)."""
     mode = text(attrs.get("mode"), "nearest")
     coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
     nearest = text(attrs.get("nearest_mode"), "round_prefer_floor")
     policy = text(attrs.get("keep_aspect_ratio_policy"), "stretch")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        raise UnsupportedError(f"Resize mode {mode!r} (or antialias) is not supported")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise UnsupportedError(f"Resize mode {mode!r} is not supported")
     rank = len(in_shape)
     axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
     if sizes is not None and policy != "stretch":
         ratios = [int(sizes[k]) / int(in_shape[a]) for k, a in enumerate(axes)]
         common = min(ratios) if policy == "not_larger" else max(ratios)
         scales, sizes = [common] * len(axes), None
+    crop = coord == "tf_crop_and_resize"
+    if crop and (roi is None or len(roi) != 2 * len(axes)):
+        raise UnsupportedError("Resize tf_crop_and_resize needs a constant roi of "
+                               f"{2 * len(axes)} values")
     plan = []
     for k, a in enumerate(axes):
         if in_shape[a] is None:             # an unknown dim (import time) must stay as it is
@@ -151,22 +221,25 @@ def resize_plan(in_shape, attrs, scales=None, sizes=None):
         else:
             scale = float(scales[k])
             out = int(np.floor(n * scale))
-        if out == n and scale == 1.0:
+        span = (float(roi[k]), float(roi[k + len(axes)])) if crop else None
+        if out == n and scale == 1.0 and not crop:
             continue
-        src = _source_coords(out, n, scale, coord)
+        src = _source_coords(out, n, scale, coord, span)
         if mode == "nearest":
-            rounders = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
-                        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
-                        "floor": np.floor, "ceil": np.ceil}
-            idx = np.clip(rounders[nearest](src), 0, n - 1).astype(np.int64)
-            plan.append((a, "take", idx))
-        else:
-            src = np.clip(src, 0, n - 1)
-            lo = np.floor(src).astype(np.int64)
-            hi = np.minimum(lo + 1, n - 1)
+            idx = np.clip(_ROUNDERS[nearest](src), 0, n - 1).astype(np.int64)
+            if not crop:
+                plan.append((a, "take", idx))
+                continue
             w = np.zeros((out, n))
-            np.add.at(w, (np.arange(out), lo), 1.0 - (src - lo))
-            np.add.at(w, (np.arange(out), hi), src - lo)
+            w[np.arange(out), idx] = 1.0
+        else:
+            w = _interpolation_matrix(src, n, scale, mode, attrs)
+        if crop:
+            outside = (src < 0) | (src > n - 1)
+            w[outside] = 0.0
+            added = np.where(outside, float(attrs.get("extrapolation_value", 0.0)), 0.0)
+            plan.append((a, "affine", (w, added)))
+        else:
             plan.append((a, "matmul", w))
     return plan
 
@@ -185,31 +258,38 @@ def bilinear_matrix(in_len, out_len, dtype=np.float64):
     return a.astype(dtype)
 
 
-def einsum_parts(equation):
-    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (letters used once,
-    sorted). Ellipses and repeated letters within one operand are refused."""
+def einsum_parts(equation, ranks=None):
+    """'ij,jk->ik' -> (['ij', 'jk'], 'ik'); an implicit output is numpy's (the ellipsis, then
+    the letters used once, sorted). With the operands' `ranks`, each '...' becomes letters
+    of its own (right-aligned across operands, as broadcasting aligns them); without, '...'
+    is kept. Repeated letters in one operand (diagonals) are allowed."""
     eq = equation.replace(" ", "")
-    if "." in eq:
-        raise UnsupportedError(f"Einsum with an ellipsis ({equation!r}) is not supported")
-    lhs, _, rhs = eq.partition("->")
+    lhs, arrow, rhs = eq.partition("->")
     ins = lhs.split(",")
-    if "->" not in eq:
-        letters = "".join(ins)
-        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if any(len(set(t)) != len(t) for t in ins):
-        raise UnsupportedError(f"Einsum with a repeated index in one operand ({equation!r}) "
-                               "is not supported")
-    return ins, rhs
+    if any(t.replace("...", "").count(".") or not t.replace("...", "").isalpha() and
+           t.replace("...", "") for t in ins + ([rhs] if arrow else [])):
+        raise UnsupportedError(f"Einsum equation {equation!r} is not valid")
+    if not arrow:
+        letters = "".join(t.replace("...", "") for t in ins)
+        rhs = ("..." if "..." in lhs else "") + \
+            "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if ranks is None or "..." not in eq:
+        return ins, rhs
+    if len(ranks) != len(ins):
+        raise UnsupportedError(f"Einsum {equation!r} has {len(ins)} operands, got {len(ranks)}")
+    spans = [int(r) - len(t.replace("...", "")) if "..." in t else 0
+             for t, r in zip(ins, ranks)]
+    if any(n < 0 for n in spans):
+        raise UnsupportedError(f"Einsum {equation!r}: an operand has fewer axes than letters")
+    used = set(eq)
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    widest = max(spans)
+    ell = "".join(spare[:widest])
+    ins = [t.replace("...", ell[widest - n:]) for t, n in zip(ins, spans)]
+    return ins, rhs.replace("...", ell)
 
 
 # -- configuration checks ----------------------------------------------------------------------
-
-@_check("MaxPool", "AveragePool")
-def _pool_check(attrs, used):
-    if len(used) > 1 and used[1]:
-        return "MaxPool's Indices output"
-    return None
-
 
 @_check("BatchNormalization")
 def _bn_check(attrs, used):
@@ -222,10 +302,10 @@ def _bn_check(attrs, used):
 def _resize_check(attrs, used):
     mode = text(attrs.get("mode"), "nearest")
     coord = text(attrs.get("coordinate_transformation_mode"), "half_pixel")
-    if mode not in ("nearest", "linear") or attrs.get("antialias", 0):
-        return f"mode {mode!r}" + (" with antialias" if attrs.get("antialias", 0) else "")
+    if mode not in ("nearest", "linear", "cubic"):
+        return f"mode {mode!r}"
     if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                     "tf_half_pixel_for_nn", "half_pixel_symmetric"):
+                     "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize"):
         return f"coordinate_transformation_mode {coord!r}"
     return None
 
@@ -238,8 +318,6 @@ def _cast_check(attrs, used):
 
 @_check("QuantizeLinear", "DequantizeLinear")
 def _qdq_check(attrs, used):
-    if int(attrs.get("block_size", 0)):
-        return "blocked quantization (block_size)"
     if "output_dtype" in attrs and int(attrs["output_dtype"]) not in ONNX_DTYPES:
         return f"output_dtype {attrs['output_dtype']}"
     return None
@@ -265,6 +343,28 @@ def _einsum_check(attrs, used):
     return None
 
 
-@_check("GatherND")
-def _gather_nd_check(attrs, used):
-    return "GatherND with batch_dims > 0" if int(attrs.get("batch_dims", 0)) else None
+
+# -- subgraphs (If / Loop / Scan bodies) --------------------------------------------------------
+
+GRAPH_KEY = "__graph__"
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def is_graph(value):
+    """Whether an attribute value is a subgraph (as the importer stores it: {GRAPH_KEY: {...}}
+    with name, inputs, outputs ([{name, dtype, shape}]), initializers ({name: encoded
+    array}), nodes ([{op_type, name, inputs, outputs, attributes}]) and outer (the names it
+    reads from enclosing graphs, in order))."""
+    return isinstance(value, dict) and GRAPH_KEY in value
+
+
+def outer_names(attrs):
+    """The enclosing-scope names a node's subgraphs read, in one order both the importer
+    (extra inputs of the node) and the backend (where it finds them) use."""
+    names = []
+    for key in sorted(attrs):
+        if is_graph(attrs[key]):
+            for n in attrs[key][GRAPH_KEY].get("outer", []):
+                if n not in names:
+                    names.append(n)
+    return names

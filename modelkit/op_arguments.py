@@ -14,7 +14,7 @@ TENSOR = "__tensor__"
 MAX_CONSTANT = 1 << 24          # elements of one stored constant array
 MAX_DEPTH = 32
 # functions whose integer arguments multiply the size of their output
-_EXPANDING = {"tile", "repeat", "repeat_elements", "pad"}
+_EXPANDING = {"tile", "repeat", "repeat_elements", "pad", "resize", "one_hot"}
 MAX_EXPANSION = 1 << 16
 
 

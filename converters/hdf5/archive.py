@@ -12,10 +12,11 @@ from modelkit.converters.atomic import atomic_write
 from modelkit.ir import json_default
 
 from ..file_checks import require_regular_file
+from .optimizer_vars import read_optimizer_vars, write_optimizer_vars
 from .h5io import (_Ctx, _open, _read_new_layout, _write_new_layout,
                    training_from_compile_config, training_to_compile_config)
 from modelkit.keras_config import (KERAS3_VERSION, attach_layer_weights, attach_wrapped_models,
-                                   graph_to_keras_config, keras_config_to_graph)
+                                   graph_to_archive_config, keras_config_to_graph)
 
 __all__ = ["load_keras_archive", "save_keras_archive"]
 
@@ -97,18 +98,22 @@ def load_keras_archive(path):
             config = _read_json_member(z, "config.json", ctx)
             ctx.piece = "config.json"
             graph = keras_config_to_graph(config, keras_version=version or "3")
-            data = _read_member(z, "model.weights.h5", _MAX_TOTAL, ctx)
-            inner = _Ctx(f"{ctx.path}: model.weights.h5")
-            with _open(io.BytesIO(data), inner) as f:
-                stored = _read_new_layout(f, graph, inner)
-            ctx.piece = "model.weights.h5"
-            attach_layer_weights(graph, stored)
-            attach_wrapped_models(graph, keras3=True)
             compile_config = config.get("compile_config") if isinstance(config, dict) else None
             if compile_config:      # what Keras's load_model compiles the model with
                 ctx.piece = "config.json compile_config"
                 graph.training = training_from_compile_config(compile_config,
                                                               len(graph.outputs))
+            data = _read_member(z, "model.weights.h5", _MAX_TOTAL, ctx)
+            inner = _Ctx(f"{ctx.path}: model.weights.h5")
+            with _open(io.BytesIO(data), inner) as f:
+                stored = _read_new_layout(f, graph, inner)
+                ctx.piece = "model.weights.h5"
+                attach_layer_weights(graph, stored)
+                attach_wrapped_models(graph, keras3=True)
+                if graph.training is not None and "optimizer/vars" in f:
+                    inner.piece = "optimizer/vars"
+                    graph.training.optimizer_state = read_optimizer_vars(
+                        f["optimizer/vars"], graph, f"{ctx.path}: model.weights.h5")
             graph.validate()
             graph.metadata["source"] = "keras"
             return graph
@@ -117,18 +122,20 @@ def load_keras_archive(path):
 
 
 def save_keras_archive(graph, path):
-    """Write a `.keras` zip (Keras 3 dialect config, weights in Keras 3's
+    """Write a `.keras` zip (a config both tf-keras 2.x and Keras 3 load, see
+    `graph_to_archive_config`; weights in Keras 3's
     `layers/<x>/vars/<i>` layout, with the sub-objects Keras 3 saves them under: an RNN's
     `cell`, Bidirectional's `forward_layer` / `backward_layer`, TimeDistributed's `layer`,
     MultiHeadAttention's EinsumDense sub-layers)."""
     import h5py
-    config = graph_to_keras_config(graph, dialect="keras3")
+    config = graph_to_archive_config(graph)
     if graph.training is not None and graph.training.loss is not None:
         config = {**config, "compile_config": training_to_compile_config(
             graph.training, len(graph.outputs))}
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         _write_new_layout(f, graph)
+        write_optimizer_vars(f, graph)
     meta = {"keras_version": KERAS3_VERSION,
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     with atomic_write(path, mode="wb") as out:

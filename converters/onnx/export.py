@@ -142,13 +142,22 @@ def remove_inverse_transposes(nodes, outputs):
     return remove_dead_nodes(nodes, outputs)
 
 
+def node_reads(n):
+    """The values a node reads: its inputs and what its subgraphs (If/Loop/Scan bodies) read
+    from the enclosing graph."""
+    from .importer.subgraph import free_names
+    outer = [name for a in n.attribute if a.type == onnx.AttributeProto.GRAPH
+             for name in free_names(a.g)]
+    return [i for i in list(n.input) + outer if i]
+
+
 def remove_dead_nodes(nodes, outputs):
     live = set(outputs)
     kept = []
     for n in reversed(nodes):
         if any(o in live for o in n.output if o):
             kept.append(n)
-            live.update(i for i in n.input if i)
+            live.update(node_reads(n))
     return kept[::-1]
 
 
@@ -241,7 +250,7 @@ def _all_nodes(graph):
 def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, target_ort=None):
     """Convert an IR Graph (or any object with `to_ir()`) to an `onnx.ModelProto`.
 
-    path: also write the model there (atomically). opset: 13..21 (None: 17, or the opset
+    path: also write the model there (atomically). opset: 13..26 (None: 17, or the opset
     imported OnnxOp nodes were written for when newer, lowered to what the target runtime
     implements). target_ort: the onnxruntime version the file is for ("1.17"; None: the
     installed one); the file carries the IR version its opset needs, and an opset or IR
@@ -290,7 +299,7 @@ def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, 
         nodes = remove_inverse_transposes(nodes, out_names)
     nodes = remove_dead_nodes(nodes, out_names)
     nodes = _name_outputs(ctx, nodes, out_names, wanted, input_names)
-    used = {i for n in nodes for i in n.input}
+    used = {i for n in nodes for i in node_reads(n)}
     inits = [t for t in ctx.initializers if t.name in used]
 
     n_in = len(graph.inputs)

@@ -30,7 +30,7 @@ __all__ = ["SUPPORTED_OPSETS", "DEFAULT_OPSET", "IR_VERSION_FOR_OPSET", "ORT_SUP
            "ops_missing_at", "unsupported_for_target", "retarget"]
 
 # Opsets the exporter writes, and the one it writes when none is asked for.
-SUPPORTED_OPSETS = tuple(range(13, 22))
+SUPPORTED_OPSETS = tuple(range(13, 27))
 DEFAULT_OPSET = 17
 
 # ai.onnx opset -> the IR version of the ONNX release that introduced it.

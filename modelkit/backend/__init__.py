@@ -13,7 +13,8 @@ from .norm_ops import batch_normalization, normalize_batch_in_training  # noqa: 
 from .spatial_functions import (average_pool, conv, conv1d, conv2d,  # noqa: F401
                                 conv2d_transpose, conv3d, conv_transpose,
                                 depthwise_conv, max_pool, normalize_moments, pool2d, pool3d,
-                                resize_images, resize_volumes, separable_conv, upsample)
+                                resize, resize_images, resize_volumes, separable_conv,
+                                upsample)
 from .config import (clear_session, epsilon, floatx, get_uid,  # noqa: F401
                      image_data_format, image_dim_ordering, learning_phase,
                      normalize_data_format, reset_uids, set_epsilon, set_floatx,

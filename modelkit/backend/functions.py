@@ -18,7 +18,7 @@ from ..op_arguments import split_sizes
 from . import array_ops, math_ops, nn_ops
 from . import config, symbols
 from .random_state import global_rng
-from .tape import apply
+from .tape import OPS, apply
 from .tensor import Tensor, Variable, as_array, as_tensor
 
 
@@ -323,6 +323,31 @@ round = _unary(math_ops._round, "round")  # noqa: A001
 floor = _unary(math_ops._floor)
 ceil = _unary(math_ops._ceil)
 logical_not = _unary(math_ops._logical_not)
+rsqrt = _unary(math_ops._rsqrt)
+reciprocal = _unary(math_ops._reciprocal)
+
+
+def _shared_op(name):
+    """An op the ONNX importer registers too (`onnx_ops.extra_ops`: erf, einsum)."""
+    from .onnx_ops import extra_ops  # noqa: F401  (registers them)
+    return OPS.get(name)
+
+
+@k_function
+def erf(x):
+    """The error function (tf.math.erf, keras.ops.erf)."""
+    return apply(_shared_op("erf"), _t(x))
+
+
+@k_function
+def einsum(equation, *operands):
+    """np.einsum / tf.einsum / keras.ops.einsum, without `...` or an index repeated within
+    one operand (their gradients are einsums too)."""
+    from ..onnx_spec import einsum_parts
+    ins, _ = einsum_parts(equation)
+    if len(ins) != len(operands):
+        raise ConfigError(f"einsum {equation!r} names {len(ins)} operands, got {len(operands)}")
+    return apply(_shared_op("einsum"), *[_t(o) for o in operands], equation=equation)
 @k_function
 def sigmoid(x):
     x = _t(x)

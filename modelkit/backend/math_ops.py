@@ -111,6 +111,7 @@ def _unary(name, fwd, dfdx_from):
 
 
 _negative = _unary("negative", np.negative, lambda x, y: -np.ones_like(x))
+_rsqrt = _unary("rsqrt", lambda x: np.reciprocal(np.sqrt(x)), lambda x, y: -0.5 * y * y * y)
 _exp = _unary("exp", np.exp, lambda x, y: y)
 _log = _unary("log", np.log, lambda x, y: 1.0 / x)
 _log1p = _unary("log1p", np.log1p, lambda x, y: 1.0 / (1.0 + x))
@@ -377,3 +378,4 @@ def _(g, s, needs):
 
 def matmul(a, b):
     return apply(_matmul, a, b)
+

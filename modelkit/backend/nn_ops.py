@@ -177,6 +177,7 @@ def erf(x):
 _erf_vec = np.vectorize(math.erf, otypes=[np.float64])
 
 
+
 @defop("gelu")
 def _gelu(x, approximate=False):
     if approximate:

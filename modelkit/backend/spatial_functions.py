@@ -10,7 +10,8 @@ Keras's plain relu inside it (one pass, no extra tensor). `data_format=None` mea
 `image_data_format()`. Like every K function they also take symbolic tensors.
 """
 
-from . import config
+from ..errors import ConfigError
+from . import config, resize_ops
 from .conv_ops import deconv_output_length, normalize_tuple, same_pads
 from .functions import k_function
 from .tape import OPS, apply
@@ -165,6 +166,22 @@ def resize_images(x, height_factor, width_factor, data_format=None, interpolatio
     """Keras 2 K.resize_images: scale the two spatial axes by integer factors."""
     return upsample(x, (height_factor, width_factor), _spatial_axes(data_format, 2),
                     interpolation)
+
+
+@k_function
+def resize(x, size, interpolation="bilinear", data_format=None):
+    """keras.ops.image.resize / tf.image.resize (antialias off): the two spatial axes of a
+    4D (or 3D, unbatched) image tensor to `size` = (height, width)."""
+    if interpolation not in resize_ops.INTERPOLATIONS:
+        raise ConfigError(f"resize: interpolation {interpolation!r} is not supported "
+                          f"({', '.join(resize_ops.INTERPOLATIONS)} are)")
+    size = tuple(int(v) for v in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"resize: size must be two positive integers, got {size}")
+    rank = len(x.shape)
+    axes = _spatial_axes(data_format, 2) if rank == 4 else \
+        ((1, 2) if _channels_first(data_format) else (0, 1))
+    return apply(OPS.get("resize"), x, axes=axes, size=size, interpolation=interpolation)
 
 
 @k_function

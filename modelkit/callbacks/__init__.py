@@ -11,10 +11,12 @@ Hooks: ``on_{train,test,predict}_{begin,end}(logs)``, ``on_epoch_{begin,end}(epo
 spelling works.
 """
 
-from .base import Callback, CallbackList, History, LambdaCallback, ProgbarLogger
+from .base import BaseLogger, Callback, CallbackList, History, LambdaCallback, ProgbarLogger
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .monitoring import CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
+from .remote import RemoteMonitor
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "LambdaCallback",
            "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "ReduceLROnPlateau", "LearningRateScheduler", "TensorBoard"]
+           "ReduceLROnPlateau", "LearningRateScheduler", "TensorBoard", "RemoteMonitor",
+           "BaseLogger"]

@@ -212,6 +212,31 @@ class ProgbarLogger(Callback):
                                 list(logs.items()), finalize=True)
 
 
+class BaseLogger(Callback):
+    """Keras 2's BaseLogger: the epoch logs hold the epoch's sample-weighted mean of each
+    batch metric (the last value for `stateful_metrics`). Keras 1/2 added it to every fit
+    and averaged per-batch values; modelkit's batch logs are already running means, so the
+    epoch value is the last batch's (the same numbers), taken for every key the batch logs
+    have and the epoch logs lack or hold differently."""
+
+    def __init__(self, stateful_metrics=None):
+        super().__init__()
+        self.stateful_metrics = set(stateful_metrics or [])
+        self._last = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        self._last.update({k: v for k, v in (logs or {}).items()
+                           if k not in ("batch", "size")})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self._last)
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions: ``on_epoch_begin(epoch, logs)``,
     ``on_epoch_end(epoch, logs)``, ``on_batch_begin(batch, logs)``,

@@ -45,11 +45,12 @@ from .dialect import (BACKEND, KERAS2_VERSION, KERAS3_VERSION, KERAS3_ONLY_INITI
 from .reading import attach_wrapped_models, keras_config_to_graph
 from .weights import (attach_layer_weights, keras3_subobject, keras_weight_order,
                       non_trainable_variable,
-                      snake_case, strip_weight_suffix, variable_names)
-from .writing import graph_to_keras_config
+                      snake_case, strip_weight_suffix, trainable_weights_in_order,
+                      variable_names)
+from .writing import graph_to_archive_config, graph_to_keras_config
 
-__all__ = ["KERAS2_VERSION", "KERAS3_VERSION", "BACKEND", "keras_config_to_graph", "graph_to_keras_config", "normalise_layer_config",
+__all__ = ["KERAS2_VERSION", "KERAS3_VERSION", "BACKEND", "keras_config_to_graph", "graph_to_keras_config", "graph_to_archive_config", "normalise_layer_config",
            "KERAS3_ONLY_KEYS", "KERAS3_ONLY_KEYS_BY_OP", "KERAS3_ONLY_INITIALIZER_KEYS",
            "attach_layer_weights", "attach_wrapped_models", "keras_weight_order",
            "is_keras3_config", "non_trainable_variable", "snake_case", "strip_weight_suffix",
-           "variable_names", "keras3_subobject"]
+           "variable_names", "keras3_subobject", "trainable_weights_in_order"]

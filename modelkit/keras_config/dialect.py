@@ -128,6 +128,19 @@ def normalise_layer_config(op, config, keras3=False):
     return cfg
 
 
+def keras3_activation_names(cfg, where):
+    """Spell `activation`/`recurrent_activation` of one layer config (in place) as Keras 3
+    reads them: modelkit's `keras3_hard_sigmoid` is Keras 3's `hard_sigmoid`; Keras 2's
+    `hard_sigmoid` (clip(0.2x+0.5)) has no Keras 3 spelling and is refused."""
+    for k in _ACTIVATION_KEYS:
+        if cfg.get(k) == "keras3_hard_sigmoid":
+            cfg[k] = "hard_sigmoid"
+        elif cfg.get(k) == "hard_sigmoid":
+            raise UnsupportedError(
+                f"{where}: {k}='hard_sigmoid' (Keras 2: clip(0.2x+0.5)) has no Keras 3 "
+                f"equivalent; save with dialect='keras2'", items=[where])
+
+
 def keras3_layer_config(op, config, where):
     """The inverse for the Keras 3 dialect: modelkit names -> Keras 3 names."""
     cfg = {}
@@ -139,13 +152,7 @@ def keras3_layer_config(op, config, where):
                       "registered_name": None}
             continue
         cfg[k] = copy.deepcopy(v)
-    for k in _ACTIVATION_KEYS:
-        if cfg.get(k) == "keras3_hard_sigmoid":
-            cfg[k] = "hard_sigmoid"
-        elif cfg.get(k) == "hard_sigmoid":
-            raise UnsupportedError(
-                f"{where}: {k}='hard_sigmoid' (Keras 2: clip(0.2x+0.5)) has no Keras 3 "
-                f"equivalent; save with dialect='keras2'", items=[where])
+    keras3_activation_names(cfg, where)
     if op == "LeakyReLU" and "alpha" in cfg:
         cfg["negative_slope"] = cfg.pop("alpha")
     if op == "LayerNormalization" and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:

@@ -86,6 +86,16 @@ KERAS3_OPS = {
     "Cast": Keras3Op("cast", 1, (("dtype", "float32"),)),
     "GetItem": Keras3Op("getitem", 2),
     "Split": Keras3Op("split", 1, (("indices_or_sections", None), ("axis", 0))),
+    "Rsqrt": Keras3Op("rsqrt"), "Reciprocal": Keras3Op("reciprocal"), "Erf": Keras3Op("erf"),
+    "OneHot": Keras3Op("one_hot", 1, (("num_classes", None),),
+                       fixed={"axis": -1, "sparse": False, "dtype": "float32"}),
+    "Resize": Keras3Op("resize", 1, (("size", None), ("interpolation", "bilinear"),
+                                     ("data_format", None)),
+                       fixed={"antialias": False, "crop_to_aspect_ratio": False,
+                              "pad_to_aspect_ratio": False, "fill_mode": "constant",
+                              "fill_value": 0.0}),
+    # any number of operands; the equation (K's first argument) is in the config
+    "Einsum": Keras3Op("einsum", None, (("subscripts", None),)),
 }
 
 
@@ -119,10 +129,12 @@ def _k_arguments(cls, op, cfg, args, where):
             continue
         raise KerasConfigError(f"{where}: Keras operation {cls!r} has {k}={cfg[k]!r:.60}, which "
                                f"modelkit does not compute")
-    if len(args) != op.n_args:
+    if op.n_args is not None and len(args) != op.n_args:
         raise KerasConfigError(f"{where}: Keras operation {cls!r} takes {op.n_args} "
                                f"argument(s), the file gives {len(args)}")
     args = list(args) + [cfg.get(p, d) for p, d in op.params]
+    if op.k == "einsum":
+        args = args[-1:] + args[:-1]
     if op.k == "getitem":
         key = args[1] if isinstance(args[1], list) else [args[1]]
         args[1] = [index_item(k, where) for k in key]

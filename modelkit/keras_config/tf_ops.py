@@ -113,6 +113,18 @@ TF_OPS = {
        for f in ("argmax", "argmin")},
     "gather": TFOp("gather", ("params", "indices"),
                    fixed={"axis": None, "batch_dims": 0, "validate_indices": None}),
+    **{f"math.{f}": TFOp(f, ("x",)) for f in ("rsqrt", "reciprocal", "erf")},
+    "one_hot": TFOp("one_hot", ("indices", "depth"),
+                    fixed={"on_value": None, "off_value": None, "axis": None, "dtype": None}),
+    "image.resize": TFOp("resize", ("images", "size", ("method", "bilinear")),
+                         fixed={"preserve_aspect_ratio": False, "antialias": False}),
+}
+# TF functions tf-keras writes without what it takes to call them again (tf-keras itself
+# cannot reload them): refused with the reason
+UNREADABLE_TF_OPS = {
+    "einsum": "tf-keras saves only tf.einsum's first argument (the equation), not the "
+              "operands, and cannot reload it itself; call keras.layers.EinsumDense or save "
+              "the model with Keras 3 (ops.einsum)",
 }
 
 
@@ -223,6 +235,9 @@ def tf_op_node(layer, where):
     cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
     function = cfg.get("function")
     op = TF_OPS.get(function) if isinstance(function, str) else None
+    if function in UNREADABLE_TF_OPS:
+        raise KerasConfigError(f"{where}: {cls} layer calls TF function {function!r}: "
+                               f"{UNREADABLE_TF_OPS[function]}")
     if op is None:
         raise KerasConfigError(
             f"{where}: {cls} layer calls TF function {function!r:.80}, which modelkit does not "

@@ -112,6 +112,14 @@ def keras_weight_order(graph_or_node, graph=None):
     return trainable + frozen
 
 
+def trainable_weights_in_order(graph):
+    """(graph, key) of every trainable weight, nested models included, in the order of
+    Keras's `model.trainable_variables` (the order optimizers keep their slots in)."""
+    trainable, frozen = [], []
+    _collect_nested(graph, trainable, frozen, True)
+    return trainable
+
+
 def _collect_nested(g, trainable, frozen, parent_trainable):
     for n in g.nodes:
         t = parent_trainable and n.config.get("trainable", True) is not False

@@ -1,9 +1,10 @@
-"""ConvLSTM2D: an LSTM whose input and recurrent transforms are 2D convolutions (Keras 2).
+"""ConvLSTM1D / ConvLSTM2D / ConvLSTM3D: an LSTM whose input and recurrent transforms are
+N-d convolutions (Keras 2; one implementation, `rank` 1, 2 or 3).
 
-Input (batch, time, rows, cols, channels), or (batch, time, channels, rows, cols) with
-`data_format='channels_first'`. Weights as Keras stores them: `kernel` (kh, kw, channels,
-4 * filters), `recurrent_kernel` (kh, kw, filters, 4 * filters), `bias` (4 * filters), gates
-i, f, c, o; variable names `conv_lstm2d/kernel`. At each step
+Input (batch, time, *spatial, channels), or (batch, time, channels, *spatial) with
+`data_format='channels_first'`. Weights as Keras stores them: `kernel` (*kernel_size,
+channels, 4 * filters), `recurrent_kernel` (*kernel_size, filters, 4 * filters), `bias`
+(4 * filters), gates i, f, c, o; variable names `conv_lstm2d/kernel`. At each step
 
     z = conv(x_t, kernel, strides, padding, dilation) + bias + conv_same(h, recurrent_kernel)
     i, f, o = recurrent_activation(z_i, z_f, z_o); c = f * c + i * activation(z_c)
@@ -39,39 +40,40 @@ from .recurrent import RNN
 from .rnn_cells import set_recurrent_options
 from .serialization import register_layer
 
-__all__ = ["ConvLSTM2D"]
+__all__ = ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]
 
 _OPTIONS = option_keys("kernel", "recurrent", "bias")
 
 
-@register_layer
-class ConvLSTM2D(Layer):
-    """Convolutional LSTM over a sequence of images (Shi et al. 2015), Keras 2 semantics."""
+class ConvLSTM(Layer):
+    """Convolutional LSTM over a sequence of `rank`-d frames (Shi et al. 2015), Keras 2
+    semantics."""
 
     _keras1_convert = KERAS1_CONVERT
     rank = 2
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
-                 dilation_rate=(1, 1), activation="tanh", recurrent_activation="hard_sigmoid",
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation="tanh", recurrent_activation="hard_sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
-                 time_major=False, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
+                 time_major=False, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 zero_output_for_mask=False, **kwargs):
         options = {k: v for k, v in locals().items() if k in _OPTIONS}
         if kwargs.get("name") is None:            # Keras's name, not to_snake_case's
-            kwargs["name"] = unique_name("conv_lstm2d")
+            kwargs["name"] = unique_name(f"conv_lstm{self.rank}d")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        where = f"ConvLSTM2D {self.name!r}"
+        where = self._where()
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
                 or filters <= 0:
             raise ConfigError(f"{where}: filters must be a positive integer, got {filters!r}")
         self.filters = int(filters)
-        self.kernel_size = positive_tuple(self, kernel_size, 2, "kernel_size")
-        self.strides = positive_tuple(self, strides, 2, "strides")
-        self.dilation_rate = positive_tuple(self, dilation_rate, 2, "dilation_rate")
+        self.kernel_size = positive_tuple(self, kernel_size, self.rank, "kernel_size")
+        self.strides = positive_tuple(self, strides, self.rank, "strides")
+        self.dilation_rate = positive_tuple(self, dilation_rate, self.rank, "dilation_rate")
         self.padding = str(padding).lower()
         if self.padding not in ("valid", "same"):
             raise ConfigError(f"{where}: padding must be 'valid' or 'same', got {padding!r}")
@@ -88,30 +90,35 @@ class ConvLSTM2D(Layer):
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards, self.stateful = bool(go_backwards), bool(stateful)
         self.unroll, self.time_major = bool(unroll), False
+        # zeros at masked steps of the returned sequence (Keras sets it inside Bidirectional)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.seed = seed
         self._rng = layer_rng(seed)
         self.kernel = self.recurrent_kernel = self.bias = None
         self._states = None
         self.supports_masking = True
 
+    def _where(self):
+        return f"{type(self).__name__} {self.name!r}"
+
     # -- shapes --------------------------------------------------------------------------
     def _split(self, shape):
-        """(batch, time, (rows, cols), channels) of an input shape."""
-        where = f"ConvLSTM2D {self.name!r}"
+        """(batch, time, spatial sizes, channels) of an input shape."""
         shape = tuple(shape)
-        if len(shape) != 5:
-            raise ShapeError(f"{where} expects input of rank 5 (batch, time, rows, cols, "
-                             f"channels) ({self.data_format}), got shape {shape}")
+        if len(shape) != self.rank + 3:
+            raise ShapeError(f"{self._where()} expects input of rank {self.rank + 3} (batch, "
+                             f"time, {self.rank} spatial axes, channels) ({self.data_format}), "
+                             f"got shape {shape}")
         if self.data_format == "channels_first":
             return shape[0], shape[1], shape[3:], shape[2]
-        return shape[0], shape[1], shape[2:4], shape[4]
+        return shape[0], shape[1], shape[2:-1], shape[-1]
 
     def _state_spatial(self, spatial):
         out = tuple(conv_ops.conv_output_length(n, k, self.padding, s, d)
                     for n, k, s, d in zip(spatial, self.kernel_size, self.strides,
                                           self.dilation_rate))
         if any(o is not None and o <= 0 for o in out):
-            raise ShapeError(f"ConvLSTM2D {self.name!r}: input frames {tuple(spatial)} are "
+            raise ShapeError(f"{self._where()}: input frames {tuple(spatial)} are "
                              f"smaller than the kernel {self.kernel_size}")
         return out
 
@@ -132,7 +139,7 @@ class ConvLSTM2D(Layer):
         input_shape = self._sequence_shape(input_shape)
         batch, _, spatial, channels = self._split(input_shape)
         if channels is None:
-            raise ShapeError(f"ConvLSTM2D {self.name!r}: the channel dimension of the input "
+            raise ShapeError(f"{self._where()}: the channel dimension of the input "
                              f"must be known, got shape {tuple(input_shape)}")
         f4 = 4 * self.filters
         self.kernel = add_weight_for(self, "kernel", self.kernel_size + (channels, f4))
@@ -153,9 +160,9 @@ class ConvLSTM2D(Layer):
         self._in_channels = int(channels)
         if self.stateful:
             if batch is None or None in spatial:
-                raise ConfigError(f"ConvLSTM2D {self.name!r} is stateful, so it needs a fixed "
+                raise ConfigError(f"{self._where()} is stateful, so it needs a fixed "
                                   "batch size and frame size: give batch_input_shape=(batch, "
-                                  "time, rows, cols, channels)")
+                                  "time, *frame, channels)")
             self._batch_size = batch
             self._state_shape = (batch,) + self._state_spatial(spatial) + (self.filters,)
             self._states = [np.zeros(self._state_shape, self.dtype) for _ in range(2)]
@@ -185,11 +192,11 @@ class ConvLSTM2D(Layer):
         """`layer(x, initial_state=[h, c])` is `layer([x, h, c])`, as for the RNN layers."""
         if initial_state is not None:
             if isinstance(inputs, (list, tuple)):
-                raise ConfigError(f"ConvLSTM2D {self.name!r}: pass the initial state either "
+                raise ConfigError(f"{self._where()}: pass the initial state either "
                                   "in `initial_state=` or as extra inputs, not both")
             inputs = [inputs] + list(initial_state)
         if isinstance(inputs, (list, tuple)) and len(inputs) not in (1, 3):
-            raise ShapeError(f"ConvLSTM2D {self.name!r} expects the sequence, or the sequence "
+            raise ShapeError(f"{self._where()} expects the sequence, or the sequence "
                              f"and two initial states (h, c); got {len(inputs)} inputs")
         return super().__call__(inputs, **kwargs)
 
@@ -204,8 +211,8 @@ class ConvLSTM2D(Layer):
         """An initial state in the layer's data format -> channels-last."""
         state = state if isinstance(state, Tensor) else Tensor(np.asarray(state))
         state = F.cast(state, dt) if state.dtype != dt else state
-        return F.transpose(state, (0, 2, 3, 1)) if self.data_format == "channels_first" \
-            else state
+        return F.transpose(state, (0,) + tuple(range(2, self.rank + 2)) + (1,)) \
+            if self.data_format == "channels_first" else state
 
     def call(self, inputs, training=None, mask=None):
         states = None
@@ -214,13 +221,13 @@ class ConvLSTM2D(Layer):
         x = inputs if np.issubdtype(inputs.dtype, np.floating) else F.cast(inputs, self.dtype)
         batch, steps, spatial, channels = self._split(x.shape)
         if channels != self._in_channels:
-            raise ShapeError(f"ConvLSTM2D {self.name!r} was built for {self._in_channels} "
+            raise ShapeError(f"{self._where()} was built for {self._in_channels} "
                              f"channels, got input of shape {tuple(x.shape)}")
         if steps == 0:
-            raise ShapeError(f"ConvLSTM2D {self.name!r}: the input has no timesteps")
+            raise ShapeError(f"{self._where()}: the input has no timesteps")
         keep = self._step_mask(mask, batch, steps)
         if self.data_format == "channels_first":
-            x = F.transpose(x, (0, 1, 3, 4, 2))
+            x = F.transpose(x, (0, 1) + tuple(range(3, self.rank + 3)) + (2,))
         if self.go_backwards:
             x = F.reverse(x, 1)
             keep = None if keep is None else keep[:, ::-1]
@@ -234,18 +241,18 @@ class ConvLSTM2D(Layer):
                              padding=self.padding, data_format="channels_last")
         if self.use_bias:
             xz = F.add(xz, self.bias)
-        out_sp = tuple(xz.shape[1:3])
+        out_sp = tuple(xz.shape[1:1 + self.rank])
         xz = F.reshape(xz, (batch, steps) + out_sp + (4 * self.filters,))
         state_shape = (batch,) + out_sp + (self.filters,)
         if states is not None:
             h, c = (self._frame_state(st, dt) for st in states)
             if tuple(h.shape) != state_shape or tuple(c.shape) != state_shape:
-                raise ShapeError(f"ConvLSTM2D {self.name!r}: the initial states must have "
+                raise ShapeError(f"{self._where()}: the initial states must have "
                                  f"shape {state_shape} (channels last), got "
                                  f"{tuple(h.shape)} and {tuple(c.shape)}")
         elif self.stateful:
             if batch != self._batch_size:
-                raise ShapeError(f"ConvLSTM2D {self.name!r} is stateful with batch size "
+                raise ShapeError(f"{self._where()} is stateful with batch size "
                                  f"{self._batch_size}, got a batch of {batch}")
             h, c = (Tensor(s.astype(dt)) for s in self._states)
         else:
@@ -264,16 +271,20 @@ class ConvLSTM2D(Layer):
             if keep is None:
                 h, c = h_new, c_new
             else:                          # a masked step carries h and c (and the output)
-                step = keep[:, t].reshape(-1, 1, 1, 1)
+                step = keep[:, t].reshape((-1,) + (1,) * (self.rank + 1))
                 h, c = F.where(step, h_new, h), F.where(step, c_new, c)
+                if self.zero_output_for_mask:
+                    outputs.append(F.where(step, h, np.zeros((), dt)))
+                    continue
             outputs.append(h)
         if self.stateful:
             self._states = [np.array(h.value), np.array(c.value)]
         out = F.stack(outputs, axis=1) if self.return_sequences else h
         result = [out, h, c] if self.return_state else [out]
-        if self.data_format == "channels_first":
-            result = [F.transpose(r, (0, 1, 4, 2, 3) if r.ndim == 5 else (0, 3, 1, 2))
-                      for r in result]
+        if self.data_format == "channels_first":      # channels back after time / batch
+            n = self.rank
+            result = [F.transpose(r, (0, 1, n + 2) + tuple(range(2, n + 2)) if r.ndim == n + 3
+                                  else (0, n + 1) + tuple(range(1, n + 1))) for r in result]
         return result if self.return_state else result[0]
 
     def _step_mask(self, mask, batch, steps):
@@ -284,7 +295,7 @@ class ConvLSTM2D(Layer):
             return None
         m = np.asarray(mask.value if isinstance(mask, Tensor) else mask).astype(bool)
         if m.ndim < 2 or m.shape[:2] != (batch, steps):
-            raise ShapeError(f"ConvLSTM2D {self.name!r}: the mask has shape {m.shape}, "
+            raise ShapeError(f"{self._where()}: the mask has shape {m.shape}, "
                              f"expected (batch, timesteps) = {(batch, steps)} (or more dims "
                              "after those)")
         return m.reshape(batch, steps, -1).any(axis=2)
@@ -299,7 +310,7 @@ class ConvLSTM2D(Layer):
 
     def reset_states(self, states=None):
         if not self.stateful:
-            raise ConfigError(f"ConvLSTM2D {self.name!r} is not stateful; only stateful "
+            raise ConfigError(f"{self._where()} is not stateful; only stateful "
                               "layers keep states")
         if not self.built and states is None:
             return
@@ -308,7 +319,7 @@ class ConvLSTM2D(Layer):
             return
         values = [np.asarray(s, dtype=self.dtype) for s in states]
         if len(values) != 2 or any(v.shape != self._state_shape for v in values):
-            raise ShapeError(f"ConvLSTM2D {self.name!r}: reset_states needs two arrays (h, c) "
+            raise ShapeError(f"{self._where()}: reset_states needs two arrays (h, c) "
                              f"of shape {self._state_shape}, got "
                              f"{[v.shape for v in values]}")
         self._states = values
@@ -344,4 +355,24 @@ class ConvLSTM2D(Layer):
         config.update({"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout})
         if self.seed is not None:
             config["seed"] = self.seed
+        if self.zero_output_for_mask:
+            config["zero_output_for_mask"] = True
         return config
+
+
+@register_layer
+class ConvLSTM1D(ConvLSTM):
+    """Convolutional LSTM over a sequence of 1D frames (batch, time, steps, channels)."""
+    rank = 1
+
+
+@register_layer
+class ConvLSTM2D(ConvLSTM):
+    """Convolutional LSTM over a sequence of images (batch, time, rows, cols, channels)."""
+    rank = 2
+
+
+@register_layer
+class ConvLSTM3D(ConvLSTM):
+    """Convolutional LSTM over a sequence of volumes (batch, time, d1, d2, d3, channels)."""
+    rank = 3

@@ -15,6 +15,7 @@ from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer, to_list
 from ..engine.functional import Model
 from ..errors import ConfigError, ShapeError
+from .convolutional_recurrent import ConvLSTM
 from .recurrent import RNN, mask_array
 from .serialization import deserialize, register_layer, serialize
 
@@ -179,6 +180,9 @@ def _strip(name, prefix):
     return name[len(prefix):] if name.startswith(prefix) else name
 
 
+_RECURRENT = (RNN, ConvLSTM)      # what Bidirectional runs in both directions
+
+
 @register_layer
 class Bidirectional(Wrapper):
     """Run a recurrent layer forwards and a copy of it backwards and merge the two.
@@ -196,10 +200,10 @@ class Bidirectional(Wrapper):
         if isinstance(backward_layer, dict):
             backward_layer = deserialize_layer(backward_layer, where="Bidirectional")
         super().__init__(layer, weights=weights, **kwargs)
-        if not isinstance(self.layer, RNN):
+        if not isinstance(self.layer, _RECURRENT):
             raise ConfigError(f"Bidirectional {self.name!r}: the wrapped layer must be a "
-                              f"recurrent layer (SimpleRNN, GRU, LSTM, RNN), got "
-                              f"{type(self.layer).__name__}")
+                              f"recurrent layer (SimpleRNN, GRU, LSTM, RNN, ConvLSTM1D/2D/3D), "
+                              f"got {type(self.layer).__name__}")
         if merge_mode not in _MERGE_MODES:
             raise ConfigError(f"Bidirectional {self.name!r}: merge_mode must be one of "
                               f"{list(_MERGE_MODES)}, got {merge_mode!r}")
@@ -217,7 +221,7 @@ class Bidirectional(Wrapper):
             backward_config["config"].pop("batch_input_shape", None)
             self.backward_layer = deserialize(backward_config)
         else:
-            if not isinstance(backward_layer, RNN):
+            if not isinstance(backward_layer, _RECURRENT):
                 raise ConfigError(f"Bidirectional {self.name!r}: backward_layer must be a "
                                   f"recurrent layer, got {type(backward_layer).__name__}")
             self._backward_config = serialize(backward_layer)
@@ -276,7 +280,10 @@ class Bidirectional(Wrapper):
 
     def _check_input_compatibility(self, inputs):
         x, fs, bs = self._split(inputs)
-        self.forward_layer._check_ranks(tuple(x.shape), [tuple(s.shape) for s in fs or []])
+        if isinstance(self.forward_layer, RNN):
+            self.forward_layer._check_ranks(tuple(x.shape), [tuple(s.shape) for s in fs or []])
+        else:                                   # a ConvLSTM checks its own input
+            self.forward_layer._split(tuple(x.shape))
 
     def build(self, input_shape):
         if _is_shape_list(input_shape):

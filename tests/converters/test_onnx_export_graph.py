@@ -46,7 +46,7 @@ def ops_of(model):
     return [n.op_type for n in model.graph.node]
 
 
-@pytest.mark.parametrize("opset", list(range(13, 22)))
+@pytest.mark.parametrize("opset", list(range(13, 27)))
 def test_every_opset_exports_and_agrees(opset):
     g = conv_stack_graph()
     model = onnx_conv.export(g, opset=opset)
@@ -59,7 +59,7 @@ def test_every_opset_exports_and_agrees(opset):
     assert ("Gelu" in ops_of(model)) == (opset >= 20)
 
 
-@pytest.mark.parametrize("opset", [12, 22, "17", 17.0])
+@pytest.mark.parametrize("opset", [12, 27, "17", 17.0])
 def test_unsupported_opset_is_a_config_error(opset):
     with pytest.raises(ConfigError, match="opset"):
         onnx_conv.export(conv_stack_graph(), opset=opset)

@@ -100,6 +100,9 @@ case("ConvTranspose-output_shape", "ConvTranspose", [r(1, 2, 3), r(2, 3, 3)],
 case("MaxPool-pads-ceil", "MaxPool", [r(1, 2, 5, 5)], {"kernel_shape": [3, 2],
                                                        "strides": [2, 2], "pads": [1, 0, 1, 1],
                                                        "ceil_mode": 1})
+case("MaxPool-with-Indices", "MaxPool", [r(1, 2, 5, 5)], {"kernel_shape": [3, 3],
+                                                         "strides": [2, 2], "pads": [1, 1, 1, 1]},
+     num_outputs=2)
 case("AveragePool-include-pad", "AveragePool", [r(1, 2, 5, 5)],
      {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
       "count_include_pad": 1, "ceil_mode": 1})
@@ -128,6 +131,26 @@ case("Resize-nearest-asymmetric", "Resize", [r(1, 2, 2, 3)],
 case("Resize-linear-align-corners", "Resize", [r(1, 2, 3, 2)],
      {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
      consts={1: None, 2: None, 3: np.array([1, 2, 5, 3])})
+case("Resize-cubic-antialias-exclude", "Resize", [r(1, 2, 6, 5)],
+     {"mode": "cubic", "antialias": 1, "exclude_outside": 1, "cubic_coeff_a": -0.5},
+     consts={1: None, 2: np.array([1, 1, 0.6, 1.4])})
+case("Resize-linear-tf-crop", "Resize", [r(1, 1, 4, 5)],
+     {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize",
+      "extrapolation_value": 2.0},
+     consts={1: np.array([0, 0, -0.2, 0.1, 1, 1, 0.8, 1.3]), 2: None,
+             3: np.array([1, 1, 3, 3])})
+_grid = RNG.uniform(-1.3, 1.3, size=(2, 3, 2, 2))
+case("GridSample-linear-reflection", "GridSample", [r(2, 2, 4, 5), _grid],
+     {"mode": "linear", "padding_mode": "reflection"}, opset=20)
+case("GridSample-cubic-border-align", "GridSample", [r(2, 1, 4, 5), _grid],
+     {"mode": "cubic", "padding_mode": "border", "align_corners": 1}, opset=20)
+case("GridSample-3d-linear-zeros", "GridSample",
+     [r(1, 2, 3, 4, 3), RNG.uniform(-1.1, 1.1, size=(1, 2, 2, 1, 3))], opset=20)
+case("GridSample-nearest", "GridSample", [r(2, 2, 4, 5)], {"mode": "nearest"},
+     consts={1: _grid}, opset=20)
+case("AffineGrid-2d", "AffineGrid", [r(2, 2, 3)], consts={1: np.array([2, 1, 3, 4])}, opset=20)
+case("AffineGrid-3d-align", "AffineGrid", [r(1, 3, 4)], {"align_corners": 1},
+     consts={1: np.array([1, 1, 2, 3, 2])}, opset=20)
 case("GatherElements", "GatherElements", [r(3, 4)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 1], [-1, 2]])})
 case("TopK-values", "TopK", [r(3, 5)], {"axis": 1}, consts={1: np.array([2])}, num_outputs=2)
@@ -138,12 +161,100 @@ case("Einsum-batched-matmul", "Einsum", [r(2, 3, 4), r(2, 4, 5)],
      {"equation": "bij,bjk->bik"})
 case("Einsum-sum-only-in-one", "Einsum", [r(3, 4), r(4)], {"equation": "ij,j->i"})
 case("Einsum-implicit-outer", "Einsum", [r(3), r(2, 4)], {"equation": "i,jk"})
+case("Einsum-ellipsis-broadcast", "Einsum", [r(2, 1, 3, 4), r(5, 4, 2)],
+     {"equation": "...ij,...jk->...ik"})
+case("Einsum-batch-diagonal", "Einsum", [r(2, 3, 3)], {"equation": "...ii->...i"})
+case("Einsum-trace-implicit", "Einsum", [r(3, 3), r(3)], {"equation": "ii,j"})
 for red in ("none", "add", "max"):
     case(f"ScatterND-{red}", "ScatterND", [r(4, 3), r(2, 3)], {"reduction": red},
          consts={1: np.array([[2], [-1]])})
 case("ScatterElements", "ScatterElements", [r(3, 4), r(3, 2)], {"axis": 1},
      consts={1: np.array([[0, 3], [1, 2], [2, 0]])})
 case("GatherND", "GatherND", [r(3, 4, 2)], consts={1: np.array([[0, 1], [2, -1]])})
+case("RMSNormalization", "RMSNormalization", [r(2, 3, 4), r(3, 4)], {"axis": 1})
+case("GroupNormalization", "GroupNormalization", [r(2, 4, 3), r(4), r(4)], {"num_groups": 2},
+     opset=21)
+case("MeanVarianceNormalization", "MeanVarianceNormalization", [r(2, 3, 2, 2)])
+case("LpNormalization-p1", "LpNormalization", [r(2, 3)], {"axis": 0, "p": 1})
+case("LpNormalization-p2", "LpNormalization", [r(2, 3)])
+case("LpPool-p3-pads", "LpPool", [r(1, 2, 5, 4)], {"kernel_shape": [2, 2], "p": 3,
+                                                   "pads": [1, 0, 0, 1], "strides": [2, 1]})
+case("LpPool-p2-dilated", "LpPool", [r(1, 2, 6)], {"kernel_shape": [2], "dilations": [2]})
+for _excl in (0, 1):
+    for _rev in (0, 1):
+        case(f"CumProd-excl{_excl}-rev{_rev}", "CumProd", [r(3, 4)],
+             {"exclusive": _excl, "reverse": _rev}, consts={1: np.array(1)})
+case("CumProd-with-zero", "CumProd", [np.array([[1.5, 0.0, -2.0, 0.7]])],
+     consts={1: np.array(-1)})
+case("Det", "Det", [r(2, 3, 3)])
+case("Compress-axis", "Compress", [r(3, 4)], {"axis": 1},
+     consts={1: np.array([True, False, True])})
+case("Compress-flat", "Compress", [r(2, 3)], consts={1: np.array([0, 1, 1, 0, 1])})
+case("ReverseSequence", "ReverseSequence", [r(4, 3, 2)], {"time_axis": 0, "batch_axis": 1},
+     consts={1: np.array([4, 1, 2])})
+case("CenterCropPad", "CenterCropPad", [r(5, 2, 3)], {"axes": [0, 2]},
+     consts={1: np.array([2, 6])})
+case("Swish", "Swish", [r(2, 3)], {"alpha": 0.7})
+case("SwiGLU", "SwiGLU", [r(2, 3), r(2, 3)], {"alpha": 1.3})
+_labels = np.array([[0, 2], [1, -1]])
+case("NegativeLogLikelihoodLoss-weight-ignore", "NegativeLogLikelihoodLoss",
+     [r(2, 3, 2), pos(3)], {"ignore_index": -1}, consts={1: _labels})
+case("NegativeLogLikelihoodLoss-sum", "NegativeLogLikelihoodLoss", [r(2, 3, 2)],
+     {"reduction": "sum"}, consts={1: np.array([[0, 2], [1, 1]])})
+for _out in (0, 1):
+    case(f"SoftmaxCrossEntropyLoss-out{_out}", "SoftmaxCrossEntropyLoss", [r(2, 3, 2), pos(3)],
+         {"ignore_index": -1, "reduction": "mean"}, consts={1: _labels}, out=_out,
+         num_outputs=2)
+case("SoftmaxCrossEntropyLoss-none", "SoftmaxCrossEntropyLoss", [r(3, 4)],
+     {"reduction": "none"}, consts={1: np.array([3, 0, 1])})
+case("Attention-4d-gqa-past-causal-mask", "Attention",
+     [r(1, 4, 2, 3), r(1, 2, 2, 3), r(1, 2, 2, 3), r(1, 1, 2, 2), r(1, 2, 1, 3), r(1, 2, 1, 3)],
+     {"is_causal": 1, "scale": 0.7})
+case("Attention-3d-softcap-boolmask", "Attention", [r(2, 3, 4), r(2, 2, 4), r(2, 2, 6)],
+     {"q_num_heads": 2, "kv_num_heads": 2, "softcap": 2.0},
+     consts={3: np.array([[True, False], [True, True], [False, True]])})
+for _out in (1, 3):
+    case(f"Attention-out{_out}", "Attention", [r(1, 2, 3, 2), r(1, 2, 3, 2), r(1, 2, 3, 2)],
+         {"qk_matmul_output_mode": 3, "left_window_size": 1}, out=_out, num_outputs=4)
+case("RotaryEmbedding-3d-interleaved-partial", "RotaryEmbedding",
+     [r(2, 3, 8), r(5, 1), r(5, 1)], {"num_heads": 2, "interleaved": 1,
+                                       "rotary_embedding_dim": 2},
+     consts={3: np.array([[0, 1, 4], [2, 2, 3]])}, opset=23)
+case("RotaryEmbedding-4d", "RotaryEmbedding", [r(1, 2, 3, 4), r(1, 3, 2), r(1, 3, 2)], opset=23)
+case("DFT-complex-axis1", "DFT", [r(2, 5, 3, 2)], {"axis": 1}, opset=17)
+case("DFT-real-onesided-len", "DFT", [r(2, 6, 1)], {"onesided": 1}, consts={1: np.array(8)},
+     opset=17)
+case("DFT-inverse-onesided", "DFT", [r(1, 4, 2)], {"inverse": 1, "onesided": 1},
+     consts={1: None, 2: np.array(-2)}, opset=20)
+case("STFT-window", "STFT", [r(2, 9, 1), r(4)], consts={1: np.array(2)}, opset=17)
+for _out in (0, 1):
+    case(f"CausalConvWithState-silu-out{_out}", "CausalConvWithState",
+         [r(2, 3, 4), r(3, 1, 3), r(3), r(2, 3, 2)], {"activation": "silu"}, out=_out,
+         num_outputs=2, opset=27)
+case("LinearAttention-gated-delta-gqa", "LinearAttention",
+     [r(1, 3, 4), r(1, 3, 2), r(1, 3, 3), r(1, 1, 2, 3), r(1, 3, 1) * 0.3, pos(1, 3, 1) * 0.5],
+     {"q_num_heads": 2, "kv_num_heads": 1, "update_rule": "gated_delta"}, opset=27)
+case("LinearAttention-linear-state-out", "LinearAttention", [r(1, 3, 4), r(1, 3, 4), r(1, 3, 2)],
+     {"q_num_heads": 2, "kv_num_heads": 2, "update_rule": "linear", "scale": 0.5}, out=1,
+     num_outputs=2, opset=27)
+case("TensorScatter-circular", "TensorScatter", [r(2, 2, 4, 3), r(2, 2, 2, 3)],
+     {"mode": "circular"}, consts={2: np.array([3, 1])}, opset=24)
+case("MaxUnpool-output-shape", "MaxUnpool", [r(1, 1, 2, 2)], {"kernel_shape": [2, 2],
+                                                             "strides": [2, 2]},
+     consts={1: np.array([[[[5, 3], [10, 15]]]]), 2: np.array([1, 1, 5, 4])})
+case("Col2Im-pads-strides-dilations", "Col2Im", [r(1, 8, 9)],
+     {"pads": [1, 0, 0, 1], "strides": [1, 2], "dilations": [2, 1]},
+     consts={1: np.array([4, 5]), 2: np.array([2, 2])}, opset=18)
+case("GatherND-batch-dims", "GatherND", [r(2, 3, 4)], {"batch_dims": 1},
+     consts={1: np.array([[[1], [-1]], [[0], [2]]])})
+_rois = np.array([[0.3, 0.5, 3.2, 2.9], [1.1, 0.2, 4.4, 3.7]])
+for _mode in ("avg", "max"):
+    case(f"RoiAlign-{_mode}", "RoiAlign", [r(2, 2, 5, 6)],
+         {"mode": _mode, "output_height": 2, "output_width": 3, "sampling_ratio": 2},
+         consts={1: _rois, 2: np.array([1, 0])}, opset=22)
+case("DeformConv-mask-stride", "DeformConv",
+     [r(1, 2, 3, 4), r(1, 2, 2, 2), r(1, 8, 2, 2) * 0.6, r(1), pos(1, 4, 2, 2) * 0.5],
+     {"strides": [1, 2]}, opset=22)
 H = 2
 case("LSTM-bidir-seqlens-peep", "LSTM",
      [r(3, 2, 3), r(2, 4 * H, 3), r(2, 4 * H, H), r(2, 8 * H)],

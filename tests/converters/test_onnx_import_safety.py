@@ -141,22 +141,22 @@ def test_old_opset_is_upgraded():
 
 def test_every_unsupported_op_in_one_error():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-             helper.make_node("MaxUnpool", ["h", "h"], ["mu"], name="unpool_1",
-                              kernel_shape=[2]),
-             helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="cubic"),
+             helper.make_node("SplitToSequence", ["h"], ["mu"], name="toseq_1"),
+             helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="area"),
              helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
-                              mode="linear", antialias=1),
+                              mode="linear", coordinate_transformation_mode="stretchy"),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
-             helper.make_node("Unique", ["h"], ["u"], name="unique_1"),
+             helper.make_node("StringNormalizer", ["h"], ["u"], name="strnorm_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
     with pytest.raises(UnsupportedError) as e:
         onnx_conv.import_graph(mlp(nodes=nodes))
     msg = str(e.value)
     assert "5 unsupported" in msg
-    for piece in ("MaxUnpool node 'unpool_1' (opset 17)", "Inverse node 'inv_1'",
-                  "Resize node 'resize_1' (opset 17): mode 'cubic' is not supported",
-                  "Resize node 'resize_2' (opset 17): mode 'linear' with antialias",
-                  "custom domain 'com.microsoft'", "Unique node 'unique_1' (opset 17)"):
+    for piece in ("SplitToSequence node 'toseq_1' (opset 17)", "Inverse node 'inv_1'",
+                  "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
+                  "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
+                  "custom domain 'com.microsoft'",
+                  "StringNormalizer node 'strnorm_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5
 
@@ -186,3 +186,11 @@ def test_fuzzed_files_fail_cleanly(source, count):
         except ModelkitError:
             outcomes["error"] += 1
     assert outcomes["error"] > 3 and sum(outcomes.values()) == count
+
+
+def test_image_decoder_refuses_bytes_that_are_no_image():
+    from modelkit.backend.onnx_ops import run_onnx_op
+    from modelkit.backend.tensor import Tensor
+    from modelkit.errors import ShapeError
+    with pytest.raises(ShapeError, match="not an image"):
+        run_onnx_op("ImageDecoder", [Tensor(np.frombuffer(b"GIF89a-not-really", np.uint8))])

@@ -51,8 +51,8 @@ def as_list(y):
 
 
 def test_fixtures_cover_both_exporters():
-    assert len(FILES) == 33
-    assert sum(f.endswith(".dynamo.onnx") for f in FILES) == 16
+    assert len(FILES) == 35
+    assert sum(f.endswith(".dynamo.onnx") for f in FILES) == 17
 
 
 @pytest.mark.parametrize("fname", FILES)

@@ -12,7 +12,8 @@ from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.converters import onnx as onnx_conv
 from modelkit.converters.onnx.testing import run
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
-from modelkit.layers import BatchNormalization, Conv3D, ConvLSTM2D, Input, Masking
+from modelkit.layers import (BatchNormalization, Conv3D, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D, Input,
+                             Masking)
 from modelkit.models import Model, Sequential, load_model
 
 from layer_testing import run_layer_test
@@ -21,27 +22,26 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 rng = np.random.default_rng(77)
 
 
-def conv2d_np(x, w, strides=(1, 1), padding="valid", dilation=(1, 1)):
-    """Channels-last 2D convolution by explicit window sums (TF 'same' pads)."""
-    kh, kw = w.shape[:2]
+def convnd_np(x, w, strides, padding, dilation):
+    """Channels-last N-d convolution by explicit window sums (TF 'same' pads)."""
+    import itertools
+    n = w.ndim - 2
     pads = []
-    for n, k, s, d in zip(x.shape[1:3], (kh, kw), strides, dilation):
+    for size, k, s, d in zip(x.shape[1:1 + n], w.shape[:n], strides, dilation):
         if padding == "same":
-            out = -(-n // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         else:
             pads.append((0, 0))
     xp = np.pad(x, [(0, 0)] + pads + [(0, 0)])
-    oh = (xp.shape[1] - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    ow = (xp.shape[2] - (kw - 1) * dilation[1] - 1) // strides[1] + 1
-    y = np.zeros((x.shape[0], oh, ow, w.shape[-1]))
-    for i in range(oh):
-        for j in range(ow):
-            for a in range(kh):
-                for b in range(kw):
-                    y[:, i, j] += xp[:, i * strides[0] + a * dilation[0],
-                                     j * strides[1] + b * dilation[1]] @ w[a, b]
+    outs = [(xp.shape[1 + a] - (w.shape[a] - 1) * dilation[a] - 1) // strides[a] + 1
+            for a in range(n)]
+    y = np.zeros((x.shape[0], *outs, w.shape[-1]))
+    for pos in itertools.product(*map(range, outs)):
+        for off in itertools.product(*map(range, w.shape[:n])):
+            idx = tuple(p * s + o * d for p, o, s, d in zip(pos, off, strides, dilation))
+            y[(slice(None),) + pos] += xp[(slice(None),) + idx] @ w[off]
     return y
 
 
@@ -49,11 +49,13 @@ def hard_sigmoid(v):
     return np.clip(0.2 * v + 0.5, 0.0, 1.0)
 
 
-def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=(1, 1),
+def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation=None,
                  go_backwards=False, cf=False, act=np.tanh, rec_act=hard_sigmoid, h=None, c=None,
                  mask=None):
-    """The Keras 2 ConvLSTM2D recurrence, written out; returns (sequence, h, c). `mask`
-    (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
+    """The Keras 2 ConvLSTM recurrence at any rank (the kernel's), written out; returns
+    (sequence, h, c). `mask` (batch, time): a masked step keeps h and c (Keras 2's K.rnn)."""
+    rank = kernel.ndim - 2
+    ones = (1,) * rank
     if cf:
         x = np.moveaxis(x, 2, -1)
     if go_backwards:
@@ -62,17 +64,18 @@ def conv_lstm_np(x, kernel, rec, bias, strides=(1, 1), padding="valid", dilation
     n = rec.shape[-2]
     seq = []
     for t in range(x.shape[1]):
-        z = conv2d_np(x[:, t], kernel, strides, padding, dilation) + bias
+        z = convnd_np(x[:, t], kernel, strides, padding, dilation or ones) + bias
         if h is None:
             h = np.zeros(z.shape[:-1] + (n,))
             c = np.zeros_like(h)
-        z = z + conv2d_np(h, rec, padding="same")
+        z = z + convnd_np(h, rec, ones, "same", ones)
         i, f, o = rec_act(z[..., :n]), rec_act(z[..., n:2 * n]), rec_act(z[..., 3 * n:])
         c_new = f * c + i * act(z[..., 2 * n:3 * n])
         h_new = o * act(c_new)
-        keep = np.ones(len(x), bool) if mask is None else mask[:, t]
-        h = np.where(keep[:, None, None, None], h_new, h)
-        c = np.where(keep[:, None, None, None], c_new, c)
+        keep = (np.ones(len(x), bool) if mask is None else mask[:, t]).reshape(
+            (-1,) + ones + (1,))
+        h = np.where(keep, h_new, h)
+        c = np.where(keep, c_new, c)
         seq.append(h)
     seq = np.stack(seq, axis=1)
     if cf:
@@ -392,3 +395,89 @@ def test_masked_conv_lstm_exports_to_onnx():
                             ConvLSTM2D(2, (2, 3), strides=(1, 2), go_backwards=backwards)])
         got = run(onnx_conv.export(model), [x])[0]
         np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# -- ConvLSTM1D / ConvLSTM3D: the same layer code at rank 1 and 3 -------------------------
+
+def conv_lstm_nd_np(x, kernel, rec, bias, **kw):
+    """conv_lstm_np with sigmoid gates (the rank-1/3 cases use them)."""
+    return conv_lstm_np(x, kernel, rec, bias, rec_act=lambda v: 1 / (1 + np.exp(-v)), **kw)
+
+
+ND_CASES = {   # id -> (class, kwargs, input shape without batch, reference kwargs)
+    "1d_same_sequences": (ConvLSTM1D, dict(filters=2, kernel_size=3, padding="same",
+                                           return_sequences=True), (3, 5, 2),
+                          dict(strides=(1,), padding="same")),
+    "1d_strided_backwards_state": (ConvLSTM1D, dict(filters=2, kernel_size=2, strides=2,
+                                                    go_backwards=True, return_state=True),
+                                   (3, 6, 1), dict(strides=(2,), go_backwards=True)),
+    "1d_dilated_channels_first": (ConvLSTM1D, dict(filters=1, kernel_size=2, dilation_rate=2,
+                                                   data_format="channels_first"),
+                                  (2, 2, 5), dict(strides=(1,), dilation=(2,), cf=True)),
+    "3d_same_sequences": (ConvLSTM3D, dict(filters=2, kernel_size=2, padding="same",
+                                           return_sequences=True), (2, 3, 2, 3, 1),
+                          dict(strides=(1, 1, 1), padding="same")),
+    "3d_valid_channels_first": (ConvLSTM3D, dict(filters=1, kernel_size=(2, 1, 2),
+                                                 strides=(1, 1, 2),
+                                                 data_format="channels_first"),
+                                (2, 2, 3, 2, 4), dict(strides=(1, 1, 2), cf=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ND_CASES))
+def test_conv_lstm_1d_3d(case, tmp_path):
+    """ConvLSTM1D/3D through run_layer_test: the numpy recurrence, float64 gradients,
+    IR/.h5/.keras/ONNX (unrolled) round trips."""
+    cls, kw, in_shape, ref_kw = ND_CASES[case]
+    kw = dict(kw, recurrent_activation="sigmoid")
+
+    def reference(x, layer):
+        ws = layer.get_weights()
+        seq, h, c = conv_lstm_nd_np(x.astype(float), ws[0], ws[1], ws[2], **ref_kw)
+        out = seq if kw.get("return_sequences") else h
+        return [out, h, c] if kw.get("return_state") else out
+    run_layer_test(lambda: cls(**kw), in_shape, tmp_path, weights=signed, atol=1e-5,
+                   reference=reference)
+
+
+@pytest.mark.parametrize("cls, rank", [(ConvLSTM1D, 1), (ConvLSTM3D, 3)])
+def test_conv_lstm_nd_refuses_other_ranks(cls, rank):
+    with pytest.raises(ShapeError, match=f"{cls.__name__}.*rank {rank + 3}"):
+        Sequential([cls(2, 2, input_shape=(3,) + (4,) * (rank + 1) + (1,))])
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_bidirectional_conv_lstm2d(merge_mode, tmp_path):
+    """Bidirectional(ConvLSTM2D): the forward run and the backward run (put back in input
+    order), merged; run_layer_test's numpy, gradient, file and ONNX checks."""
+    from modelkit.layers import Bidirectional
+    kw = dict(filters=2, kernel_size=2, padding="same", return_sequences=True,
+              recurrent_activation="sigmoid")
+
+    def reference(x, layer):
+        ws = layer.get_weights()
+        fwd = conv_lstm_nd_np(x.astype(float), *ws[:3], strides=(1, 1), padding="same")[0]
+        bwd = conv_lstm_nd_np(x.astype(float), *ws[3:], strides=(1, 1), padding="same",
+                              go_backwards=True)[0][:, ::-1]
+        return np.concatenate([fwd, bwd], -1) if merge_mode == "concat" else fwd + bwd
+    run_layer_test(lambda: Bidirectional(ConvLSTM2D(**kw), merge_mode=merge_mode),
+                   (3, 3, 4, 1), tmp_path, weights=signed, atol=1e-5, reference=reference)
+
+
+@pytest.mark.parametrize("writer", ["tfk", "k3"])
+@pytest.mark.parametrize("name", ["lstm1d", "lstm3d", "bidir_convlstm"])
+def test_real_keras_conv_lstm_files(name, writer, tmp_path):
+    """ConvLSTM1D, ConvLSTM3D and Bidirectional(ConvLSTM2D) models saved by tf-keras 2.21
+    (.h5) and Keras 3.15 (.keras): Keras's predictions, in modelkit, after a round trip
+    through both formats, and in onnxruntime (fixtures/conv_lstm_nd/make_conv_lstm_nd.py)."""
+    folder = FIXTURES / "conv_lstm_nd"
+    data = np.load(folder / f"{name}_{writer}.npz")
+    model = load_model(folder / (f"tfk_{name}.h5" if writer == "tfk" else f"k3_{name}.keras"))
+    np.testing.assert_allclose(model.predict(data["x0"]), data["y0"], atol=1e-6, rtol=0)
+    # tf-keras's ConvLSTM default gates are Keras 2's hard_sigmoid: no Keras 3 spelling
+    for ext in (".h5",) if writer == "tfk" else (".h5", ".keras"):
+        model.save(tmp_path / f"m{ext}")
+        np.testing.assert_allclose(load_model(tmp_path / f"m{ext}").predict(data["x0"]),
+                                   data["y0"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(run(onnx_conv.export(model), [data["x0"]])[0], data["y0"],
+                               atol=1e-5, rtol=0)

@@ -20,7 +20,7 @@ from modelkit.keras_config import graph_to_keras_config, keras_config_to_graph
 from modelkit.models import load_model, model_from_json
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "tf_ops"
-NAMES = ["arith", "two_inputs", "slicing", "matmul_act", "split", "masked"]
+NAMES = ["arith", "two_inputs", "slicing", "matmul_act", "split", "masked", "more_ops"]
 
 
 def _data(name):
@@ -162,6 +162,15 @@ def test_unknown_tf_function_refused_naming_layer_and_function(function):
     assert "tf.math.multiply" in str(e.value) and repr(function)[:20] in str(e.value)
 
 
+def test_tf_einsum_refused_as_tf_keras_leaves_out_its_operands():
+    """tf-keras writes `tf.einsum(eq, a, b)` as the equation alone (it cannot reload it
+    either): refused naming the layer and why, never guessed."""
+    def edit(layers):
+        layers[0]["config"]["function"] = "einsum"
+    with pytest.raises(KerasConfigError, match="tf.math.multiply.*einsum.*operands"):
+        keras_config_to_graph(_edited_tfk("arith", edit), keras_version="2.21.0")
+
+
 def test_unsupported_arguments_refused():
     def transpose_b(layers):
         mm = [e for e in layers if e["config"]["function"] == "linalg.matmul"][0]
@@ -183,8 +192,8 @@ def test_unsupported_arguments_refused():
 def test_unknown_keras3_operation_refused():
     cfg = copy.deepcopy(_k3_config("arith"))
     ops = [e for e in cfg["config"]["layers"] if e.get("module", "").startswith("keras.src.ops")]
-    ops[0]["class_name"] = "Einsum"
-    with pytest.raises(KerasConfigError, match="/multiply: .*'Einsum'"):
+    ops[0]["class_name"] = "Fft2"
+    with pytest.raises(KerasConfigError, match="/multiply: .*'Fft2'"):
         keras_config_to_graph(cfg, keras_version="3.15.1")
     ops[0]["class_name"] = "Multiply"
     ops[0]["config"]["axis"] = 3

@@ -40,7 +40,8 @@ COMPARE = {"equal", "not_equal", "greater", "greater_equal", "less", "less_equal
            "logical_and", "logical_or"}
 UNARY = {"abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "negative": "Neg",
          "ceil": "Ceil", "floor": "Floor", "round": "Round", "sign": "Sign", "sin": "Sin",
-         "cos": "Cos", "logical_not": "Not", "stop_gradient": "Identity"}
+         "cos": "Cos", "logical_not": "Not", "stop_gradient": "Identity",
+         "reciprocal": "Reciprocal", "erf": "Erf"}
 ACTIVATION_FUNCS = {"tanh", "sigmoid", "softplus", "softsign", "selu", "elu", "gelu", "silu",
                     "swish", "hard_sigmoid", "softmax", "log_softmax"}
 REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin",
@@ -49,7 +50,7 @@ OTHER = {"square", "pow", "expm1", "log1p", "relu", "clip", "concatenate", "stac
          "permute_dimensions", "transpose", "expand_dims", "squeeze", "batch_flatten",
          "flatten", "matmul", "dot", "batch_dot", "where", "switch", "getitem", "repeat",
          "repeat_elements", "tile", "zeros_like", "ones_like", "gather", "l2_normalize", "var",
-         "std", "cast", "not_equal", "split", "shape"}
+         "std", "cast", "not_equal", "split", "shape", "rsqrt", "einsum", "one_hot", "resize"}
 SUPPORTED = set(BINARY) | set(UNARY) | ACTIVATION_FUNCS | set(REDUCE) | OTHER
 
 
@@ -228,6 +229,20 @@ def _emit(fn, ctx, args, kwargs, hint):  # noqa: C901 - one table of small cases
         return ctx.op("Div", [x, ctx.op("Sqrt", [sq], sq.shape)], x.shape, hint=hint)
     if fn == "cast":
         return ctx.cast(x, str(np.dtype(_arg(args, kwargs, 1, "dtype"))), hint=hint)
+    if fn == "rsqrt":
+        return ctx.op("Reciprocal", [ctx.op("Sqrt", [x], x.shape)], x.shape, hint=hint)
+    if fn == "einsum":
+        return _einsum(ctx, x, args[1:], hint)
+    if fn == "one_hot":
+        n = int(_arg(args, kwargs, 1, "num_classes"))
+        idx = ctx.cast(_as_tensor(ctx, x), "int64")
+        shape = None if idx.shape is None else idx.shape + (n,)
+        return ctx.op("OneHot", [idx, ctx.ints([n]), ctx.const(np.array([0, 1], "float32"))],
+                      shape, dtype="float32", hint=hint, axis=-1)
+    if fn == "resize":
+        return _resize(ctx, x, [int(v) for v in _arg(args, kwargs, 1, "size")],
+                       _arg(args, kwargs, 2, "interpolation", "bilinear"),
+                       _arg(args, kwargs, 3, "data_format"), hint)
     raise LayerUnsupported(f"backend function {fn!r} has no ONNX mapping")
 
 
@@ -300,3 +315,35 @@ def _getitem(ctx, x, index, hint):
     if drop:
         y = ctx.squeeze(y, drop)
     return ctx.op("Identity", [y], y.shape, hint=hint)
+
+
+def _einsum(ctx, equation, operands, hint):
+    from modelkit.onnx_spec import einsum_parts
+    ins, out = einsum_parts(equation)
+    dims = {}
+    for t, sub in zip(operands, ins):
+        for c, d in zip(sub, t.shape or ()):
+            dims.setdefault(c, d)
+    shape = tuple(dims.get(c) for c in out)
+    return ctx.op("Einsum", list(operands), shape, hint=hint, equation=f"{','.join(ins)}->{out}")
+
+
+def _resize(ctx, x, size, interpolation, data_format, hint):
+    """tf.image.resize as ONNX Resize: half-pixel centres (bilinear), TensorFlow's nearest
+    (`tf_half_pixel_for_nn`, floor); the output sizes of every axis, batch taken at run time."""
+    if x.rank not in (3, 4):
+        raise LayerUnsupported(f"resize of a rank-{x.rank} tensor")
+    first = data_format == "channels_first"
+    lead = (x.rank - 3) + (1 if first else 0)          # axes before the spatial ones
+    parts = ([ctx.shape_of(x, 0, lead)] if lead else []) + [ctx.ints(size)]
+    if not first:
+        parts.append(ctx.shape_of(x, x.rank - 1, x.rank))
+    sizes = ctx.op("Concat", parts, (x.rank,), dtype="int64", axis=0)
+    shape = None if x.shape is None else \
+        x.shape[:lead] + tuple(size) + (() if first else x.shape[-1:])
+    attrs = ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+             if interpolation == "bilinear" else
+             {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn",
+              "nearest_mode": "floor"})
+    empty = ctx.const(np.zeros(0, "float32"), hint="empty")
+    return ctx.op("Resize", [x, empty, empty, sizes], shape, hint=hint, **attrs)

@@ -27,6 +27,8 @@ from .. import layout, rnn_mask
 from ..context import LayerUnsupported, Tensor
 from ..registry import export_handler
 from .activations import rnn_activation_attrs, rnn_activation_problem
+from .conv_recurrent import (CONV_LSTM_OPS, conv_lstm_bidirectional_problem,
+                             conv_lstm_both_ways)
 
 RNN_OPS = {"SimpleRNN": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
 N_STATES = {"SimpleRNN": 1, "GRU": 1, "LSTM": 2}
@@ -207,6 +209,8 @@ def _inner(node):
 
 def _check_bidirectional(node, opset):
     op, cfg = _inner(node)
+    if op in CONV_LSTM_OPS:
+        return conv_lstm_bidirectional_problem(node, cfg, opset)
     p = rnn_config_problem(op, cfg)
     if p:
         return p
@@ -227,6 +231,9 @@ def _check_bidirectional(node, opset):
 @export_handler("Bidirectional", check=_check_bidirectional)
 def bidirectional(node, ctx, inputs):
     op, cfg = _inner(node)
+    if op in CONV_LSTM_OPS:
+        fwd, bwd = conv_lstm_both_ways(node, ctx, inputs, op, cfg)
+        return merge_directions(ctx, node, fwd, bwd)
     x = inputs[0]
     ws = ctx.weights(node)
     half = len(ws) // 2
@@ -235,7 +242,6 @@ def bidirectional(node, ctx, inputs):
     xt, lens, plan = _prepare(ctx, node, x, mask, node.name)
     Y, Y_h, Y_c = run_rnn(ctx, node, op, cfg, [ws[:half], ws[half:]], xt, lens, states,
                           "bidirectional")
-    mode = node.config.get("merge_mode", "concat")
     if cfg.get("return_sequences"):
         # Keras (2 and 3) forces zero_output_for_mask inside Bidirectional: masked steps
         # are zeros in both directions.
@@ -249,19 +255,7 @@ def bidirectional(node, ctx, inputs):
         if plan is not None:
             fwd = rnn_mask.last_output(ctx, plan, fwd, False, f"{node.name}/forward")
             bwd = rnn_mask.last_output(ctx, plan, bwd, False, f"{node.name}/backward")
-    shape = fwd.shape
-    if mode == "concat":
-        cshape = None if shape is None else shape[:-1] + (2 * shape[-1],)
-        merged = [ctx.op("Concat", [fwd, bwd], cshape, hint=node.name, axis=-1)]
-    elif mode == "sum":
-        merged = [ctx.op("Add", [fwd, bwd], shape, hint=node.name)]
-    elif mode == "mul":
-        merged = [ctx.op("Mul", [fwd, bwd], shape, hint=node.name)]
-    elif mode == "ave":
-        s = ctx.op("Add", [fwd, bwd], shape)
-        merged = [ctx.op("Mul", [s, ctx.scalar(0.5)], shape, hint=node.name)]
-    else:
-        merged = [fwd, bwd]
+    merged = merge_directions(ctx, node, fwd, bwd)
     if cfg.get("return_sequences") and mask is not None:
         for m in merged:
             ctx.masks[m.name] = mask
@@ -270,3 +264,20 @@ def bidirectional(node, ctx, inputs):
         for d in range(2):
             outs.extend(_final_states(ctx, plan, Y_h, Y_c, d, states, node.name))
     return outs
+
+
+def merge_directions(ctx, node, fwd, bwd):
+    """Bidirectional's merge_mode applied to the two directions' outputs (a list)."""
+    mode = node.config.get("merge_mode", "concat")
+    shape = fwd.shape
+    if mode == "concat":
+        cshape = None if shape is None else shape[:-1] + (2 * shape[-1],)
+        return [ctx.op("Concat", [fwd, bwd], cshape, hint=node.name, axis=-1)]
+    if mode == "sum":
+        return [ctx.op("Add", [fwd, bwd], shape, hint=node.name)]
+    if mode == "mul":
+        return [ctx.op("Mul", [fwd, bwd], shape, hint=node.name)]
+    if mode == "ave":
+        s = ctx.op("Add", [fwd, bwd], shape)
+        return [ctx.op("Mul", [s, ctx.scalar(0.5)], shape, hint=node.name)]
+    return [fwd, bwd]

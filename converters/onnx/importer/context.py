@@ -17,8 +17,11 @@ from modelkit.errors import ModelLoadError, UnsupportedError
 from modelkit.ir import Node, TensorRef
 from modelkit.op_arguments import encode
 
+from modelkit.onnx_spec import CONTROL_FLOW, outer_names
+
 from .evaluate import run_node
 from .load import tensor_to_array
+from .subgraph import graph_config
 
 
 def clean_name(name):
@@ -287,9 +290,11 @@ class ImportContext:
 
     def onnx_op(self, node):
         """The generic form: `node` as one OnnxOp IR node (constants become its weights)."""
+        attributes = attributes_of(node, self)
+        # a subgraph's reads of this graph's values are extra inputs of the node
         operands = [None if not i else (self.const(i) if self.is_const(i) else i)
-                    for i in node.input]
-        return self.emit_onnx(node.op_type, operands, attributes_of(node, self),
+                    for i in list(node.input) + outer_names(attributes)]
+        return self.emit_onnx(node.op_type, operands, attributes,
                               [self._out_shape(o) for o in node.output],
                               [self.dtypes.get(o) or "float32" for o in node.output],
                               hint=node.name or node.op_type)
@@ -340,6 +345,11 @@ def attributes_of(node, ctx=None):
     """A node's attributes as JSON-safe values (tensors as {"__array__", "dtype"})."""
     out = {}
     for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH and node.op_type in CONTROL_FLOW:
+            out[a.name] = graph_config(a.g, ctx.label if ctx else "<model>",
+                                       ctx.folder if ctx else None,
+                                       lambda n: attributes_of(n, ctx))
+            continue
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
                       onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS):
             raise UnsupportedError(f"{node.op_type} node {node.name!r}: attribute {a.name!r} "

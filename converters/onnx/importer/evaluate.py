@@ -16,11 +16,12 @@ from onnx import numpy_helper
 from modelkit.op_arguments import decode
 
 
-def run_node(node, inputs, opset, checked_attrs):
+def run_node(node, inputs, opset, checked_attrs, outer=None):
     """Evaluate `node` on `inputs` (numpy arrays, None for an omitted optional input).
 
     checked_attrs: the node's attributes as `attributes_of` returns them (tensor attributes
-    validated). Returns one numpy array (or None) per output of the node. Any failure is a
+    validated). outer: {name: array} the node's subgraphs read from the enclosing graph.
+    Returns one numpy array (or None) per output of the node. Any failure is a
     ValueError saying why (the walk names the node)."""
     from onnx.reference import ReferenceEvaluator
     copy = onnx.NodeProto()
@@ -34,8 +35,21 @@ def run_node(node, inputs, opset, checked_attrs):
     del copy.output[:]
     copy.output.extend(f"out{i}" if name else "" for i, name in enumerate(node.output))
     feeds = {f"in{i}": np.asarray(x) for i, x in enumerate(inputs) if x is not None}
+    outer = outer or {}
     try:
-        results = ReferenceEvaluator(copy, opsets={"": int(opset)}).run(wanted, feeds)
+        if outer:           # a subgraph reads enclosing values: evaluate a one-node model
+            from onnx import helper
+            feeds.update({k: np.asarray(v) for k, v in outer.items()})
+            graph = helper.make_graph(
+                [copy], "fold", [helper.make_tensor_value_info(
+                    k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                    for k, v in feeds.items()],
+                [helper.make_tensor_value_info(w, onnx.TensorProto.UNDEFINED, None)
+                 for w in wanted])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+            results = ReferenceEvaluator(model).run(wanted, feeds)
+        else:
+            results = ReferenceEvaluator(copy, opsets={"": int(opset)}).run(wanted, feeds)
     except Exception as e:      # noqa: BLE001 - the reference raises anything; say why
         raise ValueError(f"evaluating it on constant inputs failed: "
                          f"{type(e).__name__}: {' '.join(str(e).split())}") from None

@@ -69,6 +69,12 @@ def check_versions(model, label):
             f"{label}: the model uses opset {opset} / IR version {model.ir_version}, newer than "
             f"the installed onnx {onnx.__version__} knows (opset {newest}, IR {onnx.IR_VERSION});"
             f" upgrade the onnx package", [f"opset {opset}"])
+    if opset < 9 and any(n.op_type == "Scan" for n in model.graph.node):
+        raise UnsupportedError(f"{label}: Scan of opset {opset} (the batched form before "
+                               "opset 9, which onnx.version_converter does not upgrade)",
+                               [f"Scan opset {opset}"])
+    if opset < 7:
+        model = _per_channel_prelu_slopes(model)
     if opset < MIN_OPSET:
         from onnx import version_converter
         try:
@@ -78,6 +84,35 @@ def check_versions(model, label):
                                    f"{MIN_OPSET} by onnx.version_converter: {e}",
                                    [f"opset {opset}"]) from None
     return model, default_opset(model, label)
+
+
+def _per_channel_prelu_slopes(model):
+    """PRelu before opset 7 applied a 1-D slope of C values per channel (axis 1); from opset 7
+    slopes broadcast numpy-style. Such slope initializers get the trailing 1s that keep their
+    meaning (C, 1, ..., 1) before the model is upgraded (on a copy: the caller's proto is
+    left alone)."""
+    if not any(n.op_type == "PRelu" for n in model.graph.node):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    model = copy
+    inits = {t.name: t for t in model.graph.initializer}
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+             for vi in list(model.graph.input) + list(model.graph.value_info)
+             if vi.type.tensor_type.HasField("shape")}
+    for node in model.graph.node:
+        if node.op_type != "PRelu" or len(node.input) < 2:
+            continue
+        slope, rank = inits.get(node.input[1]), ranks.get(node.input[0])
+        if slope is None or rank is None or rank < 3 or len(slope.dims) != 1 or \
+                slope.dims[0] <= 1:
+            continue
+        slope.dims.extend([1] * (rank - 2))
+        for vi in model.graph.input:            # old models list initializers as inputs
+            if vi.name == slope.name and vi.type.tensor_type.HasField("shape"):
+                for _ in range(rank - 2):
+                    vi.type.tensor_type.shape.dim.add().dim_value = 1
+    return model
 
 
 # -- tensors -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import onnx
 
 from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
 from modelkit.ir import Graph, TensorRef, TensorSpec
-from modelkit.onnx_spec import ONNX_DTYPES, config_problem
+from modelkit.onnx_spec import CONTROL_FLOW, ONNX_DTYPES, RANDOM_OPS, config_problem
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
@@ -25,6 +25,7 @@ from .evaluate import run_node
 from .context import ChannelsLast, ImportContext, Lazy, attributes_of, clean_name, np_dtype_name
 from .load import check_versions, read_model
 from .handlers.recurrent import view_rule
+from .subgraph import free_names, subgraph_problems
 from .registry import handler_for
 
 
@@ -39,6 +40,10 @@ def unsupported_ops(model, opset):
             problems.append(f"{label}: custom domain {node.domain!r} is not supported")
         elif handler_for(node.op_type, opset) is None:
             problems.append(f"{label}: no import handler for op {node.op_type!r}")
+        elif node.op_type in CONTROL_FLOW:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    problems.extend(subgraph_problems(a.g, label))
         elif any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
                  for a in node.attribute):
             problems.append(f"{label}: an attribute holds a subgraph")
@@ -89,10 +94,18 @@ def _input_specs(ctx):
     return specs
 
 
+def reads(node):
+    """The values a node reads: its inputs, and what its subgraphs read from this graph."""
+    outer = [n for a in node.attribute if a.type == onnx.AttributeProto.GRAPH
+             for n in free_names(a.g)]
+    return list(node.input) + outer
+
+
 def fold(node, ctx):
-    """Evaluate a node whose inputs are all constants."""
+    """Evaluate a node whose inputs (and subgraphs' outer reads) are all constants."""
+    outer = {n: ctx.const(n) for n in reads(node)[len(node.input):]}
     return run_node(node, [ctx.const(i) if i else None for i in node.input], ctx.opset,
-                    attributes_of(node, ctx))
+                    attributes_of(node, ctx), outer=outer)
 
 
 def emit_all(ctx):
@@ -115,10 +128,15 @@ def emit_all(ctx):
 
 def emit_node(node, ctx):
     """Fold `node` when its inputs are constants, else run its handler; record its outputs."""
-    if all(not i or ctx.is_const(i) for i in node.input):
+    constant = all(not i or ctx.is_const(i) for i in reads(node))
+    if constant and node.op_type in RANDOM_OPS:
+        raise UnsupportedError(f"{ctx.label}: {node.op_type} node {node.name!r} draws from "
+                               "constant inputs only: a fresh draw per call has no layer form "
+                               "and folding would freeze one draw", [node.name])
+    if constant:
         outs = fold(node, ctx)
     else:
-        missing = [i for i in node.input if i and i not in ctx.values]
+        missing = [i for i in reads(node) if i and i not in ctx.values]
         if missing:
             raise ModelLoadError(f"{ctx.label}: {node.op_type} node {node.name!r} reads "
                                  f"{missing}, which no node produces (the graph is not in "

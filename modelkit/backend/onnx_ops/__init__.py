@@ -54,7 +54,9 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
-from . import elementwise, nn, recurrent, tensor_ops  # noqa: E402,F401  (register the ops)
+from . import (attention, bitwise, construct, control_flow, detection,  # noqa: E402,F401
+               elementwise, losses, nn, normalization, quantized, random_ops, recurrent,
+               sampling, scatter_ops, selection, spectral, tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]

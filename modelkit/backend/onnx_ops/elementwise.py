@@ -235,6 +235,28 @@ def mish(inputs, attrs, ctx):
     return op("multiply", x, op("tanh", op("softplus", x)))
 
 
+@onnx_op("Swish")
+def swish(inputs, attrs, ctx):
+    """x * sigmoid(alpha * x)."""
+    (x,) = inputs
+    return _swish(x, float(attrs.get("alpha", 1.0)))
+
+
+@onnx_op("SwiGLU")
+def swiglu(inputs, attrs, ctx):
+    """Swish(a) * b, a and b of one shape."""
+    a, b = inputs
+    if a.shape != b.shape:
+        from ...errors import ShapeError
+        raise ShapeError(f"SwiGLU inputs must have one shape, not {a.shape} and {b.shape}")
+    return op("multiply", _swish(a, float(attrs.get("alpha", 1.0))), b)
+
+
+def _swish(x, alpha):
+    scaled = x if alpha == 1.0 else op("multiply", x, like(x, alpha))
+    return op("multiply", x, op("sigmoid", scaled))
+
+
 def _softmax_fn(kind):
     def fn(inputs, attrs, ctx):
         (x,) = inputs
@@ -310,8 +332,17 @@ def hardmax(inputs, attrs, ctx):
 
 # -- quantization (QDQ models: constant weights fold to floats at import) -----------------------
 
-def _per_axis(param, x, axis):
+def _per_axis(param, x, axis, block=0):
+    """A scale / zero point lined up with x: per tensor, per axis, or (block > 0) one per
+    block of `block` consecutive elements along the axis (the parameter has x's rank)."""
     p = values(param)
+    if block:
+        a = axis % x.ndim
+        if p.ndim != x.ndim or p.shape[a] != -(-x.shape[a] // block):
+            from ...errors import ShapeError
+            raise ShapeError(f"blocked quantization: parameter shape {p.shape} does not "
+                             f"give one value per {block} elements of {x.shape} on axis {a}")
+        return np.take(np.repeat(p, block, axis=a), np.arange(x.shape[a]), axis=a)
     if p.ndim == 0 or p.size == 1:
         return p.reshape(())
     shape = [1] * x.ndim
@@ -323,8 +354,10 @@ def _per_axis(param, x, axis):
 def dequantize_linear(inputs, attrs, ctx):
     x = inputs[0]
     axis = int(attrs.get("axis", 1))
-    scale = _per_axis(inputs[1], x, axis)
-    zero = _per_axis(inputs[2], x, axis) if len(inputs) > 2 and inputs[2] is not None else 0
+    block = int(attrs.get("block_size", 0))
+    scale = _per_axis(inputs[1], x, axis, block)
+    zero = _per_axis(inputs[2], x, axis, block) if len(inputs) > 2 and inputs[2] is not None \
+        else 0
     v = (values(x).astype(np.float64) - np.asarray(zero, np.float64)) * scale
     return const(v.astype(scale.dtype))
 
@@ -333,10 +366,15 @@ def dequantize_linear(inputs, attrs, ctx):
 def quantize_linear(inputs, attrs, ctx):
     x = inputs[0]
     axis = int(attrs.get("axis", 1))
-    scale = _per_axis(inputs[1], x, axis)
+    block = int(attrs.get("block_size", 0))
+    scale = _per_axis(inputs[1], x, axis, block)
     zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
-    dtype = np.dtype(values(zp).dtype) if zp is not None else np.dtype(np.uint8)
-    zero = _per_axis(zp, x, axis).astype(np.float64) if zp is not None else 0.0
+    if zp is not None:
+        dtype = np.dtype(values(zp).dtype)
+    else:
+        dtype = np_dtype(attrs["output_dtype"]) if int(attrs.get("output_dtype", 0)) else \
+            np.dtype(np.uint8)
+    zero = _per_axis(zp, x, axis, block).astype(np.float64) if zp is not None else 0.0
     xv = values(x)
     # x / scale in x's float type, as ONNX and onnxruntime compute it; then round half to even
     q = np.round(xv / np.asarray(scale, xv.dtype)).astype(np.float64) + zero

@@ -66,15 +66,21 @@ _take_along = _indexing_op("take_along", lambda x, i, a: np.take_along_axis(x, i
                            _take_along_scatter, "np.take_along_axis (ONNX GatherElements)")
 
 
+def _cumulative(x, axis, exclusive, reverse, accumulate, identity):
+    """ONNX CumSum/CumProd: the running `accumulate` along `axis`, inclusive or exclusive
+    (shifted by one, starting from `identity`), forward or reverse."""
+    y = np.flip(x, axis) if reverse else x
+    out = accumulate(y, axis=axis, dtype=x.dtype)
+    if exclusive:
+        out = np.concatenate([np.full_like(np.take(out, [0], axis=axis), identity),
+                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
+    return np.flip(out, axis) if reverse else out
+
+
 @defop("cumsum")
 def _cumsum(x, axis=0, exclusive=False, reverse=False):
     """ONNX CumSum: inclusive or exclusive, forward or reverse, along `axis`."""
-    y = np.flip(x, axis) if reverse else x
-    out = np.cumsum(y, axis=axis, dtype=x.dtype)
-    if exclusive:
-        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
-                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis)
-    return (np.flip(out, axis) if reverse else out), (axis, exclusive, reverse)
+    return _cumulative(x, axis, exclusive, reverse, np.cumsum, 0), (axis, exclusive, reverse)
 
 
 @_cumsum.defvjp
@@ -89,6 +95,23 @@ def _einsum(*operands, equation=""):
     only that operand had)."""
     ins, out = einsum_parts(equation)
     return np.einsum(f"{','.join(ins)}->{out}", *operands), (ins, out, operands)
+
+
+@defop("diagonal")
+def _diagonal(x, spec="", out=""):
+    """np.einsum(f"{spec}->{out}", x) for a spec with repeated letters (a diagonal); its
+    VJP writes the gradient back onto that diagonal."""
+    return np.einsum(f"{spec}->{out}", x), (x.shape, spec, out)
+
+
+@_diagonal.defvjp
+def _(g, s, needs):
+    shape, spec, out = s
+    grid = np.indices(g.shape, sparse=True)
+    index = tuple(grid[out.index(c)] for c in spec)
+    full = np.zeros(shape, dtype=g.dtype)
+    full[index] = g
+    return (full,)
 
 
 @_einsum.defvjp
@@ -178,3 +201,47 @@ def _(g, s, needs):
         if reduction in ("max", "min") else np.asarray(g[index] * out[index] /
                                                         np.where(updates == 0, 1, updates))
     return gd, gu
+
+
+@defop("cumprod")
+def _cumprod(x, axis=0, exclusive=False, reverse=False):
+    """ONNX CumProd: inclusive or exclusive, forward or reverse, along `axis`."""
+    return _cumulative(x, axis, exclusive, reverse, np.cumprod, 1), (x, axis, exclusive, reverse)
+
+
+@_cumprod.defvjp
+def _(g, s, needs):
+    """d out_i / d x_j = product of the other factors of out_i (no division, so zeros are
+    fine): for each j, the factors before j times the running products after it."""
+    x, axis, exclusive, reverse = s
+    xs = np.moveaxis(np.flip(x, axis) if reverse else x, axis, 0)
+    gs = np.moveaxis(np.flip(g, axis) if reverse else g, axis, 0)
+    n = xs.shape[0]
+    grad = np.zeros_like(xs)
+    before = np.ones_like(xs[0])
+    for j in range(n):
+        first = j + 1 if exclusive else j        # the outputs x_j is a factor of
+        after = before.copy()
+        total = np.zeros_like(before)
+        for i in range(first, n):
+            if i > j and not (exclusive and i == j + 1):
+                after = after * xs[i - 1 if exclusive else i]
+            total = total + gs[i] * after
+        grad[j] = total
+        before = before * xs[j]
+    grad = np.moveaxis(grad, 0, axis)
+    return ((np.flip(grad, axis) if reverse else grad).astype(g.dtype),)
+
+
+@defop("det")
+def _det(x):
+    """Determinant of the last two axes; VJP g * det * inv(x)^T."""
+    d = np.linalg.det(x)
+    return d.astype(x.dtype), (x, d)
+
+
+@_det.defvjp
+def _(g, s, needs):
+    x, d = s
+    inv_t = np.swapaxes(np.linalg.inv(x), -1, -2)
+    return ((np.asarray(g * d)[..., None, None] * inv_t).astype(x.dtype),)

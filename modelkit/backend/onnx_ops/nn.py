@@ -98,30 +98,67 @@ def _dilated_windows(x, kernel, strides, dilations, combine):
     return acc
 
 
-@onnx_op("MaxPool")
-def max_pool(inputs, attrs, ctx):
-    (x,) = inputs[:1]
-    if ctx.num_outputs > 1:
-        raise UnsupportedError("MaxPool's Indices output is not supported")
+def _pool_windows(x, attrs):
+    """kernel, strides, pads, ceil_mode's extra end cells, dilations, and the full padding
+    (pads plus the extra cells) of a pooling op over x's spatial axes."""
     kernel = [int(k) for k in attrs["kernel_shape"]]
     strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
     dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
     full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    return kernel, strides, pads, extra, dilations, full
+
+
+@onnx_op("MaxPool")
+def max_pool(inputs, attrs, ctx):
+    (x,) = inputs[:1]
+    kernel, strides, pads, extra, dilations, full = _pool_windows(x, attrs)
     low = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, full, value=low)
     if any(d != 1 for d in dilations):
-        return _dilated_windows(xp, kernel, strides, dilations, "maximum")
-    return op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
-              channels_first=True)
+        y = _dilated_windows(xp, kernel, strides, dilations, "maximum")
+    else:
+        y = op("pool_max", xp, pool=tuple(kernel), strides=tuple(strides), padding="valid",
+               channels_first=True)
+    if ctx.num_outputs < 2:
+        return y
+    return [y, const(_max_indices(np.asarray(values(xp)), x.shape, full, kernel, strides,
+                                  dilations, int(attrs.get("storage_order", 0))))]
+
+
+def _max_indices(xp, shape, pads, kernel, strides, dilations, storage_order):
+    """MaxPool's Indices: where each window's (first) maximum sits, as a flat index into the
+    unpadded input (row-major, or column-major over the spatial axes for storage_order 1)."""
+    spatial = shape[2:]
+    out = [(L - (k - 1) * d - 1) // s + 1
+           for L, k, s, d in zip(xp.shape[2:], kernel, strides, dilations)]
+    best = idx = None
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, s, n in zip(offsets, dilations, strides, out))
+        part = xp[index]
+        coords = [np.arange(n) * s + o * d - b
+                  for n, s, o, d, (b, _) in zip(out, strides, offsets, dilations, pads)]
+        grids = np.meshgrid(*coords, indexing="ij")
+        if storage_order:
+            flat = sum(g * int(np.prod(spatial[:i])) for i, g in enumerate(grids))
+        else:
+            flat = sum(g * int(np.prod(spatial[i + 1:])) for i, g in enumerate(grids))
+        if best is None:
+            best, idx = part, np.broadcast_to(flat, part.shape).copy()
+        else:
+            better = part > best
+            best = np.where(better, part, best)
+            idx = np.where(better, flat, idx)
+    n, c = shape[:2]
+    base = (np.arange(n)[:, None] * c + np.arange(c)[None, :]) * int(np.prod(spatial))
+    return (idx + base.reshape((n, c) + (1,) * len(spatial))).astype(np.int64)
 
 
 @onnx_op("AveragePool")
 def average_pool(inputs, attrs, ctx):
     (x,) = inputs
-    kernel = [int(k) for k in attrs["kernel_shape"]]
-    strides, pads, extra = pool_geometry(x.shape[2:], attrs, kernel)
-    dilations = conv_geometry(x.shape[2:], attrs, kernel)[1]
-    full = [(b, e + c) for (b, e), c in zip(pads, extra)]
+    kernel, strides, pads, extra, dilations, full = _pool_windows(x, attrs)
     dilated = any(d != 1 for d in dilations)
     if dilated:
         y = _dilated_windows(_pad_spatial(x, full), kernel, strides, dilations, "add")
@@ -144,6 +181,17 @@ def average_pool(inputs, attrs, ctx):
     frac = op("pool_avg", const(mask), pool=tuple(kernel), strides=tuple(strides),
               padding="valid", channels_first=True)
     return op("divide", y, frac)
+
+
+@onnx_op("LpPool")
+def lp_pool(inputs, attrs, ctx):
+    """(sum over each window of |x|^p)^(1/p); padded cells add 0."""
+    (x,) = inputs
+    kernel, strides, _, _, dilations, full = _pool_windows(x, attrs)
+    p = float(attrs.get("p", 2))
+    powered = op("square", x) if p == 2 else op("power", op("abs", x), like(x, p))
+    total = _dilated_windows(_pad_spatial(powered, full), kernel, strides, dilations, "add")
+    return op("sqrt", total) if p == 2 else op("power", total, like(total, 1.0 / p))
 
 
 @onnx_op("GlobalAveragePool")
@@ -248,18 +296,25 @@ def lrn(inputs, attrs, ctx):
 
 @onnx_op("Resize")
 def resize(inputs, attrs, ctx):
+    """Separable: each resized axis is a gather (nearest) or a matrix product (linear, cubic;
+    tf_crop_and_resize adds extrapolation_value where the output falls outside)."""
     x = inputs[0]
+    roi = values(inputs[1]) if len(inputs) > 1 and inputs[1] is not None and \
+        values(inputs[1]).size else None
     scales = values(inputs[2]) if len(inputs) > 2 and inputs[2] is not None and \
         values(inputs[2]).size else None
     sizes = values(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
     y = x
-    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes):
+    for axis, kind, data in resize_plan(x.shape, attrs, scales, sizes, roi):
         if kind == "take":
             y = op("take", y, data, axis=axis)
-        else:
-            moved = op("transpose", y, axes=_move_last(y.ndim, axis))
-            moved = op("matmul", moved, const(data.T.astype(y.dtype)))
-            y = op("transpose", moved, axes=_move_back(y.ndim, axis))
+            continue
+        w, added = data if kind == "affine" else (data, None)
+        moved = op("transpose", y, axes=_move_last(y.ndim, axis))
+        moved = op("matmul", moved, const(w.T.astype(y.dtype)))
+        if added is not None:
+            moved = op("add", moved, const(added.astype(y.dtype)))
+        y = op("transpose", moved, axes=_move_back(y.ndim, axis))
     return y
 
 
@@ -274,3 +329,28 @@ def _move_back(rank, axis):
 
 # -- configuration checks (run by the importer before anything is emitted) --------------------
 
+
+
+@onnx_op("CausalConvWithState")
+def causal_conv_with_state(inputs, attrs, ctx):
+    """Depthwise causal Conv1D over (batch, channels, length) continuing from past_state (the
+    last k-1 inputs of the previous call; zeros when absent), optionally SiLU; the second
+    output is the new state."""
+    x, w = inputs[:2]
+    b = inputs[2] if len(inputs) > 2 else None
+    past = inputs[3] if len(inputs) > 3 else None
+    if x.ndim != 3 or w.ndim != 3:
+        raise UnsupportedError(f"CausalConvWithState takes (batch, channels, length) input and "
+                               f"(channels, 1, k) weight, not {x.shape} and {w.shape}")
+    k = w.shape[2]
+    if past is None:
+        past = const(np.zeros((x.shape[0], x.shape[1], k - 1), x.dtype))
+    padded = op("concatenate", past, x, axis=2)
+    y = conv([padded, w] + ([b] if b is not None else []), {"group": x.shape[1]}, ctx)
+    act = text(attrs.get("activation"), "none")
+    if act in ("silu", "swish"):
+        y = op("multiply", y, op("sigmoid", y))
+    elif act != "none":
+        raise UnsupportedError(f"CausalConvWithState activation {act!r}")
+    state = op("getitem", padded, index=(Ellipsis, slice(padded.shape[2] - (k - 1), None)))
+    return [y, state][:max(ctx.num_outputs, 1)]

@@ -8,7 +8,7 @@ from ...errors import ShapeError
 from .. import functions
 from . import onnx_op
 from ..tape import OPS
-from ...onnx_spec import text
+from ...onnx_spec import einsum_parts, text
 from ._util import axis_of, const, ints, is_float, like, op, values
 
 # -- shapes ---------------------------------------------------------------------------------
@@ -404,15 +404,29 @@ def top_k(inputs, attrs, ctx):
     return [top, const(idx)][:max(ctx.num_outputs, 1)]
 
 
-@onnx_op("CumSum")
-def cumsum(inputs, attrs, ctx):
-    x, axis = inputs
-    axis = axis_of(int(values(axis)), x.ndim, "CumSum axis")
-    kw = {"axis": axis, "exclusive": bool(attrs.get("exclusive", 0)),
-          "reverse": bool(attrs.get("reverse", 0))}
-    if not is_float(x):
-        return const(OPS.get("cumsum").forward(values(x), **kw)[0])
-    return op("cumsum", x, **kw)
+def _cumulative(name):
+    def run(inputs, attrs, ctx):
+        x, axis = inputs
+        kw = {"axis": axis_of(int(values(axis)), x.ndim, f"{name} axis"),
+              "exclusive": bool(attrs.get("exclusive", 0)),
+              "reverse": bool(attrs.get("reverse", 0))}
+        backend = name.lower()
+        if not is_float(x):
+            return const(OPS.get(backend).forward(values(x), **kw)[0])
+        return op(backend, x, **kw)
+    return run
+
+
+onnx_op("CumSum")(_cumulative("CumSum"))
+onnx_op("CumProd")(_cumulative("CumProd"))
+
+
+@onnx_op("Det")
+def det(inputs, attrs, ctx):
+    (x,) = inputs
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ShapeError(f"Det takes square matrices in the last two axes, not {x.shape}")
+    return op("det", x)
 
 
 @onnx_op("Trilu")
@@ -429,11 +443,30 @@ def trilu(inputs, attrs, ctx):
 
 @onnx_op("Einsum")
 def einsum(inputs, attrs, ctx):
+    """Ellipses become letters of their own (operands broadcast over them) and a repeated
+    letter in one operand first takes that operand's diagonal, so the product is a plain
+    einsum whose gradient is another einsum."""
     equation = attrs["equation"]
     equation = equation.decode() if isinstance(equation, bytes) else equation
     if not all(is_float(x) for x in inputs):
         return const(np.einsum(equation, *[values(x) for x in inputs]))
-    return op("einsum", *inputs, equation=equation)
+    ins, out = einsum_parts(equation, [x.ndim for x in inputs])
+    sizes = {}
+    for spec, x in zip(ins, inputs):
+        for c, n in zip(spec, x.shape):
+            sizes[c] = max(sizes.get(c, 1), n)
+    operands = []
+    for spec, x in zip(ins, inputs):
+        want = tuple(sizes[c] for c in spec)
+        if tuple(x.shape) != want:                  # size-1 axes broadcast
+            x = op("broadcast_to", x, shape=want)
+        if len(set(spec)) != len(spec):
+            unique = "".join(dict.fromkeys(spec))
+            x = op("diagonal", x, spec=spec, out=unique)
+            spec = unique
+        operands.append((spec, x))
+    return op("einsum", *[x for _, x in operands],
+              equation=",".join(s for s, _ in operands) + "->" + out)
 
 
 def _blocks(inputs, attrs):
@@ -504,13 +537,16 @@ def scatter_elements(inputs, attrs, ctx):
 
 @onnx_op("GatherND")
 def gather_nd(inputs, attrs, ctx):
+    """data at the index tuples in the last axis of `indices`; the first batch_dims axes of
+    both are matched entry by entry."""
     data, indices = inputs
-    if int(attrs.get("batch_dims", 0)):
-        from ...errors import UnsupportedError
-        raise UnsupportedError("GatherND with batch_dims > 0 is not supported")
+    b = int(attrs.get("batch_dims", 0))
     idx = values(indices).astype(np.int64)
     k = idx.shape[-1]
-    index = tuple(np.moveaxis(np.where(idx < 0, idx + np.asarray(data.shape[:k]), idx), -1, 0))
-    return _getitem(data, index)
+    within = np.asarray(data.shape[b:b + k])
+    index = tuple(np.moveaxis(np.where(idx < 0, idx + within, idx), -1, 0))
+    batch = tuple(np.arange(n).reshape((-1,) + (1,) * (idx.ndim - 2 - j))
+                  for j, n in enumerate(idx.shape[:b]))
+    return _getitem(data, batch + index)
 
 

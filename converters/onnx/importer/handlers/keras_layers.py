@@ -338,7 +338,7 @@ def _activation_name(node, a):
 
 
 @import_handler("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "Selu", "Elu",
-                "HardSigmoid", "Gelu", "LeakyRelu", "Softmax", since=1)
+                "HardSigmoid", "Gelu", "LeakyRelu", "Softmax", "LogSoftmax", since=1)
 def activation(node, ctx):
     x = node.input[0]
     if not is_float(ctx, x) or ctx.rank(x) is None:
@@ -350,7 +350,7 @@ def activation(node, ctx):
         (out,) = ctx.add_node("LeakyReLU", {"alpha": float(a.get("alpha", 0.01))}, [ref],
                               hint=hint)
         return [keep_layout(out, cl)]
-    if node.op_type == "Softmax":
+    if node.op_type in ("Softmax", "LogSoftmax"):
         r = ctx.rank(x)
         axis = int(a.get("axis", -1 if ctx.opset >= 13 else 1)) % r
         if ctx.opset < 13 and axis != r - 1:
@@ -359,8 +359,11 @@ def activation(node, ctx):
             axis = r - 1 if axis == 1 else (axis - 1 if axis >= 2 else 0)
         if axis == 0:
             return fallback(node, ctx)
-        if axis == r - 1:
-            (out,) = ctx.add_node("Activation", {"activation": "softmax"}, [ref], hint=hint)
+        if axis == r - 1:       # log_softmax: tf-keras 2.x and Keras 3 both resolve it
+            name = "softmax" if node.op_type == "Softmax" else "log_softmax"
+            (out,) = ctx.add_node("Activation", {"activation": name}, [ref], hint=hint)
+        elif node.op_type == "LogSoftmax":
+            return fallback(node, ctx)
         else:
             (out,) = ctx.add_node("Softmax", {"axis": axis}, [ref], hint=hint)
         return [keep_layout(out, cl)]
