@@ -341,13 +341,21 @@ def erf(x):
 
 @k_function
 def einsum(equation, *operands):
-    """np.einsum / tf.einsum / keras.ops.einsum, without `...` or an index repeated within
-    one operand (their gradients are einsums too)."""
+    """np.einsum / tf.einsum / keras.ops.einsum, ellipses, broadcasting and repeated letters
+    (diagonals) included; the gradients are einsums too."""
     from ..onnx_spec import einsum_parts
+    from .onnx_ops.extra_ops import einsum_plan
     ins, _ = einsum_parts(equation)
     if len(ins) != len(operands):
         raise ConfigError(f"einsum {equation!r} names {len(ins)} operands, got {len(operands)}")
-    return apply(_shared_op("einsum"), *[_t(o) for o in operands], equation=equation)
+    xs = [_t(o) for o in operands]
+    steps, plain = einsum_plan(equation, [x.shape for x in xs])
+    for i, (shape, diagonal) in enumerate(steps):
+        if shape is not None:
+            xs[i] = apply(OPS.get("broadcast_to"), xs[i], shape=shape)
+        if diagonal is not None:
+            xs[i] = apply(_shared_op("diagonal"), xs[i], spec=diagonal[0], out=diagonal[1])
+    return apply(_shared_op("einsum"), *xs, equation=plain)
 @k_function
 def sigmoid(x):
     x = _t(x)

@@ -97,6 +97,28 @@ def _einsum(*operands, equation=""):
     return np.einsum(f"{','.join(ins)}->{out}", *operands), (ins, out, operands)
 
 
+def einsum_plan(equation, shapes):
+    """How an einsum with ellipses, size-1 broadcasting and repeated letters becomes a plain
+    one (whose gradient is another einsum): ([(broadcast shape or None, (spec, unique
+    letters) for a diagonal or None) per operand], the plain equation). The ONNX Einsum
+    handler and K.einsum both follow it."""
+    ins, out = einsum_parts(equation, [len(s) for s in shapes])
+    sizes = {}
+    for spec, shape in zip(ins, shapes):
+        for c, n in zip(spec, shape):
+            sizes[c] = max(sizes.get(c, 1), n)
+    steps, specs = [], []
+    for spec, shape in zip(ins, shapes):
+        want = tuple(sizes[c] for c in spec)
+        diagonal = None
+        if len(set(spec)) != len(spec):
+            diagonal = (spec, "".join(dict.fromkeys(spec)))
+            spec = diagonal[1]
+        steps.append((want if tuple(shape) != want else None, diagonal))
+        specs.append(spec)
+    return steps, ",".join(specs) + "->" + out
+
+
 @defop("diagonal")
 def _diagonal(x, spec="", out=""):
     """np.einsum(f"{spec}->{out}", x) for a spec with repeated letters (a diagonal); its

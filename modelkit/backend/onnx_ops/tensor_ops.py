@@ -8,8 +8,9 @@ from ...errors import ShapeError
 from .. import functions
 from . import onnx_op
 from ..tape import OPS
-from ...onnx_spec import einsum_parts, text
+from ...onnx_spec import text
 from ._util import axis_of, const, ints, is_float, like, op, values
+from .extra_ops import einsum_plan
 
 # -- shapes ---------------------------------------------------------------------------------
 
@@ -450,23 +451,15 @@ def einsum(inputs, attrs, ctx):
     equation = equation.decode() if isinstance(equation, bytes) else equation
     if not all(is_float(x) for x in inputs):
         return const(np.einsum(equation, *[values(x) for x in inputs]))
-    ins, out = einsum_parts(equation, [x.ndim for x in inputs])
-    sizes = {}
-    for spec, x in zip(ins, inputs):
-        for c, n in zip(spec, x.shape):
-            sizes[c] = max(sizes.get(c, 1), n)
+    steps, plain = einsum_plan(equation, [x.shape for x in inputs])
     operands = []
-    for spec, x in zip(ins, inputs):
-        want = tuple(sizes[c] for c in spec)
-        if tuple(x.shape) != want:                  # size-1 axes broadcast
-            x = op("broadcast_to", x, shape=want)
-        if len(set(spec)) != len(spec):
-            unique = "".join(dict.fromkeys(spec))
-            x = op("diagonal", x, spec=spec, out=unique)
-            spec = unique
-        operands.append((spec, x))
-    return op("einsum", *[x for _, x in operands],
-              equation=",".join(s for s, _ in operands) + "->" + out)
+    for (shape, diagonal), x in zip(steps, inputs):
+        if shape is not None:                       # size-1 axes broadcast
+            x = op("broadcast_to", x, shape=shape)
+        if diagonal is not None:
+            x = op("diagonal", x, spec=diagonal[0], out=diagonal[1])
+        operands.append(x)
+    return op("einsum", *operands, equation=plain)
 
 
 def _blocks(inputs, attrs):
