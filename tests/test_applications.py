@@ -1,30 +1,49 @@
-"""keras.applications' VGG16/VGG19 (layer names and parameter counts as tf-keras 2.21 builds
-them, so Keras's weight files load), imagenet_utils against tf-keras's numbers, and the two
-Keras 2 examples that use them (conv_filter_visualization, neural_style_transfer)."""
+"""keras.applications' VGG16/VGG19/InceptionV3/ResNet50 (layer names and parameter counts as
+tf-keras 2.21 builds them, so Keras's weight files load), imagenet_utils against tf-keras's
+numbers, and the two Keras 2 examples that use them (conv_filter_visualization,
+neural_style_transfer).
+
+Offline parity (tests/fixtures/applications/keras_parity.py: tf-keras 2.21 with random
+weights and batch-norm statistics, include_top=False, 64x64, pooling='avg', its .h5 loaded
+here by path; max |diff| / max |output| on a random batch): ResNet50 6.3e-07."""
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.applications import VGG16, VGG19, imagenet_utils, vgg16, vgg19
+from modelkit.applications import (VGG16, VGG19, ResNet50, ResNet101, ResNet152,
+                                   imagenet_utils, resnet, resnet50, vgg16, vgg19)
 from modelkit.errors import ConfigError
 
-# (name, include_top) -> (parameters, last layer names, layer count) from tf-keras 2.21
-KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23),
+# (name, include_top) -> (parameters, last layer names, layer count, first layers after the
+# input) from tf-keras 2.21
+VGG_FIRST = ["block1_conv1", "block1_conv2"]
+RESNET_FIRST = ["conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool",
+                "conv2_block1_1_conv", "conv2_block1_1_bn", "conv2_block1_1_relu",
+                "conv2_block1_2_conv", "conv2_block1_2_bn", "conv2_block1_2_relu",
+                "conv2_block1_0_conv", "conv2_block1_3_conv", "conv2_block1_0_bn",
+                "conv2_block1_3_bn", "conv2_block1_add", "conv2_block1_out"]
+KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23, VGG_FIRST),
          (VGG16, False): (14714688, ["block5_conv1", "block5_conv2", "block5_conv3",
-                                     "block5_pool"], 19),
-         (VGG19, True): (143667240, ["flatten", "fc1", "fc2", "predictions"], 26),
+                                     "block5_pool"], 19, VGG_FIRST),
+         (VGG19, True): (143667240, ["flatten", "fc1", "fc2", "predictions"], 26, VGG_FIRST),
          (VGG19, False): (20024384, ["block5_conv2", "block5_conv3", "block5_conv4",
-                                     "block5_pool"], 22)}
+                                     "block5_pool"], 22, VGG_FIRST),
+         (ResNet50, True): (25636712, ["conv5_block3_add", "conv5_block3_out", "avg_pool",
+                                       "predictions"], 177, RESNET_FIRST),
+         (ResNet50, False): (23587712, ["conv5_block3_3_conv", "conv5_block3_3_bn",
+                                        "conv5_block3_add", "conv5_block3_out"], 175,
+                             RESNET_FIRST)}
 
 
 @pytest.mark.parametrize("factory,top", KERAS)
 def test_architecture_matches_keras(factory, top):
-    params, last, count = KERAS[(factory, top)]
+    params, last, count, first = KERAS[(factory, top)]
     model = factory(weights=None, include_top=top, input_shape=None if top else (32, 32, 3))
     assert model.count_params() == params
-    assert [la.name for la in model.layers][-4:] == last and len(model.layers) == count
-    assert model.layers[1].name == "block1_conv1"
+    names = [la.name for la in model.layers]
+    assert names[-4:] == last and len(model.layers) == count
+    assert names[1:1 + len(first)] == first
 
 
 def test_weights_from_a_file_and_pooling(tmp_path):
@@ -118,3 +137,26 @@ def test_inception_v3_matches_keras_and_its_blocks_differentiate():
     value, g = K.function([model.input], [loss, K.gradients(loss, model.input)[0]])(
         [inception_v3.preprocess_input(x)])
     assert np.isfinite(value) and value > 0 and g.shape == x.shape
+
+
+def test_resnet_family_and_its_keras_details(tmp_path):
+    model = ResNet50(weights=None, include_top=False, input_shape=(32, 32, 3), pooling="max")
+    bn = {layer.name: layer for layer in model.layers}["conv1_bn"]
+    assert bn.get_config()["epsilon"] == pytest.approx(1.001e-5)
+    assert model.layers[-1].name == "max_pool" and model.output_shape == (None, 2048)
+    model.save_weights(str(tmp_path / "w.h5"))
+    again = resnet50.ResNet50(weights=str(tmp_path / "w.h5"), include_top=False,
+                              input_shape=(32, 32, 3), pooling="max")
+    x = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(again.predict(resnet50.preprocess_input(x)),
+                               model.predict(resnet50.preprocess_input(x)), rtol=1e-5)
+    np.testing.assert_allclose(resnet.preprocess_input(x), vgg16.preprocess_input(x))
+    assert resnet.decode_predictions is imagenet_utils.decode_predictions
+    # tf-keras 2.21: ResNet101 44,707,176 parameters and 347 layers with its top, ResNet152
+    # 60,419,944 with it (58,370,944 without)
+    big = ResNet101(weights=None)
+    assert big.count_params() == 44707176 and len(big.layers) == 347
+    assert ResNet152(weights=None, include_top=False,
+                     input_shape=(32, 32, 3)).count_params() == 58370944
+    with pytest.raises(ConfigError, match="resnet50: weights='imagenet'.*classes=1000"):
+        ResNet50(weights="imagenet", classes=10)

@@ -36,9 +36,12 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
 
 
 def finish_application(name, x, inputs, include_top, weights, pooling, classes,
-                       classifier_activation, weight_files, flatten):
+                       classifier_activation, weight_files, flatten, folder=None,
+                       pool_names=(None, None)):
     """The classifier head (VGG's flatten + fc1/fc2, or global average pooling), or the
-    `pooling` of a headless model; then the weights (Keras's ImageNet file or a path)."""
+    `pooling` of a headless model; then the weights (Keras's ImageNet file or a path).
+    folder: Keras's download folder (default: the file name up to '_weights');
+    pool_names: the names of the average / max pooling layers (ResNet names them)."""
     from modelkit.layers import Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
     from modelkit.models import Model
     if include_top and flatten:
@@ -46,18 +49,19 @@ def finish_application(name, x, inputs, include_top, weights, pooling, classes,
         x = Dense(4096, activation="relu", name="fc1")(x)
         x = Dense(4096, activation="relu", name="fc2")(x)
     elif include_top:
-        x = GlobalAveragePooling2D(name="avg_pool")(x)
+        x = GlobalAveragePooling2D(name=pool_names[0] or "avg_pool")(x)
     if include_top:
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     elif pooling == "avg":
-        x = GlobalAveragePooling2D()(x)
+        x = GlobalAveragePooling2D(name=pool_names[0])(x)
     elif pooling == "max":
-        x = GlobalMaxPooling2D()(x)
+        x = GlobalMaxPooling2D(name=pool_names[1])(x)
     model = Model(inputs, x, name=name)
     if weights == "imagenet":
         from modelkit.datasets import get_file
         fname, md5 = weight_files[bool(include_top)]
-        weights = get_file(fname, WEIGHTS_FOLDER + fname.split("_weights")[0] + "/" + fname,
+        folder = folder or fname.split("_weights")[0]
+        weights = get_file(fname, WEIGHTS_FOLDER + folder + "/" + fname,
                            file_hash=md5, cache_subdir="models")
     if weights is not None:
         model.load_weights(weights)
