@@ -5,14 +5,16 @@ neural_style_transfer).
 
 Offline parity (tests/fixtures/applications/keras_parity.py: tf-keras 2.21 with random
 weights and batch-norm statistics, include_top=False, 64x64, pooling='avg', its .h5 loaded
-here by path; max |diff| / max |output| on a random batch): ResNet50 6.3e-07."""
+here by path; max |diff| / max |output| on a random batch): ResNet50 6.3e-07, MobileNetV2
+2.5e-07 (alpha=0.35: 1.9e-07)."""
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.applications import (VGG16, VGG19, ResNet50, ResNet101, ResNet152,
-                                   imagenet_utils, resnet, resnet50, vgg16, vgg19)
+from modelkit.applications import (VGG16, VGG19, MobileNetV2, ResNet50, ResNet101, ResNet152,
+                                   imagenet_utils, mobilenet_v2, resnet, resnet50, vgg16,
+                                   vgg19)
 from modelkit.errors import ConfigError
 
 # (name, include_top) -> (parameters, last layer names, layer count, first layers after the
@@ -23,6 +25,11 @@ RESNET_FIRST = ["conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad"
                 "conv2_block1_2_conv", "conv2_block1_2_bn", "conv2_block1_2_relu",
                 "conv2_block1_0_conv", "conv2_block1_3_conv", "conv2_block1_0_bn",
                 "conv2_block1_3_bn", "conv2_block1_add", "conv2_block1_out"]
+MOBILENET_V2_FIRST = ["Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwise",
+                      "expanded_conv_depthwise_BN", "expanded_conv_depthwise_relu",
+                      "expanded_conv_project", "expanded_conv_project_BN", "block_1_expand",
+                      "block_1_expand_BN", "block_1_expand_relu", "block_1_pad",
+                      "block_1_depthwise"]
 KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23, VGG_FIRST),
          (VGG16, False): (14714688, ["block5_conv1", "block5_conv2", "block5_conv3",
                                      "block5_pool"], 19, VGG_FIRST),
@@ -33,7 +40,11 @@ KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23
                                        "predictions"], 177, RESNET_FIRST),
          (ResNet50, False): (23587712, ["conv5_block3_3_conv", "conv5_block3_3_bn",
                                         "conv5_block3_add", "conv5_block3_out"], 175,
-                             RESNET_FIRST)}
+                             RESNET_FIRST),
+         (MobileNetV2, True): (3538984, ["Conv_1_bn", "out_relu", "avg_pool", "predictions"],
+                               156, MOBILENET_V2_FIRST),
+         (MobileNetV2, False): (2257984, ["block_16_project_BN", "Conv_1", "Conv_1_bn",
+                                          "out_relu"], 154, MOBILENET_V2_FIRST)}
 
 
 @pytest.mark.parametrize("factory,top", KERAS)
@@ -160,3 +171,30 @@ def test_resnet_family_and_its_keras_details(tmp_path):
                      input_shape=(32, 32, 3)).count_params() == 58370944
     with pytest.raises(ConfigError, match="resnet50: weights='imagenet'.*classes=1000"):
         ResNet50(weights="imagenet", classes=10)
+
+
+def test_mobilenet_v2_alpha_padding_and_preprocessing(tmp_path):
+    # tf-keras 2.21, include_top=False: 410,208 parameters at alpha=0.35
+    small = MobileNetV2(weights=None, alpha=0.35, include_top=False, input_shape=(64, 64, 3))
+    assert small.count_params() == 410208 and small.output_shape == (None, 2, 2, 1280)
+    assert {la.name: la for la in small.layers}["Conv1"].get_config()["filters"] == 16
+    layers = {la.name: la for la in small.layers}
+    assert layers["block_1_pad"].get_config()["padding"] == ((0, 1), (0, 1))
+    bn = layers["block_16_project_BN"].get_config()
+    assert bn["epsilon"] == pytest.approx(1e-3) and bn["momentum"] == pytest.approx(0.999)
+    odd = MobileNetV2(weights=None, alpha=0.35, include_top=False, input_shape=(33, 33, 3))
+    assert {la.name: la for la in odd.layers}["block_1_pad"].get_config()["padding"] == \
+        ((1, 1), (1, 1))                       # Keras's correct_pad for an odd size
+    assert MobileNetV2(weights=None, alpha=1.4, include_top=False,
+                       input_shape=(32, 32, 3)).output_shape == (None, 1, 1, 1792)
+    x = np.random.default_rng(5).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(mobilenet_v2.preprocess_input(x), x / 127.5 - 1, rtol=1e-6)
+    small.save_weights(str(tmp_path / "w.h5"))
+    again = mobilenet_v2.MobileNetV2(weights=str(tmp_path / "w.h5"), alpha=0.35,
+                                     include_top=False, input_shape=(64, 64, 3))
+    np.testing.assert_allclose(again.predict(mobilenet_v2.preprocess_input(x)),
+                               small.predict(mobilenet_v2.preprocess_input(x)), rtol=1e-5)
+    with pytest.raises(ConfigError, match="mobilenet_v2: weights='imagenet' needs alpha"):
+        MobileNetV2(alpha=0.6, include_top=False)
+    with pytest.raises(ConfigError, match="mobilenet_v2: weights='imagenet'.*classes=1000"):
+        MobileNetV2(classes=10)
