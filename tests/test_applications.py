@@ -6,15 +6,15 @@ neural_style_transfer).
 Offline parity (tests/fixtures/applications/keras_parity.py: tf-keras 2.21 with random
 weights and batch-norm statistics, include_top=False, 64x64, pooling='avg', its .h5 loaded
 here by path; max |diff| / max |output| on a random batch): ResNet50 6.3e-07, MobileNetV2
-2.5e-07 (alpha=0.35: 1.9e-07)."""
+2.5e-07 (alpha=0.35: 1.9e-07), MobileNet 1.4e-07 (alpha=0.5: 1.4e-07)."""
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.applications import (VGG16, VGG19, MobileNetV2, ResNet50, ResNet101, ResNet152,
-                                   imagenet_utils, mobilenet_v2, resnet, resnet50, vgg16,
-                                   vgg19)
+from modelkit.applications import (VGG16, VGG19, MobileNet, MobileNetV2, ResNet50, ResNet101,
+                                   ResNet152, imagenet_utils, mobilenet, mobilenet_v2, resnet,
+                                   resnet50, vgg16, vgg19)
 from modelkit.errors import ConfigError
 
 # (name, include_top) -> (parameters, last layer names, layer count, first layers after the
@@ -30,6 +30,9 @@ MOBILENET_V2_FIRST = ["Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwis
                       "expanded_conv_project", "expanded_conv_project_BN", "block_1_expand",
                       "block_1_expand_BN", "block_1_expand_relu", "block_1_pad",
                       "block_1_depthwise"]
+MOBILENET_FIRST = ["conv1", "conv1_bn", "conv1_relu", "conv_dw_1", "conv_dw_1_bn",
+                   "conv_dw_1_relu", "conv_pw_1", "conv_pw_1_bn", "conv_pw_1_relu", "conv_pad_2",
+                   "conv_dw_2"]
 KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23, VGG_FIRST),
          (VGG16, False): (14714688, ["block5_conv1", "block5_conv2", "block5_conv3",
                                      "block5_pool"], 19, VGG_FIRST),
@@ -44,7 +47,12 @@ KERAS = {(VGG16, True): (138357544, ["flatten", "fc1", "fc2", "predictions"], 23
          (MobileNetV2, True): (3538984, ["Conv_1_bn", "out_relu", "avg_pool", "predictions"],
                                156, MOBILENET_V2_FIRST),
          (MobileNetV2, False): (2257984, ["block_16_project_BN", "Conv_1", "Conv_1_bn",
-                                          "out_relu"], 154, MOBILENET_V2_FIRST)}
+                                          "out_relu"], 154, MOBILENET_V2_FIRST),
+         (MobileNet, True): (4253864, ["dropout", "conv_preds", "reshape_2", "predictions"],
+                             91, MOBILENET_FIRST),
+         (MobileNet, False): (3228864, ["conv_dw_13_relu", "conv_pw_13", "conv_pw_13_bn",
+                                        "conv_pw_13_relu"],
+                              86, MOBILENET_FIRST)}
 
 
 @pytest.mark.parametrize("factory,top", KERAS)
@@ -198,3 +206,28 @@ def test_mobilenet_v2_alpha_padding_and_preprocessing(tmp_path):
         MobileNetV2(alpha=0.6, include_top=False)
     with pytest.raises(ConfigError, match="mobilenet_v2: weights='imagenet'.*classes=1000"):
         MobileNetV2(classes=10)
+
+
+def test_mobilenet_alpha_depth_multiplier_and_its_head(tmp_path):
+    # tf-keras 2.21, include_top=False: 829,536 parameters at alpha=0.5
+    small = MobileNet(weights=None, alpha=0.5, include_top=False, input_shape=(64, 64, 3))
+    assert small.count_params() == 829536 and small.output_shape == (None, 2, 2, 512)
+    layers = {la.name: la for la in small.layers}
+    assert layers["conv_pad_2"].get_config()["padding"] == ((0, 1), (0, 1))
+    assert layers["conv_dw_13_bn"].get_config()["momentum"] == pytest.approx(0.99)
+    deep = MobileNet(weights=None, alpha=0.25, depth_multiplier=2, include_top=False,
+                     input_shape=(32, 32, 3))
+    assert [w.shape for w in {la.name: la for la in deep.layers}["conv_dw_1"].get_weights()] \
+        == [(3, 3, 8, 2)]
+    top = MobileNet(weights=None, alpha=0.25, classes=7, input_shape=(32, 32, 3),
+                    classifier_activation=None)
+    assert top.output_shape == (None, 7) and top.layers[-3].name == "conv_preds"
+    top.save_weights(str(tmp_path / "w.h5"))
+    again = mobilenet.MobileNet(weights=str(tmp_path / "w.h5"), alpha=0.25, classes=7,
+                                input_shape=(32, 32, 3), classifier_activation=None)
+    x = mobilenet.preprocess_input(
+        np.random.default_rng(6).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+    np.testing.assert_allclose(again.predict(x), top.predict(x), rtol=1e-5, atol=1e-6)
+    assert np.abs(top.predict(x)).max() > 0
+    with pytest.raises(ConfigError, match="mobilenet: weights='imagenet' needs depth_mult"):
+        MobileNet(depth_multiplier=2, include_top=False)

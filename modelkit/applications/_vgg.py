@@ -37,20 +37,23 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
 
 def finish_application(name, x, inputs, include_top, weights, pooling, classes,
                        classifier_activation, weight_files, flatten, folder=None,
-                       pool_names=(None, None)):
+                       pool_names=(None, None), head=None):
     """The classifier head (VGG's flatten + fc1/fc2, or global average pooling), or the
     `pooling` of a headless model; then the weights (Keras's ImageNet file or a path).
     folder: Keras's download folder (default: the file name up to '_weights');
-    pool_names: the names of the average / max pooling layers (ResNet names them)."""
+    pool_names: the names of the average / max pooling layers (ResNet names them);
+    head: a function building another classifier on x (MobileNet's 1x1 convolution)."""
     from modelkit.layers import Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
     from modelkit.models import Model
-    if include_top and flatten:
-        x = Flatten(name="flatten")(x)
-        x = Dense(4096, activation="relu", name="fc1")(x)
-        x = Dense(4096, activation="relu", name="fc2")(x)
+    if include_top and head is not None:
+        x = head(x)
     elif include_top:
-        x = GlobalAveragePooling2D(name=pool_names[0] or "avg_pool")(x)
-    if include_top:
+        if flatten:
+            x = Flatten(name="flatten")(x)
+            x = Dense(4096, activation="relu", name="fc1")(x)
+            x = Dense(4096, activation="relu", name="fc2")(x)
+        else:
+            x = GlobalAveragePooling2D(name=pool_names[0] or "avg_pool")(x)
         x = Dense(classes, activation=classifier_activation, name="predictions")(x)
     elif pooling == "avg":
         x = GlobalAveragePooling2D(name=pool_names[0])(x)
