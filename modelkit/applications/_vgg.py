@@ -35,6 +35,21 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
     return img_input, img_input
 
 
+def spatial_size(x):
+    """(rows, cols) of an image tensor in the image data format (None where unknown)."""
+    from modelkit import backend as K
+    shape = K.int_shape(x)
+    return shape[2:4] if backend_config.image_data_format() == "channels_first" else shape[1:3]
+
+
+def weights_side(x, weights, sizes):
+    """The input side in Keras's model and weight file names: the image's rows, but for
+    weights='imagenet' 224 (the file Keras falls back to) unless the image is square and
+    its side is one of `sizes`."""
+    rows, cols = spatial_size(x)
+    return 224 if weights == "imagenet" and not (rows == cols and rows in sizes) else rows
+
+
 def finish_application(name, x, inputs, include_top, weights, pooling, classes,
                        classifier_activation, weight_files, flatten, folder=None,
                        pool_names=(None, None), head=None):

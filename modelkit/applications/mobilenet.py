@@ -6,7 +6,7 @@ names (`conv1`, `conv_dw_1` ... `conv_pw_13_relu`, `conv_preds`, `predictions`),
 downloads Keras's file for `alpha` and the input size (128, 160, 192 or 224; otherwise
 224's, as Keras does)."""
 
-from modelkit.applications._vgg import finish_application, model_input
+from modelkit.applications._vgg import finish_application, model_input, weights_side
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 from modelkit.applications.mobilenet_v2 import preprocess_input  # noqa: F401  (tf mode)
 from modelkit.errors import ConfigError
@@ -21,23 +21,18 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (
 def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
               include_top=True, weights="imagenet", input_tensor=None, pooling=None,
               classes=1000, classifier_activation="softmax"):
-    from modelkit import backend as K
     from modelkit.backend import config as backend_config
     from modelkit.layers import (Activation, BatchNormalization, Conv2D, DepthwiseConv2D,
                                  Dropout, GlobalAveragePooling2D, ReLU, Reshape,
                                  ZeroPadding2D)
-    channels_first = backend_config.image_data_format() == "channels_first"
-    axis = 1 if channels_first else -1
+    axis = 1 if backend_config.image_data_format() == "channels_first" else -1
     img_input, inputs = model_input("mobilenet", include_top, weights, input_tensor,
                                     input_shape, pooling, classes)
-    rows = K.int_shape(img_input)[2 if channels_first else 1]
-    cols = K.int_shape(img_input)[3 if channels_first else 2]
-    if weights == "imagenet":
-        if depth_multiplier != 1 or alpha not in ALPHAS:
-            raise ConfigError(f"mobilenet: weights='imagenet' needs depth_multiplier=1 and "
-                              f"alpha in {tuple(ALPHAS)}, got depth_multiplier="
-                              f"{depth_multiplier}, alpha={alpha}")
-        rows = rows if rows == cols and rows in SIZES else 224
+    if weights == "imagenet" and (depth_multiplier != 1 or alpha not in ALPHAS):
+        raise ConfigError(f"mobilenet: weights='imagenet' needs depth_multiplier=1 and "
+                          f"alpha in {tuple(ALPHAS)}, got depth_multiplier="
+                          f"{depth_multiplier}, alpha={alpha}")
+    rows = weights_side(img_input, weights, SIZES)
 
     def bn_relu(x, name):
         x = BatchNormalization(axis=axis, name=name + "_bn")(x)

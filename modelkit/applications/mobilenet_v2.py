@@ -6,7 +6,8 @@ classifier_activation='softmax')` with tf-keras's layer names (`Conv1`, `bn_Conv
 `decode_predictions`. weights='imagenet' downloads Keras's file for `alpha` and the input
 size (96, 128, 160, 192 or 224; otherwise 224's, as Keras does)."""
 
-from modelkit.applications._vgg import finish_application, model_input
+from modelkit.applications._vgg import (finish_application, model_input, spatial_size,
+                                        weights_side)
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
 from modelkit.errors import ConfigError
@@ -44,17 +45,13 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
     from modelkit.backend import config as backend_config
     from modelkit.layers import (Add, BatchNormalization, Conv2D, DepthwiseConv2D, ReLU,
                                  ZeroPadding2D)
-    channels_first = backend_config.image_data_format() == "channels_first"
-    axis = 1 if channels_first else -1
+    axis = 1 if backend_config.image_data_format() == "channels_first" else -1
     img_input, inputs = model_input("mobilenet_v2", include_top, weights, input_tensor,
                                     input_shape, pooling, classes)
-    rows = K.int_shape(img_input)[2 if channels_first else 1]
-    cols = K.int_shape(img_input)[3 if channels_first else 2]
-    if weights == "imagenet":
-        if alpha not in ALPHAS:
-            raise ConfigError(f"mobilenet_v2: weights='imagenet' needs alpha in {ALPHAS}, "
-                              f"got alpha={alpha}")
-        rows = rows if rows == cols and rows in SIZES else 224
+    if weights == "imagenet" and alpha not in ALPHAS:
+        raise ConfigError(f"mobilenet_v2: weights='imagenet' needs alpha in {ALPHAS}, "
+                          f"got alpha={alpha}")
+    rows = weights_side(img_input, weights, SIZES)
 
     def bn_relu(x, name, bn_name=None, relu=True):
         x = BatchNormalization(axis=axis, epsilon=1e-3, momentum=0.999,
@@ -70,8 +67,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
                        name=prefix + "expand")(x)
             x = bn_relu(x, prefix + "expand")
         if stride == 2:
-            size = K.int_shape(x)[2:4] if channels_first else K.int_shape(x)[1:3]
-            x = ZeroPadding2D(correct_pad(size), name=prefix + "pad")(x)
+            x = ZeroPadding2D(correct_pad(spatial_size(x)), name=prefix + "pad")(x)
         x = DepthwiseConv2D(3, strides=stride, use_bias=False,
                             padding="same" if stride == 1 else "valid",
                             name=prefix + "depthwise")(x)
