@@ -231,3 +231,26 @@ def test_mobilenet_alpha_depth_multiplier_and_its_head(tmp_path):
     assert np.abs(top.predict(x)).max() > 0
     with pytest.raises(ConfigError, match="mobilenet: weights='imagenet' needs depth_mult"):
         MobileNet(depth_multiplier=2, include_top=False)
+
+
+@pytest.mark.parametrize("build,url,md5", [
+    (lambda: ResNet50(include_top=False), "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_"
+     "notop.h5", "4d473c1dd8becc155b73f8504c6f6626"),
+    (lambda: MobileNetV2(alpha=0.35, include_top=False, input_shape=(96, 96, 3)),
+     "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5", None),
+    (lambda: MobileNet(alpha=0.5, input_shape=(100, 100, 3)),
+     "mobilenet/mobilenet_5_0_224_tf.h5", None)])
+def test_imagenet_weights_come_from_keras_files(monkeypatch, build, url, md5):
+    import modelkit.datasets
+
+    class Asked(Exception):
+        pass
+
+    def get_file(fname, origin, file_hash=None, **kwargs):
+        raise Asked(fname, origin, file_hash)
+    monkeypatch.setattr(modelkit.datasets, "get_file", get_file)
+    with pytest.raises(Asked) as asked:
+        build()
+    fname, origin, file_hash = asked.value.args
+    assert origin == "https://storage.googleapis.com/tensorflow/keras-applications/" + url
+    assert fname == url.split("/")[1] and file_hash == md5
