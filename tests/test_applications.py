@@ -4,9 +4,10 @@ numbers, and the two Keras 2 examples that use them (conv_filter_visualization,
 neural_style_transfer).
 
 Offline parity (tests/fixtures/applications/keras_parity.py: tf-keras 2.21 with random
-weights and batch-norm statistics, include_top=False, 64x64, pooling='avg', its .h5 loaded
-here by path; max |diff| / max |output| on a random batch): ResNet50 6.3e-07, MobileNetV2
-2.5e-07 (alpha=0.35: 1.9e-07), MobileNet 1.4e-07 (alpha=0.5: 1.4e-07)."""
+weights and batch-norm statistics at 64x64, its .h5 loaded here by path; max |diff| / max
+|output| on a random batch), include_top=False with pooling='avg' / include_top=True
+(logits): ResNet50 6.3e-07 / 7.0e-07, MobileNetV2 2.5e-07 (alpha=0.35: 1.9e-07) /
+3.3e-07, MobileNet 1.4e-07 (alpha=0.5: 1.4e-07) / 5.2e-07."""
 
 import numpy as np
 import pytest
