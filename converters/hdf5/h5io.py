@@ -314,6 +314,22 @@ def _write_new_layout(f, graph, top=True):
                                                   data=np.asarray(sg.weights[key], order="C"))
 
 
+def _by_subobject(f, path, node, names, found):
+    """`found` in the order of `names` where each name's sub-object path is in the file (the
+    groups' alphabetical order is not Keras's order for a list of cells); else as found."""
+    if names is None or len(names) != len(found):
+        return found
+    counts, ordered = {}, []
+    for name in names:
+        sub = keras3_subobject(node.op, name, node.config)
+        where = path + (f"/{sub}" if sub else "") + "/vars"
+        i = counts[where] = counts.get(where, -1) + 1
+        if where not in f or str(i) not in f[where]:
+            return found
+        ordered.append((f[where], str(i), f"{where}/{i}"))
+    return ordered
+
+
 def _read_new_layout(f, graph, ctx):
     """{node_name: [(stored_name, array)]} from the Keras 3 layout, names from the op table."""
     out = {}
@@ -344,6 +360,7 @@ def _read_new_layout(f, graph, ctx):
         if names is not None and len(found) > len(names):
             ctx.fail(f"layer {node.name!r} ({node.op}) has {len(names)} variables, the file "
                      f"stores {len(found)} under {path!r}")
+        found = _by_subobject(f, path, node, names, found)
         arrays = [_read_dataset(g, k, ctx, label) for g, k, label in found]
         if names is None or len(names) != len(arrays):
             names = [f"var_{i}" for i in range(len(arrays))]

@@ -164,7 +164,7 @@ def keras3_subobject(op, variable, config=None):
     if op == "MultiHeadAttention":
         return MHA_SUBLAYERS.get(variable.split("/", 1)[0])
     if op in _CELL_OWNERS:
-        return "cell"
+        return "cell" + _stacked_cell_path(cfg, variable)
     if op == "TimeDistributed":
         return _under("layer", cfg.get("layer"), variable)
     if op == "Bidirectional":
@@ -173,6 +173,31 @@ def keras3_subobject(op, variable, config=None):
             return _under("backward_layer", cfg.get("backward_layer") or cfg.get("layer"), rest)
         return _under("forward_layer", cfg.get("layer"), rest)
     return None
+
+
+def _stacked_cells(config):
+    """The cell configs of an RNN config whose cell is a StackedRNNCells (None otherwise)."""
+    cell = (config or {}).get("cell")
+    if not (isinstance(cell, dict) and cell.get("class_name") == "StackedRNNCells"):
+        return None
+    return [c for c in (cell.get("config") or {}).get("cells") or [] if isinstance(c, dict)]
+
+
+def _stacked_cell_path(config, variable):
+    """`/cells/<name>` for a variable `stacked_rnn_cells/<cell>/kernel` of a stacked RNN: Keras 3
+    names a list's objects by snake-case class name, `_1`, `_2`, ... for repeats ("" else)."""
+    cells = _stacked_cells(config)
+    if cells is None:
+        return ""
+    parts = variable.split("/")
+    used = {}
+    for c in cells:
+        base = snake_case(c.get("class_name") or "cell")
+        k3 = base if base not in used else f"{base}_{used[base] + 1}"
+        used[base] = used.get(base, -1) + 1
+        if len(parts) > 2 and (c.get("config") or {}).get("name") == parts[1]:
+            return f"/cells/{k3}"
+    return ""
 
 
 def _under(slot, inner, variable):
@@ -214,6 +239,16 @@ def variable_names(op, config):
     if op == "RNN":
         cell = cfg.get("cell") if isinstance(cfg.get("cell"), dict) else {}
         cell_op = cell.get("class_name")
+        cells = _stacked_cells(cfg)
+        if cells is not None:
+            prefix = (cell.get("config") or {}).get("name") or "stacked_rnn_cells"
+            out = []
+            for c in cells:
+                inner = variable_names("RNN", {"cell": c})
+                if inner is None:
+                    return None
+                out += [f"{prefix}/{v}" for v in inner]
+            return out
         if cell_op not in _CELL_CLASSES:
             return None
         ccfg = cell.get("config") or {}

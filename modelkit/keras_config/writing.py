@@ -192,6 +192,10 @@ def _archive_layer(entry):
         cfg.pop("batch_input_shape", None)    # Keras 3 layers refuse it
     keras3_activation_names(cfg, where)
     for k, v in cfg.items():
+        if k == "cells" and isinstance(v, list):       # StackedRNNCells
+            cfg[k] = [_archive_layer(c) if isinstance(c, dict) and "config" in c else c
+                      for c in v]
+            continue
         if not (isinstance(v, dict) and "class_name" in v and "config" in v):
             continue
         if k in ("layer", "backward_layer", "cell"):

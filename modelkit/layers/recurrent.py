@@ -34,10 +34,12 @@ from ..backend.functions import is_symbolic
 from ..backend.tensor import Tensor, as_array
 from ..engine.base_layer import Layer, to_list
 from ..errors import ConfigError, ShapeError
-from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, _FusedCell, deserialize_cell
+from .rnn_cells import (GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells, _FusedCell,
+                        deserialize_cell)
 from .serialization import register_layer, serialize
 
-__all__ = ["RNN", "SimpleRNN", "GRU", "LSTM", "SimpleRNNCell", "GRUCell", "LSTMCell"]
+__all__ = ["RNN", "SimpleRNN", "GRU", "LSTM", "SimpleRNNCell", "GRUCell", "LSTMCell",
+           "StackedRNNCells"]
 
 
 def _keras1_sequence_kwargs(kwargs, where):
@@ -77,7 +79,10 @@ def mask_array(mask, x, layer):
 
 @register_layer
 class RNN(Layer):
-    """A recurrent layer over one built-in cell (`SimpleRNNCell`, `GRUCell`, `LSTMCell`)."""
+    """A recurrent layer over one built-in cell (`SimpleRNNCell`, `GRUCell`, `LSTMCell`) or a
+    stack of them (a list of cells, or `StackedRNNCells`: per step cell k feeds cell k+1;
+    `return_state` gives every cell's states in order, flat: `[out, h1, c1, h2]` where Keras
+    nests them per cell)."""
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, time_major=False, zero_output_for_mask=False,
@@ -88,12 +93,11 @@ class RNN(Layer):
             cell = deserialize_cell(cell)
         super().__init__(**kwargs)
         if isinstance(cell, (list, tuple)):
-            raise ConfigError(f"{where} {self.name!r}: stacked cells (a list of cells) are not "
-                              "supported; stack recurrent layers instead")
-        if not isinstance(cell, _FusedCell):
+            cell = StackedRNNCells(list(cell), dtype=kwargs.get("dtype"))
+        if not isinstance(cell, (_FusedCell, StackedRNNCells)):
             raise ConfigError(f"{where} {self.name!r}: the cell must be a SimpleRNNCell, GRUCell "
-                              f"or LSTMCell (modelkit runs these as fused sequence ops), got "
-                              f"{type(cell).__name__}")
+                              f"or LSTMCell, or a list / StackedRNNCells of them (modelkit runs "
+                              f"these as fused sequence ops), got {type(cell).__name__}")
         if time_major:
             raise ConfigError(f"{where} {self.name!r}: time_major=True is not supported; pass "
                               "(batch, timesteps, features) inputs")
@@ -152,10 +156,10 @@ class RNN(Layer):
         if state_shapes and len(state_shapes) != self._n_states:
             raise ShapeError(f"{where} expects {self._n_states} initial state tensor(s) "
                              f"({', '.join(self.cell.state_names)}), got {len(state_shapes)}")
-        for s in state_shapes:
-            if len(s) != 2 or (s[-1] is not None and s[-1] != self.cell.units):
+        for s, units in zip(state_shapes, self.cell.state_units):
+            if len(s) != 2 or (s[-1] is not None and s[-1] != units):
                 raise ShapeError(f"{where}: an initial state must have shape (batch, "
-                                 f"{self.cell.units}), got {s}")
+                                 f"{units}), got {s}")
 
     def build(self, input_shape):
         x_shape = tuple(input_shape[0]) if _is_shape_list(input_shape) else tuple(input_shape)
@@ -172,8 +176,8 @@ class RNN(Layer):
                     "batch size: give the first layer batch_input_shape=(batch, timesteps, "
                     "features) (or Input(batch_shape=...))")
             self._batch_size = x_shape[0]
-            self._states = [np.zeros((x_shape[0], self.cell.units), self.cell.dtype)
-                            for _ in range(self._n_states)]
+            self._states = [np.zeros((x_shape[0], u), self.cell.dtype)
+                            for u in self.cell.state_units]
         self.built = True
 
     def _as_float(self, t):
@@ -185,8 +189,8 @@ class RNN(Layer):
         x, states = self._split_inputs(inputs)
         self._check_ranks(tuple(x.shape), [tuple(s.shape) for s in states])
         where = f"{type(self).__name__} {self.name!r}"
-        if x.shape[-1] != self.cell.kernel.shape[0]:
-            raise ShapeError(f"{where} was built for {self.cell.kernel.shape[0]} input features, "
+        if x.shape[-1] != self.cell.input_dim:
+            raise ShapeError(f"{where} was built for {self.cell.input_dim} input features, "
                              f"got input of shape {tuple(x.shape)}")
         if x.shape[1] == 0:
             raise ShapeError(f"{where}: the input has no timesteps (shape {tuple(x.shape)})")
@@ -213,7 +217,7 @@ class RNN(Layer):
         if self.return_sequences:
             out = seq
         elif m is None:
-            out = finals[0]
+            out = finals[self.cell.output_state]
         else:
             out = F.getitem(seq, (slice(None), -1))
         if self.return_state:
@@ -226,7 +230,7 @@ class RNN(Layer):
         batch, u = x_shape[0], self.cell.units
         out = (batch, x_shape[1], u) if self.return_sequences else (batch, u)
         if self.return_state:
-            return [out] + [(batch, u)] * self._n_states
+            return [out] + [(batch, su) for su in self.cell.state_units]
         return out
 
     def compute_mask(self, inputs, mask=None):
@@ -251,15 +255,15 @@ class RNN(Layer):
             raise ConfigError(f"{where} is not stateful; only stateful layers keep states")
         if not self.built:
             return
-        shape = (self._batch_size, self.cell.units)
+        shapes = [(self._batch_size, u) for u in self.cell.state_units]
         if states is None:
-            self._states = [np.zeros(shape, self.cell.dtype) for _ in range(self._n_states)]
+            self._states = [np.zeros(shape, self.cell.dtype) for shape in shapes]
             return
         values = [np.asarray(as_array(s), dtype=self.cell.dtype) for s in to_list(states)]
         if len(values) != self._n_states:
             raise ShapeError(f"{where} has {self._n_states} state(s), reset_states got "
                              f"{len(values)}")
-        for v in values:
+        for v, shape in zip(values, shapes):
             if v.shape != shape:
                 raise ShapeError(f"{where}: a state must have shape {shape}, got {v.shape}")
         self._states = values

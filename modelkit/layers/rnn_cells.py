@@ -24,7 +24,7 @@ from ._arguments import arguments
 from ._kernel_bias import add_weight_for, option_keys, options_config, set_options
 from .core import layer_rng
 
-__all__ = ["SimpleRNNCell", "GRUCell", "LSTMCell"]
+__all__ = ["SimpleRNNCell", "GRUCell", "LSTMCell", "StackedRNNCells"]
 
 # the per-weight options, in Keras's config order: initializers, regularizers, constraints
 _OPTIONS = option_keys("kernel", "recurrent", "bias")
@@ -106,7 +106,17 @@ class _FusedCell(Layer):
     # -- weights -------------------------------------------------------------------------
     def _weight_scope(self):
         owner = self._owner
-        return f"{owner.name}/{self.name}" if owner is not None else self.name
+        return f"{owner._weight_scope()}/{self.name}" if owner is not None else self.name
+
+    @property
+    def state_units(self):
+        return [self.units] * len(self.state_names)
+
+    output_state = 0            # which final state is the output
+
+    @property
+    def input_dim(self):
+        return self.kernel.shape[0]
 
     @property
     def state_size(self):
@@ -327,3 +337,89 @@ def deserialize_cell(config):
         raise ConfigError(f"RNN: cannot build the cell {name!r}; modelkit runs the built-in "
                           f"cells {sorted(CELLS)} (custom cells are not supported)")
     return CELLS[name].from_config(dict(config.get("config") or {}))
+
+
+class StackedRNNCells(Layer):
+    """Several cells run as one: per time step cell k's output is cell k+1's input.
+
+    Stepping the stack is the same as running each cell over the whole sequence in turn (cell
+    k+1 at step t needs only cell k's output at t and its own states), so each cell runs its
+    own fused sequence op. A masked step keeps every cell's states and the stack's previous
+    output, as in Keras. The states are every cell's states, cell by cell (Keras's order)."""
+
+    def __init__(self, cells, **kwargs):
+        super().__init__(**kwargs)
+        cells = [deserialize_cell(c) if isinstance(c, dict) else c for c in cells]
+        if not cells:
+            raise ConfigError(f"StackedRNNCells {self.name!r}: needs at least one cell")
+        for c in cells:
+            if not isinstance(c, _FusedCell):
+                raise ConfigError(f"StackedRNNCells {self.name!r}: every cell must be a "
+                                  f"SimpleRNNCell, GRUCell or LSTMCell, got {type(c).__name__}")
+            c._owner = self
+            self._track_layer(c)
+        self.cells = cells
+        self._owner = None          # the RNN layer using the stack (weight-name prefix)
+
+    def _weight_scope(self):
+        return f"{self._owner._weight_scope()}/{self.name}" if self._owner is not None \
+            else self.name
+
+    @property
+    def state_names(self):
+        return tuple(f"{c.name}_{s}" for c in self.cells for s in c.state_names)
+
+    @property
+    def state_units(self):
+        return [c.units for c in self.cells for _ in c.state_names]
+
+    @property
+    def units(self):
+        return self.cells[-1].units
+
+    @property
+    def output_state(self):
+        """The last cell's h: its first state."""
+        return len(self.state_names) - len(self.cells[-1].state_names)
+
+    output_size = units
+
+    @property
+    def state_size(self):
+        return [c.state_size for c in self.cells]
+
+    @property
+    def input_dim(self):
+        return self.cells[0].kernel.shape[0]
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        for c in self.cells:
+            c._maybe_build((input_shape[0], dim))
+            dim = c.units
+        self.built = True
+
+    def sequence(self, x, states=None, mask=None, training=None, go_backwards=False,
+                 zero_output_for_mask=False):
+        """As `_FusedCell.sequence`, through every cell: -> (last cell's outputs, [states])."""
+        finals, at = [], 0
+        for i, c in enumerate(self.cells):
+            n = len(c.state_names)
+            own = list(states[at:at + n]) if states else None
+            at += n
+            # after the first cell the sequence is already in processing order
+            m = mask if i == 0 or mask is None or not go_backwards else mask[:, ::-1]
+            x, new = c.sequence(x, own, mask=m, training=training,
+                                go_backwards=go_backwards and i == 0,
+                                zero_output_for_mask=zero_output_for_mask)
+            finals += list(new)
+        return x, finals
+
+    def get_config(self):
+        config = super().get_config()
+        config["cells"] = [{"class_name": type(c).__name__, "config": c.get_config()}
+                           for c in self.cells]
+        return config
+
+
+CELLS["StackedRNNCells"] = StackedRNNCells
