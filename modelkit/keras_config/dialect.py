@@ -183,8 +183,10 @@ def keras2_layer_config(op, config):
     cfg = copy.deepcopy(config)
     if cfg.get("time_major") is False:
         del cfg["time_major"]         # Keras 3 refuses it; tf-keras defaults it to False
-    for k in _WRAPPER_KEYS:
-        v = cfg.get(k)
+    inner = [cfg.get(k) for k in _WRAPPER_KEYS]
+    if op == "StackedRNNCells" and isinstance(cfg.get("cells"), list):
+        inner += cfg["cells"]
+    for v in inner:
         if isinstance(v, dict) and isinstance(v.get("config"), dict):
             v["config"] = keras2_layer_config(v.get("class_name"), v["config"])
             # tf-keras writes (and ignores) these; Keras 3 needs them to find a wrapped

@@ -192,6 +192,21 @@ def test_keras3_archive_keeps_the_cells_under_cell_cells(tmp_path):
                                atol=0)
 
 
+def test_h5_config_names_the_cells_module_for_keras3(tmp_path):
+    """Keras 3 loads a Keras-2 .h5 stack only when every cell names its module."""
+    import json
+    import h5py
+    Sequential([RNN([LSTMCell(2), GRUCell(2)], name="rnn", input_shape=(T, F_IN))]).save(
+        tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        config = json.loads(f.attrs["model_config"])
+    rnn = config["config"]["layers"][-1]["config"]
+    assert "time_major" not in rnn
+    assert rnn["cell"]["module"] == "keras.layers"
+    assert [(c["module"], c["class_name"]) for c in rnn["cell"]["config"]["cells"]] == [
+        ("keras.layers", "LSTMCell"), ("keras.layers", "GRUCell")]
+
+
 def test_onnx_export_refuses_naming_the_layer():
     model = Sequential([RNN([LSTMCell(2), GRUCell(2)], name="stack", input_shape=(T, F_IN)),
                         Dense(1)])
