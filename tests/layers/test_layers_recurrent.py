@@ -145,7 +145,6 @@ def test_layer(row, tmp_path):
     keras2_only = layer.get_config().get("recurrent_activation") == "hard_sigmoid"
     run_layer_test(ROWS[row], (T, F_IN), tmp_path, weights=signed, atol=1e-5,
                    output_shape=expected_shapes(layer),
-                   onnx=type(layer) is not RNN,     # RNN(cell) has no ONNX export handler yet
                    formats=(".h5",) if keras2_only else (".h5", ".keras"),
                    reference=lambda x, la: reference_for(
                        la, x.astype(float), [w.astype(float) for w in la.get_weights()]))

@@ -86,7 +86,6 @@ def test_layer(row, tmp_path):
     layer = ROWS[row]()
     run_layer_test(ROWS[row], (T, F_IN), tmp_path, weights=signed, atol=1e-5,
                    output_shape=expected_shapes(layer),
-                   onnx=False,      # RNN over cells has no ONNX export (refusal tested below)
                    reference=lambda x, la: stacked_reference(la, x, la.get_weights()))
 
 
@@ -207,10 +206,38 @@ def test_h5_config_names_the_cells_module_for_keras3(tmp_path):
         ("keras.layers", "LSTMCell"), ("keras.layers", "GRUCell")]
 
 
-def test_onnx_export_refuses_naming_the_layer():
-    model = Sequential([RNN([LSTMCell(2), GRUCell(2)], name="stack", input_shape=(T, F_IN)),
-                        Dense(1)])
-    with pytest.raises(UnsupportedError, match="stack"):
+@pytest.mark.parametrize("backwards", [False, True])
+def test_onnx_with_a_mask_and_initial_states_matches_predict(backwards):
+    """One ONNX LSTM/GRU/RNN node per cell; masks and initial states as in predict."""
+    from modelkit.converters.onnx.testing import run
+    rng = np.random.default_rng(7)
+    inp, h1, c1, h2 = (Input(shape=(T, F_IN)), Input(shape=(4,)), Input(shape=(4,)),
+                       Input(shape=(3,)))
+    layer = RNN([LSTMCell(4), GRUCell(3, reset_after=False), SimpleRNNCell(2)],
+                return_sequences=True, return_state=True, go_backwards=backwards)
+    h3 = Input(shape=(2,))
+    model = Model([inp, h1, c1, h2, h3],
+                  layer(Masking(0.0)(inp), initial_state=[h1, c1, h2, h3]))
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.5)
+    xs = [rng.standard_normal((3,) + s).astype("float32")
+          for s in ((T, F_IN), (4,), (4,), (3,), (2,))]
+    xs[0][1, 2:] = 0.0
+    xs[0][2, :1] = 0.0
+    proto = onnx_conv.export(model)
+    kinds = [n.op_type for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    assert kinds == ["LSTM", "GRU", "RNN"]
+    got = run(proto, xs)
+    want = model.predict(xs)
+    assert len(got) == len(want) == 5
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_onnx_export_refuses_a_stateful_stack_naming_the_layer():
+    model = Sequential([RNN([LSTMCell(2), GRUCell(2)], name="stack", stateful=True,
+                            batch_input_shape=(2, T, F_IN)), Dense(1)])
+    with pytest.raises(UnsupportedError, match="stack.*stateful"):
         onnx_conv.export(model)
 
 

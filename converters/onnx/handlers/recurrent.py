@@ -164,10 +164,63 @@ def _split_states(inputs, n_states, nd):
 
 @export_handler("SimpleRNN", "GRU", "LSTM", check=_check_rnn)
 def rnn_layer(node, ctx, inputs):
+    return _recurrent(node, ctx, inputs, [(node.op, node.config, ctx.weights(node), node)])
+
+
+# -- RNN over a cell, or a stack of cells (StackedRNNCells) ---------------------------------
+
+_CELL_OPS = {"SimpleRNNCell": "SimpleRNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
+
+
+def _cell_configs(node):
+    """[(class name, config)] of an RNN node's cell, or of each cell of its StackedRNNCells."""
+    cell = node.config.get("cell") or {}
+    inner = [cell]
+    if cell.get("class_name") == "StackedRNNCells":
+        inner = (cell.get("config") or {}).get("cells") or []
+    return [(c.get("class_name"), dict(c.get("config") or {})) for c in inner]
+
+
+def _check_cells(node, opset):
+    problems = []
+    for cls, cfg in _cell_configs(node):
+        op = _CELL_OPS.get(cls)
+        if op is None:
+            problems.append(f"cell {cls!r} is not supported (SimpleRNNCell, GRUCell, LSTMCell are)")
+            continue
+        p = rnn_config_problem(op, {**cfg, "stateful": node.config.get("stateful"),
+                                    "time_major": node.config.get("time_major")})
+        if p:
+            problems.append(f"cell {cfg.get('name', cls)!r}: {p}")
+    return "; ".join(problems) or None
+
+
+@export_handler("RNN", check=_check_cells)
+def rnn_of_cells(node, ctx, inputs):
+    """One ONNX RNN/GRU/LSTM node per cell, each fed the previous one's output sequence."""
+    arrays, cells = ctx.weights(node), []
+    for cls, cfg in _cell_configs(node):
+        n = 3 if cfg.get("use_bias", True) else 2
+        owner = _CellNode(f"{node.name}/{cfg.get('name', cls)}")
+        cells.append((_CELL_OPS[cls], cfg, arrays[:n], owner))
+        arrays = arrays[n:]
+    return _recurrent(node, ctx, inputs, cells)
+
+
+class _CellNode:
+    """What `run_rnn` needs of a node for one cell: a name for its parameters and nodes."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _recurrent(node, ctx, inputs, cells):
+    """A recurrent layer of `cells` [(op, cell config, weight arrays, node for names)] run
+    in turn per time step; the layer's own settings come from node.config."""
     cfg = node.config
-    op = node.op
     x = inputs[0]
-    states = _split_states(inputs, N_STATES[op], 1)
+    counts = [N_STATES[op] for op, *_ in cells]
+    given = _split_states(inputs, sum(counts), 1)
     backwards = bool(cfg.get("go_backwards", False))
     zero_output = bool(cfg.get("zero_output_for_mask", False))
     mask = _input_mask(ctx, x)
@@ -179,8 +232,16 @@ def rnn_layer(node, ctx, inputs):
     else:
         proc_mask = mask
     xt, lens, plan = _prepare(ctx, node, x, proc_mask, node.name)
-    Y, Y_h, Y_c = run_rnn(ctx, node, op, cfg, [ctx.weights(node)], xt, lens, states, direction)
-    finals = _final_states(ctx, plan, Y_h, Y_c, 0, states, node.name)
+    finals, at = [], 0
+    for (op, ccfg, arrays, owner), n in zip(cells, counts):
+        states = [given[0][at:at + n]] if given else None
+        at += n
+        # a reversed run's outputs stay aligned with the input steps, so the next cell
+        # runs the same direction on them
+        Y, Y_h, Y_c = run_rnn(ctx, owner, op, ccfg, [arrays], xt, lens, states, direction)
+        finals += _final_states(ctx, plan, Y_h, Y_c, 0, states, owner.name)
+        xt = ctx.squeeze(Y, [1])
+    last_h = finals[len(finals) - counts[-1]]
     if cfg.get("return_sequences"):
         seq = _seq_out(ctx, node, Y, 0, node.name)
         if plan is not None:
@@ -193,7 +254,7 @@ def rnn_layer(node, ctx, inputs):
     elif plan is not None:
         out = rnn_mask.last_output(ctx, plan, _last(ctx, Y_h, 0), zero_output, node.name)
     else:
-        out = ctx.op("Identity", [finals[0]], finals[0].shape, hint=node.name)
+        out = ctx.op("Identity", [last_h], last_h.shape, hint=node.name)
     outs = [out]
     if cfg.get("return_state"):
         outs.extend(finals)
