@@ -1,4 +1,5 @@
-"""Recurrent layers: SimpleRNN, GRU, LSTM (and RNN over one of their cells), Keras 2 semantics.
+"""Recurrent layers: SimpleRNN, GRU, LSTM (and RNN over one of their cells or a stack of them),
+Keras 2 semantics.
 
 Each call runs the whole sequence through ONE fused backend op (see
 `modelkit.backend.rnn_ops`), so training a recurrent layer costs one tape entry per call.

@@ -1,4 +1,5 @@
-"""SimpleRNN, GRU, LSTM and Bidirectional as single ONNX RNN / GRU / LSTM nodes.
+"""SimpleRNN, GRU, LSTM and Bidirectional as single ONNX RNN / GRU / LSTM nodes; RNN(cell) and
+RNN([cells]) (StackedRNNCells) as one such node per cell, each fed the previous one's outputs.
 
 Keras tensors are batch-major (batch, time, features); onnxruntime only runs the ONNX
 default layout (time, batch, features), so inputs are transposed in and outputs out.
