@@ -9,8 +9,9 @@ import pytest
 
 from modelkit.converters import onnx as onnx_conv
 from modelkit.errors import ConfigError, ShapeError, UnsupportedError
-from modelkit.layers import (GRU, LSTM, RNN, Dense, GRUCell, Input, LSTMCell, Masking,
-                             SimpleRNN, SimpleRNNCell, StackedRNNCells, deserialize, serialize)
+from modelkit.layers import (GRU, LSTM, RNN, Bidirectional, Dense, GRUCell, Input, LSTMCell,
+                             Masking, SimpleRNN, SimpleRNNCell, StackedRNNCells, deserialize,
+                             serialize)
 from modelkit.models import Model, Sequential, load_model
 
 from layer_testing import run_layer_test
@@ -162,10 +163,13 @@ def test_stateful_stack_carries_all_states_across_batches():
 
 
 @pytest.mark.parametrize("name,data", [("tfk_stacked.h5", "tfk_stacked.npz"),
-                                       ("k3_stacked.keras", "k3_stacked.npz")])
+                                       ("k3_stacked.keras", "k3_stacked.npz"),
+                                       ("tfk_bidir.h5", "tfk_bidir.npz"),
+                                       ("k3_bidir.keras", "k3_bidir.npz")])
 def test_real_keras_files_load_predict_and_resave(name, data, tmp_path):
     """tf-keras 2.21 / Keras 3.15 files of Masking -> RNN([LSTMCell(4), GRUCell(3)]) -> Dense
-    (make_stacked_rnn.py): same predictions, and modelkit's own saves reload the same."""
+    and Masking -> Bidirectional(RNN([LSTMCell(3), GRUCell(2)])) (make_stacked_rnn.py): same
+    predictions, and modelkit's own saves reload the same."""
     d = np.load(FIXTURES / data)
     model = load_model(FIXTURES / name)
     y = model.predict(d["x0"])
@@ -246,3 +250,10 @@ def test_bad_cells_raise_config_errors():
         RNN([LSTMCell(2), Dense(3)])
     with pytest.raises(ConfigError, match="at least one cell"):
         RNN([])
+
+
+def test_onnx_export_refuses_bidirectional_over_cells_naming_the_layer():
+    model = Sequential([Bidirectional(RNN([LSTMCell(2), GRUCell(2)]), name="both_ways",
+                                      input_shape=(T, F_IN))])
+    with pytest.raises(UnsupportedError, match="both_ways.*'RNN'"):
+        onnx_conv.export(model)
