@@ -252,8 +252,32 @@ def test_bad_cells_raise_config_errors():
         RNN([])
 
 
-def test_onnx_export_refuses_bidirectional_over_cells_naming_the_layer():
-    model = Sequential([Bidirectional(RNN([LSTMCell(2), GRUCell(2)]), name="both_ways",
-                                      input_shape=(T, F_IN))])
-    with pytest.raises(UnsupportedError, match="both_ways.*'RNN'"):
-        onnx_conv.export(model)
+@pytest.mark.parametrize("seq,masked", [(True, True), (False, True), (True, False)])
+def test_onnx_bidirectional_over_cells_matches_predict(seq, masked):
+    """A forward and a backward chain of per-cell ONNX nodes; states and merge as Keras."""
+    from modelkit.converters.onnx.testing import run
+    rng = np.random.default_rng(8)
+    inp, states = Input(shape=(T, F_IN)), [Input(shape=(u,)) for u in (3, 3, 2, 3, 3, 2)]
+    h = Masking(0.0)(inp) if masked else inp
+    layer = Bidirectional(RNN([LSTMCell(3), GRUCell(2)], return_sequences=seq,
+                              return_state=True), merge_mode="sum")
+    model = Model([inp] + states, layer(h, initial_state=states))
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.5)
+    xs = [rng.standard_normal((3,) + tuple(t.shape[1:])).astype("float32")
+          for t in [inp] + states]
+    xs[0][1, 2:] = 0.0
+    proto = onnx_conv.export(model)
+    assert [n.op_type for n in proto.graph.node if n.op_type in ("LSTM", "GRU")] == \
+        ["LSTM", "GRU", "LSTM", "GRU"]
+    got, want = run(proto, xs), model.predict(xs)
+    assert len(got) == len(want) == 7
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_onnx_of_the_real_bidirectional_file_matches_keras():
+    from modelkit.converters.onnx.testing import run
+    d = np.load(FIXTURES / "tfk_bidir.npz")
+    proto = onnx_conv.export(load_model(FIXTURES / "tfk_bidir.h5"))
+    np.testing.assert_allclose(run(proto, [d["x0"]])[0], d["y0"], atol=1e-5)

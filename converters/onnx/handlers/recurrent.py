@@ -1,5 +1,6 @@
 """SimpleRNN, GRU, LSTM and Bidirectional as single ONNX RNN / GRU / LSTM nodes; RNN(cell) and
-RNN([cells]) (StackedRNNCells) as one such node per cell, each fed the previous one's outputs.
+RNN([cells]) (StackedRNNCells) as one such node per cell, each fed the previous one's outputs
+(inside Bidirectional: a forward and a backward chain of them).
 
 Keras tensors are batch-major (batch, time, features); onnxruntime only runs the ONNX
 default layout (time, batch, features), so inputs are transposed in and outputs out.
@@ -199,20 +200,27 @@ def _check_cells(node, opset):
 @export_handler("RNN", check=_check_cells)
 def rnn_of_cells(node, ctx, inputs):
     """One ONNX RNN/GRU/LSTM node per cell, each fed the previous one's output sequence."""
-    arrays, cells = ctx.weights(node), []
+    return _recurrent(node, ctx, inputs, _cells(node, ctx.weights(node)))
+
+
+def _cells(node, arrays):
+    """[(op, cell config, its weight arrays, node for names)] of an RNN node, taking the
+    cells' weights from the front of `arrays`."""
+    cells = []
     for cls, cfg in _cell_configs(node):
         n = 3 if cfg.get("use_bias", True) else 2
-        owner = _CellNode(f"{node.name}/{cfg.get('name', cls)}")
+        owner = _LayerNode(f"{node.name}/{cfg.get('name', cls)}")
         cells.append((_CELL_OPS[cls], cfg, arrays[:n], owner))
         arrays = arrays[n:]
-    return _recurrent(node, ctx, inputs, cells)
+    return cells
 
 
-class _CellNode:
-    """What `run_rnn` needs of a node for one cell: a name for its parameters and nodes."""
+class _LayerNode:
+    """What the emitters need of a node: a name for parameters and nodes (and a config)."""
 
-    def __init__(self, name):
+    def __init__(self, name, config=None):
         self.name = name
+        self.config = config or {}
 
 
 def _recurrent(node, ctx, inputs, cells):
@@ -273,6 +281,11 @@ def _check_bidirectional(node, opset):
     op, cfg = _inner(node)
     if op in CONV_LSTM_OPS:
         return conv_lstm_bidirectional_problem(node, cfg, opset)
+    if op == "RNN":
+        back = node.config.get("backward_layer") or {}
+        return "; ".join(filter(None, (
+            _check_cells(_LayerNode(node.name, c), opset)
+            for c in (cfg, dict(back.get("config") or cfg))))) or None
     p = rnn_config_problem(op, cfg)
     if p:
         return p
@@ -296,6 +309,8 @@ def bidirectional(node, ctx, inputs):
     if op in CONV_LSTM_OPS:
         fwd, bwd = conv_lstm_both_ways(node, ctx, inputs, op, cfg)
         return merge_directions(ctx, node, fwd, bwd)
+    if op == "RNN":
+        return _bidirectional_cells(node, ctx, inputs, cfg)
     x = inputs[0]
     ws = ctx.weights(node)
     half = len(ws) // 2
@@ -326,6 +341,35 @@ def bidirectional(node, ctx, inputs):
         for d in range(2):
             outs.extend(_final_states(ctx, plan, Y_h, Y_c, d, states, node.name))
     return outs
+
+
+def _bidirectional_cells(node, ctx, inputs, cfg):
+    """Bidirectional over RNN(cell / cells): a forward and a backward chain of per-cell
+    nodes (one ONNX node per cell and direction), merged as Keras does."""
+    back = node.config.get("backward_layer") or {}
+    seq = bool(cfg.get("return_sequences"))
+    ws, given = ctx.weights(node), list(inputs[1:])
+    half = len(given) // 2
+    outs, finals = [], []
+    for d, lcfg in enumerate((cfg, dict(back.get("config") or cfg))):
+        # Keras forces zero_output_for_mask for returned sequences inside Bidirectional
+        layer = _LayerNode(f"{node.name}/{'backward' if d else 'forward'}",
+                           {**lcfg, "go_backwards": d == 1, "return_sequences": seq,
+                            "return_state": True, "zero_output_for_mask": seq})
+        cells = _cells(layer, ws)
+        ws = ws[sum(len(c[2]) for c in cells):]
+        out, *states = _recurrent(layer, ctx, [inputs[0]] + given[d * half:(d + 1) * half],
+                                  cells)
+        if seq and d == 1:          # the backward outputs re-aligned with the input steps
+            out = ctx.reverse(out, 1, hint=f"{layer.name}/aligned")
+        outs.append(out)
+        finals += states
+    merged = merge_directions(ctx, node, *outs)
+    mask = _input_mask(ctx, inputs[0])
+    if seq and mask is not None:
+        for m in merged:
+            ctx.masks[m.name] = mask
+    return merged + (finals if cfg.get("return_state") else [])
 
 
 def merge_directions(ctx, node, fwd, bwd):
