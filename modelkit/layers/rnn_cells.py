@@ -53,7 +53,32 @@ def set_recurrent_options(layer, dropout, recurrent_dropout, **options):
     layer.dropout, layer.recurrent_dropout = float(dropout), float(recurrent_dropout)
 
 
-class _FusedCell(Layer):
+class _StepCall:
+    """Keras's cell API over `sequence`: `cell(inputs, states)` runs one step."""
+
+    def call(self, inputs, states, training=None):
+        """One step (Keras cell API): inputs (batch, features) -> (output, [new states])."""
+        x = F.expand_dims(inputs, 1)
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        seq, finals = self.sequence(x, states, training=training)
+        return finals[self.output_state], finals
+
+    def __call__(self, inputs, states=None, **kwargs):
+        if states is None:
+            raise ConfigError(f"{type(self).__name__} {self.name!r} is a cell: call it as "
+                              "cell(inputs, states), or wrap it in RNN(cell)")
+        if not isinstance(inputs, Tensor):
+            inputs = Tensor(np.asarray(inputs, dtype=self.dtype))
+        self._maybe_build(tuple(inputs.shape))
+        return self.call(inputs, states, **kwargs)
+
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        batch = batch_size if batch_size is not None else inputs.shape[0]
+        zeros = [np.zeros((batch, u), dtype or self.dtype) for u in self.state_units]
+        return zeros if len(zeros) > 1 else zeros[0]
+
+
+class _FusedCell(_StepCall, Layer):
     """What the three cells share: weights, dropout masks, config."""
 
     n_gates = 1
@@ -174,27 +199,6 @@ class _FusedCell(Layer):
         idrop, rdrop = self._dropout_masks(x.shape[0], x.shape[-1], x.dtype, training)
         return self._run(x, states, mask, idrop, rdrop, bool(go_backwards),
                          bool(zero_output_for_mask))
-
-    def call(self, inputs, states, training=None):
-        """One step (Keras cell API): inputs (batch, features) -> (output, [new states])."""
-        x = F.expand_dims(inputs, 1)
-        states = list(states) if isinstance(states, (list, tuple)) else [states]
-        seq, finals = self.sequence(x, states, training=training)
-        return finals[0], finals
-
-    def __call__(self, inputs, states=None, **kwargs):
-        if states is None:
-            raise ConfigError(f"{type(self).__name__} {self.name!r} is a cell: call it as "
-                              "cell(inputs, states), or wrap it in RNN(cell)")
-        if not isinstance(inputs, Tensor):
-            inputs = Tensor(np.asarray(inputs, dtype=self.dtype))
-        self._maybe_build(tuple(inputs.shape))
-        return self.call(inputs, states, **kwargs)
-
-    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
-        batch = batch_size if batch_size is not None else inputs.shape[0]
-        zeros = [np.zeros((batch, self.units), dtype or self.dtype) for _ in self.state_names]
-        return zeros if len(zeros) > 1 else zeros[0]
 
     # -- config --------------------------------------------------------------------------
     def _own_config(self):
@@ -339,7 +343,7 @@ def deserialize_cell(config):
     return CELLS[name].from_config(dict(config.get("config") or {}))
 
 
-class StackedRNNCells(Layer):
+class StackedRNNCells(_StepCall, Layer):
     """Several cells run as one: per time step cell k's output is cell k+1's input.
 
     Stepping the stack is the same as running each cell over the whole sequence in turn (cell

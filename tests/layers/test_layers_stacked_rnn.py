@@ -281,3 +281,22 @@ def test_onnx_of_the_real_bidirectional_file_matches_keras():
     d = np.load(FIXTURES / "tfk_bidir.npz")
     proto = onnx_conv.export(load_model(FIXTURES / "tfk_bidir.h5"))
     np.testing.assert_allclose(run(proto, [d["x0"]])[0], d["y0"], atol=1e-5)
+
+
+def test_stacked_cells_run_one_step_as_a_cell():
+    """`StackedRNNCells(cells)(x, states)`: one step of the stack (Keras's cell API)."""
+    rng = np.random.default_rng(9)
+    stack = StackedRNNCells([LSTMCell(3), GRUCell(2)])
+    x = rng.standard_normal((2, F_IN)).astype("float32")
+    states = stack.get_initial_state(batch_size=2)
+    assert [s.shape for s in states] == [(2, 3), (2, 3), (2, 2)]
+    states = [rng.standard_normal(s.shape).astype("float32") for s in states]
+    out, new = stack(x, states)
+    layer = RNN(StackedRNNCells.from_config(stack.get_config()), return_state=True)
+    layer(x[:, None], initial_state=states)
+    layer.set_weights(stack.get_weights())
+    want = layer(x[:, None], initial_state=states)
+    assert out.shape == (2, 2) and len(new) == 3
+    np.testing.assert_allclose(out.value, want[0].value, atol=1e-6)
+    for n, w in zip(new, want[1:]):
+        np.testing.assert_allclose(n.value, w.value, atol=1e-6)
