@@ -19,9 +19,17 @@ def layer_graph(op, config=None, weights=(), input_shapes=((None, 4),), n_output
 
 
 def run(model, feeds):
-    """Run an ONNX ModelProto on CPU; `feeds` is a dict or a list matching the inputs."""
+    """Run an ONNX ModelProto on onnxruntime's CPU provider -- or, with the environment
+    variable MODELKIT_TEST_DEVICE=cuda (the test suite's GPU check), on CUDA with TF32 off,
+    onnxruntime placing on the CPU the nodes CUDA lacks. `feeds` is a dict or a list
+    matching the inputs."""
+    import os
+
     import onnxruntime as ort
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if os.environ.get("MODELKIT_TEST_DEVICE", "cpu").startswith("cuda"):
+        providers = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=providers)
     if not isinstance(feeds, dict):
         feeds = {i.name: np.asarray(v) for i, v in zip(sess.get_inputs(), feeds)}
     return sess.run(None, feeds)
