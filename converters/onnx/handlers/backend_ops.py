@@ -329,21 +329,25 @@ def _einsum(ctx, equation, operands, hint):
 
 
 def _resize(ctx, x, size, interpolation, data_format, hint):
-    """tf.image.resize as ONNX Resize: half-pixel centres (bilinear), TensorFlow's nearest
-    (`tf_half_pixel_for_nn`, floor); the output sizes of every axis, batch taken at run time."""
+    """tf.image.resize as ONNX Resize over the trailing axes of a channels-first tensor
+    (channels_last goes through a transpose each way): half-pixel centres for bilinear;
+    TensorFlow's nearest, floor((o + 0.5) * in / out), as half_pixel with round_prefer_ceil
+    (the same indices; onnxruntime's CUDA Resize got the deprecated `tf_half_pixel_for_nn`
+    wrong on an H200, its CPU kernel right). Batch and channels taken at run time."""
     if x.rank not in (3, 4):
         raise LayerUnsupported(f"resize of a rank-{x.rank} tensor")
-    first = data_format == "channels_first"
-    lead = (x.rank - 3) + (1 if first else 0)          # axes before the spatial ones
-    parts = ([ctx.shape_of(x, 0, lead)] if lead else []) + [ctx.ints(size)]
-    if not first:
-        parts.append(ctx.shape_of(x, x.rank - 1, x.rank))
-    sizes = ctx.op("Concat", parts, (x.rank,), dtype="int64", axis=0)
-    shape = None if x.shape is None else \
-        x.shape[:lead] + tuple(size) + (() if first else x.shape[-1:])
+    last = data_format != "channels_first"
+    to_first = [0, x.rank - 1] + list(range(1, x.rank - 1))
+    xc = ctx.transpose(x, to_first, hint=hint) if last else x
+    sizes = ctx.op("Concat", [ctx.shape_of(xc, 0, 2), ctx.ints(size)], (x.rank,),
+                   dtype="int64", axis=0)
+    shape = None if xc.shape is None else xc.shape[:2] + tuple(size)
     attrs = ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
              if interpolation == "bilinear" else
-             {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn",
-              "nearest_mode": "floor"})
+             {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+              "nearest_mode": "round_prefer_ceil"})
     empty = ctx.const(np.zeros(0, "float32"), hint="empty")
-    return ctx.op("Resize", [x, empty, empty, sizes], shape, hint=hint, **attrs)
+    y = ctx.op("Resize", [xc, empty, empty, sizes], shape, hint=hint, **attrs)
+    if not last:
+        return y
+    return ctx.transpose(y, [0] + list(range(2, x.rank)) + [1], hint=hint)
