@@ -332,7 +332,11 @@ def conv_vjp(g, s, needs):
     gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
                                  s.has_bias and len(needs) > 2 and needs[2])
     gx = gk = None
-    if needs[0] and needs[1]:
+    if needs[1] and parallel.may_defer() and s.x.shape[0] >= 3:
+        gk = _kernel_grad_later(gn, s)       # on the pool threads, while this one goes on
+        if needs[0]:
+            gx = _input_grad(gn, s, 1)
+    elif needs[0] and needs[1]:
         gx, gk = _both_grads(gn, s)
     elif needs[0]:
         gx = _input_grad(gn, s)
@@ -411,6 +415,16 @@ def _both_grads(gn, s):
         lambda i: _input_grad(gn, s, 1) if i == 0 else
         _kernel_grad_part(gn, s, bounds[i - 1], bounds[i], 1), len(bounds))
     return got[0], _kernel_layout(sum(got[1:]), gn, s)
+
+
+def _kernel_grad_later(gn, s):
+    """The kernel gradient as a `parallel.Deferred`: the image parts of `_both_grads`,
+    summed in the same order (the same numbers), run by the pool threads while the
+    calling thread goes on with the input gradients of this and the earlier layers."""
+    bounds = _image_parts(s.x.shape[0])
+    return parallel.later(
+        lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), len(bounds) - 1,
+        lambda parts: _kernel_layout(sum(parts), gn, s))
 
 
 def _image_parts(nb):

@@ -178,3 +178,108 @@ def elementwise(fn, out, *ins):
         fn(out[sl], *[None if a is None else a[sl] for a in ins])
 
     map_blocks(block, out.shape[axis], out.nbytes // out.shape[axis])
+
+
+# ---------------------------------------------------------------------------------------
+# work off the critical path: results needed later (e.g. kernel gradients)
+
+class Deferred:
+    """combine([part(0), ..., part(count - 1)]), computed in the background: the pool
+    threads take parts in order as they come free, and `result()` takes the parts no
+    thread has started itself, waits for the others, and combines them in part order (the
+    same numbers whichever thread ran a part). An exception in a part comes back from
+    `result()`."""
+
+    __slots__ = ("_part", "_combine", "_out", "_done", "_claim", "_count", "_lock",
+                 "_futures", "_value", "_error")
+
+    def __init__(self, part, count, combine):
+        self._part, self._combine, self._count = part, combine, count
+        self._out = [None] * count
+        self._done = [threading.Event() for _ in range(count)]
+        self._claim = itertools.count()
+        self._value = self._error = None
+        self._futures = None
+
+    def _start(self, workers):
+        self._futures = [pool(workers).submit(self._work) for _ in range(min(workers,
+                                                                             self._count))]
+
+    def _run(self, j):
+        try:
+            self._out[j] = self._part(j)
+        except BaseException as e:        # noqa: BLE001 - re-raised by result()
+            self._error = e
+        finally:
+            self._done[j].set()
+
+    def _work(self):
+        _LOCAL.busy = True
+        try:
+            for j in iter(self._claim.__next__, None):
+                if j >= self._count:
+                    return
+                self._run(j)
+        finally:
+            _LOCAL.busy = False
+
+    def result(self):
+        if self._combine is not None:
+            busy = getattr(_LOCAL, "busy", False)
+            _LOCAL.busy = True            # the parts' nested parallel calls run inline
+            try:
+                for j in iter(self._claim.__next__, None):
+                    if j >= self._count:
+                        break
+                    self._run(j)
+            finally:
+                _LOCAL.busy = busy
+            for f in self._futures or ():
+                f.cancel()
+            for e in self._done:
+                e.wait()
+            if self._error is not None:
+                raise self._error
+            self._value = self._combine(self._out)
+            self._combine = self._part = self._out = None
+        return self._value
+
+
+_DEFERRING = threading.local()   # .on: the caller resolves Deferred results (see later())
+
+
+class deferring:
+    """Context manager: inside it, `later` may hand back a `Deferred` instead of an array
+    (the gradient tape opens it while it walks back, and resolves what it gets)."""
+
+    def __enter__(self):
+        self._before = getattr(_DEFERRING, "on", False)
+        _DEFERRING.on = True
+
+    def __exit__(self, *exc):
+        _DEFERRING.on = self._before
+        return False
+
+
+def later(part, count, combine):
+    """combine([part(i) for i in range(count)]): computed now when nothing may be deferred
+    (outside `deferring`, one thread, or inside a worker), else a `Deferred` whose parts
+    the pool threads start at once. The parts should run single-threaded kernels: the
+    calling thread goes on with the work that waits for it meanwhile."""
+    if not may_defer():
+        return combine([part(j) for j in range(count)])
+    d = Deferred(part, count, combine)
+    d._start(threads() - 1)
+    return d
+
+
+def may_defer():
+    """True when `later` hands back a `Deferred`: inside `deferring`, on more than one
+    thread, and not inside a worker's part."""
+    return (getattr(_DEFERRING, "on", False) and threads() > 1
+            and not getattr(_LOCAL, "busy", False))
+
+
+def resolve(value):
+    """`value`, or its result when it is a `Deferred`."""
+    return value.result() if isinstance(value, Deferred) else value

@@ -10,7 +10,7 @@ already in topological order, so no graph sort is needed.
 import numpy as np
 
 from ..errors import ModelkitError
-from . import config
+from . import config, parallel
 from .sparse_grad import densify
 
 
@@ -133,8 +133,26 @@ class GradientTape:
         grads = {id(target): (np.ones_like(target.value) if output_gradient is None
                               else np.asarray(output_gradient, dtype=target.value.dtype))}
         keep = {id(s) for s in sources}     # an intermediate source keeps its gradient
+        with parallel.deferring():
+            self._walk_back(grads, keep)
+        for key, g in grads.items():     # in order, and none left running after the step
+            grads[key] = parallel.resolve(g)
+        if not self.persistent:
+            self.records = []
+        result = []
+        for s in sources:
+            g = grads.get(id(s))
+            result.append(np.zeros_like(s.value) if g is None else g)
+        return result[0] if single else result
+
+    def _walk_back(self, grads, keep):
+        """Fill `grads` (id -> gradient) walking the records backwards. A VJP may give a
+        gradient off the critical path as a `parallel.Deferred` (a kernel gradient computed
+        in the background); it is resolved where it is read: by an earlier op's VJP, a sum
+        with another gradient, or the caller at the end."""
         for rec in reversed(self.records):
-            out_grads = [densify(grads.get(id(o)) if id(o) in keep else grads.pop(id(o), None))
+            out_grads = [densify(parallel.resolve(grads.get(id(o)) if id(o) in keep
+                                                  else grads.pop(id(o), None)))
                          for o in rec.outputs]
             if all(g is None for g in out_grads):
                 continue
@@ -152,14 +170,8 @@ class GradientTape:
                     continue
                 key = id(t)
                 prev = grads.get(key)
-                grads[key] = g if prev is None else prev + g
-        if not self.persistent:
-            self.records = []
-        result = []
-        for s in sources:
-            g = grads.get(id(s))
-            result.append(np.zeros_like(s.value) if g is None else g)
-        return result[0] if single else result
+                grads[key] = g if prev is None else (parallel.resolve(prev)
+                                                     + parallel.resolve(g))
 
 
 class StopRecording:

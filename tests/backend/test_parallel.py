@@ -201,3 +201,70 @@ def test_relu_on_a_channels_last_view_of_channels_first_memory(monkeypatch):
         y, _ = _relu.forward(view)
         assert y.strides == view.strides
         assert np.array_equal(y, np.maximum(view, 0))
+
+
+# -- work off the critical path: later / Deferred ---------------------------------------
+
+def _parts(seen):
+    def part(i):
+        seen.append(threading.current_thread().name)
+        return np.full(3, i, np.float32)
+    return part
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_later_combines_the_parts_in_order_whoever_runs_them(monkeypatch, threads):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    seen = []
+    with parallel.deferring():
+        d = parallel.later(_parts(seen), 6, lambda parts: np.stack(parts))
+        deferred = isinstance(d, parallel.Deferred)
+        got = parallel.resolve(d)
+    assert deferred == (threads != "1")
+    np.testing.assert_array_equal(got, np.repeat(np.arange(6, dtype=np.float32)[:, None], 3, 1))
+    assert len(seen) == 6
+    assert parallel.resolve(d) is got if deferred else True     # combined once
+
+
+def test_later_outside_deferring_computes_at_once(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    seen = []
+    got = parallel.later(_parts(seen), 3, sum)
+    assert isinstance(got, np.ndarray) and len(seen) == 3
+    assert not parallel.may_defer()
+    with parallel.deferring():
+        assert parallel.may_defer()
+        # inside a worker's part nothing more is deferred (it would wait on itself)
+        inner = parallel.map_blocks(lambda lo, hi: parallel.may_defer(), 2, 1, block_bytes=1)
+        assert inner == [False, False]
+    assert not parallel.may_defer()
+
+
+def test_deferred_caller_takes_the_parts_not_started(monkeypatch):
+    """result() runs the parts no pool thread has begun, so it never waits on a queue."""
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    gate = threading.Event()
+    blocker = parallel.pool(1).submit(gate.wait)        # the pool thread is busy
+    try:
+        seen = []
+        with parallel.deferring():
+            d = parallel.later(_parts(seen), 4, lambda parts: sum(parts))
+        np.testing.assert_array_equal(d.result(), np.full(3, 6, np.float32))
+        assert set(seen) == {threading.current_thread().name}
+    finally:
+        gate.set()
+        blocker.result()
+
+
+def test_deferred_errors_come_back_from_result(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+
+    def part(i):
+        if i == 2:
+            raise ValueError("part 2")
+        return i
+
+    with parallel.deferring():
+        d = parallel.later(part, 4, sum)
+    with pytest.raises(ValueError, match="part 2"):
+        d.result()
