@@ -28,8 +28,11 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   (all offsets in one session call). Other strides (`_Windows`): im2col in K-major order
   (k*C_in, positions) straight from the NCHW input, a few images at a time (about
   `_CHUNK_ROWS` output positions), times g reordered to (C_out, positions). Images go in
-  parts claimed by the worker threads, the input gradient one more item among them
-  (`_both_grads`). (Measured and not taken: the GEMM as (positions, k*C_in) columns,
+  parts claimed by the worker threads. Inside the gradient tape the kernel gradient is a
+  `parallel.Deferred` (`_kernel_grad_later`): the pool threads compute its parts while
+  the calling thread goes on with the input gradient and the earlier layers, and the
+  tape adds the parts up in order where the gradient is read; elsewhere the input
+  gradient is one more item among the parts (`_both_grads`). (Measured and not taken: the GEMM as (positions, k*C_in) columns,
   50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C) operands
   with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the

@@ -13,12 +13,13 @@ CONV = OPS.get("conv")
 POOL = OPS.get("pool_max")
 
 
-def _grads(dtype, channels_first, reuse_kernel=False, derived_kernel=False, seed=0):
+def _grads(dtype, channels_first, reuse_kernel=False, derived_kernel=False, seed=0,
+           cin=3, strides=(1, 1)):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((6, 10, 10, 3)).astype(dtype)
+    x = rng.standard_normal((6, 10, 10, cin)).astype(dtype)
     if channels_first:
         x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
-    w1 = Variable((rng.standard_normal((3, 3, 3, 8)) * 0.4).astype(dtype))
+    w1 = Variable((rng.standard_normal((3, 3, cin, 8)) * 0.4).astype(dtype))
     b1 = Variable((rng.standard_normal(8) * 0.1).astype(dtype))
     w2 = Variable((rng.standard_normal((3, 3, 8, 8)) * 0.3).astype(dtype))
     b2 = Variable((rng.standard_normal(8) * 0.1).astype(dtype))
@@ -30,7 +31,7 @@ def _grads(dtype, channels_first, reuse_kernel=False, derived_kernel=False, seed
     with GradientTape() as tape:
         k2 = apply(OPS.get("multiply"), w2, np.asarray(1.5, dtype)) if derived_kernel else w2
         h = apply(CONV, xv, w1, b1, relu=True, **conv)
-        h = apply(CONV, h, k2, b2, relu=True, **conv)
+        h = apply(CONV, h, k2, b2, relu=True, **dict(conv, strides=strides))
         if reuse_kernel:
             h = apply(CONV, h, k2, b2, relu=True, **conv)
         h = apply(POOL, h, **pool)
@@ -41,11 +42,15 @@ def _grads(dtype, channels_first, reuse_kernel=False, derived_kernel=False, seed
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
-@pytest.mark.parametrize("case", ["plain", "reuse", "derived"])
+@pytest.mark.parametrize("case", ["plain", "reuse", "derived", "strided"])
 def test_deferred_kernel_gradients_are_the_same_numbers(monkeypatch, threads,
                                                         channels_first, case):
+    """Two convs and a pool (the first conv on 3 channels or, "strided", on 1 channel,
+    the second with strides 2: both im2col forms and the ConvTranspose input gradient)."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
     kw = dict(reuse_kernel=case == "reuse", derived_kernel=case == "derived")
+    if case == "strided":
+        kw.update(cin=1, strides=(2, 2))
     made = []
     later = parallel.later
     monkeypatch.setattr(parallel, "later", lambda *a: made.append(1) or later(*a))
