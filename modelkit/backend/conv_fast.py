@@ -49,6 +49,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .streams import SIDE, Deferred
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
@@ -329,10 +330,17 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 # backward
 
 def conv_vjp(g, s, needs):
-    gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
-                                 s.has_bias and len(needs) > 2 and needs[2])
+    gn = _nchw(g, s.channels_first)
+    bias = s.has_bias and len(needs) > 2 and needs[2]
+    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+    if bias is SIDE and not relu:       # the bias sums are a pass of their own: on the side
+        gb = Deferred(lambda: _relu_and_bias_grad(gn, s, True, False)[1])
+    else:
+        gn, gb = _relu_and_bias_grad(gn, s, bias, relu)
     gx = gk = None
-    if needs[0] and needs[1]:
+    if needs[0] and needs[1] is SIDE:   # the input gradient here, the kernel's on the side
+        gx, gk = _input_grad(gn, s), Deferred(lambda: _kernel_grad(gn, s))
+    elif needs[0] and needs[1]:
         gx, gk = _both_grads(gn, s)
     elif needs[0]:
         gx = _input_grad(gn, s)
@@ -343,10 +351,9 @@ def conv_vjp(g, s, needs):
     return gx, gk, gb
 
 
-def _relu_and_bias_grad(gn, s, bias):
-    """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
-    images on the worker threads; the per-block sums are combined in float64."""
-    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+def _relu_and_bias_grad(gn, s, bias, relu):
+    """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
+    blocks of images on the worker threads; the per-block sums are combined in float64."""
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn

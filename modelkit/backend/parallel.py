@@ -11,6 +11,7 @@ numbers for any MODELKIT_NUM_THREADS. Threads take the next free block as they f
 which keeps both cores busy when another process holds one of them for a while.
 """
 
+import contextlib
 import itertools
 import os
 import threading
@@ -56,6 +57,18 @@ def blocks(n, row_bytes, block_bytes=None):
     """[(start, stop)] covering range(n) in blocks of about `block_bytes` (BLOCK_BYTES)."""
     per = max(1, int((block_bytes or BLOCK_BYTES) // max(int(row_bytes), 1)))
     return [(i, min(i + per, n)) for i in range(0, n, per)]
+
+
+@contextlib.contextmanager
+def inline():
+    """Within the block, this thread runs the helpers below on itself alone (no pool
+    threads); the results are the same numbers (blocks and their order do not change)."""
+    before = getattr(_LOCAL, "busy", False)
+    _LOCAL.busy = True
+    try:
+        yield
+    finally:
+        _LOCAL.busy = before
 
 
 def map_blocks(fn, n, row_bytes, block_bytes=None):
