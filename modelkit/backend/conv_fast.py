@@ -172,7 +172,7 @@ def _relu_masked(gn, y):
 def session(key, build, threads=None, outputs=("y",)):
     """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
     (float inputs, float `outputs`) under `key`, on `threads` intra-op threads."""
-    threads = threads or parallel.threads()
+    threads = threads or parallel.available()
     key = key + (threads,)
     sess = _SESSIONS.get(key)
     if sess is not None:
@@ -339,7 +339,8 @@ def conv_vjp(g, s, needs):
         gn, gb = _relu_and_bias_grad(gn, s, bias, relu)
     gx = gk = None
     if needs[0] and needs[1] is SIDE:   # the input gradient here, the kernel's on the side
-        gx, gk = _input_grad(gn, s), Deferred(lambda: _kernel_grad(gn, s))
+        gk = Deferred(lambda: _kernel_grad(gn, s))
+        gx = _input_grad(gn, s)
     elif needs[0] and needs[1]:
         gx, gk = _both_grads(gn, s)
     elif needs[0]:

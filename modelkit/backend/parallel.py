@@ -59,6 +59,26 @@ def blocks(n, row_bytes, block_bytes=None):
     return [(i, min(i + per, n)) for i in range(0, n, per)]
 
 
+_RESERVED = [0]              # cores held by side work (streams.py), not for new blocks
+
+
+def available():
+    """Threads a new parallel call may use: `threads()` less the cores that side work
+    holds now (at least one). Only how many threads run changes, never the blocks."""
+    return max(1, threads() - _RESERVED[0])
+
+
+@contextlib.contextmanager
+def reserved():
+    """Within the block this thread's work holds a core: other threads' parallel calls
+    use one thread fewer (the backward pass's side stream; see streams.py)."""
+    _RESERVED[0] += 1        # += on a list item is not atomic: the side stream is one thread
+    try:
+        yield
+    finally:
+        _RESERVED[0] -= 1
+
+
 @contextlib.contextmanager
 def inline():
     """Within the block, this thread runs the helpers below on itself alone (no pool
@@ -96,7 +116,7 @@ def _claimed(item, count, workers):
     started when the calling thread runs out of work is cancelled, not waited for (on a
     busy machine its wake-up can take longer than the work)."""
     out = [None] * count
-    workers = min(workers, count)
+    workers = min(workers, count, available())
     if workers <= 1 or getattr(_LOCAL, "busy", False):
         for j in range(count):
             out[j] = item(j)

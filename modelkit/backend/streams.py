@@ -15,8 +15,9 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
   sums a leaf's contributions in the order of the sequential pass when the pass ends, so
   the gradients are bit-identical to the sequential order for any thread count.
 
-The worker runs its nested `parallel` calls inline (one thread): the main thread keeps the
-worker pool for the chain. MODELKIT_SIDE_STREAM=0 switches the stream off; it is off when
+The worker runs its nested `parallel` calls inline (one thread) and, while it runs, holds
+one core: the main thread's parallel calls then use one thread fewer (on 2 cores: the chain
+on one, the side on the other, instead of three threads on two cores). MODELKIT_SIDE_STREAM=0 switches the stream off; it is off when
 `parallel.threads()` is 1.
 """
 
@@ -127,5 +128,5 @@ def _executor():
 def _run_inline(fn):
     """fn() with the `parallel` helpers running inline on this thread."""
     _WORKER.on = True
-    with parallel.inline():
+    with parallel.inline(), parallel.reserved():
         return fn()
