@@ -28,11 +28,11 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   (all offsets in one session call). Other strides (`_Windows`): im2col in K-major order
   (k*C_in, positions) straight from the NCHW input, a few images at a time (about
   `_CHUNK_ROWS` output positions), times g reordered to (C_out, positions). Images go in
-  parts claimed by the worker threads. Inside the gradient tape the kernel gradient is a
-  `parallel.Deferred` (`_kernel_grad_later`): the pool threads compute its parts while
-  the calling thread goes on with the input gradient and the earlier layers, and the
-  tape adds the parts up in order where the gradient is read; elsewhere the input
-  gradient is one more item among the parts (`_both_grads`). (Measured and not taken: the GEMM as (positions, k*C_in) columns,
+  parts claimed by the worker threads, the input gradient one more item among them
+  (`_both_grads`); in a backward pass with a side stream (streams.py) the kernel
+  gradient's parts go to the side worker instead (`_kernel_grad_later`) while this
+  thread carries the input-gradient chain on, and share the parts left when it waits.
+  (Measured and not taken: the GEMM as (positions, k*C_in) columns,
   50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C) operands
   with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
@@ -52,6 +52,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .streams import SIDE, Deferred
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
@@ -174,7 +175,7 @@ def _relu_masked(gn, y):
 def session(key, build, threads=None, outputs=("y",)):
     """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
     (float inputs, float `outputs`) under `key`, on `threads` intra-op threads."""
-    threads = threads or parallel.threads()
+    threads = threads or parallel.available()
     key = key + (threads,)
     sess = _SESSIONS.get(key)
     if sess is not None:
@@ -332,13 +333,17 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 # backward
 
 def conv_vjp(g, s, needs):
-    gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
-                                 s.has_bias and len(needs) > 2 and needs[2])
+    gn = _nchw(g, s.channels_first)
+    bias = s.has_bias and len(needs) > 2 and needs[2]
+    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+    if bias is SIDE and not relu:       # the bias sums are a pass of their own: on the side
+        gb = Deferred(lambda: _relu_and_bias_grad(gn, s, True, False)[1])
+    else:
+        gn, gb = _relu_and_bias_grad(gn, s, bias, relu)
     gx = gk = None
-    if needs[1] and parallel.may_defer() and s.x.shape[0] >= 3:
-        gk = _kernel_grad_later(gn, s)       # on the pool threads, while this one goes on
-        if needs[0]:
-            gx = _input_grad(gn, s, 1)
+    if needs[0] and needs[1] is SIDE:   # the input gradient here, the kernel's on the side
+        gk = _kernel_grad_later(gn, s)
+        gx = _input_grad(gn, s)
     elif needs[0] and needs[1]:
         gx, gk = _both_grads(gn, s)
     elif needs[0]:
@@ -350,10 +355,9 @@ def conv_vjp(g, s, needs):
     return gx, gk, gb
 
 
-def _relu_and_bias_grad(gn, s, bias):
-    """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
-    images on the worker threads; the per-block sums are combined in float64."""
-    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+def _relu_and_bias_grad(gn, s, bias, relu):
+    """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
+    blocks of images on the worker threads; the per-block sums are combined in float64."""
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn
@@ -421,11 +425,13 @@ def _both_grads(gn, s):
 
 
 def _kernel_grad_later(gn, s):
-    """The kernel gradient as a `parallel.Deferred`: the image parts of `_both_grads`,
-    summed in the same order (the same numbers), run by the pool threads while the
-    calling thread goes on with the input gradients of this and the earlier layers."""
+    """`_kernel_grad` as a `streams.Deferred` for the side stream: its image parts, which
+    the side worker runs in order and the main thread shares once it waits for them,
+    summed in the same order (the same numbers)."""
     bounds = _image_parts(s.x.shape[0])
-    return parallel.later(
+    if len(bounds) <= 3:
+        return Deferred(lambda: _kernel_grad(gn, s))
+    return Deferred.in_parts(
         lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), len(bounds) - 1,
         lambda parts: _kernel_layout(sum(parts), gn, s))
 

@@ -11,6 +11,7 @@ numbers for any MODELKIT_NUM_THREADS. Threads take the next free block as they f
 which keeps both cores busy when another process holds one of them for a while.
 """
 
+import contextlib
 import itertools
 import os
 import threading
@@ -58,6 +59,38 @@ def blocks(n, row_bytes, block_bytes=None):
     return [(i, min(i + per, n)) for i in range(0, n, per)]
 
 
+_RESERVED = [0]              # cores held by side work (streams.py), not for new blocks
+
+
+def available():
+    """Threads a new parallel call may use: `threads()` less the cores that side work
+    holds now (at least one). Only how many threads run changes, never the blocks."""
+    return max(1, threads() - _RESERVED[0])
+
+
+@contextlib.contextmanager
+def reserved():
+    """Within the block this thread's work holds a core: other threads' parallel calls
+    use one thread fewer (the backward pass's side stream; see streams.py)."""
+    _RESERVED[0] += 1        # += on a list item is not atomic: the side stream is one thread
+    try:
+        yield
+    finally:
+        _RESERVED[0] -= 1
+
+
+@contextlib.contextmanager
+def inline():
+    """Within the block, this thread runs the helpers below on itself alone (no pool
+    threads); the results are the same numbers (blocks and their order do not change)."""
+    before = getattr(_LOCAL, "busy", False)
+    _LOCAL.busy = True
+    try:
+        yield
+    finally:
+        _LOCAL.busy = before
+
+
 def map_blocks(fn, n, row_bytes, block_bytes=None):
     """[fn(start, stop) for each of `blocks(n, row_bytes)`], the blocks spread over
     `threads()` threads (the calling one included); results in block order."""
@@ -83,7 +116,7 @@ def _claimed(item, count, workers):
     started when the calling thread runs out of work is cancelled, not waited for (on a
     busy machine its wake-up can take longer than the work)."""
     out = [None] * count
-    workers = min(workers, count)
+    workers = min(workers, count, available())
     if workers <= 1 or getattr(_LOCAL, "busy", False):
         for j in range(count):
             out[j] = item(j)
@@ -178,108 +211,3 @@ def elementwise(fn, out, *ins):
         fn(out[sl], *[None if a is None else a[sl] for a in ins])
 
     map_blocks(block, out.shape[axis], out.nbytes // out.shape[axis])
-
-
-# ---------------------------------------------------------------------------------------
-# work off the critical path: results needed later (e.g. kernel gradients)
-
-class Deferred:
-    """combine([part(0), ..., part(count - 1)]), computed in the background: the pool
-    threads take parts in order as they come free, and `result()` takes the parts no
-    thread has started itself, waits for the others, and combines them in part order (the
-    same numbers whichever thread ran a part). An exception in a part comes back from
-    `result()`."""
-
-    __slots__ = ("_part", "_combine", "_out", "_done", "_claim", "_count", "_lock",
-                 "_futures", "_value", "_error")
-
-    def __init__(self, part, count, combine):
-        self._part, self._combine, self._count = part, combine, count
-        self._out = [None] * count
-        self._done = [threading.Event() for _ in range(count)]
-        self._claim = itertools.count()
-        self._value = self._error = None
-        self._futures = None
-
-    def _start(self, workers):
-        self._futures = [pool(workers).submit(self._work) for _ in range(min(workers,
-                                                                             self._count))]
-
-    def _run(self, j):
-        try:
-            self._out[j] = self._part(j)
-        except BaseException as e:        # noqa: BLE001 - re-raised by result()
-            self._error = e
-        finally:
-            self._done[j].set()
-
-    def _work(self):
-        _LOCAL.busy = True
-        try:
-            for j in iter(self._claim.__next__, None):
-                if j >= self._count:
-                    return
-                self._run(j)
-        finally:
-            _LOCAL.busy = False
-
-    def result(self):
-        if self._combine is not None:
-            busy = getattr(_LOCAL, "busy", False)
-            _LOCAL.busy = True            # the parts' nested parallel calls run inline
-            try:
-                for j in iter(self._claim.__next__, None):
-                    if j >= self._count:
-                        break
-                    self._run(j)
-            finally:
-                _LOCAL.busy = busy
-            for f in self._futures or ():
-                f.cancel()
-            for e in self._done:
-                e.wait()
-            if self._error is not None:
-                raise self._error
-            self._value = self._combine(self._out)
-            self._combine = self._part = self._out = None
-        return self._value
-
-
-_DEFERRING = threading.local()   # .on: the caller resolves Deferred results (see later())
-
-
-class deferring:
-    """Context manager: inside it, `later` may hand back a `Deferred` instead of an array
-    (the gradient tape opens it while it walks back, and resolves what it gets)."""
-
-    def __enter__(self):
-        self._before = getattr(_DEFERRING, "on", False)
-        _DEFERRING.on = True
-
-    def __exit__(self, *exc):
-        _DEFERRING.on = self._before
-        return False
-
-
-def later(part, count, combine):
-    """combine([part(i) for i in range(count)]): computed now when nothing may be deferred
-    (outside `deferring`, one thread, or inside a worker), else a `Deferred` whose parts
-    the pool threads start at once. The parts should run single-threaded kernels: the
-    calling thread goes on with the work that waits for it meanwhile."""
-    if not may_defer():
-        return combine([part(j) for j in range(count)])
-    d = Deferred(part, count, combine)
-    d._start(threads() - 1)
-    return d
-
-
-def may_defer():
-    """True when `later` hands back a `Deferred`: inside `deferring`, on more than one
-    thread, and not inside a worker's part."""
-    return (getattr(_DEFERRING, "on", False) and threads() > 1
-            and not getattr(_LOCAL, "busy", False))
-
-
-def resolve(value):
-    """`value`, or its result when it is a `Deferred`."""
-    return value.result() if isinstance(value, Deferred) else value

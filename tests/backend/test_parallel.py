@@ -203,68 +203,49 @@ def test_relu_on_a_channels_last_view_of_channels_first_memory(monkeypatch):
         assert np.array_equal(y, np.maximum(view, 0))
 
 
-# -- work off the critical path: later / Deferred ---------------------------------------
+def test_reserved_cores_lower_the_threads_of_new_calls_not_the_blocks(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "3")
+    names = []
 
-def _parts(seen):
-    def part(i):
-        seen.append(threading.current_thread().name)
-        return np.full(3, i, np.float32)
-    return part
+    def item(i):
+        names.append(threading.current_thread().name)
+        return i * i
+
+    assert parallel.available() == 3
+    with parallel.reserved():
+        assert parallel.available() == 2
+        with parallel.reserved(), parallel.reserved():
+            assert parallel.available() == 1          # never below one
+            names.clear()
+            assert parallel.map_items(item, 6) == [i * i for i in range(6)]
+            assert set(names) == {threading.current_thread().name}   # all inline
+    assert parallel.available() == 3
+    with parallel.inline():
+        names.clear()
+        assert parallel.map_items(item, 6) == [i * i for i in range(6)]
+        assert set(names) == {threading.current_thread().name}
 
 
-@pytest.mark.parametrize("threads", ["1", "2", "3"])
-def test_later_combines_the_parts_in_order_whoever_runs_them(monkeypatch, threads):
+@pytest.mark.parametrize("memory", ["first", "last"])
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_large_add_in_blocks_keeps_numbers_and_memory_order(monkeypatch, memory, threads):
+    from modelkit.backend import GradientTape, Variable
+    from modelkit.backend.tape import OPS, apply
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
-    seen = []
-    with parallel.deferring():
-        d = parallel.later(_parts(seen), 6, lambda parts: np.stack(parts))
-        deferred = isinstance(d, parallel.Deferred)
-        got = parallel.resolve(d)
-    assert deferred == (threads != "1")
-    np.testing.assert_array_equal(got, np.repeat(np.arange(6, dtype=np.float32)[:, None], 3, 1))
-    assert len(seen) == 6
-    assert parallel.resolve(d) is got if deferred else True     # combined once
-
-
-def test_later_outside_deferring_computes_at_once(monkeypatch):
-    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
-    seen = []
-    got = parallel.later(_parts(seen), 3, sum)
-    assert isinstance(got, np.ndarray) and len(seen) == 3
-    assert not parallel.may_defer()
-    with parallel.deferring():
-        assert parallel.may_defer()
-        # inside a worker's part nothing more is deferred (it would wait on itself)
-        inner = parallel.map_blocks(lambda lo, hi: parallel.may_defer(), 2, 1, block_bytes=1)
-        assert inner == [False, False]
-    assert not parallel.may_defer()
-
-
-def test_deferred_caller_takes_the_parts_not_started(monkeypatch):
-    """result() runs the parts no pool thread has begun, so it never waits on a queue."""
-    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
-    gate = threading.Event()
-    blocker = parallel.pool(1).submit(gate.wait)        # the pool thread is busy
-    try:
-        seen = []
-        with parallel.deferring():
-            d = parallel.later(_parts(seen), 4, lambda parts: sum(parts))
-        np.testing.assert_array_equal(d.result(), np.full(3, 6, np.float32))
-        assert set(seen) == {threading.current_thread().name}
-    finally:
-        gate.set()
-        blocker.result()
-
-
-def test_deferred_errors_come_back_from_result(monkeypatch):
-    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
-
-    def part(i):
-        if i == 2:
-            raise ValueError("part 2")
-        return i
-
-    with parallel.deferring():
-        d = parallel.later(part, 4, sum)
-    with pytest.raises(ValueError, match="part 2"):
-        d.result()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)     # 4 MiB, above the cut
+    b = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    if memory == "last":                    # channels-last views of channels-first memory
+        a, b = np.moveaxis(a, 1, -1), np.moveaxis(b, 1, -1)
+    av, bv = Variable(a), Variable(b)
+    av.value, bv.value = a, b               # keep the views (Variable copies C-ordered)
+    with GradientTape() as tape:
+        y = apply(OPS.get("add"), av, bv)
+    np.testing.assert_array_equal(y.value, a + b)
+    assert y.value.strides == a.strides
+    g = rng.standard_normal(a.shape).astype(np.float32)
+    ga, gb = tape.gradient(y, [av, bv], output_gradient=g)
+    np.testing.assert_array_equal(ga, g)
+    np.testing.assert_array_equal(gb, g)
+    small = apply(OPS.get("add"), Variable(np.ones((2, 3))), Variable(np.ones(3)))
+    np.testing.assert_array_equal(small.value, np.full((2, 3), 2.0))   # broadcasting path
