@@ -27,8 +27,9 @@ import train_cnn  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def build(model, fmt):
-    return train_cnn.build_resnet(fmt) if model == "resnet" else train_cnn.build_model(fmt)
+def build(model, fmt, dropout=True):
+    return (train_cnn.build_resnet(fmt) if model == "resnet"
+            else train_cnn.build_model(fmt, dropout=dropout))
 
 
 def data(model, steps, fmt):
@@ -107,7 +108,8 @@ def print_ab(args):
     a, b = values.split(",")
     x, y = data(args.model, args.steps, args.format)
     np.random.seed(0)
-    models = {a: build(args.model, args.format), b: build(args.model, args.format)}
+    # no dropout: the two models would draw different masks from the one random state
+    models = {v: build(args.model, args.format, dropout=False) for v in (a, b)}
     models[b].set_weights(models[a].get_weights())
     times = {a: [], b: []}
     identical = True
