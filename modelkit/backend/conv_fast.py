@@ -45,6 +45,7 @@ cores) with spinning off, so idle pools do not burn the CPU between calls.
 """
 
 import os
+import threading
 import weakref
 from collections import OrderedDict
 
@@ -56,6 +57,7 @@ from .streams import SIDE, Deferred
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()
 _RUNS = [0]            # forward passes run here (see runs())
 _MAX_SESSIONS = 64
 _CHUNK_ROWS = 4096     # output positions per im2col kernel-gradient GEMM (_Windows)
@@ -139,9 +141,10 @@ def _memory(a):
 def _remember(table, a, value):
     key = _memory(a)
 
-    def forget(ref, key=key):
-        if table.get(key, (None,))[0] is ref:
-            del table[key]
+    def forget(ref, key=key):       # may run on the side stream's thread (streams.py)
+        entry = table.get(key)
+        if entry is not None and entry[0] is ref:
+            table.pop(key, None)
     table[key] = (weakref.ref(a, forget), value)
 
 
@@ -177,10 +180,11 @@ def session(key, build, threads=None, outputs=("y",)):
     (float inputs, float `outputs`) under `key`, on `threads` intra-op threads."""
     threads = threads or parallel.available()
     key = key + (threads,)
-    sess = _SESSIONS.get(key)
-    if sess is not None:
-        _SESSIONS.move_to_end(key)
-        return sess
+    with _SESSIONS_LOCK:            # the backward pass's side stream asks from its thread too
+        sess = _SESSIONS.get(key)
+        if sess is not None:
+            _SESSIONS.move_to_end(key)
+            return sess
     from onnx import TensorProto, helper
     ort = _ort()
     nodes, inputs = build(helper)
@@ -199,9 +203,10 @@ def session(key, build, threads=None, outputs=("y",)):
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
-    _SESSIONS[key] = sess
-    if len(_SESSIONS) > _MAX_SESSIONS:
-        _SESSIONS.popitem(last=False)
+    with _SESSIONS_LOCK:
+        _SESSIONS[key] = sess
+        if len(_SESSIONS) > _MAX_SESSIONS:
+            _SESSIONS.popitem(last=False)
     return sess
 
 
