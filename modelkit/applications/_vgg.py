@@ -115,6 +115,18 @@ def vgg_application(name, convs_per_block, top_md5, notop_md5):
     return application
 
 
+def application_function(build, name, public_name):
+    """The Keras-signature function (`ResNet50`, `DenseNet121`, ...) calling
+    `build(name, include_top, weights, ...)` for one network of a family."""
+    def application(include_top=True, weights="imagenet", input_tensor=None,
+                    input_shape=None, pooling=None, classes=1000,
+                    classifier_activation="softmax"):
+        return build(name, include_top, weights, input_tensor, input_shape, pooling,
+                     classes, classifier_activation)
+    application.__name__ = application.__qualname__ = public_name
+    return application
+
+
 def preprocess_input(x, data_format=None):
     """VGG's input: Keras's 'caffe' mode (RGB -> BGR, minus the ImageNet channel means)."""
     return _preprocess(x, data_format=data_format, mode="caffe")
