@@ -35,6 +35,12 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
     return img_input, img_input
 
 
+def keras_weight_files(name, top_md5, notop_md5):
+    """{include_top: (file name, md5)} of Keras's usual ImageNet weight file names."""
+    return {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
+            False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
+
+
 def spatial_size(x):
     """(rows, cols) of an image tensor in the image data format (None where unknown)."""
     from modelkit import backend as K
@@ -104,8 +110,7 @@ def build_vgg(name, convs_per_block, weight_files, include_top=True, weights="im
 
 def vgg_application(name, convs_per_block, top_md5, notop_md5):
     """The `VGG16`/`VGG19` function of Keras's signature, for Keras's weight files."""
-    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
-             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
+    files = keras_weight_files(name, top_md5, notop_md5)
 
     def application(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                     pooling=None, classes=1000, classifier_activation="softmax"):

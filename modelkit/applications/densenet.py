@@ -4,7 +4,8 @@ classifier_activation='softmax')` with tf-keras's layer names and order (`conv1/
 `conv2_block1_0_bn`, ..., `pool2_conv`, ..., `bn`, `relu`, `avg_pool`, `predictions`),
 `preprocess_input` (Keras's 'torch' mode) and `decode_predictions`."""
 
-from modelkit.applications._vgg import application_function, finish_application, model_input
+from modelkit.applications._vgg import (application_function, finish_application,
+                                        keras_weight_files, model_input)
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
 from modelkit.applications.resnet import batch_norm, bn_relu, channel_axis
@@ -61,10 +62,10 @@ def build_densenet(name, include_top=True, weights="imagenet", input_tensor=None
         if stage < 5:
             x = transition_block(x, f"pool{stage}")
     x = Activation("relu", name="relu")(batch_norm(x, "bn"))
-    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
-             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
     return finish_application(name, x, inputs, include_top, weights, pooling, classes,
-                              classifier_activation, files, flatten=False, folder="densenet",
+                              classifier_activation,
+                              keras_weight_files(name, top_md5, notop_md5), flatten=False,
+                              folder="densenet",
                               pool_names=("avg_pool", "max_pool"))
 
 

@@ -5,7 +5,8 @@ classifier_activation='softmax')` with tf-keras's layer names (`conv1_pad`, `con
 files load; `preprocess_input` (Keras's 'caffe' mode) and `decode_predictions`.
 `build_resnet` also builds the pre-activation family (`keras.applications.resnet_v2`)."""
 
-from modelkit.applications._vgg import application_function, finish_application, model_input
+from modelkit.applications._vgg import (application_function, finish_application,
+                                        keras_weight_files, model_input)
 from modelkit.applications._vgg import preprocess_input  # noqa: F401  (caffe mode)
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 
@@ -112,10 +113,10 @@ def build_resnet(name, include_top=True, weights="imagenet", input_tensor=None,
                            f"conv{stage}_block{i}")
     if preact:
         x = Activation("relu", name="post_relu")(batch_norm(x, "post_bn"))
-    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
-             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
     return finish_application(name, x, inputs, include_top, weights, pooling, classes,
-                              classifier_activation, files, flatten=False, folder="resnet",
+                              classifier_activation,
+                              keras_weight_files(name, top_md5, notop_md5), flatten=False,
+                              folder="resnet",
                               pool_names=("avg_pool", "max_pool"))
 
 

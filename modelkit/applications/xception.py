@@ -5,15 +5,13 @@ classifier_activation='softmax')` with tf-keras's layer names and order (`block1
 additions unnamed, as Keras leaves them), `preprocess_input` (Keras's 'tf' mode) and
 `decode_predictions`."""
 
-from modelkit.applications._vgg import finish_application, model_input
+from modelkit.applications._vgg import finish_application, keras_weight_files, model_input
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
 from modelkit.applications.resnet import channel_axis
 
-WEIGHT_FILES = {True: ("xception_weights_tf_dim_ordering_tf_kernels.h5",
-                       "0a58e3b7378bc2990ea3b43d5981f1f6"),
-                False: ("xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                        "b0042744bf5b25fce3cb969f33bebb97")}
+WEIGHT_FILES = keras_weight_files("xception", "0a58e3b7378bc2990ea3b43d5981f1f6",
+                                  "b0042744bf5b25fce3cb969f33bebb97")
 
 
 def preprocess_input(x, data_format=None):
