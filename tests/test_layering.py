@@ -23,6 +23,7 @@ COMPONENTS = [
     ("modelkit.errors", "base"), ("modelkit.registry", "base"), ("modelkit._version", "base"),
     ("modelkit.op_arguments", "base"), ("modelkit.onnx_spec", "base"),
     ("modelkit.image_geometry", "base"), ("modelkit.nesting", "base"),
+    ("modelkit.attention_axes", "base"),
     ("modelkit.backend", "backend"),
     ("modelkit.ir_bridge", "ir_bridge"),
     ("modelkit.ir", "ir"),
