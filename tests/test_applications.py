@@ -8,9 +8,11 @@ weights and batch-norm statistics at 64x64, its .h5 loaded here by path; max |di
 |output| on a random batch), include_top=False with pooling='avg' / include_top=True
 (logits): ResNet50 6.3e-07 / 7.0e-07, MobileNetV2 2.5e-07 (alpha=0.35: 1.9e-07) /
 3.3e-07, MobileNet 1.4e-07 (alpha=0.5: 1.4e-07) / 5.2e-07, Xception (71x71) 2.0e-07 /
-2.1e-07, ResNet50V2 3.7e-07 / 4.1e-07, DenseNet121 1.4e-07 / 2.6e-07.
+2.1e-07, ResNet50V2 3.7e-07 / 4.1e-07, DenseNet121 1.4e-07 / 2.6e-07, EfficientNetB0 (its
+Normalization's int64 count included) 2.6e-07 / 1.9e-07.
 
-Xception, ResNet50V2/101V2/152V2 and DenseNet121/169/201 are also checked here against
+Xception, ResNet50V2/101V2/152V2, DenseNet121/169/201 and EfficientNetB0-B7 are also checked
+here against
 committed tf-keras fixtures (tests/fixtures/applications/keras_architectures.py): every
 layer's name and class in order, parameter counts, and outputs with the same random weights."""
 
@@ -22,9 +24,10 @@ import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.applications import (VGG16, VGG19, DenseNet121, DenseNet201, MobileNet,
-                                   MobileNetV2, ResNet50, ResNet50V2, ResNet101, ResNet152,
-                                   ResNet152V2, Xception, densenet, imagenet_utils, mobilenet,
+from modelkit.applications import (VGG16, VGG19, DenseNet121, DenseNet201, EfficientNetB0,
+                                   EfficientNetB7, MobileNet, MobileNetV2, ResNet50, ResNet50V2, ResNet101, ResNet152,
+                                   ResNet152V2, Xception, densenet, efficientnet,
+                                   imagenet_utils, mobilenet,
                                    mobilenet_v2, resnet, resnet50, resnet_v2, vgg16, vgg19,
                                    xception)
 from modelkit.errors import ConfigError
@@ -263,7 +266,10 @@ def test_mobilenet_alpha_depth_multiplier_and_its_head(tmp_path):
     (lambda: DenseNet121(), "densenet/densenet121_weights_tf_dim_ordering_tf_kernels.h5",
      "9d60b8095a5708f2dcce2bca79d332c7"),
     (lambda: DenseNet201(include_top=False), "densenet/densenet201_weights_tf_dim_ordering_"
-     "tf_kernels_notop.h5", "c13680b51ded0fb44dff2d8f86ac8bb1")])
+     "tf_kernels_notop.h5", "c13680b51ded0fb44dff2d8f86ac8bb1"),
+    (lambda: EfficientNetB0(), "efficientnetb0.h5", "902e53a9f72be733fc0bcb005b3ebbac"),
+    (lambda: EfficientNetB7(include_top=False, input_shape=(64, 64, 3)),
+     "efficientnetb7_notop.h5", "cbcfe4450ddf6f3ad90b1b398090fe4a")])
 def test_imagenet_weights_come_from_keras_files(monkeypatch, build, url, md5):
     import modelkit.datasets
 
@@ -276,8 +282,11 @@ def test_imagenet_weights_come_from_keras_files(monkeypatch, build, url, md5):
     with pytest.raises(Asked) as asked:
         build()
     fname, origin, file_hash = asked.value.args
-    assert origin == "https://storage.googleapis.com/tensorflow/keras-applications/" + url
-    assert fname == url.split("/")[1] and file_hash == md5
+    if "/" in url:
+        assert origin == "https://storage.googleapis.com/tensorflow/keras-applications/" + url
+    else:                                        # EfficientNet's files sit elsewhere
+        assert origin == "https://storage.googleapis.com/keras-applications/" + url
+    assert fname == url.split("/")[-1] and file_hash == md5
 
 
 
@@ -320,7 +329,8 @@ def test_layers_and_parameters_equal_tf_keras(key):
 def test_outputs_equal_tf_keras_with_the_same_weights(attr):
     """tf-keras's outputs (random weights and batch-norm statistics drawn in its weight
     order) at a small input; measured max |diff| / max |y|: Xception 1.7e-07, ResNet50V2
-    5.4e-07, DenseNet121 2.3e-07 (tf-keras's own .h5 files of them: keras_parity.py)."""
+    5.4e-07, DenseNet121 2.3e-07, EfficientNetB0 3.8e-07 (tf-keras's own .h5 files of them:
+    keras_parity.py)."""
     import modelkit.applications as apps
     ref = np.load(FIXTURES / "parity.npz")
     shape = KERAS_FIXTURES.NETWORKS[attr]
@@ -368,3 +378,34 @@ def test_new_families_preprocess_load_by_path_and_classes(tmp_path):
     assert headless.output_shape == (None, 3, 3, 2048) and headless.name == "xception"
     with pytest.raises(ConfigError, match="xception: weights='imagenet'.*classes=1000"):
         Xception(classes=10)
+
+
+def test_efficientnet_input_scaling_head_and_imagenet_multiply(monkeypatch, tmp_path):
+    """Pixels in [0, 255] go in (preprocess_input passes them through); the head's dropout
+    is B0's 0.2; weights='imagenet' adds tf-keras's division by the ImageNet standard
+    deviations after the Normalization layer (here identity: mean 0, variance 1), so that
+    model on x equals the plain one on x / sqrt(std) per channel."""
+    import modelkit.datasets
+    x = np.random.default_rng(8).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert efficientnet.preprocess_input(x) is x
+    assert efficientnet.decode_predictions is imagenet_utils.decode_predictions
+    plain = EfficientNetB0(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    layers = {la.name: la for la in plain.layers}
+    assert layers["top_dropout"].get_config()["rate"] == pytest.approx(0.2)
+    assert layers["block2b_drop"].get_config()["noise_shape"] in ([None, 1, 1, 1],
+                                                                  (None, 1, 1, 1))
+    assert layers["block1a_activation"].get_config()["activation"] == "swish"
+    plain.layers[2].set_weights([np.zeros(3, "float32"), np.ones(3, "float32"),
+                                 np.asarray(0, "int64")])
+    plain.save_weights(str(tmp_path / "w.h5"))
+    monkeypatch.setattr(modelkit.datasets, "get_file", lambda *a, **k: str(tmp_path / "w.h5"))
+    with pytest.raises(ConfigError, match="classes=1000"):
+        EfficientNetB0(input_shape=(32, 32, 3), classes=4)
+    scaled = efficientnet.build_efficientnet("efficientnetb0", True, "imagenet", None,
+                                             (32, 32, 3), None, 1000, None)
+    assert scaled.count_params() == EfficientNetB0(weights=None, input_shape=(32, 32, 3),
+                                                   classifier_activation=None).count_params()
+    std = np.sqrt(np.array([0.229, 0.224, 0.225], "float32"))
+    ref = EfficientNetB0(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    ref.set_weights(scaled.get_weights())
+    np.testing.assert_allclose(scaled.predict(x), ref.predict(x / std), rtol=1e-4, atol=1e-5)

@@ -48,6 +48,20 @@ def spatial_size(x):
     return shape[2:4] if backend_config.image_data_format() == "channels_first" else shape[1:3]
 
 
+def make_divisible(v, divisor=8):
+    """The nearest multiple of `divisor` to v, at least divisor and not 10% below v."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def correct_pad(size, kernel_size=3):
+    """Keras's `imagenet_utils.correct_pad`: the zero padding before a stride-2 'valid'
+    convolution for a spatial size (None: unknown)."""
+    adjust = (1, 1) if size[0] is None else (1 - size[0] % 2, 1 - size[1] % 2)
+    half = kernel_size // 2
+    return ((half - adjust[0], half), (half - adjust[1], half))
+
+
 def weights_side(x, weights, sizes):
     """The input side in Keras's model and weight file names: the image's rows, but for
     weights='imagenet' 224 (the file Keras falls back to) unless the image is square and
@@ -58,12 +72,13 @@ def weights_side(x, weights, sizes):
 
 def finish_application(name, x, inputs, include_top, weights, pooling, classes,
                        classifier_activation, weight_files, flatten, folder=None,
-                       pool_names=(None, None), head=None):
+                       pool_names=(None, None), head=None, url_folder=None):
     """The classifier head (VGG's flatten + fc1/fc2, or global average pooling), or the
     `pooling` of a headless model; then the weights (Keras's ImageNet file or a path).
     folder: Keras's download folder (default: the file name up to '_weights');
     pool_names: the names of the average / max pooling layers (ResNet names them);
-    head: a function building another classifier on x (MobileNet's 1x1 convolution)."""
+    head: a function building another classifier on x (MobileNet's 1x1 convolution);
+    url_folder: the whole download folder, for files outside Keras's usual one."""
     from modelkit.layers import Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
     from modelkit.models import Model
     if include_top and head is not None:
@@ -84,9 +99,8 @@ def finish_application(name, x, inputs, include_top, weights, pooling, classes,
     if weights == "imagenet":
         from modelkit.datasets import get_file
         fname, md5 = weight_files[bool(include_top)]
-        folder = folder or fname.split("_weights")[0]
-        weights = get_file(fname, WEIGHTS_FOLDER + folder + "/" + fname,
-                           file_hash=md5, cache_subdir="models")
+        url_folder = url_folder or WEIGHTS_FOLDER + (folder or fname.split("_weights")[0]) + "/"
+        weights = get_file(fname, url_folder + fname, file_hash=md5, cache_subdir="models")
     if weights is not None:
         model.load_weights(weights)
     return model
