@@ -1,4 +1,4 @@
-"""keras.applications' VGG16/VGG19/InceptionV3/ResNet50 (layer names and parameter counts as
+"""keras.applications' networks (layer names and parameter counts as
 tf-keras 2.21 builds them, so Keras's weight files load), imagenet_utils against tf-keras's
 numbers, and the two Keras 2 examples that use them (conv_filter_visualization,
 neural_style_transfer).
@@ -12,9 +12,9 @@ weights and batch-norm statistics at 64x64, its .h5 loaded here by path; max |di
 Normalization's int64 count included) 2.6e-07 / 1.9e-07.
 
 Xception, ResNet50V2/101V2/152V2, DenseNet121/169/201 and EfficientNetB0-B7 are also checked
-here against
-committed tf-keras fixtures (tests/fixtures/applications/keras_architectures.py): every
-layer's name and class in order, parameter counts, and outputs with the same random weights."""
+here against committed tf-keras fixtures (tests/fixtures/applications/keras_architectures.py):
+every layer's name and class in order, parameter counts, and outputs with the same random
+weights."""
 
 import gzip
 import json
