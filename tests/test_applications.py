@@ -25,9 +25,9 @@ import pytest
 
 from modelkit import backend as K
 from modelkit.applications import (VGG16, VGG19, DenseNet121, DenseNet201, EfficientNetB0,
-                                   EfficientNetB7, MobileNet, MobileNetV2, ResNet50, ResNet50V2, ResNet101, ResNet152,
-                                   ResNet152V2, Xception, densenet, efficientnet,
-                                   imagenet_utils, mobilenet,
+                                   EfficientNetB7, MobileNet, MobileNetV2, ResNet50,
+                                   ResNet50V2, ResNet101, ResNet152, ResNet152V2, Xception,
+                                   densenet, efficientnet, imagenet_utils, mobilenet,
                                    mobilenet_v2, resnet, resnet50, resnet_v2, vgg16, vgg19,
                                    xception)
 from modelkit.errors import ConfigError

@@ -1,6 +1,7 @@
 """`keras.applications`: VGG16, VGG19, InceptionV3, Xception, ResNet50/101/152,
 ResNet50V2/101V2/152V2, DenseNet121/169/201, EfficientNetB0-B7, MobileNet and MobileNetV2
-(Keras's layer names, so Keras's weight files load), with `imagenet_utils.preprocess_input` / `decode_predictions`."""
+(Keras's layer names, so Keras's weight files load), with
+`imagenet_utils.preprocess_input` / `decode_predictions`."""
 
 from modelkit.applications import (densenet, efficientnet, imagenet_utils, inception_v3,
                                    mobilenet, mobilenet_v2, resnet, resnet50, resnet_v2, vgg16,
