@@ -378,6 +378,11 @@ def test_new_families_preprocess_load_by_path_and_classes(tmp_path):
     assert headless.output_shape == (None, 3, 3, 2048) and headless.name == "xception"
     with pytest.raises(ConfigError, match="xception: weights='imagenet'.*classes=1000"):
         Xception(classes=10)
+    # Keras's smallest inputs: 71x71 for Xception, 32x32 for the others
+    with pytest.raises(ConfigError, match=r"xception: input size must be at least 71x71"):
+        Xception(weights=None, include_top=False, input_shape=(70, 80, 3))
+    with pytest.raises(ConfigError, match=r"densenet121: input size must be at least 32x32"):
+        DenseNet121(weights=None, include_top=False, input_shape=(16, 16, 3))
 
 
 def test_efficientnet_input_scaling_head_and_imagenet_multiply(monkeypatch, tmp_path):

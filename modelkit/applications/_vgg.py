@@ -10,8 +10,9 @@ WEIGHTS_FOLDER = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def model_input(name, include_top, weights, input_tensor, input_shape, pooling, classes,
-                side=224):
-    """Check the Keras arguments; -> (the image tensor, the model's inputs)."""
+                side=224, min_size=32):
+    """Check the Keras arguments; -> (the image tensor, the model's inputs). side: the
+    default input side; min_size: the smallest side Keras accepts in `input_shape`."""
     from modelkit.layers import Input
     from modelkit.utils.layer_utils import get_source_inputs
     if not (weights in ("imagenet", None) or isinstance(weights, str)):
@@ -27,10 +28,15 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
         img_input = to_keras(input_tensor)
         inputs = get_source_inputs(img_input)
         return img_input, inputs[0] if len(inputs) == 1 else inputs
+    channels_first = backend_config.image_data_format() == "channels_first"
     if input_shape is None:
         size = side if include_top else None
-        channels_first = backend_config.image_data_format() == "channels_first"
         input_shape = (3, size, size) if channels_first else (size, size, 3)
+    elif len(input_shape) == 3:
+        rows_cols = input_shape[1:] if channels_first else input_shape[:2]
+        if any(d is not None and d < min_size for d in rows_cols):
+            raise ConfigError(f"{name}: input size must be at least {min_size}x{min_size}, "
+                              f"got input_shape={tuple(input_shape)}")
     img_input = Input(shape=tuple(input_shape))
     return img_input, img_input
 

@@ -53,7 +53,7 @@ def Xception(include_top=True, weights="imagenet", input_tensor=None, input_shap
              pooling=None, classes=1000, classifier_activation="softmax"):
     from modelkit.layers import Conv2D, add
     img_input, inputs = model_input("xception", include_top, weights, input_tensor,
-                                    input_shape, pooling, classes, side=299)
+                                    input_shape, pooling, classes, side=299, min_size=71)
     x = Conv2D(32, (3, 3), strides=(2, 2), use_bias=False, name="block1_conv1")(img_input)
     x = _relu(_bn(x, "block1_conv1_bn"), "block1_conv1_act")
     x = Conv2D(64, (3, 3), use_bias=False, name="block1_conv2")(x)
