@@ -8,7 +8,7 @@ from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.tensor import GradientTape, StopRecording, Tensor, as_array
 from ..errors import ConfigError, ModelkitError, ShapeError
-from ..nesting import flatten_structure
+from ..nesting import flatten_structure, pack_structure
 from .backend_op_layer import SymbolicGradients
 from .base_layer import Layer, _CallContext, to_list
 from .input_layer import InputLayer
@@ -170,6 +170,11 @@ class Model(TrainingMixin, Layer):
                           f"{[la.name for la in self.layers]}")
 
     # -- execution ----------------------------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        out = super().__call__(inputs, *args, **kwargs)
+        structure = getattr(self, "_output_structure", None)
+        return out if structure is None else pack_structure(structure, out)  # as Keras nests
+
     def call(self, inputs, training=None, mask=None):
         outs, _ = self._run_graph(to_list(inputs), training=training,
                                   masks=to_list(mask) if mask is not None else None)

@@ -352,3 +352,21 @@ def test_return_state_structure_of_each_stack_and_nested_initial_states():
         np.testing.assert_array_equal(a.value, b.value)
     with pytest.raises(ShapeError, match="expects 3 initial state"):
         layer(xv, initial_state=[states[:2]])
+
+
+def test_a_model_with_nested_outputs_called_as_a_layer_nests_them(tmp_path):
+    """Model(x, RNN([cells], return_state=True)(x)) called on a tensor returns Keras's
+    nesting, symbolic and eager; an outer model over a nested state saves and reloads."""
+    x, y = Input(shape=(T, F_IN)), Input(shape=(T, F_IN))
+    inner = Model(x, RNN([LSTMCell(4), GRUCell(3)], return_state=True)(x))
+    out = inner(y)
+    assert len(out) == 3 and [tuple(t.shape) for t in out[1]] == [(None, 4), (None, 4)]
+    outer = Model(y, [out[0], out[1][1]])
+    xv = np.random.default_rng(15).standard_normal((2, T, F_IN)).astype("float32")
+    eager = inner(xv)
+    got = outer.predict(xv)
+    np.testing.assert_allclose(got[1], eager[1][1].value, atol=1e-6)
+    np.testing.assert_allclose(got[0], eager[0].value, atol=1e-6)
+    outer.save(tmp_path / "m.h5")
+    for g, w in zip(load_model(tmp_path / "m.h5").predict(xv), got, strict=True):
+        np.testing.assert_array_equal(g, w)
