@@ -15,13 +15,6 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
   gradient by images): the worker runs them in order, and a thread that waits for the
   result (the main thread at the end of the pass) runs those not started instead of
   idling; combined in part order, so the same numbers whoever ran which;
-- `Deferred.pick(k, post)` is one of several gradients made by one computation (a
-  Deferred of a tuple: the LSTM's kernel, recurrent kernel and bias gradients from the
-  same chunks of timesteps): the stream runs the source once for all its picks;
-- `GradientTape.gradient(..., pending=True)` (the training step) returns the leaves'
-  gradients still on the stream as Futures instead of waiting for them, so the optimizer
-  updates the variables whose gradients are final first (the embedding's table while the
-  LSTM's kernel gradients run); `resolve` waits for one;
 - the tape submits it to the `SideStream` (one worker thread, first in, first out) and
   sums a leaf's contributions in the order of the sequential pass when the pass ends, so
   the gradients are bit-identical to the sequential order for any thread count.
@@ -59,13 +52,11 @@ class Deferred:
     """A gradient a VJP returns unevaluated (only where `needs[i] is SIDE`): fn() makes it.
     `Deferred.in_parts` makes one of independent parts that the main thread can share."""
 
-    __slots__ = ("fn", "parts", "source", "_once")
+    __slots__ = ("fn", "parts")
 
-    def __init__(self, fn, parts=None, source=None):
+    def __init__(self, fn, parts=None):
         self.fn = fn
         self.parts = parts          # (part, count, combine) or None
-        self.source = source        # (Deferred of a tuple, index, post) for a pick
-        self._once = None           # [lock, value] once a pick asked for this tuple inline
 
     @classmethod
     def in_parts(cls, part, count, combine):
@@ -76,46 +67,8 @@ class Deferred:
         are combined in part order, so the numbers do not depend on who ran which."""
         return cls(lambda: combine([part(j) for j in range(count)]), (part, count, combine))
 
-    def pick(self, k, post=None):
-        """A Deferred of post(self()[k]) (post: None or a function of the array); the
-        picks of one source compute it once, inline or on the side stream."""
-        return Deferred(lambda: _post(post, self._shared()[k]), source=(self, k, post))
-
-    def _shared(self):
-        if self._once is None:
-            self._once = [threading.Lock(), None]
-        with self._once[0]:
-            if self._once[1] is None:
-                self._once[1] = (self.fn(),)
-        return self._once[1][0]
-
     def __call__(self):
         return self.fn()
-
-
-def _post(post, value):
-    return value if post is None else post(value)
-
-
-class _PickFuture(Future):
-    """The Future of a `Deferred.pick` on the side stream: entry k of its source's
-    Future, `post` applied once."""
-
-    def __init__(self, source, k, post):
-        super().__init__()
-        self._source, self._k, self._post = source, k, post
-        self._lock = threading.Lock()
-        self._value = None
-
-    def exception(self, timeout=None):
-        return self._source.exception()
-
-    def result(self, timeout=None):
-        value = self._source.result()[self._k]
-        with self._lock:
-            if self._value is None:
-                self._value = (_post(self._post, value),)
-        return self._value[0]
 
 
 class _PartsFuture(Future):
@@ -167,30 +120,6 @@ class _PartsFuture(Future):
         return self._value
 
 
-class Later(Future):
-    """A gradient that is not final yet (`GradientTape.gradient(..., pending=True)`):
-    `result()` makes it once, on the thread that asks (waiting for its side work)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self._fn = fn
-        self._lock = threading.Lock()
-        self._value = None
-
-    def exception(self, timeout=None):
-        try:
-            self.result()
-        except BaseException as e:               # noqa: BLE001 - reported, not raised
-            return e
-        return None
-
-    def result(self, timeout=None):
-        with self._lock:
-            if self._value is None:
-                self._value = (self._fn(),)
-        return self._value[0]
-
-
 def leaf_gradient(need, fn):
     """For a VJP: None when not `need`, `Deferred(fn)` when `need is SIDE`, else fn()."""
     if not need:
@@ -222,17 +151,10 @@ class SideStream:
 
     def __init__(self):
         self._futures = []
-        self._sources = {}          # id(source Deferred) -> (its Future, the Deferred)
 
     def submit(self, fn):
         """A Future of fn(), run on the worker after what was submitted before (the parts
-        of a `Deferred.in_parts` shared with whoever waits for it; the source of a
-        `Deferred.pick` submitted once for all its picks)."""
-        if isinstance(fn, Deferred) and fn.source is not None:
-            source, k, post = fn.source
-            if id(source) not in self._sources:
-                self._sources[id(source)] = (self.submit(source), source)
-            return _PickFuture(self._sources[id(source)][0], k, post)
+        of a `Deferred.in_parts` shared with whoever waits for it)."""
         if isinstance(fn, Deferred) and fn.parts is not None:
             future = _PartsFuture(*fn.parts)
             _executor().submit(_run_inline, future.work)
@@ -244,7 +166,6 @@ class SideStream:
     def join(self):
         """Wait for every submitted function; raise the first one's error, if any."""
         futures, self._futures = self._futures, []
-        self._sources = {}
         for f in futures:
             f.exception()
         for f in futures:

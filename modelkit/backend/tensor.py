@@ -129,37 +129,22 @@ class GradientTape:
     def record(self, opdef, inputs, outputs, saved):
         self.records.append(_Record(opdef, inputs, outputs, saved))
 
-    def gradient(self, target, sources, output_gradient=None, pending=False):
+    def gradient(self, target, sources, output_gradient=None):
         """Gradients of `target` w.r.t. each of `sources` (zeros where unconnected). With
         several threads, leaves' gradients that a VJP defers run on a side stream while
-        the chain goes on (see streams.py): the same numbers as the sequential order.
-        `pending`: those still running come back as Futures (`streams.resolve` waits for
-        one) instead of being waited for here -- the caller must resolve every one."""
+        the chain goes on (see streams.py): the same numbers as the sequential order."""
         single = isinstance(sources, Tensor)
         sources = [sources] if single else list(sources)
-        stream = streams.SideStream() if streams.enabled() else _NO_STREAM
-        if pending and stream is not _NO_STREAM:
-            try:                        # not joined: the caller resolves the Futures
-                grads = self._backward(target, sources, output_gradient, stream)
-            except BaseException as e:
-                stream.__exit__(type(e), e, None)
-                raise
-        else:
-            pending = False
-            with stream as side:
-                grads = self._backward(target, sources, output_gradient, side)
+        with streams.SideStream() if streams.enabled() else _NO_STREAM as side:
+            grads = self._backward(target, sources, output_gradient, side)
         if not self.persistent:
             self.records = []
         result = []
         for s in sources:
             g = grads.get(id(s))
             if isinstance(g, _Parts):
-                g = streams.Later(g.total) if pending else g.total()
-            if g is None:
-                g = np.zeros_like(s.value)
-            elif not pending:
-                g = streams.resolve(g)
-            result.append(g)
+                g = g.total()
+            result.append(np.zeros_like(s.value) if g is None else streams.resolve(g))
         return result[0] if single else result
 
     def _backward(self, target, sources, output_gradient, side):

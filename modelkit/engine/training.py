@@ -152,12 +152,8 @@ class TrainingMixin:
             extra = [l for layer in self._layers_for_losses() for l in
                      layer.regularization_losses()] + ctx.losses
             total = self._with_added_losses(total, per_output, extra, outs)
-        # the optimizer updates the variables whose gradients are final while the side
-        # stream's still run (streams.py), unless it is a subclass's own apply_gradients
-        from ..optimizers.base import Optimizer
-        pending = type(self.optimizer).apply_gradients is Optimizer.apply_gradients
         with sparse_gradients():          # embedding gradients stay row-sparse
-            grads = tape.gradient(total, variables, pending=pending)
+            grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return total, per_output, outs
 

@@ -4,7 +4,6 @@ import numpy as np
 
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
-from ..streams import SIDE
 from ..tape import apply, defop
 from .steps import (_check, _empty, _halve_leading, _from_time_major, _gate_masks, _gemm, _init_state,
                     _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
@@ -205,25 +204,16 @@ def _lstm_sequence_vjp(grads, s, needs):
 
     DX = _empty((T, B, W.shape[0]), dt) if needs_x else None
 
-    needs_b = needs_b if s["has_bias"] else False
-    # the weight gradients on the backward's side stream when all of them may go there
-    weights_on_side = (any((needs_k, needs_r, needs_b))
-                       and all(n is SIDE for n in (needs_k, needs_r, needs_b) if n))
-
-    def chunk_rows(lo, hi):
-        if DX is not None:
-            _project_backward(DZ[lo:hi], _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                              True, False, False, DX[lo:hi])
-
-    def chunk_weights(lo, hi):
+    def chunk_grads(lo, hi):
         dz = DZ[lo:hi]
         _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                                      False, needs_k, needs_b)
+                                      needs_x, needs_k, needs_b and s["has_bias"],
+                                      None if DX is None else DX[lo:hi])
         dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
               if needs_r else None)
         return dW, dR, db
 
-    chunks = _TimeChunks(T, chunk_weights, chunk_rows)
+    chunks = _TimeChunks(T, chunk_grads)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
@@ -231,21 +221,15 @@ def _lstm_sequence_vjp(grads, s, needs):
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
-        if weights_on_side:
-            both = chunks.deferred_results()
-        else:
-            dW, dR, db = chunks.results()
+        dW, dR, db = chunks.results()
     perm = s["perm"]
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
-    if weights_on_side:
-        dW, dR, db = (both.pick(k, lambda g, ax=ax: g[perm] if ax == 0 else g[:, perm])
-                      if need else None
-                      for k, (need, ax) in enumerate(((needs_k, 1), (needs_r, 1),
-                                                      (needs_b, 0))))
-    else:
-        dR = None if dR is None else dR[:, perm]
-        dW = None if dW is None else dW[:, perm]
-        db = None if db is None else db[perm]
+    if dR is not None:
+        dR = dR[:, perm]
+    if dW is not None:
+        dW = dW[:, perm]
+    if db is not None:
+        db = db[perm]
     return (dx, dW, dR, db, dh if needs_h0 else None, dc if needs_c0 else None,
             None, None, None)
 

@@ -8,7 +8,6 @@ import numpy as np
 from ...errors import ShapeError
 from .. import parallel as _parallel
 from ..buffers import BufferPool
-from ..blas import single_threaded
 
 # the large per-call arrays come from one pool
 _POOL = BufferPool()
@@ -293,102 +292,43 @@ class _TimeChunks:
     BPTT (one core's sequential work) goes on; at the end this thread takes the chunks the
     worker has not started.
 
-    `fn(lo, hi)` handles steps [lo, hi): it returns a tuple of weight gradients, which are
-    summed over the chunks (None entries stay None), and writes the per-timestep gradients
-    (the input's) into their rows itself unless `rows(lo, hi)` is given to do that (then
-    `deferred_results` may hand the weight gradients to the backward's side stream). Call
-    `done(t)` once BPTT has finished step t (going down from T - 1), `results()` at the
-    end. Chunks are summed in a fixed order, so the numbers never depend on timing; with
-    one worker thread (MODELKIT_NUM_THREADS=1) or a short sequence there is a single
-    chunk, computed by `results()` exactly as without chunking.
+    `fn(lo, hi)` handles steps [lo, hi): it writes per-timestep gradients (the input's)
+    into their rows itself and returns a tuple of weight gradients, which are summed over
+    the chunks (None entries stay None). Call `done(t)` once BPTT has finished step t
+    (going down from T - 1), `results()` at the end. Chunks are summed in a fixed order,
+    so the numbers never depend on timing; with one worker thread (MODELKIT_NUM_THREADS=1)
+    or a short sequence there is a single chunk, computed by `results()` exactly as
+    without chunking.
     """
 
-    def __init__(self, T, fn, rows=None):
-        self.fn, self.rows, self.hi = fn, rows, T
+    def __init__(self, T, fn):
+        self.fn, self.hi = fn, T
         self.size = _chunk_size(T)
-        self.pending = []                  # (lo, hi, rows future or None, future)
+        self.pending = []                              # (lo, hi, future), latest first
 
     def done(self, t):
         if self.hi - t >= self.size and t > 0:
-            rows = None if self.rows is None else _worker().submit(_pinned, self.rows, t,
-                                                                   self.hi)
-            self.pending.append((t, self.hi, rows,
-                                 _worker().submit(_pinned, self.fn, t, self.hi)))
+            self.pending.append((t, self.hi, _worker().submit(self.fn, t, self.hi)))
             self.hi = t
 
-    def _rows_here(self):
-        """The rows: the last chunk's and those the worker has not started, here; wait
-        for the others. -> [weights future, or None where not started] by chunk."""
-        if self.rows is not None:
-            self.rows(0, self.hi)
-        futures = [None] * len(self.pending)
-        for k in range(len(self.pending) - 1, -1, -1):
-            lo, hi, rows, fut = self.pending[k]
-            if rows is not None and rows.cancel():
-                self.rows(lo, hi)
-            if not fut.cancel():
-                futures[k] = fut
-        for _, _, rows, _ in self.pending:
-            if rows is not None and not rows.cancelled():
-                rows.result()
-        return futures
-
     def results(self):
-        last = self.fn(0, self.hi)
+        parts = [None] * len(self.pending) + [self.fn(0, self.hi)]
         # chunks the worker has not started yet run here (results keep their places)
-        futures = self._rows_here()
-        parts = [self.fn(lo, hi) if fut is None else None
-                 for (lo, hi, _, _), fut in zip(self.pending, futures)]
-        parts = [p if f is None else f.result() for p, f in zip(parts, futures)]
-        return _sum_chunks(parts + [last])
-
-    def deferred_results(self):
-        """`results()` for the backward's side stream (streams.py; needs `rows`): the rows
-        are finished here, and the summed weight gradients come back as a
-        `streams.Deferred` of the tuple: `fn` of the chunks the worker has not started
-        (single-threaded BLAS: one core for it, one for the main thread) and the worker's
-        results, summed in the order of `results()` (the same numbers)."""
-        from ..streams import Deferred
-        futures = self._rows_here() + [None]
-        spans = [(lo, hi) for lo, hi, _, _ in self.pending] + [(0, self.hi)]
-        fn = self.fn
-        # claimed in this order: the chunks left to compute first, the worker's last
-        order = ([k for k, f in enumerate(futures) if f is None]
-                 + [k for k, f in enumerate(futures) if f is not None])
-
-        def part(j):
-            k = order[j]
-            if futures[k] is not None:
-                return futures[k].result()
-            with single_threaded():
-                return fn(*spans[k])
-
-        def combine(parts):
-            placed = [None] * len(parts)
-            for j, k in enumerate(order):
-                placed[k] = parts[j]
-            return _sum_chunks(placed)
-
-        return Deferred.in_parts(part, len(spans), combine)
-
-
-def _pinned(fn, *args):
-    """fn(*args) with OpenBLAS on one thread: a chunk may still run on the worker after
-    the backward has returned (its weight gradients on the side stream)."""
-    with single_threaded():
-        return fn(*args)
-
-
-def _sum_chunks(parts):
-    """The chunks' weight-gradient tuples summed entry by entry, latest steps first."""
-    out = []
-    for vals in zip(*parts):
-        total = vals[0]
-        if total is not None:
-            for v in vals[1:]:
-                total += v
-        out.append(total)
-    return out
+        for k in range(len(self.pending) - 1, -1, -1):
+            lo, hi, fut = self.pending[k]
+            if fut.cancel():
+                parts[k] = self.fn(lo, hi)
+        for k, (_, _, fut) in enumerate(self.pending):
+            if parts[k] is None:
+                parts[k] = fut.result()
+        out = []
+        for vals in zip(*parts):                             # latest steps first
+            total = vals[0]
+            if total is not None:
+                for v in vals[1:]:
+                    total += v
+            out.append(total)
+        return out
 
 
 def _chunk_size(T):
