@@ -5,10 +5,11 @@
 * `config_problem(op_type, attrs, outputs_used)`: why a configuration cannot run (None when
   it can); the importer asks before emitting anything, so one error lists every problem.
 * The attribute geometry both sides compute from: `conv_geometry`, `pool_geometry`,
-  `resize_plan`, `einsum_parts`, `bilinear_matrix`; `ONNX_DTYPES`, `text`.
+  `resize_plan`, `einsum_parts`, `bilinear_matrix`; `ONNX_DTYPES` (`dtype_named`), `text`.
 
-A leaf module (numpy and modelkit.errors only): the backend imports nothing above it and the
-converters never import the backend, so what both need lives here.
+A leaf module (numpy and modelkit.errors only; ml_dtypes once a low-precision type is met):
+the backend imports nothing above it and the converters never import the backend, so what
+both need lives here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,26 @@ import numpy as np
 
 from .errors import UnsupportedError
 
-# TensorProto.DataType -> numpy dtype (the types modelkit computes with)
+# TensorProto.DataType -> numpy dtype name (the types modelkit computes with)
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
                7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32",
-               13: "uint64"}
+               13: "uint64",
+               # the low-precision types: numpy dtypes of `ml_dtypes` (one byte or two per
+               # element in memory; ONNX packs 4- and 2-bit ones, onnx.numpy_helper unpacks)
+               16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
+               20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1fn",
+               24: "float8_e8m0fnu", 25: "uint2", 26: "int2"}
+LOW_PRECISION = frozenset(ONNX_DTYPES[t] for t in range(16, 27))
+
+
+def dtype_named(name):
+    """numpy dtype of an ONNX_DTYPES name; the low-precision ones come from ml_dtypes
+    (imported only when such a type is met)."""
+    name = str(name)
+    if name in LOW_PRECISION:
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name)
 
 OP_TYPES = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
