@@ -63,9 +63,16 @@ MAX_RANK = 32
 _TENSOR_KINDS = "biuf"          # bool, signed/unsigned integers, floats
 
 
+# the dtype name of a graph input that is no tensor (an ONNX sequence or optional: a list /
+# None at run time, boxed between layers)
+NON_TENSOR = "object"
+
+
 def tensor_dtype(dtype, where):
     """The canonical name of a tensor dtype (numeric or bool); IRError naming `where` for
     anything else (strings such as 'U500000000', objects, records)."""
+    if dtype == NON_TENSOR:
+        return NON_TENSOR
     try:
         dt = dtype_named(dtype) if isinstance(dtype, str) and dtype in LOW_PRECISION else \
             np.dtype(dtype)

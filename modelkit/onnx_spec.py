@@ -39,6 +39,36 @@ def dtype_named(name):
         return np.dtype(getattr(ml_dtypes, name))
     return np.dtype(name)
 
+class OnnxValue:
+    """An ONNX sequence (a list of tensors) or optional (None, or its value) boxed, as it
+    crosses layers and enters or leaves a model: `model(OnnxValue([a, b]))`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        v = self.value
+        kind = f"sequence of {len(v)}" if isinstance(v, list) else \
+            "empty optional" if v is None else "optional"
+        return f"<OnnxValue {kind}>"
+
+
+def to_numpy(x):
+    """A model output for the caller: an array; a sequence as a list of arrays, an empty
+    optional as None (boxed values and tensors wrapping them unpacked)."""
+    v = x.value if isinstance(x, OnnxValue) else getattr(x, "value", x)
+    if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0:
+        v = v.item()
+        v = v.value if isinstance(v, OnnxValue) else v
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [to_numpy(e) for e in v]
+    return np.asarray(getattr(v, "value", v))
+
+
 OP_TYPES = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
 Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
@@ -59,6 +89,8 @@ AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
 TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
 ImageDecoder Bernoulli RandomNormalLike RandomUniformLike Multinomial
+SequenceConstruct SequenceEmpty SequenceInsert SequenceAt SequenceErase SequenceLength
+SplitToSequence ConcatFromSequence SequenceMap Optional OptionalHasElement OptionalGetElement
 """.split())
 
 # ops whose outputs are draws: never folded into constants at import
@@ -364,7 +396,7 @@ def _einsum_check(attrs, used):
 # -- subgraphs (If / Loop / Scan bodies) --------------------------------------------------------
 
 GRAPH_KEY = "__graph__"
-CONTROL_FLOW = ("If", "Loop", "Scan")
+CONTROL_FLOW = ("If", "Loop", "Scan", "SequenceMap")     # ops with subgraph attributes
 
 
 def is_graph(value):

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from modelkit.converters import onnx as onnx_conv
 from modelkit.errors import ModelkitError
 from modelkit.models import import_onnx
-from modelkit.onnx_spec import LOW_PRECISION
+from modelkit.onnx_spec import LOW_PRECISION, OnnxValue, to_numpy
 
 MODULES = [
     "abs", "add", "and_", "argmax", "argmin", "averagepool", "batch_normalization", "cast",
@@ -58,6 +58,9 @@ MODULES = [
     "dft", "stft", "melweightmatrix", "hannwindow", "hammingwindow", "blackmanwindow", "eyelike", "cumprod",
     "det", "compress", "reversesequence", "unique", "tensorscatter", "tfidfvectorizer",
     "image_decoder", "bernoulli",
+    # sequences and optionals (lists / None at run time)
+    "sequenceinsert", "sequence_map", "splittosequence", "optionalgetelement",
+    "optionalhaselement",
 ]
 
 # case-name pattern -> why modelkit refuses it (the import or the run must raise a
@@ -65,8 +68,8 @@ MODULES = [
 KNOWN_UNSUPPORTED = {
     r"(?i)string":
         "string tensors",
-    r"^test_(identity_sequence|identity_opt|if_seq|if_opt|loop13_seq|loop16_seq_none)$":
-        "sequence/optional values",
+    r"^test_optional_has_element_empty_no_input_.*$":
+        "outputs that do not depend on any input (no graph input: no layer form)",
     r"^test_scan_sum$": "Scan of opset 8 (batched; onnx.version_converter does not upgrade it)",
     r"^test_(affine_grid_.*|linear_attention_.*)_expanded$":
         "function expansions whose control-flow outputs have no static rank (the import-time "
@@ -146,14 +149,36 @@ def bits(a):
     return a.view({1: np.uint8, 2: np.uint16}[a.dtype.itemsize])
 
 
+def value(v):
+    """A case's input or output: an array, a sequence as a list of arrays, None (an empty
+    optional)."""
+    if v is None or isinstance(v, list):
+        return v if v is None else [value(e) for e in v]
+    return array(v)
+
+
 def run_case(case):
     model = import_onnx(case.model)
+    inits = {t.name for t in case.model.graph.initializer}
+    kinds = [vi.type.WhichOneof("value") for vi in case.model.graph.input
+             if vi.name not in inits]
     for inputs, expected in case.data_sets:
-        feeds = [array(i) for i in inputs]
-        expected = [array(e) for e in expected]
+        feeds = [OnnxValue(value(i)) if k in ("sequence_type", "optional_type") else array(i)
+                 for i, k in zip(inputs, kinds)]
+        expected = [value(e) for e in expected]
         out = model(feeds if len(feeds) > 1 else feeds[0])
-        got = [np.asarray(t.value) for t in (out if isinstance(out, (list, tuple)) else [out])]
+        got = [to_numpy(t) for t in (out if isinstance(out, (list, tuple)) else [out])]
         assert len(got) == len(expected)
+        # a sequence output: its elements compared one by one
+        pairs = [(g, e) for g, e in zip(got, expected) if not isinstance(e, list) and
+                 e is not None]
+        for g, e in zip(got, expected):
+            if e is None:                       # an empty optional
+                assert g is None, case.name
+            elif isinstance(e, list):
+                assert isinstance(g, list) and len(g) == len(e), case.name
+                pairs += list(zip(g, e))
+        got, expected = [p[0] for p in pairs], [p[1] for p in pairs]
         if RANDOM_DROPOUT.match(case.name):
             check_random_dropout(case, feeds, got)
             continue
