@@ -21,7 +21,7 @@ from .errors import UnsupportedError
 # TensorProto.DataType -> numpy dtype name (the types modelkit computes with)
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
                7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32",
-               13: "uint64",
+               13: "uint64", 8: "object",      # STRING: object arrays of Python str
                # the low-precision types: numpy dtypes of `ml_dtypes` (one byte or two per
                # element in memory; ONNX packs 4- and 2-bit ones, onnx.numpy_helper unpacks)
                16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
@@ -59,7 +59,8 @@ def to_numpy(x):
     """A model output for the caller: an array; a sequence as a list of arrays, an empty
     optional as None (boxed values and tensors wrapping them unpacked)."""
     v = x.value if isinstance(x, OnnxValue) else getattr(x, "value", x)
-    if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0:
+    if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0 and \
+            not isinstance(v.item(), (str, bytes)):         # (a 0-d string tensor stays)
         v = v.item()
         v = v.value if isinstance(v, OnnxValue) else v
     if v is None:
@@ -91,6 +92,7 @@ TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectoriz
 ImageDecoder Bernoulli RandomNormalLike RandomUniformLike Multinomial
 SequenceConstruct SequenceEmpty SequenceInsert SequenceAt SequenceErase SequenceLength
 SplitToSequence ConcatFromSequence SequenceMap Optional OptionalHasElement OptionalGetElement
+StringNormalizer StringConcat StringSplit RegexFullMatch
 """.split())
 
 # ops whose outputs are draws: never folded into constants at import

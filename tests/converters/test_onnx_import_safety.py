@@ -147,7 +147,7 @@ def test_every_unsupported_op_in_one_error():
              helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
                               mode="linear", coordinate_transformation_mode="stretchy"),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
-             helper.make_node("StringNormalizer", ["h"], ["u"], name="strnorm_1"),
+             helper.make_node("GlobalLpPool", ["h"], ["u"], name="lppool_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
     with pytest.raises(UnsupportedError) as e:
         onnx_conv.import_graph(mlp(nodes=nodes))
@@ -157,7 +157,7 @@ def test_every_unsupported_op_in_one_error():
                   "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
                   "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
                   "custom domain 'com.microsoft'",
-                  "StringNormalizer node 'strnorm_1' (opset 17)"):
+                  "GlobalLpPool node 'lppool_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5
 

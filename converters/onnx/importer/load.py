@@ -129,6 +129,12 @@ def tensor_to_array(t, label, folder, what=None):
     dims = [int(d) for d in t.dims]
     if any(d < 0 for d in dims):
         raise ModelLoadError(f"{label}: {what} has negative dims {dims}")
+    if t.data_type == TensorProto.STRING and t.data_location != TensorProto.EXTERNAL:
+        count = int(np.prod(dims, dtype=object)) if dims else 1
+        if len(t.string_data) != count:
+            raise ModelLoadError(f"{label}: {what} declares dims {dims} ({count} strings) but "
+                                 f"holds {len(t.string_data)}")
+        return numpy_helper.to_array(t)
     bits = _ELEM_BITS.get(t.data_type)
     if bits is None:
         raise ModelLoadError(f"{label}: {what} has data type "

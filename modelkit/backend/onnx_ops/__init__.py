@@ -68,7 +68,8 @@ def supported_op_types():
 from .low_precision import run_widened  # noqa: E402
 from . import (attention, bitwise, construct, control_flow, detection,  # noqa: E402,F401
                elementwise, losses, nn, normalization, quantized, random_ops, recurrent,
-               sampling, scatter_ops, selection, sequences, spectral, tensor_ops)  # (register the ops)
+               sampling, scatter_ops, selection, sequences, spectral, strings,
+               tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]

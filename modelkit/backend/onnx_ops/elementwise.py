@@ -88,7 +88,8 @@ _COMPARE = {"Equal": np.equal, "Greater": np.greater, "Less": np.less,
 
 
 def _compare(fn):
-    return lambda inputs, attrs, ctx: const(fn(values(inputs[0]), values(inputs[1])))
+    return lambda inputs, attrs, ctx: const(np.asarray(fn(values(inputs[0]),
+                                                          values(inputs[1])), bool))
 
 
 for _onnx, _fn in _COMPARE.items():

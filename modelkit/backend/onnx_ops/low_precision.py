@@ -41,6 +41,13 @@ def cast_into(v, dtype, saturate=True, round_mode="up"):
     dtype = np.dtype(dtype)
     if v.dtype == dtype:
         return v
+    if dtype == object:                         # to STRING: each value's text
+        return np.vectorize(_number_text, otypes=[object])(v) if v.size else v.astype(object)
+    if v.dtype == object:                       # from STRING: parsed ("INF", "NaN" too)
+        v = np.vectorize(_text, otypes=[object])(v).astype(np.str_) if v.size else \
+            v.astype(np.str_)
+        return v.astype(np.float64).astype(dtype) if dtype.kind in "iub" or is_low(dtype) \
+            else v.astype(dtype)
     if dtype.name == "float8_e8m0fnu":
         return _to_e8m0(v, bool(saturate), _text(round_mode))
     if is_low(v.dtype):
@@ -56,6 +63,11 @@ def cast_into(v, dtype, saturate=True, round_mode="up"):
 
 def _text(v):
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _number_text(v):
+    """A number as ONNX writes it: plain notation (numpy's shortest round-trip repr)."""
+    return str(v.item()) if isinstance(v, np.generic) and v.dtype.kind != "f" else str(v)
 
 
 def _finite_max(dtype):

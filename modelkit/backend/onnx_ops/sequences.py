@@ -27,8 +27,10 @@ def unbox(x):
         return _runtime(x.value)
     v = x.value if isinstance(x, Tensor) else x
     if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0:
-        v = v.item()
-        return _runtime(v.value if isinstance(v, OnnxValue) else v)
+        item = v.item()
+        if isinstance(item, (str, bytes)):
+            return x                    # a 0-d string tensor
+        return _runtime(item.value if isinstance(item, OnnxValue) else item)
     return x
 
 
