@@ -147,3 +147,27 @@ def test_sequence_inputs_and_outputs_are_boxed():
     assert int(to_numpy(n2)) == 2 and len(to_numpy(s3)) == 3
     with pytest.raises(ModelkitError, match="takes a sequence"):
         m([OnnxValue(None), b])
+
+
+def test_sequence_inputs_and_outputs_export_with_their_types():
+    seq = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT,
+                                                                        None))
+    opt = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT,
+                                                                        None))
+    nodes = [helper.make_node("SequenceInsert", ["s", "x"], ["s2"]),
+             helper.make_node("OptionalHasElement", ["o"], ["has"])]
+    graph = helper.make_graph(
+        nodes, "seqio", [helper.make_value_info("s", seq), helper.make_value_info("o", opt),
+                         helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_value_info("s2", seq),
+         helper.make_tensor_value_info("has", TensorProto.BOOL, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    proto = onnx_conv.export(import_onnx(model), opset=18)
+    assert [i.type.WhichOneof("value") for i in proto.graph.input] == \
+        ["sequence_type", "optional_type", "tensor_type"]
+    assert proto.graph.output[0].type == seq
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    a, x = np.ones(3, np.float32), np.zeros(2, np.float32)
+    s2, has = sess.run(None, {"s": [a], "o": a, "x": x})
+    assert [v.tolist() for v in s2] == [a.tolist(), x.tolist()] and bool(has)

@@ -24,6 +24,7 @@ from . import handlers  # noqa: F401  (registers every handler)
 from .evaluate import run_node
 from .context import (ChannelsLast, ImportContext, Lazy, attributes_of, clean_name,
                       np_dtype_name, value_kind)
+from ..context import type_text
 from .load import check_versions, read_model
 from .handlers.recurrent import view_rule
 from .subgraph import free_names, subgraph_problems
@@ -252,6 +253,18 @@ def name_outputs_like_onnx(nodes, outputs, weights, onnx_names, taken):
     return nodes, [fix(r) for r in outputs], weights
 
 
+def _non_tensor_types(ctx):
+    """The ONNX types of sequence / optional graph inputs and outputs (by position; None
+    for tensors), so an export writes them back; {} when there are none."""
+    inits = {t.name for t in ctx.graph.initializer}
+    ins = [vi for vi in ctx.graph.input if vi.name not in inits]
+    kinds = [[type_text(vi.type) if value_kind(vi) else None for vi in vis]
+             for vis in (ins, ctx.graph.output)]
+    if not any(k for ks in kinds for k in ks):
+        return {}
+    return {"onnx_input_types": kinds[0], "onnx_output_types": kinds[1]}
+
+
 def build_graph(model, label="<model>", folder=None, name=None):
     model, opset = check_versions(model, label)
     problems = unsupported_ops(model, opset)
@@ -287,7 +300,8 @@ def build_graph(model, label="<model>", folder=None, name=None):
                             "onnx_input_names": [vi.name for vi in ctx.graph.input
                                                  if vi.name not in ctx.values or
                                                  isinstance(ctx.values[vi.name], TensorRef)],
-                            "onnx_output_names": [o.name for o in ctx.graph.output]})
+                            "onnx_output_names": [o.name for o in ctx.graph.output],
+                            **_non_tensor_types(ctx)})
     graph.validate()
     return graph
 
