@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import UnsupportedError
-from ...onnx_spec import LOW_PRECISION, OP_TYPES, config_problem  # noqa: F401  (re-exported)
+from ...onnx_spec import OP_TYPES, config_problem  # noqa: F401  (re-exported)
 from ...registry import Registry
 
 ONNX_OPS = Registry("ONNX op", error_type=UnsupportedError)
@@ -53,8 +53,7 @@ def run_onnx_op(op_type, inputs, attrs=None, opset=17, training=False, num_outpu
     inputs = list(inputs)
     args = (dict(attrs or {}), OpContext(int(opset), bool(training), int(num_outputs)))
     if op_type not in LOW_PRECISION_NATIVE and any(
-            getattr(x, "dtype", None) is not None and x.dtype.name in LOW_PRECISION
-            for x in inputs):
+            getattr(x, "dtype", None) is not None and is_low(x.dtype) for x in inputs):
         out = run_widened(fn, inputs, *args)
     else:
         out = fn(inputs, *args)
@@ -65,7 +64,7 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
-from .low_precision import run_widened  # noqa: E402
+from .low_precision import is_low, run_widened  # noqa: E402
 from . import (attention, bitwise, construct, control_flow, detection,  # noqa: E402,F401
                elementwise, losses, nn, normalization, quantized, random_ops, recurrent,
                sampling, scatter_ops, selection, sequences, spectral, strings,

@@ -26,7 +26,7 @@ def unbox(x):
     if isinstance(x, OnnxValue):
         return _runtime(x.value)
     v = x.value if isinstance(x, Tensor) else x
-    if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0:
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind == "O":
         item = v.item()
         if isinstance(item, (str, bytes)):
             return x                    # a 0-d string tensor
