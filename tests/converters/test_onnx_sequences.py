@@ -147,6 +147,8 @@ def test_sequence_inputs_and_outputs_are_boxed():
     assert int(to_numpy(n2)) == 2 and len(to_numpy(s3)) == 3
     with pytest.raises(ModelkitError, match="takes a sequence"):
         m([OnnxValue(None), b])
+    with pytest.raises(ModelkitError, match="input 's' is an ONNX sequence, optional or string"):
+        m.predict([OnnxValue([a]), b[None]], verbose=0)
 
 
 def test_sequence_inputs_and_outputs_export_with_their_types():
