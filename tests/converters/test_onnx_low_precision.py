@@ -134,6 +134,16 @@ def test_other_ops_compute_widened_and_round_back():
     assert sh.dtype == np.int64 and sh.value.tolist() == [2, 2]
 
 
+def test_low_precision_tensors_in_sequences_keep_their_type():
+    x = np.array([[1.0, 2.5], [3.0, -4.0]], ml_dtypes.bfloat16)
+    (parts,) = run_onnx_op("SplitToSequence", [Tensor(x)], {"axis": 0, "keepdims": 0})
+    assert [p.dtype for p in parts] == [x.dtype] * 2
+    (more,) = run_onnx_op("SequenceInsert", [parts, Tensor(x[0] * 2)])
+    (back,) = run_onnx_op("ConcatFromSequence", [more], {"axis": 0, "new_axis": 1})
+    assert back.dtype == x.dtype
+    np.testing.assert_array_equal(bits(back.value), bits(np.concatenate([x, x[:1] * 2])))
+
+
 # -- initializers ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["int4", "uint4", "int2", "uint2", "float4_e2m1fn",

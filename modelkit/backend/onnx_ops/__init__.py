@@ -42,9 +42,13 @@ def onnx_op(*op_types):
     return decorator
 
 
-# ops that take the low-precision types (bfloat16, float8, int4, ...) as they are; the
-# others compute on them widened (low_precision.run_widened)
-LOW_PRECISION_NATIVE = frozenset({"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear"})
+# ops that take the low-precision types (bfloat16, float8, int4, ...) as they are (casts,
+# quantization, moving tensors in and out of sequences); the others compute on them widened
+# (low_precision.run_widened)
+LOW_PRECISION_NATIVE = frozenset({
+    "Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Identity",
+    "SequenceConstruct", "SequenceInsert", "SequenceAt", "SequenceErase", "SequenceLength",
+    "Optional", "OptionalHasElement", "OptionalGetElement"})
 
 
 def run_onnx_op(op_type, inputs, attrs=None, opset=17, training=False, num_outputs=1):

@@ -104,22 +104,29 @@ def _to_e8m0(v, saturate, round_mode):
 
 def _widen(x):
     from ._util import const, values
-    if x is None or not is_low(x.dtype):
+    if not hasattr(x, "dtype") or not is_low(x.dtype):     # None, a sequence, a wide tensor
         return x
     return const(values(x).astype(wide_dtype(x.dtype)))
+
+
+def _narrow(o, narrow):
+    """An output of a widened type rounded back (each tensor of a sequence output too)."""
+    from ._util import const, values
+    if isinstance(o, list):
+        return [_narrow(e, narrow) for e in o]
+    if hasattr(o, "dtype") and o.dtype in narrow:
+        return const(cast_into(values(o), narrow[o.dtype]))
+    return o
 
 
 def run_widened(fn, inputs, attrs, ctx):
     """`fn(inputs, attrs, ctx)` on low-precision inputs widened; outputs of a widened type
     are rounded back to the low type it came from."""
-    from ._util import const, values
     narrow = {}
     for x in inputs:
-        if x is not None and is_low(x.dtype):
+        if hasattr(x, "dtype") and is_low(x.dtype):
             narrow.setdefault(wide_dtype(x.dtype), x.dtype)
     out = fn([_widen(x) for x in inputs], attrs, ctx)
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    outs = [const(cast_into(values(o), narrow[o.dtype]))
-            if o is not None and hasattr(o, "dtype") and o.dtype in narrow else o
-            for o in outs]
-    return outs if isinstance(out, (list, tuple)) else outs[0]
+    if isinstance(out, tuple):
+        out = list(out)
+    return _narrow(out, narrow)
