@@ -17,6 +17,7 @@ from .engine.sequential import Sequential
 from .errors import ConfigError, IRError, ModelkitError, ModelLoadError, as_load_error
 from .ir import CALL_FLAGS, NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec, TrainingConfig
 from .layers.serialization import custom_object_scope, deserialize, get_layer_class
+from .nesting import flatten_structure, index_structure, pack_structure
 
 
 def _model_class(model):
@@ -52,6 +53,8 @@ def to_ir(model, include_weights=True, include_optimizer=True):
                   metadata={"source": "modelkit", "modelkit_version": __version__,
                             "model_class": _model_class(model),
                             **getattr(model, "_onnx_value_types", {})})
+    if getattr(model, "_output_structure", None) is not None:
+        graph.metadata["output_structure"] = index_structure(model._output_structure)
     if include_weights:
         graph.validate()
     return graph
@@ -212,12 +215,14 @@ def _build_layers(graph, custom_objects):
         except KeyError as e:
             raise IRError(f"Node {node.name!r}: input {e.args[0]} is not produced") from None
         out = _named(node, layer, args[0] if len(args) == 1 else args, **node.kwargs_of(ci))
-        for ti, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
+        for ti, t in enumerate(flatten_structure(out)):       # an RNN's states nest
             tensors[(node.name, ci, ti)] = t
     try:
         outputs = [tensors[(r.node, r.call_index, r.tensor_index)] for r in graph.outputs]
     except KeyError as e:
         raise IRError(f"Graph {graph.name!r}: output {e.args[0]} is not produced") from None
+    if graph.metadata.get("output_structure"):                  # nested as Keras's
+        outputs = pack_structure(graph.metadata["output_structure"], outputs)
     model = Model(inputs=inputs, outputs=outputs if len(outputs) > 1 else outputs[0],
                   name=graph.name)
     # the ONNX types of sequence / optional inputs and outputs (an export writes them back)

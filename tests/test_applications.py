@@ -1,4 +1,4 @@
-"""keras.applications' VGG16/VGG19/InceptionV3/ResNet50 (layer names and parameter counts as
+"""keras.applications' networks (layer names and parameter counts as
 tf-keras 2.21 builds them, so Keras's weight files load), imagenet_utils against tf-keras's
 numbers, and the two Keras 2 examples that use them (conv_filter_visualization,
 neural_style_transfer).
@@ -7,15 +7,29 @@ Offline parity (tests/fixtures/applications/keras_parity.py: tf-keras 2.21 with 
 weights and batch-norm statistics at 64x64, its .h5 loaded here by path; max |diff| / max
 |output| on a random batch), include_top=False with pooling='avg' / include_top=True
 (logits): ResNet50 6.3e-07 / 7.0e-07, MobileNetV2 2.5e-07 (alpha=0.35: 1.9e-07) /
-3.3e-07, MobileNet 1.4e-07 (alpha=0.5: 1.4e-07) / 5.2e-07."""
+3.3e-07, MobileNet 1.4e-07 (alpha=0.5: 1.4e-07) / 5.2e-07, Xception (71x71) 2.0e-07 /
+2.1e-07, ResNet50V2 3.7e-07 / 4.1e-07, DenseNet121 1.4e-07 / 2.6e-07, EfficientNetB0 (its
+Normalization's int64 count included) 2.6e-07 / 1.9e-07.
+
+Xception, ResNet50V2/101V2/152V2, DenseNet121/169/201 and EfficientNetB0-B7 are also checked
+here against committed tf-keras fixtures (tests/fixtures/applications/keras_architectures.py):
+every layer's name and class in order, parameter counts, and outputs with the same random
+weights."""
+
+import gzip
+import json
+import pathlib
 
 import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.applications import (VGG16, VGG19, MobileNet, MobileNetV2, ResNet50, ResNet101,
-                                   ResNet152, imagenet_utils, mobilenet, mobilenet_v2, resnet,
-                                   resnet50, vgg16, vgg19)
+from modelkit.applications import (VGG16, VGG19, DenseNet121, DenseNet201, EfficientNetB0,
+                                   EfficientNetB7, MobileNet, MobileNetV2, ResNet50,
+                                   ResNet50V2, ResNet101, ResNet152, ResNet152V2, Xception,
+                                   densenet, efficientnet, imagenet_utils, mobilenet,
+                                   mobilenet_v2, resnet, resnet50, resnet_v2, vgg16, vgg19,
+                                   xception)
 from modelkit.errors import ConfigError
 
 # (name, include_top) -> (parameters, last layer names, layer count, first layers after the
@@ -240,7 +254,22 @@ def test_mobilenet_alpha_depth_multiplier_and_its_head(tmp_path):
     (lambda: MobileNetV2(alpha=0.35, include_top=False, input_shape=(96, 96, 3)),
      "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5", None),
     (lambda: MobileNet(alpha=0.5, input_shape=(100, 100, 3)),
-     "mobilenet/mobilenet_5_0_224_tf.h5", None)])
+     "mobilenet/mobilenet_5_0_224_tf.h5", None),
+    (lambda: Xception(), "xception/xception_weights_tf_dim_ordering_tf_kernels.h5",
+     "0a58e3b7378bc2990ea3b43d5981f1f6"),
+    (lambda: Xception(include_top=False), "xception/xception_weights_tf_dim_ordering_tf_"
+     "kernels_notop.h5", "b0042744bf5b25fce3cb969f33bebb97"),
+    (lambda: ResNet152V2(), "resnet/resnet152v2_weights_tf_dim_ordering_tf_kernels.h5",
+     "a49b44d1979771252814e80f8ec446f9"),
+    (lambda: ResNet50V2(include_top=False), "resnet/resnet50v2_weights_tf_dim_ordering_tf_"
+     "kernels_notop.h5", "fac2f116257151a9d068a22e544a4917"),
+    (lambda: DenseNet121(), "densenet/densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+     "9d60b8095a5708f2dcce2bca79d332c7"),
+    (lambda: DenseNet201(include_top=False), "densenet/densenet201_weights_tf_dim_ordering_"
+     "tf_kernels_notop.h5", "c13680b51ded0fb44dff2d8f86ac8bb1"),
+    (lambda: EfficientNetB0(), "efficientnetb0.h5", "902e53a9f72be733fc0bcb005b3ebbac"),
+    (lambda: EfficientNetB7(include_top=False, input_shape=(64, 64, 3)),
+     "efficientnetb7_notop.h5", "cbcfe4450ddf6f3ad90b1b398090fe4a")])
 def test_imagenet_weights_come_from_keras_files(monkeypatch, build, url, md5):
     import modelkit.datasets
 
@@ -253,5 +282,135 @@ def test_imagenet_weights_come_from_keras_files(monkeypatch, build, url, md5):
     with pytest.raises(Asked) as asked:
         build()
     fname, origin, file_hash = asked.value.args
-    assert origin == "https://storage.googleapis.com/tensorflow/keras-applications/" + url
-    assert fname == url.split("/")[1] and file_hash == md5
+    if "/" in url:
+        assert origin == "https://storage.googleapis.com/tensorflow/keras-applications/" + url
+    else:                                        # EfficientNet's files sit elsewhere
+        assert origin == "https://storage.googleapis.com/keras-applications/" + url
+    assert fname == url.split("/")[-1] and file_hash == md5
+
+
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "applications"
+
+
+def _keras_fixture_script():
+    """tests/fixtures/applications/keras_architectures.py (its tables and weight drawing)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("keras_architectures",
+                                                  FIXTURES / "keras_architectures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+KERAS_FIXTURES = _keras_fixture_script()
+with gzip.open(FIXTURES / "architectures.json.gz", "rt") as _f:
+    KERAS_ARCHITECTURES = json.load(_f)
+
+
+@pytest.mark.parametrize("key", sorted(KERAS_ARCHITECTURES))
+def test_layers_and_parameters_equal_tf_keras(key):
+    """Every layer's name and class in tf-keras's order (unnamed layers included, so Keras's
+    weight files load by name and by position) and the parameter count."""
+    import modelkit.applications as apps
+    attr, top = key.split("/")
+    keras = KERAS_ARCHITECTURES[key]
+    K.clear_session()
+    model = getattr(apps, attr)(weights=None, include_top=top == "True",
+                                input_shape=None if top == "True" else
+                                KERAS_FIXTURES.NETWORKS[attr])
+    assert model.count_params() == keras["params"]
+    ours = [[la.name, type(la).__name__] for la in model.layers]
+    assert ours[0][1] == keras["layers"][0][1] == "InputLayer"
+    assert ours[1:] == keras["layers"][1:]
+
+
+@pytest.mark.parametrize("attr", KERAS_FIXTURES.PARITY)
+def test_outputs_equal_tf_keras_with_the_same_weights(attr):
+    """tf-keras's outputs (random weights and batch-norm statistics drawn in its weight
+    order) at a small input; measured max |diff| / max |y|: Xception 1.7e-07, ResNet50V2
+    5.4e-07, DenseNet121 2.3e-07, EfficientNetB0 3.8e-07 (tf-keras's own .h5 files of them:
+    keras_parity.py)."""
+    import modelkit.applications as apps
+    ref = np.load(FIXTURES / "parity.npz")
+    shape = KERAS_FIXTURES.NETWORKS[attr]
+    K.clear_session()
+    model = getattr(apps, attr)(weights=None, include_top=False, input_shape=shape,
+                                pooling="avg")
+    names = [w.name for w in model.weights]
+    assert names == list(ref[attr + "/names"])
+    model.set_weights(KERAS_FIXTURES.random_weights(
+        names, [w.shape for w in model.get_weights()]))
+    y = model.predict(KERAS_FIXTURES.random_batch(shape))
+    expected = ref[attr + "/y"]
+    rel = np.abs(y - expected).max() / np.abs(expected).max()
+    print(f"{attr}: max |diff| / max |y| = {rel:.1e}")
+    assert y.shape == expected.shape and rel < 2e-6
+
+
+def test_new_families_preprocess_load_by_path_and_classes(tmp_path):
+    """Keras's preprocessing modes per module (xception, resnet_v2: 'tf'; densenet:
+    'torch'); a weight file saved by modelkit (DenseNet's 'conv1/conv' names nest groups in
+    HDF5 as Keras's do) loads by path; classes and pooling as Keras."""
+    x = np.random.default_rng(7).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(xception.preprocess_input(x), x / 127.5 - 1, rtol=1e-6)
+    np.testing.assert_allclose(resnet_v2.preprocess_input(x), x / 127.5 - 1, rtol=1e-6)
+    np.testing.assert_allclose(densenet.preprocess_input(x),
+                               imagenet_utils.preprocess_input(x, mode="torch"))
+    assert densenet.decode_predictions is imagenet_utils.decode_predictions
+    model = DenseNet121(weights=None, classes=5, input_shape=(32, 32, 3),
+                        classifier_activation=None)
+    assert model.output_shape == (None, 5) and model.name == "densenet121"
+    model.save_weights(str(tmp_path / "w.h5"))
+    import h5py
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        group = f["conv1"]["conv"]                         # Keras's nested groups
+        assert list(group.attrs["weight_names"]) == ["conv1/conv/kernel:0"]
+        assert group["conv1/conv/kernel:0"].shape == (7, 7, 3, 64)
+    again = densenet.DenseNet121(weights=str(tmp_path / "w.h5"), classes=5,
+                                 input_shape=(32, 32, 3), classifier_activation=None)
+    np.testing.assert_allclose(again.predict(densenet.preprocess_input(x)),
+                               model.predict(densenet.preprocess_input(x)), rtol=1e-5,
+                               atol=1e-6)
+    assert ResNet50V2(weights=None, include_top=False, input_shape=(32, 32, 3),
+                      pooling="max").layers[-1].name == "max_pool"
+    headless = Xception(weights=None, include_top=False, input_shape=(71, 71, 3))
+    assert headless.output_shape == (None, 3, 3, 2048) and headless.name == "xception"
+    with pytest.raises(ConfigError, match="xception: weights='imagenet'.*classes=1000"):
+        Xception(classes=10)
+    # Keras's smallest inputs: 71x71 for Xception, 32x32 for the others
+    with pytest.raises(ConfigError, match=r"xception: input size must be at least 71x71"):
+        Xception(weights=None, include_top=False, input_shape=(70, 80, 3))
+    with pytest.raises(ConfigError, match=r"densenet121: input size must be at least 32x32"):
+        DenseNet121(weights=None, include_top=False, input_shape=(16, 16, 3))
+
+
+def test_efficientnet_input_scaling_head_and_imagenet_multiply(monkeypatch, tmp_path):
+    """Pixels in [0, 255] go in (preprocess_input passes them through); the head's dropout
+    is B0's 0.2; weights='imagenet' adds tf-keras's division by the ImageNet standard
+    deviations after the Normalization layer (here identity: mean 0, variance 1), so that
+    model on x equals the plain one on x / sqrt(std) per channel."""
+    import modelkit.datasets
+    x = np.random.default_rng(8).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert efficientnet.preprocess_input(x) is x
+    assert efficientnet.decode_predictions is imagenet_utils.decode_predictions
+    plain = EfficientNetB0(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    layers = {la.name: la for la in plain.layers}
+    assert layers["top_dropout"].get_config()["rate"] == pytest.approx(0.2)
+    assert layers["block2b_drop"].get_config()["noise_shape"] in ([None, 1, 1, 1],
+                                                                  (None, 1, 1, 1))
+    assert layers["block1a_activation"].get_config()["activation"] == "swish"
+    plain.layers[2].set_weights([np.zeros(3, "float32"), np.ones(3, "float32"),
+                                 np.asarray(0, "int64")])
+    plain.save_weights(str(tmp_path / "w.h5"))
+    monkeypatch.setattr(modelkit.datasets, "get_file", lambda *a, **k: str(tmp_path / "w.h5"))
+    with pytest.raises(ConfigError, match="classes=1000"):
+        EfficientNetB0(input_shape=(32, 32, 3), classes=4)
+    scaled = efficientnet.build_efficientnet("efficientnetb0", True, "imagenet", None,
+                                             (32, 32, 3), None, 1000, None)
+    assert scaled.count_params() == EfficientNetB0(weights=None, input_shape=(32, 32, 3),
+                                                   classifier_activation=None).count_params()
+    std = np.sqrt(np.array([0.229, 0.224, 0.225], "float32"))
+    ref = EfficientNetB0(weights=None, input_shape=(32, 32, 3), classifier_activation=None)
+    ref.set_weights(scaled.get_weights())
+    np.testing.assert_allclose(scaled.predict(x), ref.predict(x / std), rtol=1e-4, atol=1e-5)

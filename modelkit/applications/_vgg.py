@@ -10,8 +10,9 @@ WEIGHTS_FOLDER = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def model_input(name, include_top, weights, input_tensor, input_shape, pooling, classes,
-                side=224):
-    """Check the Keras arguments; -> (the image tensor, the model's inputs)."""
+                side=224, min_size=32):
+    """Check the Keras arguments; -> (the image tensor, the model's inputs). side: the
+    default input side; min_size: the smallest side Keras accepts in `input_shape`."""
     from modelkit.layers import Input
     from modelkit.utils.layer_utils import get_source_inputs
     if not (weights in ("imagenet", None) or isinstance(weights, str)):
@@ -27,12 +28,23 @@ def model_input(name, include_top, weights, input_tensor, input_shape, pooling, 
         img_input = to_keras(input_tensor)
         inputs = get_source_inputs(img_input)
         return img_input, inputs[0] if len(inputs) == 1 else inputs
+    channels_first = backend_config.image_data_format() == "channels_first"
     if input_shape is None:
         size = side if include_top else None
-        channels_first = backend_config.image_data_format() == "channels_first"
         input_shape = (3, size, size) if channels_first else (size, size, 3)
+    elif len(input_shape) == 3:
+        rows_cols = input_shape[1:] if channels_first else input_shape[:2]
+        if any(d is not None and d < min_size for d in rows_cols):
+            raise ConfigError(f"{name}: input size must be at least {min_size}x{min_size}, "
+                              f"got input_shape={tuple(input_shape)}")
     img_input = Input(shape=tuple(input_shape))
     return img_input, img_input
+
+
+def keras_weight_files(name, top_md5, notop_md5):
+    """{include_top: (file name, md5)} of Keras's usual ImageNet weight file names."""
+    return {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
+            False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
 
 
 def spatial_size(x):
@@ -40,6 +52,20 @@ def spatial_size(x):
     from modelkit import backend as K
     shape = K.int_shape(x)
     return shape[2:4] if backend_config.image_data_format() == "channels_first" else shape[1:3]
+
+
+def make_divisible(v, divisor=8):
+    """The nearest multiple of `divisor` to v, at least divisor and not 10% below v."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def correct_pad(size, kernel_size=3):
+    """Keras's `imagenet_utils.correct_pad`: the zero padding before a stride-2 'valid'
+    convolution for a spatial size (None: unknown)."""
+    adjust = (1, 1) if size[0] is None else (1 - size[0] % 2, 1 - size[1] % 2)
+    half = kernel_size // 2
+    return ((half - adjust[0], half), (half - adjust[1], half))
 
 
 def weights_side(x, weights, sizes):
@@ -52,12 +78,13 @@ def weights_side(x, weights, sizes):
 
 def finish_application(name, x, inputs, include_top, weights, pooling, classes,
                        classifier_activation, weight_files, flatten, folder=None,
-                       pool_names=(None, None), head=None):
+                       pool_names=(None, None), head=None, url_folder=None):
     """The classifier head (VGG's flatten + fc1/fc2, or global average pooling), or the
     `pooling` of a headless model; then the weights (Keras's ImageNet file or a path).
     folder: Keras's download folder (default: the file name up to '_weights');
     pool_names: the names of the average / max pooling layers (ResNet names them);
-    head: a function building another classifier on x (MobileNet's 1x1 convolution)."""
+    head: a function building another classifier on x (MobileNet's 1x1 convolution);
+    url_folder: the whole download folder, for files outside Keras's usual one."""
     from modelkit.layers import Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D
     from modelkit.models import Model
     if include_top and head is not None:
@@ -78,9 +105,8 @@ def finish_application(name, x, inputs, include_top, weights, pooling, classes,
     if weights == "imagenet":
         from modelkit.datasets import get_file
         fname, md5 = weight_files[bool(include_top)]
-        folder = folder or fname.split("_weights")[0]
-        weights = get_file(fname, WEIGHTS_FOLDER + folder + "/" + fname,
-                           file_hash=md5, cache_subdir="models")
+        url_folder = url_folder or WEIGHTS_FOLDER + (folder or fname.split("_weights")[0]) + "/"
+        weights = get_file(fname, url_folder + fname, file_hash=md5, cache_subdir="models")
     if weights is not None:
         model.load_weights(weights)
     return model
@@ -104,14 +130,25 @@ def build_vgg(name, convs_per_block, weight_files, include_top=True, weights="im
 
 def vgg_application(name, convs_per_block, top_md5, notop_md5):
     """The `VGG16`/`VGG19` function of Keras's signature, for Keras's weight files."""
-    files = {True: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5", top_md5),
-             False: (f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_md5)}
+    files = keras_weight_files(name, top_md5, notop_md5)
 
     def application(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                     pooling=None, classes=1000, classifier_activation="softmax"):
         return build_vgg(name, convs_per_block, files, include_top, weights, input_tensor,
                          input_shape, pooling, classes, classifier_activation)
     application.__name__ = application.__qualname__ = name.upper()
+    return application
+
+
+def application_function(build, name, public_name):
+    """The Keras-signature function (`ResNet50`, `DenseNet121`, ...) calling
+    `build(name, include_top, weights, ...)` for one network of a family."""
+    def application(include_top=True, weights="imagenet", input_tensor=None,
+                    input_shape=None, pooling=None, classes=1000,
+                    classifier_activation="softmax"):
+        return build(name, include_top, weights, input_tensor, input_shape, pooling,
+                     classes, classifier_activation)
+    application.__name__ = application.__qualname__ = public_name
     return application
 
 

@@ -24,7 +24,7 @@ def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_s
     from modelkit.layers import AveragePooling2D, MaxPooling2D, concatenate
     axis = 1 if backend_config.image_data_format() == "channels_first" else 3
     img_input, inputs = model_input("inception_v3", include_top, weights, input_tensor,
-                                    input_shape, pooling, classes, side=299)
+                                    input_shape, pooling, classes, side=299, min_size=75)
 
     def conv_bn(x, filters, rows, cols, padding="same", strides=(1, 1)):
         from modelkit.layers import Activation, BatchNormalization, Conv2D

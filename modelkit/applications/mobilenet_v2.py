@@ -6,7 +6,8 @@ classifier_activation='softmax')` with tf-keras's layer names (`Conv1`, `bn_Conv
 `decode_predictions`. weights='imagenet' downloads Keras's file for `alpha` and the input
 size (96, 128, 160, 192 or 224; otherwise 224's, as Keras does)."""
 
-from modelkit.applications._vgg import (finish_application, model_input, spatial_size,
+from modelkit.applications._vgg import (correct_pad, finish_application,  # noqa: F401
+                                        make_divisible, model_input, spatial_size,
                                         weights_side)
 from modelkit.applications.imagenet_utils import decode_predictions  # noqa: F401
 from modelkit.applications.imagenet_utils import preprocess_input as _preprocess
@@ -22,20 +23,6 @@ BLOCKS = ((16, 1, 1), (24, 2, 6), (24, 1, 6), (32, 2, 6), (32, 1, 6), (32, 1, 6)
 
 def preprocess_input(x, data_format=None):
     return _preprocess(x, data_format=data_format, mode="tf")
-
-
-def make_divisible(v, divisor=8):
-    """The nearest multiple of `divisor` to v, at least divisor and not 10% below v."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
-
-
-def correct_pad(size, kernel_size=3):
-    """Keras's `imagenet_utils.correct_pad`: the zero padding before a stride-2 'valid'
-    convolution for a spatial size (None: unknown)."""
-    adjust = (1, 1) if size[0] is None else (1 - size[0] % 2, 1 - size[1] % 2)
-    half = kernel_size // 2
-    return ((half - adjust[0], half), (half - adjust[1], half))
 
 
 def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet",

@@ -53,6 +53,7 @@ def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, train
     training: passed to every call when not None. before_call: run before every call (a
     noise layer re-seeds its generator there, so each call draws the same noise).
     wrt_input=False: the weights only (x holds indices, as an Embedding's does)."""
+    from ..nesting import flatten_structure
     from .functions import concatenate, reshape
     from .tensor import StopRecording, Tensor
     kwargs = {} if training is None else {"training": training}
@@ -62,7 +63,8 @@ def assert_layer_gradients_close(layer, x, eps=1e-6, rtol=1e-5, atol=1e-6, train
             before_call()
         out = layer(value, **kwargs)
         if isinstance(out, (list, tuple)):          # several outputs (RNN return_state)
-            out = concatenate([reshape(o, (o.shape[0], -1)) for o in out], axis=1)
+            out = concatenate([reshape(o, (o.shape[0], -1)) for o in flatten_structure(out)],
+                              axis=1)
         return out
 
     x = np.asarray(x, np.float64)

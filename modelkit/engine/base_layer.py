@@ -12,6 +12,7 @@ from ..backend import functions as F
 from ..backend.functions import is_symbolic
 from ..backend.tensor import StopRecording, Tensor, Variable, as_array, as_tensor
 from ..errors import ConfigError, DTypeError, ModelkitError, ShapeError
+from ..nesting import flatten_structure
 from .keras_tensor import KerasTensor, Node
 from .placeholders import holds_symbols, to_keras
 
@@ -44,12 +45,6 @@ def map_structure(fn, x):
     if isinstance(x, dict):
         return {k: map_structure(fn, v) for k, v in x.items()}
     return fn(x)
-
-
-def flatten_structure(x):
-    if isinstance(x, (list, tuple)):
-        return [i for item in x for i in flatten_structure(item)]
-    return [x]
 
 
 class _CallContext:

@@ -8,6 +8,7 @@ from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.tensor import GradientTape, StopRecording, Tensor, as_array
 from ..errors import ConfigError, ModelkitError, ShapeError
+from ..nesting import flatten_structure, pack_structure
 from .backend_op_layer import SymbolicGradients
 from .base_layer import Layer, _CallContext, to_list
 from .input_layer import InputLayer
@@ -45,7 +46,10 @@ class Model(TrainingMixin, Layer):
         self._single_input = not isinstance(inputs, (list, tuple))
         self._single_output = not isinstance(outputs, (list, tuple))
         self.inputs = to_list(to_keras(inputs))          # K.placeholder works as Input
-        self.outputs = to_list(to_keras(outputs))
+        self.outputs = flatten_structure(to_keras(outputs))
+        # nested outputs (e.g. an RNN's states per cell): predict returns them nested
+        nested = not self._single_output and any(isinstance(o, (list, tuple)) for o in outputs)
+        self._output_structure = outputs if nested else None
         for t in self.inputs + self.outputs:
             if not isinstance(t, KerasTensor):
                 raise ConfigError(f"Model {self.name!r}: inputs and outputs must be symbolic "
@@ -166,6 +170,11 @@ class Model(TrainingMixin, Layer):
                           f"{[la.name for la in self.layers]}")
 
     # -- execution ----------------------------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        out = super().__call__(inputs, *args, **kwargs)
+        structure = getattr(self, "_output_structure", None)
+        return out if structure is None else pack_structure(structure, out)  # as Keras nests
+
     def call(self, inputs, training=None, mask=None):
         outs, _ = self._run_graph(to_list(inputs), training=training,
                                   masks=to_list(mask) if mask is not None else None)

@@ -11,6 +11,7 @@ from ..backend import functions as F
 from ..backend.sparse_grad import sparse_gradients
 from ..backend.tensor import GradientTape, StopRecording, Tensor
 from ..errors import ConfigError, NotCompiledError, ShapeError
+from ..nesting import flatten_structure, pack_structure
 from . import data_adapter as da
 from .compile_utils import CompiledLoss, CompiledMetrics
 
@@ -477,10 +478,9 @@ class TrainingMixin:
             for i in range(steps):
                 item = x[i] if isinstance(x, Sequence) else next(x)
                 bx = da.unpack_batch(item)[0]
-                parts.append(self.predict_on_batch(bx))
-            if isinstance(parts[0], list):
-                return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
-            return np.concatenate(parts)
+                parts.append(flatten_structure(self.predict_on_batch(bx)))
+            return self._format_outputs([np.concatenate([p[i] for p in parts])
+                                         for i in range(len(parts[0]))])
         self._ensure_built_for(x)
         xs = self._std_x(x)
         n = da.check_lengths(xs)
@@ -500,6 +500,9 @@ class TrainingMixin:
     predict_generator = predict
 
     def _format_outputs(self, outs):
+        structure = getattr(self, "_output_structure", None)
+        if structure is not None:
+            return pack_structure(structure, outs)
         return outs[0] if len(outs) == 1 else outs
 
     def __call_check_compiled(self):

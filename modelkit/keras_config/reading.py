@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelkit.nesting import index_structure
 from modelkit.errors import IRError, KerasConfigError, UnsupportedError
 from modelkit.ir import CALL_FLAGS, NESTED_MODEL_OPS, Graph, Node, TensorRef, TensorSpec
 
@@ -186,13 +187,20 @@ def _dtype_name(d):
     return d or "float32"
 
 
-def _wrap_refs(refs):
-    """`input_layers`/`output_layers`: a list of [name, node, tensor] (or one such triple)."""
-    if not isinstance(refs, list):
+def _wrap_refs(refs, depth=0):
+    """`input_layers`/`output_layers`: a list of [name, node, tensor] (or one such triple),
+    flat; Keras nests them as the model's outputs are (an RNN's states per cell:
+    [[rnn, 0, 0], [[rnn, 0, 1], [rnn, 0, 2]], [rnn, 0, 3]])."""
+    if not isinstance(refs, list) or depth > 100:
         raise KerasConfigError(f"input_layers/output_layers must be lists, got {refs!r}")
     if len(refs) == 3 and isinstance(refs[0], str) and not isinstance(refs[1], list):
         return [refs]
-    return refs
+    return [r for item in refs
+            for r in (_wrap_refs(item, depth + 1) if _is_nested_refs(item) else [item])]
+
+
+def _is_nested_refs(item):
+    return isinstance(item, list) and bool(item) and isinstance(item[0], list)
 
 
 def _keras_tensors(obj, out, depth=0):
@@ -406,7 +414,11 @@ def _functional_to_graph(cfg, keras3, where):
         inputs = list(specs.values())
     outputs = [to_ref(item, f"{where} output") for item in out_items]
     ordered = _topological([nodes[ln] for ln in order], set(specs))
-    return Graph(name=name, inputs=inputs, outputs=outputs, nodes=ordered, metadata={})
+    metadata = {}
+    if any(_is_nested_refs(item) for item in cfg.get("output_layers") or []):
+        metadata["output_structure"] = index_structure(
+            cfg["output_layers"], lambda r: not r or isinstance(r[0], str))
+    return Graph(name=name, inputs=inputs, outputs=outputs, nodes=ordered, metadata=metadata)
 
 
 def _topological(nodes, inputs):

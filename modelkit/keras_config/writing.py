@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelkit.ir import NESTED_MODEL_OPS
+from modelkit.nesting import pack_structure
 
 from .dialect import (CALL_TENSOR_ARGS, keras2_layer_config, keras3_activation_names,
                       keras3_layer_config)
@@ -143,6 +144,9 @@ def _graph_config(graph, keras3, archive=False):
            "input_layers": [[s.name, 0, 0] for s in graph.inputs],
            "output_layers": [[r.node, r.call_index + (1 if r.node in nested and not keras3 else 0),
                               r.tensor_index] for r in graph.outputs]}
+    if graph.metadata.get("output_structure"):             # nested as the model's outputs
+        cfg["output_layers"] = pack_structure(graph.metadata["output_structure"],
+                                              cfg["output_layers"])
     out = {"class_name": "Functional", "config": cfg}
     if keras3:
         out = {"module": "keras.src.models.functional", **out, "registered_name": "Functional"}

@@ -8,6 +8,10 @@ products `softmax(q k^T / sqrt(key_dim))` over the attention axes with masked po
 `(num_heads, value_dim, *output_shape)`). Weights in Keras's order: query, key, value,
 attention_output, each kernel then bias.
 
+`attention_axes` (Keras's einsum equations): attention over those step axes only, the
+others acting as batch axes; the softmax is joint over them and the scores are (B,
+*other axes, N, *query attention axes, *key attention axes); masks broadcast as Keras's.
+
 Calls: `mha(query, value, key=None, attention_mask=None, use_causal_mask=False,
 return_attention_scores=False)`; the graph keeps the tensors as the list
 `[query, value(, key(, attention_mask))]` and the two flags as call keyword arguments.
@@ -18,6 +22,7 @@ import numpy as np
 from ..backend import functions as F
 from ..backend.tensor import as_array
 from ..engine.base_layer import Layer
+from ..attention_axes import AxesLayout, attention_axes_of
 from ..errors import ConfigError, ShapeError, UnsupportedError
 from ._attention import attention_weights, causal_mask, combine_masks
 from ._kernel_bias import kernel_bias_config, set_kernel_bias
@@ -116,16 +121,21 @@ class MultiHeadAttention(Layer):
             raise ShapeError(f"{where}: query, value and key must have the same rank >= 3, "
                              f"got shapes {q}, {v}, {k}")
         rank = len(q)
-        axes = self.attention_axes
         default = list(range(1, rank - 1))
-        if axes is not None and sorted(a % rank for a in axes) != default:
-            raise UnsupportedError(f"{where}: attention_axes={axes} (only the default, every "
-                                   f"axis between batch and features: {default})",
-                                   items=[self.name])
+        self._attn = attention_axes_of(self.attention_axes, rank, where)
+        if self._attn is not None:
+            for shape, what in ((v, "value"), (k, "key")):
+                for a in default:
+                    if a not in self._attn and None not in (q[a], shape[a]) and \
+                            q[a] != shape[a]:
+                        raise ShapeError(f"{where}: axis {a} is not an attention axis, so the "
+                                         f"{what} must match the query there: got shapes "
+                                         f"{q} and {shape}")
         if None in (q[-1], v[-1], k[-1]):
             raise ShapeError(f"{where}: the last axis of query, value and key must be known")
         self._rank = rank
-        self.attention_axes = default
+        if self._attn is None:
+            self.attention_axes = default
         self._build_shapes = {"query_shape": [None, *q[1:]], "key_shape": [None, *k[1:]],
                               "value_shape": [None, *v[1:]]}
         out = self._output_shape
@@ -167,6 +177,9 @@ class MultiHeadAttention(Layer):
 
     def call(self, inputs, mask=None, training=None, use_causal_mask=False,
              return_attention_scores=False):
+        if getattr(self, "_attn", None) is not None:
+            return self._call_over_axes(inputs, mask, training, use_causal_mask,
+                                        return_attention_scores)
         q_in, v_in = inputs[0], inputs[1]
         k_in = inputs[2] if len(inputs) > 2 else v_in
         b, steps_q, steps_v = q_in.shape[0], q_in.shape[1:-1], v_in.shape[1:-1]
@@ -187,6 +200,75 @@ class MultiHeadAttention(Layer):
         if return_attention_scores:
             return [out, F.reshape(weights, (b, n) + tuple(steps_q) + tuple(steps_v))]
         return out
+
+    def _call_over_axes(self, inputs, masks, training, use_causal_mask, scores_out):
+        """Attention over the axes `_attn` only (Keras's einsum equations): every other step
+        axis is a batch axis, so the inputs are permuted to (B, *others, N, *attention,
+        head) and flattened to the default (B', N, T, S) form, then permuted back; the
+        softmax is joint over the attention axes; the scores are (B, *others, N,
+        *query attention axes, *key attention axes) as Keras returns them."""
+        q_in, v_in = inputs[0], inputs[1]
+        k_in = inputs[2] if len(inputs) > 2 else v_in
+        n, kd, vd = self.num_heads, self.key_dim, self.value_dim
+        layout = AxesLayout(self._rank, self._attn)
+        q = self._project_axes(q_in, self._query_kernel, self._query_bias, kd, layout)
+        k = self._project_axes(k_in, self._key_kernel, self._key_bias, kd, layout)
+        v = self._project_axes(v_in, self._value_kernel, self._value_bias, vd, layout)
+        q = F.multiply(q, np.asarray(1.0 / np.sqrt(kd), q.dtype))
+        scores = F.matmul(q, F.transpose(k, (0, 1, 3, 2)))            # (B', N, T, S)
+        keras_shape = layout.scores_shape(q_in.shape, v_in.shape, n)
+        mask = self._keras_mask(inputs, masks, use_causal_mask, keras_shape)
+        if mask is not None:
+            mask = np.reshape(mask, scores.shape)
+        weights = attention_weights(scores, mask, self.dropout, training)
+        out = F.reshape(F.matmul(weights, v), layout.permuted_dims(q_in.shape, n, vd))
+        out = F.transpose(out, layout.inverse_perm)                  # (B, *steps, N, vd)
+        b, steps_q = q_in.shape[0], tuple(q_in.shape[1:-1])
+        out = F.dense(F.reshape(out, (b,) + steps_q + (n * vd,)),
+                      F.reshape(self._out_kernel, (n * vd, -1)),
+                      None if self._out_bias is None else F.reshape(self._out_bias, (-1,)))
+        out = F.reshape(out, (b,) + steps_q + self._out_dims)
+        if scores_out:
+            return [out, F.reshape(weights, keras_shape)]
+        return out
+
+    def _project_axes(self, x, kernel, bias, head_dim, layout):
+        """(B, *steps, dim) -> (B', heads, attention steps, head_dim) for `layout`."""
+        n = self.num_heads
+        y = F.dense(x, F.reshape(kernel, (kernel.shape[0], n * head_dim)),
+                    None if bias is None else F.reshape(bias, (n * head_dim,)))
+        y = F.transpose(F.reshape(y, tuple(x.shape[:-1]) + (n, head_dim)), layout.perm)
+        return F.reshape(y, layout.flat_shape(x.shape, n, head_dim))
+
+    def _keras_mask(self, inputs, masks, use_causal_mask, scores_shape):
+        """The bool mask as Keras builds it (query mask [..., None] & value / key masks
+        [..., None, :] & attention_mask & the causal (1, T, S) over axis 1), expanded before
+        its last 2 x (attention axes) dims up to the scores' rank and broadcast to the
+        (B, *others, N, *T, *S) scores; None when nothing is masked."""
+        masks = list(masks) if isinstance(masks, (list, tuple)) else [masks, None, None]
+        masks += [None] * (3 - len(masks))
+        parts = []
+        if masks[0] is not None:
+            parts.append(np.asarray(as_array(masks[0]), bool)[..., None])
+        for m in masks[1:3] if len(inputs) > 2 else masks[1:2]:
+            if m is not None:
+                parts.append(np.expand_dims(np.asarray(as_array(m), bool), -2))
+        if len(inputs) > 3:
+            parts.append(np.asarray(as_array(inputs[3])).astype(bool))
+        if use_causal_mask:
+            parts.append(causal_mask(inputs[0].shape[1], inputs[1].shape[1]))
+        if not parts:
+            return None
+        where = f"MultiHeadAttention {self.name!r}"
+        try:
+            mask = np.broadcast_arrays(*parts)[0] if len(parts) == 1 else \
+                np.logical_and.reduce(np.broadcast_arrays(*parts))
+            while mask.ndim < len(scores_shape):
+                mask = np.expand_dims(mask, AxesLayout(self._rank, self._attn).mask_axis)
+            return np.broadcast_to(mask, scores_shape)
+        except ValueError:
+            raise ShapeError(f"{where}: the masks ({[p.shape for p in parts]}) do not "
+                             f"broadcast to the attention scores {scores_shape}") from None
 
     def _mask(self, inputs, masks, b, t, s, use_causal_mask):
         """The (B or 1, 1, T, S) bool mask from the inputs' Keras masks, attention_mask
@@ -214,6 +296,9 @@ class MultiHeadAttention(Layer):
             else (self._output_shape,))
         out = q[:-1] + out_dims
         if self._scores_out:
+            attn = attention_axes_of(self.attention_axes, len(q), self.name)
+            if attn is not None:
+                return [out, AxesLayout(len(q), attn).scores_shape(q, v, self.num_heads)]
             return [out, (q[0], self.num_heads) + q[1:-1] + v[1:-1]]
         return out
 

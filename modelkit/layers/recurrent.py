@@ -35,6 +35,7 @@ from ..backend.functions import is_symbolic
 from ..backend.tensor import Tensor, as_array
 from ..engine.base_layer import Layer, to_list
 from ..errors import ConfigError, ShapeError
+from ..nesting import flatten_structure, pack_structure
 from .rnn_cells import (GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells, _FusedCell,
                         deserialize_cell)
 from .serialization import register_layer, serialize
@@ -82,8 +83,9 @@ def mask_array(mask, x, layer):
 class RNN(Layer):
     """A recurrent layer over one built-in cell (`SimpleRNNCell`, `GRUCell`, `LSTMCell`) or a
     stack of them (a list of cells, or `StackedRNNCells`: per step cell k feeds cell k+1;
-    `return_state` gives every cell's states in order, flat: `[out, h1, c1, h2]` where Keras
-    nests them per cell)."""
+    `return_state` nests the states per cell as Keras does, `[out, [h1, c1], h2]`: a cell
+    with one state gives its tensor, an LSTM cell the list [h, c]; `initial_state` takes
+    them nested or flat)."""
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, time_major=False, zero_output_for_mask=False,
@@ -128,9 +130,9 @@ class RNN(Layer):
             if isinstance(inputs, (list, tuple)):
                 raise ConfigError(f"{type(self).__name__} {self.name!r}: pass the initial state "
                                   "either in `initial_state=` or as extra inputs, not both")
-            inputs = [inputs] + to_list(initial_state)
+            inputs = [inputs] + flatten_structure(initial_state)
         if isinstance(inputs, (list, tuple)):
-            inputs = list(inputs)
+            inputs = flatten_structure(inputs)
             kinds = {is_symbolic(t) for t in inputs}
             if len(kinds) > 1:
                 raise ConfigError(f"{type(self).__name__} {self.name!r}: the initial state must "
@@ -138,7 +140,15 @@ class RNN(Layer):
                                   "concrete when it is concrete")
             if len(inputs) == 1:
                 inputs = inputs[0]
-        return super().__call__(inputs, **kwargs)
+        return self._nest_states(super().__call__(inputs, **kwargs))
+
+    def _nest_states(self, result, outputs=1):
+        """[outputs..., states of every cell flat] -> the states nested per cell as Keras
+        returns those of a stack of cells (`StackedRNNCells`'s state_size)."""
+        if not (self.return_state and isinstance(self.cell, StackedRNNCells)):
+            return result
+        return list(result[:outputs]) + pack_structure(self.cell.state_size,
+                                                       list(result[outputs:]))
 
     def _split_inputs(self, inputs):
         if isinstance(inputs, (list, tuple)):

@@ -15,6 +15,7 @@ from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer, to_list
 from ..engine.functional import Model
 from ..errors import ConfigError, ShapeError
+from ..nesting import flatten_structure
 from .convolutional_recurrent import ConvLSTM
 from .recurrent import RNN, mask_array
 from .serialization import deserialize, register_layer, serialize
@@ -258,15 +259,21 @@ class Bidirectional(Wrapper):
         if constants is not None:
             raise ConfigError(f"Bidirectional {self.name!r}: `constants` are not supported")
         if initial_state is not None:
-            inputs = [inputs] + to_list(initial_state)
+            inputs = [inputs] + flatten_structure(initial_state)
         if isinstance(inputs, (list, tuple)):
-            inputs = list(inputs)
+            inputs = flatten_structure(inputs)
             if len({is_symbolic(t) for t in inputs}) > 1:
                 raise ConfigError(f"Bidirectional {self.name!r}: the initial states must be "
                                   "symbolic when the input is, and concrete when it is not")
             if len(inputs) == 1:
                 inputs = inputs[0]
-        return super().__call__(inputs, **kwargs)
+        result = super().__call__(inputs, **kwargs)
+        if not (self.return_state and isinstance(self.forward_layer, RNN)):
+            return result
+        # the states of a stack of cells nested per cell, each direction's as its RNN's
+        n_out, n = (2 if self.merge_mode is None else 1), self._n_states
+        return (self.forward_layer._nest_states(result[:n_out + n], n_out) +
+                self.backward_layer._nest_states(result[n_out + n:], 0))
 
     def _split(self, inputs):
         if not isinstance(inputs, (list, tuple)):

@@ -1,4 +1,5 @@
-"""MultiHeadAttention, Attention and AdditiveAttention: numpy references (einsum, as Keras computes it), float64 gradients,
+"""MultiHeadAttention (attention_axes too), Attention and AdditiveAttention: numpy references
+(einsum, as Keras computes it), float64 gradients,
 the standard round trips and onnxruntime parity, masks (Keras masks, attention_mask,
 use_causal_mask), the call flags through every format, and real tf-keras / Keras 3 files
 (tests/fixtures/keras_attention_norm, made by make_attention_norm.py)."""
@@ -182,8 +183,11 @@ def test_bad_arguments():
         MultiHeadAttention(2, 3, dropout=1.5)
     with pytest.raises(UnsupportedError, match="use_gate"):
         MultiHeadAttention(2, 3, use_gate=True)
-    with pytest.raises(UnsupportedError, match="attention_axes"):
-        MultiHeadAttention(2, 3, attention_axes=[2])(Input((2, 3, 4)), Input((2, 3, 4)))
+    with pytest.raises(ConfigError, match="'ax'.*attention_axes must be distinct axes"):
+        MultiHeadAttention(2, 3, attention_axes=[3], name="ax")(Input((2, 3, 4)),
+                                                                 Input((2, 3, 4)))
+    with pytest.raises(ShapeError, match="axis 1 is not an attention axis"):
+        MultiHeadAttention(2, 3, attention_axes=2)(Input((2, 3, 4)), Input((5, 3, 4)))
     with pytest.raises(ShapeError, match="same rank"):
         MultiHeadAttention(2, 3)(Input((2, 3, 4)), Input((3, 4)))
     with pytest.raises(ConfigError, match="value"):
@@ -418,3 +422,132 @@ def test_onnx_opsets(name, opset):
     xs = [data[f"x{i}"] for i in range(len(model.inputs))]
     for i, r in enumerate(run(onnx_conv.export(model, opset=opset), xs)):
         np.testing.assert_allclose(r, data[f"y{i}"], atol=1e-5, rtol=0)
+
+
+def axes_reference(layer, q, v, k=None, mask=None):
+    """Keras's einsum equations for attention over `attention_axes` (tf-keras's
+    _build_attention_equation, written out) in float64: (output, scores)."""
+    import string
+    ws = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    per = 2 if layer.use_bias else 1
+    k = v if k is None else k
+
+    def proj(x, i):
+        y = np.einsum("...d,dnh->...nh", np.asarray(x, np.float64), ws[i * per])
+        return y + ws[i * per + 1] if per == 2 else y
+    qp, kp, vp = proj(q, 0), proj(k, 1), proj(v, 2)
+    rank = qp.ndim                                       # the input's rank + 1 (heads)
+    attn = [a % (rank - 1) for a in layer.attention_axes]
+    letters = string.ascii_lowercase
+    target = letters[:rank]
+    batch = [i for i in range(rank - 1) if i not in attn]
+    source, extra = "", iter(letters[rank:])
+    for i in range(rank):
+        source += target[i] if i in batch or i == rank - 1 else next(extra)
+    product = "".join([target[i] for i in batch] + [target[i] for i in attn] +
+                      [source[i] for i in attn])
+    scores = np.einsum(f"{source},{target}->{product}", kp, qp / np.sqrt(layer.key_dim))
+    if mask is not None:
+        while mask.ndim < scores.ndim:
+            mask = np.expand_dims(mask, -2 * len(attn) - 1)
+        scores = np.where(mask, scores, -1e9)
+    flat = scores.reshape(scores.shape[:scores.ndim - len(attn)] + (-1,))
+    p = np.exp(flat - flat.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).reshape(scores.shape)
+    out = np.einsum(f"{product},{source}->{target}", p, vp)
+    out = np.einsum("...nh,nho->...o", out, ws[3 * per].reshape(ws[3 * per].shape[:2] + (-1,)))
+    if per == 2:
+        out = out + ws[3 * per + 1].reshape(-1)
+    return out.reshape(out.shape[:-1] + ws[3 * per].shape[2:]), p
+
+
+AXES_CASES = [   # (kwargs, input shapes, output shape): attention over some step axes only
+    ({"num_heads": 2, "key_dim": 3, "attention_axes": [2]}, [(3, 4, 6), (3, 5, 6)], (3, 4, 6)),
+    ({"num_heads": 2, "key_dim": 3, "attention_axes": 1}, [(3, 4, 6), (5, 4, 6)], (3, 4, 6)),
+    ({"num_heads": 1, "key_dim": 2, "value_dim": 3, "use_bias": False, "output_shape": 5,
+      "attention_axes": (3, 1)}, [(3, 2, 4, 4), (2, 2, 3, 4), (2, 2, 3, 3)], (3, 2, 4, 5)),
+    ({"num_heads": 2, "key_dim": 2, "attention_axes": [-2]}, [(2, 3, 4), (2, 5, 4)],
+     (2, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("kwargs,shapes,out", AXES_CASES)
+def test_attention_axes_layer(kwargs, shapes, out, tmp_path):
+    """attention_axes: Keras's einsum reference, config/IR/.h5/.keras round trips (the axes
+    kept as given), onnxruntime parity, the scores' shape."""
+    model, _ = run_layer_test(
+        lambda: MultiHeadAttention(**kwargs), shapes, tmp_path, output_shape=out,
+        reference=lambda x, layer: axes_reference(layer, *x)[0], gradients=False,
+        weights=lambda g, s: g.normal(0, 0.5, s).astype(np.float32))
+    layer = model.layers[-1]
+    given = kwargs["attention_axes"]
+    assert layer.get_config()["attention_axes"] == ([given] if isinstance(given, int)
+                                                    else list(given))
+    rng = np.random.default_rng(11)
+    x = [rng.standard_normal((2,) + s).astype(np.float32) for s in shapes]
+    got, scores = layer(*x[:2], key=x[2] if len(x) > 2 else None,
+                        return_attention_scores=True)
+    want, want_scores = axes_reference(layer, *x)
+    assert scores.shape == want_scores.shape
+    np.testing.assert_allclose(scores.value, want_scores, atol=1e-6)
+    np.testing.assert_allclose(got.value, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"num_heads": 2, "key_dim": 3, "attention_axes": [2]},
+                                    {"num_heads": 2, "key_dim": 2, "value_dim": 3,
+                                     "use_bias": False, "attention_axes": [1],
+                                     "causal": True}])
+def test_attention_axes_gradients_float64(kwargs):
+    layer = _SelfAttention(dtype="float64", **kwargs)
+    x = np.random.default_rng(12).standard_normal((2, 3, 4, 5))
+    layer(Input((3, 4, 5), dtype="float64"))
+    layer.set_weights([np.random.default_rng(13).normal(0, 0.5, w.shape)
+                       for w in layer.get_weights()])
+    assert_layer_gradients_close(layer, x)
+
+
+def test_attention_axes_masks_match_keras_broadcasting():
+    """attention_mask / use_causal_mask expanded as Keras expands them (before the last
+    2 x attention-axes dims), in modelkit and in onnxruntime."""
+    q, v, m = Input((3, 4, 6)), Input((3, 5, 6)), Input((4, 5))
+    layer = MultiHeadAttention(2, 3, attention_axes=[2])
+    model = Model([q, v, m], layer(q, v, attention_mask=m))
+    rng = np.random.default_rng(14)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    x = [rng.standard_normal((2, 3, 4, 6)).astype(np.float32),
+         rng.standard_normal((2, 3, 5, 6)).astype(np.float32),
+         (rng.random((2, 4, 5)) > 0.4).astype(np.float32)]
+    want = axes_reference(layer, x[0], x[1], mask=x[2].astype(bool))[0]
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-5)
+    np.testing.assert_allclose(run(onnx_conv.export(model), x)[0], want, atol=1e-5)
+    causal = MultiHeadAttention(2, 3, attention_axes=[1])
+    c = Model(q, causal(q, q, use_causal_mask=True))
+    c.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in c.get_weights()])
+    xq = x[0]
+    # Keras's causal mask is over axis 1 (query steps x value steps there); Keras 3.15 on
+    # this layer and input: 3.6e-07 from modelkit
+    keep = np.tril(np.ones((3, 3), bool))[None]
+    np.testing.assert_allclose(c.predict(xq), axes_reference(causal, xq, xq, mask=keep)[0],
+                               atol=1e-5)
+    np.testing.assert_allclose(run(onnx_conv.export(c), [xq])[0], c.predict(xq), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tfk_mha_axes.h5", "k3_mha_axes.keras", "tfk_mha_axes2.h5",
+                                  "k3_mha_axes2.keras"])
+def test_real_keras_attention_axes_files(name, tmp_path):
+    """tf-keras 2.21 / Keras 3.15 models with attention_axes=(2,) and (3, 1) + an
+    attention_mask (make_mha_axes.py): Keras's outputs and scores in modelkit and in
+    onnxruntime, and after modelkit re-saves them."""
+    d = np.load(FIXTURES / name.replace(".h5", ".npz").replace(".keras", ".npz"))
+    xs = [d[k] for k in sorted(d.files) if k.startswith("x")]
+    model = load_model(FIXTURES / name)
+    got = model.predict(xs)
+    onnx_out = run(onnx_conv.export(model), xs)
+    for i, (g, r) in enumerate(zip(got, onnx_out, strict=True)):
+        np.testing.assert_allclose(g, d[f"y{i}"], atol=2e-6)
+        np.testing.assert_allclose(r, d[f"y{i}"], atol=2e-6)
+    for ext in (".h5", ".keras"):
+        model.save(tmp_path / ("m" + ext))
+        for g, w in zip(load_model(tmp_path / ("m" + ext)).predict(xs), got, strict=True):
+            np.testing.assert_array_equal(g, w)

@@ -13,6 +13,7 @@ from modelkit.layers import (GRU, LSTM, RNN, Bidirectional, Dense, GRUCell, Inpu
                              Masking, SimpleRNN, SimpleRNNCell, StackedRNNCells, deserialize,
                              serialize)
 from modelkit.models import Model, Sequential, load_model
+from modelkit.nesting import flatten_structure
 
 from layer_testing import run_layer_test
 from test_layers_recurrent import reference, signed
@@ -122,6 +123,8 @@ def test_mask_keeps_every_cells_states_and_the_previous_output(backwards):
     got = model.predict(x)
     want = stacked_reference(model.layers[-1], x, model.get_weights(),
                              mask=np.any(x != 0, axis=-1))
+    assert [np.shape(g) for g in got[:2]] == [(3, T, 2), (3, 3)]   # [seq, h1, [h2, c2]]
+    got = flatten_structure(got)
     assert len(got) == 4
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-5)
@@ -137,10 +140,11 @@ def test_initial_states_are_every_cells_states_in_order(tmp_path):
         w.assign(rng.standard_normal(w.shape).astype("float32") * 0.5)
     xs = [rng.standard_normal((2,) + s).astype("float32") for s in ((T, F_IN), (4,), (4,), (3,))]
     want = stacked_reference(layer, xs[0], model.get_weights(), initial=xs[1:])
-    for g, w in zip(model.predict(xs), want):
+    for g, w in zip(flatten_structure(model.predict(xs)), want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)
     model.save(tmp_path / "m.h5")
-    for g, w in zip(load_model(tmp_path / "m.h5").predict(xs), want):
+    for g, w in zip(flatten_structure(load_model(tmp_path / "m.h5").predict(xs)), want,
+                    strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)
     with pytest.raises(ShapeError, match="3 initial state"):
         layer(inp, initial_state=[h1, c1])
@@ -232,7 +236,7 @@ def test_onnx_with_a_mask_and_initial_states_matches_predict(backwards):
     kinds = [n.op_type for n in proto.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     assert kinds == ["LSTM", "GRU", "RNN"]
     got = run(proto, xs)
-    want = model.predict(xs)
+    want = flatten_structure(model.predict(xs))
     assert len(got) == len(want) == 5
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-5)
@@ -270,7 +274,7 @@ def test_onnx_bidirectional_over_cells_matches_predict(seq, masked):
     proto = onnx_conv.export(model)
     assert [n.op_type for n in proto.graph.node if n.op_type in ("LSTM", "GRU")] == \
         ["LSTM", "GRU", "LSTM", "GRU"]
-    got, want = run(proto, xs), model.predict(xs)
+    got, want = run(proto, xs), flatten_structure(model.predict(xs))
     assert len(got) == len(want) == 7
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-5)
@@ -298,5 +302,71 @@ def test_stacked_cells_run_one_step_as_a_cell():
     want = layer(x[:, None], initial_state=states)
     assert out.shape == (2, 2) and len(new) == 3
     np.testing.assert_allclose(out.value, want[0].value, atol=1e-6)
-    for n, w in zip(new, want[1:]):
+    for n, w in zip(new, flatten_structure(want[1:]), strict=True):
         np.testing.assert_allclose(n.value, w.value, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["tfk", "k3"])
+def test_return_state_nests_per_cell_as_the_real_kerases(kind, tmp_path):
+    """RNN([LSTMCell(4), GRUCell(3)], return_state=True) -> [out, [h1, c1], h2] as tf-keras
+    2.21 and Keras 3.15 return it; their files (output_layers nested the same way) load
+    with that structure, predict equal, and modelkit writes the nesting back."""
+    path = FIXTURES / ("tfk_state.h5" if kind == "tfk" else "k3_state.keras")
+    d = np.load(path.with_suffix(".npz"))
+    model = load_model(path)
+    got = model.predict(d["x0"])
+    assert len(got) == 3 and isinstance(got[1], list) and len(got[1]) == 2
+    for g, i in zip(flatten_structure(got), range(4), strict=True):
+        np.testing.assert_allclose(g, d[f"y{i}"], atol=1e-6)
+    assert model.get_config()["output_layers"] == \
+        [["rnn", 0, 0], [["rnn", 0, 1], ["rnn", 0, 2]], ["rnn", 0, 3]]
+    for ext in (".h5", ".keras"):
+        model.save(tmp_path / ("m" + ext))
+        again = load_model(tmp_path / ("m" + ext)).predict(d["x0"])
+        assert isinstance(again[1], list)
+        for g, w in zip(flatten_structure(again), flatten_structure(got), strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_return_state_structure_of_each_stack_and_nested_initial_states():
+    """Keras's nesting: a one-state cell gives its tensor, an LSTM cell [h, c]; RNN(cell)
+    stays flat; Bidirectional nests each direction's; initial_state nested or flat."""
+    x = Input(shape=(T, F_IN))
+
+    def shapes(o):
+        return [shapes(i) for i in o] if isinstance(o, list) else tuple(o.shape)
+    assert shapes(RNN([SimpleRNNCell(2), LSTMCell(3)], return_state=True)(x)) == \
+        [(None, 3), (None, 2), [(None, 3), (None, 3)]]
+    assert shapes(RNN([GRUCell(2)], return_state=True)(x)) == [(None, 2), (None, 2)]
+    assert shapes(RNN(LSTMCell(2), return_state=True)(x)) == [(None, 2)] * 3
+    assert shapes(Bidirectional(RNN([LSTMCell(4), GRUCell(2)], return_state=True))(x)) == \
+        [(None, 4), [(None, 4), (None, 4)], (None, 2), [(None, 4), (None, 4)], (None, 2)]
+    rng = np.random.default_rng(10)
+    layer = RNN([LSTMCell(4), GRUCell(2)], return_state=True)
+    xv = rng.standard_normal((2, T, F_IN)).astype("float32")
+    states = [rng.standard_normal((2, u)).astype("float32") for u in (4, 4, 2)]
+    nested = layer(xv, initial_state=[states[:2], states[2]])
+    flat = layer(xv, initial_state=states)
+    assert isinstance(nested[1], list) and len(nested) == 3
+    for a, b in zip(flatten_structure(nested), flatten_structure(flat), strict=True):
+        np.testing.assert_array_equal(a.value, b.value)
+    with pytest.raises(ShapeError, match="expects 3 initial state"):
+        layer(xv, initial_state=[states[:2]])
+
+
+def test_a_model_with_nested_outputs_called_as_a_layer_nests_them(tmp_path):
+    """Model(x, RNN([cells], return_state=True)(x)) called on a tensor returns Keras's
+    nesting, symbolic and eager; an outer model over a nested state saves and reloads."""
+    x, y = Input(shape=(T, F_IN)), Input(shape=(T, F_IN))
+    inner = Model(x, RNN([LSTMCell(4), GRUCell(3)], return_state=True)(x))
+    out = inner(y)
+    assert len(out) == 3 and [tuple(t.shape) for t in out[1]] == [(None, 4), (None, 4)]
+    outer = Model(y, [out[0], out[1][1]])
+    xv = np.random.default_rng(15).standard_normal((2, T, F_IN)).astype("float32")
+    eager = inner(xv)
+    got = outer.predict(xv)
+    np.testing.assert_allclose(got[1], eager[1][1].value, atol=1e-6)
+    np.testing.assert_allclose(got[0], eager[0].value, atol=1e-6)
+    outer.save(tmp_path / "m.h5")
+    for g, w in zip(load_model(tmp_path / "m.h5").predict(xv), got, strict=True):
+        np.testing.assert_array_equal(g, w)

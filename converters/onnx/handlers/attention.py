@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
+from modelkit.attention_axes import AxesLayout, attention_axes_of
+
 from ..context import LayerUnsupported
 from ..registry import export_handler
 
@@ -77,9 +79,14 @@ def multi_head_attention(node, ctx, inputs):
     steps_q = q_in.shape[1:-1]
     steps_v = v_in.shape[1:-1]
     out_dims = tuple(ws[3 * per].shape[2:])
+    attn = attention_axes_of(cfg.get("attention_axes"), rank,
+                             f"MultiHeadAttention {node.name!r}")
+    layout = None if attn is None else AxesLayout(rank, attn)
 
     def project(x, i, head, tag):
         kernel, bias = ws[i * per], (ws[i * per + 1] if use_bias else None)
+        if layout is not None:                       # (B, *steps, dim): MatMul broadcasts
+            return _project_over_axes(ctx, node, x, kernel, bias, n, head, tag, layout)
         if rank > 3:
             x = ctx.reshape(x, [0, -1, x.shape[-1]], None)
         y = ctx.op("MatMul", [x, ctx.param(node, f"{tag}_kernel", lambda: np.asarray(
@@ -94,9 +101,15 @@ def multi_head_attention(node, ctx, inputs):
     k = project(k_in, 1, kd, "key")
     v = project(v_in, 2, vd, "value")
     q = ctx.op("Mul", [q, ctx.scalar(1.0 / np.sqrt(kd))], None)
-    t = int(np.prod(steps_q)) if None not in steps_q else None
-    s = int(np.prod(steps_v)) if None not in steps_v else None
+    if layout is not None:
+        t = int(np.prod(_static([q_in.shape[a] for a in attn], "the attention steps")))
+        s = int(np.prod(_static([k_in.shape[a] for a in attn], "the attention steps")))
+    else:
+        t = int(np.prod(steps_q)) if None not in steps_q else None
+        s = int(np.prod(steps_v)) if None not in steps_v else None
     scores = ctx.op("MatMul", [q, ctx.transpose(k, (0, 1, 3, 2))], (None, n, t, s))
+    if layout is not None:
+        return _attend_over_axes(node, ctx, inputs, scores, v, layout, ws, per, out_dims)
     value_masks = [ctx.masks[i.name] for i in inputs[1:3] if i.name in ctx.masks]
     if len(inputs) == 2 or inputs[2].name == inputs[1].name:
         value_masks = value_masks[:1]
@@ -126,6 +139,71 @@ def multi_head_attention(node, ctx, inputs):
         weights = ctx.reshape(weights, [0, n] + _static(steps_q, "the query steps")
                               + _static(steps_v, "the value steps"), shape)
     return [out, ctx.op("Identity", [weights], shape, hint=node.name)]
+
+
+def _project_over_axes(ctx, node, x, kernel, bias, n, head, tag, layout):
+    """(B, *steps, dim) -> (B', N, T, head) for attention over `layout.attn`."""
+    steps = _static(x.shape[1:-1], "the steps of attention over chosen axes")
+    y = ctx.op("MatMul", [x, ctx.param(node, f"{tag}_kernel", lambda: np.asarray(
+        kernel, np.float32).reshape(kernel.shape[0], n * head))], None, hint=node.name)
+    if bias is not None:
+        y = ctx.op("Add", [y, ctx.param(node, f"{tag}_bias", lambda: np.asarray(
+            bias, np.float32).reshape(-1))], None)
+    y = ctx.reshape(y, [0] + steps + [n, head], (None, *steps, n, head))
+    y = ctx.transpose(y, layout.perm)
+    target = layout.flat_shape((None, *steps), n, head)
+    return ctx.reshape(y, list(target), (None,) + tuple(target[1:]))
+
+
+def _attend_over_axes(node, ctx, inputs, scores, v, layout, ws, per, out_dims):
+    """Masked softmax, weighted values and output projection of attention over chosen
+    axes; masks as Keras builds them (attention_mask and the causal mask over axis 1,
+    expanded before the last 2 x attention-axes dims and broadcast to the scores)."""
+    q_in, v_in = inputs[0], inputs[1]
+    n, vd = scores.shape[1], int(ws[2 * per].shape[-1])
+    steps_q = _static(q_in.shape[1:-1], "the query steps")
+    keras_scores = layout.scores_shape((1, *q_in.shape[1:]), (1, *v_in.shape[1:]), n)
+    if any(i.name in ctx.masks for i in inputs[:3]):
+        raise LayerUnsupported("Keras masks with attention over chosen axes (attention_axes)")
+    parts = []
+    if len(inputs) > 3:
+        parts.append(ctx.cast(ctx.cast(inputs[3], "bool"), "float32"))
+    if ctx.call_kwargs.get("use_causal_mask"):
+        parts.append(ctx.const(np.tril(np.ones((1, q_in.shape[1], v_in.shape[1]),
+                                               np.float32)), "causal_mask"))
+    keep = None
+    for p in parts:
+        keep = p if keep is None else ctx.op("Mul", [keep, p], None)
+    if keep is not None:
+        for _ in range(len(keras_scores) - max(p.rank for p in parts)):
+            keep = ctx.unsqueeze(keep, [layout.mask_axis])
+        target = ctx.op("Concat", [ctx.shape_of(q_in, start=0, end=1),
+                                   ctx.ints(list(keras_scores[1:]))], None, dtype="int64",
+                        axis=0)                              # the batch: the query's
+        keep = ctx.op("Expand", [keep, target], None)
+        keep = ctx.cast(ctx.reshape(keep, [-1, n, scores.shape[2], scores.shape[3]], None),
+                        "bool")
+        scores = ctx.op("Where", [keep, scores, ctx.scalar(-MASKED_SCORE)], scores.shape,
+                        dtype=scores.dtype)
+    weights = ctx.op("Softmax", [scores], scores.shape, axis=-1)
+    out = ctx.op("MatMul", [weights, v], None)
+    dims = layout.permuted_dims((0, *steps_q), n, vd)
+    out = ctx.transpose(ctx.reshape(out, [-1] + list(dims[1:]), None), layout.inverse_perm)
+    out = ctx.reshape(out, [0] + steps_q + [n * vd], None)
+    kernel = ws[3 * per]
+    out = ctx.op("MatMul", [out, ctx.param(node, "output_kernel", lambda: np.asarray(
+        kernel, np.float32).reshape(n * vd, -1))], None, hint=node.name)
+    if per == 2:
+        out = ctx.op("Add", [out, ctx.param(node, "output_bias", lambda: np.asarray(
+            ws[3 * per + 1], np.float32).reshape(-1))], None)
+    out_shape = (None, *steps_q) + out_dims
+    out = ctx.op("Identity", [ctx.reshape(out, [0] + steps_q + list(out_dims), out_shape)],
+                 out_shape, hint=node.name)
+    if not ctx.call_kwargs.get("return_attention_scores"):
+        return [out]
+    shape = (None,) + tuple(keras_scores[1:])
+    return [out, ctx.op("Identity", [ctx.reshape(weights, [-1] + list(keras_scores[1:]),
+                                                  shape)], shape, hint=node.name)]
 
 
 def _dense_attention_scores(node, ctx, q, k):
