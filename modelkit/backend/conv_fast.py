@@ -29,7 +29,10 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   (k*C_in, positions) straight from the NCHW input, a few images at a time (about
   `_CHUNK_ROWS` output positions), times g reordered to (C_out, positions). Images go in
   parts claimed by the worker threads, the input gradient one more item among them
-  (`_both_grads`). (Measured and not taken: the GEMM as (positions, k*C_in) columns,
+  (`_both_grads`); in a backward pass with a side stream (streams.py) the kernel
+  gradient's parts go to the side worker instead (`_kernel_grad_later`) while this
+  thread carries the input-gradient chain on, and share the parts left when it waits.
+  (Measured and not taken: the GEMM as (positions, k*C_in) columns,
   50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C) operands
   with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
@@ -42,6 +45,7 @@ cores) with spinning off, so idle pools do not burn the CPU between calls.
 """
 
 import os
+import threading
 import weakref
 from collections import OrderedDict
 
@@ -49,9 +53,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .streams import SIDE, Deferred
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()
 _RUNS = [0]            # forward passes run here (see runs())
 _MAX_SESSIONS = 64
 _CHUNK_ROWS = 4096     # output positions per im2col kernel-gradient GEMM (_Windows)
@@ -135,9 +141,10 @@ def _memory(a):
 def _remember(table, a, value):
     key = _memory(a)
 
-    def forget(ref, key=key):
-        if table.get(key, (None,))[0] is ref:
-            del table[key]
+    def forget(ref, key=key):       # may run on the side stream's thread (streams.py)
+        entry = table.get(key)
+        if entry is not None and entry[0] is ref:
+            table.pop(key, None)
     table[key] = (weakref.ref(a, forget), value)
 
 
@@ -171,12 +178,13 @@ def _relu_masked(gn, y):
 def session(key, build, threads=None, outputs=("y",)):
     """The cached onnxruntime session of the graph `build(helper) -> (nodes, [(input, shape)])`
     (float inputs, float `outputs`) under `key`, on `threads` intra-op threads."""
-    threads = threads or parallel.threads()
+    threads = threads or parallel.available()
     key = key + (threads,)
-    sess = _SESSIONS.get(key)
-    if sess is not None:
-        _SESSIONS.move_to_end(key)
-        return sess
+    with _SESSIONS_LOCK:            # the backward pass's side stream asks from its thread too
+        sess = _SESSIONS.get(key)
+        if sess is not None:
+            _SESSIONS.move_to_end(key)
+            return sess
     from onnx import TensorProto, helper
     ort = _ort()
     nodes, inputs = build(helper)
@@ -195,9 +203,10 @@ def session(key, build, threads=None, outputs=("y",)):
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
-    _SESSIONS[key] = sess
-    if len(_SESSIONS) > _MAX_SESSIONS:
-        _SESSIONS.popitem(last=False)
+    with _SESSIONS_LOCK:
+        _SESSIONS[key] = sess
+        if len(_SESSIONS) > _MAX_SESSIONS:
+            _SESSIONS.popitem(last=False)
     return sess
 
 
@@ -329,10 +338,18 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 # backward
 
 def conv_vjp(g, s, needs):
-    gn, gb = _relu_and_bias_grad(_nchw(g, s.channels_first), s,
-                                 s.has_bias and len(needs) > 2 and needs[2])
+    gn = _nchw(g, s.channels_first)
+    bias = s.has_bias and len(needs) > 2 and needs[2]
+    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+    if bias is SIDE and not relu:       # the bias sums are a pass of their own: on the side
+        gb = Deferred(lambda: _relu_and_bias_grad(gn, s, True, False)[1])
+    else:
+        gn, gb = _relu_and_bias_grad(gn, s, bias, relu)
     gx = gk = None
-    if needs[0] and needs[1]:
+    if needs[0] and needs[1] is SIDE:   # the input gradient here, the kernel's on the side
+        gk = _kernel_grad_later(gn, s)
+        gx = _input_grad(gn, s)
+    elif needs[0] and needs[1]:
         gx, gk = _both_grads(gn, s)
     elif needs[0]:
         gx = _input_grad(gn, s)
@@ -343,10 +360,9 @@ def conv_vjp(g, s, needs):
     return gx, gk, gb
 
 
-def _relu_and_bias_grad(gn, s, bias):
-    """(gradient through the fused relu, bias gradient or None) in one pass over blocks of
-    images on the worker threads; the per-block sums are combined in float64."""
-    relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
+def _relu_and_bias_grad(gn, s, bias, relu):
+    """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
+    blocks of images on the worker threads; the per-block sums are combined in float64."""
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn
@@ -411,6 +427,18 @@ def _both_grads(gn, s):
         lambda i: _input_grad(gn, s, 1) if i == 0 else
         _kernel_grad_part(gn, s, bounds[i - 1], bounds[i], 1), len(bounds))
     return got[0], _kernel_layout(sum(got[1:]), gn, s)
+
+
+def _kernel_grad_later(gn, s):
+    """`_kernel_grad` as a `streams.Deferred` for the side stream: its image parts, which
+    the side worker runs in order and the main thread shares once it waits for them,
+    summed in the same order (the same numbers)."""
+    bounds = _image_parts(s.x.shape[0])
+    if len(bounds) <= 3:
+        return Deferred(lambda: _kernel_grad(gn, s))
+    return Deferred.in_parts(
+        lambda i: _kernel_grad_part(gn, s, bounds[i], bounds[i + 1], 1), len(bounds) - 1,
+        lambda parts: _kernel_layout(sum(parts), gn, s))
 
 
 def _image_parts(nb):

@@ -11,6 +11,7 @@ numbers for any MODELKIT_NUM_THREADS. Threads take the next free block as they f
 which keeps both cores busy when another process holds one of them for a while.
 """
 
+import contextlib
 import itertools
 import os
 import threading
@@ -58,6 +59,38 @@ def blocks(n, row_bytes, block_bytes=None):
     return [(i, min(i + per, n)) for i in range(0, n, per)]
 
 
+_RESERVED = [0]              # cores held by side work (streams.py), not for new blocks
+
+
+def available():
+    """Threads a new parallel call may use: `threads()` less the cores that side work
+    holds now (at least one). Only how many threads run changes, never the blocks."""
+    return max(1, threads() - _RESERVED[0])
+
+
+@contextlib.contextmanager
+def reserved():
+    """Within the block this thread's work holds a core: other threads' parallel calls
+    use one thread fewer (the backward pass's side stream; see streams.py)."""
+    _RESERVED[0] += 1        # += on a list item is not atomic: the side stream is one thread
+    try:
+        yield
+    finally:
+        _RESERVED[0] -= 1
+
+
+@contextlib.contextmanager
+def inline():
+    """Within the block, this thread runs the helpers below on itself alone (no pool
+    threads); the results are the same numbers (blocks and their order do not change)."""
+    before = getattr(_LOCAL, "busy", False)
+    _LOCAL.busy = True
+    try:
+        yield
+    finally:
+        _LOCAL.busy = before
+
+
 def map_blocks(fn, n, row_bytes, block_bytes=None):
     """[fn(start, stop) for each of `blocks(n, row_bytes)`], the blocks spread over
     `threads()` threads (the calling one included); results in block order."""
@@ -83,7 +116,7 @@ def _claimed(item, count, workers):
     started when the calling thread runs out of work is cancelled, not waited for (on a
     busy machine its wake-up can take longer than the work)."""
     out = [None] * count
-    workers = min(workers, count)
+    workers = min(workers, count, available())
     if workers <= 1 or getattr(_LOCAL, "busy", False):
         for j in range(count):
             out[j] = item(j)

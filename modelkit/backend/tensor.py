@@ -7,10 +7,13 @@ vector-Jacobian product needs. `tape.gradient` walks the tape backwards: the rec
 already in topological order, so no graph sort is needed.
 """
 
+import contextlib
+from concurrent.futures import Future
+
 import numpy as np
 
 from ..errors import ModelkitError
-from . import config
+from . import config, streams
 from .sparse_grad import densify
 
 
@@ -127,12 +130,30 @@ class GradientTape:
         self.records.append(_Record(opdef, inputs, outputs, saved))
 
     def gradient(self, target, sources, output_gradient=None):
-        """Gradients of `target` w.r.t. each of `sources` (zeros where unconnected)."""
+        """Gradients of `target` w.r.t. each of `sources` (zeros where unconnected). With
+        several threads, leaves' gradients that a VJP defers run on a side stream while
+        the chain goes on (see streams.py): the same numbers as the sequential order."""
         single = isinstance(sources, Tensor)
         sources = [sources] if single else list(sources)
+        with streams.SideStream() if streams.enabled() else _NO_STREAM as side:
+            grads = self._backward(target, sources, output_gradient, side)
+        if not self.persistent:
+            self.records = []
+        result = []
+        for s in sources:
+            g = grads.get(id(s))
+            if isinstance(g, _Parts):
+                g = g.total()
+            result.append(np.zeros_like(s.value) if g is None else streams.resolve(g))
+        return result[0] if single else result
+
+    def _backward(self, target, sources, output_gradient, side):
+        """{id(tensor): gradient} over the tape; a leaf's may be a Future or `_Parts`."""
         grads = {id(target): (np.ones_like(target.value) if output_gradient is None
                               else np.asarray(output_gradient, dtype=target.value.dtype))}
         keep = {id(s) for s in sources}     # an intermediate source keeps its gradient
+        produced = ({id(o) for rec in self.records for o in rec.outputs}
+                    if side is not None else ())
         for rec in reversed(self.records):
             out_grads = [densify(grads.get(id(o)) if id(o) in keep else grads.pop(id(o), None))
                          for o in rec.outputs]
@@ -141,6 +162,9 @@ class GradientTape:
             needs = tuple(isinstance(t, Tensor) and t.tracked for t in rec.inputs)
             if not any(needs):
                 continue
+            if side is not None:            # leaves' gradients may go to the side stream
+                needs = tuple(streams.SIDE if need and id(t) not in produced else need
+                              for t, need in zip(rec.inputs, needs))
             if len(rec.outputs) == 1:
                 in_grads = rec.opdef.vjp(out_grads[0], rec.saved, needs)
             else:
@@ -150,16 +174,39 @@ class GradientTape:
             for t, need, g in zip(rec.inputs, needs, in_grads):
                 if not need or g is None:
                     continue
+                if isinstance(g, streams.Deferred):
+                    g = side.submit(g) if need is streams.SIDE else g()
                 key = id(t)
                 prev = grads.get(key)
-                grads[key] = g if prev is None else prev + g
-        if not self.persistent:
-            self.records = []
-        result = []
-        for s in sources:
-            g = grads.get(id(s))
-            result.append(np.zeros_like(s.value) if g is None else g)
-        return result[0] if single else result
+                if prev is None:
+                    grads[key] = g
+                elif isinstance(prev, (_Parts, Future)) or isinstance(g, Future):
+                    grads[key] = _Parts.of(prev, g)
+                else:
+                    grads[key] = prev + g
+        return grads
+
+
+class _Parts:
+    """A leaf's gradient contributions, some still on the side stream, summed in order."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    @classmethod
+    def of(cls, prev, g):
+        return cls((prev.parts if isinstance(prev, _Parts) else [prev]) + [g])
+
+    def total(self):
+        acc = streams.resolve(self.parts[0])
+        for p in self.parts[1:]:
+            acc = acc + streams.resolve(p)
+        return acc
+
+
+_NO_STREAM = contextlib.nullcontext()
 
 
 class StopRecording:

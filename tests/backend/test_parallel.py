@@ -201,3 +201,51 @@ def test_relu_on_a_channels_last_view_of_channels_first_memory(monkeypatch):
         y, _ = _relu.forward(view)
         assert y.strides == view.strides
         assert np.array_equal(y, np.maximum(view, 0))
+
+
+def test_reserved_cores_lower_the_threads_of_new_calls_not_the_blocks(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "3")
+    names = []
+
+    def item(i):
+        names.append(threading.current_thread().name)
+        return i * i
+
+    assert parallel.available() == 3
+    with parallel.reserved():
+        assert parallel.available() == 2
+        with parallel.reserved(), parallel.reserved():
+            assert parallel.available() == 1          # never below one
+            names.clear()
+            assert parallel.map_items(item, 6) == [i * i for i in range(6)]
+            assert set(names) == {threading.current_thread().name}   # all inline
+    assert parallel.available() == 3
+    with parallel.inline():
+        names.clear()
+        assert parallel.map_items(item, 6) == [i * i for i in range(6)]
+        assert set(names) == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("memory", ["first", "last"])
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_large_add_in_blocks_keeps_numbers_and_memory_order(monkeypatch, memory, threads):
+    from modelkit.backend import GradientTape, Variable
+    from modelkit.backend.tape import OPS, apply
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)     # 4 MiB, above the cut
+    b = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    if memory == "last":                    # channels-last views of channels-first memory
+        a, b = np.moveaxis(a, 1, -1), np.moveaxis(b, 1, -1)
+    av, bv = Variable(a), Variable(b)
+    av.value, bv.value = a, b               # keep the views (Variable copies C-ordered)
+    with GradientTape() as tape:
+        y = apply(OPS.get("add"), av, bv)
+    np.testing.assert_array_equal(y.value, a + b)
+    assert y.value.strides == a.strides
+    g = rng.standard_normal(a.shape).astype(np.float32)
+    ga, gb = tape.gradient(y, [av, bv], output_gradient=g)
+    np.testing.assert_array_equal(ga, g)
+    np.testing.assert_array_equal(gb, g)
+    small = apply(OPS.get("add"), Variable(np.ones((2, 3))), Variable(np.ones(3)))
+    np.testing.assert_array_equal(small.value, np.full((2, 3), 2.0))   # broadcasting path
