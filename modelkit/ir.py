@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IRError
+from .onnx_spec import LOW_PRECISION, dtype_named
 
 IR_FORMAT_VERSION = 1
 NESTED_MODEL_OPS = ("Functional", "Sequential", "Model")
@@ -62,13 +63,23 @@ MAX_RANK = 32
 _TENSOR_KINDS = "biuf"          # bool, signed/unsigned integers, floats
 
 
+# the dtype name of a graph input that is no tensor (an ONNX sequence or optional: a list /
+# None at run time, boxed between layers)
+NON_TENSOR = "object"
+
+
 def tensor_dtype(dtype, where):
     """The canonical name of a tensor dtype (numeric or bool); IRError naming `where` for
     anything else (strings such as 'U500000000', objects, records)."""
+    if dtype == NON_TENSOR:
+        return NON_TENSOR
     try:
-        dt = np.dtype(dtype)
+        dt = dtype_named(dtype) if isinstance(dtype, str) and dtype in LOW_PRECISION else \
+            np.dtype(dtype)
     except (TypeError, ValueError, SyntaxError, RecursionError):
         raise IRError(f"{where}: {dtype!r:.80} is not a dtype") from None
+    if str(dt) in LOW_PRECISION:        # bfloat16, float8/float4, int4/int2 (ml_dtypes)
+        return str(dt)
     if dt.kind not in _TENSOR_KINDS or dt.itemsize > 8 or dt.fields or dt.subdtype:
         raise IRError(f"{where}: dtype {dtype!r:.80} is not a numeric or bool tensor dtype")
     return str(dt)

@@ -51,7 +51,8 @@ def to_ir(model, include_weights=True, include_optimizer=True):
                   weights=weights if include_weights else {},
                   training=_training_config(model, include_optimizer),
                   metadata={"source": "modelkit", "modelkit_version": __version__,
-                            "model_class": _model_class(model)})
+                            "model_class": _model_class(model),
+                            **getattr(model, "_onnx_value_types", {})})
     if getattr(model, "_output_structure", None) is not None:
         graph.metadata["output_structure"] = index_structure(model._output_structure)
     if include_weights:
@@ -222,8 +223,15 @@ def _build_layers(graph, custom_objects):
         raise IRError(f"Graph {graph.name!r}: output {e.args[0]} is not produced") from None
     if graph.metadata.get("output_structure"):                  # nested as Keras's
         outputs = pack_structure(graph.metadata["output_structure"], outputs)
-    return Model(inputs=inputs, outputs=outputs if len(outputs) > 1 else outputs[0],
-                 name=graph.name)
+    model = Model(inputs=inputs, outputs=outputs if len(outputs) > 1 else outputs[0],
+                  name=graph.name)
+    # the ONNX types of sequence / optional inputs and outputs (an export writes them back)
+    model._onnx_value_types = {k: graph.metadata[k] for k in ONNX_VALUE_TYPES
+                               if k in graph.metadata}
+    return model
+
+
+ONNX_VALUE_TYPES = ("onnx_input_types", "onnx_output_types")
 
 
 def portable_call_kwargs(kwargs):

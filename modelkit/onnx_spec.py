@@ -5,10 +5,11 @@
 * `config_problem(op_type, attrs, outputs_used)`: why a configuration cannot run (None when
   it can); the importer asks before emitting anything, so one error lists every problem.
 * The attribute geometry both sides compute from: `conv_geometry`, `pool_geometry`,
-  `resize_plan`, `einsum_parts`, `bilinear_matrix`; `ONNX_DTYPES`, `text`.
+  `resize_plan`, `einsum_parts`, `bilinear_matrix`; `ONNX_DTYPES` (`dtype_named`), `text`.
 
-A leaf module (numpy and modelkit.errors only): the backend imports nothing above it and the
-converters never import the backend, so what both need lives here.
+A leaf module (numpy and modelkit.errors only; ml_dtypes once a low-precision type is met):
+the backend imports nothing above it and the converters never import the backend, so what
+both need lives here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,57 @@ import numpy as np
 
 from .errors import UnsupportedError
 
-# TensorProto.DataType -> numpy dtype (the types modelkit computes with)
+# TensorProto.DataType -> numpy dtype name (the types modelkit computes with)
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
                7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32",
-               13: "uint64"}
+               13: "uint64", 8: "object",      # STRING: object arrays of Python str
+               # the low-precision types: numpy dtypes of `ml_dtypes` (one byte or two per
+               # element in memory; ONNX packs 4- and 2-bit ones, onnx.numpy_helper unpacks)
+               16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
+               20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1fn",
+               24: "float8_e8m0fnu", 25: "uint2", 26: "int2"}
+LOW_PRECISION = frozenset(ONNX_DTYPES[t] for t in range(16, 27))
+
+
+def dtype_named(name):
+    """numpy dtype of an ONNX_DTYPES name; the low-precision ones come from ml_dtypes
+    (imported only when such a type is met)."""
+    name = str(name)
+    if name in LOW_PRECISION:
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name)
+
+class OnnxValue:
+    """An ONNX sequence (a list of tensors) or optional (None, or its value) boxed, as it
+    crosses layers and enters or leaves a model: `model(OnnxValue([a, b]))`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        v = self.value
+        kind = f"sequence of {len(v)}" if isinstance(v, list) else \
+            "empty optional" if v is None else "optional"
+        return f"<OnnxValue {kind}>"
+
+
+def to_numpy(x):
+    """A model output for the caller: an array; a sequence as a list of arrays, an empty
+    optional as None (boxed values and tensors wrapping them unpacked)."""
+    v = x.value if isinstance(x, OnnxValue) else getattr(x, "value", x)
+    if isinstance(v, np.ndarray) and v.dtype == object and v.ndim == 0 and \
+            not isinstance(v.item(), (str, bytes)):         # (a 0-d string tensor stays)
+        v = v.item()
+        v = v.value if isinstance(v, OnnxValue) else v
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [to_numpy(e) for e in v]
+    return np.asarray(getattr(v, "value", v))
+
 
 OP_TYPES = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
@@ -42,6 +90,9 @@ AffineGrid BitCast DynamicQuantizeLinear MatMulInteger ConvInteger QLinearMatMul
 NonMaxSuppression Unique RotaryEmbedding DFT STFT CausalConvWithState LinearAttention
 TensorScatter MaxUnpool Col2Im RoiAlign DeformConv MelWeightMatrix TfIdfVectorizer
 ImageDecoder Bernoulli RandomNormalLike RandomUniformLike Multinomial
+SequenceConstruct SequenceEmpty SequenceInsert SequenceAt SequenceErase SequenceLength
+SplitToSequence ConcatFromSequence SequenceMap Optional OptionalHasElement OptionalGetElement
+StringNormalizer StringConcat StringSplit RegexFullMatch
 """.split())
 
 # ops whose outputs are draws: never folded into constants at import
@@ -347,7 +398,7 @@ def _einsum_check(attrs, used):
 # -- subgraphs (If / Loop / Scan bodies) --------------------------------------------------------
 
 GRAPH_KEY = "__graph__"
-CONTROL_FLOW = ("If", "Loop", "Scan")
+CONTROL_FLOW = ("If", "Loop", "Scan", "SequenceMap")     # ops with subgraph attributes
 
 
 def is_graph(value):

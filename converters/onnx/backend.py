@@ -17,25 +17,29 @@ import onnx
 from onnx import helper
 from onnx.backend.base import Backend, BackendRep
 
+from modelkit.onnx_spec import OnnxValue, to_numpy
+
 from .model_import import import_model
 
 
 class ModelkitRep(BackendRep):
     """A prepared model: `run(inputs)` takes a list (graph input order) or a dict by name."""
 
-    def __init__(self, model, input_names):
+    def __init__(self, model, input_names, non_tensor=()):
         self.model = model
         self.input_names = list(input_names)
+        self.non_tensor = set(non_tensor)       # sequence / optional inputs, by name
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
             inputs = [inputs[name] for name in self.input_names]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        xs = [np.asarray(x) for x in inputs]
+        xs = [OnnxValue(x) if name in self.non_tensor else np.asarray(x)
+              for name, x in zip(self.input_names, inputs)]
         out = self.model(xs if len(xs) > 1 else xs[0])
         outs = out if isinstance(out, (list, tuple)) else [out]
-        return tuple(np.asarray(getattr(o, "value", o)) for o in outs)
+        return tuple(to_numpy(o) for o in outs)
 
 
 class ModelkitBackend(Backend):
@@ -46,8 +50,10 @@ class ModelkitBackend(Backend):
         super().prepare(model, device, **kwargs)
         model_obj = import_model(model)
         inits = {t.name for t in model.graph.initializer}
-        names = [i.name for i in model.graph.input if i.name not in inits]
-        return ModelkitRep(model_obj, names)
+        graph_inputs = [i for i in model.graph.input if i.name not in inits]
+        return ModelkitRep(model_obj, [i.name for i in graph_inputs],
+                           [i.name for i in graph_inputs
+                            if i.type.WhichOneof("value") in ("sequence_type", "optional_type")])
 
     @classmethod
     def run_model(cls, model, inputs, device="CPU", **kwargs):

@@ -44,6 +44,26 @@ def onnx_dtype(dtype):
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
+def type_text(type_proto):
+    """An ONNX TypeProto (a sequence / optional graph input or output) as JSON-safe text
+    for the IR's metadata (the IR itself only says "object")."""
+    import base64
+    return base64.b64encode(type_proto.SerializeToString()).decode("ascii")
+
+
+def value_info(name, text, dtype, dims):
+    """A graph input/output: of the TypeProto `text` (from `type_text`) when given, else a
+    tensor of `dtype` and `dims`."""
+    if not text:
+        return helper.make_tensor_value_info(name, onnx_dtype(dtype), dims)
+    import base64
+
+    import onnx
+    t = onnx.TypeProto()
+    t.ParseFromString(base64.b64decode(text))
+    return helper.make_value_info(name, t)
+
+
 class ExportContext:
     """Unique names, initializers, emitted nodes, masks and the target opset."""
 

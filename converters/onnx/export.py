@@ -25,7 +25,7 @@ from modelkit.ir import Graph
 
 from ..atomic import atomic_write
 from . import handlers  # noqa: F401  (registers every handler)
-from .context import ExportContext, LayerUnsupported, Tensor, onnx_dtype
+from .context import ExportContext, LayerUnsupported, Tensor, value_info
 from .registry import EXPORT_HANDLERS, check_graph, get_handler
 from .versions import (IR_VERSION_FOR_OPSET, SUPPORTED_OPSETS, choose_opset, ir_version_for,
                        ort_limits, unsupported_for_target)
@@ -303,10 +303,13 @@ def export(model_or_graph, path=None, opset=None, *, optimize=True, check=True, 
     inits = [t for t in ctx.initializers if t.name in used]
 
     n_in = len(graph.inputs)
-    g_inputs = [helper.make_tensor_value_info(s.name, onnx_dtype(s.dtype), _input_dims(s, n_in))
-                for s in graph.inputs]
-    g_outputs = [helper.make_tensor_value_info(w, onnx_dtype(t.dtype), _output_dims(t))
-                 for w, t in zip(wanted, outs)]
+    # sequence / optional inputs and outputs keep the ONNX types they were imported with
+    in_types = graph.metadata.get("onnx_input_types") or [None] * n_in
+    out_types = graph.metadata.get("onnx_output_types") or [None] * len(outs)
+    g_inputs = [value_info(s.name, k, s.dtype, _input_dims(s, n_in))
+                for s, k in zip(graph.inputs, in_types)]
+    g_outputs = [value_info(w, k, t.dtype, _output_dims(t))
+                 for w, t, k in zip(wanted, outs, out_types)]
     onnx_graph = helper.make_graph(nodes, graph.name or "modelkit", g_inputs, g_outputs, inits)
     imports = [helper.make_opsetid("", opset)]
     imports += [helper.make_opsetid(d, v) for d, v in ctx.extra_domains.items()]

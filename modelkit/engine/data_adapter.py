@@ -53,6 +53,10 @@ def _looks_like_list_of_arrays(data):
 
 
 def _check_array(arr, name, shape, dtype, what, model_name):
+    if dtype is not None and np.dtype(dtype) == object:
+        raise DTypeError(f"Model {model_name!r}: {what} {name!r} is an ONNX sequence, "
+                         "optional or string input; call the model on it directly "
+                         "(model(x)): fit/predict/evaluate batch numeric arrays only")
     a = np.asarray(arr.value if hasattr(arr, "value") else arr)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise DTypeError(f"Model {model_name!r}: {what} {name!r} has dtype {a.dtype}; "

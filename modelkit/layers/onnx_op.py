@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.onnx_ops import ONNX_OPS, run_onnx_op
+from ..backend.onnx_ops.sequences import box, unbox
 from ..backend.tensor import Tensor
 from ..engine.base_layer import Layer
 from ..errors import ConfigError, ModelkitError, ShapeError
@@ -92,9 +93,10 @@ class OnnxOp(Layer):
     def call(self, inputs, training=None):
         tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         try:
-            outs = run_onnx_op(self.op_type, self._operands(tensors), self._attrs,
-                               opset=self.opset, training=bool(training),
+            outs = run_onnx_op(self.op_type, [unbox(x) for x in self._operands(tensors)],
+                               self._attrs, opset=self.opset, training=bool(training),
                                num_outputs=self.num_outputs)
+            outs = [box(o) for o in outs]       # sequences / optionals cross layers boxed
         except ModelkitError as e:
             if str(e).startswith("OnnxOp"):
                 raise

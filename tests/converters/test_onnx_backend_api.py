@@ -15,8 +15,7 @@ _bt.include(r"^test_operator_add_size1_singleton_broadcast_cpu$")
 _bt.include(r"^test_(Conv2d_dilated|MaxPool2d_stride_padding_dilation|GLU|Embedding)_cpu$")
 _bt.include(r"^test_PReLU_[123]d_multiparam_cpu$")          # PRelu-6 per-channel slopes
 _bt.include(r"^test_(lppool_.*|attention_(?!.*_expanded).*|maxpool_with_argmax_.*)_cpu$")
-_bt.exclude(r"(?i)float8|bfloat16|bf16|_e4m3|_e5m2|int4|"
-            r"_cuda$|test_lstm_with_peepholes")
+_bt.exclude(r"_cuda$|test_lstm_with_peepholes")
 for _name, _case in _bt.test_cases.items():        # only the included cases, no skips
     for _attr in [a for a in vars(_case) if a.startswith("test_")]:
         if getattr(getattr(_case, _attr), "__unittest_skip__", False):

@@ -132,7 +132,7 @@ def test_onnx_op_reexports_unchanged_with_constants_and_optional_inputs():
 def test_one_import_handler_registry_with_opset_ranges():
     for op in ("Conv", "Gemm", "LSTM", "Reshape", "Relu", "Shape"):
         assert handler_for(op, 17) is not None
-    assert handler_for("StringNormalizer", 17) is None
+    assert handler_for("GlobalLpPool", 17) is None
     with pytest.raises(ConfigError, match="registered twice"):
         import_handler("Conv")(lambda node, ctx: None)
     with pytest.raises(UnsupportedError, match="Did you mean 'Conv'"):

@@ -141,22 +141,23 @@ def test_old_opset_is_upgraded():
 
 def test_every_unsupported_op_in_one_error():
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-             helper.make_node("SplitToSequence", ["h"], ["mu"], name="toseq_1"),
+             helper.make_node("MaxRoiPool", ["h", "h"], ["mu"], name="roipool_1",
+                              pooled_shape=[1, 1]),
              helper.make_node("Resize", ["h", "", "sc"], ["rs"], name="resize_1", mode="area"),
              helper.make_node("Resize", ["h", "", "sc"], ["rs2"], name="resize_2",
                               mode="linear", coordinate_transformation_mode="stretchy"),
              helper.make_node("Inverse", ["h"], ["inv"], name="inv_1", domain="com.microsoft"),
-             helper.make_node("StringNormalizer", ["h"], ["u"], name="strnorm_1"),
+             helper.make_node("GlobalLpPool", ["h"], ["u"], name="lppool_1"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
     with pytest.raises(UnsupportedError) as e:
         onnx_conv.import_graph(mlp(nodes=nodes))
     msg = str(e.value)
     assert "5 unsupported" in msg
-    for piece in ("SplitToSequence node 'toseq_1' (opset 17)", "Inverse node 'inv_1'",
+    for piece in ("MaxRoiPool node 'roipool_1' (opset 17)", "Inverse node 'inv_1'",
                   "Resize node 'resize_1' (opset 17): mode 'area' is not supported",
                   "Resize node 'resize_2' (opset 17): coordinate_transformation_mode 'stretchy'",
                   "custom domain 'com.microsoft'",
-                  "StringNormalizer node 'strnorm_1' (opset 17)"):
+                  "GlobalLpPool node 'lppool_1' (opset 17)"):
         assert piece in msg
     assert len(e.value.items) == 5
 

@@ -5,12 +5,11 @@ in onnxruntime, which must reproduce ONNX's expected outputs."""
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
 
 from modelkit.converters import onnx as onnx_conv
 from modelkit.models import import_onnx
 
-from test_onnx_import_conformance import cases_of
+from test_onnx_import_conformance import cases_of, value
 
 # (case module, case name): one or two cases per newly supported op that the installed
 # onnxruntime implements at the case's opset
@@ -35,16 +34,19 @@ CASES = [
     ("if_", "test_if"),
     ("loop", "test_loop11"),
     ("scan", "test_scan9_sum"),
+    # sequences (lists at run time) and strings
+    ("sequence_map", "test_sequence_map_add_1_sequence_1_tensor"),
+    ("sequence_map", "test_sequence_map_extract_shapes_expanded"),
+    ("splittosequence", "test_split_to_sequence_nokeepdims"),
+    ("loop", "test_loop13_seq"),
+    ("sequenceinsert", "test_sequence_insert_at_front"),
+    ("string_split", "test_string_split_maxsplit"),
+    ("regex_full_match", "test_regex_full_match_email_domain"),
 ]
 
 
 def _case(module, name):
     return next(c for c in cases_of(module) if c.name == name)
-
-
-def _array(v):
-    return v if isinstance(v, np.ndarray) else (
-        numpy_helper.to_array(v) if hasattr(v, "data_type") else np.asarray(v))
 
 
 @pytest.mark.parametrize("module,name", CASES, ids=[n for _, n in CASES])
@@ -57,9 +59,20 @@ def test_reexported_node_case_runs_in_onnxruntime(module, name):
     assert kinds <= {n.op_type for n in proto.graph.node} | {"Constant"}
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     for inputs, expected in case.data_sets:
-        feeds = dict(zip([i.name for i in sess.get_inputs()], [_array(x) for x in inputs]))
+        feeds = dict(zip([i.name for i in sess.get_inputs()], [value(x) for x in inputs]))
         for got, want in zip(sess.run(None, feeds), expected):
-            want = _array(want)
-            assert got.dtype == want.dtype and got.shape == want.shape
-            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                                       rtol=1e-4, atol=1e-4, err_msg=name)
+            _check(got, value(want), name)
+
+
+def _check(got, want, name):
+    if isinstance(want, list):                  # a sequence: element by element
+        assert isinstance(got, list) and len(got) == len(want), name
+        for g, w in zip(got, want):
+            _check(g, w, name)
+        return
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if want.dtype == object:                    # strings
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        return
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                               rtol=1e-4, atol=1e-4, err_msg=name)

@@ -17,6 +17,7 @@ from modelkit.errors import ModelLoadError, UnsupportedError
 from modelkit.ir import Node, TensorRef
 from modelkit.op_arguments import encode
 
+from modelkit.ir import NON_TENSOR
 from modelkit.onnx_spec import CONTROL_FLOW, outer_names
 
 from .evaluate import run_node
@@ -43,6 +44,13 @@ def _symbolic_dims(vi):
         return None
     return tuple(int(d.dim_value) if d.HasField("dim_value") else
                  (d.dim_param or None) for d in t.shape.dim)
+
+
+def value_kind(vi):
+    """"sequence" / "optional" for a ValueInfo of such a type, None for a tensor (or no
+    type given)."""
+    kind = vi.type.WhichOneof("value")
+    return {"sequence_type": "sequence", "optional_type": "optional"}.get(kind)
 
 
 def _value_info_shape(vi):
@@ -86,6 +94,8 @@ class ImportContext:
         self.shapes = {}
         self.dims = {}                  # shapes with symbolic dims (dim_param names) kept
         self.dtypes = {}
+        self.kinds = {}                 # values that are no tensor: "sequence" / "optional"
+        self.anchor = None              # the first graph input (where input-less ops hang)
         self.nodes = []
         self.weights = {}
         self.done = set()               # ids of ONNX nodes a pattern already emitted
@@ -117,6 +127,10 @@ class ImportContext:
             inferred = self.model
         g = inferred.graph
         for vi in list(g.input) + list(g.value_info) + list(g.output):
+            kind = value_kind(vi)
+            if kind:
+                self.kinds.setdefault(vi.name, kind)
+                continue
             self.shapes.setdefault(vi.name, _value_info_shape(vi))
             self.dims.setdefault(vi.name, _symbolic_dims(vi))
             if vi.type.tensor_type.elem_type:
@@ -295,8 +309,10 @@ class ImportContext:
         operands = [None if not i else (self.const(i) if self.is_const(i) else i)
                     for i in list(node.input) + outer_names(attributes)]
         return self.emit_onnx(node.op_type, operands, attributes,
-                              [self._out_shape(o) for o in node.output],
-                              [self.dtypes.get(o) or "float32" for o in node.output],
+                              [[] if o in self.kinds else self._out_shape(o)
+                               for o in node.output],
+                              [NON_TENSOR if o in self.kinds else
+                               self.dtypes.get(o) or "float32" for o in node.output],
                               hint=node.name or node.op_type)
 
     def emit_onnx(self, op_type, operands, attributes, out_shapes, out_dtypes, hint=None):
@@ -318,6 +334,8 @@ class ImportContext:
                     x_index[key] = len(call)
                     call.append(self.ref(i) if isinstance(i, str) else i)
                 slots.append(f"x{x_index[key]}")
+        if not call and self.anchor is not None:
+            call.append(self.anchor)    # no input (SequenceEmpty...): placed after input 0
         config = {"op_type": op_type, "domain": "", "opset": self.opset,
                   "attributes": attributes, "inputs": slots, "constants": constants,
                   "num_outputs": len(out_shapes),

@@ -54,5 +54,10 @@ def run_node(node, inputs, opset, checked_attrs, outer=None):
         raise ValueError(f"evaluating it on constant inputs failed: "
                          f"{type(e).__name__}: {' '.join(str(e).split())}") from None
     by_name = dict(zip(wanted, results))
-    return [None if not name else np.asarray(by_name[f"out{i}"])
+    return [None if not name else _value(by_name[f"out{i}"])
             for i, name in enumerate(node.output)]
+
+
+def _value(v):
+    """A result as an array; a sequence (list) or an optional (None) as it is."""
+    return v if v is None or isinstance(v, list) else np.asarray(v)

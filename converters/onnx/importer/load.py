@@ -24,10 +24,16 @@ from .. import reading
 from ..reading import check_model_proto, parse_model
 
 MIN_OPSET = 13
-_ELEM_SIZE = {TensorProto.FLOAT: 4, TensorProto.UINT8: 1, TensorProto.INT8: 1,
-              TensorProto.UINT16: 2, TensorProto.INT16: 2, TensorProto.INT32: 4,
-              TensorProto.INT64: 8, TensorProto.BOOL: 1, TensorProto.FLOAT16: 2,
-              TensorProto.DOUBLE: 8, TensorProto.UINT32: 4, TensorProto.UINT64: 8}
+_ELEM_BITS = {TensorProto.FLOAT: 32, TensorProto.UINT8: 8, TensorProto.INT8: 8,
+              TensorProto.UINT16: 16, TensorProto.INT16: 16, TensorProto.INT32: 32,
+              TensorProto.INT64: 64, TensorProto.BOOL: 8, TensorProto.FLOAT16: 16,
+              TensorProto.DOUBLE: 64, TensorProto.UINT32: 32, TensorProto.UINT64: 64,
+              TensorProto.BFLOAT16: 16, TensorProto.FLOAT8E4M3FN: 8,
+              TensorProto.FLOAT8E4M3FNUZ: 8, TensorProto.FLOAT8E5M2: 8,
+              TensorProto.FLOAT8E5M2FNUZ: 8, TensorProto.FLOAT8E8M0: 8,
+              # packed: two 4-bit / four 2-bit values a byte (or an int32_data entry)
+              TensorProto.UINT4: 4, TensorProto.INT4: 4, TensorProto.FLOAT4E2M1: 4,
+              TensorProto.UINT2: 2, TensorProto.INT2: 2}
 _TYPED_FIELD = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
                 TensorProto.INT64: "int64_data", TensorProto.UINT64: "uint64_data",
                 TensorProto.UINT32: "uint64_data"}
@@ -123,18 +129,31 @@ def tensor_to_array(t, label, folder, what=None):
     dims = [int(d) for d in t.dims]
     if any(d < 0 for d in dims):
         raise ModelLoadError(f"{label}: {what} has negative dims {dims}")
-    size = _ELEM_SIZE.get(t.data_type)
-    if size is None:
+    if t.data_type == TensorProto.STRING and t.data_location != TensorProto.EXTERNAL:
+        count = int(np.prod(dims, dtype=object)) if dims else 1
+        if len(t.string_data) != count:
+            raise ModelLoadError(f"{label}: {what} declares dims {dims} ({count} strings) but "
+                                 f"holds {len(t.string_data)}")
+        return numpy_helper.to_array(t)
+    bits = _ELEM_BITS.get(t.data_type)
+    if bits is None:
         raise ModelLoadError(f"{label}: {what} has data type "
                              f"{TensorProto.DataType.Name(t.data_type) if t.data_type in TensorProto.DataType.values() else t.data_type}"
                              ", which modelkit does not compute with")
     count = int(np.prod(dims, dtype=object)) if dims else 1
-    nbytes = count * size
+    nbytes = -(-count * bits // 8)
     if nbytes > MAX_TENSOR_BYTES:
         raise ModelLoadError(f"{label}: {what} declares {nbytes} bytes (dims {dims}), more "
                              "than modelkit accepts")
     if t.data_location == TensorProto.EXTERNAL:
         raw = _external_bytes(t, label, folder, what, nbytes)
+        if bits < 8:            # packed: numpy_helper unpacks raw data
+            inline = TensorProto()
+            inline.CopyFrom(t)
+            del inline.external_data[:]
+            inline.data_location = TensorProto.DEFAULT
+            inline.raw_data = raw
+            return numpy_helper.to_array(inline)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
         return np.frombuffer(raw, dtype=dtype).reshape(dims).copy()
     if t.HasField("raw_data"):
@@ -144,6 +163,8 @@ def tensor_to_array(t, label, folder, what=None):
     else:
         field = _TYPED_FIELD.get(t.data_type, "int32_data")
         present = len(getattr(t, field))
+        if bits < 8:            # packed into int32_data as into bytes
+            count = -(-count * bits // 8)
         if present != count:
             raise ModelLoadError(f"{label}: {what} declares dims {dims} ({count} values) but "
                                  f"holds {present} in {field}")

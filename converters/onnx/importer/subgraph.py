@@ -77,10 +77,10 @@ def subgraph_problems(graph, label):
     problems = []
     for vi in list(graph.input) + list(graph.output):
         kind = vi.type.WhichOneof("value")     # None: no type given (a tensor is assumed)
-        if kind not in (None, "tensor_type"):
-            problems.append(f"{label}: subgraph {graph.name!r} value {vi.name!r} is not a "
-                            "tensor (sequences/optionals are not supported)")
-        elif kind and vi.type.tensor_type.elem_type not in (*ONNX_DTYPES, 0):
+        if kind not in (None, "tensor_type", "sequence_type", "optional_type"):
+            problems.append(f"{label}: subgraph {graph.name!r} value {vi.name!r} is a "
+                            f"{kind}, which is not supported")
+        elif kind == "tensor_type" and vi.type.tensor_type.elem_type not in (*ONNX_DTYPES, 0):
             problems.append(f"{label}: subgraph {graph.name!r} value {vi.name!r} has element "
                             f"type {onnx.TensorProto.DataType.Name(vi.type.tensor_type.elem_type)}"
                             ", which is not supported")

@@ -16,13 +16,15 @@ import numpy as np
 import onnx
 
 from modelkit.errors import ModelkitError, ModelLoadError, UnsupportedError
-from modelkit.ir import Graph, TensorRef, TensorSpec
+from modelkit.ir import NON_TENSOR, Graph, TensorRef, TensorSpec
 from modelkit.onnx_spec import CONTROL_FLOW, ONNX_DTYPES, RANDOM_OPS, config_problem
 from modelkit.op_arguments import decode
 
 from . import handlers  # noqa: F401  (registers every handler)
 from .evaluate import run_node
-from .context import ChannelsLast, ImportContext, Lazy, attributes_of, clean_name, np_dtype_name
+from .context import (ChannelsLast, ImportContext, Lazy, attributes_of, clean_name,
+                      np_dtype_name, value_kind)
+from ..context import type_text
 from .load import check_versions, read_model
 from .handlers.recurrent import view_rule
 from .subgraph import free_names, subgraph_problems
@@ -56,8 +58,11 @@ def unsupported_ops(model, opset):
         if vi.name in inits:
             continue
         t = vi.type.tensor_type
+        if value_kind(vi):
+            continue                    # a sequence / optional: a list / None at run time
         if not vi.type.HasField("tensor_type"):
-            problems.append(f"graph input {vi.name!r}: only tensor inputs are supported")
+            problems.append(f"graph input {vi.name!r}: only tensor, sequence and optional "
+                            "inputs are supported")
         elif t.elem_type not in ONNX_DTYPES:
             problems.append(f"graph input {vi.name!r}: element type "
                             f"{onnx.TensorProto.DataType.Name(t.elem_type)} is not supported")
@@ -83,6 +88,11 @@ def _input_specs(ctx):
         if vi.name in inits:
             continue
         t = vi.type.tensor_type
+        if value_kind(vi):
+            name = ctx.unique(vi.name)
+            specs.append(TensorSpec(name, (), NON_TENSOR))
+            ctx.values[vi.name] = TensorRef(name, 0, 0)
+            continue
         if not t.HasField("shape"):
             raise ModelLoadError(f"{ctx.label}: graph input {vi.name!r} has no shape (its rank "
                                  "is needed to build the model)")
@@ -91,6 +101,7 @@ def _input_specs(ctx):
         name = ctx.unique(vi.name)          # Keras-friendly and distinct
         specs.append(TensorSpec(name, shape, np_dtype_name(t.elem_type)))
         ctx.values[vi.name] = TensorRef(name, 0, 0)
+    ctx.anchor = TensorRef(specs[0].name, 0, 0) if specs else None
     return specs
 
 
@@ -128,7 +139,8 @@ def emit_all(ctx):
 
 def emit_node(node, ctx):
     """Fold `node` when its inputs are constants, else run its handler; record its outputs."""
-    constant = all(not i or ctx.is_const(i) for i in reads(node))
+    constant = all(not i or ctx.is_const(i) for i in reads(node)) and \
+        not any(o in ctx.kinds for o in node.output)    # sequences are not folded
     if constant and node.op_type in RANDOM_OPS:
         raise UnsupportedError(f"{ctx.label}: {node.op_type} node {node.name!r} draws from "
                                "constant inputs only: a fresh draw per call has no layer form "
@@ -241,6 +253,18 @@ def name_outputs_like_onnx(nodes, outputs, weights, onnx_names, taken):
     return nodes, [fix(r) for r in outputs], weights
 
 
+def _non_tensor_types(ctx):
+    """The ONNX types of sequence / optional graph inputs and outputs (by position; None
+    for tensors), so an export writes them back; {} when there are none."""
+    inits = {t.name for t in ctx.graph.initializer}
+    ins = [vi for vi in ctx.graph.input if vi.name not in inits]
+    kinds = [[type_text(vi.type) if value_kind(vi) else None for vi in vis]
+             for vis in (ins, ctx.graph.output)]
+    if not any(k for ks in kinds for k in ks):
+        return {}
+    return {"onnx_input_types": kinds[0], "onnx_output_types": kinds[1]}
+
+
 def build_graph(model, label="<model>", folder=None, name=None):
     model, opset = check_versions(model, label)
     problems = unsupported_ops(model, opset)
@@ -276,7 +300,8 @@ def build_graph(model, label="<model>", folder=None, name=None):
                             "onnx_input_names": [vi.name for vi in ctx.graph.input
                                                  if vi.name not in ctx.values or
                                                  isinstance(ctx.values[vi.name], TensorRef)],
-                            "onnx_output_names": [o.name for o in ctx.graph.output]})
+                            "onnx_output_names": [o.name for o in ctx.graph.output],
+                            **_non_tensor_types(ctx)})
     graph.validate()
     return graph
 

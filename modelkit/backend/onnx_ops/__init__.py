@@ -42,11 +42,25 @@ def onnx_op(*op_types):
     return decorator
 
 
+# ops that take the low-precision types (bfloat16, float8, int4, ...) as they are (casts,
+# quantization, moving tensors in and out of sequences); the others compute on them widened
+# (low_precision.run_widened)
+LOW_PRECISION_NATIVE = frozenset({
+    "Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Identity",
+    "SequenceConstruct", "SequenceInsert", "SequenceAt", "SequenceErase", "SequenceLength",
+    "Optional", "OptionalHasElement", "OptionalGetElement"})
+
+
 def run_onnx_op(op_type, inputs, attrs=None, opset=17, training=False, num_outputs=1):
     """Run one ONNX op; always returns a list of Tensors."""
     fn = ONNX_OPS.get(op_type)
-    out = fn(list(inputs), dict(attrs or {}), OpContext(int(opset), bool(training),
-                                                        int(num_outputs)))
+    inputs = list(inputs)
+    args = (dict(attrs or {}), OpContext(int(opset), bool(training), int(num_outputs)))
+    if op_type not in LOW_PRECISION_NATIVE and any(
+            getattr(x, "dtype", None) is not None and is_low(x.dtype) for x in inputs):
+        out = run_widened(fn, inputs, *args)
+    else:
+        out = fn(inputs, *args)
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
@@ -54,9 +68,11 @@ def supported_op_types():
     return ONNX_OPS.names()
 
 
+from .low_precision import is_low, run_widened  # noqa: E402
 from . import (attention, bitwise, construct, control_flow, detection,  # noqa: E402,F401
                elementwise, losses, nn, normalization, quantized, random_ops, recurrent,
-               sampling, scatter_ops, selection, spectral, tensor_ops)  # (register the ops)
+               sampling, scatter_ops, selection, sequences, spectral, strings,
+               tensor_ops)  # (register the ops)
 
 __all__ = ["ONNX_OPS", "OpContext", "onnx_op", "config_problem",
            "run_onnx_op", "supported_op_types"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
-from ...onnx_spec import ONNX_DTYPES
+from ...onnx_spec import ONNX_DTYPES, dtype_named
 from ..tape import OPS, apply
 from ..tensor import Tensor, as_array
 
@@ -13,7 +13,7 @@ from ..tensor import Tensor, as_array
 
 def np_dtype(onnx_type):
     try:
-        return np.dtype(ONNX_DTYPES[int(onnx_type)])
+        return dtype_named(ONNX_DTYPES[int(onnx_type)])
     except KeyError:
         raise UnsupportedError(f"ONNX tensor type {onnx_type} is not supported (supported: "
                                f"{sorted(ONNX_DTYPES.values())})") from None

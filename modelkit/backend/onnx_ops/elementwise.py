@@ -7,6 +7,7 @@ import numpy as np
 from . import extra_ops  # noqa: F401  (erf, take)
 from . import onnx_op
 from ._util import ONNX_DTYPES, const, is_float, like, np_dtype, op, values
+from .low_precision import cast_into, is_low, wide_dtype
 
 # -- binary arithmetic -------------------------------------------------------------------
 
@@ -87,7 +88,8 @@ _COMPARE = {"Equal": np.equal, "Greater": np.greater, "Less": np.less,
 
 
 def _compare(fn):
-    return lambda inputs, attrs, ctx: const(fn(values(inputs[0]), values(inputs[1])))
+    return lambda inputs, attrs, ctx: const(np.asarray(fn(values(inputs[0]),
+                                                          values(inputs[1])), bool))
 
 
 for _onnx, _fn in _COMPARE.items():
@@ -289,23 +291,23 @@ def clip(inputs, attrs, ctx):
 @onnx_op("Cast")
 def cast(inputs, attrs, ctx):
     (x,) = inputs
-    return _cast_to(x, np_dtype(attrs["to"]))
+    return _cast_to(x, np_dtype(attrs["to"]), attrs)
 
 
 @onnx_op("CastLike")
 def cast_like(inputs, attrs, ctx):
-    return _cast_to(inputs[0], inputs[1].dtype)
+    return _cast_to(inputs[0], inputs[1].dtype, attrs)
 
 
-def _cast_to(x, dtype):
+def _cast_to(x, dtype, attrs):
+    """Float to float stays differentiable; anything else (integers, bool, the
+    low-precision types with their saturation and rounding rules) is `cast_into`."""
     if x.dtype == dtype:
         return x
     if is_float(x) and np.issubdtype(dtype, np.floating):
         return op("cast", x, dtype=dtype)
-    v = values(x)
-    if np.issubdtype(dtype, np.integer) and np.issubdtype(v.dtype, np.floating):
-        v = np.trunc(v)
-    return const(v.astype(dtype))
+    return const(cast_into(values(x), dtype, saturate=int(attrs.get("saturate", 1)),
+                           round_mode=attrs.get("round_mode", "up")))
 
 
 
@@ -358,8 +360,12 @@ def dequantize_linear(inputs, attrs, ctx):
     scale = _per_axis(inputs[1], x, axis, block)
     zero = _per_axis(inputs[2], x, axis, block) if len(inputs) > 2 and inputs[2] is not None \
         else 0
-    v = (values(x).astype(np.float64) - np.asarray(zero, np.float64)) * scale
-    return const(v.astype(scale.dtype))
+    xv = values(x)
+    xv = xv.astype(wide_dtype(xv.dtype)) if is_low(xv.dtype) else xv
+    zero = np.asarray(zero)
+    zero = zero.astype(wide_dtype(zero.dtype)) if is_low(zero.dtype) else zero
+    v = (xv.astype(np.float64) - zero.astype(np.float64)) * scale.astype(np.float64)
+    return const(cast_into(v, scale.dtype))
 
 
 @onnx_op("QuantizeLinear")
@@ -374,11 +380,33 @@ def quantize_linear(inputs, attrs, ctx):
     else:
         dtype = np_dtype(attrs["output_dtype"]) if int(attrs.get("output_dtype", 0)) else \
             np.dtype(np.uint8)
-    zero = _per_axis(zp, x, axis, block).astype(np.float64) if zp is not None else 0.0
+    zero = _per_axis(zp, x, axis, block) if zp is not None else np.zeros((), dtype)
+    zero = zero.astype(wide_dtype(zero.dtype)) if is_low(zero.dtype) else zero
     xv = values(x)
-    # x / scale in x's float type, as ONNX and onnxruntime compute it; then round half to even
-    q = np.round(xv / np.asarray(scale, xv.dtype)).astype(np.float64) + zero
-    info = np.iinfo(dtype)
-    return const(np.clip(q, info.min, info.max).astype(dtype))
+    xv = xv.astype(wide_dtype(xv.dtype)) if is_low(xv.dtype) else xv
+    # x / scale in x's float type (or `precision`'s), as ONNX and onnxruntime compute it
+    calc = np_dtype(attrs["precision"]) if int(attrs.get("precision", 0)) else xv.dtype
+    if is_low(calc):
+        calc = wide_dtype(calc)
+    xs = xv.astype(calc) / np.asarray(scale).astype(calc)
+    if dtype.kind in "iub" or dtype.name in ("int4", "uint4", "int2", "uint2"):
+        # integers: round half to even, add the zero point, saturate
+        q = np.round(xs).astype(np.float64) + zero.astype(np.float64)
+        lo, hi = _int_range(dtype)
+        return const(np.clip(q, lo, hi).astype(dtype))
+    if dtype.name == "float4_e2m1fn":          # no inf/NaN: the cast saturates by itself
+        xs = xs + zero.astype(xs.dtype)
+    # float8: x / scale cast (the zero point is 0), saturating unless saturate=0
+    return const(cast_into(xs, dtype, saturate=int(attrs.get("saturate", 1))))
+
+
+def _int_range(dtype):
+    """(min, max) of an integer type, ml_dtypes' int4/int2 included."""
+    if is_low(dtype):
+        import ml_dtypes
+        info = ml_dtypes.iinfo(dtype)
+    else:
+        info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 

@@ -218,7 +218,7 @@ def _shape_of(ctx, v, a):
 
 def view_rule(node, ctx):
     """Outputs of `node` when it only re-lays-out a Lazy RNN value; None otherwise."""
-    v = ctx.values.get(node.input[0])
+    v = ctx.values.get(node.input[0]) if node.input else None
     if not isinstance(v, Lazy):
         return None
     kind, t = v.view[0], node.op_type
