@@ -53,7 +53,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
-from .streams import SIDE, Deferred
+from .streams import SIDE, Deferred, worth_side
 
 _ORT = None            # onnxruntime module, False when unavailable
 _SESSIONS = OrderedDict()
@@ -339,6 +339,7 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 
 def conv_vjp(g, s, needs):
     gn = _nchw(g, s.channels_first)
+    needs = worth_side(needs, 2.0 * gn.size * s.x.shape[1] * np.prod(s.w.shape[2:]))
     bias = s.has_bias and len(needs) > 2 and needs[2]
     relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
     if bias is SIDE and not relu:       # the bias sums are a pass of their own: on the side

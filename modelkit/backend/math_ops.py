@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import parallel
-from .streams import leaf_gradient
+from .streams import leaf_gradient, worth_side
 from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
 from .layout import empty_ordered_like
 
@@ -348,6 +348,7 @@ def _dense(x, kernel, bias=None):
 def _(g, s, needs):
     x2, kernel, xshape, has_bias = s
     g2 = g.reshape(-1, g.shape[-1])
+    needs = worth_side(needs, 2.0 * x2.size * g2.shape[1])
     gx = parallel.matmul(g2, kernel.T).reshape(xshape) if needs[0] else None
     gk = leaf_gradient(needs[1], lambda: parallel.matmul(x2.T, g2))
     gb = leaf_gradient(has_bias and needs[2], lambda: g2.sum(axis=0))

@@ -120,6 +120,20 @@ class _PartsFuture(Future):
         return self._value
 
 
+MIN_SIDE_FLOPS = 400e6
+
+
+def worth_side(needs, flops):
+    """`needs` with `SIDE` turned into True when the leaves' gradients would cost less than
+    MIN_SIDE_FLOPS: handing small GEMMs to the worker costs more than it overlaps, as the
+    worker then holds a core the chain's own GEMMs and blocked passes would have used
+    (measured, 2 cores: the MLP 784-500-500-10's dense kernel gradients, 100-160 MFLOP, on
+    the side made its step 10% slower; VGG convolutions' 460-920 MFLOP made it 5% faster)."""
+    if flops >= MIN_SIDE_FLOPS or not any(n is SIDE for n in needs):
+        return needs
+    return tuple(True if n is SIDE else n for n in needs)
+
+
 def leaf_gradient(need, fn):
     """For a VJP: None when not `need`, `Deferred(fn)` when `need is SIDE`, else fn()."""
     if not need:
