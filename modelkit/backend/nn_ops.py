@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import parallel
+from . import norm_fast, parallel
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     if not (negative_slope or threshold or max_value is not None):    # plain relu: blocks
         y = np.empty_like(x)                                          # on the worker threads
         parallel.elementwise(_relu_block, y, x)
-        return y, (y, None, None)
+        return y, (y, None, None, norm_fast.output_of(x))
     above = x > threshold
     if negative_slope:
         y = np.where(above, x, negative_slope * (x - threshold)).astype(x.dtype, copy=False)
@@ -39,12 +39,14 @@ def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         y = np.minimum(y, np.asarray(max_value, x.dtype))
     else:
         capped = None
-    return y, (above, negative_slope, capped)
+    return y, (above, negative_slope, capped, None)
 
 
 @_relu.defvjp
 def _(g, s, needs):
-    above, slope, capped = s
+    above, slope, capped, batch_norm = s
+    if batch_norm is not None:               # x is a fast batch norm's output: its first
+        return (norm_fast.relu_grad(g, above, batch_norm),)    # backward pass folded in
     if slope is None:                        # plain relu saved its output: x > 0 <=> y > 0
         gx = np.empty_like(above, dtype=g.dtype)
         parallel.elementwise(lambda o, gb, yb: np.multiply(gb, yb > 0, out=o), gx, g, above)

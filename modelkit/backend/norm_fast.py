@@ -28,12 +28,16 @@ backward pass (no copy). Per-block sums are float32 and combined in float64, in 
 (the same numbers for any thread count).
 """
 
+import os
+import weakref
+
 import numpy as np
 
 from . import conv_fast, parallel
 
 MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 ORT_MIN_POSITIONS = 64     # onnxruntime's forward from this many positions per channel
+CENTRE_RATIO = 4.0         # the backward sums centre x when some |mean| > this * std
 
 
 def usable(x, gamma, beta, axes, weights):
@@ -118,8 +122,21 @@ def _map_rows(fn, x2):
     return parallel.map_blocks(fn, x2.shape[0], x2[0].nbytes)
 
 
+class Saved:
+    """What the backward pass needs: x as rows and its layout, the batch mean, 1 / std,
+    the per-channel scale (gamma / std), whether the sums must centre x, gamma's and
+    beta's shapes (None when not given)."""
+
+    __slots__ = ("x2", "lay", "mean", "inv", "scale", "centred", "gshape", "bshape",
+                 "__weakref__")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
 def moments(x, gamma, beta, axes, epsilon):
-    """-> ((y, mean, var), saved) shaped like norm_ops' exact op."""
+    """-> ((y, mean, var), Saved) shaped like norm_ops' exact op."""
     c_axis = next(i for i in range(x.ndim) if i not in axes)
     lay = _Layout(x, c_axis)
     x2 = lay.rows(x)
@@ -130,10 +147,14 @@ def moments(x, gamma, beta, axes, epsilon):
     inv = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(epsilon))).astype(np.float32)
     scale = inv * gamma.reshape(lay.c) if gamma is not None else inv
     kept = tuple(1 if i in axes else x.shape[i] for i in range(x.ndim))
-    saved = ("fast", x2, lay, mean, inv, scale,
-             None if gamma is None else np.shape(gamma),
-             None if beta is None else np.shape(beta))
-    return (lay.back(y2), mean.reshape(kept), var.reshape(kept)), saved
+    centred = bool(np.any(np.abs(mean) > CENTRE_RATIO * np.sqrt(var))) or \
+        os.environ.get("MODELKIT_BN6", "1") == "0"
+    saved = Saved(x2=x2, lay=lay, mean=mean, inv=inv, scale=scale, centred=centred,
+                  gshape=None if gamma is None else np.shape(gamma),
+                  bshape=None if beta is None else np.shape(beta))
+    y = lay.back(y2)
+    conv_fast._remember(_OUTPUTS, y, weakref.ref(saved))
+    return (y, mean.reshape(kept), var.reshape(kept)), saved
 
 
 def _ort_forward(x2, lay, gamma, beta, epsilon):
@@ -197,30 +218,26 @@ def _numpy_forward(x2, lay, gamma, beta, epsilon):
 
 def moments_vjp(grads, saved, needs):
     gy, gmean, gvar = grads
-    _, x2, lay, mean, inv, scale, gshape, bshape = saved
+    s = saved
+    lay, x2 = s.lay, s.x2
     c, n = lay.c, np.float32(lay.a * lay.b)
     g2 = lay.rows(gy)                                  # x's memory order
-    mrow = lay.row(mean)
-
-    def sums(lo, hi):
-        gb = g2[lo:hi]
-        d = np.subtract(x2[lo:hi], mrow)
-        return np.concatenate([lay.channel_sums(gb), lay.channel_dots(gb, d)])
-
-    both = np.sum([p.astype(np.float64) for p in _map_rows(sums, x2)], axis=0)
-    gbeta = both[:c].astype(np.float32)
-    ggamma = (both[c:] * inv).astype(np.float32)       # sum(g * xhat)
+    sums = _folded_sums(gy, s)
+    if sums is None:
+        sums, _ = _grad_sums(s, g2)
+    gbeta = sums[0].astype(np.float32)
+    ggamma = (sums[1] * s.inv).astype(np.float32)      # sum(g * xhat)
     gx = ggamma_ = gbeta_ = None
     if needs[0]:
-        coef = inv * scale * ggamma / n                # per channel, times (x - mean)
-        const = scale * gbeta / n
+        coef = s.inv * s.scale * ggamma / n            # per channel, times (x - mean)
+        const = s.scale * gbeta / n
         gm = np.asarray(gmean)
         gv = np.asarray(gvar)
         if gm.any() or gv.any():                       # the statistics were used downstream
             coef = coef - 2.0 * gv.reshape(c).astype(np.float32) / n
             const = const - gm.reshape(c).astype(np.float32) / n
-        srow, crow = lay.row(scale), lay.row(-coef)
-        krow = lay.row(mean * coef - const)
+        srow, crow = lay.row(s.scale), lay.row(-coef)
+        krow = lay.row(s.mean * coef - const)
         gx2 = np.empty(x2.shape, np.float32)
 
         def input_grad(lo, hi):
@@ -229,10 +246,76 @@ def moments_vjp(grads, saved, needs):
             t += krow
             out += t
 
-        _map_rows(input_grad, x2)
+        # the last blocks of the sums' pass first: they are still in cache
+        bounds = parallel.blocks(x2.shape[0], x2[0].nbytes)
+        if os.environ.get("MODELKIT_BN6", "1") != "0":
+            bounds = bounds[::-1]
+        parallel.map_items(lambda j: input_grad(*bounds[j]), len(bounds))
         gx = lay.back(gx2)
-    if len(needs) > 1 and needs[1] and gshape is not None:
-        ggamma_ = ggamma.reshape(gshape)
-    if len(needs) > 2 and needs[2] and bshape is not None:
-        gbeta_ = gbeta.reshape(bshape)
+    if len(needs) > 1 and needs[1] and s.gshape is not None:
+        ggamma_ = ggamma.reshape(s.gshape)
+    if len(needs) > 2 and needs[2] and s.bshape is not None:
+        gbeta_ = gbeta.reshape(s.bshape)
     return gx, ggamma_, gbeta_, None
+
+
+def _grad_sums(s, g2, relu_y2=None):
+    """((sum g, sum g * (x - mean)) per channel in float64, masked rows or None): one pass
+    over blocks of rows on the threads. With `relu_y2` (a relu's output over this op's
+    output, as rows) g is masked by relu_y2 > 0 first, into new rows returned as well.
+    x is centred in the pass only when some channel's mean is large next to its spread
+    (`s.centred`); otherwise sum(g * x) - mean * sum(g) in float64 is as exact (the float32
+    products' rounding grows with |x| / |x - mean| <= sqrt(1 + CENTRE_RATIO^2))."""
+    lay, x2 = s.lay, s.x2
+    mrow = lay.row(s.mean) if s.centred else None
+    masked = None if relu_y2 is None else np.empty(x2.shape, np.float32)
+
+    def block(lo, hi):
+        gb = g2[lo:hi]
+        if masked is not None:
+            gb = np.multiply(gb, relu_y2[lo:hi] > 0, out=masked[lo:hi])
+        xb = x2[lo:hi] if mrow is None else np.subtract(x2[lo:hi], mrow)
+        return np.concatenate([lay.channel_sums(gb), lay.channel_dots(gb, xb)])
+
+    both = np.sum([p.astype(np.float64) for p in _map_rows(block, x2)], axis=0)
+    gsum, gdot = both[:lay.c], both[lay.c:]
+    if mrow is None:
+        gdot = gdot - s.mean.astype(np.float64) * gsum
+    return (gsum, gdot), masked
+
+
+# ---------------------------------------------------------------------------------------
+# a relu right after the op: its mask and this op's first backward pass in one pass
+
+# The relu's forward asks `output_of(x)` whether its input is such an op's output (matched
+# by memory while alive, as conv_fast's fused-relu outputs) and keeps the answer; its VJP
+# then calls `relu_grad`, which masks the gradient and adds up this op's per-channel sums
+# in the same pass over blocks, and marks the masked gradient with them. The op's VJP uses
+# the sums when it receives exactly that array (a sum with another gradient, a copy or a
+# reshaped view is a different array: it makes its own pass).
+_OUTPUTS = {}              # outputs of `moments` -> weakref to their Saved
+_SUMS = {}                 # masked gradients -> (weakref to the Saved, sums)
+
+
+def output_of(a):
+    """The Saved of the `moments` call whose output is exactly the array `a`, else None."""
+    if os.environ.get("MODELKIT_BN6", "1") == "0":
+        return None
+    ref = conv_fast._recall(_OUTPUTS, a)
+    return ref() if ref is not None else None
+
+
+def relu_grad(g, y, s):
+    """g * (y > 0) for a relu whose input is the output of `moments` (Saved `s`) and
+    output `y`, with that op's backward sums over the masked gradient taken in the same
+    pass (see above)."""
+    lay = s.lay
+    sums, masked = _grad_sums(s, lay.rows(g), lay.rows(y))
+    gx = lay.back(masked)
+    conv_fast._remember(_SUMS, gx, (weakref.ref(s), sums))
+    return gx
+
+
+def _folded_sums(g, s):
+    entry = conv_fast._recall(_SUMS, g)
+    return entry[1] if entry is not None and entry[0]() is s else None

@@ -51,7 +51,7 @@ def _batch_norm_moments(x, gamma=None, beta=None, weights=None, axes=(0,), epsil
 
 @_batch_norm_moments.defvjp
 def _(grads, saved, needs):
-    if isinstance(saved[0], str):                                # norm_fast saved it
+    if isinstance(saved, norm_fast.Saved):
         return norm_fast.moments_vjp(grads, saved, needs)
     gy, gmean, gvar = grads
     xhat, inv, xc, gamma, gshape, bshape, w, count, axes = saved

@@ -137,3 +137,67 @@ def test_statistics_stay_exact_far_from_zero(monkeypatch, forward_path):
     np.testing.assert_allclose(outs32[0], outs64[0], rtol=0, atol=2e-4)  # y ~ N(0, 1)
     np.testing.assert_allclose(grads32[0], grads64[0], rtol=0,
                                atol=2e-5 * np.abs(grads64[0]).max())
+
+
+def _relu_after_bn(x, gamma, beta, axes, gy, g_other=None):
+    """Gradients of sum(relu(bn(x)) * gy) (+ sum(bn(x) * g_other): a second consumer)."""
+    from modelkit import backend as K
+    from modelkit.backend.nn_ops import _relu
+    xs = [Variable(x), Variable(gamma), Variable(beta)]
+    with GradientTape() as tape:
+        y, _, _ = apply(_batch_norm_moments, *xs, None, axes=axes, epsilon=1e-3)
+        loss = K.sum(apply(_relu, y) * K.constant(gy))
+        if g_other is not None:
+            loss = loss + K.sum(y * K.constant(g_other))
+    return [np.asarray(g) for g in tape.gradient(loss, xs)]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if len(c[0]) > 2],
+                         ids=[str(i) for i, c in enumerate(CASES) if len(c[0]) > 2])
+@pytest.mark.parametrize("second_consumer", [False, True])
+def test_relu_after_batch_norm_folds_the_sums_and_matches_exact(monkeypatch, case,
+                                                               second_consumer):
+    """A relu right after the fast op masks the gradient and takes the op's backward sums in
+    one pass (norm_fast.relu_grad); the op then skips its own sums pass. With a second
+    consumer of the op's output the tape adds the gradients: the op makes its own pass."""
+    shape, c_axis, memory = case
+    rng = np.random.default_rng(11 + sum(shape))
+    x = _input(shape, c_axis, memory, rng)
+    axes = tuple(i for i in range(len(shape)) if i != c_axis)
+    kept = tuple(1 if i in axes else shape[i] for i in range(len(shape)))
+    gamma, beta = rng.standard_normal(kept), rng.standard_normal(kept)
+    gy = rng.standard_normal(shape)
+    other = rng.standard_normal(shape) if second_consumer else None
+    x32 = np.empty_like(x, dtype=np.float32)
+    x32[...] = x
+    calls = {"relu_grad": 0, "sums": 0}
+    for name, key in (("relu_grad", "relu_grad"), ("_grad_sums", "sums")):
+        def counted(*a, _f=getattr(norm_fast, name), _k=key):
+            calls[_k] += 1
+            return _f(*a)
+        monkeypatch.setattr(norm_fast, name, counted)
+    got = _relu_after_bn(x32, gamma.astype(np.float32), beta.astype(np.float32), axes,
+                         gy.astype(np.float32),
+                         None if other is None else other.astype(np.float32))
+    assert calls == {"relu_grad": 1, "sums": 2 if second_consumer else 1}
+    want = _relu_after_bn(x, gamma, beta, axes, gy, other)
+    for a, e in zip(got, want):
+        assert a.shape == e.shape and a.dtype == np.float32
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+
+
+def test_folded_relu_gradient_is_the_plain_mask():
+    """relu_grad's gradient is bit-identical to the relu's own g * (y > 0), its sums to the
+    op's own pass."""
+    rng = np.random.default_rng(5)
+    x = _input((4, 6, 5, 3), 3, "cf", rng).astype(np.float32)
+    (y, _, _), saved = norm_fast.moments(x, None, None, (0, 1, 2), 1e-3)
+    ry = np.empty_like(y)
+    np.maximum(y, 0, out=ry)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    folded = norm_fast.relu_grad(g, ry, saved)
+    assert np.array_equal(folded, g * (ry > 0))
+    sums = norm_fast._folded_sums(folded, saved)
+    own, _ = norm_fast._grad_sums(saved, saved.lay.rows(folded))
+    assert all(np.array_equal(a, b) for a, b in zip(sums, own))
+    assert norm_fast._folded_sums(folded + 0, saved) is None        # another array
