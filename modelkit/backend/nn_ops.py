@@ -46,7 +46,9 @@ def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 def _(g, s, needs):
     above, slope, capped, batch_norm = s
     if batch_norm is not None:               # x is a fast batch norm's output: its first
-        return (norm_fast.relu_grad(g, above, batch_norm),)    # backward pass folded in
+        gx = norm_fast.relu_grad(g, above, batch_norm)        # backward pass folded in
+        if gx is not None:
+            return (gx,)
     if slope is None:                        # plain relu saved its output: x > 0 <=> y > 0
         gx = np.empty_like(above, dtype=g.dtype)
         parallel.elementwise(lambda o, gb, yb: np.multiply(gb, yb > 0, out=o), gx, g, above)

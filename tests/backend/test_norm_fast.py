@@ -87,7 +87,7 @@ def test_other_cases_keep_the_exact_path():
 
 
 @pytest.mark.parametrize("memory", ["c", "cf"])
-def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory):
+def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory, forward):
     """Many small blocks on 2 threads give the same numbers as one thread (the partial sums
     are combined in block order), and match the float64 exact op."""
     from modelkit.backend import parallel
@@ -104,7 +104,7 @@ def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory):
     results = []
     for threads, block in (("1", 1 << 20), ("1", 64), ("2", 64), ("3", 64)):
         monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
-        monkeypatch.setattr(parallel, "BLOCK_BYTES", block)
+        monkeypatch.setattr(norm_fast, "BLOCK_BYTES", block)
         results.append(_run(*args32))
     assert len(parallel.blocks(x32.size // 4, 16, 64)) > 10
     outs64, grads64 = _run(x, gamma, beta, (0, 1, 2), gy, gm, gv)
@@ -201,3 +201,39 @@ def test_folded_relu_gradient_is_the_plain_mask():
     own, _ = norm_fast._grad_sums(saved, saved.lay.rows(folded))
     assert all(np.array_equal(a, b) for a, b in zip(sums, own))
     assert norm_fast._folded_sums(folded + 0, saved) is None        # another array
+
+
+@pytest.mark.parametrize("memory", ["c", "cf"])
+def test_relu_after_residual_add_folds_the_sums_and_matches_exact(monkeypatch, memory):
+    """relu(shortcut + bn(x)): the add hands the relu's gradient to the op unchanged, so the
+    relu's pass takes the op's sums too; the shortcut's gradient is the same array."""
+    from modelkit import backend as K
+    from modelkit.backend.math_ops import _add
+    from modelkit.backend.nn_ops import _relu
+    rng = np.random.default_rng(21)
+    shape, c_axis = (6, 5, 4, 3), 3
+    x = _input(shape, c_axis, memory, rng)
+    short = _input(shape, c_axis, memory, rng)
+    kept = (1, 1, 1, 3)
+    gamma, beta = rng.standard_normal(kept), rng.standard_normal(kept)
+    gy = rng.standard_normal(shape)
+
+    def run(dtype):
+        cast = [np.asarray(v, dtype) if v.dtype == np.float64 and dtype == np.float32 else v
+                for v in (x, short, gamma, beta, gy)]
+        xs = [Variable(v) for v in cast[:4]]
+        with GradientTape() as tape:
+            y, _, _ = apply(_batch_norm_moments, xs[0], xs[2], xs[3], None, axes=(0, 1, 2),
+                            epsilon=1e-3)
+            loss = K.sum(apply(_relu, apply(_add, xs[1], y)) * K.constant(cast[4]))
+        return [np.asarray(g) for g in tape.gradient(loss, xs)]
+
+    sums = []
+    real = norm_fast._grad_sums
+    monkeypatch.setattr(norm_fast, "_grad_sums", lambda *a: sums.append(1) or real(*a))
+    got = run(np.float32)
+    assert len(sums) == 1
+    want = run(np.float64)
+    for a, e in zip(got, want):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
