@@ -160,8 +160,7 @@ def moments(x, gamma, beta, axes, epsilon):
     inv = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(epsilon))).astype(np.float32)
     scale = inv * gamma.reshape(lay.c) if gamma is not None else inv
     kept = tuple(1 if i in axes else x.shape[i] for i in range(x.ndim))
-    centred = bool(np.any(np.abs(mean) > CENTRE_RATIO * np.sqrt(var))) or \
-        os.environ.get("MODELKIT_BN6", "1") == "0"
+    centred = bool(np.any(np.abs(mean) > CENTRE_RATIO * np.sqrt(var))) or not _folding()
     saved = Saved(x2=x2, lay=lay, mean=mean, inv=inv, scale=scale, centred=centred,
                   gshape=None if gamma is None else np.shape(gamma),
                   bshape=None if beta is None else np.shape(beta))
@@ -261,7 +260,7 @@ def moments_vjp(grads, saved, needs):
 
         # the last blocks of the sums' pass first: they are still in cache
         bounds = parallel.blocks(x2.shape[0], x2[0].nbytes, _block_bytes(x2))
-        if os.environ.get("MODELKIT_BN6", "1") != "0":
+        if _folding():
             bounds = bounds[::-1]
         parallel.map_items(lambda j: input_grad(*bounds[j]), len(bounds))
         gx = lay.back(gx2)
@@ -310,10 +309,16 @@ _OUTPUTS = {}              # outputs of `moments` -> weakref to their Saved
 _SUMS = {}                 # masked gradients -> (weakref to the Saved, sums)
 
 
+def _folding():
+    """MODELKIT_BN_FOLD=0: the backward pass as before the fold (its own centred sums pass
+    after the relu's mask pass, blocks in order), to compare the two."""
+    return os.environ.get("MODELKIT_BN_FOLD", "1") != "0"
+
+
 def output_of(a):
     """The Saved of the `moments` call whose output is exactly the array `a` (or whose
     output and another array `a` is the sum of, see `note_sum`), else None."""
-    if os.environ.get("MODELKIT_BN6", "1") == "0":
+    if not _folding():
         return None
     ref = conv_fast._recall(_OUTPUTS, a)
     return ref() if ref is not None else None

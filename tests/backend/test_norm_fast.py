@@ -237,3 +237,19 @@ def test_relu_after_residual_add_folds_the_sums_and_matches_exact(monkeypatch, m
     for a, e in zip(got, want):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+
+
+def test_fold_off_switch(monkeypatch):
+    """MODELKIT_BN_FOLD=0: the relu masks on its own and the op makes its own centred pass;
+    the gradients agree with the folded ones."""
+    rng = np.random.default_rng(8)
+    shape = (4, 6, 5, 3)
+    x = _input(shape, 3, "cf", rng).astype(np.float32)
+    gamma, beta = (rng.standard_normal((1, 1, 1, 3)).astype(np.float32) for _ in range(2))
+    gy = rng.standard_normal(shape).astype(np.float32)
+    folded = _relu_after_bn(x, gamma, beta, (0, 1, 2), gy)
+    monkeypatch.setenv("MODELKIT_BN_FOLD", "0")
+    monkeypatch.setattr(norm_fast, "relu_grad", None)           # never called
+    plain = _relu_after_bn(x, gamma, beta, (0, 1, 2), gy)
+    for a, b in zip(folded, plain):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(np.abs(b).max(), 1.0))
