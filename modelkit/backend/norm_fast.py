@@ -318,7 +318,7 @@ def _folding():
 def output_of(a):
     """The Saved of the `moments` call whose output is exactly the array `a` (or whose
     output and another array `a` is the sum of, see `note_sum`), else None."""
-    if not _folding():
+    if not _OUTPUTS or not _folding():
         return None
     ref = conv_fast._recall(_OUTPUTS, a)
     return ref() if ref is not None else None
@@ -328,7 +328,7 @@ def note_sum(out, a, b):
     """Record that `out` = a + b (same shapes): a relu over it folds its mask into the sums
     of the op whose output `b` (or else `a`) is; the add's VJP hands the relu's gradient to
     both unchanged (the residual blocks' BN + shortcut + relu)."""
-    if out.dtype != np.float32:
+    if not _OUTPUTS or out.dtype != np.float32:
         return
     s = output_of(b) or output_of(a)
     if s is not None:
