@@ -74,7 +74,7 @@ def pool_max_vjp(g, s):
     gn = np.ascontiguousarray(gn, dtype=np.float32)
     out = y.shape[2:]
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xn.shape[2:]))
-    if tiled and len(_earlier(pool, xn.shape[2:])) <= MAX_SHIFTS and \
+    if tiled and _shifts(pool) <= MAX_SHIFTS and \
             os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
         dx = np.empty(xn.shape, np.float32)
 
@@ -95,7 +95,8 @@ def pool_max_vjp(g, s):
     return dx if channels_first else np.moveaxis(dx, 1, -1)
 
 
-MAX_SHIFTS = 16      # ties in the tiled way: 4 boolean passes for 2x2 windows, 12 for 3x3
+MAX_SHIFTS = 16      # of the tiled way's tie pass (two boolean passes each): 4 for 2x2
+                     # windows, 12 for 3x3, 13 for 2x2x2; larger windows go per offset
 TILED_BLOCK_BYTES = 1 << 20      # of input per block (VGG pools, 1 thread: 5-20% faster
                                  # than parallel.BLOCK_BYTES; its 6 temporaries stay in L2)
 
@@ -143,6 +144,12 @@ def _repeat(a, pool):
         if pool[axis - 2] > 1:
             a = np.repeat(a, pool[axis - 2], axis=axis)
     return a
+
+
+def _shifts(pool):
+    """How many shifts `_earlier` has for windows `pool`: the differences of two offsets
+    of a window, one per sign."""
+    return (int(np.prod([2 * p - 1 for p in pool])) - 1) // 2
 
 
 @functools.lru_cache(maxsize=16)

@@ -147,6 +147,23 @@ def test_tiled_way_matches_the_offsets_way(monkeypatch, case, kind, relu):
         np.testing.assert_array_equal(np.moveaxis(grads["1"], 1, -1), dx_ref)
 
 
+@pytest.mark.parametrize("pool", [(2,), (3,), (2, 2), (3, 3), (2, 3), (2, 2, 2), (1, 2),
+                                  (3, 1, 2)], ids=str)
+def test_earlier_cells_of_a_window(pool):
+    """`_earlier` names, for every cell, exactly the cells before it in its window (row-major),
+    and `_shifts` counts its entries."""
+    spatial = tuple(2 * p for p in pool)
+    shifts = pool_fast._earlier(pool, spatial)
+    assert len(shifts) == pool_fast._shifts(pool)
+    strides = np.cumprod((1,) + spatial[:0:-1])[::-1]
+    for i, cell in enumerate(np.ndindex(*spatial)):
+        window = tuple(c // p for c, p in zip(cell, pool))
+        offset = tuple(c % p for c, p in zip(cell, pool))
+        want = {int(np.dot([w * p + o for w, p, o in zip(window, pool, e)], strides))
+                for e in np.ndindex(*pool) if e < offset}
+        assert {i - shift for shift, cells in shifts if cells[i]} == want
+
+
 def test_other_inputs_keep_the_numpy_path():
     none = [(0, 0), (0, 0)]
     x = np.zeros((2, 6, 6, 3), np.float32)                         # channels-last memory
