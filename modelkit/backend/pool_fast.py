@@ -6,13 +6,25 @@ the input already channels-first in memory (a channels_first array, or the chann
 view of channels-first memory that `conv_fast` returns), so MLAS reads it without a copy.
 Everything else keeps the numpy path, which records the arg-max offsets in the forward pass.
 
-MLAS computes the maxima only. The backward pass finds, per window offset in row-major
-order, the cells equal to their window's maximum and gives each window's gradient to the
-first of them (TensorFlow's choice among ties, the numpy path's too): a window whose
-gradient was taken is masked out of the later offsets. That is four passes over the
-pooled size per offset, done in blocks of images on `parallel`'s threads; the forward
-pass's arg-max bookkeeping (the numpy path's costliest part) goes away.
+MLAS computes the maxima only. The backward pass gives each window's gradient to the first
+cell (in row-major window order) equal to the window's maximum: TensorFlow's choice among
+ties, the numpy path's too. Two ways, both over blocks of images on `parallel`'s threads:
+
+- windows that tile the input (strides == pool, sizes divisible: Keras's default 2x2) go
+  through full-size arrays, contiguous all the way (numpy's loops over strided window views
+  run 5-10x slower than its contiguous ones): each cell equal to its window's maximum (the
+  maxima repeated over their windows, `_repeat`) takes the window's gradient (repeated the
+  same way); a count says whether a window with a nonzero gradient had several such cells,
+  and only then are the cells preceded in their window by another taken out again
+  (`_earlier`: each earlier offset is a fixed flat shift within an image, so that is a few
+  boolean passes over shifted views);
+- other windows (overlapping, or cells in no window): per window offset in row-major
+  order, the cells equal to their window's maximum get the gradient not yet given, which
+  is then masked out for the later offsets (four passes over strided views per offset).
 """
+
+import functools
+import os
 
 import numpy as np
 
@@ -62,28 +74,119 @@ def pool_max_vjp(g, s):
     gn = np.ascontiguousarray(gn, dtype=np.float32)
     out = y.shape[2:]
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xn.shape[2:]))
-    dx = (np.empty if tiled else np.zeros)(xn.shape, np.float32)
-    slices = [(slice(None), slice(None)) + tuple(slice(o_, o_ + st * (o - 1) + 1, st)
-                                                 for o_, st, o in zip(offset, strides, out))
-              for offset in np.ndindex(*pool)]
+    if tiled and _shifts(pool) <= MAX_SHIFTS and \
+            os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
+        dx = np.empty(xn.shape, np.float32)
 
-    def images(lo, hi):
-        yb, d = y[lo:hi], dx[lo:hi]
-        if s.relu is None:
-            rest = gn[lo:hi].copy()                   # gradient not yet given to a cell
-        else:                                         # the relu's mask, on the pooled side
-            rest = np.multiply(gn[lo:hi], yb > 0)
-        hit = np.empty(rest.shape, bool)
-        for k, sl in enumerate(slices):
-            np.equal(xn[lo:hi][sl], yb, out=hit)
-            if tiled:
-                np.multiply(rest, hit, out=d[sl])
-            else:
-                d[sl] += rest * hit
-            if k + 1 < len(slices):                   # (a multiply: putmask is 4x slower)
-                np.multiply(rest, np.logical_not(hit, out=hit), out=rest)
+        def images(lo, hi):
+            _tiled_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], s.relu is not None, pool, dx[lo:hi])
+        block = TILED_BLOCK_BYTES
+    else:
+        dx = (np.empty if tiled else np.zeros)(xn.shape, np.float32)
 
-    parallel.map_blocks(images, xn.shape[0], xn[0].nbytes)
+        def images(lo, hi):
+            _offsets_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], s.relu is not None, pool, strides,
+                          tiled, dx[lo:hi])
+        block = None
+
+    parallel.map_blocks(images, xn.shape[0], xn[0].nbytes, block)
     if s.relu is not None:
         conv_fast.mark_relu_masked(dx, s.relu)
     return dx if channels_first else np.moveaxis(dx, 1, -1)
+
+
+MAX_SHIFTS = 16      # of the tiled way's tie pass (two boolean passes each): 4 for 2x2
+                     # windows, 12 for 3x3, 13 for 2x2x2; larger windows go per offset
+TILED_BLOCK_BYTES = 1 << 20      # of input per block (VGG pools, 1 thread: 5-20% faster
+                                 # than parallel.BLOCK_BYTES; its 6 temporaries stay in L2)
+
+
+def _tiled_grad(x, y, g, relu, pool, dx):
+    """dx = the gradient g of the maxima y of the tiled windows of x (all NCHW, a block of
+    images), given to each window's first maximum; `relu`: masked where y <= 0 too.
+
+    Every cell equal to its window's maximum takes the gradient first; when a window had
+    several such cells (counted: those of windows with a zero gradient do not matter after
+    a relu), the cells preceded in their window by another are taken out again."""
+    if relu:                                          # the relu's mask, on the pooled side
+        g = np.multiply(g, y > 0)
+    hit = np.equal(x, _repeat(y, pool))               # the cells equal to their maximum
+    gu = _repeat(g, pool)
+    np.multiply(gu, hit, out=dx)
+    if relu:       # (y > 0 is a maximum of its cells, so every such window has a hit)
+        one_each = (np.count_nonzero(np.not_equal(dx, 0))
+                    == np.count_nonzero(np.not_equal(g, 0)))
+    else:          # (a NaN maximum equals no cell)
+        one_each = np.count_nonzero(hit) == y.size
+    if one_each:
+        return
+    flat = hit.ravel()                                # ties: keep the first of each window
+    before = np.zeros_like(flat)
+    step = np.empty_like(flat)
+    for shift, cells in _earlier(pool, x.shape[2:], flat.size):
+        np.logical_and(flat[:-shift], cells[shift:], out=step[shift:])
+        np.logical_or(before[shift:], step[shift:], out=before[shift:])
+    np.greater(flat, before, out=flat)
+    np.multiply(gu, hit, out=dx)
+
+
+_PAIR = np.uint64(0x100000001)
+
+
+def _repeat(a, pool):
+    """The contiguous float32 NC... array `a` with each value repeated over its window."""
+    if pool[-1] == 2:           # each float twice in a row: its bits times 2**32 + 1
+        a = np.multiply(a.view(np.uint32), _PAIR).view(np.float32).reshape(
+            a.shape[:-1] + (2 * a.shape[-1],))
+    elif pool[-1] > 1:
+        a = np.repeat(a, pool[-1], axis=-1)
+    for axis in range(a.ndim - 2, 1, -1):             # whole rows (planes) at a time
+        if pool[axis - 2] > 1:
+            a = np.repeat(a, pool[axis - 2], axis=axis)
+    return a
+
+
+def _shifts(pool):
+    """How many shifts `_earlier` has for windows `pool`: the differences of two offsets
+    of a window, one per sign."""
+    return (int(np.prod([2 * p - 1 for p in pool])) - 1) // 2
+
+
+@functools.lru_cache(maxsize=16)
+def _earlier(pool, spatial, size=None):
+    """[(shift, cells)] for windows `pool` tiling images of `spatial` size, flattened (and
+    repeated up to `size` cells): the cell at i (one where the bool array `cells` is True)
+    has an earlier cell of its window at i - shift. Each shift (> 0) once."""
+    spatial = tuple(int(L) for L in spatial)
+    flat = np.cumprod((1,) + spatial[:0:-1])[::-1]               # per-axis flat strides
+    offset = np.indices(spatial) % np.reshape(pool, (-1,) + (1,) * len(spatial))
+    order = list(np.ndindex(*pool))
+    shifts = {}
+    for k, o in enumerate(order):
+        at = np.logical_and.reduce([offset[d] == o[d] for d in range(len(pool))]).ravel()
+        for e in order[:k]:
+            shift = int(np.dot(np.subtract(o, e), flat))
+            shifts[shift] = shifts.get(shift, False) | at
+    reps = 1 if size is None else size // at.size
+    return tuple((shift, np.tile(cells, reps)) for shift, cells in sorted(shifts.items()))
+
+
+def _offsets_grad(x, y, g, relu, pool, strides, tiled, dx):
+    """`_tiled_grad` for any windows: one step per window offset (dx zeros unless tiled)."""
+    out = y.shape[2:]
+    if relu:
+        rest = np.multiply(g, y > 0)                  # gradient not yet given to a cell
+    else:
+        rest = g.copy()
+    hit = np.empty(rest.shape, bool)
+    slices = [(slice(None), slice(None)) + tuple(slice(o_, o_ + st * (o - 1) + 1, st)
+                                                 for o_, st, o in zip(offset, strides, out))
+              for offset in np.ndindex(*pool)]
+    for k, sl in enumerate(slices):
+        np.equal(x[sl], y, out=hit)
+        if tiled:
+            np.multiply(rest, hit, out=dx[sl])
+        else:
+            dx[sl] += rest * hit
+        if k + 1 < len(slices):                       # (a multiply: putmask is 4x slower)
+            np.multiply(rest, np.logical_not(hit, out=hit), out=rest)

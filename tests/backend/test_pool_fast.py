@@ -92,6 +92,78 @@ def test_fast_and_numpy_paths_agree(monkeypatch, case):
         np.testing.assert_array_equal(a, b)
 
 
+TILED = [
+    # (channels-last shape, pool): windows that tile the input (pool_fast._tiled_grad)
+    ((3, 8, 5), (2,)),
+    ((2, 9, 4), (3,)),
+    ((3, 8, 6, 5), (2, 2)),
+    ((2, 4, 14, 3), (2, 2)),
+    ((2, 9, 6, 3), (3, 3)),
+    ((2, 6, 9, 3), (2, 3)),
+    ((2, 6, 4, 6, 2), (2, 2, 2)),
+    ((1, 4, 6, 4, 3), (2, 3, 2)),              # 22 shifts > MAX_SHIFTS: per offset both ways
+]
+
+
+def _data(shape, kind, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kind == "ties":                  # relu zeros and repeated positive values
+        x = np.maximum(np.round(x * 2) / 2, 0).astype(np.float32)
+    elif kind == "signed-ties":         # repeated values of both signs, -0.0 next to 0.0
+        x = (np.round(x * 2) / 2).astype(np.float32)
+        x[..., ::3] *= -1
+    elif kind == "nan":
+        x.ravel()[::7] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("case", TILED, ids=str)
+@pytest.mark.parametrize("kind", ["distinct", "ties", "signed-ties", "nan"])
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu-masked"])
+def test_tiled_way_matches_the_offsets_way(monkeypatch, case, kind, relu):
+    """Tiled windows: the full-size way (`_tiled_grad`) gives the same bits as the per-offset
+    way, and the first maximum of each window the gradient (relu-masked: where y > 0)."""
+    shape, pool = case
+    rng = np.random.default_rng(len(shape) * 10 + sum(pool))
+    x = _data(shape, kind, rng)
+    xn = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    out = tuple(L // p for L, p in zip(shape[1:-1], pool))
+    y, s = pool_fast.pool_max(xn, pool, pool, out, True)
+    if relu:
+        s.relu = xn                     # as after a fused-relu conv: only the flag matters
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    g.ravel()[::5] = 0.0
+    grads = {}
+    for way in ("0", "1"):
+        monkeypatch.setenv("MODELKIT_POOL_TILED", way)
+        grads[way] = pool_fast.pool_max_vjp(g, s)
+    assert grads["1"].dtype == np.float32 and grads["1"].shape == xn.shape
+    np.testing.assert_array_equal(grads["1"].view(np.uint32), grads["0"].view(np.uint32))
+    if kind != "nan":
+        gl = np.moveaxis(g, 1, -1)
+        y_ref, dx_ref = _reference(x, pool, pool, gl * (np.moveaxis(y, 1, -1) > 0) if relu
+                                   else gl)
+        np.testing.assert_array_equal(np.moveaxis(y, 1, -1), y_ref)
+        np.testing.assert_array_equal(np.moveaxis(grads["1"], 1, -1), dx_ref)
+
+
+@pytest.mark.parametrize("pool", [(2,), (3,), (2, 2), (3, 3), (2, 3), (2, 2, 2), (1, 2),
+                                  (3, 1, 2)], ids=str)
+def test_earlier_cells_of_a_window(pool):
+    """`_earlier` names, for every cell, exactly the cells before it in its window (row-major),
+    and `_shifts` counts its entries."""
+    spatial = tuple(2 * p for p in pool)
+    shifts = pool_fast._earlier(pool, spatial)
+    assert len(shifts) == pool_fast._shifts(pool)
+    strides = np.cumprod((1,) + spatial[:0:-1])[::-1]
+    for i, cell in enumerate(np.ndindex(*spatial)):
+        window = tuple(c // p for c, p in zip(cell, pool))
+        offset = tuple(c % p for c, p in zip(cell, pool))
+        want = {int(np.dot([w * p + o for w, p, o in zip(window, pool, e)], strides))
+                for e in np.ndindex(*pool) if e < offset}
+        assert {i - shift for shift, cells in shifts if cells[i]} == want
+
+
 def test_other_inputs_keep_the_numpy_path():
     none = [(0, 0), (0, 0)]
     x = np.zeros((2, 6, 6, 3), np.float32)                         # channels-last memory
@@ -117,22 +189,23 @@ def _conv_pool(x, w, b, pool, strides, channels_first, second_use, gy):
     return [np.asarray(g) for g in tape.gradient(loss, [xv, wv, bv])]
 
 
-@pytest.mark.parametrize("pool,strides", [((2, 2), (2, 2)), ((3, 3), (2, 2))], ids=str)
+@pytest.mark.parametrize("pool,strides,rows", [((2, 2), (2, 2), 9), ((2, 2), (2, 2), 8),
+                                              ((3, 3), (2, 2), 9)], ids=str)
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("second_use", [False, True], ids=["pool-only", "two-uses"])
-def test_relu_mask_applied_on_the_pooled_side(monkeypatch, pool, strides, channels_first,
+def test_relu_mask_applied_on_the_pooled_side(monkeypatch, pool, strides, rows, channels_first,
                                               second_use):
     """A max pool right after a fused-relu conv applies the relu's mask to its pooled
     gradient and the conv skips its own mask pass -- only when the pool's gradient reaches
     the conv unchanged. Integer data make the conv's outputs exact in float32 and float64,
     with many relu zeros and tied maxima, so both precisions pick the same cells."""
     rng = np.random.default_rng(7)
-    x = rng.integers(-2, 3, (2, 9, 8, 16)).astype(np.float64)
+    x = rng.integers(-2, 3, (2, rows, 8, 16)).astype(np.float64)
     w = rng.integers(-1, 2, (3, 3, 16, 16)).astype(np.float64)
     b = rng.integers(-2, 3, 16).astype(np.float64)
     if channels_first:
         x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
-    n_out = [(L - p) // s + 1 for L, p, s in zip((9, 8), pool, strides)]
+    n_out = [(L - p) // s + 1 for L, p, s in zip((rows, 8), pool, strides)]
     gshape = (2, 16, *n_out) if channels_first else (2, *n_out, 16)
     gy = rng.standard_normal(gshape)
     skipped = []
