@@ -53,6 +53,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .buffers import BufferPool
 from .streams import SIDE, Deferred, worth_side
 
 _ORT = None            # onnxruntime module, False when unavailable
@@ -68,6 +69,12 @@ _SHIFTED_MIN_CHANNELS = 8
 _SHIFTED_MAX_WASTE = 1.2
 _SHIFTED_CHUNK_BYTES = 1 << 20
 _SHIFTED_MIN_ROWS = 4096     # rows per chunk at most asked for by a large result
+# the kernel gradient per image (_PerImage) below this many input channels, this much of
+# the images' windows per chunk
+_FEW_CHANNELS = 8
+_PER_IMAGE_BYTES = 1 << 20
+_SCRATCH = threading.local()       # .pool: this thread's BufferPool of chunk buffers
+_SCRATCH_BYTES = 32 << 20
 
 
 def _forget_after_fork():
@@ -475,11 +482,23 @@ def _kernel_grad_part(gn, s, n0, n1, threads):
 
 
 def _form(s):
-    """_Shifted where it applies (stride 1, enough channels, few extra positions), else
-    _Windows."""
+    """_PerImage for few input channels, _Shifted where it applies (stride 1, enough
+    channels, few extra positions), else _Windows."""
+    if s.x.shape[1] < _FEW_CHANNELS:
+        return _PerImage
     if _Shifted.applies(s):
         return _Shifted
     return _Windows
+
+
+def _scratch():
+    """This thread's pool of the kernel gradient's chunk buffers (buffers.BufferPool): they
+    come back call after call and step after step instead of new pages each time, the
+    zero-padded ones with their padding still zero."""
+    pool = getattr(_SCRATCH, "pool", None)
+    if pool is None:
+        pool = _SCRATCH.pool = BufferPool(max_bytes=_SCRATCH_BYTES, per_key=2)
+    return pool
 
 
 class _Windows:
@@ -504,8 +523,8 @@ class _Windows:
         p = int(np.prod(self.grid))
         chunk = max(1, min(n1 - n0, _CHUNK_ROWS // max(p, 1)))
         self._allocate(chunk)
-        cols_buf = np.empty(kc * chunk * p, np.float32)
-        g_buf = np.empty(cout * chunk * p, np.float32)
+        cols_buf = _scratch().empty((kc * chunk * p,), np.float32)
+        g_buf = _scratch().empty((cout * chunk * p,), np.float32)
         acc = np.zeros((kc, cout), np.float32)
         gemm = _KernelGradGemm(kc, cout, threads)
         for i in range(n0, n1, chunk):
@@ -521,8 +540,9 @@ class _Windows:
     def _allocate(self, chunk):
         """The zero-padded input buffer of `chunk` images (none when nothing is padded)."""
         if self.padded != self.s.x.shape[2:]:
-            self.buf = self.inner = np.zeros((chunk, self.s.x.shape[1]) + self.padded,
-                                             np.float32)
+            self.buf = self.inner = _scratch().zeros(
+                (chunk, self.s.x.shape[1]) + self.padded, np.float32,
+                (self.s.x.shape[2:], self.s.pads))
 
     def _padded(self, x):
         """x copied into the buffer (its interior) -> the buffer's first images, or x itself
@@ -541,6 +561,35 @@ class _Windows:
                           strides=tuple(st[2 + j] * s.dilation[j] for j in range(n))
                           + (st[1], st[0]) + tuple(st[2 + j] * s.strides[j] for j in range(n)),
                           writeable=False)
+
+
+class _PerImage(_Windows):
+    """Few input channels (a first layer): the output's windows of a few images at a time
+    (about `_PER_IMAGE_BYTES`) as (images, k*C_in, positions), K-major as in _Windows, and
+    per image g[n] (C_out, positions) @ windows[n].T, one batched GEMM (numpy's) on the NCHW
+    gradient as it is, summed over the images. With k*C_in this small the reorder of the
+    large gradient that one long GEMM needs costs more than the GEMM itself (1 -> 32
+    channels at 28x28, 64 images, one core: 1.10 ms as _Windows, 0.48 ms here)."""
+
+    def accumulate(self, gn, n0, n1, threads):
+        s, n = self.s, len(self.k)
+        cin, cout = s.x.shape[1], gn.shape[1]
+        kc = int(np.prod(self.k)) * cin
+        p = int(np.prod(self.grid))
+        chunk = max(1, min(n1 - n0, _PER_IMAGE_BYTES // (4 * kc * p)))
+        self._allocate(chunk)
+        cols_buf = _scratch().empty((chunk, kc, p), np.float32)
+        prod_buf = _scratch().empty((chunk, cout, kc), np.float32)
+        acc = np.zeros((cout, kc), np.float32)
+        for i in range(n0, n1, chunk):
+            c = min(chunk, n1 - i)
+            cols = cols_buf[:c]
+            np.copyto(cols.reshape((c,) + self.k + (cin,) + self.grid),
+                      np.moveaxis(self._windows(s.x[i:i + c]), n + 1, 0))
+            prods = np.matmul(gn[i:i + c].reshape(c, cout, p), cols.transpose(0, 2, 1),
+                              out=prod_buf[:c])
+            acc += prods.sum(axis=0)
+        return np.ascontiguousarray(acc.T)
 
 
 class _Shifted:
@@ -601,9 +650,11 @@ class _Shifted:
         acc = 0
         for i in range(n0, n1, chunk):
             c = min(chunk, n1 - i)
-            if c not in bufs:             # zeros once: the gaps are never written
-                bufs[c] = (np.zeros(self.lead + cin * c * self.plane + self.tail, np.float32),
-                           np.zeros((cout, c) + self.grid, np.float32))
+            if c not in bufs:             # the gaps are never written: they stay zero
+                bufs[c] = (_scratch().zeros((self.lead + cin * c * self.plane + self.tail,),
+                                            np.float32, ("x", self.lead, cin, c, self.grid,
+                                                         s.x.shape[2:])),
+                           _scratch().zeros((cout, c) + self.grid, np.float32, s.out))
             xbuf, gbuf = bufs[c]
             rows = c * self.plane
             xg = xbuf[self.lead:self.lead + cin * rows].reshape((cin, c) + self.grid)

@@ -75,15 +75,16 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("images", [1, 2, 5])
-@pytest.mark.parametrize("form", ["_Shifted", "_Windows"])
+@pytest.mark.parametrize("form", ["_Shifted", "_Windows", "_PerImage"])
 def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
                                                             images, form):
     """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
     or all images, split over threads (with the input gradient as one more item), in
-    either form (the shifted views only for stride 1), matches the float64 exact path,
+    each form (the shifted views only for stride 1), matches the float64 exact path,
     and so does the input gradient."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
     shifted = form == "_Shifted"
+    monkeypatch.setattr(conv_fast, "_FEW_CHANNELS", 1 << 30 if form == "_PerImage" else 0)
     monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if shifted else 1 << 30)
     monkeypatch.setattr(conv_fast, "_SHIFTED_MAX_WASTE", float("inf"))
     used = []
@@ -93,6 +94,8 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
                                   np.zeros(row[1], np.float32), strides=row[2],
                                   dilation=row[3], padding=row[4]).shape[1:-1]))
     monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
+    monkeypatch.setattr(conv_fast, "_PER_IMAGE_BYTES",
+                        images * positions * int(np.prod(row[1][:-1])) * 4)
     gemms = []
     shifted_gemms = conv_fast._ShiftedGemms.__call__
     monkeypatch.setattr(conv_fast._ShiftedGemms, "__call__",
@@ -112,7 +115,7 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
     assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
-    want = "_Shifted" if shifted and all(st == 1 for st in row[2]) else "_Windows"
+    want = form if form != "_Shifted" or all(st == 1 for st in row[2]) else "_Windows"
     assert set(used) == {want}
     if want == "_Shifted":                # the chunks: `images` images, the last one shorter
         per_part = [n1 - n0 for n0, n1 in calls]
@@ -251,12 +254,14 @@ def test_forked_child_falls_back_to_the_numpy_path():
     (28, 32, (1, 1), "same", "_Shifted"),
     (32, 16, (1, 1), "same", "_Shifted"),
     (14, 64, (1, 1), "same", "_Shifted"),
-    (28, 1, (1, 1), "same", "_Windows"),
+    (28, 1, (1, 1), "same", "_PerImage"),
+    (32, 3, (1, 1), "same", "_PerImage"),
+    (28, 7, (2, 2), "same", "_PerImage"),
     (28, 32, (2, 2), "same", "_Windows"),
     (4, 32, (1, 1), "same", "_Windows")])             # 25 grid cells for 16 outputs
 def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
-    """Shifted views for stride 1 with enough channels and few gap positions (where
-    measured faster), output windows otherwise."""
+    """Per image below 8 input channels, shifted views for stride 1 with enough channels
+    and few gap positions (where measured faster), output windows otherwise."""
     x = np.zeros((1, size, size, cin), np.float32)
     w = np.zeros((3, 3, cin, 8), np.float32)
     out = tuple(-(-size // st) for st in strides)
