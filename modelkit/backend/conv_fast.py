@@ -75,6 +75,7 @@ _FEW_CHANNELS = 8
 _PER_IMAGE_BYTES = 1 << 20
 _SCRATCH = threading.local()       # .pool: this thread's BufferPool of chunk buffers
 _SCRATCH_BYTES = 32 << 20
+_PARTS_PER_THREAD = 4        # the kernel gradient's image parts (see _image_parts)
 
 
 def _forget_after_fork():
@@ -117,12 +118,14 @@ def usable(x, kernel, groups):
 
 
 class Saved:
-    """What the VJP needs: NCHW input, OIHW kernel, geometry, relu output (or None)."""
+    """What the VJP needs: NCHW input, OIHW kernel, geometry, relu output (or None); and
+    the kernel gradient's form once a part asked for it (`_kernel_form`)."""
 
     __slots__ = ("x", "w", "kshape", "pads", "strides", "dilation", "out", "has_bias",
-                 "relu_y", "channels_first")
+                 "relu_y", "channels_first", "kernel_form")
 
     def __init__(self, **kw):
+        self.kernel_form = None
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -450,8 +453,13 @@ def _kernel_grad_later(gn, s):
 
 
 def _image_parts(nb):
-    """Bounds of the kernel gradient's image parts: 2 per thread."""
-    return np.linspace(0, nb, min(2 * parallel.threads(), nb) + 1).astype(int)
+    """Bounds of the kernel gradient's image parts: `_PARTS_PER_THREAD` per thread, so that
+    in `_both_grads` the thread that ran the input gradient and the others end together
+    (VGG's convs at 2 threads, 4 -> 8 parts: 11.9 -> 11.3, 6.7 -> 5.8, 11.5 -> 10.7-11.3 ms;
+    a part costs ~20 us more, 16 parts gained nothing more); one part on one thread."""
+    threads = parallel.threads()
+    parts = 1 if threads == 1 else min(_PARTS_PER_THREAD * threads, nb)
+    return np.linspace(0, nb, parts + 1).astype(int)
 
 
 def _kernel_layout(acc, gn, s):
@@ -460,7 +468,7 @@ def _kernel_layout(acc, gn, s):
 
 def _kernel_grad(gn, s):
     """dW[*k, i, o] = sum over images and positions of x[i, shifted by k] * g[o]. With
-    several threads the images go in 2 parts per thread (each with its own buffers and
+    several threads the images go in parts (`_image_parts`) (each with its own buffers and
     single-threaded GEMMs: the per-block GEMMs are too small to use several cores well),
     claimed as threads come free, so that a core another process holds for a while does
     fewer; the parts are summed in order (the same numbers whichever thread ran them).
@@ -478,7 +486,15 @@ def _kernel_grad(gn, s):
 def _kernel_grad_part(gn, s, n0, n1, threads):
     """The kernel gradient summed over images n0..n1 (NCHW x and g) as a (k*C_in, C_out)
     array, by the form `_form` picks for this convolution."""
-    return _form(s)(s).accumulate(gn, n0, n1, threads)
+    return _kernel_form(s).accumulate(gn, n0, n1, threads)
+
+
+def _kernel_form(s):
+    """The kernel gradient's form for `s`, made once for all its image parts (making one
+    costs ~70 us of Python, a part of a few images ~1 ms)."""
+    if s.kernel_form is None:
+        s.kernel_form = _form(s)(s)
+    return s.kernel_form
 
 
 def _form(s):
@@ -514,7 +530,6 @@ class _Windows:
         self.k = tuple(s.w.shape[2:])
         self.grid = tuple(s.out)
         self.padded = tuple(L + b + a for L, (b, a) in zip(s.x.shape[2:], s.pads))
-        self.buf = self.inner = None
 
     def accumulate(self, gn, n0, n1, threads):
         s = self.s
@@ -522,14 +537,14 @@ class _Windows:
         kc = int(np.prod(self.k)) * cin
         p = int(np.prod(self.grid))
         chunk = max(1, min(n1 - n0, _CHUNK_ROWS // max(p, 1)))
-        self._allocate(chunk)
+        buf = self._padded_buffer(chunk)
         cols_buf = _scratch().empty((kc * chunk * p,), np.float32)
         g_buf = _scratch().empty((cout * chunk * p,), np.float32)
         acc = np.zeros((kc, cout), np.float32)
         gemm = _KernelGradGemm(kc, cout, threads)
         for i in range(n0, n1, chunk):
             c = min(chunk, n1 - i)
-            win = self._windows(s.x[i:i + c])
+            win = self._windows(s.x[i:i + c], buf)
             cols = cols_buf[:kc * c * p].reshape(win.shape)
             np.copyto(cols, win)
             gt = g_buf[:cout * c * p].reshape((cout, c) + self.grid)
@@ -537,25 +552,26 @@ class _Windows:
             acc += gemm(cols.reshape(kc, c * p), gt.reshape(cout, c * p))
         return acc
 
-    def _allocate(self, chunk):
-        """The zero-padded input buffer of `chunk` images (none when nothing is padded)."""
-        if self.padded != self.s.x.shape[2:]:
-            self.buf = self.inner = _scratch().zeros(
-                (chunk, self.s.x.shape[1]) + self.padded, np.float32,
-                (self.s.x.shape[2:], self.s.pads))
+    def _padded_buffer(self, chunk):
+        """A zero-padded input buffer of `chunk` images (None when nothing is padded); the
+        form is shared by the threads running its parts, so each call gets its own."""
+        if self.padded == self.s.x.shape[2:]:
+            return None
+        return _scratch().zeros((chunk, self.s.x.shape[1]) + self.padded, np.float32,
+                                (self.s.x.shape[2:], self.s.pads))
 
-    def _padded(self, x):
-        """x copied into the buffer (its interior) -> the buffer's first images, or x itself
+    def _padded(self, x, buf):
+        """x copied into the interior of `buf` -> the buffer's first images, or x itself
         when there is no buffer."""
-        if self.buf is None:
+        if buf is None:
             return x
-        self.inner[:x.shape[0]][(slice(None),) * 2 + tuple(
+        buf[:x.shape[0]][(slice(None),) * 2 + tuple(
             slice(b, b + L) for L, (b, _) in zip(x.shape[2:], self.s.pads))] = x
-        return self.buf[:x.shape[0]]
+        return buf[:x.shape[0]]
 
-    def _windows(self, x):
+    def _windows(self, x, buf):
         s, n = self.s, len(self.k)
-        src = self._padded(x)
+        src = self._padded(x, buf)
         st = src.strides
         return as_strided(src, shape=self.k + (x.shape[1], x.shape[0]) + self.grid,
                           strides=tuple(st[2 + j] * s.dilation[j] for j in range(n))
@@ -577,7 +593,7 @@ class _PerImage(_Windows):
         kc = int(np.prod(self.k)) * cin
         p = int(np.prod(self.grid))
         chunk = max(1, min(n1 - n0, _PER_IMAGE_BYTES // (4 * kc * p)))
-        self._allocate(chunk)
+        buf = self._padded_buffer(chunk)
         cols_buf = _scratch().empty((chunk, kc, p), np.float32)
         prod_buf = _scratch().empty((chunk, cout, kc), np.float32)
         acc = np.zeros((cout, kc), np.float32)
@@ -585,7 +601,7 @@ class _PerImage(_Windows):
             c = min(chunk, n1 - i)
             cols = cols_buf[:c]
             np.copyto(cols.reshape((c,) + self.k + (cin,) + self.grid),
-                      np.moveaxis(self._windows(s.x[i:i + c]), n + 1, 0))
+                      np.moveaxis(self._windows(s.x[i:i + c], buf), n + 1, 0))
             prods = np.matmul(gn[i:i + c].reshape(c, cout, p), cols.transpose(0, 2, 1),
                               out=prod_buf[:c])
             acc += prods.sum(axis=0)

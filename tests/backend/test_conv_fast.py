@@ -114,7 +114,7 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g64 = _run(x, w, b, row, False, False, seed=4)
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
-    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
+    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(i, i + 1) for i in range(5)])
     want = form if form != "_Shifted" or all(st == 1 for st in row[2]) else "_Windows"
     assert set(used) == {want}
     if want == "_Shifted":                # the chunks: `images` images, the last one shorter
@@ -269,3 +269,35 @@ def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
     pads = tuple((p, (o - 1) * st + 3 - size - p) for p, o, st in zip(pads, out, strides))
     _, saved = conv_fast.conv(x, w, None, strides, (1, 1), pads, out, False, False)
     assert conv_fast._form(saved).__name__ == want
+
+
+@pytest.mark.parametrize("form", ["_Shifted", "_Windows", "_PerImage"])
+def test_pooled_chunk_buffers_keep_their_padding_zero(monkeypatch, form):
+    """The forms' zero-padded chunk buffers come back from a per-thread pool: two
+    geometries (8x8 padded by 1 on both sides, 9x9 by 1 on one side: for the windows
+    forms the same buffer shape with different interiors) alternate, and each gives its
+    first numbers again and the exact path's."""
+    monkeypatch.setattr(conv_fast, "_FEW_CHANNELS", 1 << 30 if form == "_PerImage" else 0)
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if form == "_Shifted" else 1 << 30)
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MAX_WASTE", float("inf"))
+    rng = np.random.default_rng(2)
+    cases = []
+    for size, pads in ((8, ((1, 1), (1, 1))), (9, ((1, 0), (1, 0)))):
+        x = rng.standard_normal((3, size, size, 4)).astype(np.float32)
+        k = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+        out = (size + sum(pads[0]) - 2,) * 2
+        _, s = conv_fast.conv(x, k, None, (1, 1), (1, 1), pads, out, False, False)
+        g = rng.standard_normal((3, 5) + out).astype(np.float32)
+        assert conv_fast._form(s).__name__ == form
+        xp = np.pad(s.x.astype(np.float64), ((0, 0), (0, 0)) + pads)
+        cases.append((g, s, xp))
+    first = [conv_fast._kernel_grad(g, s) for g, s, _ in cases]
+    for _ in range(2):
+        for (g, s, xp), f in zip(cases, first):
+            np.testing.assert_array_equal(conv_fast._kernel_grad(g, s), f)
+    for (g, s, xp), f in zip(cases, first):
+        oh, ow = g.shape[2:]
+        exact = np.stack([np.stack([np.einsum("nihw,nohw->io", xp[:, :, a:a + oh, b:b + ow],
+                                              g.astype(np.float64)) for b in range(3)])
+                          for a in range(3)])
+        np.testing.assert_allclose(f, exact, rtol=0, atol=1e-4 * np.abs(exact).max())
