@@ -90,9 +90,9 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     used = []
     pick = conv_fast._form
     monkeypatch.setattr(conv_fast, "_form", lambda s: used.append(pick(s).__name__) or pick(s))
-    positions = int(np.prod(apply(CONV, np.zeros(row[0], np.float32),
-                                  np.zeros(row[1], np.float32), strides=row[2],
-                                  dilation=row[3], padding=row[4]).shape[1:-1]))
+    out = apply(CONV, np.zeros(row[0], np.float32), np.zeros(row[1], np.float32),
+                strides=row[2], dilation=row[3], padding=row[4]).shape[1:-1]
+    positions = int(np.prod(out))
     monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
     monkeypatch.setattr(conv_fast, "_PER_IMAGE_BYTES",
                         images * positions * int(np.prod(row[1][:-1])) * 4)
@@ -100,9 +100,10 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     shifted_gemms = conv_fast._ShiftedGemms.__call__
     monkeypatch.setattr(conv_fast._ShiftedGemms, "__call__",
                         lambda self, a, b: gemms.append(b.shape[1]) or shifted_gemms(self, a, b))
-    grid = int(np.prod([L + max(b, a) for L, (b, a) in zip(row[0][1:-1], _pads(row))]))
+    grid = int(np.prod([L + max(b, a) for L, (b, a) in zip(row[0][1:-2], _pads(row)[:-1])]))
+    grid *= out[-1]                       # the shifted form's grid: no gap on the last axis
     monkeypatch.setattr(conv_fast, "_SHIFTED_CHUNK_BYTES",
-                        images * (row[1][-2] + row[1][-1]) * grid * 4)
+                        images * (row[1][-3] * row[1][-2] + row[1][-1]) * grid * 4)
     calls = []
     part = conv_fast._kernel_grad_part
     monkeypatch.setattr(conv_fast, "_kernel_grad_part",
@@ -133,23 +134,27 @@ def _pads(row):
 
 def test_shifted_views_read_only_gaps_outside_the_image():
     """The shifted form's premise, checked cell by cell on a 2D 'same' conv with uneven
-    pads, dilation 2 and 3 channels: every (channel, output position, kernel offset)
-    read of the flat buffer is the input cell the window needs or a zero."""
+    pads, dilation 2 and 3 channels: every (last-axis offset, channel, output position,
+    offset of the other axis) read of the flat buffer is the input cell the window needs
+    or a zero."""
     x = np.arange(1, 2 * 3 * 5 * 4 + 1, dtype=np.float32).reshape(2, 3, 5, 4)   # NCHW
     kernel = np.zeros((2, 3, 3, 2), np.float32)                   # (kh, kw, C_in, C_out)
     pads, out, dil = ((1, 1), (1, 3)), (5, 4), (2, 2)
     _, s = conv_fast.conv(np.moveaxis(x, 1, -1), kernel, None, (1, 1), dil, pads, out, False,
                           False)
     f = conv_fast._Shifted(s)
-    flat = np.zeros(f.lead + 3 * 2 * f.plane + f.tail, np.float32)
-    flat[f.lead:f.lead + 3 * 2 * f.plane].reshape((3, 2) + f.grid)[f.x_cells] = \
-        np.swapaxes(x, 0, 1)
+    assert f.grid == (5 + 1, 4) and len(f.offsets) == 2 and len(f.columns) == 3
+    size = 3 * 3 * 2 * f.plane                                    # kw, C_in, images
+    flat = np.zeros(f.lead + size + f.tail, np.float32)
+    f.copy_input(flat, x)
     xp = np.pad(x, ((0, 0), (0, 0)) + pads)
-    for j, (kh, kw) in enumerate(np.ndindex(2, 3)):
-        view = flat[f.lead + f.offsets[j]:f.lead + f.offsets[j] + 3 * 2 * f.plane]
-        view = view.reshape(3, 2, *f.grid)
-        want = xp[:, :, kh * dil[0]:kh * dil[0] + out[0], kw * dil[1]:kw * dil[1] + out[1]]
-        np.testing.assert_array_equal(view[:, :, :out[0], :out[1]], np.swapaxes(want, 0, 1))
+    for kh in range(2):
+        view = flat[f.lead + f.offsets[kh]:f.lead + f.offsets[kh] + size]
+        view = view.reshape(3, 3, 2, *f.grid)
+        for kw in range(3):
+            want = xp[:, :, kh * dil[0]:kh * dil[0] + out[0], kw * dil[1]:kw * dil[1] + out[1]]
+            np.testing.assert_array_equal(view[kw, :, :, :out[0], :out[1]],
+                                          np.swapaxes(want, 0, 1))
 
 
 def test_nchwc_kernel_is_used_where_the_channels_fit():
