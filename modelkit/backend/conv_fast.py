@@ -21,20 +21,26 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
   the rows a strided conv skipped).
-- kernel gradient, stride 1 (`_Shifted`): no im2col. A few images of x and g at a time
-  are copied channel-major into flat buffers whose spatial axes are each followed by a
-  gap of zeros as wide as the larger pad; then every kernel offset's shifted input is a
-  contiguous slice of the same buffer, and dW[offset] = slice @ g.T is one MLAS GEMM
-  (all offsets in one session call). Other strides (`_Windows`): im2col in K-major order
-  (k*C_in, positions) straight from the NCHW input, a few images at a time (about
-  `_CHUNK_ROWS` output positions), times g reordered to (C_out, positions). Images go in
-  parts claimed by the worker threads, the input gradient one more item among them
-  (`_both_grads`); in a backward pass with a side stream (streams.py) the kernel
-  gradient's parts go to the side worker instead (`_kernel_grad_later`) while this
-  thread carries the input-gradient chain on, and share the parts left when it waits.
-  (Measured and not taken: the GEMM as (positions, k*C_in) columns,
-  50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C) operands
-  with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
+- kernel gradient, stride 1 (`_Shifted`): im2col along the last axis only. A few images
+  of x and g at a time are copied channel-major into flat buffers whose spatial axes but
+  the last are each followed by a gap of zeros as wide as the larger pad, x once per
+  offset of the kernel's last axis (shifted along it); then every offset of the other
+  axes reads a contiguous slice of the same buffer, and dW[offset] = slice @ g.T is one
+  MLAS GEMM of k_last*C_in rows (all offsets in one session call). Below 8 input
+  channels (`_PerImage`, a first layer): im2col per image, times g as it is, numpy's
+  batched GEMM. Other strides (`_Windows`): im2col in K-major order (k*C_in, positions)
+  straight from the NCHW input, a few images at a time (about `_CHUNK_ROWS` output
+  positions), times g reordered to (C_out, positions). Chunk buffers come from a
+  per-thread pool (`_scratch`). Images go in parts (4 per thread) claimed by the worker
+  threads, the input gradient one more item among them (`_both_grads`); in a backward
+  pass with a side stream (streams.py) the kernel gradient's parts go to the side worker
+  instead (`_kernel_grad_later`), handed over before this thread runs the input gradient
+  and carries the chain on, and share the parts left when it waits.
+  (Measured and not taken: the 9 offsets' GEMMs with g channels-last (no transB), 93
+  against 98 GFLOP/s in cache; all 9 offsets stacked as one GEMM of 9*C_in rows, 112
+  GFLOP/s but 9 copies of x: 658 against 630 us a chunk; the GEMM as (positions, k*C_in)
+  columns, 50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C)
+  operands with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
   kernel gradient's copy of g, and the next conv reading the previous one's NCHWc output
   without a reorder: no gain on a VGG step's CPU time within the noise, 0.2 ms.)
