@@ -31,16 +31,25 @@ class BufferPool:
         self._bytes = 0
 
     def empty(self, shape, dtype):
+        return self._get(shape, dtype, None)
+
+    def zeros(self, shape, dtype, cells):
+        """Like `empty`, but a new array is zeros, and it is handed out again only to
+        callers passing the same hashable `cells`: callers that write only the cells `cells`
+        names (a zero-padded buffer's interior) find every other cell still zero."""
+        return self._get(shape, dtype, ("zeros", cells))
+
+    def _get(self, shape, dtype, cells):
         shape = tuple(int(d) for d in shape)
         dtype = np.dtype(dtype)
-        key = (shape, dtype.str)
+        key = (shape, dtype.str, cells)
         bufs = self._bufs.get(key)
         if bufs:
             for arr in bufs:
                 # references: the list, `arr`, getrefcount's argument -> free
                 if sys.getrefcount(arr) <= 3:
                     return arr
-        arr = np.empty(shape, dtype)
+        arr = np.empty(shape, dtype) if cells is None else np.zeros(shape, dtype)
         if arr.nbytes >= 1 << 16 and self._bytes + arr.nbytes <= self.max_bytes and \
                 len(bufs or ()) < self.per_key:
             self._bufs.setdefault(key, []).append(arr)

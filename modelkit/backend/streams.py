@@ -17,7 +17,10 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
   idling; combined in part order, so the same numbers whoever ran which;
 - the tape submits it to the `SideStream` (one worker thread, first in, first out) and
   sums a leaf's contributions in the order of the sequential pass when the pass ends, so
-  the gradients are bit-identical to the sequential order for any thread count.
+  the gradients are bit-identical to the sequential order for any thread count;
+- a VJP may return a `Deferred` for its other inputs too: the tape submits a VJP's side
+  work first and then runs those on this thread, so the side starts before the VJP's own
+  chain work (the fast conv defers its input gradient when its kernel's goes to the side).
 
 The worker runs its nested `parallel` calls inline (one thread) and, while it runs, holds
 one core: the main thread's parallel calls then use one thread fewer (on 2 cores: the chain

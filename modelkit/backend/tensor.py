@@ -171,11 +171,17 @@ class GradientTape:
                 out_grads = [np.zeros_like(o.value) if g is None else g
                              for o, g in zip(rec.outputs, out_grads)]
                 in_grads = rec.opdef.vjp(out_grads, rec.saved, needs)
+            # the side stream's work first, then the rest in input order: a VJP that
+            # defers its input gradient too (streams.Deferred for a need that is not SIDE)
+            # has its leaves' gradients start on the side before that runs here
+            in_grads = [side.submit(g) if need is streams.SIDE and
+                        isinstance(g, streams.Deferred) else g
+                        for need, g in zip(needs, in_grads)]
             for t, need, g in zip(rec.inputs, needs, in_grads):
                 if not need or g is None:
                     continue
                 if isinstance(g, streams.Deferred):
-                    g = side.submit(g) if need is streams.SIDE else g()
+                    g = g()
                 key = id(t)
                 prev = grads.get(key)
                 if prev is None:

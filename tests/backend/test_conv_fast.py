@@ -75,31 +75,35 @@ def test_fast_conv_matches_exact_path(row, channels_first, relu):
                                   "same")], ids=str)
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("images", [1, 2, 5])
-@pytest.mark.parametrize("form", ["_Shifted", "_Windows"])
+@pytest.mark.parametrize("form", ["_Shifted", "_Windows", "_PerImage"])
 def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, threads,
                                                             images, form):
     """The kernel gradient accumulated over chunks of 1, 2 (a short last chunk: 5 images)
     or all images, split over threads (with the input gradient as one more item), in
-    either form (the shifted views only for stride 1), matches the float64 exact path,
+    each form (the shifted views only for stride 1), matches the float64 exact path,
     and so does the input gradient."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
     shifted = form == "_Shifted"
+    monkeypatch.setattr(conv_fast, "_FEW_CHANNELS", 1 << 30 if form == "_PerImage" else 0)
     monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if shifted else 1 << 30)
     monkeypatch.setattr(conv_fast, "_SHIFTED_MAX_WASTE", float("inf"))
     used = []
     pick = conv_fast._form
     monkeypatch.setattr(conv_fast, "_form", lambda s: used.append(pick(s).__name__) or pick(s))
-    positions = int(np.prod(apply(CONV, np.zeros(row[0], np.float32),
-                                  np.zeros(row[1], np.float32), strides=row[2],
-                                  dilation=row[3], padding=row[4]).shape[1:-1]))
+    out = apply(CONV, np.zeros(row[0], np.float32), np.zeros(row[1], np.float32),
+                strides=row[2], dilation=row[3], padding=row[4]).shape[1:-1]
+    positions = int(np.prod(out))
     monkeypatch.setattr(conv_fast, "_CHUNK_ROWS", images * positions)
+    monkeypatch.setattr(conv_fast, "_PER_IMAGE_BYTES",
+                        images * positions * int(np.prod(row[1][:-1])) * 4)
     gemms = []
     shifted_gemms = conv_fast._ShiftedGemms.__call__
     monkeypatch.setattr(conv_fast._ShiftedGemms, "__call__",
                         lambda self, a, b: gemms.append(b.shape[1]) or shifted_gemms(self, a, b))
-    grid = int(np.prod([L + max(b, a) for L, (b, a) in zip(row[0][1:-1], _pads(row))]))
+    grid = int(np.prod([L + max(b, a) for L, (b, a) in zip(row[0][1:-2], _pads(row)[:-1])]))
+    grid *= out[-1]                       # the shifted form's grid: no gap on the last axis
     monkeypatch.setattr(conv_fast, "_SHIFTED_CHUNK_BYTES",
-                        images * (row[1][-2] + row[1][-1]) * grid * 4)
+                        images * (row[1][-3] * row[1][-2] + row[1][-1]) * grid * 4)
     calls = []
     part = conv_fast._kernel_grad_part
     monkeypatch.setattr(conv_fast, "_kernel_grad_part",
@@ -111,8 +115,8 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     _, g64 = _run(x, w, b, row, False, False, seed=4)
     _, g32 = _run(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), row,
                   False, False, seed=4)
-    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(0, 1), (1, 2), (2, 3), (3, 5)])
-    want = "_Shifted" if shifted and all(st == 1 for st in row[2]) else "_Windows"
+    assert sorted(calls) == ([(0, 5)] if threads == "1" else [(i, i + 1) for i in range(5)])
+    want = form if form != "_Shifted" or all(st == 1 for st in row[2]) else "_Windows"
     assert set(used) == {want}
     if want == "_Shifted":                # the chunks: `images` images, the last one shorter
         per_part = [n1 - n0 for n0, n1 in calls]
@@ -130,23 +134,27 @@ def _pads(row):
 
 def test_shifted_views_read_only_gaps_outside_the_image():
     """The shifted form's premise, checked cell by cell on a 2D 'same' conv with uneven
-    pads, dilation 2 and 3 channels: every (channel, output position, kernel offset)
-    read of the flat buffer is the input cell the window needs or a zero."""
+    pads, dilation 2 and 3 channels: every (last-axis offset, channel, output position,
+    offset of the other axis) read of the flat buffer is the input cell the window needs
+    or a zero."""
     x = np.arange(1, 2 * 3 * 5 * 4 + 1, dtype=np.float32).reshape(2, 3, 5, 4)   # NCHW
     kernel = np.zeros((2, 3, 3, 2), np.float32)                   # (kh, kw, C_in, C_out)
     pads, out, dil = ((1, 1), (1, 3)), (5, 4), (2, 2)
     _, s = conv_fast.conv(np.moveaxis(x, 1, -1), kernel, None, (1, 1), dil, pads, out, False,
                           False)
     f = conv_fast._Shifted(s)
-    flat = np.zeros(f.lead + 3 * 2 * f.plane + f.tail, np.float32)
-    flat[f.lead:f.lead + 3 * 2 * f.plane].reshape((3, 2) + f.grid)[f.x_cells] = \
-        np.swapaxes(x, 0, 1)
+    assert f.grid == (5 + 1, 4) and len(f.offsets) == 2 and len(f.columns) == 3
+    size = 3 * 3 * 2 * f.plane                                    # kw, C_in, images
+    flat = np.zeros(f.lead + size + f.tail, np.float32)
+    f.copy_input(flat, x)
     xp = np.pad(x, ((0, 0), (0, 0)) + pads)
-    for j, (kh, kw) in enumerate(np.ndindex(2, 3)):
-        view = flat[f.lead + f.offsets[j]:f.lead + f.offsets[j] + 3 * 2 * f.plane]
-        view = view.reshape(3, 2, *f.grid)
-        want = xp[:, :, kh * dil[0]:kh * dil[0] + out[0], kw * dil[1]:kw * dil[1] + out[1]]
-        np.testing.assert_array_equal(view[:, :, :out[0], :out[1]], np.swapaxes(want, 0, 1))
+    for kh in range(2):
+        view = flat[f.lead + f.offsets[kh]:f.lead + f.offsets[kh] + size]
+        view = view.reshape(3, 3, 2, *f.grid)
+        for kw in range(3):
+            want = xp[:, :, kh * dil[0]:kh * dil[0] + out[0], kw * dil[1]:kw * dil[1] + out[1]]
+            np.testing.assert_array_equal(view[kw, :, :, :out[0], :out[1]],
+                                          np.swapaxes(want, 0, 1))
 
 
 def test_nchwc_kernel_is_used_where_the_channels_fit():
@@ -251,12 +259,14 @@ def test_forked_child_falls_back_to_the_numpy_path():
     (28, 32, (1, 1), "same", "_Shifted"),
     (32, 16, (1, 1), "same", "_Shifted"),
     (14, 64, (1, 1), "same", "_Shifted"),
-    (28, 1, (1, 1), "same", "_Windows"),
+    (28, 1, (1, 1), "same", "_PerImage"),
+    (32, 3, (1, 1), "same", "_PerImage"),
+    (28, 7, (2, 2), "same", "_PerImage"),
     (28, 32, (2, 2), "same", "_Windows"),
     (4, 32, (1, 1), "same", "_Windows")])             # 25 grid cells for 16 outputs
 def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
-    """Shifted views for stride 1 with enough channels and few gap positions (where
-    measured faster), output windows otherwise."""
+    """Per image below 8 input channels, shifted views for stride 1 with enough channels
+    and few gap positions (where measured faster), output windows otherwise."""
     x = np.zeros((1, size, size, cin), np.float32)
     w = np.zeros((3, 3, cin, 8), np.float32)
     out = tuple(-(-size // st) for st in strides)
@@ -264,3 +274,61 @@ def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
     pads = tuple((p, (o - 1) * st + 3 - size - p) for p, o, st in zip(pads, out, strides))
     _, saved = conv_fast.conv(x, w, None, strides, (1, 1), pads, out, False, False)
     assert conv_fast._form(saved).__name__ == want
+
+
+@pytest.mark.parametrize("form", ["_Shifted", "_Windows", "_PerImage"])
+def test_pooled_chunk_buffers_keep_their_padding_zero(monkeypatch, form):
+    """The forms' zero-padded chunk buffers come back from a per-thread pool: two
+    geometries (8x8 padded by 1 on both sides, 9x9 by 1 on one side: for the windows
+    forms the same buffer shape with different interiors) alternate, and each gives its
+    first numbers again and the exact path's."""
+    monkeypatch.setattr(conv_fast, "_FEW_CHANNELS", 1 << 30 if form == "_PerImage" else 0)
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if form == "_Shifted" else 1 << 30)
+    monkeypatch.setattr(conv_fast, "_SHIFTED_MAX_WASTE", float("inf"))
+    rng = np.random.default_rng(2)
+    cases = []
+    for size, pads in ((8, ((1, 1), (1, 1))), (9, ((1, 0), (1, 0)))):
+        x = rng.standard_normal((3, size, size, 4)).astype(np.float32)
+        k = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+        out = (size + sum(pads[0]) - 2,) * 2
+        _, s = conv_fast.conv(x, k, None, (1, 1), (1, 1), pads, out, False, False)
+        g = rng.standard_normal((3, 5) + out).astype(np.float32)
+        assert conv_fast._form(s).__name__ == form
+        xp = np.pad(s.x.astype(np.float64), ((0, 0), (0, 0)) + pads)
+        cases.append((g, s, xp))
+    first = [conv_fast._kernel_grad(g, s) for g, s, _ in cases]
+    for _ in range(2):
+        for (g, s, xp), f in zip(cases, first):
+            np.testing.assert_array_equal(conv_fast._kernel_grad(g, s), f)
+    for (g, s, xp), f in zip(cases, first):
+        oh, ow = g.shape[2:]
+        exact = np.stack([np.stack([np.einsum("nihw,nohw->io", xp[:, :, a:a + oh, b:b + ow],
+                                              g.astype(np.float64)) for b in range(3)])
+                          for a in range(3)])
+        np.testing.assert_allclose(f, exact, rtol=0, atol=1e-4 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("cin,strides", [(16, (1, 1)), (16, (2, 2)), (2, (1, 1))],
+                         ids=["_Shifted", "_Windows", "_PerImage"])
+def test_kernel_form_keeps_no_reference_cycle(monkeypatch, cin, strides):
+    """The saved values hold their kernel-gradient form and the form refers back to them
+    weakly: they go when the last reference does, not at the next garbage collection (a
+    cycle kept each step's activations alive: +130 MiB peak RSS in a VGG epoch). One
+    thread: a pool thread's queue may hold a finished part's closure a while longer."""
+    import gc
+    import weakref
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "1")
+    gc.disable()
+    try:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((3, 8, 8, cin)).astype(np.float32)
+        k = rng.standard_normal((3, 3, cin, 16)).astype(np.float32)
+        out = tuple(-(-8 // st) for st in strides)
+        y, s = conv_fast.conv(x, k, None, strides, (1, 1), ((1, 1), (1, 1)), out, False, False)
+        conv_fast._kernel_grad(np.ones((3, 16) + out, np.float32), s)
+        assert s.kernel_form is not None
+        ref = weakref.ref(s)
+        del s
+        assert ref() is None
+    finally:
+        gc.enable()

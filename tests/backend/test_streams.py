@@ -92,8 +92,9 @@ def test_side_stream_gives_the_sequential_numbers(monkeypatch, submitted, channe
     assert submitted[0] == 0
     on = _grads(fn, arrays, "1", monkeypatch, threads)
     # 3 conv kernels, the bias of the conv without relu (a relu conv sums its bias in the
-    # relu pass), the dense kernel and bias
-    assert submitted[0] == 6
+    # relu pass), the dense kernel and bias, and the first conv's input gradient (x is a
+    # leaf too: the conv defers its input gradient whenever its kernel's goes to the side)
+    assert submitted[0] == 7
     again = _grads(fn, arrays, "1", monkeypatch, threads)
     for a, b, c in zip(off, on, again):
         assert a.dtype == np.float32 and b.shape == a.shape
@@ -294,3 +295,31 @@ def test_an_mlp_sized_dense_kernel_gradient_is_not_deferred(side_on, submitted):
                   channels_first=False, relu=False)
     tape.gradient(y, [xv, kc])
     assert submitted[0] >= 1
+
+
+def test_kernel_gradient_starts_on_the_side_before_the_input_gradient(monkeypatch, side_on):
+    """A conv whose kernel gradient goes to the side defers its input gradient too, and the
+    tape submits the side's work before running that: the side computes the kernel
+    gradient while this thread computes the input gradient (not after it)."""
+    events = []
+    submit = streams.SideStream.submit
+    monkeypatch.setattr(streams.SideStream, "submit",
+                        lambda self, fn: events.append("side") or submit(self, fn))
+    input_grad = conv_fast._input_grad
+    monkeypatch.setattr(conv_fast, "_input_grad",
+                        lambda *a, **k: events.append("input") or input_grad(*a, **k))
+    rng = np.random.default_rng(0)
+    xv = Variable(rng.standard_normal((3, 8, 8, 16)).astype(np.float32))
+    wv = Variable((rng.standard_normal((3, 3, 16, 16)) * 0.2).astype(np.float32))
+    with GradientTape() as tape:
+        h = apply(OPS.get("multiply"), xv, np.float32(2.0))     # x is no leaf of the conv
+        y = apply(CONV, h, wv, strides=(1, 1), dilation=(1, 1), padding="same")
+    gx, gw = tape.gradient(y, [xv, wv], output_gradient=np.ones(y.shape, np.float32))
+    assert events == ["side", "input"]
+    monkeypatch.setenv("MODELKIT_SIDE_STREAM", "0")
+    with GradientTape() as tape:
+        h = apply(OPS.get("multiply"), xv, np.float32(2.0))
+        y = apply(CONV, h, wv, strides=(1, 1), dilation=(1, 1), padding="same")
+    want = tape.gradient(y, [xv, wv], output_gradient=np.ones(y.shape, np.float32))
+    np.testing.assert_array_equal(gx, want[0])
+    np.testing.assert_array_equal(gw, want[1])
