@@ -99,10 +99,22 @@ def _halve_leading(n, *arrays):
     out = []
     for a in arrays:
         if a is not None:
-            a = a.copy()
-            a[..., :n] *= 0.5
+            scale = np.ones(a.shape[-1], a.dtype)
+            scale[:n] = 0.5
+            a = np.multiply(a, scale)           # one pass (a copy + a strided pass: 2-3x slower)
         out.append(a)
     return out
+
+
+def _gate_blocks(a, order, axis=-1):
+    """A contiguous copy of `a` with the len(order) gate blocks along `axis` taken in
+    `order`: `a[..., perm]` for the matching column permutation, as one block take
+    (a (128, 512) kernel: 7 us instead of 150 us)."""
+    axis %= a.ndim
+    shape = a.shape
+    blocks = a.reshape(shape[:axis] + (len(order), shape[axis] // len(order)) +
+                       shape[axis + 1:])
+    return np.take(blocks, order, axis=axis).reshape(shape)
 
 
 def _gate_split(kernel, gates):
