@@ -178,27 +178,33 @@ def _gru_sequence_vjp(grads, s, needs):
 
     DX = _empty((T, B, kernel.shape[0]), dt) if needs_x else None
 
-    def chunk_grads(lo, hi):
+    def chunk_grads(lo, hi, part):
+        """Part 0: the input gradient's rows; 1: (d kernel, d input bias); 2: (d
+        recurrent_kernel, d recurrent bias)."""
         dz = DZ[lo:hi]
-        _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
-                                         idrop, 3, needs_x, needs_k, needs_b and has_bias,
-                                         None if DX is None else DX[lo:hi])
+        if part < 2:
+            _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
+                                             idrop, 3, needs_x and part == 0,
+                                             needs_k and part == 1,
+                                             needs_b and has_bias and part == 1,
+                                             None if DX is None else DX[lo:hi])
+            return dW, None, db_in, None
         hsl = _time_slice(hs, lo, hi, rdrop is not None)
         dR = db_rec = None
         if reset_after:
             drec = DREC[lo:hi]
             if needs_r:
                 dR = _rec_weight_grad(hsl, drec, rdrop)
-            if db_in is not None:
+            if needs_b and has_bias:
                 db_rec = drec.reshape(-1, width).sum(axis=0)
         elif needs_r:
             n = (hi - lo) * B
             dR = np.empty((U, width), dt)
             dR[:, :u2] = _rec_weight_grad(hsl, dz[:, :, :u2], rd_zr)
             dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
-        return dW, dR, db_in, db_rec
+        return None, dR, None, db_rec
 
-    chunks = _TimeChunks(T, chunk_grads)
+    chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]

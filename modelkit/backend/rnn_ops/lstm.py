@@ -217,16 +217,19 @@ def _lstm_sequence_vjp(grads, s, needs):
 
     DX = _empty((T, B, W.shape[0]), dt) if needs_x else None
 
-    def chunk_grads(lo, hi):
+    def chunk_grads(lo, hi, part):
+        """Part 0: the input gradient's rows; 1: (d kernel, d bias); 2: d recurrent_kernel."""
         dz = DZ[lo:hi]
+        if part == 2:
+            return None, (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz,
+                                           rdrop) if needs_r else None), None
         _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                                      needs_x, needs_k, needs_b and s["has_bias"],
+                                      needs_x and part == 0, needs_k and part == 1,
+                                      needs_b and s["has_bias"] and part == 1,
                                       None if DX is None else DX[lo:hi])
-        dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
-              if needs_r else None)
-        return dW, dR, db
+        return dW, None, db
 
-    chunks = _TimeChunks(T, chunk_grads)
+    chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,

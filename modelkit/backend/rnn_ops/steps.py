@@ -301,40 +301,54 @@ def _worker():
 class _TimeChunks:
     """The GEMMs over all timesteps that end a backward pass (input, kernel, recurrent
     kernel and bias gradients), taken chunk by chunk of timesteps on a second thread while
-    BPTT (one core's sequential work) goes on; at the end this thread takes the chunks the
+    BPTT (one core's sequential work) goes on; at the end this thread takes the parts the
     worker has not started.
 
-    `fn(lo, hi)` handles steps [lo, hi): it writes per-timestep gradients (the input's)
-    into their rows itself and returns a tuple of weight gradients, which are summed over
-    the chunks (None entries stay None). Call `done(t)` once BPTT has finished step t
-    (going down from T - 1), `results()` at the end. Chunks are summed in a fixed order,
-    so the numbers never depend on timing; with one worker thread (MODELKIT_NUM_THREADS=1)
-    or a short sequence there is a single chunk, computed by `results()` exactly as
-    without chunking.
+    `fn(lo, hi, part)` handles part `part` (of `parts`) of steps [lo, hi): it writes
+    per-timestep gradients (the input's) into their rows itself and returns a tuple of
+    weight gradients, None for those another part makes; a chunk's parts together make
+    each gradient once, and these are summed over the chunks (None entries stay None).
+    Splitting a chunk into parts (its three GEMMs) changes no number, only how finely the
+    two threads share the work left when BPTT ends. Call `done(t)` once BPTT has
+    finished step t (going down from T - 1), `results()` at the end. Chunks are summed in
+    a fixed order, so the numbers never depend on timing; with one worker thread
+    (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
+    `results()` exactly as without chunking.
     """
 
-    def __init__(self, T, fn):
-        self.fn, self.hi = fn, T
+    def __init__(self, T, fn, parts=1):
+        self.fn, self.hi, self.parts = fn, T, parts
         self.size = _chunk_size(T)
-        self.pending = []                              # (lo, hi, future), latest first
+        # worker tasks (lo, hi, parts js, future of [fn(lo, hi, j) for j in js]), latest first
+        self.tasks = []
+        split = os.environ.get("MODELKIT_RNN_SPLIT", "1") != "0"
+        self.groups = [(j,) for j in range(parts)] if split else [tuple(range(parts))]
+
+    def _run(self, lo, hi, js):
+        return [self.fn(lo, hi, j) for j in js]
 
     def done(self, t):
         if self.hi - t >= self.size and t > 0:
-            self.pending.append((t, self.hi, _worker().submit(self.fn, t, self.hi)))
+            submit = _worker().submit
+            self.tasks += [(t, self.hi, js, submit(self._run, t, self.hi, js))
+                           for js in self.groups]
             self.hi = t
 
     def results(self):
-        parts = [None] * len(self.pending) + [self.fn(0, self.hi)]
-        # chunks the worker has not started yet run here (results keep their places)
-        for k in range(len(self.pending) - 1, -1, -1):
-            lo, hi, fut = self.pending[k]
+        got = {(0, j): v for j, v in enumerate(self._run(0, self.hi, range(self.parts)))}
+        # tasks the worker has not started yet run here, from the last (the worker takes
+        # them from the first)
+        for lo, hi, js, fut in reversed(self.tasks):
             if fut.cancel():
-                parts[k] = self.fn(lo, hi)
-        for k, (_, _, fut) in enumerate(self.pending):
-            if parts[k] is None:
-                parts[k] = fut.result()
+                got.update(zip(((lo, j) for j in js), self._run(lo, hi, js)))
+        for lo, hi, js, fut in self.tasks:
+            if (lo, js[0]) not in got:
+                got.update(zip(((lo, j) for j in js), fut.result()))
+        los = sorted({lo for lo, _ in got}, reverse=True)          # latest steps first
+        chunks = [[next((v for v in vals if v is not None), None)
+                   for vals in zip(*(got[lo, j] for j in range(self.parts)))] for lo in los]
         out = []
-        for vals in zip(*parts):                             # latest steps first
+        for vals in zip(*chunks):
             total = vals[0]
             if total is not None:
                 for v in vals[1:]:
