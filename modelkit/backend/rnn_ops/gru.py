@@ -10,7 +10,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks, _to_time_major)
+                    _time_slice, _TimeChunks)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -42,7 +42,6 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         rdrop = np.broadcast_to(rdrop, (3,) + rdrop.shape)
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
-    x_tm = _to_time_major(x, go_backwards)
     H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     OUT = H[1:] if keep is None else _empty((T, B, U), dt)
@@ -57,7 +56,8 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (z, r, hh) of step t, contiguous: the input projection (input
         # bias included), then the pre-activation, then the gate's value
-        Z, xm, ready = _project_ahead(x_tm, Wf, bf_in, idrop, 3, gate_major=True)
+        Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf_in, idrop, 3,
+                                      gate_major=True)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
             Rg = _gate_split(R, 3) if rdrop is not None else None

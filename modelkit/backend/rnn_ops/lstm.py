@@ -7,9 +7,9 @@ from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
-                    _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
-                    _rec_forward, _rec_weight_grad, _seq_grads, _gate_split, _time_slice,
-                    _TimeChunks, _to_time_major)
+                    _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
+                    _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
+                    _seq_grads, _gate_split, _time_slice, _TimeChunks)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -74,7 +74,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     Rgf = _gate_split(Rf, 4)
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
-    x_tm = _to_time_major(x, go_backwards)
     H = _empty((T + 1, B, U), dt)
     C = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
@@ -89,7 +88,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
-        Z, xm, ready = _project_ahead(x_tm, Wf, bf, idrop, 4, gate_major=True)
+        Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
         for t in range(T):
             ready(t)
             zt = Z[t]
