@@ -422,9 +422,10 @@ def _project_ahead(x, go_backwards, kernel, bias, drop, gates, gate_major=False)
         if bias is not None:
             out += bias
 
-    chunk(0, size)
+    # the worker starts on the later chunks while this thread makes the first one
     later = [(lo, _worker().submit(chunk, lo, min(lo + size, T)))
              for lo in range(size, T, size)]
+    chunk(0, size)
 
     def ready(t):
         while later and later[0][0] <= t:
