@@ -1,7 +1,8 @@
-"""Where a CNN training step's time goes, op by op, and same-process A/B of a switch.
+"""Where a training step's time goes, op by op, and same-process A/B of a switch.
 
 `--table`: wall and CPU time (all threads of the process) of every op's forward and VJP in
-a training step of the VGG-like CNN or the small ResNet of train_cnn.py, per step, with
+a training step of the VGG-like CNN or the small ResNet of train_cnn.py (or the
+Embedding + LSTM / GRU text classifier of train_lstm.py: --model lstm|gru), per step, with
 CPU/wall: an op near 1.0 at 2 threads runs on one core. The time outside the ops (tape,
 layers, optimizer, waiting for the backward pass's side stream) is the last line.
 
@@ -11,7 +12,7 @@ other (a switch the backend reads at each call, e.g. MODELKIT_SIDE_STREAM=0,1); 
 median wall and CPU ms per step of each and whether the two models' weights are still
 bit-identical after every epoch (a switch that must not change the numbers).
 
-    python benchmarks/step_ops.py [--model resnet|vgg] [--channels-first] [--table]
+    python benchmarks/step_ops.py [--model resnet|vgg|lstm|gru] [--channels-first] [--table]
                                   [--ab NAME=A,B] [--rounds 6] [--steps 20]
 """
 
@@ -23,16 +24,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_cnn  # noqa: E402
+import train_lstm  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
+RNNS = ("lstm", "gru")
+
+
 def build(model, fmt, dropout=True):
+    if model in RNNS:
+        return train_lstm.build_model(model)
     return (train_cnn.build_resnet(fmt) if model == "resnet"
             else train_cnn.build_model(fmt, dropout=dropout))
 
 
 def data(model, steps, fmt):
+    if model in RNNS:
+        return train_lstm.RnnBench(model, steps).data(train_cnn.BATCH * steps)
     rng = np.random.default_rng(0)
     h, c = (train_cnn.RES_H, 3) if model == "resnet" else (train_cnn.H, 1)
     shape = (h, h, c) if fmt == "channels_last" else (c, h, h)
@@ -133,7 +142,7 @@ def print_ab(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("vgg", "resnet"), default="resnet")
+    parser.add_argument("--model", choices=("vgg", "resnet") + RNNS, default="resnet")
     parser.add_argument("--channels-first", action="store_true")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=6)

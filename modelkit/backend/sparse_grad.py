@@ -47,7 +47,7 @@ class IndexedRows:
     def from_scatter(cls, shape, indices, g):
         """Rows `indices[j]` += g[j] (repeats summed) of zeros(shape), kept sparse."""
         idx = np.asarray(indices).reshape(-1)
-        rows = np.asarray(g).reshape((idx.size,) + tuple(shape[1:]))
+        rows, where = _flat_rows(np.asarray(g), np.shape(indices), tuple(shape[1:]))
         if idx.size == 0:
             return cls(idx.astype(np.intp), rows, shape)
         order = np.argsort(idx, kind="stable")
@@ -55,7 +55,8 @@ class IndexedRows:
         first = np.concatenate(([True], sidx[1:] != sidx[:-1]))
         starts = np.flatnonzero(first)
         return cls(sidx[starts].astype(np.intp, copy=False),
-                   _segment_sums(rows, order, starts, first), shape)
+                   _segment_sums(rows, order if where is None else where[order], starts,
+                                 first), shape)
 
     shape = property(lambda self: self.dense_shape)
     dtype = property(lambda self: self.values.dtype)
@@ -85,6 +86,20 @@ class IndexedRows:
     def __repr__(self):
         return (f"<IndexedRows {len(self.indices)} of {self.dense_shape[0]} rows, "
                 f"dtype={self.values.dtype}>")
+
+
+def _flat_rows(g, index_shape, row_shape):
+    """g (index_shape + row_shape) as rows (n, *row_shape) without copying where it can,
+    and where[j] = the row holding index j (None: row j): a (batch, time, ...) gradient
+    stored time-major (a recurrent op's input gradient, the (time, batch, ...) array
+    swapped) is read in place instead of through a transposing copy."""
+    n = int(np.prod(index_shape, dtype=np.int64))
+    if len(index_shape) == 2 and not g.flags.c_contiguous and \
+            g.swapaxes(0, 1).flags.c_contiguous:
+        b, t = index_shape
+        j = np.arange(n)
+        return g.swapaxes(0, 1).reshape((n,) + row_shape), (j % t) * b + j // t
+    return g.reshape((n,) + row_shape), None
 
 
 _MAX_RANKS = 8      # more repeats of one row than this: np.add.reduceat

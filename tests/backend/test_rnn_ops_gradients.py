@@ -318,9 +318,58 @@ def test_bad_arguments_raise_modelkit_errors():
         rnn_ops.lstm_sequence(r(B, T, I), W, R, b, input_dropout=np.ones((3, B, I)))
     with pytest.raises(ConfigError, match="not available inside the fused"):
         rnn_ops.lstm_sequence(r(B, T, I), W, R, b, activation="mystery")
+    with pytest.raises(ShapeError, match="expected kernel"):
+        rnn_ops.lstm_sequence(r(B, T, I), W[:, :-1], R, b)
+    with pytest.raises(ShapeError, match="expected kernel"):
+        rnn_ops.lstm_sequence(r(B, T, I), W, R, b[:-1])
     Wg, Rg, bg, _ = weights("gru")
     with pytest.raises(ShapeError, match="reset_after=True needs a bias"):
         rnn_ops.gru_sequence(r(B, T, I), Wg, Rg, bg.reshape(-1))
+
+
+@pytest.mark.parametrize("split", ["1", "0"])
+def test_time_chunks_parts_are_shared_at_the_end(split, monkeypatch):
+    """_TimeChunks: every part of every chunk runs once, the sums are the sequential ones
+    (latest chunk first), and with MODELKIT_RNN_SPLIT on this thread takes the parts the
+    worker has not reached in the chunk it is in (the worker is held in its first part)."""
+    import threading
+    from modelkit.backend import parallel
+    from modelkit.backend.rnn_ops import steps
+    monkeypatch.setattr(parallel, "threads", lambda: 2)
+    monkeypatch.setenv("MODELKIT_RNN_SPLIT", split)
+    main, entered, hold, ran = threading.current_thread(), threading.Event(), \
+        threading.Event(), []
+    T = 16
+    first = None                             # the chunk the worker starts and is held in
+
+    def fn(lo, hi, part):
+        on_main = threading.current_thread() is main
+        ran.append((lo, part, on_main))
+        if not on_main and part == 0 and lo == first:
+            entered.set()
+            hold.wait(10)
+        if on_main and lo == first and part == 2:
+            hold.set()                       # this thread has claimed its share
+        vals = [None, None, None]
+        vals[part] = np.array([float(100 * lo + 10 * hi + part)])
+        return tuple(vals)
+
+    chunks = steps._TimeChunks(T, fn, parts=3)
+    first = T - chunks.size
+    for t in range(T - 1, -1, -1):
+        chunks.done(t)
+    assert len(chunks.pending) == T // chunks.size - 1
+    assert entered.wait(10)
+    if split == "0":
+        threading.Timer(0.2, hold.set).start()
+    out = chunks.results()
+    bounds = [(c.lo, c.hi) for c, _ in chunks.pending] + [(0, chunks.hi)]
+    want = [sum(100.0 * lo + 10 * hi + j for lo, hi in bounds) for j in range(3)]
+    np.testing.assert_array_equal(np.concatenate(out), want)
+    assert sorted((lo, j) for lo, j, _ in ran) == sorted((lo, j) for lo, _ in bounds
+                                                         for j in range(3))
+    by_main = {j for lo, j, on_main in ran if lo == first and on_main}
+    assert by_main == ({1, 2} if split == "1" else set())
 
 
 def test_buffer_pool_recycles_released_arrays_and_never_live_ones():

@@ -146,6 +146,25 @@ def test_scatter_sums_by_repeat_rank_equal_reduceat(monkeypatch, n, rows):
     assert list(fast.indices) == sorted(set(idx.reshape(-1).tolist()))
 
 
+@pytest.mark.parametrize("max_ranks", [8, -1])
+@pytest.mark.parametrize("batch,time,rows", [(64, 80, 20000), (3, 5, 4), (1, 7, 3), (6, 1, 2)])
+def test_scatter_of_time_major_gradient_reads_it_in_place(batch, time, rows, max_ranks,
+                                                           monkeypatch):
+    """A (batch, time, d) gradient stored time-major (a recurrent op's input gradient) gives
+    bit for bit the sums of its contiguous copy (same rows, same order), repeat ranks
+    and reduceat alike."""
+    monkeypatch.setattr(sparse_grad, "_MAX_RANKS", max_ranks)
+    rng = np.random.default_rng(batch * time)
+    idx = rng.integers(0, rows, (batch, time))
+    tm = rng.standard_normal((time, batch, 5)).astype(np.float32)
+    g = tm.swapaxes(0, 1)
+    assert not g.flags.c_contiguous or batch == 1 or time == 1
+    got = IndexedRows.from_scatter((rows, 5), idx, g)
+    want = IndexedRows.from_scatter((rows, 5), idx, np.ascontiguousarray(g))
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.values, want.values)
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_adam_by_row_blocks_equals_one_pass(sparse, amsgrad, monkeypatch):

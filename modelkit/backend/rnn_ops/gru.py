@@ -10,7 +10,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks, _to_time_major)
+                    _time_slice, _TimeChunks)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -42,7 +42,6 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
         rdrop = np.broadcast_to(rdrop, (3,) + rdrop.shape)
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
-    x_tm = _to_time_major(x, go_backwards)
     H = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
     OUT = H[1:] if keep is None else _empty((T, B, U), dt)
@@ -57,7 +56,8 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (z, r, hh) of step t, contiguous: the input projection (input
         # bias included), then the pre-activation, then the gate's value
-        Z, xm, ready = _project_ahead(x_tm, Wf, bf_in, idrop, 3, gate_major=True)
+        Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf_in, idrop, 3,
+                                      gate_major=True)
         if reset_after:
             Rfull = np.ascontiguousarray(R)
             Rg = _gate_split(R, 3) if rdrop is not None else None
@@ -178,27 +178,33 @@ def _gru_sequence_vjp(grads, s, needs):
 
     DX = _empty((T, B, kernel.shape[0]), dt) if needs_x else None
 
-    def chunk_grads(lo, hi):
+    def chunk_grads(lo, hi, part):
+        """Part 0: the input gradient's rows; 1: (d kernel, d input bias); 2: (d
+        recurrent_kernel, d recurrent bias)."""
         dz = DZ[lo:hi]
-        _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
-                                         idrop, 3, needs_x, needs_k, needs_b and has_bias,
-                                         None if DX is None else DX[lo:hi])
+        if part < 2:
+            _, dW, db_in = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), kernel,
+                                             idrop, 3, needs_x and part == 0,
+                                             needs_k and part == 1,
+                                             needs_b and has_bias and part == 1,
+                                             None if DX is None else DX[lo:hi])
+            return dW, None, db_in, None
         hsl = _time_slice(hs, lo, hi, rdrop is not None)
         dR = db_rec = None
         if reset_after:
             drec = DREC[lo:hi]
             if needs_r:
                 dR = _rec_weight_grad(hsl, drec, rdrop)
-            if db_in is not None:
+            if needs_b and has_bias:
                 db_rec = drec.reshape(-1, width).sum(axis=0)
         elif needs_r:
             n = (hi - lo) * B
             dR = np.empty((U, width), dt)
             dR[:, :u2] = _rec_weight_grad(hsl, dz[:, :, :u2], rd_zr)
             dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
-        return dW, dR, db_in, db_rec
+        return None, dR, None, db_rec
 
-    chunks = _TimeChunks(T, chunk_grads)
+    chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]

@@ -2,13 +2,14 @@
 
 import numpy as np
 
+from ...errors import ShapeError
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_check, _empty, _halve_leading, _from_time_major, _gate_masks, _gemm, _init_state,
-                    _mask_outputs, _prepare_mask, _project_ahead, _project_backward, _rec_backward,
-                    _rec_forward, _rec_weight_grad, _seq_grads, _gate_split, _time_slice,
-                    _TimeChunks, _to_time_major)
+from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
+                    _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
+                    _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
+                    _seq_grads, _gate_split, _time_slice, _TimeChunks)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -17,8 +18,15 @@ from .steps import (_check, _empty, _halve_leading, _from_time_major, _gate_mask
 _LSTM_PERM_BLOCKS = (0, 1, 3, 2)
 
 
-def _lstm_perm(u):
-    return np.concatenate([np.arange(b * u, (b + 1) * u) for b in _LSTM_PERM_BLOCKS])
+def _lstm_perm(a):
+    """`a` (..., 4u) with its gate blocks swapped between the Keras and internal orders."""
+    return _gate_blocks(a, _LSTM_PERM_BLOCKS)
+
+
+def _lstm_perm_kernel(kernel):
+    """The permuted kernel (I, 4u) in Fortran order, so that the input gradient's GEMM
+    d(projection) @ kernel.T reads a contiguous kernel.T (as `kernel[:, perm]` gave)."""
+    return _gate_blocks(kernel.T, _LSTM_PERM_BLOCKS, axis=0).T
 
 
 def _activate_gates(zt, act, ract, halved):
@@ -46,10 +54,15 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     T = x.shape[1]
     dt = x.dtype
     act, ract = get_activation(activation), get_activation(recurrent_activation)
-    perm = _lstm_perm(U)
-    W = kernel[:, perm]
-    R = np.ascontiguousarray(recurrent_kernel[:, perm])
-    b = None if bias is None else bias[perm]
+    if kernel.shape[1] != 4 * U or recurrent_kernel.shape != (U, 4 * U) or (
+            bias is not None and bias.shape != (4 * U,)):
+        raise ShapeError(f"lstm_sequence: expected kernel (.., {4 * U}), recurrent_kernel "
+                         f"{(U, 4 * U)} and bias ({4 * U},), got {kernel.shape}, "
+                         f"{recurrent_kernel.shape} and "
+                         f"{None if bias is None else bias.shape}")
+    W = _lstm_perm_kernel(kernel)
+    R = _lstm_perm(recurrent_kernel)
+    b = None if bias is None else _lstm_perm(bias)
     halved = ract.name == "sigmoid"
     # weights for the forward GEMMs: with sigmoid gates, their columns halved
     Wf, Rf, bf = _halve_leading(3 * U, W, R, b) if halved else (W, R, b)
@@ -61,7 +74,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     Rgf = _gate_split(Rf, 4)
     keep, drop_rows = _prepare_mask(mask, go_backwards, x.shape[:2])
 
-    x_tm = _to_time_major(x, go_backwards)
     H = _empty((T + 1, B, U), dt)
     C = _empty((T + 1, B, U), dt)
     H[0] = _init_state(h0, B, U, dt)
@@ -76,7 +88,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
-        Z, xm, ready = _project_ahead(x_tm, Wf, bf, idrop, 4, gate_major=True)
+        Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
         for t in range(T):
             ready(t)
             zt = Z[t]
@@ -100,7 +112,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
                               zero_output_for_mask)
                 np.copyto(H[t + 1], H[t], where=drop_rows[t])
                 np.copyto(C[t + 1], C[t], where=drop_rows[t])
-    saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, perm=perm, has_bias=bias is not None,
+    saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
                  HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
                  zero_output=zero_output_for_mask)
@@ -204,16 +216,19 @@ def _lstm_sequence_vjp(grads, s, needs):
 
     DX = _empty((T, B, W.shape[0]), dt) if needs_x else None
 
-    def chunk_grads(lo, hi):
+    def chunk_grads(lo, hi, part):
+        """Part 0: the input gradient's rows; 1: (d kernel, d bias); 2: d recurrent_kernel."""
         dz = DZ[lo:hi]
+        if part == 2:
+            return None, (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz,
+                                           rdrop) if needs_r else None), None
         _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
-                                      needs_x, needs_k, needs_b and s["has_bias"],
+                                      needs_x and part == 0, needs_k and part == 1,
+                                      needs_b and s["has_bias"] and part == 1,
                                       None if DX is None else DX[lo:hi])
-        dR = (_rec_weight_grad(_time_slice(hs, lo, hi, rdrop is not None), dz, rdrop)
-              if needs_r else None)
-        return dW, dR, db
+        return dW, None, db
 
-    chunks = _TimeChunks(T, chunk_grads)
+    chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
             _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
@@ -222,14 +237,8 @@ def _lstm_sequence_vjp(grads, s, needs):
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
         dW, dR, db = chunks.results()
-    perm = s["perm"]
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
-    if dR is not None:
-        dR = dR[:, perm]
-    if dW is not None:
-        dW = dW[:, perm]
-    if db is not None:
-        db = db[perm]
+    dW, dR, db = (None if g is None else _lstm_perm(g) for g in (dW, dR, db))
     return (dx, dW, dR, db, dh if needs_h0 else None, dc if needs_c0 else None,
             None, None, None)
 
