@@ -165,12 +165,13 @@ def test_scatter_of_time_major_gradient_reads_it_in_place(batch, time, rows, max
     np.testing.assert_array_equal(got.values, want.values)
 
 
+@pytest.mark.parametrize("threads", ["1", "3"])
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_adam_by_row_blocks_equals_one_pass(sparse, amsgrad, monkeypatch):
-    """Large variables are updated block of rows by block (optimizers/base.over_rows): the
-    numbers equal one pass over the whole arrays, bit for bit, rows at block edges and
-    rows in no block's gradient included."""
+def test_adam_by_row_blocks_equals_one_pass(sparse, amsgrad, threads, monkeypatch):
+    """Large variables are updated block of rows by block (optimizers/base.over_rows), the
+    blocks claimed by `threads` threads: the numbers equal one pass over the whole arrays,
+    bit for bit, rows at block edges and rows in no block's gradient included."""
     from modelkit.backend import parallel
     from modelkit.optimizers import base
     rng = np.random.default_rng(3)
@@ -194,6 +195,7 @@ def test_adam_by_row_blocks_equals_one_pass(sparse, amsgrad, monkeypatch):
         return [np.array(v.value)] + [np.array(w) for w in opt.get_weights()[1:]], blocks
 
     whole, none = train(1 << 40)
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
     blocked, used = train(0)
     assert not none and len(used[0]) == 3            # 103 rows: blocks of 40, 40, 23
     for a, b in zip(whole, blocked):
