@@ -58,7 +58,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel
+from . import array_tags, parallel
 from .buffers import BufferPool
 from .streams import SIDE, Deferred, worth_side
 
@@ -143,48 +143,27 @@ class Saved:
 # (a window's gradient goes to a cell equal to the window's maximum, so that cell is > 0
 # exactly when the maximum is): it asks `relu_output` whether its input is such an output
 # and marks its input gradient with `mark_relu_masked`; the conv's VJP then skips its own
-# mask pass over the full-size gradient. Arrays are matched by memory (address, shape,
-# strides) while alive (weak references), so a sum with another gradient, a copy or a
-# reshaped view is never taken for the marked array.
+# mask pass over the full-size gradient. Arrays are matched by memory while alive
+# (array_tags), so a sum with another gradient, a copy or a reshaped view is never taken
+# for the marked array.
 _RELU_OUTPUTS = {}
 _MASKED = {}
 
 
-def _memory(a):
-    return (a.__array_interface__["data"][0], a.shape, a.strides)
-
-
-def _remember(table, a, value):
-    key = _memory(a)
-
-    def forget(ref, key=key):       # may run on the side stream's thread (streams.py)
-        entry = table.get(key)
-        if entry is not None and entry[0] is ref:
-            table.pop(key, None)
-    table[key] = (weakref.ref(a, forget), value)
-
-
-def _recall(table, a):
-    entry = table.get(_memory(a))
-    if entry is None or entry[0]() is None:
-        return None
-    return entry[1]
-
-
 def relu_output(a):
     """The fused-relu conv output (NCHW) whose memory the array `a` is exactly, else None."""
-    y = _recall(_RELU_OUTPUTS, a)
+    y = array_tags.recall(_RELU_OUTPUTS, a)
     return y() if y is not None else None
 
 
 def mark_relu_masked(g, y):
     """Record that the NCHW gradient `g` is already zero wherever the relu output `y`
     (from `relu_output`) is not positive."""
-    _remember(_MASKED, g, weakref.ref(y))
+    array_tags.remember(_MASKED, g, weakref.ref(y))
 
 
 def _relu_masked(gn, y):
-    ref = _recall(_MASKED, gn)
+    ref = array_tags.recall(_MASKED, gn)
     return ref is not None and ref() is y
 
 
@@ -343,7 +322,7 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     y = _run_conv(xn, w, bias, pads, strides, dilation, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
     if relu:
-        _remember(_RELU_OUTPUTS, y, weakref.ref(y))
+        array_tags.remember(_RELU_OUTPUTS, y, weakref.ref(y))
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)

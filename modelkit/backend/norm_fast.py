@@ -41,7 +41,7 @@ import weakref
 
 import numpy as np
 
-from . import conv_fast, parallel
+from . import array_tags, conv_fast, parallel
 
 MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 ORT_MIN_POSITIONS = 64     # onnxruntime's forward from this many positions per channel
@@ -165,7 +165,7 @@ def moments(x, gamma, beta, axes, epsilon):
                   gshape=None if gamma is None else np.shape(gamma),
                   bshape=None if beta is None else np.shape(beta))
     y = lay.back(y2)
-    conv_fast._remember(_OUTPUTS, y, weakref.ref(saved))
+    array_tags.remember(_OUTPUTS, y, weakref.ref(saved))
     return (y, mean.reshape(kept), var.reshape(kept)), saved
 
 
@@ -300,11 +300,11 @@ def _grad_sums(s, g2, relu_y2=None):
 # a relu right after the op: its mask and this op's first backward pass in one pass
 
 # The relu's forward asks `output_of(x)` whether its input is such an op's output (matched
-# by memory while alive, as conv_fast's fused-relu outputs) and keeps the answer; its VJP
-# then calls `relu_grad`, which masks the gradient and adds up this op's per-channel sums
-# in the same pass over blocks, and marks the masked gradient with them. The op's VJP uses
-# the sums when it receives exactly that array (a sum with another gradient, a copy or a
-# reshaped view is a different array: it makes its own pass).
+# by memory while alive: array_tags, as conv_fast's fused-relu outputs) and keeps the
+# answer; its VJP then calls `relu_grad`, which masks the gradient and adds up this op's
+# per-channel sums in the same pass over blocks, and marks the masked gradient with them.
+# The op's VJP uses the sums when it receives exactly that array (a sum with another
+# gradient, a copy or a reshaped view is a different array: it makes its own pass).
 _OUTPUTS = {}              # outputs of `moments` -> weakref to their Saved
 _SUMS = {}                 # masked gradients -> (weakref to the Saved, sums)
 
@@ -320,7 +320,7 @@ def output_of(a):
     output and another array `a` is the sum of, see `note_sum`), else None."""
     if not _OUTPUTS or not _folding():
         return None
-    ref = conv_fast._recall(_OUTPUTS, a)
+    ref = array_tags.recall(_OUTPUTS, a)
     return ref() if ref is not None else None
 
 
@@ -332,7 +332,7 @@ def note_sum(out, a, b):
         return
     s = output_of(b) or output_of(a)
     if s is not None:
-        conv_fast._remember(_OUTPUTS, out, weakref.ref(s))
+        array_tags.remember(_OUTPUTS, out, weakref.ref(s))
 
 
 def relu_grad(g, y, s):
@@ -344,10 +344,10 @@ def relu_grad(g, y, s):
         return None
     sums, masked = _grad_sums(s, lay.rows(g), lay.rows(y))
     gx = lay.back(masked)
-    conv_fast._remember(_SUMS, gx, (weakref.ref(s), sums))
+    array_tags.remember(_SUMS, gx, (weakref.ref(s), sums))
     return gx
 
 
 def _folded_sums(g, s):
-    entry = conv_fast._recall(_SUMS, g)
+    entry = array_tags.recall(_SUMS, g)
     return entry[1] if entry is not None and entry[0]() is s else None
