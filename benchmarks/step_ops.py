@@ -2,7 +2,8 @@
 
 `--table`: wall and CPU time (all threads of the process) of every op's forward and VJP in
 a training step of the VGG-like CNN or the small ResNet of train_cnn.py (or the
-Embedding + LSTM / GRU text classifier of train_lstm.py: --model lstm|gru), per step, with
+Embedding + LSTM / GRU text classifier of train_lstm.py: --model lstm|gru, or the MLP of
+train_mlp.py: --model mlp), per step, with
 CPU/wall: an op near 1.0 at 2 threads runs on one core. The time outside the ops (tape,
 layers, optimizer, waiting for the backward pass's side stream) is the last line.
 
@@ -12,7 +13,7 @@ other (a switch the backend reads at each call, e.g. MODELKIT_SIDE_STREAM=0,1); 
 median wall and CPU ms per step of each and whether the two models' weights are still
 bit-identical after every epoch (a switch that must not change the numbers).
 
-    python benchmarks/step_ops.py [--model resnet|vgg|lstm|gru] [--channels-first] [--table]
+    python benchmarks/step_ops.py [--model resnet|vgg|lstm|gru|mlp] [--channels-first] [--table]
                                   [--ab NAME=A,B] [--rounds 6] [--steps 20]
 """
 
@@ -25,6 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_cnn  # noqa: E402
 import train_lstm  # noqa: E402
+import train_mlp  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -32,7 +34,13 @@ import numpy as np  # noqa: E402
 RNNS = ("lstm", "gru")
 
 
+def batch_size(model):
+    return train_mlp.BATCH if model == "mlp" else train_cnn.BATCH
+
+
 def build(model, fmt, dropout=True):
+    if model == "mlp":
+        return train_mlp.build_model(dropout)
     if model in RNNS:
         return train_lstm.build_model(model)
     return (train_cnn.build_resnet(fmt) if model == "resnet"
@@ -40,6 +48,8 @@ def build(model, fmt, dropout=True):
 
 
 def data(model, steps, fmt):
+    if model == "mlp":
+        return train_mlp.MlpBench(steps).data(train_mlp.BATCH * steps)
     if model in RNNS:
         return train_lstm.RnnBench(model, steps).data(train_cnn.BATCH * steps)
     rng = np.random.default_rng(0)
@@ -50,11 +60,11 @@ def data(model, steps, fmt):
     return x, y
 
 
-def epoch(model, x, y):
+def epoch(model, x, y, batch):
     """(wall ms, CPU ms) per step of one epoch of `model.fit`."""
-    steps = len(x) // train_cnn.BATCH
+    steps = len(x) // batch
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(x, y, batch_size=train_cnn.BATCH, epochs=1, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     return ((time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3)
 
 
@@ -93,9 +103,9 @@ def print_table(args):
     table = timed_ops()
     model = build(args.model, args.format)
     x, y = data(args.model, args.steps, args.format)
-    epoch(model, x, y)                               # warm up: sessions, buffers
+    epoch(model, x, y, batch_size(args.model))                               # warm up: sessions, buffers
     table.clear()
-    runs = [epoch(model, x, y) for _ in range(args.rounds)]
+    runs = [epoch(model, x, y, batch_size(args.model)) for _ in range(args.rounds)]
     wall, cpu = (sum(r[i] for r in runs) / len(runs) for i in (0, 1))
     n = args.steps * args.rounds
     print(f"{args.model} {args.format}, MODELKIT_NUM_THREADS={os.environ.get('MODELKIT_NUM_THREADS')}"
@@ -125,7 +135,7 @@ def print_ab(args):
     for r in range(args.rounds + 1):
         for v in (a, b) if r % 2 == 0 else (b, a):
             os.environ[name] = v
-            t = epoch(models[v], x, y)
+            t = epoch(models[v], x, y, batch_size(args.model))
             if r:                                    # round 0 warms up
                 times[v].append(t)
         identical &= all(np.array_equal(p, q) for p, q in
@@ -142,7 +152,7 @@ def print_ab(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("vgg", "resnet") + RNNS, default="resnet")
+    parser.add_argument("--model", choices=("vgg", "resnet", "mlp") + RNNS, default="resnet")
     parser.add_argument("--channels-first", action="store_true")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=6)
