@@ -263,7 +263,8 @@ def test_forked_child_falls_back_to_the_numpy_path():
     (32, 3, (1, 1), "same", "_PerImage"),
     (28, 7, (2, 2), "same", "_PerImage"),
     (28, 32, (2, 2), "same", "_Windows"),
-    (4, 32, (1, 1), "same", "_Windows")])             # 25 grid cells for 16 outputs
+    (4, 32, (1, 1), "same", "_Shifted"),              # 20 grid cells for 16 outputs
+    (3, 32, (1, 1), "same", "_Windows")])             # 12 grid cells for 9 outputs
 def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
     """Per image below 8 input channels, shifted views for stride 1 with enough channels
     and few gap positions (where measured faster), output windows otherwise."""
