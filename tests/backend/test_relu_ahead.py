@@ -45,6 +45,8 @@ def takes(monkeypatch):
         return r
     monkeypatch.setattr(relu_ahead, "take", counted)
     monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 1)
+    for name in ("MODELKIT_RELU_AHEAD", "MODELKIT_FAST_CONV"):
+        monkeypatch.delenv(name, raising=False)
     relu_ahead._WANTED.clear()
     return count
 
