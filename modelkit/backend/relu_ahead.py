@@ -64,18 +64,19 @@ def produced(out, relu=None):
         return
     if relu is not None:
         _WANTED[site] = False            # asked again when a relu takes it
-    array_tags.remember(_OUTPUTS, out, (site, relu))
+    array_tags.remember(_OUTPUTS, out, [site, relu])
 
 
 def take(x):
     """The relu computed ahead of the array `x`, else None (then the relu of x is wanted
-    at x's site from now on)."""
+    at x's site from now on). Given once: a second relu of x makes its own array."""
     if not _OUTPUTS:
         return None
     entry = array_tags.recall(_OUTPUTS, x)
     if entry is None:
         return None
     site, relu = entry
+    entry[1] = None
     if len(_WANTED) >= _MAX_SITES:
         _WANTED.clear()
     _WANTED[site] = True

@@ -111,3 +111,19 @@ def test_a_site_no_relu_reads_any_more_is_not_computed_again(takes):
     finally:
         norm_fast._ort_forward = real
     assert made == [False, True, True, False, False]
+
+
+def test_a_second_relu_of_the_same_output_makes_its_own_array(takes):
+    rng = np.random.default_rng(5)
+    shape = (4, 8, 8, 3)
+    x = _nchw_view(shape, rng)
+    gamma, beta = (rng.standard_normal((1, 1, 1, 3)).astype(np.float32) for _ in range(2))
+    for _ in range(2):
+        with GradientTape():
+            xs = [Variable(v) for v in (x, gamma, beta)]
+            y, _, _ = apply(_batch_norm_moments, xs[0], xs[1], xs[2], None, axes=(0, 1, 2),
+                            epsilon=1e-3)
+            r1, r2 = apply(_relu, y), apply(_relu, y)
+    assert takes[0] == 1
+    assert not np.shares_memory(r1.value, r2.value)
+    assert np.array_equal(r1.value, r2.value)
