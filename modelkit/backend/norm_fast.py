@@ -64,14 +64,17 @@ class _Layout:
 
     def __init__(self, x, c_axis):
         self.c_axis, self.shape = c_axis, x.shape
-        moved = np.moveaxis(x, c_axis, -1)                 # (..., C)
-        if moved.flags.c_contiguous:
-            self.kind, self.mshape = "last", moved.shape
-            a, b = moved.size // x.shape[c_axis], 1
+        n = x.ndim
+        rest = [i for i in range(n) if i != c_axis]
+        last = tuple(rest + [c_axis])                      # (..., C)
+        if x.transpose(last).flags.c_contiguous:
+            self.kind, self.to_mem = "last", last
+            a, b = x.size // x.shape[c_axis], 1
         else:
-            first = np.moveaxis(x, c_axis, 1)              # (N, C, ...)
-            self.kind, self.mshape = "first", first.shape
-            a, b = x.shape[0], first.size // (x.shape[0] * x.shape[c_axis])
+            self.kind, self.to_mem = "first", tuple(rest[:1] + [c_axis] + rest[1:])
+            a, b = x.shape[0], x.size // (x.shape[0] * x.shape[c_axis])   # (N, C, ...)
+        self.mshape = tuple(x.shape[i] for i in self.to_mem)
+        self.from_mem = tuple(int(i) for i in np.argsort(self.to_mem))
         self.a, self.c, self.b = a, x.shape[c_axis], b
         k = 1
         while k * self.c * b < MIN_ROW and a % (2 * k) == 0:
@@ -80,18 +83,18 @@ class _Layout:
 
     def rows(self, arr, dtype=np.float32):
         """`arr` (x's shape) as rows in x's memory order: a view, or a contiguous copy."""
-        moved = np.moveaxis(arr, self.c_axis, -1 if self.kind == "last" else 1)
+        moved = arr.transpose(self.to_mem)
         return np.ascontiguousarray(moved, dtype=dtype).reshape(-1, self.p)
 
     def back(self, rows):
         """rows -> an array of x's shape (a view)."""
-        a = rows.reshape(self.mshape)
-        return np.moveaxis(a, -1 if self.kind == "last" else 1, self.c_axis)
+        return rows.reshape(self.mshape).transpose(self.from_mem)
 
     def row(self, per_channel):
         """A per-channel vector (C,) as one float32 row (P,)."""
-        v = np.asarray(per_channel, np.float32).reshape(1, self.c, 1)
-        return np.ascontiguousarray(np.broadcast_to(v, (self.k, self.c, self.b))).reshape(-1)
+        v = np.asarray(per_channel, np.float32).reshape(self.c)
+        v = np.repeat(v, self.b) if self.b > 1 else v.copy()
+        return np.tile(v, self.k) if self.k > 1 else v
 
     def channel_sums(self, blk):
         """Per-channel float32 sums of a block of rows (r, P) -> (C,): a GEMV with a ones
