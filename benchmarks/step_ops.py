@@ -10,12 +10,10 @@ layers, optimizer, waiting for the backward pass's side stream) is the last line
 epochs in this process with the environment variable NAME set to A for one and B for the
 other (a switch the backend reads at each call, e.g. MODELKIT_SIDE_STREAM=0,1); prints the
 median wall and CPU ms per step of each and whether the two models' weights are still
-bit-identical after every epoch (a switch that must not change the numbers); with
-`--per-op`, also the median wall and CPU ms per step of every op's forward and VJP under
-each value (the ops timed as in --table, which adds a little to both).
+bit-identical after every epoch (a switch that must not change the numbers).
 
     python benchmarks/step_ops.py [--model resnet|vgg|lstm|gru] [--channels-first] [--table]
-                                  [--ab NAME=A,B [--per-op]] [--rounds 6] [--steps 20]
+                                  [--ab NAME=A,B] [--rounds 6] [--steps 20]
 """
 
 import argparse
@@ -117,8 +115,6 @@ def print_table(args):
 def print_ab(args):
     name, values = args.ab.split("=", 1)
     a, b = values.split(",")
-    table = timed_ops() if args.per_op else None
-    per_op = {a: collections.defaultdict(list), b: collections.defaultdict(list)}
     x, y = data(args.model, args.steps, args.format)
     np.random.seed(0)
     # no dropout: the two models would draw different masks from the one random state
@@ -129,13 +125,9 @@ def print_ab(args):
     for r in range(args.rounds + 1):
         for v in (a, b) if r % 2 == 0 else (b, a):
             os.environ[name] = v
-            if table is not None:
-                table.clear()
             t = epoch(models[v], x, y)
             if r:                                    # round 0 warms up
                 times[v].append(t)
-                for key, (w, c, _) in (table or {}).items():
-                    per_op[v][key].append((w / args.steps * 1e3, c / args.steps * 1e3))
         identical &= all(np.array_equal(p, q) for p, q in
                          zip(models[a].get_weights(), models[b].get_weights()))
     print(f"{args.model} {args.format}, MODELKIT_NUM_THREADS={os.environ.get('MODELKIT_NUM_THREADS')}"
@@ -146,15 +138,6 @@ def print_ab(args):
         print(f"  {name}={v}: wall median {w[len(w) // 2]:7.2f} ms/step (min {w[0]:7.2f}), "
               f"CPU median {c[len(c) // 2]:7.2f} ms/step")
     print(f"  weights bit-identical after every epoch: {identical}")
-    if table is not None:
-        def med(rows, i):
-            return sorted(row[i] for row in rows)[len(rows) // 2] if rows else 0.0
-        print(f"  {'op':26s} {'phase':5s}" + "".join(f" {f'{name}={v} wall, CPU':>28s}"
-                                                     for v in (a, b)))
-        for key in sorted(set(per_op[a]) | set(per_op[b]), key=lambda k: -med(per_op[a][k], 1)):
-            if max(med(per_op[v][key], 0) for v in (a, b)) >= 0.01:
-                print(f"  {key[0]:26s} {key[1]:5s}" + "".join(
-                    f" {med(per_op[v][key], 0):18.2f} {med(per_op[v][key], 1):8.2f}" for v in (a, b)))
 
 
 def main():
@@ -165,8 +148,6 @@ def main():
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--table", action="store_true")
     parser.add_argument("--ab", help="NAME=A,B: an environment switch to compare")
-    parser.add_argument("--per-op", action="store_true",
-                        help="with --ab: each op's wall and CPU time under A and B")
     args = parser.parse_args()
     args.format = "channels_first" if args.channels_first else "channels_last"
     if args.ab:
