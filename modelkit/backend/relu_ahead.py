@@ -19,8 +19,9 @@ in the same order every time, so the relu of step n tells the producer of step n
   wanted. A site's precomputed relu that no relu takes is not asked for again until a
   relu reads that site's output once more (a changed graph costs one wasted relu).
 
-The relu computed ahead is the same max(x, 0) of the same values (its own array), so the
-numbers never change, only where the pass runs. MODELKIT_RELU_AHEAD=0 switches it off.
+The relu computed ahead is the same max(x, 0) of the same values (its own array; NaN stays
+NaN, only a -0.0 may keep its sign), so the numbers never change, only where the pass runs.
+MODELKIT_RELU_AHEAD=0 switches it off.
 """
 
 import os
@@ -30,7 +31,7 @@ from . import array_tags
 
 _LOCAL = threading.local()       # .site: the site of the op that runs on this thread
 _WANTED = {}                     # site -> True once a relu read the site's output
-_OUTPUTS = {}                    # array_tags: producers' outputs -> (site, relu or None)
+_OUTPUTS = {}                    # array_tags: producers' outputs -> [site, relu or None]
 _MAX_SITES = 4096
 
 
