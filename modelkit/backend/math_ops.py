@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import norm_fast, parallel
+from . import nn_ops, norm_fast, parallel, relu_ahead
 from .streams import leaf_gradient, worth_side
 from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
 from .layout import empty_ordered_like
@@ -16,7 +16,17 @@ def _add(a, b):
     if (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
             and a.nbytes >= 2 * parallel.BLOCK_BYTES):
         out = np.empty_like(a)                 # a's memory order; blocks on the threads
-        parallel.elementwise(lambda o, x, y: np.add(x, y, out=o), out, a, b)
+        if a.dtype == np.float32 and relu_ahead.wanted():
+            relu = np.empty_like(a)            # a relu reads it: each block's relu too,
+
+            def block(o, x, y, r):             # while the block is in cache
+                np.add(x, y, out=o)
+                nn_ops.relu_into(r, o)
+            parallel.elementwise(block, out, a, b, relu)
+        else:
+            relu = None
+            parallel.elementwise(lambda o, x, y: np.add(x, y, out=o), out, a, b)
+        relu_ahead.produced(out, relu)
     else:
         out = a + b
     if a.shape == b.shape == out.shape:        # the gradient goes to both unchanged

@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 
-from . import norm_fast, parallel
+from . import norm_fast, parallel, relu_ahead
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
 # activations
 
 
-def _relu_block(out, x):
+def relu_into(out, x):
     """max(x, 0) into `out` (x's shape and memory order), against a block of zeros."""
     of, xf = parallel.flat(out), parallel.flat(x)
     if of is None or xf is None:
@@ -24,8 +24,10 @@ def _relu_block(out, x):
 def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras relu: x if x > threshold, else negative_slope * (x - threshold); capped."""
     if not (negative_slope or threshold or max_value is not None):    # plain relu: blocks
-        y = np.empty_like(x)                                          # on the worker threads
-        parallel.elementwise(_relu_block, y, x)
+        y = relu_ahead.take(x)                                        # computed by x's op,
+        if y is None:                                                 # or in blocks on
+            y = np.empty_like(x)                                      # the worker threads
+            parallel.elementwise(relu_into, y, x)
         return y, (y, None, None, norm_fast.output_of(x))
     above = x > threshold
     if negative_slope:

@@ -41,7 +41,7 @@ import weakref
 
 import numpy as np
 
-from . import array_tags, conv_fast, parallel
+from . import array_tags, conv_fast, parallel, relu_ahead
 
 MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 ORT_MIN_POSITIONS = 64     # onnxruntime's forward from this many positions per channel
@@ -64,14 +64,17 @@ class _Layout:
 
     def __init__(self, x, c_axis):
         self.c_axis, self.shape = c_axis, x.shape
-        moved = np.moveaxis(x, c_axis, -1)                 # (..., C)
-        if moved.flags.c_contiguous:
-            self.kind, self.mshape = "last", moved.shape
-            a, b = moved.size // x.shape[c_axis], 1
+        n = x.ndim
+        rest = [i for i in range(n) if i != c_axis]
+        last = tuple(rest + [c_axis])                      # (..., C)
+        if x.transpose(last).flags.c_contiguous:
+            self.kind, self.to_mem = "last", last
+            a, b = x.size // x.shape[c_axis], 1
         else:
-            first = np.moveaxis(x, c_axis, 1)              # (N, C, ...)
-            self.kind, self.mshape = "first", first.shape
-            a, b = x.shape[0], first.size // (x.shape[0] * x.shape[c_axis])
+            self.kind, self.to_mem = "first", tuple(rest[:1] + [c_axis] + rest[1:])
+            a, b = x.shape[0], x.size // (x.shape[0] * x.shape[c_axis])   # (N, C, ...)
+        self.mshape = tuple(x.shape[i] for i in self.to_mem)
+        self.from_mem = tuple(int(i) for i in np.argsort(self.to_mem))
         self.a, self.c, self.b = a, x.shape[c_axis], b
         k = 1
         while k * self.c * b < MIN_ROW and a % (2 * k) == 0:
@@ -80,18 +83,18 @@ class _Layout:
 
     def rows(self, arr, dtype=np.float32):
         """`arr` (x's shape) as rows in x's memory order: a view, or a contiguous copy."""
-        moved = np.moveaxis(arr, self.c_axis, -1 if self.kind == "last" else 1)
+        moved = arr.transpose(self.to_mem)
         return np.ascontiguousarray(moved, dtype=dtype).reshape(-1, self.p)
 
     def back(self, rows):
         """rows -> an array of x's shape (a view)."""
-        a = rows.reshape(self.mshape)
-        return np.moveaxis(a, -1 if self.kind == "last" else 1, self.c_axis)
+        return rows.reshape(self.mshape).transpose(self.from_mem)
 
     def row(self, per_channel):
         """A per-channel vector (C,) as one float32 row (P,)."""
-        v = np.asarray(per_channel, np.float32).reshape(1, self.c, 1)
-        return np.ascontiguousarray(np.broadcast_to(v, (self.k, self.c, self.b))).reshape(-1)
+        v = np.asarray(per_channel, np.float32).reshape(self.c)
+        v = np.repeat(v, self.b) if self.b > 1 else v.copy()
+        return np.tile(v, self.k) if self.k > 1 else v
 
     def channel_sums(self, blk):
         """Per-channel float32 sums of a block of rows (r, P) -> (C,): a GEMV with a ones
@@ -153,8 +156,11 @@ def moments(x, gamma, beta, axes, epsilon):
     c_axis = next(i for i in range(x.ndim) if i not in axes)
     lay = _Layout(x, c_axis)
     x2 = lay.rows(x)
-    if lay.b >= ORT_MIN_POSITIONS and conv_fast.enabled():
-        y2, mean, var = _ort_forward(x2, lay, gamma, beta, epsilon)
+    ort = lay.b >= ORT_MIN_POSITIONS and conv_fast.enabled()
+    relu2 = None
+    if ort:
+        y2, mean, var, relu2 = _ort_forward(x2, lay, gamma, beta, epsilon,
+                                            relu_ahead.wanted())
     else:
         y2, mean, var = _numpy_forward(x2, lay, gamma, beta, epsilon)
     inv = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(epsilon))).astype(np.float32)
@@ -166,32 +172,40 @@ def moments(x, gamma, beta, axes, epsilon):
                   bshape=None if beta is None else np.shape(beta))
     y = lay.back(y2)
     array_tags.remember(_OUTPUTS, y, weakref.ref(saved))
+    if ort:                            # a relu after it may come from the same session
+        relu_ahead.produced(y, None if relu2 is None else lay.back(relu2))
     return (y, mean.reshape(kept), var.reshape(kept)), saved
 
 
-def _ort_forward(x2, lay, gamma, beta, epsilon):
+def _ort_forward(x2, lay, gamma, beta, epsilon, relu=False):
     """onnxruntime's BatchNormalization in training mode on x as (A, C, B): statistics and
     the normalized output in about two passes over x (3-4x faster than numpy's blocks); with
     momentum 0 and zero running statistics its 'running' outputs are the batch mean and
     (biased) variance. One thread: the op is memory-bound (64x16x32x32: 0.40 ms on one
-    thread, 0.41 on two), and the next op ran slower after a two-thread session."""
+    thread, 0.41 on two), and the next op ran slower after a two-thread session.
+    -> (y rows, mean, var, relu(y) rows when `relu` else None): a Relu node on y (see
+    relu_ahead) costs +0.14 ms isolated, +0.20-0.28 in the ResNet step, where the relu op's
+    own pass took 0.46-0.53 ms."""
     c = lay.c
 
     def build(helper):
-        node = helper.make_node("BatchNormalization", ["x", "gamma", "beta", "m0", "v0"],
-                                ["y", "mean", "var"], epsilon=float(epsilon), momentum=0.0,
-                                training_mode=1)
-        return [node], [("x", [None, c, None])] + [(n, [c]) for n in ("gamma", "beta", "m0",
-                                                                        "v0")]
+        nodes = [helper.make_node("BatchNormalization", ["x", "gamma", "beta", "m0", "v0"],
+                                  ["y", "mean", "var"], epsilon=float(epsilon), momentum=0.0,
+                                  training_mode=1)]
+        if relu:
+            nodes.append(helper.make_node("Relu", ["y"], ["r"]))
+        return nodes, [("x", [None, c, None])] + [(n, [c]) for n in ("gamma", "beta", "m0",
+                                                                       "v0")]
 
-    sess = conv_fast.session(("batch_norm_training", c, float(epsilon)), build,
-                             threads=1, outputs=("y", "mean", "var"))
+    sess = conv_fast.session(("batch_norm_training", c, float(epsilon), relu), build,
+                             threads=1, outputs=("y", "mean", "var") + (("r",) if relu else ()))
     zeros = np.zeros(c, np.float32)
-    y3, mean, var = sess.run(None, {
+    out = sess.run(None, {
         "x": x2.reshape(lay.a, c, lay.b),
         "gamma": np.ones(c, np.float32) if gamma is None else gamma.reshape(c),
         "beta": zeros if beta is None else beta.reshape(c), "m0": zeros, "v0": zeros})
-    return y3.reshape(x2.shape), mean, var
+    return (out[0].reshape(x2.shape), out[1], out[2],
+            out[3].reshape(x2.shape) if relu else None)
 
 
 def _numpy_forward(x2, lay, gamma, beta, epsilon):
