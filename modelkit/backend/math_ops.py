@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import nn_ops, norm_fast, parallel, relu_ahead
+from . import ahead, nn_ops, norm_fast, parallel
 from .streams import leaf_gradient, worth_side
 from .tape import apply, defop, normalize_axis, restore_reduced, unbroadcast
 from .layout import empty_ordered_like
@@ -16,7 +16,7 @@ def _add(a, b):
     if (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
             and a.nbytes >= 2 * parallel.BLOCK_BYTES):
         out = np.empty_like(a)                 # a's memory order; blocks on the threads
-        if a.dtype == np.float32 and relu_ahead.wanted():
+        if a.dtype == np.float32 and "relu" in ahead.wanted():
             relu = np.empty_like(a)            # a relu reads it: each block's relu too,
 
             def block(o, x, y, r):             # while the block is in cache
@@ -26,7 +26,7 @@ def _add(a, b):
         else:
             relu = None
             parallel.elementwise(lambda o, x, y: np.add(x, y, out=o), out, a, b)
-        relu_ahead.produced(out, relu)
+        ahead.produced(out, None if relu is None else {"relu": relu})
     else:
         out = a + b
     if a.shape == b.shape == out.shape:        # the gradient goes to both unchanged

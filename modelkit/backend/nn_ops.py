@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import norm_fast, parallel, relu_ahead
+from . import ahead, norm_fast, parallel
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
@@ -24,7 +24,7 @@ def relu_into(out, x):
 def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras relu: x if x > threshold, else negative_slope * (x - threshold); capped."""
     if not (negative_slope or threshold or max_value is not None):    # plain relu: blocks
-        y = relu_ahead.take(x)                                        # computed by x's op,
+        y = ahead.take(x, "relu")                                     # computed by x's op,
         if y is None:                                                 # or in blocks on
             y = np.empty_like(x)                                      # the worker threads
             parallel.elementwise(relu_into, y, x)

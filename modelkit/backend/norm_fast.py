@@ -41,7 +41,7 @@ import weakref
 
 import numpy as np
 
-from . import array_tags, conv_fast, parallel, relu_ahead
+from . import ahead, array_tags, conv_fast, parallel
 
 MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 ORT_MIN_POSITIONS = 64     # onnxruntime's forward from this many positions per channel
@@ -160,7 +160,7 @@ def moments(x, gamma, beta, axes, epsilon):
     relu2 = None
     if ort:
         y2, mean, var, relu2 = _ort_forward(x2, lay, gamma, beta, epsilon,
-                                            relu_ahead.wanted())
+                                            "relu" in ahead.wanted())
     else:
         y2, mean, var = _numpy_forward(x2, lay, gamma, beta, epsilon)
     inv = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(epsilon))).astype(np.float32)
@@ -173,7 +173,7 @@ def moments(x, gamma, beta, axes, epsilon):
     y = lay.back(y2)
     array_tags.remember(_OUTPUTS, y, weakref.ref(saved))
     if ort:                            # a relu after it may come from the same session
-        relu_ahead.produced(y, None if relu2 is None else lay.back(relu2))
+        ahead.produced(y, None if relu2 is None else {"relu": lay.back(relu2)})
     return (y, mean.reshape(kept), var.reshape(kept)), saved
 
 
@@ -184,7 +184,7 @@ def _ort_forward(x2, lay, gamma, beta, epsilon, relu=False):
     (biased) variance. One thread: the op is memory-bound (64x16x32x32: 0.40 ms on one
     thread, 0.41 on two), and the next op ran slower after a two-thread session.
     -> (y rows, mean, var, relu(y) rows when `relu` else None): a Relu node on y (see
-    relu_ahead) costs +0.14 ms isolated, +0.20-0.28 in the ResNet step, where the relu op's
+    ahead.py) costs +0.14 ms isolated, +0.20-0.28 in the ResNet step, where the relu op's
     own pass took 0.46-0.53 ms."""
     c = lay.c
 

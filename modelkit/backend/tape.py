@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..registry import Registry
-from . import relu_ahead
+from . import ahead
 from .tensor import Tensor, active_tape, as_array
 
 OPS = Registry("backend op")
@@ -49,11 +49,11 @@ def apply(opdef, *inputs, **attrs):
     """Run `opdef` on tensors/arrays; record it on the active tape when it matters."""
     values = [x.value if isinstance(x, Tensor) else (None if x is None else as_array(x))
               for x in inputs]
-    site = relu_ahead.running(opdef.name, active_tape())
+    site = ahead.running(opdef.name, active_tape())
     try:
         out, saved = opdef.forward(*values, **attrs)
     finally:
-        relu_ahead.restore(site)
+        ahead.restore(site)
     tape = active_tape()
     tracked = (opdef.differentiable and tape is not None
                and any(isinstance(x, Tensor) and x.tracked for x in inputs))

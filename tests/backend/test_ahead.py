@@ -1,4 +1,4 @@
-"""A relu computed by the op whose output it reads (modelkit/backend/relu_ahead.py): the
+"""A relu computed by the op whose output it reads (modelkit/backend/ahead.py): the
 float32 batch norm (onnxruntime's Relu node in its session) and the blocked residual add
 compute it from the second training step on; outputs and gradients are bit-identical to
 the relu's own pass, nothing changes without a tape, and the off-switch works."""
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend import GradientTape, Variable, norm_fast, relu_ahead
+from modelkit.backend import GradientTape, Variable, ahead, norm_fast
 from modelkit.backend.math_ops import _add
 from modelkit.backend.nn_ops import _relu
 from modelkit.backend.norm_ops import _batch_norm_moments
@@ -37,17 +37,17 @@ def _step(x, short, gamma, beta, gy, residual):
 def takes(monkeypatch):
     """How many relus found their output computed ahead."""
     count = [0]
-    real = relu_ahead.take
+    real = ahead.take
 
-    def counted(x):
-        r = real(x)
+    def counted(x, request):
+        r = real(x, request)
         count[0] += r is not None
         return r
-    monkeypatch.setattr(relu_ahead, "take", counted)
+    monkeypatch.setattr(ahead, "take", counted)
     monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 1)
-    for name in ("MODELKIT_RELU_AHEAD", "MODELKIT_FAST_CONV"):
+    for name in ("MODELKIT_AHEAD", "MODELKIT_FAST_CONV"):
         monkeypatch.delenv(name, raising=False)
-    relu_ahead._WANTED.clear()
+    ahead._REQUESTS.clear()
     return count
 
 
@@ -79,11 +79,11 @@ def test_nothing_ahead_without_a_tape_or_when_off(takes, monkeypatch):
         y, _, _ = apply(_batch_norm_moments, x, gamma, beta, None, axes=(0, 1, 2), epsilon=1e-3)
         assert np.array_equal(apply(_relu, y).value, np.maximum(y.value, 0))
     assert takes[0] == 0
-    monkeypatch.setenv("MODELKIT_RELU_AHEAD", "0")
+    monkeypatch.setenv("MODELKIT_AHEAD", "0")
     want = _step(x, short, gamma, beta, gy, False)
     _step(x, short, gamma, beta, gy, False)
     assert takes[0] == 0
-    monkeypatch.delenv("MODELKIT_RELU_AHEAD")
+    monkeypatch.delenv("MODELKIT_AHEAD")
     _step(x, short, gamma, beta, gy, False)
     got = _step(x, short, gamma, beta, gy, False)
     assert takes[0] == 1
@@ -127,3 +127,41 @@ def test_a_second_relu_of_the_same_output_makes_its_own_array(takes):
     assert takes[0] == 1
     assert not np.shares_memory(r1.value, r2.value)
     assert np.array_equal(r1.value, r2.value)
+
+
+class _Tape:
+    def __init__(self, recorded):
+        self.records = [None] * recorded
+
+
+def _produce(out, extras, recorded=3):
+    """Run as the op "op" at tape position `recorded`: -> the requests it was asked for."""
+    before = ahead.running("op", _Tape(recorded))
+    try:
+        asked = ahead.wanted()
+        ahead.produced(out, {r: extras[r] for r in asked if r in extras})
+        return asked
+    finally:
+        ahead.restore(before)
+
+
+def test_requests_are_learnt_per_site_given_once_and_dropped_when_untaken(monkeypatch):
+    monkeypatch.delenv("MODELKIT_AHEAD", raising=False)
+    ahead._REQUESTS.clear()
+    pool = ("max_pool", (2, 2), (2, 2))
+    extras = {"relu": np.ones(2), pool: np.zeros(1)}
+    out = np.arange(4.0)
+    assert _produce(out, extras) == frozenset()
+    assert ahead.take(out, "relu") is None and ahead.take(out, pool) is None
+    assert ahead.take(out.copy(), "relu") is None           # another array: no site
+    out = np.arange(4.0)
+    assert _produce(out, extras) == {"relu", pool}
+    assert ahead.take(out, pool) is extras[pool]
+    assert ahead.take(out, pool) is None                    # given once
+    out = np.arange(4.0)
+    assert _produce(out, extras, recorded=4) == frozenset()  # another site
+    out = np.arange(4.0)
+    assert _produce(out, extras) == {pool}                  # "relu" was computed, not taken
+    out = np.arange(4.0)
+    assert _produce(out, extras) == frozenset()             # nor the pool this time
+    assert ahead.wanted() == frozenset()                    # no op running: no site
