@@ -168,55 +168,110 @@ def _relu_masked(gn, y):
 
 
 # ---------------------------------------------------------------------------------------
-# a max pooling fused into the conv before it
+# what the next op reads, fused into the conv's session
 
 # MLAS's NCHWc convolution writes a channel-blocked result that its session reorders to
-# NCHW; a max pooling of that output read it again from memory (VGG's 2x2 pools: 1.36 ms
-# a step). The session can pool the blocked result itself (nchwc.MaxPool, vectorized over
-# the channel block) while it is fresh, and return both. Which conv a pool follows is
-# learnt: every NCHWc conv output is tagged with its geometry (array_tags); `pooled`, asked
-# by the pool with that output, hands the fused result over, or notes the pool for the
-# conv's geometry so that its next calls fuse it. A geometry whose fused pools go mostly
-# unused (the same conv shape elsewhere without a pool) stops fusing. The maxima are the
-# same numbers either way (a maximum is exact).
-_CONV_OUTPUTS = {}     # conv output -> (geometry, pool it fused or None, pooled or None)
-_POOL_WANTED = {}      # geometry -> (window, strides) of the pool seen after it
-_POOL_STATS = {}       # geometry -> [fused runs, fused results taken]
+# NCHW. Two readers of that output can take it from the session instead:
+# - a max pooling: the session pools the blocked result itself (nchwc.MaxPool, vectorized
+#   over the channel block) while it is fresh, instead of the pool reading the NCHW output
+#   again (VGG's 2x2 pools: 1.36 ms a step); the maxima are the same numbers;
+# - the next NCHWc conv: the session hands out the blocked result as well, and the next
+#   conv's session starts from it without its own ReorderInput (0.66 ms a 64x32x28x28
+#   input, one thread); the same numbers.
+# Which op follows which conv is learnt: every NCHWc conv output is tagged (array_tags)
+# with its conv's geometry and what its session computed besides; the reader asks
+# (`pooled`, `_blocked_input`) and gets it, or else notes what it wanted for that geometry
+# so that the conv's next calls compute it (from the second training step on). A geometry
+# whose extras go mostly unused (the same conv shape elsewhere without such a reader)
+# stops computing them. MODELKIT_FUSED_NEXT=0 switches all this off.
+_CONV_OUTPUTS = {}     # conv output -> _Extras
+_WANTED = {}           # geometry -> _Fused wanted by the readers of its outputs
+_STATS = {}            # geometry -> [runs with extras, pooled taken, blocked taken]
+_WASTE_RUNS = 8        # runs after which extras taken by fewer than half are dropped
 
 
-def _fuse_pools():
-    return os.environ.get("MODELKIT_FUSED_POOL", "1") != "0"
+class _Fused(tuple):
+    """What a conv session computes besides y: `pool` (window, strides) of a max pooling of
+    y or None, `blocked_out` y's NCHWc form too, `blocked_in` x arrives NCHWc."""
+
+    __slots__ = ()
+
+    def __new__(cls, pool=None, blocked_out=False, blocked_in=False):
+        return super().__new__(cls, (pool, blocked_out, blocked_in))
+
+    pool = property(lambda self: self[0])
+    blocked_out = property(lambda self: self[1])
+    blocked_in = property(lambda self: self[2])
 
 
-def _pool_after(geometry):
-    """The pool to fuse into a conv of this geometry, or None."""
-    if not _fuse_pools():
-        return None
-    pool = _POOL_WANTED.get(geometry)
-    if pool is not None:
-        runs, taken = _POOL_STATS.setdefault(geometry, [0, 0])
-        if runs >= 8 and 2 * taken < runs:             # mostly wasted: stop
-            _POOL_WANTED.pop(geometry, None)
-            return None
-    return pool
+_PLAIN = _Fused()
+
+
+class _Extras:
+    """A conv output's tag: its geometry, and what its session computed besides."""
+
+    __slots__ = ("geometry", "pool", "pooled", "blocked")
+
+    def __init__(self, geometry, pool, pooled, blocked):
+        self.geometry, self.pool, self.pooled, self.blocked = geometry, pool, pooled, blocked
+
+
+def _fuse_next():
+    return os.environ.get("MODELKIT_FUSED_NEXT", "1") != "0"
+
+
+def _wanted(geometry):
+    """(pool, blocked_out) to compute for a conv of this geometry."""
+    want = _WANTED.get(geometry)
+    if want is None or not _fuse_next():
+        return None, False
+    runs, pools, blocks = _STATS.setdefault(geometry, [0, 0, 0])
+    if runs >= _WASTE_RUNS:
+        if want.pool and 2 * pools < runs or want.blocked_out and 2 * blocks < runs:
+            _WANTED[geometry] = want = _Fused(want.pool if 2 * pools >= runs else None,
+                                              want.blocked_out and 2 * blocks >= runs)
+            _STATS[geometry] = [0, 0, 0]
+    return want.pool, want.blocked_out
+
+
+def _want(extras, pool=None, blocked_out=False):
+    """Note for the geometry of the conv that made a tagged output what its reader wants."""
+    old = _WANTED.get(extras.geometry, _PLAIN)
+    new = _Fused(pool or old.pool, blocked_out or old.blocked_out)
+    if new != old:
+        _WANTED[extras.geometry] = new
+        _STATS[extras.geometry] = [0, 0, 0]
 
 
 def pooled(a, window, strides):
     """The max pooling (window, strides, no padding) of the NCHW array `a` when `a` is
     exactly a conv output that computed it, else None (and the conv that made `a` fuses
     such a pool from its next call on)."""
-    entry = array_tags.recall(_CONV_OUTPUTS, a)
-    if entry is None or not _fuse_pools():
+    extras = array_tags.recall(_CONV_OUTPUTS, a)
+    if extras is None or not _fuse_next():
         return None
-    geometry, pool, result = entry
     want = (tuple(window), tuple(strides))
-    if pool == want:
-        _POOL_STATS[geometry][1] += 1
-        return result
+    if extras.pool == want:
+        _STATS[extras.geometry][1] += 1
+        return extras.pooled
     if len(want[0]) == 2:
-        _POOL_WANTED[geometry] = want
-        _POOL_STATS[geometry] = [0, 0]
+        _want(extras, pool=want)
     return None
+
+
+def _blocked_input(xn):
+    """The NCHWc form of the NCHW conv input `xn` when the conv that made it computed it
+    (handed over once: the tag lets go of it), else None (and that conv computes it from
+    its next call on)."""
+    extras = array_tags.recall(_CONV_OUTPUTS, xn)
+    if extras is None or not _fuse_next():
+        return None
+    xb, extras.blocked = extras.blocked, None
+    if xb is not None:
+        _STATS[extras.geometry][2] += 1
+    else:
+        _want(extras, blocked_out=True)
+    return xb
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,13 +361,16 @@ def _blocked_filter(w, block):
     return np.ascontiguousarray(r).reshape(w.shape)
 
 
-def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None, pool=None):
+def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None,
+              fused=_PLAIN):
     """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
-    runs MLAS's NCHWc kernel with that channel block, and then `pool` = (window, strides)
-    adds the max pooling of y from the blocked result: returns (y, pooled) instead."""
+    runs MLAS's NCHWc kernel with that channel block, and then `fused` (a _Fused) may add
+    outputs: -> [y, pooled if fused.pool, y's NCHWc form if fused.blocked_out]; with
+    fused.blocked_in, xn is the input's NCHWc form."""
     has_bias = bias is not None
     key = ("conv", xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
-           relu, block, pool)
+           relu, block, fused)
+    outputs = ("y",) + (("p",) if fused.pool else ()) + (("yb",) if fused.blocked_out else ())
 
     def build(helper):
         ins = ["x", "w"] + (["b"] if has_bias else [])
@@ -322,9 +380,8 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None, p
             shapes.append(("b", [w.shape[0]]))
         if block:
             act = {"activation": "Relu"} if relu else {}
-            blocked_in = xn.shape[1] % block == 0
             nodes = []
-            if blocked_in:
+            if xn.shape[1] % block == 0 and not fused.blocked_in:
                 nodes.append(helper.make_node("ReorderInput", ["x"], ["xb"],
                                               domain=_NCHWC_DOMAIN))
                 ins[0] = "xb"
@@ -332,10 +389,11 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None, p
                                           kernel_shape=list(w.shape[2:]), **attrs, **act))
             nodes.append(helper.make_node("ReorderOutput", ["yb"], ["y"], domain=_NCHWC_DOMAIN,
                                           channels=int(w.shape[0])))
-            if pool:
+            if fused.pool:
+                window, pool_strides = fused.pool
                 nodes.append(helper.make_node("MaxPool", ["yb"], ["pb"], domain=_NCHWC_DOMAIN,
-                                              kernel_shape=list(pool[0]),
-                                              strides=list(pool[1])))
+                                              kernel_shape=list(window),
+                                              strides=list(pool_strides)))
                 nodes.append(helper.make_node("ReorderOutput", ["pb"], ["p"],
                                               domain=_NCHWC_DOMAIN, channels=int(w.shape[0])))
             return nodes, shapes
@@ -349,9 +407,8 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None, p
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    if pool:
-        return tuple(session(key, build, threads, outputs=("y", "p")).run(None, feeds))
-    return session(key, build, threads).run(None, feeds)[0]
+    got = session(key, build, threads, outputs=outputs).run(None, feeds)
+    return got[0] if fused == _PLAIN else got
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -381,24 +438,37 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
     block = _nchwc_block(w, w.ndim - 2)
-    geometry = (xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
-                relu)
-    pool = _pool_after(geometry) if block else None
-    y = _run_conv(xn, w, bias, pads, strides, dilation, relu, block, pool=pool)
-    if pool:
-        y, pooled = y
-        _POOL_STATS[geometry][0] += 1
-    else:
-        pooled = None
+    y, extras = _conv_fused(xn, w, bias, strides, dilation, pads, relu, block)
     assert y.shape[2:] == tuple(out), (y.shape, out)
     if relu:
         array_tags.remember(_RELU_OUTPUTS, y, weakref.ref(y))
-    if block:
-        array_tags.remember(_CONV_OUTPUTS, y, (geometry, pool, pooled))
+    if extras is not None:
+        array_tags.remember(_CONV_OUTPUTS, y, extras)
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)
     return _from_nchw(y, channels_first), saved
+
+
+def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
+    """(y, its _Extras tag or None): an NCHWc conv computes what its readers wanted
+    (see `_WANTED`) and starts from its input's NCHWc form when the conv before made it."""
+    if not block:
+        return _run_conv(xn, w, bias, pads, strides, dilation, relu, block), None
+    geometry = (xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation),
+                bias is not None, relu)
+    xb = _blocked_input(xn) if xn.shape[1] % block == 0 else None
+    pool, blocked_out = _wanted(geometry)
+    fused = _Fused(pool, blocked_out, xb is not None)
+    got = _run_conv(xn if xb is None else xb, w, bias, pads, strides, dilation, relu, block,
+                    fused=fused)
+    if fused == _PLAIN:
+        return got, _Extras(geometry, None, None, None)
+    if pool or blocked_out:
+        _STATS[geometry][0] += 1
+    y, rest = got[0], list(got[1:])
+    pooled = rest.pop(0) if pool else None
+    return y, _Extras(geometry, pool, pooled, rest.pop(0) if blocked_out else None)
 
 
 # ---------------------------------------------------------------------------------------
