@@ -188,6 +188,7 @@ _CONV_OUTPUTS = {}     # conv output -> _Extras
 _WANTED = {}           # geometry -> _Fused wanted by the readers of its outputs
 _STATS = {}            # geometry -> [runs with extras, pooled taken, blocked taken]
 _WASTE_RUNS = 8        # runs after which extras taken by fewer than half are dropped
+_DROPPED = set()       # (geometry, "pool" | "blocked"): dropped for good
 
 
 class _Fused(tuple):
@@ -227,20 +228,28 @@ def _wanted(geometry):
         return None, False
     runs, pools, blocks = _STATS.setdefault(geometry, [0, 0, 0])
     if runs >= _WASTE_RUNS:
-        if want.pool and 2 * pools < runs or want.blocked_out and 2 * blocks < runs:
-            _WANTED[geometry] = want = _Fused(want.pool if 2 * pools >= runs else None,
-                                              want.blocked_out and 2 * blocks >= runs)
-            _STATS[geometry] = [0, 0, 0]
+        if want.pool and 2 * pools < runs:
+            _DROPPED.add((geometry, "pool"))
+        if want.blocked_out and 2 * blocks < runs:
+            _DROPPED.add((geometry, "blocked"))
+        _WANTED[geometry] = want = _Fused(
+            None if (geometry, "pool") in _DROPPED else want.pool,
+            want.blocked_out and (geometry, "blocked") not in _DROPPED)
+        _STATS[geometry] = [0, 0, 0]
     return want.pool, want.blocked_out
 
 
 def _want(extras, pool=None, blocked_out=False):
     """Note for the geometry of the conv that made a tagged output what its reader wants."""
-    old = _WANTED.get(extras.geometry, _PLAIN)
+    g = extras.geometry
+    if (g, "pool") in _DROPPED:
+        pool = None
+    blocked_out = blocked_out and (g, "blocked") not in _DROPPED
+    old = _WANTED.get(g, _PLAIN)
     new = _Fused(pool or old.pool, blocked_out or old.blocked_out)
     if new != old:
-        _WANTED[extras.geometry] = new
-        _STATS[extras.geometry] = [0, 0, 0]
+        _WANTED[g] = new
+        _STATS[g] = [0, 0, 0]
 
 
 def pooled(a, window, strides):
