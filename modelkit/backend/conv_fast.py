@@ -17,6 +17,8 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   picks for constant weights; here the kernel is a graph input that `_blocked_filter`
   reorders in numpy each step, input and output reordered by MLAS); other shapes run ONNX
   `Conv`, or `com.microsoft.FusedConv` with Relu. Bias and relu are fused either way.
+  An NCHWc session may also compute what the op after it reads (learnt: see "what the
+  next op reads"): a max pooling of its output, its blocked output for the next conv.
 - input gradient: stride 1 is the "full" convolution of the output gradient with the
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
@@ -42,8 +44,9 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   columns, 50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C)
   operands with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
-  kernel gradient's copy of g, and the next conv reading the previous one's NCHWc output
-  without a reorder: no gain on a VGG step's CPU time within the noise, 0.2 ms.)
+  kernel gradient's copy of g: no gain on a VGG step's CPU time within the noise, 0.2 ms;
+  MLAS's NCHWc conv with batch and channel roles swapped (x as (C_in, N, H, W), g as the
+  filter): 44-53 GFLOP/s, one core.)
 - bias gradient: a sum over batch and positions (a GEMV).
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
@@ -183,7 +186,8 @@ def _relu_masked(gn, y):
 # (`pooled`, `_blocked_input`) and gets it, or else notes what it wanted for that geometry
 # so that the conv's next calls compute it (from the second training step on). A geometry
 # whose extras go mostly unused (the same conv shape elsewhere without such a reader)
-# stops computing them. MODELKIT_FUSED_NEXT=0 switches all this off.
+# stops computing them. MODELKIT_FUSED_NEXT=0 switches all this off. (As with the relu
+# tags, an output is taken to be unchanged while alive: ops never write their inputs.)
 _CONV_OUTPUTS = {}     # conv output -> _Extras
 _WANTED = {}           # geometry -> _Fused wanted by the readers of its outputs
 _STATS = {}            # geometry -> [runs with extras, pooled taken, blocked taken]
