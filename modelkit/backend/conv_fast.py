@@ -420,8 +420,15 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None,
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
+    if fused == _PLAIN:
+        return session(key, build, threads).run(None, feeds)[0]
+    threads = threads or parallel.available()
+    new = key + (threads,) not in _SESSIONS
     got = session(key, build, threads, outputs=outputs).run(None, feeds)
-    return got[0] if fused == _PLAIN else got
+    if new:                # the plain session it replaces: its memory arena goes too
+        with _SESSIONS_LOCK:
+            _SESSIONS.pop(key[:-1] + (_PLAIN, threads), None)
+    return got
 
 
 def _conv_attrs(pads, strides, dilation):
