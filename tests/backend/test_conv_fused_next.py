@@ -13,6 +13,15 @@ from modelkit.backend.tape import OPS, apply
 CONV, POOL = OPS.get("conv"), OPS.get("pool_max")
 
 
+@pytest.fixture(autouse=True)
+def fresh_learning(monkeypatch):
+    """Each test learns from scratch (what other tests' convs taught or dropped is kept
+    aside)."""
+    for name in ("_WANTED", "_STATS"):
+        monkeypatch.setattr(conv_fast, name, {})
+    monkeypatch.setattr(conv_fast, "_DROPPED", set())
+
+
 def _params(rng, cin, widths, bias=True):
     ws, bs = [], []
     for cout in widths:
