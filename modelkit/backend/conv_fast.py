@@ -180,7 +180,8 @@ def _relu_masked(gn, y):
 #   again (VGG's 2x2 pools: 1.36 ms a step); the maxima are the same numbers;
 # - the next NCHWc conv: the session hands out the blocked result as well, and the next
 #   conv's session starts from it without its own ReorderInput (0.66 ms a 64x32x28x28
-#   input, one thread); the same numbers.
+#   input, one thread); the same numbers. Likewise the blocked maxima of a fused pool for
+#   the conv after the pool (its outputs are tagged as geometry + ("pooled",)).
 # Which op follows which conv is learnt: every NCHWc conv output is tagged (array_tags)
 # with its conv's geometry and what its session computed besides; the reader asks
 # (`pooled`, `_blocked_input`) and gets it, or else notes what it wanted for that geometry
@@ -197,16 +198,18 @@ _DROPPED = set()       # (geometry, "pool" | "blocked"): dropped for good
 
 class _Fused(tuple):
     """What a conv session computes besides y: `pool` (window, strides) of a max pooling of
-    y or None, `blocked_out` y's NCHWc form too, `blocked_in` x arrives NCHWc."""
+    y or None, `blocked_out` y's NCHWc form too, `blocked_in` x arrives NCHWc,
+    `pooled_blocked` the pooling's NCHWc form too."""
 
     __slots__ = ()
 
-    def __new__(cls, pool=None, blocked_out=False, blocked_in=False):
-        return super().__new__(cls, (pool, blocked_out, blocked_in))
+    def __new__(cls, pool=None, blocked_out=False, blocked_in=False, pooled_blocked=False):
+        return super().__new__(cls, (pool, blocked_out, blocked_in, pooled_blocked))
 
     pool = property(lambda self: self[0])
     blocked_out = property(lambda self: self[1])
     blocked_in = property(lambda self: self[2])
+    pooled_blocked = property(lambda self: self[3])
 
 
 _PLAIN = _Fused()
@@ -378,12 +381,13 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None,
               fused=_PLAIN):
     """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
     runs MLAS's NCHWc kernel with that channel block, and then `fused` (a _Fused) may add
-    outputs: -> [y, pooled if fused.pool, y's NCHWc form if fused.blocked_out]; with
-    fused.blocked_in, xn is the input's NCHWc form."""
+    outputs: -> [y, pooled if fused.pool, y's NCHWc form if fused.blocked_out, pooled's
+    if fused.pooled_blocked]; with fused.blocked_in, xn is the input's NCHWc form."""
     has_bias = bias is not None
     key = ("conv", xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
            relu, block, fused)
-    outputs = ("y",) + (("p",) if fused.pool else ()) + (("yb",) if fused.blocked_out else ())
+    outputs = ("y",) + (("p",) if fused.pool else ()) + (("yb",) if fused.blocked_out else ()) \
+        + (("pb",) if fused.pooled_blocked else ())
 
     def build(helper):
         ins = ["x", "w"] + (["b"] if has_bias else [])
@@ -479,7 +483,9 @@ def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
                 bias is not None, relu)
     xb = _blocked_input(xn) if xn.shape[1] % block == 0 else None
     pool, blocked_out = _wanted(geometry)
-    fused = _Fused(pool, blocked_out, xb is not None)
+    pooled_geometry = geometry + ("pooled",)
+    pooled_blocked = bool(pool) and _wanted(pooled_geometry)[1]
+    fused = _Fused(pool, blocked_out, xb is not None, pooled_blocked)
     got = _run_conv(xn if xb is None else xb, w, bias, pads, strides, dilation, relu, block,
                     fused=fused)
     if fused == _PLAIN:
@@ -488,7 +494,13 @@ def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
         _STATS[geometry][0] += 1
     y, rest = got[0], list(got[1:])
     pooled = rest.pop(0) if pool else None
-    return y, _Extras(geometry, pool, pooled, rest.pop(0) if blocked_out else None)
+    yb = rest.pop(0) if blocked_out else None
+    if pool:                       # the pool's output, tagged for the conv after the pool
+        if pooled_blocked:
+            _STATS[pooled_geometry][0] += 1
+        array_tags.remember(_CONV_OUTPUTS, pooled, _Extras(
+            pooled_geometry, None, None, rest.pop(0) if pooled_blocked else None))
+    return y, _Extras(geometry, pool, pooled, yb)
 
 
 # ---------------------------------------------------------------------------------------
