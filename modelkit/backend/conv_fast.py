@@ -17,6 +17,8 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   picks for constant weights; here the kernel is a graph input that `_blocked_filter`
   reorders in numpy each step, input and output reordered by MLAS); other shapes run ONNX
   `Conv`, or `com.microsoft.FusedConv` with Relu. Bias and relu are fused either way.
+  An NCHWc session may also compute what the op after it reads (learnt: see "what the
+  next op reads"): a max pooling of its output, its blocked output for the next conv.
 - input gradient: stride 1 is the "full" convolution of the output gradient with the
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
@@ -42,8 +44,9 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   columns, 50-60 GFLOP/s against 75-100; the shifted slices channels-last, (positions, C)
   operands with transA, 33-50 GFLOP/s; ONNX Conv with batch and channel roles swapped, 4x slower;
   OpenBLAS, 10-30% slower than MLAS here; the relu mask and bias sum folded into the
-  kernel gradient's copy of g, and the next conv reading the previous one's NCHWc output
-  without a reorder: no gain on a VGG step's CPU time within the noise, 0.2 ms.)
+  kernel gradient's copy of g: no gain on a VGG step's CPU time within the noise, 0.2 ms;
+  MLAS's NCHWc conv with batch and channel roles swapped (x as (C_in, N, H, W), g as the
+  filter): 44-53 GFLOP/s, one core.)
 - bias gradient: a sum over batch and positions (a GEMV).
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
@@ -168,6 +171,126 @@ def _relu_masked(gn, y):
 
 
 # ---------------------------------------------------------------------------------------
+# what the next op reads, fused into the conv's session
+
+# MLAS's NCHWc convolution writes a channel-blocked result that its session reorders to
+# NCHW. Two readers of that output can take it from the session instead:
+# - a max pooling: the session pools the blocked result itself (nchwc.MaxPool, vectorized
+#   over the channel block) while it is fresh, instead of the pool reading the NCHW output
+#   again (VGG's 2x2 pools: 1.36 ms a step); the maxima are the same numbers;
+# - the next NCHWc conv: the session hands out the blocked result as well, and the next
+#   conv's session starts from it without its own ReorderInput (0.66 ms a 64x32x28x28
+#   input, one thread); the same numbers. Likewise the blocked maxima of a fused pool for
+#   the conv after the pool (its outputs are tagged as geometry + ("pooled",)).
+# Which op follows which conv is learnt: every NCHWc conv output is tagged (array_tags)
+# with its conv's geometry and what its session computed besides; the reader asks
+# (`pooled`, `_blocked_input`) and gets it, or else notes what it wanted for that geometry
+# so that the conv's next calls compute it (from the second training step on). A geometry
+# whose extras go mostly unused (the same conv shape elsewhere without such a reader)
+# stops computing them. MODELKIT_FUSED_NEXT=0 switches all this off. (As with the relu
+# tags, an output is taken to be unchanged while alive: ops never write their inputs.)
+_CONV_OUTPUTS = {}     # conv output -> _Extras
+_WANTED = {}           # geometry -> _Fused wanted by the readers of its outputs
+_STATS = {}            # geometry -> [runs with extras, pooled taken, blocked taken]
+_WASTE_RUNS = 8        # runs after which extras taken by fewer than half are dropped
+_DROPPED = set()       # (geometry, "pool" | "blocked"): dropped for good
+
+
+class _Fused(tuple):
+    """What a conv session computes besides y: `pool` (window, strides) of a max pooling of
+    y or None, `blocked_out` y's NCHWc form too, `blocked_in` x arrives NCHWc,
+    `pooled_blocked` the pooling's NCHWc form too."""
+
+    __slots__ = ()
+
+    def __new__(cls, pool=None, blocked_out=False, blocked_in=False, pooled_blocked=False):
+        return super().__new__(cls, (pool, blocked_out, blocked_in, pooled_blocked))
+
+    pool = property(lambda self: self[0])
+    blocked_out = property(lambda self: self[1])
+    blocked_in = property(lambda self: self[2])
+    pooled_blocked = property(lambda self: self[3])
+
+
+_PLAIN = _Fused()
+
+
+class _Extras:
+    """A conv output's tag: its geometry, and what its session computed besides."""
+
+    __slots__ = ("geometry", "pool", "pooled", "blocked")
+
+    def __init__(self, geometry, pool, pooled, blocked):
+        self.geometry, self.pool, self.pooled, self.blocked = geometry, pool, pooled, blocked
+
+
+def _fuse_next():
+    return os.environ.get("MODELKIT_FUSED_NEXT", "1") != "0"
+
+
+def _wanted(geometry):
+    """(pool, blocked_out) to compute for a conv of this geometry."""
+    want = _WANTED.get(geometry)
+    if want is None or not _fuse_next():
+        return None, False
+    runs, pools, blocks = _STATS.setdefault(geometry, [0, 0, 0])
+    if runs >= _WASTE_RUNS:
+        if want.pool and 2 * pools < runs:
+            _DROPPED.add((geometry, "pool"))
+        if want.blocked_out and 2 * blocks < runs:
+            _DROPPED.add((geometry, "blocked"))
+        _WANTED[geometry] = want = _Fused(
+            None if (geometry, "pool") in _DROPPED else want.pool,
+            want.blocked_out and (geometry, "blocked") not in _DROPPED)
+        _STATS[geometry] = [0, 0, 0]
+    return want.pool, want.blocked_out
+
+
+def _want(extras, pool=None, blocked_out=False):
+    """Note for the geometry of the conv that made a tagged output what its reader wants."""
+    g = extras.geometry
+    if (g, "pool") in _DROPPED:
+        pool = None
+    blocked_out = blocked_out and (g, "blocked") not in _DROPPED
+    old = _WANTED.get(g, _PLAIN)
+    new = _Fused(pool or old.pool, blocked_out or old.blocked_out)
+    if new != old:
+        _WANTED[g] = new
+        _STATS[g] = [0, 0, 0]
+
+
+def pooled(a, window, strides):
+    """The max pooling (window, strides, no padding) of the NCHW array `a` when `a` is
+    exactly a conv output that computed it, else None (and the conv that made `a` fuses
+    such a pool from its next call on)."""
+    extras = array_tags.recall(_CONV_OUTPUTS, a)
+    if extras is None or not _fuse_next():
+        return None
+    want = (tuple(window), tuple(strides))
+    if extras.pool == want:
+        _STATS[extras.geometry][1] += 1
+        return extras.pooled
+    if len(want[0]) == 2:
+        _want(extras, pool=want)
+    return None
+
+
+def _blocked_input(xn):
+    """The NCHWc form of the NCHW conv input `xn` when the conv that made it computed it
+    (handed over once: the tag lets go of it), else None (and that conv computes it from
+    its next call on)."""
+    extras = array_tags.recall(_CONV_OUTPUTS, xn)
+    if extras is None or not _fuse_next():
+        return None
+    xb, extras.blocked = extras.blocked, None
+    if xb is not None:
+        _STATS[extras.geometry][2] += 1
+    else:
+        _want(extras, blocked_out=True)
+    return xb
+
+
+# ---------------------------------------------------------------------------------------
 # sessions
 
 def session(key, build, threads=None, outputs=("y",)):
@@ -254,12 +377,17 @@ def _blocked_filter(w, block):
     return np.ascontiguousarray(r).reshape(w.shape)
 
 
-def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
+def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None,
+              fused=_PLAIN):
     """y = conv(xn, w) (+ bias, relu) on NCHW arrays through a cached session; `block` > 0
-    runs MLAS's NCHWc kernel with that channel block."""
+    runs MLAS's NCHWc kernel with that channel block, and then `fused` (a _Fused) may add
+    outputs: -> [y, pooled if fused.pool, y's NCHWc form if fused.blocked_out, pooled's
+    if fused.pooled_blocked]; with fused.blocked_in, xn is the input's NCHWc form."""
     has_bias = bias is not None
     key = ("conv", xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation), has_bias,
-           relu, block)
+           relu, block, fused)
+    outputs = ("y",) + (("p",) if fused.pool else ()) + (("yb",) if fused.blocked_out else ()) \
+        + (("pb",) if fused.pooled_blocked else ())
 
     def build(helper):
         ins = ["x", "w"] + (["b"] if has_bias else [])
@@ -269,9 +397,8 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
             shapes.append(("b", [w.shape[0]]))
         if block:
             act = {"activation": "Relu"} if relu else {}
-            blocked_in = xn.shape[1] % block == 0
             nodes = []
-            if blocked_in:
+            if xn.shape[1] % block == 0 and not fused.blocked_in:
                 nodes.append(helper.make_node("ReorderInput", ["x"], ["xb"],
                                               domain=_NCHWC_DOMAIN))
                 ins[0] = "xb"
@@ -279,6 +406,13 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
                                           kernel_shape=list(w.shape[2:]), **attrs, **act))
             nodes.append(helper.make_node("ReorderOutput", ["yb"], ["y"], domain=_NCHWC_DOMAIN,
                                           channels=int(w.shape[0])))
+            if fused.pool:
+                window, pool_strides = fused.pool
+                nodes.append(helper.make_node("MaxPool", ["yb"], ["pb"], domain=_NCHWC_DOMAIN,
+                                              kernel_shape=list(window),
+                                              strides=list(pool_strides)))
+                nodes.append(helper.make_node("ReorderOutput", ["pb"], ["p"],
+                                              domain=_NCHWC_DOMAIN, channels=int(w.shape[0])))
             return nodes, shapes
         if relu:
             node = helper.make_node("FusedConv", ins, ["y"], domain="com.microsoft",
@@ -290,7 +424,15 @@ def _run_conv(xn, w, bias, pads, strides, dilation, relu, block, threads=None):
     feeds = {"x": xn, "w": _blocked_filter(w, block) if block else w}
     if has_bias:
         feeds["b"] = np.ascontiguousarray(bias, dtype=np.float32)
-    return session(key, build, threads).run(None, feeds)[0]
+    if fused == _PLAIN:
+        return session(key, build, threads).run(None, feeds)[0]
+    threads = threads or parallel.available()
+    new = key + (threads,) not in _SESSIONS
+    got = session(key, build, threads, outputs=outputs).run(None, feeds)
+    if new:                # the plain session it replaces: its memory arena goes too
+        with _SESSIONS_LOCK:
+            _SESSIONS.pop(key[:-1] + (_PLAIN, threads), None)
+    return got
 
 
 def _conv_attrs(pads, strides, dilation):
@@ -319,14 +461,46 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     xn = _nchw(x, channels_first)
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
-    y = _run_conv(xn, w, bias, pads, strides, dilation, relu, _nchwc_block(w, w.ndim - 2))
+    block = _nchwc_block(w, w.ndim - 2)
+    y, extras = _conv_fused(xn, w, bias, strides, dilation, pads, relu, block)
     assert y.shape[2:] == tuple(out), (y.shape, out)
     if relu:
         array_tags.remember(_RELU_OUTPUTS, y, weakref.ref(y))
+    if extras is not None:
+        array_tags.remember(_CONV_OUTPUTS, y, extras)
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)
     return _from_nchw(y, channels_first), saved
+
+
+def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
+    """(y, its _Extras tag or None): an NCHWc conv computes what its readers wanted
+    (see `_WANTED`) and starts from its input's NCHWc form when the conv before made it."""
+    if not block:
+        return _run_conv(xn, w, bias, pads, strides, dilation, relu, block), None
+    geometry = (xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation),
+                bias is not None, relu)
+    xb = _blocked_input(xn) if xn.shape[1] % block == 0 else None
+    pool, blocked_out = _wanted(geometry)
+    pooled_geometry = geometry + ("pooled",)
+    pooled_blocked = bool(pool) and _wanted(pooled_geometry)[1]
+    fused = _Fused(pool, blocked_out, xb is not None, pooled_blocked)
+    got = _run_conv(xn if xb is None else xb, w, bias, pads, strides, dilation, relu, block,
+                    fused=fused)
+    if fused == _PLAIN:
+        return got, _Extras(geometry, None, None, None)
+    if pool or blocked_out:
+        _STATS[geometry][0] += 1
+    y, rest = got[0], list(got[1:])
+    pooled = rest.pop(0) if pool else None
+    yb = rest.pop(0) if blocked_out else None
+    if pool:                       # the pool's output, tagged for the conv after the pool
+        if pooled_blocked:
+            _STATS[pooled_geometry][0] += 1
+        array_tags.remember(_CONV_OUTPUTS, pooled, _Extras(
+            pooled_geometry, None, None, rest.pop(0) if pooled_blocked else None))
+    return y, _Extras(geometry, pool, pooled, yb)
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ the input already channels-first in memory (a channels_first array, or the chann
 view of channels-first memory that `conv_fast` returns), so MLAS reads it without a copy.
 Everything else keeps the numpy path, which records the arg-max offsets in the forward pass.
 
+After an NCHWc convolution the conv's own session computes the maxima from its blocked
+result (conv_fast.pooled: learnt at the first step, fused from the second).
+
 MLAS computes the maxima only. The backward pass gives each window's gradient to the first
 cell (in row-major window order) equal to the window's maximum: TensorFlow's choice among
 ties, the numpy path's too. Two ways, both over blocks of images on `parallel`'s threads:
@@ -60,7 +63,9 @@ def pool_max(x, pool, strides, out, channels_first):
         return ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(pool),
                                   strides=list(strides))], [("x", list(xn.shape))])
 
-    y = conv_fast.session(key, build).run(None, {"x": xn})[0]
+    y = conv_fast.pooled(xn, pool, strides)             # fused into the conv before it
+    if y is None:
+        y = conv_fast.session(key, build).run(None, {"x": xn})[0]
     assert y.shape[2:] == tuple(out), (y.shape, out)
     saved = Saved(xn, y, tuple(pool), tuple(strides), channels_first,
                   conv_fast.relu_output(xn))
