@@ -17,8 +17,9 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   picks for constant weights; here the kernel is a graph input that `_blocked_filter`
   reorders in numpy each step, input and output reordered by MLAS); other shapes run ONNX
   `Conv`, or `com.microsoft.FusedConv` with Relu. Bias and relu are fused either way.
-  An NCHWc session may also compute what the op after it reads (learnt: see "what the
-  next op reads"): a max pooling of its output, its blocked output for the next conv.
+  An NCHWc session may also compute what the op after it reads (learnt at its tape site,
+  see "what the next op reads"): a max pooling of its output, its blocked output for the
+  next conv.
 - input gradient: stride 1 is the "full" convolution of the output gradient with the
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
@@ -61,7 +62,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import array_tags, parallel
+from . import ahead, array_tags, parallel
 from .buffers import BufferPool
 from .streams import SIDE, Deferred, worth_side
 
@@ -174,26 +175,16 @@ def _relu_masked(gn, y):
 # what the next op reads, fused into the conv's session
 
 # MLAS's NCHWc convolution writes a channel-blocked result that its session reorders to
-# NCHW. Two readers of that output can take it from the session instead:
-# - a max pooling: the session pools the blocked result itself (nchwc.MaxPool, vectorized
-#   over the channel block) while it is fresh, instead of the pool reading the NCHW output
-#   again (VGG's 2x2 pools: 1.36 ms a step); the maxima are the same numbers;
-# - the next NCHWc conv: the session hands out the blocked result as well, and the next
-#   conv's session starts from it without its own ReorderInput (0.66 ms a 64x32x28x28
-#   input, one thread); the same numbers. Likewise the blocked maxima of a fused pool for
-#   the conv after the pool (its outputs are tagged as geometry + ("pooled",)).
-# Which op follows which conv is learnt: every NCHWc conv output is tagged (array_tags)
-# with its conv's geometry and what its session computed besides; the reader asks
-# (`pooled`, `_blocked_input`) and gets it, or else notes what it wanted for that geometry
-# so that the conv's next calls compute it (from the second training step on). A geometry
-# whose extras go mostly unused (the same conv shape elsewhere without such a reader)
-# stops computing them. MODELKIT_FUSED_NEXT=0 switches all this off. (As with the relu
-# tags, an output is taken to be unchanged while alive: ops never write their inputs.)
-_CONV_OUTPUTS = {}     # conv output -> _Extras
-_WANTED = {}           # geometry -> _Fused wanted by the readers of its outputs
-_STATS = {}            # geometry -> [runs with extras, pooled taken, blocked taken]
-_WASTE_RUNS = 8        # runs after which extras taken by fewer than half are dropped
-_DROPPED = set()       # (geometry, "pool" | "blocked"): dropped for good
+# NCHW. Two readers of that output can take it from the session instead (backend/ahead.py:
+# the reader asks at the conv's tape site, the conv computes it from the next step on):
+# - a max pooling, request ("max_pool", window, strides, blocked): the session pools the
+#   blocked result itself (nchwc.MaxPool, vectorized over the channel block) while it is
+#   fresh, instead of the pool reading the NCHW output again (VGG's 2x2 pools: 1.36 ms a
+#   step); with `blocked` also the maxima's blocked form, which the pool passes on to the
+#   conv after it; the maxima are the same numbers;
+# - the next NCHWc conv, request "nchwc": the session hands out the blocked result as
+#   well, and the next conv's session starts from it without its own ReorderInput (0.66
+#   ms a 64x32x28x28 input, one thread); the same numbers.
 
 
 class _Fused(tuple):
@@ -213,81 +204,6 @@ class _Fused(tuple):
 
 
 _PLAIN = _Fused()
-
-
-class _Extras:
-    """A conv output's tag: its geometry, and what its session computed besides."""
-
-    __slots__ = ("geometry", "pool", "pooled", "blocked")
-
-    def __init__(self, geometry, pool, pooled, blocked):
-        self.geometry, self.pool, self.pooled, self.blocked = geometry, pool, pooled, blocked
-
-
-def _fuse_next():
-    return os.environ.get("MODELKIT_FUSED_NEXT", "1") != "0"
-
-
-def _wanted(geometry):
-    """(pool, blocked_out) to compute for a conv of this geometry."""
-    want = _WANTED.get(geometry)
-    if want is None or not _fuse_next():
-        return None, False
-    runs, pools, blocks = _STATS.setdefault(geometry, [0, 0, 0])
-    if runs >= _WASTE_RUNS:
-        if want.pool and 2 * pools < runs:
-            _DROPPED.add((geometry, "pool"))
-        if want.blocked_out and 2 * blocks < runs:
-            _DROPPED.add((geometry, "blocked"))
-        _WANTED[geometry] = want = _Fused(
-            None if (geometry, "pool") in _DROPPED else want.pool,
-            want.blocked_out and (geometry, "blocked") not in _DROPPED)
-        _STATS[geometry] = [0, 0, 0]
-    return want.pool, want.blocked_out
-
-
-def _want(extras, pool=None, blocked_out=False):
-    """Note for the geometry of the conv that made a tagged output what its reader wants."""
-    g = extras.geometry
-    if (g, "pool") in _DROPPED:
-        pool = None
-    blocked_out = blocked_out and (g, "blocked") not in _DROPPED
-    old = _WANTED.get(g, _PLAIN)
-    new = _Fused(pool or old.pool, blocked_out or old.blocked_out)
-    if new != old:
-        _WANTED[g] = new
-        _STATS[g] = [0, 0, 0]
-
-
-def pooled(a, window, strides):
-    """The max pooling (window, strides, no padding) of the NCHW array `a` when `a` is
-    exactly a conv output that computed it, else None (and the conv that made `a` fuses
-    such a pool from its next call on)."""
-    extras = array_tags.recall(_CONV_OUTPUTS, a)
-    if extras is None or not _fuse_next():
-        return None
-    want = (tuple(window), tuple(strides))
-    if extras.pool == want:
-        _STATS[extras.geometry][1] += 1
-        return extras.pooled
-    if len(want[0]) == 2:
-        _want(extras, pool=want)
-    return None
-
-
-def _blocked_input(xn):
-    """The NCHWc form of the NCHW conv input `xn` when the conv that made it computed it
-    (handed over once: the tag lets go of it), else None (and that conv computes it from
-    its next call on)."""
-    extras = array_tags.recall(_CONV_OUTPUTS, xn)
-    if extras is None or not _fuse_next():
-        return None
-    xb, extras.blocked = extras.blocked, None
-    if xb is not None:
-        _STATS[extras.geometry][2] += 1
-    else:
-        _want(extras, blocked_out=True)
-    return xb
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,12 +378,10 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
     block = _nchwc_block(w, w.ndim - 2)
-    y, extras = _conv_fused(xn, w, bias, strides, dilation, pads, relu, block)
+    y = _conv_fused(xn, w, bias, strides, dilation, pads, relu, block)
     assert y.shape[2:] == tuple(out), (y.shape, out)
     if relu:
         array_tags.remember(_RELU_OUTPUTS, y, weakref.ref(y))
-    if extras is not None:
-        array_tags.remember(_CONV_OUTPUTS, y, extras)
     saved = Saved(x=xn, w=w, kshape=kernel.shape, pads=tuple(pads), strides=tuple(strides),
                   dilation=tuple(dilation), out=tuple(out), has_bias=has_bias,
                   relu_y=y if relu else None, channels_first=channels_first)
@@ -475,32 +389,33 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
 
 
 def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
-    """(y, its _Extras tag or None): an NCHWc conv computes what its readers wanted
-    (see `_WANTED`) and starts from its input's NCHWc form when the conv before made it."""
+    """y; an NCHWc conv starts from its input's NCHWc form when the op before made it, and
+    computes what its readers asked for (`ahead`, see "what the next op reads")."""
     if not block:
-        return _run_conv(xn, w, bias, pads, strides, dilation, relu, block), None
-    geometry = (xn.shape, w.shape, tuple(pads), tuple(strides), tuple(dilation),
-                bias is not None, relu)
-    xb = _blocked_input(xn) if xn.shape[1] % block == 0 else None
-    pool, blocked_out = _wanted(geometry)
-    pooled_geometry = geometry + ("pooled",)
-    pooled_blocked = bool(pool) and _wanted(pooled_geometry)[1]
-    fused = _Fused(pool, blocked_out, xb is not None, pooled_blocked)
+        return _run_conv(xn, w, bias, pads, strides, dilation, relu, block)
+    xb = ahead.take(xn, "nchwc") if xn.shape[1] % block == 0 else None
+    asked = ahead.wanted()
+    pool = next((r for r in asked if isinstance(r, tuple) and r[0] == "max_pool"
+                 and len(r[1]) == 2), None)
+    fused = _Fused(pool and pool[1:3], "nchwc" in asked, xb is not None,
+                   bool(pool and pool[3]))
     got = _run_conv(xn if xb is None else xb, w, bias, pads, strides, dilation, relu, block,
                     fused=fused)
     if fused == _PLAIN:
-        return got, _Extras(geometry, None, None, None)
-    if pool or blocked_out:
-        _STATS[geometry][0] += 1
+        ahead.produced(got)
+        return got
     y, rest = got[0], list(got[1:])
-    pooled = rest.pop(0) if pool else None
-    yb = rest.pop(0) if blocked_out else None
-    if pool:                       # the pool's output, tagged for the conv after the pool
-        if pooled_blocked:
-            _STATS[pooled_geometry][0] += 1
-        array_tags.remember(_CONV_OUTPUTS, pooled, _Extras(
-            pooled_geometry, None, None, rest.pop(0) if pooled_blocked else None))
-    return y, _Extras(geometry, pool, pooled, yb)
+    extras = {}
+    if pool:
+        pooled = rest.pop(0)
+        yb = rest.pop(0) if fused.blocked_out else None
+        extras[pool] = (pooled, rest.pop(0) if fused.pooled_blocked else None)
+    else:
+        yb = rest.pop(0) if fused.blocked_out else None
+    if yb is not None:
+        extras["nchwc"] = yb
+    ahead.produced(y, extras)
+    return y
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ view of channels-first memory that `conv_fast` returns), so MLAS reads it withou
 Everything else keeps the numpy path, which records the arg-max offsets in the forward pass.
 
 After an NCHWc convolution the conv's own session computes the maxima from its blocked
-result (conv_fast.pooled: learnt at the first step, fused from the second).
+result, and their blocked form too when an NCHWc conv reads the pool's output (asked for
+at the conv's tape site: backend/ahead.py, conv_fast's "what the next op reads").
 
 MLAS computes the maxima only. The backward pass gives each window's gradient to the first
 cell (in row-major window order) equal to the window's maximum: TensorFlow's choice among
@@ -31,7 +32,7 @@ import os
 
 import numpy as np
 
-from . import conv_fast, parallel
+from . import ahead, conv_fast, parallel
 
 
 class Saved:
@@ -63,9 +64,12 @@ def pool_max(x, pool, strides, out, channels_first):
         return ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=list(pool),
                                   strides=list(strides))], [("x", list(xn.shape))])
 
-    y = conv_fast.pooled(xn, pool, strides)             # fused into the conv before it
+    # computed by the conv before it? (with their NCHWc form if the conv after asks)
+    request = ("max_pool", tuple(pool), tuple(strides), "nchwc" in ahead.wanted())
+    y, yb = ahead.take(xn, request) or (None, None)
     if y is None:
         y = conv_fast.session(key, build).run(None, {"x": xn})[0]
+    ahead.produced(y, None if yb is None else {"nchwc": yb})
     assert y.shape[2:] == tuple(out), (y.shape, out)
     saved = Saved(xn, y, tuple(pool), tuple(strides), channels_first,
                   conv_fast.relu_output(xn))
