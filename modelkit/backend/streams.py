@@ -18,6 +18,11 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
 - the tape submits it to the `SideStream` (one worker thread, first in, first out) and
   sums a leaf's contributions in the order of the sequential pass when the pass ends, so
   the gradients are bit-identical to the sequential order for any thread count;
+- `GradientTape.gradient(..., pending=True)` (the training step) returns the leaves'
+  gradients still on the stream as Futures instead of waiting for them, and
+  `Optimizer.apply_gradients` updates the variables whose gradients are final first (an
+  embedding's table while an LSTM's weight gradients run; exact: the updates are
+  independent); `resolve` waits for one (sharing its parts);
 - a VJP may return a `Deferred` for its other inputs too: the tape submits a VJP's side
   work first and then runs those on this thread, so the side starts before the VJP's own
   chain work (the fast conv defers its input gradient when its kernel's goes to the side).
@@ -135,6 +140,31 @@ def worth_side(needs, flops):
     if flops >= MIN_SIDE_FLOPS or not any(n is SIDE for n in needs):
         return needs
     return tuple(True if n is SIDE else n for n in needs)
+
+
+class Later(Future):
+    """A gradient that is not final yet (`GradientTape.gradient(..., pending=True)`, a
+    leaf with several contributions, some on the side stream): `result()` makes it once,
+    on the thread that asks."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._value = None
+
+    def exception(self, timeout=None):
+        try:
+            self.result()
+        except BaseException as e:               # noqa: BLE001 - reported, not raised
+            return e
+        return None
+
+    def result(self, timeout=None):
+        with self._lock:
+            if self._value is None:
+                self._value = (self._fn(),)
+        return self._value[0]
 
 
 def leaf_gradient(need, fn):
