@@ -55,13 +55,16 @@ def _case(dtype, seed=0, T=24, bias=True, masked=False, dropout=False, backwards
     return x, ws, kw, gy, kind
 
 
-def _grads(case, pending=False, sources=None):
+def _grads(case, pending=False, sources=None, chain=False):
+    """The gradients of a loss of the op's outputs; `chain`: the op's input is made by an
+    op (x * 1), so its gradient is the chain's (a leaf's goes to the side stream)."""
     x, ws, kw, gy, kind = case
     with GradientTape() as tape:
+        xin = x * 1.0 if chain else x
         if kind == "lstm":
-            seq, h, c = rnn_ops.lstm_sequence(x, *ws, **kw)
+            seq, h, c = rnn_ops.lstm_sequence(xin, *ws, **kw)
         else:
-            seq, c = rnn_ops.gru_sequence(x, *ws, **kw)
+            seq, c = rnn_ops.gru_sequence(xin, *ws, **kw)
         loss = K.sum(seq * gy) + K.sum(c * c)
     return tape.gradient(loss, sources or [x] + ws, pending=pending)
 
@@ -85,6 +88,8 @@ def test_deferred_weight_gradients_give_the_sequential_numbers(monkeypatch, defe
     case = _case(np.float32, **opts)
     side = [np.asarray(g) for g in _grads(case)]
     assert deferred and max(deferred) >= 1        # went to the side, with worker chunks
+    for a, e in zip(side, _grads(case, chain=True)):
+        np.testing.assert_array_equal(a, e)       # the input gradient made on this thread
     for switch in ("MODELKIT_RNN_SIDE", "MODELKIT_SIDE_STREAM"):
         monkeypatch.setenv(switch, "0")
         calls = len(deferred)
@@ -124,11 +129,15 @@ def test_float64_gradients_through_the_deferred_path(monkeypatch, deferred, opts
 def test_pending_gradients_are_futures_of_the_same_numbers(monkeypatch, deferred):
     monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
     case = _case(np.float32)
-    got = _grads(case, pending=True)
+    got = _grads(case, pending=True, chain=True)
     assert isinstance(got[0], np.ndarray)                  # the chain's: final
     assert all(isinstance(g, Future) for g in got[1:])     # the weights': pending
     resolved = [streams.resolve(g) for g in got]
     for a, e in zip(resolved, _grads(case)):
+        np.testing.assert_array_equal(a, e)
+    got = _grads(case, pending=True)                       # a leaf input's: pending too
+    assert all(isinstance(g, Future) for g in got)
+    for a, e in zip([streams.resolve(g) for g in got], _grads(case)):
         np.testing.assert_array_equal(a, e)
     monkeypatch.setenv("MODELKIT_SIDE_STREAM", "0")         # no stream: plain arrays
     assert all(isinstance(g, np.ndarray) for g in _grads(case, pending=True))

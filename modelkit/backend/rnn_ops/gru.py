@@ -250,15 +250,14 @@ def _gru_sequence_vjp(grads, s, needs):
                 np.copyto(DZg[t], dzg)
                 dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
             chunks.done(t)
-        if side:
-            chunks.share((0,))
-        else:
+        if not side:
             dW, dR, db_in, db_rec = chunks.results()
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     if side:            # kernel: part 1's entry 0, recurrent: part 2's 1, bias: 2 and 3
         dW = chunks.deferred((1,), (0,), _same) if needs_k else None
         dR = chunks.deferred((2,), (1,), _same) if needs_r else None
         db = chunks.deferred((1, 2), (2, 3), _gru_bias) if needs_b and has_bias else None
+        dx = None if dx is None else chunks.after((0,), dx)
     else:
         db = _gru_bias(db_in, db_rec)
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)

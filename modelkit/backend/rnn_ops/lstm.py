@@ -240,14 +240,13 @@ def _lstm_sequence_vjp(grads, s, needs):
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
-        if side:
-            chunks.share((0,))
-        else:
+        if not side:
             dW, dR, db = chunks.results()
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
     if side:            # (part, entry) of each: kernel (1, 0), recurrent (2, 1), bias (1, 2)
         dW, dR, db = (chunks.deferred((part,), (k,), _lstm_perm) if need else None for
                       need, part, k in ((needs_k, 1, 0), (needs_r, 2, 1), (needs_b, 1, 2)))
+        dx = None if dx is None else chunks.after((0,), dx)
     else:
         dW, dR, db = (None if g is None else _lstm_perm(g) for g in (dW, dR, db))
     return (dx, dW, dR, db, dh if needs_h0 else None, dc if needs_c0 else None,

@@ -318,8 +318,8 @@ class _TimeChunks:
     parts not started yet, also of the chunk the worker is in (its three GEMMs: ~0.7 ms
     pieces instead of ~2 ms chunks to share when BPTT ends; MODELKIT_RNN_SPLIT=0 leaves a
     started chunk to the worker). Call `done(t)` once BPTT has finished step t (going down
-    from T - 1), then `results()`; or `share(rows)` and `deferred(...)` to hand the weight
-    gradients to the backward's side stream (see `weights_on_side`). Chunks are summed in
+    from T - 1), then `results()`; or `after(rows, dx)` and `deferred(...)` to hand the
+    weight gradients to the backward's side stream (see `weights_on_side`). Chunks are summed in
     a fixed order, so the numbers never depend on timing; with one worker thread
     (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
     `results()` exactly as without chunking.
@@ -342,15 +342,20 @@ class _TimeChunks:
         self.share(range(self.parts))
         return _sum_chunks([c.values(range(self.parts)) for c in self._chunks()])
 
-    def share(self, parts):
-        """Parts `parts` of every chunk done on return: the first steps' chunk and, from the
-        earliest steps back (the worker goes the other way), the parts not started yet run
-        here; then wait for those another thread runs. Chunks the worker has not started
-        are taken off its queue (their other parts are left to `deferred`)."""
+    def close(self):
+        """BPTT is over: the chunk of the first steps is made and the chunks the worker has
+        not started come off its queue (once)."""
         if self.last is None:
             self.last = _Chunk(self.fn, 0, self.hi, self.parts)
             for chunk, fut in self.pending:
                 chunk.started = not fut.cancel()
+
+    def share(self, parts):
+        """Parts `parts` of every chunk done on return: the first steps' chunk and, from the
+        earliest steps back (the worker goes the other way), the parts not started yet run
+        here; then wait for those another thread runs. Chunks the worker has not started
+        are taken off its queue (`close`; their other parts are left to `deferred`)."""
+        self.close()
         split = os.environ.get("MODELKIT_RNN_SPLIT", "1") != "0"
         self.last.take(parts)
         for chunk, _ in reversed(self.pending):
@@ -362,13 +367,28 @@ class _TimeChunks:
             chunk.ensure(parts)
         self.last.ensure(parts)
 
+    def after(self, parts, value):
+        """A `streams.Deferred` of `value` once parts `parts` of every chunk are done (`share`,
+        one BLAS thread): the input gradient, which the tape makes after it has handed the
+        `deferred` weight gradients to the side stream, so the side starts on those while
+        this thread finishes the input gradient's rows."""
+        from ..streams import Deferred
+        self.close()
+
+        def finish():
+            with single_threaded():
+                self.share(parts)
+            return value
+        return Deferred(finish)
+
     def deferred(self, parts, indices, post):
-        """After `share`: a `streams.Deferred` of post(*sums), the sums over the chunks of
+        """After `close`: a `streams.Deferred` of post(*sums), the sums over the chunks of
         entries `indices` of the gradients that parts `parts` make, in the order of
         `results()` (the same numbers). Its parts are the chunks, those the worker has not
         started first (the side stream's worker runs them one by one and a thread that
         waits for the result the rest), each part's GEMMs on one BLAS thread."""
         from ..streams import Deferred
+        self.close()
         chunks = self._chunks()
         order = sorted(range(len(chunks)), key=lambda k: chunks[k].started)
 
