@@ -29,8 +29,10 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
 
 The worker runs its nested `parallel` calls inline (one thread) and, while it runs, holds
 one core: the main thread's parallel calls then use one thread fewer (on 2 cores: the chain
-on one, the side on the other, instead of three threads on two cores). MODELKIT_SIDE_STREAM=0 switches the stream off; it is off when
-`parallel.threads()` is 1.
+on one, the side on the other, instead of three threads on two cores). When its queue runs
+empty, the worker joins the parallel calls that started without its core
+(`parallel.help_waiting`; MODELKIT_SIDE_JOIN=0 switches that off). MODELKIT_SIDE_STREAM=0
+switches the stream off; it is off when `parallel.threads()` is 1.
 """
 
 import itertools
@@ -202,11 +204,14 @@ class SideStream:
     def submit(self, fn):
         """A Future of fn(), run on the worker after what was submitted before (the parts
         of a `Deferred.in_parts` shared with whoever waits for it)."""
+        executor = _executor()
+        with _QUEUE_LOCK:
+            _QUEUED[0] += 1
         if isinstance(fn, Deferred) and fn.parts is not None:
             future = _PartsFuture(*fn.parts)
-            _executor().submit(_run_inline, future.work)
+            executor.submit(_run_inline, future.work)
         else:
-            future = _executor().submit(_run_inline, fn)
+            future = executor.submit(_run_inline, fn)
         self._futures.append(future)
         return future
 
@@ -239,11 +244,25 @@ def _executor():
     ex = _EXECUTOR.get(os.getpid())
     if ex is None:
         ex = _EXECUTOR[os.getpid()] = ThreadPoolExecutor(1, thread_name_prefix="modelkit-side")
+        _QUEUED[0] = 0              # a forked child: nothing of its parent's is queued here
     return ex
 
 
+_QUEUED = [0]                   # functions submitted to the worker and not finished
+_QUEUE_LOCK = threading.Lock()
+
+
 def _run_inline(fn):
-    """fn() with the `parallel` helpers running inline on this thread."""
+    """fn() with the `parallel` helpers running inline on this thread; when nothing else is
+    queued, this thread then joins the parallel calls that started without its core
+    (`parallel.help_waiting`)."""
     _WORKER.on = True
-    with parallel.inline(), parallel.reserved():
-        return fn()
+    try:
+        with parallel.inline(), parallel.reserved():
+            return fn()
+    finally:
+        with _QUEUE_LOCK:
+            _QUEUED[0] -= 1
+            idle = _QUEUED[0] == 0
+        if idle:
+            parallel.help_waiting()
