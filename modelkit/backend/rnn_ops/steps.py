@@ -440,7 +440,9 @@ class _Chunk:
         self.errors = [None] * parts
 
     def _run(self, j):
-        """Part j unless it ran (the caller holds its lock)."""
+        """Part j unless it ran (the caller holds its lock). The last part to end drops
+        `fn` (the backward's arrays): a worker's task can outlive the pass by a moment, and
+        the buffer pool recycles only arrays nothing refers to."""
         if self.ran[j]:
             return
         try:
@@ -450,6 +452,8 @@ class _Chunk:
             raise
         finally:
             self.ran[j] = True
+            if all(self.ran):
+                self.fn = None
 
     def take(self, parts):
         """Run those of `parts` that no thread has claimed."""
