@@ -10,8 +10,7 @@ layers, optimizer, waiting for the backward pass's side stream) is the last line
 epochs in this process with the environment variable NAME set to A for one and B for the
 other (a switch the backend reads at each call, e.g. MODELKIT_SIDE_STREAM=0,1); prints the
 median wall and CPU ms per step of each and whether the two models' weights are still
-bit-identical after every epoch (a switch that must not change the numbers); "main thread"
-is the CPU time of the thread that trains (the critical path when the machine is shared).
+bit-identical after every epoch (a switch that must not change the numbers).
 
     python benchmarks/step_ops.py [--model resnet|vgg|lstm|gru] [--channels-first] [--table]
                                   [--ab NAME=A,B] [--rounds 6] [--steps 20]
@@ -52,12 +51,11 @@ def data(model, steps, fmt):
 
 
 def epoch(model, x, y):
-    """(wall ms, CPU ms, this thread's CPU ms) per step of one epoch of `model.fit`."""
+    """(wall ms, CPU ms) per step of one epoch of `model.fit`."""
     steps = len(x) // train_cnn.BATCH
-    t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=train_cnn.BATCH, epochs=1, verbose=0, shuffle=False)
-    return ((time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3,
-            (time.thread_time() - m0) / steps * 1e3)
+    return ((time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3)
 
 
 def timed_ops():
@@ -135,9 +133,10 @@ def print_ab(args):
     print(f"{args.model} {args.format}, MODELKIT_NUM_THREADS={os.environ.get('MODELKIT_NUM_THREADS')}"
           f", {args.rounds} alternating epochs of {args.steps} steps each:")
     for v in (a, b):
-        w, c, m = (sorted(t[i] for t in times[v]) for i in range(3))
+        w = sorted(t[0] for t in times[v])
+        c = sorted(t[1] for t in times[v])
         print(f"  {name}={v}: wall median {w[len(w) // 2]:7.2f} ms/step (min {w[0]:7.2f}), "
-              f"CPU median {c[len(c) // 2]:7.2f}, main thread {m[len(m) // 2]:7.2f} ms/step")
+              f"CPU median {c[len(c) // 2]:7.2f} ms/step")
     print(f"  weights bit-identical after every epoch: {identical}")
 
 
