@@ -136,6 +136,7 @@ class Optimizer:
         if not pairs:
             return self.iterations
         clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue) != (None,) * 3
+        self._ensure_slots([v for _, v in pairs])        # in the caller's order (state layout)
         if clipping:
             pairs = [(streams.resolve(g), v) for g, v in pairs]
         else:                           # stable: the final ones first, in order
@@ -144,7 +145,6 @@ class Optimizer:
                  for g, v in pairs]
         variables = [v for _, v in pairs]
         grads = self._clip(grads)
-        self._ensure_slots(variables)
         lr = self._decayed_lr()
         t = self.iterations + 1
         shared = self._prepare_step(lr, t)

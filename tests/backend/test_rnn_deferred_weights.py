@@ -184,6 +184,7 @@ def test_optimizer_updates_the_final_gradients_first_and_exactly(clip):
     # the pending gradient is waited for after v1's update, except with clipping (which
     # needs every gradient first)
     assert seen == [clip is None] * 3
+    assert opt.variables == [v2, v1]                       # slots in the caller's order
     for a, e in ((v1, r1), (v2, r2)):
         np.testing.assert_array_equal(a.value, e.value)
     assert opt.iterations == ref_opt.iterations == 3
