@@ -342,23 +342,29 @@ class _TimeChunks:
         self.share(range(self.parts))
         return _sum_chunks([c.values(range(self.parts)) for c in self._chunks()])
 
-    def close(self):
-        """BPTT is over: the chunk of the first steps is made and the chunks the worker has
-        not started come off its queue (once)."""
+    def _first_steps(self):
+        """The chunk of the first steps (made once BPTT is over)."""
         if self.last is None:
             self.last = _Chunk(self.fn, 0, self.hi, self.parts)
-            for chunk, fut in self.pending:
-                chunk.started = not fut.cancel()
+        return self.last
+
+    def close(self):
+        """BPTT is over and the weight gradients go to the side stream: the chunks the worker
+        has not started come off its queue now (the side takes their weight parts)."""
+        self._first_steps()
+        for chunk, fut in self.pending:
+            chunk.started = not fut.cancel()
 
     def share(self, parts):
         """Parts `parts` of every chunk done on return: the first steps' chunk and, from the
-        earliest steps back (the worker goes the other way), the parts not started yet run
-        here; then wait for those another thread runs. Chunks the worker has not started
-        are taken off its queue (`close`; their other parts are left to `deferred`)."""
-        self.close()
+        earliest steps back (the worker goes the other way, on through its queue
+        meanwhile), the parts not started yet run here, a chunk the worker has not
+        started coming off its queue when this thread gets to it; then wait for those
+        another thread runs."""
         split = os.environ.get("MODELKIT_RNN_SPLIT", "1") != "0"
-        self.last.take(parts)
-        for chunk, _ in reversed(self.pending):
+        self._first_steps().take(parts)
+        for chunk, fut in reversed(self.pending):
+            chunk.started = not fut.cancel()
             if split or not chunk.started:
                 chunk.take(parts)
         for chunk, fut in self.pending:
