@@ -110,14 +110,29 @@ def run_parts(fn, parts):
     return _claimed(fn, parts, parts)
 
 
+_WAITING = []                # claim loops of calls made while side work held a core
+
+
+def help_waiting():
+    """Take items of the calls that started with fewer threads because side work held a
+    core (`reserved`): the side stream's worker calls this when it runs out of work, so
+    the core comes back to them (the optimizer's row blocks after an LSTM's side-stream
+    weight gradients) instead of idling until they end."""
+    for join in list(_WAITING):
+        join()
+
+
 def _claimed(item, count, workers):
     """[item(j) for j in range(count)]: the calling thread and up to workers - 1 pool
     threads take the next unclaimed j until none is left. A pool thread that has not
     started when the calling thread runs out of work is cancelled, not waited for (on a
-    busy machine its wake-up can take longer than the work)."""
+    busy machine its wake-up can take longer than the work). A call that gets fewer
+    threads because side work holds a core can be joined by that work's thread when it
+    is done (`help_waiting`; MODELKIT_SIDE_JOIN=0 switches that off)."""
     out = [None] * count
-    workers = min(workers, count, available())
-    if workers <= 1 or getattr(_LOCAL, "busy", False):
+    wanted = min(workers, count)
+    workers = min(wanted, available())
+    if getattr(_LOCAL, "busy", False) or wanted <= 1:
         for j in range(count):
             out[j] = item(j)
         return out
@@ -134,13 +149,53 @@ def _claimed(item, count, workers):
             _LOCAL.busy = False
 
     futures = [pool(workers - 1).submit(work) for _ in range(workers - 1)]
+    joined = _Joined(work) if workers < wanted and \
+        os.environ.get("MODELKIT_SIDE_JOIN", "1") != "0" else None
+    if joined is not None:
+        _WAITING.append(joined)
     try:
         work()
     finally:
+        if joined is not None:
+            _WAITING.remove(joined)
+            joined.close()
         for f in futures:
             if not f.cancel():
                 f.result()
     return out
+
+
+class _Joined:
+    """A claim loop other threads may join until the calling thread closes it; `close`
+    waits for the joiners still running an item and raises their error, if any."""
+
+    def __init__(self, work):
+        self.work = work
+        self.cond = threading.Condition()
+        self.active = 0
+        self.closed = False
+        self.error = None
+
+    def __call__(self):
+        with self.cond:
+            if self.closed:
+                return
+            self.active += 1
+        try:
+            self.work()
+        except BaseException as e:          # noqa: BLE001 - raised by the calling thread
+            self.error = e
+        finally:
+            with self.cond:
+                self.active -= 1
+                self.cond.notify_all()
+
+    def close(self):
+        with self.cond:
+            self.closed = True
+            self.cond.wait_for(lambda: self.active == 0)
+        if self.error is not None:
+            raise self.error
 
 
 SPLIT_FLOPS = 20e6           # smaller GEMMs are not worth a thread handoff

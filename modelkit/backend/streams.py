@@ -18,14 +18,21 @@ carries the chain on. `GradientTape.gradient` does this when `enabled()`:
 - the tape submits it to the `SideStream` (one worker thread, first in, first out) and
   sums a leaf's contributions in the order of the sequential pass when the pass ends, so
   the gradients are bit-identical to the sequential order for any thread count;
+- `GradientTape.gradient(..., pending=True)` (the training step) returns the leaves'
+  gradients still on the stream as Futures instead of waiting for them, and
+  `Optimizer.apply_gradients` updates the variables whose gradients are final first (an
+  embedding's table while an LSTM's weight gradients run; exact: the updates are
+  independent); `resolve` waits for one (sharing its parts);
 - a VJP may return a `Deferred` for its other inputs too: the tape submits a VJP's side
   work first and then runs those on this thread, so the side starts before the VJP's own
   chain work (the fast conv defers its input gradient when its kernel's goes to the side).
 
 The worker runs its nested `parallel` calls inline (one thread) and, while it runs, holds
 one core: the main thread's parallel calls then use one thread fewer (on 2 cores: the chain
-on one, the side on the other, instead of three threads on two cores). MODELKIT_SIDE_STREAM=0 switches the stream off; it is off when
-`parallel.threads()` is 1.
+on one, the side on the other, instead of three threads on two cores). When its queue runs
+empty, the worker joins the parallel calls that started without its core
+(`parallel.help_waiting`; MODELKIT_SIDE_JOIN=0 switches that off). MODELKIT_SIDE_STREAM=0
+switches the stream off; it is off when `parallel.threads()` is 1.
 """
 
 import itertools
@@ -137,6 +144,31 @@ def worth_side(needs, flops):
     return tuple(True if n is SIDE else n for n in needs)
 
 
+class Later(Future):
+    """A gradient that is not final yet (`GradientTape.gradient(..., pending=True)`, a
+    leaf with several contributions, some on the side stream): `result()` makes it once,
+    on the thread that asks."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._value = None
+
+    def exception(self, timeout=None):
+        try:
+            self.result()
+        except BaseException as e:               # noqa: BLE001 - reported, not raised
+            return e
+        return None
+
+    def result(self, timeout=None):
+        with self._lock:
+            if self._value is None:
+                self._value = (self._fn(),)
+        return self._value[0]
+
+
 def leaf_gradient(need, fn):
     """For a VJP: None when not `need`, `Deferred(fn)` when `need is SIDE`, else fn()."""
     if not need:
@@ -172,11 +204,14 @@ class SideStream:
     def submit(self, fn):
         """A Future of fn(), run on the worker after what was submitted before (the parts
         of a `Deferred.in_parts` shared with whoever waits for it)."""
+        executor = _executor()
+        with _QUEUE_LOCK:
+            _QUEUED[0] += 1
         if isinstance(fn, Deferred) and fn.parts is not None:
             future = _PartsFuture(*fn.parts)
-            _executor().submit(_run_inline, future.work)
+            executor.submit(_run_inline, future.work)
         else:
-            future = _executor().submit(_run_inline, fn)
+            future = executor.submit(_run_inline, fn)
         self._futures.append(future)
         return future
 
@@ -209,11 +244,25 @@ def _executor():
     ex = _EXECUTOR.get(os.getpid())
     if ex is None:
         ex = _EXECUTOR[os.getpid()] = ThreadPoolExecutor(1, thread_name_prefix="modelkit-side")
+        _QUEUED[0] = 0              # a forked child: nothing of its parent's is queued here
     return ex
 
 
+_QUEUED = [0]                   # functions submitted to the worker and not finished
+_QUEUE_LOCK = threading.Lock()
+
+
 def _run_inline(fn):
-    """fn() with the `parallel` helpers running inline on this thread."""
+    """fn() with the `parallel` helpers running inline on this thread; when nothing else is
+    queued, this thread then joins the parallel calls that started without its core
+    (`parallel.help_waiting`)."""
     _WORKER.on = True
-    with parallel.inline(), parallel.reserved():
-        return fn()
+    try:
+        with parallel.inline(), parallel.reserved():
+            return fn()
+    finally:
+        with _QUEUE_LOCK:
+            _QUEUED[0] -= 1
+            idle = _QUEUED[0] == 0
+        if idle:
+            parallel.help_waiting()

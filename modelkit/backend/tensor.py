@@ -129,22 +129,39 @@ class GradientTape:
     def record(self, opdef, inputs, outputs, saved):
         self.records.append(_Record(opdef, inputs, outputs, saved))
 
-    def gradient(self, target, sources, output_gradient=None):
+    def gradient(self, target, sources, output_gradient=None, pending=False):
         """Gradients of `target` w.r.t. each of `sources` (zeros where unconnected). With
         several threads, leaves' gradients that a VJP defers run on a side stream while
-        the chain goes on (see streams.py): the same numbers as the sequential order."""
+        the chain goes on (see streams.py): the same numbers as the sequential order.
+        `pending=True`: those still on the side stream come back as Futures instead of
+        being waited for here (`streams.resolve` makes one an array; the caller must
+        resolve every one before the next pass: the optimizer does, see
+        Optimizer.apply_gradients)."""
         single = isinstance(sources, Tensor)
         sources = [sources] if single else list(sources)
-        with streams.SideStream() if streams.enabled() else _NO_STREAM as side:
-            grads = self._backward(target, sources, output_gradient, side)
+        side = streams.SideStream() if streams.enabled() else None
+        if side is None or not pending:
+            pending = False
+            with side if side is not None else _NO_STREAM:
+                grads = self._backward(target, sources, output_gradient, side)
+        else:
+            try:                        # not joined: the caller resolves the Futures
+                grads = self._backward(target, sources, output_gradient, side)
+            except BaseException as e:
+                side.__exit__(type(e), e, None)
+                raise
         if not self.persistent:
             self.records = []
         result = []
         for s in sources:
             g = grads.get(id(s))
             if isinstance(g, _Parts):
-                g = g.total()
-            result.append(np.zeros_like(s.value) if g is None else streams.resolve(g))
+                g = streams.Later(g.total) if pending else g.total()
+            if g is None:
+                g = np.zeros_like(s.value)
+            elif not pending:
+                g = streams.resolve(g)
+            result.append(g)
         return result[0] if single else result
 
     def _backward(self, target, sources, output_gradient, side):

@@ -152,8 +152,13 @@ class TrainingMixin:
             extra = [l for layer in self._layers_for_losses() for l in
                      layer.regularization_losses()] + ctx.losses
             total = self._with_added_losses(total, per_output, extra, outs)
+        # the optimizer updates the variables whose gradients are final while the side
+        # stream's still run (streams.py), unless a subclass has its own apply_gradients
+        from ..optimizers.base import Optimizer
+        pending = getattr(type(self.optimizer), "apply_gradients", None) is \
+            Optimizer.apply_gradients
         with sparse_gradients():          # embedding gradients stay row-sparse
-            grads = tape.gradient(total, variables)
+            grads = tape.gradient(total, variables, pending=pending)
         self.optimizer.apply_gradients(zip(grads, variables))
         return total, per_output, outs
 

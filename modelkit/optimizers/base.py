@@ -5,11 +5,12 @@ See the package docstring for the behaviour every optimizer shares.
 
 import math
 import warnings
+from concurrent.futures import Future
 
 import numpy as np
 
 from .. import backend as K
-from ..backend import parallel
+from ..backend import parallel, streams
 from ..backend.sparse_grad import IndexedRows
 from ..errors import ConfigError, ShapeError
 from ..registry import Registry
@@ -127,28 +128,29 @@ class Optimizer:
         return grads
 
     def apply_gradients(self, grads_and_vars, **kwargs):
+        """One step. A gradient may be a Future (`GradientTape.gradient(..., pending=True)`):
+        the variables whose gradients are final are updated first, then each pending one
+        once it is (the same numbers: the per-variable updates are independent); clipping
+        needs every gradient at once and waits for all first."""
         pairs = [(g, v) for g, v in grads_and_vars if g is not None]
         if not pairs:
             return self.iterations
-        grads = []
-        variables = []
         clipping = (self.clipnorm, self.global_clipnorm, self.clipvalue) != (None,) * 3
-        for g, v in pairs:
-            if isinstance(g, IndexedRows) and (clipping or not self._sparse_updates):
-                g = g.dense()
-            if not isinstance(g, IndexedRows):
-                g = np.asarray(getattr(g, "value", g))
-            if g.shape != v.value.shape:
-                raise ShapeError(f"{self.name}: gradient of shape {g.shape} for variable "
-                                 f"{getattr(v, 'name', v)!r} of shape {v.value.shape}")
-            grads.append(g)
-            variables.append(v)
+        self._ensure_slots([v for _, v in pairs])        # in the caller's order (state layout)
+        if clipping:
+            pairs = [(streams.resolve(g), v) for g, v in pairs]
+        else:                           # stable: the final ones first, in order
+            pairs.sort(key=lambda p: isinstance(p[0], Future))
+        grads = [g if isinstance(g, Future) else self._checked(g, v, clipping)
+                 for g, v in pairs]
+        variables = [v for _, v in pairs]
         grads = self._clip(grads)
-        self._ensure_slots(variables)
         lr = self._decayed_lr()
         t = self.iterations + 1
         shared = self._prepare_step(lr, t)
         for g, v in zip(grads, variables):
+            if isinstance(g, Future):
+                g = self._checked(streams.resolve(g), v, clipping)
             key = id(v)
             if g.dtype != v.value.dtype:
                 g = g.astype(v.value.dtype)
@@ -159,6 +161,18 @@ class Optimizer:
                 np.copyto(v.value, constraint(v.value), casting="unsafe")
         self.iterations = t
         return self.iterations
+
+    def _checked(self, g, v, clipping):
+        """A gradient as an array (or IndexedRows where updates may be sparse), its shape
+        checked against the variable's."""
+        if isinstance(g, IndexedRows) and (clipping or not self._sparse_updates):
+            g = g.dense()
+        if not isinstance(g, IndexedRows):
+            g = np.asarray(getattr(g, "value", g))
+        if g.shape != v.value.shape:
+            raise ShapeError(f"{self.name}: gradient of shape {g.shape} for variable "
+                             f"{getattr(v, 'name', v)!r} of shape {v.value.shape}")
+        return g
 
     def minimize(self, loss_fn, var_list):
         """Compute d loss / d var_list on a tape and apply one step."""

@@ -226,6 +226,86 @@ def test_reserved_cores_lower_the_threads_of_new_calls_not_the_blocks(monkeypatc
         assert set(names) == {threading.current_thread().name}
 
 
+def _joined_call(item, count):
+    """map_items(item, count) made while a core is reserved, with a second thread calling
+    help_waiting once the call has started: -> (results or error, the helper's names)."""
+    started, helped = threading.Event(), []
+
+    def helper():
+        assert started.wait(10)
+        parallel.help_waiting()
+        helped.append(threading.current_thread().name)
+
+    def first_waits(i):
+        if i == 0:
+            started.set()
+            while not helped and not parallel._WAITING[0].active:
+                threading.Event().wait(0.001)     # until the helper has joined (or left)
+        return item(i)
+
+    t = threading.Thread(target=helper, name="helper")
+    t.start()
+    try:
+        with parallel.reserved():
+            return parallel.map_items(first_waits, count)
+    finally:
+        t.join(10)
+
+
+def test_a_call_without_the_reserved_core_is_joined_when_side_work_ends(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    names = []
+
+    def item(i):
+        names.append((i, threading.current_thread().name))
+        threading.Event().wait(0.002)
+        return i * i
+
+    assert _joined_call(item, 12) == [i * i for i in range(12)]
+    by = {name for _, name in names}
+    assert by == {threading.current_thread().name, "helper"}
+    assert sorted(i for i, _ in names) == list(range(12))       # each item once
+    assert parallel._WAITING == []
+    parallel.help_waiting()                                     # nothing waiting: no-op
+
+    def failing(i):
+        if threading.current_thread().name == "helper":
+            raise ValueError("joined item failed")
+        threading.Event().wait(0.002)
+        return i
+
+    with pytest.raises(ValueError, match="joined item failed"):
+        _joined_call(failing, 12)
+    assert parallel._WAITING == []
+
+
+def test_the_side_stream_joins_waiting_calls_when_its_queue_is_empty(monkeypatch):
+    from modelkit.backend import streams
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    side_done, names = threading.Event(), []
+
+    def item(i):
+        if i == 0:
+            assert side_done.wait(10)
+            threading.Event().wait(0.05)        # the side worker joins meanwhile
+        names.append(threading.current_thread().name)
+        threading.Event().wait(0.002)
+        return i + 1
+
+    def side_work():
+        while not parallel._WAITING:            # the main thread's call has started
+            threading.Event().wait(0.001)
+        side_done.set()
+        return 1
+
+    with streams.SideStream() as side:
+        side.submit(side_work)
+        while not parallel._RESERVED[0]:
+            threading.Event().wait(0.001)
+        assert parallel.map_items(item, 20) == list(range(1, 21))
+    assert any(n.startswith("modelkit-side") for n in names)
+
+
 @pytest.mark.parametrize("memory", ["first", "last"])
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_large_add_in_blocks_keeps_numbers_and_memory_order(monkeypatch, memory, threads):

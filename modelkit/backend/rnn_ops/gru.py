@@ -10,7 +10,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks)
+                    _time_slice, _TimeChunks, weights_on_side)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -204,6 +204,9 @@ def _gru_sequence_vjp(grads, s, needs):
             dR[:, u2:] = _gemm(s["Q"][lo:hi].reshape(n, U).T, dz[:, :, u2:].reshape(n, U))
         return None, dR, None, db_rec
 
+    # the weight gradients on the backward's side stream, this thread returning dx first
+    side = weights_on_side((needs_k, needs_r, needs_b if has_bias else False),
+                           2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
@@ -247,10 +250,26 @@ def _gru_sequence_vjp(grads, s, needs):
                 np.copyto(DZg[t], dzg)
                 dh += _rec_backward(DZ[t][:, :u2], rd_zr, Rzr, Rg)
             chunks.done(t)
-        dW, dR, db_in, db_rec = chunks.results()
+        if not side:
+            dW, dR, db_in, db_rec = chunks.results()
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
-    db = db_in if db_rec is None else np.stack([db_in, db_rec])
+    if side:            # kernel: part 1's entry 0, recurrent: part 2's 1, bias: 2 and 3
+        dW = chunks.deferred((1,), (0,), _same) if needs_k else None
+        dR = chunks.deferred((2,), (1,), _same) if needs_r else None
+        db = chunks.deferred((1, 2), (2, 3), _gru_bias) if needs_b and has_bias else None
+        dx = None if dx is None else chunks.after((0,), dx)
+    else:
+        db = _gru_bias(db_in, db_rec)
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
+
+
+def _same(g):
+    return g
+
+
+def _gru_bias(db_in, db_rec):
+    """The bias gradient from its input and (reset_after) recurrent parts."""
+    return db_in if db_rec is None else np.stack([db_in, db_rec])
 
 
 def gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,

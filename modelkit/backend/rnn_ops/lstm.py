@@ -9,7 +9,7 @@ from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
                     _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
-                    _seq_grads, _gate_split, _time_slice, _TimeChunks)
+                    _seq_grads, _gate_split, _time_slice, _TimeChunks, weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -210,6 +210,7 @@ def _lstm_sequence_vjp(grads, s, needs):
     DZ = _empty((T, B, 4 * U), dt)                  # d(pre-activations), Keras layout
     tmp, work1 = np.empty((B, U), dt), np.empty((B, U), dt)
     needs_x, needs_k, needs_r, needs_b, needs_h0, needs_c0 = needs[:6]
+    needs_b = needs_b if s["has_bias"] else False
     xm, W, idrop = s["xm"], s["W"], s["idrop"]
     hs = H[:T] if rdrop is None else s["HD"]
     per_gate_x = idrop is not None and idrop.ndim == 3
@@ -224,10 +225,13 @@ def _lstm_sequence_vjp(grads, s, needs):
                                            rdrop) if needs_r else None), None
         _, dW, db = _project_backward(dz, _time_slice(xm, lo, hi, per_gate_x), W, idrop, 4,
                                       needs_x and part == 0, needs_k and part == 1,
-                                      needs_b and s["has_bias"] and part == 1,
+                                      needs_b and part == 1,
                                       None if DX is None else DX[lo:hi])
         return dW, None, db
 
+    # the weight gradients on the backward's side stream, this thread returning dx first
+    side = weights_on_side((needs_k, needs_r, needs_b),
+                           2.0 * T * B * (W.shape[0] + U) * 4 * U)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if keep is None:
@@ -236,9 +240,15 @@ def _lstm_sequence_vjp(grads, s, needs):
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
                                   keep, drop_rows, zero_output, tmp, chunks.done)
-        dW, dR, db = chunks.results()
+        if not side:
+            dW, dR, db = chunks.results()
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])
-    dW, dR, db = (None if g is None else _lstm_perm(g) for g in (dW, dR, db))
+    if side:            # (part, entry) of each: kernel (1, 0), recurrent (2, 1), bias (1, 2)
+        dW, dR, db = (chunks.deferred((part,), (k,), _lstm_perm) if need else None for
+                      need, part, k in ((needs_k, 1, 0), (needs_r, 2, 1), (needs_b, 1, 2)))
+        dx = None if dx is None else chunks.after((0,), dx)
+    else:
+        dW, dR, db = (None if g is None else _lstm_perm(g) for g in (dW, dR, db))
     return (dx, dW, dR, db, dh if needs_h0 else None, dc if needs_c0 else None,
             None, None, None)
 

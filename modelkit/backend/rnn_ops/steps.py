@@ -1,13 +1,14 @@
 """Pieces shared by the fused recurrent ops: the buffer pool, time-major layout, masks,
 input projection and the recurrent GEMMs (forward and backward)."""
 
-import itertools
 import os
+import threading
 
 import numpy as np
 
 from ...errors import ShapeError
 from .. import parallel as _parallel
+from ..blas import single_threaded
 from ..buffers import BufferPool
 
 # the large per-call arrays come from one pool
@@ -317,63 +318,192 @@ class _TimeChunks:
     parts not started yet, also of the chunk the worker is in (its three GEMMs: ~0.7 ms
     pieces instead of ~2 ms chunks to share when BPTT ends; MODELKIT_RNN_SPLIT=0 leaves a
     started chunk to the worker). Call `done(t)` once BPTT has finished step t (going down
-    from T - 1), `results()` at the end. Chunks are summed in a fixed order, so the
-    numbers never depend on timing; with one worker thread (MODELKIT_NUM_THREADS=1) or a
-    short sequence there is a single chunk, computed by `results()` exactly as without
-    chunking.
+    from T - 1), then `results()`; or `after(rows, dx)` and `deferred(...)` to hand the
+    weight gradients to the backward's side stream (see `weights_on_side`). Chunks are summed in
+    a fixed order, so the numbers never depend on timing; with one worker thread
+    (MODELKIT_NUM_THREADS=1) or a short sequence there is a single chunk, computed by
+    `results()` exactly as without chunking.
     """
 
     def __init__(self, T, fn, parts=1):
         self.fn, self.hi, self.parts = fn, T, parts
         self.size = _chunk_size(T)
         self.pending = []                           # (_Chunk, future), latest steps first
+        self.last = None                            # the chunk of the first steps
 
     def done(self, t):
         if self.hi - t >= self.size and t > 0:
             chunk = _Chunk(self.fn, t, self.hi, self.parts)
-            self.pending.append((chunk, _worker().submit(chunk.run)))
+            self.pending.append((chunk, _worker().submit(chunk.run_pinned)))
             self.hi = t
 
     def results(self):
-        last = _Chunk(self.fn, 0, self.hi, self.parts)
-        last.run()
-        split = os.environ.get("MODELKIT_RNN_SPLIT", "1") != "0"
-        # from the earliest steps back (the worker goes the other way), the parts not
-        # started yet run here
-        for chunk, fut in reversed(self.pending):
-            if fut.cancel() or split:
-                chunk.run()
+        """The gradients' sums over the chunks (every part made here or by the worker)."""
+        self.share(range(self.parts))
+        return _sum_chunks([c.values(range(self.parts)) for c in self._chunks()])
+
+    def _first_steps(self):
+        """The chunk of the first steps (made once BPTT is over)."""
+        if self.last is None:
+            self.last = _Chunk(self.fn, 0, self.hi, self.parts)
+        return self.last
+
+    def close(self):
+        """BPTT is over and the weight gradients go to the side stream: the chunks the worker
+        has not started come off its queue now (the side takes their weight parts)."""
+        self._first_steps()
         for chunk, fut in self.pending:
-            if not fut.cancelled():
+            chunk.started = not fut.cancel()
+
+    def share(self, parts):
+        """Parts `parts` of every chunk done on return: the first steps' chunk and, from the
+        earliest steps back (the worker goes the other way, on through its queue
+        meanwhile), the parts not started yet run here, a chunk the worker has not
+        started coming off its queue when this thread gets to it; then wait for those
+        another thread runs."""
+        split = os.environ.get("MODELKIT_RNN_SPLIT", "1") != "0"
+        self._first_steps().take(parts)
+        for chunk, fut in reversed(self.pending):
+            chunk.started = not fut.cancel()
+            if split or not chunk.started:
+                chunk.take(parts)
+        for chunk, fut in self.pending:
+            if not split and chunk.started:
                 fut.result()
-        out = []
-        for vals in zip(*(c.values() for c in [c for c, _ in self.pending] + [last])):
-            total = vals[0]                                 # latest steps first
-            if total is not None:
-                for v in vals[1:]:
-                    total += v
-            out.append(total)
-        return out
+            chunk.ensure(parts)
+        self.last.ensure(parts)
+
+    def after(self, parts, value):
+        """A `streams.Deferred` of `value` once parts `parts` of every chunk are done (`share`,
+        one BLAS thread): the input gradient, which the tape makes after it has handed the
+        `deferred` weight gradients to the side stream, so the side starts on those while
+        this thread finishes the input gradient's rows."""
+        from ..streams import Deferred
+        self.close()
+
+        def finish():
+            with single_threaded():
+                self.share(parts)
+            return value
+        return Deferred(finish)
+
+    def deferred(self, parts, indices, post):
+        """After `close`: a `streams.Deferred` of post(*sums), the sums over the chunks of
+        entries `indices` of the gradients that parts `parts` make, in the order of
+        `results()` (the same numbers). Its parts are the chunks, those the worker has not
+        started first (the side stream's worker runs them one by one and a thread that
+        waits for the result the rest), each part's GEMMs on one BLAS thread."""
+        from ..streams import Deferred
+        self.close()
+        chunks = self._chunks()
+        order = sorted(range(len(chunks)), key=lambda k: chunks[k].started)
+
+        def part(j):
+            chunk = chunks[order[j]]
+            with single_threaded():
+                chunk.ensure(parts)
+            vals = chunk.values(parts)
+            return [vals[i] for i in indices]
+
+        def combine(outs):
+            placed = [None] * len(outs)
+            for j, k in enumerate(order):
+                placed[k] = outs[j]
+            return post(*_sum_chunks(placed))
+
+        return Deferred.in_parts(part, len(chunks), combine)
+
+    def _chunks(self):
+        """Every chunk, latest steps first (the order of the sums)."""
+        return [c for c, _ in self.pending] + [self.last]
+
+
+def _sum_chunks(per_chunk):
+    """The chunks' gradient lists summed entry by entry (into the first chunk's arrays),
+    latest steps first; None entries stay None."""
+    out = []
+    for vals in zip(*per_chunk):
+        total = vals[0]
+        if total is not None:
+            for v in vals[1:]:
+                total += v
+        out.append(total)
+    return out
 
 
 class _Chunk:
-    """The parts of one chunk of `_TimeChunks`, claimed one at a time by whichever
-    thread runs `run()` (next() on an itertools.count is atomic under the GIL)."""
+    """The parts of one chunk of `_TimeChunks`, each run once by whichever thread claims
+    it first: a part's lock is held while it runs, so `take` skips a part another thread
+    runs or ran, and `ensure` waits for it."""
+
+    started = True          # False once taken off the worker's queue before it started
 
     def __init__(self, fn, lo, hi, parts):
-        self.fn, self.lo, self.hi, self.parts = fn, lo, hi, parts
-        self.claim = itertools.count()
+        self.fn, self.lo, self.hi = fn, lo, hi
+        self.locks = [threading.Lock() for _ in range(parts)]
+        self.ran = [False] * parts
         self.out = [None] * parts
+        self.errors = [None] * parts
+
+    def _run(self, j):
+        """Part j unless it ran (the caller holds its lock). The last part to end drops
+        `fn` (the backward's arrays): a worker's task can outlive the pass by a moment, and
+        the buffer pool recycles only arrays nothing refers to."""
+        if self.ran[j]:
+            return
+        try:
+            self.out[j] = self.fn(self.lo, self.hi, j)
+        except BaseException as e:
+            self.errors[j] = e
+            raise
+        finally:
+            self.ran[j] = True
+            if all(self.ran):
+                self.fn = None
+
+    def take(self, parts):
+        """Run those of `parts` that no thread has claimed."""
+        for j in parts:
+            if self.locks[j].acquire(blocking=False):
+                try:
+                    self._run(j)
+                finally:
+                    self.locks[j].release()
+
+    def ensure(self, parts):
+        """`parts` done on return: run here unless claimed, else wait for them; a part's
+        error is raised here."""
+        for j in parts:
+            with self.locks[j]:
+                self._run(j)
+            if self.errors[j] is not None:
+                raise self.errors[j]
 
     def run(self):
-        for j in iter(self.claim.__next__, None):
-            if j >= self.parts:
-                return
-            self.out[j] = self.fn(self.lo, self.hi, j)
+        self.take(range(len(self.locks)))
 
-    def values(self):
-        """The chunk's gradients: each from the part that made it."""
-        return [next((v for v in vals if v is not None), None) for vals in zip(*self.out)]
+    def run_pinned(self):
+        """`run` with OpenBLAS on one thread (the worker: its chunk may outlast the
+        backward's own single-threaded block when the weights go to the side stream)."""
+        with single_threaded():
+            self.run()
+
+    def values(self, parts):
+        """The gradients parts `parts` made: each from the part that made it."""
+        outs = [self.out[j] for j in parts]
+        return [next((v for v in vals if v is not None), None) for vals in zip(*outs)]
+
+
+def weights_on_side(needs, flops):
+    """Whether a recurrent op's weight gradients (`needs`: their entries of the VJP's needs)
+    go to the backward's side stream (streams.py) as Deferreds made from the time chunks
+    while this thread returns the input gradient: every needed one may (SIDE), their
+    GEMMs (`flops`) are worth a handoff (streams.worth_side), and MODELKIT_RNN_SIDE is
+    not 0 (the switch for A/B)."""
+    from ..streams import SIDE, worth_side
+    needs = worth_side(needs, flops)
+    return (any(needs) and all(n is SIDE for n in needs if n)
+            and os.environ.get("MODELKIT_RNN_SIDE", "1") != "0")
 
 
 def _chunk_size(T):
