@@ -10,6 +10,7 @@ from ...errors import ShapeError
 from .. import parallel as _parallel
 from ..blas import single_threaded
 from ..buffers import BufferPool
+from ..streams import SIDE, Deferred, worth_side
 
 # the large per-call arrays come from one pool
 _POOL = BufferPool()
@@ -378,7 +379,6 @@ class _TimeChunks:
         one BLAS thread): the input gradient, which the tape makes after it has handed the
         `deferred` weight gradients to the side stream, so the side starts on those while
         this thread finishes the input gradient's rows."""
-        from ..streams import Deferred
         self.close()
 
         def finish():
@@ -393,7 +393,6 @@ class _TimeChunks:
         `results()` (the same numbers). Its parts are the chunks, those the worker has not
         started first (the side stream's worker runs them one by one and a thread that
         waits for the result the rest), each part's GEMMs on one BLAS thread."""
-        from ..streams import Deferred
         self.close()
         chunks = self._chunks()
         order = sorted(range(len(chunks)), key=lambda k: chunks[k].started)
@@ -500,7 +499,6 @@ def weights_on_side(needs, flops):
     while this thread returns the input gradient: every needed one may (SIDE), their
     GEMMs (`flops`) are worth a handoff (streams.worth_side), and MODELKIT_RNN_SIDE is
     not 0 (the switch for A/B)."""
-    from ..streams import SIDE, worth_side
     needs = worth_side(needs, flops)
     return (any(needs) and all(n is SIDE for n in needs if n)
             and os.environ.get("MODELKIT_RNN_SIDE", "1") != "0")
