@@ -252,6 +252,11 @@ _QUEUED = [0]                   # functions submitted to the worker and not fini
 _QUEUE_LOCK = threading.Lock()
 
 
+def busy():
+    """Whether the side stream's worker has work submitted and not finished."""
+    return _QUEUED[0] > 0
+
+
 def _run_inline(fn):
     """fn() with the `parallel` helpers running inline on this thread; when nothing else is
     queued, this thread then joins the parallel calls that started without its core

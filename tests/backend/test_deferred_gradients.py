@@ -102,3 +102,34 @@ def test_a_failing_part_raises_from_gradient(monkeypatch):
     monkeypatch.setattr(conv_fast, "_kernel_grad_part", boom)
     with pytest.raises(RuntimeError, match="kernel part failed"):
         _grads(np.float32, False)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["side-idle", "side-busy"])
+def test_a_first_conv_kernel_gradient_joins_a_busy_side(monkeypatch, busy):
+    """A conv whose input gradient nobody needs ends the backward pass: while the side
+    stream still works its kernel gradient goes there whatever its size (the pass returns
+    and the optimizer starts on the final gradients); with the side idle a small one stays
+    in line as before. The numbers are the same either way."""
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    monkeypatch.setattr(streams, "MIN_SIDE_FLOPS", 400e6)       # the shipped threshold
+    monkeypatch.setattr(streams, "busy", lambda: busy)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 12, 12, 3)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 3, 16)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    y, saved = CONV.forward(x, w, b, relu=True, strides=(1, 1), dilation=(1, 1),
+                            padding="same", channels_first=False)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    gx, gk, gb = CONV.vjp(g, saved, (False, streams.SIDE, streams.SIDE))
+    assert gx is None
+    assert isinstance(gk, streams.Deferred) is busy
+    got = gk() if busy else gk
+    monkeypatch.setenv("MODELKIT_SIDE_STREAM", "0")
+    _, want, want_b = CONV.vjp(g, saved, (False, True, True))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(streams.resolve(gb), want_b)
+    exact = CONV.vjp(g.astype(np.float64), CONV.forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), relu=True,
+        strides=(1, 1), dilation=(1, 1), padding="same", channels_first=False)[1],
+        (False, True, True))[1]
+    np.testing.assert_allclose(got, exact, rtol=0, atol=2e-5 * np.abs(exact).max())
