@@ -22,8 +22,14 @@ from .tape import OPS, apply
 from .tensor import Tensor, Variable, as_array, as_tensor
 
 
+# types whose instances can never carry `_keras_history` (no instance __dict__): the common
+# arguments of a K function skip the attribute lookup, which costs a raised AttributeError
+_CONCRETE = frozenset({Tensor, np.ndarray, float, int, bool, str, type(None), tuple, list,
+                       np.float32, np.float64, np.int64, np.int32})
+
+
 def is_symbolic(x):
-    return hasattr(x, "_keras_history")
+    return type(x) not in _CONCRETE and hasattr(x, "_keras_history")
 
 
 def _first_symbolic(items):

@@ -311,7 +311,7 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     """
     keep = 1.0 - rate
     shape = x.shape if noise_shape is None else tuple(noise_shape)
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     raw = rng.integers(0, 2 ** 64, size=(n + 3) // 4, dtype=np.uint64)
     bits = raw.view(np.uint16)[:n].reshape(shape)
     mask = bits < np.uint16(min(round(keep * 65536), 65535))

@@ -11,6 +11,7 @@ advances numpy's global stream). Layers and initializers built with `seed=` use 
 whole run reproducible (the same as calling `np.random.seed` and `random.seed`).
 """
 
+import math
 import random as _py_random
 
 import numpy as np
@@ -24,7 +25,9 @@ _BULK = 1 << 14
 
 
 def _bulk(size):
-    return size is not None and int(np.prod(size)) >= _BULK
+    if size is None:
+        return False
+    return (size if isinstance(size, int) else math.prod(size)) >= _BULK
 
 
 def _generator():
@@ -74,6 +77,8 @@ class NumpyGlobalRandom:
         np.random.shuffle(x)
 
     def __getattr__(self, name):
+        if name.startswith("_"):        # hasattr(rng, "_keras_history") and the like: no
+            raise AttributeError(name)  # draw (nor a Generator made) to answer them
         return getattr(_generator(), name)
 
     def __repr__(self):
