@@ -206,6 +206,13 @@ def loss_agreement(bench, steps=5):
     return rows
 
 
+# Pause before each timed epoch: the thread pools of the side that just ran go idle first.
+# OpenBLAS's workers spin for a while after a GEMM; straight after a modelkit MLP epoch they
+# slowed the torch epoch that followed (same run, alternating rounds with and without the
+# pause: torch 8.10 -> 7.65 and 10.11 -> 9.54 ms/step, modelkit unchanged).
+SETTLE_S = 0.3
+
+
 def alternate(bench, rounds, extra_args=(), same_process=False):
     """Alternate one modelkit epoch and one torch epoch `rounds` times (after a warm-up
     of each); -> list of (modelkit seconds, torch seconds, modelkit CPU seconds, torch CPU
@@ -215,7 +222,8 @@ def alternate(bench, rounds, extra_args=(), same_process=False):
     Torch trains in a child process (`torch_child`) that the parent drives epoch by epoch,
     so each framework runs as its users run it: modelkit's process-wide malloc tuning
     (backend/allocator.py) would otherwise speed up torch too, and the two thread pools
-    would compete between epochs. `same_process=True` runs both here."""
+    would compete between epochs; each epoch starts after a pause (SETTLE_S) that lets the
+    other side's idle threads stop spinning. `same_process=True` runs both here."""
     import modelkit
     modelkit.initializers.set_random_seed(0)
     mk = bench.build_modelkit()
@@ -247,6 +255,7 @@ def alternate(bench, rounds, extra_args=(), same_process=False):
             pair = [0.0, 0.0, 0.0, 0.0]
             order = (0, 1) if r % 2 == 0 else (1, 0)      # neither side always goes first
             for side in order:
+                time.sleep(SETTLE_S)
                 if side == 0:
                     t, c = time.perf_counter(), time.process_time()
                     modelkit_epoch(bench, mk, x, y)
