@@ -27,7 +27,7 @@ _BULK = 1 << 14
 def _bulk(size):
     if size is None:
         return False
-    return (size if isinstance(size, int) else math.prod(size)) >= _BULK
+    return (size if isinstance(size, (int, np.integer)) else math.prod(size)) >= _BULK
 
 
 def _generator():

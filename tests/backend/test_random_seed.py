@@ -102,3 +102,24 @@ def test_backend_dropout_without_seed_follows_numpy(shape):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert 0.4 < (a == 0).mean() < 0.6
+
+
+def test_probing_the_global_rng_draws_nothing():
+    """A K function checks every argument for `_keras_history`; for dropout's rng that
+    lookup must not make a Generator (which draws from numpy's global state)."""
+    from modelkit.backend.random_state import global_rng
+    rng = global_rng()
+    np.random.seed(5)
+    expect = np.random.rand()
+    np.random.seed(5)
+    assert not hasattr(rng, "_keras_history")
+    assert np.random.rand() == expect
+    assert hasattr(rng, "bit_generator")             # public Generator attributes still resolve
+
+
+@pytest.mark.parametrize("size", [np.int64(20000), (np.int32(200), 100), [200, np.int64(100)]])
+def test_global_rng_takes_numpy_integer_sizes(size):
+    from modelkit.backend.random_state import global_rng
+    want = (int(size),) if np.ndim(size) == 0 else tuple(int(d) for d in size)
+    assert global_rng().random(size, dtype=np.float32).shape == want
+    assert global_rng().integers(0, 7, size=size).shape == want
