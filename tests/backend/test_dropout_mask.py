@@ -1,0 +1,64 @@
+"""Dropout's keep masks: one random bit per value for rate 0.5, a byte for multiples of
+1/256, sixteen bits otherwise; each path keeps the right fraction, scales the survivors by
+1/keep exactly and routes the gradient through the same mask."""
+
+import numpy as np
+import pytest
+
+from modelkit import backend as K
+from modelkit.backend import nn_ops
+
+N = 200_000
+
+
+def _dropped(rate, dtype=np.float32, shape=(400, 500), noise_shape=None, seed=3):
+    x = np.random.default_rng(0).uniform(0.5, 1.5, shape).astype(dtype)
+    out, mask = nn_ops._dropout.forward(x, rate=rate, noise_shape=noise_shape,
+                                         rng=np.random.default_rng(seed))
+    return x, out, mask
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.75, 0.125, 0.3, 0.1, 0.9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kept_fraction_and_scale(rate, dtype):
+    x, out, _ = _dropped(rate, dtype)
+    keep = 1.0 - rate
+    kept = out != 0
+    sigma = np.sqrt(keep * rate / N)
+    assert abs(kept.mean() - keep) < 5 * sigma
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out[kept], x[kept] * np.asarray(1.0 / keep, dtype))
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
+def test_no_pattern_across_positions(rate):
+    """Bits cut from 64-bit draws: every position within a draw is kept as often."""
+    _, out, _ = _dropped(rate, shape=(N // 64 * 64,), seed=11)
+    by_position = (out != 0).reshape(-1, 64).mean(axis=0)
+    sigma = np.sqrt((1 - rate) * rate / (N // 64))
+    assert np.all(np.abs(by_position - (1 - rate)) < 5 * sigma)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
+def test_gradient_goes_through_the_mask(rate):
+    x, out, mask = _dropped(rate)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    (gx,) = nn_ops._dropout.vjp(g, mask, (True,))
+    keep = np.float32(1.0 / (1.0 - rate))
+    np.testing.assert_array_equal(gx, np.where(out != 0, g * keep, np.float32(0)))
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
+def test_noise_shape_broadcasts(rate):
+    x, out, mask = _dropped(rate, shape=(8, 50, 64), noise_shape=(8, 1, 64))
+    assert mask.shape == (8, 1, 64)
+    kept = out != 0
+    assert np.all(kept == kept[:, :1, :])
+
+
+def test_seeded_dropout_repeats():
+    x = K.variable(np.ones((300, 300), np.float32))
+    a = K.eval(K.dropout(x, 0.5, seed=7))
+    b = K.eval(K.dropout(x, 0.5, seed=7))
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) == {0.0, 2.0}
