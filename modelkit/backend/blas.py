@@ -1,4 +1,6 @@
-"""numpy's BLAS (OpenBLAS) thread count, lowered to one around the training steps that run
+"""numpy's BLAS (OpenBLAS): its thread count, and its axpy for one-pass optimizer updates.
+
+The thread count is lowered to one around the training steps that run
 the fast convolution kernels and around the recurrent ops' per-step GEMMs.
 
 After every multithreaded call OpenBLAS's idle worker threads keep spinning for a while
@@ -14,12 +16,18 @@ OpenBLAS's count is process-wide: GEMMs that other threads run inside a block us
 thread too (same numbers). Blocks may nest and overlap across threads; the count comes
 back when the last open block ends. Does nothing where numpy's BLAS is not OpenBLAS (found
 through /proc/self/maps) or with MODELKIT_PIN_BLAS=0.
+
+`axpy(alpha, x, y)` is y += alpha * x in one pass with one rounding (a fused multiply-add
+where the CPU has one) through OpenBLAS's ?axpy, on one thread; numpy's two passes and two
+roundings where OpenBLAS or the layout does not allow it (MODELKIT_BLAS_AXPY=0 too).
 """
 
 import contextlib
 import ctypes
 import os
 import threading
+
+import numpy as np
 
 _PREFIXES = ("scipy_openblas", "openblas")     # numpy's bundled build, a system build
 _SUFFIXES = ("64_", "")
@@ -36,6 +44,7 @@ def _functions():
 
 
 def _find():
+    """(get_num_threads, set_num_threads, library, symbol prefix, symbol suffix)."""
     import numpy  # noqa: F401  (loads numpy's BLAS)
     try:
         with open("/proc/self/maps") as f:
@@ -55,8 +64,50 @@ def _find():
                 if get is not None and put is not None:
                     get.restype = ctypes.c_int
                     put.argtypes = (ctypes.c_int,)
-                    return get, put
+                    return get, put, lib, prefix, suffix
     return None
+
+
+_AXPY = {}                                      # numpy dtype -> ctypes function or None
+
+
+def _axpy_function(dtype):
+    fn = _AXPY.get(dtype, 0)
+    if fn == 0:
+        fn = _AXPY[dtype] = _load_axpy(dtype)
+    return fn
+
+
+def _load_axpy(dtype):
+    fns = _functions()
+    if not fns:
+        return None
+    _, _, lib, prefix, suffix = fns
+    letter, real = {"float32": ("s", ctypes.c_float), "float64": ("d", ctypes.c_double)}[dtype]
+    # numpy's bundled build: scipy_cblas_saxpy64_ (64-bit ints); a system one: cblas_saxpy
+    name = f"{prefix[:-len('openblas')]}cblas_{letter}axpy{suffix}"
+    fn = getattr(lib, name, None)
+    if fn is None:
+        return None
+    integer = ctypes.c_int64 if suffix == "64_" else ctypes.c_int
+    fn.restype = None
+    fn.argtypes = (integer, real, ctypes.c_void_p, integer, ctypes.c_void_p, integer)
+    return fn
+
+
+def axpy(alpha, x, y):
+    """y += alpha * x, in place (see the module docstring); x and y of one shape."""
+    fn = None
+    if (y.dtype == x.dtype and y.dtype.name in ("float32", "float64") and x.shape == y.shape
+            and x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable
+            and os.environ.get("MODELKIT_BLAS_AXPY", "1") != "0"):
+        fn = _axpy_function(y.dtype.name)
+    if fn is None:
+        y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
+        return
+    if y.size:
+        with _one_thread():
+            fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
 
 
 def threads():
@@ -65,10 +116,14 @@ def threads():
     return fns[0]() if fns else None
 
 
-@contextlib.contextmanager
 def single_threaded():
     """Run the block with OpenBLAS on one thread (then restore its count; see the module
     docstring for nesting and threads)."""
+    return _one_thread()
+
+
+@contextlib.contextmanager
+def _one_thread():
     fns = _functions() if os.environ.get("MODELKIT_PIN_BLAS", "1") != "0" else None
     if not fns:
         yield

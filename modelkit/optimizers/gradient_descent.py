@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import backend as K
+from ..backend import blas
 from ..errors import ConfigError
 from .base import Optimizer, descend_scaled
 
@@ -23,19 +24,20 @@ class SGD(Optimizer):
     def _slot_names(self):
         return ("momentum",) if self.momentum else ()
 
+    # Each step below is one pass over the arrays (blas.axpy: y += alpha * x, one rounding);
+    # the sparse form applies the same steps to the gradient's rows, so its numbers are
+    # the dense update's on the dense gradient (whose other rows are zero).
+
     def _update(self, p, g, slots, scratch, lr, shared):
         if not self.momentum:
-            np.multiply(g, lr, out=scratch)
-            p -= scratch
+            blas.axpy(-lr, g, p)
             return
         v = slots["momentum"]
         v *= self.momentum
-        np.multiply(g, lr, out=scratch)
-        v -= scratch
+        blas.axpy(-lr, g, v)
         if self.nesterov:
-            p -= scratch
-            np.multiply(v, self.momentum, out=scratch)
-            p += scratch
+            blas.axpy(-lr, g, p)
+            blas.axpy(self.momentum, v, p)
         else:
             p += v
 
@@ -43,17 +45,16 @@ class SGD(Optimizer):
 
     def _update_sparse(self, p, g, slots, scratch, lr, shared):
         rows = g.indices
-        step = np.multiply(g.values, lr, out=np.empty_like(g.values))   # as _update casts
+        values = np.ascontiguousarray(g.values, dtype=p.dtype)
         if not self.momentum:
-            p[rows] -= step
+            _axpy_rows(-lr, values, p, rows)
             return
         v = slots["momentum"]
         v *= self.momentum
-        v[rows] -= step
+        _axpy_rows(-lr, values, v, rows)
         if self.nesterov:
-            p[rows] -= step
-            np.multiply(v, self.momentum, out=scratch)
-            p += scratch
+            _axpy_rows(-lr, values, p, rows)
+            blas.axpy(self.momentum, v, p)
         else:
             p += v
 
@@ -179,3 +180,10 @@ class Adadelta(Optimizer):
 
     def _hyper_config(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
+
+
+def _axpy_rows(alpha, values, y, rows):
+    """y[rows] += alpha * values (rows distinct), with the rounding of blas.axpy."""
+    part = y[rows]
+    blas.axpy(alpha, values, part)
+    y[rows] = part

@@ -1,5 +1,6 @@
 """backend/blas.py: OpenBLAS on one thread inside the block, its count restored after;
-the training step pins it only for models whose previous step ran the fast convolutions."""
+the training step pins it only for models whose previous step ran the fast convolutions;
+axpy rounds once, the same way at any offset, and falls back to numpy."""
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ def test_single_threaded_sets_and_restores_the_count(monkeypatch):
     if before is None:
         pytest.skip("numpy's BLAS is not OpenBLAS here")
     calls = []
-    get, put = blas._functions()
-    monkeypatch.setattr(blas, "_FUNCTIONS", (lambda: 2, lambda n: calls.append(n)))
+    found = blas._functions()
+    monkeypatch.setattr(blas, "_FUNCTIONS", (lambda: 2, lambda n: calls.append(n)) + found[2:])
     with blas.single_threaded():
         assert calls == [1]
     assert calls == [1, 2]
@@ -21,7 +22,7 @@ def test_single_threaded_sets_and_restores_the_count(monkeypatch):
     with blas.single_threaded():
         pass
     assert calls == [1, 2]
-    monkeypatch.setattr(blas, "_FUNCTIONS", (get, put))
+    monkeypatch.setattr(blas, "_FUNCTIONS", found)
     monkeypatch.delenv("MODELKIT_PIN_BLAS")
     with blas.single_threaded():                       # the real library
         assert blas.threads() == 1
@@ -96,3 +97,47 @@ def test_products_unchanged_on_one_thread():
     with blas.single_threaded():
         inside = a @ b
     np.testing.assert_allclose(inside, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def _ulps(a, b):
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 31, 33, 1000, 392_000])
+def test_axpy_rounds_once(n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    want = (y.astype(np.float64) + np.float64(np.float32(-0.01)) * x).astype(np.float32)
+    before = blas.threads()
+    blas.axpy(-0.01, x, y)
+    assert blas.threads() == before
+    assert _ulps(y, want).max(initial=0) <= 1          # double rounding may differ by one
+
+
+def test_axpy_same_numbers_at_any_offset():
+    """The sparse SGD update applies axpy to gathered rows: each value must come out as
+    in the whole-array call."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 37)).astype(np.float32)
+    y = rng.standard_normal((50, 37)).astype(np.float32)
+    whole = y.copy()
+    blas.axpy(0.3, x, whole)
+    for rows in ([3], [1, 7, 8, 20], list(range(5, 50, 3))):
+        part = y[rows]
+        blas.axpy(0.3, np.ascontiguousarray(x[rows]), part)
+        np.testing.assert_array_equal(part, whole[rows])
+
+
+def test_axpy_falls_back_to_numpy(monkeypatch):
+    rng = np.random.default_rng(1)
+    x64 = rng.standard_normal((6, 5))
+    y64 = rng.standard_normal((6, 5))
+    for x, y in [(x64.astype(np.float16), y64.astype(np.float16)),    # no BLAS routine
+                 (x64.astype(np.float32).T, y64.astype(np.float32).T.copy()),  # strided x
+                 (x64.astype(np.float32), y64.astype(np.float32))]:
+        want = y + np.multiply(x, np.asarray(2.5, y.dtype), dtype=y.dtype)
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            monkeypatch.setenv("MODELKIT_BLAS_AXPY", "0")
+        blas.axpy(2.5, x, y)
+        np.testing.assert_array_equal(y, want)
