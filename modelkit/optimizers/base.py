@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from .. import backend as K
-from ..backend import parallel, streams
+from ..backend import blas, parallel, streams
 from ..backend.sparse_grad import IndexedRows
 from ..errors import ConfigError, ShapeError
 from ..registry import Registry
@@ -324,14 +324,33 @@ def over_rows(fn, p, scratch):
                            len(bounds))
 
 
-def descend_scaled(p, step, second_moment, epsilon, lr, scratch):
+def descend_scaled(p, step, second_moment, epsilon, lr, scratch, axpy=None):
     """p -= lr * step / (sqrt(second_moment) + epsilon), in place through `scratch` (which
-    may be `second_moment` itself): the update of Adagrad, RMSprop and the Adam family."""
+    may be `second_moment` itself): the update of Adagrad, RMSprop and the Adam family.
+    With `axpy` (see axpy_for), the last multiply and subtract are one axpy."""
     np.sqrt(second_moment, out=scratch)
     scratch += epsilon
     np.divide(step, scratch, out=scratch)
+    if axpy is not None:
+        axpy(-lr, scratch, p)
+        return
     scratch *= lr
     p -= scratch
+
+
+BLAS_AXPY_MIN_SIZE = 1 << 16     # values; below, numpy's two in-cache passes cost less
+                                 # than the call (8 us against 1-4 us for 500-20000 values)
+
+
+def axpy_for(p):
+    """y += alpha * x for the update of variable p: blas.axpy (one pass, one rounding) when
+    p is big enough to gain from it, numpy's multiply and add otherwise. One choice per
+    variable, so its sparse and dense updates round alike."""
+    return blas.axpy if p.size >= BLAS_AXPY_MIN_SIZE else numpy_axpy
+
+
+def numpy_axpy(alpha, x, y):
+    y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
 
 
 def _f32_repr(value):

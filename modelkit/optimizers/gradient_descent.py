@@ -3,9 +3,8 @@
 import numpy as np
 
 from .. import backend as K
-from ..backend import blas
 from ..errors import ConfigError
-from .base import Optimizer, descend_scaled
+from .base import Optimizer, axpy_for, descend_scaled
 
 
 class SGD(Optimizer):
@@ -29,7 +28,7 @@ class SGD(Optimizer):
     # its numbers are the dense update's on the dense gradient (whose other rows are zero).
 
     def _update(self, p, g, slots, scratch, lr, shared):
-        axpy = _axpy_for(p)
+        axpy = axpy_for(p)
         if not self.momentum:
             axpy(-lr, g, p)
             return
@@ -45,7 +44,7 @@ class SGD(Optimizer):
     _sparse_updates = True
 
     def _update_sparse(self, p, g, slots, scratch, lr, shared):
-        axpy = _axpy_for(p)
+        axpy = axpy_for(p)
         rows = g.indices
         values = np.ascontiguousarray(g.values, dtype=p.dtype)
         if not self.momentum:
@@ -85,33 +84,30 @@ class RMSprop(Optimizer):
         return tuple(names)
 
     def _update(self, p, g, slots, scratch, lr, shared):
+        axpy = axpy_for(p)
         rho = self.rho
         rms = slots["rms"]
         rms *= rho
         np.multiply(g, g, out=scratch)
-        scratch *= (1.0 - rho)
-        rms += scratch
+        axpy(1.0 - rho, scratch, rms)
+        denominator = rms
         if self.centered:
             mg = slots["mg"]
             mg *= rho
-            np.multiply(g, 1.0 - rho, out=scratch)
-            mg += scratch
+            axpy(1.0 - rho, g, mg)
             np.multiply(mg, mg, out=scratch)
-            np.subtract(rms, scratch, out=scratch)       # denominator
-        else:
-            np.copyto(scratch, rms)
+            denominator = np.subtract(rms, scratch, out=scratch)
         if self.momentum:
             # ResourceApplyRMSProp: mom = momentum * mom + lr * g / sqrt(denom + eps)
-            scratch += self.epsilon
+            np.add(denominator, self.epsilon, out=scratch)
             np.sqrt(scratch, out=scratch)
             np.divide(g, scratch, out=scratch)
-            scratch *= lr
             mom = slots["momentum"]
             mom *= self.momentum
-            mom += scratch
+            axpy(lr, scratch, mom)
             p -= mom
         else:
-            descend_scaled(p, g, scratch, self.epsilon, lr, scratch)
+            descend_scaled(p, g, denominator, self.epsilon, lr, scratch, axpy)
 
     def _hyper_config(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -182,21 +178,6 @@ class Adadelta(Optimizer):
 
     def _hyper_config(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
-
-
-BLAS_AXPY_MIN_SIZE = 1 << 16     # values; below, numpy's two in-cache passes cost less
-                                 # than the call (8 us against 1-4 us for 500-20000 values)
-
-
-def _axpy_for(p):
-    """y += alpha * x for the update of variable p: blas.axpy when p is big enough to gain
-    from one pass, numpy's multiply and add otherwise. One choice per variable, so its
-    sparse and dense updates round alike."""
-    return blas.axpy if p.size >= BLAS_AXPY_MIN_SIZE else _numpy_axpy
-
-
-def _numpy_axpy(alpha, x, y):
-    y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
 
 
 def _axpy_rows(axpy, alpha, values, y, rows):

@@ -55,8 +55,8 @@ OPTIMIZERS = {
 def test_sparse_updates_are_bit_identical_to_dense(name, blas_axpy, monkeypatch):
     # SGD's updates of big variables go through blas.axpy (one rounding); this table is
     # small, so the BLAS path is forced on for it, in both forms alike
-    from modelkit.optimizers import gradient_descent
-    monkeypatch.setattr(gradient_descent, "BLAS_AXPY_MIN_SIZE", 0 if blas_axpy else 1 << 62)
+    from modelkit.optimizers import base
+    monkeypatch.setattr(base, "BLAS_AXPY_MIN_SIZE", 0 if blas_axpy else 1 << 62)
     dense_w, dense_s = _train(OPTIMIZERS[name], sparse=False)
     sparse_w, sparse_s = _train(OPTIMIZERS[name], sparse=True)
     assert len(dense_s) == len(sparse_s)
