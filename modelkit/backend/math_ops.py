@@ -15,8 +15,8 @@ from .layout import empty_ordered_like
 def _add(a, b):
     if (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
             and a.nbytes >= 2 * parallel.BLOCK_BYTES):
-        out = np.empty_like(a)                 # a's memory order; blocks on the threads
         if a.dtype == np.float32 and "relu" in ahead.wanted():
+            out = np.empty_like(a)             # a's memory order; blocks on the threads
             relu = np.empty_like(a)            # a relu reads it: each block's relu too,
 
             def block(o, x, y, r):             # while the block is in cache
@@ -25,7 +25,7 @@ def _add(a, b):
             parallel.elementwise(block, out, a, b, relu)
         else:
             relu = None
-            parallel.elementwise(lambda o, x, y: np.add(x, y, out=o), out, a, b)
+            out = parallel.add(a, b)
         ahead.produced(out, None if relu is None else {"relu": relu})
     else:
         out = a + b

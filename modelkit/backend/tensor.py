@@ -13,7 +13,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from ..errors import ModelkitError
-from . import config, streams
+from . import config, parallel, streams
 from .sparse_grad import densify
 
 
@@ -206,7 +206,7 @@ class GradientTape:
                 elif isinstance(prev, (_Parts, Future)) or isinstance(g, Future):
                     grads[key] = _Parts.of(prev, g)
                 else:
-                    grads[key] = prev + g
+                    grads[key] = parallel.add(prev, g)
         return grads
 
 
@@ -225,7 +225,7 @@ class _Parts:
     def total(self):
         acc = streams.resolve(self.parts[0])
         for p in self.parts[1:]:
-            acc = acc + streams.resolve(p)
+            acc = parallel.add(acc, streams.resolve(p))
         return acc
 
 

@@ -329,3 +329,36 @@ def test_large_add_in_blocks_keeps_numbers_and_memory_order(monkeypatch, memory,
     np.testing.assert_array_equal(gb, g)
     small = apply(OPS.get("add"), Variable(np.ones((2, 3))), Variable(np.ones(3)))
     np.testing.assert_array_equal(small.value, np.full((2, 3), 2.0))   # broadcasting path
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_parallel_add_same_numbers_in_any_layout(monkeypatch, threads):
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)     # 4 MiB: in blocks
+    b = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    cases = [(a, b), (np.moveaxis(a, 1, -1), np.moveaxis(b, 1, -1)),   # same strides
+             (a, np.asfortranarray(b)),                                # different layouts
+             (a[:, ::2], b[:, ::2]),                                   # gaps in memory
+             (a[:1, :1], b[:1, :1]), (a, b.astype(np.float64)), (a, b[0, 0, 0])]
+    for x, y in cases:
+        out = parallel.add(x, y)
+        np.testing.assert_array_equal(out, x + y)
+        assert out.dtype == (x + y).dtype
+        assert not np.may_share_memory(out, x) and not np.may_share_memory(out, y)
+    assert parallel.add(a, b).strides == a.strides
+
+
+def test_gradient_of_a_fork_is_summed_in_blocks(monkeypatch):
+    """A tensor read by two ops gets the sum of both gradients (the residual fork)."""
+    from modelkit.backend import GradientTape, Variable
+    from modelkit.backend.tape import OPS, apply
+    monkeypatch.setenv("MODELKIT_NUM_THREADS", "2")
+    rng = np.random.default_rng(4)
+    x = Variable(rng.standard_normal((8, 16, 32, 32)).astype(np.float32))
+    w = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    with GradientTape() as tape:
+        y = apply(OPS.get("add"), apply(OPS.get("multiply"), x, w), x)   # x * w + x
+    g = rng.standard_normal(w.shape).astype(np.float32)
+    (gx,) = tape.gradient(y, [x], output_gradient=g)
+    np.testing.assert_array_equal(gx, g + g * w)
