@@ -470,7 +470,7 @@ def _relu_and_bias_grad(gn, s, bias, relu):
         if not bias:
             return None
         rows = gb.reshape((hi - lo) * gb.shape[1], -1)         # a GEMV: 3x faster than sum
-        return (rows @ np.ones(rows.shape[1], np.float32)).reshape(hi - lo, -1).sum(axis=0)
+        return (rows @ parallel.ones(rows.shape[1], np.float32)).reshape(hi - lo, -1).sum(axis=0)
 
     parts = parallel.map_blocks(block, gn.shape[0], gn[0].nbytes)
     if not bias:

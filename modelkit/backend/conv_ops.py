@@ -242,7 +242,7 @@ def _(g, s, needs):
             dcols = dcols.reshape(dcols.shape[:-2] + (groups * cg,))
             gx = _col2im(dcols, xshape, xpshape, pads, ksize, strides, dilation, out)
     if has_bias and len(needs) > 2 and needs[2]:
-        gb = np.ones(m, dtype=g2.dtype) @ g2          # a GEMV: faster than sum(axis=0)
+        gb = parallel.ones(m, g2.dtype) @ g2          # a GEMV: faster than sum(axis=0)
     if gx is not None:
         gx = _from_last(gx, cf)
     return gx, gk, gb

@@ -226,18 +226,29 @@ def matmul(a, b):
     return out
 
 
-_ZEROS = {}                  # dtype -> read-only zeros, grown on demand
+_CONSTANTS = {}               # (value, dtype) -> read-only array, grown on demand
 
 
 def zeros(n, dtype):
     """n read-only zeros of `dtype` (a slice of one cached array): an operand for binary
     ufuncs, whose contiguous loops run 2-3x faster than their loops with a scalar."""
-    z = _ZEROS.get(np.dtype(dtype))
-    if z is None or z.size < n:
-        z = np.zeros(max(n, BLOCK_BYTES // np.dtype(dtype).itemsize), dtype)
-        z.flags.writeable = False
-        _ZEROS[z.dtype] = z
-    return z[:n]
+    return _constant(0, n, dtype)
+
+
+def ones(n, dtype):
+    """n read-only ones of `dtype` (a slice of one cached array): the vector of a GEMV that
+    sums rows or columns (2-3x faster than numpy's sum over an axis)."""
+    return _constant(1, n, dtype)
+
+
+def _constant(value, n, dtype):
+    dtype = np.dtype(dtype)
+    c = _CONSTANTS.get((value, dtype))
+    if c is None or c.size < n:
+        c = np.full(max(n, BLOCK_BYTES // dtype.itemsize), value, dtype)
+        c.flags.writeable = False
+        _CONSTANTS[value, dtype] = c
+    return c[:n]
 
 
 def flat(a):

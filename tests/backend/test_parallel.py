@@ -189,6 +189,15 @@ def test_zeros_are_read_only_and_grow():
     assert big.size == parallel.BLOCK_BYTES and not big.any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ones_are_read_only_grow_and_stay_apart_from_zeros(dtype):
+    small = parallel.ones(5, dtype)
+    assert small.dtype == dtype and np.all(small == 1) and not small.flags.writeable
+    big = parallel.ones(parallel.BLOCK_BYTES, dtype)
+    assert big.size == parallel.BLOCK_BYTES and np.all(big == 1) and np.all(small == 1)
+    assert not parallel.zeros(parallel.BLOCK_BYTES, dtype).any()
+
+
 def test_relu_on_a_channels_last_view_of_channels_first_memory(monkeypatch):
     """The plain relu's blocks (max against a zeros block over flat views) keep the input's
     memory order and values, on 1 and 2 threads."""
