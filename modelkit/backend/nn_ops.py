@@ -314,13 +314,15 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     """
     keep = 1.0 - rate
     shape = x.shape if noise_shape is None else tuple(noise_shape)
-    mask = _keep_mask(shape, min(round(keep * 65536), 65535), rng).astype(x.dtype)
+    mask = _keep_mask(shape, round(keep * 65536), rng).astype(x.dtype)
     mask *= np.asarray(1.0 / keep, x.dtype)
     return np.multiply(x, mask, dtype=x.dtype), mask
 
 
 def _keep_mask(shape, keep_in_65536, rng):
     """Booleans (or 0/1 bytes) of `shape`, each 1 with probability keep_in_65536 / 65536."""
+    if keep_in_65536 >= 65536:                      # rate 0 (to 1/65536): nothing dropped
+        return np.ones(shape, bool)
     n = math.prod(shape)
     if keep_in_65536 == 32768:                      # one bit each
         raw = rng.integers(0, 2 ** 64, size=(n + 63) // 64, dtype=np.uint64)

@@ -62,3 +62,12 @@ def test_seeded_dropout_repeats():
     b = K.eval(K.dropout(x, 0.5, seed=7))
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize("rate", [0.0, 1e-6])
+def test_rate_zero_drops_nothing(rate):
+    """As tf.nn.dropout: a zero rate (here: under 1/131072, the mask's resolution) keeps
+    every value and scales by 1/keep."""
+    x = np.random.default_rng(5).uniform(0.5, 1.5, (1000, 1000)).astype(np.float32)
+    out = K.eval(K.dropout(K.variable(x), rate, seed=1))
+    np.testing.assert_array_equal(out, x * np.float32(1.0 / (1.0 - rate)))
