@@ -106,10 +106,14 @@ def axpy(alpha, x, y):
             and os.environ.get("MODELKIT_BLAS_AXPY", "1") != "0"):
         fn = _axpy_function(y.dtype.name)
     if fn is None:
-        y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
-        return
-    if y.size:
+        numpy_axpy(alpha, x, y)
+    elif y.size:
         fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
+
+
+def numpy_axpy(alpha, x, y):
+    """y += alpha * x with numpy: a multiply and an add, each rounded."""
+    y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
 
 
 def threads():

@@ -346,11 +346,7 @@ def axpy_for(p):
     """y += alpha * x for the update of variable p: blas.axpy (one pass, one rounding) when
     p is big enough to gain from it, numpy's multiply and add otherwise. One choice per
     variable, so its sparse and dense updates round alike."""
-    return blas.axpy if p.size >= BLAS_AXPY_MIN_SIZE else numpy_axpy
-
-
-def numpy_axpy(alpha, x, y):
-    y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)
+    return blas.axpy if p.size >= BLAS_AXPY_MIN_SIZE else blas.numpy_axpy
 
 
 def _f32_repr(value):
