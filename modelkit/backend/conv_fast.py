@@ -48,7 +48,8 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   kernel gradient's copy of g: no gain on a VGG step's CPU time within the noise, 0.2 ms;
   MLAS's NCHWc conv with batch and channel roles swapped (x as (C_in, N, H, W), g as the
   filter): 44-53 GFLOP/s, one core.)
-- bias gradient: a sum over batch and positions (a GEMV).
+- bias gradient: a sum over batch and positions (a GEMV), or the sums that a max pooling
+  after the fused relu made from its 4x smaller gradient (`mark_channel_sums`).
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
 cores) with spinning off, so idle pools do not burn the CPU between calls.
@@ -152,6 +153,7 @@ class Saved:
 # for the marked array.
 _RELU_OUTPUTS = {}
 _MASKED = {}
+_CHANNEL_SUMS = {}
 
 
 def relu_output(a):
@@ -169,6 +171,13 @@ def mark_relu_masked(g, y):
 def _relu_masked(gn, y):
     ref = array_tags.recall(_MASKED, gn)
     return ref is not None and ref() is y
+
+
+def mark_channel_sums(g, sums):
+    """Record the per-channel (axis 1) float32 sums of the NCHW gradient `g`, computed by its
+    maker on fewer values (a max pooling's from its pooled gradient): the conv's bias
+    gradient, which then needs no pass over `g`."""
+    array_tags.remember(_CHANNEL_SUMS, g, sums)
 
 
 # ---------------------------------------------------------------------------------------
@@ -431,7 +440,10 @@ def conv_vjp(g, s, needs):
     # the second conv's kernel gradient, -0.4..-1.2 ms a step)
     bias = s.has_bias and len(needs) > 2 and needs[2]
     relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
-    if bias is SIDE and not relu:       # the bias sums are a pass of their own: on the side
+    sums = array_tags.recall(_CHANNEL_SUMS, gn) if bias and not relu else None
+    if sums is not None:                # summed by the gradient's maker
+        gb = sums
+    elif bias is SIDE and not relu:     # the bias sums are a pass of their own: on the side
         gb = Deferred(lambda: _relu_and_bias_grad(gn, s, True, False)[1])
     else:
         gn, gb = _relu_and_bias_grad(gn, s, bias, relu)

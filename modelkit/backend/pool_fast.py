@@ -25,6 +25,10 @@ ties, the numpy path's too. Two ways, both over blocks of images on `parallel`'s
 - other windows (overlapping, or cells in no window): per window offset in row-major
   order, the cells equal to their window's maximum get the gradient not yet given, which
   is then masked out for the later offsets (four passes over strided views per offset).
+
+After a fused-relu conv the pool also sums its masked gradient per channel, on the pooled
+side: the conv's bias gradient without a pass over the full-size one (VGG-like step, 2
+threads, same-process A/B: 51.3 -> 49.8 ms wall, 94.8 -> 91.9 ms CPU).
 """
 
 import functools
@@ -83,25 +87,41 @@ def pool_max_vjp(g, s):
     gn = np.ascontiguousarray(gn, dtype=np.float32)
     out = y.shape[2:]
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xn.shape[2:]))
+    relu = s.relu is not None
     if tiled and _shifts(pool) <= MAX_SHIFTS and \
             os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
         dx = np.empty(xn.shape, np.float32)
 
-        def images(lo, hi):
-            _tiled_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], s.relu is not None, pool, dx[lo:hi])
+        def grad(lo, hi):
+            return _tiled_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], relu, pool, dx[lo:hi])
         block = TILED_BLOCK_BYTES
     else:
         dx = (np.empty if tiled else np.zeros)(xn.shape, np.float32)
 
-        def images(lo, hi):
-            _offsets_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], s.relu is not None, pool, strides,
-                          tiled, dx[lo:hi])
+        def grad(lo, hi):
+            return _offsets_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], relu, pool, strides, tiled,
+                                 dx[lo:hi])
         block = None
 
-    parallel.map_blocks(images, xn.shape[0], xn[0].nbytes, block)
-    if s.relu is not None:
+    def images(lo, hi):
+        given = grad(lo, hi)
+        return _channel_sums(given) if relu else None
+
+    sums = parallel.map_blocks(images, xn.shape[0], xn[0].nbytes, block)
+    if relu:
         conv_fast.mark_relu_masked(dx, s.relu)
+        conv_fast.mark_channel_sums(dx, np.sum(sums, axis=0).astype(np.float32))
     return dx if channels_first else np.moveaxis(dx, 1, -1)
+
+
+def _channel_sums(g):
+    """Per-channel float64 sums over a block of images of the NCHW gradient each window
+    gave to a cell: after a relu every window with a nonzero gradient has a cell equal to
+    its maximum (> 0), which takes all of it, so these are the channel sums of dx too (the
+    conv's bias gradient, 4x fewer values for 2x2 windows; see conv_fast)."""
+    rows = g.reshape(g.shape[0] * g.shape[1], -1)
+    per = (rows @ parallel.ones(rows.shape[1], np.float32)).reshape(g.shape[:2])
+    return per.sum(axis=0, dtype=np.float64)
 
 
 MAX_SHIFTS = 16      # of the tiled way's tie pass (two boolean passes each): 4 for 2x2
@@ -113,6 +133,7 @@ TILED_BLOCK_BYTES = 1 << 20      # of input per block (VGG pools, 1 thread: 5-20
 def _tiled_grad(x, y, g, relu, pool, dx):
     """dx = the gradient g of the maxima y of the tiled windows of x (all NCHW, a block of
     images), given to each window's first maximum; `relu`: masked where y <= 0 too.
+    Returns the gradient the windows gave (g, masked when `relu`).
 
     Every cell equal to its window's maximum takes the gradient first; when a window had
     several such cells (counted: those of windows with a zero gradient do not matter after
@@ -128,7 +149,7 @@ def _tiled_grad(x, y, g, relu, pool, dx):
     else:          # (a NaN maximum equals no cell)
         one_each = np.count_nonzero(hit) == y.size
     if one_each:
-        return
+        return g
     flat = hit.ravel()                                # ties: keep the first of each window
     before = np.zeros_like(flat)
     step = np.empty_like(flat)
@@ -137,6 +158,7 @@ def _tiled_grad(x, y, g, relu, pool, dx):
         np.logical_or(before[shift:], step[shift:], out=before[shift:])
     np.greater(flat, before, out=flat)
     np.multiply(gu, hit, out=dx)
+    return g
 
 
 _PAIR = np.uint64(0x100000001)
@@ -184,9 +206,8 @@ def _offsets_grad(x, y, g, relu, pool, strides, tiled, dx):
     """`_tiled_grad` for any windows: one step per window offset (dx zeros unless tiled)."""
     out = y.shape[2:]
     if relu:
-        rest = np.multiply(g, y > 0)                  # gradient not yet given to a cell
-    else:
-        rest = g.copy()
+        g = np.multiply(g, y > 0)
+    rest = g.copy()                                   # gradient not yet given to a cell
     hit = np.empty(rest.shape, bool)
     slices = [(slice(None), slice(None)) + tuple(slice(o_, o_ + st * (o - 1) + 1, st)
                                                  for o_, st, o in zip(offset, strides, out))
@@ -199,3 +220,4 @@ def _offsets_grad(x, y, g, relu, pool, strides, tiled, dx):
             dx[sl] += rest * hit
         if k + 1 < len(slices):                       # (a multiply: putmask is 4x slower)
             np.multiply(rest, np.logical_not(hit, out=hit), out=rest)
+    return g

@@ -196,9 +196,11 @@ def _conv_pool(x, w, b, pool, strides, channels_first, second_use, gy):
 def test_relu_mask_applied_on_the_pooled_side(monkeypatch, pool, strides, rows, channels_first,
                                               second_use):
     """A max pool right after a fused-relu conv applies the relu's mask to its pooled
-    gradient and the conv skips its own mask pass -- only when the pool's gradient reaches
-    the conv unchanged. Integer data make the conv's outputs exact in float32 and float64,
-    with many relu zeros and tied maxima, so both precisions pick the same cells."""
+    gradient and the conv skips its own mask pass, and takes the pool's channel sums of
+    that gradient as its bias gradient instead of summing its own input gradient -- only
+    when the pool's gradient reaches the conv unchanged. Integer data make the conv's
+    outputs exact in float32 and float64, with many relu zeros and tied maxima, so both
+    precisions pick the same cells."""
     rng = np.random.default_rng(7)
     x = rng.integers(-2, 3, (2, rows, 8, 16)).astype(np.float64)
     w = rng.integers(-1, 2, (3, 3, 16, 16)).astype(np.float64)
@@ -212,11 +214,17 @@ def test_relu_mask_applied_on_the_pooled_side(monkeypatch, pool, strides, rows, 
     masked = pool_fast.conv_fast._relu_masked
     monkeypatch.setattr(pool_fast.conv_fast, "_relu_masked",
                         lambda gn, y: skipped.append(masked(gn, y)) or skipped[-1])
+    bias_passes = []
+    bias_grad = pool_fast.conv_fast._relu_and_bias_grad
+    monkeypatch.setattr(pool_fast.conv_fast, "_relu_and_bias_grad",
+                        lambda gn, s, bias, relu: bias_passes.append(bias) or
+                        bias_grad(gn, s, bias, relu))
     want = _conv_pool(x, w, b, pool, strides, channels_first, second_use, gy)
     assert skipped == []                          # float64: the exact numpy path
     got = _conv_pool(*(a.astype(np.float32) for a in (x, w, b)), pool, strides,
                      channels_first, second_use, gy.astype(np.float32))
     assert skipped == [not second_use]
+    assert bias_passes == ([True] if second_use else [])
     for name, a, e in zip(("x", "kernel", "bias"), got, want):
         np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * np.abs(e).max(), err_msg=name)
 
