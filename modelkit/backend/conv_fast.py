@@ -48,8 +48,9 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   kernel gradient's copy of g: no gain on a VGG step's CPU time within the noise, 0.2 ms;
   MLAS's NCHWc conv with batch and channel roles swapped (x as (C_in, N, H, W), g as the
   filter): 44-53 GFLOP/s, one core.)
-- bias gradient: a sum over batch and positions (a GEMV), or the sums that a max pooling
-  after the fused relu made from its 4x smaller gradient (`mark_channel_sums`).
+- bias gradient: a sum over batch and positions (a GEMV), or the sums that the op after
+  the conv had at hand (`mark_channel_sums`): a max pooling after the fused relu, from its
+  4x smaller gradient; a batch normalization, from its own backward sums.
 
 The sessions run on onnxruntime's own thread pool (MODELKIT_NUM_THREADS, default all
 cores) with spinning off, so idle pools do not burn the CPU between calls.
@@ -173,11 +174,22 @@ def _relu_masked(gn, y):
     return ref is not None and ref() is y
 
 
-def mark_channel_sums(g, sums):
-    """Record the per-channel (axis 1) float32 sums of the NCHW gradient `g`, computed by its
-    maker on fewer values (a max pooling's from its pooled gradient): the conv's bias
-    gradient, which then needs no pass over `g`."""
-    array_tags.remember(_CHANNEL_SUMS, g, sums)
+def mark_channel_sums(g, sums, axis=1):
+    """Record the float32 sums of the gradient `g` over all its axes but `axis`, which its
+    maker had at hand (a max pooling's from its 4x smaller gradient, a batch norm's from
+    its own sums): a conv whose output gradient is exactly `g`, with its channels on
+    `axis`, takes them as its bias gradient instead of a pass over `g`."""
+    array_tags.remember(_CHANNEL_SUMS, g, (axis % g.ndim, sums))
+
+
+def _channel_sums(g, gn, channels_first):
+    """The sums `mark_channel_sums` recorded for the conv output gradient `g` (the NCHW
+    `gn` or `g` as it came, in the conv's data format), else None."""
+    for a, axis in ((gn, 1), (g, 1 if channels_first else g.ndim - 1)):
+        entry = array_tags.recall(_CHANNEL_SUMS, a)
+        if entry is not None and entry[0] == axis:
+            return entry[1]
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,7 +452,7 @@ def conv_vjp(g, s, needs):
     # the second conv's kernel gradient, -0.4..-1.2 ms a step)
     bias = s.has_bias and len(needs) > 2 and needs[2]
     relu = s.relu_y is not None and not _relu_masked(gn, s.relu_y)
-    sums = array_tags.recall(_CHANNEL_SUMS, gn) if bias and not relu else None
+    sums = _channel_sums(g, gn, s.channels_first) if bias and not relu else None
     if sums is not None:                # summed by the gradient's maker
         gb = sums
     elif bias is SIDE and not relu:     # the bias sums are a pass of their own: on the side

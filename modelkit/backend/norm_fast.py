@@ -27,7 +27,9 @@ Backward (numpy, the same blocks):
             its blocks in reverse order (the last ones of pass 1 are still in cache)
 
 (the same formulas as norm_ops' exact path, which float64 keeps); x itself is kept for the
-backward pass (no copy). A relu right after the op (or after its sum with a shortcut)
+backward pass (no copy). The channel sums of gx follow from pass 1's (scale * gbeta - n *
+const): a conv right before takes them as its bias gradient (conv_fast.mark_channel_sums;
+ResNet step, same-process A/B: 46.03 -> 45.63 ms wall, 76.8 -> 75.4 ms CPU). A relu right after the op (or after its sum with a shortcut)
 folds pass 1 into its own mask pass (`relu_grad`, below). Per-block sums are float32 and
 combined in float64, in block order (the same numbers for any thread count). Blocks are
 half the array, between parallel.BLOCK_BYTES and BLOCK_BYTES: a ResNet's 4 MiB feature maps
@@ -267,6 +269,12 @@ def moments_vjp(grads, saved, needs):
             bounds = bounds[::-1]
         parallel.map_items(lambda j: input_grad(*bounds[j]), len(bounds))
         gx = lay.back(gx2)
+        # per channel, sum(gx) = scale * sum(g) - coef * sum(x) + n * (mean * coef - const)
+        # = scale * gbeta - n * const (sum(x) = n * mean): a conv before takes it as its
+        # bias gradient (0 up to rounding unless the statistics are used downstream)
+        conv_fast.mark_channel_sums(gx, (s.scale.astype(np.float64) * sums[0] - float(n) *
+                                         np.asarray(const, np.float64)).astype(np.float32),
+                                    lay.c_axis)
     if len(needs) > 1 and needs[1] and s.gshape is not None:
         ggamma_ = ggamma.reshape(s.gshape)
     if len(needs) > 2 and needs[2] and s.bshape is not None:

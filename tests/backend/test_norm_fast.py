@@ -253,3 +253,50 @@ def test_fold_off_switch(monkeypatch):
     plain = _relu_after_bn(x, gamma, beta, (0, 1, 2), gy)
     for a, b in zip(folded, plain):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(np.abs(b).max(), 1.0))
+
+
+def _conv_bn(x, w, b, channels_first, bn_axis, gy, gm):
+    """Gradients of x, kernel and bias through a biased conv -> batch norm (axis `bn_axis`)."""
+    from modelkit import backend as K
+    from modelkit.backend.tape import OPS
+    xv, wv, bv = Variable(x), Variable(w), Variable(b)
+    with GradientTape() as tape:
+        h = apply(OPS.get("conv"), xv, wv, bv, padding="same", channels_first=channels_first)
+        axes = tuple(i for i in range(4) if i != bn_axis)
+        y, mean, _ = apply(_batch_norm_moments, h, None, None, None, axes=axes, epsilon=1e-3)
+        loss = K.sum(y * K.constant(gy)) + K.sum(mean * K.constant(gm))
+    return [np.asarray(g) for g in tape.gradient(loss, [xv, wv, bv])]
+
+
+@pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
+@pytest.mark.parametrize("stats_used", [False, True])
+@pytest.mark.parametrize("bn_on_conv_channels", [True, False])
+def test_conv_before_batch_norm_takes_its_bias_gradient_from_the_norm(
+        monkeypatch, channels_first, stats_used, bn_on_conv_channels):
+    """A conv whose output only a batch norm reads takes its bias gradient from the norm's
+    own sums (scale * sum(g) - n * const per channel: 0 up to rounding unless the batch
+    statistics are used downstream) instead of a pass over the input gradient -- only when
+    the norm's channels are the conv's (here a 6x6x6 map: the norm over another axis of the
+    same length must not be taken for it)."""
+    from modelkit.backend import conv_fast
+    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 6, 6, 6))
+    w = rng.standard_normal((3, 3, 6, 6))
+    b = rng.standard_normal(6)
+    c_axis = 1 if channels_first else 3
+    bn_axis = c_axis if bn_on_conv_channels else 2
+    gy = rng.standard_normal((3, 6, 6, 6))
+    kept = tuple(6 if i == bn_axis else 1 for i in range(4))
+    gm = rng.standard_normal(kept) if stats_used else np.zeros(kept)
+    bias_passes = []
+    bias_grad = conv_fast._relu_and_bias_grad
+    monkeypatch.setattr(conv_fast, "_relu_and_bias_grad", lambda gn, s, bias, relu:
+                        bias_passes.append(bias) or bias_grad(gn, s, bias, relu))
+    want = _conv_bn(x, w, b, channels_first, bn_axis, gy, gm)
+    got = _conv_bn(*(a.astype(np.float32) for a in (x, w, b)), channels_first, bn_axis,
+                   gy.astype(np.float32), gm.astype(np.float32))
+    assert bias_passes == ([] if bn_on_conv_channels else [True])
+    for name, a, e in zip(("x", "kernel", "bias"), got, want):
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0),
+                                   err_msg=name)
