@@ -29,8 +29,9 @@ Backward (numpy, the same blocks):
 (the same formulas as norm_ops' exact path, which float64 keeps); x itself is kept for the
 backward pass (no copy). The channel sums of gx follow from pass 1's (scale * gbeta - n *
 const): a conv right before takes them as its bias gradient (conv_fast.mark_channel_sums;
-ResNet step, same-process A/B: 46.03 -> 45.63 ms wall, 76.8 -> 75.4 ms CPU). A relu right after the op (or after its sum with a shortcut)
-folds pass 1 into its own mask pass (`relu_grad`, below). Per-block sums are float32 and
+ResNet step, same-process A/B: 46.03 -> 45.63 ms wall, 76.8 -> 75.4 ms CPU). A relu right
+after the op (or after its sum with a shortcut) folds pass 1 into its own mask pass
+(`relu_grad`, below). Per-block sums are float32 and
 combined in float64, in block order (the same numbers for any thread count). Blocks are
 half the array, between parallel.BLOCK_BYTES and BLOCK_BYTES: a ResNet's 4 MiB feature maps
 in two blocks, one per core; smaller blocks cost more numpy calls and GIL hand-overs
