@@ -1,5 +1,7 @@
 """Global backend settings: float dtype, fuzz factor, image data format, learning phase."""
 
+import threading
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -82,7 +84,14 @@ class LearningPhase:
 
 
 LEARNING_PHASE = LearningPhase()
-_RUNNING_PHASES = []
+
+
+class _Phases(threading.local):
+    def __init__(self):
+        self.stack = []        # the training phases of the models running on this thread
+
+
+_RUNNING = _Phases()
 
 
 def learning_phase():
@@ -98,7 +107,8 @@ def current_phase():
     """1 while a model runs in training, 0 otherwise (or the phase set by the user)."""
     if _LEARNING_PHASE is not None:
         return int(_LEARNING_PHASE)
-    return int(bool(_RUNNING_PHASES[-1])) if _RUNNING_PHASES else 0
+    phases = _RUNNING.stack
+    return int(bool(phases[-1])) if phases else 0
 
 
 class phase_scope:
@@ -108,10 +118,10 @@ class phase_scope:
         self.training = training
 
     def __enter__(self):
-        _RUNNING_PHASES.append(self.training)
+        _RUNNING.stack.append(self.training)
 
     def __exit__(self, *exc):
-        _RUNNING_PHASES.pop()
+        _RUNNING.stack.pop()
         return False
 
 

@@ -10,6 +10,7 @@ for `K.function`; the engine's `KerasTensor` implements both).
 
 import builtins
 import functools
+import threading
 
 import numpy as np
 
@@ -50,7 +51,12 @@ def _first_symbolic(items):
     return fallback
 
 
-_RUNS = []      # the value tables of the graphs running now (innermost last)
+class _Runs(threading.local):
+    def __init__(self):
+        self.tables = []    # the value tables of the graphs running on this thread (innermost last)
+
+
+_RUNS = _Runs()
 
 
 class graph_run:
@@ -62,16 +68,16 @@ class graph_run:
         self.values = values           # id(symbolic tensor) -> (value, mask)
 
     def __enter__(self):
-        _RUNS.append(self.values)
+        _RUNS.tables.append(self.values)
 
     def __exit__(self, *exc):
-        _RUNS.pop()
+        _RUNS.tables.pop()
         return False
 
 
 def running_value(x):
     """The value of symbolic `x` in the graph running now, or None."""
-    for values in reversed(_RUNS):
+    for values in reversed(_RUNS.tables):
         hit = values.get(id(x))
         if hit is not None:
             return hit[0]
@@ -121,7 +127,7 @@ def k_function(fn):
     def wrapper(*args, **kwargs):
         symbolic = _first_symbolic(args + tuple(kwargs.values()))
         if symbolic is not None:
-            if _RUNS and is_symbolic(symbolic):
+            if _RUNS.tables and is_symbolic(symbolic):
                 values = _resolved(list(args) + list(kwargs.values()))
                 if values is not None:
                     return fn(*values[:len(args)], **dict(zip(kwargs, values[len(args):])))

@@ -8,6 +8,7 @@ already in topological order, so no graph sort is needed.
 """
 
 import contextlib
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -101,11 +102,20 @@ class _Record:
         self.saved = saved
 
 
-_TAPES = []
+class _TapeStack(threading.local):
+    """The active tapes of one thread: a model predicting on another thread (which pauses
+    its tapes) or training there does not touch this thread's."""
+
+    def __init__(self):
+        self.tapes = []
+
+
+_STACK = _TapeStack()
 
 
 def active_tape():
-    return _TAPES[-1] if _TAPES else None
+    tapes = _STACK.tapes
+    return tapes[-1] if tapes else None
 
 
 class GradientTape:
@@ -116,11 +126,11 @@ class GradientTape:
         self.persistent = persistent
 
     def __enter__(self):
-        _TAPES.append(self)
+        _STACK.tapes.append(self)
         return self
 
     def __exit__(self, *exc):
-        _TAPES.remove(self)
+        _STACK.tapes.remove(self)
         return False
 
     def watch(self, tensor):
@@ -236,11 +246,11 @@ class StopRecording:
     """Context manager that pauses every active tape (used for inference paths)."""
 
     def __enter__(self):
-        self._saved = list(_TAPES)
-        _TAPES.clear()
+        self._saved = list(_STACK.tapes)
+        _STACK.tapes.clear()
 
     def __exit__(self, *exc):
-        _TAPES.extend(self._saved)
+        _STACK.tapes.extend(self._saved)
         return False
 
 

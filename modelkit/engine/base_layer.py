@@ -3,6 +3,7 @@
 import functools
 import inspect
 import re
+import threading
 
 import numpy as np
 
@@ -47,20 +48,32 @@ def map_structure(fn, x):
     return fn(x)
 
 
-class _CallContext:
-    """Collects `add_loss` tensors while a model runs in training."""
+class _ContextStack(threading.local):
+    def __init__(self):
+        self.items = []
 
-    stack = []
+
+class _CallContext:
+    """Collects `add_loss` tensors while a model runs in training (one stack per thread,
+    as the tapes)."""
+
+    _stacks = _ContextStack()
 
     def __init__(self):
         self.losses = []
 
+    @classmethod
+    def current(cls):
+        """The innermost context on this thread, or None."""
+        items = cls._stacks.items
+        return items[-1] if items else None
+
     def __enter__(self):
-        _CallContext.stack.append(self)
+        _CallContext._stacks.items.append(self)
         return self
 
     def __exit__(self, *exc):
-        _CallContext.stack.pop()
+        _CallContext._stacks.items.pop()
         return False
 
 
@@ -227,8 +240,9 @@ class Layer:
     # -- losses ---------------------------------------------------------------------------
     def add_loss(self, loss, inputs=None):
         """A loss term for training (Keras 2's `inputs=` is accepted and not needed)."""
-        if _CallContext.stack:
-            _CallContext.stack[-1].losses.append(loss)
+        ctx = _CallContext.current()
+        if ctx is not None:
+            ctx.losses.append(loss)
         else:
             self._eager_losses.append(loss)
 

@@ -190,7 +190,7 @@ class Model(TrainingMixin, Layer):
             values[id(sym)] = (x, masks[i] if masks else None)
         with backend_config.phase_scope(training), F.graph_run(values):
             self._run_nodes(self._nodes_in_order, values, training)
-            if self._symbolic_losses and _CallContext.stack:
+            if self._symbolic_losses and _CallContext.current() is not None:
                 self._run_nodes(self._loss_nodes, values, training)
                 for t in self._symbolic_losses:
                     self.add_loss_value(values[id(t)][0])
@@ -198,7 +198,7 @@ class Model(TrainingMixin, Layer):
         return [r[0] for r in result], [r[1] for r in result]
 
     def add_loss_value(self, value):
-        _CallContext.stack[-1].losses.append(value)
+        _CallContext.current().losses.append(value)
 
     def _run_nodes(self, nodes, values, training):
         for node in nodes:
