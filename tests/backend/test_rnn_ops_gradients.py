@@ -9,6 +9,7 @@ import pytest
 from modelkit import backend as K
 from modelkit.backend import GradientTape, Variable
 from modelkit.backend import rnn_ops
+from modelkit.backend.rnn_ops.steps import all_zero
 from modelkit.backend.gradcheck import assert_gradients_close
 from modelkit.errors import ConfigError, ShapeError
 
@@ -209,6 +210,31 @@ def test_gradients(kind, opts, kw):
         return K.concatenate(flat, axis=1)
 
     assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind,opts,kw", CASES, ids=_ids())
+def test_gradients_of_the_final_state_alone(kind, opts, kw):
+    """The output sequence unused (return_sequences=False): the tape hands the op a
+    broadcast zero for it, which the BPTT skips."""
+    W, R, b, states = weights(kind, **opts)
+    x = r(B, T, I)
+    kw = _materialise(kind, kw)
+    arrays = [x, W, R] + ([b] if b is not None else [])
+
+    def fn(*vs):
+        bv = vs[3] if b is not None else None
+        return run_op(kind, vs[0], vs[1], vs[2], bv, states, **kw)[1]
+
+    assert_gradients_close(fn, arrays, rtol=1e-5, atol=1e-7)
+
+
+def test_all_zero_sees_a_broadcast_value_at_once():
+    assert all_zero(np.broadcast_to(np.float32(0), (4, 3, 2)))
+    assert not all_zero(np.broadcast_to(np.float32(-0.5), (4, 3, 2)))
+    a = np.zeros((4, 3, 2), np.float32)
+    assert all_zero(a) and all_zero(np.swapaxes(a, 0, 1))
+    a[3, 2, 1] = 1e-30
+    assert not all_zero(a)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks, weights_on_side)
+                    _time_slice, _TimeChunks, all_zero, weights_on_side)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -154,7 +154,7 @@ def _gru_sequence_vjp(grads, s, needs):
     act, ract = s["act"], s["ract"]
     keep, drop_rows, zero_output = s["keep"], s["drop_rows"], s["zero_output"]
     reset_after, rdrop = s["reset_after"], s["rdrop"]
-    gs = _seq_grads(gseq) if gseq.any() else None
+    gs = None if all_zero(gseq) else _seq_grads(gseq)
     dh = np.array(ghT, dtype=dt)
     carry = np.zeros((B, U), dt) if keep is not None and not zero_output else None
     DZ = _empty((T, B, width), dt)          # d(pre-activations) = d(input projection)

@@ -9,7 +9,8 @@ from ..tape import apply, defop
 from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
                     _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
-                    _seq_grads, _gate_split, _time_slice, _TimeChunks, weights_on_side)
+                    _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
+                    weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -126,7 +127,7 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ra
     after each step."""
     T, _, B, U = Z.shape
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
-    if not gs.any():
+    if all_zero(gs):
         gs = None                   # only the last output is used (return_sequences=False)
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
     work3 = np.empty((3, B, U), Z.dtype)

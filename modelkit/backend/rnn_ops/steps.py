@@ -251,6 +251,14 @@ def _mask_outputs(out_t, prev_out, drop_rows, zero_output):
         np.copyto(out_t, prev_out, where=drop_rows)
 
 
+def all_zero(a):
+    """Whether every value of `a` is 0: at once for a broadcast single value (the tape's
+    gradient of an output nothing used), else one pass."""
+    if a.size and not any(a.strides):
+        return not a.flat[0]
+    return not a.any()
+
+
 def _seq_grads(gseq):
     """The output-sequence gradient, time-major (a view). Outputs are in processing order
     already, so go_backwards needs no flip here."""
