@@ -5,6 +5,7 @@ threads while a training loop runs, a data generator calling the model)."""
 import threading
 
 import numpy as np
+import pytest
 
 from modelkit import backend as K
 from modelkit.backend import config as backend_config
@@ -67,17 +68,12 @@ def test_a_tape_on_another_thread_records_nothing_of_this_one():
     assert tapes[0].records == []
 
 
-def test_learning_phase_of_a_model_running_elsewhere_stays_there():
-    with backend_config.phase_scope(True):
-        done = _hold_in_other_thread(lambda: backend_config.phase_scope(False))
+@pytest.mark.parametrize("here,there", [(True, False), (False, True)])
+def test_learning_phase_of_a_model_running_elsewhere_stays_there(here, there):
+    with backend_config.phase_scope(here):
+        done = _hold_in_other_thread(lambda: backend_config.phase_scope(there))
         try:
-            assert backend_config.current_phase() == 1
-        finally:
-            done()
-    with backend_config.phase_scope(False):
-        done = _hold_in_other_thread(lambda: backend_config.phase_scope(True))
-        try:
-            assert backend_config.current_phase() == 0
+            assert backend_config.current_phase() == int(here)
         finally:
             done()
 
