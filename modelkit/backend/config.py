@@ -1,10 +1,9 @@
 """Global backend settings: float dtype, fuzz factor, image data format, learning phase."""
 
-import threading
-
 import numpy as np
 
 from ..errors import ConfigError
+from .thread_stack import ThreadStack
 
 _FLOATX = "float32"
 _EPSILON = 1e-7
@@ -84,14 +83,7 @@ class LearningPhase:
 
 
 LEARNING_PHASE = LearningPhase()
-
-
-class _Phases(threading.local):
-    def __init__(self):
-        self.stack = []        # the training phases of the models running on this thread
-
-
-_RUNNING = _Phases()
+_RUNNING = ThreadStack()      # the training phases of the models running on each thread
 
 
 def learning_phase():
@@ -107,8 +99,7 @@ def current_phase():
     """1 while a model runs in training, 0 otherwise (or the phase set by the user)."""
     if _LEARNING_PHASE is not None:
         return int(_LEARNING_PHASE)
-    phases = _RUNNING.stack
-    return int(bool(phases[-1])) if phases else 0
+    return int(bool(_RUNNING.top()))
 
 
 class phase_scope:
@@ -118,10 +109,10 @@ class phase_scope:
         self.training = training
 
     def __enter__(self):
-        _RUNNING.stack.append(self.training)
+        _RUNNING.items.append(self.training)
 
     def __exit__(self, *exc):
-        _RUNNING.stack.pop()
+        _RUNNING.items.pop()
         return False
 
 

@@ -480,6 +480,13 @@ def conv_vjp(g, s, needs):
     return gx, gk, gb
 
 
+def image_channel_sums(g):
+    """(N, C) float32 sums over the positions of each image and channel of the NCHW
+    float32 array `g`: one GEMV with a ones vector (3x faster than numpy's sum)."""
+    rows = g.reshape(g.shape[0] * g.shape[1], -1)
+    return (rows @ parallel.ones(rows.shape[1], np.float32)).reshape(g.shape[:2])
+
+
 def _relu_and_bias_grad(gn, s, bias, relu):
     """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
     blocks of images on the worker threads; the per-block sums are combined in float64."""
@@ -493,8 +500,7 @@ def _relu_and_bias_grad(gn, s, bias, relu):
             gb = np.multiply(gb, s.relu_y[lo:hi] > 0, out=out[lo:hi])
         if not bias:
             return None
-        rows = gb.reshape((hi - lo) * gb.shape[1], -1)         # a GEMV: 3x faster than sum
-        return (rows @ parallel.ones(rows.shape[1], np.float32)).reshape(hi - lo, -1).sum(axis=0)
+        return image_channel_sums(gb).sum(axis=0)
 
     parts = parallel.map_blocks(block, gn.shape[0], gn[0].nbytes)
     if not bias:

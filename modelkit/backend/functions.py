@@ -10,7 +10,6 @@ for `K.function`; the engine's `KerasTensor` implements both).
 
 import builtins
 import functools
-import threading
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from . import config, symbols
 from .random_state import global_rng
 from .tape import OPS, apply
 from .tensor import Tensor, Variable, as_array, as_tensor
+from .thread_stack import ThreadStack
 
 
 # types whose instances can never carry `_keras_history` (no instance __dict__): the common
@@ -51,12 +51,7 @@ def _first_symbolic(items):
     return fallback
 
 
-class _Runs(threading.local):
-    def __init__(self):
-        self.tables = []    # the value tables of the graphs running on this thread (innermost last)
-
-
-_RUNS = _Runs()
+_RUNS = ThreadStack()      # the value tables of the graphs running on each thread
 
 
 class graph_run:
@@ -68,16 +63,16 @@ class graph_run:
         self.values = values           # id(symbolic tensor) -> (value, mask)
 
     def __enter__(self):
-        _RUNS.tables.append(self.values)
+        _RUNS.items.append(self.values)
 
     def __exit__(self, *exc):
-        _RUNS.tables.pop()
+        _RUNS.items.pop()
         return False
 
 
 def running_value(x):
     """The value of symbolic `x` in the graph running now, or None."""
-    for values in reversed(_RUNS.tables):
+    for values in reversed(_RUNS.items):
         hit = values.get(id(x))
         if hit is not None:
             return hit[0]
@@ -127,7 +122,7 @@ def k_function(fn):
     def wrapper(*args, **kwargs):
         symbolic = _first_symbolic(args + tuple(kwargs.values()))
         if symbolic is not None:
-            if _RUNS.tables and is_symbolic(symbolic):
+            if _RUNS.items and is_symbolic(symbolic):
                 values = _resolved(list(args) + list(kwargs.values()))
                 if values is not None:
                     return fn(*values[:len(args)], **dict(zip(kwargs, values[len(args):])))

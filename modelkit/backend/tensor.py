@@ -8,7 +8,6 @@ already in topological order, so no graph sort is needed.
 """
 
 import contextlib
-import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from ..errors import ModelkitError
 from . import config, parallel, streams
 from .sparse_grad import densify
+from .thread_stack import ThreadStack
 
 
 class Tensor:
@@ -102,20 +102,11 @@ class _Record:
         self.saved = saved
 
 
-class _TapeStack(threading.local):
-    """The active tapes of one thread: a model predicting on another thread (which pauses
-    its tapes) or training there does not touch this thread's."""
-
-    def __init__(self):
-        self.tapes = []
-
-
-_STACK = _TapeStack()
+_TAPES = ThreadStack()          # the active tapes of each thread
 
 
 def active_tape():
-    tapes = _STACK.tapes
-    return tapes[-1] if tapes else None
+    return _TAPES.top()
 
 
 class GradientTape:
@@ -126,11 +117,11 @@ class GradientTape:
         self.persistent = persistent
 
     def __enter__(self):
-        _STACK.tapes.append(self)
+        _TAPES.items.append(self)
         return self
 
     def __exit__(self, *exc):
-        _STACK.tapes.remove(self)
+        _TAPES.items.remove(self)
         return False
 
     def watch(self, tensor):
@@ -255,11 +246,11 @@ class StopRecording:
     """Context manager that pauses every active tape (used for inference paths)."""
 
     def __enter__(self):
-        self._saved = list(_STACK.tapes)
-        _STACK.tapes.clear()
+        self._saved = list(_TAPES.items)
+        _TAPES.items.clear()
 
     def __exit__(self, *exc):
-        _STACK.tapes.extend(self._saved)
+        _TAPES.items.extend(self._saved)
         return False
 
 

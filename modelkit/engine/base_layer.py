@@ -3,7 +3,6 @@
 import functools
 import inspect
 import re
-import threading
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.functions import is_symbolic
 from ..backend.tensor import StopRecording, Tensor, Variable, as_array, as_tensor
+from ..backend.thread_stack import ThreadStack
 from ..errors import ConfigError, DTypeError, ModelkitError, ShapeError
 from ..nesting import flatten_structure
 from .keras_tensor import KerasTensor, Node
@@ -48,16 +48,11 @@ def map_structure(fn, x):
     return fn(x)
 
 
-class _ContextStack(threading.local):
-    def __init__(self):
-        self.items = []
-
-
 class _CallContext:
     """Collects `add_loss` tensors while a model runs in training (one stack per thread,
     as the tapes)."""
 
-    _stacks = _ContextStack()
+    _stack = ThreadStack()
 
     def __init__(self):
         self.losses = []
@@ -65,15 +60,14 @@ class _CallContext:
     @classmethod
     def current(cls):
         """The innermost context on this thread, or None."""
-        items = cls._stacks.items
-        return items[-1] if items else None
+        return cls._stack.top()
 
     def __enter__(self):
-        _CallContext._stacks.items.append(self)
+        _CallContext._stack.items.append(self)
         return self
 
     def __exit__(self, *exc):
-        _CallContext._stacks.items.pop()
+        _CallContext._stack.items.pop()
         return False
 
 
