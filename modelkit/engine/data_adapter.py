@@ -111,8 +111,19 @@ def slice_arrays(arrays, index):
 
 
 def batch_indices(n, batch_size, shuffle, rng):
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    """The index of each batch of an epoch over n samples, as Keras 2's fit draws them:
+    shuffle=True: a permutation cut into batches (index arrays: each batch is a copy);
+    False: consecutive slices (each batch a view, no copy); "batch": the whole batches'
+    slices in a random order, the short last batch staying last (Keras's batch_shuffle,
+    for HDF5 data that can only be read in increasing order)."""
+    if shuffle and shuffle != "batch":
+        order = rng.permutation(n)
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if shuffle == "batch":
+        whole = n // batch_size
+        batches[:whole] = [batches[j] for j in rng.permutation(whole)]
+    return batches
 
 
 def class_weights_to_sample_weights(y, class_weight):

@@ -289,7 +289,7 @@ class TrainingMixin:
         steps = int(np.ceil(n / batch_size))
 
         def epoch_batches(epoch):
-            for idx in da.batch_indices(n, batch_size, shuffle and shuffle != "batch", rng):
+            for idx in da.batch_indices(n, batch_size, shuffle, rng):
                 yield (da.slice_arrays(xs, idx), da.slice_arrays(ys, idx),
                        None if sws is None else [None if s is None else s[idx] for s in sws])
 

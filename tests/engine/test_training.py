@@ -264,3 +264,47 @@ def test_fit_save_load_fit_resumes_exactly(tmp_path):
     resumed.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def _trained_on_batches(batches, x, y):
+    """A linear model after plain SGD steps on x[b], y[b] for each batch index b, in order."""
+    from modelkit.utils import set_random_seed
+    set_random_seed(3)
+    model = linear_model()
+    for b in batches:
+        model.train_on_batch(x[b], y[b])
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("shuffle", [False, "batch"])
+def test_fit_batches_without_shuffle_and_with_batch_shuffle_follow_keras(shuffle):
+    # Keras 2: shuffle=False takes consecutive batches; "batch" permutes the whole batches
+    # (for HDF5 data, read in increasing order inside a batch) and keeps the short one last
+    from modelkit.engine import data_adapter as da
+    n, size = 50, 8
+    batches = da.batch_indices(n, size, shuffle, np.random.default_rng(0))
+    starts = [b.start for b in batches]
+    assert [b.stop - b.start for b in batches] == [8] * 6 + [2] and starts[-1] == 48
+    if shuffle:
+        assert sorted(starts[:-1]) == list(range(0, 48, 8)) and starts[:-1] != sorted(starts)
+    else:
+        assert starts == list(range(0, 50, 8))
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5]], "float32")
+    from modelkit.utils import set_random_seed
+    set_random_seed(3)
+    model = linear_model()
+    model._rng = np.random.default_rng(0)     # fit's shuffling draws from this generator
+    x_before = x.copy()
+    model.fit(x, y, batch_size=size, epochs=1, shuffle=shuffle, verbose=0)
+    np.testing.assert_array_equal(x, x_before)          # batches are views: x untouched
+    for got, want in zip(model.get_weights(), _trained_on_batches(batches, x, y)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fit_shuffle_true_draws_a_permutation_of_all_samples():
+    from modelkit.engine import data_adapter as da
+    batches = da.batch_indices(50, 8, True, np.random.default_rng(0))
+    everything = np.concatenate(batches)
+    assert sorted(everything) == list(range(50)) and list(everything) != list(range(50))
+    assert [len(b) for b in batches] == [8] * 6 + [2]
