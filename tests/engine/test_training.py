@@ -308,3 +308,31 @@ def test_fit_shuffle_true_draws_a_permutation_of_all_samples():
     everything = np.concatenate(batches)
     assert sorted(everything) == list(range(50)) and list(everything) != list(range(50))
     assert [len(b) for b in batches] == [8] * 6 + [2]
+
+
+def _image_model():
+    from modelkit.layers import (Activation, BatchNormalization, Conv2D, Flatten,
+                                 MaxPooling2D)
+    return Sequential([Conv2D(8, 3, padding="same", input_shape=(8, 8, 3)),
+                       BatchNormalization(), Activation("relu"), MaxPooling2D(),
+                       Conv2D(8, 3, activation="relu"), Flatten(), Dropout(0.5),
+                       Dense(3, activation="softmax")])
+
+
+def _text_model():
+    from modelkit.layers import LSTM, Embedding
+    return Sequential([Embedding(50, 8, input_length=6), LSTM(8), Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("build, x", [
+    (_image_model, rng.random((40, 8, 8, 3), dtype=np.float32)),
+    (_text_model, rng.integers(0, 50, (40, 6)).astype("int32"))], ids=["conv", "lstm"])
+def test_fit_on_views_of_the_callers_arrays_leaves_them_untouched(build, x):
+    # unshuffled batches are views of x and y: no op may write into its inputs
+    y = to_categorical(rng.integers(0, 3, 40), 3)
+    model = build()
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x_before, y_before = x.copy(), y.copy()
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(y, y_before)
