@@ -1,13 +1,18 @@
-"""Package discovery that honours pyproject.toml's `[tool.setuptools.package-dir]` mapping.
+"""Package discovery that honours pyproject.toml's `[tool.setuptools.package-dir]` mapping,
+and the optional C kernels.
 
 `converters/`, `runtime/` and `cli/` are installed as `modelkit.converters`, `modelkit.runtime`
 and `modelkit.cli`; every folder below a mapped root that holds .py files is a package, so a
 new subpackage can never be missing from the wheel. Everything else is in pyproject.toml.
+
+modelkit/backend/_native.c (fused optimizer kernels, loaded through ctypes by
+modelkit/backend/native.py) is compiled where a C compiler is found; where the build fails
+the package installs without it and numpy does that work.
 """
 
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 try:
     import tomllib
@@ -33,5 +38,12 @@ def find_packages(package_dirs=PACKAGE_DIRS, base=HERE):
     return found
 
 
+# the same float32 roundings as numpy: no fused multiply-add contraction, no errno from sqrt
+NATIVE = Extension("modelkit.backend._native", sources=["modelkit/backend/_native.c"],
+                   extra_compile_args=[] if os.name == "nt" else
+                   ["-O3", "-fno-math-errno", "-ffp-contract=off"],
+                   optional=True)
+
+
 if __name__ == "__main__":
-    setup(packages=sorted(find_packages()))
+    setup(packages=sorted(find_packages()), ext_modules=[NATIVE])

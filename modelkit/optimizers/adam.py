@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from .. import backend as K
+from ..backend import native
 from .base import Optimizer, descend_scaled, over_rows
 
 
@@ -61,6 +62,11 @@ class Adam(_AdamFamily):
 
     _sparse_updates = True
 
+    def _native(self, p, slots, *more):
+        """Whether backend/native's fused kernel makes this update (its numbers are the
+        numpy passes' below, bit for bit)."""
+        return not self.amsgrad and native.takes(p, slots["m"], slots["v"], *more)
+
     def _update_sparse(self, p, g, slots, scratch, lr, lr_t):
         """tf.keras Adam on IndexedSlices: m, v decay everywhere, the rows' gradient terms
         are added row-wise, the parameter step is dense (as for a dense gradient)."""
@@ -69,6 +75,15 @@ class Adam(_AdamFamily):
         gm = np.multiply(vals, 1.0 - b1)            # the same casts as _moments on dense g
         gv = np.multiply(vals, vals)
         gv *= 1.0 - b2
+        if self._native(p, slots, gm, gv) and p.ndim >= 1:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            m, v = slots["m"], slots["v"]
+
+            def fused(sl, work):
+                native.adam_rows(p, m, v, sl.start, sl.stop, rows, gm, gv, b1, b2,
+                                 self.epsilon, lr_t)
+            over_rows(fused, p, scratch)
+            return
 
         def block(sl, work):
             lo, hi = np.searchsorted(rows, (sl.start, sl.stop))
@@ -83,8 +98,14 @@ class Adam(_AdamFamily):
         over_rows(block, p, scratch)
 
     def _update(self, p, g, slots, scratch, lr, lr_t):
+        fused = self._native(p, slots, g)
+
         def block(sl, work):
             s = _rows(slots, sl)
+            if fused:
+                native.adam_dense(p[sl], s["m"], s["v"], g[sl], self.beta_1, self.beta_2,
+                                  self.epsilon, lr_t)
+                return
             m, v = self._moments(g[sl], s, work)
             self._step(p[sl], m, v, s, work, lr_t)
         over_rows(block, p, scratch)

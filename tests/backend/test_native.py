@@ -1,0 +1,117 @@
+"""The fused C kernels (modelkit/backend/_native.c via backend/native.py): built wherever a C
+compiler is, and the same numbers as the numpy updates they replace, bit for bit (Adam with
+a row-sparse and a dense gradient: shapes with vector tails, a scalar, tables split into
+row blocks on parallel's threads)."""
+
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+
+from modelkit import backend as K
+from modelkit import optimizers
+from modelkit.backend import native, parallel
+from modelkit.backend.sparse_grad import IndexedRows
+from modelkit.optimizers import base as optimizer_base
+
+
+def test_the_kernels_are_built_where_a_compiler_is(monkeypatch):
+    monkeypatch.delenv("MODELKIT_NATIVE", raising=False)
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    assert native.available() == bool(shutil.which(compiler))
+    monkeypatch.setenv("MODELKIT_NATIVE", "0")
+    assert not native.available()
+
+
+def _adam_steps(native_on, shape, gradients, monkeypatch, **adam):
+    """Variable values and Adam slots after one step per gradient (IndexedRows or array),
+    and the number of kernel calls made."""
+    monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    calls = []
+    for name in ("adam_rows", "adam_dense"):
+        kernel = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, k=kernel: calls.append(1) or k(*a))
+    rng = np.random.default_rng(7)
+    var = K.variable(rng.standard_normal(shape).astype(np.float32))
+    opt = optimizers.Adam(0.01, **adam)
+    for g in gradients:
+        opt.apply_gradients([(g, var)])
+    monkeypatch.undo()
+    return [np.array(var.value)] + [np.array(w) for w in opt.get_weights()[1:]], len(calls)
+
+
+def _native_vs_numpy(shape, gradients, monkeypatch, **adam):
+    """(native results, numpy results, kernel calls of the native run)."""
+    fused, calls = _adam_steps(True, shape, gradients, monkeypatch, **adam)
+    plain, none = _adam_steps(False, shape, gradients, monkeypatch, **adam)
+    assert none == 0
+    return fused, plain, calls
+
+
+def _assert_bits_equal(a, b):
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype == np.float32
+        np.testing.assert_array_equal(x.view(np.uint32), y.view(np.uint32))
+
+
+@pytest.mark.parametrize("shape, rows", [
+    ((50, 7), [0, 3, 4, 49]),                 # first and last rows, a 7-wide row (no vector)
+    ((40, 3, 5), [1, 2, 39]),                 # rows of a 3-D table
+    ((20000, 128), None),                     # the LSTM benchmark's table: row blocks, threads
+])
+def test_adam_sparse_kernel_equals_the_numpy_update(shape, rows, monkeypatch):
+    rng = np.random.default_rng(3)
+    grads = []
+    for _ in range(3):
+        r = np.unique(rng.integers(0, shape[0], 5120)) if rows is None else np.array(rows)
+        values = rng.standard_normal((len(r),) + shape[1:]).astype(np.float32)
+        grads.append(IndexedRows(r.astype(np.intp), values, shape))
+    fused, plain, calls = _native_vs_numpy(shape, grads, monkeypatch)
+    _assert_bits_equal(fused, plain)
+    row_bytes = 4 * int(np.prod(shape[1:]))
+    big = shape[0] * row_bytes >= optimizer_base.CACHE_BLOCK_MIN_BYTES
+    assert calls == 3 * (len(parallel.blocks(shape[0], row_bytes)) if big else 1)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (33, 17), (1031,), (3000, 500)])
+def test_adam_dense_kernel_equals_the_numpy_update(shape, monkeypatch):
+    rng = np.random.default_rng(4)
+    grads = [rng.standard_normal(shape).astype(np.float32) * s for s in (1.0, 1e-3, 30.0)]
+    fused, plain, calls = _native_vs_numpy(shape, grads, monkeypatch)
+    _assert_bits_equal(fused, plain)
+    assert calls >= 3
+
+
+def test_amsgrad_and_float64_keep_the_numpy_update(monkeypatch):
+    monkeypatch.setenv("MODELKIT_NATIVE", "1")
+    opt = optimizers.Adam(0.01, amsgrad=True)
+    p = np.zeros(5, np.float32)
+    assert not opt._native(p, {"m": p, "v": p})
+    assert not optimizers.Adam(0.01)._native(p.astype(np.float64),
+                                              {"m": p.astype(np.float64),
+                                               "v": p.astype(np.float64)})
+    grads = [np.full(5, 0.5, np.float32)] * 2
+    fused, plain, calls = _native_vs_numpy((5,), grads, monkeypatch, amsgrad=True)
+    _assert_bits_equal(fused, plain)
+    assert calls == 0
+
+
+def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kernels(
+        monkeypatch):
+    from modelkit.layers import LSTM, Dense, Embedding
+    from modelkit.models import Sequential
+    from modelkit.utils import set_random_seed
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 300, (64, 10))
+    y = rng.integers(0, 2, (64, 1)).astype(np.float32)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        set_random_seed(2)
+        model = Sequential([Embedding(300, 16, input_length=10), LSTM(8),
+                            Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append(model.get_weights() + model.optimizer.get_weights()[1:])
+    _assert_bits_equal(*results)
