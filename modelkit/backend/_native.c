@@ -72,3 +72,54 @@ CLONES void modelkit_adam_dense(float *p, float *m, float *v, const float *g, in
         p[j] = p[j] - (mj / (sqrtf(vj) + eps)) * lr;
     }
 }
+
+/* One step of an unmasked LSTM's backward pass through time (rnn_ops/lstm.py), tanh cell and
+   sigmoid gates, from the step's gate values z (4, B, U: i, f, o, g), a(c') = ac, the
+   previous cell c and the incoming dh (B, U): writes the four gate gradients into the
+   step's row of dz (B, 4U, the same gate order) and turns dc (B, U) into the previous
+   step's. The operations and their order are _lstm_backward_unmasked's:
+     do = dh ac;  t = (dh o)(1 - ac ac);  dc += t;
+     di = dc g;  df = dc c;  dg = dc i;  dc = dc f;
+     d{i,f,o} *= (1 - s) s;  dg *= 1 - g g. */
+CLONES void modelkit_lstm_bptt_step(const float *z, const float *ac, const float *c,
+                                    const float *dh, float *dc, float *dz, int64_t B,
+                                    int64_t U) {
+    const int64_t n = B * U;
+    const float *zi = z, *zf = z + n, *zo = z + 2 * n, *zg = z + 3 * n;
+    for (int64_t b = 0; b < B; b++) {
+        float *row = dz + b * 4 * U;
+        for (int64_t u = 0; u < U; u++) {
+            int64_t e = b * U + u;
+            float i = zi[e], f = zf[e], o = zo[e], g = zg[e], a = ac[e], h = dh[e];
+            float d_o = h * a;
+            float t = (h * o) * (1.0f - a * a);
+            float d_c = dc[e] + t;
+            float d_i = d_c * g;
+            float d_f = d_c * c[e];
+            float d_g = d_c * i;
+            dc[e] = d_c * f;
+            row[u] = d_i * ((1.0f - i) * i);
+            row[U + u] = d_f * ((1.0f - f) * f);
+            row[2 * U + u] = d_o * ((1.0f - o) * o);
+            row[3 * U + u] = d_g * (1.0f - g * g);
+        }
+    }
+}
+
+/* One forward step of an LSTM with sigmoid gates computed as 0.5 tanh(z / 2) + 0.5 and a
+   tanh cell, after tanh has been taken of all four gate blocks of t (4, B, U: i, f, o, g)
+   in place: turns the i, f, o blocks into their sigmoids (t 0.5 + 0.5, as rnn_activations.
+   tanh_to_sigmoid) and writes the new cell c' = f c + i g (B, U), as lstm.py's numpy
+   step rounds them. */
+CLONES void modelkit_lstm_cell_step(float *t, const float *c, float *c_new, int64_t n) {
+    float *ti = t, *tf = t + n, *to = t + 2 * n;
+    const float *tg = t + 3 * n;
+    for (int64_t e = 0; e < n; e++) {
+        float i = ti[e] * 0.5f + 0.5f;
+        float f = tf[e] * 0.5f + 0.5f;
+        to[e] = to[e] * 0.5f + 0.5f;
+        ti[e] = i;
+        tf[e] = f;
+        c_new[e] = f * c[e] + i * tg[e];
+    }
+}

@@ -115,3 +115,52 @@ def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kerne
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         results.append(model.get_weights() + model.optimizer.get_weights()[1:])
     _assert_bits_equal(*results)
+
+
+def _lstm_op(native_on, monkeypatch, steps=9, **kw):
+    """Outputs and gradients of a float32 LSTM sequence op (loss over the whole output
+    sequence and the final cell), and how often each LSTM kernel ran."""
+    from modelkit.backend import rnn_ops
+    from modelkit.backend.tensor import GradientTape, Variable
+    monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    calls = {"lstm_cell_step": 0, "lstm_bptt_step": 0}
+    for name in calls:
+        kernel = getattr(native, name)
+
+        def spy(*a, k=kernel, name=name):
+            calls[name] += 1
+            return k(*a)
+        monkeypatch.setattr(native, name, spy)
+    g = np.random.default_rng(11)
+    batch, inputs, units = 5, 6, 8
+    x = Variable(g.standard_normal((batch, steps, inputs)).astype(np.float32))
+    ws = [Variable(g.standard_normal(s).astype(np.float32) * 0.4)
+          for s in ((inputs, 4 * units), (units, 4 * units), (4 * units,))]
+    for key in ("input_dropout", "recurrent_dropout"):
+        if kw.get(key) is not None:
+            n = inputs if key == "input_dropout" else units
+            shape = (batch, n) if kw[key] == "shared" else (4, batch, n)
+            kw[key] = ((g.random(shape) > 0.3) / 0.7).astype(np.float32)
+    with GradientTape() as tape:
+        seq, h, c = rnn_ops.lstm_sequence(x, *ws, **kw)
+        loss = K.sum(seq * seq) + K.sum(c)
+    grads = tape.gradient(loss, [x] + ws)
+    monkeypatch.undo()
+    return [np.asarray(seq.value), np.asarray(c.value)] + [np.asarray(v) for v in grads], calls
+
+
+@pytest.mark.parametrize("kw, fused", [
+    ({}, True),
+    ({"go_backwards": True}, True),
+    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, "forward"),
+    ({"recurrent_dropout": "per_gate", "input_dropout": "shared"}, True),
+    ({"recurrent_activation": "hard_sigmoid"}, False),
+], ids=["plain", "go_backwards", "mask", "dropout", "hard_sigmoid"])
+def test_lstm_kernels_equal_the_numpy_steps(kw, fused, monkeypatch):
+    with_kernels, calls = _lstm_op(True, monkeypatch, **dict(kw))
+    plain, none = _lstm_op(False, monkeypatch, **dict(kw))
+    assert none == {"lstm_cell_step": 0, "lstm_bptt_step": 0}
+    _assert_bits_equal(with_kernels, plain)
+    # the masked BPTT stays numpy; the forward step takes the kernel whenever its gates do
+    assert calls["lstm_cell_step"] == (9 if fused else 0)
+    assert calls["lstm_bptt_step"] == (9 if fused is True else 0)

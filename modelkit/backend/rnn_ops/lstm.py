@@ -3,6 +3,7 @@
 import numpy as np
 
 from ...errors import ShapeError
+from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
@@ -86,6 +87,8 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     PRE = _empty((T, 4, B, U), dt) if save_pre else None
     rec = np.empty((4, B, U), dt)
     tmp = np.empty((B, U), dt)
+    # sigmoid gates from tanh(z / 2) and the new cell as one C pass where it can
+    fused = halved and act.name == "tanh" and native.takes(H, C)
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
@@ -99,14 +102,18 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
             zt += rec
             if save_pre:
                 PRE[t] = zt
-            _activate_gates(zt, act, ract, halved)
-            i, f, o, g = zt
             c_new = C[t + 1]
-            np.multiply(f, C[t], out=c_new)
-            np.multiply(i, g, out=tmp)
-            c_new += tmp
+            if fused:
+                np.tanh(zt, out=zt)
+                native.lstm_cell_step(zt, C[t], c_new)
+            else:
+                _activate_gates(zt, act, ract, halved)
+                i, f, o, g = zt
+                np.multiply(f, C[t], out=c_new)
+                np.multiply(i, g, out=tmp)
+                c_new += tmp
             act.fwd(c_new, AC[t])
-            np.multiply(o, AC[t], out=H[t + 1])
+            np.multiply(zt[2], AC[t], out=H[t + 1])
             if keep is not None:
                 OUT[t] = H[t + 1]
                 _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t],
@@ -132,27 +139,40 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ra
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
     work3 = np.empty((3, B, U), Z.dtype)
     DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)  # gate-major view of DZ
+    # the step's elementwise part as one C pass where it can (the same numbers)
+    fused = (PRE is None and act.name == "tanh" and ract.name == "sigmoid"
+             and native.takes(Z, AC, C, DZ, dh, dc))
     for t in range(T - 1, -1, -1):
         zt = Z[t]
-        i, f, o, g = zt
         if gs is not None:
             dh += gs[t]                                                 # d h'
-        np.multiply(dh, AC[t], out=dzg[2])                              # d o
-        np.multiply(dh, o, out=tmp)
-        act.grad(tmp, AC[t], C[t + 1], work1)
-        dc += tmp                                                       # d c'
-        np.multiply(dc, g, out=dzg[0])                                  # d i
-        np.multiply(dc, C[t], out=dzg[1])                               # d f
-        np.multiply(dc, i, out=dzg[3])                                  # d g
-        dc *= f                                                         # d c
-        ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3], work3)
-        act.grad(dzg[3], g, None if PRE is None else PRE[t][3], work1)
-        np.copyto(DZg[t], dzg)
+        if fused:
+            native.lstm_bptt_step(zt, AC[t], C[t], dh, dc, DZ[t])
+        else:
+            _lstm_step_grads(zt, AC[t], C[t], C[t + 1], dh, dc, dzg, DZg[t], PRE, t, act,
+                             ract, tmp, work1, work3)
         if rdrop is None:
             _gemm(DZ[t], RT, out=dh)                                    # d h
         else:
             dh[...] = _rec_backward(DZ[t], rdrop, R, Rg)
         done(t)
+
+
+def _lstm_step_grads(zt, ac, c, c_new, dh, dc, dzg, dz, PRE, t, act, ract, tmp, work1,
+                     work3):
+    """One BPTT step's gate gradients into dz (gate-major view) and dc, with numpy."""
+    i, f, o, g = zt
+    np.multiply(dh, ac, out=dzg[2])                                     # d o
+    np.multiply(dh, o, out=tmp)
+    act.grad(tmp, ac, c_new, work1)
+    dc += tmp                                                           # d c'
+    np.multiply(dc, g, out=dzg[0])                                      # d i
+    np.multiply(dc, c, out=dzg[1])                                      # d f
+    np.multiply(dc, i, out=dzg[3])                                      # d g
+    dc *= f                                                             # d c
+    ract.grad(dzg[:3], zt[:3], None if PRE is None else PRE[t][:3], work3)
+    act.grad(dzg[3], g, None if PRE is None else PRE[t][3], work1)
+    np.copyto(dz, dzg)
 
 
 def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, keep,
