@@ -123,3 +123,26 @@ CLONES void modelkit_lstm_cell_step(float *t, const float *c, float *c_new, int6
         c_new[e] = f * c[e] + i * tg[e];
     }
 }
+
+/* Inverted dropout of n values from raw random draws, as nn_ops' numpy dropout decodes
+   them: `bits` = 1: value j is kept when bit 7 - j % 8 of byte j / 8 is set (numpy's
+   unpackbits order); 8: when byte j < threshold; 16: when the native-endian uint16 j <
+   threshold. mask = scale or 0, y = x mask. */
+CLONES void modelkit_dropout(const float *x, const uint8_t *raw, int64_t n, int bits,
+                             int threshold, float scale, float *mask, float *y) {
+    const uint16_t *raw16 = (const uint16_t *)raw;
+    for (int64_t j = 0; j < n; j++) {
+        int keep = bits == 1 ? (raw[j >> 3] >> (7 - (j & 7))) & 1
+                   : bits == 8 ? raw[j] < threshold
+                   : raw16[j] < threshold;
+        float m = keep ? scale : 0.0f;
+        mask[j] = m;
+        y[j] = x[j] * m;
+    }
+}
+
+/* tanh's gradient: out = g (1 - y y), as math_ops' numpy VJP rounds it. */
+CLONES void modelkit_tanh_grad(const float *g, const float *y, float *out, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        out[j] = g[j] * (1.0f - y[j] * y[j]);
+}

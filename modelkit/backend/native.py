@@ -7,12 +7,14 @@ order, so both ways give the same numbers bit for bit (tests/backend/test_native
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
 
 Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic
-forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates).
+forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates);
+dropout's mask and product from the raw random draws; tanh's gradient.
 Figures (benchmarks/results/vs_torch_cpu_2026-12-05_session13_main.txt): Adam over the
 20000 x 128 embedding table of the LSTM benchmark, 4509 rows in the gradient, numpy's seven
 passes in cache-sized row blocks on two threads 3.78 ms, the kernel on one thread 1.45 ms;
 the LSTM benchmark's step 37.89 -> 36.30 ms with the BPTT kernel (12 numpy calls a step in
-one), CPU -0.4 to -1.1 ms with the forward one.
+one), CPU -0.4 to -1.1 ms with the forward one; the MLP benchmark's step 4.78 -> 4.71 and
+6.95 -> 6.73 ms with the dropout and tanh-gradient ones.
 """
 
 import ctypes
@@ -45,6 +47,11 @@ def _load():
         lib.modelkit_lstm_bptt_step.restype = None
         lib.modelkit_lstm_cell_step.argtypes = (ptr, ptr, ptr, i64)
         lib.modelkit_lstm_cell_step.restype = None
+        lib.modelkit_dropout.argtypes = (ptr, ptr, i64, ctypes.c_int, ctypes.c_int, f32, ptr,
+                                         ptr)
+        lib.modelkit_dropout.restype = None
+        lib.modelkit_tanh_grad.argtypes = (ptr, ptr, ptr, i64)
+        lib.modelkit_tanh_grad.restype = None
         return lib
     return False
 
@@ -100,3 +107,20 @@ def lstm_cell_step(t, c, c_new):
     c_new = f c + i g."""
     _library().modelkit_lstm_cell_step(t.ctypes.data, c.ctypes.data, c_new.ctypes.data,
                                        c.size)
+
+
+def dropout(x, raw, bits, threshold, scale):
+    """Inverted dropout of x from the raw draws (uint8 array) that nn_ops' numpy dropout
+    decodes (`bits` per value: 1, 8 or 16, kept below `threshold` for 8 and 16):
+    -> (y, mask), mask = scale or 0."""
+    mask, y = np.empty_like(x), np.empty_like(x)
+    _library().modelkit_dropout(x.ctypes.data, raw.ctypes.data, x.size, bits, threshold,
+                                scale, mask.ctypes.data, y.ctypes.data)
+    return y, mask
+
+
+def tanh_grad(g, y):
+    """g (1 - y y), a new array."""
+    out = np.empty_like(g)
+    _library().modelkit_tanh_grad(g.ctypes.data, y.ctypes.data, out.ctypes.data, g.size)
+    return out

@@ -164,3 +164,55 @@ def test_lstm_kernels_equal_the_numpy_steps(kw, fused, monkeypatch):
     # the masked BPTT stays numpy; the forward step takes the kernel whenever its gates do
     assert calls["lstm_cell_step"] == (9 if fused else 0)
     assert calls["lstm_bptt_step"] == (9 if fused is True else 0)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3, 0.0])   # one bit, a byte, 16 bits, none
+@pytest.mark.parametrize("shape", [(200, 500), (3, 7, 5), (1,)])
+def test_dropout_kernel_equals_the_numpy_dropout(rate, shape, monkeypatch):
+    from modelkit.backend import nn_ops
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    x.flat[0] = -0.0                     # x * 0 keeps numpy's signed zeros and NaNs
+    if x.size > 2:
+        x.flat[1] = np.nan
+    results, calls = [], []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        kernel = native.dropout
+        monkeypatch.setattr(native, "dropout", lambda *a, k=kernel: calls.append(switch)
+                            or k(*a))
+        y, mask = nn_ops._dropout.forward(x, rate, None, np.random.default_rng(9))
+        results.append([y, mask])
+        monkeypatch.undo()
+    _assert_bits_equal(*results)
+    assert calls == ([] if rate == 0.0 else ["1"])
+    kept = results[0][1] != 0
+    np.testing.assert_array_equal(results[0][1][kept], np.float32(1 / (1 - rate)))
+    if x.size > 1000:
+        assert abs(kept.mean() - (1 - rate)) < 0.01
+
+
+def test_dropout_with_a_noise_shape_or_float64_keeps_the_numpy_mask(monkeypatch):
+    from modelkit.backend import nn_ops
+    monkeypatch.setenv("MODELKIT_NATIVE", "1")
+    called = []
+    monkeypatch.setattr(native, "dropout", lambda *a: called.append(1))
+    x = np.ones((4, 6), np.float32)
+    y, mask = nn_ops._dropout.forward(x, 0.5, (4, 1), np.random.default_rng(0))
+    assert mask.shape == (4, 1) and np.all((y == 0) | (y == 2))
+    nn_ops._dropout.forward(x.astype(np.float64), 0.5, None, np.random.default_rng(0))
+    assert called == []
+
+
+@pytest.mark.parametrize("shape", [(200, 500), (7,), (3, 4, 5)])
+def test_tanh_gradient_kernel_equals_the_numpy_vjp(shape, monkeypatch):
+    from modelkit.backend import math_ops
+    rng = np.random.default_rng(10)
+    y = np.tanh(rng.standard_normal(shape) * 3).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    out = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        out.append(list(math_ops._tanh.vjp(g, (y,), (True,))))
+    _assert_bits_equal(*out)
+    np.testing.assert_allclose(out[0][0], g * (1 - y.astype(np.float64) ** 2), rtol=1e-6,
+                               atol=1e-7)
