@@ -146,3 +146,17 @@ CLONES void modelkit_tanh_grad(const float *g, const float *y, float *out, int64
     for (int64_t j = 0; j < n; j++)
         out[j] = g[j] * (1.0f - y[j] * y[j]);
 }
+
+/* Batch normalization's input gradient over `rows` rows of `width` values (norm_fast's
+   pass 2): gx = g s + (x c + k) with the per-position factor rows s, c, k (width values),
+   rounded as the numpy pass's four operations. */
+CLONES void modelkit_bn_input_grad(const float *g, const float *x, const float *s,
+                                   const float *c, const float *k, float *gx, int64_t rows,
+                                   int64_t width) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = g + r * width, *xr = x + r * width;
+        float *out = gx + r * width;
+        for (int64_t p = 0; p < width; p++)
+            out[p] = gr[p] * s[p] + (xr[p] * c[p] + k[p]);
+    }
+}

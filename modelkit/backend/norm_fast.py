@@ -44,7 +44,7 @@ import weakref
 
 import numpy as np
 
-from . import ahead, array_tags, conv_fast, parallel
+from . import ahead, array_tags, conv_fast, native, parallel
 
 MIN_ROW = 256              # shortest row (values) a per-channel factor is tiled to
 ORT_MIN_POSITIONS = 64     # onnxruntime's forward from this many positions per channel
@@ -257,8 +257,12 @@ def moments_vjp(grads, saved, needs):
         srow, crow = lay.row(s.scale), lay.row(-coef)
         krow = lay.row(s.mean * coef - const)
         gx2 = np.empty(x2.shape, np.float32)
+        fused = native.takes(g2, x2, srow, crow, krow)
 
         def input_grad(lo, hi):
+            if fused:                   # one C pass, the same numbers
+                native.bn_input_grad(g2[lo:hi], x2[lo:hi], srow, crow, krow, gx2[lo:hi])
+                return
             out = np.multiply(g2[lo:hi], srow, out=gx2[lo:hi])
             t = np.multiply(x2[lo:hi], crow)
             t += krow

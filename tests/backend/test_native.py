@@ -216,3 +216,32 @@ def test_tanh_gradient_kernel_equals_the_numpy_vjp(shape, monkeypatch):
     _assert_bits_equal(*out)
     np.testing.assert_allclose(out[0][0], g * (1 - y.astype(np.float64) ** 2), rtol=1e-6,
                                atol=1e-7)
+
+
+@pytest.mark.parametrize("layout", ["channels_first_memory", "channels_last_memory"])
+@pytest.mark.parametrize("stats_used", [False, True])
+def test_batch_norm_input_gradient_kernel_equals_the_numpy_pass(layout, stats_used,
+                                                                monkeypatch):
+    from modelkit.backend import norm_fast
+    rng = np.random.default_rng(12)
+    if layout == "channels_first_memory":     # a fast conv's output: NCHW memory, NHWC view
+        x = (rng.standard_normal((6, 5, 9, 9)) * 2 + 1).astype(np.float32).transpose(0, 2, 3, 1)
+    else:
+        x = (rng.standard_normal((6, 9, 9, 5)) * 2 + 1).astype(np.float32)
+    gamma, beta = rng.random(5).astype(np.float32) + 0.5, rng.random(5).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gmean = rng.standard_normal((1, 1, 1, 5)).astype(np.float32) * stats_used
+    gvar = rng.standard_normal((1, 1, 1, 5)).astype(np.float32) * stats_used
+    out, calls = [], []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        kernel = native.bn_input_grad
+        monkeypatch.setattr(native, "bn_input_grad",
+                            lambda *a, k=kernel: calls.append(switch) or k(*a))
+        _, saved = norm_fast.moments(x, gamma, beta, (0, 1, 2), 1e-3)
+        gx, ggamma, gbeta, _ = norm_fast.moments_vjp((g, gmean, gvar), saved,
+                                                     (True, True, True))
+        out.append([np.ascontiguousarray(gx), ggamma, gbeta])
+        monkeypatch.undo()
+    _assert_bits_equal(*out)
+    assert calls and set(calls) == {"1"}
