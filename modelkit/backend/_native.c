@@ -160,3 +160,37 @@ CLONES void modelkit_bn_input_grad(const float *g, const float *x, const float *
             out[p] = gr[p] * s[p] + (xr[p] * c[p] + k[p]);
     }
 }
+
+/* The gradient of a 2x2 max pooling with stride 2 over `planes` planes of h x w values
+   (NCHW memory, h and w even): each window's gradient g goes to its first cell (row-major)
+   equal to the window's maximum y, as pool_fast's tiled numpy passes give it:
+   dx = gw * 1 there and gw * 0 in the window's other cells, gw = g (relu: g * (y > 0),
+   written to gm). */
+CLONES void modelkit_max_pool_2x2_grad(const float *x, const float *y, const float *g,
+                                       int64_t planes, int64_t h, int64_t w, int relu,
+                                       float *dx, float *gm) {
+    const int64_t ho = h / 2, wo = w / 2;
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w, *yp = y + p * ho * wo, *gp = g + p * ho * wo;
+        float *dp = dx + p * h * w, *mp = relu ? gm + p * ho * wo : 0;
+        for (int64_t i = 0; i < ho; i++) {
+            const float *x0 = xp + 2 * i * w, *x1 = x0 + w;
+            float *d0 = dp + 2 * i * w, *d1 = d0 + w;
+            for (int64_t j = 0; j < wo; j++) {
+                float m = yp[i * wo + j], gv = gp[i * wo + j];
+                if (relu) {
+                    gv = gv * (m > 0.0f ? 1.0f : 0.0f);
+                    mp[i * wo + j] = gv;
+                }
+                int a = x0[2 * j] == m;
+                int b = !a && x0[2 * j + 1] == m;
+                int c = !a && !b && x1[2 * j] == m;
+                int d = !a && !b && !c && x1[2 * j + 1] == m;
+                d0[2 * j] = gv * (a ? 1.0f : 0.0f);
+                d0[2 * j + 1] = gv * (b ? 1.0f : 0.0f);
+                d1[2 * j] = gv * (c ? 1.0f : 0.0f);
+                d1[2 * j + 1] = gv * (d ? 1.0f : 0.0f);
+            }
+        }
+    }
+}

@@ -245,3 +245,32 @@ def test_batch_norm_input_gradient_kernel_equals_the_numpy_pass(layout, stats_us
         monkeypatch.undo()
     _assert_bits_equal(*out)
     assert calls and set(calls) == {"1"}
+
+
+@pytest.mark.parametrize("kind", ["distinct", "ties", "signed-ties", "nan"])
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu-masked"])
+def test_max_pool_2x2_gradient_kernel_equals_the_numpy_tiled_way(kind, relu, monkeypatch):
+    # (tests/backend/test_pool_fast.py compares the kernel with the per-offset way too)
+    from modelkit.backend import conv_fast, pool_fast
+    from test_pool_fast import _data
+    rng = np.random.default_rng(13)
+    x = _data((3, 8, 10, 4), kind, rng)
+    xn = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    y, s = pool_fast.pool_max(xn, (2, 2), (2, 2), (4, 5), True)
+    if relu:
+        s.relu = xn
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    g.ravel()[::5] = 0.0
+    g.ravel()[1::9] = -g.ravel()[1::9] * 0          # -0.0 gradients
+    out, calls = [], []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        kernel = native.max_pool_2x2_grad
+        monkeypatch.setattr(native, "max_pool_2x2_grad",
+                            lambda *a, k=kernel: calls.append(switch) or k(*a))
+        dx = pool_fast.pool_max_vjp(g, s)
+        sums = conv_fast._channel_sums(dx, dx, True) if relu else None
+        out.append([dx] + ([np.asarray(sums, np.float32)] if relu else []))
+        monkeypatch.undo()
+    _assert_bits_equal(*out)
+    assert calls and set(calls) == {"1"}
