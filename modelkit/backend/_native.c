@@ -194,3 +194,37 @@ CLONES void modelkit_max_pool_2x2_grad(const float *x, const float *y, const flo
         }
     }
 }
+
+/* One step of an unmasked GRU's backward pass through time (reset_after, tanh candidate,
+   sigmoid gates), from the step's gate values z, r, hh (zt: 3, B, U), the previous state h,
+   the candidate's recurrent term rh = h R_h + b_rh and the incoming e = dh' (B, U): the
+   direct path to h into dh = e z, the gate gradients into the step's rows of dz and drec
+   (B, 3U each: d z, d r, then d hh for dz and d hh r for drec), as gru.py's numpy step:
+     dz = (h - hh) e;  dhh = ((1 - z) e)(1 - hh hh);  dr = dhh rh;  drec_h = dhh r;
+     dz *= (1 - z) z;  dr *= (1 - r) r. */
+CLONES void modelkit_gru_bptt_step(const float *zt, const float *h, const float *rh,
+                                   const float *e, float *dh, float *dz, float *drec,
+                                   int64_t B, int64_t U) {
+    const int64_t n = B * U;
+    const float *zz = zt, *zr = zt + n, *zh = zt + 2 * n;
+    for (int64_t b = 0; b < B; b++) {
+        float *dzr = dz + b * 3 * U, *drr = drec + b * 3 * U;
+        for (int64_t u = 0; u < U; u++) {
+            int64_t i = b * U + u;
+            float z = zz[i], r = zr[i], hh = zh[i], ev = e[i];
+            dh[i] = ev * z;
+            float d_z = (h[i] - hh) * ev;
+            float d_hh = ((1.0f - z) * ev) * (1.0f - hh * hh);
+            float d_r = d_hh * rh[i];
+            float d_rec = d_hh * r;
+            d_z = d_z * ((1.0f - z) * z);
+            d_r = d_r * ((1.0f - r) * r);
+            dzr[u] = d_z;
+            dzr[U + u] = d_r;
+            dzr[2 * U + u] = d_hh;
+            drr[u] = d_z;
+            drr[U + u] = d_r;
+            drr[2 * U + u] = d_rec;
+        }
+    }
+}

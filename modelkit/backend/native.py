@@ -7,7 +7,8 @@ order, so both ways give the same numbers bit for bit (tests/backend/test_native
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
 
 Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic
-forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates);
+forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates), and a
+GRU step's backward (reset_after);
 dropout's mask and product from the raw random draws; tanh's gradient; batch
 normalization's input gradient; the gradient of a 2x2 max pooling.
 Figures (benchmarks/results/vs_torch_cpu_2026-12-05_session13_main.txt): Adam over the
@@ -17,7 +18,8 @@ the LSTM benchmark's step 37.89 -> 36.30 ms with the BPTT kernel (12 numpy calls
 one), CPU -0.4 to -1.1 ms with the forward one; the MLP benchmark's step 4.78 -> 4.71 and
 6.95 -> 6.73 ms with the dropout and tanh-gradient ones; the ResNet benchmark's step
 56.07 -> 54.91 and 49.92 -> 49.80 ms (CPU -2.0 and -0.8) with batch normalization's; the
-VGG benchmark's 56.86 -> 54.22 ms (CPU -2.8) with the max pooling's.
+VGG benchmark's 56.86 -> 54.22 ms (CPU -2.8) with the max pooling's; the GRU benchmark's
+31.80 -> 30.37 ms with the GRU step's.
 """
 
 import ctypes
@@ -60,6 +62,8 @@ def _load():
         lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64,
                                                    ctypes.c_int, ptr, ptr)
         lib.modelkit_max_pool_2x2_grad.restype = None
+        lib.modelkit_gru_bptt_step.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64)
+        lib.modelkit_gru_bptt_step.restype = None
         return lib
     return False
 
@@ -154,3 +158,14 @@ def max_pool_2x2_grad(x, y, g, relu, dx):
                                           h, w, int(bool(relu)), dx.ctypes.data,
                                           gm.ctypes.data)
     return gm
+
+
+def gru_bptt_step(zt, h, rh, e, dh, dz, drec):
+    """One step of an unmasked GRU's BPTT (reset_after, tanh candidate, sigmoid gates):
+    from the gate values zt (3, B, U: z, r, hh), the previous state h, rh = h R_h + b_rh
+    and e = dh' (B, U): dh = e z (the direct path to h) and the gate gradients into the
+    step's rows dz, drec (B, 3U)."""
+    B, U = h.shape
+    _library().modelkit_gru_bptt_step(zt.ctypes.data, h.ctypes.data, rh.ctypes.data,
+                                      e.ctypes.data, dh.ctypes.data, dz.ctypes.data,
+                                      drec.ctypes.data, B, U)

@@ -274,3 +274,44 @@ def test_max_pool_2x2_gradient_kernel_equals_the_numpy_tiled_way(kind, relu, mon
         monkeypatch.undo()
     _assert_bits_equal(*out)
     assert calls and set(calls) == {"1"}
+
+
+def _gru_op(native_on, monkeypatch, **kw):
+    """Outputs and gradients of a float32 GRU sequence op (reset_after), and how often the
+    GRU kernel ran."""
+    from modelkit.backend import rnn_ops
+    from modelkit.backend.tensor import GradientTape, Variable
+    monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    calls = []
+    kernel = native.gru_bptt_step
+    monkeypatch.setattr(native, "gru_bptt_step", lambda *a: calls.append(1) or kernel(*a))
+    g = np.random.default_rng(14)
+    batch, steps, inputs, units = 5, 9, 6, 8
+    x = Variable(g.standard_normal((batch, steps, inputs)).astype(np.float32))
+    ws = [Variable(g.standard_normal(s).astype(np.float32) * 0.4)
+          for s in ((inputs, 3 * units), (units, 3 * units), (2, 3 * units))]
+    if kw.get("recurrent_dropout") is not None:
+        kw["recurrent_dropout"] = ((g.random((3, batch, units)) > 0.3) / 0.7).astype(
+            np.float32)
+    with GradientTape() as tape:
+        seq, h = rnn_ops.gru_sequence(x, *ws, **kw)
+        loss = K.sum(seq * seq) + K.sum(h)
+    grads = tape.gradient(loss, [x] + ws)
+    monkeypatch.undo()
+    return [np.asarray(seq.value), np.asarray(h.value)] + [np.asarray(v) for v in grads], \
+        len(calls)
+
+
+@pytest.mark.parametrize("kw, fused", [
+    ({}, True),
+    ({"go_backwards": True}, True),
+    ({"recurrent_dropout": "per_gate"}, True),
+    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
+    ({"recurrent_activation": "hard_sigmoid"}, False),
+], ids=["plain", "go_backwards", "dropout", "mask", "hard_sigmoid"])
+def test_gru_kernel_equals_the_numpy_step(kw, fused, monkeypatch):
+    with_kernel, calls = _gru_op(True, monkeypatch, **dict(kw))
+    plain, none = _gru_op(False, monkeypatch, **dict(kw))
+    assert none == 0
+    _assert_bits_equal(with_kernel, plain)
+    assert calls == (9 if fused else 0)

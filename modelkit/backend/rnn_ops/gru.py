@@ -3,6 +3,7 @@
 import numpy as np
 
 from ...errors import ShapeError
+from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half
 from ..tape import apply, defop
@@ -208,10 +209,25 @@ def _gru_sequence_vjp(grads, s, needs):
     side = weights_on_side((needs_k, needs_r, needs_b if has_bias else False),
                            2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
+    # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
+    fused = (keep is None and reset_after and PRE is None and act.name == "tanh"
+             and ract.name == "sigmoid" and native.takes(Z, H, RH, DZ, DREC, dh))
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         for t in range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
+            if fused:
+                dh, dh_new = dh_new, dh
+                if gs is not None:
+                    dh_new += gs[t]
+                native.gru_bptt_step(zt, H[t], RH[t], dh_new, dh, DZ[t], DREC[t])
+                if rdrop is None:
+                    _gemm(DREC[t], RfullT, out=tmp)
+                    dh += tmp
+                else:
+                    dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+                chunks.done(t)
+                continue
             # h' = hh + z * (h - hh)
             if keep is None:                # dh_new: d h', then dh: d h starts anew
                 dh, dh_new = dh_new, dh
