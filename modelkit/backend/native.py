@@ -9,16 +9,16 @@ ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks sid
 Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic
 forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates), and a
 GRU step's backward (reset_after);
-dropout's mask and product from the raw random draws; tanh's gradient; batch
-normalization's input gradient; the gradient of a 2x2 max pooling.
+tanh's gradient; batch
+normalization's input gradient.
 Figures (benchmarks/results/vs_torch_cpu_2026-12-05_session13_main.txt): Adam over the
 20000 x 128 embedding table of the LSTM benchmark, 4509 rows in the gradient, numpy's seven
 passes in cache-sized row blocks on two threads 3.78 ms, the kernel on one thread 1.45 ms;
 the LSTM benchmark's step 37.89 -> 36.30 ms with the BPTT kernel (12 numpy calls a step in
-one), CPU -0.4 to -1.1 ms with the forward one; the MLP benchmark's step 4.78 -> 4.71 and
-6.95 -> 6.73 ms with the dropout and tanh-gradient ones; the ResNet benchmark's step
-56.07 -> 54.91 and 49.92 -> 49.80 ms (CPU -2.0 and -0.8) with batch normalization's; the
-VGG benchmark's 56.86 -> 54.22 ms (CPU -2.8) with the max pooling's; the GRU benchmark's
+one), CPU -0.4 to -1.1 ms with the forward one; tanh's gradient over 200 x 500 values
+25.8 -> 20.4 us; the ResNet benchmark's step
+56.07 -> 54.91 and 49.92 -> 49.80 ms (CPU -2.0 and -0.8) with batch normalization's
+(isolated 64x16x32x32 backward 1.85 -> 1.48 ms); the GRU benchmark's
 31.80 -> 30.37 ms with the GRU step's.
 """
 
@@ -52,16 +52,10 @@ def _load():
         lib.modelkit_lstm_bptt_step.restype = None
         lib.modelkit_lstm_cell_step.argtypes = (ptr, ptr, ptr, i64)
         lib.modelkit_lstm_cell_step.restype = None
-        lib.modelkit_dropout.argtypes = (ptr, ptr, i64, ctypes.c_int, ctypes.c_int, f32, ptr,
-                                         ptr)
-        lib.modelkit_dropout.restype = None
         lib.modelkit_tanh_grad.argtypes = (ptr, ptr, ptr, i64)
         lib.modelkit_tanh_grad.restype = None
         lib.modelkit_bn_input_grad.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, i64, i64)
         lib.modelkit_bn_input_grad.restype = None
-        lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64,
-                                                   ctypes.c_int, ptr, ptr)
-        lib.modelkit_max_pool_2x2_grad.restype = None
         lib.modelkit_gru_bptt_step.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64)
         lib.modelkit_gru_bptt_step.restype = None
         return lib
@@ -121,16 +115,6 @@ def lstm_cell_step(t, c, c_new):
                                        c.size)
 
 
-def dropout(x, raw, bits, threshold, scale):
-    """Inverted dropout of x from the raw draws (uint8 array) that nn_ops' numpy dropout
-    decodes (`bits` per value: 1, 8 or 16, kept below `threshold` for 8 and 16):
-    -> (y, mask), mask = scale or 0."""
-    mask, y = np.empty_like(x), np.empty_like(x)
-    _library().modelkit_dropout(x.ctypes.data, raw.ctypes.data, x.size, bits, threshold,
-                                scale, mask.ctypes.data, y.ctypes.data)
-    return y, mask
-
-
 def tanh_grad(g, y):
     """g (1 - y y), a new array."""
     out = np.empty_like(g)
@@ -145,19 +129,6 @@ def bn_input_grad(g2, x2, srow, crow, krow, out):
     _library().modelkit_bn_input_grad(g2.ctypes.data, x2.ctypes.data, srow.ctypes.data,
                                       crow.ctypes.data, krow.ctypes.data, out.ctypes.data,
                                       rows, width)
-
-
-def max_pool_2x2_grad(x, y, g, relu, dx):
-    """The gradient of 2x2 / stride 2 max pooling (NCHW x (N, C, H, W), maxima y and their
-    gradient g (N, C, H/2, W/2), H and W even) into dx, each window's to its first cell equal
-    to its maximum; `relu`: g masked by y > 0 first. -> the gradient the windows gave (g, or
-    the masked copy)."""
-    n, c, h, w = x.shape
-    gm = np.empty_like(g) if relu else g
-    _library().modelkit_max_pool_2x2_grad(x.ctypes.data, y.ctypes.data, g.ctypes.data, n * c,
-                                          h, w, int(bool(relu)), dx.ctypes.data,
-                                          gm.ctypes.data)
-    return gm
 
 
 def gru_bptt_step(zt, h, rh, e, dh, dz, drec):

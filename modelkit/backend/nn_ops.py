@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import ahead, native, norm_fast, parallel
+from . import ahead, norm_fast, parallel
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
@@ -316,10 +316,6 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     shape = x.shape if noise_shape is None else tuple(noise_shape)
     keep_in_65536 = round(keep * 65536)
     scale = np.asarray(1.0 / keep, x.dtype)
-    if keep_in_65536 < 65536 and shape == x.shape and native.takes(x):
-        # the same draws decoded, masked and applied in one C pass
-        raw, bits, threshold = _draws(x.size, keep_in_65536, rng)
-        return native.dropout(x, raw, bits, threshold, scale)
     mask = _keep_mask(shape, keep_in_65536, rng).astype(x.dtype)
     mask *= scale
     return np.multiply(x, mask, dtype=x.dtype), mask

@@ -36,7 +36,7 @@ import os
 
 import numpy as np
 
-from . import ahead, conv_fast, native, parallel
+from . import ahead, conv_fast, parallel
 
 
 class Saved:
@@ -88,14 +88,8 @@ def pool_max_vjp(g, s):
     out = y.shape[2:]
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xn.shape[2:]))
     relu = s.relu is not None
-    tiled_way = os.environ.get("MODELKIT_POOL_TILED", "1") != "0"
-    if tiled and tiled_way and tuple(pool) == (2, 2) and native.takes(xn, y, gn):
-        dx = np.empty(xn.shape, np.float32)
-
-        def grad(lo, hi):                 # one C pass, the tiled passes' numbers
-            return native.max_pool_2x2_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], relu, dx[lo:hi])
-        block = TILED_BLOCK_BYTES
-    elif tiled and tiled_way and _shifts(pool) <= MAX_SHIFTS:
+    if tiled and _shifts(pool) <= MAX_SHIFTS and \
+            os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
         dx = np.empty(xn.shape, np.float32)
 
         def grad(lo, hi):

@@ -166,43 +166,6 @@ def test_lstm_kernels_equal_the_numpy_steps(kw, fused, monkeypatch):
     assert calls["lstm_bptt_step"] == (9 if fused is True else 0)
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3, 0.0])   # one bit, a byte, 16 bits, none
-@pytest.mark.parametrize("shape", [(200, 500), (3, 7, 5), (1,)])
-def test_dropout_kernel_equals_the_numpy_dropout(rate, shape, monkeypatch):
-    from modelkit.backend import nn_ops
-    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
-    x.flat[0] = -0.0                     # x * 0 keeps numpy's signed zeros and NaNs
-    if x.size > 2:
-        x.flat[1] = np.nan
-    results, calls = [], []
-    for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_NATIVE", switch)
-        kernel = native.dropout
-        monkeypatch.setattr(native, "dropout", lambda *a, k=kernel: calls.append(switch)
-                            or k(*a))
-        y, mask = nn_ops._dropout.forward(x, rate, None, np.random.default_rng(9))
-        results.append([y, mask])
-        monkeypatch.undo()
-    _assert_bits_equal(*results)
-    assert calls == ([] if rate == 0.0 else ["1"])
-    kept = results[0][1] != 0
-    np.testing.assert_array_equal(results[0][1][kept], np.float32(1 / (1 - rate)))
-    if x.size > 1000:
-        assert abs(kept.mean() - (1 - rate)) < 0.01
-
-
-def test_dropout_with_a_noise_shape_or_float64_keeps_the_numpy_mask(monkeypatch):
-    from modelkit.backend import nn_ops
-    monkeypatch.setenv("MODELKIT_NATIVE", "1")
-    called = []
-    monkeypatch.setattr(native, "dropout", lambda *a: called.append(1))
-    x = np.ones((4, 6), np.float32)
-    y, mask = nn_ops._dropout.forward(x, 0.5, (4, 1), np.random.default_rng(0))
-    assert mask.shape == (4, 1) and np.all((y == 0) | (y == 2))
-    nn_ops._dropout.forward(x.astype(np.float64), 0.5, None, np.random.default_rng(0))
-    assert called == []
-
-
 @pytest.mark.parametrize("shape", [(200, 500), (7,), (3, 4, 5)])
 def test_tanh_gradient_kernel_equals_the_numpy_vjp(shape, monkeypatch):
     from modelkit.backend import math_ops
@@ -242,35 +205,6 @@ def test_batch_norm_input_gradient_kernel_equals_the_numpy_pass(layout, stats_us
         gx, ggamma, gbeta, _ = norm_fast.moments_vjp((g, gmean, gvar), saved,
                                                      (True, True, True))
         out.append([np.ascontiguousarray(gx), ggamma, gbeta])
-        monkeypatch.undo()
-    _assert_bits_equal(*out)
-    assert calls and set(calls) == {"1"}
-
-
-@pytest.mark.parametrize("kind", ["distinct", "ties", "signed-ties", "nan"])
-@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu-masked"])
-def test_max_pool_2x2_gradient_kernel_equals_the_numpy_tiled_way(kind, relu, monkeypatch):
-    # (tests/backend/test_pool_fast.py compares the kernel with the per-offset way too)
-    from modelkit.backend import conv_fast, pool_fast
-    from test_pool_fast import _data
-    rng = np.random.default_rng(13)
-    x = _data((3, 8, 10, 4), kind, rng)
-    xn = np.ascontiguousarray(np.moveaxis(x, -1, 1))
-    y, s = pool_fast.pool_max(xn, (2, 2), (2, 2), (4, 5), True)
-    if relu:
-        s.relu = xn
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    g.ravel()[::5] = 0.0
-    g.ravel()[1::9] = -g.ravel()[1::9] * 0          # -0.0 gradients
-    out, calls = [], []
-    for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_NATIVE", switch)
-        kernel = native.max_pool_2x2_grad
-        monkeypatch.setattr(native, "max_pool_2x2_grad",
-                            lambda *a, k=kernel: calls.append(switch) or k(*a))
-        dx = pool_fast.pool_max_vjp(g, s)
-        sums = conv_fast._channel_sums(dx, dx, True) if relu else None
-        out.append([dx] + ([np.asarray(sums, np.float32)] if relu else []))
         monkeypatch.undo()
     _assert_bits_equal(*out)
     assert calls and set(calls) == {"1"}
