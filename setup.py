@@ -5,7 +5,7 @@ and the optional C kernels.
 and `modelkit.cli`; every folder below a mapped root that holds .py files is a package, so a
 new subpackage can never be missing from the wheel. Everything else is in pyproject.toml.
 
-modelkit/backend/_native.c (fused optimizer kernels, loaded through ctypes by
+modelkit/backend/_native.c (fused float32 kernels, loaded through ctypes by
 modelkit/backend/native.py) is compiled where a C compiler is found; where the build fails
 the package installs without it and numpy does that work.
 """

@@ -1,10 +1,12 @@
-/* Fused float32 optimizer kernels for modelkit/backend/native.py (loaded through ctypes).
+/* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam,
+   LSTM and GRU steps, tanh's gradient, batch normalization's input gradient.
 
    Each kernel makes in one pass over memory what the numpy update makes in several, with the
    same float32 operations in the same order (every product, sum, square root and quotient
    rounded to float32; built with -ffp-contract=off so none is fused), so its numbers are the
-   numpy update's bit for bit. Where the compiler and C library allow it the loop is compiled
-   for AVX-512, AVX2 and the baseline and the CPU picks one at load time. */
+   numpy path's bit for bit; `restrict` pointers let the loops vectorize. Where the compiler
+   and C library allow it each loop is compiled for AVX-512, AVX2 and the baseline and the
+   CPU picks one at load time. */
 
 #include <math.h>
 #include <stdint.h>
@@ -18,7 +20,8 @@
 /* Adam on one row of `width` values: m = m b1 (+ gm), v = v b2 (+ gv),
    p -= lr (m / (sqrt(v) + eps)). gm, gv: the row's gradient terms, or NULL for a zero
    gradient. */
-CLONES static void adam_row(float *restrict p, float *restrict m, float *restrict v, const float *restrict gm, const float *restrict gv,
+CLONES static void adam_row(float *restrict p, float *restrict m, float *restrict v,
+                            const float *restrict gm, const float *restrict gv,
                             int64_t width, float b1, float b2, float eps, float lr) {
     if (gm) {
         for (int64_t j = 0; j < width; j++) {
@@ -41,8 +44,10 @@ CLONES static void adam_row(float *restrict p, float *restrict m, float *restric
 
 /* Adam on rows [lo, hi) of a (rows, width) table whose gradient is zero except on the sorted,
    unique `rows[0..n)`; gm, gv (n, width): those rows' terms g (1 - b1) and g g (1 - b2). */
-void modelkit_adam_rows(float *restrict p, float *restrict m, float *restrict v, int64_t width, int64_t lo, int64_t hi,
-                        const int64_t *restrict rows, const float *restrict gm, const float *restrict gv, int64_t n,
+void modelkit_adam_rows(float *restrict p, float *restrict m, float *restrict v, int64_t width,
+                        int64_t lo, int64_t hi,
+                        const int64_t *restrict rows, const float *restrict gm,
+                        const float *restrict gv, int64_t n,
                         float b1, float b2, float eps, float lr) {
     int64_t k = 0;
     while (k < n && rows[k] < lo)
@@ -61,7 +66,8 @@ void modelkit_adam_rows(float *restrict p, float *restrict m, float *restrict v,
 
 /* Adam on `size` values with a dense gradient g: m = m b1 + g c1, v = v b2 + (g g) c2,
    p -= lr (m / (sqrt(v) + eps)); c1 = 1 - b1, c2 = 1 - b2 (as float32). */
-CLONES void modelkit_adam_dense(float *restrict p, float *restrict m, float *restrict v, const float *restrict g, int64_t size,
+CLONES void modelkit_adam_dense(float *restrict p, float *restrict m, float *restrict v,
+                                const float *restrict g, int64_t size,
                                 float b1, float c1, float b2, float c2, float eps, float lr) {
     for (int64_t j = 0; j < size; j++) {
         float gj = g[j];
@@ -81,8 +87,10 @@ CLONES void modelkit_adam_dense(float *restrict p, float *restrict m, float *res
      do = dh ac;  t = (dh o)(1 - ac ac);  dc += t;
      di = dc g;  df = dc c;  dg = dc i;  dc = dc f;
      d{i,f,o} *= (1 - s) s;  dg *= 1 - g g. */
-CLONES void modelkit_lstm_bptt_step(const float *restrict z, const float *restrict ac, const float *restrict c,
-                                    const float *restrict dh, float *restrict dc, float *restrict dz, int64_t B,
+CLONES void modelkit_lstm_bptt_step(const float *restrict z, const float *restrict ac,
+                                    const float *restrict c,
+                                    const float *restrict dh, float *restrict dc,
+                                    float *restrict dz, int64_t B,
                                     int64_t U) {
     const int64_t n = B * U;
     const float *zi = z, *zf = z + n, *zo = z + 2 * n, *zg = z + 3 * n;
@@ -111,7 +119,8 @@ CLONES void modelkit_lstm_bptt_step(const float *restrict z, const float *restri
    in place: turns the i, f, o blocks into their sigmoids (t 0.5 + 0.5, as rnn_activations.
    tanh_to_sigmoid) and writes the new cell c' = f c + i g (B, U), as lstm.py's numpy
    step rounds them. */
-CLONES void modelkit_lstm_cell_step(float *restrict t, const float *restrict c, float *restrict c_new, int64_t n) {
+CLONES void modelkit_lstm_cell_step(float *restrict t, const float *restrict c,
+                                    float *restrict c_new, int64_t n) {
     float *ti = t, *tf = t + n, *to = t + 2 * n;
     const float *tg = t + 3 * n;
     for (int64_t e = 0; e < n; e++) {
@@ -125,7 +134,8 @@ CLONES void modelkit_lstm_cell_step(float *restrict t, const float *restrict c, 
 }
 
 /* tanh's gradient: out = g (1 - y y), as math_ops' numpy VJP rounds it. */
-CLONES void modelkit_tanh_grad(const float *restrict g, const float *restrict y, float *restrict out, int64_t n) {
+CLONES void modelkit_tanh_grad(const float *restrict g, const float *restrict y,
+                               float *restrict out, int64_t n) {
     for (int64_t j = 0; j < n; j++)
         out[j] = g[j] * (1.0f - y[j] * y[j]);
 }
@@ -133,8 +143,10 @@ CLONES void modelkit_tanh_grad(const float *restrict g, const float *restrict y,
 /* Batch normalization's input gradient over `rows` rows of `width` values (norm_fast's
    pass 2): gx = g s + (x c + k) with the per-position factor rows s, c, k (width values),
    rounded as the numpy pass's four operations. */
-CLONES void modelkit_bn_input_grad(const float *restrict g, const float *restrict x, const float *restrict s,
-                                   const float *restrict c, const float *restrict k, float *restrict gx, int64_t rows,
+CLONES void modelkit_bn_input_grad(const float *restrict g, const float *restrict x,
+                                   const float *restrict s,
+                                   const float *restrict c, const float *restrict k,
+                                   float *restrict gx, int64_t rows,
                                    int64_t width) {
     for (int64_t r = 0; r < rows; r++) {
         const float *gr = g + r * width, *xr = x + r * width;
@@ -151,8 +163,10 @@ CLONES void modelkit_bn_input_grad(const float *restrict g, const float *restric
    (B, 3U each: d z, d r, then d hh for dz and d hh r for drec), as gru.py's numpy step:
      dz = (h - hh) e;  dhh = ((1 - z) e)(1 - hh hh);  dr = dhh rh;  drec_h = dhh r;
      dz *= (1 - z) z;  dr *= (1 - r) r. */
-CLONES void modelkit_gru_bptt_step(const float *restrict zt, const float *restrict h, const float *restrict rh,
-                                   const float *restrict e, float *restrict dh, float *restrict dz, float *restrict drec,
+CLONES void modelkit_gru_bptt_step(const float *restrict zt, const float *restrict h,
+                                   const float *restrict rh,
+                                   const float *restrict e, float *restrict dh,
+                                   float *restrict dz, float *restrict drec,
                                    int64_t B, int64_t U) {
     const int64_t n = B * U;
     const float *zz = zt, *zr = zt + n, *zh = zt + 2 * n;

@@ -71,8 +71,7 @@ def available():
 
 
 def takes(*arrays):
-    """Whether the kernels can work on these arrays: float32, C-contiguous, writeable where
-    written (the callers pass the updated arrays first)."""
+    """Whether the kernels are on and can work on these arrays: float32, C-contiguous."""
     return available() and all(a.dtype == np.float32 and a.flags.c_contiguous
                                for a in arrays)
 

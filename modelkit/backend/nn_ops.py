@@ -314,25 +314,9 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     """
     keep = 1.0 - rate
     shape = x.shape if noise_shape is None else tuple(noise_shape)
-    keep_in_65536 = round(keep * 65536)
-    scale = np.asarray(1.0 / keep, x.dtype)
-    mask = _keep_mask(shape, keep_in_65536, rng).astype(x.dtype)
-    mask *= scale
+    mask = _keep_mask(shape, round(keep * 65536), rng).astype(x.dtype)
+    mask *= np.asarray(1.0 / keep, x.dtype)
     return np.multiply(x, mask, dtype=x.dtype), mask
-
-
-def _draws(n, keep_in_65536, rng):
-    """The raw random bytes for n keep decisions at probability keep_in_65536 / 65536:
-    -> (uint8 bytes, bits per decision, threshold): one bit each for 1/2 (kept when set),
-    a byte each for multiples of 1/256, sixteen bits otherwise (kept below the threshold)."""
-    if keep_in_65536 == 32768:
-        bits, words = 1, (n + 63) // 64
-    elif keep_in_65536 % 256 == 0:
-        bits, words = 8, (n + 7) // 8
-    else:
-        bits, words = 16, (n + 3) // 4
-    raw = rng.integers(0, 2 ** 64, size=words, dtype=np.uint64).view(np.uint8)
-    return raw, bits, keep_in_65536 >> 8 if bits == 8 else keep_in_65536
 
 
 def _keep_mask(shape, keep_in_65536, rng):
@@ -340,12 +324,14 @@ def _keep_mask(shape, keep_in_65536, rng):
     if keep_in_65536 >= 65536:                      # rate 0 (to 1/65536): nothing dropped
         return np.ones(shape, bool)
     n = math.prod(shape)
-    raw, bits, threshold = _draws(n, keep_in_65536, rng)
-    if bits == 1:
-        return np.unpackbits(raw, count=n).reshape(shape)
-    if bits == 8:
-        return raw[:n].reshape(shape) < np.uint8(threshold)
-    return raw.view(np.uint16)[:n].reshape(shape) < np.uint16(threshold)
+    if keep_in_65536 == 32768:                      # one bit each
+        raw = rng.integers(0, 2 ** 64, size=(n + 63) // 64, dtype=np.uint64)
+        return np.unpackbits(raw.view(np.uint8), count=n).reshape(shape)
+    if keep_in_65536 % 256 == 0:                    # a byte each
+        raw = rng.integers(0, 2 ** 64, size=(n + 7) // 8, dtype=np.uint64)
+        return raw.view(np.uint8)[:n].reshape(shape) < np.uint8(keep_in_65536 >> 8)
+    raw = rng.integers(0, 2 ** 64, size=(n + 3) // 4, dtype=np.uint64)
+    return raw.view(np.uint16)[:n].reshape(shape) < np.uint16(keep_in_65536)
 
 
 @_dropout.defvjp

@@ -75,7 +75,7 @@ class Adam(_AdamFamily):
         gm = np.multiply(vals, 1.0 - b1)            # the same casts as _moments on dense g
         gv = np.multiply(vals, vals)
         gv *= 1.0 - b2
-        if self._native(p, slots, gm, gv) and p.ndim >= 1:
+        if self._native(p, slots, gm, gv):
             rows = np.ascontiguousarray(rows, dtype=np.int64)
             m, v = slots["m"], slots["v"]
 

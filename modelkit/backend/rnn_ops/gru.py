@@ -221,11 +221,7 @@ def _gru_sequence_vjp(grads, s, needs):
                 if gs is not None:
                     dh_new += gs[t]
                 native.gru_bptt_step(zt, H[t], RH[t], dh_new, dh, DZ[t], DREC[t])
-                if rdrop is None:
-                    _gemm(DREC[t], RfullT, out=tmp)
-                    dh += tmp
-                else:
-                    dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+                dh += _state_grad(DREC[t], RfullT, rdrop, Rfull, Rg, tmp)
                 chunks.done(t)
                 continue
             # h' = hh + z * (h - hh)
@@ -249,11 +245,7 @@ def _gru_sequence_vjp(grads, s, needs):
                 ract.grad(dzg[:2], zt[:2], None if PRE is None else PRE[t, :2])
                 np.copyto(DZg[t], dzg)
                 np.copyto(DRECg[t, :2], dzg[:2])
-                if rdrop is None:
-                    _gemm(DREC[t], RfullT, out=tmp)
-                    dh += tmp
-                else:
-                    dh += _rec_backward(DREC[t], rdrop, Rfull, Rg)
+                dh += _state_grad(DREC[t], RfullT, rdrop, Rfull, Rg, tmp)
             else:
                 dq = _gemm(dzg[2], RhT)                                     # d (r * h_d)
                 hdh = H[t] if rd_h is None else H[t] * rd_h
@@ -277,6 +269,14 @@ def _gru_sequence_vjp(grads, s, needs):
     else:
         db = _gru_bias(db_in, db_rec)
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
+
+
+def _state_grad(drec, RfullT, rdrop, Rfull, Rg, out):
+    """A reset_after step's gradient of the previous state through h R + b_rec (drec: its
+    gradient, B x 3u): one GEMM into `out`, or per gate through the recurrent dropout."""
+    if rdrop is None:
+        return _gemm(drec, RfullT, out=out)
+    return _rec_backward(drec, rdrop, Rfull, Rg)
 
 
 def _same(g):
