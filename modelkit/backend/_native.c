@@ -1,7 +1,8 @@
 /* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam,
-   LSTM and GRU steps, tanh's gradient, batch normalization's input gradient.
+   LSTM and GRU steps, tanh's gradient, batch normalization's input gradient; and batch
+   normalization's statistics, normalization and backward sums (at the end, their own order).
 
-   Each kernel makes in one pass over memory what the numpy update makes in several, with the
+   Each kernel but the last three makes in one pass over memory what the numpy update makes in several, with the
    same float32 operations in the same order (every product, sum, square root and quotient
    rounded to float32; built with -ffp-contract=off so none is fused), so its numbers are the
    numpy path's bit for bit; `restrict` pointers let the loops vectorize. Where the compiler
@@ -190,4 +191,120 @@ CLONES void modelkit_gru_bptt_step(const float *restrict zt, const float *restri
             drr[2 * U + u] = d_rec;
         }
     }
+}
+
+/* ---- batch normalization's per-channel passes over (images, C, B) memory ----------------
+   (channels-first: `images` rows of C channels of B positions). Unlike the kernels above
+   these sum in their own order: float32 partial sums in LANES independent lanes per row of
+   B values (the loops vectorize), rows added in float64. */
+
+#define LANES 32
+
+/* Sum of the B values at x in LANES float32 lanes, returned in float64. */
+static inline double row_sum(const float *restrict x, int64_t B) {
+    float acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= B; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[j + l];
+    for (int l = 0; j < B; j++, l++)
+        acc[l] += x[j];
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* Per row of B values (of `rows` rows in a row): sum[r] (float64 from float32 lanes) and
+   dev2[r] = the sum of (x - m)^2, m = float32(sum / B) (float32 squares and lanes, added in
+   float64): the row is read twice while in L1. */
+CLONES void modelkit_bn_row_moments(const float *restrict x, int64_t rows, int64_t B,
+                                    double *restrict sum, double *restrict dev2) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *restrict r = x + i * B;
+        const double s = row_sum(r, B);
+        const float m = (float)(s / (double)B);
+        float acc[LANES] = {0};
+        int64_t j = 0;
+        for (; j + LANES <= B; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = r[j + l] - m;
+                acc[l] += d * d;
+            }
+        for (int l = 0; j < B; j++, l++) {
+            float d = r[j] - m;
+            acc[l] += d * d;
+        }
+        double d2 = 0.0;
+        for (int l = 0; l < LANES; l++)
+            d2 += acc[l];
+        sum[i] = s;
+        dev2[i] = d2;
+    }
+}
+
+/* y = x scale[c] + shift[c] (rounded twice, as numpy's multiply then add) and, where
+   relu is not NULL, relu = max(y, 0) as numpy's maximum makes it: NaN stays, -0.0 becomes
+   +0.0. */
+CLONES void modelkit_bn_normalize(const float *restrict x, int64_t images, int64_t C,
+                                  int64_t B, const float *restrict scale,
+                                  const float *restrict shift, float *restrict y,
+                                  float *restrict relu) {
+    for (int64_t i = 0; i < images; i++)
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t o = (i * C + c) * B;
+            const float a = scale[c], b = shift[c];
+            const float *restrict xr = x + o;
+            float *restrict yr = y + o;
+            for (int64_t j = 0; j < B; j++)
+                yr[j] = xr[j] * a + b;
+            if (relu) {
+                float *restrict rr = relu + o;
+                for (int64_t j = 0; j < B; j++)
+                    rr[j] = (yr[j] > 0.0f || yr[j] != yr[j]) ? yr[j] : 0.0f;
+            }
+        }
+}
+
+/* Batch normalization's backward sums per channel over `images` images: gsum[c] += the sum
+   of g and gdot[c] += the sum of g (x - centre[c]) (centre NULL: g x), both in float64 from
+   float32 lanes per row. With `mask` (a relu's output over the op's output) g is first
+   g * (mask > 0), numpy's multiply by the boolean, written to `masked`. */
+CLONES void modelkit_bn_grad_sums(const float *restrict g, const float *restrict x,
+                                  const float *restrict mask, const float *restrict centre,
+                                  int64_t images, int64_t C, int64_t B,
+                                  float *restrict masked, double *restrict gsum,
+                                  double *restrict gdot) {
+    for (int64_t i = 0; i < images; i++)
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t o = (i * C + c) * B;
+            const float *restrict gr = g + o, *restrict xr = x + o;
+            const float m = centre ? centre[c] : 0.0f;
+            if (mask) {
+                const float *restrict yr = mask + o;
+                float *restrict mr = masked + o;
+                for (int64_t j = 0; j < B; j++)
+                    mr[j] = gr[j] * (yr[j] > 0.0f ? 1.0f : 0.0f);
+                gr = mr;
+            }
+            float s[LANES] = {0}, d[LANES] = {0};
+            int64_t j = 0;
+            for (; j + LANES <= B; j += LANES)
+                for (int l = 0; l < LANES; l++) {
+                    float v = gr[j + l];
+                    s[l] += v;
+                    d[l] += v * (xr[j + l] - m);
+                }
+            for (int l = 0; j < B; j++, l++) {
+                s[l] += gr[j];
+                d[l] += gr[j] * (xr[j] - m);
+            }
+            double ss = 0.0, dd = 0.0;
+            for (int l = 0; l < LANES; l++) {
+                ss += s[l];
+                dd += d[l];
+            }
+            gsum[c] += ss;
+            gdot[c] += dd;
+        }
 }

@@ -8,7 +8,10 @@ ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks sid
 
 Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic,
 forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates); a GRU
-step's backward (reset_after); tanh's gradient; batch normalization's input gradient.
+step's backward (reset_after); tanh's gradient; batch normalization's input gradient. Batch
+normalization's statistics, normalization (with the relu after it) and backward sums
+(with the relu's mask) are the exception to the bit-for-bit rule: they sum in float32 lanes
+per row, rows added in float64, their own order (checked against float64).
 Measured in isolation, numpy -> kernel (benchmarks/results/vs_torch_cpu_2026-12-05_
 session13_main.txt): Adam over the LSTM benchmark's 20000 x 128 embedding table, 4509 rows
 in the gradient, 3.78 ms (seven passes in row blocks, two threads) -> 1.45 ms (one thread);
@@ -54,6 +57,12 @@ def _load():
         lib.modelkit_bn_input_grad.restype = None
         lib.modelkit_gru_bptt_step.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64)
         lib.modelkit_gru_bptt_step.restype = None
+        lib.modelkit_bn_row_moments.argtypes = (ptr, i64, i64, ptr, ptr)
+        lib.modelkit_bn_row_moments.restype = None
+        lib.modelkit_bn_normalize.argtypes = (ptr, i64, i64, i64, ptr, ptr, ptr, ptr)
+        lib.modelkit_bn_normalize.restype = None
+        lib.modelkit_bn_grad_sums.argtypes = (ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr)
+        lib.modelkit_bn_grad_sums.restype = None
         return lib
     return False
 
@@ -135,3 +144,37 @@ def gru_bptt_step(zt, h, rh, e, dh, dz, drec):
     _library().modelkit_gru_bptt_step(zt.ctypes.data, h.ctypes.data, rh.ctypes.data,
                                       e.ctypes.data, dh.ctypes.data, dz.ctypes.data,
                                       drec.ctypes.data, B, U)
+
+
+def _address(a):
+    return None if a is None else a.ctypes.data
+
+
+def bn_row_moments(x2):
+    """Per row of the (rows, B) block x2: (sum, the sum of (x - m)^2 with m = float32(sum /
+    B)), both float64 (rows,)."""
+    rows, b = x2.shape
+    total, dev2 = np.empty(rows), np.empty(rows)
+    _library().modelkit_bn_row_moments(x2.ctypes.data, rows, b, total.ctypes.data,
+                                       dev2.ctypes.data)
+    return total, dev2
+
+
+def bn_normalize(x3, scale, shift, y3, relu3=None):
+    """y3 = x3 scale + shift per channel of the (images, C, B) blocks (float32 (C,) factors),
+    and relu3 = max(y3, 0) as numpy's maximum makes it (NaN stays, -0.0 becomes 0) when
+    given."""
+    images, c, b = x3.shape
+    _library().modelkit_bn_normalize(x3.ctypes.data, images, c, b, scale.ctypes.data,
+                                     shift.ctypes.data, y3.ctypes.data, _address(relu3))
+
+
+def bn_grad_sums(g3, x3, mask3=None, centre=None, masked3=None):
+    """Per channel of the (images, C, B) blocks: (sum g, sum g (x - centre)) in float64
+    (centre None: sum g x); with `mask3`, g is first g * (mask3 > 0), written to masked3."""
+    images, c, b = x3.shape
+    gsum, gdot = np.zeros(c), np.zeros(c)
+    _library().modelkit_bn_grad_sums(g3.ctypes.data, x3.ctypes.data, _address(mask3),
+                                     _address(centre), images, c, b, _address(masked3),
+                                     gsum.ctypes.data, gdot.ctypes.data)
+    return gsum, gdot

@@ -1,7 +1,8 @@
 """A relu computed by the op whose output it reads (modelkit/backend/ahead.py): the
-float32 batch norm (onnxruntime's Relu node in its session) and the blocked residual add
-compute it from the second training step on; outputs and gradients are bit-identical to
-the relu's own pass, nothing changes without a tape, and the off-switch works."""
+float32 batch norm (onnxruntime's Relu node in its session, or the C pass's second output)
+and the blocked residual add compute it from the second training step on; outputs and
+gradients are bit-identical to the relu's own pass, nothing changes without a tape, and the
+off-switch works."""
 
 import numpy as np
 import pytest
@@ -33,9 +34,10 @@ def _step(x, short, gamma, beta, gy, residual):
     return r.value, [np.asarray(g) for g in tape.gradient(loss, xs)], y.value
 
 
-@pytest.fixture
-def takes(monkeypatch):
-    """How many relus found their output computed ahead."""
+@pytest.fixture(params=["onnxruntime", "native"])
+def takes(request, monkeypatch):
+    """How many relus found their output computed ahead (the batch norm's forward on
+    onnxruntime, or on the C passes)."""
     count = [0]
     real = ahead.take
 
@@ -45,6 +47,8 @@ def takes(monkeypatch):
         return r
     monkeypatch.setattr(ahead, "take", counted)
     monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 1)
+    monkeypatch.setattr(norm_fast, "NATIVE_MIN_POSITIONS",
+                        1 if request.param == "native" else 10 ** 9)
     for name in ("MODELKIT_AHEAD", "MODELKIT_FAST_CONV"):
         monkeypatch.delenv(name, raising=False)
     ahead._REQUESTS.clear()
@@ -91,25 +95,23 @@ def test_nothing_ahead_without_a_tape_or_when_off(takes, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(got[1], want[1]))
 
 
-def test_a_site_no_relu_reads_any_more_is_not_computed_again(takes):
+def test_a_site_no_relu_reads_any_more_is_not_computed_again(takes, monkeypatch):
     """After a graph change the producer computes the relu once more, then stops."""
     rng = np.random.default_rng(4)
     shape = (4, 8, 8, 3)
     x = _nchw_view(shape, rng)
     gamma, beta = (rng.standard_normal((1, 1, 1, 3)).astype(np.float32) for _ in range(2))
     made = []
-    real = norm_fast._ort_forward
-    norm_fast._ort_forward = lambda *a: made.append(a[-1]) or real(*a)
-    try:
-        _step(x, x, gamma, beta, np.ones(shape, np.float32), False)
-        _step(x, x, gamma, beta, np.ones(shape, np.float32), False)
-        for _ in range(3):                     # now nothing reads the output through a relu
-            with GradientTape():
-                xs = [Variable(v) for v in (x, gamma, beta)]
-                apply(_batch_norm_moments, xs[0], xs[1], xs[2], None, axes=(0, 1, 2),
-                      epsilon=1e-3)
-    finally:
-        norm_fast._ort_forward = real
+    for name in ("_ort_forward", "_native_forward"):         # whichever the fixture chose
+        real = getattr(norm_fast, name)
+        monkeypatch.setattr(norm_fast, name, lambda *a, f=real: made.append(a[-1]) or f(*a))
+    _step(x, x, gamma, beta, np.ones(shape, np.float32), False)
+    _step(x, x, gamma, beta, np.ones(shape, np.float32), False)
+    for _ in range(3):                         # now nothing reads the output through a relu
+        with GradientTape():
+            xs = [Variable(v) for v in (x, gamma, beta)]
+            apply(_batch_norm_moments, xs[0], xs[1], xs[2], None, axes=(0, 1, 2),
+                  epsilon=1e-3)
     assert made == [False, True, True, False, False]
 
 

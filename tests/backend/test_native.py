@@ -198,6 +198,8 @@ def test_batch_norm_input_gradient_kernel_equals_the_numpy_pass(layout, stats_us
     out, calls = [], []
     for switch in ("1", "0"):
         monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        # the same statistics and sums both ways (the C passes sum in their own order)
+        monkeypatch.setattr(norm_fast, "NATIVE_MIN_POSITIONS", 10 ** 9)
         kernel = native.bn_input_grad
         monkeypatch.setattr(native, "bn_input_grad",
                             lambda *a, k=kernel: calls.append(switch) or k(*a))
@@ -208,6 +210,76 @@ def test_batch_norm_input_gradient_kernel_equals_the_numpy_pass(layout, stats_us
         monkeypatch.undo()
     _assert_bits_equal(*out)
     assert calls and set(calls) == {"1"}
+
+
+@pytest.mark.parametrize("positions", [1, 31, 32, 81, 1024])
+def test_batch_norm_statistics_kernels_against_float64(positions):
+    """The C passes of batch normalization over (images, C, B) blocks: row sums and squared
+    deviations, and the backward sums, against float64 (rows of any length: vector lanes
+    and tails); y = x scale + shift, its relu and the relu-masked gradient bit for bit as
+    numpy makes them (relu's NaN and -0.0 included)."""
+    rng = np.random.default_rng(positions)
+    x = (rng.standard_normal((5, 3, positions)) * 0.5 + 40.0).astype(np.float32)
+    x64 = x.astype(np.float64)
+    rows = x.reshape(-1, positions)
+    total, dev2 = native.bn_row_moments(rows)
+    np.testing.assert_allclose(total, rows.astype(np.float64).sum(axis=1), rtol=1e-6)
+    centre = (total / positions).astype(np.float32).astype(np.float64)
+    want = ((rows.astype(np.float64) - centre[:, None]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(dev2, want, rtol=1e-5, atol=1e-9)
+
+    scale = np.float32([2.0, -1.5, 0.25])
+    shift = np.float32([-80.0, 60.0, -0.0])
+    x[0, 0, 0], x[1, 2, 0] = np.nan, -0.0                  # y = NaN and y = -0.0 cases
+    y, relu = np.empty_like(x), np.empty_like(x)
+    native.bn_normalize(x, scale, shift, y, relu)
+    want_y = x * scale[:, None] + shift[:, None]
+    assert np.array_equal(y, want_y, equal_nan=True)
+    assert np.array_equal(relu.view(np.uint32), np.maximum(want_y, 0).view(np.uint32))
+
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    mean = rng.standard_normal(3).astype(np.float32) + 40.0
+    masked = np.empty_like(g)
+    gsum, gdot = native.bn_grad_sums(g, x64.astype(np.float32), relu, mean, masked)
+    want_masked = np.multiply(g, relu > 0)
+    assert np.array_equal(masked.view(np.uint32), want_masked.view(np.uint32))
+    m64 = want_masked.astype(np.float64)
+    np.testing.assert_allclose(gsum, m64.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+    dev = x64.astype(np.float32) - mean[:, None]                # float32 (x - mean)
+    np.testing.assert_allclose(gdot, (m64 * dev.astype(np.float64)).sum(axis=(0, 2)),
+                               rtol=1e-5, atol=1e-5)
+    plain = native.bn_grad_sums(g, x64.astype(np.float32))      # no mask, no centre
+    np.testing.assert_allclose(plain[1], (g.astype(np.float64) * x64).sum(axis=(0, 2)),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_batch_norm_takes_the_c_passes_on_feature_maps(monkeypatch):
+    """A training batch norm over channels-first memory (a fast conv's output) runs the C
+    passes forward and backward, the relu after it included, and matches float64."""
+    from modelkit.backend import norm_fast
+    from modelkit.backend.norm_ops import _batch_norm_moments
+    from modelkit.backend.nn_ops import _relu
+    from modelkit.backend.tape import apply
+    calls = []
+    for name in ("bn_row_moments", "bn_normalize", "bn_grad_sums"):
+        kernel = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, k=kernel, n=name: calls.append(n) or k(*a))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 6, 8, 8)).transpose(0, 2, 3, 1)       # NCHW memory
+    gamma, beta = rng.random((1, 1, 1, 6)) + 0.5, rng.standard_normal((1, 1, 1, 6))
+    gy = rng.standard_normal(x.shape)
+    results = []
+    for dtype in (np.float32, np.float64):
+        xs = [K.Variable(np.asarray(v, dtype)) for v in (x, gamma, beta)]
+        with K.GradientTape() as tape:
+            y, _, _ = apply(_batch_norm_moments, *xs, None, axes=(0, 1, 2), epsilon=1e-3)
+            loss = K.sum(apply(_relu, y) * K.constant(gy.astype(dtype)))
+        results.append([np.asarray(g) for g in tape.gradient(loss, xs)])
+        if dtype == np.float32:
+            assert sorted(set(calls)) == ["bn_grad_sums", "bn_normalize", "bn_row_moments"]
+            assert norm_fast.NATIVE_MIN_POSITIONS <= 64
+    for a, e in zip(*results):
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
 
 
 def _gru_op(native_on, monkeypatch, **kw):

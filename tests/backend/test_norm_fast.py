@@ -6,7 +6,7 @@ layouts, with and without gamma/beta, and with the statistics used downstream.""
 import numpy as np
 import pytest
 
-from modelkit.backend import GradientTape, Variable, norm_fast
+from modelkit.backend import GradientTape, Variable, native, norm_fast
 from modelkit.backend.norm_ops import _batch_norm_moments
 from modelkit.backend.tape import apply
 
@@ -42,11 +42,19 @@ def _run(x, gamma, beta, axes, gy, gm, gv):
     return [o.value for o in (y, mean, var)], [np.asarray(g) for g in grads]
 
 
-@pytest.fixture(params=["numpy", "onnxruntime"])
+def _choose_path(monkeypatch, path):
+    """The forward statistics from numpy's blocks, onnxruntime's BatchNormalization (from
+    ORT_MIN_POSITIONS positions per channel) or the C passes, which take the backward sums
+    too (from NATIVE_MIN_POSITIONS, channels-first memory); here for every shape they take."""
+    if path == "native":
+        assert native.available()
+    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 1 if path == "onnxruntime" else 10 ** 9)
+    monkeypatch.setattr(norm_fast, "NATIVE_MIN_POSITIONS", 1 if path == "native" else 10 ** 9)
+
+
+@pytest.fixture(params=["numpy", "onnxruntime", "native"])
 def forward(request, monkeypatch):
-    """The forward statistics from numpy's blocks, or from onnxruntime's BatchNormalization
-    (used from ORT_MIN_POSITIONS positions per channel; here for every shape)."""
-    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS", 10 ** 9 if request.param == "numpy" else 1)
+    _choose_path(monkeypatch, request.param)
     return request.param
 
 
@@ -116,12 +124,11 @@ def test_blocked_passes_on_several_threads_match_one_block(monkeypatch, memory, 
             assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("forward_path", ["numpy", "onnxruntime"])
+@pytest.mark.parametrize("forward_path", ["numpy", "onnxruntime", "native"])
 def test_statistics_stay_exact_far_from_zero(monkeypatch, forward_path):
     """Feature maps with a large mean next to a small spread (mean 200, std 0.5): the
     variance comes from deviations, never from sum(x^2) - n mean^2."""
-    monkeypatch.setattr(norm_fast, "ORT_MIN_POSITIONS",
-                        10 ** 9 if forward_path == "numpy" else 1)
+    _choose_path(monkeypatch, forward_path)
     rng = np.random.default_rng(7)
     shape, c_axis = (8, 12, 12, 3), 3
     x = _input(shape, c_axis, "cf", rng) * 0.25 + 200.0
@@ -156,7 +163,7 @@ def _relu_after_bn(x, gamma, beta, axes, gy, g_other=None):
                          ids=[str(i) for i, c in enumerate(CASES) if len(c[0]) > 2])
 @pytest.mark.parametrize("second_consumer", [False, True])
 def test_relu_after_batch_norm_folds_the_sums_and_matches_exact(monkeypatch, case,
-                                                               second_consumer):
+                                                               second_consumer, forward):
     """A relu right after the fast op masks the gradient and takes the op's backward sums in
     one pass (norm_fast.relu_grad); the op then skips its own sums pass. With a second
     consumer of the op's output the tape adds the gradients: the op makes its own pass."""
@@ -186,9 +193,11 @@ def test_relu_after_batch_norm_folds_the_sums_and_matches_exact(monkeypatch, cas
         np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
 
 
-def test_folded_relu_gradient_is_the_plain_mask():
+@pytest.mark.parametrize("path", ["numpy", "native"])
+def test_folded_relu_gradient_is_the_plain_mask(monkeypatch, path):
     """relu_grad's gradient is bit-identical to the relu's own g * (y > 0), its sums to the
     op's own pass."""
+    _choose_path(monkeypatch, path)
     rng = np.random.default_rng(5)
     x = _input((4, 6, 5, 3), 3, "cf", rng).astype(np.float32)
     (y, _, _), saved = norm_fast.moments(x, None, None, (0, 1, 2), 1e-3)
@@ -204,7 +213,8 @@ def test_folded_relu_gradient_is_the_plain_mask():
 
 
 @pytest.mark.parametrize("memory", ["c", "cf"])
-def test_relu_after_residual_add_folds_the_sums_and_matches_exact(monkeypatch, memory):
+def test_relu_after_residual_add_folds_the_sums_and_matches_exact(monkeypatch, memory,
+                                                                 forward):
     """relu(shortcut + bn(x)): the add hands the relu's gradient to the op unchanged, so the
     relu's pass takes the op's sums too; the shortcut's gradient is the same array."""
     from modelkit import backend as K
