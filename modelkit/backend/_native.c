@@ -308,3 +308,30 @@ CLONES void modelkit_bn_grad_sums(const float *restrict g, const float *restrict
             gdot[c] += dd;
         }
 }
+
+/* The gradient of a 2x2 max pooling with stride 2 over `planes` planes of h x w values
+   (NCHW memory, h and w even): each window's gradient g goes to its first cell (row-major)
+   equal to the window's maximum y, g * 1 there and g * 0 in the others, as pool_fast's
+   tiled numpy passes make it (a NaN maximum equals no cell). Branch-free, so the loop over
+   a row's windows vectorizes. */
+CLONES void modelkit_max_pool_2x2_grad(const float *restrict x, const float *restrict y,
+                                       const float *restrict g, int64_t planes, int64_t h,
+                                       int64_t w, float *restrict dx) {
+    const int64_t ho = h / 2, wo = w / 2;
+    for (int64_t r = 0; r < planes * ho; r++) {
+        const float *restrict x0 = x + 2 * r * w, *restrict x1 = x0 + w;
+        const float *restrict yr = y + r * wo, *restrict gr = g + r * wo;
+        float *restrict d0 = dx + 2 * r * w, *restrict d1 = d0 + w;
+        for (int64_t j = 0; j < wo; j++) {
+            const float m = yr[j], gv = gr[j];
+            const int a = x0[2 * j] == m;
+            const int b = (x0[2 * j + 1] == m) & !a;
+            const int c = (x1[2 * j] == m) & !(a | b);
+            const int d = (x1[2 * j + 1] == m) & !(a | b | c);
+            d0[2 * j] = gv * (float)a;
+            d0[2 * j + 1] = gv * (float)b;
+            d1[2 * j] = gv * (float)c;
+            d1[2 * j + 1] = gv * (float)d;
+        }
+    }
+}

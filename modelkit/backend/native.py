@@ -63,6 +63,8 @@ def _load():
         lib.modelkit_bn_normalize.restype = None
         lib.modelkit_bn_grad_sums.argtypes = (ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr)
         lib.modelkit_bn_grad_sums.restype = None
+        lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64, ptr)
+        lib.modelkit_max_pool_2x2_grad.restype = None
         return lib
     return False
 
@@ -178,3 +180,11 @@ def bn_grad_sums(g3, x3, mask3=None, centre=None, masked3=None):
                                      _address(centre), images, c, b, _address(masked3),
                                      gsum.ctypes.data, gdot.ctypes.data)
     return gsum, gdot
+
+
+def max_pool_2x2_grad(x, y, g, dx):
+    """dx = the gradient g of the 2x2 (stride 2) max pooling y of x (NC..HW blocks, H and W
+    even): each window's g to its first cell equal to its maximum (g * 1), g * 0 elsewhere."""
+    h, w = x.shape[-2:]
+    _library().modelkit_max_pool_2x2_grad(x.ctypes.data, y.ctypes.data, g.ctypes.data,
+                                          x.size // (h * w), h, w, dx.ctypes.data)

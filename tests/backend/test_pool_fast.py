@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from modelkit.backend import GradientTape, Variable, pool_fast
+from modelkit.backend import GradientTape, Variable, native, pool_fast
 from modelkit.backend.tape import OPS, apply
 
 POOL = OPS.get("pool_max")
@@ -98,6 +98,7 @@ TILED = [
     ((2, 9, 4), (3,)),
     ((3, 8, 6, 5), (2, 2)),
     ((2, 4, 14, 3), (2, 2)),
+    ((2, 6, 70, 3), (2, 2)),                   # 35 windows a row: the C pass's vectors + tail
     ((2, 9, 6, 3), (3, 3)),
     ((2, 6, 9, 3), (2, 3)),
     ((2, 6, 4, 6, 2), (2, 2, 2)),
@@ -121,8 +122,9 @@ def _data(shape, kind, rng):
 @pytest.mark.parametrize("kind", ["distinct", "ties", "signed-ties", "nan"])
 @pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu-masked"])
 def test_tiled_way_matches_the_offsets_way(monkeypatch, case, kind, relu):
-    """Tiled windows: the full-size way (`_tiled_grad`) gives the same bits as the per-offset
-    way, and the first maximum of each window the gradient (relu-masked: where y > 0)."""
+    """Tiled windows: the full-size way (`_tiled_grad`) and, for 2x2 windows, the C pass give
+    the same bits as the per-offset way, and the first maximum of each window the gradient
+    (relu-masked: where y > 0)."""
     shape, pool = case
     rng = np.random.default_rng(len(shape) * 10 + sum(pool))
     x = _data(shape, kind, rng)
@@ -133,12 +135,18 @@ def test_tiled_way_matches_the_offsets_way(monkeypatch, case, kind, relu):
         s.relu = xn                     # as after a fused-relu conv: only the flag matters
     g = rng.standard_normal(y.shape).astype(np.float32)
     g.ravel()[::5] = 0.0
-    grads = {}
-    for way in ("0", "1"):
+    grads, calls = {}, []
+    kernel = native.max_pool_2x2_grad
+    monkeypatch.setattr(native, "max_pool_2x2_grad", lambda *a: calls.append(1) or kernel(*a))
+    for way, c_kernel in (("0", "1"), ("1", "0"), ("1", "1")):   # per offset, tiled, C
         monkeypatch.setenv("MODELKIT_POOL_TILED", way)
-        grads[way] = pool_fast.pool_max_vjp(g, s)
-    assert grads["1"].dtype == np.float32 and grads["1"].shape == xn.shape
-    np.testing.assert_array_equal(grads["1"].view(np.uint32), grads["0"].view(np.uint32))
+        monkeypatch.setenv("MODELKIT_NATIVE", c_kernel)
+        grads[way + c_kernel] = pool_fast.pool_max_vjp(g, s)
+    assert bool(calls) == (pool == (2, 2) and native.available())
+    for way in ("10", "11"):
+        assert grads[way].dtype == np.float32 and grads[way].shape == xn.shape
+        np.testing.assert_array_equal(grads[way].view(np.uint32), grads["01"].view(np.uint32))
+    grads["1"] = grads["11"]
     if kind != "nan":
         gl = np.moveaxis(g, 1, -1)
         y_ref, dx_ref = _reference(x, pool, pool, gl * (np.moveaxis(y, 1, -1) > 0) if relu
