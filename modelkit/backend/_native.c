@@ -1,8 +1,9 @@
 /* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam,
    LSTM and GRU steps, tanh's gradient, batch normalization's input gradient; and batch
-   normalization's statistics, normalization and backward sums (at the end, their own order).
+   normalization's statistics and normalization, per-channel sums (batch normalization's
+   backward, a conv's bias gradient) and max pooling's gradient.
 
-   Each kernel but the last three makes in one pass over memory what the numpy update makes in several, with the
+   Each kernel but the sums (which add in their own order, see below) makes in one pass over memory what the numpy update makes in several, with the
    same float32 operations in the same order (every product, sum, square root and quotient
    rounded to float32; built with -ffp-contract=off so none is fused), so its numbers are the
    numpy path's bit for bit; `restrict` pointers let the loops vectorize. Where the compiler
@@ -266,11 +267,12 @@ CLONES void modelkit_bn_normalize(const float *restrict x, int64_t images, int64
         }
 }
 
-/* Batch normalization's backward sums per channel over `images` images: gsum[c] += the sum
-   of g and gdot[c] += the sum of g (x - centre[c]) (centre NULL: g x), both in float64 from
-   float32 lanes per row. With `mask` (a relu's output over the op's output) g is first
-   g * (mask > 0), numpy's multiply by the boolean, written to `masked`. */
-CLONES void modelkit_bn_grad_sums(const float *restrict g, const float *restrict x,
+/* Per-channel sums over `images` images: gsum[c] += the sum of g and, where x is not NULL,
+   gdot[c] += the sum of g (x - centre[c]) (centre NULL: g x), both in float64 from float32
+   lanes per row (batch normalization's backward sums; with x NULL a conv's bias gradient).
+   With `mask` (a relu's output) g is first g * (mask > 0), numpy's multiply by the boolean,
+   written to `masked`. */
+CLONES void modelkit_channel_sums(const float *restrict g, const float *restrict x,
                                   const float *restrict mask, const float *restrict centre,
                                   int64_t images, int64_t C, int64_t B,
                                   float *restrict masked, double *restrict gsum,
@@ -278,8 +280,7 @@ CLONES void modelkit_bn_grad_sums(const float *restrict g, const float *restrict
     for (int64_t i = 0; i < images; i++)
         for (int64_t c = 0; c < C; c++) {
             const int64_t o = (i * C + c) * B;
-            const float *restrict gr = g + o, *restrict xr = x + o;
-            const float m = centre ? centre[c] : 0.0f;
+            const float *restrict gr = g + o;
             if (mask) {
                 const float *restrict yr = mask + o;
                 float *restrict mr = masked + o;
@@ -287,6 +288,12 @@ CLONES void modelkit_bn_grad_sums(const float *restrict g, const float *restrict
                     mr[j] = gr[j] * (yr[j] > 0.0f ? 1.0f : 0.0f);
                 gr = mr;
             }
+            if (!x) {
+                gsum[c] += row_sum(gr, B);
+                continue;
+            }
+            const float *restrict xr = x + o;
+            const float m = centre ? centre[c] : 0.0f;
             float s[LANES] = {0}, d[LANES] = {0};
             int64_t j = 0;
             for (; j + LANES <= B; j += LANES)

@@ -64,7 +64,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import ahead, array_tags, parallel, streams
+from . import ahead, array_tags, native, parallel, streams
 from .buffers import BufferPool
 from .streams import SIDE, Deferred, worth_side
 
@@ -88,6 +88,7 @@ _PER_IMAGE_BYTES = 1 << 20
 _SCRATCH = threading.local()       # .pool: this thread's BufferPool of chunk buffers
 _SCRATCH_BYTES = 32 << 20
 _PARTS_PER_THREAD = 4        # the kernel gradient's image parts (see _image_parts)
+_NATIVE_MIN_POSITIONS = 32   # the relu mask and bias sums as a C pass from this many positions
 
 
 def _forget_after_fork():
@@ -489,12 +490,20 @@ def image_channel_sums(g):
 
 def _relu_and_bias_grad(gn, s, bias, relu):
     """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
-    blocks of images on the worker threads; the per-block sums are combined in float64."""
+    blocks of images on the worker threads (a C pass where the kernels are built: 64x32x28x28,
+    two threads, 1.68 -> 0.67 ms; 64x64x14x14 0.72 -> 0.40); the per-block sums are combined in float64."""
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn
+    cells = (-1, gn.shape[1], gn[0, 0].size)            # (images, channels, positions)
+    fused = (native.takes(gn, *((s.relu_y,) if relu else ()))
+             and gn[0, 0].size >= _NATIVE_MIN_POSITIONS)
 
     def block(lo, hi):
+        if fused:                       # one C pass: mask, then sums in float64
+            return native.channel_sums(
+                gn[lo:hi].reshape(cells), mask3=s.relu_y[lo:hi].reshape(cells) if relu
+                else None, masked3=out[lo:hi].reshape(cells) if relu else None)[0]
         gb = gn[lo:hi]
         if relu:
             gb = np.multiply(gb, s.relu_y[lo:hi] > 0, out=out[lo:hi])

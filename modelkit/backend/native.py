@@ -61,8 +61,8 @@ def _load():
         lib.modelkit_bn_row_moments.restype = None
         lib.modelkit_bn_normalize.argtypes = (ptr, i64, i64, i64, ptr, ptr, ptr, ptr)
         lib.modelkit_bn_normalize.restype = None
-        lib.modelkit_bn_grad_sums.argtypes = (ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr)
-        lib.modelkit_bn_grad_sums.restype = None
+        lib.modelkit_channel_sums.argtypes = (ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr)
+        lib.modelkit_channel_sums.restype = None
         lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64, ptr)
         lib.modelkit_max_pool_2x2_grad.restype = None
         return lib
@@ -171,14 +171,16 @@ def bn_normalize(x3, scale, shift, y3, relu3=None):
                                      shift.ctypes.data, y3.ctypes.data, _address(relu3))
 
 
-def bn_grad_sums(g3, x3, mask3=None, centre=None, masked3=None):
-    """Per channel of the (images, C, B) blocks: (sum g, sum g (x - centre)) in float64
-    (centre None: sum g x); with `mask3`, g is first g * (mask3 > 0), written to masked3."""
-    images, c, b = x3.shape
-    gsum, gdot = np.zeros(c), np.zeros(c)
-    _library().modelkit_bn_grad_sums(g3.ctypes.data, x3.ctypes.data, _address(mask3),
+def channel_sums(g3, x3=None, mask3=None, centre=None, masked3=None):
+    """Per channel of the (images, C, B) blocks: (sum g, sum g (x - centre) or None without
+    x3) in float64 (centre None: sum g x); with `mask3`, g is first g * (mask3 > 0), written
+    to masked3."""
+    images, c, b = g3.shape
+    gsum = np.zeros(c)
+    gdot = None if x3 is None else np.zeros(c)
+    _library().modelkit_channel_sums(g3.ctypes.data, _address(x3), _address(mask3),
                                      _address(centre), images, c, b, _address(masked3),
-                                     gsum.ctypes.data, gdot.ctypes.data)
+                                     gsum.ctypes.data, _address(gdot))
     return gsum, gdot
 
 

@@ -394,7 +394,7 @@ def _native_grad_sums(s, g2, relu_y2, masked):
     m3 = None if masked is None else masked.reshape(shape)
 
     def block(lo, hi):
-        return native.bn_grad_sums(g3[lo:hi], x3[lo:hi], None if y3 is None else y3[lo:hi],
+        return native.channel_sums(g3[lo:hi], x3[lo:hi], None if y3 is None else y3[lo:hi],
                                    s.mean, None if m3 is None else m3[lo:hi])
 
     parts = _image_blocks(block, lay, s.x2)

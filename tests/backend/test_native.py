@@ -240,7 +240,7 @@ def test_batch_norm_statistics_kernels_against_float64(positions):
     g = rng.standard_normal(x.shape).astype(np.float32)
     mean = rng.standard_normal(3).astype(np.float32) + 40.0
     masked = np.empty_like(g)
-    gsum, gdot = native.bn_grad_sums(g, x64.astype(np.float32), relu, mean, masked)
+    gsum, gdot = native.channel_sums(g, x64.astype(np.float32), relu, mean, masked)
     want_masked = np.multiply(g, relu > 0)
     assert np.array_equal(masked.view(np.uint32), want_masked.view(np.uint32))
     m64 = want_masked.astype(np.float64)
@@ -248,7 +248,10 @@ def test_batch_norm_statistics_kernels_against_float64(positions):
     dev = x64.astype(np.float32) - mean[:, None]                # float32 (x - mean)
     np.testing.assert_allclose(gdot, (m64 * dev.astype(np.float64)).sum(axis=(0, 2)),
                                rtol=1e-5, atol=1e-5)
-    plain = native.bn_grad_sums(g, x64.astype(np.float32))      # no mask, no centre
+    alone, none = native.channel_sums(g, mask3=relu, masked3=masked)   # a conv's bias sums
+    assert none is None and np.array_equal(masked.view(np.uint32), want_masked.view(np.uint32))
+    np.testing.assert_allclose(alone, m64.sum(axis=(0, 2)), rtol=1e-5, atol=1e-5)
+    plain = native.channel_sums(g, x64.astype(np.float32))      # no mask, no centre
     np.testing.assert_allclose(plain[1], (g.astype(np.float64) * x64).sum(axis=(0, 2)),
                                rtol=1e-5, atol=1e-4)
 
@@ -261,7 +264,7 @@ def test_batch_norm_takes_the_c_passes_on_feature_maps(monkeypatch):
     from modelkit.backend.nn_ops import _relu
     from modelkit.backend.tape import apply
     calls = []
-    for name in ("bn_row_moments", "bn_normalize", "bn_grad_sums"):
+    for name in ("bn_row_moments", "bn_normalize", "channel_sums"):
         kernel = getattr(native, name)
         monkeypatch.setattr(native, name, lambda *a, k=kernel, n=name: calls.append(n) or k(*a))
     rng = np.random.default_rng(4)
@@ -276,10 +279,37 @@ def test_batch_norm_takes_the_c_passes_on_feature_maps(monkeypatch):
             loss = K.sum(apply(_relu, y) * K.constant(gy.astype(dtype)))
         results.append([np.asarray(g) for g in tape.gradient(loss, xs)])
         if dtype == np.float32:
-            assert sorted(set(calls)) == ["bn_grad_sums", "bn_normalize", "bn_row_moments"]
+            assert sorted(set(calls)) == ["bn_normalize", "bn_row_moments", "channel_sums"]
             assert norm_fast.NATIVE_MIN_POSITIONS <= 64
     for a, e in zip(*results):
         np.testing.assert_allclose(a, e, rtol=0, atol=2e-5 * max(np.abs(e).max(), 1.0))
+
+
+def test_conv_relu_mask_and_bias_sums_pass(monkeypatch):
+    """A fused-relu conv's backward masks its gradient and sums the bias gradient in one C
+    pass: the masked gradient (so the input and kernel gradients) bit for bit numpy's, the
+    bias gradient as exact."""
+    from modelkit.backend.tape import OPS, apply
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 8, 9, 4)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, 4, 5)) * 0.5).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    gy = rng.standard_normal((3, 8, 9, 5)).astype(np.float32)
+    out, calls, counts = [], [], []
+    kernel = native.channel_sums
+    monkeypatch.setattr(native, "channel_sums", lambda *a, **k: calls.append(1) or
+                        kernel(*a, **k))
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        xs = [K.Variable(v) for v in (x, w, b)]
+        with K.GradientTape() as tape:
+            y = apply(OPS.get("conv"), *xs, strides=(1, 1), dilation=(1, 1), padding="same",
+                      channels_first=False, relu=True)
+        out.append([np.asarray(g) for g in tape.gradient(y, xs, output_gradient=gy)])
+        counts.append(len(calls))
+    assert counts[0] > 0 and counts[1] == counts[0]            # the C pass ran, then not
+    _assert_bits_equal(out[0][:2], out[1][:2])
+    np.testing.assert_allclose(out[0][2], out[1][2], rtol=1e-5)
 
 
 def _gru_op(native_on, monkeypatch, **kw):
