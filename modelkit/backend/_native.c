@@ -342,3 +342,254 @@ CLONES void modelkit_max_pool_2x2_grad(const float *restrict x, const float *res
         }
     }
 }
+
+/* ---- Winograd F(2x2, 3x3) convolution (stride 1, dilation 1), NCHW float32 -------------
+   Each 2x2 block of outputs (a tile) comes from the 4x4 input patch under it:
+   Y = A^T [ (G g G^T) . (B^T d B) ] A, 16 products per tile and channel pair instead of 36
+   (Lavin and Gray, 2016). Per block of images: the patches' transforms V (16 planes of
+   (C_in, tiles)), 16 GEMMs M = U V with the filter's transforms U (16 planes of (C_out,
+   C_in)), then each tile's 2x2 outputs from M, plus bias and relu. The GEMMs run an AVX-512
+   register-blocked kernel (8 output channels x 32 tiles); the library says with
+   modelkit_winograd_available() whether this CPU has it. */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MODELKIT_WINOGRAD 1
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#endif
+
+int modelkit_winograd_available(void) {
+#ifdef MODELKIT_WINOGRAD
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/* U[xi][o][i] = (G w[o][i] G^T)[xi / 4][xi % 4] for the (C_out, C_in, 3, 3) kernel w,
+   G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. */
+void modelkit_winograd_filter(const float *restrict w, int64_t cout, int64_t cin,
+                              float *restrict u) {
+    for (int64_t o = 0; o < cout; o++)
+        for (int64_t i = 0; i < cin; i++) {
+            const float *g = w + (o * cin + i) * 9;
+            float t[4][3], v[4][4];
+            for (int c = 0; c < 3; c++) {
+                t[0][c] = g[c];
+                t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+                t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+                t[3][c] = g[6 + c];
+            }
+            for (int r = 0; r < 4; r++) {
+                v[r][0] = t[r][0];
+                v[r][1] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                v[r][2] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                v[r][3] = t[r][2];
+            }
+            for (int xi = 0; xi < 16; xi++)
+                u[(xi * cout + o) * cin + i] = v[xi / 4][xi % 4];
+        }
+}
+
+#ifdef MODELKIT_WINOGRAD
+
+/* V[xi][c][tile] of one image's channel plane (tiles th * tw_n + tw), 16 tiles of a row a
+   step: each patch row's even and odd columns from two deinterleaved loads, B^T d B as adds.
+   `pad`: the zero-padded plane in rows of wp values, readable 40 values past the last
+   tile's patch. V's planes (xi) are `stride` apart; each step writes 16 values, past the
+   row's tiles into what the next row (or image) writes over, or into 16 spare values. */
+__attribute__((target("avx512f")))
+static void wg_input_plane(const float *restrict pad, int64_t wp, int64_t th_n,
+                           int64_t tw_n, float *restrict v, int64_t stride) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
+                                         3, 1);
+    for (int64_t th = 0; th < th_n; th++)
+      for (int64_t tw = 0; tw < tw_n; tw += 16) {
+        const int64_t t = th * tw_n + tw;
+        __m512 d[4][4];
+        for (int i = 0; i < 4; i++) {
+            const float *r = pad + (2 * th + i) * wp + 2 * tw;
+            const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
+            const __m512 c = _mm512_loadu_ps(r + 2), e = _mm512_loadu_ps(r + 18);
+            d[i][0] = _mm512_permutex2var_ps(a, even, b);
+            d[i][1] = _mm512_permutex2var_ps(a, odd, b);
+            d[i][2] = _mm512_permutex2var_ps(c, even, e);
+            d[i][3] = _mm512_permutex2var_ps(c, odd, e);
+        }
+        for (int j = 0; j < 4; j++) {              /* B^T d: rows */
+            const __m512 a = d[0][j], b = d[1][j], c = d[2][j], e = d[3][j];
+            d[0][j] = _mm512_sub_ps(a, c);
+            d[1][j] = _mm512_add_ps(b, c);
+            d[2][j] = _mm512_sub_ps(c, b);
+            d[3][j] = _mm512_sub_ps(b, e);
+        }
+        for (int r = 0; r < 4; r++) {              /* (B^T d) B: columns */
+            float *o = v + 4 * r * stride + t;
+            _mm512_storeu_ps(o, _mm512_sub_ps(d[r][0], d[r][2]));
+            _mm512_storeu_ps(o + stride, _mm512_add_ps(d[r][1], d[r][2]));
+            _mm512_storeu_ps(o + 2 * stride, _mm512_sub_ps(d[r][2], d[r][1]));
+            _mm512_storeu_ps(o + 3 * stride, _mm512_sub_ps(d[r][1], d[r][3]));
+        }
+    }
+}
+
+/* C (m x ldc-strided n) = A (m x k, row-major) @ B (k x n, rows of ldb), n a multiple of 16:
+   8 x 32 register blocks. */
+__attribute__((target("avx512f")))
+static void wg_gemm(const float *restrict a, const float *restrict b, float *restrict c,
+                    int64_t m, int64_t k, int64_t n, int64_t ldb, int64_t ldc) {
+    int64_t r = 0;
+    for (; r + 8 <= m; r += 8) {
+        int64_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            __m512 c0[8], c1[8];
+            for (int q = 0; q < 8; q++) {
+                c0[q] = _mm512_setzero_ps();
+                c1[q] = _mm512_setzero_ps();
+            }
+            for (int64_t p = 0; p < k; p++) {
+                const __m512 b0 = _mm512_loadu_ps(b + p * ldb + j);
+                const __m512 b1 = _mm512_loadu_ps(b + p * ldb + j + 16);
+                for (int q = 0; q < 8; q++) {
+                    const __m512 x = _mm512_set1_ps(a[(r + q) * k + p]);
+                    c0[q] = _mm512_fmadd_ps(x, b0, c0[q]);
+                    c1[q] = _mm512_fmadd_ps(x, b1, c1[q]);
+                }
+            }
+            for (int q = 0; q < 8; q++) {
+                _mm512_storeu_ps(c + (r + q) * ldc + j, c0[q]);
+                _mm512_storeu_ps(c + (r + q) * ldc + j + 16, c1[q]);
+            }
+        }
+        for (; j < n; j += 16) {
+            __m512 c0[8];
+            for (int q = 0; q < 8; q++)
+                c0[q] = _mm512_setzero_ps();
+            for (int64_t p = 0; p < k; p++) {
+                const __m512 b0 = _mm512_loadu_ps(b + p * ldb + j);
+                for (int q = 0; q < 8; q++)
+                    c0[q] = _mm512_fmadd_ps(_mm512_set1_ps(a[(r + q) * k + p]), b0, c0[q]);
+            }
+            for (int q = 0; q < 8; q++)
+                _mm512_storeu_ps(c + (r + q) * ldc + j, c0[q]);
+        }
+    }
+    for (; r < m; r++)
+        for (int64_t j = 0; j < n; j += 16) {
+            __m512 c0 = _mm512_setzero_ps();
+            for (int64_t p = 0; p < k; p++)
+                c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[r * k + p]),
+                                     _mm512_loadu_ps(b + p * ldb + j), c0);
+            _mm512_storeu_ps(c + r * ldc + j, c0);
+        }
+}
+
+/* One output channel plane of one image from M (16 planes `stride` apart, this image's
+   tiles th * tw_n + tw): y = A^T m A + bias, relu'd (NaN kept), A^T = [[1, 1, 1, 0],
+   [0, 1, -1, -1]], 16 tiles of a row a step, the two output columns of each interleaved
+   into the output rows (masked past wo, the second row dropped past ho). */
+__attribute__((target("avx512f")))
+static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th_n,
+                            int64_t tw_n, int64_t ho, int64_t wo, float bias, int relu,
+                            float *restrict y) {
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                        24, 8);
+    const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bias);
+    for (int64_t th = 0; th < th_n; th++)
+        for (int64_t tw = 0; tw < tw_n; tw += 16) {
+            const float *m = mm + th * tw_n + tw;
+            __m512 s[2][4], o[2][2];
+            for (int j = 0; j < 4; j++) {
+                const __m512 a = _mm512_loadu_ps(m + j * stride);
+                const __m512 c = _mm512_loadu_ps(m + (4 + j) * stride);
+                const __m512 e = _mm512_loadu_ps(m + (8 + j) * stride);
+                const __m512 f = _mm512_loadu_ps(m + (12 + j) * stride);
+                s[0][j] = _mm512_add_ps(_mm512_add_ps(a, c), e);
+                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(c, e), f);
+            }
+            for (int r = 0; r < 2; r++) {
+                o[r][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), s[r][2]), b);
+                o[r][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[r][1], s[r][2]), s[r][3]), b);
+                if (relu) {
+                    o[r][0] = _mm512_max_ps(zero, o[r][0]);
+                    o[r][1] = _mm512_max_ps(zero, o[r][1]);
+                }
+            }
+            const int64_t col = 2 * tw, left = wo - col;       /* output columns from col */
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            const __mmask16 m1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 :
+                                 (__mmask16)((1u << (left - 16)) - 1);
+            for (int r = 0; r < 2 && 2 * th + r < ho; r++) {
+                float *row = y + (2 * th + r) * wo + col;
+                _mm512_mask_storeu_ps(row, m0, _mm512_permutex2var_ps(o[r][0], lo, o[r][1]));
+                _mm512_mask_storeu_ps(row + 16, m1, _mm512_permutex2var_ps(o[r][0], hi, o[r][1]));
+            }
+        }
+}
+
+#endif
+
+/* y (n, C_out, ho, wo) = the 3x3 convolution (stride 1) of x (n, C_in, h, w) padded by pt, pb
+   rows and pl, pr columns, with the filter's transforms u (modelkit_winograd_filter), plus
+   bias (or NULL), relu'd when `relu`. Returns 0, or -1 when memory ran out (or no AVX-512
+   build). */
+int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int64_t h,
+                           int64_t w, const float *restrict u, int64_t cout,
+                           const float *restrict bias, int64_t pt, int64_t pb, int64_t pl,
+                           int64_t pr, int relu, float *restrict y) {
+#ifdef MODELKIT_WINOGRAD
+    const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
+    const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
+    const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;  /* + the tail reads */
+    /* images per block: about 256 tiles a GEMM, V and M within ~1 MiB */
+    int64_t per = 256 / tiles;
+    if (per < 1)
+        per = 1;
+    while (per > 1 && 16 * (cin + cout) * per * tiles * 4 > (1 << 20))
+        per--;
+    const int64_t tpad = ((per * tiles + 15) / 16) * 16 + 16;
+    float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
+    float *mm = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
+    float *pad = aligned_alloc(64, (size_t)((hp * wp * 4 + 63) / 64 * 64));
+    if (!v || !mm || !pad) {
+        free(v);
+        free(mm);
+        free(pad);
+        return -1;
+    }
+    memset(v, 0, (size_t)(16 * cin * tpad * 4));
+    memset(pad, 0, (size_t)(hp * wp * 4));
+    for (int64_t i0 = 0; i0 < n; i0 += per) {
+        const int64_t imgs = n - i0 < per ? n - i0 : per;
+        const int64_t cols = ((imgs * tiles + 15) / 16) * 16;
+        for (int64_t im = 0; im < imgs; im++)       /* in order: each overwrites the 16   */
+            for (int64_t c = 0; c < cin; c++) {     /* values the one before wrote past it */
+                const float *src = x + ((i0 + im) * cin + c) * h * w;
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(pad + (r + pt) * wp + pl, src + r * w, (size_t)(w * 4));
+                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad);
+            }
+        for (int xi = 0; xi < 16; xi++)
+            wg_gemm(u + xi * cout * cin, v + xi * cin * tpad, mm + xi * cout * tpad, cout, cin,
+                    cols, tpad, tpad);
+        for (int64_t im = 0; im < imgs; im++)
+            for (int64_t o = 0; o < cout; o++)
+                wg_output_plane(mm + o * tpad + im * tiles, cout * tpad, th_n, tw_n, ho, wo,
+                                bias ? bias[o] : 0.0f, relu,
+                                y + ((i0 + im) * cout + o) * ho * wo);
+    }
+    free(v);
+    free(mm);
+    free(pad);
+    return 0;
+#else
+    (void)x; (void)n; (void)cin; (void)h; (void)w; (void)u; (void)cout; (void)bias;
+    (void)pt; (void)pb; (void)pl; (void)pr; (void)relu; (void)y;
+    return -1;
+#endif
+}

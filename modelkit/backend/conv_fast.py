@@ -20,6 +20,13 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   An NCHWc session may also compute what the op after it reads (learnt at its tape site,
   see "what the next op reads"): a max pooling of its output, its blocked output for the
   next conv.
+- Winograd: 3x3 convolutions with stride and dilation 1, pads of 2 at most and 8 or more
+  input channels (VGG's and ResNet's, forward and input gradient) run Winograd F(2x2, 3x3)
+  in C (native.winograd_conv, AVX-512 CPUs; MODELKIT_WINOGRAD=0 switches it off): 16
+  multiplies per 2x2 outputs and channel pair instead of 36, the images in parts on the
+  threads. Isolated (64 images, one thread, MLAS NCHWc -> Winograd): 32->32@28 9.57 ->
+  7.58 ms, 64->64@14 9.44 -> 7.58, 16->16@32 3.48 -> 2.21; two threads 4.89 -> 3.82, 4.78 ->
+  3.87, 1.74 -> 1.08. Its output is plain NCHW: a max pooling after it runs its own MaxPool.
 - input gradient: stride 1 is the "full" convolution of the output gradient with the
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
   of the output gradient with the same kernel, pads and strides (`output_padding` restores
@@ -89,6 +96,7 @@ _SCRATCH = threading.local()       # .pool: this thread's BufferPool of chunk bu
 _SCRATCH_BYTES = 32 << 20
 _PARTS_PER_THREAD = 4        # the kernel gradient's image parts (see _image_parts)
 _NATIVE_MIN_POSITIONS = 32   # the relu mask and bias sums as a C pass from this many positions
+WINOGRAD_MIN_CHANNELS = 8    # input channels from which a 3x3 conv goes through Winograd
 
 
 def _forget_after_fork():
@@ -399,8 +407,11 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     xn = _nchw(x, channels_first)
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
-    block = _nchwc_block(w, w.ndim - 2)
-    y = _conv_fused(xn, w, bias, strides, dilation, pads, relu, block)
+    if _winograd_applies(xn, w, strides, dilation, pads):
+        y = _winograd(xn, w, bias, pads, relu)
+        ahead.produced(y)
+    else:
+        y = _conv_fused(xn, w, bias, strides, dilation, pads, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
     if relu:
         array_tags.remember(_RELU_OUTPUTS, y, weakref.ref(y))
@@ -437,6 +448,36 @@ def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
     if yb is not None:
         extras["nchwc"] = yb
     ahead.produced(y, extras)
+    return y
+
+
+def _winograd_applies(xn, w, strides, dilation, pads):
+    """Whether the Winograd F(2x2, 3x3) kernel (native.winograd_conv) takes this conv: 2D,
+    3x3, stride and dilation 1, pads of 2 at most, WINOGRAD_MIN_CHANNELS input channels or
+    more, an AVX-512 CPU; MODELKIT_WINOGRAD=0 switches it off."""
+    return (xn.ndim == 4 and w.shape[2:] == (3, 3) and tuple(strides) == (1, 1)
+            and tuple(dilation) == (1, 1) and all(0 <= p <= 2 for pair in pads for p in pair)
+            and xn.shape[1] >= WINOGRAD_MIN_CHANNELS and xn.shape[0] > 0
+            and all(L + b + a >= 3 for L, (b, a) in zip(xn.shape[2:], pads))
+            and os.environ.get("MODELKIT_WINOGRAD", "1") != "0"
+            and native.winograd_available())
+
+
+def _winograd(xn, w, bias, pads, relu, threads=None):
+    """conv(xn, w) (+ bias, relu) by Winograd F(2x2, 3x3): the filter's transforms once,
+    then the images in parts on the threads (one C call each, the GIL released)."""
+    n, cout = xn.shape[0], w.shape[0]
+    out = tuple(L + b + a - 2 for L, (b, a) in zip(xn.shape[2:], pads))
+    u = native.winograd_filter(np.ascontiguousarray(w, dtype=np.float32))
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    y = np.empty((n, cout) + out, np.float32)
+    parts = min(n, threads or parallel.threads())
+    if parts <= 1:
+        native.winograd_conv(xn, u, b, pads, relu, y)
+        return y
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    parallel.run_parts(lambda i: native.winograd_conv(
+        xn[bounds[i]:bounds[i + 1]], u, b, pads, relu, y[bounds[i]:bounds[i + 1]]), parts)
     return y
 
 
@@ -528,8 +569,11 @@ def _input_grad(gn, s, threads=None):
                                                          (slice(None, None, -1),) * len(k)])
         gpads = tuple(((kk - 1) * d - b, (kk - 1) * d - a)
                       for kk, d, (b, a) in zip(k, s.dilation, s.pads))
-        gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
-                       _nchwc_block(wf, len(k)), threads)
+        if _winograd_applies(gn, wf, s.strides, s.dilation, gpads):
+            gx = _winograd(gn, wf, None, gpads, False, threads)
+        else:
+            gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
+                           _nchwc_block(wf, len(k)), threads)
         assert gx.shape == xshape, (gx.shape, xshape)
         return gx
     spatial = xshape[2:]

@@ -11,7 +11,9 @@ forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates
 step's backward (reset_after); tanh's gradient; batch normalization's input gradient. Batch
 normalization's statistics, normalization (with the relu after it) and backward sums
 (with the relu's mask) are the exception to the bit-for-bit rule: they sum in float32 lanes
-per row, rows added in float64, their own order (checked against float64).
+per row, rows added in float64, their own order (checked against float64). So does the
+Winograd F(2x2, 3x3) convolution (AVX-512 only: `winograd_available()`), a different
+algorithm from MLAS's direct one, as exact (checked against float64).
 Measured in isolation, numpy -> kernel (benchmarks/results/vs_torch_cpu_2026-12-05_
 session13_main.txt): Adam over the LSTM benchmark's 20000 x 128 embedding table, 4509 rows
 in the gradient, 3.78 ms (seven passes in row blocks, two threads) -> 1.45 ms (one thread);
@@ -65,6 +67,13 @@ def _load():
         lib.modelkit_channel_sums.restype = None
         lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64, ptr)
         lib.modelkit_max_pool_2x2_grad.restype = None
+        lib.modelkit_winograd_available.argtypes = ()
+        lib.modelkit_winograd_available.restype = ctypes.c_int
+        lib.modelkit_winograd_filter.argtypes = (ptr, i64, i64, ptr)
+        lib.modelkit_winograd_filter.restype = None
+        lib.modelkit_winograd_conv.argtypes = (ptr, i64, i64, i64, i64, ptr, i64, ptr, i64, i64,
+                                               i64, i64, ctypes.c_int, ptr)
+        lib.modelkit_winograd_conv.restype = ctypes.c_int
         return lib
     return False
 
@@ -190,3 +199,29 @@ def max_pool_2x2_grad(x, y, g, dx):
     h, w = x.shape[-2:]
     _library().modelkit_max_pool_2x2_grad(x.ctypes.data, y.ctypes.data, g.ctypes.data,
                                           x.size // (h * w), h, w, dx.ctypes.data)
+
+
+def winograd_available():
+    """Whether the Winograd convolution runs here (the kernels built, an AVX-512 CPU)."""
+    return available() and bool(_library().modelkit_winograd_available())
+
+
+def winograd_filter(w):
+    """The (16, C_out, C_in) Winograd F(2x2, 3x3) transforms G w G^T of the (C_out, C_in,
+    3, 3) float32 kernel w."""
+    cout, cin = w.shape[:2]
+    u = np.empty((16, cout, cin), np.float32)
+    _library().modelkit_winograd_filter(w.ctypes.data, cout, cin, u.ctypes.data)
+    return u
+
+
+def winograd_conv(x, u, bias, pads, relu, y):
+    """y = the 3x3 stride-1 convolution of the NCHW float32 x padded by pads ((top, bottom),
+    (left, right)), from the filter transforms u (winograd_filter), + bias (or None), relu'd
+    when `relu`, into the NCHW y."""
+    n, cin, h, w = x.shape
+    (pt, pb), (pl, pr) = pads
+    if _library().modelkit_winograd_conv(x.ctypes.data, n, cin, h, w, u.ctypes.data,
+                                         u.shape[1], _address(bias), pt, pb, pl, pr,
+                                         int(relu), y.ctypes.data):
+        raise MemoryError("the Winograd convolution's buffers could not be allocated")

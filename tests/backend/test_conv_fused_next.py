@@ -22,6 +22,7 @@ def taken(monkeypatch):
         pytest.skip("no MLAS NCHWc kernels here")
     monkeypatch.setattr(ahead, "_REQUESTS", {})
     monkeypatch.delenv("MODELKIT_AHEAD", raising=False)
+    monkeypatch.setenv("MODELKIT_WINOGRAD", "0")      # the 3x3 convs on MLAS's NCHWc kernel
     count = {"max_pool": 0, "nchwc": 0}
     real = ahead.take
 

@@ -1,0 +1,111 @@
+"""The Winograd F(2x2, 3x3) convolution (native.winograd_conv, dispatched by conv_fast for
+3x3 stride-1 2D convolutions with 8+ input channels on AVX-512 CPUs) against the exact numpy
+path in float64: forward values (bias, relu), the input gradient (the "full" convolution
+with the flipped kernel, pads up to 2) and the kernel and bias gradients; odd and even
+sizes, channel counts off the kernel's 8-row blocks, tile rows longer than one vector,
+several images per block and parts on two threads."""
+
+import numpy as np
+import pytest
+
+from modelkit.backend import GradientTape, Variable, conv_fast, native
+from modelkit.backend.tape import OPS, apply
+
+CONV = OPS.get("conv")
+
+pytestmark = pytest.mark.skipif(not native.winograd_available(),
+                                reason="the Winograd kernel needs an AVX-512 CPU and the C "
+                                       "kernels built")
+
+
+def _direct(x, w, bias, pads, relu):
+    """float64 reference: x (N, C, H, W), w (O, C, 3, 3), pads ((t, b), (l, r))."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0)) + tuple(pads))
+    n, c, hp, wp = xp.shape
+    ho, wo = hp - 2, wp - 2
+    y = np.zeros((n, w.shape[0], ho, wo))
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("nchw,oc->nohw", xp[:, :, i:i + ho, j:j + wo], w[:, :, i, j])
+    if bias is not None:
+        y += bias[None, :, None, None]
+    return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("n, cin, cout, h, w, pads", [
+    (2, 8, 8, 6, 6, ((1, 1), (1, 1))),
+    (3, 9, 5, 7, 9, ((1, 1), (1, 1))),           # odd sizes, 5 output channels (< 8 rows)
+    (2, 16, 13, 5, 40, ((0, 0), (0, 0))),        # 19 tiles a row: two vectors, a tail
+    (5, 8, 16, 4, 4, ((2, 2), (2, 2))),          # the input gradient's pads of a valid conv
+    (3, 12, 24, 9, 8, ((0, 2), (2, 1))),         # uneven pads
+    (11, 8, 8, 3, 3, ((1, 1), (1, 1))),          # many images a block, a short last block
+    (1, 32, 32, 28, 28, ((1, 1), (1, 1))),       # VGG's second conv, one image
+])
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_conv_matches_direct(n, cin, cout, h, w, pads, relu):
+    rng = np.random.default_rng(n * 100 + cin + cout + h)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    k = (rng.standard_normal((cout, cin, 3, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    want = _direct(x, k, b, pads, relu)
+    y = np.full(want.shape, np.nan, np.float32)
+    native.winograd_conv(x, native.winograd_filter(k), b, pads, relu, y)
+    np.testing.assert_allclose(y, want, rtol=0, atol=2e-5 * np.abs(want).max())
+    got = conv_fast._winograd(x, k, b, pads, relu, threads=2)           # images in parts
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
+def test_filter_transforms():
+    """U = G g G^T per (o, i) pair, stacked by the 16 (row, column) positions."""
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    want = np.einsum("ab,oibc,dc->adoi", G, k.astype(np.float64), G).reshape(16, 3, 2)
+    np.testing.assert_allclose(native.winograd_filter(k), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_training_gradients_through_winograd_match_exact(monkeypatch, padding, relu):
+    """A conv layer's forward and input gradient through Winograd (counted), kernel and bias
+    gradients as before: all match the float64 exact path."""
+    calls = []
+    real = native.winograd_conv
+    monkeypatch.setattr(native, "winograd_conv", lambda *a: calls.append(a[0].shape) or
+                        real(*a))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 10, 11, 8))
+    k = rng.standard_normal((3, 3, 8, 16)) * 0.3
+    b = rng.standard_normal(16)
+    gy = None
+    results = []
+    for dtype in (np.float32, np.float64):
+        xs = [Variable(v.astype(dtype)) for v in (x, k, b)]
+        with GradientTape() as tape:
+            y = apply(CONV, *xs, strides=(1, 1), dilation=(1, 1), padding=padding,
+                      channels_first=False, relu=relu)
+        if gy is None:
+            gy = rng.standard_normal(y.shape)
+        grads = tape.gradient(y, xs, output_gradient=gy.astype(dtype))
+        results.append([np.asarray(y.value)] + [np.asarray(g) for g in grads])
+        if dtype == np.float32:
+            # forward on the images in parts, then the input gradient (16 -> 8 channels)
+            assert len(calls) >= 2 and calls[-1][1] == 16
+    for name, a, e in zip(("y", "x", "kernel", "bias"), *results):
+        np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0),
+                                   err_msg=name)
+
+
+def test_switch_and_shapes_it_leaves_to_mlas(monkeypatch):
+    x = np.zeros((2, 8, 6, 6), np.float32)
+    w = np.zeros((4, 8, 3, 3), np.float32)
+    same = ((1, 1), (1, 1))
+    assert conv_fast._winograd_applies(x, w, (1, 1), (1, 1), same)
+    assert not conv_fast._winograd_applies(x, w, (2, 2), (1, 1), same)          # strided
+    assert not conv_fast._winograd_applies(x, w, (1, 1), (2, 2), same)          # dilated
+    assert not conv_fast._winograd_applies(x[:, :4], w[:, :4], (1, 1), (1, 1), same)
+    assert not conv_fast._winograd_applies(x, np.zeros((4, 8, 5, 5), np.float32), (1, 1),
+                                           (1, 1), same)
+    assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), ((3, 3), (1, 1)))
+    monkeypatch.setenv("MODELKIT_WINOGRAD", "0")
+    assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), same)
