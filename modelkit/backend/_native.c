@@ -396,45 +396,48 @@ void modelkit_winograd_filter(const float *restrict w, int64_t cout, int64_t cin
 #ifdef MODELKIT_WINOGRAD
 
 /* V[xi][c][tile] of one image's channel plane (tiles th * tw_n + tw), 16 tiles of a row a
-   step: each patch row's even and odd columns from two deinterleaved loads, B^T d B as adds.
-   `pad`: the zero-padded plane in rows of wp values, readable 40 values past the last
-   tile's patch. V's planes (xi) are `stride` apart; each step writes 16 values, past the
-   row's tiles into what the next row (or image) writes over, or into 16 spare values. */
+   step: each patch row's even and odd columns from two deinterleaved loads, B^T d B as adds
+   (B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]; with `flip` the last
+   row negated, F(3x3, 2x2)'s B^T). `pad`: the zero-padded plane in rows of wp values,
+   readable 40 values past the last tile's patch. V's planes (xi) are `stride` apart; each
+   step writes 16 values, past the row's tiles into what the next row (or image) writes
+   over, or into 16 spare values. */
 __attribute__((target("avx512f")))
 static void wg_input_plane(const float *restrict pad, int64_t wp, int64_t th_n,
-                           int64_t tw_n, float *restrict v, int64_t stride) {
+                           int64_t tw_n, float *restrict v, int64_t stride, int flip) {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
                                           2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
                                          3, 1);
     for (int64_t th = 0; th < th_n; th++)
-      for (int64_t tw = 0; tw < tw_n; tw += 16) {
-        const int64_t t = th * tw_n + tw;
-        __m512 d[4][4];
-        for (int i = 0; i < 4; i++) {
-            const float *r = pad + (2 * th + i) * wp + 2 * tw;
-            const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
-            const __m512 c = _mm512_loadu_ps(r + 2), e = _mm512_loadu_ps(r + 18);
-            d[i][0] = _mm512_permutex2var_ps(a, even, b);
-            d[i][1] = _mm512_permutex2var_ps(a, odd, b);
-            d[i][2] = _mm512_permutex2var_ps(c, even, e);
-            d[i][3] = _mm512_permutex2var_ps(c, odd, e);
+        for (int64_t tw = 0; tw < tw_n; tw += 16) {
+            const int64_t t = th * tw_n + tw;
+            __m512 d[4][4];
+            for (int i = 0; i < 4; i++) {
+                const float *r = pad + (2 * th + i) * wp + 2 * tw;
+                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
+                const __m512 c = _mm512_loadu_ps(r + 2), e = _mm512_loadu_ps(r + 18);
+                d[i][0] = _mm512_permutex2var_ps(a, even, b);
+                d[i][1] = _mm512_permutex2var_ps(a, odd, b);
+                d[i][2] = _mm512_permutex2var_ps(c, even, e);
+                d[i][3] = _mm512_permutex2var_ps(c, odd, e);
+            }
+            for (int j = 0; j < 4; j++) {          /* B^T d: rows */
+                const __m512 a = d[0][j], b = d[1][j], c = d[2][j], e = d[3][j];
+                d[0][j] = _mm512_sub_ps(a, c);
+                d[1][j] = _mm512_add_ps(b, c);
+                d[2][j] = _mm512_sub_ps(c, b);
+                d[3][j] = flip ? _mm512_sub_ps(e, b) : _mm512_sub_ps(b, e);
+            }
+            for (int r = 0; r < 4; r++) {          /* (B^T d) B: columns */
+                float *o = v + 4 * r * stride + t;
+                _mm512_storeu_ps(o, _mm512_sub_ps(d[r][0], d[r][2]));
+                _mm512_storeu_ps(o + stride, _mm512_add_ps(d[r][1], d[r][2]));
+                _mm512_storeu_ps(o + 2 * stride, _mm512_sub_ps(d[r][2], d[r][1]));
+                _mm512_storeu_ps(o + 3 * stride, flip ? _mm512_sub_ps(d[r][3], d[r][1])
+                                                      : _mm512_sub_ps(d[r][1], d[r][3]));
+            }
         }
-        for (int j = 0; j < 4; j++) {              /* B^T d: rows */
-            const __m512 a = d[0][j], b = d[1][j], c = d[2][j], e = d[3][j];
-            d[0][j] = _mm512_sub_ps(a, c);
-            d[1][j] = _mm512_add_ps(b, c);
-            d[2][j] = _mm512_sub_ps(c, b);
-            d[3][j] = _mm512_sub_ps(b, e);
-        }
-        for (int r = 0; r < 4; r++) {              /* (B^T d) B: columns */
-            float *o = v + 4 * r * stride + t;
-            _mm512_storeu_ps(o, _mm512_sub_ps(d[r][0], d[r][2]));
-            _mm512_storeu_ps(o + stride, _mm512_add_ps(d[r][1], d[r][2]));
-            _mm512_storeu_ps(o + 2 * stride, _mm512_sub_ps(d[r][2], d[r][1]));
-            _mm512_storeu_ps(o + 3 * stride, _mm512_sub_ps(d[r][1], d[r][3]));
-        }
-    }
 }
 
 /* C (m x ldc-strided n) = A (m x k, row-major) @ B (k x n, rows of ldb), n a multiple of 16:
@@ -532,6 +535,78 @@ static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th
         }
 }
 
+/* F(3x3, 2x2) for the kernel gradient: U[xi][o][tile] = G g G^T of each 2x2 tile of one
+   image's output-gradient plane `gp` (zero-padded to 2 th_n rows of wq values, readable 32
+   values past the last tile), G = [[1, 0], [1/2, 1/2], [1/2, -1/2], [0, 1]]; the same
+   writes past a row's tiles as wg_input_plane. */
+__attribute__((target("avx512f")))
+static void wg_grad_plane(const float *restrict gp, int64_t wq, int64_t th_n, int64_t tw_n,
+                          float *restrict u, int64_t stride) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
+                                         3, 1);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t th = 0; th < th_n; th++)
+        for (int64_t tw = 0; tw < tw_n; tw += 16) {
+            __m512 g[2][2], t[4][2];
+            for (int i = 0; i < 2; i++) {
+                const float *r = gp + (2 * th + i) * wq + 2 * tw;
+                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
+                g[i][0] = _mm512_permutex2var_ps(a, even, b);
+                g[i][1] = _mm512_permutex2var_ps(a, odd, b);
+            }
+            for (int j = 0; j < 2; j++) {          /* G g: rows */
+                t[0][j] = g[0][j];
+                t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(g[0][j], g[1][j]));
+                t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(g[0][j], g[1][j]));
+                t[3][j] = g[1][j];
+            }
+            for (int r = 0; r < 4; r++) {          /* (G g) G^T: columns */
+                float *o = u + 4 * r * stride + th * tw_n + tw;
+                _mm512_storeu_ps(o, t[r][0]);
+                _mm512_storeu_ps(o + stride,
+                                 _mm512_mul_ps(half, _mm512_add_ps(t[r][0], t[r][1])));
+                _mm512_storeu_ps(o + 2 * stride,
+                                 _mm512_mul_ps(half, _mm512_sub_ps(t[r][0], t[r][1])));
+                _mm512_storeu_ps(o + 3 * stride, t[r][1]);
+            }
+        }
+}
+
+/* c[i][j] (rows ldc apart) += the dot product of a's row i and b's row j over k values (k a
+   multiple of 16), for m x n pairs: 4 x 4 blocks of pairs, 16 vector accumulators. */
+__attribute__((target("avx512f")))
+static void wg_gemm_nt(const float *restrict a, const float *restrict b, float *restrict c,
+                       int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                       int64_t ldc) {
+    for (int64_t r = 0; r < m; r += 4)
+        for (int64_t j = 0; j < n; j += 4) {
+            const float *ar[4], *br[4];
+            for (int q = 0; q < 4; q++) {          /* rows past the end repeat the last */
+                ar[q] = a + (r + q < m ? r + q : m - 1) * lda;
+                br[q] = b + (j + q < n ? j + q : n - 1) * ldb;
+            }
+            __m512 acc[4][4];
+            for (int q = 0; q < 4; q++)
+                for (int e = 0; e < 4; e++)
+                    acc[q][e] = _mm512_setzero_ps();
+            for (int64_t p = 0; p < k; p += 16) {
+                __m512 x[4], y[4];
+                for (int q = 0; q < 4; q++) {
+                    x[q] = _mm512_loadu_ps(ar[q] + p);
+                    y[q] = _mm512_loadu_ps(br[q] + p);
+                }
+                for (int q = 0; q < 4; q++)
+                    for (int e = 0; e < 4; e++)
+                        acc[q][e] = _mm512_fmadd_ps(x[q], y[e], acc[q][e]);
+            }
+            for (int q = 0; q < 4 && r + q < m; q++)
+                for (int e = 0; e < 4 && j + e < n; e++)
+                    c[(r + q) * ldc + j + e] += _mm512_reduce_add_ps(acc[q][e]);
+        }
+}
+
 #endif
 
 /* y (n, C_out, ho, wo) = the 3x3 convolution (stride 1) of x (n, C_in, h, w) padded by pt, pb
@@ -572,7 +647,7 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
                 const float *src = x + ((i0 + im) * cin + c) * h * w;
                 for (int64_t r = 0; r < h; r++)
                     memcpy(pad + (r + pt) * wp + pl, src + r * w, (size_t)(w * 4));
-                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad);
+                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad, 0);
             }
         for (int xi = 0; xi < 16; xi++)
             wg_gemm(u + xi * cout * cin, v + xi * cin * tpad, mm + xi * cout * tpad, cout, cin,
@@ -590,6 +665,104 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
 #else
     (void)x; (void)n; (void)cin; (void)h; (void)w; (void)u; (void)cout; (void)bias;
     (void)pt; (void)pb; (void)pl; (void)pr; (void)relu; (void)y;
+    return -1;
+#endif
+}
+
+#ifndef WG_GRAD_TILES
+#define WG_GRAD_TILES 1024
+#endif
+
+/* The kernel gradient of the 3x3 stride-1 convolution of x (n, C_in, h, w), padded by pt,
+   pb, pl, pr, whose output gradient is g (n, C_out, ho, wo): dw (3, 3, C_in, C_out) =
+   the sum over images and outputs of g x (shifted), by F(3x3, 2x2): per 2x2 tile of g and
+   4x4 patch of x, A^T [(G g G^T) . (B^T d B)] A, summed over the tiles in the transformed
+   domain (16 GEMMs over the tiles, blocks of ~256 tiles), then A^T M A once, A^T =
+   [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]]. Returns 0, or -1 when memory ran out (or no
+   AVX-512 build). */
+int modelkit_winograd_kernel_grad(const float *restrict x, const float *restrict g,
+                                  int64_t n, int64_t cin, int64_t h, int64_t w,
+                                  int64_t cout, int64_t pt, int64_t pb, int64_t pl,
+                                  int64_t pr, float *restrict dw) {
+#ifdef MODELKIT_WINOGRAD
+    const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
+    const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
+    const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;
+    const int64_t wq = 2 * tw_n, hq = 2 * th_n + 32 / wq + 1;
+    /* ~WG_GRAD_TILES tiles a block (each GEMM's rows stay in L2 while it runs, one plane
+       of U and V at a time; fewer blocks, fewer horizontal sums) within 8 MiB */
+    int64_t per = WG_GRAD_TILES / tiles;
+    if (per < 1)
+        per = 1;
+    while (per > 1 && 16 * (cin + cout) * per * tiles * 4 > (8 << 20))
+        per--;
+    const int64_t tpad = ((per * tiles + 15) / 16) * 16 + 16;
+    float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
+    float *u = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
+    float *mm = aligned_alloc(64, (size_t)((16 * cout * cin * 4 + 63) / 64 * 64));
+    float *pad = aligned_alloc(64, (size_t)((hp * wp * 4 + 63) / 64 * 64));
+    float *gp = aligned_alloc(64, (size_t)((hq * wq * 4 + 63) / 64 * 64));
+    if (!v || !u || !mm || !pad || !gp) {
+        free(v);
+        free(u);
+        free(mm);
+        free(pad);
+        free(gp);
+        return -1;
+    }
+    memset(mm, 0, (size_t)(16 * cout * cin * 4));
+    memset(pad, 0, (size_t)(hp * wp * 4));
+    memset(gp, 0, (size_t)(hq * wq * 4));
+    for (int64_t i0 = 0; i0 < n; i0 += per) {
+        const int64_t imgs = n - i0 < per ? n - i0 : per;
+        const int64_t used = imgs * tiles, cols = ((used + 15) / 16) * 16;
+        for (int64_t im = 0; im < imgs; im++) {
+            for (int64_t c = 0; c < cin; c++) {
+                const float *src = x + ((i0 + im) * cin + c) * h * w;
+                for (int64_t r = 0; r < h; r++)
+                    memcpy(pad + (r + pt) * wp + pl, src + r * w, (size_t)(w * 4));
+                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad, 1);
+            }
+            for (int64_t o = 0; o < cout; o++) {
+                const float *src = g + ((i0 + im) * cout + o) * ho * wo;
+                for (int64_t r = 0; r < ho; r++)
+                    memcpy(gp + r * wq, src + r * wo, (size_t)(wo * 4));
+                wg_grad_plane(gp, wq, th_n, tw_n, u + o * tpad + im * tiles, cout * tpad);
+            }
+        }
+        for (int64_t q = 0; q < 16 * cin; q++)      /* the columns past the tiles: zero */
+            memset(v + q * tpad + used, 0, (size_t)((cols - used) * 4));
+        for (int64_t q = 0; q < 16 * cout; q++)
+            memset(u + q * tpad + used, 0, (size_t)((cols - used) * 4));
+        for (int xi = 0; xi < 16; xi++)
+            wg_gemm_nt(u + xi * cout * tpad, v + xi * cin * tpad, mm + xi * cout * cin, cout,
+                       cin, cols, tpad, tpad, cin);
+    }
+    for (int64_t o = 0; o < cout; o++)
+        for (int64_t i = 0; i < cin; i++) {
+            float m[4][4], t[3][4];
+            for (int xi = 0; xi < 16; xi++)
+                m[xi / 4][xi % 4] = mm[(xi * cout + o) * cin + i];
+            for (int j = 0; j < 4; j++) {
+                t[0][j] = m[0][j] + m[1][j] + m[2][j];
+                t[1][j] = m[1][j] - m[2][j];
+                t[2][j] = m[1][j] + m[2][j] + m[3][j];
+            }
+            for (int a = 0; a < 3; a++) {
+                dw[((a * 3 + 0) * cin + i) * cout + o] = t[a][0] + t[a][1] + t[a][2];
+                dw[((a * 3 + 1) * cin + i) * cout + o] = t[a][1] - t[a][2];
+                dw[((a * 3 + 2) * cin + i) * cout + o] = t[a][1] + t[a][2] + t[a][3];
+            }
+        }
+    free(v);
+    free(u);
+    free(mm);
+    free(pad);
+    free(gp);
+    return 0;
+#else
+    (void)x; (void)g; (void)n; (void)cin; (void)h; (void)w; (void)cout; (void)pt; (void)pb;
+    (void)pl; (void)pr; (void)dw;
     return -1;
 #endif
 }

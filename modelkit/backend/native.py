@@ -74,6 +74,9 @@ def _load():
         lib.modelkit_winograd_conv.argtypes = (ptr, i64, i64, i64, i64, ptr, i64, ptr, i64, i64,
                                                i64, i64, ctypes.c_int, ptr)
         lib.modelkit_winograd_conv.restype = ctypes.c_int
+        lib.modelkit_winograd_kernel_grad.argtypes = (ptr, ptr, i64, i64, i64, i64, i64, i64,
+                                                       i64, i64, i64, ptr)
+        lib.modelkit_winograd_kernel_grad.restype = ctypes.c_int
         return lib
     return False
 
@@ -225,3 +228,16 @@ def winograd_conv(x, u, bias, pads, relu, y):
                                          u.shape[1], _address(bias), pt, pb, pl, pr,
                                          int(relu), y.ctypes.data):
         raise MemoryError("the Winograd convolution's buffers could not be allocated")
+
+
+def winograd_kernel_grad(x, g, pads):
+    """The (3, 3, C_in, C_out) kernel gradient of the 3x3 stride-1 convolution of the NCHW
+    float32 x padded by pads ((top, bottom), (left, right)) whose output gradient is g, by
+    Winograd F(3x3, 2x2), summed over the images."""
+    n, cin, h, w = x.shape
+    (pt, pb), (pl, pr) = pads
+    dw = np.empty((3, 3, cin, g.shape[1]), np.float32)
+    if _library().modelkit_winograd_kernel_grad(x.ctypes.data, g.ctypes.data, n, cin, h, w,
+                                                g.shape[1], pt, pb, pl, pr, dw.ctypes.data):
+        raise MemoryError("the Winograd kernel gradient's buffers could not be allocated")
+    return dw

@@ -7,7 +7,7 @@ dilations, both data formats."""
 import numpy as np
 import pytest
 
-from modelkit.backend import GradientTape, Variable, conv_fast
+from modelkit.backend import GradientTape, Variable, conv_fast, native
 from modelkit.backend.tape import OPS, apply
 
 CONV = OPS.get("conv")
@@ -83,6 +83,7 @@ def test_kernel_gradient_in_small_chunks_on_several_threads(monkeypatch, row, th
     each form (the shifted views only for stride 1), matches the float64 exact path,
     and so does the input gradient."""
     monkeypatch.setenv("MODELKIT_NUM_THREADS", threads)
+    monkeypatch.setenv("MODELKIT_WINOGRAD", "0")      # its own form: test_winograd.py
     shifted = form == "_Shifted"
     monkeypatch.setattr(conv_fast, "_FEW_CHANNELS", 1 << 30 if form == "_PerImage" else 0)
     monkeypatch.setattr(conv_fast, "_SHIFTED_MIN_CHANNELS", 0 if shifted else 1 << 30)
@@ -265,9 +266,15 @@ def test_forked_child_falls_back_to_the_numpy_path():
     (28, 32, (2, 2), "same", "_Windows"),
     (4, 32, (1, 1), "same", "_Shifted"),              # 20 grid cells for 16 outputs
     (3, 32, (1, 1), "same", "_Windows")])             # 12 grid cells for 9 outputs
-def test_kernel_gradient_form_choice(size, cin, strides, padding, want):
-    """Per image below 8 input channels, shifted views for stride 1 with enough channels
-    and few gap positions (where measured faster), output windows otherwise."""
+@pytest.mark.parametrize("winograd", ["1", "0"])
+def test_kernel_gradient_form_choice(monkeypatch, size, cin, strides, padding, want,
+                                     winograd):
+    """Per image below 8 input channels, Winograd for 3x3 stride 1 where the CPU has it,
+    else shifted views for stride 1 with enough channels and few gap positions (where
+    measured faster), output windows otherwise."""
+    monkeypatch.setenv("MODELKIT_WINOGRAD", winograd)
+    if winograd == "1" and native.winograd_available() and strides == (1, 1) and cin >= 8:
+        want = "_WinogradGrad"
     x = np.zeros((1, size, size, cin), np.float32)
     w = np.zeros((3, 3, cin, 8), np.float32)
     out = tuple(-(-size // st) for st in strides)

@@ -1,8 +1,9 @@
-"""The Winograd F(2x2, 3x3) convolution (native.winograd_conv, dispatched by conv_fast for
-3x3 stride-1 2D convolutions with 8+ input channels on AVX-512 CPUs) against the exact numpy
-path in float64: forward values (bias, relu), the input gradient (the "full" convolution
-with the flipped kernel, pads up to 2) and the kernel and bias gradients; odd and even
-sizes, channel counts off the kernel's 8-row blocks, tile rows longer than one vector,
+"""The Winograd convolution (native.winograd_conv, F(2x2, 3x3), and its kernel gradient
+native.winograd_kernel_grad, F(3x3, 2x2), dispatched by conv_fast for 3x3 stride-1 2D
+convolutions with 8+ input channels on AVX-512 CPUs) against the exact numpy path in
+float64: forward values (bias, relu), the input gradient (the "full" convolution with the
+flipped kernel, pads up to 2) and the kernel and bias gradients; odd and even sizes, uneven
+pads, channel counts off the kernels' register blocks, tile rows longer than one vector,
 several images per block and parts on two threads."""
 
 import numpy as np
@@ -55,6 +56,27 @@ def test_winograd_conv_matches_direct(n, cin, cout, h, w, pads, relu):
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("n, cin, cout, h, w, pads", [
+    (3, 8, 5, 7, 9, ((1, 1), (1, 1))),
+    (2, 9, 13, 6, 40, ((0, 0), (0, 0))),
+    (5, 12, 8, 5, 5, ((0, 2), (2, 1))),
+    (300, 8, 3, 4, 4, ((1, 1), (1, 1))),         # two blocks of images, a short last one
+    (2, 32, 32, 28, 28, ((1, 1), (1, 1))),
+])
+def test_winograd_kernel_gradient_matches_direct(n, cin, cout, h, w, pads):
+    rng = np.random.default_rng(n + cin + cout)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    ho, wo = h + sum(pads[0]) - 2, w + sum(pads[1]) - 2
+    g = rng.standard_normal((n, cout, ho, wo)).astype(np.float32)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0)) + pads)
+    want = np.stack([np.stack([np.einsum("nihw,nohw->io", xp[:, :, a:a + ho, b:b + wo],
+                                         g.astype(np.float64)) for b in range(3)])
+                     for a in range(3)])
+    got = native.winograd_kernel_grad(x, g, pads)
+    assert got.shape == (3, 3, cin, cout) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
 def test_filter_transforms():
     """U = G g G^T per (o, i) pair, stacked by the 16 (row, column) positions."""
     rng = np.random.default_rng(1)
@@ -69,7 +91,9 @@ def test_filter_transforms():
 def test_training_gradients_through_winograd_match_exact(monkeypatch, padding, relu):
     """A conv layer's forward and input gradient through Winograd (counted), kernel and bias
     gradients as before: all match the float64 exact path."""
-    calls = []
+    calls, forms = [], []
+    pick = conv_fast._form
+    monkeypatch.setattr(conv_fast, "_form", lambda s: forms.append(pick(s).__name__) or pick(s))
     real = native.winograd_conv
     monkeypatch.setattr(native, "winograd_conv", lambda *a: calls.append(a[0].shape) or
                         real(*a))
@@ -91,6 +115,7 @@ def test_training_gradients_through_winograd_match_exact(monkeypatch, padding, r
         if dtype == np.float32:
             # forward on the images in parts, then the input gradient (16 -> 8 channels)
             assert len(calls) >= 2 and calls[-1][1] == 16
+            assert set(forms) == {"_WinogradGrad"}   # the kernel gradient: F(3x3, 2x2)
     for name, a, e in zip(("y", "x", "kernel", "bias"), *results):
         np.testing.assert_allclose(a, e, rtol=0, atol=3e-5 * max(np.abs(e).max(), 1.0),
                                    err_msg=name)
