@@ -494,11 +494,12 @@ static void wg_gemm(const float *restrict a, const float *restrict b, float *res
 /* One output channel plane of one image from M (16 planes `stride` apart, this image's
    tiles th * tw_n + tw): y = A^T m A + bias, relu'd (NaN kept), A^T = [[1, 1, 1, 0],
    [0, 1, -1, -1]], 16 tiles of a row a step, the two output columns of each interleaved
-   into the output rows (masked past wo, the second row dropped past ho). */
+   into the output rows (masked past wo, the second row dropped past ho); with `pooled`
+   (ho and wo even) also each tile's maximum: the 2x2 max pooling of y. */
 __attribute__((target("avx512f")))
 static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th_n,
                             int64_t tw_n, int64_t ho, int64_t wo, float bias, int relu,
-                            float *restrict y) {
+                            float *restrict y, float *restrict pooled) {
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
                                         24, 8);
@@ -531,6 +532,12 @@ static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th
                 float *row = y + (2 * th + r) * wo + col;
                 _mm512_mask_storeu_ps(row, m0, _mm512_permutex2var_ps(o[r][0], lo, o[r][1]));
                 _mm512_mask_storeu_ps(row + 16, m1, _mm512_permutex2var_ps(o[r][0], hi, o[r][1]));
+            }
+            if (pooled) {             /* a tile is a 2x2 pooling window (ho, wo even) */
+                const int64_t n = tw_n - tw < 16 ? tw_n - tw : 16;
+                const __m512 p = _mm512_max_ps(_mm512_max_ps(o[0][0], o[0][1]),
+                                               _mm512_max_ps(o[1][0], o[1][1]));
+                _mm512_mask_storeu_ps(pooled + th * tw_n + tw, (__mmask16)((1u << n) - 1), p);
             }
         }
 }
@@ -611,16 +618,20 @@ static void wg_gemm_nt(const float *restrict a, const float *restrict b, float *
 
 /* y (n, C_out, ho, wo) = the 3x3 convolution (stride 1) of x (n, C_in, h, w) padded by pt, pb
    rows and pl, pr columns, with the filter's transforms u (modelkit_winograd_filter), plus
-   bias (or NULL), relu'd when `relu`. Returns 0, or -1 when memory ran out (or no AVX-512
-   build). */
+   bias (or NULL), relu'd when `relu`; where `pooled` is not NULL (ho and wo even) also its
+   2x2 max pooling with stride 2, (n, C_out, ho / 2, wo / 2). Returns 0, or -1 when memory
+   ran out (or no AVX-512 build, or an odd size to pool). */
 int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int64_t h,
                            int64_t w, const float *restrict u, int64_t cout,
                            const float *restrict bias, int64_t pt, int64_t pb, int64_t pl,
-                           int64_t pr, int relu, float *restrict y) {
+                           int64_t pr, int relu, float *restrict y,
+                           float *restrict pooled) {
 #ifdef MODELKIT_WINOGRAD
     const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
     const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
     const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;  /* + the tail reads */
+    if (pooled && (ho % 2 || wo % 2))
+        return -1;
     /* images per block: about 256 tiles a GEMM, V and M within ~1 MiB */
     int64_t per = 256 / tiles;
     if (per < 1)
@@ -656,7 +667,8 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
             for (int64_t o = 0; o < cout; o++)
                 wg_output_plane(mm + o * tpad + im * tiles, cout * tpad, th_n, tw_n, ho, wo,
                                 bias ? bias[o] : 0.0f, relu,
-                                y + ((i0 + im) * cout + o) * ho * wo);
+                                y + ((i0 + im) * cout + o) * ho * wo,
+                                pooled ? pooled + ((i0 + im) * cout + o) * tiles : 0);
     }
     free(v);
     free(mm);
@@ -664,7 +676,7 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
     return 0;
 #else
     (void)x; (void)n; (void)cin; (void)h; (void)w; (void)u; (void)cout; (void)bias;
-    (void)pt; (void)pb; (void)pl; (void)pr; (void)relu; (void)y;
+    (void)pt; (void)pb; (void)pl; (void)pr; (void)relu; (void)y; (void)pooled;
     return -1;
 #endif
 }

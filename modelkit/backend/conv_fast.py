@@ -26,7 +26,9 @@ memory and converts nothing. Whatever layout arrives, `_nchw` makes one copy at 
   multiplies per 2x2 outputs and channel pair instead of 36, the images in parts on the
   threads. Isolated (64 images, one thread, MLAS NCHWc -> Winograd): 32->32@28 9.57 ->
   7.58 ms, 64->64@14 9.44 -> 7.58, 16->16@32 3.48 -> 2.21; two threads 4.89 -> 3.82, 4.78 ->
-  3.87, 1.74 -> 1.08. Its output is plain NCHW: a max pooling after it runs its own MaxPool.
+  3.87, 1.74 -> 1.08. Its output is plain NCHW; a 2x2 max pooling (stride 2) after it
+  comes from the same pass, each 2x2 tile of outputs being one window (asked for through
+  ahead.py as for the NCHWc convs; VGG step 48.0-49.7 -> 45.8-47.2 ms).
   Their kernel gradient is Winograd F(3x3, 2x2) (`_WinogradGrad`).
 - input gradient: stride 1 is the "full" convolution of the output gradient with the
   flipped, transposed kernel (NCHWc when the channels fit); otherwise ONNX `ConvTranspose`
@@ -409,8 +411,9 @@ def conv(x, kernel, bias, strides, dilation, pads, out, channels_first, relu):
     w = np.ascontiguousarray(np.moveaxis(kernel, (-1, -2), (0, 1)))    # (O, I, *k)
     has_bias = bias is not None
     if _winograd_applies(xn, w, strides, dilation, pads):
-        y = _winograd(xn, w, bias, pads, relu)
-        ahead.produced(y)
+        pool = _pool_asked(out)
+        y, pooled = _winograd(xn, w, bias, pads, relu, pool=pool is not None)
+        ahead.produced(y, None if pool is None else {pool: (pooled, None)})
     else:
         y = _conv_fused(xn, w, bias, strides, dilation, pads, relu, _nchwc_block(w, w.ndim - 2))
     assert y.shape[2:] == tuple(out), (y.shape, out)
@@ -464,22 +467,38 @@ def _winograd_applies(xn, w, strides, dilation, pads):
             and native.winograd_available())
 
 
-def _winograd(xn, w, bias, pads, relu, threads=None):
+def _pool_asked(out):
+    """The request of a 2x2 max pooling with stride 2 that the op after this conv made
+    (ahead.py) and that the Winograd output can answer (even sizes, no blocked form), else
+    None."""
+    if out[0] % 2 or out[1] % 2:
+        return None
+    return next((r for r in ahead.wanted() if isinstance(r, tuple) and r[0] == "max_pool"
+                 and r[1:3] == ((2, 2), (2, 2)) and not r[3]), None)
+
+
+def _winograd(xn, w, bias, pads, relu, threads=None, pool=False):
     """conv(xn, w) (+ bias, relu) by Winograd F(2x2, 3x3): the filter's transforms once,
-    then the images in parts on the threads (one C call each, the GIL released)."""
+    then the images in parts on the threads (one C call each, the GIL released).
+    -> (y, its 2x2 max pooling when `pool` else None)."""
     n, cout = xn.shape[0], w.shape[0]
     out = tuple(L + b + a - 2 for L, (b, a) in zip(xn.shape[2:], pads))
     u = native.winograd_filter(np.ascontiguousarray(w, dtype=np.float32))
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     y = np.empty((n, cout) + out, np.float32)
+    pooled = np.empty((n, cout, out[0] // 2, out[1] // 2), np.float32) if pool else None
     parts = min(n, threads or parallel.threads())
-    if parts <= 1:
-        native.winograd_conv(xn, u, b, pads, relu, y)
-        return y
     bounds = np.linspace(0, n, parts + 1).astype(int)
-    parallel.run_parts(lambda i: native.winograd_conv(
-        xn[bounds[i]:bounds[i + 1]], u, b, pads, relu, y[bounds[i]:bounds[i + 1]]), parts)
-    return y
+
+    def part(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        native.winograd_conv(xn[lo:hi], u, b, pads, relu, y[lo:hi],
+                             None if pooled is None else pooled[lo:hi])
+    if parts <= 1:
+        part(0)
+    else:
+        parallel.run_parts(part, parts)
+    return y, pooled
 
 
 # ---------------------------------------------------------------------------------------
@@ -571,7 +590,7 @@ def _input_grad(gn, s, threads=None):
         gpads = tuple(((kk - 1) * d - b, (kk - 1) * d - a)
                       for kk, d, (b, a) in zip(k, s.dilation, s.pads))
         if _winograd_applies(gn, wf, s.strides, s.dilation, gpads):
-            gx = _winograd(gn, wf, None, gpads, False, threads)
+            gx = _winograd(gn, wf, None, gpads, False, threads)[0]
         else:
             gx = _run_conv(gn, wf, None, gpads, s.strides, s.dilation, False,
                            _nchwc_block(wf, len(k)), threads)

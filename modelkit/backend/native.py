@@ -72,7 +72,7 @@ def _load():
         lib.modelkit_winograd_filter.argtypes = (ptr, i64, i64, ptr)
         lib.modelkit_winograd_filter.restype = None
         lib.modelkit_winograd_conv.argtypes = (ptr, i64, i64, i64, i64, ptr, i64, ptr, i64, i64,
-                                               i64, i64, ctypes.c_int, ptr)
+                                               i64, i64, ctypes.c_int, ptr, ptr)
         lib.modelkit_winograd_conv.restype = ctypes.c_int
         lib.modelkit_winograd_kernel_grad.argtypes = (ptr, ptr, i64, i64, i64, i64, i64, i64,
                                                        i64, i64, i64, ptr)
@@ -218,15 +218,19 @@ def winograd_filter(w):
     return u
 
 
-def winograd_conv(x, u, bias, pads, relu, y):
+def winograd_conv(x, u, bias, pads, relu, y, pooled=None):
     """y = the 3x3 stride-1 convolution of the NCHW float32 x padded by pads ((top, bottom),
     (left, right)), from the filter transforms u (winograd_filter), + bias (or None), relu'd
-    when `relu`, into the NCHW y."""
+    when `relu`, into the NCHW y; and its 2x2 max pooling (stride 2) into `pooled` when
+    given (y's height and width even)."""
     n, cin, h, w = x.shape
     (pt, pb), (pl, pr) = pads
+    if pooled is not None and (y.shape[2] % 2 or y.shape[3] % 2):
+        raise ValueError(f"a 2x2 pooling of the Winograd output needs even sizes, not "
+                         f"{y.shape[2:]}")
     if _library().modelkit_winograd_conv(x.ctypes.data, n, cin, h, w, u.ctypes.data,
                                          u.shape[1], _address(bias), pt, pb, pl, pr,
-                                         int(relu), y.ctypes.data):
+                                         int(relu), y.ctypes.data, _address(pooled)):
         raise MemoryError("the Winograd convolution's buffers could not be allocated")
 
 

@@ -52,7 +52,7 @@ def test_winograd_conv_matches_direct(n, cin, cout, h, w, pads, relu):
     y = np.full(want.shape, np.nan, np.float32)
     native.winograd_conv(x, native.winograd_filter(k), b, pads, relu, y)
     np.testing.assert_allclose(y, want, rtol=0, atol=2e-5 * np.abs(want).max())
-    got = conv_fast._winograd(x, k, b, pads, relu, threads=2)           # images in parts
+    got = conv_fast._winograd(x, k, b, pads, relu, threads=2)[0]        # images in parts
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
 
 
@@ -134,3 +134,51 @@ def test_switch_and_shapes_it_leaves_to_mlas(monkeypatch):
     assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), ((3, 3), (1, 1)))
     monkeypatch.setenv("MODELKIT_WINOGRAD", "0")
     assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), same)
+
+
+def test_pooled_output_is_the_max_pooling_of_y():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 8, 10, 38)).astype(np.float32)
+    k = (rng.standard_normal((5, 8, 3, 3)) * 0.3).astype(np.float32)
+    y = np.empty((3, 5, 10, 38), np.float32)
+    pooled = np.empty((3, 5, 5, 19), np.float32)
+    native.winograd_conv(x, native.winograd_filter(k), None, ((1, 1), (1, 1)), True, y, pooled)
+    want = y.reshape(3, 5, 5, 2, 19, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(pooled, want)
+    with pytest.raises(ValueError, match="even sizes"):
+        native.winograd_conv(x[:, :, :9], native.winograd_filter(k), None, ((1, 1), (1, 1)),
+                             True, y[:, :, :9], pooled)
+
+
+def test_conv_computes_the_max_pooling_after_it_from_the_second_step(monkeypatch):
+    """conv(relu) -> MaxPooling 2x2: from the second step on the Winograd conv hands the
+    pooling its maxima (ahead.py); values and gradients are those of MODELKIT_AHEAD=0."""
+    from modelkit.backend import ahead
+    monkeypatch.setattr(ahead, "_REQUESTS", {})
+    taken = []
+    real = ahead.take
+    monkeypatch.setattr(ahead, "take", lambda x, r: (lambda got: taken.append(
+        got is not None) or got)(real(x, r)))
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 12, 12, 8)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, 8, 16)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    gy = rng.standard_normal((4, 6, 6, 16)).astype(np.float32)
+
+    def step():
+        xs = [Variable(v) for v in (x, k, b)]
+        with GradientTape() as tape:
+            y = apply(CONV, *xs, strides=(1, 1), dilation=(1, 1), padding="same",
+                      channels_first=False, relu=True)
+            p = apply(OPS.get("pool_max"), y, pool=(2, 2), strides=(2, 2),
+                      padding="valid", channels_first=False)
+        grads = tape.gradient(p, xs, output_gradient=gy)
+        return [np.asarray(p.value)] + [np.asarray(g) for g in grads]
+
+    got = [step() for _ in range(3)]
+    assert any(taken) and taken[-1]
+    monkeypatch.setenv("MODELKIT_AHEAD", "0")
+    want = step()
+    for g in got:
+        for a, e in zip(g, want):
+            np.testing.assert_array_equal(a, e)
