@@ -100,6 +100,13 @@ _SCRATCH_BYTES = 32 << 20
 _PARTS_PER_THREAD = 4        # the kernel gradient's image parts (see _image_parts)
 _NATIVE_MIN_POSITIONS = 32   # the relu mask and bias sums as a C pass from this many positions
 WINOGRAD_MIN_CHANNELS = 8    # input channels from which a 3x3 conv goes through Winograd
+WINOGRAD_MAX_IMAGE_BYTES = 32 << 20  # and up to this much of one image's transforms (larger
+                                     # maps keep MLAS; 4x64x112x112: 29.98 vs 35.64 ms)
+WINOGRAD_GRAD_MAX_CHANNELS = 256     # the kernel gradient's F(3x3, 2x2) up to C_in + C_out:
+                                     # beyond, its blocks hold too few tiles (8 images, one
+                                     # thread, _Shifted -> Winograd: 128->128@28 19.31 ->
+                                     # 13.47 ms, 256->256@14 19.63 -> 22.47, 512@7 22.44 ->
+                                     # 30.54)
 
 
 def _forget_after_fork():
@@ -463,6 +470,7 @@ def _winograd_applies(xn, w, strides, dilation, pads):
             and tuple(dilation) == (1, 1) and all(0 <= p <= 2 for pair in pads for p in pair)
             and xn.shape[1] >= WINOGRAD_MIN_CHANNELS and xn.shape[0] > 0
             and all(L + b + a >= 3 for L, (b, a) in zip(xn.shape[2:], pads))
+            and _winograd_image_bytes(xn, w, pads) <= WINOGRAD_MAX_IMAGE_BYTES
             and os.environ.get("MODELKIT_WINOGRAD", "1") != "0"
             and native.winograd_available())
 
@@ -475,6 +483,13 @@ def _pool_asked(out):
         return None
     return next((r for r in ahead.wanted() if isinstance(r, tuple) and r[0] == "max_pool"
                  and r[1:3] == ((2, 2), (2, 2)) and not r[3]), None)
+
+
+def _winograd_image_bytes(xn, w, pads):
+    """The bytes of one image's transforms (input and output, 16 values per 2x2 tile and
+    channel): the C kernels hold at least one image's at a time."""
+    tiles = np.prod([(L + b + a - 1) // 2 for L, (b, a) in zip(xn.shape[2:], pads)])
+    return 16 * 4 * int(tiles) * (w.shape[0] + w.shape[1])
 
 
 def _winograd(xn, w, bias, pads, relu, threads=None, pool=False):
@@ -688,12 +703,13 @@ def _kernel_form(s):
 
 
 def _form(s):
-    """_PerImage for few input channels, _WinogradGrad where the forward runs Winograd,
-    _Shifted where it applies (stride 1, enough channels, few extra positions), else
-    _Windows."""
+    """_PerImage for few input channels, _WinogradGrad where the forward runs Winograd (up
+    to WINOGRAD_GRAD_MAX_CHANNELS channels in and out), _Shifted where it applies (stride 1,
+    enough channels, few extra positions), else _Windows."""
     if s.x.shape[1] < _FEW_CHANNELS:
         return _PerImage
-    if _winograd_applies(s.x, s.w, s.strides, s.dilation, s.pads):
+    if (_winograd_applies(s.x, s.w, s.strides, s.dilation, s.pads)
+            and s.x.shape[1] + s.w.shape[0] <= WINOGRAD_GRAD_MAX_CHANNELS):
         return _WinogradGrad
     if _Shifted.applies(s):
         return _Shifted

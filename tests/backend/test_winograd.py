@@ -132,6 +132,16 @@ def test_switch_and_shapes_it_leaves_to_mlas(monkeypatch):
     assert not conv_fast._winograd_applies(x, np.zeros((4, 8, 5, 5), np.float32), (1, 1),
                                            (1, 1), same)
     assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), ((3, 3), (1, 1)))
+    big = np.zeros((1, 64, 224, 224), np.float32)                        # 98 MiB a map
+    assert not conv_fast._winograd_applies(big, np.zeros((64, 64, 3, 3), np.float32), (1, 1),
+                                           (1, 1), same)
+    forms = []
+    for cin, cout in ((8, 16), (128, 129)):        # the kernel gradient: up to 256 channels
+        xc = np.zeros((2, 6, 6, cin), np.float32)
+        _, s = conv_fast.conv(xc, np.zeros((3, 3, cin, cout), np.float32), None, (1, 1),
+                              (1, 1), same, (6, 6), False, False)
+        forms.append(conv_fast._form(s).__name__)
+    assert forms == ["_WinogradGrad", "_Shifted"]
     monkeypatch.setenv("MODELKIT_WINOGRAD", "0")
     assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), same)
 
