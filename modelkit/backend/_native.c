@@ -395,13 +395,20 @@ void modelkit_winograd_filter(const float *restrict w, int64_t cout, int64_t cin
 
 #ifdef MODELKIT_WINOGRAD
 
-/* V[xi][c][tile] of one image's channel plane (tiles th * tw_n + tw), 16 tiles of a row a
-   step: each patch row's even and odd columns from two deinterleaved loads, B^T d B as adds
+/* Rows of at most 8 tiles go two to a vector (lanes 0-7 and 8-15, `wg_pair`): the keep
+   mask of the lanes that hold tiles, or 0 when rows go one at a time. */
+static inline unsigned wg_pair(int64_t tw_n) {
+    return tw_n <= 8 ? ((1u << tw_n) - 1) | (((1u << tw_n) - 1) << 8) : 0;
+}
+
+/* V[xi][c][tile] of one image's channel plane (tiles th * tw_n + tw), 16 tiles a step (of
+   one row, or of two rows of at most 8: their lanes packed together before the stores):
+   each patch row's even and odd columns from two deinterleaved loads, B^T d B as adds
    (B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]; with `flip` the last
    row negated, F(3x3, 2x2)'s B^T). `pad`: the zero-padded plane in rows of wp values,
-   readable 40 values past the last tile's patch. V's planes (xi) are `stride` apart; each
-   step writes 16 values, past the row's tiles into what the next row (or image) writes
-   over, or into 16 spare values. */
+   readable 40 values past the last tile's patch and 4 rows past the last tile row. V's
+   planes (xi) are `stride` apart; each step writes 16 values, past the row's tiles into
+   what the next row (or image) writes over, or into 16 spare values. */
 __attribute__((target("avx512f")))
 static void wg_input_plane(const float *restrict pad, int64_t wp, int64_t th_n,
                            int64_t tw_n, float *restrict v, int64_t stride, int flip) {
@@ -409,14 +416,16 @@ static void wg_input_plane(const float *restrict pad, int64_t wp, int64_t th_n,
                                           2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
                                          3, 1);
-    for (int64_t th = 0; th < th_n; th++)
+    const __mmask16 keep = (__mmask16)wg_pair(tw_n);
+    const int64_t next = keep ? 2 * wp : 16;      /* where the second 16 columns are read */
+    for (int64_t th = 0; th < th_n; th += keep ? 2 : 1)
         for (int64_t tw = 0; tw < tw_n; tw += 16) {
             const int64_t t = th * tw_n + tw;
             __m512 d[4][4];
             for (int i = 0; i < 4; i++) {
                 const float *r = pad + (2 * th + i) * wp + 2 * tw;
-                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
-                const __m512 c = _mm512_loadu_ps(r + 2), e = _mm512_loadu_ps(r + 18);
+                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + next);
+                const __m512 c = _mm512_loadu_ps(r + 2), e = _mm512_loadu_ps(r + 2 + next);
                 d[i][0] = _mm512_permutex2var_ps(a, even, b);
                 d[i][1] = _mm512_permutex2var_ps(a, odd, b);
                 d[i][2] = _mm512_permutex2var_ps(c, even, e);
@@ -430,12 +439,13 @@ static void wg_input_plane(const float *restrict pad, int64_t wp, int64_t th_n,
                 d[3][j] = flip ? _mm512_sub_ps(e, b) : _mm512_sub_ps(b, e);
             }
             for (int r = 0; r < 4; r++) {          /* (B^T d) B: columns */
-                float *o = v + 4 * r * stride + t;
-                _mm512_storeu_ps(o, _mm512_sub_ps(d[r][0], d[r][2]));
-                _mm512_storeu_ps(o + stride, _mm512_add_ps(d[r][1], d[r][2]));
-                _mm512_storeu_ps(o + 2 * stride, _mm512_sub_ps(d[r][2], d[r][1]));
-                _mm512_storeu_ps(o + 3 * stride, flip ? _mm512_sub_ps(d[r][3], d[r][1])
-                                                      : _mm512_sub_ps(d[r][1], d[r][3]));
+                __m512 col[4] = {
+                    _mm512_sub_ps(d[r][0], d[r][2]), _mm512_add_ps(d[r][1], d[r][2]),
+                    _mm512_sub_ps(d[r][2], d[r][1]),
+                    flip ? _mm512_sub_ps(d[r][3], d[r][1]) : _mm512_sub_ps(d[r][1], d[r][3])};
+                for (int j = 0; j < 4; j++)
+                    _mm512_storeu_ps(v + (4 * r + j) * stride + t,
+                                     keep ? _mm512_maskz_compress_ps(keep, col[j]) : col[j]);
             }
         }
 }
@@ -504,17 +514,20 @@ static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th
     const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
                                         24, 8);
     const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bias);
-    for (int64_t th = 0; th < th_n; th++)
+    const __mmask16 keep = (__mmask16)wg_pair(tw_n);
+    for (int64_t th = 0; th < th_n; th += keep ? 2 : 1)
         for (int64_t tw = 0; tw < tw_n; tw += 16) {
             const float *m = mm + th * tw_n + tw;
             __m512 s[2][4], o[2][2];
             for (int j = 0; j < 4; j++) {
-                const __m512 a = _mm512_loadu_ps(m + j * stride);
-                const __m512 c = _mm512_loadu_ps(m + (4 + j) * stride);
-                const __m512 e = _mm512_loadu_ps(m + (8 + j) * stride);
-                const __m512 f = _mm512_loadu_ps(m + (12 + j) * stride);
-                s[0][j] = _mm512_add_ps(_mm512_add_ps(a, c), e);
-                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(c, e), f);
+                __m512 q[4];
+                for (int i = 0; i < 4; i++) {
+                    q[i] = _mm512_loadu_ps(m + (4 * i + j) * stride);
+                    if (keep)                      /* two rows' tiles to lanes 0-7, 8-15 */
+                        q[i] = _mm512_maskz_expand_ps(keep, q[i]);
+                }
+                s[0][j] = _mm512_add_ps(_mm512_add_ps(q[0], q[1]), q[2]);
+                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(q[1], q[2]), q[3]);
             }
             for (int r = 0; r < 2; r++) {
                 o[r][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), s[r][2]), b);
@@ -531,12 +544,21 @@ static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th
             for (int r = 0; r < 2 && 2 * th + r < ho; r++) {
                 float *row = y + (2 * th + r) * wo + col;
                 _mm512_mask_storeu_ps(row, m0, _mm512_permutex2var_ps(o[r][0], lo, o[r][1]));
-                _mm512_mask_storeu_ps(row + 16, m1, _mm512_permutex2var_ps(o[r][0], hi, o[r][1]));
+                if (!keep)
+                    _mm512_mask_storeu_ps(row + 16, m1,
+                                          _mm512_permutex2var_ps(o[r][0], hi, o[r][1]));
+                else if (2 * th + 2 + r < ho)      /* the second tile row's outputs */
+                    _mm512_mask_storeu_ps(row + 2 * wo, m0,
+                                          _mm512_permutex2var_ps(o[r][0], hi, o[r][1]));
             }
             if (pooled) {             /* a tile is a 2x2 pooling window (ho, wo even) */
-                const int64_t n = tw_n - tw < 16 ? tw_n - tw : 16;
-                const __m512 p = _mm512_max_ps(_mm512_max_ps(o[0][0], o[0][1]),
-                                               _mm512_max_ps(o[1][0], o[1][1]));
+                __m512 p = _mm512_max_ps(_mm512_max_ps(o[0][0], o[0][1]),
+                                         _mm512_max_ps(o[1][0], o[1][1]));
+                int64_t n = tw_n - tw < 16 ? tw_n - tw : 16;
+                if (keep) {
+                    p = _mm512_maskz_compress_ps(keep, p);
+                    n = th + 1 < th_n ? 2 * tw_n : tw_n;
+                }
                 _mm512_mask_storeu_ps(pooled + th * tw_n + tw, (__mmask16)((1u << n) - 1), p);
             }
         }
@@ -544,8 +566,9 @@ static void wg_output_plane(const float *restrict mm, int64_t stride, int64_t th
 
 /* F(3x3, 2x2) for the kernel gradient: U[xi][o][tile] = G g G^T of each 2x2 tile of one
    image's output-gradient plane `gp` (zero-padded to 2 th_n rows of wq values, readable 32
-   values past the last tile), G = [[1, 0], [1/2, 1/2], [1/2, -1/2], [0, 1]]; the same
-   writes past a row's tiles as wg_input_plane. */
+   values past the last tile and 2 rows past the last tile row), G = [[1, 0], [1/2, 1/2],
+   [1/2, -1/2], [0, 1]]; 16 tiles a step and the same writes past a row's tiles as
+   wg_input_plane. */
 __attribute__((target("avx512f")))
 static void wg_grad_plane(const float *restrict gp, int64_t wq, int64_t th_n, int64_t tw_n,
                           float *restrict u, int64_t stride) {
@@ -554,12 +577,14 @@ static void wg_grad_plane(const float *restrict gp, int64_t wq, int64_t th_n, in
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
                                          3, 1);
     const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t th = 0; th < th_n; th++)
+    const __mmask16 keep = (__mmask16)wg_pair(tw_n);
+    const int64_t next = keep ? 2 * wq : 16;
+    for (int64_t th = 0; th < th_n; th += keep ? 2 : 1)
         for (int64_t tw = 0; tw < tw_n; tw += 16) {
             __m512 g[2][2], t[4][2];
             for (int i = 0; i < 2; i++) {
                 const float *r = gp + (2 * th + i) * wq + 2 * tw;
-                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + 16);
+                const __m512 a = _mm512_loadu_ps(r), b = _mm512_loadu_ps(r + next);
                 g[i][0] = _mm512_permutex2var_ps(a, even, b);
                 g[i][1] = _mm512_permutex2var_ps(a, odd, b);
             }
@@ -570,13 +595,12 @@ static void wg_grad_plane(const float *restrict gp, int64_t wq, int64_t th_n, in
                 t[3][j] = g[1][j];
             }
             for (int r = 0; r < 4; r++) {          /* (G g) G^T: columns */
-                float *o = u + 4 * r * stride + th * tw_n + tw;
-                _mm512_storeu_ps(o, t[r][0]);
-                _mm512_storeu_ps(o + stride,
-                                 _mm512_mul_ps(half, _mm512_add_ps(t[r][0], t[r][1])));
-                _mm512_storeu_ps(o + 2 * stride,
-                                 _mm512_mul_ps(half, _mm512_sub_ps(t[r][0], t[r][1])));
-                _mm512_storeu_ps(o + 3 * stride, t[r][1]);
+                __m512 col[4] = {
+                    t[r][0], _mm512_mul_ps(half, _mm512_add_ps(t[r][0], t[r][1])),
+                    _mm512_mul_ps(half, _mm512_sub_ps(t[r][0], t[r][1])), t[r][1]};
+                for (int j = 0; j < 4; j++)
+                    _mm512_storeu_ps(u + (4 * r + j) * stride + th * tw_n + tw,
+                                     keep ? _mm512_maskz_compress_ps(keep, col[j]) : col[j]);
             }
         }
 }
@@ -700,7 +724,7 @@ int modelkit_winograd_kernel_grad(const float *restrict x, const float *restrict
     const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
     const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
     const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;
-    const int64_t wq = 2 * tw_n, hq = 2 * th_n + 32 / wq + 1;
+    const int64_t wq = 2 * tw_n, hq = 2 * th_n + 2 + 32 / wq + 1;
     /* ~WG_GRAD_TILES tiles a block (each GEMM's rows stay in L2 while it runs, one plane
        of U and V at a time; fewer blocks, fewer horizontal sums) within 8 MiB */
     int64_t per = WG_GRAD_TILES / tiles;

@@ -146,18 +146,21 @@ def test_switch_and_shapes_it_leaves_to_mlas(monkeypatch):
     assert not conv_fast._winograd_applies(x, w, (1, 1), (1, 1), same)
 
 
-def test_pooled_output_is_the_max_pooling_of_y():
+@pytest.mark.parametrize("h, w", [(10, 38), (10, 14), (6, 4)])   # 19 tiles a row; 7, 2: two
+def test_pooled_output_is_the_max_pooling_of_y(h, w):                 # rows a vector, odd count
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((3, 8, 10, 38)).astype(np.float32)
+    x = rng.standard_normal((3, 8, h, w)).astype(np.float32)
     k = (rng.standard_normal((5, 8, 3, 3)) * 0.3).astype(np.float32)
-    y = np.empty((3, 5, 10, 38), np.float32)
-    pooled = np.empty((3, 5, 5, 19), np.float32)
+    y = np.empty((3, 5, h, w), np.float32)
+    pooled = np.full((3, 5, h // 2, w // 2), np.nan, np.float32)
     native.winograd_conv(x, native.winograd_filter(k), None, ((1, 1), (1, 1)), True, y, pooled)
-    want = y.reshape(3, 5, 5, 2, 19, 2).max(axis=(3, 5))
+    np.testing.assert_allclose(y, _direct(x, k, None, ((1, 1), (1, 1)), True), rtol=0,
+                               atol=2e-5 * np.abs(y).max())
+    want = y.reshape(3, 5, h // 2, 2, w // 2, 2).max(axis=(3, 5))
     np.testing.assert_array_equal(pooled, want)
     with pytest.raises(ValueError, match="even sizes"):
-        native.winograd_conv(x[:, :, :9], native.winograd_filter(k), None, ((1, 1), (1, 1)),
-                             True, y[:, :, :9], pooled)
+        native.winograd_conv(x[:, :, :-1], native.winograd_filter(k), None, ((1, 1), (1, 1)),
+                             True, y[:, :, :-1], pooled)
 
 
 def test_conv_computes_the_max_pooling_after_it_from_the_second_step(monkeypatch):
