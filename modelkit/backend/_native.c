@@ -1,14 +1,18 @@
 /* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam,
-   LSTM and GRU steps, tanh's gradient, batch normalization's input gradient; and batch
-   normalization's statistics and normalization, per-channel sums (batch normalization's
-   backward, a conv's bias gradient) and max pooling's gradient.
+   LSTM and GRU steps, tanh's gradient, batch normalization's input gradient, statistics
+   and normalization, per-channel sums (batch normalization's backward, a conv's bias
+   gradient), the 2x2 max pooling's gradient, and Winograd convolutions (F(2x2, 3x3) for
+   the forward pass and the input gradient, F(3x3, 2x2) for the kernel gradient).
 
-   Each kernel but the sums (which add in their own order, see below) makes in one pass over memory what the numpy update makes in several, with the
-   same float32 operations in the same order (every product, sum, square root and quotient
-   rounded to float32; built with -ffp-contract=off so none is fused), so its numbers are the
-   numpy path's bit for bit; `restrict` pointers let the loops vectorize. Where the compiler
-   and C library allow it each loop is compiled for AVX-512, AVX2 and the baseline and the
-   CPU picks one at load time. */
+   The element-wise kernels make in one pass over memory what the numpy update makes in
+   several, with the same float32 operations in the same order (every product, sum, square
+   root and quotient rounded to float32; built with -ffp-contract=off so none is fused), so
+   their numbers are the numpy path's bit for bit; `restrict` pointers let the loops
+   vectorize. Where the compiler and C library allow it each such loop is compiled for
+   AVX-512, AVX2 and the baseline and the CPU picks one at load time. The sums add in their
+   own order (float32 lanes, float64 across rows) and the Winograd convolutions are another
+   algorithm than MLAS's direct one (AVX-512 intrinsics, with fused multiply-adds): both are
+   checked against float64. */
 
 #include <math.h>
 #include <stdint.h>

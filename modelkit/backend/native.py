@@ -8,12 +8,13 @@ ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks sid
 
 Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic,
 forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates); a GRU
-step's backward (reset_after); tanh's gradient; batch normalization's input gradient. Batch
-normalization's statistics, normalization (with the relu after it) and backward sums
-(with the relu's mask) are the exception to the bit-for-bit rule: they sum in float32 lanes
-per row, rows added in float64, their own order (checked against float64). So does the
-Winograd F(2x2, 3x3) convolution (AVX-512 only: `winograd_available()`), a different
-algorithm from MLAS's direct one, as exact (checked against float64).
+step's backward (reset_after); tanh's gradient; batch normalization's input gradient; the
+2x2 max pooling's gradient; relu masks. The exceptions to the bit-for-bit rule, checked
+against float64 instead: batch normalization's statistics and per-channel sums (also a
+conv's bias gradient), which add float32 lanes per row in float64, their own order; and
+the Winograd convolutions (AVX-512 only: `winograd_available()`), F(2x2, 3x3) for a 3x3
+stride-1 conv's forward pass and input gradient and F(3x3, 2x2) for its kernel gradient,
+another algorithm than MLAS's direct one and as exact.
 Measured in isolation, numpy -> kernel (benchmarks/results/vs_torch_cpu_2026-12-05_
 session13_main.txt): Adam over the LSTM benchmark's 20000 x 128 embedding table, 4509 rows
 in the gradient, 3.78 ms (seven passes in row blocks, two threads) -> 1.45 ms (one thread);
