@@ -566,8 +566,9 @@ def image_channel_sums(g):
 
 def _relu_and_bias_grad(gn, s, bias, relu):
     """(gradient through the fused relu when `relu`, bias gradient or None) in one pass over
-    blocks of images on the worker threads (a C pass where the kernels are built: 64x32x28x28,
-    two threads, 1.68 -> 0.67 ms; 64x64x14x14 0.72 -> 0.40); the per-block sums are combined in float64."""
+    blocks of images on the worker threads (a C pass where the kernels are built:
+    64x32x28x28, two threads, 1.68 -> 0.67 ms; 64x64x14x14 0.72 -> 0.40); the per-block sums
+    are combined in float64."""
     if not (relu or bias):
         return gn, None
     out = np.empty_like(gn) if relu else gn

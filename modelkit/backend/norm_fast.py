@@ -14,10 +14,10 @@ pass per block, the relu's mask included (ResNet step, per op: relu backward 3.7
 isolated 64x16x32x32 1.14 -> 0.35 ms; forward with relu 0.53-0.63 -> 0.40-0.49 ms, onnxruntime
 on one thread against two). Without them, with B >= ORT_MIN_POSITIONS and onnxruntime
 available, its BatchNormalization op in training mode (statistics and output in about two
-passes over x); otherwise numpy over rows (R, P) of P = k * C * B values (k rows of A side by side when
-C * B is small), so that every per-channel factor is one row vector of length P (numpy's
-contiguous binary loops; a (1, C, 1) broadcast runs 3x slower), in blocks of rows on
-`parallel`'s threads:
+passes over x); otherwise numpy over rows (R, P) of P = k * C * B values (k rows of A side
+by side when C * B is small), so that every per-channel factor is one row vector of length
+P (numpy's contiguous binary loops; a (1, C, 1) broadcast runs 3x slower), in blocks of rows
+on `parallel`'s threads:
 
     pass 1 per block: sums and squared deviations from the block's own mean, combined
            exactly (Chan et al.) in float64, in block order;
@@ -214,7 +214,6 @@ def _ort_forward(x2, lay, gamma, beta, epsilon, relu=False):
 
 def _numpy_forward(x2, lay, gamma, beta, epsilon):
     c = lay.c
-    count = lay.a * lay.b
 
     def stats(lo, hi):                 # (n, sum, squared deviations from the block mean)
         blk = x2[lo:hi]
@@ -222,10 +221,12 @@ def _numpy_forward(x2, lay, gamma, beta, epsilon):
         s = lay.channel_sums(blk)
         m = (s / np.float32(n)).astype(np.float32)
         d = np.subtract(blk, lay.row(m))
-        return n, s.astype(np.float64), m.astype(np.float64), \
+        return [n], s.astype(np.float64), m.astype(np.float64), \
             lay.channel_dots(d, d).astype(np.float64)
 
-    mean64, var64 = _combined(_map_rows(stats, x2), count, c)
+    parts = _map_rows(stats, x2)
+    mean64, var64 = _combined(*(np.array([p[k] for p in parts], dtype=np.float64)
+                                for k in range(4)))
     scale64, shift64 = _scale_shift(mean64, var64, gamma, beta, epsilon, c)
     srow, trow = lay.row(scale64), lay.row(shift64)
     y2 = np.empty(x2.shape, np.float32)
@@ -238,15 +239,15 @@ def _numpy_forward(x2, lay, gamma, beta, epsilon):
     return y2, mean64.astype(np.float32), var64.astype(np.float32)
 
 
-def _combined(parts, count, c):
-    """(mean, variance) in float64 from blocks' (n, sum, m, sum of (x - m)^2) (any m):
-    each block's squared deviations moved to the overall mean (Chan et al.), in order."""
-    mean64 = np.sum([p[1] for p in parts], axis=0) / count
-    m2 = np.zeros(c)
-    for n, s, m, dd in parts:
-        shift = m - mean64
-        m2 += dd + 2.0 * shift * (s - n * m) + n * shift * shift
-    return mean64, m2 / count
+def _combined(n, sums, centres, dev2):
+    """(mean, variance) per channel in float64 from parts (blocks or rows) of n values each:
+    their sums, any centres and sums of (x - centre)^2, all (parts, C) (n: (parts, 1) or a
+    number); each part's squared deviations moved to the overall mean (Chan et al.)."""
+    count = np.sum(np.broadcast_to(n, sums.shape), axis=0)
+    mean64 = sums.sum(axis=0) / count
+    shift = centres - mean64
+    return mean64, (dev2 + 2.0 * shift * (sums - n * centres) + n * shift * shift).sum(
+        axis=0) / count
 
 
 def _scale_shift(mean64, var64, gamma, beta, epsilon, c):
@@ -269,13 +270,12 @@ def _image_blocks(fn, lay, x2):
 
 def _native_forward(x2, lay, gamma, beta, epsilon, relu=False):
     """The statistics and y (and relu(y) when `relu`) in C passes over blocks of images on
-    the threads: per block and channel the sum and the squared deviations from the block's
-    mean (its rows read twice while in cache), combined as `_numpy_forward`'s blocks are;
-    then y = x scale + shift (and its relu) in one pass. -> (y rows, mean, var, relu rows or
-    None)."""
+    the threads: per row of B values (an image's channel) its sum and squared deviations
+    from its own float32 mean (the row read twice while in L1), combined per channel as
+    `_numpy_forward`'s blocks are; then y = x scale + shift (and its relu) in one pass.
+    -> (y rows, mean, var, relu rows or None)."""
     c, b = lay.c, lay.b
     x3 = x2.reshape(lay.a, c, b)
-
     rows = x3.reshape(-1, b)
     sums, dev2 = np.empty(len(rows)), np.empty(len(rows))
 
@@ -283,13 +283,9 @@ def _native_forward(x2, lay, gamma, beta, epsilon, relu=False):
         sums[lo * c:hi * c], dev2[lo * c:hi * c] = native.bn_row_moments(rows[lo * c:hi * c])
 
     _image_blocks(stats, lay, x2)
-    # each row's deviations moved to its channel's mean (Chan et al.), in float64
     sums, dev2 = sums.reshape(lay.a, c), dev2.reshape(lay.a, c)
-    centres = (sums / b).astype(np.float32).astype(np.float64)
-    mean64 = sums.sum(axis=0) / (lay.a * b)
-    shift = centres - mean64
-    var64 = (dev2 + 2.0 * shift * (sums - b * centres) + b * shift * shift).sum(axis=0) / \
-        (lay.a * b)
+    centres = (sums / b).astype(np.float32).astype(np.float64)     # the kernel's centres
+    mean64, var64 = _combined(b, sums, centres, dev2)
     scale64, shift64 = _scale_shift(mean64, var64, gamma, beta, epsilon, c)
     scale, shift = scale64.astype(np.float32), shift64.astype(np.float32)
     y3 = np.empty(x3.shape, np.float32)
