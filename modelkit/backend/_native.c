@@ -642,6 +642,52 @@ static void wg_gemm_nt(const float *restrict a, const float *restrict b, float *
         }
 }
 
+/* The geometry and blocking shared by the forward and kernel-gradient drivers. */
+typedef struct {
+    int64_t ho, wo;            /* output size */
+    int64_t th_n, tw_n, tiles; /* 2x2 tiles: rows, per row, per image */
+    int64_t wp, hp;            /* the zero-padded input plane (with room for tail reads) */
+    int64_t per, tpad;         /* images per block; tiles per block, rounded up + 16 spare */
+} wg_plan;
+
+/* The plan for an h x w input padded by pt, pb, pl, pr: about `target` tiles a block
+   (whole images), V and the other transforms (16 (cin + cout) values a tile) within
+   `max_bytes` unless one image needs more. */
+static wg_plan wg_make_plan(int64_t h, int64_t w, int64_t pt, int64_t pb, int64_t pl,
+                            int64_t pr, int64_t cin, int64_t cout, int64_t target,
+                            int64_t max_bytes) {
+    wg_plan p;
+    p.ho = h + pt + pb - 2;
+    p.wo = w + pl + pr - 2;
+    p.th_n = (p.ho + 1) / 2;
+    p.tw_n = (p.wo + 1) / 2;
+    p.tiles = p.th_n * p.tw_n;
+    p.wp = 2 * p.tw_n + 2;
+    p.hp = 2 * p.th_n + 2 + 40 / p.wp + 1;
+    p.per = target / p.tiles;
+    if (p.per < 1)
+        p.per = 1;
+    while (p.per > 1 && 16 * (cin + cout) * p.per * p.tiles * 4 > max_bytes)
+        p.per--;
+    p.tpad = ((p.per * p.tiles + 15) / 16) * 16 + 16;
+    return p;
+}
+
+/* V[xi][c][im * tiles + tile] of image `im` of a block (x: its (cin, h, w) planes), each
+   plane copied into `pad` (zero borders) at (pt, pl) first. Images of a block go in order:
+   each overwrites the 16 values the one before wrote past its tiles. */
+static void wg_input_image(const float *x, int64_t cin, int64_t h, int64_t w, int64_t pt,
+                           int64_t pl, const wg_plan *p, float *pad, float *v, int64_t im,
+                           int flip) {
+    for (int64_t c = 0; c < cin; c++) {
+        const float *src = x + c * h * w;
+        for (int64_t r = 0; r < h; r++)
+            memcpy(pad + (r + pt) * p->wp + pl, src + r * w, (size_t)(w * 4));
+        wg_input_plane(pad, p->wp, p->th_n, p->tw_n, v + c * p->tpad + im * p->tiles,
+                       cin * p->tpad, flip);
+    }
+}
+
 #endif
 
 /* y (n, C_out, ho, wo) = the 3x3 convolution (stride 1) of x (n, C_in, h, w) padded by pt, pb
@@ -655,21 +701,13 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
                            int64_t pr, int relu, float *restrict y,
                            float *restrict pooled) {
 #ifdef MODELKIT_WINOGRAD
-    const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
-    const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
-    const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;  /* + the tail reads */
+    const wg_plan p = wg_make_plan(h, w, pt, pb, pl, pr, cin, cout, 256, 1 << 20);
+    const int64_t ho = p.ho, wo = p.wo, tiles = p.tiles, tpad = p.tpad;
     if (pooled && (ho % 2 || wo % 2))
         return -1;
-    /* images per block: about 256 tiles a GEMM, V and M within ~1 MiB */
-    int64_t per = 256 / tiles;
-    if (per < 1)
-        per = 1;
-    while (per > 1 && 16 * (cin + cout) * per * tiles * 4 > (1 << 20))
-        per--;
-    const int64_t tpad = ((per * tiles + 15) / 16) * 16 + 16;
     float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
     float *mm = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
-    float *pad = aligned_alloc(64, (size_t)((hp * wp * 4 + 63) / 64 * 64));
+    float *pad = aligned_alloc(64, (size_t)((p.hp * p.wp * 4 + 63) / 64 * 64));
     if (!v || !mm || !pad) {
         free(v);
         free(mm);
@@ -677,23 +715,18 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
         return -1;
     }
     memset(v, 0, (size_t)(16 * cin * tpad * 4));
-    memset(pad, 0, (size_t)(hp * wp * 4));
-    for (int64_t i0 = 0; i0 < n; i0 += per) {
-        const int64_t imgs = n - i0 < per ? n - i0 : per;
+    memset(pad, 0, (size_t)(p.hp * p.wp * 4));
+    for (int64_t i0 = 0; i0 < n; i0 += p.per) {
+        const int64_t imgs = n - i0 < p.per ? n - i0 : p.per;
         const int64_t cols = ((imgs * tiles + 15) / 16) * 16;
-        for (int64_t im = 0; im < imgs; im++)       /* in order: each overwrites the 16   */
-            for (int64_t c = 0; c < cin; c++) {     /* values the one before wrote past it */
-                const float *src = x + ((i0 + im) * cin + c) * h * w;
-                for (int64_t r = 0; r < h; r++)
-                    memcpy(pad + (r + pt) * wp + pl, src + r * w, (size_t)(w * 4));
-                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad, 0);
-            }
+        for (int64_t im = 0; im < imgs; im++)
+            wg_input_image(x + (i0 + im) * cin * h * w, cin, h, w, pt, pl, &p, pad, v, im, 0);
         for (int xi = 0; xi < 16; xi++)
             wg_gemm(u + xi * cout * cin, v + xi * cin * tpad, mm + xi * cout * tpad, cout, cin,
                     cols, tpad, tpad);
         for (int64_t im = 0; im < imgs; im++)
             for (int64_t o = 0; o < cout; o++)
-                wg_output_plane(mm + o * tpad + im * tiles, cout * tpad, th_n, tw_n, ho, wo,
+                wg_output_plane(mm + o * tpad + im * tiles, cout * tpad, p.th_n, p.tw_n, ho, wo,
                                 bias ? bias[o] : 0.0f, relu,
                                 y + ((i0 + im) * cout + o) * ho * wo,
                                 pooled ? pooled + ((i0 + im) * cout + o) * tiles : 0);
@@ -725,22 +758,16 @@ int modelkit_winograd_kernel_grad(const float *restrict x, const float *restrict
                                   int64_t cout, int64_t pt, int64_t pb, int64_t pl,
                                   int64_t pr, float *restrict dw) {
 #ifdef MODELKIT_WINOGRAD
-    const int64_t ho = h + pt + pb - 2, wo = w + pl + pr - 2;
-    const int64_t th_n = (ho + 1) / 2, tw_n = (wo + 1) / 2, tiles = th_n * tw_n;
-    const int64_t wp = 2 * tw_n + 2, hp = 2 * th_n + 2 + 40 / wp + 1;
-    const int64_t wq = 2 * tw_n, hq = 2 * th_n + 2 + 32 / wq + 1;
     /* ~WG_GRAD_TILES tiles a block (each GEMM's rows stay in L2 while it runs, one plane
        of U and V at a time; fewer blocks, fewer horizontal sums) within 8 MiB */
-    int64_t per = WG_GRAD_TILES / tiles;
-    if (per < 1)
-        per = 1;
-    while (per > 1 && 16 * (cin + cout) * per * tiles * 4 > (8 << 20))
-        per--;
-    const int64_t tpad = ((per * tiles + 15) / 16) * 16 + 16;
+    const wg_plan p = wg_make_plan(h, w, pt, pb, pl, pr, cin, cout, WG_GRAD_TILES, 8 << 20);
+    const int64_t ho = p.ho, wo = p.wo, th_n = p.th_n, tw_n = p.tw_n, tiles = p.tiles;
+    const int64_t tpad = p.tpad;
+    const int64_t wq = 2 * tw_n, hq = 2 * th_n + 2 + 32 / wq + 1;
     float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
     float *u = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
     float *mm = aligned_alloc(64, (size_t)((16 * cout * cin * 4 + 63) / 64 * 64));
-    float *pad = aligned_alloc(64, (size_t)((hp * wp * 4 + 63) / 64 * 64));
+    float *pad = aligned_alloc(64, (size_t)((p.hp * p.wp * 4 + 63) / 64 * 64));
     float *gp = aligned_alloc(64, (size_t)((hq * wq * 4 + 63) / 64 * 64));
     if (!v || !u || !mm || !pad || !gp) {
         free(v);
@@ -751,18 +778,13 @@ int modelkit_winograd_kernel_grad(const float *restrict x, const float *restrict
         return -1;
     }
     memset(mm, 0, (size_t)(16 * cout * cin * 4));
-    memset(pad, 0, (size_t)(hp * wp * 4));
+    memset(pad, 0, (size_t)(p.hp * p.wp * 4));
     memset(gp, 0, (size_t)(hq * wq * 4));
-    for (int64_t i0 = 0; i0 < n; i0 += per) {
-        const int64_t imgs = n - i0 < per ? n - i0 : per;
+    for (int64_t i0 = 0; i0 < n; i0 += p.per) {
+        const int64_t imgs = n - i0 < p.per ? n - i0 : p.per;
         const int64_t used = imgs * tiles, cols = ((used + 15) / 16) * 16;
         for (int64_t im = 0; im < imgs; im++) {
-            for (int64_t c = 0; c < cin; c++) {
-                const float *src = x + ((i0 + im) * cin + c) * h * w;
-                for (int64_t r = 0; r < h; r++)
-                    memcpy(pad + (r + pt) * wp + pl, src + r * w, (size_t)(w * 4));
-                wg_input_plane(pad, wp, th_n, tw_n, v + c * tpad + im * tiles, cin * tpad, 1);
-            }
+            wg_input_image(x + (i0 + im) * cin * h * w, cin, h, w, pt, pl, &p, pad, v, im, 1);
             for (int64_t o = 0; o < cout; o++) {
                 const float *src = g + ((i0 + im) * cout + o) * ho * wo;
                 for (int64_t r = 0; r < ho; r++)
