@@ -642,6 +642,11 @@ static void wg_gemm_nt(const float *restrict a, const float *restrict b, float *
         }
 }
 
+/* `floats` float32 values, 64-byte aligned (the size rounded up as aligned_alloc wants). */
+static float *wg_alloc(int64_t floats) {
+    return aligned_alloc(64, (size_t)((floats * 4 + 63) / 64 * 64));
+}
+
 /* The geometry and blocking shared by the forward and kernel-gradient drivers. */
 typedef struct {
     int64_t ho, wo;            /* output size */
@@ -705,9 +710,9 @@ int modelkit_winograd_conv(const float *restrict x, int64_t n, int64_t cin, int6
     const int64_t ho = p.ho, wo = p.wo, tiles = p.tiles, tpad = p.tpad;
     if (pooled && (ho % 2 || wo % 2))
         return -1;
-    float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
-    float *mm = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
-    float *pad = aligned_alloc(64, (size_t)((p.hp * p.wp * 4 + 63) / 64 * 64));
+    float *v = wg_alloc(16 * cin * tpad);
+    float *mm = wg_alloc(16 * cout * tpad);
+    float *pad = wg_alloc(p.hp * p.wp);
     if (!v || !mm || !pad) {
         free(v);
         free(mm);
@@ -764,11 +769,11 @@ int modelkit_winograd_kernel_grad(const float *restrict x, const float *restrict
     const int64_t ho = p.ho, wo = p.wo, th_n = p.th_n, tw_n = p.tw_n, tiles = p.tiles;
     const int64_t tpad = p.tpad;
     const int64_t wq = 2 * tw_n, hq = 2 * th_n + 2 + 32 / wq + 1;
-    float *v = aligned_alloc(64, (size_t)(16 * cin * tpad * 4));
-    float *u = aligned_alloc(64, (size_t)(16 * cout * tpad * 4));
-    float *mm = aligned_alloc(64, (size_t)((16 * cout * cin * 4 + 63) / 64 * 64));
-    float *pad = aligned_alloc(64, (size_t)((p.hp * p.wp * 4 + 63) / 64 * 64));
-    float *gp = aligned_alloc(64, (size_t)((hq * wq * 4 + 63) / 64 * 64));
+    float *v = wg_alloc(16 * cin * tpad);
+    float *u = wg_alloc(16 * cout * tpad);
+    float *mm = wg_alloc(16 * cout * cin);
+    float *pad = wg_alloc(p.hp * p.wp);
+    float *gp = wg_alloc(hq * wq);
     if (!v || !u || !mm || !pad || !gp) {
         free(v);
         free(u);

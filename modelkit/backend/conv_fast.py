@@ -439,8 +439,7 @@ def _conv_fused(xn, w, bias, strides, dilation, pads, relu, block):
         return _run_conv(xn, w, bias, pads, strides, dilation, relu, block)
     xb = ahead.take(xn, "nchwc") if xn.shape[1] % block == 0 else None
     asked = ahead.wanted()
-    pool = next((r for r in asked if isinstance(r, tuple) and r[0] == "max_pool"
-                 and len(r[1]) == 2), None)
+    pool = next(_pools_asked(asked), None)
     fused = _Fused(pool and pool[1:3], "nchwc" in asked, xb is not None,
                    bool(pool and pool[3]))
     got = _run_conv(xn if xb is None else xb, w, bias, pads, strides, dilation, relu, block,
@@ -481,8 +480,14 @@ def _pool_asked(out):
     None."""
     if out[0] % 2 or out[1] % 2:
         return None
-    return next((r for r in ahead.wanted() if isinstance(r, tuple) and r[0] == "max_pool"
-                 and r[1:3] == ((2, 2), (2, 2)) and not r[3]), None)
+    return next((r for r in _pools_asked(ahead.wanted())
+                 if r[1:3] == ((2, 2), (2, 2)) and not r[3]), None)
+
+
+def _pools_asked(asked):
+    """The 2D max-pooling requests among `asked` (ahead.py): ("max_pool", window, strides,
+    whether its NCHWc form is wanted too)."""
+    return (r for r in asked if isinstance(r, tuple) and r[0] == "max_pool" and len(r[1]) == 2)
 
 
 def _winograd_image_bytes(xn, w, pads):

@@ -93,21 +93,17 @@ def pool_max_vjp(g, s):
     out = y.shape[2:]
     tiled = all(st == p and o * p == L for st, p, o, L in zip(strides, pool, out, xn.shape[2:]))
     relu = s.relu is not None
-    if tiled and pool == (2, 2) and native.takes(xn, y, gn) and \
-            os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
+    tiled_way = tiled and os.environ.get("MODELKIT_POOL_TILED", "1") != "0"
+    fused = tiled_way and pool == (2, 2) and native.takes(xn, y, gn)
+    if fused or (tiled_way and _shifts(pool) <= MAX_SHIFTS):
         dx = np.empty(xn.shape, np.float32)
 
         def grad(lo, hi):
+            if not fused:
+                return _tiled_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], relu, pool, dx[lo:hi])
             gb = np.multiply(gn[lo:hi], y[lo:hi] > 0) if relu else gn[lo:hi]
             native.max_pool_2x2_grad(xn[lo:hi], y[lo:hi], gb, dx[lo:hi])
             return gb
-        block = TILED_BLOCK_BYTES
-    elif tiled and _shifts(pool) <= MAX_SHIFTS and \
-            os.environ.get("MODELKIT_POOL_TILED", "1") != "0":
-        dx = np.empty(xn.shape, np.float32)
-
-        def grad(lo, hi):
-            return _tiled_grad(xn[lo:hi], y[lo:hi], gn[lo:hi], relu, pool, dx[lo:hi])
         block = TILED_BLOCK_BYTES
     else:
         dx = (np.empty if tiled else np.zeros)(xn.shape, np.float32)
