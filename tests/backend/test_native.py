@@ -99,6 +99,9 @@ def test_amsgrad_and_float64_keep_the_numpy_update(monkeypatch):
 
 def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kernels(
         monkeypatch):
+    # the element-wise kernels; the fused LSTM steps (their own rounding) are
+    # tests/backend/test_lstm_fused.py's
+    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "0")
     from modelkit.layers import LSTM, Dense, Embedding
     from modelkit.models import Sequential
     from modelkit.utils import set_random_seed
@@ -123,6 +126,7 @@ def _lstm_op(native_on, monkeypatch, steps=9, **kw):
     from modelkit.backend import rnn_ops
     from modelkit.backend.tensor import GradientTape, Variable
     monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "0")        # the element-wise step kernels
     calls = {"lstm_cell_step": 0, "lstm_bptt_step": 0}
     for name in calls:
         kernel = getattr(native, name)

@@ -1,0 +1,254 @@
+"""The fused LSTM steps of _native_rnn.c (AVX-512): the forward and backward steps against
+float64, their tanh and sigmoid, chunked calls, and the LSTM op and a trained model with
+them against numpy's steps (MODELKIT_LSTM_FUSED=0)."""
+
+import numpy as np
+import pytest
+
+from modelkit import backend as K
+from modelkit.backend import GradientTape, Variable, native, parallel, rnn_ops
+
+from test_rnn_ops_gradients import reference
+
+pytestmark = pytest.mark.skipif(not native.lstm_fused_available(),
+                                reason="the fused LSTM steps need the C kernels and AVX-512")
+
+SHAPES = [(1, 1), (5, 8), (6, 16), (7, 33), (13, 100), (64, 128), (3, 200)]     # B, U
+
+
+def _weights(rng, U, scale=0.5):
+    r = (rng.standard_normal((U, 4 * U)) * scale / np.sqrt(U)).astype(np.float32)
+    rf = r.copy()
+    rf[:, :3 * U] *= 0.5                        # the sigmoid gates' columns halved
+    return r, rf
+
+
+def _forward(rf, proj, h0, c0, splits=()):
+    """The kernel's forward steps over proj (T, 4, B, U), called in pieces at `splits`."""
+    T, _, B, U = proj.shape
+    Z = proj.copy()
+    H = np.empty((T + 1, B, U), np.float32)
+    C = np.empty_like(H)
+    AC = np.empty((T, B, U), np.float32)
+    H[0], C[0] = h0, c0
+    rp = native.lstm_pack_forward(rf)
+    bounds = [0, *splits, T]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi)
+    return Z, H, C, AC
+
+
+def _backward(r, Z, C, AC, gseq, dh, dc, splits=()):
+    T = AC.shape[0]
+    B, U = dh.shape
+    dh, dc = dh.copy(), dc.copy()
+    DZ = np.empty((T, B, 4 * U), np.float32)
+    rtp = native.lstm_pack_backward(r)
+    bounds = [T, *sorted(splits, reverse=True), 0]
+    for hi, lo in zip(bounds[:-1], bounds[1:]):
+        native.lstm_backward_steps(rtp, Z, AC, C, gseq, dh, dc, DZ, lo, hi)
+    return DZ, dh, dc
+
+
+@pytest.mark.parametrize("B,U", SHAPES)
+def test_forward_steps_match_float64(B, U):
+    rng = np.random.default_rng(B * 1000 + U)
+    T = 6
+    r, rf = _weights(rng, U)
+    proj = rng.standard_normal((T, 4, B, U)).astype(np.float32)
+    proj[:, :3] *= 0.5
+    h0 = (rng.standard_normal((B, U)) * 0.5).astype(np.float32)
+    c0 = rng.standard_normal((B, U)).astype(np.float32)
+    Z, H, C, AC = _forward(rf, proj, h0, c0)
+    for t in range(T):          # each step from the kernel's own state, in float64
+        z = (H[t].astype(float) @ r.astype(float)).reshape(B, 4, U).transpose(1, 0, 2)
+        z[:3] *= 0.5
+        z += proj[t]
+        i, f, o = 0.5 * np.tanh(z[:3]) + 0.5         # sigmoid(2 z)
+        g = np.tanh(z[3])
+        c_new = f * C[t] + i * g
+        ac = np.tanh(c_new)
+        for got, want in ((Z[t], np.stack([i, f, o, g])), (C[t + 1], c_new), (AC[t], ac),
+                          (H[t + 1], o * ac)):
+            np.testing.assert_allclose(got, want, rtol=0, atol=3e-6)
+
+
+@pytest.mark.parametrize("B,U", SHAPES)
+@pytest.mark.parametrize("with_sequence", [False, True], ids=["last output", "sequence"])
+def test_backward_steps_match_float64(B, U, with_sequence):
+    rng = np.random.default_rng(B * 1000 + U + 1)
+    T = 7
+    r, rf = _weights(rng, U)
+    proj = rng.standard_normal((T, 4, B, U)).astype(np.float32)
+    Z, H, C, AC = _forward(rf, proj, np.zeros((B, U), np.float32),
+                           rng.standard_normal((B, U)).astype(np.float32))
+    gseq = rng.standard_normal((B, T, U)).astype(np.float32) if with_sequence else None
+    dh = rng.standard_normal((B, U)).astype(np.float32)
+    dc = rng.standard_normal((B, U)).astype(np.float32)
+    DZ, dh_out, dc_out = _backward(r, Z, C, AC, gseq, dh, dc)
+    dh_ref, dc_ref = dh.astype(float), dc.astype(float)
+    for t in range(T - 1, -1, -1):
+        i, f, o, g = Z[t].astype(float)
+        a = AC[t].astype(float)
+        e = dh_ref + (0 if gseq is None else gseq[:, t])
+        d_c = dc_ref + e * o * (1 - a * a)
+        dz = np.concatenate([d_c * g * (1 - i) * i, d_c * C[t] * (1 - f) * f,
+                             e * a * (1 - o) * o, d_c * i * (1 - g * g)], axis=1)
+        np.testing.assert_allclose(DZ[t], dz, rtol=0, atol=1e-5 * max(1, np.abs(dz).max()))
+        dc_ref = d_c * f
+        dh_ref = dz @ r.T.astype(float)
+    for got, want in ((dh_out, dh_ref), (dc_out, dc_ref)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("B,U", [(7, 33), (64, 128)])
+def test_steps_in_pieces_equal_one_call(B, U):
+    rng = np.random.default_rng(3)
+    T = 9
+    r, rf = _weights(rng, U)
+    proj = rng.standard_normal((T, 4, B, U)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((B, U)).astype(np.float32) for _ in range(2))
+    whole = _forward(rf, proj, h0, c0)
+    pieces = _forward(rf, proj, h0, c0, splits=(1, 4, 8))
+    for a, b in zip(whole, pieces):
+        np.testing.assert_array_equal(a, b)
+    Z, H, C, AC = whole
+    gseq = rng.standard_normal((B, T, U)).astype(np.float32)
+    dh, dc = (rng.standard_normal((B, U)).astype(np.float32) for _ in range(2))
+    one = _backward(r, Z, C, AC, gseq, dh, dc)
+    more = _backward(r, Z, C, AC, gseq, dh, dc, splits=(2, 3, 7))
+    for a, b in zip(one, more):
+        np.testing.assert_array_equal(a, b)
+
+
+def _ulps(got, want):
+    want32 = want.astype(np.float32)
+    return np.abs(got.astype(float) - want) / np.spacing(np.abs(want32))
+
+
+def test_gate_functions_against_float64():
+    """With h = 0 a step's gates are the functions of the projection alone: tanh for the
+    cell input, sigmoid(2 z) for i, f, o (z halved); over a dense sweep and special values."""
+    sweep = np.concatenate([np.linspace(-12, 12, 48001), np.geomspace(1e-30, 5, 2001),
+                            -np.geomspace(1e-30, 5, 2001),
+                            [0.0, 0.625, -0.625, np.nextafter(0.625, 0), 9.0, 9.1, 20.0, 1e30,
+                             -1e30, np.inf, -np.inf, 1e-40, -1e-40]]).astype(np.float32)
+    U = 16
+    n = -(-sweep.size // U)
+    z = np.resize(sweep, n * U).reshape(n, U)
+    proj = np.stack([z, z, z, z])[None]                         # (1, 4, B=n, U)
+    Z, H, C, AC = _forward(np.zeros((U, 4 * U), np.float32), proj,
+                           np.zeros((n, U), np.float32), np.zeros((n, U), np.float32))
+    zd = z.astype(float)
+    with np.errstate(over="ignore"):
+        sig = 1 / (1 + np.exp(-2 * zd))
+    assert _ulps(Z[0, 3], np.tanh(zd)).max() <= 1.5
+    assert _ulps(Z[0, 0], sig).max() <= 2.5
+    np.testing.assert_array_equal(Z[0, 0], Z[0, 1])
+    np.testing.assert_array_equal(Z[0, 3][np.isinf(z)], np.sign(z[np.isinf(z)]))
+    assert (Z[0, 0][z == np.inf] == 1).all() and (Z[0, 0][z == -np.inf] == 0).all()
+    np.testing.assert_array_equal(Z[0, 3][np.abs(z) < 1e-20], z[np.abs(z) < 1e-20])
+    c_new = sig * np.tanh(zd)                                   # c' = f 0 + i g
+    np.testing.assert_allclose(C[1], c_new, rtol=5e-7, atol=1e-30)
+    np.testing.assert_allclose(H[1], sig * np.tanh(C[1].astype(float)), rtol=1e-6,
+                               atol=1e-30)
+    nan = np.full((1, 4, 1, U), np.nan, np.float32)
+    Z, H, C, AC = _forward(np.zeros((U, 4 * U), np.float32), nan,
+                           np.zeros((1, U), np.float32), np.zeros((1, U), np.float32))
+    assert np.isnan(Z).all() and np.isnan(H[1]).all() and np.isnan(C[1]).all()
+
+
+def _op(monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
+        threads=2, **kw):
+    """Outputs and gradients of the LSTM op (MODELKIT_LSTM_FUSED on or off) and how often
+    the fused kernels ran."""
+    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "1" if fused else "0")
+    monkeypatch.setattr(parallel, "threads", lambda: threads)
+    calls = {"lstm_forward_steps": 0, "lstm_backward_steps": 0}
+    for name in calls:
+        kernel = getattr(native, name)
+
+        def spy(*a, k=kernel, name=name):
+            calls[name] += 1
+            return k(*a)
+        monkeypatch.setattr(native, name, spy)
+    g = np.random.default_rng(11)
+    x = Variable(g.standard_normal((B, T, I)).astype(dt), dtype=dt)
+    scale = 0.4 * min(1.0, np.sqrt(8 / U))      # gates neither all saturated nor all linear
+    ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt)
+          for s in ((I, 4 * U), (U, 4 * U), (4 * U,))]
+    for key in ("input_dropout", "recurrent_dropout"):
+        if kw.get(key):
+            kw[key] = ((g.random((B, I if key == "input_dropout" else U)) > 0.3)
+                       / 0.7).astype(dt)
+    with GradientTape() as tape:
+        seq, h, c = rnn_ops.lstm_sequence(x, *ws, **kw)
+        loss = K.sum(h * h) + K.sum(c) if loss_on == "last" else K.sum(seq * seq) + K.sum(c)
+    grads = tape.gradient(loss, [x] + ws)
+    monkeypatch.undo()
+    return [np.asarray(seq.value), np.asarray(c.value)] + [np.asarray(v) for v in grads], calls
+
+
+@pytest.mark.parametrize("case, takes", [
+    ({}, True),
+    ({"threads": 1}, True),
+    ({"go_backwards": True}, True),
+    ({"loss_on": "last"}, True),
+    ({"B": 7, "T": 25, "U": 33}, True),
+    ({"B": 64, "T": 40, "I": 16, "U": 128}, True),
+    ({"input_dropout": True}, True),
+    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
+    ({"recurrent_dropout": True}, False),
+    ({"recurrent_activation": "hard_sigmoid"}, False),
+    ({"dt": np.float64}, False),
+], ids=["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
+        "input dropout", "mask", "recurrent dropout", "hard_sigmoid", "float64"])
+def test_lstm_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
+    fused, calls = _op(monkeypatch, True, **dict(case))
+    plain, none = _op(monkeypatch, False, **dict(case))
+    assert none == {"lstm_forward_steps": 0, "lstm_backward_steps": 0}
+    assert (calls["lstm_forward_steps"] > 0) == takes
+    assert (calls["lstm_backward_steps"] > 0) == takes
+    for a, b in zip(fused, plain):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
+        if not takes:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_lstm_op_with_fused_steps_matches_the_float64_reference(monkeypatch):
+    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "1")
+    rng = np.random.default_rng(8)
+    B, T, I, U = 6, 20, 5, 24
+    x = rng.standard_normal((B, T, I)) * 0.8
+    W, R = (rng.standard_normal((n, 4 * U)) * 0.4 for n in (I, U))
+    b = rng.standard_normal(4 * U) * 0.3
+    states = [rng.standard_normal((B, U)) * 0.5 for _ in range(2)]
+    want, want_states = reference("lstm", x, W, R, b, states)
+    vs = [Variable(a.astype(np.float32)) for a in [x, W, R, b] + states]
+    seq, h, c = rnn_ops.lstm_sequence(*vs)
+    np.testing.assert_allclose(seq.value, want, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(h.value, want_states[0], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(c.value, want_states[1], rtol=0, atol=2e-5)
+
+
+def test_training_with_fused_steps_follows_numpy_steps(monkeypatch):
+    from modelkit.layers import LSTM, Dense, Embedding
+    from modelkit.models import Sequential
+    from modelkit.utils import set_random_seed
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 300, (64, 12))
+    y = rng.integers(0, 2, (64, 1)).astype(np.float32)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_LSTM_FUSED", switch)
+        set_random_seed(2)
+        model = Sequential([Embedding(300, 16, input_length=12), LSTM(20),
+                            Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append((hist.history["loss"], model.get_weights()))
+    (loss1, w1), (loss0, w0) = results
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
+    for a, b in zip(w1, w0):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
