@@ -1,4 +1,5 @@
-/* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam,
+/* Fused float32 kernels for modelkit/backend/native.py (loaded through ctypes): Adam, SGD
+   with momentum,
    LSTM and GRU steps, tanh's gradient, batch normalization's input gradient, statistics
    and normalization, per-channel sums (batch normalization's backward, a conv's bias
    gradient), the 2x2 max pooling's gradient, and Winograd convolutions (F(2x2, 3x3) for
@@ -694,6 +695,38 @@ static void wg_input_image(const float *x, int64_t cin, int64_t h, int64_t w, in
 }
 
 #endif
+
+/* SGD with momentum on n values, AVX-512 (one rounding per multiply-add, as OpenBLAS's axpy
+   makes the numpy path's steps): v = v m, v += -lr g (fused), then p += -lr g and p += m v
+   (fused; nesterov) or p = p + v. Returns 0, or -1 without an AVX-512 build. */
+#ifdef MODELKIT_WINOGRAD
+__attribute__((target("avx512f")))
+static void sgd_momentum(float *restrict p, float *restrict v, const float *restrict g,
+                         int64_t n, float m, float neg_lr, int nesterov) {
+    const __m512 vm = _mm512_set1_ps(m), vl = _mm512_set1_ps(neg_lr);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
+        const __m512 vv = _mm512_fmadd_ps(vl, gv, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i),
+                                                                 vm));
+        const __m512 pp = _mm512_maskz_loadu_ps(k, p + i);
+        _mm512_mask_storeu_ps(v + i, k, vv);
+        _mm512_mask_storeu_ps(p + i, k, nesterov ?
+                              _mm512_fmadd_ps(vm, vv, _mm512_fmadd_ps(vl, gv, pp)) :
+                              _mm512_add_ps(pp, vv));
+    }
+}
+#endif
+
+int modelkit_sgd_momentum(float *restrict p, float *restrict v, const float *restrict g,
+                          int64_t n, float m, float neg_lr, int nesterov) {
+#ifdef MODELKIT_WINOGRAD
+    sgd_momentum(p, v, g, n, m, neg_lr, nesterov);
+    return 0;
+#else
+    return -1;
+#endif
+}
 
 /* y (n, C_out, ho, wo) = the 3x3 convolution (stride 1) of x (n, C_in, h, w) padded by pt, pb
    rows and pl, pr columns, with the filter's transforms u (modelkit_winograd_filter), plus

@@ -111,6 +111,14 @@ def axpy(alpha, x, y):
         fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
 
 
+def fuses(y):
+    """Whether `axpy(alpha, x, y)` runs OpenBLAS's axpy for a y like this one (one rounding
+    per multiply-add), so a kernel with fused multiply-adds makes the same numbers."""
+    return (y.dtype.name in ("float32", "float64") and y.flags.c_contiguous
+            and os.environ.get("MODELKIT_BLAS_AXPY", "1") != "0"
+            and _axpy_function(y.dtype.name) is not None)
+
+
 def numpy_axpy(alpha, x, y):
     """y += alpha * x with numpy: a multiply and an add, each rounded."""
     y += np.multiply(x, np.asarray(alpha, y.dtype), dtype=y.dtype)

@@ -6,7 +6,8 @@ with numpy. Each kernel is one pass over memory with numpy's float32 operations 
 order, so both ways give the same numbers bit for bit (tests/backend/test_native.py). A
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
 
-Kernels: Adam with a row-sparse or a dense gradient; one LSTM step's gate arithmetic,
+Kernels: Adam with a row-sparse or a dense gradient; SGD with momentum (AVX-512, its
+multiply-adds fused as OpenBLAS's axpy makes them); one LSTM step's gate arithmetic,
 forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates); a GRU
 step's backward (reset_after); tanh's gradient; batch normalization's input gradient; the
 2x2 max pooling's gradient; relu masks. The exceptions to the bit-for-bit rule, checked
@@ -80,6 +81,8 @@ def _load():
         lib.modelkit_winograd_kernel_grad.argtypes = (ptr, ptr, i64, i64, i64, i64, i64, i64,
                                                        i64, i64, i64, ptr)
         lib.modelkit_winograd_kernel_grad.restype = ctypes.c_int
+        lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
+        lib.modelkit_sgd_momentum.restype = ctypes.c_int
         lib.modelkit_lstm_fused_available.argtypes = ()
         lib.modelkit_lstm_fused_available.restype = ctypes.c_int
         lib.modelkit_lstm_pack_forward.argtypes = (ptr, i64, ptr)
@@ -128,6 +131,19 @@ def adam_dense(p, m, v, g, b1, b2, eps, lr):
     m = m b1 + g (1 - b1), v = v b2 + g g (1 - b2), p -= lr m / (sqrt(v) + eps)."""
     _library().modelkit_adam_dense(p.ctypes.data, m.ctypes.data, v.ctypes.data, g.ctypes.data,
                                    p.size, b1, 1.0 - b1, b2, 1.0 - b2, eps, lr)
+
+
+def sgd_momentum_takes(*arrays):
+    """Whether `sgd_momentum` runs on these arrays (`takes`, and an AVX-512 CPU)."""
+    return takes(*arrays) and winograd_available()
+
+
+def sgd_momentum(p, v, g, momentum, lr, nesterov):
+    """SGD with momentum in place, one pass (AVX-512; see sgd_momentum_takes): v = v m,
+    v += -lr g, then p += -lr g, p += m v (nesterov) or p += v; each += one fused
+    multiply-add, the numbers of blas.axpy's passes."""
+    _library().modelkit_sgd_momentum(p.ctypes.data, v.ctypes.data, g.ctypes.data, p.size,
+                                     float(momentum), -float(lr), int(nesterov))
 
 
 def lstm_bptt_step(z, ac, c, dh, dc, dz):

@@ -97,6 +97,43 @@ def test_amsgrad_and_float64_keep_the_numpy_update(monkeypatch):
     assert calls == 0
 
 
+def _sgd_steps(native_on, shape, nesterov, monkeypatch, dtype=np.float32):
+    """Variable values and momentum after three SGD steps, and the fused kernel's calls."""
+    monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    calls = []
+    kernel = native.sgd_momentum
+    monkeypatch.setattr(native, "sgd_momentum", lambda *a: calls.append(1) or kernel(*a))
+    rng = np.random.default_rng(3)
+    var = K.variable(rng.standard_normal(shape).astype(dtype), dtype=dtype)
+    opt = optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov)
+    for _ in range(3):
+        opt.apply_gradients([(rng.standard_normal(shape).astype(dtype), var)])
+    monkeypatch.undo()
+    return [np.array(var.value)] + [np.array(w) for w in opt.get_weights()[1:]], len(calls)
+
+
+@pytest.mark.skipif(not native.winograd_available(), reason="the SGD kernel needs AVX-512")
+@pytest.mark.parametrize("shape", [(256, 256), (65536 + 7,), (784, 500)])
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_sgd_kernel_equals_the_axpy_steps(shape, nesterov, monkeypatch):
+    fused, calls = _sgd_steps(True, shape, nesterov, monkeypatch)
+    plain, none = _sgd_steps(False, shape, nesterov, monkeypatch)
+    assert (calls, none) == (3, 0)
+    _assert_bits_equal(fused, plain)
+
+
+@pytest.mark.parametrize("shape, dtype", [((100, 10), np.float32),        # numpy's two passes
+                                          ((300, 300), np.float64)])
+def test_sgd_kernel_leaves_small_and_float64_variables(shape, dtype, monkeypatch):
+    assert _sgd_steps(True, shape, True, monkeypatch, dtype)[1] == 0
+
+
+def test_sgd_kernel_only_where_axpy_rounds_once(monkeypatch):
+    monkeypatch.setenv("MODELKIT_BLAS_AXPY", "0")       # numpy's passes, two roundings each
+    results, calls = _sgd_steps(True, (300, 300), True, monkeypatch)
+    assert calls == 0
+
+
 def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kernels(
         monkeypatch):
     # the element-wise kernels; the fused LSTM steps (their own rounding) are
