@@ -696,6 +696,60 @@ static void wg_input_image(const float *x, int64_t cin, int64_t h, int64_t w, in
 
 #endif
 
+/* Dropout's mask applied: out = x * (kept ? scale : 0) for n values, `raw` holding the
+   random draws as nn_ops._keep_mask reads them: `bits` 1 (value i kept when bit 7 - i % 8
+   of byte i / 8 is set: np.unpackbits' order), 8 (byte i below `below`) or 16 (the i-th
+   16-bit word below `below`). The product with 0 keeps numpy's signs and NaNs. One bit a
+   value goes 16 values a step on AVX-512 (the two bytes, bit-reversed, as the lane mask). */
+#ifdef MODELKIT_WINOGRAD
+/* b's bits in reverse order (a multiply spreads 5 copies, the mask picks the reversed
+   bits, the modulus gathers them). */
+static inline unsigned reverse_byte(unsigned b) {
+    return (unsigned)(((b * 0x0202020202ULL) & 0x010884422010ULL) % 1023);
+}
+
+__attribute__((target("avx512f")))
+static void dropout_bits_avx512(const float *restrict x, const uint8_t *restrict raw, int64_t n,
+                                float scale, float *restrict out) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t left = n - i;
+        const __mmask16 live = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const unsigned hi = left > 8 ? reverse_byte(raw[(i >> 3) + 1]) : 0;
+        const __mmask16 kept = (__mmask16)(reverse_byte(raw[i >> 3]) | (hi << 8));
+        _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i),
+                                                            _mm512_maskz_mov_ps(kept, vs)));
+    }
+}
+#endif
+
+CLONES static void dropout_apply(const float *restrict x, const uint8_t *restrict raw,
+                                 int64_t n, int bits, uint32_t below, float scale,
+                                 float *restrict out) {
+    if (bits == 1) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] * ((raw[i >> 3] >> (7 - (i & 7))) & 1u ? scale : 0.0f);
+    } else if (bits == 8) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] * (raw[i] < below ? scale : 0.0f);
+    } else {
+        const uint16_t *w = (const uint16_t *)raw;
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] * (w[i] < below ? scale : 0.0f);
+    }
+}
+
+void modelkit_dropout_apply(const float *x, const uint8_t *raw, int64_t n, int bits,
+                            uint32_t below, float scale, float *out) {
+#ifdef MODELKIT_WINOGRAD
+    if (bits == 1 && modelkit_winograd_available()) {
+        dropout_bits_avx512(x, raw, n, scale, out);
+        return;
+    }
+#endif
+    dropout_apply(x, raw, n, bits, below, scale, out);
+}
+
 /* SGD with momentum on n values, AVX-512 (one rounding per multiply-add, as OpenBLAS's axpy
    makes the numpy path's steps): v = v m, v += -lr g (fused), then p += -lr g and p += m v
    (fused; nesterov) or p = p + v. Returns 0, or -1 without an AVX-512 build. */

@@ -6,7 +6,8 @@ with numpy. Each kernel is one pass over memory with numpy's float32 operations 
 order, so both ways give the same numbers bit for bit (tests/backend/test_native.py). A
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
 
-Kernels: Adam with a row-sparse or a dense gradient; SGD with momentum (AVX-512, its
+Kernels: Adam with a row-sparse or a dense gradient; dropout's mask from its random draws;
+SGD with momentum (AVX-512, its
 multiply-adds fused as OpenBLAS's axpy makes them); one LSTM step's gate arithmetic,
 forward (after numpy's tanh) and backward through time (tanh cell, sigmoid gates); a GRU
 step's backward (reset_after); tanh's gradient; batch normalization's input gradient; the
@@ -81,6 +82,9 @@ def _load():
         lib.modelkit_winograd_kernel_grad.argtypes = (ptr, ptr, i64, i64, i64, i64, i64, i64,
                                                        i64, i64, i64, ptr)
         lib.modelkit_winograd_kernel_grad.restype = ctypes.c_int
+        lib.modelkit_dropout_apply.argtypes = (ptr, ptr, i64, ctypes.c_int, ctypes.c_uint32, f32,
+                                               ptr)
+        lib.modelkit_dropout_apply.restype = None
         lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
         lib.modelkit_sgd_momentum.restype = ctypes.c_int
         lib.modelkit_lstm_fused_available.argtypes = ()
@@ -131,6 +135,14 @@ def adam_dense(p, m, v, g, b1, b2, eps, lr):
     m = m b1 + g (1 - b1), v = v b2 + g g (1 - b2), p -= lr m / (sqrt(v) + eps)."""
     _library().modelkit_adam_dense(p.ctypes.data, m.ctypes.data, v.ctypes.data, g.ctypes.data,
                                    p.size, b1, 1.0 - b1, b2, 1.0 - b2, eps, lr)
+
+
+def dropout_apply(a, raw, bits, below, scale, out):
+    """out = a * the dropout mask that the random draws `raw` (uint64) make: value i kept
+    (times `scale`) when its bit is set (bits 1, np.unpackbits' order) or its byte or
+    16-bit word is below `below` (bits 8, 16), else times 0."""
+    _library().modelkit_dropout_apply(a.ctypes.data, raw.ctypes.data, a.size, bits, below,
+                                      float(scale), out.ctypes.data)
 
 
 def sgd_momentum_takes(*arrays):

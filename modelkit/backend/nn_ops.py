@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import ahead, norm_fast, parallel
+from . import ahead, native, norm_fast, parallel
 from .tape import defop
 
 # ---------------------------------------------------------------------------------------
@@ -310,13 +310,31 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     decided with as few random bits per value as give exactly that probability: one for
     rate 0.5, eight when it is a multiple of 1/256, sixteen otherwise. Raw 64-bit draws
     cut into bits are several times cheaper than floats. The mask is kept as the scale or
-    0 in x's dtype, so applying it (forward and backward) is one multiply.
+    0 in x's dtype, so applying it (forward and backward) is one multiply; for float32 with
+    the C kernels, kept as its draws and applied in one C pass from them (`_DrawnMask`).
     """
     keep = 1.0 - rate
     shape = x.shape if noise_shape is None else tuple(noise_shape)
-    mask = _keep_mask(shape, round(keep * 65536), rng).astype(x.dtype)
-    mask *= np.asarray(1.0 / keep, x.dtype)
+    keep_in_65536 = round(keep * 65536)
+    scale = np.asarray(1.0 / keep, x.dtype)
+    if keep_in_65536 < 65536 and shape == x.shape and native.takes(x):
+        mask = _DrawnMask(*_draws(math.prod(shape), keep_in_65536, rng), scale, shape)
+        return mask.apply(x), mask
+    mask = _keep_mask(shape, keep_in_65536, rng).astype(x.dtype)
+    mask *= scale
     return np.multiply(x, mask, dtype=x.dtype), mask
+
+
+def _draws(n, keep_in_65536, rng):
+    """The random draws deciding n values (keep_in_65536 < 65536), cut as few bits a value as
+    give exactly that probability: (raw uint64 draws, bits a value (1, 8 or 16), the
+    threshold a byte or 16-bit word must stay below)."""
+    if keep_in_65536 == 32768:                      # one bit each
+        return rng.integers(0, 2 ** 64, size=(n + 63) // 64, dtype=np.uint64), 1, 0
+    if keep_in_65536 % 256 == 0:                    # a byte each
+        return (rng.integers(0, 2 ** 64, size=(n + 7) // 8, dtype=np.uint64), 8,
+                keep_in_65536 >> 8)
+    return rng.integers(0, 2 ** 64, size=(n + 3) // 4, dtype=np.uint64), 16, keep_in_65536
 
 
 def _keep_mask(shape, keep_in_65536, rng):
@@ -324,16 +342,38 @@ def _keep_mask(shape, keep_in_65536, rng):
     if keep_in_65536 >= 65536:                      # rate 0 (to 1/65536): nothing dropped
         return np.ones(shape, bool)
     n = math.prod(shape)
-    if keep_in_65536 == 32768:                      # one bit each
-        raw = rng.integers(0, 2 ** 64, size=(n + 63) // 64, dtype=np.uint64)
+    raw, bits, below = _draws(n, keep_in_65536, rng)
+    if bits == 1:
         return np.unpackbits(raw.view(np.uint8), count=n).reshape(shape)
-    if keep_in_65536 % 256 == 0:                    # a byte each
-        raw = rng.integers(0, 2 ** 64, size=(n + 7) // 8, dtype=np.uint64)
-        return raw.view(np.uint8)[:n].reshape(shape) < np.uint8(keep_in_65536 >> 8)
-    raw = rng.integers(0, 2 ** 64, size=(n + 3) // 4, dtype=np.uint64)
-    return raw.view(np.uint16)[:n].reshape(shape) < np.uint16(keep_in_65536)
+    words = raw.view(np.uint8 if bits == 8 else np.uint16)[:n].reshape(shape)
+    return words < words.dtype.type(below)
+
+
+class _DrawnMask:
+    """A float32 dropout mask kept as its random draws (1/64 to 1/4 of the mask's bytes):
+    `apply(a)` is a * mask in one C pass (native.dropout_apply), the numbers of the numpy
+    mask's multiply; `shape`, `dtype` and `__array__` give the mask itself."""
+
+    def __init__(self, raw, bits, below, scale, shape):
+        self.raw, self.bits, self.below, self.scale = raw, bits, below, scale
+        self.dtype, self.shape = scale.dtype, shape
+
+    def apply(self, a):
+        if a.shape != self.shape or not native.takes(a):
+            return np.multiply(a, self.__array__(), dtype=a.dtype)
+        out = np.empty_like(a)
+        native.dropout_apply(a, self.raw, self.bits, self.below, self.scale, out)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        ones = np.ones(self.shape, self.dtype)
+        mask = np.empty_like(ones)
+        native.dropout_apply(ones, self.raw, self.bits, self.below, self.scale, mask)
+        return mask if dtype is None else mask.astype(dtype)
 
 
 @_dropout.defvjp
 def _(g, mask, needs):
+    if isinstance(mask, _DrawnMask):
+        return (mask.apply(np.asarray(g, mask.dtype)),)
     return (np.multiply(g, mask, dtype=g.dtype),)

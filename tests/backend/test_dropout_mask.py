@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelkit import backend as K
-from modelkit.backend import nn_ops
+from modelkit.backend import native, nn_ops
 
 N = 200_000
 
@@ -71,3 +71,48 @@ def test_rate_zero_drops_nothing(rate):
     x = np.random.default_rng(5).uniform(0.5, 1.5, (1000, 1000)).astype(np.float32)
     out = K.eval(K.dropout(K.variable(x), rate, seed=1))
     np.testing.assert_array_equal(out, x * np.float32(1.0 / (1.0 - rate)))
+
+
+def _both_ways(x, rate, monkeypatch, seed=5):
+    """(out, gradient, the next draw) with the C kernel and with numpy's mask."""
+    g = np.random.default_rng(9).standard_normal(x.shape).astype(x.dtype)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+        rng = np.random.default_rng(seed)
+        with np.errstate(invalid="ignore"):                 # inf * 0
+            out, mask = nn_ops._dropout.forward(x, rate=rate, rng=rng)
+            (gx,) = nn_ops._dropout.vjp(g, mask, (True,))
+        results.append((out, gx, rng.integers(0, 2 ** 63), np.asarray(mask)))
+    return results
+
+
+@pytest.mark.skipif(not native.available(), reason="needs the C kernels")
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.75, 0.3, 0.1])
+@pytest.mark.parametrize("shape", [(200, 500), (7, 3), (1,), (33, 17)])
+def test_the_kernel_applies_the_numpy_mask(rate, shape, monkeypatch):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x.flat[:4] = [np.nan, np.inf, -np.inf, -0.0][:x.size]
+    (out1, gx1, next1, mask1), (out0, gx0, next0, mask0) = _both_ways(x, rate, monkeypatch)
+    for a, b in ((out1, out0), (gx1, gx0), (mask1, mask0)):
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == x.shape
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    assert next1 == next0                       # the same draws taken from the generator
+
+
+@pytest.mark.skipif(not native.available(), reason="needs the C kernels")
+def test_the_kernel_keeps_the_draws_and_numpy_the_mask(monkeypatch):
+    x = np.ones((64, 64), np.float32)
+    monkeypatch.setenv("MODELKIT_NATIVE", "1")
+    _, drawn = nn_ops._dropout.forward(x, rate=0.5, rng=np.random.default_rng(0))
+    _, strided = nn_ops._dropout.forward(np.ones((64, 128), np.float32)[:, ::2], rate=0.5,
+                                         rng=np.random.default_rng(0))
+    _, wide = nn_ops._dropout.forward(x.astype(np.float64), rate=0.5,
+                                      rng=np.random.default_rng(0))
+    assert isinstance(drawn, nn_ops._DrawnMask) and drawn.raw.nbytes == x.size // 8
+    assert isinstance(strided, np.ndarray) and isinstance(wide, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(drawn), strided)
+    # a gradient of another layout goes through the mask as an array
+    g = np.random.default_rng(2).standard_normal((64, 128)).astype(np.float32)[:, ::2]
+    (gx,) = nn_ops._dropout.vjp(g, drawn, (True,))
+    np.testing.assert_array_equal(gx, g * np.asarray(drawn))
