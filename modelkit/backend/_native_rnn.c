@@ -1,30 +1,36 @@
-/* Fused LSTM steps for rnn_ops/lstm.py (through modelkit/backend/native.py): each step's
-   recurrent GEMM, with the gate arithmetic done on its results while they are still in
-   registers (AVX-512 intrinsics, x86-64 with GCC; `modelkit_lstm_fused_available` says
+/* Fused LSTM and GRU steps for rnn_ops/lstm.py and gru.py (through modelkit/backend/
+   native.py): each step's recurrent GEMM with the gate arithmetic done on its results while
+   they are in L1 (AVX-512 intrinsics, x86-64 with GCC; `modelkit_rnn_fused_available` says
    whether they run here).
 
-   Forward, step t: z = h_t R + z_t (z_t: the input projection and bias, i, f, o halved as
-   R's columns are), i, f, o = sigmoid(2 z), g = tanh(z), c' = f c + i g,
-   h' = o tanh(c'). Backward, step t: the gate gradients from dh' and dc' (the arithmetic
-   of _native.c's modelkit_lstm_bptt_step), then dh = dz R^T on the same rows while they
-   are still in L1. Batch rows are independent in both, so a block of 6 rows goes through
-   a whole step at a time: 6 x 64 register blocks (24 accumulators), the weights packed
-   once per sequence into the order the blocks read them.
+   LSTM forward, step t: z = h_t R + z_t (z_t: the input projection and bias, i, f, o
+   halved as R's columns are), i, f, o = sigmoid(2 z), g = tanh(z), c' = f c + i g,
+   h' = o tanh(c'). Backward: the gate gradients from dh' and dc' (the arithmetic of
+   _native.c's modelkit_lstm_bptt_step), then dh = dz R^T.
+   GRU (reset_after, sigmoid gates, tanh candidate) forward: rec = h_t R + b_rec (z and r
+   columns halved), z, r = sigmoid(2 (x + rec)), rh = rec_h, hh = tanh(x_h + r rh),
+   h' = hh + z (h - hh). Backward: the gate gradients of _native.c's
+   modelkit_gru_bptt_step, then dh = e z + drec R^T.
+   Batch rows are independent in both, so a block of rows goes through a whole step at a
+   time: register blocks of 6 (LSTM) or 8 (GRU) rows by the gates' 4 or 3 vectors of 16
+   units (24 accumulators), and 6 rows by 64 columns for dz R^T, the weights packed once a
+   sequence into the order the blocks read them.
 
    Unlike the element-wise kernels of _native.c these are not numpy's numbers bit for bit:
-   the GEMM sums in its own order with fused multiply-adds, and tanh and sigmoid are this
-   file's own (`v_tanh`, `v_sigmoid_of_half`: 1.3 and 2 ulp at most against float64). Tests compare them with float64. */
+   the GEMMs sum in their own order with fused multiply-adds, and tanh and sigmoid are this
+   file's own (`v_tanh`, `v_sigmoid_of_half`: 1.3 and 2 ulp at most against float64).
+   Tests compare them with float64. */
 
 #include <stdint.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define MODELKIT_RNN_FUSED 1
+#define RNN_AVX512 1
 #include <immintrin.h>
 #include <stdlib.h>
 #endif
 
-int modelkit_lstm_fused_available(void) {
-#ifdef MODELKIT_RNN_FUSED
+int modelkit_rnn_fused_available(void) {
+#ifdef RNN_AVX512
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
 #else
@@ -32,27 +38,29 @@ int modelkit_lstm_fused_available(void) {
 #endif
 }
 
-#define RNN_ROWS 6   /* batch rows per register block */
-#define RNN_COLS 64  /* columns per register block: 4 vectors */
+#define RNN_ROWS 8   /* the most batch rows of a register block */
+#define RNN_COLS 64  /* columns of dz R^T's register block: 4 vectors */
 
-/* rp[jb][k][gate][16] = r[k][gate * U + 16 jb + l] (0 past U): the forward's recurrent
-   kernel r (U, 4U) by blocks of 16 units, the four gates' columns of each side by side.
-   rp holds ceil(U / 16) * U * 64 values. */
-void modelkit_lstm_pack_forward(const float *restrict r, int64_t U, float *restrict rp) {
+/* rp[jb][k][gate][16] = r[k][gate * U + 16 jb + l] (0 past U): a forward's recurrent kernel
+   r (U, G U) by blocks of 16 units, the G gates' columns of each side by side. rp holds
+   ceil(U / 16) * U * 16 G values. */
+void modelkit_rnn_pack_forward(const float *restrict r, int64_t U, int64_t G,
+                               float *restrict rp) {
     const int64_t nb = (U + 15) / 16;
     for (int64_t jb = 0; jb < nb; jb++)
         for (int64_t k = 0; k < U; k++)
-            for (int64_t g = 0; g < 4; g++)
+            for (int64_t g = 0; g < G; g++)
                 for (int64_t l = 0; l < 16; l++) {
                     const int64_t j = jb * 16 + l;
-                    rp[((jb * U + k) * 4 + g) * 16 + l] = j < U ? r[k * 4 * U + g * U + j] : 0.0f;
+                    rp[((jb * U + k) * G + g) * 16 + l] = j < U ? r[k * G * U + g * U + j] : 0.0f;
                 }
 }
 
-/* rtp[cb][k][l] = r[64 cb + l][k] (0 past U): the backward's r^T (4U, U) by blocks of 64
-   columns. rtp holds ceil(U / 64) * 4U * 64 values. */
-void modelkit_lstm_pack_backward(const float *restrict r, int64_t U, float *restrict rtp) {
-    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS, K = 4 * U;
+/* rtp[cb][k][l] = r[64 cb + l][k] (0 past U): the backward's r^T (G U, U) by blocks of 64
+   columns. rtp holds ceil(U / 64) * G U * 64 values. */
+void modelkit_rnn_pack_backward(const float *restrict r, int64_t U, int64_t G,
+                                float *restrict rtp) {
+    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS, K = G * U;
     for (int64_t cb = 0; cb < nb; cb++)
         for (int64_t k = 0; k < K; k++)
             for (int64_t l = 0; l < RNN_COLS; l++) {
@@ -61,7 +69,7 @@ void modelkit_lstm_pack_backward(const float *restrict r, int64_t U, float *rest
             }
 }
 
-#ifdef MODELKIT_RNN_FUSED
+#ifdef RNN_AVX512
 
 #define INLINE static inline __attribute__((always_inline, target("avx512f")))
 
@@ -118,45 +126,74 @@ INLINE __m512 v_sigmoid_of_half(__m512 x) {
     return _mm512_div_ps(one, _mm512_add_ps(one, v_exp(y)));
 }
 
-/* acc[r][q] = sum_k a[r][k] b[k][16 q + l] for `rows` (a constant where this is inlined)
-   rows of a (lda apart) and the packed 64-column panel b (k rows of 64). */
-INLINE void panel_gemm(const float *restrict a, int64_t lda, int rows,
-                       const float *restrict b, int64_t k, __m512 acc[RNN_ROWS][4]) {
+/* acc[r][q] = sum_k a[r][k] b[k][16 q + l] for `rows` rows of a (lda apart) and the
+   packed panel b of `nv` vectors a row (k rows); `rows` and `nv` are constants where this
+   is inlined. */
+INLINE void panel_gemm(const float *restrict a, int64_t lda, int rows, const float *restrict b,
+                       int64_t k, int nv, __m512 acc[RNN_ROWS][4]) {
     for (int r = 0; r < RNN_ROWS; r++)
         for (int q = 0; q < 4; q++)
             acc[r][q] = _mm512_setzero_ps();
     for (int64_t p = 0; p < k; p++) {
-        const float *bk = b + p * RNN_COLS;
-        const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);
-        const __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);
+        const float *bk = b + p * 16 * nv;
+        __m512 bv[4];
+        for (int q = 0; q < nv; q++)
+            bv[q] = _mm512_loadu_ps(bk + 16 * q);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows) {
                 const __m512 x = _mm512_set1_ps(a[r * lda + p]);
-                acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(x, b2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(x, b3, acc[r][3]);
+                for (int q = 0; q < nv; q++)
+                    acc[r][q] = _mm512_fmadd_ps(x, bv[q], acc[r][q]);
             }
     }
 }
 
-/* One forward step for batch rows [b0, b0 + rows): see the file's header. The GEMM's
-   pre-activations for all units go to `pre` (rows x 4 x 16 nb values, L1) first and the gate
-   arithmetic runs over them after: in the GEMM's register block they spilled. `n` = B U
-   (the gate blocks' distance in z), `tail` the lanes of the last unit block. */
-INLINE void forward_rows(const float *restrict rp, float *restrict z, const float *restrict h,
-                         const float *restrict c, float *restrict c_new, float *restrict ac,
-                         float *restrict h_new, int64_t b0, int rows, int64_t n, int64_t U,
-                         __mmask16 tail, float *restrict pre) {
+/* out's `rows` rows (U values, U apart) = (add ? out : 0) + a's rows (K values, K apart)
+   @ the packed r^T (modelkit_rnn_pack_backward); `tail` the lanes of the last vector. */
+INLINE void rows_times_rt(const float *restrict a, int rows, const float *restrict rtp,
+                          int64_t K, int64_t U, __mmask16 tail, float *restrict out, int add) {
+    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS;
+    for (int64_t cb = 0; cb < nb; cb++) {
+        __m512 acc[RNN_ROWS][4];
+        panel_gemm(a, K, rows, rtp + cb * K * RNN_COLS, K, 4, acc);
+        for (int r = 0; r < RNN_ROWS; r++)
+            if (r < rows)
+                for (int q = 0; q < 4; q++) {
+                    const int64_t j = cb * RNN_COLS + q * 16;
+                    if (j >= U)
+                        break;
+                    const __mmask16 m = U - j >= 16 ? (__mmask16)0xFFFF : tail;
+                    float *o = out + r * U + j;
+                    _mm512_mask_storeu_ps(o, m, add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, o),
+                                                                     acc[r][q]) : acc[r][q]);
+                }
+    }
+}
+
+/* The step's GEMM for `rows` rows of h into `pre` (rows x G x 16 nb values, in L1), block
+   by block of 16 units: in the GEMM's registers the gate arithmetic spilled. */
+INLINE void forward_gemm(const float *restrict h, int rows, const float *restrict rp, int64_t U,
+                         int G, float *restrict pre) {
     const int64_t nb = (U + 15) / 16;
     for (int64_t jb = 0; jb < nb; jb++) {
         __m512 acc[RNN_ROWS][4];
-        panel_gemm(h + b0 * U, U, rows, rp + jb * U * RNN_COLS, U, acc);
+        panel_gemm(h, U, rows, rp + jb * U * 16 * G, U, G, acc);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows)
-                for (int g = 0; g < 4; g++)
-                    _mm512_storeu_ps(pre + ((r * nb + jb) * 4 + g) * 16, acc[r][g]);
+                for (int g = 0; g < G; g++)
+                    _mm512_storeu_ps(pre + ((r * nb + jb) * G + g) * 16, acc[r][g]);
     }
+}
+
+/* One LSTM forward step for batch rows [b0, b0 + rows): see the file's header. `n` = B U
+   (the gate blocks' distance in z), `tail` the lanes of the last unit block. */
+INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
+                              const float *restrict h, const float *restrict c,
+                              float *restrict c_new, float *restrict ac, float *restrict h_new,
+                              int64_t b0, int rows, int64_t n, int64_t U, __mmask16 tail,
+                              float *restrict pre) {
+    const int64_t nb = (U + 15) / 16;
+    forward_gemm(h + b0 * U, rows, rp, U, 4, pre);
     for (int r = 0; r < rows; r++)
         for (int64_t jb = 0; jb < nb; jb++) {
             const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
@@ -178,10 +215,10 @@ INLINE void forward_rows(const float *restrict rp, float *restrict z, const floa
         }
 }
 
-/* One backward step for batch rows [b0, b0 + rows): the gate gradients into dz's rows
-   (B, 4U) and dc, then dh's rows = those dz rows @ r^T. g: the step's output gradient rows
-   (added to dh first; `gstride` apart) or NULL. */
-INLINE void backward_rows(const float *restrict rtp, const float *restrict z,
+/* One LSTM backward step for batch rows [b0, b0 + rows): the gate gradients into dz's
+   rows (B, 4U) and dc, then dh's rows = those dz rows @ r^T. g: the step's output gradient
+   rows (added to dh first; `gstride` apart) or NULL. */
+INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict z,
                           const float *restrict ac, const float *restrict c,
                           const float *restrict g, int64_t gstride, float *restrict dh,
                           float *restrict dc, float *restrict dz, int64_t b0, int rows,
@@ -214,20 +251,83 @@ INLINE void backward_rows(const float *restrict rtp, const float *restrict z,
             _mm512_mask_storeu_ps(row + 3 * U + j, m, _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
         }
     }
-    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS;
-    for (int64_t cb = 0; cb < nb; cb++) {
-        __m512 acc[RNN_ROWS][4];
-        panel_gemm(dz + b0 * K, K, rows, rtp + cb * K * RNN_COLS, K, acc);
-        for (int r = 0; r < RNN_ROWS; r++)
-            if (r < rows)
-                for (int q = 0; q < 4; q++) {
-                    const int64_t j = cb * RNN_COLS + q * 16;
-                    if (j >= U)
-                        break;
-                    const __mmask16 m = U - j >= 16 ? (__mmask16)0xFFFF : tail;
-                    _mm512_mask_storeu_ps(dh + (b0 + r) * U + j, m, acc[r][q]);
-                }
+    rows_times_rt(dz + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 0);
+}
+
+/* One GRU forward step for batch rows [b0, b0 + rows): z (3, B, U) from the input
+   projections (z and r halved) to the gate values z, r, hh; rh (B, U) = h R_h + b_rh;
+   h_new. brec: the recurrent bias (3U, z and r halved) or NULL. */
+INLINE void gru_forward_rows(const float *restrict rp, const float *restrict brec,
+                             float *restrict z, const float *restrict h, float *restrict rh,
+                             float *restrict h_new, int64_t b0, int rows, int64_t n, int64_t U,
+                             __mmask16 tail, float *restrict pre) {
+    const int64_t nb = (U + 15) / 16;
+    forward_gemm(h + b0 * U, rows, rp, U, 3, pre);
+    for (int r = 0; r < rows; r++)
+        for (int64_t jb = 0; jb < nb; jb++) {
+            const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = (b0 + r) * U + jb * 16, j = jb * 16;
+            const float *pr = pre + (r * nb + jb) * 48;
+            __m512 rec[3];
+            for (int g = 0; g < 3; g++) {
+                rec[g] = _mm512_loadu_ps(pr + g * 16);
+                if (brec)
+                    rec[g] = _mm512_add_ps(rec[g], _mm512_maskz_loadu_ps(m, brec + g * U + j));
+            }
+            const __m512 zg = v_sigmoid_of_half(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e),
+                                                              rec[0]));
+            const __m512 rg = v_sigmoid_of_half(_mm512_add_ps(
+                _mm512_maskz_loadu_ps(m, z + n + e), rec[1]));
+            const __m512 hh = v_tanh(_mm512_fmadd_ps(rg, rec[2],
+                                                     _mm512_maskz_loadu_ps(m, z + 2 * n + e)));
+            const __m512 hv = _mm512_maskz_loadu_ps(m, h + e);
+            _mm512_mask_storeu_ps(z + e, m, zg);
+            _mm512_mask_storeu_ps(z + n + e, m, rg);
+            _mm512_mask_storeu_ps(z + 2 * n + e, m, hh);
+            _mm512_mask_storeu_ps(rh + e, m, rec[2]);
+            _mm512_mask_storeu_ps(h_new + e, m, _mm512_fmadd_ps(zg, _mm512_sub_ps(hv, hh), hh));
+        }
+}
+
+/* One GRU backward step for batch rows [b0, b0 + rows): from the gate values z (3, B, U),
+   the previous state h, rh and dh' (dh's rows, plus g's when given), the gate gradients into
+   dz's and drec's rows (B, 3U: d z, d r, then d hh or d hh r) and dh's rows = dh' z +
+   drec @ r^T. */
+INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z,
+                              const float *restrict h, const float *restrict rh,
+                              const float *restrict g, int64_t gstride, float *restrict dh,
+                              float *restrict dz, float *restrict drec, int64_t b0, int rows,
+                              int64_t n, int64_t U, __mmask16 tail) {
+    const int64_t nv = (U + 15) / 16, K = 3 * U;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int r = 0; r < rows; r++) {
+        const int64_t b = b0 + r;
+        float *dzr = dz + b * K, *drr = drec + b * K;
+        for (int64_t v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = b * U + v * 16, j = v * 16;
+            const __m512 zg = _mm512_maskz_loadu_ps(m, z + e);
+            const __m512 rg = _mm512_maskz_loadu_ps(m, z + n + e);
+            const __m512 hh = _mm512_maskz_loadu_ps(m, z + 2 * n + e);
+            __m512 ev = _mm512_maskz_loadu_ps(m, dh + e);
+            if (g)
+                ev = _mm512_add_ps(ev, _mm512_maskz_loadu_ps(m, g + b * gstride + j));
+            _mm512_mask_storeu_ps(dh + e, m, _mm512_mul_ps(ev, zg));
+            __m512 d_z = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, h + e), hh), ev);
+            const __m512 d_hh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(one, zg), ev),
+                                              _mm512_fnmadd_ps(hh, hh, one));
+            __m512 d_r = _mm512_mul_ps(d_hh, _mm512_maskz_loadu_ps(m, rh + e));
+            d_z = _mm512_mul_ps(d_z, _mm512_mul_ps(_mm512_sub_ps(one, zg), zg));
+            d_r = _mm512_mul_ps(d_r, _mm512_mul_ps(_mm512_sub_ps(one, rg), rg));
+            _mm512_mask_storeu_ps(dzr + j, m, d_z);
+            _mm512_mask_storeu_ps(dzr + U + j, m, d_r);
+            _mm512_mask_storeu_ps(dzr + 2 * U + j, m, d_hh);
+            _mm512_mask_storeu_ps(drr + j, m, d_z);
+            _mm512_mask_storeu_ps(drr + U + j, m, d_r);
+            _mm512_mask_storeu_ps(drr + 2 * U + j, m, _mm512_mul_ps(d_hh, rg));
+        }
     }
+    rows_times_rt(drec + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 1);
 }
 
 static __mmask16 tail_mask(int64_t U) {
@@ -237,6 +337,8 @@ static __mmask16 tail_mask(int64_t U) {
 /* The row-count dispatch: `rows` a constant in each inlined copy. */
 #define BY_ROWS(rows, CALL)                                                                  \
     switch (rows) {                                                                          \
+    case 8: CALL(8); break;                                                                  \
+    case 7: CALL(7); break;                                                                  \
     case 6: CALL(6); break;                                                                  \
     case 5: CALL(5); break;                                                                  \
     case 4: CALL(4); break;                                                                  \
@@ -245,30 +347,37 @@ static __mmask16 tail_mask(int64_t U) {
     default: CALL(1); break;                                                                 \
     }
 
-static __attribute__((target("avx512f"))) int forward_steps(
+/* Each row block of `per` rows (the last one shorter) of a B-row step. */
+#define ROW_BLOCKS(per, B, CALL)                                                             \
+    for (int64_t b0 = 0; b0 < (B); b0 += (per)) {                                            \
+        const int64_t rows = (B) - b0 < (per) ? (B) - b0 : (per);                            \
+        BY_ROWS(rows, CALL)                                                                  \
+    }
+
+#define LSTM_ROWS 6
+#define GRU_ROWS 8
+
+static __attribute__((target("avx512f"))) int lstm_forward_steps(
         const float *rp, float *z, float *h, float *c, float *ac, int64_t t0, int64_t t1,
         int64_t B, int64_t U) {
     const int64_t n = B * U;
     const __mmask16 tail = tail_mask(U);
-    float *pre = malloc((size_t)(RNN_ROWS * RNN_COLS * ((U + 15) / 16)) * sizeof(float));
+    float *pre = malloc((size_t)(LSTM_ROWS * 64 * ((U + 15) / 16)) * sizeof(float));
     if (!pre)
         return -1;
     for (int64_t t = t0; t < t1; t++) {
         float *zt = z + t * 4 * n;
         const float *ht = h + t * n, *ct = c + t * n;
         float *cn = c + (t + 1) * n, *hn = h + (t + 1) * n, *at = ac + t * n;
-        for (int64_t b0 = 0; b0 < B; b0 += RNN_ROWS) {
-            const int64_t rows = B - b0 < RNN_ROWS ? B - b0 : RNN_ROWS;
-#define FORWARD(R) forward_rows(rp, zt, ht, ct, cn, at, hn, b0, R, n, U, tail, pre)
-            BY_ROWS(rows, FORWARD)
+#define FORWARD(R) lstm_forward_rows(rp, zt, ht, ct, cn, at, hn, b0, R, n, U, tail, pre)
+        ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
 #undef FORWARD
-        }
     }
     free(pre);
     return 0;
 }
 
-static __attribute__((target("avx512f"))) void backward_steps(
+static __attribute__((target("avx512f"))) void lstm_backward_steps(
         const float *rtp, const float *z, const float *ac, const float *c, const float *gseq,
         int64_t T, float *dh, float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
         int64_t U) {
@@ -278,40 +387,100 @@ static __attribute__((target("avx512f"))) void backward_steps(
         const float *zt = z + t * 4 * n, *at = ac + t * n, *ct = c + t * n;
         const float *g = gseq ? gseq + t * U : 0;
         float *dzt = dz + t * 4 * n;
-        for (int64_t b0 = 0; b0 < B; b0 += RNN_ROWS) {
-            const int64_t rows = B - b0 < RNN_ROWS ? B - b0 : RNN_ROWS;
-#define BACKWARD(R) backward_rows(rtp, zt, at, ct, g, T * U, dh, dc, dzt, b0, R, n, U, tail)
-            BY_ROWS(rows, BACKWARD)
+#define BACKWARD(R) lstm_backward_rows(rtp, zt, at, ct, g, T * U, dh, dc, dzt, b0, R, n, U, tail)
+        ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
-        }
+    }
+}
+
+static __attribute__((target("avx512f"))) int gru_forward_steps(
+        const float *rp, const float *brec, float *z, float *h, float *rh, int64_t t0,
+        int64_t t1, int64_t B, int64_t U) {
+    const int64_t n = B * U;
+    const __mmask16 tail = tail_mask(U);
+    float *pre = malloc((size_t)(GRU_ROWS * 48 * ((U + 15) / 16)) * sizeof(float));
+    if (!pre)
+        return -1;
+    for (int64_t t = t0; t < t1; t++) {
+        float *zt = z + t * 3 * n, *rt = rh + t * n, *hn = h + (t + 1) * n;
+        const float *ht = h + t * n;
+#define FORWARD(R) gru_forward_rows(rp, brec, zt, ht, rt, hn, b0, R, n, U, tail, pre)
+        ROW_BLOCKS(GRU_ROWS, B, FORWARD)
+#undef FORWARD
+    }
+    free(pre);
+    return 0;
+}
+
+static __attribute__((target("avx512f"))) void gru_backward_steps(
+        const float *rtp, const float *z, const float *h, const float *rh, const float *gseq,
+        int64_t T, float *dh, float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
+        int64_t U) {
+    const int64_t n = B * U;
+    const __mmask16 tail = tail_mask(U);
+    for (int64_t t = t1 - 1; t >= t0; t--) {
+        const float *zt = z + t * 3 * n, *ht = h + t * n, *rt = rh + t * n;
+        const float *g = gseq ? gseq + t * U : 0;
+        float *dzt = dz + t * 3 * n, *drt = drec + t * 3 * n;
+#define BACKWARD(R) gru_backward_rows(rtp, zt, ht, rt, g, T * U, dh, dzt, drt, b0, R, n, U, tail)
+        ROW_BLOCKS(6, B, BACKWARD)
+#undef BACKWARD
     }
 }
 
 #endif
 
-/* Forward steps [t0, t1) of a sequence: z (T, 4, B, U) holds each step's projection and
-   is turned into its gate values; h, c (T + 1, B, U): step t reads row t and writes t + 1;
-   ac (T, B, U) gets tanh(c'). rp: modelkit_lstm_pack_forward of the (halved) recurrent
-   kernel. Returns 0, or -1 when its buffer could not be allocated. */
+/* LSTM forward steps [t0, t1) of a sequence: z (T, 4, B, U) holds each step's projection
+   and is turned into its gate values; h, c (T + 1, B, U): step t reads row t and writes
+   t + 1; ac (T, B, U) gets tanh(c'). rp: modelkit_rnn_pack_forward of the (halved)
+   recurrent kernel, G = 4. Returns 0, or -1 when its buffer could not be allocated. */
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
                                 int64_t t0, int64_t t1, int64_t B, int64_t U) {
-#ifdef MODELKIT_RNN_FUSED
-    return forward_steps(rp, z, h, c, ac, t0, t1, B, U);
+#ifdef RNN_AVX512
+    return lstm_forward_steps(rp, z, h, c, ac, t0, t1, B, U);
 #else
     return -1;
 #endif
 }
 
-/* Backward steps t1 - 1 down to t0 of a sequence (gate values z (T, 4, B, U), ac (T, B, U),
-   c (T + 1, B, U)): dh, dc (B, U) come in as d h_{t1}, d c_{t1} and leave as d h_{t0},
-   d c_{t0}; dz (T, B, 4U) gets each step's gate gradients. gseq: the output sequence's
-   gradient (B, T, U), added to dh at each step, or NULL. rtp: modelkit_lstm_pack_backward
-   of the recurrent kernel. */
+/* LSTM backward steps t1 - 1 down to t0 of a sequence (gate values z (T, 4, B, U),
+   ac (T, B, U), c (T + 1, B, U)): dh, dc (B, U) come in as d h_{t1}, d c_{t1} and leave as
+   d h_{t0}, d c_{t0}; dz (T, B, 4U) gets each step's gate gradients. gseq: the output
+   sequence's gradient (B, T, U), added to dh at each step, or NULL. rtp:
+   modelkit_rnn_pack_backward of the recurrent kernel, G = 4. */
 void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
                                   const float *c, const float *gseq, int64_t T, float *dh,
                                   float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
                                   int64_t U) {
-#ifdef MODELKIT_RNN_FUSED
-    backward_steps(rtp, z, ac, c, gseq, T, dh, dc, dz, t0, t1, B, U);
+#ifdef RNN_AVX512
+    lstm_backward_steps(rtp, z, ac, c, gseq, T, dh, dc, dz, t0, t1, B, U);
+#endif
+}
+
+/* GRU (reset_after) forward steps [t0, t1): z (T, 3, B, U) from each step's projection (z
+   and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
+   t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
+   kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
+   NULL. Returns 0, or -1 when its buffer could not be allocated. */
+int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
+                               float *rh, int64_t t0, int64_t t1, int64_t B, int64_t U) {
+#ifdef RNN_AVX512
+    return gru_forward_steps(rp, brec, z, h, rh, t0, t1, B, U);
+#else
+    return -1;
+#endif
+}
+
+/* GRU (reset_after) backward steps t1 - 1 down to t0 (gate values z (T, 3, B, U), states
+   h (T + 1, B, U), rh (T, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0};
+   dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
+   gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
+   of the recurrent kernel, G = 3. */
+void modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
+                                 const float *rh, const float *gseq, int64_t T, float *dh,
+                                 float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
+                                 int64_t U) {
+#ifdef RNN_AVX512
+    gru_backward_steps(rtp, z, h, rh, gseq, T, dh, dz, drec, t0, t1, B, U);
 #endif
 }

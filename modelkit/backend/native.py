@@ -16,9 +16,10 @@ against float64 instead: batch normalization's statistics and per-channel sums (
 conv's bias gradient), which add float32 lanes per row in float64, their own order; and
 the Winograd convolutions (AVX-512 only: `winograd_available()`), F(2x2, 3x3) for a 3x3
 stride-1 conv's forward pass and input gradient and F(3x3, 2x2) for its kernel gradient,
-another algorithm than MLAS's direct one and as exact; and the fused LSTM steps of
-`_native_rnn.c` (AVX-512 only: `lstm_fused_available()`), each step's recurrent GEMM with
-its gate arithmetic, forward and backward, with their own tanh and sigmoid.
+another algorithm than MLAS's direct one and as exact; and the fused LSTM and GRU steps of
+`_native_rnn.c` (AVX-512 only: `rnn_fused_available()`), each step's recurrent GEMM with
+its gate arithmetic, forward and backward, with their own tanh and sigmoid (and the
+GRU's, reset_after).
 Measured in isolation, numpy -> kernel (benchmarks/results/vs_torch_cpu_2026-12-05_
 session13_main.txt): Adam over the LSTM benchmark's 20000 x 128 embedding table, 4509 rows
 in the gradient, 3.78 ms (seven passes in row blocks, two threads) -> 1.45 ms (one thread);
@@ -87,17 +88,22 @@ def _load():
         lib.modelkit_dropout_apply.restype = None
         lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
         lib.modelkit_sgd_momentum.restype = ctypes.c_int
-        lib.modelkit_lstm_fused_available.argtypes = ()
-        lib.modelkit_lstm_fused_available.restype = ctypes.c_int
-        lib.modelkit_lstm_pack_forward.argtypes = (ptr, i64, ptr)
-        lib.modelkit_lstm_pack_forward.restype = None
-        lib.modelkit_lstm_pack_backward.argtypes = (ptr, i64, ptr)
-        lib.modelkit_lstm_pack_backward.restype = None
+        lib.modelkit_rnn_fused_available.argtypes = ()
+        lib.modelkit_rnn_fused_available.restype = ctypes.c_int
+        lib.modelkit_rnn_pack_forward.argtypes = (ptr, i64, i64, ptr)
+        lib.modelkit_rnn_pack_forward.restype = None
+        lib.modelkit_rnn_pack_backward.argtypes = (ptr, i64, i64, ptr)
+        lib.modelkit_rnn_pack_backward.restype = None
         lib.modelkit_lstm_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64)
         lib.modelkit_lstm_forward_steps.restype = ctypes.c_int
         lib.modelkit_lstm_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr,
                                                       i64, i64, i64, i64)
         lib.modelkit_lstm_backward_steps.restype = None
+        lib.modelkit_gru_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, i64, i64, i64, i64)
+        lib.modelkit_gru_forward_steps.restype = ctypes.c_int
+        lib.modelkit_gru_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr,
+                                                     i64, i64, i64, i64)
+        lib.modelkit_gru_backward_steps.restype = None
         return lib
     return False
 
@@ -289,34 +295,34 @@ def winograd_kernel_grad(x, g, pads):
     return dw
 
 
-def lstm_fused_available():
-    """Whether the fused LSTM steps (`_native_rnn.c`: AVX-512) run here."""
-    return available() and bool(_library().modelkit_lstm_fused_available())
+def rnn_fused_available():
+    """Whether the fused LSTM and GRU steps (`_native_rnn.c`: AVX-512) run here."""
+    return available() and bool(_library().modelkit_rnn_fused_available())
 
 
-def lstm_pack_forward(r):
-    """The forward steps' packing of the (U, 4U) recurrent kernel r (internal gate order,
-    the sigmoid gates' columns halved)."""
+def rnn_pack_forward(r, gates):
+    """The forward steps' packing of the (U, gates U) recurrent kernel r (internal gate
+    order, the sigmoid gates' columns halved)."""
     U = r.shape[0]
     r = np.ascontiguousarray(r, dtype=np.float32)
-    rp = np.empty((U + 15) // 16 * U * 64, np.float32)
-    _library().modelkit_lstm_pack_forward(r.ctypes.data, U, rp.ctypes.data)
+    rp = np.empty((U + 15) // 16 * U * 16 * gates, np.float32)
+    _library().modelkit_rnn_pack_forward(r.ctypes.data, U, gates, rp.ctypes.data)
     return rp
 
 
-def lstm_pack_backward(r):
-    """The backward steps' packing of r^T for the (U, 4U) recurrent kernel r."""
+def rnn_pack_backward(r, gates):
+    """The backward steps' packing of r^T for the (U, gates U) recurrent kernel r."""
     U = r.shape[0]
     r = np.ascontiguousarray(r, dtype=np.float32)
-    rtp = np.empty((U + 63) // 64 * 4 * U * 64, np.float32)
-    _library().modelkit_lstm_pack_backward(r.ctypes.data, U, rtp.ctypes.data)
+    rtp = np.empty((U + 63) // 64 * gates * U * 64, np.float32)
+    _library().modelkit_rnn_pack_backward(r.ctypes.data, U, gates, rtp.ctypes.data)
     return rtp
 
 
 def lstm_forward_steps(rp, z, h, c, ac, t0, t1):
     """LSTM forward steps [t0, t1) in place (tanh cell, sigmoid gates): z (T, 4, B, U) from
     the halved projections to the gate values (i, f, o, g), h, c (T + 1, B, U) row t + 1 from
-    row t, ac (T, B, U) = tanh(c'); rp from lstm_pack_forward."""
+    row t, ac (T, B, U) = tanh(c'); rp from rnn_pack_forward(., 4)."""
     B, U = h.shape[1:]
     if _library().modelkit_lstm_forward_steps(rp.ctypes.data, z.ctypes.data, h.ctypes.data,
                                               c.ctypes.data, ac.ctypes.data, t0, t1, B, U):
@@ -327,9 +333,34 @@ def lstm_backward_steps(rtp, z, ac, c, gseq, dh, dc, dz, t0, t1):
     """LSTM BPTT steps t1 - 1 down to t0 in place (unmasked, tanh cell, sigmoid gates): from
     the gate values z (T, 4, B, U), ac (T, B, U), c (T + 1, B, U) and the output sequence's
     gradient gseq (B, T, U, or None), dh and dc (B, U) from step t1's to step t0's and each
-    step's gate gradients into dz (T, B, 4U); rtp from lstm_pack_backward."""
+    step's gate gradients into dz (T, B, 4U); rtp from rnn_pack_backward(., 4)."""
     T = ac.shape[0]
     B, U = dh.shape
     _library().modelkit_lstm_backward_steps(rtp.ctypes.data, z.ctypes.data, ac.ctypes.data,
                                             c.ctypes.data, _address(gseq), T, dh.ctypes.data,
                                             dc.ctypes.data, dz.ctypes.data, t0, t1, B, U)
+
+
+def gru_forward_steps(rp, brec, z, h, rh, t0, t1):
+    """GRU (reset_after, tanh candidate, sigmoid gates) forward steps [t0, t1) in place:
+    z (T, 3, B, U) from the projections (z and r halved) to the gate values (z, r, hh),
+    h (T + 1, B, U) row t + 1 from row t, rh (T, B, U) = h R_h + b_rh; rp from
+    rnn_pack_forward(., 3) of the halved kernel, brec the (3U,) halved recurrent bias or
+    None."""
+    B, U = h.shape[1:]
+    if _library().modelkit_gru_forward_steps(rp.ctypes.data, _address(brec), z.ctypes.data,
+                                             h.ctypes.data, rh.ctypes.data, t0, t1, B, U):
+        raise MemoryError("the GRU forward steps' buffer could not be allocated")
+
+
+def gru_backward_steps(rtp, z, h, rh, gseq, dh, dz, drec, t0, t1):
+    """GRU BPTT steps t1 - 1 down to t0 in place (unmasked, reset_after, tanh candidate,
+    sigmoid gates): from the gate values z (T, 3, B, U), the states h (T + 1, B, U), rh
+    (T, B, U) and the output sequence's gradient gseq (B, T, U, or None), dh (B, U) from
+    step t1's to step t0's; each step's gradients of the projection and of h R + b_rec into
+    dz and drec (T, B, 3U); rtp from rnn_pack_backward(., 3)."""
+    T = rh.shape[0]
+    B, U = dh.shape
+    _library().modelkit_gru_backward_steps(rtp.ctypes.data, z.ctypes.data, h.ctypes.data,
+                                           rh.ctypes.data, _address(gseq), T, dh.ctypes.data,
+                                           dz.ctypes.data, drec.ctypes.data, t0, t1, B, U)

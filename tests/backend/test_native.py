@@ -138,7 +138,7 @@ def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kerne
         monkeypatch):
     # the element-wise kernels; the fused LSTM steps (their own rounding) are
     # tests/backend/test_lstm_fused.py's
-    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "0")
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")
     from modelkit.layers import LSTM, Dense, Embedding
     from modelkit.models import Sequential
     from modelkit.utils import set_random_seed
@@ -163,7 +163,7 @@ def _lstm_op(native_on, monkeypatch, steps=9, **kw):
     from modelkit.backend import rnn_ops
     from modelkit.backend.tensor import GradientTape, Variable
     monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
-    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "0")        # the element-wise step kernels
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")        # the element-wise step kernels
     calls = {"lstm_cell_step": 0, "lstm_bptt_step": 0}
     for name in calls:
         kernel = getattr(native, name)
@@ -359,6 +359,7 @@ def _gru_op(native_on, monkeypatch, **kw):
     from modelkit.backend import rnn_ops
     from modelkit.backend.tensor import GradientTape, Variable
     monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")        # the element-wise step kernel
     calls = []
     kernel = native.gru_bptt_step
     monkeypatch.setattr(native, "gru_bptt_step", lambda *a: calls.append(1) or kernel(*a))

@@ -112,7 +112,7 @@ def _plain_sigmoid(monkeypatch, module):
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_halved_sigmoid_weights_give_the_same_numbers(kind, dt, monkeypatch):
     # numpy's steps (the fused C steps take halved weights only: test_lstm_fused.py)
-    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "0")
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")
     B, T, I, U = SHAPES[1]
     rng = np.random.default_rng(5)
     G = 4 if kind == "lstm" else 3

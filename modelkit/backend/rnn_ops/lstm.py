@@ -1,7 +1,5 @@
 """The fused LSTM sequence op (Keras gate order i, f, c, o; kept i, f, o, c inside)."""
 
-import os
-
 import numpy as np
 
 from ...errors import ShapeError
@@ -9,12 +7,11 @@ from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_check, _chunk_size, _empty, _from_time_major, _gate_blocks, _gate_masks,
-                    _gemm,
+from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
                     _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
                     _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
-                    weights_on_side)
+                    backward_chunks, forward_chunks, fused_steps, weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -96,7 +93,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
         Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
-        if fused and rdrop is None and keep is None and _steps_in_c(Z):
+        if fused and rdrop is None and keep is None and fused_steps(Z):
             _forward_in_c(Rf, Z, H, C, AC, ready)
             T = 0                   # (the steps are made)
         for t in range(T):
@@ -134,38 +131,19 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     return (np.swapaxes(OUT, 0, 1), H[T], C[T]), saved
 
 
-def _steps_in_c(Z, *more):
-    """Whether `_native_rnn.c`'s fused steps make an LSTM's recurrence (float32, AVX-512,
-    MODELKIT_LSTM_FUSED not 0): the caller has checked it is unmasked, with tanh cell,
-    sigmoid gates and no recurrent dropout."""
-    return (os.environ.get("MODELKIT_LSTM_FUSED", "1") != "0" and native.takes(Z, *more)
-            and native.lstm_fused_available())
-
-
 def _forward_in_c(Rf, Z, H, C, AC, ready):
-    """The forward recurrence in `_native_rnn.c`'s fused steps, chunk by chunk of the
-    projection (`ready`)."""
-    T = AC.shape[0]
-    rp = native.lstm_pack_forward(Rf)
-    size = _chunk_size(T)
-    for lo in range(0, T, size):
-        hi = min(lo + size, T)
-        ready(hi - 1)
-        native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi)
+    """The forward recurrence in `_native_rnn.c`'s fused steps."""
+    rp = native.rnn_pack_forward(Rf, 4)
+    forward_chunks(AC.shape[0], ready,
+                   lambda lo, hi: native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi))
 
 
 def _backward_in_c(Z, DZ, C, AC, dh, dc, gseq, R, done, size):
-    """BPTT in `_native_rnn.c`'s fused steps, `size` steps a call, `done(t)` at the first
-    step of each (the steps `_TimeChunks` splits at)."""
-    T = AC.shape[0]
-    rtp = native.lstm_pack_backward(R)
+    """BPTT in `_native_rnn.c`'s fused steps."""
+    rtp = native.rnn_pack_backward(R, 4)
     gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=Z.dtype)
-    hi = T
-    while hi > 0:
-        lo = max(hi - size, 0)
-        native.lstm_backward_steps(rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi)
-        done(lo)
-        hi = lo
+    backward_chunks(AC.shape[0], size, lambda lo, hi: native.lstm_backward_steps(
+        rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi), done)
 
 
 def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, ract, tmp,
@@ -177,7 +155,7 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, 
     T, _, B, U = Z.shape
     gs = None if all_zero(gseq) else _seq_grads(gseq)   # None: only the last output is used
     if (PRE is None and act.name == "tanh" and ract.name == "sigmoid" and rdrop is None
-            and _steps_in_c(Z, AC, C, DZ, dh, dc)):
+            and fused_steps(Z, AC, C, DZ, dh, dc)):
         return _backward_in_c(Z, DZ, C, AC, dh, dc, None if gs is None else gseq, R, done,
                               size)
     RT = np.ascontiguousarray(R.T) if rdrop is None else None

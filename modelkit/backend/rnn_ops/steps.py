@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from ...errors import ShapeError
+from .. import native
 from .. import parallel as _parallel
 from ..blas import single_threaded
 from ..buffers import BufferPool
@@ -576,3 +577,33 @@ def _no_wait(t):
 def _time_slice(a, lo, hi, gate_major):
     """Steps [lo, hi) of a time-major array, or of a gate-major (G, T, ...) one."""
     return a[:, lo:hi] if gate_major else a[lo:hi]
+
+
+# -- the fused C steps (_native_rnn.c) ----------------------------------------------------------
+
+def fused_steps(*arrays):
+    """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
+    C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0); the caller has checked that the
+    cell is one they make (unmasked, tanh with sigmoid gates, no recurrent dropout)."""
+    return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
+            and native.rnn_fused_available())
+
+
+def forward_chunks(T, ready, steps):
+    """steps(lo, hi) over the timesteps chunk by chunk of the projection ahead (`ready`)."""
+    size = _chunk_size(T)
+    for lo in range(0, T, size):
+        hi = min(lo + size, T)
+        ready(hi - 1)
+        steps(lo, hi)
+
+
+def backward_chunks(T, size, steps, done):
+    """steps(lo, hi) from the last timesteps down, `size` a call, and `done(lo)` after each
+    (the steps `_TimeChunks` splits at)."""
+    hi = T
+    while hi > 0:
+        lo = max(hi - size, 0)
+        steps(lo, hi)
+        done(lo)
+        hi = lo

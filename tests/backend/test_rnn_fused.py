@@ -1,6 +1,6 @@
-"""The fused LSTM steps of _native_rnn.c (AVX-512): the forward and backward steps against
-float64, their tanh and sigmoid, chunked calls, and the LSTM op and a trained model with
-them against numpy's steps (MODELKIT_LSTM_FUSED=0)."""
+"""The fused LSTM and GRU steps of _native_rnn.c (AVX-512): the forward and backward steps
+against float64, their tanh and sigmoid, chunked calls, and the LSTM and GRU ops and trained
+models with them against numpy's steps (MODELKIT_RNN_FUSED=0)."""
 
 import numpy as np
 import pytest
@@ -10,8 +10,8 @@ from modelkit.backend import GradientTape, Variable, native, parallel, rnn_ops
 
 from test_rnn_ops_gradients import reference
 
-pytestmark = pytest.mark.skipif(not native.lstm_fused_available(),
-                                reason="the fused LSTM steps need the C kernels and AVX-512")
+pytestmark = pytest.mark.skipif(not native.rnn_fused_available(),
+                                reason="the fused RNN steps need the C kernels and AVX-512")
 
 SHAPES = [(1, 1), (5, 8), (6, 16), (7, 33), (13, 100), (64, 128), (3, 200)]     # B, U
 
@@ -31,7 +31,7 @@ def _forward(rf, proj, h0, c0, splits=()):
     C = np.empty_like(H)
     AC = np.empty((T, B, U), np.float32)
     H[0], C[0] = h0, c0
-    rp = native.lstm_pack_forward(rf)
+    rp = native.rnn_pack_forward(rf, 4)
     bounds = [0, *splits, T]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi)
@@ -43,7 +43,7 @@ def _backward(r, Z, C, AC, gseq, dh, dc, splits=()):
     B, U = dh.shape
     dh, dc = dh.copy(), dc.copy()
     DZ = np.empty((T, B, 4 * U), np.float32)
-    rtp = native.lstm_pack_backward(r)
+    rtp = native.rnn_pack_backward(r, 4)
     bounds = [T, *sorted(splits, reverse=True), 0]
     for hi, lo in zip(bounds[:-1], bounds[1:]):
         native.lstm_backward_steps(rtp, Z, AC, C, gseq, dh, dc, DZ, lo, hi)
@@ -160,9 +160,9 @@ def test_gate_functions_against_float64():
 
 def _op(monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
         threads=2, **kw):
-    """Outputs and gradients of the LSTM op (MODELKIT_LSTM_FUSED on or off) and how often
+    """Outputs and gradients of the LSTM op (MODELKIT_RNN_FUSED on or off) and how often
     the fused kernels ran."""
-    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "1" if fused else "0")
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1" if fused else "0")
     monkeypatch.setattr(parallel, "threads", lambda: threads)
     calls = {"lstm_forward_steps": 0, "lstm_backward_steps": 0}
     for name in calls:
@@ -217,7 +217,7 @@ def test_lstm_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
 
 
 def test_lstm_op_with_fused_steps_matches_the_float64_reference(monkeypatch):
-    monkeypatch.setenv("MODELKIT_LSTM_FUSED", "1")
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1")
     rng = np.random.default_rng(8)
     B, T, I, U = 6, 20, 5, 24
     x = rng.standard_normal((B, T, I)) * 0.8
@@ -241,9 +241,205 @@ def test_training_with_fused_steps_follows_numpy_steps(monkeypatch):
     y = rng.integers(0, 2, (64, 1)).astype(np.float32)
     results = []
     for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_LSTM_FUSED", switch)
+        monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
         set_random_seed(2)
         model = Sequential([Embedding(300, 16, input_length=12), LSTM(20),
+                            Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append((hist.history["loss"], model.get_weights()))
+    (loss1, w1), (loss0, w0) = results
+    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
+    for a, b in zip(w1, w0):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+# -- GRU (reset_after) ---------------------------------------------------------------------
+
+def _gru_weights(rng, U, scale=0.5):
+    r = (rng.standard_normal((U, 3 * U)) * scale / np.sqrt(U)).astype(np.float32)
+    b = (rng.standard_normal(3 * U) * 0.3).astype(np.float32)
+    rf, bf = r.copy(), b.copy()
+    rf[:, :2 * U] *= 0.5                        # the z and r columns halved
+    bf[:2 * U] *= 0.5
+    return r, b, rf, bf
+
+
+def _gru_forward(rf, bf, proj, h0, splits=()):
+    T, _, B, U = proj.shape
+    Z = proj.copy()
+    H = np.empty((T + 1, B, U), np.float32)
+    RH = np.empty((T, B, U), np.float32)
+    H[0] = h0
+    rp = native.rnn_pack_forward(rf, 3)
+    bounds = [0, *splits, T]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        native.gru_forward_steps(rp, bf, Z, H, RH, lo, hi)
+    return Z, H, RH
+
+
+def _gru_backward(r, Z, H, RH, gseq, dh, splits=()):
+    T = RH.shape[0]
+    B, U = dh.shape
+    dh = dh.copy()
+    DZ = np.empty((T, B, 3 * U), np.float32)
+    DREC = np.empty_like(DZ)
+    rtp = native.rnn_pack_backward(r, 3)
+    bounds = [T, *sorted(splits, reverse=True), 0]
+    for hi, lo in zip(bounds[:-1], bounds[1:]):
+        native.gru_backward_steps(rtp, Z, H, RH, gseq, dh, DZ, DREC, lo, hi)
+    return DZ, DREC, dh
+
+
+@pytest.mark.parametrize("B,U", SHAPES)
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no bias"])
+def test_gru_forward_steps_match_float64(B, U, with_bias):
+    rng = np.random.default_rng(B * 1000 + U + 2)
+    T = 6
+    r, b, rf, bf = _gru_weights(rng, U)
+    if not with_bias:
+        b, bf = np.zeros_like(b), None
+    proj = rng.standard_normal((T, 3, B, U)).astype(np.float32)
+    proj[:, :2] *= 0.5
+    Z, H, RH = _gru_forward(rf, bf, proj, (rng.standard_normal((B, U)) * 0.5).astype(np.float32))
+    for t in range(T):          # each step from the kernel's own state, in float64
+        rec = H[t].astype(float) @ r.astype(float) + b
+        rec = rec.reshape(B, 3, U).transpose(1, 0, 2)
+        z, rr = (1 / (1 + np.exp(-2 * proj[t, k] - rec[k])) for k in range(2))
+        hh = np.tanh(proj[t, 2] + rr * rec[2])
+        for got, want in ((Z[t], np.stack([z, rr, hh])), (RH[t], rec[2]),
+                          (H[t + 1], hh + z * (H[t] - hh))):
+            np.testing.assert_allclose(got, want, rtol=0, atol=3e-6)
+
+
+@pytest.mark.parametrize("B,U", SHAPES)
+@pytest.mark.parametrize("with_sequence", [False, True], ids=["last output", "sequence"])
+def test_gru_backward_steps_match_float64(B, U, with_sequence):
+    rng = np.random.default_rng(B * 1000 + U + 3)
+    T = 7
+    r, b, rf, bf = _gru_weights(rng, U)
+    proj = rng.standard_normal((T, 3, B, U)).astype(np.float32)
+    Z, H, RH = _gru_forward(rf, bf, proj, rng.standard_normal((B, U)).astype(np.float32))
+    gseq = rng.standard_normal((B, T, U)).astype(np.float32) if with_sequence else None
+    dh = rng.standard_normal((B, U)).astype(np.float32)
+    DZ, DREC, dh_out = _gru_backward(r, Z, H, RH, gseq, dh)
+    dh_ref = dh.astype(float)
+    for t in range(T - 1, -1, -1):
+        z, rr, hh = Z[t].astype(float)
+        e = dh_ref + (0 if gseq is None else gseq[:, t])
+        d_hh = (1 - z) * e * (1 - hh * hh)
+        d_z = (H[t] - hh) * e * (1 - z) * z
+        d_r = d_hh * RH[t] * (1 - rr) * rr
+        dz = np.concatenate([d_z, d_r, d_hh], axis=1)
+        drec = np.concatenate([d_z, d_r, d_hh * rr], axis=1)
+        for got, want in ((DZ[t], dz), (DREC[t], drec)):
+            np.testing.assert_allclose(got, want, rtol=0,
+                                       atol=1e-5 * max(1, np.abs(want).max()))
+        dh_ref = e * z + drec @ r.T.astype(float)
+    np.testing.assert_allclose(dh_out, dh_ref, rtol=0, atol=1e-5 * max(1, np.abs(dh_ref).max()))
+
+
+def test_gru_steps_in_pieces_equal_one_call():
+    rng = np.random.default_rng(4)
+    B, U, T = 11, 40, 9
+    r, b, rf, bf = _gru_weights(rng, U)
+    proj = rng.standard_normal((T, 3, B, U)).astype(np.float32)
+    h0 = rng.standard_normal((B, U)).astype(np.float32)
+    whole = _gru_forward(rf, bf, proj, h0)
+    for a, c in zip(whole, _gru_forward(rf, bf, proj, h0, splits=(2, 5))):
+        np.testing.assert_array_equal(a, c)
+    Z, H, RH = whole
+    gseq = rng.standard_normal((B, T, U)).astype(np.float32)
+    dh = rng.standard_normal((B, U)).astype(np.float32)
+    for a, c in zip(_gru_backward(r, Z, H, RH, gseq, dh),
+                    _gru_backward(r, Z, H, RH, gseq, dh, splits=(1, 4, 8))):
+        np.testing.assert_array_equal(a, c)
+
+
+def _gru_op(monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
+            threads=2, **kw):
+    """Outputs and gradients of the GRU op (MODELKIT_RNN_FUSED on or off) and how often
+    the fused kernels ran."""
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1" if fused else "0")
+    monkeypatch.setattr(parallel, "threads", lambda: threads)
+    calls = {"gru_forward_steps": 0, "gru_backward_steps": 0}
+    for name in calls:
+        kernel = getattr(native, name)
+
+        def spy(*a, k=kernel, name=name):
+            calls[name] += 1
+            return k(*a)
+        monkeypatch.setattr(native, name, spy)
+    g = np.random.default_rng(12)
+    reset_after = kw.pop("reset_after", True)
+    x = Variable(g.standard_normal((B, T, I)).astype(dt), dtype=dt)
+    scale = 0.4 * min(1.0, np.sqrt(8 / U))
+    shapes = ((I, 3 * U), (U, 3 * U), (2, 3 * U) if reset_after else (3 * U,))
+    ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt) for s in shapes]
+    if kw.get("recurrent_dropout"):
+        kw["recurrent_dropout"] = ((g.random((B, U)) > 0.3) / 0.7).astype(dt)
+    with GradientTape() as tape:
+        seq, h = rnn_ops.gru_sequence(x, *ws, reset_after=reset_after, **kw)
+        loss = K.sum(h * h) if loss_on == "last" else K.sum(seq * seq) + K.sum(h)
+    grads = tape.gradient(loss, [x] + ws)
+    monkeypatch.undo()
+    return [np.asarray(seq.value), np.asarray(h.value)] + [np.asarray(v) for v in grads], calls
+
+
+@pytest.mark.parametrize("case, takes", [
+    ({}, True),
+    ({"threads": 1}, True),
+    ({"go_backwards": True}, True),
+    ({"loss_on": "last"}, True),
+    ({"B": 7, "T": 25, "U": 33}, True),
+    ({"B": 64, "T": 40, "I": 16, "U": 128}, True),
+    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
+    ({"recurrent_dropout": True}, False),
+    ({"reset_after": False}, False),
+    ({"recurrent_activation": "hard_sigmoid"}, False),
+    ({"dt": np.float64}, False),
+], ids=["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
+        "mask", "recurrent dropout", "reset_before", "hard_sigmoid", "float64"])
+def test_gru_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
+    fused, calls = _gru_op(monkeypatch, True, **dict(case))
+    plain, none = _gru_op(monkeypatch, False, **dict(case))
+    assert none == {"gru_forward_steps": 0, "gru_backward_steps": 0}
+    assert (calls["gru_forward_steps"] > 0) == takes
+    assert (calls["gru_backward_steps"] > 0) == takes
+    for a, b in zip(fused, plain):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
+        if not takes:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_gru_op_with_fused_steps_matches_the_float64_reference(monkeypatch):
+    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1")
+    rng = np.random.default_rng(9)
+    B, T, I, U = 6, 20, 5, 24
+    x = rng.standard_normal((B, T, I)) * 0.8
+    W, R = (rng.standard_normal((n, 3 * U)) * 0.4 for n in (I, U))
+    b = rng.standard_normal((2, 3 * U)) * 0.3
+    state = rng.standard_normal((B, U)) * 0.5
+    want, want_states = reference("gru", x, W, R, b, [state])
+    vs = [Variable(a.astype(np.float32)) for a in (x, W, R, b, state)]
+    seq, h = rnn_ops.gru_sequence(*vs)
+    np.testing.assert_allclose(seq.value, want, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(h.value, want_states[0], rtol=0, atol=2e-5)
+
+
+def test_gru_training_with_fused_steps_follows_numpy_steps(monkeypatch):
+    from modelkit.layers import GRU, Dense, Embedding
+    from modelkit.models import Sequential
+    from modelkit.utils import set_random_seed
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 300, (64, 12))
+    y = rng.integers(0, 2, (64, 1)).astype(np.float32)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
+        set_random_seed(3)
+        model = Sequential([Embedding(300, 16, input_length=12), GRU(20),
                             Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy")
         hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
