@@ -355,7 +355,8 @@ CLONES void modelkit_max_pool_2x2_grad(const float *restrict x, const float *res
    (C_in, tiles)), 16 GEMMs M = U V with the filter's transforms U (16 planes of (C_out,
    C_in)), then each tile's 2x2 outputs from M, plus bias and relu. The GEMMs run an AVX-512
    register-blocked kernel (8 output channels x 32 tiles); the library says with
-   modelkit_winograd_available() whether this CPU has it. */
+   modelkit_avx512_available() whether this CPU has it (also for
+   _native_rnn.c's kernels, built under the same conditions). */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MODELKIT_WINOGRAD 1
@@ -364,7 +365,7 @@ CLONES void modelkit_max_pool_2x2_grad(const float *restrict x, const float *res
 #include <string.h>
 #endif
 
-int modelkit_winograd_available(void) {
+int modelkit_avx512_available(void) {
 #ifdef MODELKIT_WINOGRAD
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
@@ -742,7 +743,7 @@ CLONES static void dropout_apply(const float *restrict x, const uint8_t *restric
 void modelkit_dropout_apply(const float *x, const uint8_t *raw, int64_t n, int bits,
                             uint32_t below, float scale, float *out) {
 #ifdef MODELKIT_WINOGRAD
-    if (bits == 1 && modelkit_winograd_available()) {
+    if (bits == 1 && modelkit_avx512_available()) {
         dropout_bits_avx512(x, raw, n, scale, out);
         return;
     }

@@ -1,7 +1,7 @@
 /* Fused LSTM and GRU steps for rnn_ops/lstm.py and gru.py (through modelkit/backend/
    native.py): each step's recurrent GEMM with the gate arithmetic done on its results while
-   they are in L1 (AVX-512 intrinsics, x86-64 with GCC; `modelkit_rnn_fused_available` says
-   whether they run here).
+   they are in L1 (AVX-512 intrinsics, x86-64 with GCC, the conditions of _native.c's AVX-512
+   kernels: `modelkit_avx512_available` says whether they run here).
 
    LSTM forward, step t: z = h_t R + z_t (z_t: the input projection and bias, i, f, o
    halved as R's columns are), i, f, o = sigmoid(2 z), g = tanh(z), c' = f c + i g,
@@ -28,15 +28,6 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #endif
-
-int modelkit_rnn_fused_available(void) {
-#ifdef RNN_AVX512
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
 
 #define RNN_ROWS 8   /* the most batch rows of a register block */
 #define RNN_COLS 64  /* columns of dz R^T's register block: 4 vectors */
@@ -357,74 +348,64 @@ static __mmask16 tail_mask(int64_t U) {
 #define LSTM_ROWS 6
 #define GRU_ROWS 8
 
-static __attribute__((target("avx512f"))) int lstm_forward_steps(
-        const float *rp, float *z, float *h, float *c, float *ac, int64_t t0, int64_t t1,
-        int64_t B, int64_t U) {
-    const int64_t n = B * U;
+/* One sequence's arrays (see the exported functions below); `gates` 4 (LSTM) or 3 (GRU). */
+typedef struct {
+    int gates;
+    const float *rp, *brec;               /* forward: packed kernel, GRU recurrent bias */
+    const float *rtp, *gseq;              /* backward: packed R^T, output gradient */
+    float *z, *h, *c, *ac, *rh;           /* c, ac: LSTM's; rh: GRU's */
+    float *dh, *dc, *dz, *drec;           /* dc: LSTM's; drec: GRU's */
+    int64_t T, B, U;
+} rnn_seq;
+
+static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, int64_t t0,
+                                                            int64_t t1) {
+    const int64_t B = s->B, U = s->U, n = B * U;
     const __mmask16 tail = tail_mask(U);
     float *pre = malloc((size_t)(LSTM_ROWS * 64 * ((U + 15) / 16)) * sizeof(float));
-    if (!pre)
+    if (!pre)                             /* (GRU_ROWS * 48 the same) */
         return -1;
     for (int64_t t = t0; t < t1; t++) {
-        float *zt = z + t * 4 * n;
-        const float *ht = h + t * n, *ct = c + t * n;
-        float *cn = c + (t + 1) * n, *hn = h + (t + 1) * n, *at = ac + t * n;
-#define FORWARD(R) lstm_forward_rows(rp, zt, ht, ct, cn, at, hn, b0, R, n, U, tail, pre)
-        ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
+        float *zt = s->z + t * s->gates * n, *hn = s->h + (t + 1) * n;
+        const float *ht = s->h + t * n;
+        if (s->gates == 4) {
+            const float *ct = s->c + t * n;
+            float *cn = s->c + (t + 1) * n, *at = s->ac + t * n;
+#define FORWARD(R) lstm_forward_rows(s->rp, zt, ht, ct, cn, at, hn, b0, R, n, U, tail, pre)
+            ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
 #undef FORWARD
+        } else {
+            float *rt = s->rh + t * n;
+#define FORWARD(R) gru_forward_rows(s->rp, s->brec, zt, ht, rt, hn, b0, R, n, U, tail, pre)
+            ROW_BLOCKS(GRU_ROWS, B, FORWARD)
+#undef FORWARD
+        }
     }
     free(pre);
     return 0;
 }
 
-static __attribute__((target("avx512f"))) void lstm_backward_steps(
-        const float *rtp, const float *z, const float *ac, const float *c, const float *gseq,
-        int64_t T, float *dh, float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
-        int64_t U) {
-    const int64_t n = B * U;
+static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, int64_t t0,
+                                                              int64_t t1) {
+    const int64_t B = s->B, U = s->U, n = B * U, G = s->gates, gstride = s->T * U;
     const __mmask16 tail = tail_mask(U);
     for (int64_t t = t1 - 1; t >= t0; t--) {
-        const float *zt = z + t * 4 * n, *at = ac + t * n, *ct = c + t * n;
-        const float *g = gseq ? gseq + t * U : 0;
-        float *dzt = dz + t * 4 * n;
-#define BACKWARD(R) lstm_backward_rows(rtp, zt, at, ct, g, T * U, dh, dc, dzt, b0, R, n, U, tail)
-        ROW_BLOCKS(6, B, BACKWARD)
+        const float *zt = s->z + t * G * n, *g = s->gseq ? s->gseq + t * U : 0;
+        float *dzt = s->dz + t * G * n;
+        if (G == 4) {
+            const float *at = s->ac + t * n, *ct = s->c + t * n;
+#define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
+                                       R, n, U, tail)
+            ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
-    }
-}
-
-static __attribute__((target("avx512f"))) int gru_forward_steps(
-        const float *rp, const float *brec, float *z, float *h, float *rh, int64_t t0,
-        int64_t t1, int64_t B, int64_t U) {
-    const int64_t n = B * U;
-    const __mmask16 tail = tail_mask(U);
-    float *pre = malloc((size_t)(GRU_ROWS * 48 * ((U + 15) / 16)) * sizeof(float));
-    if (!pre)
-        return -1;
-    for (int64_t t = t0; t < t1; t++) {
-        float *zt = z + t * 3 * n, *rt = rh + t * n, *hn = h + (t + 1) * n;
-        const float *ht = h + t * n;
-#define FORWARD(R) gru_forward_rows(rp, brec, zt, ht, rt, hn, b0, R, n, U, tail, pre)
-        ROW_BLOCKS(GRU_ROWS, B, FORWARD)
-#undef FORWARD
-    }
-    free(pre);
-    return 0;
-}
-
-static __attribute__((target("avx512f"))) void gru_backward_steps(
-        const float *rtp, const float *z, const float *h, const float *rh, const float *gseq,
-        int64_t T, float *dh, float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
-        int64_t U) {
-    const int64_t n = B * U;
-    const __mmask16 tail = tail_mask(U);
-    for (int64_t t = t1 - 1; t >= t0; t--) {
-        const float *zt = z + t * 3 * n, *ht = h + t * n, *rt = rh + t * n;
-        const float *g = gseq ? gseq + t * U : 0;
-        float *dzt = dz + t * 3 * n, *drt = drec + t * 3 * n;
-#define BACKWARD(R) gru_backward_rows(rtp, zt, ht, rt, g, T * U, dh, dzt, drt, b0, R, n, U, tail)
-        ROW_BLOCKS(6, B, BACKWARD)
+        } else {
+            const float *ht = s->h + t * n, *rt = s->rh + t * n;
+            float *drt = s->drec + t * G * n;
+#define BACKWARD(R) gru_backward_rows(s->rtp, zt, ht, rt, g, gstride, s->dh, dzt, drt, b0, R, \
+                                      n, U, tail)
+            ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
+        }
     }
 }
 
@@ -437,7 +418,8 @@ static __attribute__((target("avx512f"))) void gru_backward_steps(
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
                                 int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
-    return lstm_forward_steps(rp, z, h, c, ac, t0, t1, B, U);
+    const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .B = B, .U = U};
+    return forward_steps(&s, t0, t1);
 #else
     return -1;
 #endif
@@ -453,7 +435,9 @@ void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float 
                                   float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
                                   int64_t U) {
 #ifdef RNN_AVX512
-    lstm_backward_steps(rtp, z, ac, c, gseq, T, dh, dc, dz, t0, t1, B, U);
+    const rnn_seq s = {.gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z, .c = (float *)c,
+                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .T = T, .B = B, .U = U};
+    backward_steps(&s, t0, t1);
 #endif
 }
 
@@ -465,7 +449,9 @@ void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float 
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
                                float *rh, int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
-    return gru_forward_steps(rp, brec, z, h, rh, t0, t1, B, U);
+    const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .B = B,
+                       .U = U};
+    return forward_steps(&s, t0, t1);
 #else
     return -1;
 #endif
@@ -481,6 +467,9 @@ void modelkit_gru_backward_steps(const float *rtp, const float *z, const float *
                                  float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
                                  int64_t U) {
 #ifdef RNN_AVX512
-    gru_backward_steps(rtp, z, h, rh, gseq, T, dh, dz, drec, t0, t1, B, U);
+    const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
+                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .T = T, .B = B,
+                       .U = U};
+    backward_steps(&s, t0, t1);
 #endif
 }

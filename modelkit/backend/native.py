@@ -73,8 +73,8 @@ def _load():
         lib.modelkit_channel_sums.restype = None
         lib.modelkit_max_pool_2x2_grad.argtypes = (ptr, ptr, ptr, i64, i64, i64, ptr)
         lib.modelkit_max_pool_2x2_grad.restype = None
-        lib.modelkit_winograd_available.argtypes = ()
-        lib.modelkit_winograd_available.restype = ctypes.c_int
+        lib.modelkit_avx512_available.argtypes = ()
+        lib.modelkit_avx512_available.restype = ctypes.c_int
         lib.modelkit_winograd_filter.argtypes = (ptr, i64, i64, ptr)
         lib.modelkit_winograd_filter.restype = None
         lib.modelkit_winograd_conv.argtypes = (ptr, i64, i64, i64, i64, ptr, i64, ptr, i64, i64,
@@ -88,8 +88,6 @@ def _load():
         lib.modelkit_dropout_apply.restype = None
         lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
         lib.modelkit_sgd_momentum.restype = ctypes.c_int
-        lib.modelkit_rnn_fused_available.argtypes = ()
-        lib.modelkit_rnn_fused_available.restype = ctypes.c_int
         lib.modelkit_rnn_pack_forward.argtypes = (ptr, i64, i64, ptr)
         lib.modelkit_rnn_pack_forward.restype = None
         lib.modelkit_rnn_pack_backward.argtypes = (ptr, i64, i64, ptr)
@@ -153,7 +151,7 @@ def dropout_apply(a, raw, bits, below, scale, out):
 
 def sgd_momentum_takes(*arrays):
     """Whether `sgd_momentum` runs on these arrays (`takes`, and an AVX-512 CPU)."""
-    return takes(*arrays) and winograd_available()
+    return takes(*arrays) and avx512_available()
 
 
 def sgd_momentum(p, v, g, momentum, lr, nesterov):
@@ -252,9 +250,14 @@ def max_pool_2x2_grad(x, y, g, dx):
                                           x.size // (h * w), h, w, dx.ctypes.data)
 
 
+def avx512_available():
+    """Whether the AVX-512 kernels run here (built, and an AVX-512 CPU)."""
+    return available() and bool(_library().modelkit_avx512_available())
+
+
 def winograd_available():
     """Whether the Winograd convolution runs here (the kernels built, an AVX-512 CPU)."""
-    return available() and bool(_library().modelkit_winograd_available())
+    return avx512_available()
 
 
 def winograd_filter(w):
@@ -297,7 +300,7 @@ def winograd_kernel_grad(x, g, pads):
 
 def rnn_fused_available():
     """Whether the fused LSTM and GRU steps (`_native_rnn.c`: AVX-512) run here."""
-    return available() and bool(_library().modelkit_rnn_fused_available())
+    return avx512_available()
 
 
 def rnn_pack_forward(r, gates):

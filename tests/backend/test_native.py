@@ -24,6 +24,19 @@ def test_the_kernels_are_built_where_a_compiler_is(monkeypatch):
     assert not native.available()
 
 
+def count_calls(monkeypatch, *names):
+    """{name: calls} of these `native` kernels from now on (each still runs)."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        kernel = getattr(native, name)
+
+        def spy(*a, k=kernel, name=name):
+            calls[name] += 1
+            return k(*a)
+        monkeypatch.setattr(native, name, spy)
+    return calls
+
+
 def _adam_steps(native_on, shape, gradients, monkeypatch, **adam):
     """Variable values and Adam slots after one step per gradient (IndexedRows or array),
     and the number of kernel calls made."""
@@ -112,7 +125,7 @@ def _sgd_steps(native_on, shape, nesterov, monkeypatch, dtype=np.float32):
     return [np.array(var.value)] + [np.array(w) for w in opt.get_weights()[1:]], len(calls)
 
 
-@pytest.mark.skipif(not native.winograd_available(), reason="the SGD kernel needs AVX-512")
+@pytest.mark.skipif(not native.avx512_available(), reason="the SGD kernel needs AVX-512")
 @pytest.mark.parametrize("shape", [(256, 256), (65536 + 7,), (784, 500)])
 @pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
 def test_sgd_kernel_equals_the_axpy_steps(shape, nesterov, monkeypatch):
@@ -134,26 +147,34 @@ def test_sgd_kernel_only_where_axpy_rounds_once(monkeypatch):
     assert calls == 0
 
 
-def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kernels(
-        monkeypatch):
-    # the element-wise kernels; the fused LSTM steps (their own rounding) are
-    # tests/backend/test_lstm_fused.py's
-    monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")
-    from modelkit.layers import LSTM, Dense, Embedding
+def train_embedding_model(monkeypatch, layer, env, units=8, length=10):
+    """Two epochs of Embedding -> `layer` ("LSTM" or "GRU") -> Dense with the variables in
+    `env` set: (the epochs' losses, the weights and the optimizer's slots)."""
+    from modelkit import layers
     from modelkit.models import Sequential
     from modelkit.utils import set_random_seed
     rng = np.random.default_rng(5)
-    x = rng.integers(0, 300, (64, 10))
+    x = rng.integers(0, 300, (64, length))
     y = rng.integers(0, 2, (64, 1)).astype(np.float32)
-    results = []
-    for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_NATIVE", switch)
+    with monkeypatch.context() as m:
+        for name, value in env.items():
+            m.setenv(name, value)
         set_random_seed(2)
-        model = Sequential([Embedding(300, 16, input_length=10), LSTM(8),
-                            Dense(1, activation="sigmoid")])
+        model = Sequential([layers.Embedding(300, 16, input_length=length),
+                            getattr(layers, layer)(units), layers.Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-        results.append(model.get_weights() + model.optimizer.get_weights()[1:])
+        hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return hist.history["loss"], model.get_weights() + model.optimizer.get_weights()[1:]
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+def test_training_an_embedding_model_is_bit_identical_with_and_without_the_kernels(
+        layer, monkeypatch):
+    # the element-wise kernels; the fused RNN steps (their own rounding) are
+    # tests/backend/test_rnn_fused.py's
+    results = [train_embedding_model(monkeypatch, layer, {"MODELKIT_NATIVE": switch,
+                                                          "MODELKIT_RNN_FUSED": "0"})[1]
+               for switch in ("1", "0")]
     _assert_bits_equal(*results)
 
 
@@ -164,14 +185,7 @@ def _lstm_op(native_on, monkeypatch, steps=9, **kw):
     from modelkit.backend.tensor import GradientTape, Variable
     monkeypatch.setenv("MODELKIT_NATIVE", "1" if native_on else "0")
     monkeypatch.setenv("MODELKIT_RNN_FUSED", "0")        # the element-wise step kernels
-    calls = {"lstm_cell_step": 0, "lstm_bptt_step": 0}
-    for name in calls:
-        kernel = getattr(native, name)
-
-        def spy(*a, k=kernel, name=name):
-            calls[name] += 1
-            return k(*a)
-        monkeypatch.setattr(native, name, spy)
+    calls = count_calls(monkeypatch, "lstm_cell_step", "lstm_bptt_step")
     g = np.random.default_rng(11)
     batch, inputs, units = 5, 6, 8
     x = Variable(g.standard_normal((batch, steps, inputs)).astype(np.float32))

@@ -8,6 +8,7 @@ import pytest
 from modelkit import backend as K
 from modelkit.backend import GradientTape, Variable, native, parallel, rnn_ops
 
+from test_native import count_calls, train_embedding_model
 from test_rnn_ops_gradients import reference
 
 pytestmark = pytest.mark.skipif(not native.rnn_fused_available(),
@@ -23,6 +24,13 @@ def _weights(rng, U, scale=0.5):
     return r, rf
 
 
+def _pieces(T, splits, backward=False):
+    """(lo, hi) of the calls covering T timesteps split at `splits`, in the pass's order."""
+    bounds = [0, *sorted(splits), T]
+    pieces = list(zip(bounds[:-1], bounds[1:]))
+    return pieces[::-1] if backward else pieces
+
+
 def _forward(rf, proj, h0, c0, splits=()):
     """The kernel's forward steps over proj (T, 4, B, U), called in pieces at `splits`."""
     T, _, B, U = proj.shape
@@ -32,8 +40,7 @@ def _forward(rf, proj, h0, c0, splits=()):
     AC = np.empty((T, B, U), np.float32)
     H[0], C[0] = h0, c0
     rp = native.rnn_pack_forward(rf, 4)
-    bounds = [0, *splits, T]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in _pieces(T, splits):
         native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi)
     return Z, H, C, AC
 
@@ -44,8 +51,7 @@ def _backward(r, Z, C, AC, gseq, dh, dc, splits=()):
     dh, dc = dh.copy(), dc.copy()
     DZ = np.empty((T, B, 4 * U), np.float32)
     rtp = native.rnn_pack_backward(r, 4)
-    bounds = [T, *sorted(splits, reverse=True), 0]
-    for hi, lo in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in _pieces(T, splits, backward=True):
         native.lstm_backward_steps(rtp, Z, AC, C, gseq, dh, dc, DZ, lo, hi)
     return DZ, dh, dc
 
@@ -158,102 +164,6 @@ def test_gate_functions_against_float64():
     assert np.isnan(Z).all() and np.isnan(H[1]).all() and np.isnan(C[1]).all()
 
 
-def _op(monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
-        threads=2, **kw):
-    """Outputs and gradients of the LSTM op (MODELKIT_RNN_FUSED on or off) and how often
-    the fused kernels ran."""
-    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1" if fused else "0")
-    monkeypatch.setattr(parallel, "threads", lambda: threads)
-    calls = {"lstm_forward_steps": 0, "lstm_backward_steps": 0}
-    for name in calls:
-        kernel = getattr(native, name)
-
-        def spy(*a, k=kernel, name=name):
-            calls[name] += 1
-            return k(*a)
-        monkeypatch.setattr(native, name, spy)
-    g = np.random.default_rng(11)
-    x = Variable(g.standard_normal((B, T, I)).astype(dt), dtype=dt)
-    scale = 0.4 * min(1.0, np.sqrt(8 / U))      # gates neither all saturated nor all linear
-    ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt)
-          for s in ((I, 4 * U), (U, 4 * U), (4 * U,))]
-    for key in ("input_dropout", "recurrent_dropout"):
-        if kw.get(key):
-            kw[key] = ((g.random((B, I if key == "input_dropout" else U)) > 0.3)
-                       / 0.7).astype(dt)
-    with GradientTape() as tape:
-        seq, h, c = rnn_ops.lstm_sequence(x, *ws, **kw)
-        loss = K.sum(h * h) + K.sum(c) if loss_on == "last" else K.sum(seq * seq) + K.sum(c)
-    grads = tape.gradient(loss, [x] + ws)
-    monkeypatch.undo()
-    return [np.asarray(seq.value), np.asarray(c.value)] + [np.asarray(v) for v in grads], calls
-
-
-@pytest.mark.parametrize("case, takes", [
-    ({}, True),
-    ({"threads": 1}, True),
-    ({"go_backwards": True}, True),
-    ({"loss_on": "last"}, True),
-    ({"B": 7, "T": 25, "U": 33}, True),
-    ({"B": 64, "T": 40, "I": 16, "U": 128}, True),
-    ({"input_dropout": True}, True),
-    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
-    ({"recurrent_dropout": True}, False),
-    ({"recurrent_activation": "hard_sigmoid"}, False),
-    ({"dt": np.float64}, False),
-], ids=["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
-        "input dropout", "mask", "recurrent dropout", "hard_sigmoid", "float64"])
-def test_lstm_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
-    fused, calls = _op(monkeypatch, True, **dict(case))
-    plain, none = _op(monkeypatch, False, **dict(case))
-    assert none == {"lstm_forward_steps": 0, "lstm_backward_steps": 0}
-    assert (calls["lstm_forward_steps"] > 0) == takes
-    assert (calls["lstm_backward_steps"] > 0) == takes
-    for a, b in zip(fused, plain):
-        assert a.dtype == b.dtype
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
-        if not takes:
-            np.testing.assert_array_equal(a, b)
-
-
-def test_lstm_op_with_fused_steps_matches_the_float64_reference(monkeypatch):
-    monkeypatch.setenv("MODELKIT_RNN_FUSED", "1")
-    rng = np.random.default_rng(8)
-    B, T, I, U = 6, 20, 5, 24
-    x = rng.standard_normal((B, T, I)) * 0.8
-    W, R = (rng.standard_normal((n, 4 * U)) * 0.4 for n in (I, U))
-    b = rng.standard_normal(4 * U) * 0.3
-    states = [rng.standard_normal((B, U)) * 0.5 for _ in range(2)]
-    want, want_states = reference("lstm", x, W, R, b, states)
-    vs = [Variable(a.astype(np.float32)) for a in [x, W, R, b] + states]
-    seq, h, c = rnn_ops.lstm_sequence(*vs)
-    np.testing.assert_allclose(seq.value, want, rtol=0, atol=2e-5)
-    np.testing.assert_allclose(h.value, want_states[0], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(c.value, want_states[1], rtol=0, atol=2e-5)
-
-
-def test_training_with_fused_steps_follows_numpy_steps(monkeypatch):
-    from modelkit.layers import LSTM, Dense, Embedding
-    from modelkit.models import Sequential
-    from modelkit.utils import set_random_seed
-    rng = np.random.default_rng(5)
-    x = rng.integers(0, 300, (64, 12))
-    y = rng.integers(0, 2, (64, 1)).astype(np.float32)
-    results = []
-    for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
-        set_random_seed(2)
-        model = Sequential([Embedding(300, 16, input_length=12), LSTM(20),
-                            Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy")
-        hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-        results.append((hist.history["loss"], model.get_weights()))
-    (loss1, w1), (loss0, w0) = results
-    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
-    for a, b in zip(w1, w0):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
-
-
 # -- GRU (reset_after) ---------------------------------------------------------------------
 
 def _gru_weights(rng, U, scale=0.5):
@@ -272,8 +182,7 @@ def _gru_forward(rf, bf, proj, h0, splits=()):
     RH = np.empty((T, B, U), np.float32)
     H[0] = h0
     rp = native.rnn_pack_forward(rf, 3)
-    bounds = [0, *splits, T]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in _pieces(T, splits):
         native.gru_forward_steps(rp, bf, Z, H, RH, lo, hi)
     return Z, H, RH
 
@@ -285,8 +194,7 @@ def _gru_backward(r, Z, H, RH, gseq, dh, splits=()):
     DZ = np.empty((T, B, 3 * U), np.float32)
     DREC = np.empty_like(DZ)
     rtp = native.rnn_pack_backward(r, 3)
-    bounds = [T, *sorted(splits, reverse=True), 0]
-    for hi, lo in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in _pieces(T, splits, backward=True):
         native.gru_backward_steps(rtp, Z, H, RH, gseq, dh, DZ, DREC, lo, hi)
     return DZ, DREC, dh
 
@@ -356,56 +264,60 @@ def test_gru_steps_in_pieces_equal_one_call():
         np.testing.assert_array_equal(a, c)
 
 
-def _gru_op(monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
-            threads=2, **kw):
-    """Outputs and gradients of the GRU op (MODELKIT_RNN_FUSED on or off) and how often
-    the fused kernels ran."""
+# -- the ops with the fused steps against numpy's steps (MODELKIT_RNN_FUSED=0) --------------
+
+def _op(kind, monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="sequence",
+        threads=2, reset_after=True, **kw):
+    """Outputs and gradients of the LSTM or GRU op (MODELKIT_RNN_FUSED on or off) and how
+    often the fused kernels ran."""
     monkeypatch.setenv("MODELKIT_RNN_FUSED", "1" if fused else "0")
     monkeypatch.setattr(parallel, "threads", lambda: threads)
-    calls = {"gru_forward_steps": 0, "gru_backward_steps": 0}
-    for name in calls:
-        kernel = getattr(native, name)
-
-        def spy(*a, k=kernel, name=name):
-            calls[name] += 1
-            return k(*a)
-        monkeypatch.setattr(native, name, spy)
-    g = np.random.default_rng(12)
-    reset_after = kw.pop("reset_after", True)
+    calls = count_calls(monkeypatch, f"{kind}_forward_steps", f"{kind}_backward_steps")
+    g = np.random.default_rng(11)
+    G = 4 if kind == "lstm" else 3
     x = Variable(g.standard_normal((B, T, I)).astype(dt), dtype=dt)
-    scale = 0.4 * min(1.0, np.sqrt(8 / U))
-    shapes = ((I, 3 * U), (U, 3 * U), (2, 3 * U) if reset_after else (3 * U,))
-    ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt) for s in shapes]
-    if kw.get("recurrent_dropout"):
-        kw["recurrent_dropout"] = ((g.random((B, U)) > 0.3) / 0.7).astype(dt)
+    scale = 0.4 * min(1.0, np.sqrt(8 / U))      # gates neither all saturated nor all linear
+    bias = (2, G * U) if kind == "gru" and reset_after else (G * U,)
+    ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt)
+          for s in ((I, G * U), (U, G * U), bias)]
+    for key in ("input_dropout", "recurrent_dropout"):
+        if kw.get(key):
+            kw[key] = ((g.random((B, I if key == "input_dropout" else U)) > 0.3)
+                       / 0.7).astype(dt)
+    if kind == "gru":
+        kw["reset_after"] = reset_after
     with GradientTape() as tape:
-        seq, h = rnn_ops.gru_sequence(x, *ws, reset_after=reset_after, **kw)
-        loss = K.sum(h * h) if loss_on == "last" else K.sum(seq * seq) + K.sum(h)
+        seq, h, *c = (rnn_ops.lstm_sequence if kind == "lstm" else rnn_ops.gru_sequence)(
+            x, *ws, **kw)
+        last = c[0] if c else h
+        loss = K.sum(h * h) + K.sum(last) if loss_on == "last" else \
+            K.sum(seq * seq) + K.sum(last)
     grads = tape.gradient(loss, [x] + ws)
     monkeypatch.undo()
-    return [np.asarray(seq.value), np.asarray(h.value)] + [np.asarray(v) for v in grads], calls
+    return [np.asarray(seq.value), np.asarray(last.value)] + [np.asarray(v) for v in grads], \
+        calls
 
 
-@pytest.mark.parametrize("case, takes", [
-    ({}, True),
-    ({"threads": 1}, True),
-    ({"go_backwards": True}, True),
-    ({"loss_on": "last"}, True),
-    ({"B": 7, "T": 25, "U": 33}, True),
-    ({"B": 64, "T": 40, "I": 16, "U": 128}, True),
-    ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
-    ({"recurrent_dropout": True}, False),
-    ({"reset_after": False}, False),
-    ({"recurrent_activation": "hard_sigmoid"}, False),
-    ({"dt": np.float64}, False),
-], ids=["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
-        "mask", "recurrent dropout", "reset_before", "hard_sigmoid", "float64"])
-def test_gru_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
-    fused, calls = _gru_op(monkeypatch, True, **dict(case))
-    plain, none = _gru_op(monkeypatch, False, **dict(case))
-    assert none == {"gru_forward_steps": 0, "gru_backward_steps": 0}
-    assert (calls["gru_forward_steps"] > 0) == takes
-    assert (calls["gru_backward_steps"] > 0) == takes
+CASES = [({}, True), ({"threads": 1}, True), ({"go_backwards": True}, True),
+         ({"loss_on": "last"}, True), ({"B": 7, "T": 25, "U": 33}, True),
+         ({"B": 64, "T": 40, "I": 16, "U": 128}, True), ({"input_dropout": True}, True),
+         ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
+         ({"recurrent_dropout": True}, False), ({"recurrent_activation": "hard_sigmoid"}, False),
+         ({"dt": np.float64}, False)]
+IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
+       "input dropout", "mask", "recurrent dropout", "hard_sigmoid", "float64"]
+
+
+@pytest.mark.parametrize("kind, case, takes",
+                         [("lstm", c, t) for c, t in CASES] + [("gru", c, t) for c, t in CASES]
+                         + [("gru", {"reset_after": False}, False)],
+                         ids=[f"lstm-{i}" for i in IDS] + [f"gru-{i}" for i in IDS]
+                         + ["gru-reset_before"])
+def test_op_with_fused_steps_matches_numpy_steps(kind, case, takes, monkeypatch):
+    fused, calls = _op(kind, monkeypatch, True, **dict(case))
+    plain, none = _op(kind, monkeypatch, False, **dict(case))
+    assert set(none.values()) == {0}
+    assert all((n > 0) == takes for n in calls.values())
     for a, b in zip(fused, plain):
         assert a.dtype == b.dtype
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
@@ -413,38 +325,30 @@ def test_gru_op_with_fused_steps_matches_numpy_steps(case, takes, monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
-def test_gru_op_with_fused_steps_matches_the_float64_reference(monkeypatch):
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_op_with_fused_steps_matches_the_float64_reference(kind, monkeypatch):
     monkeypatch.setenv("MODELKIT_RNN_FUSED", "1")
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(8)
     B, T, I, U = 6, 20, 5, 24
+    G = 4 if kind == "lstm" else 3
     x = rng.standard_normal((B, T, I)) * 0.8
-    W, R = (rng.standard_normal((n, 3 * U)) * 0.4 for n in (I, U))
-    b = rng.standard_normal((2, 3 * U)) * 0.3
-    state = rng.standard_normal((B, U)) * 0.5
-    want, want_states = reference("gru", x, W, R, b, [state])
-    vs = [Variable(a.astype(np.float32)) for a in (x, W, R, b, state)]
-    seq, h = rnn_ops.gru_sequence(*vs)
+    W, R = (rng.standard_normal((n, G * U)) * 0.4 for n in (I, U))
+    b = rng.standard_normal(G * U if kind == "lstm" else (2, G * U)) * 0.3
+    states = [rng.standard_normal((B, U)) * 0.5 for _ in range(G - 2)]
+    want, want_states = reference(kind, x, W, R, b, states)
+    vs = [Variable(a.astype(np.float32)) for a in [x, W, R, b] + states]
+    seq, *got_states = (rnn_ops.lstm_sequence if kind == "lstm" else rnn_ops.gru_sequence)(*vs)
     np.testing.assert_allclose(seq.value, want, rtol=0, atol=2e-5)
-    np.testing.assert_allclose(h.value, want_states[0], rtol=0, atol=2e-5)
+    for got, ref in zip(got_states, want_states):
+        np.testing.assert_allclose(got.value, ref, rtol=0, atol=2e-5)
 
 
-def test_gru_training_with_fused_steps_follows_numpy_steps(monkeypatch):
-    from modelkit.layers import GRU, Dense, Embedding
-    from modelkit.models import Sequential
-    from modelkit.utils import set_random_seed
-    rng = np.random.default_rng(6)
-    x = rng.integers(0, 300, (64, 12))
-    y = rng.integers(0, 2, (64, 1)).astype(np.float32)
-    results = []
-    for switch in ("1", "0"):
-        monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
-        set_random_seed(3)
-        model = Sequential([Embedding(300, 16, input_length=12), GRU(20),
-                            Dense(1, activation="sigmoid")])
-        model.compile(optimizer="adam", loss="binary_crossentropy")
-        hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-        results.append((hist.history["loss"], model.get_weights()))
-    (loss1, w1), (loss0, w0) = results
-    np.testing.assert_allclose(loss1, loss0, rtol=1e-5)
-    for a, b in zip(w1, w0):
+@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+def test_training_with_fused_steps_follows_numpy_steps(layer, monkeypatch):
+    fused = train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": "1"}, units=20,
+                                  length=12)
+    plain = train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": "0"}, units=20,
+                                  length=12)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-5)        # the epochs' losses
+    for a, b in zip(fused[1], plain[1]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)

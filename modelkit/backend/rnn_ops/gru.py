@@ -11,7 +11,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks, all_zero, backward_chunks, forward_chunks,
+                    _time_slice, _TimeChunks, all_zero, fused_backward, fused_forward,
                     fused_steps, weights_on_side)
 
 
@@ -70,7 +70,10 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             rec = np.empty((3, B, U), dt)
             if (keep is None and rdrop is None and halved and act.name == "tanh"
                     and not save_pre and fused_steps(Z, H, RH)):
-                _forward_in_c(Rf, bf_rec, Z, H, RH, ready)
+                brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
+                fused_forward(lambda rp, lo, hi: native.gru_forward_steps(rp, brec, Z, H, RH,
+                                                                          lo, hi),
+                              Rf, 3, T, ready)
                 T = 0                   # (the steps are made)
             for t in range(T):
                 ready(t)
@@ -132,23 +135,6 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                  act=act, ract=ract, reset_after=reset_after, go_backwards=go_backwards,
                  zero_output=zero_output_for_mask, **extra)
     return (np.swapaxes(OUT, 0, 1), H[T]), saved
-
-
-def _forward_in_c(Rf, brec, Z, H, RH, ready):
-    """A reset_after forward recurrence in `_native_rnn.c`'s fused steps (Rf, brec: the
-    recurrent kernel and bias with their z and r columns halved)."""
-    rp = native.rnn_pack_forward(Rf, 3)
-    brec = None if brec is None else np.ascontiguousarray(brec, dtype=Z.dtype)
-    forward_chunks(RH.shape[0], ready,
-                   lambda lo, hi: native.gru_forward_steps(rp, brec, Z, H, RH, lo, hi))
-
-
-def _backward_in_c(Z, H, RH, gseq, dh, DZ, DREC, Rfull, done, size):
-    """A reset_after BPTT in `_native_rnn.c`'s fused steps."""
-    rtp = native.rnn_pack_backward(Rfull, 3)
-    gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=Z.dtype)
-    backward_chunks(RH.shape[0], size, lambda lo, hi: native.gru_backward_steps(
-        rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi), done)
 
 
 def _activate(gates, ract, halved):
@@ -238,8 +224,9 @@ def _gru_sequence_vjp(grads, s, needs):
     in_c = fused and rdrop is None and fused_steps(Z, H, RH, DZ, DREC, dh)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
-            _backward_in_c(Z, H, RH, None if gs is None else gseq, dh, DZ, DREC, Rfull,
-                           chunks.done, chunks.size)
+            fused_backward(lambda rtp, gq, lo, hi: native.gru_backward_steps(
+                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi), Rfull, 3, None if gs is None else gseq,
+                T, chunks.size, chunks.done)
         for t in range(T - 1 if not in_c else -1, -1, -1):
             zt = Z[t]
             z, r, hh = zt

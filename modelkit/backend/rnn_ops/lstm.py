@@ -11,7 +11,7 @@ from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks,
                     _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
                     _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
-                    backward_chunks, forward_chunks, fused_steps, weights_on_side)
+                    fused_backward, fused_forward, fused_steps, weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -94,7 +94,8 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         # included), then the pre-activation, then the gate's value
         Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
         if fused and rdrop is None and keep is None and fused_steps(Z):
-            _forward_in_c(Rf, Z, H, C, AC, ready)
+            fused_forward(lambda rp, lo, hi: native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi),
+                          Rf, 4, T, ready)
             T = 0                   # (the steps are made)
         for t in range(T):
             ready(t)
@@ -131,21 +132,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     return (np.swapaxes(OUT, 0, 1), H[T], C[T]), saved
 
 
-def _forward_in_c(Rf, Z, H, C, AC, ready):
-    """The forward recurrence in `_native_rnn.c`'s fused steps."""
-    rp = native.rnn_pack_forward(Rf, 4)
-    forward_chunks(AC.shape[0], ready,
-                   lambda lo, hi: native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi))
-
-
-def _backward_in_c(Z, DZ, C, AC, dh, dc, gseq, R, done, size):
-    """BPTT in `_native_rnn.c`'s fused steps."""
-    rtp = native.rnn_pack_backward(R, 4)
-    gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=Z.dtype)
-    backward_chunks(AC.shape[0], size, lambda lo, hi: native.lstm_backward_steps(
-        rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi), done)
-
-
 def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, ract, tmp,
                             work1, done, size):
     """BPTT of an unmasked LSTM sequence, in place on dh, dc and DZ (the hot loop: every
@@ -156,8 +142,9 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, 
     gs = None if all_zero(gseq) else _seq_grads(gseq)   # None: only the last output is used
     if (PRE is None and act.name == "tanh" and ract.name == "sigmoid" and rdrop is None
             and fused_steps(Z, AC, C, DZ, dh, dc)):
-        return _backward_in_c(Z, DZ, C, AC, dh, dc, None if gs is None else gseq, R, done,
-                              size)
+        return fused_backward(lambda rtp, gq, lo, hi: native.lstm_backward_steps(
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi), R, 4, None if gs is None else gseq, T, size,
+            done)
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
     work3 = np.empty((3, B, U), Z.dtype)

@@ -589,21 +589,26 @@ def fused_steps(*arrays):
             and native.rnn_fused_available())
 
 
-def forward_chunks(T, ready, steps):
-    """steps(lo, hi) over the timesteps chunk by chunk of the projection ahead (`ready`)."""
+def fused_forward(steps, Rf, gates, T, ready):
+    """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, lo, hi) with the
+    packed recurrent kernel, chunk by chunk of the projection ahead (`ready`)."""
+    rp = native.rnn_pack_forward(Rf, gates)
     size = _chunk_size(T)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
-        steps(lo, hi)
+        steps(rp, lo, hi)
 
 
-def backward_chunks(T, size, steps, done):
-    """steps(lo, hi) from the last timesteps down, `size` a call, and `done(lo)` after each
-    (the steps `_TimeChunks` splits at)."""
+def fused_backward(steps, R, gates, gseq, T, size, done):
+    """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, lo, hi) with the packed R^T and
+    the output sequence's gradient (B, T, U) contiguous (or None), `size` timesteps a call
+    from the last down, `done(lo)` after each (the steps `_TimeChunks` splits at)."""
+    rtp = native.rnn_pack_backward(R, gates)
+    gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=np.float32)
     hi = T
     while hi > 0:
         lo = max(hi - size, 0)
-        steps(lo, hi)
+        steps(rtp, gq, lo, hi)
         done(lo)
         hi = lo
