@@ -68,14 +68,15 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             HD = None if rdrop is None else _empty((3, T, B, U), dt)
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((3, B, U), dt)
+            steps = range(T)
             if (keep is None and rdrop is None and halved and act.name == "tanh"
                     and not save_pre and fused_steps(Z, H, RH)):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
                 fused_forward(lambda rp, lo, hi: native.gru_forward_steps(rp, brec, Z, H, RH,
                                                                           lo, hi),
                               Rf, 3, T, ready)
-                T = 0                   # (the steps are made)
-            for t in range(T):
+                steps = ()              # all made in C
+            for t in steps:
                 ready(t)
                 zt = Z[t]
                 hd = _rec_forward(H[t], rdrop, Rgf, rec)
@@ -96,7 +97,6 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                 _gru_update(zt, H, t, tmp)
                 if keep is not None:
                     _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
-            T = RH.shape[0]
             extra = dict(Rfull=Rfull, Rg=Rg, HD=HD, RH=RH)
         else:
             Rzr = np.ascontiguousarray(R[:, :u2])
@@ -227,7 +227,7 @@ def _gru_sequence_vjp(grads, s, needs):
             fused_backward(lambda rtp, gq, lo, hi: native.gru_backward_steps(
                 rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi), Rfull, 3, None if gs is None else gseq,
                 T, chunks.size, chunks.done)
-        for t in range(T - 1 if not in_c else -1, -1, -1):
+        for t in () if in_c else range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
             if fused:

@@ -93,11 +93,12 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
         Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
+        steps = range(T)
         if fused and rdrop is None and keep is None and fused_steps(Z):
             fused_forward(lambda rp, lo, hi: native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi),
                           Rf, 4, T, ready)
-            T = 0                   # (the steps are made)
-        for t in range(T):
+            steps = ()                  # all made in C
+        for t in steps:
             ready(t)
             zt = Z[t]
             hd = _rec_forward(H[t], rdrop, Rgf, rec)
@@ -124,7 +125,6 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
                               zero_output_for_mask)
                 np.copyto(H[t + 1], H[t], where=drop_rows[t])
                 np.copyto(C[t + 1], C[t], where=drop_rows[t])
-    T = AC.shape[0]
     saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
                  HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
