@@ -317,10 +317,13 @@ def _dropout(x, rate=0.5, noise_shape=None, rng=None):
     shape = x.shape if noise_shape is None else tuple(noise_shape)
     keep_in_65536 = round(keep * 65536)
     scale = np.asarray(1.0 / keep, x.dtype)
+    draws = None
     if keep_in_65536 < 65536 and shape == x.shape and native.takes(x):
-        mask = _DrawnMask(*_draws(math.prod(shape), keep_in_65536, rng), scale, shape)
-        return mask.apply(x), mask
-    mask = _keep_mask(shape, keep_in_65536, rng).astype(x.dtype)
+        draws = _draws(math.prod(shape), keep_in_65536, rng)
+        if draws[1] != 1 or native.avx512_available():     # (one bit a value: AVX-512)
+            mask = _DrawnMask(*draws, scale, shape)
+            return mask.apply(x), mask
+    mask = _keep_mask(shape, keep_in_65536, rng, draws).astype(x.dtype)
     mask *= scale
     return np.multiply(x, mask, dtype=x.dtype), mask
 
@@ -337,12 +340,13 @@ def _draws(n, keep_in_65536, rng):
     return rng.integers(0, 2 ** 64, size=(n + 3) // 4, dtype=np.uint64), 16, keep_in_65536
 
 
-def _keep_mask(shape, keep_in_65536, rng):
-    """Booleans (or 0/1 bytes) of `shape`, each 1 with probability keep_in_65536 / 65536."""
+def _keep_mask(shape, keep_in_65536, rng, draws=None):
+    """Booleans (or 0/1 bytes) of `shape`, each 1 with probability keep_in_65536 / 65536
+    (from `draws` when they are made already)."""
     if keep_in_65536 >= 65536:                      # rate 0 (to 1/65536): nothing dropped
         return np.ones(shape, bool)
     n = math.prod(shape)
-    raw, bits, below = _draws(n, keep_in_65536, rng)
+    raw, bits, below = draws or _draws(n, keep_in_65536, rng)
     if bits == 1:
         return np.unpackbits(raw.view(np.uint8), count=n).reshape(shape)
     words = raw.view(np.uint8 if bits == 8 else np.uint16)[:n].reshape(shape)
