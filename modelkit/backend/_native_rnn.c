@@ -11,6 +11,8 @@
    columns halved), z, r = sigmoid(2 (x + rec)), rh = rec_h, hh = tanh(x_h + r rh),
    h' = hh + z (h - hh). Backward: the gate gradients of _native.c's
    modelkit_gru_bptt_step, then dh = e z + drec R^T.
+   With recurrent dropout each gate's GEMM takes h times its mask (h rd_g, kept for the
+   weight gradient) and the backward's dh sums (dz_g R_g^T) rd_g.
    Batch rows are independent in both, so a block of rows goes through a whole step at a
    time: register blocks of 6 (LSTM) or 8 (GRU) rows by the gates' 4 or 3 vectors of 16
    units (24 accumulators), and 6 rows by 64 columns for dz R^T, the weights packed once a
@@ -117,11 +119,12 @@ INLINE __m512 v_sigmoid_of_half(__m512 x) {
     return _mm512_div_ps(one, _mm512_add_ps(one, v_exp(y)));
 }
 
-/* acc[r][q] = sum_k a[r][k] b[k][16 q + l] for `rows` rows of a (lda apart) and the
-   packed panel b of `nv` vectors a row (k rows); `rows` and `nv` are constants where this
-   is inlined. */
-INLINE void panel_gemm(const float *restrict a, int64_t lda, int rows, const float *restrict b,
-                       int64_t k, int nv, __m512 acc[RNN_ROWS][4]) {
+/* acc[r][q] = sum_k a_q[r][k] b[k][16 q + l] for `rows` rows of a_q = a + q a_gate (lda
+   apart; a_gate 0: one operand for all, else one a gate: the recurrent dropout's h * rd_q)
+   and the packed panel b of `nv` vectors a row (k rows); `rows` and `nv` are constants
+   where this is inlined. */
+INLINE void panel_gemm(const float *restrict a, int64_t lda, int64_t a_gate, int rows,
+                       const float *restrict b, int64_t k, int nv, __m512 acc[RNN_ROWS][4]) {
     for (int r = 0; r < RNN_ROWS; r++)
         for (int q = 0; q < 4; q++)
             acc[r][q] = _mm512_setzero_ps();
@@ -132,43 +135,59 @@ INLINE void panel_gemm(const float *restrict a, int64_t lda, int rows, const flo
             bv[q] = _mm512_loadu_ps(bk + 16 * q);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows) {
-                const __m512 x = _mm512_set1_ps(a[r * lda + p]);
-                for (int q = 0; q < nv; q++)
-                    acc[r][q] = _mm512_fmadd_ps(x, bv[q], acc[r][q]);
+                if (a_gate) {
+                    for (int q = 0; q < nv; q++)
+                        acc[r][q] = _mm512_fmadd_ps(_mm512_set1_ps(a[q * a_gate + r * lda + p]),
+                                                    bv[q], acc[r][q]);
+                } else {
+                    const __m512 x = _mm512_set1_ps(a[r * lda + p]);
+                    for (int q = 0; q < nv; q++)
+                        acc[r][q] = _mm512_fmadd_ps(x, bv[q], acc[r][q]);
+                }
             }
     }
 }
 
-/* out's `rows` rows (U values, U apart) = (add ? out : 0) + a's rows (K values, K apart)
-   @ the packed r^T (modelkit_rnn_pack_backward); `tail` the lanes of the last vector. */
+/* out's `rows` rows (U values, U apart) = (add ? out : 0) + a's rows (K = G U values, K
+   apart) @ the packed r^T (modelkit_rnn_pack_backward); with the recurrent dropout's masks
+   rd (G planes `rd_gate` apart, rows U apart) each gate's part a_g r_g^T times rd_g, added
+   gate by gate. `tail`: the lanes of the last vector. */
 INLINE void rows_times_rt(const float *restrict a, int rows, const float *restrict rtp,
-                          int64_t K, int64_t U, __mmask16 tail, float *restrict out, int add) {
-    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS;
-    for (int64_t cb = 0; cb < nb; cb++) {
-        __m512 acc[RNN_ROWS][4];
-        panel_gemm(a, K, rows, rtp + cb * K * RNN_COLS, K, 4, acc);
-        for (int r = 0; r < RNN_ROWS; r++)
-            if (r < rows)
-                for (int q = 0; q < 4; q++) {
-                    const int64_t j = cb * RNN_COLS + q * 16;
-                    if (j >= U)
-                        break;
-                    const __mmask16 m = U - j >= 16 ? (__mmask16)0xFFFF : tail;
-                    float *o = out + r * U + j;
-                    _mm512_mask_storeu_ps(o, m, add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, o),
-                                                                     acc[r][q]) : acc[r][q]);
-                }
-    }
+                          int64_t K, int64_t U, __mmask16 tail, float *restrict out, int add,
+                          const float *restrict rd, int64_t rd_gate) {
+    const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS, G = K / U;
+    for (int64_t cb = 0; cb < nb; cb++)
+        for (int64_t g = 0; g < (rd ? G : 1); g++) {
+            __m512 acc[RNN_ROWS][4];
+            const int64_t k0 = rd ? g * U : 0;
+            panel_gemm(a + k0, K, 0, rows, rtp + (cb * K + k0) * RNN_COLS, rd ? U : K, 4, acc);
+            for (int r = 0; r < RNN_ROWS; r++)
+                if (r < rows)
+                    for (int q = 0; q < 4; q++) {
+                        const int64_t j = cb * RNN_COLS + q * 16;
+                        if (j >= U)
+                            break;
+                        const __mmask16 m = U - j >= 16 ? (__mmask16)0xFFFF : tail;
+                        float *o = out + r * U + j;
+                        __m512 v = acc[r][q];
+                        if (rd)
+                            v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, rd + g * rd_gate +
+                                                                          r * U + j));
+                        _mm512_mask_storeu_ps(o, m, add || g ? _mm512_add_ps(
+                                                  _mm512_maskz_loadu_ps(m, o), v) : v);
+                    }
+        }
 }
 
-/* The step's GEMM for `rows` rows of h into `pre` (rows x G x 16 nb values, in L1), block
-   by block of 16 units: in the GEMM's registers the gate arithmetic spilled. */
-INLINE void forward_gemm(const float *restrict h, int rows, const float *restrict rp, int64_t U,
-                         int G, float *restrict pre) {
+/* The step's GEMM for `rows` rows of h (or of the dropped h, one plane a gate `h_gate`
+   apart) into `pre` (rows x G x 16 nb values, in L1), block by block of 16 units: in the
+   GEMM's registers the gate arithmetic spilled. */
+INLINE void forward_gemm(const float *restrict h, int64_t h_gate, int rows,
+                         const float *restrict rp, int64_t U, int G, float *restrict pre) {
     const int64_t nb = (U + 15) / 16;
     for (int64_t jb = 0; jb < nb; jb++) {
         __m512 acc[RNN_ROWS][4];
-        panel_gemm(h, U, rows, rp + jb * U * 16 * G, U, G, acc);
+        panel_gemm(h, U, h_gate, rows, rp + jb * U * 16 * G, U, G, acc);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows)
                 for (int g = 0; g < G; g++)
@@ -176,15 +195,16 @@ INLINE void forward_gemm(const float *restrict h, int rows, const float *restric
     }
 }
 
-/* One LSTM forward step for batch rows [b0, b0 + rows): see the file's header. `n` = B U
-   (the gate blocks' distance in z), `tail` the lanes of the last unit block. */
+/* One LSTM forward step for batch rows [b0, b0 + rows): see the file's header; the GEMM
+   reads `a` (h's rows, or h rd's, `a_gate` apart). `n` = B U (the gate blocks' distance in
+   z), `tail` the lanes of the last unit block. */
 INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
-                              const float *restrict h, const float *restrict c,
+                              const float *restrict c,
                               float *restrict c_new, float *restrict ac, float *restrict h_new,
                               int64_t b0, int rows, int64_t n, int64_t U, __mmask16 tail,
-                              float *restrict pre) {
+                              float *restrict pre, const float *restrict a, int64_t a_gate) {
     const int64_t nb = (U + 15) / 16;
-    forward_gemm(h + b0 * U, rows, rp, U, 4, pre);
+    forward_gemm(a, a_gate, rows, rp, U, 4, pre);
     for (int r = 0; r < rows; r++)
         for (int64_t jb = 0; jb < nb; jb++) {
             const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
@@ -213,7 +233,7 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
                           const float *restrict ac, const float *restrict c,
                           const float *restrict g, int64_t gstride, float *restrict dh,
                           float *restrict dc, float *restrict dz, int64_t b0, int rows,
-                          int64_t n, int64_t U, __mmask16 tail) {
+                          int64_t n, int64_t U, __mmask16 tail, const float *restrict rd) {
     const int64_t nv = (U + 15) / 16, K = 4 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
@@ -242,7 +262,7 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
             _mm512_mask_storeu_ps(row + 3 * U + j, m, _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
         }
     }
-    rows_times_rt(dz + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 0);
+    rows_times_rt(dz + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 0, rd ? rd + b0 * U : 0, n);
 }
 
 /* One GRU forward step for batch rows [b0, b0 + rows): z (3, B, U) from the input
@@ -251,9 +271,10 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
 INLINE void gru_forward_rows(const float *restrict rp, const float *restrict brec,
                              float *restrict z, const float *restrict h, float *restrict rh,
                              float *restrict h_new, int64_t b0, int rows, int64_t n, int64_t U,
-                             __mmask16 tail, float *restrict pre) {
+                             __mmask16 tail, float *restrict pre, const float *restrict a,
+                             int64_t a_gate) {
     const int64_t nb = (U + 15) / 16;
-    forward_gemm(h + b0 * U, rows, rp, U, 3, pre);
+    forward_gemm(a, a_gate, rows, rp, U, 3, pre);
     for (int r = 0; r < rows; r++)
         for (int64_t jb = 0; jb < nb; jb++) {
             const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
@@ -288,7 +309,7 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
                               const float *restrict h, const float *restrict rh,
                               const float *restrict g, int64_t gstride, float *restrict dh,
                               float *restrict dz, float *restrict drec, int64_t b0, int rows,
-                              int64_t n, int64_t U, __mmask16 tail) {
+                              int64_t n, int64_t U, __mmask16 tail, const float *restrict rd) {
     const int64_t nv = (U + 15) / 16, K = 3 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
@@ -318,7 +339,8 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
             _mm512_mask_storeu_ps(drr + 2 * U + j, m, _mm512_mul_ps(d_hh, rg));
         }
     }
-    rows_times_rt(drec + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 1);
+    rows_times_rt(drec + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 1, rd ? rd + b0 * U : 0,
+                  n);
 }
 
 static __mmask16 tail_mask(int64_t U) {
@@ -355,8 +377,18 @@ typedef struct {
     const float *rtp, *gseq;              /* backward: packed R^T, output gradient */
     float *z, *h, *c, *ac, *rh;           /* c, ac: LSTM's; rh: GRU's */
     float *dh, *dc, *dz, *drec;           /* dc: LSTM's; drec: GRU's */
+    const float *rd;                      /* the recurrent dropout's (G, B, U) masks, or NULL */
+    float *hd;                            /* forward with rd: h rd per gate, (G, T, B, U) */
     int64_t T, B, U;
 } rnn_seq;
+
+/* hd[g] = h rd[g] for the G planes (n values each) of rd and of hd (`hd_gate` apart). */
+INLINE void drop_h(const float *restrict h, const float *restrict rd, float *restrict hd,
+                   int64_t G, int64_t n, int64_t hd_gate) {
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t e = 0; e < n; e++)
+            hd[g * hd_gate + e] = h[e] * rd[g * n + e];
+}
 
 static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, int64_t t0,
                                                             int64_t t1) {
@@ -367,16 +399,23 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
         return -1;
     for (int64_t t = t0; t < t1; t++) {
         float *zt = s->z + t * s->gates * n, *hn = s->h + (t + 1) * n;
-        const float *ht = s->h + t * n;
+        const float *ht = s->h + t * n, *a = ht;      /* the GEMM's operand */
+        const int64_t a_gate = s->rd ? s->T * n : 0;
+        if (s->rd) {
+            drop_h(ht, s->rd, s->hd + t * n, s->gates, n, a_gate);
+            a = s->hd + t * n;
+        }
         if (s->gates == 4) {
             const float *ct = s->c + t * n;
             float *cn = s->c + (t + 1) * n, *at = s->ac + t * n;
-#define FORWARD(R) lstm_forward_rows(s->rp, zt, ht, ct, cn, at, hn, b0, R, n, U, tail, pre)
+#define FORWARD(R) lstm_forward_rows(s->rp, zt, ct, cn, at, hn, b0, R, n, U, tail, pre, \
+                                     a + b0 * U, a_gate)
             ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
 #undef FORWARD
         } else {
             float *rt = s->rh + t * n;
-#define FORWARD(R) gru_forward_rows(s->rp, s->brec, zt, ht, rt, hn, b0, R, n, U, tail, pre)
+#define FORWARD(R) gru_forward_rows(s->rp, s->brec, zt, ht, rt, hn, b0, R, n, U, tail, pre, \
+                                    a + b0 * U, a_gate)
             ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         }
@@ -395,14 +434,14 @@ static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, 
         if (G == 4) {
             const float *at = s->ac + t * n, *ct = s->c + t * n;
 #define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
-                                       R, n, U, tail)
+                                       R, n, U, tail, s->rd)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         } else {
             const float *ht = s->h + t * n, *rt = s->rh + t * n;
             float *drt = s->drec + t * G * n;
 #define BACKWARD(R) gru_backward_rows(s->rtp, zt, ht, rt, g, gstride, s->dh, dzt, drt, b0, R, \
-                                      n, U, tail)
+                                      n, U, tail, s->rd)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         }
@@ -414,11 +453,15 @@ static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, 
 /* LSTM forward steps [t0, t1) of a sequence: z (T, 4, B, U) holds each step's projection
    and is turned into its gate values; h, c (T + 1, B, U): step t reads row t and writes
    t + 1; ac (T, B, U) gets tanh(c'). rp: modelkit_rnn_pack_forward of the (halved)
-   recurrent kernel, G = 4. Returns 0, or -1 when its buffer could not be allocated. */
+   recurrent kernel, G = 4. With the recurrent dropout's masks rd (4, B, U) the GEMM takes
+   h rd per gate, written to hd (4, T, B, U); else rd and hd are NULL. Returns 0, or -1 when
+   its buffer could not be allocated. */
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
-                                int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                                const float *rd, float *hd, int64_t T, int64_t t0, int64_t t1,
+                                int64_t B, int64_t U) {
 #ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .B = B, .U = U};
+    const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
+                       .hd = hd, .T = T, .B = B, .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -429,14 +472,16 @@ int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, f
    ac (T, B, U), c (T + 1, B, U)): dh, dc (B, U) come in as d h_{t1}, d c_{t1} and leave as
    d h_{t0}, d c_{t0}; dz (T, B, 4U) gets each step's gate gradients. gseq: the output
    sequence's gradient (B, T, U), added to dh at each step, or NULL. rtp:
-   modelkit_rnn_pack_backward of the recurrent kernel, G = 4. */
+   modelkit_rnn_pack_backward of the recurrent kernel, G = 4; rd: the recurrent dropout's
+   masks (4, B, U) or NULL. */
 void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
-                                  const float *c, const float *gseq, int64_t T, float *dh,
-                                  float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
-                                  int64_t U) {
+                                  const float *c, const float *gseq, const float *rd,
+                                  int64_t T, float *dh, float *dc, float *dz, int64_t t0,
+                                  int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z, .c = (float *)c,
-                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .T = T, .B = B, .U = U};
+                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd, .T = T,
+                       .B = B, .U = U};
     backward_steps(&s, t0, t1);
 #endif
 }
@@ -445,12 +490,14 @@ void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float 
    and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
    t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
    kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
-   NULL. Returns 0, or -1 when its buffer could not be allocated. */
+   NULL; rd, hd: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not be
+   allocated. */
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
-                               float *rh, int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                               float *rh, const float *rd, float *hd, int64_t T, int64_t t0,
+                               int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .B = B,
-                       .U = U};
+    const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .rd = rd,
+                       .hd = hd, .T = T, .B = B, .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -461,15 +508,15 @@ int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, flo
    h (T + 1, B, U), rh (T, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0};
    dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
    gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
-   of the recurrent kernel, G = 3. */
+   of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL. */
 void modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
-                                 const float *rh, const float *gseq, int64_t T, float *dh,
-                                 float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
-                                 int64_t U) {
+                                 const float *rh, const float *gseq, const float *rd,
+                                 int64_t T, float *dh, float *dz, float *drec, int64_t t0,
+                                 int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
-                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .T = T, .B = B,
-                       .U = U};
+                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd, .T = T,
+                       .B = B, .U = U};
     backward_steps(&s, t0, t1);
 #endif
 }

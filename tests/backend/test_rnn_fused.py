@@ -281,9 +281,11 @@ def _op(kind, monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="se
     ws = [Variable((g.standard_normal(s) * scale).astype(dt), dtype=dt)
           for s in ((I, G * U), (U, G * U), bias)]
     for key in ("input_dropout", "recurrent_dropout"):
-        if kw.get(key):
-            kw[key] = ((g.random((B, I if key == "input_dropout" else U)) > 0.3)
-                       / 0.7).astype(dt)
+        if kw.get(key):                 # one mask for all gates, or one a gate ("per_gate")
+            shape = (B, I if key == "input_dropout" else U)
+            if kw[key] == "per_gate":
+                shape = (G,) + shape
+            kw[key] = ((g.random(shape) > 0.3) / 0.7).astype(dt)
     if kind == "gru":
         kw["reset_after"] = reset_after
     with GradientTape() as tape:
@@ -301,11 +303,13 @@ def _op(kind, monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="se
 CASES = [({}, True), ({"threads": 1}, True), ({"go_backwards": True}, True),
          ({"loss_on": "last"}, True), ({"B": 7, "T": 25, "U": 33}, True),
          ({"B": 64, "T": 40, "I": 16, "U": 128}, True), ({"input_dropout": True}, True),
+         ({"recurrent_dropout": True}, True), ({"recurrent_dropout": "per_gate"}, True),
+         ({"recurrent_dropout": "per_gate", "B": 7, "T": 12, "U": 33, "loss_on": "last"}, True),
          ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
-         ({"recurrent_dropout": True}, False), ({"recurrent_activation": "hard_sigmoid"}, False),
-         ({"dt": np.float64}, False)]
+         ({"recurrent_activation": "hard_sigmoid"}, False), ({"dt": np.float64}, False)]
 IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
-       "input dropout", "mask", "recurrent dropout", "hard_sigmoid", "float64"]
+       "input dropout", "recurrent dropout", "per-gate recurrent dropout",
+       "per-gate recurrent dropout, odd sizes", "mask", "hard_sigmoid", "float64"]
 
 
 @pytest.mark.parametrize("kind, case, takes",

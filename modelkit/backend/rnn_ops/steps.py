@@ -584,9 +584,20 @@ def _time_slice(a, lo, hi, gate_major):
 def fused_steps(*arrays):
     """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
     C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0); the caller has checked that the
-    cell is one they make (unmasked, tanh with sigmoid gates, no recurrent dropout)."""
+    cell is one they make (unmasked, tanh with sigmoid gates)."""
     return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
             and native.rnn_fused_available())
+
+
+def fused_masks(rdrop, dtype):
+    """A recurrent dropout's (G, B, U) masks as the fused steps take them: None without
+    dropout, a contiguous copy, or False when their dtype is not the data's (numpy's steps
+    then)."""
+    if rdrop is None:
+        return None
+    if rdrop.dtype != dtype:
+        return False
+    return np.ascontiguousarray(rdrop)
 
 
 def fused_forward(steps, Rf, gates, T, ready):
