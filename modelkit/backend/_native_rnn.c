@@ -119,12 +119,13 @@ INLINE __m512 v_sigmoid_of_half(__m512 x) {
     return _mm512_div_ps(one, _mm512_add_ps(one, v_exp(y)));
 }
 
-/* acc[r][q] = sum_k a_q[r][k] b[k][16 q + l] for `rows` rows of a_q = a + q a_gate (lda
-   apart; a_gate 0: one operand for all, else one a gate: the recurrent dropout's h * rd_q)
-   and the packed panel b of `nv` vectors a row (k rows); `rows` and `nv` are constants
-   where this is inlined. */
+/* acc[r][q] = sum_k a_q[r][k] b[k][16 q + l] for `rows` rows of a_q (lda apart) and the
+   packed panel b of `nv` vectors a row (k rows): a_q = a, or with `per_gate` a + q a_gate
+   (one operand a gate: the recurrent dropout's h rd_q). `rows`, `nv` and `per_gate` are
+   constants where this is inlined (a branch in the k loop halved the GEMM's speed). */
 INLINE void panel_gemm(const float *restrict a, int64_t lda, int64_t a_gate, int rows,
-                       const float *restrict b, int64_t k, int nv, __m512 acc[RNN_ROWS][4]) {
+                       const float *restrict b, int64_t k, int nv, __m512 acc[RNN_ROWS][4],
+                       int per_gate) {
     for (int r = 0; r < RNN_ROWS; r++)
         for (int q = 0; q < 4; q++)
             acc[r][q] = _mm512_setzero_ps();
@@ -135,7 +136,7 @@ INLINE void panel_gemm(const float *restrict a, int64_t lda, int64_t a_gate, int
             bv[q] = _mm512_loadu_ps(bk + 16 * q);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows) {
-                if (a_gate) {
+                if (per_gate) {
                     for (int q = 0; q < nv; q++)
                         acc[r][q] = _mm512_fmadd_ps(_mm512_set1_ps(a[q * a_gate + r * lda + p]),
                                                     bv[q], acc[r][q]);
@@ -160,7 +161,7 @@ INLINE void rows_times_rt(const float *restrict a, int rows, const float *restri
         for (int64_t g = 0; g < (rd ? G : 1); g++) {
             __m512 acc[RNN_ROWS][4];
             const int64_t k0 = rd ? g * U : 0;
-            panel_gemm(a + k0, K, 0, rows, rtp + (cb * K + k0) * RNN_COLS, rd ? U : K, 4, acc);
+            panel_gemm(a + k0, K, 0, rows, rtp + (cb * K + k0) * RNN_COLS, rd ? U : K, 4, acc, 0);
             for (int r = 0; r < RNN_ROWS; r++)
                 if (r < rows)
                     for (int q = 0; q < 4; q++) {
@@ -187,7 +188,10 @@ INLINE void forward_gemm(const float *restrict h, int64_t h_gate, int rows,
     const int64_t nb = (U + 15) / 16;
     for (int64_t jb = 0; jb < nb; jb++) {
         __m512 acc[RNN_ROWS][4];
-        panel_gemm(h, U, h_gate, rows, rp + jb * U * 16 * G, U, G, acc);
+        if (h_gate)
+            panel_gemm(h, U, h_gate, rows, rp + jb * U * 16 * G, U, G, acc, 1);
+        else
+            panel_gemm(h, U, 0, rows, rp + jb * U * 16 * G, U, G, acc, 0);
         for (int r = 0; r < RNN_ROWS; r++)
             if (r < rows)
                 for (int g = 0; g < G; g++)
