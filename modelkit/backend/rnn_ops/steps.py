@@ -604,7 +604,7 @@ def fused_forward(steps, Rf, gates, T, ready):
     """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, lo, hi) with the
     packed recurrent kernel, chunk by chunk of the projection ahead (`ready`)."""
     rp = native.rnn_pack_forward(Rf, gates)
-    size = _chunk_size(T)
+    size = max(1, _chunk_size(T))                   # (an empty sequence: no chunk)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
