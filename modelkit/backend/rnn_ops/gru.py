@@ -12,7 +12,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
                     _time_slice, _TimeChunks, all_zero, fused_backward, fused_forward,
-                    fused_masks, fused_steps, weights_on_side)
+                    fused_steps, weights_on_side)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -69,13 +69,11 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((3, B, U), dt)
             steps = range(T)
-            rd = fused_masks(rdrop, dt)
-            if (keep is None and rd is not False and halved and act.name == "tanh"
-                    and not save_pre and fused_steps(Z, H, RH)):
+            if (keep is None and halved and act.name == "tanh" and not save_pre
+                    and fused_steps(Z, H, RH, rdrop=rdrop)):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
-                fused_forward(lambda rp, lo, hi: native.gru_forward_steps(rp, brec, Z, H, RH,
-                                                                          lo, hi, rd, HD),
-                              Rf, 3, T, ready)
+                fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
+                    rp, brec, Z, H, RH, lo, hi, rd, HD), Rf, 3, T, ready, rdrop)
                 steps = ()              # all made in C
             for t in steps:
                 ready(t)
@@ -222,13 +220,12 @@ def _gru_sequence_vjp(grads, s, needs):
     # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
     fused = (keep is None and reset_after and PRE is None and act.name == "tanh"
              and ract.name == "sigmoid" and native.takes(Z, H, RH, DZ, DREC, dh))
-    rd = fused_masks(rdrop, dt)
-    in_c = fused and rd is not False and fused_steps(Z, H, RH, DZ, DREC, dh)
+    in_c = fused and fused_steps(Z, H, RH, DZ, DREC, dh, rdrop=rdrop)
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
-            fused_backward(lambda rtp, gq, lo, hi: native.gru_backward_steps(
+            fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
                 rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd), Rfull, 3,
-                None if gs is None else gseq, T, chunks.size, chunks.done)
+                None if gs is None else gseq, T, chunks.size, chunks.done, rdrop)
         for t in () if in_c else range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt

@@ -11,7 +11,7 @@ from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks,
                     _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
                     _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
-                    fused_backward, fused_forward, fused_masks, fused_steps, weights_on_side)
+                    fused_backward, fused_forward, fused_steps, weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -94,11 +94,9 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         # included), then the pre-activation, then the gate's value
         Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
         steps = range(T)
-        rd = fused_masks(rdrop, dt)
-        if fused and keep is None and rd is not False and fused_steps(Z):
-            fused_forward(lambda rp, lo, hi: native.lstm_forward_steps(rp, Z, H, C, AC, lo, hi,
-                                                                       rd, HD),
-                          Rf, 4, T, ready)
+        if fused and keep is None and fused_steps(Z, rdrop=rdrop):
+            fused_forward(lambda rp, rd, lo, hi: native.lstm_forward_steps(
+                rp, Z, H, C, AC, lo, hi, rd, HD), Rf, 4, T, ready, rdrop)
             steps = ()                  # all made in C
         for t in steps:
             ready(t)
@@ -142,12 +140,11 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, 
     gradient (B, T, U)."""
     T, _, B, U = Z.shape
     gs = None if all_zero(gseq) else _seq_grads(gseq)   # None: only the last output is used
-    rd = fused_masks(rdrop, Z.dtype)
-    if (PRE is None and act.name == "tanh" and ract.name == "sigmoid" and rd is not False
-            and fused_steps(Z, AC, C, DZ, dh, dc)):
-        return fused_backward(lambda rtp, gq, lo, hi: native.lstm_backward_steps(
+    if (PRE is None and act.name == "tanh" and ract.name == "sigmoid"
+            and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop)):
+        return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
             rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd), R, 4, None if gs is None else gseq, T,
-            size, done)
+            size, done, rdrop)
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
     work3 = np.empty((3, B, U), Z.dtype)

@@ -581,45 +581,41 @@ def _time_slice(a, lo, hi, gate_major):
 
 # -- the fused C steps (_native_rnn.c) ----------------------------------------------------------
 
-def fused_steps(*arrays):
+def fused_steps(*arrays, rdrop=None):
     """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
-    C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0); the caller has checked that the
-    cell is one they make (unmasked, tanh with sigmoid gates)."""
+    C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0) with the recurrent dropout's
+    masks `rdrop` (None, or float32); the caller has checked that the cell is one they make
+    (unmasked, tanh with sigmoid gates)."""
     return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
-            and native.rnn_fused_available())
+            and (rdrop is None or rdrop.dtype == np.float32) and native.rnn_fused_available())
 
 
-def fused_masks(rdrop, dtype):
-    """A recurrent dropout's (G, B, U) masks as the fused steps take them: None without
-    dropout, a contiguous copy, or False when their dtype is not the data's (numpy's steps
-    then)."""
-    if rdrop is None:
-        return None
-    if rdrop.dtype != dtype:
-        return False
-    return np.ascontiguousarray(rdrop)
+def _contiguous(rdrop):
+    return None if rdrop is None else np.ascontiguousarray(rdrop)
 
 
-def fused_forward(steps, Rf, gates, T, ready):
-    """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, lo, hi) with the
-    packed recurrent kernel, chunk by chunk of the projection ahead (`ready`)."""
-    rp = native.rnn_pack_forward(Rf, gates)
+def fused_forward(steps, Rf, gates, T, ready, rdrop=None):
+    """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, rd, lo, hi) with the
+    packed recurrent kernel and the recurrent dropout's masks (contiguous, or None), chunk by
+    chunk of the projection ahead (`ready`)."""
+    rp, rd = native.rnn_pack_forward(Rf, gates), _contiguous(rdrop)
     size = max(1, _chunk_size(T))                   # (an empty sequence: no chunk)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
-        steps(rp, lo, hi)
+        steps(rp, rd, lo, hi)
 
 
-def fused_backward(steps, R, gates, gseq, T, size, done):
-    """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, lo, hi) with the packed R^T and
-    the output sequence's gradient (B, T, U) contiguous (or None), `size` timesteps a call
-    from the last down, `done(lo)` after each (the steps `_TimeChunks` splits at)."""
-    rtp = native.rnn_pack_backward(R, gates)
+def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None):
+    """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, rd, lo, hi) with the packed R^T,
+    the output sequence's gradient (B, T, U) and the recurrent dropout's masks (contiguous,
+    or None), `size` timesteps a call from the last down, `done(lo)` after each (the steps
+    `_TimeChunks` splits at)."""
+    rtp, rd = native.rnn_pack_backward(R, gates), _contiguous(rdrop)
     gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=np.float32)
     hi = T
     while hi > 0:
         lo = max(hi - size, 0)
-        steps(rtp, gq, lo, hi)
+        steps(rtp, gq, rd, lo, hi)
         done(lo)
         hi = lo
