@@ -701,25 +701,40 @@ static void wg_input_image(const float *x, int64_t cin, int64_t h, int64_t w, in
    random draws as nn_ops._keep_mask reads them: `bits` 1 (value i kept when bit 7 - i % 8
    of byte i / 8 is set: np.unpackbits' order), 8 (byte i below `below`) or 16 (the i-th
    16-bit word below `below`). The product with 0 keeps numpy's signs and NaNs. One bit a
-   value goes 16 values a step on AVX-512 (the two bytes, bit-reversed, as the lane mask). */
+   value goes 64 values a step on AVX-512 (one 64-bit word of draws, its bytes' bits
+   reversed, as four lane masks); `raw` then holds whole 64-bit words. */
 #ifdef MODELKIT_WINOGRAD
-/* b's bits in reverse order (a multiply spreads 5 copies, the mask picks the reversed
-   bits, the modulus gathers them). */
-static inline unsigned reverse_byte(unsigned b) {
-    return (unsigned)(((b * 0x0202020202ULL) & 0x010884422010ULL) % 1023);
+/* Each byte of w with its bits in reverse order (three swaps: bits, pairs, nibbles). */
+static inline uint64_t reverse_bits_of_bytes(uint64_t w) {
+    w = ((w >> 1) & 0x5555555555555555ULL) | ((w & 0x5555555555555555ULL) << 1);
+    w = ((w >> 2) & 0x3333333333333333ULL) | ((w & 0x3333333333333333ULL) << 2);
+    return ((w >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((w & 0x0F0F0F0F0F0F0F0FULL) << 4);
 }
 
 __attribute__((target("avx512f")))
 static void dropout_bits_avx512(const float *restrict x, const uint8_t *restrict raw, int64_t n,
                                 float scale, float *restrict out) {
     const __m512 vs = _mm512_set1_ps(scale);
-    for (int64_t i = 0; i < n; i += 16) {
-        const int64_t left = n - i;
-        const __mmask16 live = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        const unsigned hi = left > 8 ? reverse_byte(raw[(i >> 3) + 1]) : 0;
-        const __mmask16 kept = (__mmask16)(reverse_byte(raw[i >> 3]) | (hi << 8));
-        _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + i),
-                                                            _mm512_maskz_mov_ps(kept, vs)));
+    for (int64_t i = 0; i < n; i += 64) {
+        uint64_t word;
+        memcpy(&word, raw + (i >> 3), 8);
+        const uint64_t kept = reverse_bits_of_bytes(word);     /* bit j: value i + j */
+        if (n - i >= 64) {
+            for (int q = 0; q < 4; q++) {
+                const __m512 m = _mm512_maskz_mov_ps((__mmask16)(kept >> (16 * q)), vs);
+                _mm512_storeu_ps(out + i + 16 * q,
+                                 _mm512_mul_ps(_mm512_loadu_ps(x + i + 16 * q), m));
+            }
+            continue;
+        }
+        for (int64_t j = i; j < n; j += 16) {
+            const int64_t left = n - j;
+            const __mmask16 live = left >= 16 ? (__mmask16)0xFFFF
+                                              : (__mmask16)((1u << left) - 1);
+            const __m512 m = _mm512_maskz_mov_ps((__mmask16)(kept >> (j - i)), vs);
+            _mm512_mask_storeu_ps(out + j, live,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(live, x + j), m));
+        }
     }
 }
 #endif

@@ -91,7 +91,7 @@ def _both_ways(x, rate, monkeypatch, seed=5, avx512=True):
 
 @pytest.mark.skipif(not native.available(), reason="needs the C kernels")
 @pytest.mark.parametrize("rate", [0.5, 0.25, 0.75, 0.3, 0.1])
-@pytest.mark.parametrize("shape", [(200, 500), (7, 3), (1,), (33, 17)])
+@pytest.mark.parametrize("shape", [(200, 500), (7, 3), (1,), (33, 17), (4, 64), (65,)])
 @pytest.mark.parametrize("avx512", [True, False], ids=["AVX-512", "without"])
 def test_the_kernel_applies_the_numpy_mask(rate, shape, avx512, monkeypatch):
     if avx512 and not native.avx512_available():
