@@ -147,20 +147,23 @@ def test_sgd_kernel_only_where_axpy_rounds_once(monkeypatch):
     assert calls == 0
 
 
-def train_embedding_model(monkeypatch, layer, env, units=8, length=10):
+def train_embedding_model(monkeypatch, layer, env, units=8, length=10, mask_zero=False):
     """Two epochs of Embedding -> `layer` ("LSTM" or "GRU") -> Dense with the variables in
-    `env` set: (the epochs' losses, the weights and the optimizer's slots)."""
+    `env` set: (the epochs' losses, the weights and the optimizer's slots). `mask_zero`:
+    sequences padded with zeros in front (0 to length - 1 of them), masked by the Embedding."""
     from modelkit import layers
     from modelkit.models import Sequential
     from modelkit.utils import set_random_seed
     rng = np.random.default_rng(5)
-    x = rng.integers(0, 300, (64, length))
+    x = rng.integers(1 if mask_zero else 0, 300, (64, length))
+    if mask_zero:
+        x[np.arange(length) < rng.integers(0, length, (64, 1))] = 0
     y = rng.integers(0, 2, (64, 1)).astype(np.float32)
     with monkeypatch.context() as m:
         for name, value in env.items():
             m.setenv(name, value)
         set_random_seed(2)
-        model = Sequential([layers.Embedding(300, 16, input_length=length),
+        model = Sequential([layers.Embedding(300, 16, input_length=length, mask_zero=mask_zero),
                             getattr(layers, layer)(units), layers.Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy")
         hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)

@@ -300,18 +300,27 @@ def _op(kind, monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="se
         calls
 
 
+POST_PADDED = np.arange(9) < np.array([[9], [4], [9], [1], [7]])     # (B, T) = (5, 9) masks
+PRE_PADDED = np.arange(9) >= np.array([[0], [5], [9], [2], [3]])      # (a row all masked)
 CASES = [({}, True), ({"threads": 1}, True), ({"go_backwards": True}, True),
          ({"loss_on": "last"}, True), ({"B": 7, "T": 25, "U": 33}, True),
          ({"B": 64, "T": 40, "I": 16, "U": 128}, True), ({"input_dropout": True}, True),
          ({"recurrent_dropout": True}, True), ({"recurrent_dropout": "per_gate"}, True),
          ({"recurrent_dropout": "per_gate", "B": 7, "T": 12, "U": 33, "loss_on": "last"}, True),
          ({"T": 1}, True), ({"T": 0}, False),
-         ({"mask": np.arange(9) < np.array([[9], [4], [9], [1], [7]])}, False),
-         ({"recurrent_activation": "hard_sigmoid"}, False), ({"dt": np.float64}, False)]
+         ({"mask": POST_PADDED}, True),
+         ({"mask": PRE_PADDED, "zero_output_for_mask": True}, True),
+         ({"mask": PRE_PADDED, "go_backwards": True, "loss_on": "last"}, True),
+         ({"mask": POST_PADDED, "recurrent_dropout": "per_gate", "threads": 1}, True),
+         ({"mask": np.arange(40) >= np.arange(64)[:, None] * 7 % 41, "B": 64, "T": 40, "I": 16,
+           "U": 128}, True),
+         ({"recurrent_activation": "hard_sigmoid"}, False), ({"dt": np.float64}, False),
+         ({"mask": POST_PADDED, "dt": np.float64}, False)]
 IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
        "input dropout", "recurrent dropout", "per-gate recurrent dropout",
-       "per-gate recurrent dropout, odd sizes", "one step", "no step", "mask", "hard_sigmoid",
-       "float64"]
+       "per-gate recurrent dropout, odd sizes", "one step", "no step", "mask",
+       "mask, zero output", "mask, go_backwards, last output", "mask, recurrent dropout",
+       "mask, benchmark size", "hard_sigmoid", "float64", "mask, float64"]
 
 
 @pytest.mark.parametrize("kind, case, takes",
@@ -349,12 +358,12 @@ def test_op_with_fused_steps_matches_the_float64_reference(kind, monkeypatch):
         np.testing.assert_allclose(got.value, ref, rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("mask_zero", [False, True], ids=["", "mask_zero"])
 @pytest.mark.parametrize("layer", ["LSTM", "GRU"])
-def test_training_with_fused_steps_follows_numpy_steps(layer, monkeypatch):
-    fused = train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": "1"}, units=20,
-                                  length=12)
-    plain = train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": "0"}, units=20,
-                                  length=12)
+def test_training_with_fused_steps_follows_numpy_steps(layer, mask_zero, monkeypatch):
+    fused, plain = (train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": switch},
+                                          units=20, length=12, mask_zero=mask_zero)
+                    for switch in ("1", "0"))
     np.testing.assert_allclose(fused[0], plain[0], rtol=1e-5)        # the epochs' losses
     for a, b in zip(fused[1], plain[1]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)

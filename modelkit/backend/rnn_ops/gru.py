@@ -69,11 +69,13 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((3, B, U), dt)
             steps = range(T)
-            if (keep is None and halved and act.name == "tanh" and not save_pre
+            if (halved and act.name == "tanh" and not save_pre
                     and fused_steps(Z, H, RH, rdrop=rdrop)):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
                 fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
-                    rp, brec, Z, H, RH, lo, hi, rd, HD), Rf, 3, T, ready, rdrop)
+                    rp, brec, Z, H, RH, lo, hi, rd, HD), Rf, 3, T, ready, rdrop,
+                    None if keep is None else lambda t: _apply_mask_step(
+                        OUT, H, t, keep, drop_rows, zero_output_for_mask))
                 steps = ()              # all made in C
             for t in steps:
                 ready(t)
@@ -218,14 +220,17 @@ def _gru_sequence_vjp(grads, s, needs):
                            2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
-    fused = (keep is None and reset_after and PRE is None and act.name == "tanh"
-             and ract.name == "sigmoid" and native.takes(Z, H, RH, DZ, DREC, dh))
+    fused = (reset_after and PRE is None and act.name == "tanh" and ract.name == "sigmoid"
+             and native.takes(Z, H, RH, DZ, DREC, dh))
     in_c = fused and fused_steps(Z, H, RH, DZ, DREC, dh, rdrop=rdrop)
+    fused = fused and keep is None
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
             fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
                 rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd), Rfull, 3,
-                None if gs is None else gseq, T, chunks.size, chunks.done, rdrop)
+                None if gs is None or keep is not None else gseq, T, chunks.size,
+                chunks.done, rdrop, None if keep is None else
+                _masked_steps(dh, gs, carry, keep, drop_rows))
         for t in () if in_c else range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
@@ -282,6 +287,23 @@ def _gru_sequence_vjp(grads, s, needs):
     else:
         db = _gru_bias(db_in, db_rec)
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
+
+
+def _masked_steps(dh, gs, carry, keep, drop_rows):
+    """(before, after) of a masked sequence's fused BPTT steps (see steps.fused_backward):
+    a step gets in dh its own rows' d h' (the masked rows' zero, and so their gate
+    gradients), the masked rows' part passing the step by (the numpy steps' sums)."""
+    passed, own = np.empty_like(dh), np.empty_like(dh)
+
+    def before(t):
+        _incoming_grad(gs, t, dh, carry, keep, drop_rows, own)
+        np.copyto(passed, dh)
+        np.copyto(dh, own)
+
+    def after(t):
+        np.add(dh, passed, out=dh)
+
+    return before, after
 
 
 def _state_grad(drec, RfullT, rdrop, Rfull, Rg, out):

@@ -7,8 +7,8 @@ from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
-                    _halve_leading, _init_state, _mask_outputs, _prepare_mask, _project_ahead,
+from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
+                    _halve_leading, _init_state, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
                     _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
                     fused_backward, fused_forward, fused_steps, weights_on_side)
@@ -94,9 +94,15 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         # included), then the pre-activation, then the gate's value
         Z, xm, ready = _project_ahead(x, go_backwards, Wf, bf, idrop, 4, gate_major=True)
         steps = range(T)
-        if fused and keep is None and fused_steps(Z, rdrop=rdrop):
+
+        def keep_masked(t):             # masked rows keep their states
+            _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
+            np.copyto(C[t + 1], C[t], where=drop_rows[t])
+
+        if fused and fused_steps(Z, rdrop=rdrop):
             fused_forward(lambda rp, rd, lo, hi: native.lstm_forward_steps(
-                rp, Z, H, C, AC, lo, hi, rd, HD), Rf, 4, T, ready, rdrop)
+                rp, Z, H, C, AC, lo, hi, rd, HD), Rf, 4, T, ready, rdrop,
+                None if keep is None else keep_masked)
             steps = ()                  # all made in C
         for t in steps:
             ready(t)
@@ -120,11 +126,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
             act.fwd(c_new, AC[t])
             np.multiply(zt[2], AC[t], out=H[t + 1])
             if keep is not None:
-                OUT[t] = H[t + 1]
-                _mask_outputs(OUT[t], OUT[t - 1] if t else 0, drop_rows[t],
-                              zero_output_for_mask)
-                np.copyto(H[t + 1], H[t], where=drop_rows[t])
-                np.copyto(C[t + 1], C[t], where=drop_rows[t])
+                keep_masked(t)
     saved = dict(x_shape=x.shape, xm=xm, W=W, R=R, Rg=Rg, has_bias=bias is not None,
                  idrop=idrop, rdrop=rdrop, keep=keep, drop_rows=drop_rows, Z=Z, H=H, C=C, AC=AC,
                  HD=HD, PRE=PRE, act=act, ract=ract, go_backwards=go_backwards,
@@ -192,6 +194,11 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
     after each step."""
     T, _, B, U = Z.shape
     carry = None if zero_output else np.zeros((B, U), Z.dtype)
+    if (PRE is None and act.name == "tanh" and ract.name == "sigmoid"
+            and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop)):
+        _lstm_backward_masked_fused(Z, DZ, C, AC, dh, dc, gs, R, rdrop, keep, drop_rows,
+                                    carry, done)
+        return
     dh_new, dcn = np.empty_like(dh), np.empty_like(dc)
     dzg = np.empty((4, B, U), Z.dtype)
     DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)
@@ -224,6 +231,32 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
         np.copyto(DZg[t], dzg)
         dh += _rec_backward(DZ[t], rdrop, R, Rg)
         done(t)
+
+
+def _lstm_backward_masked_fused(Z, DZ, C, AC, dh, dc, gs, R, rdrop, keep, drop_rows, carry,
+                                done):
+    """_lstm_backward_masked's steps in `_native_rnn.c`, one a call: a step gets in dh, dc
+    its own rows' gradients (the masked rows' zero, and so their gate gradients), the
+    masked rows' part passing the step by (the same sums as the numpy steps)."""
+    passed_h, passed_c = np.empty_like(dh), np.empty_like(dc)
+
+    def before(t):                      # (in place: the C steps hold dh and dc)
+        np.multiply(dh, drop_rows[t], out=passed_h)
+        np.multiply(dc, drop_rows[t], out=passed_c)
+        np.add(dh, gs[t], out=dh)                                       # d h'
+        if carry is not None:
+            np.add(dh, carry, out=dh)
+            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
+        np.multiply(dh, keep[t], out=dh)
+        np.multiply(dc, keep[t], out=dc)
+
+    def after(t):
+        np.add(dh, passed_h, out=dh)
+        np.add(dc, passed_c, out=dc)
+
+    fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
+        rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd), R, 4, None, Z.shape[0], 1, done, rdrop,
+        (before, after))
 
 
 @_lstm_sequence.defvjp

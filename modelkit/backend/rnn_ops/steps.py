@@ -585,7 +585,7 @@ def fused_steps(*arrays, rdrop=None):
     """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
     C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0) with the recurrent dropout's
     masks `rdrop` (None, or float32); the caller has checked that the cell is one they make
-    (unmasked, tanh with sigmoid gates)."""
+    (tanh with sigmoid gates)."""
     return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
             and (rdrop is None or rdrop.dtype == np.float32) and native.rnn_fused_available())
 
@@ -594,28 +594,39 @@ def _contiguous(rdrop):
     return None if rdrop is None else np.ascontiguousarray(rdrop)
 
 
-def fused_forward(steps, Rf, gates, T, ready, rdrop=None):
+def fused_forward(steps, Rf, gates, T, ready, rdrop=None, after_step=None):
     """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, rd, lo, hi) with the
     packed recurrent kernel and the recurrent dropout's masks (contiguous, or None), chunk by
-    chunk of the projection ahead (`ready`)."""
+    chunk of the projection ahead (`ready`). With `after_step` (a masked sequence: it keeps
+    the masked rows' states), one step a call and after_step(t) after each."""
     rp, rd = native.rnn_pack_forward(Rf, gates), _contiguous(rdrop)
-    size = max(1, _chunk_size(T))                   # (an empty sequence: no chunk)
+    size = 1 if after_step is not None else max(1, _chunk_size(T))  # (T = 0: no chunk)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
         steps(rp, rd, lo, hi)
+        if after_step is not None:
+            after_step(lo)
 
 
-def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None):
+def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None, around_step=None):
     """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, rd, lo, hi) with the packed R^T,
     the output sequence's gradient (B, T, U) and the recurrent dropout's masks (contiguous,
     or None), `size` timesteps a call from the last down, `done(lo)` after each (the steps
-    `_TimeChunks` splits at)."""
+    `_TimeChunks` splits at). With `around_step` = (before, after) (a masked sequence), one
+    step a call: before(t) leaves in the state gradients only the step's own part (zero on
+    masked rows) and keeps the part that goes past the step, after(t) adds that back."""
     rtp, rd = native.rnn_pack_backward(R, gates), _contiguous(rdrop)
     gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=np.float32)
+    before, after = around_step if around_step is not None else (None, None)
+    size = 1 if around_step is not None else size
     hi = T
     while hi > 0:
         lo = max(hi - size, 0)
+        if before is not None:
+            before(lo)
         steps(rtp, gq, rd, lo, hi)
+        if after is not None:
+            after(lo)
         done(lo)
         hi = lo
