@@ -12,7 +12,9 @@
    h' = hh + z (h - hh). Backward: the gate gradients of _native.c's
    modelkit_gru_bptt_step, then dh = e z + drec R^T.
    With recurrent dropout each gate's GEMM takes h times its mask (h rd_g, kept for the
-   weight gradient) and the backward's dh sums (dz_g R_g^T) rd_g.
+   weight gradient) and the backward's dh sums (dz_g R_g^T) rd_g. A masked sequence (keep:
+   0 where a row's step is masked) has its masked rows keep their states after a step, and
+   in the backward pass their state gradients pass the step by, their gate gradients 0.
    Batch rows are independent in both, so a block of rows goes through a whole step at a
    time: register blocks of 6 (LSTM) or 8 (GRU) rows by the gates' 4 or 3 vectors of 16
    units (24 accumulators), and 6 rows by 64 columns for dz R^T, the weights packed once a
@@ -24,6 +26,7 @@
    Tests compare them with float64. */
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define RNN_AVX512 1
@@ -383,8 +386,50 @@ typedef struct {
     float *dh, *dc, *dz, *drec;           /* dc: LSTM's; drec: GRU's */
     const float *rd;                      /* the recurrent dropout's (G, B, U) masks, or NULL */
     float *hd;                            /* forward with rd: h rd per gate, (G, T, B, U) */
+    const uint8_t *keep;                  /* (T, B): 0 where a step is masked, or NULL */
     int64_t T, B, U;
 } rnn_seq;
+
+/* A masked sequence's step t after the forward rows: the masked rows keep their states
+   (h and, for the LSTM, c row t + 1 = row t). */
+static void keep_masked_states(const rnn_seq *s, int64_t t) {
+    const int64_t B = s->B, U = s->U, n = B * U;
+    for (int64_t b = 0; b < B; b++) {
+        if (s->keep[t * B + b])
+            continue;
+        memcpy(s->h + (t + 1) * n + b * U, s->h + t * n + b * U, (size_t)U * sizeof(float));
+        if (s->gates == 4)
+            memcpy(s->c + (t + 1) * n + b * U, s->c + t * n + b * U, (size_t)U * sizeof(float));
+    }
+}
+
+/* A masked sequence's backward step t: before the rows (`after` 0), the masked rows' state
+   gradients are kept in `saved` (B, 2U); after them, they pass the step by (plus the
+   output's gradient g, as the rows added it: the output there is the state) and the
+   masked rows' gate gradients are zero. */
+static void pass_masked_rows(const rnn_seq *s, int64_t t, const float *g, int64_t gstride,
+                             float *dzt, float *drt, float *saved, int after) {
+    const int64_t B = s->B, U = s->U, G = s->gates;
+    for (int64_t b = 0; b < B; b++) {
+        if (s->keep[t * B + b])
+            continue;
+        float *dh = s->dh + b * U, *dc = s->gates == 4 ? s->dc + b * U : 0;
+        float *keep_h = saved + 2 * b * U, *keep_c = keep_h + U;
+        if (!after) {
+            memcpy(keep_h, dh, (size_t)U * sizeof(float));
+            if (dc)
+                memcpy(keep_c, dc, (size_t)U * sizeof(float));
+            continue;
+        }
+        for (int64_t j = 0; j < U; j++)
+            dh[j] = g ? keep_h[j] + g[b * gstride + j] : keep_h[j];
+        if (dc)
+            memcpy(dc, keep_c, (size_t)U * sizeof(float));
+        memset(dzt + b * G * U, 0, (size_t)(G * U) * sizeof(float));
+        if (drt)
+            memset(drt + b * G * U, 0, (size_t)(G * U) * sizeof(float));
+    }
+}
 
 /* hd[g] = h rd[g] for the G planes (n values each) of rd and of hd (`hd_gate` apart). */
 INLINE void drop_h(const float *restrict h, const float *restrict rd, float *restrict hd,
@@ -423,18 +468,25 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
             ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         }
+        if (s->keep)
+            keep_masked_states(s, t);
     }
     free(pre);
     return 0;
 }
 
-static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, int64_t t0,
-                                                              int64_t t1) {
+static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, int64_t t0,
+                                                             int64_t t1) {
     const int64_t B = s->B, U = s->U, n = B * U, G = s->gates, gstride = s->T * U;
     const __mmask16 tail = tail_mask(U);
+    float *saved = s->keep ? malloc((size_t)(2 * n) * sizeof(float)) : 0;
+    if (s->keep && !saved)
+        return -1;
     for (int64_t t = t1 - 1; t >= t0; t--) {
         const float *zt = s->z + t * G * n, *g = s->gseq ? s->gseq + t * U : 0;
-        float *dzt = s->dz + t * G * n;
+        float *dzt = s->dz + t * G * n, *drt = G == 3 ? s->drec + t * G * n : 0;
+        if (saved)
+            pass_masked_rows(s, t, g, gstride, dzt, drt, saved, 0);
         if (G == 4) {
             const float *at = s->ac + t * n, *ct = s->c + t * n;
 #define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
@@ -443,13 +495,16 @@ static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, 
 #undef BACKWARD
         } else {
             const float *ht = s->h + t * n, *rt = s->rh + t * n;
-            float *drt = s->drec + t * G * n;
 #define BACKWARD(R) gru_backward_rows(s->rtp, zt, ht, rt, g, gstride, s->dh, dzt, drt, b0, R, \
                                       n, U, tail, s->rd)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         }
+        if (saved)
+            pass_masked_rows(s, t, g, gstride, dzt, drt, saved, 1);
     }
+    free(saved);
+    return 0;
 }
 
 #endif
@@ -458,14 +513,15 @@ static __attribute__((target("avx512f"))) void backward_steps(const rnn_seq *s, 
    and is turned into its gate values; h, c (T + 1, B, U): step t reads row t and writes
    t + 1; ac (T, B, U) gets tanh(c'). rp: modelkit_rnn_pack_forward of the (halved)
    recurrent kernel, G = 4. With the recurrent dropout's masks rd (4, B, U) the GEMM takes
-   h rd per gate, written to hd (4, T, B, U); else rd and hd are NULL. Returns 0, or -1 when
-   its buffer could not be allocated. */
+   h rd per gate, written to hd (4, T, B, U); else rd and hd are NULL. keep (T, B): 0 where
+   a step of a row is masked (its h and c stay the previous step's), or NULL. Returns 0, or
+   -1 when its buffer could not be allocated. */
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
-                                const float *rd, float *hd, int64_t T, int64_t t0, int64_t t1,
-                                int64_t B, int64_t U) {
+                                const float *rd, float *hd, const uint8_t *keep, int64_t T,
+                                int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
-                       .hd = hd, .T = T, .B = B, .U = U};
+                       .hd = hd, .keep = keep, .T = T, .B = B, .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -477,16 +533,20 @@ int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, f
    d h_{t0}, d c_{t0}; dz (T, B, 4U) gets each step's gate gradients. gseq: the output
    sequence's gradient (B, T, U), added to dh at each step, or NULL. rtp:
    modelkit_rnn_pack_backward of the recurrent kernel, G = 4; rd: the recurrent dropout's
-   masks (4, B, U) or NULL. */
-void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
-                                  const float *c, const float *gseq, const float *rd,
-                                  int64_t T, float *dh, float *dc, float *dz, int64_t t0,
-                                  int64_t t1, int64_t B, int64_t U) {
+   masks (4, B, U) or NULL; keep (T, B): 0 where a step of a row is masked (its dh, dc pass
+   it by, dh plus that step's gseq; its gate gradients are 0), or NULL. Returns 0, or -1
+   when its buffer could not be allocated (or no AVX-512 build). */
+int modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
+                                 const float *c, const float *gseq, const float *rd,
+                                 const uint8_t *keep, int64_t T, float *dh, float *dc,
+                                 float *dz, int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z, .c = (float *)c,
-                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd, .T = T,
-                       .B = B, .U = U};
-    backward_steps(&s, t0, t1);
+                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd, .keep = keep,
+                       .T = T, .B = B, .U = U};
+    return backward_steps(&s, t0, t1);
+#else
+    return -1;
 #endif
 }
 
@@ -494,14 +554,14 @@ void modelkit_lstm_backward_steps(const float *rtp, const float *z, const float 
    and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
    t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
    kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
-   NULL; rd, hd: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not be
-   allocated. */
+   NULL; rd, hd, keep: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not
+   be allocated. */
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
-                               float *rh, const float *rd, float *hd, int64_t T, int64_t t0,
-                               int64_t t1, int64_t B, int64_t U) {
+                               float *rh, const float *rd, float *hd, const uint8_t *keep,
+                               int64_t T, int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .rd = rd,
-                       .hd = hd, .T = T, .B = B, .U = U};
+                       .hd = hd, .keep = keep, .T = T, .B = B, .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -512,15 +572,19 @@ int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, flo
    h (T + 1, B, U), rh (T, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0};
    dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
    gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
-   of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL. */
-void modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
-                                 const float *rh, const float *gseq, const float *rd,
-                                 int64_t T, float *dh, float *dz, float *drec, int64_t t0,
-                                 int64_t t1, int64_t B, int64_t U) {
+   of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL;
+   keep: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when its buffer
+   could not be allocated (or no AVX-512 build). */
+int modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
+                                const float *rh, const float *gseq, const float *rd,
+                                const uint8_t *keep, int64_t T, float *dh, float *dz,
+                                float *drec, int64_t t0, int64_t t1, int64_t B, int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
-                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd, .T = T,
-                       .B = B, .U = U};
-    backward_steps(&s, t0, t1);
+                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
+                       .keep = keep, .T = T, .B = B, .U = U};
+    return backward_steps(&s, t0, t1);
+#else
+    return -1;
 #endif
 }

@@ -340,6 +340,36 @@ def test_op_with_fused_steps_matches_numpy_steps(kind, case, takes, monkeypatch)
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("zero_output", [False, True], ids=["repeated output", "zero output"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_masked_op_with_initial_states_matches_numpy_steps(kind, zero_output, monkeypatch):
+    """Initial states (not zero): a row masked throughout keeps them to the end and outputs
+    zeros; their gradients come through the masked steps."""
+    G = 4 if kind == "lstm" else 3
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
+        g = np.random.default_rng(4)
+        B, T, I, U = 5, 9, 6, 16
+        vs = [Variable(g.standard_normal(s).astype(np.float32) * 0.4) for s in
+              ((B, T, I), (I, G * U), (U, G * U), (2, G * U) if G == 3 else (G * U,))]
+        states = [Variable(g.standard_normal((B, U)).astype(np.float32)) for _ in range(G - 2)]
+        with GradientTape() as tape:
+            seq, *last = (rnn_ops.lstm_sequence if kind == "lstm" else rnn_ops.gru_sequence)(
+                *vs, *states, mask=PRE_PADDED, zero_output_for_mask=zero_output)
+            weights = np.linspace(-1, 1, B * T * U, dtype=np.float32).reshape(B, T, U)
+            loss = K.sum(seq * weights) + sum(K.sum(s * s) for s in last)
+        grads = tape.gradient(loss, vs + states)
+        results.append([np.asarray(seq.value)] + [np.asarray(s.value) for s in last]
+                       + [np.asarray(v) for v in grads])
+    fused, plain = results
+    np.testing.assert_array_equal(fused[0][2], 0)              # row 2: masked throughout
+    for got, initial in zip(fused[1:G - 1], states):
+        np.testing.assert_array_equal(got[2], np.asarray(initial.value)[2])
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_op_with_fused_steps_matches_the_float64_reference(kind, monkeypatch):
     monkeypatch.setenv("MODELKIT_RNN_FUSED", "1")

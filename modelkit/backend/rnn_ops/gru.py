@@ -7,7 +7,8 @@ from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half
 from ..tape import apply, defop
-from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks, _gemm,
+from .steps import (_apply_mask_step, _check, _empty, _keep_bytes, _masked_output_grads,
+                    _masked_outputs, _from_time_major, _gate_masks, _gemm,
                     _halve_leading,
                     _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
                     _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
@@ -72,10 +73,11 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             if (halved and act.name == "tanh" and not save_pre
                     and fused_steps(Z, H, RH, rdrop=rdrop)):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
+                keep8 = None if keep is None else _keep_bytes(keep)
                 fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
-                    rp, brec, Z, H, RH, lo, hi, rd, HD), Rf, 3, T, ready, rdrop,
-                    None if keep is None else lambda t: _apply_mask_step(
-                        OUT, H, t, keep, drop_rows, zero_output_for_mask))
+                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8), Rf, 3, T, ready, rdrop)
+                if keep is not None:
+                    _masked_outputs(OUT, H, keep, zero_output_for_mask)
                 steps = ()              # all made in C
             for t in steps:
                 ready(t)
@@ -226,11 +228,12 @@ def _gru_sequence_vjp(grads, s, needs):
     fused = fused and keep is None
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
+            keep8 = None if keep is None else _keep_bytes(keep)
             fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
-                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd), Rfull, 3,
-                None if gs is None or keep is not None else gseq, T, chunks.size,
-                chunks.done, rdrop, None if keep is None else
-                _masked_steps(dh, gs, carry, keep, drop_rows))
+                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8), Rfull, 3,
+                gseq if keep is None and gs is not None else None if keep is None else
+                _masked_output_grads(gseq, keep, zero_output), T, chunks.size, chunks.done,
+                rdrop)
         for t in () if in_c else range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt
@@ -287,23 +290,6 @@ def _gru_sequence_vjp(grads, s, needs):
     else:
         db = _gru_bias(db_in, db_rec)
     return (dx, dW, dR, db, dh if needs_h0 else None, None, None, None)
-
-
-def _masked_steps(dh, gs, carry, keep, drop_rows):
-    """(before, after) of a masked sequence's fused BPTT steps (see steps.fused_backward):
-    a step gets in dh its own rows' d h' (the masked rows' zero, and so their gate
-    gradients), the masked rows' part passing the step by (the numpy steps' sums)."""
-    passed, own = np.empty_like(dh), np.empty_like(dh)
-
-    def before(t):
-        _incoming_grad(gs, t, dh, carry, keep, drop_rows, own)
-        np.copyto(passed, dh)
-        np.copyto(dh, own)
-
-    def after(t):
-        np.add(dh, passed, out=dh)
-
-    return before, after
 
 
 def _state_grad(drec, RfullT, rdrop, Rfull, Rg, out):

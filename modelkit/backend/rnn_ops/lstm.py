@@ -7,7 +7,8 @@ from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half, tanh_to_sigmoid
 from ..tape import apply, defop
-from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_blocks, _gate_masks, _gemm,
+from .steps import (_apply_mask_step, _check, _empty, _keep_bytes, _masked_output_grads,
+                    _masked_outputs, _from_time_major, _gate_blocks, _gate_masks, _gemm,
                     _halve_leading, _init_state, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
                     _seq_grads, _gate_split, _time_slice, _TimeChunks, all_zero,
@@ -100,9 +101,11 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
             np.copyto(C[t + 1], C[t], where=drop_rows[t])
 
         if fused and fused_steps(Z, rdrop=rdrop):
+            keep8 = None if keep is None else _keep_bytes(keep)
             fused_forward(lambda rp, rd, lo, hi: native.lstm_forward_steps(
-                rp, Z, H, C, AC, lo, hi, rd, HD), Rf, 4, T, ready, rdrop,
-                None if keep is None else keep_masked)
+                rp, Z, H, C, AC, lo, hi, rd, HD, keep8), Rf, 4, T, ready, rdrop)
+            if keep is not None:
+                _masked_outputs(OUT, H, keep, zero_output_for_mask)
             steps = ()                  # all made in C
         for t in steps:
             ready(t)
@@ -188,17 +191,19 @@ def _lstm_step_grads(zt, ac, c, c_new, dh, dc, dzg, dz, PRE, t, act, ract, tmp, 
 
 
 def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract, keep,
-                          drop_rows, zero_output, tmp, done):
+                          drop_rows, zero_output, tmp, done, size):
     """BPTT of a masked LSTM sequence: masked steps pass the state gradients through and
     (unless zero_output) hand the output gradient back to the previous output; `done(t)`
-    after each step."""
+    after each step (at least after each `size` steps)."""
     T, _, B, U = Z.shape
-    carry = None if zero_output else np.zeros((B, U), Z.dtype)
     if (PRE is None and act.name == "tanh" and ract.name == "sigmoid"
             and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop)):
-        _lstm_backward_masked_fused(Z, DZ, C, AC, dh, dc, gs, R, rdrop, keep, drop_rows,
-                                    carry, done)
-        return
+        keep8 = _keep_bytes(keep)
+        return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, keep8), R, 4,
+            _masked_output_grads(np.swapaxes(gs, 0, 1), keep, zero_output), T, size, done,
+            rdrop)
+    carry = None if zero_output else np.zeros((B, U), Z.dtype)
     dh_new, dcn = np.empty_like(dh), np.empty_like(dc)
     dzg = np.empty((4, B, U), Z.dtype)
     DZg = DZ.reshape(T, B, 4, U).transpose(0, 2, 1, 3)
@@ -231,32 +236,6 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
         np.copyto(DZg[t], dzg)
         dh += _rec_backward(DZ[t], rdrop, R, Rg)
         done(t)
-
-
-def _lstm_backward_masked_fused(Z, DZ, C, AC, dh, dc, gs, R, rdrop, keep, drop_rows, carry,
-                                done):
-    """_lstm_backward_masked's steps in `_native_rnn.c`, one a call: a step gets in dh, dc
-    its own rows' gradients (the masked rows' zero, and so their gate gradients), the
-    masked rows' part passing the step by (the same sums as the numpy steps)."""
-    passed_h, passed_c = np.empty_like(dh), np.empty_like(dc)
-
-    def before(t):                      # (in place: the C steps hold dh and dc)
-        np.multiply(dh, drop_rows[t], out=passed_h)
-        np.multiply(dc, drop_rows[t], out=passed_c)
-        np.add(dh, gs[t], out=dh)                                       # d h'
-        if carry is not None:
-            np.add(dh, carry, out=dh)
-            np.multiply(gs[t] + carry, drop_rows[t], out=carry)
-        np.multiply(dh, keep[t], out=dh)
-        np.multiply(dc, keep[t], out=dc)
-
-    def after(t):
-        np.add(dh, passed_h, out=dh)
-        np.add(dc, passed_c, out=dc)
-
-    fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
-        rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd), R, 4, None, Z.shape[0], 1, done, rdrop,
-        (before, after))
 
 
 @_lstm_sequence.defvjp
@@ -303,7 +282,7 @@ def _lstm_sequence_vjp(grads, s, needs):
                                     tmp, work1, chunks.done, chunks.size)
         else:
             _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract,
-                                  keep, drop_rows, zero_output, tmp, chunks.done)
+                                  keep, drop_rows, zero_output, tmp, chunks.done, chunks.size)
         if not side:
             dW, dR, db = chunks.results()
     dx = None if DX is None else _from_time_major(DX, s["go_backwards"])

@@ -272,6 +272,35 @@ def _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output):
     np.copyto(H[t + 1], H[t], where=drop_rows[t])
 
 
+def _keep_bytes(keep):
+    """A masked sequence's (T, B, 1) bool mask as the fused steps' (T, B) uint8."""
+    return np.ascontiguousarray(keep[..., 0]).view(np.uint8)
+
+
+def _outputs_kept(keep, zero_output):
+    """Where a masked sequence's outputs are its states (else 0): at the kept steps
+    (zero_output), or from a row's first kept step on (a masked step repeats the previous
+    output, which is the state it kept)."""
+    return keep if zero_output else np.logical_or.accumulate(keep, axis=0)
+
+
+def _masked_outputs(OUT, H, keep, zero_output):
+    """A masked sequence's outputs after fused steps (whose masked rows kept their states):
+    what `_apply_mask_step` makes step by step."""
+    np.copyto(OUT, H[1:])
+    np.copyto(OUT, 0, where=~_outputs_kept(keep, zero_output))
+
+
+def _masked_output_grads(gseq, keep, zero_output):
+    """The output sequence's gradient (B, T, U) for masked fused steps, or None when it is
+    all zero: zero where the output is 0, the state's elsewhere (`_outputs_kept`); at a
+    masked step the state passes the step by, and the gradient with it."""
+    if all_zero(gseq):
+        return None
+    kept = np.swapaxes(_outputs_kept(keep, zero_output), 0, 1)        # (B, T, 1)
+    return np.ascontiguousarray(np.where(kept, gseq, 0), dtype=np.float32)
+
+
 def _incoming_grad(gs, t, dh, carry, keep, drop_rows, out):
     """d(new h) of step t from the later steps (dh) and the output sequence (gs, or None
     when it has no gradient); with a mask, also updates dh / carry for the masked part."""
@@ -594,39 +623,28 @@ def _contiguous(rdrop):
     return None if rdrop is None else np.ascontiguousarray(rdrop)
 
 
-def fused_forward(steps, Rf, gates, T, ready, rdrop=None, after_step=None):
+def fused_forward(steps, Rf, gates, T, ready, rdrop=None):
     """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, rd, lo, hi) with the
     packed recurrent kernel and the recurrent dropout's masks (contiguous, or None), chunk by
-    chunk of the projection ahead (`ready`). With `after_step` (a masked sequence: it keeps
-    the masked rows' states), one step a call and after_step(t) after each."""
+    chunk of the projection ahead (`ready`)."""
     rp, rd = native.rnn_pack_forward(Rf, gates), _contiguous(rdrop)
-    size = 1 if after_step is not None else max(1, _chunk_size(T))  # (T = 0: no chunk)
+    size = max(1, _chunk_size(T))                   # (an empty sequence: no chunk)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
         steps(rp, rd, lo, hi)
-        if after_step is not None:
-            after_step(lo)
 
 
-def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None, around_step=None):
+def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None):
     """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, rd, lo, hi) with the packed R^T,
     the output sequence's gradient (B, T, U) and the recurrent dropout's masks (contiguous,
     or None), `size` timesteps a call from the last down, `done(lo)` after each (the steps
-    `_TimeChunks` splits at). With `around_step` = (before, after) (a masked sequence), one
-    step a call: before(t) leaves in the state gradients only the step's own part (zero on
-    masked rows) and keeps the part that goes past the step, after(t) adds that back."""
+    `_TimeChunks` splits at)."""
     rtp, rd = native.rnn_pack_backward(R, gates), _contiguous(rdrop)
     gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=np.float32)
-    before, after = around_step if around_step is not None else (None, None)
-    size = 1 if around_step is not None else size
     hi = T
     while hi > 0:
         lo = max(hi - size, 0)
-        if before is not None:
-            before(lo)
         steps(rtp, gq, rd, lo, hi)
-        if after is not None:
-            after(lo)
         done(lo)
         hi = lo
