@@ -5,7 +5,8 @@
 
    LSTM forward, step t: z = h_t R + z_t (z_t: the input projection and bias, i, f, o
    halved as R's columns are), i, f, o = sigmoid(2 z), g = tanh(z), c' = f c + i g,
-   h' = o tanh(c'). Backward: the gate gradients from dh' and dc' (the arithmetic of
+   h' = o tanh(c') (or, for hard sigmoid gates, unhalved z and the gates clip(slope z + 0.5,
+   0, 1)). Backward: the gate gradients from dh' and dc' (the arithmetic of
    _native.c's modelkit_lstm_bptt_step), then dh = dz R^T.
    GRU (reset_after, sigmoid gates, tanh candidate) forward: rec = h_t R + b_rec (z and r
    columns halved), z, r = sigmoid(2 (x + rec)), rh = rec_h, hh = tanh(x_h + r rh),
@@ -122,6 +123,28 @@ INLINE __m512 v_sigmoid_of_half(__m512 x) {
     return _mm512_div_ps(one, _mm512_add_ps(one, v_exp(y)));
 }
 
+/* A gate's value from its pre-activation x: sigmoid (slope 0: x is halved, see the
+   header), or the hard sigmoid clip(slope x + 0.5, 0, 1) rounded as numpy's steps (a
+   product, then a sum); NaN stays NaN. */
+INLINE __m512 v_gate(__m512 x, float slope) {
+    if (slope == 0.0f)
+        return v_sigmoid_of_half(x);
+    const __m512 y = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(slope)),
+                                   _mm512_set1_ps(0.5f));
+    return _mm512_min_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_setzero_ps(), y));
+}
+
+/* The gate's derivative from its value y: y (1 - y) for the sigmoid, the slope where
+   0 < y < 1 (else 0) for the hard sigmoid. */
+INLINE __m512 v_gate_grad(__m512 y, float slope) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    if (slope == 0.0f)
+        return _mm512_mul_ps(_mm512_sub_ps(one, y), y);
+    const __mmask16 inside = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ) &
+                             _mm512_cmp_ps_mask(y, one, _CMP_LT_OQ);
+    return _mm512_maskz_mov_ps(inside, _mm512_set1_ps(slope));
+}
+
 /* acc[r][q] = sum_k a_q[r][k] b[k][16 q + l] for `rows` rows of a_q (lda apart) and the
    packed panel b of `nv` vectors a row (k rows): a_q = a, or with `per_gate` a + q a_gate
    (one operand a gate: the recurrent dropout's h rd_q). `rows`, `nv` and `per_gate` are
@@ -209,7 +232,8 @@ INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
                               const float *restrict c,
                               float *restrict c_new, float *restrict ac, float *restrict h_new,
                               int64_t b0, int rows, int64_t n, int64_t U, __mmask16 tail,
-                              float *restrict pre, const float *restrict a, int64_t a_gate) {
+                              float *restrict pre, const float *restrict a, int64_t a_gate,
+                              float slope) {
     const int64_t nb = (U + 15) / 16;
     forward_gemm(a, a_gate, rows, rp, U, 4, pre);
     for (int r = 0; r < rows; r++)
@@ -221,7 +245,7 @@ INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
             for (int g = 0; g < 4; g++) {
                 const __m512 x = _mm512_add_ps(_mm512_loadu_ps(pr + g * 16),
                                                _mm512_maskz_loadu_ps(m, z + g * n + e));
-                t[g] = g < 3 ? v_sigmoid_of_half(x) : v_tanh(x);
+                t[g] = g < 3 ? v_gate(x, slope) : v_tanh(x);
                 _mm512_mask_storeu_ps(z + g * n + e, m, t[g]);
             }
             const __m512 cn = _mm512_fmadd_ps(t[1], _mm512_maskz_loadu_ps(m, c + e),
@@ -240,7 +264,8 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
                           const float *restrict ac, const float *restrict c,
                           const float *restrict g, int64_t gstride, float *restrict dh,
                           float *restrict dc, float *restrict dz, int64_t b0, int rows,
-                          int64_t n, int64_t U, __mmask16 tail, const float *restrict rd) {
+                          int64_t n, int64_t U, __mmask16 tail, const float *restrict rd,
+                          float slope) {
     const int64_t nv = (U + 15) / 16, K = 4 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
@@ -263,9 +288,9 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
             const __m512 d_i = _mm512_mul_ps(d_c, gg);
             const __m512 d_f = _mm512_mul_ps(d_c, _mm512_maskz_loadu_ps(m, c + e));
             const __m512 d_g = _mm512_mul_ps(d_c, i);
-            _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(d_i, _mm512_mul_ps(_mm512_sub_ps(one, i), i)));
-            _mm512_mask_storeu_ps(row + U + j, m, _mm512_mul_ps(d_f, _mm512_mul_ps(_mm512_sub_ps(one, f), f)));
-            _mm512_mask_storeu_ps(row + 2 * U + j, m, _mm512_mul_ps(d_o, _mm512_mul_ps(_mm512_sub_ps(one, o), o)));
+            _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(d_i, v_gate_grad(i, slope)));
+            _mm512_mask_storeu_ps(row + U + j, m, _mm512_mul_ps(d_f, v_gate_grad(f, slope)));
+            _mm512_mask_storeu_ps(row + 2 * U + j, m, _mm512_mul_ps(d_o, v_gate_grad(o, slope)));
             _mm512_mask_storeu_ps(row + 3 * U + j, m, _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
         }
     }
@@ -279,7 +304,7 @@ INLINE void gru_forward_rows(const float *restrict rp, const float *restrict bre
                              float *restrict z, const float *restrict h, float *restrict rh,
                              float *restrict h_new, int64_t b0, int rows, int64_t n, int64_t U,
                              __mmask16 tail, float *restrict pre, const float *restrict a,
-                             int64_t a_gate) {
+                             int64_t a_gate, float slope) {
     const int64_t nb = (U + 15) / 16;
     forward_gemm(a, a_gate, rows, rp, U, 3, pre);
     for (int r = 0; r < rows; r++)
@@ -293,10 +318,10 @@ INLINE void gru_forward_rows(const float *restrict rp, const float *restrict bre
                 if (brec)
                     rec[g] = _mm512_add_ps(rec[g], _mm512_maskz_loadu_ps(m, brec + g * U + j));
             }
-            const __m512 zg = v_sigmoid_of_half(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e),
-                                                              rec[0]));
-            const __m512 rg = v_sigmoid_of_half(_mm512_add_ps(
-                _mm512_maskz_loadu_ps(m, z + n + e), rec[1]));
+            const __m512 zg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e), rec[0]),
+                                     slope);
+            const __m512 rg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + n + e),
+                                                   rec[1]), slope);
             const __m512 hh = v_tanh(_mm512_fmadd_ps(rg, rec[2],
                                                      _mm512_maskz_loadu_ps(m, z + 2 * n + e)));
             const __m512 hv = _mm512_maskz_loadu_ps(m, h + e);
@@ -316,7 +341,8 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
                               const float *restrict h, const float *restrict rh,
                               const float *restrict g, int64_t gstride, float *restrict dh,
                               float *restrict dz, float *restrict drec, int64_t b0, int rows,
-                              int64_t n, int64_t U, __mmask16 tail, const float *restrict rd) {
+                              int64_t n, int64_t U, __mmask16 tail, const float *restrict rd,
+                              float slope) {
     const int64_t nv = (U + 15) / 16, K = 3 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
@@ -336,8 +362,8 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
             const __m512 d_hh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(one, zg), ev),
                                               _mm512_fnmadd_ps(hh, hh, one));
             __m512 d_r = _mm512_mul_ps(d_hh, _mm512_maskz_loadu_ps(m, rh + e));
-            d_z = _mm512_mul_ps(d_z, _mm512_mul_ps(_mm512_sub_ps(one, zg), zg));
-            d_r = _mm512_mul_ps(d_r, _mm512_mul_ps(_mm512_sub_ps(one, rg), rg));
+            d_z = _mm512_mul_ps(d_z, v_gate_grad(zg, slope));
+            d_r = _mm512_mul_ps(d_r, v_gate_grad(rg, slope));
             _mm512_mask_storeu_ps(dzr + j, m, d_z);
             _mm512_mask_storeu_ps(dzr + U + j, m, d_r);
             _mm512_mask_storeu_ps(dzr + 2 * U + j, m, d_hh);
@@ -387,6 +413,7 @@ typedef struct {
     const float *rd;                      /* the recurrent dropout's (G, B, U) masks, or NULL */
     float *hd;                            /* forward with rd: h rd per gate, (G, T, B, U) */
     const uint8_t *keep;                  /* (T, B): 0 where a step is masked, or NULL */
+    float gate_slope;                     /* 0: sigmoid gates, else hard sigmoid's slope */
     int64_t T, B, U;
 } rnn_seq;
 
@@ -458,13 +485,13 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
             const float *ct = s->c + t * n;
             float *cn = s->c + (t + 1) * n, *at = s->ac + t * n;
 #define FORWARD(R) lstm_forward_rows(s->rp, zt, ct, cn, at, hn, b0, R, n, U, tail, pre, \
-                                     a + b0 * U, a_gate)
+                                     a + b0 * U, a_gate, s->gate_slope)
             ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
 #undef FORWARD
         } else {
             float *rt = s->rh + t * n;
 #define FORWARD(R) gru_forward_rows(s->rp, s->brec, zt, ht, rt, hn, b0, R, n, U, tail, pre, \
-                                    a + b0 * U, a_gate)
+                                    a + b0 * U, a_gate, s->gate_slope)
             ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         }
@@ -490,13 +517,13 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
         if (G == 4) {
             const float *at = s->ac + t * n, *ct = s->c + t * n;
 #define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
-                                       R, n, U, tail, s->rd)
+                                       R, n, U, tail, s->rd, s->gate_slope)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         } else {
             const float *ht = s->h + t * n, *rt = s->rh + t * n;
 #define BACKWARD(R) gru_backward_rows(s->rtp, zt, ht, rt, g, gstride, s->dh, dzt, drt, b0, R, \
-                                      n, U, tail, s->rd)
+                                      n, U, tail, s->rd, s->gate_slope)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         }
@@ -514,14 +541,17 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
    t + 1; ac (T, B, U) gets tanh(c'). rp: modelkit_rnn_pack_forward of the (halved)
    recurrent kernel, G = 4. With the recurrent dropout's masks rd (4, B, U) the GEMM takes
    h rd per gate, written to hd (4, T, B, U); else rd and hd are NULL. keep (T, B): 0 where
-   a step of a row is masked (its h and c stay the previous step's), or NULL. Returns 0, or
-   -1 when its buffer could not be allocated. */
+   a step of a row is masked (its h and c stay the previous step's), or NULL. gate_slope: 0
+   for sigmoid gates (i, f, o halved in z and rp), else the hard sigmoid's slope (nothing
+   halved). Returns 0, or -1 when its buffer could not be allocated. */
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
-                                const float *rd, float *hd, const uint8_t *keep, int64_t T,
-                                int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                                const float *rd, float *hd, const uint8_t *keep,
+                                float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
+                                int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
-                       .hd = hd, .keep = keep, .T = T, .B = B, .U = U};
+                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
+                       .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -534,16 +564,18 @@ int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, f
    sequence's gradient (B, T, U), added to dh at each step, or NULL. rtp:
    modelkit_rnn_pack_backward of the recurrent kernel, G = 4; rd: the recurrent dropout's
    masks (4, B, U) or NULL; keep (T, B): 0 where a step of a row is masked (its dh, dc pass
-   it by, dh plus that step's gseq; its gate gradients are 0), or NULL. Returns 0, or -1
-   when its buffer could not be allocated (or no AVX-512 build). */
+   it by, dh plus that step's gseq; its gate gradients are 0), or NULL; gate_slope: as for
+   the forward steps. Returns 0, or -1 when its buffer could not be allocated (or no
+   AVX-512 build). */
 int modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
                                  const float *c, const float *gseq, const float *rd,
-                                 const uint8_t *keep, int64_t T, float *dh, float *dc,
-                                 float *dz, int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                                 const uint8_t *keep, float gate_slope, int64_t T, float *dh,
+                                 float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
+                                 int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z, .c = (float *)c,
                        .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd, .keep = keep,
-                       .T = T, .B = B, .U = U};
+                       .gate_slope = gate_slope, .T = T, .B = B, .U = U};
     return backward_steps(&s, t0, t1);
 #else
     return -1;
@@ -554,14 +586,16 @@ int modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *
    and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
    t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
    kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
-   NULL; rd, hd, keep: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not
+   NULL; rd, hd, keep, gate_slope: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not
    be allocated. */
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
                                float *rh, const float *rd, float *hd, const uint8_t *keep,
-                               int64_t T, int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                               float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
+                               int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .rd = rd,
-                       .hd = hd, .keep = keep, .T = T, .B = B, .U = U};
+                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
+                       .U = U};
     return forward_steps(&s, t0, t1);
 #else
     return -1;
@@ -573,16 +607,17 @@ int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, flo
    dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
    gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
    of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL;
-   keep: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when its buffer
+   keep, gate_slope: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when its buffer
    could not be allocated (or no AVX-512 build). */
 int modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
                                 const float *rh, const float *gseq, const float *rd,
-                                const uint8_t *keep, int64_t T, float *dh, float *dz,
-                                float *drec, int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                                const uint8_t *keep, float gate_slope, int64_t T, float *dh,
+                                float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
+                                int64_t U) {
 #ifdef RNN_AVX512
     const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
                        .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
-                       .keep = keep, .T = T, .B = B, .U = U};
+                       .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U};
     return backward_steps(&s, t0, t1);
 #else
     return -1;

@@ -17,10 +17,11 @@ class _Act:
     multiplies `g` in place by a'(x), given the output `y` (and the input `x` where
     `needs_x`); `work`, shaped like `g`, is scratch space it may use."""
 
-    __slots__ = ("name", "fwd", "grad", "needs_x")
+    __slots__ = ("name", "fwd", "grad", "needs_x", "hard_slope")
 
-    def __init__(self, name, fwd, grad, needs_x=False):
+    def __init__(self, name, fwd, grad, needs_x=False, hard_slope=None):
         self.name, self.fwd, self.grad, self.needs_x = name, fwd, grad, needs_x
+        self.hard_slope = hard_slope        # a hard sigmoid's slope (else None)
 
 
 def _linear_fwd(x, out):
@@ -177,8 +178,8 @@ ACTIVATIONS = {a.name: a for a in [
     _Act("linear", _linear_fwd, _linear_grad),
     _Act("tanh", _tanh_fwd, _tanh_grad),
     _Act("sigmoid", _sigmoid_fwd, _sigmoid_grad),
-    _Act("hard_sigmoid", *_hard_sigmoid(0.2)),                  # Keras 2
-    _Act("keras3_hard_sigmoid", *_hard_sigmoid(1.0 / 6.0)),     # Keras 3
+    _Act("hard_sigmoid", *_hard_sigmoid(0.2), hard_slope=0.2),                  # Keras 2
+    _Act("keras3_hard_sigmoid", *_hard_sigmoid(1.0 / 6.0), hard_slope=1.0 / 6.0),  # Keras 3
     _Act("relu", _relu_fwd, _relu_grad),
     _Act("elu", _elu_fwd, _elu_grad),
     _Act("selu", _selu_fwd, _selu_grad),

@@ -7,13 +7,13 @@ from .. import native
 from ..blas import single_threaded
 from ..rnn_activations import get_activation, sigmoid_of_half
 from ..tape import apply, defop
-from .steps import (_apply_mask_step, _check, _empty, _keep_bytes, _masked_output_grads,
-                    _masked_outputs, _from_time_major, _gate_masks, _gemm,
-                    _halve_leading,
-                    _incoming_grad, _init_state, _prepare_mask, _project_ahead, _project_backward,
-                    _rec_backward, _rec_forward, _rec_weight_grad, _seq_grads, _gate_split,
-                    _time_slice, _TimeChunks, all_zero, fused_backward, fused_forward,
-                    fused_steps, weights_on_side)
+from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_masks,
+                    _gate_split, _gemm, _halve_leading, _incoming_grad, _init_state,
+                    _keep_bytes, _masked_output_grads, _masked_outputs, _prepare_mask,
+                    _project_ahead, _project_backward, _rec_backward, _rec_forward,
+                    _rec_weight_grad, _seq_grads, _time_slice, _TimeChunks, all_zero,
+                    fused_backward, fused_forward, fused_gate_slope, fused_steps,
+                    weights_on_side)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -70,12 +70,12 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((3, B, U), dt)
             steps = range(T)
-            if (halved and act.name == "tanh" and not save_pre
-                    and fused_steps(Z, H, RH, rdrop=rdrop)):
+            slope = fused_gate_slope(act, ract)
+            if slope is not None and fused_steps(Z, H, RH, rdrop=rdrop):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
                 keep8 = None if keep is None else _keep_bytes(keep)
                 fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
-                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8), Rf, 3, T, ready, rdrop)
+                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8, slope), Rf, 3, T, ready, rdrop)
                 if keep is not None:
                     _masked_outputs(OUT, H, keep, zero_output_for_mask)
                 steps = ()              # all made in C
@@ -222,15 +222,15 @@ def _gru_sequence_vjp(grads, s, needs):
                            2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
-    fused = (reset_after and PRE is None and act.name == "tanh" and ract.name == "sigmoid"
+    slope = fused_gate_slope(act, ract) if reset_after else None
+    in_c = slope is not None and fused_steps(Z, H, RH, DZ, DREC, dh, rdrop=rdrop)
+    fused = (keep is None and reset_after and act.name == "tanh" and ract.name == "sigmoid"
              and native.takes(Z, H, RH, DZ, DREC, dh))
-    in_c = fused and fused_steps(Z, H, RH, DZ, DREC, dh, rdrop=rdrop)
-    fused = fused and keep is None
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
             keep8 = None if keep is None else _keep_bytes(keep)
             fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
-                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8), Rfull, 3,
+                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8, slope), Rfull, 3,
                 gseq if keep is None and gs is not None else None if keep is None else
                 _masked_output_grads(gseq, keep, zero_output), T, chunks.size, chunks.done,
                 rdrop)

@@ -614,9 +614,18 @@ def fused_steps(*arrays, rdrop=None):
     """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
     C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0) with the recurrent dropout's
     masks `rdrop` (None, or float32); the caller has checked that the cell is one they make
-    (tanh with sigmoid gates)."""
+    (`fused_gate_slope`)."""
     return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
             and (rdrop is None or rdrop.dtype == np.float32) and native.rnn_fused_available())
+
+
+def fused_gate_slope(act, ract):
+    """The fused steps' `gate_slope` for a cell of these activations: 0 for sigmoid gates,
+    the slope of hard sigmoid ones, None for a cell they do not make (not tanh, or other
+    gates)."""
+    if act.name != "tanh":
+        return None
+    return 0.0 if ract.name == "sigmoid" else ract.hard_slope
 
 
 def _contiguous(rdrop):
