@@ -12,6 +12,9 @@
    columns halved), z, r = sigmoid(2 (x + rec)), rh = rec_h, hh = tanh(x_h + r rh),
    h' = hh + z (h - hh). Backward: the gate gradients of _native.c's
    modelkit_gru_bptt_step, then dh = e z + drec R^T.
+   GRU without reset_after: rec = h_t R_zr, z, r as above, q = r h, hh = tanh(x_h + q R_h)
+   (a second GEMM on the block's rows), h' as above. Backward: dq = d hh R_h^T first, then
+   dh = e z + dq r + (dz, dr) R_zr^T.
    With recurrent dropout each gate's GEMM takes h times its mask (h rd_g, kept for the
    weight gradient) and the backward's dh sums (dz_g R_g^T) rd_g. A masked sequence (keep:
    0 where a row's step is masked) has its masked rows keep their states after a step, and
@@ -175,19 +178,21 @@ INLINE void panel_gemm(const float *restrict a, int64_t lda, int64_t a_gate, int
     }
 }
 
-/* out's `rows` rows (U values, U apart) = (add ? out : 0) + a's rows (K = G U values, K
+/* out's `rows` rows (U values, U apart) = (add ? out : 0) + a's rows (K = G U values, lda
    apart) @ the packed r^T (modelkit_rnn_pack_backward); with the recurrent dropout's masks
    rd (G planes `rd_gate` apart, rows U apart) each gate's part a_g r_g^T times rd_g, added
    gate by gate. `tail`: the lanes of the last vector. */
-INLINE void rows_times_rt(const float *restrict a, int rows, const float *restrict rtp,
-                          int64_t K, int64_t U, __mmask16 tail, float *restrict out, int add,
-                          const float *restrict rd, int64_t rd_gate) {
+INLINE void rows_times_rt(const float *restrict a, int64_t lda, int rows,
+                          const float *restrict rtp, int64_t K, int64_t U, __mmask16 tail,
+                          float *restrict out, int add, const float *restrict rd,
+                          int64_t rd_gate) {
     const int64_t nb = (U + RNN_COLS - 1) / RNN_COLS, G = K / U;
     for (int64_t cb = 0; cb < nb; cb++)
         for (int64_t g = 0; g < (rd ? G : 1); g++) {
             __m512 acc[RNN_ROWS][4];
             const int64_t k0 = rd ? g * U : 0;
-            panel_gemm(a + k0, K, 0, rows, rtp + (cb * K + k0) * RNN_COLS, rd ? U : K, 4, acc, 0);
+            panel_gemm(a + k0, lda, 0, rows, rtp + (cb * K + k0) * RNN_COLS, rd ? U : K, 4, acc,
+                       0);
             for (int r = 0; r < RNN_ROWS; r++)
                 if (r < rows)
                     for (int q = 0; q < 4; q++) {
@@ -294,7 +299,8 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
             _mm512_mask_storeu_ps(row + 3 * U + j, m, _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
         }
     }
-    rows_times_rt(dz + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 0, rd ? rd + b0 * U : 0, n);
+    rows_times_rt(dz + b0 * K, K, rows, rtp, K, U, tail, dh + b0 * U, 0, rd ? rd + b0 * U : 0,
+                  n);
 }
 
 /* One GRU forward step for batch rows [b0, b0 + rows): z (3, B, U) from the input
@@ -372,8 +378,112 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
             _mm512_mask_storeu_ps(drr + 2 * U + j, m, _mm512_mul_ps(d_hh, rg));
         }
     }
-    rows_times_rt(drec + b0 * K, rows, rtp, K, U, tail, dh + b0 * U, 1, rd ? rd + b0 * U : 0,
-                  n);
+    rows_times_rt(drec + b0 * K, K, rows, rtp, K, U, tail, dh + b0 * U, 1,
+                  rd ? rd + b0 * U : 0, n);
+}
+
+/* One GRU step without reset_after for batch rows [b0, b0 + rows): rec = h R_zr (z and r
+   columns halved for sigmoid gates; the GEMM reads `a`: h's rows, or h rd's, `a_gate`
+   apart) makes z, r; q = r h (times rd_h, the candidate's recurrent dropout mask, or NULL),
+   kept in q's rows for the weight gradient; hh = tanh(x_h + q R_h) and h_new = hh +
+   z (h - hh). z (3, B, U): from the projections to the gate values z, r, hh. */
+INLINE void gru_before_forward_rows(const float *restrict rp, const float *restrict rp_h,
+                                    float *restrict z, const float *restrict h,
+                                    float *restrict q, float *restrict h_new, int64_t b0,
+                                    int rows, int64_t n, int64_t U, __mmask16 tail,
+                                    float *restrict pre, const float *restrict a, int64_t a_gate,
+                                    const float *restrict rd_h, float slope) {
+    const int64_t nb = (U + 15) / 16;
+    forward_gemm(a, a_gate, rows, rp, U, 2, pre);
+    for (int r = 0; r < rows; r++)
+        for (int64_t jb = 0; jb < nb; jb++) {
+            const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = (b0 + r) * U + jb * 16;
+            const float *pr = pre + (r * nb + jb) * 32;
+            const __m512 zg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e),
+                                                   _mm512_loadu_ps(pr)), slope);
+            const __m512 rg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + n + e),
+                                                   _mm512_loadu_ps(pr + 16)), slope);
+            __m512 qv = _mm512_mul_ps(rg, _mm512_maskz_loadu_ps(m, h + e));
+            if (rd_h)
+                qv = _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(m, rd_h + e));
+            _mm512_mask_storeu_ps(z + e, m, zg);
+            _mm512_mask_storeu_ps(z + n + e, m, rg);
+            _mm512_mask_storeu_ps(q + e, m, qv);
+        }
+    forward_gemm(q + b0 * U, 0, rows, rp_h, U, 1, pre);
+    for (int r = 0; r < rows; r++)
+        for (int64_t jb = 0; jb < nb; jb++) {
+            const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = (b0 + r) * U + jb * 16;
+            const __m512 hh = v_tanh(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + 2 * n + e),
+                                                   _mm512_loadu_ps(pre + (r * nb + jb) * 16)));
+            const __m512 zg = _mm512_maskz_loadu_ps(m, z + e);
+            _mm512_mask_storeu_ps(z + 2 * n + e, m, hh);
+            _mm512_mask_storeu_ps(h_new + e, m, _mm512_fmadd_ps(
+                zg, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, h + e), hh), hh));
+        }
+}
+
+/* One GRU backward step without reset_after for batch rows [b0, b0 + rows): from the gate
+   values z (3, B, U), the previous state h and dh' (dh's rows, plus g's when given), the
+   gate gradients into dz's rows (B, 3U: d z, d r, d hh) and dh's rows = dh' z + dq r
+   (times rd_h) + (d z, d r) @ R_zr^T, where dq = d hh @ R_h^T (into `dq`, rows x U). rd:
+   the recurrent dropout's masks (3, B, U: z, r, then the candidate's rd_h) or NULL. */
+INLINE void gru_before_backward_rows(const float *restrict rtp, const float *restrict rtp_h,
+                                     const float *restrict z, const float *restrict h,
+                                     const float *restrict g, int64_t gstride,
+                                     float *restrict dh, float *restrict dz, int64_t b0,
+                                     int rows, int64_t n, int64_t U, __mmask16 tail,
+                                     const float *restrict rd, float slope,
+                                     float *restrict dq) {
+    const int64_t nv = (U + 15) / 16, K = 3 * U;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const float *rd_h = rd ? rd + 2 * n : 0;
+    for (int r = 0; r < rows; r++) {
+        const int64_t b = b0 + r;
+        float *dzr = dz + b * K;
+        for (int64_t v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = b * U + v * 16, j = v * 16;
+            const __m512 zg = _mm512_maskz_loadu_ps(m, z + e);
+            const __m512 hh = _mm512_maskz_loadu_ps(m, z + 2 * n + e);
+            __m512 ev = _mm512_maskz_loadu_ps(m, dh + e);
+            if (g)
+                ev = _mm512_add_ps(ev, _mm512_maskz_loadu_ps(m, g + b * gstride + j));
+            _mm512_mask_storeu_ps(dh + e, m, _mm512_mul_ps(ev, zg));
+            _mm512_mask_storeu_ps(dzr + j, m, _mm512_mul_ps(             /* d z, ungated */
+                _mm512_sub_ps(_mm512_maskz_loadu_ps(m, h + e), hh), ev));
+            _mm512_mask_storeu_ps(dzr + 2 * U + j, m, _mm512_mul_ps(      /* d hh */
+                _mm512_mul_ps(_mm512_sub_ps(one, zg), ev), _mm512_fnmadd_ps(hh, hh, one)));
+        }
+    }
+    rows_times_rt(dz + b0 * K + 2 * U, K, rows, rtp_h, U, U, tail, dq, 0, 0, 0);
+    for (int r = 0; r < rows; r++) {
+        const int64_t b = b0 + r;
+        float *dzr = dz + b * K;
+        for (int64_t v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? tail : (__mmask16)0xFFFF;
+            const int64_t e = b * U + v * 16, j = v * 16;
+            const __m512 zg = _mm512_maskz_loadu_ps(m, z + e);
+            const __m512 rg = _mm512_maskz_loadu_ps(m, z + n + e);
+            __m512 dqv = _mm512_maskz_loadu_ps(m, dq + r * U + j);
+            __m512 hdh = _mm512_maskz_loadu_ps(m, h + e);
+            if (rd_h)
+                hdh = _mm512_mul_ps(hdh, _mm512_maskz_loadu_ps(m, rd_h + e));
+            _mm512_mask_storeu_ps(dzr + U + j, m, _mm512_mul_ps(_mm512_mul_ps(dqv, hdh),
+                                                               v_gate_grad(rg, slope)));
+            _mm512_mask_storeu_ps(dzr + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dzr + j),
+                                                           v_gate_grad(zg, slope)));
+            dqv = _mm512_mul_ps(dqv, rg);
+            if (rd_h)
+                dqv = _mm512_mul_ps(dqv, _mm512_maskz_loadu_ps(m, rd_h + e));
+            _mm512_mask_storeu_ps(dh + e, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dh + e),
+                                                          dqv));
+        }
+    }
+    rows_times_rt(dz + b0 * K, K, rows, rtp, 2 * U, U, tail, dh + b0 * U, 1,
+                  rd ? rd + b0 * U : 0, n);
 }
 
 static __mmask16 tail_mask(int64_t U) {
@@ -408,6 +518,9 @@ typedef struct {
     int gates;
     const float *rp, *brec;               /* forward: packed kernel, GRU recurrent bias */
     const float *rtp, *gseq;              /* backward: packed R^T, output gradient */
+    const float *rp_h, *rtp_h;            /* GRU without reset_after: R_h's packs (rp, rtp:
+                                             R_zr's) */
+    float *q;                             /* ... and its r h (rd_h) per step, (T, B, U) */
     float *z, *h, *c, *ac, *rh;           /* c, ac: LSTM's; rh: GRU's */
     float *dh, *dc, *dz, *drec;           /* dc: LSTM's; drec: GRU's */
     const float *rd;                      /* the recurrent dropout's (G, B, U) masks, or NULL */
@@ -477,8 +590,8 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
         float *zt = s->z + t * s->gates * n, *hn = s->h + (t + 1) * n;
         const float *ht = s->h + t * n, *a = ht;      /* the GEMM's operand */
         const int64_t a_gate = s->rd ? s->T * n : 0;
-        if (s->rd) {
-            drop_h(ht, s->rd, s->hd + t * n, s->gates, n, a_gate);
+        if (s->rd) {                      /* (without reset_after: z and r only) */
+            drop_h(ht, s->rd, s->hd + t * n, s->rp_h ? 2 : s->gates, n, a_gate);
             a = s->hd + t * n;
         }
         if (s->gates == 4) {
@@ -487,6 +600,13 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
 #define FORWARD(R) lstm_forward_rows(s->rp, zt, ct, cn, at, hn, b0, R, n, U, tail, pre, \
                                      a + b0 * U, a_gate, s->gate_slope)
             ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
+#undef FORWARD
+        } else if (s->rp_h) {
+            float *qt = s->q + t * n;
+            const float *rd_h = s->rd ? s->rd + 2 * n : 0;
+#define FORWARD(R) gru_before_forward_rows(s->rp, s->rp_h, zt, ht, qt, hn, b0, R, n, U, tail, \
+                                           pre, a + b0 * U, a_gate, rd_h, s->gate_slope)
+            ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         } else {
             float *rt = s->rh + t * n;
@@ -507,17 +627,27 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
     const int64_t B = s->B, U = s->U, n = B * U, G = s->gates, gstride = s->T * U;
     const __mmask16 tail = tail_mask(U);
     float *saved = s->keep ? malloc((size_t)(2 * n) * sizeof(float)) : 0;
-    if (s->keep && !saved)
+    float *dq = s->rtp_h ? malloc((size_t)(RNN_ROWS * U) * sizeof(float)) : 0;
+    if ((s->keep && !saved) || (s->rtp_h && !dq)) {
+        free(saved);
+        free(dq);
         return -1;
+    }
     for (int64_t t = t1 - 1; t >= t0; t--) {
         const float *zt = s->z + t * G * n, *g = s->gseq ? s->gseq + t * U : 0;
-        float *dzt = s->dz + t * G * n, *drt = G == 3 ? s->drec + t * G * n : 0;
+        float *dzt = s->dz + t * G * n, *drt = s->drec ? s->drec + t * G * n : 0;
         if (saved)
             pass_masked_rows(s, t, g, gstride, dzt, drt, saved, 0);
         if (G == 4) {
             const float *at = s->ac + t * n, *ct = s->c + t * n;
 #define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
                                        R, n, U, tail, s->rd, s->gate_slope)
+            ROW_BLOCKS(6, B, BACKWARD)
+#undef BACKWARD
+        } else if (s->rtp_h) {
+            const float *ht = s->h + t * n;
+#define BACKWARD(R) gru_before_backward_rows(s->rtp, s->rtp_h, zt, ht, g, gstride, s->dh, dzt, \
+                                             b0, R, n, U, tail, s->rd, s->gate_slope, dq)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         } else {
@@ -531,6 +661,7 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
             pass_masked_rows(s, t, g, gstride, dzt, drt, saved, 1);
     }
     free(saved);
+    free(dq);
     return 0;
 }
 
@@ -618,6 +749,50 @@ int modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h
     const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
                        .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
                        .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U};
+    return backward_steps(&s, t0, t1);
+#else
+    return -1;
+#endif
+}
+
+/* GRU forward steps without reset_after [t0, t1): z (T, 3, B, U) from each step's
+   projection (z and r halved for sigmoid gates, the bias in it) to its gate values z, r,
+   hh; h (T + 1, B, U): step t reads row t and writes t + 1; q (T, B, U) gets r h (times
+   the candidate's recurrent dropout mask). rp: modelkit_rnn_pack_forward of R's z and r
+   columns (halved for sigmoid gates), G = 2; rp_h: of its candidate columns, G = 1. rd:
+   the recurrent dropout's masks (3, B, U) or NULL; hd: with rd, h rd for z and r,
+   (2, T, B, U); keep, gate_slope: as for the LSTM. Returns 0, or -1 when its buffer could
+   not be allocated. */
+int modelkit_gru_before_forward_steps(const float *rp, const float *rp_h, float *z, float *h,
+                                      float *q, const float *rd, float *hd,
+                                      const uint8_t *keep, float gate_slope, int64_t T,
+                                      int64_t t0, int64_t t1, int64_t B, int64_t U) {
+#ifdef RNN_AVX512
+    const rnn_seq s = {.gates = 3, .rp = rp, .rp_h = rp_h, .z = z, .h = h, .q = q, .rd = rd,
+                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
+                       .U = U};
+    return forward_steps(&s, t0, t1);
+#else
+    return -1;
+#endif
+}
+
+/* GRU backward steps without reset_after t1 - 1 down to t0 (gate values z (T, 3, B, U),
+   states h (T + 1, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0}; dz
+   (T, B, 3U) gets each step's gradients of the projection. gseq: the output sequence's
+   gradient (B, T, U) or NULL. rtp, rtp_h: modelkit_rnn_pack_backward of R's z and r
+   columns (G = 2) and of its candidate columns (G = 1); rd: the recurrent dropout's masks
+   (3, B, U) or NULL; keep, gate_slope: as for the LSTM. Returns 0, or -1 when its buffer
+   could not be allocated (or no AVX-512 build). */
+int modelkit_gru_before_backward_steps(const float *rtp, const float *rtp_h, const float *z,
+                                       const float *h, const float *gseq, const float *rd,
+                                       const uint8_t *keep, float gate_slope, int64_t T,
+                                       float *dh, float *dz, int64_t t0, int64_t t1, int64_t B,
+                                       int64_t U) {
+#ifdef RNN_AVX512
+    const rnn_seq s = {.gates = 3, .rtp = rtp, .rtp_h = rtp_h, .gseq = gseq, .z = (float *)z,
+                       .h = (float *)h, .dh = dh, .dz = dz, .rd = rd, .keep = keep,
+                       .gate_slope = gate_slope, .T = T, .B = B, .U = U};
     return backward_steps(&s, t0, t1);
 #else
     return -1;

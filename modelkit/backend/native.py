@@ -104,6 +104,13 @@ def _load():
         lib.modelkit_gru_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32, i64,
                                                      ptr, ptr, ptr, i64, i64, i64, i64)
         lib.modelkit_gru_backward_steps.restype = ctypes.c_int
+        lib.modelkit_gru_before_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                                           f32, i64, i64, i64, i64, i64)
+        lib.modelkit_gru_before_forward_steps.restype = ctypes.c_int
+        lib.modelkit_gru_before_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                                            f32, i64, ptr, ptr, i64, i64, i64,
+                                                            i64)
+        lib.modelkit_gru_before_backward_steps.restype = ctypes.c_int
         return lib
     return False
 
@@ -389,4 +396,41 @@ def gru_backward_steps(rtp, z, h, rh, gseq, dh, dz, drec, t0, t1, rd=None, keep=
                                               rh.ctypes.data, _address(gseq), _address(rd),
                                               _address(keep), gate_slope, T, dh.ctypes.data,
                                               dz.ctypes.data, drec.ctypes.data, t0, t1, B, U):
+        raise MemoryError("the GRU backward steps' buffer could not be allocated")
+
+
+def gru_before_forward_steps(rp, rp_h, z, h, q, t0, t1, rd=None, hd=None, keep=None,
+                             gate_slope=0.0):
+    """GRU forward steps without reset_after [t0, t1) in place (tanh candidate): z
+    (T, 3, B, U) from the projections (bias included; z and r halved for sigmoid gates) to
+    the gate values (z, r, hh), h (T + 1, B, U) row t + 1 from row t, q (T, B, U) = r h
+    (times the candidate's recurrent dropout mask); rp, rp_h from rnn_pack_forward of R's
+    z and r columns (halved for sigmoid gates; 2 gates) and of its candidate columns (1).
+    rd: the recurrent dropout's masks (3, B, U) or None; hd: with rd, (2, T, B, U) for
+    h rd of z and r; keep, gate_slope: as for lstm_forward_steps."""
+    T = q.shape[0]
+    B, U = h.shape[1:]
+    if _library().modelkit_gru_before_forward_steps(rp.ctypes.data, rp_h.ctypes.data,
+                                                    z.ctypes.data, h.ctypes.data, q.ctypes.data,
+                                                    _address(rd), _address(hd), _address(keep),
+                                                    gate_slope, T, t0, t1, B, U):
+        raise MemoryError("the GRU forward steps' buffer could not be allocated")
+
+
+def gru_before_backward_steps(rtp, rtp_h, z, h, gseq, dh, dz, t0, t1, rd=None, keep=None,
+                              gate_slope=0.0):
+    """GRU BPTT steps without reset_after t1 - 1 down to t0 in place: from the gate values
+    z (T, 3, B, U), the states h (T + 1, B, U) and the output sequence's gradient gseq
+    (B, T, U, or None), dh (B, U) from step t1's to step t0's, each step's gradient of the
+    projection into dz (T, B, 3U); rtp, rtp_h from rnn_pack_backward of R's z and r columns
+    (2 gates) and of its candidate columns (1); rd, keep, gate_slope as for
+    gru_before_forward_steps."""
+    T = dz.shape[0]
+    B, U = dh.shape
+    if _library().modelkit_gru_before_backward_steps(rtp.ctypes.data, rtp_h.ctypes.data,
+                                                     z.ctypes.data, h.ctypes.data,
+                                                     _address(gseq), _address(rd),
+                                                     _address(keep), gate_slope, T,
+                                                     dh.ctypes.data, dz.ctypes.data, t0, t1, B,
+                                                     U):
         raise MemoryError("the GRU backward steps' buffer could not be allocated")

@@ -148,9 +148,10 @@ def test_sgd_kernel_only_where_axpy_rounds_once(monkeypatch):
 
 
 def train_embedding_model(monkeypatch, layer, env, units=8, length=10, mask_zero=False):
-    """Two epochs of Embedding -> `layer` ("LSTM" or "GRU") -> Dense with the variables in
-    `env` set: (the epochs' losses, the weights and the optimizer's slots). `mask_zero`:
-    sequences padded with zeros in front (0 to length - 1 of them), masked by the Embedding."""
+    """Two epochs of Embedding -> `layer` ("LSTM", "GRU", or "GRU_reset_before": a GRU with
+    reset_after=False) -> Dense with the variables in `env` set: (the epochs' losses, the
+    weights and the optimizer's slots). `mask_zero`: sequences padded with zeros in front
+    (0 to length - 1 of them), masked by the Embedding."""
     from modelkit import layers
     from modelkit.models import Sequential
     from modelkit.utils import set_random_seed
@@ -163,8 +164,10 @@ def train_embedding_model(monkeypatch, layer, env, units=8, length=10, mask_zero
         for name, value in env.items():
             m.setenv(name, value)
         set_random_seed(2)
+        rnn = (layers.GRU(units, reset_after=False) if layer == "GRU_reset_before"
+               else getattr(layers, layer)(units))
         model = Sequential([layers.Embedding(300, 16, input_length=length, mask_zero=mask_zero),
-                            getattr(layers, layer)(units), layers.Dense(1, activation="sigmoid")])
+                            rnn, layers.Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy")
         hist = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         return hist.history["loss"], model.get_weights() + model.optimizer.get_weights()[1:]

@@ -273,7 +273,8 @@ def _op(kind, monkeypatch, fused, B=5, T=9, I=6, U=8, dt=np.float32, loss_on="se
     often the fused kernels ran."""
     monkeypatch.setenv("MODELKIT_RNN_FUSED", "1" if fused else "0")
     monkeypatch.setattr(parallel, "threads", lambda: threads)
-    calls = count_calls(monkeypatch, f"{kind}_forward_steps", f"{kind}_backward_steps")
+    steps = kind if kind == "lstm" or reset_after else "gru_before"
+    calls = count_calls(monkeypatch, f"{steps}_forward_steps", f"{steps}_backward_steps")
     g = np.random.default_rng(11)
     G = 4 if kind == "lstm" else 3
     x = Variable(g.standard_normal((B, T, I)).astype(dt), dtype=dt)
@@ -331,9 +332,9 @@ IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "bench
 
 @pytest.mark.parametrize("kind, case, takes",
                          [("lstm", c, t) for c, t in CASES] + [("gru", c, t) for c, t in CASES]
-                         + [("gru", {"reset_after": False}, False)],
+                         + [("gru", dict(c, reset_after=False), t) for c, t in CASES],
                          ids=[f"lstm-{i}" for i in IDS] + [f"gru-{i}" for i in IDS]
-                         + ["gru-reset_before"])
+                         + [f"gru-reset_before-{i}" for i in IDS])
 def test_op_with_fused_steps_matches_numpy_steps(kind, case, takes, monkeypatch):
     fused, calls = _op(kind, monkeypatch, True, **dict(case))
     plain, none = _op(kind, monkeypatch, False, **dict(case))
@@ -347,22 +348,26 @@ def test_op_with_fused_steps_matches_numpy_steps(kind, case, takes, monkeypatch)
 
 
 @pytest.mark.parametrize("zero_output", [False, True], ids=["repeated output", "zero output"])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_masked_op_with_initial_states_matches_numpy_steps(kind, zero_output, monkeypatch):
+@pytest.mark.parametrize("kind, reset_after", [("lstm", True), ("gru", True), ("gru", False)],
+                         ids=["lstm", "gru", "gru-reset_before"])
+def test_masked_op_with_initial_states_matches_numpy_steps(kind, reset_after, zero_output,
+                                                           monkeypatch):
     """Initial states (not zero): a row masked throughout keeps them to the end and outputs
     zeros; their gradients come through the masked steps."""
     G = 4 if kind == "lstm" else 3
+    extra = {} if kind == "lstm" else {"reset_after": reset_after}
     results = []
     for switch in ("1", "0"):
         monkeypatch.setenv("MODELKIT_RNN_FUSED", switch)
         g = np.random.default_rng(4)
         B, T, I, U = 5, 9, 6, 16
         vs = [Variable(g.standard_normal(s).astype(np.float32) * 0.4) for s in
-              ((B, T, I), (I, G * U), (U, G * U), (2, G * U) if G == 3 else (G * U,))]
+              ((B, T, I), (I, G * U), (U, G * U), (2, G * U) if extra.get("reset_after")
+               else (G * U,))]
         states = [Variable(g.standard_normal((B, U)).astype(np.float32)) for _ in range(G - 2)]
         with GradientTape() as tape:
             seq, *last = (rnn_ops.lstm_sequence if kind == "lstm" else rnn_ops.gru_sequence)(
-                *vs, *states, mask=PRE_PADDED, zero_output_for_mask=zero_output)
+                *vs, *states, mask=PRE_PADDED, zero_output_for_mask=zero_output, **extra)
             weights = np.linspace(-1, 1, B * T * U, dtype=np.float32).reshape(B, T, U)
             loss = K.sum(seq * weights) + sum(K.sum(s * s) for s in last)
         grads = tape.gradient(loss, vs + states)
@@ -395,7 +400,7 @@ def test_op_with_fused_steps_matches_the_float64_reference(kind, monkeypatch):
 
 
 @pytest.mark.parametrize("mask_zero", [False, True], ids=["", "mask_zero"])
-@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "GRU_reset_before"])
 def test_training_with_fused_steps_follows_numpy_steps(layer, mask_zero, monkeypatch):
     fused, plain = (train_embedding_model(monkeypatch, layer, {"MODELKIT_RNN_FUSED": switch},
                                           units=20, length=12, mask_zero=mask_zero)

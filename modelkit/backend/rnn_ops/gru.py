@@ -75,7 +75,8 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
                 keep8 = None if keep is None else _keep_bytes(keep)
                 fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
-                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8, slope), Rf, 3, T, ready, rdrop)
+                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8, slope), [(Rf, 3)], T, ready,
+                    rdrop)
                 if keep is not None:
                     _masked_outputs(OUT, H, keep, zero_output_for_mask)
                 steps = ()              # all made in C
@@ -111,7 +112,17 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             HD = None if rdrop is None else _empty((2, T, B, U), dt)
             Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
             rec = np.empty((2, B, U), dt)
-            for t in range(T):
+            steps = range(T)
+            slope = fused_gate_slope(act, ract)
+            if slope is not None and fused_steps(Z, H, Q, rdrop=rdrop):
+                keep8 = None if keep is None else _keep_bytes(keep)
+                fused_forward(lambda rp, rp_h, rd, lo, hi: native.gru_before_forward_steps(
+                    rp, rp_h, Z, H, Q, lo, hi, rd, HD, keep8, slope),
+                    [(Rf[:, :u2], 2), (Rh, 1)], T, ready, rdrop)
+                if keep is not None:
+                    _masked_outputs(OUT, H, keep, zero_output_for_mask)
+                steps = ()              # all made in C
+            for t in steps:
                 ready(t)
                 zt = Z[t]
                 hd = _rec_forward(H[t], rd_zr, Rgf, rec)
@@ -222,18 +233,26 @@ def _gru_sequence_vjp(grads, s, needs):
                            2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
-    slope = fused_gate_slope(act, ract) if reset_after else None
-    in_c = slope is not None and fused_steps(Z, H, RH, DZ, DREC, dh, rdrop=rdrop)
+    slope = fused_gate_slope(act, ract)
+    in_c = slope is not None and fused_steps(Z, H, DZ, dh, *((RH, DREC) if reset_after else ()),
+                                             rdrop=rdrop)
     fused = (keep is None and reset_after and act.name == "tanh" and ract.name == "sigmoid"
              and native.takes(Z, H, RH, DZ, DREC, dh))
     with single_threaded():            # small per-step GEMMs; the big ones overlap BPTT
         if in_c:
             keep8 = None if keep is None else _keep_bytes(keep)
-            fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
-                rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8, slope), Rfull, 3,
-                gseq if keep is None and gs is not None else None if keep is None else
-                _masked_output_grads(gseq, keep, zero_output), T, chunks.size, chunks.done,
-                rdrop)
+            out_grads = (gseq if gs is not None else None) if keep is None else \
+                _masked_output_grads(gseq, keep, zero_output)
+            if reset_after:
+                fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
+                    rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8, slope), [(Rfull, 3)],
+                    out_grads, T, chunks.size, chunks.done, rdrop)
+            else:
+                fused_backward(lambda rtp, rtp_h, gq, rd, lo, hi:
+                               native.gru_before_backward_steps(rtp, rtp_h, Z, H, gq, dh, DZ,
+                                                                lo, hi, rd, keep8, slope),
+                               [(s["Rzr"], 2), (s["Rh"], 1)], out_grads, T, chunks.size,
+                               chunks.done, rdrop)
         for t in () if in_c else range(T - 1, -1, -1):
             zt = Z[t]
             z, r, hh = zt

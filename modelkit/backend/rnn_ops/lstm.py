@@ -104,7 +104,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
         if slope is not None and fused_steps(Z, H, C, rdrop=rdrop):
             keep8 = None if keep is None else _keep_bytes(keep)
             fused_forward(lambda rp, rd, lo, hi: native.lstm_forward_steps(
-                rp, Z, H, C, AC, lo, hi, rd, HD, keep8, slope), Rf, 4, T, ready, rdrop)
+                rp, Z, H, C, AC, lo, hi, rd, HD, keep8, slope), [(Rf, 4)], T, ready, rdrop)
             if keep is not None:
                 _masked_outputs(OUT, H, keep, zero_output_for_mask)
             steps = ()                  # all made in C
@@ -149,7 +149,7 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, 
     slope = fused_gate_slope(act, ract)
     if slope is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
         return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
-            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, None, slope), R, 4,
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, None, slope), [(R, 4)],
             None if gs is None else gseq, T, size, done, rdrop)
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
@@ -201,7 +201,7 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
     if slope is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
         keep8 = _keep_bytes(keep)
         return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
-            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, keep8, slope), R, 4,
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, keep8, slope), [(R, 4)],
             _masked_output_grads(np.swapaxes(gs, 0, 1), keep, zero_output), T, size, done,
             rdrop)
     carry = None if zero_output else np.zeros((B, U), Z.dtype)

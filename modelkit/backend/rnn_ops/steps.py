@@ -632,28 +632,30 @@ def _contiguous(rdrop):
     return None if rdrop is None else np.ascontiguousarray(rdrop)
 
 
-def fused_forward(steps, Rf, gates, T, ready, rdrop=None):
-    """A forward recurrence in `_native_rnn.c`'s fused steps: steps(rp, rd, lo, hi) with the
-    packed recurrent kernel and the recurrent dropout's masks (contiguous, or None), chunk by
+def fused_forward(steps, kernels, T, ready, rdrop=None):
+    """A forward recurrence in `_native_rnn.c`'s fused steps: steps(*packed, rd, lo, hi)
+    with the recurrent kernels packed (`kernels`: [(R, its gates)], each through
+    rnn_pack_forward) and the recurrent dropout's masks (contiguous, or None), chunk by
     chunk of the projection ahead (`ready`)."""
-    rp, rd = native.rnn_pack_forward(Rf, gates), _contiguous(rdrop)
+    packed, rd = [native.rnn_pack_forward(r, g) for r, g in kernels], _contiguous(rdrop)
     size = max(1, _chunk_size(T))                   # (an empty sequence: no chunk)
     for lo in range(0, T, size):
         hi = min(lo + size, T)
         ready(hi - 1)
-        steps(rp, rd, lo, hi)
+        steps(*packed, rd, lo, hi)
 
 
-def fused_backward(steps, R, gates, gseq, T, size, done, rdrop=None):
-    """BPTT in `_native_rnn.c`'s fused steps: steps(rtp, gq, rd, lo, hi) with the packed R^T,
-    the output sequence's gradient (B, T, U) and the recurrent dropout's masks (contiguous,
-    or None), `size` timesteps a call from the last down, `done(lo)` after each (the steps
-    `_TimeChunks` splits at)."""
-    rtp, rd = native.rnn_pack_backward(R, gates), _contiguous(rdrop)
+def fused_backward(steps, kernels, gseq, T, size, done, rdrop=None):
+    """BPTT in `_native_rnn.c`'s fused steps: steps(*packed, gq, rd, lo, hi) with the
+    recurrent kernels' R^T packed (`kernels`: [(R, its gates)], each through
+    rnn_pack_backward), the output sequence's gradient (B, T, U) and the recurrent
+    dropout's masks (contiguous, or None), `size` timesteps a call from the last down,
+    `done(lo)` after each (the steps `_TimeChunks` splits at)."""
+    packed, rd = [native.rnn_pack_backward(r, g) for r, g in kernels], _contiguous(rdrop)
     gq = None if gseq is None else np.ascontiguousarray(gseq, dtype=np.float32)
     hi = T
     while hi > 0:
         lo = max(hi - size, 0)
-        steps(rtp, gq, rd, lo, hi)
+        steps(*packed, gq, rd, lo, hi)
         done(lo)
         hi = lo
