@@ -279,7 +279,8 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
         for (int64_t v = 0; v < nv; v++) {
             const __mmask16 m = v == nv - 1 ? tail : (__mmask16)0xFFFF;
             const int64_t e = b * U + v * 16, j = v * 16;
-            const __m512 i = _mm512_maskz_loadu_ps(m, z + e), f = _mm512_maskz_loadu_ps(m, z + n + e);
+            const __m512 i = _mm512_maskz_loadu_ps(m, z + e);
+            const __m512 f = _mm512_maskz_loadu_ps(m, z + n + e);
             const __m512 o = _mm512_maskz_loadu_ps(m, z + 2 * n + e);
             const __m512 gg = _mm512_maskz_loadu_ps(m, z + 3 * n + e);
             const __m512 a = _mm512_maskz_loadu_ps(m, ac + e);
@@ -296,7 +297,8 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
             _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(d_i, v_gate_grad(i, slope)));
             _mm512_mask_storeu_ps(row + U + j, m, _mm512_mul_ps(d_f, v_gate_grad(f, slope)));
             _mm512_mask_storeu_ps(row + 2 * U + j, m, _mm512_mul_ps(d_o, v_gate_grad(o, slope)));
-            _mm512_mask_storeu_ps(row + 3 * U + j, m, _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
+            _mm512_mask_storeu_ps(row + 3 * U + j, m,
+                                  _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
         }
     }
     rows_times_rt(dz + b0 * K, K, rows, rtp, K, U, tail, dh + b0 * U, 0, rd ? rd + b0 * U : 0,
@@ -667,6 +669,18 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
 
 #endif
 
+/* The body of an exported steps function: its arguments as a sequence (rnn_seq's fields)
+   through forward_steps or backward_steps; -1 without an AVX-512 build. */
+#ifdef RNN_AVX512
+#define RUN_STEPS(steps, ...)                                                                \
+    do {                                                                                     \
+        const rnn_seq s = {__VA_ARGS__};                                                     \
+        return steps(&s, t0, t1);                                                            \
+    } while (0)
+#else
+#define RUN_STEPS(steps, ...) return -1
+#endif
+
 /* LSTM forward steps [t0, t1) of a sequence: z (T, 4, B, U) holds each step's projection
    and is turned into its gate values; h, c (T + 1, B, U): step t reads row t and writes
    t + 1; ac (T, B, U) gets tanh(c'). rp: modelkit_rnn_pack_forward of the (halved)
@@ -679,14 +693,8 @@ int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, f
                                 const float *rd, float *hd, const uint8_t *keep,
                                 float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
                                 int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
-                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
-                       .U = U};
-    return forward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(forward_steps, .gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
+              .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
 }
 
 /* LSTM backward steps t1 - 1 down to t0 of a sequence (gate values z (T, 4, B, U),
@@ -703,34 +711,24 @@ int modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *
                                  const uint8_t *keep, float gate_slope, int64_t T, float *dh,
                                  float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
                                  int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z, .c = (float *)c,
-                       .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd, .keep = keep,
-                       .gate_slope = gate_slope, .T = T, .B = B, .U = U};
-    return backward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(backward_steps, .gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z,
+              .c = (float *)c, .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd,
+              .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
 }
 
 /* GRU (reset_after) forward steps [t0, t1): z (T, 3, B, U) from each step's projection (z
    and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
    t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
    kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
-   NULL; rd, hd, keep, gate_slope: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could not
-   be allocated. */
+   NULL; rd, hd, keep, gate_slope: as for the LSTM, 3 gates. Returns 0, or -1 when its
+   buffer could not be allocated. */
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
                                float *rh, const float *rd, float *hd, const uint8_t *keep,
                                float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
                                int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh, .rd = rd,
-                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
-                       .U = U};
-    return forward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(forward_steps, .gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh,
+              .rd = rd, .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
+              .U = U);
 }
 
 /* GRU (reset_after) backward steps t1 - 1 down to t0 (gate values z (T, 3, B, U), states
@@ -738,21 +736,16 @@ int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, flo
    dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
    gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
    of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL;
-   keep, gate_slope: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when its buffer
-   could not be allocated (or no AVX-512 build). */
+   keep, gate_slope: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when
+   its buffer could not be allocated (or no AVX-512 build). */
 int modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
                                 const float *rh, const float *gseq, const float *rd,
                                 const uint8_t *keep, float gate_slope, int64_t T, float *dh,
                                 float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
                                 int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z, .h = (float *)h,
-                       .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
-                       .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U};
-    return backward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(backward_steps, .gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z,
+              .h = (float *)h, .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
+              .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
 }
 
 /* GRU forward steps without reset_after [t0, t1): z (T, 3, B, U) from each step's
@@ -767,14 +760,9 @@ int modelkit_gru_before_forward_steps(const float *rp, const float *rp_h, float 
                                       float *q, const float *rd, float *hd,
                                       const uint8_t *keep, float gate_slope, int64_t T,
                                       int64_t t0, int64_t t1, int64_t B, int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 3, .rp = rp, .rp_h = rp_h, .z = z, .h = h, .q = q, .rd = rd,
-                       .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
-                       .U = U};
-    return forward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(forward_steps, .gates = 3, .rp = rp, .rp_h = rp_h, .z = z, .h = h, .q = q,
+              .rd = rd, .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
+              .U = U);
 }
 
 /* GRU backward steps without reset_after t1 - 1 down to t0 (gate values z (T, 3, B, U),
@@ -789,12 +777,7 @@ int modelkit_gru_before_backward_steps(const float *rtp, const float *rtp_h, con
                                        const uint8_t *keep, float gate_slope, int64_t T,
                                        float *dh, float *dz, int64_t t0, int64_t t1, int64_t B,
                                        int64_t U) {
-#ifdef RNN_AVX512
-    const rnn_seq s = {.gates = 3, .rtp = rtp, .rtp_h = rtp_h, .gseq = gseq, .z = (float *)z,
-                       .h = (float *)h, .dh = dh, .dz = dz, .rd = rd, .keep = keep,
-                       .gate_slope = gate_slope, .T = T, .B = B, .U = U};
-    return backward_steps(&s, t0, t1);
-#else
-    return -1;
-#endif
+    RUN_STEPS(backward_steps, .gates = 3, .rtp = rtp, .rtp_h = rtp_h, .gseq = gseq,
+              .z = (float *)z, .h = (float *)h, .dh = dh, .dz = dz, .rd = rd, .keep = keep,
+              .gate_slope = gate_slope, .T = T, .B = B, .U = U);
 }

@@ -331,6 +331,13 @@ def rnn_pack_backward(r, gates):
     return rtp
 
 
+def _run_steps(fn, what, *args):
+    """A fused steps function of `_native_rnn.c` on `args`; MemoryError when its buffer
+    could not be allocated (`what`: whose steps)."""
+    if fn(*args):
+        raise MemoryError(f"the {what} steps' buffer could not be allocated")
+
+
 def lstm_forward_steps(rp, z, h, c, ac, t0, t1, rd=None, hd=None, keep=None, gate_slope=0.0):
     """LSTM forward steps [t0, t1) in place (tanh cell, sigmoid gates): z (T, 4, B, U) from
     the halved projections to the gate values (i, f, o, g), h, c (T + 1, B, U) row t + 1 from
@@ -341,11 +348,9 @@ def lstm_forward_steps(rp, z, h, c, ac, t0, t1, rd=None, hd=None, keep=None, gat
     slope (z and rp's columns not halved)."""
     T = ac.shape[0]
     B, U = h.shape[1:]
-    if _library().modelkit_lstm_forward_steps(rp.ctypes.data, z.ctypes.data, h.ctypes.data,
-                                              c.ctypes.data, ac.ctypes.data, _address(rd),
-                                              _address(hd), _address(keep), gate_slope, T, t0,
-                                              t1, B, U):
-        raise MemoryError("the LSTM forward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_lstm_forward_steps, "LSTM forward", rp.ctypes.data,
+               z.ctypes.data, h.ctypes.data, c.ctypes.data, ac.ctypes.data, _address(rd),
+               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
 
 
 def lstm_backward_steps(rtp, z, ac, c, gseq, dh, dc, dz, t0, t1, rd=None, keep=None,
@@ -358,11 +363,10 @@ def lstm_backward_steps(rtp, z, ac, c, gseq, dh, dc, dz, t0, t1, rd=None, keep=N
     row's dh, dc pass its step by, dh plus the step's gseq; its gate gradients are 0)."""
     T = ac.shape[0]
     B, U = dh.shape
-    if _library().modelkit_lstm_backward_steps(rtp.ctypes.data, z.ctypes.data, ac.ctypes.data,
-                                               c.ctypes.data, _address(gseq), _address(rd),
-                                               _address(keep), gate_slope, T, dh.ctypes.data,
-                                               dc.ctypes.data, dz.ctypes.data, t0, t1, B, U):
-        raise MemoryError("the LSTM backward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_lstm_backward_steps, "LSTM backward", rtp.ctypes.data,
+               z.ctypes.data, ac.ctypes.data, c.ctypes.data, _address(gseq), _address(rd),
+               _address(keep), gate_slope, T, dh.ctypes.data, dc.ctypes.data, dz.ctypes.data,
+               t0, t1, B, U)
 
 
 def gru_forward_steps(rp, brec, z, h, rh, t0, t1, rd=None, hd=None, keep=None,
@@ -374,11 +378,9 @@ def gru_forward_steps(rp, brec, z, h, rh, t0, t1, rd=None, hd=None, keep=None,
     None; rd, hd, keep, gate_slope as for lstm_forward_steps (3 gates)."""
     T = rh.shape[0]
     B, U = h.shape[1:]
-    if _library().modelkit_gru_forward_steps(rp.ctypes.data, _address(brec), z.ctypes.data,
-                                             h.ctypes.data, rh.ctypes.data, _address(rd),
-                                             _address(hd), _address(keep), gate_slope, T, t0,
-                                             t1, B, U):
-        raise MemoryError("the GRU forward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_gru_forward_steps, "GRU forward", rp.ctypes.data,
+               _address(brec), z.ctypes.data, h.ctypes.data, rh.ctypes.data, _address(rd),
+               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
 
 
 def gru_backward_steps(rtp, z, h, rh, gseq, dh, dz, drec, t0, t1, rd=None, keep=None,
@@ -392,11 +394,10 @@ def gru_backward_steps(rtp, z, h, rh, gseq, dh, dz, drec, t0, t1, rd=None, keep=
     0)."""
     T = rh.shape[0]
     B, U = dh.shape
-    if _library().modelkit_gru_backward_steps(rtp.ctypes.data, z.ctypes.data, h.ctypes.data,
-                                              rh.ctypes.data, _address(gseq), _address(rd),
-                                              _address(keep), gate_slope, T, dh.ctypes.data,
-                                              dz.ctypes.data, drec.ctypes.data, t0, t1, B, U):
-        raise MemoryError("the GRU backward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_gru_backward_steps, "GRU backward", rtp.ctypes.data,
+               z.ctypes.data, h.ctypes.data, rh.ctypes.data, _address(gseq), _address(rd),
+               _address(keep), gate_slope, T, dh.ctypes.data, dz.ctypes.data, drec.ctypes.data,
+               t0, t1, B, U)
 
 
 def gru_before_forward_steps(rp, rp_h, z, h, q, t0, t1, rd=None, hd=None, keep=None,
@@ -410,11 +411,9 @@ def gru_before_forward_steps(rp, rp_h, z, h, q, t0, t1, rd=None, hd=None, keep=N
     h rd of z and r; keep, gate_slope: as for lstm_forward_steps."""
     T = q.shape[0]
     B, U = h.shape[1:]
-    if _library().modelkit_gru_before_forward_steps(rp.ctypes.data, rp_h.ctypes.data,
-                                                    z.ctypes.data, h.ctypes.data, q.ctypes.data,
-                                                    _address(rd), _address(hd), _address(keep),
-                                                    gate_slope, T, t0, t1, B, U):
-        raise MemoryError("the GRU forward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_gru_before_forward_steps, "GRU forward", rp.ctypes.data,
+               rp_h.ctypes.data, z.ctypes.data, h.ctypes.data, q.ctypes.data, _address(rd),
+               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
 
 
 def gru_before_backward_steps(rtp, rtp_h, z, h, gseq, dh, dz, t0, t1, rd=None, keep=None,
@@ -427,10 +426,6 @@ def gru_before_backward_steps(rtp, rtp_h, z, h, gseq, dh, dz, t0, t1, rd=None, k
     gru_before_forward_steps."""
     T = dz.shape[0]
     B, U = dh.shape
-    if _library().modelkit_gru_before_backward_steps(rtp.ctypes.data, rtp_h.ctypes.data,
-                                                     z.ctypes.data, h.ctypes.data,
-                                                     _address(gseq), _address(rd),
-                                                     _address(keep), gate_slope, T,
-                                                     dh.ctypes.data, dz.ctypes.data, t0, t1, B,
-                                                     U):
-        raise MemoryError("the GRU backward steps' buffer could not be allocated")
+    _run_steps(_library().modelkit_gru_before_backward_steps, "GRU backward", rtp.ctypes.data,
+               rtp_h.ctypes.data, z.ctypes.data, h.ctypes.data, _address(gseq), _address(rd),
+               _address(keep), gate_slope, T, dh.ctypes.data, dz.ctypes.data, t0, t1, B, U)
