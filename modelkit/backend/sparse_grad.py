@@ -102,7 +102,7 @@ def _flat_rows(g, index_shape, row_shape):
     return g.reshape((n,) + row_shape), None
 
 
-_MAX_RANKS = 8      # more repeats of one row than this: np.add.reduceat
+_MAX_RANKS = 8      # a row repeated more often than this: its sum through np.add.reduceat
 
 
 def _segment_sums(rows, order, starts, first):
@@ -110,14 +110,22 @@ def _segment_sums(rows, order, starts, first):
     segment order. Most embedding rows occur once or twice in a batch: the sums are taken
     as the first row of each segment plus, for k = 1, 2, ..., every segment's k-th repeat
     (one gather and add per k, no two rows of one add in the same segment), which is far
-    faster than np.add.reduceat's per-segment loop; many repeats fall back to it."""
+    faster than np.add.reduceat's per-segment loop. The few rows repeated more than
+    _MAX_RANKS times (a padding token, "the" in text) are summed apart, by np.add.reduceat
+    over their segments alone (64 x 80 tokens, half of them padding, 128 wide: 2.55 ->
+    0.69 ms, against all segments through reduceat)."""
+    n = len(order)
     seg = np.cumsum(first) - 1                         # segment of each sorted position
-    rank = np.arange(len(order)) - starts[seg]         # position inside its segment
-    top = int(rank.max())
-    if top > _MAX_RANKS:
-        return np.add.reduceat(rows[order], starts, axis=0)
+    rank = np.arange(n) - starts[seg]                  # position inside its segment
+    counts = np.diff(starts, append=n)
     out = rows[order[starts]]
-    for k in range(1, top + 1):
+    heavy = np.flatnonzero(counts > _MAX_RANKS + 1)
+    if len(heavy):
+        in_heavy = np.repeat(np.isin(np.arange(len(starts)), heavy), counts)
+        out[heavy] = np.add.reduceat(rows[order[in_heavy]],
+                                     np.cumsum(counts[heavy]) - counts[heavy], axis=0)
+        rank[in_heavy] = 0                             # (done: left out of the ranks)
+    for k in range(1, min(int(rank.max()), _MAX_RANKS) + 1):
         at = np.flatnonzero(rank == k)
         out[seg[at]] += rows[order[at]]
     return out

@@ -151,6 +151,29 @@ def test_scatter_sums_by_repeat_rank_equal_reduceat(monkeypatch, n, rows):
     assert list(fast.indices) == sorted(set(idx.reshape(-1).tolist()))
 
 
+@pytest.mark.parametrize("padded", [False, True], ids=["", "padded"])
+def test_scatter_with_rows_repeated_past_the_ranks(monkeypatch, padded):
+    """Rows repeated more than _MAX_RANKS times (a padding token, frequent words) summed
+    apart by reduceat, the others by repeat ranks: the sums of reduceat over all segments
+    (to float32 rounding) and of np.add.at in float64."""
+    rng = np.random.default_rng(7)
+    idx = rng.integers(1, 400, (16, 30))
+    idx[:, :3] = 7                                  # a frequent row
+    if padded:
+        idx[np.arange(30) < rng.integers(0, 30, (16, 1))] = 0
+    g = rng.standard_normal(idx.shape + (4,)).astype(np.float32)
+    mixed = IndexedRows.from_scatter((400, 4), idx, g)
+    counts = np.bincount(idx.reshape(-1))
+    assert counts.max() > sparse_grad._MAX_RANKS + 1 and (counts == 2).any()
+    monkeypatch.setattr(sparse_grad, "_MAX_RANKS", -1)
+    all_reduceat = IndexedRows.from_scatter((400, 4), idx, g)
+    np.testing.assert_array_equal(mixed.indices, all_reduceat.indices)
+    np.testing.assert_allclose(mixed.values, all_reduceat.values, rtol=1e-6, atol=1e-6)
+    want = np.zeros((400, 4))
+    np.add.at(want, idx.reshape(-1), g.reshape(-1, 4).astype(np.float64))
+    np.testing.assert_allclose(mixed.dense(), want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("max_ranks", [8, -1])
 @pytest.mark.parametrize("batch,time,rows", [(64, 80, 20000), (3, 5, 4), (1, 7, 3), (6, 1, 2)])
 def test_scatter_of_time_major_gradient_reads_it_in_place(batch, time, rows, max_ranks,
