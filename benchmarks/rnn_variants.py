@@ -8,6 +8,8 @@ tokens, batch 64, Adam (train_lstm.py's model), in these variants:
 * mask_zero: the Embedding masks token 0, and every sequence is padded in front with 0 to
   79 zeros (Keras's pad_sequences), so its rows start at different steps;
 * hard_sigmoid: recurrent_activation='hard_sigmoid' (Keras 2.0-2.2's default);
+* sigmoid_cell: activation='sigmoid' with hard sigmoid gates (the spec's Keras 1 example,
+  `LSTM(output_dim=128, activation='sigmoid', inner_activation='hard_sigmoid')`);
 * reset_before: GRU(reset_after=False) (Keras 2.0-2.2's and ONNX's default).
 
 One model per variant; its epochs alternate between the fused steps and numpy's (the
@@ -32,6 +34,8 @@ VARIANTS = {
     "lstm-plain": ("LSTM", {}, False),
     "lstm-mask_zero": ("LSTM", {}, True),
     "lstm-hard_sigmoid": ("LSTM", {"recurrent_activation": "hard_sigmoid"}, False),
+    "lstm-sigmoid_cell": ("LSTM", {"activation": "sigmoid",
+                                   "recurrent_activation": "hard_sigmoid"}, False),
     "gru-plain": ("GRU", {}, False),
     "gru-mask_zero": ("GRU", {}, True),
     "gru-hard_sigmoid": ("GRU", {"recurrent_activation": "hard_sigmoid"}, False),

@@ -6,8 +6,8 @@
    LSTM forward, step t: z = h_t R + z_t (z_t: the input projection and bias, i, f, o
    halved as R's columns are), i, f, o = sigmoid(2 z), g = tanh(z), c' = f c + i g,
    h' = o tanh(c') (or, for hard sigmoid gates, unhalved z and the gates clip(slope z + 0.5,
-   0, 1)). Backward: the gate gradients from dh' and dc' (the arithmetic of
-   _native.c's modelkit_lstm_bptt_step), then dh = dz R^T.
+   0, 1); the cell's tanh may be a sigmoid instead). Backward: the gate gradients from dh'
+   and dc' (the arithmetic of _native.c's modelkit_lstm_bptt_step), then dh = dz R^T.
    GRU (reset_after, sigmoid gates, tanh candidate) forward: rec = h_t R + b_rec (z and r
    columns halved), z, r = sigmoid(2 (x + rec)), rh = rec_h, hh = tanh(x_h + r rh),
    h' = hh + z (h - hh). Backward: the gate gradients of _native.c's
@@ -148,6 +148,24 @@ INLINE __m512 v_gate_grad(__m512 y, float slope) {
     return _mm512_maskz_mov_ps(inside, _mm512_set1_ps(slope));
 }
 
+/* A cell's activations: its gates' (gate_slope: 0 for sigmoid, else a hard sigmoid's
+   slope) and its candidate's and output's (tanh, or sigmoid with sigmoid_cell). */
+typedef struct {
+    float gate_slope;
+    int sigmoid_cell;
+} rnn_acts;
+
+/* The cell activation of x: tanh, or sigmoid (1 / (1 + exp(-x)), 2 ulp at most). */
+INLINE __m512 v_cell(__m512 x, int sigmoid_cell) {
+    return sigmoid_cell ? v_sigmoid_of_half(_mm512_mul_ps(x, _mm512_set1_ps(0.5f))) : v_tanh(x);
+}
+
+/* The cell activation's derivative from its value y: 1 - y y (tanh) or y (1 - y). */
+INLINE __m512 v_cell_grad(__m512 y, int sigmoid_cell) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return sigmoid_cell ? _mm512_mul_ps(_mm512_sub_ps(one, y), y) : _mm512_fnmadd_ps(y, y, one);
+}
+
 /* acc[r][q] = sum_k a_q[r][k] b[k][16 q + l] for `rows` rows of a_q (lda apart) and the
    packed panel b of `nv` vectors a row (k rows): a_q = a, or with `per_gate` a + q a_gate
    (one operand a gate: the recurrent dropout's h rd_q). `rows`, `nv` and `per_gate` are
@@ -238,7 +256,7 @@ INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
                               float *restrict c_new, float *restrict ac, float *restrict h_new,
                               int64_t b0, int rows, int64_t n, int64_t U, __mmask16 tail,
                               float *restrict pre, const float *restrict a, int64_t a_gate,
-                              float slope) {
+                              rnn_acts act) {
     const int64_t nb = (U + 15) / 16;
     forward_gemm(a, a_gate, rows, rp, U, 4, pre);
     for (int r = 0; r < rows; r++)
@@ -250,12 +268,12 @@ INLINE void lstm_forward_rows(const float *restrict rp, float *restrict z,
             for (int g = 0; g < 4; g++) {
                 const __m512 x = _mm512_add_ps(_mm512_loadu_ps(pr + g * 16),
                                                _mm512_maskz_loadu_ps(m, z + g * n + e));
-                t[g] = g < 3 ? v_gate(x, slope) : v_tanh(x);
+                t[g] = g < 3 ? v_gate(x, act.gate_slope) : v_cell(x, act.sigmoid_cell);
                 _mm512_mask_storeu_ps(z + g * n + e, m, t[g]);
             }
             const __m512 cn = _mm512_fmadd_ps(t[1], _mm512_maskz_loadu_ps(m, c + e),
                                               _mm512_mul_ps(t[0], t[3]));
-            const __m512 a = v_tanh(cn);
+            const __m512 a = v_cell(cn, act.sigmoid_cell);
             _mm512_mask_storeu_ps(c_new + e, m, cn);
             _mm512_mask_storeu_ps(ac + e, m, a);
             _mm512_mask_storeu_ps(h_new + e, m, _mm512_mul_ps(t[2], a));
@@ -270,9 +288,8 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
                           const float *restrict g, int64_t gstride, float *restrict dh,
                           float *restrict dc, float *restrict dz, int64_t b0, int rows,
                           int64_t n, int64_t U, __mmask16 tail, const float *restrict rd,
-                          float slope) {
+                          rnn_acts act) {
     const int64_t nv = (U + 15) / 16, K = 4 * U;
-    const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
         const int64_t b = b0 + r;
         float *row = dz + b * K;
@@ -288,17 +305,18 @@ INLINE void lstm_backward_rows(const float *restrict rtp, const float *restrict 
             if (g)
                 hv = _mm512_add_ps(hv, _mm512_maskz_loadu_ps(m, g + b * gstride + j));
             const __m512 d_o = _mm512_mul_ps(hv, a);
-            const __m512 t = _mm512_mul_ps(_mm512_mul_ps(hv, o), _mm512_fnmadd_ps(a, a, one));
+            const __m512 t = _mm512_mul_ps(_mm512_mul_ps(hv, o), v_cell_grad(a, act.sigmoid_cell));
             const __m512 d_c = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dc + e), t);
             _mm512_mask_storeu_ps(dc + e, m, _mm512_mul_ps(d_c, f));
             const __m512 d_i = _mm512_mul_ps(d_c, gg);
             const __m512 d_f = _mm512_mul_ps(d_c, _mm512_maskz_loadu_ps(m, c + e));
             const __m512 d_g = _mm512_mul_ps(d_c, i);
-            _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(d_i, v_gate_grad(i, slope)));
-            _mm512_mask_storeu_ps(row + U + j, m, _mm512_mul_ps(d_f, v_gate_grad(f, slope)));
-            _mm512_mask_storeu_ps(row + 2 * U + j, m, _mm512_mul_ps(d_o, v_gate_grad(o, slope)));
+            const float k = act.gate_slope;
+            _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(d_i, v_gate_grad(i, k)));
+            _mm512_mask_storeu_ps(row + U + j, m, _mm512_mul_ps(d_f, v_gate_grad(f, k)));
+            _mm512_mask_storeu_ps(row + 2 * U + j, m, _mm512_mul_ps(d_o, v_gate_grad(o, k)));
             _mm512_mask_storeu_ps(row + 3 * U + j, m,
-                                  _mm512_mul_ps(d_g, _mm512_fnmadd_ps(gg, gg, one)));
+                                  _mm512_mul_ps(d_g, v_cell_grad(gg, act.sigmoid_cell)));
         }
     }
     rows_times_rt(dz + b0 * K, K, rows, rtp, K, U, tail, dh + b0 * U, 0, rd ? rd + b0 * U : 0,
@@ -312,7 +330,7 @@ INLINE void gru_forward_rows(const float *restrict rp, const float *restrict bre
                              float *restrict z, const float *restrict h, float *restrict rh,
                              float *restrict h_new, int64_t b0, int rows, int64_t n, int64_t U,
                              __mmask16 tail, float *restrict pre, const float *restrict a,
-                             int64_t a_gate, float slope) {
+                             int64_t a_gate, rnn_acts act) {
     const int64_t nb = (U + 15) / 16;
     forward_gemm(a, a_gate, rows, rp, U, 3, pre);
     for (int r = 0; r < rows; r++)
@@ -327,11 +345,12 @@ INLINE void gru_forward_rows(const float *restrict rp, const float *restrict bre
                     rec[g] = _mm512_add_ps(rec[g], _mm512_maskz_loadu_ps(m, brec + g * U + j));
             }
             const __m512 zg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e), rec[0]),
-                                     slope);
+                                     act.gate_slope);
             const __m512 rg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + n + e),
-                                                   rec[1]), slope);
-            const __m512 hh = v_tanh(_mm512_fmadd_ps(rg, rec[2],
-                                                     _mm512_maskz_loadu_ps(m, z + 2 * n + e)));
+                                                   rec[1]), act.gate_slope);
+            const __m512 hh = v_cell(_mm512_fmadd_ps(rg, rec[2],
+                                                     _mm512_maskz_loadu_ps(m, z + 2 * n + e)),
+                                     act.sigmoid_cell);
             const __m512 hv = _mm512_maskz_loadu_ps(m, h + e);
             _mm512_mask_storeu_ps(z + e, m, zg);
             _mm512_mask_storeu_ps(z + n + e, m, rg);
@@ -350,7 +369,7 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
                               const float *restrict g, int64_t gstride, float *restrict dh,
                               float *restrict dz, float *restrict drec, int64_t b0, int rows,
                               int64_t n, int64_t U, __mmask16 tail, const float *restrict rd,
-                              float slope) {
+                              rnn_acts act) {
     const int64_t nv = (U + 15) / 16, K = 3 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int r = 0; r < rows; r++) {
@@ -368,10 +387,10 @@ INLINE void gru_backward_rows(const float *restrict rtp, const float *restrict z
             _mm512_mask_storeu_ps(dh + e, m, _mm512_mul_ps(ev, zg));
             __m512 d_z = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, h + e), hh), ev);
             const __m512 d_hh = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(one, zg), ev),
-                                              _mm512_fnmadd_ps(hh, hh, one));
+                                              v_cell_grad(hh, act.sigmoid_cell));
             __m512 d_r = _mm512_mul_ps(d_hh, _mm512_maskz_loadu_ps(m, rh + e));
-            d_z = _mm512_mul_ps(d_z, v_gate_grad(zg, slope));
-            d_r = _mm512_mul_ps(d_r, v_gate_grad(rg, slope));
+            d_z = _mm512_mul_ps(d_z, v_gate_grad(zg, act.gate_slope));
+            d_r = _mm512_mul_ps(d_r, v_gate_grad(rg, act.gate_slope));
             _mm512_mask_storeu_ps(dzr + j, m, d_z);
             _mm512_mask_storeu_ps(dzr + U + j, m, d_r);
             _mm512_mask_storeu_ps(dzr + 2 * U + j, m, d_hh);
@@ -394,7 +413,7 @@ INLINE void gru_before_forward_rows(const float *restrict rp, const float *restr
                                     float *restrict q, float *restrict h_new, int64_t b0,
                                     int rows, int64_t n, int64_t U, __mmask16 tail,
                                     float *restrict pre, const float *restrict a, int64_t a_gate,
-                                    const float *restrict rd_h, float slope) {
+                                    const float *restrict rd_h, rnn_acts act) {
     const int64_t nb = (U + 15) / 16;
     forward_gemm(a, a_gate, rows, rp, U, 2, pre);
     for (int r = 0; r < rows; r++)
@@ -403,9 +422,9 @@ INLINE void gru_before_forward_rows(const float *restrict rp, const float *restr
             const int64_t e = (b0 + r) * U + jb * 16;
             const float *pr = pre + (r * nb + jb) * 32;
             const __m512 zg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + e),
-                                                   _mm512_loadu_ps(pr)), slope);
+                                                   _mm512_loadu_ps(pr)), act.gate_slope);
             const __m512 rg = v_gate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + n + e),
-                                                   _mm512_loadu_ps(pr + 16)), slope);
+                                                   _mm512_loadu_ps(pr + 16)), act.gate_slope);
             __m512 qv = _mm512_mul_ps(rg, _mm512_maskz_loadu_ps(m, h + e));
             if (rd_h)
                 qv = _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(m, rd_h + e));
@@ -418,8 +437,9 @@ INLINE void gru_before_forward_rows(const float *restrict rp, const float *restr
         for (int64_t jb = 0; jb < nb; jb++) {
             const __mmask16 m = jb == nb - 1 ? tail : (__mmask16)0xFFFF;
             const int64_t e = (b0 + r) * U + jb * 16;
-            const __m512 hh = v_tanh(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + 2 * n + e),
-                                                   _mm512_loadu_ps(pre + (r * nb + jb) * 16)));
+            const __m512 hh = v_cell(_mm512_add_ps(_mm512_maskz_loadu_ps(m, z + 2 * n + e),
+                                                   _mm512_loadu_ps(pre + (r * nb + jb) * 16)),
+                                     act.sigmoid_cell);
             const __m512 zg = _mm512_maskz_loadu_ps(m, z + e);
             _mm512_mask_storeu_ps(z + 2 * n + e, m, hh);
             _mm512_mask_storeu_ps(h_new + e, m, _mm512_fmadd_ps(
@@ -437,7 +457,7 @@ INLINE void gru_before_backward_rows(const float *restrict rtp, const float *res
                                      const float *restrict g, int64_t gstride,
                                      float *restrict dh, float *restrict dz, int64_t b0,
                                      int rows, int64_t n, int64_t U, __mmask16 tail,
-                                     const float *restrict rd, float slope,
+                                     const float *restrict rd, rnn_acts act,
                                      float *restrict dq) {
     const int64_t nv = (U + 15) / 16, K = 3 * U;
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -457,7 +477,7 @@ INLINE void gru_before_backward_rows(const float *restrict rtp, const float *res
             _mm512_mask_storeu_ps(dzr + j, m, _mm512_mul_ps(             /* d z, ungated */
                 _mm512_sub_ps(_mm512_maskz_loadu_ps(m, h + e), hh), ev));
             _mm512_mask_storeu_ps(dzr + 2 * U + j, m, _mm512_mul_ps(      /* d hh */
-                _mm512_mul_ps(_mm512_sub_ps(one, zg), ev), _mm512_fnmadd_ps(hh, hh, one)));
+                _mm512_mul_ps(_mm512_sub_ps(one, zg), ev), v_cell_grad(hh, act.sigmoid_cell)));
         }
     }
     rows_times_rt(dz + b0 * K + 2 * U, K, rows, rtp_h, U, U, tail, dq, 0, 0, 0);
@@ -474,9 +494,9 @@ INLINE void gru_before_backward_rows(const float *restrict rtp, const float *res
             if (rd_h)
                 hdh = _mm512_mul_ps(hdh, _mm512_maskz_loadu_ps(m, rd_h + e));
             _mm512_mask_storeu_ps(dzr + U + j, m, _mm512_mul_ps(_mm512_mul_ps(dqv, hdh),
-                                                               v_gate_grad(rg, slope)));
+                                                               v_gate_grad(rg, act.gate_slope)));
             _mm512_mask_storeu_ps(dzr + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dzr + j),
-                                                           v_gate_grad(zg, slope)));
+                                                           v_gate_grad(zg, act.gate_slope)));
             dqv = _mm512_mul_ps(dqv, rg);
             if (rd_h)
                 dqv = _mm512_mul_ps(dqv, _mm512_maskz_loadu_ps(m, rd_h + e));
@@ -528,7 +548,7 @@ typedef struct {
     const float *rd;                      /* the recurrent dropout's (G, B, U) masks, or NULL */
     float *hd;                            /* forward with rd: h rd per gate, (G, T, B, U) */
     const uint8_t *keep;                  /* (T, B): 0 where a step is masked, or NULL */
-    float gate_slope;                     /* 0: sigmoid gates, else hard sigmoid's slope */
+    rnn_acts act;                         /* the cell's activations */
     int64_t T, B, U;
 } rnn_seq;
 
@@ -600,20 +620,20 @@ static __attribute__((target("avx512f"))) int forward_steps(const rnn_seq *s, in
             const float *ct = s->c + t * n;
             float *cn = s->c + (t + 1) * n, *at = s->ac + t * n;
 #define FORWARD(R) lstm_forward_rows(s->rp, zt, ct, cn, at, hn, b0, R, n, U, tail, pre, \
-                                     a + b0 * U, a_gate, s->gate_slope)
+                                     a + b0 * U, a_gate, s->act)
             ROW_BLOCKS(LSTM_ROWS, B, FORWARD)
 #undef FORWARD
         } else if (s->rp_h) {
             float *qt = s->q + t * n;
             const float *rd_h = s->rd ? s->rd + 2 * n : 0;
 #define FORWARD(R) gru_before_forward_rows(s->rp, s->rp_h, zt, ht, qt, hn, b0, R, n, U, tail, \
-                                           pre, a + b0 * U, a_gate, rd_h, s->gate_slope)
+                                           pre, a + b0 * U, a_gate, rd_h, s->act)
             ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         } else {
             float *rt = s->rh + t * n;
 #define FORWARD(R) gru_forward_rows(s->rp, s->brec, zt, ht, rt, hn, b0, R, n, U, tail, pre, \
-                                    a + b0 * U, a_gate, s->gate_slope)
+                                    a + b0 * U, a_gate, s->act)
             ROW_BLOCKS(GRU_ROWS, B, FORWARD)
 #undef FORWARD
         }
@@ -643,19 +663,19 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
         if (G == 4) {
             const float *at = s->ac + t * n, *ct = s->c + t * n;
 #define BACKWARD(R) lstm_backward_rows(s->rtp, zt, at, ct, g, gstride, s->dh, s->dc, dzt, b0, \
-                                       R, n, U, tail, s->rd, s->gate_slope)
+                                       R, n, U, tail, s->rd, s->act)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         } else if (s->rtp_h) {
             const float *ht = s->h + t * n;
 #define BACKWARD(R) gru_before_backward_rows(s->rtp, s->rtp_h, zt, ht, g, gstride, s->dh, dzt, \
-                                             b0, R, n, U, tail, s->rd, s->gate_slope, dq)
+                                             b0, R, n, U, tail, s->rd, s->act, dq)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         } else {
             const float *ht = s->h + t * n, *rt = s->rh + t * n;
 #define BACKWARD(R) gru_backward_rows(s->rtp, zt, ht, rt, g, gstride, s->dh, dzt, drt, b0, R, \
-                                      n, U, tail, s->rd, s->gate_slope)
+                                      n, U, tail, s->rd, s->act)
             ROW_BLOCKS(6, B, BACKWARD)
 #undef BACKWARD
         }
@@ -688,13 +708,15 @@ static __attribute__((target("avx512f"))) int backward_steps(const rnn_seq *s, i
    h rd per gate, written to hd (4, T, B, U); else rd and hd are NULL. keep (T, B): 0 where
    a step of a row is masked (its h and c stay the previous step's), or NULL. gate_slope: 0
    for sigmoid gates (i, f, o halved in z and rp), else the hard sigmoid's slope (nothing
-   halved). Returns 0, or -1 when its buffer could not be allocated. */
+   halved); sigmoid_cell: the cell's candidate and output activation sigmoid instead of
+   tanh. Returns 0, or -1 when its buffer could not be allocated. */
 int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, float *ac,
                                 const float *rd, float *hd, const uint8_t *keep,
-                                float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
-                                int64_t U) {
+                                float gate_slope, int sigmoid_cell, int64_t T, int64_t t0,
+                                int64_t t1, int64_t B, int64_t U) {
     RUN_STEPS(forward_steps, .gates = 4, .rp = rp, .z = z, .h = h, .c = c, .ac = ac, .rd = rd,
-              .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
+              .hd = hd, .keep = keep, .act = {gate_slope, sigmoid_cell}, .T = T, .B = B,
+              .U = U);
 }
 
 /* LSTM backward steps t1 - 1 down to t0 of a sequence (gate values z (T, 4, B, U),
@@ -703,81 +725,80 @@ int modelkit_lstm_forward_steps(const float *rp, float *z, float *h, float *c, f
    sequence's gradient (B, T, U), added to dh at each step, or NULL. rtp:
    modelkit_rnn_pack_backward of the recurrent kernel, G = 4; rd: the recurrent dropout's
    masks (4, B, U) or NULL; keep (T, B): 0 where a step of a row is masked (its dh, dc pass
-   it by, dh plus that step's gseq; its gate gradients are 0), or NULL; gate_slope: as for
-   the forward steps. Returns 0, or -1 when its buffer could not be allocated (or no
-   AVX-512 build). */
+   it by, dh plus that step's gseq; its gate gradients are 0), or NULL; gate_slope,
+   sigmoid_cell: as for the forward steps. Returns 0, or -1 when its buffer could not be
+   allocated (or no AVX-512 build). */
 int modelkit_lstm_backward_steps(const float *rtp, const float *z, const float *ac,
                                  const float *c, const float *gseq, const float *rd,
-                                 const uint8_t *keep, float gate_slope, int64_t T, float *dh,
-                                 float *dc, float *dz, int64_t t0, int64_t t1, int64_t B,
-                                 int64_t U) {
+                                 const uint8_t *keep, float gate_slope, int sigmoid_cell,
+                                 int64_t T, float *dh, float *dc, float *dz, int64_t t0,
+                                 int64_t t1, int64_t B, int64_t U) {
     RUN_STEPS(backward_steps, .gates = 4, .rtp = rtp, .gseq = gseq, .z = (float *)z,
               .c = (float *)c, .ac = (float *)ac, .dh = dh, .dc = dc, .dz = dz, .rd = rd,
-              .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
+              .keep = keep, .act = {gate_slope, sigmoid_cell}, .T = T, .B = B, .U = U);
 }
 
-/* GRU (reset_after) forward steps [t0, t1): z (T, 3, B, U) from each step's projection (z
-   and r halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes
-   t + 1; rh (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent
-   kernel (z and r columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or
-   NULL; rd, hd, keep, gate_slope: as for the LSTM, 3 gates. Returns 0, or -1 when its
-   buffer could not be allocated. */
+/* GRU (reset_after) forward steps [t0, t1): z (T, 3, B, U) from each step's projection (z and r
+   halved) to its gate values z, r, hh; h (T + 1, B, U): step t reads row t and writes t + 1; rh
+   (T, B, U) gets h R_h + b_rh. rp: modelkit_rnn_pack_forward of the recurrent kernel (z and r
+   columns halved), G = 3; brec: the recurrent bias (3U, z and r halved) or NULL; rd, hd, keep,
+   gate_slope, sigmoid_cell: as for the LSTM, 3 gates. Returns 0, or -1 when its buffer could
+   not be allocated. */
 int modelkit_gru_forward_steps(const float *rp, const float *brec, float *z, float *h,
                                float *rh, const float *rd, float *hd, const uint8_t *keep,
-                               float gate_slope, int64_t T, int64_t t0, int64_t t1, int64_t B,
-                               int64_t U) {
+                               float gate_slope, int sigmoid_cell, int64_t T, int64_t t0,
+                               int64_t t1, int64_t B, int64_t U) {
     RUN_STEPS(forward_steps, .gates = 3, .rp = rp, .brec = brec, .z = z, .h = h, .rh = rh,
-              .rd = rd, .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
-              .U = U);
+              .rd = rd, .hd = hd, .keep = keep, .act = {gate_slope, sigmoid_cell}, .T = T,
+              .B = B, .U = U);
 }
 
-/* GRU (reset_after) backward steps t1 - 1 down to t0 (gate values z (T, 3, B, U), states
-   h (T + 1, B, U), rh (T, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0};
-   dz and drec (T, B, 3U) get each step's gradients of the projection and of h R + b_rec.
-   gseq: the output sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward
-   of the recurrent kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL;
-   keep, gate_slope: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when
-   its buffer could not be allocated (or no AVX-512 build). */
+/* GRU (reset_after) backward steps t1 - 1 down to t0 (gate values z (T, 3, B, U), states h (T +
+   1, B, U), rh (T, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0}; dz and drec
+   (T, B, 3U) get each step's gradients of the projection and of h R + b_rec. gseq: the output
+   sequence's gradient (B, T, U) or NULL. rtp: modelkit_rnn_pack_backward of the recurrent
+   kernel, G = 3; rd: the recurrent dropout's masks (3, B, U) or NULL; keep, gate_slope,
+   sigmoid_cell: as for the LSTM (a masked row's dz and drec 0). Returns 0, or -1 when its
+   buffer could not be allocated (or no AVX-512 build). */
 int modelkit_gru_backward_steps(const float *rtp, const float *z, const float *h,
                                 const float *rh, const float *gseq, const float *rd,
-                                const uint8_t *keep, float gate_slope, int64_t T, float *dh,
-                                float *dz, float *drec, int64_t t0, int64_t t1, int64_t B,
-                                int64_t U) {
+                                const uint8_t *keep, float gate_slope, int sigmoid_cell,
+                                int64_t T, float *dh, float *dz, float *drec, int64_t t0,
+                                int64_t t1, int64_t B, int64_t U) {
     RUN_STEPS(backward_steps, .gates = 3, .rtp = rtp, .gseq = gseq, .z = (float *)z,
               .h = (float *)h, .rh = (float *)rh, .dh = dh, .dz = dz, .drec = drec, .rd = rd,
-              .keep = keep, .gate_slope = gate_slope, .T = T, .B = B, .U = U);
+              .keep = keep, .act = {gate_slope, sigmoid_cell}, .T = T, .B = B, .U = U);
 }
 
-/* GRU forward steps without reset_after [t0, t1): z (T, 3, B, U) from each step's
-   projection (z and r halved for sigmoid gates, the bias in it) to its gate values z, r,
-   hh; h (T + 1, B, U): step t reads row t and writes t + 1; q (T, B, U) gets r h (times
-   the candidate's recurrent dropout mask). rp: modelkit_rnn_pack_forward of R's z and r
-   columns (halved for sigmoid gates), G = 2; rp_h: of its candidate columns, G = 1. rd:
-   the recurrent dropout's masks (3, B, U) or NULL; hd: with rd, h rd for z and r,
-   (2, T, B, U); keep, gate_slope: as for the LSTM. Returns 0, or -1 when its buffer could
-   not be allocated. */
+/* GRU forward steps without reset_after [t0, t1): z (T, 3, B, U) from each step's projection (z
+   and r halved for sigmoid gates, the bias in it) to its gate values z, r, hh; h (T + 1, B, U):
+   step t reads row t and writes t + 1; q (T, B, U) gets r h (times the candidate's recurrent
+   dropout mask). rp: modelkit_rnn_pack_forward of R's z and r columns (halved for sigmoid
+   gates), G = 2; rp_h: of its candidate columns, G = 1. rd: the recurrent dropout's masks (3,
+   B, U) or NULL; hd: with rd, h rd for z and r, (2, T, B, U); keep, gate_slope, sigmoid_cell:
+   as for the LSTM. Returns 0, or -1 when its buffer could not be allocated. */
 int modelkit_gru_before_forward_steps(const float *rp, const float *rp_h, float *z, float *h,
-                                      float *q, const float *rd, float *hd,
-                                      const uint8_t *keep, float gate_slope, int64_t T,
-                                      int64_t t0, int64_t t1, int64_t B, int64_t U) {
+                                      float *q, const float *rd, float *hd, const uint8_t *keep,
+                                      float gate_slope, int sigmoid_cell, int64_t T, int64_t t0,
+                                      int64_t t1, int64_t B, int64_t U) {
     RUN_STEPS(forward_steps, .gates = 3, .rp = rp, .rp_h = rp_h, .z = z, .h = h, .q = q,
-              .rd = rd, .hd = hd, .keep = keep, .gate_slope = gate_slope, .T = T, .B = B,
-              .U = U);
+              .rd = rd, .hd = hd, .keep = keep, .act = {gate_slope, sigmoid_cell}, .T = T,
+              .B = B, .U = U);
 }
 
-/* GRU backward steps without reset_after t1 - 1 down to t0 (gate values z (T, 3, B, U),
-   states h (T + 1, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0}; dz
-   (T, B, 3U) gets each step's gradients of the projection. gseq: the output sequence's
-   gradient (B, T, U) or NULL. rtp, rtp_h: modelkit_rnn_pack_backward of R's z and r
-   columns (G = 2) and of its candidate columns (G = 1); rd: the recurrent dropout's masks
-   (3, B, U) or NULL; keep, gate_slope: as for the LSTM. Returns 0, or -1 when its buffer
-   could not be allocated (or no AVX-512 build). */
+/* GRU backward steps without reset_after t1 - 1 down to t0 (gate values z (T, 3, B, U), states
+   h (T + 1, B, U)): dh (B, U) comes in as d h_{t1} and leaves as d h_{t0}; dz (T, B, 3U) gets
+   each step's gradients of the projection. gseq: the output sequence's gradient (B, T, U) or
+   NULL. rtp, rtp_h: modelkit_rnn_pack_backward of R's z and r columns (G = 2) and of its
+   candidate columns (G = 1); rd: the recurrent dropout's masks (3, B, U) or NULL; keep,
+   gate_slope, sigmoid_cell: as for the LSTM. Returns 0, or -1 when its buffer could not be
+   allocated (or no AVX-512 build). */
 int modelkit_gru_before_backward_steps(const float *rtp, const float *rtp_h, const float *z,
                                        const float *h, const float *gseq, const float *rd,
-                                       const uint8_t *keep, float gate_slope, int64_t T,
-                                       float *dh, float *dz, int64_t t0, int64_t t1, int64_t B,
-                                       int64_t U) {
+                                       const uint8_t *keep, float gate_slope, int sigmoid_cell,
+                                       int64_t T, float *dh, float *dz, int64_t t0, int64_t t1,
+                                       int64_t B, int64_t U) {
     RUN_STEPS(backward_steps, .gates = 3, .rtp = rtp, .rtp_h = rtp_h, .gseq = gseq,
               .z = (float *)z, .h = (float *)h, .dh = dh, .dz = dz, .rd = rd, .keep = keep,
-              .gate_slope = gate_slope, .T = T, .B = B, .U = U);
+              .act = {gate_slope, sigmoid_cell}, .T = T, .B = B, .U = U);
 }

@@ -48,7 +48,7 @@ def _load():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        f32, i64, ptr = ctypes.c_float, ctypes.c_int64, ctypes.c_void_p
+        f32, i32, i64, ptr = ctypes.c_float, ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
         lib.modelkit_adam_rows.argtypes = (ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, i64,
                                            f32, f32, f32, f32)
         lib.modelkit_adam_rows.restype = None
@@ -93,23 +93,25 @@ def _load():
         lib.modelkit_rnn_pack_backward.argtypes = (ptr, i64, i64, ptr)
         lib.modelkit_rnn_pack_backward.restype = None
         lib.modelkit_lstm_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32,
-                                                     i64, i64, i64, i64, i64)
+                                                    i32, i64, i64, i64, i64, i64)
         lib.modelkit_lstm_forward_steps.restype = ctypes.c_int
-        lib.modelkit_lstm_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32, i64,
-                                                      ptr, ptr, ptr, i64, i64, i64, i64)
+        lib.modelkit_lstm_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32,
+                                                     i32, i64, ptr, ptr, ptr, i64, i64, i64,
+                                                     i64)
         lib.modelkit_lstm_backward_steps.restype = ctypes.c_int
         lib.modelkit_gru_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32,
-                                                    i64, i64, i64, i64, i64)
+                                                   i32, i64, i64, i64, i64, i64)
         lib.modelkit_gru_forward_steps.restype = ctypes.c_int
-        lib.modelkit_gru_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32, i64,
-                                                     ptr, ptr, ptr, i64, i64, i64, i64)
+        lib.modelkit_gru_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, f32, i32,
+                                                    i64, ptr, ptr, ptr, i64, i64, i64, i64)
         lib.modelkit_gru_backward_steps.restype = ctypes.c_int
-        lib.modelkit_gru_before_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                                                           f32, i64, i64, i64, i64, i64)
+        lib.modelkit_gru_before_forward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                                          ptr, f32, i32, i64, i64, i64, i64,
+                                                          i64)
         lib.modelkit_gru_before_forward_steps.restype = ctypes.c_int
         lib.modelkit_gru_before_backward_steps.argtypes = (ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                                                            f32, i64, ptr, ptr, i64, i64, i64,
-                                                            i64)
+                                                           f32, i32, i64, ptr, ptr, i64, i64,
+                                                           i64, i64)
         lib.modelkit_gru_before_backward_steps.restype = ctypes.c_int
         return lib
     return False
@@ -338,94 +340,95 @@ def _run_steps(fn, what, *args):
         raise MemoryError(f"the {what} steps' buffer could not be allocated")
 
 
-def lstm_forward_steps(rp, z, h, c, ac, t0, t1, rd=None, hd=None, keep=None, gate_slope=0.0):
+def lstm_forward_steps(rp, z, h, c, ac, t0, t1, rd=None, hd=None, keep=None, acts=(0.0, False)):
     """LSTM forward steps [t0, t1) in place (tanh cell, sigmoid gates): z (T, 4, B, U) from
     the halved projections to the gate values (i, f, o, g), h, c (T + 1, B, U) row t + 1 from
     row t, ac (T, B, U) = tanh(c'); rp from rnn_pack_forward(., 4). With the recurrent
     dropout's masks rd (4, B, U) the GEMM takes h rd per gate, written to hd (4, T, B, U).
     keep: a masked sequence's (T, B) uint8, 0 where a row's step is masked (its h and c
-    stay the previous step's). gate_slope: 0 for sigmoid gates, else the hard sigmoid's
-    slope (z and rp's columns not halved)."""
+    stay the previous step's). acts: the cell's (gate_slope, sigmoid_cell): 0 for sigmoid
+    gates, else the hard sigmoid's slope (z and rp's columns not halved); the candidate's and
+    output's activation sigmoid instead of tanh."""
     T = ac.shape[0]
     B, U = h.shape[1:]
     _run_steps(_library().modelkit_lstm_forward_steps, "LSTM forward", rp.ctypes.data,
                z.ctypes.data, h.ctypes.data, c.ctypes.data, ac.ctypes.data, _address(rd),
-               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
+               _address(hd), _address(keep), *acts, T, t0, t1, B, U)
 
 
 def lstm_backward_steps(rtp, z, ac, c, gseq, dh, dc, dz, t0, t1, rd=None, keep=None,
-                        gate_slope=0.0):
+                        acts=(0.0, False)):
     """LSTM BPTT steps t1 - 1 down to t0 in place (tanh cell, sigmoid gates): from the gate
     values z (T, 4, B, U), ac (T, B, U), c (T + 1, B, U) and the output sequence's gradient
     gseq (B, T, U, or None), dh and dc (B, U) from step t1's to step t0's and each step's
     gate gradients into dz (T, B, 4U); rtp from rnn_pack_backward(., 4); rd the recurrent
-    dropout's masks (4, B, U) or None. keep, gate_slope: as for lstm_forward_steps (a masked
+    dropout's masks (4, B, U) or None. keep, acts: as for lstm_forward_steps (a masked
     row's dh, dc pass its step by, dh plus the step's gseq; its gate gradients are 0)."""
     T = ac.shape[0]
     B, U = dh.shape
     _run_steps(_library().modelkit_lstm_backward_steps, "LSTM backward", rtp.ctypes.data,
                z.ctypes.data, ac.ctypes.data, c.ctypes.data, _address(gseq), _address(rd),
-               _address(keep), gate_slope, T, dh.ctypes.data, dc.ctypes.data, dz.ctypes.data,
+               _address(keep), *acts, T, dh.ctypes.data, dc.ctypes.data, dz.ctypes.data,
                t0, t1, B, U)
 
 
 def gru_forward_steps(rp, brec, z, h, rh, t0, t1, rd=None, hd=None, keep=None,
-                      gate_slope=0.0):
+                      acts=(0.0, False)):
     """GRU (reset_after, tanh candidate, sigmoid gates) forward steps [t0, t1) in place:
     z (T, 3, B, U) from the projections (z and r halved) to the gate values (z, r, hh),
     h (T + 1, B, U) row t + 1 from row t, rh (T, B, U) = h R_h + b_rh; rp from
     rnn_pack_forward(., 3) of the halved kernel, brec the (3U,) halved recurrent bias or
-    None; rd, hd, keep, gate_slope as for lstm_forward_steps (3 gates)."""
+    None; rd, hd, keep, acts as for lstm_forward_steps (3 gates)."""
     T = rh.shape[0]
     B, U = h.shape[1:]
     _run_steps(_library().modelkit_gru_forward_steps, "GRU forward", rp.ctypes.data,
                _address(brec), z.ctypes.data, h.ctypes.data, rh.ctypes.data, _address(rd),
-               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
+               _address(hd), _address(keep), *acts, T, t0, t1, B, U)
 
 
 def gru_backward_steps(rtp, z, h, rh, gseq, dh, dz, drec, t0, t1, rd=None, keep=None,
-                       gate_slope=0.0):
+                       acts=(0.0, False)):
     """GRU BPTT steps t1 - 1 down to t0 in place (reset_after, tanh candidate, sigmoid
     gates): from the gate values z (T, 3, B, U), the states h (T + 1, B, U), rh (T, B, U)
     and the output sequence's gradient gseq (B, T, U, or None), dh (B, U) from step t1's to
     step t0's; each step's gradients of the projection and of h R + b_rec into dz and drec
     (T, B, 3U); rtp from rnn_pack_backward(., 3); rd the recurrent dropout's masks
-    (3, B, U) or None; keep, gate_slope as for lstm_backward_steps (a masked row's dz, drec
+    (3, B, U) or None; keep, acts as for lstm_backward_steps (a masked row's dz, drec
     0)."""
     T = rh.shape[0]
     B, U = dh.shape
     _run_steps(_library().modelkit_gru_backward_steps, "GRU backward", rtp.ctypes.data,
                z.ctypes.data, h.ctypes.data, rh.ctypes.data, _address(gseq), _address(rd),
-               _address(keep), gate_slope, T, dh.ctypes.data, dz.ctypes.data, drec.ctypes.data,
+               _address(keep), *acts, T, dh.ctypes.data, dz.ctypes.data, drec.ctypes.data,
                t0, t1, B, U)
 
 
 def gru_before_forward_steps(rp, rp_h, z, h, q, t0, t1, rd=None, hd=None, keep=None,
-                             gate_slope=0.0):
+                             acts=(0.0, False)):
     """GRU forward steps without reset_after [t0, t1) in place (tanh candidate): z
     (T, 3, B, U) from the projections (bias included; z and r halved for sigmoid gates) to
     the gate values (z, r, hh), h (T + 1, B, U) row t + 1 from row t, q (T, B, U) = r h
     (times the candidate's recurrent dropout mask); rp, rp_h from rnn_pack_forward of R's
     z and r columns (halved for sigmoid gates; 2 gates) and of its candidate columns (1).
     rd: the recurrent dropout's masks (3, B, U) or None; hd: with rd, (2, T, B, U) for
-    h rd of z and r; keep, gate_slope: as for lstm_forward_steps."""
+    h rd of z and r; keep, acts: as for lstm_forward_steps."""
     T = q.shape[0]
     B, U = h.shape[1:]
     _run_steps(_library().modelkit_gru_before_forward_steps, "GRU forward", rp.ctypes.data,
                rp_h.ctypes.data, z.ctypes.data, h.ctypes.data, q.ctypes.data, _address(rd),
-               _address(hd), _address(keep), gate_slope, T, t0, t1, B, U)
+               _address(hd), _address(keep), *acts, T, t0, t1, B, U)
 
 
 def gru_before_backward_steps(rtp, rtp_h, z, h, gseq, dh, dz, t0, t1, rd=None, keep=None,
-                              gate_slope=0.0):
+                              acts=(0.0, False)):
     """GRU BPTT steps without reset_after t1 - 1 down to t0 in place: from the gate values
     z (T, 3, B, U), the states h (T + 1, B, U) and the output sequence's gradient gseq
     (B, T, U, or None), dh (B, U) from step t1's to step t0's, each step's gradient of the
     projection into dz (T, B, 3U); rtp, rtp_h from rnn_pack_backward of R's z and r columns
-    (2 gates) and of its candidate columns (1); rd, keep, gate_slope as for
+    (2 gates) and of its candidate columns (1); rd, keep, acts as for
     gru_before_forward_steps."""
     T = dz.shape[0]
     B, U = dh.shape
     _run_steps(_library().modelkit_gru_before_backward_steps, "GRU backward", rtp.ctypes.data,
                rtp_h.ctypes.data, z.ctypes.data, h.ctypes.data, _address(gseq), _address(rd),
-               _address(keep), gate_slope, T, dh.ctypes.data, dz.ctypes.data, t0, t1, B, U)
+               _address(keep), *acts, T, dh.ctypes.data, dz.ctypes.data, t0, t1, B, U)

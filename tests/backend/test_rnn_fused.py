@@ -1,7 +1,7 @@
 """The fused LSTM and GRU steps of _native_rnn.c (AVX-512): the forward and backward steps
-against float64, their tanh and sigmoid, chunked calls, and the LSTM and GRU ops (sigmoid
-or hard sigmoid gates, masked or not) and trained models with them against numpy's steps
-(MODELKIT_RNN_FUSED=0)."""
+against float64, their tanh and sigmoid, chunked calls, and the LSTM and GRU ops (tanh or
+sigmoid cells, sigmoid or hard sigmoid gates, masked or not) and trained models with them
+against numpy's steps (MODELKIT_RNN_FUSED=0)."""
 
 import numpy as np
 import pytest
@@ -320,6 +320,8 @@ CASES = [({}, True), ({"threads": 1}, True), ({"go_backwards": True}, True),
          ({"recurrent_activation": "keras3_hard_sigmoid", "B": 7, "T": 12, "U": 33}, True),
          ({"recurrent_activation": "hard_sigmoid", "mask": PRE_PADDED,
            "recurrent_dropout": True}, True),
+         ({"activation": "sigmoid", "recurrent_activation": "hard_sigmoid"}, True),
+         ({"activation": "sigmoid", "mask": POST_PADDED, "U": 33}, True),
          ({"activation": "relu"}, False), ({"dt": np.float64}, False),
          ({"mask": POST_PADDED, "dt": np.float64}, False)]
 IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "benchmark size",
@@ -327,7 +329,8 @@ IDS = ["plain", "one thread", "go_backwards", "last output", "odd sizes", "bench
        "per-gate recurrent dropout, odd sizes", "one step", "no step", "mask",
        "mask, zero output", "mask, go_backwards, last output", "mask, recurrent dropout",
        "mask, benchmark size", "hard_sigmoid", "Keras 3 hard_sigmoid, odd sizes",
-       "hard_sigmoid, mask, recurrent dropout", "relu cell", "float64", "mask, float64"]
+       "hard_sigmoid, mask, recurrent dropout", "sigmoid cell, hard_sigmoid (the spec's)",
+       "sigmoid cell, mask", "relu cell", "float64", "mask, float64"]
 
 
 @pytest.mark.parametrize("kind, case, takes",

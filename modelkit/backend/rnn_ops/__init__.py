@@ -16,9 +16,10 @@ dozens per timestep:
   and input gradients of all timesteps at the end as single GEMMs;
 * the large per-call arrays come from a buffer pool that hands an array out again only
   once nothing refers to it (`clear_buffer_pool()` releases them);
-* on AVX-512 CPUs, a tanh cell with sigmoid or hard sigmoid gates (masked or not, with
-  recurrent dropout or not) runs its steps in `_native_rnn.c` (steps.fused_steps): each
-  step's recurrent GEMM and gate arithmetic as one C pass over blocks of batch rows;
+* on AVX-512 CPUs, a tanh or sigmoid cell with sigmoid or hard sigmoid gates (masked or
+  not, with recurrent dropout or not) runs its steps in `_native_rnn.c` (steps.fused_acts,
+  fused_steps): each step's recurrent GEMM and gate arithmetic as one C pass over blocks of
+  batch rows;
 * two cores, used without splitting the sequential chain: the per-step GEMMs run on one
   BLAS thread (`backend/blas.py`), while a worker thread projects later timesteps
   ahead of the forward recurrence and takes the backward's all-timestep GEMMs chunk by

@@ -12,8 +12,7 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_ma
                     _keep_bytes, _masked_output_grads, _masked_outputs, _prepare_mask,
                     _project_ahead, _project_backward, _rec_backward, _rec_forward,
                     _rec_weight_grad, _seq_grads, _time_slice, _TimeChunks, all_zero,
-                    fused_backward, fused_forward, fused_gate_slope, fused_steps,
-                    weights_on_side)
+                    fused_acts, fused_backward, fused_forward, fused_steps, weights_on_side)
 
 
 @defop("gru_sequence", n_outputs=2)
@@ -70,12 +69,12 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             RH = _empty((T, B, U), dt)                          # h R_h + b_rh
             rec = np.empty((3, B, U), dt)
             steps = range(T)
-            slope = fused_gate_slope(act, ract)
-            if slope is not None and fused_steps(Z, H, RH, rdrop=rdrop):
+            acts = fused_acts(act, ract)
+            if acts is not None and fused_steps(Z, H, RH, rdrop=rdrop):
                 brec = None if bf_rec is None else np.ascontiguousarray(bf_rec, dtype=dt)
                 keep8 = None if keep is None else _keep_bytes(keep)
                 fused_forward(lambda rp, rd, lo, hi: native.gru_forward_steps(
-                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8, slope), [(Rf, 3)], T, ready,
+                    rp, brec, Z, H, RH, lo, hi, rd, HD, keep8, acts), [(Rf, 3)], T, ready,
                     rdrop)
                 if keep is not None:
                     _masked_outputs(OUT, H, keep, zero_output_for_mask)
@@ -113,11 +112,11 @@ def _gru_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, mask=None,
             Q = _empty((T, B, U), dt)                           # r * (h * rd_h)
             rec = np.empty((2, B, U), dt)
             steps = range(T)
-            slope = fused_gate_slope(act, ract)
-            if slope is not None and fused_steps(Z, H, Q, rdrop=rdrop):
+            acts = fused_acts(act, ract)
+            if acts is not None and fused_steps(Z, H, Q, rdrop=rdrop):
                 keep8 = None if keep is None else _keep_bytes(keep)
                 fused_forward(lambda rp, rp_h, rd, lo, hi: native.gru_before_forward_steps(
-                    rp, rp_h, Z, H, Q, lo, hi, rd, HD, keep8, slope),
+                    rp, rp_h, Z, H, Q, lo, hi, rd, HD, keep8, acts),
                     [(Rf[:, :u2], 2), (Rh, 1)], T, ready, rdrop)
                 if keep is not None:
                     _masked_outputs(OUT, H, keep, zero_output_for_mask)
@@ -233,8 +232,8 @@ def _gru_sequence_vjp(grads, s, needs):
                            2.0 * T * B * (kernel.shape[0] + U) * width)
     chunks = _TimeChunks(T, chunk_grads, parts=3)
     # an unmasked reset_after step's elementwise part as one C pass (the same numbers)
-    slope = fused_gate_slope(act, ract)
-    in_c = slope is not None and fused_steps(Z, H, DZ, dh, *((RH, DREC) if reset_after else ()),
+    acts = fused_acts(act, ract)
+    in_c = acts is not None and fused_steps(Z, H, DZ, dh, *((RH, DREC) if reset_after else ()),
                                              rdrop=rdrop)
     fused = (keep is None and reset_after and act.name == "tanh" and ract.name == "sigmoid"
              and native.takes(Z, H, RH, DZ, DREC, dh))
@@ -245,12 +244,12 @@ def _gru_sequence_vjp(grads, s, needs):
                 _masked_output_grads(gseq, keep, zero_output)
             if reset_after:
                 fused_backward(lambda rtp, gq, rd, lo, hi: native.gru_backward_steps(
-                    rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8, slope), [(Rfull, 3)],
+                    rtp, Z, H, RH, gq, dh, DZ, DREC, lo, hi, rd, keep8, acts), [(Rfull, 3)],
                     out_grads, T, chunks.size, chunks.done, rdrop)
             else:
                 fused_backward(lambda rtp, rtp_h, gq, rd, lo, hi:
                                native.gru_before_backward_steps(rtp, rtp_h, Z, H, gq, dh, DZ,
-                                                                lo, hi, rd, keep8, slope),
+                                                                lo, hi, rd, keep8, acts),
                                [(s["Rzr"], 2), (s["Rh"], 1)], out_grads, T, chunks.size,
                                chunks.done, rdrop)
         for t in () if in_c else range(T - 1, -1, -1):

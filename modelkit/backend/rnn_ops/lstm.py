@@ -11,8 +11,8 @@ from .steps import (_apply_mask_step, _check, _empty, _from_time_major, _gate_bl
                     _gate_masks, _gate_split, _gemm, _halve_leading, _init_state, _keep_bytes,
                     _masked_output_grads, _masked_outputs, _prepare_mask, _project_ahead,
                     _project_backward, _rec_backward, _rec_forward, _rec_weight_grad,
-                    _seq_grads, _time_slice, _TimeChunks, all_zero, fused_backward,
-                    fused_forward, fused_gate_slope, fused_steps, weights_on_side)
+                    _seq_grads, _time_slice, _TimeChunks, all_zero, fused_acts, fused_backward,
+                    fused_forward, fused_steps, weights_on_side)
 
 
 # Internally the gates are ordered i, f, o, c so the three recurrent-activation gates are
@@ -90,7 +90,7 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
     tmp = np.empty((B, U), dt)
     # sigmoid gates from tanh(z / 2) and the new cell as one C pass where it can
     fused = halved and act.name == "tanh" and native.takes(H, C)
-    slope = fused_gate_slope(act, ract)
+    acts = fused_acts(act, ract)
     with single_threaded():            # small per-step GEMMs; projection ahead on the worker
         # Z[t, k]: gate k (i, f, o, c) of step t, contiguous: the input projection (bias
         # included), then the pre-activation, then the gate's value
@@ -101,10 +101,10 @@ def _lstm_sequence(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, mas
             _apply_mask_step(OUT, H, t, keep, drop_rows, zero_output_for_mask)
             np.copyto(C[t + 1], C[t], where=drop_rows[t])
 
-        if slope is not None and fused_steps(Z, H, C, rdrop=rdrop):
+        if acts is not None and fused_steps(Z, H, C, rdrop=rdrop):
             keep8 = None if keep is None else _keep_bytes(keep)
             fused_forward(lambda rp, rd, lo, hi: native.lstm_forward_steps(
-                rp, Z, H, C, AC, lo, hi, rd, HD, keep8, slope), [(Rf, 4)], T, ready, rdrop)
+                rp, Z, H, C, AC, lo, hi, rd, HD, keep8, acts), [(Rf, 4)], T, ready, rdrop)
             if keep is not None:
                 _masked_outputs(OUT, H, keep, zero_output_for_mask)
             steps = ()                  # all made in C
@@ -146,10 +146,10 @@ def _lstm_backward_unmasked(Z, DZ, C, AC, PRE, dh, dc, gseq, R, Rg, rdrop, act, 
     gradient (B, T, U)."""
     T, _, B, U = Z.shape
     gs = None if all_zero(gseq) else _seq_grads(gseq)   # None: only the last output is used
-    slope = fused_gate_slope(act, ract)
-    if slope is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
+    acts = fused_acts(act, ract)
+    if acts is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
         return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
-            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, None, slope), [(R, 4)],
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, None, acts), [(R, 4)],
             None if gs is None else gseq, T, size, done, rdrop)
     RT = np.ascontiguousarray(R.T) if rdrop is None else None
     dzg = np.empty((4, B, U), Z.dtype)                  # this step's gate gradients
@@ -197,11 +197,11 @@ def _lstm_backward_masked(Z, DZ, C, AC, PRE, dh, dc, gs, R, Rg, rdrop, act, ract
     (unless zero_output) hand the output gradient back to the previous output; `done(t)`
     after each step (at least after each `size` steps)."""
     T, _, B, U = Z.shape
-    slope = fused_gate_slope(act, ract)
-    if slope is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
+    acts = fused_acts(act, ract)
+    if acts is not None and fused_steps(Z, AC, C, DZ, dh, dc, rdrop=rdrop):
         keep8 = _keep_bytes(keep)
         return fused_backward(lambda rtp, gq, rd, lo, hi: native.lstm_backward_steps(
-            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, keep8, slope), [(R, 4)],
+            rtp, Z, AC, C, gq, dh, dc, DZ, lo, hi, rd, keep8, acts), [(R, 4)],
             _masked_output_grads(np.swapaxes(gs, 0, 1), keep, zero_output), T, size, done,
             rdrop)
     carry = None if zero_output else np.zeros((B, U), Z.dtype)

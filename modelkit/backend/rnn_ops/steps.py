@@ -614,18 +614,22 @@ def fused_steps(*arrays, rdrop=None):
     """Whether `_native_rnn.c`'s fused steps make a recurrence over these arrays (float32,
     C-contiguous, an AVX-512 CPU, MODELKIT_RNN_FUSED not 0) with the recurrent dropout's
     masks `rdrop` (None, or float32); the caller has checked that the cell is one they make
-    (`fused_gate_slope`)."""
+    (`fused_acts`)."""
     return (os.environ.get("MODELKIT_RNN_FUSED", "1") != "0" and native.takes(*arrays)
             and (rdrop is None or rdrop.dtype == np.float32) and native.rnn_fused_available())
 
 
-def fused_gate_slope(act, ract):
-    """The fused steps' `gate_slope` for a cell of these activations: 0 for sigmoid gates,
-    the slope of hard sigmoid ones, None for a cell they do not make (not tanh, or other
-    gates)."""
-    if act.name != "tanh":
+FUSED_CELLS = ("tanh", "sigmoid")         # the cell activations the fused steps make
+
+
+def fused_acts(act, ract):
+    """The fused steps' `acts` for a cell of these activations, (gate_slope, sigmoid_cell):
+    0 for sigmoid gates, the slope of hard sigmoid ones; whether the cell's activation is
+    sigmoid (else tanh). None for a cell they do not make."""
+    slope = 0.0 if ract.name == "sigmoid" else ract.hard_slope
+    if slope is None or act.name not in FUSED_CELLS:
         return None
-    return 0.0 if ract.name == "sigmoid" else ract.hard_slope
+    return slope, act.name == "sigmoid"
 
 
 def _contiguous(rdrop):
