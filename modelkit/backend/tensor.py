@@ -13,7 +13,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from ..errors import ModelkitError
-from . import config, parallel, streams
+from . import config, huge_pages, parallel, streams
 from .sparse_grad import densify
 from .thread_stack import ThreadStack
 
@@ -72,7 +72,7 @@ class Variable(Tensor):
                  constraint=None, regularizer=None):
         arr = np.asarray(value, dtype=config.dtype_of(dtype) if dtype or not
                          hasattr(value, "dtype") else value.dtype)
-        super().__init__(np.array(arr, copy=True), tracked=True)
+        super().__init__(huge_pages.copy(arr), tracked=True)
         self.name = name
         self.trainable = trainable
         self.constraint = constraint

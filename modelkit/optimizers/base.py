@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from .. import backend as K
-from ..backend import blas, parallel, streams
+from ..backend import blas, huge_pages, parallel, streams
 from ..backend.sparse_grad import IndexedRows
 from ..errors import ConfigError, ShapeError
 from ..registry import Registry
@@ -103,8 +103,8 @@ class Optimizer:
             self._scratch[id(v)] = np.empty_like(v.value)
         # slot-major, like tf.keras: every "m", then every "v"
         for slot in self._slot_names():
-            for v in new:
-                self._slots[id(v)][slot] = self._init_slot(slot, v.value)
+            for v in new:          # (large slots on huge pages, as the variables are)
+                self._slots[id(v)][slot] = huge_pages.copy(self._init_slot(slot, v.value))
 
     def _prepare_step(self, lr, t):
         """Per-step scalars shared by every variable (t = iterations + 1)."""
