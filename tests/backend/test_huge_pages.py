@@ -1,6 +1,6 @@
-"""Variables and optimizer slots of 512 KiB or more live in memory advised for huge pages:
-the same values, dtype and shape as numpy's copy; small, strided or object arrays, and
-MODELKIT_HUGE_PAGES=0, keep numpy's memory."""
+"""Variables and optimizer slots of 512 KiB or more live in memory advised for huge pages,
+cut from shared blocks: the same values, dtype and shape as numpy's copy; small, strided or
+object arrays, and MODELKIT_HUGE_PAGES=0, keep numpy's memory."""
 
 import mmap
 
@@ -13,11 +13,16 @@ from modelkit.optimizers import SGD, Adam
 LINUX_MADVISE = hasattr(mmap, "MADV_HUGEPAGE")
 
 
-def _mapped(a):
-    """Whether `a`'s memory is one of huge_pages' memory maps."""
+def _block(a):
+    """The memory map `a`'s memory is cut from, or None."""
     while a is not None and not isinstance(a, mmap.mmap):
         a = a.obj if isinstance(a, memoryview) else getattr(a, "base", None)
-    return isinstance(a, mmap.mmap)
+    return a
+
+
+def _mapped(a):
+    """Whether `a`'s memory is one of huge_pages' memory maps."""
+    return _block(a) is not None
 
 
 @pytest.mark.parametrize("shape,dtype", [((784, 500), np.float32), ((400, 400), np.float64),
@@ -67,3 +72,21 @@ def test_variables_and_slots_of_a_training_step(optimizer, monkeypatch):
     big.assign(before)                               # assigned in place: still mapped
     assert _mapped(big.value)
     np.testing.assert_array_equal(big.value, before)
+
+
+@pytest.mark.skipif(not LINUX_MADVISE, reason="needs Linux's madvise")
+def test_arrays_are_cut_from_shared_blocks(monkeypatch):
+    """Two 1 MiB arrays share a block (no 2 MiB page each), disjoint and independent; an
+    array larger than a block gets one of its own."""
+    monkeypatch.delenv("MODELKIT_HUGE_PAGES", raising=False)
+    monkeypatch.setattr(huge_pages, "_BLOCK", {"map": None, "used": 0})
+    a = huge_pages.copy(np.ones((512, 512), np.float32))
+    b = huge_pages.copy(np.full((512, 512), 2.0, np.float32))
+    assert _block(a) is _block(b)
+    assert not np.shares_memory(a, b) and a.ctypes.data % 64 == b.ctypes.data % 64 == 0
+    a[...] = 5
+    assert (b == 2).all() and (a == 5).all()
+    big = huge_pages.copy(np.zeros(huge_pages.BLOCK_BYTES // 4 + 1, np.float32))
+    assert _block(big) is not _block(a) and len(_block(big)) >= big.nbytes
+    c = huge_pages.copy(np.ones((512, 512), np.float32))
+    assert _block(c) is _block(a)                    # the shared block goes on
