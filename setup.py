@@ -5,8 +5,9 @@ and the optional C kernels.
 and `modelkit.cli`; every folder below a mapped root that holds .py files is a package, so a
 new subpackage can never be missing from the wheel. Everything else is in pyproject.toml.
 
-modelkit/backend/_native.c and _native_rnn.c (fused float32 kernels, loaded through ctypes
-by modelkit/backend/native.py) are compiled where a C compiler is found; where the build fails
+modelkit/backend/_native.c, _native_rnn.c and _native_pool.c (fused float32 kernels and the
+worker threads they share with OpenBLAS, loaded through ctypes by modelkit/backend/native.py
+and blas_pool.py) are compiled where a C compiler is found; where the build fails
 the package installs without it and numpy does that work.
 """
 
@@ -40,7 +41,8 @@ def find_packages(package_dirs=PACKAGE_DIRS, base=HERE):
 
 # the same float32 roundings as numpy: no fused multiply-add contraction, no errno from sqrt
 NATIVE = Extension("modelkit.backend._native",
-                   sources=["modelkit/backend/_native.c", "modelkit/backend/_native_rnn.c"],
+                   sources=["modelkit/backend/_native.c", "modelkit/backend/_native_rnn.c",
+                            "modelkit/backend/_native_pool.c"],
                    extra_compile_args=[] if os.name == "nt" else
                    ["-O3", "-fno-math-errno", "-ffp-contract=off"],
                    optional=True)

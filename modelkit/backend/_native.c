@@ -18,6 +18,12 @@
 #include <math.h>
 #include <stdint.h>
 
+/* _native_pool.c: fn(args, lo, hi) over [0, n) split across the BLAS pool's threads */
+typedef void (*pool_range_fn)(const void *args, int64_t lo, int64_t hi);
+void modelkit_pool_for(pool_range_fn fn, const void *args, int64_t n, int64_t align,
+                       int64_t grain);
+#define POOL_GRAIN 16384            /* values: below 2 x this a kernel runs on one thread */
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -141,10 +147,22 @@ CLONES void modelkit_lstm_cell_step(float *restrict t, const float *restrict c,
 }
 
 /* tanh's gradient: out = g (1 - y y), as math_ops' numpy VJP rounds it. */
-CLONES void modelkit_tanh_grad(const float *restrict g, const float *restrict y,
-                               float *restrict out, int64_t n) {
+CLONES static void tanh_grad(const float *restrict g, const float *restrict y,
+                             float *restrict out, int64_t n) {
     for (int64_t j = 0; j < n; j++)
         out[j] = g[j] * (1.0f - y[j] * y[j]);
+}
+
+typedef struct { const float *g, *y; float *out; } tanh_grad_args;
+
+static void tanh_grad_range(const void *args, int64_t lo, int64_t hi) {
+    const tanh_grad_args *a = args;
+    tanh_grad(a->g + lo, a->y + lo, a->out + lo, hi - lo);
+}
+
+void modelkit_tanh_grad(const float *g, const float *y, float *out, int64_t n) {
+    const tanh_grad_args args = {g, y, out};
+    modelkit_pool_for(tanh_grad_range, &args, n, 16, POOL_GRAIN);
 }
 
 /* Batch normalization's input gradient over `rows` rows of `width` values (norm_fast's
@@ -755,15 +773,25 @@ CLONES static void dropout_apply(const float *restrict x, const uint8_t *restric
     }
 }
 
-void modelkit_dropout_apply(const float *x, const uint8_t *raw, int64_t n, int bits,
-                            uint32_t below, float scale, float *out) {
+typedef struct { const float *x; const uint8_t *raw; int bits; uint32_t below; float scale;
+                 float *out; } dropout_args;
+
+static void dropout_range(const void *args, int64_t lo, int64_t hi) {
+    const dropout_args *a = args;       /* lo: a multiple of 64 values, 8 bytes of bits */
+    const uint8_t *raw = a->raw + (a->bits == 1 ? lo / 8 : a->bits == 8 ? lo : 2 * lo);
 #ifdef MODELKIT_WINOGRAD
-    if (bits == 1 && modelkit_avx512_available()) {
-        dropout_bits_avx512(x, raw, n, scale, out);
+    if (a->bits == 1 && modelkit_avx512_available()) {
+        dropout_bits_avx512(a->x + lo, raw, hi - lo, a->scale, a->out + lo);
         return;
     }
 #endif
-    dropout_apply(x, raw, n, bits, below, scale, out);
+    dropout_apply(a->x + lo, raw, hi - lo, a->bits, a->below, a->scale, a->out + lo);
+}
+
+void modelkit_dropout_apply(const float *x, const uint8_t *raw, int64_t n, int bits,
+                            uint32_t below, float scale, float *out) {
+    const dropout_args args = {x, raw, bits, below, scale, out};
+    modelkit_pool_for(dropout_range, &args, n, 64, POOL_GRAIN);
 }
 
 /* SGD with momentum on n values, AVX-512 (one rounding per multiply-add, as OpenBLAS's axpy
@@ -788,10 +816,20 @@ static void sgd_momentum(float *restrict p, float *restrict v, const float *rest
 }
 #endif
 
+#ifdef MODELKIT_WINOGRAD
+typedef struct { float *p, *v; const float *g; float m, neg_lr; int nesterov; } sgd_args;
+
+static void sgd_momentum_range(const void *args, int64_t lo, int64_t hi) {
+    const sgd_args *a = args;
+    sgd_momentum(a->p + lo, a->v + lo, a->g + lo, hi - lo, a->m, a->neg_lr, a->nesterov);
+}
+#endif
+
 int modelkit_sgd_momentum(float *restrict p, float *restrict v, const float *restrict g,
                           int64_t n, float m, float neg_lr, int nesterov) {
 #ifdef MODELKIT_WINOGRAD
-    sgd_momentum(p, v, g, n, m, neg_lr, nesterov);
+    const sgd_args args = {p, v, g, m, neg_lr, nesterov};
+    modelkit_pool_for(sgd_momentum_range, &args, n, 16, POOL_GRAIN);
     return 0;
 #else
     return -1;

@@ -5,6 +5,8 @@ not, or with MODELKIT_NATIVE=0, `available()` is False and the callers make the 
 with numpy. Each kernel is one pass over memory with numpy's float32 operations in numpy's
 order, so both ways give the same numbers bit for bit (tests/backend/test_native.py). A
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
+SGD's update, dropout and tanh's gradient split arrays of 32768 values and more across
+the worker threads of `blas_pool` (numbers unchanged: each value is computed alone).
 
 Kernels: Adam with a row-sparse or a dense gradient; dropout's mask from its random draws;
 SGD with momentum (AVX-512, its
@@ -88,6 +90,12 @@ def _load():
         lib.modelkit_dropout_apply.restype = None
         lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
         lib.modelkit_sgd_momentum.restype = ctypes.c_int
+        lib.modelkit_pool_install.argtypes = (ptr, i64)
+        lib.modelkit_pool_install.restype = ctypes.c_int
+        lib.modelkit_pool_workers.argtypes = ()
+        lib.modelkit_pool_workers.restype = ctypes.c_int
+        lib.modelkit_pool_dispatches.argtypes = ()
+        lib.modelkit_pool_dispatches.restype = i64
         lib.modelkit_rnn_pack_forward.argtypes = (ptr, i64, i64, ptr)
         lib.modelkit_rnn_pack_forward.restype = None
         lib.modelkit_rnn_pack_backward.argtypes = (ptr, i64, i64, ptr)

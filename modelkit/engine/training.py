@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from ..backend import allocator, blas, conv_fast
+from ..backend import allocator, blas, blas_pool, conv_fast
 from ..backend import config as backend_config
 from ..backend import functions as F
 from ..backend.sparse_grad import sparse_gradients
@@ -134,6 +134,7 @@ class TrainingMixin:
 
     def _train_step(self, xs, ys, sws):
         allocator.retain_freed_memory()   # reuse the last step's arrays, no page faults
+        blas_pool.install()               # OpenBLAS's GEMMs and the kernels on one pool
         # a model whose last step ran the fast convolutions trains with numpy's BLAS on one
         # thread: its idle threads would spin on the cores the convolutions use
         pin = getattr(self, "_fast_conv_steps", False)
