@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* _native_pool.c: fn(args, lo, hi) over [0, n) split across the BLAS pool's threads */
 typedef void (*pool_range_fn)(const void *args, int64_t lo, int64_t hi);
@@ -792,6 +793,25 @@ void modelkit_dropout_apply(const float *x, const uint8_t *raw, int64_t n, int b
                             uint32_t below, float scale, float *out) {
     const dropout_args args = {x, raw, bits, below, scale, out};
     modelkit_pool_for(dropout_range, &args, n, 64, POOL_GRAIN);
+}
+
+/* dst's n rows = src's rows idx[0 .. n) (each `row_bytes` bytes; idx checked by the
+   caller), split across the pool: a training batch gathered from a shuffled dataset, its
+   rows read from memory by two threads' loads at once. */
+typedef struct { const char *src; const int64_t *idx; int64_t row_bytes; char *dst; } take_args;
+
+static void take_rows_range(const void *args, int64_t lo, int64_t hi) {
+    const take_args *a = args;
+    for (int64_t i = lo; i < hi; i++)
+        memcpy(a->dst + i * a->row_bytes, a->src + a->idx[i] * a->row_bytes,
+               (size_t)a->row_bytes);
+}
+
+void modelkit_take_rows(const void *src, int64_t row_bytes, const int64_t *idx, int64_t n,
+                        void *dst) {
+    const take_args args = {src, idx, row_bytes, dst};
+    const int64_t grain = row_bytes > 0 ? (POOL_GRAIN * 4 + row_bytes - 1) / row_bytes : n;
+    modelkit_pool_for(take_rows_range, &args, n, 1, grain);
 }
 
 /* SGD with momentum on n values, AVX-512 (one rounding per multiply-add, as OpenBLAS's axpy

@@ -90,6 +90,8 @@ def _load():
         lib.modelkit_dropout_apply.restype = None
         lib.modelkit_sgd_momentum.argtypes = (ptr, ptr, ptr, i64, f32, f32, ctypes.c_int)
         lib.modelkit_sgd_momentum.restype = ctypes.c_int
+        lib.modelkit_take_rows.argtypes = (ptr, i64, ptr, i64, ptr)
+        lib.modelkit_take_rows.restype = None
         lib.modelkit_pool_install.argtypes = (ptr, i64)
         lib.modelkit_pool_install.restype = ctypes.c_int
         lib.modelkit_pool_workers.argtypes = ()
@@ -166,6 +168,29 @@ def dropout_apply(a, raw, bits, below, scale, out):
     16-bit word is below `below` (bits 8, 16), else times 0."""
     _library().modelkit_dropout_apply(a.ctypes.data, raw.ctypes.data, a.size, bits, below,
                                       float(scale), out.ctypes.data)
+
+
+TAKE_ROWS_BYTES = 1 << 16     # smaller gathers: numpy's indexing, no call overhead
+
+
+def take_rows(a, index):
+    """a[index] for a 1-D integer `index` into the first axis of a numpy array: the rows
+    copied by the C kernel (split across blas_pool's workers) where `a` is C-contiguous, not
+    of objects, the copy is large and every index is in range (negative ones included),
+    else numpy's own indexing. The same array either way."""
+    if (type(a) is not np.ndarray or a.ndim == 0 or a.dtype.hasobject or not a.flags.c_contiguous
+            or not isinstance(index, np.ndarray) or index.ndim != 1 or index.dtype.kind not in "iu"
+            or index.size * (a.nbytes // max(len(a), 1)) < TAKE_ROWS_BYTES or not available()):
+        return a[index]
+    rows = index.astype(np.int64, copy=False)
+    if rows.min() < 0:
+        rows = np.where(rows < 0, rows + len(a), rows)
+    if rows.min() < 0 or rows.max() >= len(a):
+        return a[index]                     # numpy's IndexError, with its message
+    out = np.empty((len(rows),) + a.shape[1:], a.dtype)
+    _library().modelkit_take_rows(a.ctypes.data, a.nbytes // len(a), rows.ctypes.data,
+                                  len(rows), out.ctypes.data)
+    return out
 
 
 def sgd_momentum_takes(*arrays):

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..backend import config as backend_config
+from ..backend import native
 from ..errors import ConfigError, DTypeError, ShapeError
 
 
@@ -107,6 +108,8 @@ def check_lengths(*groups, names=("x", "y", "sample_weight")):
 def slice_arrays(arrays, index):
     if arrays is None:
         return None
+    if isinstance(index, np.ndarray):           # a shuffled batch: the rows copied in C
+        return [native.take_rows(a, index) for a in arrays]
     return [a[index] for a in arrays]
 
 

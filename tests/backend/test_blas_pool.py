@@ -151,3 +151,35 @@ def test_training_installs_the_pool_and_the_environment_switches_it_off():
     """
     assert _run(code).strip() == "True"
     assert _run(code, MODELKIT_BLAS_POOL="0").strip() == "False"
+
+
+@pytest.mark.parametrize("dtype, row", [(np.float32, (784,)), (np.float64, (3, 5, 7)),
+                                        (np.int8, (33,)), (np.uint16, (4096,))])
+def test_batch_rows_gathered_in_c_equal_numpy_indexing(pool, dtype, row):
+    pool(2)
+    rng = np.random.default_rng(3)
+    data = (rng.random((3000,) + row) * 100).astype(dtype)
+    index = rng.permutation(3000)[:1500]
+    index[::7] -= 3000                                        # negative indices too
+    before = blas_pool.dispatches()
+    got = native.take_rows(data, index)
+    assert got.dtype == data.dtype and np.array_equal(got, data[index])
+    if data[index].nbytes >= 2 * native.TAKE_ROWS_BYTES * 2:
+        assert blas_pool.dispatches() > before                # split across the workers
+    with pytest.raises(IndexError):
+        native.take_rows(data, np.append(index, 3000))
+
+
+def test_gathers_numpy_does_better_stay_numpys():
+    rng = np.random.default_rng(4)
+    cases = [(rng.random((50, 4)), rng.permutation(50)),                  # small
+             (np.array([object()] * 40000).reshape(20000, 2), np.arange(20000)[::-1]),
+             (rng.random((4000, 300))[:, ::2], rng.permutation(4000)),     # strided
+             (rng.random((4000, 300)), rng.permutation(4000).astype(np.float64).astype(int)
+              .reshape(80, 50))]                                          # 2-D index
+    for data, index in cases:
+        got = native.take_rows(data, index)
+        want = data[index]
+        assert got.shape == want.shape
+        assert all(a is b for a, b in zip(got.ravel(), want.ravel())) if data.dtype.hasobject \
+            else np.array_equal(got, want)
