@@ -21,6 +21,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -140,11 +141,16 @@ static int ensure_workers(int n) {
         atomic_store(&w->ticket, 0);
         atomic_store(&w->sleeping, 0);
         pthread_attr_t attr;
+        sigset_t all, before;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all);           /* signals go to the program's threads, not the workers */
+        pthread_sigmask(SIG_SETMASK, &all, &before);
         const int failed = pthread_create(&w->thread, &attr, worker_main, w);
+        pthread_sigmask(SIG_SETMASK, &before, NULL);
         pthread_attr_destroy(&attr);
         if (failed) break;
+        pthread_setname_np(w->thread, "modelkit-pool");
         pool.started++;
     }
     return pool.started;

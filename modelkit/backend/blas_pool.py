@@ -59,8 +59,8 @@ def _parts():
         return None
     get_threads, _, openblas, prefix, suffix = functions
     register = getattr(openblas, f"{prefix}_set_threads_callback_function{suffix}", None)
-    if register is None:                         # OpenBLAS before 0.3.27
-        return None
+    if register is None or getattr(library, "modelkit_pool_blas_callback", None) is None:
+        return None                              # OpenBLAS before 0.3.27; no pthreads
     register.argtypes = (ctypes.c_void_p,)
     register.restype = None
     return get_threads, register, library
