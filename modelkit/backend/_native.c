@@ -80,9 +80,9 @@ void modelkit_adam_rows(float *restrict p, float *restrict m, float *restrict v,
 
 /* Adam on `size` values with a dense gradient g: m = m b1 + g c1, v = v b2 + (g g) c2,
    p -= lr (m / (sqrt(v) + eps)); c1 = 1 - b1, c2 = 1 - b2 (as float32). */
-CLONES void modelkit_adam_dense(float *restrict p, float *restrict m, float *restrict v,
-                                const float *restrict g, int64_t size,
-                                float b1, float c1, float b2, float c2, float eps, float lr) {
+CLONES static void adam_dense(float *restrict p, float *restrict m, float *restrict v,
+                              const float *restrict g, int64_t size,
+                              float b1, float c1, float b2, float c2, float eps, float lr) {
     for (int64_t j = 0; j < size; j++) {
         float gj = g[j];
         float mj = m[j] * b1 + gj * c1;
@@ -91,6 +91,20 @@ CLONES void modelkit_adam_dense(float *restrict p, float *restrict m, float *res
         v[j] = vj;
         p[j] = p[j] - (mj / (sqrtf(vj) + eps)) * lr;
     }
+}
+
+typedef struct { float *p, *m, *v; const float *g; float b1, c1, b2, c2, eps, lr; } adam_args;
+
+static void adam_dense_range(const void *args, int64_t lo, int64_t hi) {
+    const adam_args *a = args;
+    adam_dense(a->p + lo, a->m + lo, a->v + lo, a->g + lo, hi - lo, a->b1, a->c1, a->b2, a->c2,
+               a->eps, a->lr);
+}
+
+void modelkit_adam_dense(float *p, float *m, float *v, const float *g, int64_t size, float b1,
+                         float c1, float b2, float c2, float eps, float lr) {
+    const adam_args args = {p, m, v, g, b1, c1, b2, c2, eps, lr};
+    modelkit_pool_for(adam_dense_range, &args, size, 16, POOL_GRAIN);
 }
 
 /* One step of an unmasked LSTM's backward pass through time (rnn_ops/lstm.py), tanh cell and

@@ -5,8 +5,9 @@ not, or with MODELKIT_NATIVE=0, `available()` is False and the callers make the 
 with numpy. Each kernel is one pass over memory with numpy's float32 operations in numpy's
 order, so both ways give the same numbers bit for bit (tests/backend/test_native.py). A
 ctypes call releases the GIL: `parallel`'s threads run kernels on row blocks side by side.
-SGD's update, dropout and tanh's gradient split arrays of 32768 values and more across
-the worker threads of `blas_pool` (numbers unchanged: each value is computed alone).
+SGD's and Adam's dense updates, dropout, tanh's gradient and the batch gather split arrays
+of 32768 values (a gather: 128 KiB of rows) and more across the worker threads of `blas_pool`
+(numbers unchanged: each value is computed alone).
 
 Kernels: Adam with a row-sparse or a dense gradient; dropout's mask from its random draws;
 SGD with momentum (AVX-512, its

@@ -1,8 +1,9 @@
 """backend/blas_pool.py and _native_pool.c: numpy's OpenBLAS runs its multithreaded jobs on
 the pool's workers with the numbers of its own threads, bit for bit (GEMM, GEMV, axpy, at
 2-4 threads); the kernels split across the same workers make the numbers of one pass on
-one thread (SGD, tanh's gradient, dropout's three mask widths, sizes off the 64-value
-blocks); concurrent callers, a forked child and MODELKIT_BLAS_POOL=0 all work."""
+one thread (SGD, Adam, tanh's gradient, dropout's three mask widths, sizes off the
+64-value blocks, batch rows gathered); concurrent callers, a forked child and
+MODELKIT_BLAS_POOL=0 all work."""
 
 import os
 import subprocess
@@ -62,6 +63,9 @@ def _kernels(rng, n):
         pn, vn = p.copy(), v.copy()
         native.sgd_momentum(pn, vn, g, 0.9, 0.01, nesterov)
         out += [pn, vn]
+    pa, ma, va = p.copy(), v.copy(), np.abs(v)
+    native.adam_dense(pa, ma, va, g, 0.9, 0.999, 1e-7, 0.001)
+    out += [pa, ma, va]
     for bits, raw_bytes, below in ((1, (n + 63) // 64 * 8, 0), (8, n, 77), (16, 2 * n, 40000)):
         raw = rng.integers(0, 256, raw_bytes, dtype=np.uint8)
         dropped = np.empty_like(g)
@@ -81,7 +85,7 @@ def test_kernels_split_across_the_pool_equal_one_pass(pool, n, threads):
         whole = _kernels(np.random.default_rng(n), n)
         assert blas_pool.dispatches() == before
     split = _kernels(np.random.default_rng(n), n)
-    assert blas_pool.dispatches() >= before + 6               # each kernel call split
+    assert blas_pool.dispatches() >= before + 7               # each kernel call split
     for x, y in zip(whole, split):
         assert np.array_equal(x, y)
 
