@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import modelkit
 from modelkit.backend import blas, blas_pool, native
 
 pytestmark = pytest.mark.skipif(blas_pool._parts() is None,
@@ -97,15 +98,20 @@ def test_small_arrays_stay_on_the_calling_thread(pool):
     assert blas_pool.dispatches() == before
 
 
-def _run(code, **env):
-    """Run `code` in a fresh interpreter (a hang fails after 120 s); its stdout."""
+def _run(code, cwd, **env):
+    """Run `code` in a fresh interpreter, in the empty folder `cwd`, with the modelkit these
+    tests import (an installed one, not the checkout's sources); its stdout. A hang fails
+    after 120 s."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(modelkit.__file__)))
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, **env})
+                            text=True, timeout=120, cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": path, **env})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_concurrent_callers_and_a_forked_child():
+def test_concurrent_callers_and_a_forked_child(tmp_path):
     out = _run("""
         import os, threading
         import numpy as np
@@ -138,11 +144,11 @@ def test_concurrent_callers_and_a_forked_child():
             os._exit(0 if ok and blas_pool.workers() >= 1 else 1)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
         print("ok", blas_pool.workers())
-    """)
+    """, tmp_path)
     assert out.split()[0] == "ok" and int(out.split()[1]) >= 1
 
 
-def test_training_installs_the_pool_and_the_environment_switches_it_off():
+def test_training_installs_the_pool_and_the_environment_switches_it_off(tmp_path):
     code = """
         import numpy as np
         from modelkit.backend import blas_pool
@@ -153,8 +159,8 @@ def test_training_installs_the_pool_and_the_environment_switches_it_off():
         model.fit(np.ones((8, 3), np.float32), np.ones((8, 4), np.float32), verbose=0)
         print(blas_pool.installed())
     """
-    assert _run(code).strip() == "True"
-    assert _run(code, MODELKIT_BLAS_POOL="0").strip() == "False"
+    assert _run(code, tmp_path).strip() == "True"
+    assert _run(code, tmp_path, MODELKIT_BLAS_POOL="0").strip() == "False"
 
 
 @pytest.mark.parametrize("dtype, row", [(np.float32, (784,)), (np.float64, (3, 5, 7)),
