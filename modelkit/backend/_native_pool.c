@@ -6,8 +6,8 @@
    runs job 0 of each call on the calling thread and the others on this pool's workers.
    The same workers then run the kernels' parts (`modelkit_pool_for`): right after a GEMM
    they are awake, so splitting a 2.6 MB SGD update across them costs a few microseconds
-   instead of the 100+ us a sleeping thread takes to wake, and no second set of threads
-   spins beside OpenBLAS's.
+   instead of the 100+ us a sleeping thread takes to wake (a kernel never wakes one: it runs
+   on the awake workers only), and no second set of threads spins beside OpenBLAS's.
 
    A worker waits for its ticket (one futex word each) to change: spinning (pause, then
    sched_yield so that other runnable threads get the core) for `spin_ns`, then asleep in
@@ -229,8 +229,8 @@ void modelkit_pool_blas_callback(int sync, blas_job_fn job, int numjobs, size_t 
 }
 
 /* fn(args, lo, hi) over [0, n) in parts of whole `align` blocks, on as many threads as
-   OpenBLAS runs (one part each, at least `grain` values a part); on this thread alone where
-   the pool is not installed, busy, or n is small. */
+   OpenBLAS runs and are awake (one part each, at least `grain` values a part); on this
+   thread alone where the pool is not installed, busy or asleep, or n is small. */
 void modelkit_pool_for(range_fn fn, const void *args, int64_t n, int64_t align,
                        int64_t grain) {
     int parts = blas_threads && !in_worker ? blas_threads() : 1;
@@ -241,8 +241,13 @@ void modelkit_pool_for(range_fn fn, const void *args, int64_t n, int64_t align,
         if (n > 0) fn(args, 0, n);
         return;
     }
-    const int workers = ensure_workers(parts - 1);
-    if (workers + 1 < parts) parts = workers + 1;
+    /* only workers that are awake (after a GEMM): waking a sleeping one costs more than
+       its part saves, and it would spin beside the program's other threads afterwards */
+    int awake = 0;
+    while (awake < parts - 1 && awake < pool.started &&
+           !atomic_load(&pool.workers[awake].sleeping))
+        awake++;
+    parts = awake + 1;
     if (parts <= 1) {
         pthread_mutex_unlock(&pool.lock);
         fn(args, 0, n);
@@ -278,6 +283,11 @@ int modelkit_pool_install(count_fn threads, int64_t spin_us) {
     return 0;
 }
 
+/* A worker's wait before it sleeps, in microseconds (tests keep the workers awake). */
+void modelkit_pool_set_spin(int64_t spin_us) {
+    if (spin_us >= 0) spin_ns = (long)spin_us * 1000L;
+}
+
 /* The number of workers running, and of calls split across them (tests). */
 int modelkit_pool_workers(void) { return pool.started; }
 
@@ -307,6 +317,8 @@ int modelkit_pool_install(void *threads, int64_t spin_us) {
 }
 
 int modelkit_pool_workers(void) { return 0; }
+
+void modelkit_pool_set_spin(int64_t spin_us) { (void)spin_us; }
 
 int64_t modelkit_pool_dispatches(void) { return 0; }
 

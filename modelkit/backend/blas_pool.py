@@ -10,8 +10,10 @@ belong to OpenBLAS, and handing a kernel's half to another thread cost 100+ us (
 sleeping thread takes to wake while OpenBLAS's spinner holds the other core), more than
 the half saves.
 
-The kernels use as many threads as OpenBLAS is set to (`blas.threads()`): one inside
-`blas.single_threaded()` blocks (the fast convolutions' steps). A worker spins for
+The kernels use as many threads as OpenBLAS is set to (`blas.threads()`; one inside
+`blas.single_threaded()` blocks, the fast convolutions' steps) whose workers are awake: a
+kernel never wakes a sleeping worker (that costs more than its half saves, and the woken
+worker would then spin beside the convolutions' threads). A worker spins for
 MODELKIT_POOL_SPIN_US microseconds (default 2000) after its last part, yielding the core
 to any other runnable thread, then sleeps. Installed once per process by the training
 loop; does nothing where numpy's BLAS is not OpenBLAS 0.3.27+, the C kernels were not
@@ -82,6 +84,14 @@ def _spin_microseconds():
         return max(0, int(os.environ.get("MODELKIT_POOL_SPIN_US", "2000")))
     except ValueError:
         return 2000
+
+
+def set_spin(microseconds):
+    """How long a worker stays awake after its last part before it sleeps (the kernels only
+    split across awake workers); MODELKIT_POOL_SPIN_US sets it at install."""
+    library = native._library()
+    if library:
+        library.modelkit_pool_set_spin(int(microseconds))
 
 
 def workers():

@@ -97,6 +97,8 @@ def _load():
         lib.modelkit_pool_install.restype = ctypes.c_int
         lib.modelkit_pool_workers.argtypes = ()
         lib.modelkit_pool_workers.restype = ctypes.c_int
+        lib.modelkit_pool_set_spin.argtypes = (i64,)
+        lib.modelkit_pool_set_spin.restype = None
         lib.modelkit_pool_dispatches.argtypes = ()
         lib.modelkit_pool_dispatches.restype = i64
         lib.modelkit_rnn_pack_forward.argtypes = (ptr, i64, i64, ptr)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -22,12 +23,20 @@ pytestmark = pytest.mark.skipif(blas_pool._parts() is None,
 
 @pytest.fixture
 def pool():
-    """The pool installed, OpenBLAS's thread count restorable; left installed afterwards
-    (as the training loop leaves it)."""
+    """The pool installed with workers that stay awake (10 s) and OpenBLAS's thread count
+    restorable: `pool(n)` sets n threads and wakes n - 1 workers with a GEMM. Left
+    installed afterwards (as the training loop leaves it)."""
     get_threads, set_threads = blas._functions()[:2]
     before = get_threads()
     assert blas_pool.install()
-    yield set_threads
+    blas_pool.set_spin(10_000_000)
+    a = np.ones((400, 400), np.float32)
+
+    def threads(n):
+        set_threads(n)
+        a @ a
+    yield threads
+    blas_pool.set_spin(blas_pool._spin_microseconds())
     set_threads(before)
 
 
@@ -91,11 +100,21 @@ def test_kernels_split_across_the_pool_equal_one_pass(pool, n, threads):
         assert np.array_equal(x, y)
 
 
-def test_small_arrays_stay_on_the_calling_thread(pool):
+def test_small_arrays_and_sleeping_workers_stay_on_the_calling_thread(pool):
     pool(2)
     before = blas_pool.dispatches()
     _kernels(np.random.default_rng(1), 1000)
     assert blas_pool.dispatches() == before
+    blas_pool.set_spin(0)                          # the worker falls asleep at once
+    (np.ones((400, 400), np.float32) @ np.ones((400, 400), np.float32))
+    time.sleep(0.05)
+    assert blas_pool.dispatches() == before + 1     # the GEMM woke it; the kernels do not
+    whole = _kernels(np.random.default_rng(2), 100_000)
+    assert blas_pool.dispatches() == before + 1
+    blas_pool.set_spin(10_000_000)
+    pool(2)
+    for x, y in zip(whole, _kernels(np.random.default_rng(2), 100_000)):
+        assert np.array_equal(x, y)
 
 
 def _run(code, cwd, **env):
