@@ -3,9 +3,9 @@
 OpenBLAS 0.3.27 and later let a program run its multithreaded work on the program's own
 threads (`openblas_set_threads_callback_function`). `install()` registers the pool of
 `_native_pool.c` there: every GEMM of a training step then runs its jobs on the pool's
-workers, and the kernels of `_native.c` that stream through memory (SGD's update,
-dropout, tanh's gradient) split their arrays across the same workers, which are still
-awake from the last GEMM. With OpenBLAS's own threads the workers that spin between GEMMs
+workers, and the kernels of `_native.c` that stream through memory (SGD's and Adam's
+updates, dropout, tanh's gradient, a shuffled batch's gather) split their arrays across
+the same workers, which are still awake from the last GEMM. With OpenBLAS's own threads the workers that spin between GEMMs
 belong to OpenBLAS, and handing a kernel's half to another thread cost 100+ us (the time a
 sleeping thread takes to wake while OpenBLAS's spinner holds the other core), more than
 the half saves.
