@@ -186,9 +186,11 @@ def take_rows(a, index):
             or index.size * (a.nbytes // max(len(a), 1)) < TAKE_ROWS_BYTES or not available()):
         return a[index]
     rows = index.astype(np.int64, copy=False)
-    if rows.min() < 0:
+    low = rows.min()
+    if low < 0:
         rows = np.where(rows < 0, rows + len(a), rows)
-    if rows.min() < 0 or rows.max() >= len(a):
+        low = rows.min()
+    if low < 0 or rows.max() >= len(a):
         return a[index]                     # numpy's IndexError, with its message
     out = np.empty((len(rows),) + a.shape[1:], a.dtype)
     _library().modelkit_take_rows(a.ctypes.data, a.nbytes // len(a), rows.ctypes.data,
